@@ -1,0 +1,32 @@
+# Mailyard: `make run` starts the server on the embedded default; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/mailyard serve $(ARGS)
+
+test: install
+	scripts/test-deps.sh
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check mailyard tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/smtp_ingest.py
+
+clean:
+	rm -rf $(VENV) mailyard-data .pytest_cache .mypy_cache

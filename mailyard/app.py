@@ -1,0 +1,188 @@
+"""The composition root: the only module that knows which engine backs each port.
+
+`Runtime` builds the adapters from the config; `serve` starts the listeners and the pipeline
+workers (in this process, or in `--workers N` processes beside it so both cores work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailyard.config import Config
+from mailyard.pipeline.inbound import InboundPipeline
+from mailyard.pipeline.worker import RetryPolicy, Worker, parent_alive
+from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
+from mailyard.services.accounts import AccountService
+from mailyard.services.delivery import DeliveryService
+from mailyard.services.mailbox import MailboxService
+from mailyard.store.fs.blobstore import FsBlobStore
+from mailyard.store.local.eventbus import LocalEventBus
+from mailyard.store.sqlite.mailstore import SqliteMailStore
+from mailyard.store.sqlite.queue import SqliteQueue
+from mailyard.store.sqlite.search import SqliteSearchIndex
+from mailyard.tls import ensure_self_signed, server_context
+
+log = logging.getLogger("mailyard")
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: SqliteMailStore
+    blobs: FsBlobStore
+    queue: SqliteQueue
+    index: SqliteSearchIndex
+    bus: LocalEventBus
+    accounts: AccountService
+    delivery: DeliveryService
+    mailbox: MailboxService
+
+    @classmethod
+    def open(cls, config: Config) -> Runtime:
+        data = config.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        store = SqliteMailStore(data / "mail.db")
+        blobs = FsBlobStore(config.blob_dir)
+        queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
+        index = SqliteSearchIndex(data / "search.db")
+        return cls(
+            config=config, store=store, blobs=blobs, queue=queue, index=index,
+            bus=LocalEventBus(),
+            accounts=AccountService(store, config_domains=config.domains,
+                                    default_quota=config.limits.default_quota),
+            delivery=DeliveryService(blobs, queue),
+            mailbox=MailboxService(store, blobs),
+        )
+
+    def worker(self) -> Worker:
+        c = self.config
+        pipeline = InboundPipeline(self.store, self.blobs,
+                                   dedup_min_size=c.limits.attachment_dedup_min_size,
+                                   text_limit=c.limits.index_text_limit)
+        return Worker(self.queue, pipeline, self.index, self.bus,
+                      RetryPolicy(c.queue.max_attempts, c.queue.backoff_base,
+                                  c.queue.backoff_max),
+                      batch_size=c.queue.batch_size, lease_seconds=c.queue.lease_seconds)
+
+    def close(self) -> None:
+        self.bus.close()
+        for part in (self.queue, self.index, self.store, self.blobs):
+            part.close()
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def events_socket(config: Config) -> Path:
+    return config.data_dir / "events.sock"
+
+
+async def serve(config: Config, *, workers: int = 0) -> None:
+    """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
+    runtime = Runtime.open(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    if config.tls.certificate:
+        cert, key = Path(config.tls.certificate), Path(config.tls.private_key)
+    else:
+        cert, key = ensure_self_signed(config.data_dir, config.hostname)
+    tls = server_context(cert, key)
+
+    servers: list[asyncio.Server] = []
+    if config.listen.smtp:
+        limits = config.limits
+        handler = InboundHandler(runtime.accounts, runtime.delivery, InboundPolicy(
+            hostname=config.hostname, message_size=limits.message_size,
+            recipients_per_message=limits.recipients_per_message,
+            connections_per_ip=limits.connections_per_ip,
+            messages_per_ip_per_minute=limits.messages_per_ip_per_minute,
+            timeout=limits.smtp_timeout,
+        ))
+        host, port = _hostport(config.listen.smtp)
+        servers.append(await start_inbound(handler, host, port, tls))
+        log.info("SMTP (MX) listening on %s", config.listen.smtp)
+
+    await runtime.bus.listen(events_socket(config))
+    tasks: list[asyncio.Task[None]] = []
+    processes: list[multiprocessing.process.BaseProcess] = []
+    if workers <= 0:
+        tasks.append(asyncio.create_task(runtime.worker().run(stop)))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        for n in range(workers):
+            proc = ctx.Process(target=worker_process, args=(config, os.getpid()),
+                               name=f"mailyard-worker-{n}", daemon=True)
+            proc.start()
+            processes.append(proc)
+        log.info("pipeline running in %d worker processes", workers)
+    print(f"mailyard: serving (data in {config.data_dir})", flush=True)
+
+    await stop.wait()
+    log.info("shutting down")
+    for server in servers:
+        server.close()
+    for proc in processes:
+        if proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(task, 30)
+    for proc in processes:
+        await asyncio.to_thread(proc.join, 30)
+    runtime.close()
+
+
+def worker_process(config: Config, parent_pid: int) -> None:
+    """Entry point of a `--workers N` process."""
+    _die_with_parent()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_worker_main(config, parent_pid))
+
+
+async def _worker_main(config: Config, parent_pid: int) -> None:
+    runtime = Runtime.open(config)
+    runtime.bus.relay_to(events_socket(config))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the parent decides when we stop
+
+    async def watch_parent() -> None:
+        while not stop.is_set():
+            if not parent_alive(parent_pid):
+                stop.set()
+            await asyncio.sleep(1.0)
+
+    watcher = asyncio.create_task(watch_parent())
+    try:
+        await runtime.worker().run(stop)
+    finally:
+        watcher.cancel()
+        runtime.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when the listener process dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)

@@ -1,0 +1,241 @@
+"""`mailyard`: the server and its administration, all on the same config and data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import orjson
+
+from mailyard import config as configuration
+from mailyard.app import Runtime, serve
+from mailyard.config import Config, ConfigError
+from mailyard.store.ports import Conflict, NotFound
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from "5000", "500K", "10M", "2G"."""
+    value = text.strip().upper().removesuffix("B")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    number = value[: len(value) - len(unit)]
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 5000, 500K, 10M, 2G)")
+    return int(number) * _UNITS[unit]
+
+
+def _when(ms_or_s: float) -> str:
+    seconds = ms_or_s / 1000 if ms_or_s > 1e11 else ms_or_s
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise ValueError("the passwords do not match")
+    return first
+
+
+# ---------------------------------------------------------------------------- commands
+
+async def cmd_domain(rt: Runtime, args: argparse.Namespace) -> None:
+    if args.action == "add":
+        await rt.store.add_domain(args.name)
+        print(f"domain {args.name} added")
+    elif args.action == "remove":
+        await rt.store.remove_domain(args.name)
+        print(f"domain {args.name} removed")
+    else:
+        for name in sorted(await rt.accounts.domains()):
+            origin = " (config)" if name in rt.config.domains else ""
+            print(name + origin)
+
+
+async def cmd_user(rt: Runtime, args: argparse.Namespace) -> None:
+    if args.action == "add":
+        account = await rt.accounts.add_user(args.address, _read_password(args), args.quota)
+        print(f"user {account.address} added")
+    elif args.action == "list":
+        for a in await rt.store.list_accounts():
+            print(f"{a.address}\t{a.used}/{a.quota} bytes")
+    elif args.action == "remove":
+        await rt.store.delete_account(args.address)
+        print(f"user {args.address} removed")
+    elif args.action == "passwd":
+        await rt.accounts.set_password(args.address, _read_password(args))
+        print(f"password of {args.address} changed")
+    elif args.action == "quota":
+        await rt.store.set_quota(args.address, args.bytes)
+        print(f"quota of {args.address} set to {args.bytes} bytes")
+
+
+async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
+    stats = await rt.queue.stats()
+    print(f"ready {stats.ready}\nleased {stats.leased}\ndelayed {stats.delayed}\n"
+          f"dead {stats.dead}")
+    for kind, n in sorted(stats.by_kind.items()):
+        print(f"  {kind}: {n}")
+
+
+async def cmd_dlq(rt: Runtime, args: argparse.Namespace) -> None:
+    if args.action == "list":
+        letters = await rt.queue.dead_letters(limit=args.limit)
+        for d in letters:
+            rcpts = ",".join(d.payload.get("recipients", []))
+            print(f"{d.id}\t{_when(d.died_at)}\t{d.kind}\t{rcpts}\t{d.error}")
+        if not letters:
+            print("the dead-letter queue is empty")
+    elif args.action == "show":
+        d = await rt.queue.dead_letter(args.id)
+        print(f"id: {d.id}\nkind: {d.kind}\nattempts: {d.attempts}\n"
+              f"queued: {_when(d.created_at)}\ndied: {_when(d.died_at)}\nerror: {d.error}\n"
+              f"payload: {orjson.dumps(d.payload, option=orjson.OPT_INDENT_2).decode()}")
+    elif args.action == "retry":
+        n = await rt.queue.revive(None if args.id == "all" else args.id)
+        print(f"{n} item(s) back in the queue")
+    elif args.action == "drop":
+        await rt.queue.drop(args.id)
+        print(f"{args.id} dropped")
+
+
+async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
+    account = await rt.mailbox.account(args.address)
+    if args.action == "list":
+        emails = await rt.mailbox.emails(account, args.label, args.limit)
+        if args.json:
+            rows = [{
+                "id": e.id, "threadId": e.thread_id, "messageId": e.message_id,
+                "subject": e.subject, "from": e.from_, "to": e.to, "size": e.size,
+                "receivedAt": e.received_at, "mailboxes": e.mailboxes,
+                "keywords": e.keywords, "hasAttachment": e.has_attachment,
+                "attachments": e.attachments, "preview": e.preview,
+                "inReplyTo": e.in_reply_to, "references": e.references,
+            } for e in emails]
+            sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return
+        for e in emails:
+            sender = e.from_[0]["email"] if e.from_ else "-"
+            print(f"{e.id}\t{_when(e.received_at)}\t{sender}\t{e.subject}")
+    elif args.action == "show":
+        if args.raw:
+            sys.stdout.buffer.write(await rt.mailbox.raw(account, args.id))
+            sys.stdout.flush()
+            return
+        e = await rt.mailbox.email(account, args.id)
+        print(f"id: {e.id}\nthread: {e.thread_id}\nmessage-id: {e.message_id}\n"
+              f"subject: {e.subject}\nfrom: {e.from_}\nto: {e.to}\nsize: {e.size}\n"
+              f"received: {_when(e.received_at)}\nmailboxes: {e.mailboxes}\n"
+              f"attachments: {e.attachments}\npreview: {e.preview}")
+
+
+# ---------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $MAILYARD_CONFIG, then"
+                        " ./mailyard.toml, then built-in defaults)")
+    common.add_argument("--data-dir", help="override data_dir")
+    parser = argparse.ArgumentParser(prog="mailyard", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the server")
+    p.add_argument("--workers", type=int, default=0,
+                   help="pipeline worker processes (0: run the pipeline in this process)")
+    p.add_argument("--log-level", default="INFO")
+
+    p = sub.add_parser("domain", parents=[common], help="local domains")
+    ds = p.add_subparsers(dest="action", required=True)
+    for action in ("add", "remove"):
+        ds.add_parser(action, parents=[common]).add_argument("name")
+    ds.add_parser("list", parents=[common])
+
+    p = sub.add_parser("user", parents=[common], help="accounts")
+    us = p.add_subparsers(dest="action", required=True)
+    for action in ("add", "passwd"):
+        q = us.add_parser(action, parents=[common])
+        q.add_argument("address")
+        q.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+        if action == "add":
+            q.add_argument("--quota", type=parse_size, default=None)
+    us.add_parser("list", parents=[common])
+    us.add_parser("remove", parents=[common]).add_argument("address")
+    q = us.add_parser("quota", parents=[common])
+    q.add_argument("address")
+    q.add_argument("bytes", type=parse_size)
+
+    p = sub.add_parser("queue", parents=[common], help="the work queue")
+    qs = p.add_subparsers(dest="action", required=True)
+    qs.add_parser("stats", parents=[common])
+
+    p = sub.add_parser("dlq", parents=[common], help="the dead-letter queue")
+    dl = p.add_subparsers(dest="action", required=True)
+    dl.add_parser("list", parents=[common]).add_argument("--limit", type=int, default=100)
+    for action in ("show", "drop"):
+        dl.add_parser(action, parents=[common]).add_argument("id")
+    dl.add_parser("retry", parents=[common]).add_argument("id", help="an item id, or 'all'")
+
+    p = sub.add_parser("mail", parents=[common], help="read mailboxes (for admins and tests)")
+    ms = p.add_subparsers(dest="action", required=True)
+    q = ms.add_parser("list", parents=[common])
+    q.add_argument("address")
+    q.add_argument("--label", default=None, help="a mailbox name or role (inbox, sent, ...)")
+    q.add_argument("--limit", type=int, default=1000)
+    q.add_argument("--json", action="store_true")
+    q = ms.add_parser("show", parents=[common])
+    q.add_argument("address")
+    q.add_argument("id")
+    q.add_argument("--raw", action="store_true", help="the message octets, byte-exact")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = {
+    "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
+    "mail": cmd_mail,
+}
+
+
+async def _admin(config: Config, args: argparse.Namespace) -> None:
+    runtime = Runtime.open(config)
+    try:
+        await COMMANDS[args.command](runtime, args)
+    finally:
+        runtime.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = configuration.load(args.config, data_dir=args.data_dir)
+    except ConfigError as e:
+        print(f"mailyard: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        with contextlib.suppress(ImportError):
+            import uvloop
+            uvloop.install()
+        asyncio.run(serve(config, workers=args.workers))
+        return 0
+    try:
+        asyncio.run(_admin(config, args))
+    except (NotFound, Conflict, ValueError) as e:
+        print(f"mailyard: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

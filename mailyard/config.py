@@ -1,0 +1,168 @@
+"""Configuration: an optional TOML file over the defaults of DESIGN.md.
+
+Every subcommand resolves the same file (`--config`, then `$MAILYARD_CONFIG`, then
+`./mailyard.toml`, then built-in defaults) so that admin commands act on the data the server
+serves. Unknown keys and bad values stop start-up with a message naming the key: a typo in a
+mail server's config must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    smtp: str = "127.0.0.1:2525"
+    submission: str = "127.0.0.1:2587"
+    submissions: str = "127.0.0.1:2465"
+    imap: str = "127.0.0.1:2143"
+    imaps: str = "127.0.0.1:2993"
+    pop3: str = "127.0.0.1:2110"
+    pop3s: str = "127.0.0.1:2995"
+    http: str = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class Limits:
+    message_size: int = 36_700_160
+    """SMTP SIZE; 35 MB so that a 25 MB attachment fits after base64."""
+    recipients_per_message: int = 100
+    connections_per_ip: int = 20
+    messages_per_ip_per_minute: int = 600
+    smtp_timeout: float = 300.0
+    default_quota: int = 10 * 1024**3
+    attachment_dedup_min_size: int = 2048
+    index_text_limit: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class Queue:
+    max_attempts: int = 5
+    backoff_base: float = 30.0
+    """Seconds before the first retry; doubles per attempt up to backoff_max."""
+    backoff_max: float = 3600.0
+    lease_seconds: float = 300.0
+    batch_size: int = 32
+    poll_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class TLS:
+    certificate: str = ""
+    private_key: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("mailyard-data")
+    hostname: str = "localhost"
+    domains: tuple[str, ...] = ()
+    listen: Listen = field(default_factory=Listen)
+    limits: Limits = field(default_factory=Limits)
+    queue: Queue = field(default_factory=Queue)
+    tls: TLS = field(default_factory=TLS)
+    source: Path | None = None
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+_TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS}
+
+
+def _check_type(key: str, value: Any, expected: type) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{key}: expected {expected.__name__}, got {value!r}")
+    if expected in (int, float) and value < 0:
+        raise ConfigError(f"{key}: must not be negative, got {value!r}")
+    return value
+
+
+def _check_hostport(key: str, value: str) -> None:
+    if value == "":
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: expected \"host:port\" or \"\" (off), got {value!r}")
+
+
+def _table(name: str, cls: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{name}]: expected a table")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"[{name}] {key}: unknown key (known: {', '.join(known)})")
+        default = getattr(cls(), key)
+        values[key] = _check_type(f"{name}.{key}", value, type(default))
+        if cls is Listen:
+            _check_hostport(f"listen.{key}", value)
+    return cls(**values)
+
+
+def parse(data: dict[str, Any], source: Path | None = None) -> Config:
+    """Build a Config from decoded TOML, refusing anything it does not know."""
+    config = Config(source=source)
+    for key, value in data.items():
+        if key in _TABLES:
+            config = replace(config, **{key: _table(key, _TABLES[key], value)})
+        elif key == "data_dir":
+            config = replace(config, data_dir=Path(_check_type(key, value, str)))
+        elif key == "hostname":
+            config = replace(config, hostname=_check_type(key, value, str))
+        elif key == "domains":
+            if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+                raise ConfigError("domains: expected a list of strings")
+            config = replace(config, domains=tuple(d.lower().rstrip(".") for d in value))
+        else:
+            raise ConfigError(f"{key}: unknown key")
+    if config.limits.message_size < 1024:
+        raise ConfigError("limits.message_size: must be at least 1024")
+    if config.queue.max_attempts < 1:
+        raise ConfigError("queue.max_attempts: must be at least 1")
+    return config
+
+
+def locate(explicit: str | None) -> Path | None:
+    """The config file every subcommand uses: --config, $MAILYARD_CONFIG, ./mailyard.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MAILYARD_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("mailyard.toml")
+    return local if local.exists() else None
+
+
+def load(explicit: str | None = None, *, data_dir: str | None = None) -> Config:
+    path = locate(explicit)
+    config = Config()
+    if path is not None:
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file {path} not found") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        config = parse(data, source=path)
+        if not config.data_dir.is_absolute():
+            config = replace(config, data_dir=path.parent / config.data_dir)
+    if data_dir is not None:
+        config = replace(config, data_dir=Path(data_dir))
+    return config

@@ -1,0 +1,48 @@
+"""Opaque, URL-safe, time-ordered ids.
+
+Like the seed's TIMEUUID: the first 48 bits are milliseconds since the epoch, so sorting ids
+sorts by
+creation time and "newest first" is an index order. Encoded in Crockford base32 (lower case), which
+is URL-safe and valid as a JMAP Id (RFC 8620 §1.2). A one-letter prefix names the kind of object so
+an id read in a log says what it is.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_lock = threading.Lock()
+_last = (0, 0)
+
+
+def _encode(value: int, length: int) -> str:
+    out = []
+    for _ in range(length):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def new_id(prefix: str) -> str:
+    """A 26-character ULID-style id after `prefix`; monotonic within one process."""
+    global _last
+    millis = time.time_ns() // 1_000_000
+    with _lock:
+        last_ms, last_rand = _last
+        if millis <= last_ms:
+            millis, rand = last_ms, (last_rand + 1) & ((1 << 80) - 1)
+        else:
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+        _last = (millis, rand)
+    return prefix + _encode((millis << 80) | rand, 26)
+
+
+def id_time_ms(ident: str) -> int:
+    """The creation time in milliseconds encoded in an id made by new_id."""
+    value = 0
+    for ch in ident[-26:]:
+        value = (value << 5) | _ALPHABET.index(ch)
+    return value >> 80

@@ -1,0 +1,209 @@
+"""The MX role: SMTP inbound on aiosmtpd (RFC 5321), accepting mail for local users only.
+
+`InboundSMTP` is aiosmtpd's SMTP protocol with the policies a public MX needs (per-IP connection
+and message limits, enhanced status codes); `InboundHandler` holds the mail rules (who may
+receive, size and quota, trace headers) and hands accepted mail to the delivery service. The
+reply to DATA is sent only after `DeliveryService.accept` returns, i.e. after the message and its
+queue item are on disk.
+
+SMTP smuggling (a DATA end other than CRLF.CRLF) is closed by aiosmtpd itself since 1.4.5: it
+splits DATA only at CRLF, so a bare LF or CR around the dot is just message content. Lines over
+998 octets make the whole message fail with 500 5.5.2 after the data is drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailyard.core.addresses import normalize
+from mailyard.core.ids import new_id
+from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
+from mailyard.protocols.smtp.replies import enhance
+from mailyard.services.accounts import AccountService, RecipientStatus
+from mailyard.services.delivery import DeliveryService
+
+log = logging.getLogger("mailyard.smtp")
+
+IDENT = "Mailyard ESMTP"
+
+
+@dataclass(frozen=True)
+class InboundPolicy:
+    hostname: str
+    message_size: int
+    recipients_per_message: int
+    connections_per_ip: int
+    messages_per_ip_per_minute: int
+    timeout: float = 300.0
+
+
+class InboundHandler:
+    """aiosmtpd handler hooks for the MX role."""
+
+    def __init__(self, accounts: AccountService, delivery: DeliveryService,
+                 policy: InboundPolicy) -> None:
+        self.accounts = accounts
+        self.delivery = delivery
+        self.policy = policy
+        self.message_rate = WindowLimiter(policy.messages_per_ip_per_minute, 60.0)
+        self.connections = ConcurrencyLimiter(policy.connections_per_ip)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        # The MX role takes no AUTH (that is submission's job): never advertise it here.
+        responses = [r for r in responses if not r.startswith("250-AUTH")]
+        last = responses.pop()  # "250 HELP"
+        responses += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        responses.append(last)
+        return responses
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        ip = _peer_ip(session)
+        if not self.message_rate.allow(ip, time.monotonic()):
+            log.warning("message rate limit for %s", ip)
+            asyncio.get_running_loop().call_soon(_close, server)
+            return "421 4.7.0 Too many messages from your address, try again later"
+        declared = 0
+        for option in mail_options:
+            key, _, value = option.partition("=")
+            if key.upper() == "SIZE" and value.isdigit():
+                declared = int(value)
+            elif key.upper() == "BODY" and value.upper() not in ("7BIT", "8BITMIME"):
+                return f"501 5.5.4 Unsupported BODY type {value}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        session.declared_size = declared  # type: ignore[attr-defined]
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.policy.recipients_per_message:
+            return "452 4.5.3 Too many recipients"
+        if not address or "@" not in address:
+            return "501 5.1.3 Bad recipient address syntax"
+        size = getattr(session, "declared_size", 0)
+        status = await self.accounts.check_recipient(address, size)
+        if status is RecipientStatus.NOT_LOCAL:
+            return "550 5.7.1 Relaying denied: not a local domain and no authentication"
+        if status is RecipientStatus.UNKNOWN_USER:
+            return "550 5.1.1 No such user here"
+        if status is RecipientStatus.OVER_QUOTA:
+            return "452 4.2.2 Mailbox full, try again later"
+        if normalize(address) not in (normalize(r) for r in envelope.rcpt_tos):
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        if len(content) > self.policy.message_size:
+            return "552 5.3.4 Message too big for this system"
+        queue_id = new_id("q")
+        received_at = time.time()
+        trace = self._trace_headers(server, session, envelope, queue_id, received_at)
+        try:
+            await self.delivery.accept(
+                queue_id=queue_id, mail_from=envelope.mail_from or "",
+                recipients=envelope.rcpt_tos, raw=trace + content, trace_length=len(trace),
+                received_at=int(received_at * 1000), peer=_peer_ip(session),
+                helo=session.host_name or "",
+            )
+        except Exception:
+            log.exception("could not make message durable")
+            return "451 4.3.0 Could not store the message, try again later"
+        return f"250 2.0.0 OK queued as {queue_id}"
+
+    def _trace_headers(self, server: SMTP, session: Session, envelope: Envelope,
+                       queue_id: str, received_at: float) -> bytes:
+        """Return-Path and a Received line (RFC 5321 §4.4) in front of the client's octets."""
+        helo = _header_safe(session.host_name or "unknown")
+        ip = _peer_ip(session)
+        with_ = "ESMTP" if session.extended_smtp else "SMTP"
+        if session.ssl is not None:
+            with_ += "S"
+        recipient = _header_safe(envelope.rcpt_tos[0]) if len(envelope.rcpt_tos) == 1 else ""
+        date = email.utils.formatdate(received_at, localtime=False)
+        received = (f"Received: from {helo} ([{ip}])\r\n\tby {self.policy.hostname} (Mailyard)"
+                    f" with {with_} id {queue_id}\r\n\t"
+                    + (f"for <{recipient}>; " if recipient else "") + f"{date}\r\n")
+        return_path = f"Return-Path: <{_header_safe(envelope.mail_from or '')}>\r\n"
+        return (return_path + received).encode("utf-8", "surrogateescape")
+
+
+class InboundSMTP(SMTP):
+    """aiosmtpd's protocol with per-IP connection limits and enhanced status codes."""
+
+    def __init__(self, handler: InboundHandler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.inbound = handler
+        self._in_ehlo = False
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and not self._in_ehlo and not status.startswith("220 "):
+            status = enhance(status)
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        ip = _peer_ip(self.session)
+        if not self.inbound.connections.acquire(ip):
+            log.warning("connection limit for %s", ip)
+            await super().push("421 4.7.0 Too many connections from your address")
+            _close(self)
+            return
+        try:
+            await super()._handle_client()
+        finally:
+            self.inbound.connections.release(ip)
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "unknown")
+
+
+def _header_safe(value: str) -> str:
+    """A value fit for a trace header: no line breaks, bounded length."""
+    return "".join(ch for ch in value if ch not in "\r\n")[:256]
+
+
+def _close(server: SMTP) -> None:
+    if server.transport is not None:
+        server.transport.close()
+
+
+async def start_inbound(handler: InboundHandler, host: str, port: int,
+                        tls: ssl.SSLContext | None) -> asyncio.Server:
+    """Listen for SMTP on host:port; STARTTLS is offered when a TLS context is given."""
+    policy = handler.policy
+
+    def factory() -> InboundSMTP:
+        return InboundSMTP(
+            handler, hostname=policy.hostname, ident=IDENT, data_size_limit=policy.message_size,
+            enable_SMTPUTF8=True, decode_data=False, tls_context=tls, require_starttls=False,
+            timeout=policy.timeout, auth_required=False, auth_require_tls=True,
+        )
+
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(factory, host=host, port=port, reuse_address=True,
+                                    family=socket.AF_UNSPEC)

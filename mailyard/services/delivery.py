@@ -1,0 +1,48 @@
+"""Accepting a message into the system: the one durable hand-off every entry point uses.
+
+SMTP inbound (and later submission, JMAP and the webmail) call `accept`; when it returns, the raw
+octets are fsync'd in the blob store and the work item is committed in the queue, so the caller
+may acknowledge (SMTP 250). Everything after that is the pipeline's job and may be repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailyard.store.ports import BlobStore, Queue
+
+INBOUND = "inbound"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    queue_id: str
+
+
+class DeliveryService:
+    def __init__(self, blobs: BlobStore, queue: Queue) -> None:
+        self.blobs = blobs
+        self.queue = queue
+
+    async def accept(self, *, queue_id: str, mail_from: str, recipients: Sequence[str], raw: bytes,
+                     trace_length: int, received_at: int, peer: str = "",
+                     helo: str = "") -> Accepted:
+        """Make the message durable and queue it for the inbound pipeline under `queue_id`.
+
+        `trace_length` is how many leading octets of `raw` are our own trace headers (Received,
+        Return-Path); what follows is the message exactly as the client sent it, which is what
+        duplicate detection compares.
+        """
+        spool_id = "s" + queue_id[1:]
+        await self.blobs.put(spool_id, raw)
+        await self.queue.enqueue(INBOUND, {
+            "spool": spool_id,
+            "mail_from": mail_from,
+            "recipients": list(recipients),
+            "trace_length": trace_length,
+            "received_at": received_at,
+            "peer": peer,
+            "helo": helo,
+        }, item_id=queue_id)
+        return Accepted(queue_id=queue_id)

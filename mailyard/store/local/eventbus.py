@@ -1,0 +1,69 @@
+"""EventBus inside one process, with an optional relay across processes on one machine.
+
+Pipeline workers run as separate processes (`serve --workers N`); they send "account changed"
+as a datagram to a Unix socket in data_dir, where the listener process fans it out to its own
+subscribers (IDLE, push, web). Datagrams are fire-and-forget: a lost one only delays a client
+until its next poll, and the change log is the truth either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+
+class LocalEventBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
+        self._relay_to: Path | None = None
+        self._relay_socket: socket.socket | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def publish(self, account_id: str, state: int) -> None:
+        for q in list(self._subscribers.get(account_id, ())):
+            q.put_nowait(state)
+        if self._relay_to is not None and self._relay_socket is not None:
+            with contextlib.suppress(OSError):  # no listener process right now
+                self._relay_socket.sendto(f"{account_id} {state}".encode(), str(self._relay_to))
+
+    async def subscribe(self, account_id: str) -> AsyncIterator[int]:
+        q: asyncio.Queue[int] = asyncio.Queue()
+        self._subscribers[account_id].add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._subscribers[account_id].discard(q)
+
+    def relay_to(self, path: Path) -> None:
+        """In a worker process: also send every event to the listener's socket at `path`."""
+        self._relay_to = path
+        self._relay_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._relay_socket.setblocking(False)
+
+    async def listen(self, path: Path) -> None:
+        """In the listener process: receive the workers' events at `path`."""
+        path.unlink(missing_ok=True)
+        bus = self
+
+        class Receiver(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: object) -> None:
+                account_id, _, state = data.decode(errors="replace").partition(" ")
+                if state.isdigit():
+                    for q in list(bus._subscribers.get(account_id, ())):
+                        q.put_nowait(int(state))
+
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            Receiver, local_addr=str(path), family=socket.AF_UNIX)  # type: ignore[arg-type]
+        self._transport = transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if self._relay_socket is not None:
+            self._relay_socket.close()

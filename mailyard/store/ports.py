@@ -1,0 +1,300 @@
+"""The storage ports: what the services need from an engine, and nothing about how.
+
+Each port is a `typing.Protocol`; every adapter (sqlite/, fs/, local/ embedded; postgres/, s3/,
+nats/, redis/ scaled out) passes the same contract suite in tests/contract, so the modes cannot
+drift apart. Every method is async: engines are I/O, and callers live on an event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class StoreError(Exception):
+    """Base of the errors a port may raise on purpose."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """A uniqueness rule would be broken (an address or a domain that already exists)."""
+
+
+class QuotaExceeded(StoreError):
+    """Storing this would take the account over its quota."""
+
+
+# --------------------------------------------------------------------------- BlobStore
+
+
+class BlobStore(Protocol):
+    """Immutable byte objects by id: raw spooled messages, skeletons, attachments by SHA-256.
+
+    `put` returns only once the object is durable (fsync'd / acknowledged by the engine); writing
+    the same id twice is harmless, which is what makes pipeline steps safe to repeat.
+    """
+
+    async def put(self, blob_id: str, data: bytes) -> None: ...
+
+    async def put_many(self, items: dict[str, bytes]) -> None: ...
+
+    async def get(self, blob_id: str) -> bytes: ...
+
+    async def exists(self, blob_id: str) -> bool: ...
+
+    async def delete(self, blob_id: str) -> None: ...
+
+    async def usage(self) -> int:
+        """Bytes held by all objects together."""
+        ...
+
+
+# --------------------------------------------------------------------------- Queue
+
+
+@dataclass(slots=True)
+class QueueItem:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    lease_token: str = ""
+    last_error: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    error: str
+    created_at: float
+    died_at: float
+
+
+@dataclass(slots=True)
+class QueueStats:
+    ready: int = 0
+    leased: int = 0
+    delayed: int = 0
+    dead: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class Queue(Protocol):
+    """Durable work items with leases, attempts and a dead-letter queue (at-least-once).
+
+    A leased item is invisible to other workers until its lease runs out; a worker that dies
+    simply lets it run out and another takes the item. `ack` and `fail` carry the lease token so a
+    worker that lost its lease cannot disturb the worker that took it over.
+    """
+
+    async def enqueue(
+        self, kind: str, payload: dict[str, Any], *, item_id: str | None = None,
+        delay: float = 0.0,
+    ) -> str: ...
+
+    async def lease(
+        self, kinds: Sequence[str], limit: int, lease_seconds: float
+    ) -> list[QueueItem]: ...
+
+    async def ack(self, item: QueueItem) -> bool: ...
+
+    async def retry(self, item: QueueItem, error: str, delay: float) -> bool: ...
+
+    async def bury(self, item: QueueItem, error: str) -> bool:
+        """Move the item to the dead-letter queue."""
+        ...
+
+    async def stats(self) -> QueueStats: ...
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def dead_letter(self, item_id: str) -> DeadLetter: ...
+
+    async def revive(self, item_id: str | None = None) -> int:
+        """Put one dead letter (or all when None) back in the queue with a fresh retry budget."""
+        ...
+
+    async def drop(self, item_id: str) -> None: ...
+
+    async def wait(self, timeout: float) -> None:
+        """Return when new work may be available, or after `timeout` seconds."""
+        ...
+
+
+# --------------------------------------------------------------------------- MailStore
+
+
+@dataclass(slots=True)
+class Account:
+    id: str
+    address: str
+    password_hash: str
+    quota: int
+    used: int
+    modseq: int
+
+
+@dataclass(slots=True)
+class Mailbox:
+    id: str
+    account_id: str
+    name: str
+    role: str | None
+    uidvalidity: int
+    uidnext: int
+    total: int = 0
+    unread: int = 0
+
+
+@dataclass(slots=True)
+class NewEmail:
+    """Everything the pipeline computed for one delivery, written in one transaction."""
+
+    account_id: str
+    email_id: str
+    delivery_key: str
+    """Makes a redelivery of the same queue item to the same account a no-op."""
+    content_sha256: str
+    """Hash of the message as the client sent it (before our trace headers): with message_id,
+    it recognises the same message arriving twice."""
+    blob_id: str
+    size: int
+    received_at: int
+    sent_at: int | None
+    message_id: str | None
+    in_reply_to: list[str]
+    references: list[str]
+    subject: str
+    thread_subject: str
+    from_: list[dict[str, str]]
+    to: list[dict[str, str]]
+    cc: list[dict[str, str]]
+    bcc: list[dict[str, str]]
+    reply_to: list[dict[str, str]]
+    sender: list[dict[str, str]]
+    preview: str
+    has_attachment: bool
+    attachments: list[dict[str, Any]]
+    envelope: bytes
+    bodystructure: bytes
+    body: bytes
+    parts: dict[str, Any]
+    mailbox_roles: list[str]
+    keywords: list[str] = field(default_factory=list)
+    blob_refs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    email_id: str
+    thread_id: str
+    created: bool
+    """False when the delivery key or (message-id, content) was already there."""
+    modseq: int
+
+
+@dataclass(slots=True)
+class EmailRecord:
+    id: str
+    account_id: str
+    thread_id: str
+    blob_id: str
+    size: int
+    received_at: int
+    sent_at: int | None
+    message_id: str | None
+    subject: str
+    from_: list[dict[str, str]]
+    to: list[dict[str, str]]
+    cc: list[dict[str, str]]
+    preview: str
+    has_attachment: bool
+    attachments: list[dict[str, Any]]
+    keywords: list[str]
+    mailboxes: dict[str, int]
+    """Mailbox name -> this email's UID in that mailbox."""
+    in_reply_to: list[str]
+    references: list[str]
+    envelope: bytes
+    bodystructure: bytes
+    modseq: int
+
+
+@dataclass(slots=True)
+class Change:
+    modseq: int
+    kind: str
+    object_id: str
+    op: str
+
+
+class MailStore(Protocol):
+    """Accounts, mailboxes (labels), email metadata, threads, UIDs and the change log."""
+
+    # domains
+    async def add_domain(self, name: str) -> None: ...
+    async def remove_domain(self, name: str) -> None: ...
+    async def list_domains(self) -> list[str]: ...
+
+    # accounts
+    async def create_account(self, address: str, password_hash: str, quota: int) -> Account: ...
+    async def get_account(self, address: str) -> Account: ...
+    async def get_account_by_id(self, account_id: str) -> Account: ...
+    async def list_accounts(self) -> list[Account]: ...
+    async def delete_account(self, address: str) -> None: ...
+    async def set_password(self, address: str, password_hash: str) -> None: ...
+    async def set_quota(self, address: str, quota: int) -> None: ...
+
+    # mailboxes and email
+    async def list_mailboxes(self, account_id: str) -> list[Mailbox]: ...
+    async def deliver(self, email: NewEmail) -> DeliveryResult: ...
+    async def has_delivery(self, account_id: str, delivery_key: str) -> bool: ...
+    async def list_emails(
+        self, account_id: str, mailbox: str | None = None, limit: int = 100
+    ) -> list[EmailRecord]: ...
+    async def get_email(self, account_id: str, email_id: str) -> EmailRecord: ...
+    async def changes_since(self, account_id: str, modseq: int) -> list[Change]: ...
+
+
+# --------------------------------------------------------------------------- SearchIndex
+
+
+@dataclass(slots=True)
+class IndexDocument:
+    account_id: str
+    email_id: str
+    subject: str
+    addresses: str
+    body: str
+    attachment_names: str
+
+
+class SearchIndex(Protocol):
+    """Full text of subject, addresses, body text and attachment names."""
+
+    async def index(self, documents: Sequence[IndexDocument]) -> None: ...
+
+    async def search(self, account_id: str, text: str, limit: int = 100) -> list[str]: ...
+
+    async def delete(self, account_id: str, email_ids: Sequence[str]) -> None: ...
+
+    async def count(self, account_id: str) -> int: ...
+
+
+# --------------------------------------------------------------------------- EventBus
+
+
+class EventBus(Protocol):
+    """Fan-out of "account X changed to state S" to IDLE, push and the web."""
+
+    async def publish(self, account_id: str, state: int) -> None: ...
+
+    def subscribe(self, account_id: str) -> AsyncIterator[int]: ...

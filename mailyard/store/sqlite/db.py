@@ -1,0 +1,161 @@
+"""One SQLite database file served to an event loop without blocking it.
+
+Writes go to a single writer thread that drains every write waiting at that moment and runs them
+in one transaction (group commit): under load, twenty SMTP sessions finishing DATA together cost
+one fsync, not twenty. Each write runs inside its own SAVEPOINT, so one failing write rolls back
+alone and the others still commit. Reads run on a small pool of threads with their own
+connections; WAL lets them proceed while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_STOP = object()
+_MAX_BATCH = 256
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection set up the way every Mailyard database is used."""
+    conn = sqlite3.connect(
+        path, timeout=30.0, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk when it returns, which is what allows SMTP to say 250.
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class Database:
+    """A SQLite file with a group-committing writer thread and a pool of reader threads."""
+
+    def __init__(self, path: Path, schema: str, *, readers: int = 4) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(path)
+        with conn:
+            conn.executescript(schema)
+        self._writer_conn = conn
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-writer:{path.name}",
+                                        daemon=True)
+        self._writer.start()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(readers, thread_name_prefix=f"sqlite-read:{path.name}")
+        self.commits = 0
+        """How many transactions the writer committed (group commit makes this < writes)."""
+
+    # ------------------------------------------------------------------ writes
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in the next group transaction; return once that transaction is committed."""
+        fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        return fut.result()
+
+    def _write_loop(self) -> None:
+        conn = self._writer_conn
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                break
+            batch = [job]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+            self._run_batch(conn, batch)
+            if stop:
+                break
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn)
+                except BaseException as e:  # one job's failure must not sink the batch
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((fut, False, e))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((fut, True, value))
+            conn.execute("COMMIT")
+            self.commits += 1
+        except BaseException as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _fn, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        for fut, ok, value in results:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    # ------------------------------------------------------------------ reads
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on a reader connection in a consistent snapshot."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.read_sync, fn)
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ life
+
+    def close(self) -> None:
+        self._jobs.put(_STOP)
+        self._writer.join(timeout=30)
+        self._pool.shutdown(wait=True)
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()

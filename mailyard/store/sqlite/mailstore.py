@@ -1,0 +1,430 @@
+"""MailStore on SQLite: the embedded engine for accounts, mailboxes, email metadata and changes."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mailyard.core.addresses import normalize
+from mailyard.core.ids import new_id
+from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
+from mailyard.store.ports import (
+    Account,
+    Change,
+    Conflict,
+    DeliveryResult,
+    EmailRecord,
+    Mailbox,
+    NewEmail,
+    NotFound,
+    QuotaExceeded,
+)
+from mailyard.store.sqlite.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    quota INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0,
+    modseq INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    role TEXT,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    subscribed INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (account_id, name)
+);
+CREATE TABLE IF NOT EXISTS emails (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    thread_id TEXT NOT NULL,
+    delivery_key TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    sent_at INTEGER,
+    message_id TEXT,
+    subject TEXT NOT NULL,
+    thread_subject TEXT NOT NULL,
+    from_addr TEXT NOT NULL,
+    headers BLOB NOT NULL,
+    preview TEXT NOT NULL,
+    has_attachment INTEGER NOT NULL,
+    attachments BLOB NOT NULL,
+    envelope BLOB NOT NULL,
+    bodystructure BLOB NOT NULL,
+    body BLOB NOT NULL,
+    parts BLOB NOT NULL,
+    blob_refs BLOB NOT NULL,
+    keywords BLOB NOT NULL,
+    modseq INTEGER NOT NULL,
+    UNIQUE (account_id, delivery_key)
+);
+CREATE INDEX IF NOT EXISTS emails_thread ON emails (account_id, thread_id);
+CREATE INDEX IF NOT EXISTS emails_msgid ON emails (account_id, message_id);
+CREATE INDEX IF NOT EXISTS emails_subject ON emails (account_id, thread_subject, received_at);
+CREATE INDEX IF NOT EXISTS emails_received ON emails (account_id, received_at);
+CREATE TABLE IF NOT EXISTS thread_keys (
+    account_id TEXT NOT NULL,
+    msgid TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    PRIMARY KEY (account_id, msgid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS thread_keys_thread ON thread_keys (account_id, thread_id);
+CREATE TABLE IF NOT EXISTS mailbox_emails (
+    mailbox_id TEXT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    email_id TEXT NOT NULL REFERENCES emails(id) ON DELETE CASCADE,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid),
+    UNIQUE (mailbox_id, email_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS mailbox_emails_email ON mailbox_emails (email_id);
+CREATE TABLE IF NOT EXISTS changes (
+    account_id TEXT NOT NULL,
+    modseq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    PRIMARY KEY (account_id, modseq, kind, object_id)
+) WITHOUT ROWID;
+"""
+
+DEFAULT_MAILBOXES = (
+    ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
+    ("Junk", "junk"), ("Archive", "archive"),
+)
+
+
+def _account(row: sqlite3.Row) -> Account:
+    return Account(id=row["id"], address=row["address"], password_hash=row["password_hash"],
+                   quota=row["quota"], used=row["used"], modseq=row["modseq"])
+
+
+def _account_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM accounts WHERE address = ?", (normalize(address),)).fetchone()
+    if row is None:
+        raise NotFound(f"no account {address}")
+    return row
+
+
+def _next_modseq(conn: sqlite3.Connection, account_id: str) -> int:
+    row = conn.execute(
+        "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq", (account_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no account {account_id}")
+    return int(row[0])
+
+
+def _log(conn: sqlite3.Connection, account_id: str, modseq: int, kind: str, object_id: str,
+         op: str) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO changes (account_id, modseq, kind, object_id, op)"
+        " VALUES (?, ?, ?, ?, ?)", (account_id, modseq, kind, object_id, op),
+    )
+
+
+class SqliteMailStore:
+    def __init__(self, path: Path) -> None:
+        self.db = Database(path, SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ domains
+
+    async def add_domain(self, name: str) -> None:
+        name = name.lower().rstrip(".")
+
+        def add(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO domains VALUES (?, ?)", (name, time.time()))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"domain {name} exists") from None
+
+        await self.db.write(add)
+
+    async def remove_domain(self, name: str) -> None:
+        name = name.lower().rstrip(".")
+
+        def remove(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM domains WHERE name = ?", (name,)).rowcount != 1:
+                raise NotFound(f"no domain {name}")
+
+        await self.db.write(remove)
+
+    async def list_domains(self) -> list[str]:
+        return await self.db.read(
+            lambda c: [r[0] for r in c.execute("SELECT name FROM domains ORDER BY name")]
+        )
+
+    # ------------------------------------------------------------------ accounts
+
+    async def create_account(self, address: str, password_hash: str, quota: int) -> Account:
+        address = normalize(address)
+        account_id = new_id("a")
+
+        def create(conn: sqlite3.Connection) -> Account:
+            try:
+                conn.execute(
+                    "INSERT INTO accounts (id, address, password_hash, quota, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (account_id, address, password_hash, quota, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"account {address} exists") from None
+            modseq = _next_modseq(conn, account_id)
+            uidvalidity = int(time.time())
+            for name, role in DEFAULT_MAILBOXES:
+                mailbox_id = new_id("m")
+                conn.execute(
+                    "INSERT INTO mailboxes (id, account_id, name, role, uidvalidity)"
+                    " VALUES (?, ?, ?, ?, ?)", (mailbox_id, account_id, name, role, uidvalidity),
+                )
+                _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
+            return _account(conn.execute(
+                "SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone())
+
+        return await self.db.write(create)
+
+    async def get_account(self, address: str) -> Account:
+        return await self.db.read(lambda c: _account(_account_row(c, address)))
+
+    async def get_account_by_id(self, account_id: str) -> Account:
+        def get(conn: sqlite3.Connection) -> Account:
+            row = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account {account_id}")
+            return _account(row)
+
+        return await self.db.read(get)
+
+    async def list_accounts(self) -> list[Account]:
+        return await self.db.read(
+            lambda c: [_account(r) for r in c.execute("SELECT * FROM accounts ORDER BY address")]
+        )
+
+    async def delete_account(self, address: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            row = _account_row(conn, address)
+            for table in ("changes", "thread_keys"):
+                conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (row["id"],))
+            conn.execute("DELETE FROM accounts WHERE id = ?", (row["id"],))
+
+        await self.db.write(delete)
+
+    async def set_password(self, address: str, password_hash: str) -> None:
+        def update(conn: sqlite3.Connection) -> None:
+            row = _account_row(conn, address)
+            conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?",
+                         (password_hash, row["id"]))
+
+        await self.db.write(update)
+
+    async def set_quota(self, address: str, quota: int) -> None:
+        def update(conn: sqlite3.Connection) -> None:
+            row = _account_row(conn, address)
+            conn.execute("UPDATE accounts SET quota = ? WHERE id = ?", (quota, row["id"]))
+
+        await self.db.write(update)
+
+    # ------------------------------------------------------------------ mailboxes
+
+    async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
+        def fetch(conn: sqlite3.Connection) -> list[Mailbox]:
+            rows = conn.execute(
+                "SELECT m.*, count(me.email_id) AS total,"
+                " sum(CASE WHEN e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END) AS unread"
+                " FROM mailboxes m LEFT JOIN mailbox_emails me ON me.mailbox_id = m.id"
+                " LEFT JOIN emails e ON e.id = me.email_id"
+                " WHERE m.account_id = ? GROUP BY m.id ORDER BY m.rowid", (account_id,),
+            ).fetchall()
+            return [Mailbox(id=r["id"], account_id=r["account_id"], name=r["name"], role=r["role"],
+                            uidvalidity=r["uidvalidity"], uidnext=r["uidnext"], total=r["total"],
+                            unread=r["unread"] or 0) for r in rows]
+
+        return await self.db.read(fetch)
+
+    # ------------------------------------------------------------------ delivery
+
+    async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
+        return await self.db.read(lambda c: c.execute(
+            "SELECT 1 FROM emails WHERE account_id = ? AND delivery_key = ?",
+            (account_id, delivery_key)).fetchone() is not None)
+
+    async def deliver(self, email: NewEmail) -> DeliveryResult:
+        return await self.db.write(lambda conn: _deliver(conn, email))
+
+    # ------------------------------------------------------------------ reading
+
+    async def list_emails(
+        self, account_id: str, mailbox: str | None = None, limit: int = 100
+    ) -> list[EmailRecord]:
+        def fetch(conn: sqlite3.Connection) -> list[EmailRecord]:
+            if mailbox is None:
+                rows = conn.execute(
+                    "SELECT * FROM emails WHERE account_id = ? ORDER BY received_at DESC, id DESC"
+                    " LIMIT ?", (account_id, limit)).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT e.* FROM emails e JOIN mailbox_emails me ON me.email_id = e.id"
+                    " JOIN mailboxes m ON m.id = me.mailbox_id"
+                    " WHERE m.account_id = ? AND (m.name = ? COLLATE NOCASE OR m.role = ?)"
+                    " ORDER BY e.received_at DESC, e.id DESC LIMIT ?",
+                    (account_id, mailbox, mailbox.lower(), limit)).fetchall()
+            return [_email(conn, r) for r in rows]
+
+        return await self.db.read(fetch)
+
+    async def get_email(self, account_id: str, email_id: str) -> EmailRecord:
+        def fetch(conn: sqlite3.Connection) -> EmailRecord:
+            row = conn.execute("SELECT * FROM emails WHERE account_id = ? AND id = ?",
+                               (account_id, email_id)).fetchone()
+            if row is None:
+                raise NotFound(f"no email {email_id}")
+            return _email(conn, row)
+
+        return await self.db.read(fetch)
+
+    async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
+        return await self.db.read(lambda c: [
+            Change(modseq=r["modseq"], kind=r["kind"], object_id=r["object_id"], op=r["op"])
+            for r in c.execute(
+                "SELECT * FROM changes WHERE account_id = ? AND modseq > ? ORDER BY modseq",
+                (account_id, modseq))
+        ])
+
+
+def _email(conn: sqlite3.Connection, row: sqlite3.Row) -> EmailRecord:
+    headers = orjson.loads(row["headers"])
+    boxes = {
+        r[0]: r[1] for r in conn.execute(
+            "SELECT m.name, me.uid FROM mailbox_emails me JOIN mailboxes m ON m.id = me.mailbox_id"
+            " WHERE me.email_id = ? ORDER BY m.rowid", (row["id"],))
+    }
+    return EmailRecord(
+        id=row["id"], account_id=row["account_id"], thread_id=row["thread_id"],
+        blob_id=row["blob_id"], size=row["size"], received_at=row["received_at"],
+        sent_at=row["sent_at"], message_id=row["message_id"], subject=row["subject"],
+        from_=headers["from"], to=headers["to"], cc=headers["cc"], preview=row["preview"],
+        has_attachment=bool(row["has_attachment"]), attachments=orjson.loads(row["attachments"]),
+        keywords=orjson.loads(row["keywords"]), mailboxes=boxes,
+        in_reply_to=headers["in_reply_to"], references=headers["references"],
+        envelope=row["envelope"], bodystructure=row["bodystructure"], modseq=row["modseq"],
+    )
+
+
+def _find_duplicate(conn: sqlite3.Connection, email: NewEmail) -> sqlite3.Row | None:
+    row = conn.execute(
+        "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND delivery_key = ?",
+        (email.account_id, email.delivery_key)).fetchone()
+    if row is None and email.message_id:
+        row = conn.execute(
+            "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND message_id = ?"
+            " AND content_sha256 = ?",
+            (email.account_id, email.message_id, email.content_sha256)).fetchone()
+    return row
+
+
+def _resolve_thread(conn: sqlite3.Connection, email: NewEmail, keys: list[str],
+                    modseq: int) -> str:
+    """The thread the email joins; merges every thread its keys touch into the oldest one."""
+    account = email.account_id
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(r[0] for r in conn.execute(
+            f"SELECT DISTINCT thread_id FROM thread_keys WHERE account_id = ?"
+            f" AND msgid IN ({','.join('?' * len(chunk))})", (account, *chunk)))
+    if not found and wants_subject_fallback(
+            email.subject, email.thread_subject, bool(email.in_reply_to or email.references)):
+        row = conn.execute(
+            "SELECT thread_id FROM emails WHERE account_id = ? AND thread_subject = ?"
+            " AND received_at > ? ORDER BY received_at DESC LIMIT 1",
+            (account, email.thread_subject, email.received_at - REPLY_WINDOW_MS)).fetchone()
+        if row is not None:
+            found.add(row[0])
+    if not found:
+        thread_id = "t" + email.email_id[1:]
+        _log(conn, account, modseq, "Thread", thread_id, "created")
+        return thread_id
+    thread_id = min(found)  # ids are time-ordered: the oldest thread absorbs the others
+    for other in sorted(found - {thread_id}):
+        moved = conn.execute(
+            "UPDATE emails SET thread_id = ?, modseq = ? WHERE account_id = ? AND thread_id = ?"
+            " RETURNING id", (thread_id, modseq, account, other)).fetchall()
+        for (moved_id,) in moved:
+            _log(conn, account, modseq, "Email", moved_id, "updated")
+        conn.execute("UPDATE thread_keys SET thread_id = ? WHERE account_id = ? AND thread_id = ?",
+                     (thread_id, account, other))
+        _log(conn, account, modseq, "Thread", other, "destroyed")
+    _log(conn, account, modseq, "Thread", thread_id, "updated")
+    return thread_id
+
+
+def _deliver(conn: sqlite3.Connection, email: NewEmail) -> DeliveryResult:
+    existing = _find_duplicate(conn, email)
+    if existing is not None:
+        return DeliveryResult(email_id=existing["id"], thread_id=existing["thread_id"],
+                              created=False, modseq=existing["modseq"])
+    account = conn.execute("SELECT quota, used FROM accounts WHERE id = ?",
+                           (email.account_id,)).fetchone()
+    if account is None:
+        raise NotFound(f"no account {email.account_id}")
+    if account["used"] + email.size > account["quota"]:
+        raise QuotaExceeded(
+            f"mailbox full: {account['used']} + {email.size} bytes > quota {account['quota']}")
+    modseq = _next_modseq(conn, email.account_id)
+    keys = thread_keys(email.message_id, email.in_reply_to, email.references)
+    thread_id = _resolve_thread(conn, email, keys, modseq)
+    conn.executemany(
+        "INSERT OR REPLACE INTO thread_keys (account_id, msgid, thread_id) VALUES (?, ?, ?)",
+        [(email.account_id, key, thread_id) for key in keys])
+    headers: dict[str, Any] = {
+        "from": email.from_, "to": email.to, "cc": email.cc, "bcc": email.bcc,
+        "reply_to": email.reply_to, "sender": email.sender,
+        "in_reply_to": email.in_reply_to, "references": email.references,
+    }
+    conn.execute(
+        "INSERT INTO emails (id, account_id, thread_id, delivery_key, content_sha256, blob_id,"
+        " size, received_at, sent_at, message_id, subject, thread_subject, from_addr, headers,"
+        " preview, has_attachment, attachments, envelope, bodystructure, body, parts, blob_refs,"
+        " keywords, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?)",
+        (email.email_id, email.account_id, thread_id, email.delivery_key, email.content_sha256,
+         email.blob_id, email.size, email.received_at, email.sent_at, email.message_id,
+         email.subject, email.thread_subject,
+         email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers), email.preview,
+         int(email.has_attachment), orjson.dumps(email.attachments), email.envelope,
+         email.bodystructure, email.body, orjson.dumps(email.parts),
+         orjson.dumps(email.blob_refs), orjson.dumps(email.keywords), modseq),
+    )
+    _log(conn, email.account_id, modseq, "Email", email.email_id, "created")
+    for role in email.mailbox_roles:
+        box = conn.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + 1 WHERE account_id = ? AND role = ?"
+            " RETURNING id, uidnext - 1", (email.account_id, role)).fetchone()
+        if box is None:
+            raise NotFound(f"account {email.account_id} has no {role} mailbox")
+        conn.execute(
+            "INSERT INTO mailbox_emails (mailbox_id, uid, email_id, modseq) VALUES (?, ?, ?, ?)",
+            (box[0], box[1], email.email_id, modseq))
+        _log(conn, email.account_id, modseq, "Mailbox", box[0], "updated")
+    conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?",
+                 (email.size, email.account_id))
+    return DeliveryResult(email_id=email.email_id, thread_id=thread_id, created=True,
+                          modseq=modseq)

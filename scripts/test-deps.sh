@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the suite needs from Debian when it is missing (CI runs on a fresh machine).
+# Tests skip nothing for a missing tool: if this cannot install swaks, the swaks tests fail.
+set -euo pipefail
+need=()
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null; }
+  else
+    sudo -n apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
