@@ -8,8 +8,10 @@ a SIGKILL in the middle leaves only a temporary file that start-up sweeps away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,8 +33,13 @@ class FsBlobStore:
         return self.root / blob_id[-2:] / blob_id[-4:-2] / blob_id
 
     def _sweep_temporaries(self) -> None:
+        """Remove what a killed writer left. Only old files: another process (the server, while
+        an admin command opens the store) may be writing a fresh one right now."""
+        cutoff = time.time() - 3600
         for tmp in self.root.glob("*/*/.tmp-*"):
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
 
     # The synchronous halves run on the I/O pool; the event loop never waits on a disk.
 

@@ -1,0 +1,110 @@
+"""SMTP ingest benchmark: N concurrent sessions send M mails of S bytes each to a real server.
+
+Prints the accepted mails per second (time to the last 250) and the time until every mail is
+stored and indexed (queue drained, index count reached). Starts its own `mailyard serve` in a
+temporary data_dir unless --port is given.
+
+    .venv/bin/python bench/smtp_ingest.py --sessions 20 --mails 50 --size 20000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiosmtplib
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mailyard.config import load  # noqa: E402
+from mailyard.store.sqlite.queue import SqliteQueue  # noqa: E402
+from mailyard.store.sqlite.search import SqliteSearchIndex  # noqa: E402
+from tests.e2e.server import Server  # noqa: E402
+
+
+def make_mail(session: int, n: int, size: int) -> bytes:
+    head = (f"From: bench{session}@remote.test\r\nTo: alice@example.test\r\n"
+            f"Subject: bench {session}-{n}\r\nMessage-ID: <bench-{session}-{n}-{time.time_ns()}"
+            f"@remote.test>\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog and keeps on running. \r\n"
+    body = line * max(1, (size - len(head)) // len(line))
+    return head + body
+
+
+async def session(port: int, sid: int, mails: int, size: int, latencies: list[float]) -> int:
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=120)
+    await client.connect()
+    sent = 0
+    for n in range(mails):
+        t0 = time.perf_counter()
+        await client.sendmail(f"bench{sid}@remote.test", ["alice@example.test"],
+                              make_mail(sid, n, size))
+        latencies.append(time.perf_counter() - t0)
+        sent += 1
+    await client.quit()
+    return sent
+
+
+async def run(args: argparse.Namespace, port: int, data_dir: Path) -> None:
+    latencies: list[float] = []
+    total = args.sessions * args.mails
+    queue = SqliteQueue(data_dir / "queue.db")
+    index = SqliteSearchIndex(data_dir / "search.db")
+    start = time.perf_counter()
+    results = await asyncio.gather(*(session(port, s, args.mails, args.size, latencies)
+                                     for s in range(args.sessions)))
+    accepted_s = time.perf_counter() - start
+    accepted = sum(results)
+    while True:
+        stats = await queue.stats()
+        if stats.ready + stats.leased + stats.delayed == 0:
+            break
+        await asyncio.sleep(0.05)
+    stored_s = time.perf_counter() - start
+    indexed = await index.db.read(lambda c: c.execute("SELECT count(*) FROM doc_ids").fetchone()[0])
+    queue.close()
+    index.close()
+    lat = sorted(latencies)
+    print(f"sessions={args.sessions} mails/session={args.mails} size={args.size}B "
+          f"workers={args.workers} total={total}")
+    print(f"accepted: {accepted} mails in {accepted_s:.2f}s = {accepted / accepted_s:.0f} mails/s "
+          f"({accepted * args.size / accepted_s / 1e6:.1f} MB/s)")
+    print(f"latency per mail (to 250): median {statistics.median(lat) * 1000:.1f} ms, "
+          f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.1f} ms")
+    print(f"stored and indexed: {indexed} documents, all done {stored_s:.2f}s after the start "
+          f"= {accepted / stored_s:.0f} mails/s end to end")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--mails", type=int, default=50)
+    parser.add_argument("--size", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, help="use a running server (with --config)")
+    parser.add_argument("--config", help="that server's config, to find its data_dir")
+    args = parser.parse_args()
+    if args.port:
+        asyncio.run(run(args, args.port, load(args.config).data_dir))
+        return
+    with tempfile.TemporaryDirectory(prefix="mailyard-bench-") as tmp:
+        srv = Server(Path(tmp), workers=args.workers,
+                     limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0})
+        srv.add_user("alice@example.test")
+        srv.start()
+        try:
+            asyncio.run(run(args, srv.smtp_port, srv.data_dir))
+        finally:
+            srv.stop()
+    print(f"machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}")
+
+
+if __name__ == "__main__":
+    main()

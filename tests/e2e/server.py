@@ -1,0 +1,147 @@
+"""A real `mailyard serve` in a subprocess, on free loopback ports, with its own data_dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@dataclass
+class Server:
+    root: Path
+    domains: tuple[str, ...] = ("example.test",)
+    limits: dict[str, Any] = field(default_factory=dict)
+    queue: dict[str, Any] = field(default_factory=dict)
+    workers: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    smtp_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.smtp_port = free_port()
+        self.data_dir = self.root / "data"
+        self.config_path = self.root / "mailyard.toml"
+        lines = [
+            f'data_dir = "{self.data_dir}"',
+            'hostname = "mx.example.test"',
+            "domains = [" + ", ".join(f'"{d}"' for d in self.domains) + "]",
+            "[listen]",
+            f'smtp = "127.0.0.1:{self.smtp_port}"',
+            *(f'{name} = ""' for name in ("submission", "submissions", "imap", "imaps", "pop3",
+                                          "pop3s", "http")),
+            "[limits]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.limits.items()),
+            "[queue]",
+            "poll_interval = 0.1",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.queue.items()),
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        self.log_path = self.root / "server.log"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "MAILYARD_CONFIG": str(self.config_path)}
+
+    def cli(self, *args: str, input: bytes | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[bytes]:
+        result = subprocess.run([sys.executable, "-m", "mailyard.cli", *args], input=input,
+                                capture_output=True, env=self.env(), cwd=self.root, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"mailyard {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout.decode()}\n{result.stderr.decode()}")
+        return result
+
+    def add_user(self, address: str, password: str = "secret-password") -> None:
+        self.cli("user", "add", address, "--password-stdin", input=password.encode() + b"\n")
+
+    def start(self) -> None:
+        args = [sys.executable, "-m", "mailyard.cli", "serve", "--workers", str(self.workers)]
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(args, env=self.env(), cwd=self.root, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.smtp_port)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("server did not start:\n" + self.log_path.read_text()) from None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a power cut for the process."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    # ---------------------------------------------------------------- reading back
+
+    def emails(self, address: str, label: str | None = None) -> list[dict[str, Any]]:
+        args = ["mail", "list", address, "--json", "--limit", "1000000"]
+        if label:
+            args += ["--label", label]
+        result: list[dict[str, Any]] = json.loads(self.cli(*args).stdout)
+        return result
+
+    def raw(self, address: str, email_id: str) -> bytes:
+        return self.cli("mail", "show", address, email_id, "--raw").stdout
+
+    def wait_emails(self, address: str, count: int, timeout: float = 30.0
+                    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.emails(address)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
+    def queue_stats(self) -> dict[str, int]:
+        out = self.cli("queue", "stats").stdout.decode()
+        stats = {}
+        for line in out.splitlines():
+            key, _, value = line.strip().partition(" ")
+            if value.isdigit() and not line.startswith(" "):
+                stats[key] = int(value)
+        return stats
+
+    def wait_queue_empty(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.queue_stats()
+            if s["ready"] + s["leased"] + s["delayed"] == 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"queue not drained: {self.queue_stats()}")
