@@ -15,6 +15,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailyard.config import Config
 from mailyard.pipeline.inbound import InboundPipeline
@@ -24,7 +25,7 @@ from mailyard.services.accounts import AccountService
 from mailyard.services.delivery import DeliveryService
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.fs.blobstore import FsBlobStore
-from mailyard.store.local.eventbus import LocalEventBus
+from mailyard.store.local.eventbus import LocalEventBus, socket_address
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.store.sqlite.queue import SqliteQueue
 from mailyard.store.sqlite.search import SqliteSearchIndex
@@ -83,10 +84,6 @@ def _hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def events_socket(config: Config) -> Path:
-    return config.data_dir / "events.sock"
-
-
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
     runtime = Runtime.open(config)
@@ -115,9 +112,9 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         servers.append(await start_inbound(handler, host, port, tls))
         log.info("SMTP (MX) listening on %s", config.listen.smtp)
 
-    await runtime.bus.listen(events_socket(config))
+    await runtime.bus.listen(socket_address(config.data_dir))
     tasks: list[asyncio.Task[None]] = []
-    processes: list[multiprocessing.process.BaseProcess] = []
+    processes: list[Any] = []
     if workers <= 0:
         tasks.append(asyncio.create_task(runtime.worker().run(stop)))
     else:
@@ -160,7 +157,7 @@ def worker_process(config: Config, parent_pid: int) -> None:
 
 async def _worker_main(config: Config, parent_pid: int) -> None:
     runtime = Runtime.open(config)
-    runtime.bus.relay_to(events_socket(config))
+    runtime.bus.relay_to(socket_address(config.data_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -87,7 +87,7 @@ def _check_type(key: str, value: Any, expected: type) -> Any:
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if not isinstance(value, expected):
         raise ConfigError(f"{key}: expected {expected.__name__}, got {value!r}")
-    if expected in (int, float) and value < 0:
+    if isinstance(value, int | float) and value < 0:
         raise ConfigError(f"{key}: must not be negative, got {value!r}")
     return value
 

@@ -126,24 +126,45 @@ class ParsedMessage:
     bodystructure: bytes
     body: bytes
     root: Part
+    decoded_cache: dict[tuple[int, int], tuple[bytes, str]] = field(
+        default_factory=dict, repr=False, compare=False)
+    """Decoded attachment contents and SHA-256 by body range, so that splitting does not
+    decode a large attachment a second time; not part of the stored model."""
 
 
 # --------------------------------------------------------------------------------------------
 # Text decoding
 
 
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030",
+    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "iso-8859-1": "cp1252", "latin1": "cp1252",
+    "shift_jis": "cp932", "x-sjis": "cp932", "big5": "big5hkscs", "tis-620": "cp874",
+    "windows-874": "cp874", "utf8": "utf-8",
+}
+"""What mailers label as these is in practice the superset (as browsers assume, WHATWG)."""
+_NO_CHARSET = ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "8bit", "unknown")
+
+
 def decode_bytes(data: bytes, charset: str | None) -> str:
     """Charset labels from the wild are often wrong or unknown: fall back, never fail."""
     label = (charset or "").strip().strip('"').lower()
-    if label and label not in ("us-ascii", "ascii", "unknown-8bit", "x-unknown", "8bit"):
+    if label not in _NO_CHARSET:
         try:
-            return data.decode(label, "replace")
+            text = data.decode(_CHARSET_ALIASES.get(label, label), "replace")
         except (LookupError, ValueError, TypeError, UnicodeError):
             pass
+        else:
+            if "\ufffd" not in text:
+                return text
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                return text
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return data.decode("cp1252", "replace")
 
 
 def _header_text(value: bytes) -> str:
@@ -513,25 +534,26 @@ def _describe(part: Part, headers: _Headers) -> None:
 def _delimiters(
     raw: bytes, boundary: bytes, start: int, end: int
 ) -> Iterator[tuple[int, int, bool]]:
-    """(line start, next line start, is close) of each delimiter line in [start, end)."""
+    """(line start, next line start, is close) of each delimiter line in [start, end).
+    Searching for LF + marker keeps the scan in C even when the marker is frequent mid-line."""
     marker = b"--" + boundary
+    at = start if raw.startswith(marker, start) and start + len(marker) <= end else -1
     pos = start
     while True:
-        at = raw.find(marker, pos, end)
         if at < 0:
-            return
-        pos = at + len(marker)
-        if at != start and raw[at - 1] != 0x0A:
-            continue
-        close = raw.startswith(b"--", pos) and pos + 2 <= end
-        after = pos + 2 if close else pos
-        line_end = _line_end(raw, after, end)
-        if raw[after:line_end].strip(b" \t\r\n"):
-            continue
-        yield at, line_end, close
-        if close:
-            return
-        pos = line_end
+            found = raw.find(b"\n" + marker, pos, end)
+            if found < 0:
+                return
+            at = found + 1
+        after = at + len(marker)
+        close = raw.startswith(b"--", after) and after + 2 <= end
+        rest = after + 2 if close else after
+        line_end = _line_end(raw, rest, end)
+        if not raw[rest:line_end].strip(b" \t\r\n"):
+            yield at, line_end, close
+            if close:
+                return
+        pos, at = max(line_end, after) - 1, -1
 
 
 def _before_eol(raw: bytes, at: int, floor: int) -> int:
@@ -595,22 +617,24 @@ def _entity(ctx: _Ctx, start: int, end: int, section: str, depth: int, default: 
     elif content_type == "message/rfc822":
         body_section = (f"{section}.1" if section else "1") if is_message else section
         _encapsulate(ctx, part, body_section, depth)
-    if not part.is_multipart:
+    if content_type.startswith("text/") or content_type == "message/rfc822":
         part.lines = raw.count(b"\n", body_start, end) + (end > body_start
                                                            and raw[end - 1] != 0x0A)
     return part
 
 
 def iter_parts(root: Part) -> Iterator[tuple[str, Part]]:
-    """(IMAP body section, part) for every part: a non-multipart message root's body is
-    section "1" (or "N.1" inside message/rfc822 part N), as RFC 3501 §6.4.5 numbers them."""
+    """(IMAP body section, part) in document order, as RFC 3501 §6.4.5 numbers them: a
+    non-multipart message's body is "1" (or "N.1" inside message/rfc822 part N); a multipart
+    message inside part N is reached as N's children[0] and numbers no section of its own."""
     yield from _walk(root, root.section, is_message=True)
 
 
 def _walk(part: Part, section: str, is_message: bool) -> Iterator[tuple[str, Part]]:
     if is_message and not part.is_multipart:
         section = f"{section}.1" if section else "1"
-    yield section, part
+    if not (is_message and part.is_multipart and section):
+        yield section, part  # an encapsulated multipart has no number of its own
     if part.is_multipart:
         for child in part.children:
             yield from _walk(child, child.section, is_message=False)
@@ -632,12 +656,42 @@ def find_part(root: Part, section: str) -> Part | None:
 # Content
 
 
+def _uu_line(line: bytes) -> bytes:
+    try:
+        return binascii.a2b_uu(line)
+    except (binascii.Error, ValueError):
+        needed = (((line[0] - 32) & 63) * 4 + 2) // 3
+        try:
+            return binascii.a2b_uu(line[: 1 + needed])
+        except (binascii.Error, ValueError):
+            return b""
+
+
+def _uudecode(data: bytes) -> bytes:
+    """x-uuencode is still sent by some old and bulk mailers; decode what is decodable."""
+    out: list[bytes] = []
+    lines = iter(data.splitlines())
+    for line in lines:
+        if line.startswith(b"begin"):
+            break
+    else:
+        return data
+    for line in lines:
+        if line.strip() in (b"end", b"`"):
+            break
+        if line.strip():
+            out.append(_uu_line(line))
+    return b"".join(out)
+
+
 def decode_body(data: bytes, encoding: str) -> bytes:
     try:
         if encoding == "base64":
             return _b64_lenient(data)
         if encoding == "quoted-printable":
             return binascii.a2b_qp(data)
+        if encoding in ("x-uuencode", "uuencode", "x-uue"):
+            return _uudecode(data)
     except (binascii.Error, ValueError):
         return data
     return data
@@ -657,7 +711,9 @@ def is_attachment(part: Part) -> bool:
     return not part.content_type.startswith("text/")
 
 
-def _attachments(raw: bytes, root: Part) -> list[Attachment]:
+def _attachments(
+    raw: bytes, root: Part, cache: dict[tuple[int, int], tuple[bytes, str]]
+) -> list[Attachment]:
     found: list[Attachment] = []
     skip: set[int] = set()
     for section, part in iter_parts(root):
@@ -672,9 +728,11 @@ def _attachments(raw: bytes, root: Part) -> list[Attachment]:
             content = decoded_content(raw, part)
         else:
             continue
+        digest = hashlib.sha256(content).hexdigest()
+        cache[(part.body_start, part.body_end)] = (content, digest)
         cid = part.content_id.strip().strip("<>").strip() if part.content_id else None
         found.append(Attachment(section, part.filename, part.content_type, len(content),
-                                hashlib.sha256(content).hexdigest(), part.disposition, cid or None))
+                                digest, part.disposition, cid or None))
     return found
 
 
@@ -695,44 +753,45 @@ def html_to_text(markup: str) -> str:
     return _NEWLINES.sub("\n\n", text).strip()
 
 
-def _text_parts(part: Part) -> Iterator[Part]:
-    """Body text parts; for multipart/alternative only the plain (else html) alternative, so
-    the index does not hold the same words twice."""
-    if part.is_multipart:
-        children = part.children
-        if part.content_type == "multipart/alternative":
-            best = _best_alternative(children)
-            children = [best] if best else []
-        for child in children:
-            yield from _text_parts(child)
+def _leaf_text(raw: bytes, part: Part, limit: int) -> str:
+    data = decoded_content(raw, part)[: max(limit, 1) * 8]
+    text = decode_bytes(data, part.params.get("charset"))
+    if part.content_type == "text/html":
+        text = html_to_text(text)
+    return text.replace("\r\n", "\n").strip()
+
+
+def _texts(raw: bytes, part: Part, limit: int) -> Iterator[str]:
+    """Body texts in order; of a multipart/alternative only the first non-empty of plain, html,
+    nested multipart, so the index does not hold the same words twice."""
+    if part.is_multipart and part.content_type == "multipart/alternative":
+        for candidate in _alternatives(part.children):
+            found = [t for t in _texts(raw, candidate, limit) if t]
+            if found:
+                yield from found
+                return
+    elif part.is_multipart:
+        for child in part.children:
+            yield from _texts(raw, child, limit)
     elif part.children:
-        yield from _text_parts(part.children[0])
+        yield from _texts(raw, part.children[0], limit)
     elif part.content_type in ("text/plain", "text/html") and not is_attachment(part):
-        yield part
+        yield _leaf_text(raw, part, limit)
 
 
-def _best_alternative(children: list[Part]) -> Part | None:
-    for wanted in ("text/plain", "text/html"):
-        for child in children:
-            if child.content_type == wanted and not is_attachment(child):
-                return child
-    for child in children:
-        if child.is_multipart:
-            return child
-    return None
+def _alternatives(children: list[Part]) -> list[Part]:
+    ranked = {"text/plain": 0, "text/html": 1}
+    usable = [c for c in children if c.is_multipart or
+              (c.content_type in ranked and not is_attachment(c))]
+    return sorted(usable, key=lambda c: ranked.get(c.content_type, 2))
 
 
 def _body_text(raw: bytes, root: Part, limit: int) -> str:
     chunks: list[str] = []
     total = 0
-    for part in _text_parts(root):
+    for text in _texts(raw, root, limit):
         if total >= limit:
             break
-        data = decoded_content(raw, part)[: max(limit, 1) * 8]
-        text = decode_bytes(data, part.params.get("charset"))
-        if part.content_type == "text/html":
-            text = html_to_text(text)
-        text = text.replace("\r\n", "\n").strip()
         if text:
             chunks.append(text)
             total += len(text) + 2
@@ -829,7 +888,8 @@ def _parse(raw: bytes, text_limit: int) -> ParsedMessage:
         return _addresses(parse_address_list(headers.text(name)))
 
     text = _body_text(raw, root, text_limit)
-    attachments = _attachments(raw, root)
+    cache: dict[tuple[int, int], tuple[bytes, str]] = {}
+    attachments = _attachments(raw, root, cache)
     message_ids = _ids(headers.text("message-id"))
     return ParsedMessage(
         subject=" ".join(decode_words(headers.text("subject") or "").split()),
@@ -844,6 +904,6 @@ def _parse(raw: bytes, text_limit: int) -> ParsedMessage:
         has_attachment=bool(attachments), attachments=attachments, envelope=env,
         bodystructure=imapfmt.bodystructure(root, True, ctx.envelopes),
         body=imapfmt.bodystructure(root, False, ctx.envelopes),
-        root=root,
+        root=root, decoded_cache=cache,
     )
 

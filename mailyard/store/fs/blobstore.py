@@ -13,9 +13,13 @@ import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from mailyard.store.ports import NotFound
+
+T = TypeVar("T")
 
 _VALID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
@@ -74,7 +78,7 @@ class FsBlobStore:
     def _usage(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*/*/*") if p.is_file())
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def put(self, blob_id: str, data: bytes) -> None:

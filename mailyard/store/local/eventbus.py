@@ -13,13 +13,21 @@ import contextlib
 import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator
+import hashlib
 from pathlib import Path
+
+
+def socket_address(data_dir: Path) -> str:
+    """An abstract-namespace Unix socket (Linux) named after the data directory: no file to
+    clean up after a SIGKILL, and no 108-byte limit on deep data paths."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:32]
+    return f"\0mailyard-events-{digest}"
 
 
 class LocalEventBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
-        self._relay_to: Path | None = None
+        self._relay_to: str | None = None
         self._relay_socket: socket.socket | None = None
         self._transport: asyncio.DatagramTransport | None = None
 
@@ -28,7 +36,7 @@ class LocalEventBus:
             q.put_nowait(state)
         if self._relay_to is not None and self._relay_socket is not None:
             with contextlib.suppress(OSError):  # no listener process right now
-                self._relay_socket.sendto(f"{account_id} {state}".encode(), str(self._relay_to))
+                self._relay_socket.sendto(f"{account_id} {state}".encode(), self._relay_to)
 
     async def subscribe(self, account_id: str) -> AsyncIterator[int]:
         q: asyncio.Queue[int] = asyncio.Queue()
@@ -39,15 +47,17 @@ class LocalEventBus:
         finally:
             self._subscribers[account_id].discard(q)
 
-    def relay_to(self, path: Path) -> None:
-        """In a worker process: also send every event to the listener's socket at `path`."""
-        self._relay_to = path
+    def relay_to(self, address: str) -> None:
+        """In a worker process: also send every event to the listener's socket at `address`."""
+        self._relay_to = address
         self._relay_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._relay_socket.setblocking(False)
 
-    async def listen(self, path: Path) -> None:
-        """In the listener process: receive the workers' events at `path`."""
-        path.unlink(missing_ok=True)
+    async def listen(self, address: str) -> None:
+        """In the listener process: receive the workers' events at `address`."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(address)
+        sock.setblocking(False)
         bus = self
 
         class Receiver(asyncio.DatagramProtocol):
@@ -58,8 +68,7 @@ class LocalEventBus:
                         q.put_nowait(int(state))
 
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            Receiver, local_addr=str(path), family=socket.AF_UNIX)  # type: ignore[arg-type]
+        transport, _ = await loop.create_datagram_endpoint(Receiver, sock=sock)
         self._transport = transport
 
     def close(self) -> None:

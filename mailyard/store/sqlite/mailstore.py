@@ -118,6 +118,7 @@ def _account_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
     row = conn.execute("SELECT * FROM accounts WHERE address = ?", (normalize(address),)).fetchone()
     if row is None:
         raise NotFound(f"no account {address}")
+    assert isinstance(row, sqlite3.Row)
     return row
 
 
@@ -337,7 +338,7 @@ def _find_duplicate(conn: sqlite3.Connection, email: NewEmail) -> sqlite3.Row | 
             "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND message_id = ?"
             " AND content_sha256 = ?",
             (email.account_id, email.message_id, email.content_sha256)).fetchone()
-    return row
+    return row if isinstance(row, sqlite3.Row) else None
 
 
 def _resolve_thread(conn: sqlite3.Connection, email: NewEmail, keys: list[str],

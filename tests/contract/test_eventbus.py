@@ -1,0 +1,173 @@
+"""EventBus contract: "account X changed to state S" reaches every subscriber of X, only X's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from tests.contract.conftest import Engine, local_relay_address
+
+TIMEOUT = 2.0
+
+
+async def next_event(sub: AsyncIterator[int]) -> int:
+    return await asyncio.wait_for(anext(sub), TIMEOUT)
+
+
+async def listening(sub: AsyncIterator[int]) -> asyncio.Task[int]:
+    """Start waiting for the next event and give the subscription time to be in place."""
+    task = asyncio.ensure_future(anext(sub))
+    await asyncio.sleep(0.05)
+    return task
+
+
+async def test_subscribe_then_publish_delivers(bus: Any) -> None:
+    """The subscription starts when subscribe() returns, as for an IDLE that subscribes, then
+    reads the current state, then waits: a change in between must not be lost."""
+    sub = bus.subscribe("acct-1")
+    try:
+        await bus.publish("acct-1", 7)
+        assert await next_event(sub) == 7
+    finally:
+        await sub.aclose()
+
+
+async def test_publish_reaches_listening_subscriber(bus: Any) -> None:
+    sub = bus.subscribe("acct-1")
+    try:
+        waiting = await listening(sub)
+        await bus.publish("acct-1", 11)
+        assert await asyncio.wait_for(waiting, TIMEOUT) == 11
+    finally:
+        await sub.aclose()
+
+
+async def test_events_arrive_in_order(bus: Any) -> None:
+    sub = bus.subscribe("acct-1")
+    try:
+        waiting = await listening(sub)
+        for state in (1, 2, 3, 4):
+            await bus.publish("acct-1", state)
+        got = [await asyncio.wait_for(waiting, TIMEOUT)]
+        got += [await next_event(sub) for _ in range(3)]
+        assert got == [1, 2, 3, 4]
+    finally:
+        await sub.aclose()
+
+
+async def test_two_subscribers_both_receive(bus: Any) -> None:
+    one, two = bus.subscribe("acct-1"), bus.subscribe("acct-1")
+    try:
+        w1, w2 = await listening(one), await listening(two)
+        await bus.publish("acct-1", 42)
+        assert await asyncio.wait_for(w1, TIMEOUT) == 42
+        assert await asyncio.wait_for(w2, TIMEOUT) == 42
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_other_accounts_events_are_not_received(bus: Any) -> None:
+    mine = bus.subscribe("acct-mine")
+    try:
+        waiting = await listening(mine)
+        await bus.publish("acct-other", 1)
+        await bus.publish("acct-other", 2)
+        await bus.publish("acct-mine-not", 3)  # a prefix of another id is another account
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await bus.publish("acct-mine", 9)
+        assert await asyncio.wait_for(waiting, TIMEOUT) == 9  # the first thing it ever saw
+    finally:
+        await mine.aclose()
+
+
+async def test_publish_without_subscribers_is_harmless(bus: Any) -> None:
+    await bus.publish("acct-nobody", 1)
+
+
+async def test_closed_subscription_does_not_break_publish(bus: Any) -> None:
+    gone, stays = bus.subscribe("acct-1"), bus.subscribe("acct-1")
+    try:
+        w_gone, w_stays = await listening(gone), await listening(stays)
+        await bus.publish("acct-1", 1)
+        assert await asyncio.wait_for(w_gone, TIMEOUT) == 1
+        assert await asyncio.wait_for(w_stays, TIMEOUT) == 1
+        await gone.aclose()
+        waiting = await listening(stays)
+        await bus.publish("acct-1", 2)
+        assert await asyncio.wait_for(waiting, TIMEOUT) == 2
+    finally:
+        await stays.aclose()
+
+
+async def test_publish_in_another_process_reaches_subscriber(bus_engine: Engine) -> None:
+    listener = await bus_engine.open()  # the process with IDLE / push / web clients
+    worker = await bus_engine.open()  # a pipeline worker process
+    await bus_engine.link(listener, worker)
+    sub = listener.subscribe("acct-1")
+    try:
+        waiting = await listening(sub)
+        await worker.publish("acct-1", 5)
+        assert await asyncio.wait_for(waiting, TIMEOUT) == 5
+        await worker.publish("acct-1", 6)
+        assert await next_event(sub) == 6
+    finally:
+        await sub.aclose()
+
+
+# --------------------------------------------------------------------------- local-specific
+
+
+async def test_local_relay_over_unix_socket(sock_dir: Path) -> None:
+    from mailyard.store.local.eventbus import LocalEventBus
+
+    address = local_relay_address(sock_dir, "relay")
+    a, b = LocalEventBus(), LocalEventBus()
+    try:
+        await a.listen(address)
+        b.relay_to(address)
+        sub = a.subscribe("acct-9")
+        waiting = await listening(sub)
+        await b.publish("acct-9", 123)
+        assert await asyncio.wait_for(waiting, TIMEOUT) == 123
+        await sub.aclose()
+    finally:
+        b.close()
+        a.close()
+
+
+async def test_local_relay_without_listener_does_not_raise(sock_dir: Path) -> None:
+    from mailyard.store.local.eventbus import LocalEventBus
+
+    worker = LocalEventBus()
+    try:
+        worker.relay_to(local_relay_address(sock_dir, "nobody-listens"))
+        await worker.publish("acct-1", 1)  # fire-and-forget
+    finally:
+        worker.close()
+
+
+async def test_local_listener_ignores_garbage_datagrams(sock_dir: Path) -> None:
+    import socket
+
+    from mailyard.store.local.eventbus import LocalEventBus
+
+    address = local_relay_address(sock_dir, "garbage")
+    bus = LocalEventBus()
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    target = address if isinstance(address, str) else str(address)
+    try:
+        await bus.listen(address)
+        sub = bus.subscribe("acct-1")
+        waiting = await listening(sub)
+        for junk in (b"", b"acct-1", b"acct-1 notanumber", b"\xff\xfe 12", b"acct-1 -3"):
+            sender.sendto(junk, target)
+        sender.sendto(b"acct-1 77", target)
+        assert await asyncio.wait_for(waiting, TIMEOUT) == 77
+        await sub.aclose()
+    finally:
+        sender.close()
+        bus.close()

@@ -1,0 +1,333 @@
+"""Queue contract: durable items, leases with tokens, retries, dead letters (at-least-once)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from mailyard.store.ports import NotFound
+from tests.contract.conftest import Engine
+
+KIND = "inbound"
+SHORT = 0.2  # a lease short enough to watch it run out
+LONG = 30.0  # a lease that will not run out during a test
+
+
+async def lease_one(queue: Any, lease_seconds: float = LONG, kinds: tuple[str, ...] = (KIND,)
+                    ) -> Any:
+    items = await queue.lease(list(kinds), 10, lease_seconds)
+    assert len(items) == 1, items
+    return items[0]
+
+
+async def test_enqueue_lease_ack(queue: Any) -> None:
+    payload = {"spool": "b1", "rcpt": ["ann@example.test", "bo@example.test"], "n": 3,
+               "nested": {"ok": True, "text": "héllo ✓"}}
+    item_id = await queue.enqueue(KIND, payload)
+    assert item_id
+    item = await lease_one(queue)
+    assert item.id == item_id
+    assert item.kind == KIND
+    assert item.payload == payload
+    assert item.attempts == 1
+    assert item.lease_token
+    assert item.created_at > 0
+    assert await queue.ack(item) is True
+    assert await queue.lease([KIND], 10, LONG) == []
+    stats = await queue.stats()
+    assert (stats.ready, stats.leased, stats.delayed, stats.dead) == (0, 0, 0, 0)
+
+
+async def test_ack_twice_second_is_false(queue: Any) -> None:
+    await queue.enqueue(KIND, {})
+    item = await lease_one(queue)
+    assert await queue.ack(item) is True
+    assert await queue.ack(item) is False
+
+
+async def test_lease_only_requested_kinds(queue: Any) -> None:
+    inbound = await queue.enqueue("inbound", {"k": "in"})
+    outbound = await queue.enqueue("outbound", {"k": "out"})
+    items = await queue.lease(["outbound"], 10, LONG)
+    assert [i.id for i in items] == [outbound]
+    items = await queue.lease(["inbound", "outbound"], 10, LONG)
+    assert [i.id for i in items] == [inbound]
+
+
+async def test_lease_respects_limit(queue: Any) -> None:
+    for n in range(5):
+        await queue.enqueue(KIND, {"n": n})
+    first = await queue.lease([KIND], 2, LONG)
+    second = await queue.lease([KIND], 2, LONG)
+    third = await queue.lease([KIND], 2, LONG)
+    assert (len(first), len(second), len(third)) == (2, 2, 1)
+    ids = [i.id for i in first + second + third]
+    assert len(set(ids)) == 5
+
+
+async def test_caller_chosen_item_id(queue: Any) -> None:
+    item_id = await queue.enqueue(KIND, {"a": 1}, item_id="spool-0001")
+    assert item_id == "spool-0001"
+    assert (await lease_one(queue)).id == "spool-0001"
+
+
+async def test_enqueue_same_item_id_twice_is_one_item(queue: Any) -> None:
+    first = await queue.enqueue(KIND, {"try": 1}, item_id="same-id-1")
+    second = await queue.enqueue(KIND, {"try": 2}, item_id="same-id-1")
+    assert first == second == "same-id-1"
+    assert (await queue.stats()).ready == 1
+    items = await queue.lease([KIND], 10, LONG)
+    assert [i.id for i in items] == ["same-id-1"]
+
+
+async def test_enqueue_with_delay_is_invisible_until_due(queue: Any) -> None:
+    await queue.enqueue(KIND, {}, delay=0.3)
+    assert await queue.lease([KIND], 10, LONG) == []
+    assert (await queue.stats()).delayed == 1
+    await asyncio.sleep(0.4)
+    await lease_one(queue)
+
+
+async def test_leased_item_is_invisible_until_lease_expires(queue: Any) -> None:
+    item_id = await queue.enqueue(KIND, {"x": 1})
+    first = await lease_one(queue, SHORT)
+    assert await queue.lease([KIND], 10, SHORT) == []
+    await asyncio.sleep(SHORT + 0.15)
+    second = await lease_one(queue, LONG)
+    assert second.id == item_id
+    assert second.attempts == first.attempts + 1 == 2
+    assert second.lease_token and second.lease_token != first.lease_token
+    assert second.payload == {"x": 1}
+
+
+async def test_stale_token_cannot_disturb_new_holder(queue: Any) -> None:
+    await queue.enqueue(KIND, {})
+    stale = await lease_one(queue, SHORT)
+    await asyncio.sleep(SHORT + 0.15)
+    holder = await lease_one(queue, LONG)
+
+    assert await queue.ack(stale) is False
+    assert await queue.retry(stale, "lost my lease", 0) is False
+    assert await queue.bury(stale, "lost my lease") is False
+
+    # The new holder still holds it: nobody else can lease it, nothing went to the DLQ.
+    assert await queue.lease([KIND], 10, LONG) == []
+    stats = await queue.stats()
+    assert (stats.ready, stats.leased, stats.dead) == (0, 1, 0)
+    assert await queue.dead_letters() == []
+    assert await queue.ack(holder) is True
+
+
+async def test_retry_without_delay_makes_item_available_again(queue: Any) -> None:
+    await queue.enqueue(KIND, {})
+    item = await lease_one(queue)
+    assert await queue.retry(item, "temporary failure", 0) is True
+    again = await lease_one(queue)
+    assert again.attempts == 2
+    assert again.last_error == "temporary failure"
+    assert again.lease_token != item.lease_token
+    assert await queue.ack(item) is False  # the retried lease is over
+
+
+async def test_retry_with_delay_is_invisible_until_delay_passes(queue: Any) -> None:
+    await queue.enqueue(KIND, {})
+    item = await lease_one(queue)
+    assert await queue.retry(item, "451 try later", 0.3) is True
+    assert await queue.lease([KIND], 10, LONG) == []
+    stats = await queue.stats()
+    assert (stats.ready, stats.leased, stats.delayed) == (0, 0, 1)
+    await asyncio.sleep(0.4)
+    again = await lease_one(queue)
+    assert again.attempts == 2
+    assert again.last_error == "451 try later"
+
+
+async def test_bury_moves_to_dead_letters(queue: Any) -> None:
+    item_id = await queue.enqueue(KIND, {"spool": "poison"})
+    item = await lease_one(queue)
+    before = time.time()
+    assert await queue.bury(item, "550 cannot parse") is True
+    assert await queue.lease([KIND], 10, LONG) == []
+
+    dead = await queue.dead_letters()
+    assert len(dead) == 1
+    letter = dead[0]
+    assert letter.id == item_id
+    assert letter.kind == KIND
+    assert letter.payload == {"spool": "poison"}
+    assert letter.error == "550 cannot parse"
+    assert letter.attempts == 1
+    assert letter.died_at >= before - 1
+    assert letter.created_at <= letter.died_at
+
+    one = await queue.dead_letter(item_id)
+    assert (one.id, one.error, one.payload) == (item_id, "550 cannot parse", {"spool": "poison"})
+    stats = await queue.stats()
+    assert (stats.ready, stats.leased, stats.delayed, stats.dead) == (0, 0, 0, 1)
+    assert await queue.ack(item) is False
+
+
+async def test_dead_letters_limit(queue: Any) -> None:
+    for n in range(3):
+        await queue.enqueue(KIND, {"n": n})
+    for item in await queue.lease([KIND], 10, LONG):
+        await queue.bury(item, "bad")
+    assert len(await queue.dead_letters()) == 3
+    assert len(await queue.dead_letters(limit=2)) == 2
+
+
+async def test_revive_one_resets_attempts(queue: Any) -> None:
+    item_id = await queue.enqueue(KIND, {"p": 1})
+    other_id = await queue.enqueue(KIND, {"p": 2})
+    for _ in range(3):  # three failed attempts, then the DLQ
+        item = await lease_one_of(queue, item_id, other_id)
+        await queue.retry(item, "fail", 0)
+    item = await lease_one_of(queue, item_id, other_id)
+    assert item.attempts == 4
+    await queue.bury(item, "gave up")
+    other = await lease_one(queue)
+    assert other.id == other_id
+    await queue.bury(other, "gave up too")
+
+    assert await queue.revive(item_id) == 1
+    with pytest.raises(NotFound):
+        await queue.dead_letter(item_id)
+    assert [d.id for d in await queue.dead_letters()] == [other_id]
+    revived = await lease_one(queue)
+    assert revived.id == item_id
+    assert revived.attempts == 1  # a fresh retry budget
+    assert revived.payload == {"p": 1}
+
+
+async def lease_one_of(queue: Any, wanted: str, other: str) -> Any:
+    """Lease `wanted` while leaving `other` alone (retry it straight back)."""
+    found = None
+    for item in await queue.lease([KIND], 10, LONG):
+        if item.id == wanted:
+            found = item
+        else:
+            assert item.id == other
+            await queue.retry(item, "not now", 0)
+    assert found is not None
+    return found
+
+
+async def test_revive_all(queue: Any) -> None:
+    ids = {await queue.enqueue(KIND, {"n": n}) for n in range(3)}
+    for item in await queue.lease([KIND], 10, LONG):
+        await queue.bury(item, "bad")
+    assert (await queue.stats()).dead == 3
+    assert await queue.revive(None) == 3
+    assert await queue.dead_letters() == []
+    items = await queue.lease([KIND], 10, LONG)
+    assert {i.id for i in items} == ids
+    assert all(i.attempts == 1 for i in items)
+    assert await queue.revive(None) == 0  # nothing dead any more
+    assert await queue.revive() == 0
+
+
+async def test_drop_dead_letter(queue: Any) -> None:
+    item_id = await queue.enqueue(KIND, {})
+    await queue.bury(await lease_one(queue), "bad")
+    await queue.drop(item_id)
+    assert await queue.dead_letters() == []
+    with pytest.raises(NotFound):
+        await queue.dead_letter(item_id)
+    assert await queue.lease([KIND], 10, LONG) == []
+    assert (await queue.stats()).dead == 0
+    with pytest.raises(NotFound):
+        await queue.drop(item_id)
+
+
+async def test_unknown_ids_raise_not_found(queue: Any) -> None:
+    with pytest.raises(NotFound):
+        await queue.dead_letter("no-such-item")
+    with pytest.raises(NotFound):
+        await queue.revive("no-such-item")
+    with pytest.raises(NotFound):
+        await queue.drop("no-such-item")
+
+
+async def test_stats_counts_each_state(queue: Any) -> None:
+    await queue.enqueue(KIND, {"state": "ready"})
+    await queue.enqueue(KIND, {"state": "delayed"}, delay=60)
+    await queue.enqueue("to-lease", {"state": "leased"})
+    await queue.enqueue("to-bury", {"state": "dead"})
+    await lease_one(queue, LONG, kinds=("to-lease",))
+    assert await queue.bury(await lease_one(queue, LONG, kinds=("to-bury",)), "on purpose")
+
+    stats = await queue.stats()
+    assert (stats.ready, stats.leased, stats.delayed, stats.dead) == (1, 1, 1, 1)
+
+
+async def test_wait_returns_within_timeout(queue: Any) -> None:
+    start = time.monotonic()
+    await asyncio.wait_for(queue.wait(0.1), 5)
+    assert time.monotonic() - start < 2
+
+
+async def test_wait_wakes_up_for_new_work(queue: Any) -> None:
+    waiter = asyncio.create_task(queue.wait(10))
+    await asyncio.sleep(0.01)
+    await queue.enqueue(KIND, {})
+    await asyncio.wait_for(waiter, 2)
+    await lease_one(queue)
+
+
+# --------------------------------------------------------------------------- durability
+
+
+async def test_enqueued_item_survives_reopen(queue_engine: Engine) -> None:
+    first = await queue_engine.open()
+    item_id = await first.enqueue(KIND, {"durable": True})
+    await queue_engine.close(first)
+
+    second = await queue_engine.open()
+    item = await lease_one(second)
+    assert (item.id, item.payload) == (item_id, {"durable": True})
+
+
+async def test_lease_of_dead_worker_runs_out_after_reopen(queue_engine: Engine) -> None:
+    first = await queue_engine.open()
+    item_id = await first.enqueue(KIND, {})
+    await lease_one(first, SHORT)
+    await queue_engine.close(first)  # the worker dies holding the lease
+
+    second = await queue_engine.open()
+    await asyncio.sleep(SHORT + 0.15)
+    item = await lease_one(second)
+    assert (item.id, item.attempts) == (item_id, 2)
+
+
+async def test_dead_letters_survive_reopen(queue_engine: Engine) -> None:
+    first = await queue_engine.open()
+    item_id = await first.enqueue(KIND, {})
+    await first.bury(await lease_one(first), "kept")
+    await queue_engine.close(first)
+
+    second = await queue_engine.open()
+    assert (await second.dead_letter(item_id)).error == "kept"
+
+
+async def test_two_processes_never_lease_the_same_item(queue_engine: Engine) -> None:
+    one = await queue_engine.open()
+    two = await queue_engine.open()
+    ids = {await one.enqueue(KIND, {"n": n}) for n in range(200)}
+    assert len(ids) == 200
+
+    calls = [q.lease([KIND], 5, LONG) for _ in range(40) for q in (one, two)]
+    batches = await asyncio.gather(*calls)
+    leased = [item.id for batch in batches for item in batch]
+    assert len(leased) == len(set(leased)), "an item was handed to two workers"
+    assert set(leased) == ids
+    # Both "processes" can ack what they got, and nothing is left.
+    by_id = {item.id: (q, item) for q, batch in zip(
+        [q for _ in range(40) for q in (one, two)], batches, strict=True) for item in batch}
+    acks = await asyncio.gather(*(q.ack(item) for q, item in by_id.values()))
+    assert all(acks)
+    assert await one.lease([KIND], 10, LONG) == []
+    stats = await two.stats()
+    assert (stats.ready, stats.leased) == (0, 0)
