@@ -29,7 +29,7 @@ async def test_subscribe_then_publish_delivers(bus: Any) -> None:
     sub = bus.subscribe("acct-1")
     try:
         await bus.publish("acct-1", 7)
-        assert await next_event(sub) == 7
+        assert await asyncio.wait_for(anext(sub), 1.0) == 7
     finally:
         await sub.aclose()
 

@@ -32,7 +32,7 @@ class FsBlobStore:
         self._sweep_temporaries()
 
     def path(self, blob_id: str) -> Path:
-        if not _VALID.match(blob_id):
+        if not _VALID.fullmatch(blob_id):
             raise ValueError(f"invalid blob id {blob_id!r}")
         return self.root / blob_id[-2:] / blob_id[-4:-2] / blob_id
 
@@ -56,7 +56,7 @@ class FsBlobStore:
             directory.mkdir(parents=True, exist_ok=True)
             _fsync_dir(directory.parent)
             _fsync_dir(directory.parent.parent)
-        tmp = directory / f".tmp-{blob_id}-{os.getpid()}-{id(data):x}"
+        tmp = directory / f".tmp-{blob_id}-{os.urandom(8).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
             view = memoryview(data)
@@ -76,7 +76,8 @@ class FsBlobStore:
             raise NotFound(f"blob {blob_id}") from None
 
     def _usage(self) -> int:
-        return sum(p.stat().st_size for p in self.root.glob("*/*/*") if p.is_file())
+        return sum(p.stat().st_size for p in self.root.glob("*/*/*")
+                   if p.is_file() and not p.name.startswith(".tmp-"))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

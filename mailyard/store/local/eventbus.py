@@ -12,9 +12,26 @@ import asyncio
 import contextlib
 import socket
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 import hashlib
 from pathlib import Path
+
+
+class Subscription:
+    """The states published for one account, in order, until `aclose`."""
+
+    def __init__(self, queue: asyncio.Queue[int], cancel: Callable[[], None]) -> None:
+        self._queue = queue
+        self._cancel = cancel
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> int:
+        return await self._queue.get()
+
+    async def aclose(self) -> None:
+        self._cancel()
 
 
 def socket_address(data_dir: Path) -> str:
@@ -38,14 +55,12 @@ class LocalEventBus:
             with contextlib.suppress(OSError):  # no listener process right now
                 self._relay_socket.sendto(f"{account_id} {state}".encode(), self._relay_to)
 
-    async def subscribe(self, account_id: str) -> AsyncIterator[int]:
+    def subscribe(self, account_id: str) -> Subscription:
+        """Registered when this returns, so nothing published after it is missed (IDLE reads
+        the state after subscribing, then waits)."""
         q: asyncio.Queue[int] = asyncio.Queue()
         self._subscribers[account_id].add(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._subscribers[account_id].discard(q)
+        return Subscription(q, lambda: self._subscribers[account_id].discard(q))
 
     def relay_to(self, address: str) -> None:
         """In a worker process: also send every event to the listener's socket at `address`."""

@@ -57,6 +57,7 @@ class Database:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(readers, thread_name_prefix=f"sqlite-read:{path.name}")
+        self._closed = False
         self.commits = 0
         """How many transactions the writer committed (group commit makes this < writes)."""
 
@@ -64,11 +65,15 @@ class Database:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in the next group transaction; return once that transaction is committed."""
+        if self._closed:
+            raise RuntimeError(f"database {self.path} is closed")
         fut: Future[T] = Future()
         self._jobs.put((fn, fut))
         return await asyncio.wrap_future(fut)
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError(f"database {self.path} is closed")
         fut: Future[T] = Future()
         self._jobs.put((fn, fut))
         return fut.result()
@@ -152,6 +157,9 @@ class Database:
     # ------------------------------------------------------------------ life
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._jobs.put(_STOP)
         self._writer.join(timeout=30)
         self._pool.shutdown(wait=True)

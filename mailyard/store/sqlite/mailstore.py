@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS emails (
     body BLOB NOT NULL,
     parts BLOB NOT NULL,
     blob_refs BLOB NOT NULL,
-    keywords BLOB NOT NULL,
+    keywords TEXT NOT NULL,
     modseq INTEGER NOT NULL,
     UNIQUE (account_id, delivery_key)
 );
@@ -249,7 +249,8 @@ class SqliteMailStore:
         def fetch(conn: sqlite3.Connection) -> list[Mailbox]:
             rows = conn.execute(
                 "SELECT m.*, count(me.email_id) AS total,"
-                " sum(CASE WHEN e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END) AS unread"
+                " sum(CASE WHEN e.id IS NULL OR e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END)"
+                " AS unread"
                 " FROM mailboxes m LEFT JOIN mailbox_emails me ON me.mailbox_id = m.id"
                 " LEFT JOIN emails e ON e.id = me.email_id"
                 " WHERE m.account_id = ? GROUP BY m.id ORDER BY m.rowid", (account_id,),
@@ -412,7 +413,7 @@ def _deliver(conn: sqlite3.Connection, email: NewEmail) -> DeliveryResult:
          email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers), email.preview,
          int(email.has_attachment), orjson.dumps(email.attachments), email.envelope,
          email.bodystructure, email.body, orjson.dumps(email.parts),
-         orjson.dumps(email.blob_refs), orjson.dumps(email.keywords), modseq),
+         orjson.dumps(email.blob_refs), orjson.dumps(email.keywords).decode(), modseq),
     )
     _log(conn, email.account_id, modseq, "Email", email.email_id, "created")
     for role in email.mailbox_roles:

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS doc_ids (
 
 def fts_query(text: str) -> str:
     """Plain words as an AND of quoted FTS5 strings: user text never reaches the FTS5 grammar."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
     words = [w for w in text.split() if w]
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
