@@ -81,12 +81,13 @@ class Worker:
             for item, _ in done:
                 await self._failed(item, e)
             return
-        for item, outcome in done:
+        for _, outcome in done:
             for d in outcome.delivered:
                 await self.bus.publish(d.account_id, d.modseq)
-            await self.pipeline.finish(item)
-            await self.queue.ack(item)
-            self.processed += 1
+        # Concurrent, so the store's writer commits all the acks of a batch together.
+        await asyncio.gather(*(self.pipeline.finish(item) for item, _ in done))
+        await asyncio.gather(*(self.queue.ack(item) for item, _ in done))
+        self.processed += len(done)
 
     async def _failed(self, item: QueueItem, error: BaseException) -> None:
         reason = f"{type(error).__name__}: {error}"

@@ -79,6 +79,15 @@ class SqliteQueue:
     ) -> list[QueueItem]:
         marks = ",".join("?" * len(kinds))
 
+        def ready(conn: sqlite3.Connection) -> bool:
+            return conn.execute(
+                f"SELECT 1 FROM items WHERE kind IN ({marks}) AND available_at <= ? LIMIT 1",
+                (*kinds, time.time())).fetchone() is not None
+
+        # Idle workers poll; a read costs no write lock, which the listener needs for enqueue.
+        if not await self.db.read(ready):
+            return []
+
         def take(conn: sqlite3.Connection) -> list[QueueItem]:
             now = time.time()
             rows = conn.execute(
