@@ -87,6 +87,14 @@ def _hostport(value: str) -> tuple[str, int]:
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
     runtime = Runtime.open(config)
+    # Binding the event socket also proves no other server runs on this data_dir, so the
+    # leases left in the queue belong to dead workers of a previous run.
+    try:
+        await runtime.bus.listen(socket_address(config.data_dir))
+    except OSError as e:
+        runtime.close()
+        raise SystemExit(f"mailyard: another server is running on {config.data_dir} ({e})")\
+            from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,7 +120,9 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         servers.append(await start_inbound(handler, host, port, tls))
         log.info("SMTP (MX) listening on %s", config.listen.smtp)
 
-    await runtime.bus.listen(socket_address(config.data_dir))
+    released = await runtime.queue.release_leases()
+    if released:
+        log.warning("took back %d queue items leased by workers of a previous run", released)
     tasks: list[asyncio.Task[None]] = []
     processes: list[Any] = []
     if workers <= 0:

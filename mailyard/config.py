@@ -50,7 +50,7 @@ class Queue:
     backoff_base: float = 30.0
     """Seconds before the first retry; doubles per attempt up to backoff_max."""
     backoff_max: float = 3600.0
-    lease_seconds: float = 300.0
+    lease_seconds: float = 60.0
     batch_size: int = 32
     poll_interval: float = 0.5
 

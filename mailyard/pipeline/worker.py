@@ -33,7 +33,7 @@ class RetryPolicy:
 class Worker:
     def __init__(self, queue: Queue, pipeline: InboundPipeline, index: SearchIndex,
                  bus: EventBus, retry: RetryPolicy, *, batch_size: int = 32,
-                 lease_seconds: float = 300.0) -> None:
+                 lease_seconds: float = 60.0) -> None:
         self.queue = queue
         self.pipeline = pipeline
         self.index = index

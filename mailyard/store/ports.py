@@ -124,6 +124,11 @@ class Queue(Protocol):
 
     async def drop(self, item_id: str) -> None: ...
 
+    async def release_leases(self) -> int:
+        """Make every leased item available now: at start-up, when no worker of a previous run
+        can still hold one (the previous process is gone), so they need not wait out a lease."""
+        ...
+
     async def wait(self, timeout: float) -> None:
         """Return when new work may be available, or after `timeout` seconds."""
         ...

@@ -331,3 +331,18 @@ async def test_two_processes_never_lease_the_same_item(queue_engine: Engine) -> 
     assert await one.lease([KIND], 10, LONG) == []
     stats = await two.stats()
     assert (stats.ready, stats.leased) == (0, 0)
+
+
+async def test_release_leases_at_startup_hands_items_back_at_once(queue: Any) -> None:
+    first = await queue.enqueue(KIND, {"n": 1})
+    await queue.enqueue(KIND, {"n": 2})
+    held = await queue.lease([KIND], 1, LONG)
+    assert [i.id for i in held] == [first]
+    assert await queue.release_leases() == 1
+    items = await queue.lease([KIND], 10, LONG)
+    assert sorted(i.id for i in items) == sorted([first, items[0].id if items[0].id != first
+                                                  else items[1].id])
+    assert len(items) == 2
+    again = next(i for i in items if i.id == first)
+    assert again.attempts == 2 and again.lease_token != held[0].lease_token
+    assert await queue.ack(held[0]) is False  # the old holder's token is dead

@@ -53,6 +53,7 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(tmp_path: Path)
                                               "connections_per_ip": 0})
     srv.add_user("alice@example.test")
     srv.start()
+    t0 = time.monotonic()
     acked_before: set[int] = set()
     stop = threading.Event()
     clients = threading.Thread(target=run_clients,
@@ -66,6 +67,7 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(tmp_path: Path)
     clients.join()
     assert MAILS // 3 <= killed_at < MAILS, f"kill came at {killed_at} acknowledged mails"
     acked_at_kill = set(acked_before)
+    print(f"killed after {killed_at} acks, {time.monotonic() - t0:.1f}s")
 
     # The senders retry what did not get a 250, as real MTAs do.
     srv.start()
@@ -73,7 +75,9 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(tmp_path: Path)
     run_clients(srv.smtp_port, [n for n in range(MAILS) if n not in acked_at_kill],
                 acked_after, threading.Event())
     assert acked_at_kill | acked_after == set(range(MAILS))
+    print(f"resent {len(acked_after)}, {time.monotonic() - t0:.1f}s")
     srv.wait_queue_empty(timeout=300)
+    print(f"drained, {time.monotonic() - t0:.1f}s")
     emails = srv.emails("alice@example.test")
     counts = Counter(e["subject"] for e in emails)
     duplicates = {s: c for s, c in counts.items() if c > 1}

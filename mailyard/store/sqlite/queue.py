@@ -224,6 +224,14 @@ class SqliteQueue:
 
         await self.db.write(delete)
 
+    async def release_leases(self) -> int:
+        def release(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE items SET lease_token = NULL, available_at = ?"
+                " WHERE lease_token IS NOT NULL", (time.time(),)).rowcount
+
+        return await self.db.write(release)
+
     async def wait(self, timeout: float) -> None:
         event = self._event()
         with contextlib.suppress(TimeoutError):
