@@ -157,6 +157,8 @@ class Mailbox:
     uidnext: int
     total: int = 0
     unread: int = 0
+    subscribed: bool = True
+    highest_modseq: int = 0
 
 
 @dataclass(slots=True)
@@ -193,8 +195,11 @@ class NewEmail:
     body: bytes
     parts: dict[str, Any]
     mailbox_roles: list[str]
+    """Where the email goes by role ("inbox"); every email is also in the "all" mailbox."""
     keywords: list[str] = field(default_factory=list)
     blob_refs: list[str] = field(default_factory=list)
+    mailbox_ids: list[str] = field(default_factory=list)
+    """Where the email goes by id (IMAP APPEND, JMAP Email/import), besides the roles."""
 
 
 @dataclass(slots=True)
@@ -234,6 +239,41 @@ class EmailRecord:
 
 
 @dataclass(slots=True)
+class MailboxEntry:
+    """One email as one mailbox sees it: the row of an IMAP session's UID map."""
+
+    uid: int
+    email_id: str
+    keywords: list[str]
+    modseq: int
+
+
+@dataclass(slots=True)
+class MailboxSnapshot:
+    mailbox: Mailbox
+    entries: list[MailboxEntry]
+    """Ordered by UID: position + 1 is the IMAP message sequence number."""
+
+
+@dataclass(slots=True)
+class MailboxDelta:
+    """What changed in a mailbox after a modseq: for IMAP QRESYNC and session updates."""
+
+    highest_modseq: int
+    changed: list[MailboxEntry]
+    vanished: list[int]
+    """UIDs expunged after the modseq."""
+
+
+@dataclass(slots=True)
+class KeywordUpdate:
+    updated: list[tuple[str, list[str], int]]
+    """(email_id, keywords, modseq) of each email whose keywords were written."""
+    conflicts: list[str]
+    """Emails left alone because they changed after UNCHANGEDSINCE."""
+
+
+@dataclass(slots=True)
 class Change:
     modseq: int
     kind: str
@@ -267,6 +307,39 @@ class MailStore(Protocol):
     ) -> list[EmailRecord]: ...
     async def get_email(self, account_id: str, email_id: str) -> EmailRecord: ...
     async def changes_since(self, account_id: str, modseq: int) -> list[Change]: ...
+
+    # mailboxes as labels: the operations IMAP, JMAP and the web share
+    async def create_mailbox(self, account_id: str, name: str,
+                             role: str | None = None) -> Mailbox: ...
+    async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None: ...
+    async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
+        """Renames the mailbox and every mailbox below it (name + "/")."""
+        ...
+    async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool
+                             ) -> None: ...
+    async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot: ...
+    async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int
+                            ) -> MailboxDelta: ...
+    async def get_emails(self, account_id: str, email_ids: Sequence[str]
+                         ) -> list[EmailRecord]: ...
+    async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
+                           add: Sequence[str] = (), remove: Sequence[str] = (),
+                           replace: Sequence[str] | None = None,
+                           unchanged_since: int | None = None) -> KeywordUpdate: ...
+    async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
+                             mailbox_id: str) -> dict[str, int]:
+        """Label the emails (IMAP COPY); returns email id -> UID in the target. An email
+        already there keeps its UID."""
+        ...
+    async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
+                                  email_ids: Sequence[str]) -> list[int]:
+        """Take the label off (IMAP EXPUNGE); returns the expunged UIDs. Removing from the
+        "all" or "trash" mailbox an email with no other label destroys it."""
+        ...
+    async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
+                   target_id: str) -> dict[str, tuple[int, int]]:
+        """In one transaction: email id -> (old UID in source, new UID in target)."""
+        ...
 
 
 # --------------------------------------------------------------------------- SearchIndex

@@ -25,7 +25,7 @@ DOMAIN = "example.test"
 MB = 1024 * 1024
 DEFAULT_ROLES = {
     "INBOX": "inbox", "Sent": "sent", "Drafts": "drafts", "Trash": "trash", "Junk": "junk",
-    "Archive": "archive",
+    "Archive": "archive", "All Mail": "all",
 }
 
 
@@ -199,7 +199,7 @@ async def test_deliver_then_read_back(mailstore: Any, account: Account,
     assert record.has_attachment is False
     assert record.attachments == []
     assert record.keywords == ["$flagged"]
-    assert record.mailboxes == {"INBOX": 1}
+    assert record.mailboxes == {"INBOX": 1, "All Mail": 1}
     assert record.in_reply_to == ["<parent@example.test>"]
     assert record.references == ["<root@example.test>", "<parent@example.test>"]
     assert record.envelope == email.envelope
@@ -267,7 +267,7 @@ async def test_list_emails_by_mailbox_name_and_role(mailstore: Any, account: Acc
     assert len(await mailstore.list_emails(account.id, limit=2)) == 2
 
     record = await mailstore.get_email(account.id, both.email_id)
-    assert record.mailboxes == {"INBOX": 2, "Archive": 1}
+    assert record.mailboxes == {"INBOX": 2, "Archive": 1, "All Mail": 2}
 
 
 async def test_list_emails_newest_first(mailstore: Any, account: Account,

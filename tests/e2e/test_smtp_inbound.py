@@ -63,7 +63,7 @@ def test_delivered_mail_is_stored_with_metadata_and_byte_exact(server: Server) -
     assert email["from"] == [{"name": "Carol Sender", "email": "carol@remote.test"}]
     assert email["to"] == [{"name": "Alice", "email": "alice@example.test"}]
     assert email["messageId"] == "Quarterly-report@remote.test"
-    assert list(email["mailboxes"]) == ["INBOX"]
+    assert list(email["mailboxes"]) == ["INBOX", "All Mail"]
     assert email["mailboxes"]["INBOX"] == 1
     assert email["preview"].startswith("Numbers are up.")
     assert email["threadId"].startswith("t")

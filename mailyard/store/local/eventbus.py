@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import socket
 from collections import defaultdict
 from collections.abc import Callable
-import hashlib
 from pathlib import Path
 
 

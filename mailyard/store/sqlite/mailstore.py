@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,11 @@ from mailyard.store.ports import (
     Conflict,
     DeliveryResult,
     EmailRecord,
+    KeywordUpdate,
     Mailbox,
+    MailboxDelta,
+    MailboxEntry,
+    MailboxSnapshot,
     NewEmail,
     NotFound,
     QuotaExceeded,
@@ -44,8 +49,16 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     uidvalidity INTEGER NOT NULL,
     uidnext INTEGER NOT NULL DEFAULT 1,
     subscribed INTEGER NOT NULL DEFAULT 1,
+    modseq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (account_id, name)
 );
+CREATE TABLE IF NOT EXISTS vanished (
+    mailbox_id TEXT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vanished_modseq ON vanished (mailbox_id, modseq);
 CREATE TABLE IF NOT EXISTS emails (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
@@ -105,8 +118,12 @@ CREATE TABLE IF NOT EXISTS changes (
 
 DEFAULT_MAILBOXES = (
     ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
-    ("Junk", "junk"), ("Archive", "archive"),
+    ("Junk", "junk"), ("Archive", "archive"), ("All Mail", "all"),
 )
+ALL = "all"
+"""The role of the mailbox every email is in (Gmail's All Mail): an email with no other label
+is still there, and only an expunge from it (or from Trash) destroys the email."""
+DESTROYING_ROLES = frozenset({"all", "trash"})
 
 
 def _account(row: sqlite3.Row) -> Account:
@@ -246,20 +263,8 @@ class SqliteMailStore:
     # ------------------------------------------------------------------ mailboxes
 
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
-        def fetch(conn: sqlite3.Connection) -> list[Mailbox]:
-            rows = conn.execute(
-                "SELECT m.*, count(me.email_id) AS total,"
-                " sum(CASE WHEN e.id IS NULL OR e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END)"
-                " AS unread"
-                " FROM mailboxes m LEFT JOIN mailbox_emails me ON me.mailbox_id = m.id"
-                " LEFT JOIN emails e ON e.id = me.email_id"
-                " WHERE m.account_id = ? GROUP BY m.id ORDER BY m.rowid", (account_id,),
-            ).fetchall()
-            return [Mailbox(id=r["id"], account_id=r["account_id"], name=r["name"], role=r["role"],
-                            uidvalidity=r["uidvalidity"], uidnext=r["uidnext"], total=r["total"],
-                            unread=r["unread"] or 0) for r in rows]
-
-        return await self.db.read(fetch)
+        return await self.db.read(lambda c: [_mailbox(c, r) for r in c.execute(
+            "SELECT * FROM mailboxes WHERE account_id = ? ORDER BY rowid", (account_id,))])
 
     # ------------------------------------------------------------------ delivery
 
@@ -270,6 +275,194 @@ class SqliteMailStore:
 
     async def deliver(self, email: NewEmail) -> DeliveryResult:
         return await self.db.write(lambda conn: _deliver(conn, email))
+
+    # ------------------------------------------------------------------ labels
+
+    async def create_mailbox(self, account_id: str, name: str,
+                             role: str | None = None) -> Mailbox:
+        mailbox_id = new_id("m")
+
+        def create(conn: sqlite3.Connection) -> Mailbox:
+            if conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?",
+                            (account_id, name)).fetchone():
+                raise Conflict(f"mailbox {name} exists")
+            if role and conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND role = ?",
+                                     (account_id, role)).fetchone():
+                raise Conflict(f"a mailbox with role {role} exists")
+            modseq = _next_modseq(conn, account_id)
+            conn.execute(
+                "INSERT INTO mailboxes (id, account_id, name, role, uidvalidity, modseq)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (mailbox_id, account_id, name, role, int(time.time()), modseq))
+            _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
+            return _mailbox(conn, _mailbox_row(conn, account_id, mailbox_id))
+
+        return await self.db.write(create)
+
+    async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            row = _mailbox_row(conn, account_id, mailbox_id)
+            if row["role"] in ("inbox", ALL):
+                raise Conflict(f"the {row['name']} mailbox cannot be deleted")
+            modseq = _next_modseq(conn, account_id)
+            for (email_id,) in conn.execute("SELECT email_id FROM mailbox_emails"
+                                            " WHERE mailbox_id = ?", (mailbox_id,)).fetchall():
+                _touch_email(conn, account_id, email_id, modseq)
+            conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+            _log(conn, account_id, modseq, "Mailbox", mailbox_id, "destroyed")
+
+        await self.db.write(delete)
+
+    async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
+        def rename(conn: sqlite3.Connection) -> None:
+            row = _mailbox_row(conn, account_id, mailbox_id)
+            old = row["name"]
+            if conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?",
+                            (account_id, name)).fetchone():
+                raise Conflict(f"mailbox {name} exists")
+            modseq = _next_modseq(conn, account_id)
+            children = conn.execute(
+                "SELECT id, name FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
+                (account_id, len(old) + 1, old + "/")).fetchall()
+            for child_id, child_name in [(mailbox_id, old), *children]:
+                conn.execute("UPDATE mailboxes SET name = ?, modseq = ? WHERE id = ?",
+                             (name + child_name[len(old):], modseq, child_id))
+                _log(conn, account_id, modseq, "Mailbox", child_id, "updated")
+
+        await self.db.write(rename)
+
+    async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool) -> None:
+        def update(conn: sqlite3.Connection) -> None:
+            _mailbox_row(conn, account_id, mailbox_id)
+            modseq = _next_modseq(conn, account_id)
+            conn.execute("UPDATE mailboxes SET subscribed = ? WHERE id = ?",
+                         (int(subscribed), mailbox_id))
+            _log(conn, account_id, modseq, "Mailbox", mailbox_id, "updated")
+
+        await self.db.write(update)
+
+    async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
+        def read(conn: sqlite3.Connection) -> MailboxSnapshot:
+            mailbox = _mailbox(conn, _mailbox_row(conn, account_id, mailbox_id))
+            entries = _entries(conn,
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
+                " JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ? ORDER BY me.uid",
+                (mailbox_id,))
+            return MailboxSnapshot(mailbox=mailbox, entries=entries)
+
+        return await self.db.read(read)
+
+    async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int) -> MailboxDelta:
+        def read(conn: sqlite3.Connection) -> MailboxDelta:
+            row = _mailbox_row(conn, account_id, mailbox_id)
+            changed = _entries(conn,
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
+                " JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ? AND e.modseq > ?"
+                " ORDER BY me.uid", (mailbox_id, since))
+            vanished = [r[0] for r in conn.execute(
+                "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mailbox_id, since))]
+            return MailboxDelta(highest_modseq=row["modseq"], changed=changed, vanished=vanished)
+
+        return await self.db.read(read)
+
+    async def get_emails(self, account_id: str, email_ids: Sequence[str]) -> list[EmailRecord]:
+        def read(conn: sqlite3.Connection) -> list[EmailRecord]:
+            out = []
+            for start in range(0, len(email_ids), 500):
+                chunk = list(email_ids[start:start + 500])
+                rows = conn.execute(
+                    f"SELECT * FROM emails WHERE account_id = ? AND id IN"
+                    f" ({','.join('?' * len(chunk))})", (account_id, *chunk)).fetchall()
+                out += [_email(conn, r) for r in rows]
+            return out
+
+        return await self.db.read(read)
+
+    async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
+                           add: Sequence[str] = (), remove: Sequence[str] = (),
+                           replace: Sequence[str] | None = None,
+                           unchanged_since: int | None = None) -> KeywordUpdate:
+        def update(conn: sqlite3.Connection) -> KeywordUpdate:
+            result = KeywordUpdate(updated=[], conflicts=[])
+            modseq: int | None = None
+            for email_id in email_ids:
+                row = conn.execute("SELECT keywords, modseq FROM emails WHERE account_id = ?"
+                                   " AND id = ?", (account_id, email_id)).fetchone()
+                if row is None:
+                    continue
+                if unchanged_since is not None and row["modseq"] > unchanged_since:
+                    result.conflicts.append(email_id)
+                    continue
+                before = orjson.loads(row["keywords"])
+                after = list(dict.fromkeys(replace)) if replace is not None else [
+                    k for k in dict.fromkeys([*before, *add]) if k not in set(remove)]
+                if sorted(after) == sorted(before):
+                    result.updated.append((email_id, before, row["modseq"]))
+                    continue
+                modseq = modseq or _next_modseq(conn, account_id)
+                conn.execute("UPDATE emails SET keywords = ? WHERE id = ?",
+                             (orjson.dumps(after).decode(), email_id))
+                _touch_email(conn, account_id, email_id, modseq)
+                result.updated.append((email_id, after, modseq))
+            return result
+
+        return await self.db.write(update)
+
+    async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
+                             mailbox_id: str) -> dict[str, int]:
+        def add(conn: sqlite3.Connection) -> dict[str, int]:
+            _mailbox_row(conn, account_id, mailbox_id)
+            modseq = _next_modseq(conn, account_id)
+            uids = {}
+            for email_id in email_ids:
+                if conn.execute("SELECT 1 FROM emails WHERE account_id = ? AND id = ?",
+                                (account_id, email_id)).fetchone():
+                    uids[email_id] = _label(conn, account_id, email_id, mailbox_id, modseq)
+                    _touch_email(conn, account_id, email_id, modseq)
+            return uids
+
+        return await self.db.write(add)
+
+    async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
+                                  email_ids: Sequence[str]) -> list[int]:
+        def remove(conn: sqlite3.Connection) -> list[int]:
+            role = _mailbox_row(conn, account_id, mailbox_id)["role"]
+            modseq = _next_modseq(conn, account_id)
+            uids = []
+            for email_id in email_ids:
+                uid = _unlabel(conn, account_id, email_id, mailbox_id, modseq)
+                if uid is None:
+                    continue
+                uids.append(uid)
+                others = conn.execute(
+                    "SELECT count(*) FROM mailbox_emails me JOIN mailboxes m"
+                    " ON m.id = me.mailbox_id WHERE me.email_id = ? AND m.role IS NOT ?",
+                    (email_id, ALL)).fetchone()[0]
+                if role == ALL or (role in DESTROYING_ROLES and others == 0):
+                    _destroy(conn, account_id, email_id, modseq)
+                else:
+                    _touch_email(conn, account_id, email_id, modseq)
+            return sorted(uids)
+
+        return await self.db.write(remove)
+
+    async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
+                   target_id: str) -> dict[str, tuple[int, int]]:
+        def move(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+            _mailbox_row(conn, account_id, source_id)
+            _mailbox_row(conn, account_id, target_id)
+            modseq = _next_modseq(conn, account_id)
+            moved = {}
+            for email_id in email_ids:
+                new_uid = _label(conn, account_id, email_id, target_id, modseq)
+                old_uid = _unlabel(conn, account_id, email_id, source_id, modseq)
+                if old_uid is not None:
+                    moved[email_id] = (old_uid, new_uid)
+                _touch_email(conn, account_id, email_id, modseq)
+            return moved
+
+        return await self.db.write(move)
 
     # ------------------------------------------------------------------ reading
 
@@ -378,6 +571,91 @@ def _resolve_thread(conn: sqlite3.Connection, email: NewEmail, keys: list[str],
     return thread_id
 
 
+def _label(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id: str,
+           modseq: int) -> int:
+    """Put an email in a mailbox under the mailbox's next UID (or return the UID it has)."""
+    have = conn.execute("SELECT uid FROM mailbox_emails WHERE mailbox_id = ? AND email_id = ?",
+                        (mailbox_id, email_id)).fetchone()
+    if have is not None:
+        return int(have[0])
+    box = conn.execute(
+        "UPDATE mailboxes SET uidnext = uidnext + 1, modseq = ? WHERE account_id = ? AND id = ?"
+        " RETURNING uidnext - 1", (modseq, account_id, mailbox_id)).fetchone()
+    if box is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    conn.execute(
+        "INSERT INTO mailbox_emails (mailbox_id, uid, email_id, modseq) VALUES (?, ?, ?, ?)",
+        (mailbox_id, box[0], email_id, modseq))
+    _log(conn, account_id, modseq, "Mailbox", mailbox_id, "updated")
+    return int(box[0])
+
+
+def _unlabel(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id: str,
+             modseq: int) -> int | None:
+    row = conn.execute(
+        "DELETE FROM mailbox_emails WHERE mailbox_id = ? AND email_id = ? RETURNING uid",
+        (mailbox_id, email_id)).fetchone()
+    if row is None:
+        return None
+    conn.execute("INSERT OR REPLACE INTO vanished (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                 (mailbox_id, row[0], modseq))
+    conn.execute("UPDATE mailboxes SET modseq = ? WHERE id = ?", (modseq, mailbox_id))
+    _log(conn, account_id, modseq, "Mailbox", mailbox_id, "updated")
+    return int(row[0])
+
+
+def _destroy(conn: sqlite3.Connection, account_id: str, email_id: str, modseq: int) -> None:
+    """Remove an email everywhere; its blobs stay (shared, content-addressed) for a later GC."""
+    for (mailbox_id,) in conn.execute(
+            "SELECT mailbox_id FROM mailbox_emails WHERE email_id = ?", (email_id,)).fetchall():
+        _unlabel(conn, account_id, email_id, mailbox_id, modseq)
+    row = conn.execute("DELETE FROM emails WHERE id = ? RETURNING size, thread_id",
+                       (email_id,)).fetchone()
+    if row is None:
+        return
+    conn.execute("UPDATE accounts SET used = max(0, used - ?) WHERE id = ?", (row[0], account_id))
+    _log(conn, account_id, modseq, "Email", email_id, "destroyed")
+    left = conn.execute("SELECT 1 FROM emails WHERE account_id = ? AND thread_id = ? LIMIT 1",
+                        (account_id, row[1])).fetchone()
+    _log(conn, account_id, modseq, "Thread", row[1], "updated" if left else "destroyed")
+    if not left:
+        conn.execute("DELETE FROM thread_keys WHERE account_id = ? AND thread_id = ?",
+                     (account_id, row[1]))
+
+
+def _touch_email(conn: sqlite3.Connection, account_id: str, email_id: str, modseq: int) -> None:
+    """An email's metadata changed: new MODSEQ for it and for every mailbox holding it."""
+    conn.execute("UPDATE emails SET modseq = ? WHERE id = ?", (modseq, email_id))
+    conn.execute("UPDATE mailboxes SET modseq = ? WHERE id IN"
+                 " (SELECT mailbox_id FROM mailbox_emails WHERE email_id = ?)", (modseq, email_id))
+    _log(conn, account_id, modseq, "Email", email_id, "updated")
+
+
+def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM mailboxes WHERE account_id = ? AND id = ?",
+                       (account_id, mailbox_id)).fetchone()
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    assert isinstance(row, sqlite3.Row)
+    return row
+
+
+def _mailbox(conn: sqlite3.Connection, row: sqlite3.Row) -> Mailbox:
+    counts = conn.execute(
+        "SELECT count(*), sum(CASE WHEN e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END)"
+        " FROM mailbox_emails me JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ?",
+        (row["id"],)).fetchone()
+    return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
+                   role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
+                   total=counts[0], unread=counts[1] or 0, subscribed=bool(row["subscribed"]),
+                   highest_modseq=row["modseq"])
+
+
+def _entries(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[MailboxEntry]:
+    return [MailboxEntry(uid=r[0], email_id=r[1], keywords=orjson.loads(r[2]), modseq=r[3])
+            for r in conn.execute(sql, args)]
+
+
 def _deliver(conn: sqlite3.Connection, email: NewEmail) -> DeliveryResult:
     existing = _find_duplicate(conn, email)
     if existing is not None:
@@ -416,16 +694,15 @@ def _deliver(conn: sqlite3.Connection, email: NewEmail) -> DeliveryResult:
          orjson.dumps(email.blob_refs), orjson.dumps(email.keywords).decode(), modseq),
     )
     _log(conn, email.account_id, modseq, "Email", email.email_id, "created")
-    for role in email.mailbox_roles:
-        box = conn.execute(
-            "UPDATE mailboxes SET uidnext = uidnext + 1 WHERE account_id = ? AND role = ?"
-            " RETURNING id, uidnext - 1", (email.account_id, role)).fetchone()
-        if box is None:
+    targets: list[str] = []
+    for role in dict.fromkeys([*email.mailbox_roles, ALL]):
+        row = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND role = ?",
+                           (email.account_id, role)).fetchone()
+        if row is None:
             raise NotFound(f"account {email.account_id} has no {role} mailbox")
-        conn.execute(
-            "INSERT INTO mailbox_emails (mailbox_id, uid, email_id, modseq) VALUES (?, ?, ?, ?)",
-            (box[0], box[1], email.email_id, modseq))
-        _log(conn, email.account_id, modseq, "Mailbox", box[0], "updated")
+        targets.append(row[0])
+    for mailbox_id in dict.fromkeys([*email.mailbox_ids, *targets]):
+        _label(conn, email.account_id, email.email_id, mailbox_id, modseq)
     conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?",
                  (email.size, email.account_id))
     return DeliveryResult(email_id=email.email_id, thread_id=thread_id, created=True,
