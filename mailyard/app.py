@@ -42,33 +42,36 @@ class Runtime:
     queue: SqliteQueue
     index: SqliteSearchIndex
     bus: LocalEventBus
+    pipeline: InboundPipeline
     accounts: AccountService
     delivery: DeliveryService
     mailbox: MailboxService
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
+        """Build every adapter and service for `config` (no listener, no worker yet)."""
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
         store = SqliteMailStore(data / "mail.db")
         blobs = FsBlobStore(config.blob_dir)
         queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
         index = SqliteSearchIndex(data / "search.db")
+        bus = LocalEventBus()
+        pipeline = InboundPipeline(store, blobs,
+                                   dedup_min_size=config.limits.attachment_dedup_min_size,
+                                   text_limit=config.limits.index_text_limit)
         return cls(
-            config=config, store=store, blobs=blobs, queue=queue, index=index,
-            bus=LocalEventBus(),
+            config=config, store=store, blobs=blobs, queue=queue, index=index, bus=bus,
+            pipeline=pipeline,
             accounts=AccountService(store, config_domains=config.domains,
                                     default_quota=config.limits.default_quota),
             delivery=DeliveryService(blobs, queue),
-            mailbox=MailboxService(store, blobs),
+            mailbox=MailboxService(store, blobs, index, bus, pipeline),
         )
 
     def worker(self) -> Worker:
         c = self.config
-        pipeline = InboundPipeline(self.store, self.blobs,
-                                   dedup_min_size=c.limits.attachment_dedup_min_size,
-                                   text_limit=c.limits.index_text_limit)
-        return Worker(self.queue, pipeline, self.index, self.bus,
+        return Worker(self.queue, self.pipeline, self.index, self.bus,
                       RetryPolicy(c.queue.max_attempts, c.queue.backoff_base,
                                   c.queue.backoff_max),
                       batch_size=c.queue.batch_size, lease_seconds=c.queue.lease_seconds)

@@ -8,6 +8,7 @@ often broken, so this parser is small, offset-based and degrades instead of fail
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import html
 import re
@@ -23,6 +24,8 @@ from mailyard.core.addresses import Address
 
 MAX_DEPTH = 50
 MAX_PARTS = 10_000
+MAX_HEADER_FIELDS = 2_000
+"""Fields beyond this are skipped unparsed (only the end of the header block is looked for)."""
 MAX_HEADER_VALUE = 65_536
 """Header values beyond this are cut before structured parsing: they are abuse, not mail."""
 PREVIEW_CHARS = 200
@@ -228,6 +231,7 @@ def decode_words(value: str) -> str:
 
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 def _unfold(value: bytes) -> bytes:
@@ -281,6 +285,9 @@ def _read_headers(raw: bytes, start: int, end: int, is_root: bool) -> tuple[_Hea
             m = _FIELD_NAME.match(raw, pos, line_end)
             if not m:
                 return headers, pos
+            if len(headers.fields) >= MAX_HEADER_FIELDS:
+                blank = _BLANK_LINE.search(raw, pos - 1, end)
+                return headers, end if blank is None else blank.end()
             name = m.group(1).decode("ascii").lower()
             headers.fields.append((name, raw[m.end() : line_end]))
         pos = line_end
@@ -291,7 +298,7 @@ def _read_headers(raw: bytes, start: int, end: int, is_root: bool) -> tuple[_Hea
 # Structured header values
 
 
-_PARAM = re.compile(r'([^\s=;"]+)\s*=\s*("(?:\\.|[^"\\])*"?|[^;]*)', re.S)
+_PARAM = re.compile(r'(?<![^\s;])([^\s=;"]+)\s*=\s*("(?:\\.|[^"\\])*"?|[^;]*)', re.S)
 _SECTION_KEY = re.compile(r"^(.*?)\*(\d+)(\*?)$|^(.*?)(\*)$")
 
 
@@ -531,29 +538,31 @@ def _describe(part: Part, headers: _Headers) -> None:
     part.filename = name.strip() if name and name.strip() else None
 
 
+@functools.lru_cache(maxsize=256)
+def _delimiter_patterns(boundary: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    line = re.escape(b"--" + boundary) + rb"(--)?[ \t\r]*(?=\n|\Z)"
+    return re.compile(line), re.compile(b"\n" + line)
+
+
 def _delimiters(
     raw: bytes, boundary: bytes, start: int, end: int
 ) -> Iterator[tuple[int, int, bool]]:
     """(line start, next line start, is close) of each delimiter line in [start, end).
-    Searching for LF + marker keeps the scan in C even when the marker is frequent mid-line."""
-    marker = b"--" + boundary
-    at = start if raw.startswith(marker, start) and start + len(marker) <= end else -1
-    pos = start
-    while True:
-        if at < 0:
-            found = raw.find(b"\n" + marker, pos, end)
-            if found < 0:
-                return
-            at = found + 1
-        after = at + len(marker)
-        close = raw.startswith(b"--", after) and after + 2 <= end
-        rest = after + 2 if close else after
-        line_end = _line_end(raw, rest, end)
-        if not raw[rest:line_end].strip(b" \t\r\n"):
-            yield at, line_end, close
-            if close:
-                return
-        pos, at = max(line_end, after) - 1, -1
+    A regex with a literal LF + marker prefix keeps the scan in C, also when the marker is
+    frequent but never a whole delimiter line."""
+    first, following = _delimiter_patterns(boundary)
+    m = first.match(raw, start, end)
+    at = start
+    if m is None:
+        m = following.search(raw, start, end)
+        at = m.start() + 1 if m else 0
+    while m is not None:
+        close = m.group(1) is not None
+        yield at, _line_end(raw, m.end(), end), close
+        if close:
+            return
+        m = following.search(raw, m.end(), end)
+        at = m.start() + 1 if m else 0
 
 
 def _before_eol(raw: bytes, at: int, floor: int) -> int:
@@ -736,18 +745,35 @@ def _attachments(
     return found
 
 
-_HTML_DROP = re.compile(r"<!--.*?-->|<(script|style|title)\b.*?</\1\s*>|<!doctype[^>]*>",
-                        re.S | re.I)
-_HTML_BREAK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h[1-6]|/table|p|div|li|tr)\b[^>]*>", re.I)
-_HTML_TAG = re.compile(r"<[^>]*>")
+_HTML_HIDDEN = re.compile(r"<!--|<(script|style|title)\b", re.I)
+_HTML_BREAK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h[1-6]|/table|p|div|li|tr)\b[^<>]*>", re.I)
+_HTML_TAG = re.compile(r"<[^<>]*>")
 _SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
 _NEWLINES = re.compile(r"\s*\n\s*\n\s*")
 
 
+def _drop_hidden(markup: str) -> str:
+    """Comments, scripts and styles out, in one linear pass: a lazy regex over an unclosed
+    <script> repeated many times would be quadratic. An unclosed one hides the rest, as in a
+    browser."""
+    lower = markup.lower()
+    out: list[str] = []
+    pos = 0
+    while (m := _HTML_HIDDEN.search(markup, pos)) is not None:
+        out.append(markup[pos : m.start()])
+        closer = f"</{m.group(1).lower()}" if m.group(1) else "-->"
+        close = lower.find(closer, m.end())
+        if close < 0:
+            return " ".join(out)
+        gt = markup.find(">", close) if m.group(1) else close + 2
+        pos = len(markup) if gt < 0 else gt + 1
+    out.append(markup[pos:])
+    return " ".join(out)
+
+
 def html_to_text(markup: str) -> str:
     """Good enough for indexing and previews; never a renderer."""
-    text = _HTML_DROP.sub(" ", markup)
-    text = _HTML_BREAK.sub("\n", text)
+    text = _HTML_BREAK.sub("\n", _drop_hidden(markup))
     text = html.unescape(_HTML_TAG.sub(" ", text))
     text = _SPACES.sub(" ", text)
     return _NEWLINES.sub("\n\n", text).strip()
@@ -807,18 +833,17 @@ def _preview(text: str) -> str:
 # Subjects
 
 
-_SUBJECT_PREFIX = re.compile(
-    r"^\s*(?:(?:re|fwd?|aw|sv|wg|vs|antw|tr|rif|ref|odp|doorst)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]"
-    r"|\[[^\]]*\])\s*",
+_SUBJECT_PREFIXES = re.compile(
+    r"^(?:\s*(?:(?:re|fwd?|aw|sv|wg|vs|antw|tr|rif|ref|odp|doorst)\s*(?:\[\d+\]|\(\d+\))?"
+    r"\s*[:\uff1a]|\[[^\]]*\]))+",
     re.I,
 )
 
 
 def normalize_subject(subject: str) -> str:
-    previous = None
-    while previous != subject:
-        previous, subject = subject, _SUBJECT_PREFIX.sub("", subject, count=1)
-    return " ".join(subject.split()).casefold()
+    """One anchored pass strips every prefix: a loop of single substitutions is quadratic on
+    a subject of ten thousand "Re:"."""
+    return " ".join(_SUBJECT_PREFIXES.sub("", subject, count=1).split()).casefold()
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from mailyard.core import skeleton
 from mailyard.core.addresses import Address
@@ -59,7 +58,20 @@ def _address_text(parsed: ParsedMessage) -> str:
     return " ".join(w for w in words if w)
 
 
+@dataclass(slots=True)
+class Target:
+    """One account the message goes to, and where in it."""
+
+    account_id: str
+    mailbox_roles: list[str] = field(default_factory=lambda: ["inbox"])
+    mailbox_ids: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+
+
 class InboundPipeline:
+    """Parse, split, thread, store and describe for the index: the one store path for every
+    message, whether it arrived by SMTP (through the queue) or by IMAP APPEND / JMAP import."""
+
     def __init__(self, store: MailStore, blobs: BlobStore, *, dedup_min_size: int = 2048,
                  text_limit: int = 1_000_000) -> None:
         self.store = store
@@ -69,34 +81,40 @@ class InboundPipeline:
 
     async def process(self, item: QueueItem) -> Outcome:
         payload = item.payload
-        recipients: list[str] = payload["recipients"]
-        accounts = []
-        for rcpt in recipients:
+        targets = []
+        for rcpt in payload["recipients"]:
             try:
-                accounts.append(await self.store.get_account(rcpt))
+                targets.append(Target((await self.store.get_account(rcpt)).id))
             except NotFound:
                 raise NotFound(f"recipient {rcpt} has no account (removed after acceptance?)")\
                     from None
         try:
             raw = await self.blobs.get(payload["spool"])
         except NotFound:
-            if all([await self.store.has_delivery(a.id, item.id) for a in accounts]):
+            if all([await self.store.has_delivery(t.account_id, item.id) for t in targets]):
                 return Outcome()  # a previous attempt finished everything but the ack
             raise PermanentFailure(f"spooled message {payload['spool']} is missing") from None
+        return await self.ingest(raw, targets, delivery_key=item.id,
+                                 received_at=payload["received_at"],
+                                 trace_length=payload["trace_length"])
+
+    async def ingest(self, raw: bytes, targets: list[Target], *, delivery_key: str,
+                     received_at: int, trace_length: int = 0) -> Outcome:
+        """Store `raw` for every target; safe to repeat with the same delivery key."""
         parsed, split = await asyncio.to_thread(self._analyse, raw)
         await self.blobs.put_many(split.blobs)
         skeleton_id = hashlib.sha256(split.skeleton).hexdigest()
         await self.blobs.put(skeleton_id, split.skeleton)
-        content_hash = hashlib.sha256(raw[payload["trace_length"]:]).hexdigest()
+        content_hash = hashlib.sha256(raw[trace_length:]).hexdigest()
         outcome = Outcome()
-        for account in accounts:
-            new = self._new_email(item, account.id, parsed, raw, skeleton_id, content_hash,
-                                  list(split.blobs))
+        for target in targets:
+            new = self._new_email(target, delivery_key, received_at, parsed, raw, skeleton_id,
+                                  content_hash, list(split.blobs))
             result = await self.store.deliver(new)
-            outcome.delivered.append(Delivered(account.id, result.email_id, result.modseq,
-                                               result.created))
+            outcome.delivered.append(Delivered(target.account_id, result.email_id,
+                                               result.modseq, result.created))
             outcome.documents.append(IndexDocument(
-                account_id=account.id, email_id=result.email_id, subject=parsed.subject,
+                account_id=target.account_id, email_id=result.email_id, subject=parsed.subject,
                 addresses=_address_text(parsed), body=parsed.text,
                 attachment_names=" ".join(a.filename or "" for a in parsed.attachments),
             ))
@@ -116,17 +134,17 @@ class InboundPipeline:
             split = skeleton.split(raw, parsed, min_size=len(raw) + 1)
         return parsed, split
 
-    def _new_email(self, item: QueueItem, account_id: str, parsed: ParsedMessage, raw: bytes,
-                   skeleton_id: str, content_hash: str, refs: list[str]) -> NewEmail:
-        payload: dict[str, Any] = item.payload
+    def _new_email(self, target: Target, delivery_key: str, received_at: int,
+                   parsed: ParsedMessage, raw: bytes, skeleton_id: str, content_hash: str,
+                   refs: list[str]) -> NewEmail:
         return NewEmail(
-            account_id=account_id,
+            account_id=target.account_id,
             email_id=new_id("e"),
-            delivery_key=item.id,
+            delivery_key=delivery_key,
             content_sha256=content_hash,
             blob_id=skeleton_id,
             size=len(raw),
-            received_at=payload["received_at"],
+            received_at=received_at,
             sent_at=int(parsed.date.timestamp() * 1000) if parsed.date else None,
             message_id=parsed.message_id,
             in_reply_to=parsed.in_reply_to,
@@ -141,6 +159,8 @@ class InboundPipeline:
             attachments=[asdict(a) for a in parsed.attachments],
             envelope=parsed.envelope, bodystructure=parsed.bodystructure, body=parsed.body,
             parts=parsed.root.to_json(),
-            mailbox_roles=["inbox"],
+            mailbox_roles=target.mailbox_roles,
+            mailbox_ids=target.mailbox_ids,
+            keywords=target.keywords,
             blob_refs=refs,
         )

@@ -1,21 +1,89 @@
-"""The mailbox service: the one place protocols and the CLI read mailboxes through."""
+"""The mailbox service: the one place where the rules of a mailbox live.
+
+IMAP, POP3, JMAP, the web and the CLI all call these methods; none of them talks to the store
+directly, so a rule (what EXPUNGE means for a label, how APPEND is threaded and deduplicated)
+exists once.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from mailyard.core import skeleton
-from mailyard.store.ports import Account, BlobStore, EmailRecord, Mailbox, MailStore
+from mailyard.core.ids import new_id
+from mailyard.pipeline.inbound import InboundPipeline, Target
+from mailyard.store.ports import (
+    Account,
+    BlobStore,
+    EmailRecord,
+    EventBus,
+    KeywordUpdate,
+    Mailbox,
+    MailboxDelta,
+    MailboxSnapshot,
+    MailStore,
+    NotFound,
+    SearchIndex,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    email_id: str
+    uid: int
+    uidvalidity: int
 
 
 class MailboxService:
-    def __init__(self, store: MailStore, blobs: BlobStore) -> None:
+    def __init__(self, store: MailStore, blobs: BlobStore, index: SearchIndex, bus: EventBus,
+                 pipeline: InboundPipeline) -> None:
         self.store = store
         self.blobs = blobs
+        self.index = index
+        self.bus = bus
+        self.pipeline = pipeline
 
     async def account(self, address: str) -> Account:
         return await self.store.get_account(address)
 
+    # ------------------------------------------------------------------ mailboxes
+
     async def mailboxes(self, account: Account) -> list[Mailbox]:
         return await self.store.list_mailboxes(account.id)
+
+    async def mailbox(self, account: Account, name: str) -> Mailbox:
+        """By name; "INBOX" in any case is the inbox (RFC 3501 §5.1)."""
+        for box in await self.store.list_mailboxes(account.id):
+            if box.name == name or (name.upper() == "INBOX" and box.role == "inbox"):
+                return box
+        raise NotFound(f"no mailbox {name}")
+
+    async def create_mailbox(self, account: Account, name: str,
+                             role: str | None = None) -> Mailbox:
+        box = await self.store.create_mailbox(account.id, name, role)
+        await self._changed(account)
+        return box
+
+    async def delete_mailbox(self, account: Account, mailbox: Mailbox) -> None:
+        await self.store.delete_mailbox(account.id, mailbox.id)
+        await self._changed(account)
+
+    async def rename_mailbox(self, account: Account, mailbox: Mailbox, name: str) -> None:
+        await self.store.rename_mailbox(account.id, mailbox.id, name)
+        await self._changed(account)
+
+    async def subscribe(self, account: Account, mailbox: Mailbox, subscribed: bool) -> None:
+        await self.store.set_subscribed(account.id, mailbox.id, subscribed)
+
+    async def snapshot(self, account: Account, mailbox: Mailbox) -> MailboxSnapshot:
+        return await self.store.snapshot(account.id, mailbox.id)
+
+    async def delta(self, account: Account, mailbox: Mailbox, since: int) -> MailboxDelta:
+        return await self.store.mailbox_delta(account.id, mailbox.id, since)
+
+    # ------------------------------------------------------------------ emails
 
     async def emails(self, account: Account, label: str | None = None,
                      limit: int = 100) -> list[EmailRecord]:
@@ -24,9 +92,66 @@ class MailboxService:
     async def email(self, account: Account, email_id: str) -> EmailRecord:
         return await self.store.get_email(account.id, email_id)
 
+    async def get_emails(self, account: Account, email_ids: Sequence[str]) -> list[EmailRecord]:
+        return await self.store.get_emails(account.id, email_ids)
+
     async def raw(self, account: Account, email_id: str) -> bytes:
         """The message octets exactly as stored at delivery, re-assembled from its skeleton."""
         record = await self.store.get_email(account.id, email_id)
+        return await self.raw_of(record)
+
+    async def raw_of(self, record: EmailRecord) -> bytes:
         skel = await self.blobs.get(record.blob_id)
         parts = {ref: await self.blobs.get(ref) for ref in skeleton.blob_refs(skel)}
         return skeleton.assemble(skel, parts.__getitem__)
+
+    async def set_keywords(self, account: Account, email_ids: Sequence[str], *,
+                           add: Sequence[str] = (), remove: Sequence[str] = (),
+                           replace: Sequence[str] | None = None,
+                           unchanged_since: int | None = None) -> KeywordUpdate:
+        result = await self.store.set_keywords(account.id, email_ids, add=add, remove=remove,
+                                               replace=replace, unchanged_since=unchanged_since)
+        await self._changed(account)
+        return result
+
+    async def copy(self, account: Account, email_ids: Sequence[str],
+                   target: Mailbox) -> dict[str, int]:
+        """COPY adds the target label; the email is not duplicated."""
+        uids = await self.store.add_to_mailbox(account.id, email_ids, target.id)
+        await self._changed(account)
+        return uids
+
+    async def move(self, account: Account, email_ids: Sequence[str], source: Mailbox,
+                   target: Mailbox) -> dict[str, tuple[int, int]]:
+        moved = await self.store.move(account.id, email_ids, source.id, target.id)
+        await self._changed(account)
+        return moved
+
+    async def expunge(self, account: Account, mailbox: Mailbox,
+                      email_ids: Sequence[str]) -> list[int]:
+        """Takes the label off; from Trash (last label) or All Mail it destroys the email."""
+        uids = await self.store.remove_from_mailbox(account.id, mailbox.id, email_ids)
+        await self._changed(account)
+        return uids
+
+    async def append(self, account: Account, mailbox: Mailbox, raw: bytes, *,
+                     keywords: Sequence[str] = (), received_at: int | None = None
+                     ) -> Appended:
+        """APPEND / import: the same store path as delivery (threaded, deduplicated, indexed,
+        counted in the quota). An identical message already stored gains the label instead."""
+        outcome = await self.pipeline.ingest(
+            raw, [Target(account.id, mailbox_roles=[], mailbox_ids=[mailbox.id],
+                         keywords=list(keywords))],
+            delivery_key=new_id("append"),
+            received_at=received_at if received_at is not None else int(time.time() * 1000))
+        [delivered] = outcome.delivered
+        if not delivered.created:
+            await self.store.add_to_mailbox(account.id, [delivered.email_id], mailbox.id)
+        await self.index.index(outcome.documents)
+        record = await self.store.get_email(account.id, delivered.email_id)
+        await self._changed(account)
+        return Appended(delivered.email_id, record.mailboxes[mailbox.name], mailbox.uidvalidity)
+
+    async def _changed(self, account: Account) -> None:
+        state = (await self.store.get_account_by_id(account.id)).modseq
+        await self.bus.publish(account.id, state)
