@@ -1,0 +1,86 @@
+"""The state of a selected mailbox in one IMAP session: its message sequence numbers.
+
+RFC 3501 §7.4.1 / RFC 9051 §7.5: a session's view of the mailbox changes only at the points where
+the server may tell the client (after a command, or during IDLE). `Selected` holds that view
+(UIDs in order, their emails and flags) and turns a store delta into the untagged EXPUNGE /
+EXISTS / FETCH responses that move the client to the current state. Lists of ints are kept in
+`array` so ten thousand selected sessions stay small.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from dataclasses import dataclass, field
+
+from mailyard.protocols.imap.flags import to_flags
+from mailyard.store.ports import Mailbox, MailboxDelta, MailboxSnapshot
+
+
+@dataclass
+class Selected:
+    mailbox: Mailbox
+    read_only: bool
+    uids: array[int] = field(default_factory=lambda: array("I"))
+    email_ids: list[str] = field(default_factory=list)
+    keywords: list[list[str]] = field(default_factory=list)
+    modseq: int = 0
+    """The highest MODSEQ this session has reported (or was current at SELECT)."""
+
+    @classmethod
+    def from_snapshot(cls, snap: MailboxSnapshot, read_only: bool) -> Selected:
+        sel = cls(mailbox=snap.mailbox, read_only=read_only)
+        sel.uids = array("I", (e.uid for e in snap.entries))
+        sel.email_ids = [e.email_id for e in snap.entries]
+        sel.keywords = [e.keywords for e in snap.entries]
+        sel.modseq = snap.mailbox.highest_modseq
+        return sel
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of_uid(self, uid: int) -> int | None:
+        """1-based sequence number of `uid`, or None."""
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def uid_range(self, first: int, last: int) -> range:
+        """Indexes (0-based) of the UIDs in first..last (inclusive)."""
+        return range(bisect.bisect_left(self.uids, first), bisect.bisect_right(self.uids, last))
+
+    def apply(self, delta: MailboxDelta, *, with_modseq: bool = False) -> list[bytes]:
+        """Bring the view up to `delta`; return the untagged responses that tell the client.
+
+        Expunges first, from the highest sequence number down, so each number is right at the
+        moment the client reads it; then new messages (EXISTS); then flag changes (FETCH).
+        """
+        out: list[bytes] = []
+        for uid in sorted(delta.vanished, reverse=True):
+            seq = self.seq_of_uid(uid)
+            if seq is None:
+                continue
+            del self.uids[seq - 1]
+            del self.email_ids[seq - 1]
+            del self.keywords[seq - 1]
+            out.append(b"* %d EXPUNGE\r\n" % seq)
+        grew = False
+        for entry in delta.changed:
+            seq = self.seq_of_uid(entry.uid)
+            if seq is None:
+                if self.uids and entry.uid < self.uids[-1]:
+                    continue  # an old UID we never saw: already gone again (RFC: no reuse)
+                self.uids.append(entry.uid)
+                self.email_ids.append(entry.email_id)
+                self.keywords.append(entry.keywords)
+                grew = True
+            elif self.keywords[seq - 1] != entry.keywords:
+                self.keywords[seq - 1] = entry.keywords
+                flags = " ".join(to_flags(entry.keywords))
+                extra = f" MODSEQ ({entry.modseq})" if with_modseq else ""
+                out.append(f"* {seq} FETCH (UID {entry.uid} FLAGS ({flags}){extra})\r\n"
+                           .encode())
+        if grew:
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        self.modseq = max(self.modseq, delta.highest_modseq)
+        return out
