@@ -236,6 +236,10 @@ class EmailRecord:
     envelope: bytes
     bodystructure: bytes
     modseq: int
+    body: bytes = b""
+    """IMAP BODY (the non-extensible BODYSTRUCTURE)."""
+    parts: dict[str, Any] = field(default_factory=dict)
+    """The MIME part tree with byte offsets (core.mime.Part.to_json)."""
 
 
 @dataclass(slots=True)

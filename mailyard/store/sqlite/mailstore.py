@@ -520,6 +520,7 @@ def _email(conn: sqlite3.Connection, row: sqlite3.Row) -> EmailRecord:
         keywords=orjson.loads(row["keywords"]), mailboxes=boxes,
         in_reply_to=headers["in_reply_to"], references=headers["references"],
         envelope=row["envelope"], bodystructure=row["bodystructure"], modseq=row["modseq"],
+        body=row["body"], parts=orjson.loads(row["parts"]),
     )
 
 
