@@ -20,6 +20,8 @@ from typing import Any
 from mailyard.config import Config
 from mailyard.pipeline.inbound import InboundPipeline
 from mailyard.pipeline.worker import RetryPolicy, Worker, parent_alive
+from mailyard.protocols.imap.server import start_imap
+from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
 from mailyard.services.accounts import AccountService
 from mailyard.services.delivery import DeliveryService
@@ -110,6 +112,23 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     tls = server_context(cert, key)
 
     servers: list[asyncio.Server] = []
+    if config.listen.imap or config.listen.imaps:
+        imap = IMAPServices(
+            accounts=runtime.accounts, mailbox=runtime.mailbox, bus=runtime.bus, tls=tls,
+            policy=IMAPPolicy(
+                hostname=config.hostname, max_line=config.imap.max_line,
+                max_literal=config.limits.message_size, idle_timeout=config.imap.idle_timeout,
+                allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+                connections_per_ip=config.imap.connections_per_ip,
+                auth_failures_per_ip_per_hour=config.imap.auth_failures_per_ip_per_hour))
+        if config.listen.imap:
+            host, port = _hostport(config.listen.imap)
+            servers.append(await start_imap(imap, host, port))
+            log.info("IMAP listening on %s", config.listen.imap)
+        if config.listen.imaps:
+            host, port = _hostport(config.listen.imaps)
+            servers.append(await start_imap(imap, host, port, implicit_tls=tls))
+            log.info("IMAPS listening on %s", config.listen.imaps)
     if config.listen.smtp:
         limits = config.limits
         handler = InboundHandler(runtime.accounts, runtime.delivery, InboundPolicy(

@@ -56,6 +56,22 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class IMAP:
+    max_line: int = 65_536
+    """Longest command line (literals not counted); longer gets BAD [TOOBIG]."""
+    idle_timeout: float = 1800.0
+    """Seconds of silence (outside IDLE: RFC 9051 §5.4 asks at least 30 minutes) before BYE."""
+    connections_per_ip: int = 50
+    auth_failures_per_ip_per_hour: int = 30
+
+
+@dataclass(frozen=True)
+class Auth:
+    plaintext_on_loopback: bool = False
+    """Allow LOGIN / AUTH PLAIN without TLS from 127.0.0.1 and ::1 (tests, local tools)."""
+
+
+@dataclass(frozen=True)
 class TLS:
     certificate: str = ""
     private_key: str = ""
@@ -70,6 +86,8 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     queue: Queue = field(default_factory=Queue)
     tls: TLS = field(default_factory=TLS)
+    imap: IMAP = field(default_factory=IMAP)
+    auth: Auth = field(default_factory=Auth)
     source: Path | None = None
 
     @property
@@ -77,7 +95,8 @@ class Config:
         return self.data_dir / "blobs"
 
 
-_TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS}
+_TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS,
+                            "imap": IMAP, "auth": Auth}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:

@@ -25,6 +25,13 @@ class WindowLimiter:
         events.append(now)
         return True
 
+    def exhausted(self, key: str, now: float) -> bool:
+        """Whether `key` is at its limit, without recording an event."""
+        events = self._events.get(key)
+        if self.limit <= 0 or not events:
+            return False
+        return sum(1 for t in events if t > now - self.window) >= self.limit
+
     def forget_idle(self, now: float) -> None:
         """Drop keys with no event inside the window, so the table cannot grow without bound."""
         for key in [k for k, ev in self._events.items() if not ev or ev[-1] <= now - self.window]:

@@ -159,6 +159,8 @@ class Mailbox:
     unread: int = 0
     subscribed: bool = True
     highest_modseq: int = 0
+    size: int = 0
+    """Sum of the sizes of the emails in it (IMAP STATUS=SIZE)."""
 
 
 @dataclass(slots=True)

@@ -43,8 +43,14 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     smtp_port: int = 0
 
+    imap_port: int = 0
+    imaps_port: int = 0
+    imap: dict[str, Any] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
         self.data_dir = self.root / "data"
         self.config_path = self.root / "mailyard.toml"
         lines = [
@@ -53,8 +59,14 @@ class Server:
             "domains = [" + ", ".join(f'"{d}"' for d in self.domains) + "]",
             "[listen]",
             f'smtp = "127.0.0.1:{self.smtp_port}"',
-            *(f'{name} = ""' for name in ("submission", "submissions", "imap", "imaps", "pop3",
-                                          "pop3s", "http")),
+            f'imap = "127.0.0.1:{self.imap_port}"',
+            f'imaps = "127.0.0.1:{self.imaps_port}"',
+            *(f'{name} = ""' for name in ("submission", "submissions", "pop3", "pop3s",
+                                          "http")),
+            "[auth]",
+            "plaintext_on_loopback = true",
+            "[imap]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.imap.items()),
             "[limits]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.limits.items()),
             "[queue]",

@@ -643,13 +643,14 @@ def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> 
 
 def _mailbox(conn: sqlite3.Connection, row: sqlite3.Row) -> Mailbox:
     counts = conn.execute(
-        "SELECT count(*), sum(CASE WHEN e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END)"
+        "SELECT count(*), sum(CASE WHEN e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END),"
+        " sum(e.size)"
         " FROM mailbox_emails me JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ?",
         (row["id"],)).fetchone()
     return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
                    role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
                    total=counts[0], unread=counts[1] or 0, subscribed=bool(row["subscribed"]),
-                   highest_modseq=row["modseq"])
+                   highest_modseq=row["modseq"], size=counts[2] or 0)
 
 
 def _entries(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[MailboxEntry]:

@@ -1,0 +1,131 @@
+"""Any-state and authentication commands: CAPABILITY, NOOP, LOGOUT, ID, ENABLE, STARTTLS,
+LOGIN, AUTHENTICATE (RFC 3501 §6.1-6.2, RFC 9051, RFC 2971 ID, RFC 5161 ENABLE, RFC 4959)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+
+from mailyard.protocols.imap.grammar import Command, Tokenizer
+from mailyard.protocols.imap.session import (
+    ANY,
+    AUTH,
+    NOT_AUTH,
+    Bad,
+    No,
+    Session,
+    State,
+    command,
+)
+
+
+@command("CAPABILITY", states=ANY)
+async def capability(s: Session, cmd: Command) -> None:
+    s.untagged("CAPABILITY " + " ".join(s.capabilities()))
+    s.ok(cmd)
+
+
+@command("NOOP", states=ANY)
+async def noop(s: Session, cmd: Command) -> None:
+    await s.report_updates()
+    s.ok(cmd)
+
+
+@command("LOGOUT", states=ANY)
+async def logout(s: Session, cmd: Command) -> None:
+    s.untagged("BYE Mailyard logging out")
+    s.ok(cmd)
+    s.state = State.LOGOUT
+
+
+@command("ID", states=ANY)
+async def id_(s: Session, cmd: Command) -> None:
+    s.untagged('ID ("name" "Mailyard" "vendor" "Mailyard")')
+    s.ok(cmd)
+
+
+@command("ENABLE", states=AUTH)
+async def enable(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    enabled = []
+    while not tok.at_end():
+        tok.sp()
+        name = tok.atom().upper()
+        if name in ("IMAP4REV2", "CONDSTORE", "QRESYNC", "UTF8=ACCEPT") and name not in s.enabled:
+            s.enabled.add(name)
+            enabled.append(name)
+    if "QRESYNC" in s.enabled:
+        s.enabled.add("CONDSTORE")
+    s.untagged("ENABLED " + " ".join(enabled) if enabled else "ENABLED")
+    s.ok(cmd)
+
+
+@command("STARTTLS", states=NOT_AUTH)
+async def starttls(s: Session, cmd: Command) -> None:
+    if s.tls or s.services.tls is None:
+        raise Bad("TLS is already on" if s.tls else "TLS is not available")
+    s.ok(cmd, "Begin TLS negotiation now")
+    await s.start_tls()
+
+
+async def _login(s: Session, cmd: Command, user: str, password: str) -> None:
+    failures = s.services.auth_failures
+    if failures.exhausted(s.peer_ip, time.monotonic()):
+        s.untagged("BYE Too many authentication failures; try again later")
+        s.state = State.LOGOUT
+        raise No("Too many authentication failures", "UNAVAILABLE")
+    account = await s.services.accounts.authenticate(user, password)
+    if account is None:
+        failures.allow(s.peer_ip, time.monotonic())
+        raise No("Invalid credentials", "AUTHENTICATIONFAILED")
+    s.account = account
+    s.state = State.AUTHENTICATED
+    s.ok(cmd, "Logged in", "CAPABILITY " + " ".join(s.capabilities()))
+
+
+@command("LOGIN", states=NOT_AUTH)
+async def login(s: Session, cmd: Command) -> None:
+    if not s.plaintext_allowed:
+        raise No("Use STARTTLS first", "PRIVACYREQUIRED")
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    user = tok.astring_text()
+    tok.sp()
+    password = tok.astring_text()
+    tok.end()
+    await _login(s, cmd, user, password)
+
+
+@command("AUTHENTICATE", states=NOT_AUTH)
+async def authenticate(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    mechanism = tok.atom().upper()
+    if mechanism != "PLAIN":
+        raise No(f"Unsupported mechanism {mechanism[:20]}", "CANNOT")
+    if not s.plaintext_allowed:
+        raise No("Use STARTTLS first", "PRIVACYREQUIRED")
+    if not tok.at_end():
+        tok.sp()
+        initial = tok.atom()
+    else:
+        await s._continuation(b"+ \r\n")
+        line = await s.reader.read_line()
+        if line is None:
+            s.state = State.LOGOUT
+            return
+        initial = line.strip().decode("ascii", "replace")
+    if initial == "*":
+        raise Bad("Authentication cancelled")
+    try:
+        decoded = base64.b64decode(initial if initial != "=" else "", validate=True)
+    except (binascii.Error, ValueError):
+        raise Bad("Invalid base64") from None
+    fields = decoded.split(b"\0")
+    if len(fields) != 3:
+        raise Bad("Malformed PLAIN response")
+    authzid, user, password = (f.decode("utf-8", "replace") for f in fields)
+    if authzid and authzid.lower() != user.lower():
+        raise No("Authorization identity must match", "AUTHORIZATIONFAILED")
+    await _login(s, cmd, user, password)

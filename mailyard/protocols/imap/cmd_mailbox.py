@@ -1,0 +1,356 @@
+"""Mailbox commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB,
+NAMESPACE, STATUS, APPEND, IDLE, CHECK, CLOSE, UNSELECT, EXPUNGE (RFC 3501 §6.3-6.4, RFC 9051,
+RFC 6154 SPECIAL-USE, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 4315 UIDPLUS)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+
+from mailyard.core.imapfmt import astring
+from mailyard.protocols.imap.flags import FLAGS, PERMANENT_FLAGS, to_keywords
+from mailyard.protocols.imap.grammar import (
+    Command,
+    Tokenizer,
+    list_pattern_to_regex,
+    parse_append,
+    parse_list,
+    parse_status_items,
+)
+from mailyard.protocols.imap.selected import Selected
+from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, State, command
+from mailyard.store.ports import Conflict, Mailbox, NotFound, QuotaExceeded
+
+DELIMITER = "/"
+SPECIAL_USE = {"sent": "\\Sent", "drafts": "\\Drafts", "trash": "\\Trash", "junk": "\\Junk",
+               "archive": "\\Archive", "all": "\\All"}
+ROLE_OF_USE = {v.lower(): k for k, v in SPECIAL_USE.items()}
+
+
+def _name(mailbox: Mailbox) -> bytes:
+    return astring(mailbox.name)
+
+
+async def _mailbox(s: Session, name: str) -> Mailbox:
+    try:
+        return await s.mailbox.mailbox(s.user, name)
+    except NotFound:
+        raise No(f"No such mailbox", "NONEXISTENT") from None
+
+
+# ---------------------------------------------------------------------- SELECT / EXAMINE
+
+async def _select(s: Session, cmd: Command, read_only: bool) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    name = tok.mailbox()
+    params = []
+    if not tok.at_end():
+        tok.sp()
+        params = [p.upper() for p in tok.paren_atoms()]
+    tok.end()
+    if s.selected is not None:
+        s.selected = None
+        s.state = State.AUTHENTICATED
+        s.untagged("OK [CLOSED] Previous mailbox closed")
+    if "CONDSTORE" in params:
+        s.enabled.add("CONDSTORE")
+    box = await _mailbox(s, name)
+    sel = Selected.from_snapshot(await s.mailbox.snapshot(s.user, box), read_only)
+    s.selected = sel
+    s.state = State.SELECTED
+    s.untagged(f"FLAGS {FLAGS}")
+    s.untagged(f"OK [PERMANENTFLAGS {'()' if read_only else PERMANENT_FLAGS}] Flags permitted")
+    s.untagged(f"{sel.exists} EXISTS")
+    if "IMAP4REV2" not in s.enabled:
+        s.untagged("0 RECENT")
+        unseen = next((i + 1 for i, kw in enumerate(sel.keywords) if "$seen" not in kw), None)
+        if unseen is not None:
+            s.untagged(f"OK [UNSEEN {unseen}] First unseen")
+    s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
+    s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
+    s.untagged(f"OK [HIGHESTMODSEQ {sel.modseq}] Highest")
+    s.untagged(f"OK [MAILBOXID ({box.id})] Ok")
+    mode = "READ-ONLY" if read_only else "READ-WRITE"
+    s.tagged(cmd, "OK", f"{cmd.name} completed", mode)
+
+
+@command("SELECT", states=AUTH)
+async def select(s: Session, cmd: Command) -> None:
+    await _select(s, cmd, read_only=False)
+
+
+@command("EXAMINE", states=AUTH)
+async def examine(s: Session, cmd: Command) -> None:
+    await _select(s, cmd, read_only=True)
+
+
+# ---------------------------------------------------------------------- CREATE / DELETE / ...
+
+@command("CREATE", states=AUTH)
+async def create(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    name = tok.mailbox().rstrip(DELIMITER)
+    role = None
+    if not tok.at_end():  # CREATE-SPECIAL-USE: (USE (\Sent))
+        tok.sp()
+        opts = tok.paren_atoms()
+        uses = [u.lower() for u in opts[1:]] if opts and opts[0].upper() == "USE" else []
+        roles = [ROLE_OF_USE[u] for u in uses if u in ROLE_OF_USE]
+        if len(roles) != len(uses) or len(roles) > 1:
+            raise No("Unsupported special use", "USEATTR")
+        role = roles[0] if roles else None
+    tok.end()
+    if not name or name.upper() == "INBOX":
+        raise No("Mailbox exists", "ALREADYEXISTS")
+    try:
+        box = await s.mailbox.create_mailbox(s.user, name, role)
+    except Conflict as e:
+        raise No(str(e), "ALREADYEXISTS" if "exists" in str(e) else "USEATTR") from None
+    s.ok(cmd, "CREATE completed", f"MAILBOXID ({box.id})")
+
+
+@command("DELETE", states=AUTH)
+async def delete(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    box = await _mailbox(s, tok.mailbox())
+    tok.end()
+    try:
+        await s.mailbox.delete_mailbox(s.user, box)
+    except Conflict as e:
+        raise No(str(e), "CANNOT") from None
+    if s.selected is not None and s.selected.mailbox.id == box.id:
+        s.selected = None
+        s.state = State.AUTHENTICATED
+    s.ok(cmd)
+
+
+@command("RENAME", states=AUTH)
+async def rename(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    box = await _mailbox(s, tok.mailbox())
+    tok.sp()
+    new = tok.mailbox().rstrip(DELIMITER)
+    tok.end()
+    if box.role == "inbox":
+        raise No("Renaming INBOX is not supported", "CANNOT")
+    try:
+        await s.mailbox.rename_mailbox(s.user, box, new)
+    except Conflict as e:
+        raise No(str(e), "ALREADYEXISTS") from None
+    s.ok(cmd)
+
+
+@command("SUBSCRIBE", "UNSUBSCRIBE", states=AUTH)
+async def subscribe(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    box = await _mailbox(s, tok.mailbox())
+    tok.end()
+    await s.mailbox.subscribe(s.user, box, cmd.name == "SUBSCRIBE")
+    s.ok(cmd)
+
+
+@command("NAMESPACE", states=AUTH)
+async def namespace(s: Session, cmd: Command) -> None:
+    s.untagged(f'NAMESPACE (("" "{DELIMITER}")) NIL NIL')
+    s.ok(cmd)
+
+
+# ---------------------------------------------------------------------- LIST / LSUB / STATUS
+
+def _attributes(box: Mailbox, names: set[str], extended: bool) -> list[str]:
+    attrs = []
+    has_children = any(n.startswith(box.name + DELIMITER) for n in names)
+    attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+    if box.role in SPECIAL_USE:
+        attrs.append(SPECIAL_USE[box.role])
+    if extended and box.subscribed:
+        attrs.append("\\Subscribed")
+    return attrs
+
+
+def _status_line(box: Mailbox, items: list[str]) -> str:
+    values = {
+        "MESSAGES": box.total, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
+        "UNSEEN": box.unread, "RECENT": 0, "SIZE": box.size, "DELETED": 0,
+        "HIGHESTMODSEQ": box.highest_modseq, "MAILBOXID": f"({box.id})",
+    }
+    body = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    return f"STATUS {_name(box).decode()} ({body})"
+
+
+@command("LIST", "LSUB", states=AUTH)
+async def list_(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    req = parse_list(tok)
+    boxes = await s.mailbox.mailboxes(s.user)
+    names = {b.name for b in boxes}
+    if cmd.name == "LIST" and req.patterns == [""]:
+        s.untagged(f'LIST (\\Noselect) "{DELIMITER}" ""')
+        s.ok(cmd)
+        return
+    regexes = [list_pattern_to_regex(req.reference, p, DELIMITER) for p in req.patterns]
+    only_subscribed = cmd.name == "LSUB" or "SUBSCRIBED" in req.selection
+    only_special = "SPECIAL-USE" in req.selection
+    for box in boxes:
+        name = "INBOX" if box.role == "inbox" else box.name
+        if not any(_match(r, name) for r in regexes):
+            continue
+        if only_subscribed and not box.subscribed:
+            continue
+        if only_special and box.role not in SPECIAL_USE:
+            continue
+        attrs = _attributes(box, names, extended=cmd.name == "LIST" and bool(
+            req.selection or req.returns))
+        s.untagged(f'{cmd.name} ({" ".join(attrs)}) "{DELIMITER}" {_name(box).decode()}')
+        if req.status_items:
+            s.untagged(_status_line(box, req.status_items))
+    s.ok(cmd)
+
+
+def _match(regex: re.Pattern[str] | str, name: str) -> bool:
+    pattern = regex if isinstance(regex, re.Pattern) else re.compile(regex)
+    return pattern.fullmatch(name) is not None
+
+
+@command("STATUS", states=AUTH)
+async def status(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    box = await _mailbox(s, tok.mailbox())
+    tok.sp()
+    items = parse_status_items(tok)
+    tok.end()
+    s.untagged(_status_line(box, items))
+    s.ok(cmd)
+
+
+# ---------------------------------------------------------------------- APPEND
+
+@command("APPEND", states=AUTH)
+async def append(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    name = tok.mailbox()
+    messages = parse_append(tok)
+    try:
+        box = await s.mailbox.mailbox(s.user, name)
+    except NotFound:
+        raise No("No such mailbox", "TRYCREATE") from None
+    uids = []
+    for message in messages:
+        if not message.data:
+            raise No("Empty message")
+        received = int(message.date.timestamp() * 1000) if message.date else None
+        try:
+            done = await s.mailbox.append(s.user, box, message.data,
+                                          keywords=to_keywords(message.flags),
+                                          received_at=received)
+        except QuotaExceeded as e:
+            raise No(str(e), "OVERQUOTA") from None
+        uids.append(done.uid)
+    await s.report_updates()
+    uid_text = ",".join(map(str, uids))
+    s.ok(cmd, "APPEND completed", f"APPENDUID {box.uidvalidity} {uid_text}")
+
+
+# ---------------------------------------------------------------------- IDLE
+
+@command("IDLE", states=AUTH)
+async def idle(s: Session, cmd: Command) -> None:
+    Tokenizer(cmd.args).end()
+    subscription = s.services.bus.subscribe(s.user.id)
+    try:
+        await s.report_updates()
+        await s._continuation(b"+ idling\r\n")
+        done = asyncio.ensure_future(s.reader.read_line())
+        while True:
+            event = asyncio.ensure_future(anext(subscription))
+            finished, _ = await asyncio.wait({done, event}, timeout=s.services.policy.idle_timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if done in finished:
+                event.cancel()
+                line = done.result()
+                if line is None:
+                    s.state = State.LOGOUT
+                    return
+                if line.strip().upper() != b"DONE":
+                    raise Bad("Expected DONE")
+                break
+            if not finished:
+                done.cancel()
+                event.cancel()
+                s.untagged("BYE Idle for too long")
+                s.state = State.LOGOUT
+                return
+            await s.report_updates()
+            await s.flush()
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.aclose()
+    s.ok(cmd, "IDLE terminated")
+
+
+# ---------------------------------------------------------------------- CHECK / CLOSE / ...
+
+@command("CHECK", states=SELECTED)
+async def check(s: Session, cmd: Command) -> None:
+    await s.report_updates()
+    s.ok(cmd)
+
+
+async def _expunge_deleted(s: Session, uids: set[int] | None = None) -> list[int]:
+    sel = s.sel
+    if sel.read_only:
+        raise No("Mailbox is read-only", "READ-ONLY")
+    doomed = [sel.email_ids[i] for i, kw in enumerate(sel.keywords)
+              if "$deleted" in kw and (uids is None or sel.uids[i] in uids)]
+    if not doomed:
+        return []
+    return await s.mailbox.expunge(s.user, sel.mailbox, doomed)
+
+
+@command("EXPUNGE", states=SELECTED)
+async def expunge(s: Session, cmd: Command) -> None:
+    Tokenizer(cmd.args).end()
+    await s.report_updates()
+    await _expunge_deleted(s)
+    await s.report_updates()
+    s.ok(cmd)
+
+
+@command("UID EXPUNGE", states=SELECTED)
+async def uid_expunge(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    seqset = tok.sequence_set()
+    tok.end()
+    await s.report_updates()
+    sel = s.sel
+    wanted = {uid for uid in sel.uids if seqset.contains(uid, sel.uids[-1] if sel.uids else 0)}
+    await _expunge_deleted(s, wanted)
+    await s.report_updates()
+    s.ok(cmd)
+
+
+@command("CLOSE", states=SELECTED)
+async def close(s: Session, cmd: Command) -> None:
+    if not s.sel.read_only:
+        await _expunge_deleted(s)
+    s.selected = None
+    s.state = State.AUTHENTICATED
+    s.ok(cmd)
+
+
+@command("UNSELECT", states=SELECTED)
+async def unselect(s: Session, cmd: Command) -> None:
+    s.selected = None
+    s.state = State.AUTHENTICATED
+    s.ok(cmd)
+
+

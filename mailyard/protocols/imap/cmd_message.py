@@ -1,0 +1,387 @@
+"""Message commands: FETCH, STORE, COPY, MOVE, SEARCH and their UID forms (RFC 3501 §6.4,
+RFC 9051, RFC 4315 UIDPLUS, RFC 6851 MOVE, RFC 7162 CONDSTORE, RFC 4731 ESEARCH).
+
+FETCH answers ENVELOPE, BODYSTRUCTURE, sizes and flags from what the pipeline stored; only body
+sections open the message blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from mailyard.core import sections
+from mailyard.core.imapfmt import literal
+from mailyard.core.mime import Part
+from mailyard.protocols.imap.flags import to_flags, to_keywords
+from mailyard.protocols.imap.grammar import (
+    Command,
+    FetchItem,
+    SequenceSet,
+    Tokenizer,
+    parse_fetch_items,
+    parse_search,
+    parse_store,
+)
+from mailyard.protocols.imap.search import evaluate
+from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
+from mailyard.store.ports import EmailRecord, NotFound
+
+_BATCH = 256
+
+
+def resolve(s: Session, seqset: SequenceSet, *, uid: bool) -> list[int]:
+    """0-based indexes into the selected view named by a sequence set (or a UID set)."""
+    sel = s.sel
+    if not sel.uids:
+        return []
+    if uid:
+        top = sel.uids[-1]
+        out: list[int] = []
+        for start, end in seqset.resolve(top):
+            lo, hi = min(start, end), max(start, end)
+            out.extend(sel.uid_range(lo, hi))
+        return sorted(set(out))
+    count = len(sel.uids)
+    indexes: set[int] = set()
+    for start, end in seqset.resolve(count):
+        lo, hi = min(start, end), max(start, end)
+        if lo < 1 or hi > count:
+            raise Bad("Invalid message sequence number")
+        indexes.update(range(lo - 1, hi))
+    return sorted(indexes)
+
+
+def internaldate(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%d-%b-%Y %H:%M:%S +0000")
+
+
+# ---------------------------------------------------------------------- FETCH
+
+_NEEDS_RAW = {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]", "BINARY", "BINARY.SIZE"}
+
+
+def _needs_raw(items: list[FetchItem]) -> bool:
+    return any(i.section is not None or i.name in _NEEDS_RAW for i in items)
+
+
+def _section_data(item: FetchItem, raw: bytes, root: Part) -> bytes | None:
+    sec = item.section
+    assert sec is not None
+    if item.name.startswith("BINARY"):
+        return sections.binary_section(raw, root, sec.part)
+    return sections.body_section(raw, root, sec.part, sec.text, sec.fields)
+
+
+async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[FetchItem],
+                     uid_cmd: bool, set_seen: bool) -> bytes:
+    sel = s.sel
+    uid = sel.uids[index]
+    out: list[bytes] = []
+    names = {i.name for i in items}
+    if uid_cmd and "UID" not in names:
+        out.append(b"UID %d" % uid)
+    raw: bytes | None = None
+    root: Part | None = None
+    if _needs_raw(items):
+        raw = await s.mailbox.raw_of(record)
+        root = Part.from_json(record.parts)
+    for item in items:
+        name = item.name
+        if name == "UID":
+            out.append(b"UID %d" % uid)
+        elif name == "FLAGS":
+            continue  # written last, after a body fetch may have set \Seen
+        elif name == "INTERNALDATE":
+            out.append(f'INTERNALDATE "{internaldate(record.received_at)}"'.encode())
+        elif name == "RFC822.SIZE":
+            out.append(b"RFC822.SIZE %d" % record.size)
+        elif name == "ENVELOPE":
+            out.append(b"ENVELOPE " + record.envelope)
+        elif name == "BODYSTRUCTURE":
+            out.append(b"BODYSTRUCTURE " + record.bodystructure)
+        elif name == "BODY" and item.section is None:
+            out.append(b"BODY " + (record.body or record.bodystructure))
+        elif name == "MODSEQ":
+            out.append(b"MODSEQ (%d)" % record.modseq)
+        elif name in ("EMAILID", "X-GM-MSGID"):
+            out.append(f"EMAILID ({record.id})".encode() if name == "EMAILID"
+                       else b"X-GM-MSGID %d" % _gm_number(record.id))
+        elif name in ("THREADID", "X-GM-THRID"):
+            out.append(f"THREADID ({record.thread_id})".encode() if name == "THREADID"
+                       else b"X-GM-THRID %d" % _gm_number(record.thread_id))
+        elif name == "X-GM-LABELS":
+            labels = " ".join(_gm_label(n) for n in record.mailboxes if n != "All Mail")
+            out.append(f"X-GM-LABELS ({labels})".encode())
+        elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+            assert raw is not None and root is not None
+            text = {"RFC822": None, "RFC822.HEADER": "HEADER", "RFC822.TEXT": "TEXT"}[name]
+            data = sections.body_section(raw, root, (), text) or b""
+            out.append(name.encode() + b" " + literal(data))
+        elif name == "BINARY.SIZE":
+            assert raw is not None and root is not None and item.section is not None
+            data = sections.binary_section(raw, root, item.section.part)
+            if data is None:
+                raise No("No such part", "UNKNOWN-CTE")
+            out.append(item.response_name().encode() + b" %d" % len(data))
+        elif item.section is not None:
+            assert raw is not None and root is not None
+            data = _section_data(item, raw, root)
+            if data is None and name.startswith("BINARY"):
+                raise No("Cannot decode that part", "UNKNOWN-CTE")
+            if data is None:
+                out.append(item.response_name().encode() + b" NIL")
+                continue
+            if item.partial is not None:
+                data = sections.partial(data, item.partial[0], item.partial[1])
+            prefix = b"~" if name.startswith("BINARY") and b"\0" in data else b""
+            out.append(item.response_name().encode() + b" " + prefix + literal(data))
+    keywords = sel.keywords[index]
+    if set_seen and "$seen" not in keywords:
+        result = await s.mailbox.set_keywords(s.user, [record.id], add=["$seen"])
+        if result.updated:
+            keywords = result.updated[0][1]
+            sel.keywords[index] = keywords
+            names.add("FLAGS")
+    if "FLAGS" in names:
+        out.append(f"FLAGS ({' '.join(to_flags(keywords))})".encode())
+    if "MODSEQ" not in names and "CONDSTORE" in s.enabled and "FLAGS" in names:
+        out.append(b"MODSEQ (%d)" % record.modseq)
+    return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n"
+
+
+def _gm_number(ident: str) -> int:
+    """Gmail's ids are 64-bit numbers; ours are base32 with a time prefix: the first 64 bits."""
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    value = 0
+    for ch in ident[1:14]:
+        value = (value << 5) | alphabet.index(ch)
+    return value >> 1
+
+
+def _gm_label(name: str) -> str:
+    if name == "INBOX":
+        return "\\Inbox"
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def _records(s: Session, indexes: list[int]) -> dict[str, EmailRecord]:
+    ids = [s.sel.email_ids[i] for i in indexes]
+    found: dict[str, EmailRecord] = {}
+    for start in range(0, len(ids), _BATCH):
+        for record in await s.mailbox.get_emails(s.user, ids[start:start + _BATCH]):
+            found[record.id] = record
+    return found
+
+
+async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    seqset = tok.sequence_set()
+    tok.sp()
+    items, changed_since = parse_fetch_items(tok)
+    tok.end()
+    if changed_since is not None:
+        s.enabled.add("CONDSTORE")
+    indexes = resolve(s, seqset, uid=uid)
+    set_seen = not s.sel.read_only and any(
+        i.section is not None and not i.peek or i.name in ("RFC822", "RFC822.TEXT")
+        for i in items)
+    for start in range(0, len(indexes), _BATCH):
+        chunk = indexes[start:start + _BATCH]
+        records = await _records(s, chunk)
+        for index in chunk:
+            record = records.get(s.sel.email_ids[index])
+            if record is None:
+                continue  # expunged by another session; reported at the next chance
+            if changed_since is not None and record.modseq <= changed_since:
+                continue
+            s.raw(await _fetch_one(s, index, record, items, uid, set_seen))
+        await s.flush()
+    await s.report_updates(expunges=uid)
+    s.ok(cmd)
+
+
+@command("FETCH", states=SELECTED)
+async def fetch(s: Session, cmd: Command) -> None:
+    await _fetch(s, cmd, uid=False)
+
+
+@command("UID FETCH", states=SELECTED)
+async def uid_fetch(s: Session, cmd: Command) -> None:
+    await _fetch(s, cmd, uid=True)
+
+
+# ---------------------------------------------------------------------- STORE
+
+async def _store(s: Session, cmd: Command, uid: bool) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    req = parse_store(tok)
+    tok.end()
+    sel = s.sel
+    if sel.read_only:
+        raise No("Mailbox is read-only", "READ-ONLY")
+    indexes = resolve(s, req.sequence_set, uid=uid)
+    ids = [sel.email_ids[i] for i in indexes]
+    if req.gm_labels:
+        raise No("X-GM-LABELS store is not supported yet", "CANNOT")
+    keywords = to_keywords(req.flags)
+    if req.mode == "+":
+        result = await s.mailbox.set_keywords(s.user, ids, add=keywords,
+                                              unchanged_since=req.unchanged_since)
+    elif req.mode == "-":
+        result = await s.mailbox.set_keywords(s.user, ids, remove=keywords,
+                                              unchanged_since=req.unchanged_since)
+    else:
+        result = await s.mailbox.set_keywords(s.user, ids, replace=keywords,
+                                              unchanged_since=req.unchanged_since)
+    position = {email_id: i for i, email_id in zip(indexes, ids, strict=True)}
+    for email_id, kws, modseq in result.updated:
+        i = position[email_id]
+        sel.keywords[i] = kws
+        if req.silent and req.unchanged_since is None:
+            continue
+        parts = [f"UID {sel.uids[i]}"] if uid else []
+        if not req.silent:
+            parts.append(f"FLAGS ({' '.join(to_flags(kws))})")
+        if "CONDSTORE" in s.enabled or req.unchanged_since is not None:
+            parts.append(f"MODSEQ ({modseq})")
+        s.untagged(f"{i + 1} FETCH ({' '.join(parts)})")
+        sel.modseq = max(sel.modseq, modseq)
+    await s.report_updates(expunges=uid)
+    if result.conflicts:
+        failed = sorted(sel.uids[position[e]] if uid else position[e] + 1
+                        for e in result.conflicts)
+        s.ok(cmd, "Conditional STORE failed for some", "MODIFIED " + _compact(failed))
+    else:
+        s.ok(cmd)
+
+
+def _compact(numbers: Iterable[int]) -> str:
+    """1,2,3,5 -> "1:3,5"."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(numbers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+@command("STORE", states=SELECTED)
+async def store(s: Session, cmd: Command) -> None:
+    await _store(s, cmd, uid=False)
+
+
+@command("UID STORE", states=SELECTED)
+async def uid_store(s: Session, cmd: Command) -> None:
+    await _store(s, cmd, uid=True)
+
+
+# ---------------------------------------------------------------------- COPY / MOVE
+
+async def _copy(s: Session, cmd: Command, uid: bool, move: bool) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    seqset = tok.sequence_set()
+    tok.sp()
+    name = tok.mailbox()
+    tok.end()
+    sel = s.sel
+    if move and sel.read_only:
+        raise No("Mailbox is read-only", "READ-ONLY")
+    try:
+        target = await s.mailbox.mailbox(s.user, name)
+    except NotFound:
+        raise No("No such mailbox", "TRYCREATE") from None
+    indexes = resolve(s, seqset, uid=uid)
+    if not indexes:
+        s.ok(cmd, "No messages")
+        return
+    ids = [sel.email_ids[i] for i in indexes]
+    source_uids = [sel.uids[i] for i in indexes]
+    if move:
+        if target.id == sel.mailbox.id:
+            raise No("Source and target are the same mailbox", "CANNOT")
+        moved = await s.mailbox.move(s.user, ids, sel.mailbox, target)
+        new_uids = [moved[e][1] for e in ids if e in moved]
+        source_uids = [moved[e][0] for e in ids if e in moved]
+        code = f"COPYUID {target.uidvalidity} {_compact(source_uids)} {_compact(new_uids)}"
+        s.untagged(f"OK [{code}] Moved")
+        await s.report_updates()
+        s.ok(cmd)
+        return
+    copied = await s.mailbox.copy(s.user, ids, target)
+    new_uids = [copied[e] for e in ids if e in copied]
+    await s.report_updates(expunges=uid)
+    s.ok(cmd, "COPY completed",
+         f"COPYUID {target.uidvalidity} {_uid_list(source_uids)} {_uid_list(new_uids)}")
+
+
+def _uid_list(uids: list[int]) -> str:
+    """In the order given, as RFC 4315 pairs source and target UIDs positionally."""
+    return ",".join(map(str, uids))
+
+
+@command("COPY", states=SELECTED)
+async def copy(s: Session, cmd: Command) -> None:
+    await _copy(s, cmd, uid=False, move=False)
+
+
+@command("UID COPY", states=SELECTED)
+async def uid_copy(s: Session, cmd: Command) -> None:
+    await _copy(s, cmd, uid=True, move=False)
+
+
+@command("MOVE", states=SELECTED)
+async def move(s: Session, cmd: Command) -> None:
+    await _copy(s, cmd, uid=False, move=True)
+
+
+@command("UID MOVE", states=SELECTED)
+async def uid_move(s: Session, cmd: Command) -> None:
+    await _copy(s, cmd, uid=True, move=True)
+
+
+# ---------------------------------------------------------------------- SEARCH
+
+async def _search(s: Session, cmd: Command, uid: bool) -> None:
+    tok = Tokenizer(cmd.args)
+    program = parse_search(tok, uid=uid)
+    tok.end()
+    sel = s.sel
+    records = await _records(s, list(range(len(sel.uids))))
+    matches = await evaluate(s, program.key, records)
+    numbers = [sel.uids[i] if uid else i + 1 for i in matches]
+    if program.returns is not None:
+        parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if uid else [])
+        wanted = program.returns or ["ALL"]
+        if "MIN" in wanted and numbers:
+            parts.append(f"MIN {numbers[0]}")
+        if "MAX" in wanted and numbers:
+            parts.append(f"MAX {numbers[-1]}")
+        if "COUNT" in wanted:
+            parts.append(f"COUNT {len(numbers)}")
+        if "ALL" in wanted and numbers:
+            parts.append(f"ALL {_compact(numbers)}")
+        s.untagged("ESEARCH " + " ".join(parts))
+    else:
+        s.untagged("SEARCH" + "".join(f" {n}" for n in numbers))
+    await s.report_updates(expunges=uid)
+    s.ok(cmd)
+
+
+@command("SEARCH", states=SELECTED)
+async def search(s: Session, cmd: Command) -> None:
+    await _search(s, cmd, uid=False)
+
+
+@command("UID SEARCH", states=SELECTED)
+async def uid_search(s: Session, cmd: Command) -> None:
+    await _search(s, cmd, uid=True)

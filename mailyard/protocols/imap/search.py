@@ -1,0 +1,134 @@
+"""IMAP SEARCH keys evaluated over the selected mailbox (RFC 3501 §6.4.4, RFC 9051 §6.4.4).
+
+Flag, date, size, UID and sequence keys read the stored metadata; header and text keys read the
+message itself with IMAP's case-insensitive substring semantics. The query language and the
+full-text index of the search issue replace the text half; the metadata half stays here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from mailyard.core.mime import decode_words
+from mailyard.store.ports import EmailRecord
+
+if TYPE_CHECKING:
+    from mailyard.protocols.imap.session import Session
+
+_FLAG_KEYWORD = {"ANSWERED": "$answered", "DELETED": "$deleted", "DRAFT": "$draft",
+                 "FLAGGED": "$flagged", "SEEN": "$seen"}
+_ADDRESS_FIELDS = {"FROM": "from_", "TO": "to", "CC": "cc"}
+
+
+class _Context:
+    """Per-SEARCH lazy state: raw messages are read only if a text key needs them."""
+
+    def __init__(self, session: Session, records: dict[str, EmailRecord]) -> None:
+        self.session = session
+        self.records = records
+        self.raw: dict[str, bytes] = {}
+
+    async def raw_of(self, record: EmailRecord) -> bytes:
+        if record.id not in self.raw:
+            self.raw[record.id] = await self.session.mailbox.raw_of(record)
+        return self.raw[record.id]
+
+
+def _day(ms: int | None) -> date | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).date()
+
+
+def _compare(value: date | None, op: str, target: date) -> bool:
+    if value is None:
+        return False
+    return {"before": value < target, "on": value == target, "since": value >= target}[op]
+
+
+def _header_value(raw: bytes, name: str) -> str:
+    end = raw.find(b"\r\n\r\n")
+    block = raw[: end if end >= 0 else len(raw)].replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
+    wanted = name.lower().encode() + b":"
+    values = [line[len(wanted):].strip() for line in block.split(b"\r\n")
+              if line.lower().startswith(wanted)]
+    return " ".join(decode_words(v.decode("utf-8", "replace")) for v in values)
+
+
+async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> bool:
+    s = ctx.session
+    sel = s.sel
+    kind = type(key).__name__
+    if kind == "All":
+        return True
+    if kind == "And":
+        for k in key.keys:
+            if not await _matches(ctx, k, index, record):
+                return False
+        return True
+    if kind == "Or":
+        return (await _matches(ctx, key.left, index, record)
+                or await _matches(ctx, key.right, index, record))
+    if kind == "Not":
+        return not await _matches(ctx, key.key, index, record)
+    if kind == "SeqSet":
+        return bool(key.seqset.contains(index + 1, len(sel.uids)))
+    if kind == "Uid":
+        return bool(key.seqset.contains(sel.uids[index], sel.uids[-1]))
+    if kind == "Flag":
+        name = key.name.upper()
+        if name in ("RECENT", "NEW"):
+            has = False  # no message is \Recent here (IMAP4rev2 removed the flag)
+        elif name == "OLD":
+            has = True
+        else:
+            has = _FLAG_KEYWORD.get(name, "") in sel.keywords[index]
+        return has == key.present
+    if kind == "Keyword":
+        return (key.name.lower() in sel.keywords[index]) == key.present
+    if kind == "Date":
+        ms = record.received_at if key.field == "internal" else record.sent_at
+        return _compare(_day(ms), key.op, key.date)
+    if kind == "Size":
+        return record.size > key.n if key.op == "larger" else record.size < key.n
+    if kind == "ModSeq":
+        return record.modseq >= key.n
+    if kind == "EmailId":
+        return record.id == key.id
+    if kind == "ThreadId":
+        return record.thread_id == key.id
+    if kind == "Header":
+        needle = key.value.lower()
+        name = key.name.upper()
+        if name == "SUBJECT":
+            return needle in record.subject.lower()
+        if name in _ADDRESS_FIELDS:
+            for a in getattr(record, _ADDRESS_FIELDS[name]):
+                if needle in f"{a['name']} <{a['email']}>".lower():
+                    return True
+            return False
+        raw = await ctx.raw_of(record)
+        value = _header_value(raw, key.name)
+        return (needle in value.lower()) if needle else bool(value) or (
+            key.name.lower().encode() + b":" in raw[:raw.find(b"\r\n\r\n")].lower())
+    if kind in ("Text", "Body"):
+        raw = await ctx.raw_of(record)
+        end = raw.find(b"\r\n\r\n")
+        scope = raw if kind == "Text" else raw[end + 4:] if end >= 0 else b""
+        return key.value.lower().encode() in scope.lower()
+    if kind == "GmRaw":
+        words = key.query.lower().split()
+        raw = (await ctx.raw_of(record)).lower()
+        return all(w.encode() in raw for w in words)
+    return False
+
+
+async def evaluate(session: Session, key: Any, records: dict[str, EmailRecord]) -> list[int]:
+    """The 0-based indexes of the selected view's messages that match `key`."""
+    ctx = _Context(session, records)
+    sel = session.sel
+    out = []
+    for index, email_id in enumerate(sel.email_ids):
+        record = records.get(email_id)
+        if record is not None and await _matches(ctx, key, index, record):
+            out.append(index)
+    return out

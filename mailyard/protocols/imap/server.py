@@ -1,0 +1,20 @@
+"""The IMAP listeners: plain (with STARTTLS) and implicit TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+# The command modules register their handlers on import.
+from mailyard.protocols.imap import cmd_any, cmd_mailbox, cmd_message  # noqa: F401
+from mailyard.protocols.imap.session import IMAPServices, serve_connection
+
+
+async def start_imap(services: IMAPServices, host: str, port: int, *,
+                     implicit_tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_connection(services, reader, writer, implicit_tls=implicit_tls is not None)
+
+    return await asyncio.start_server(client, host, port, ssl=implicit_tls,
+                                      limit=services.policy.max_line + 1024,
+                                      reuse_address=True)

@@ -1,0 +1,276 @@
+"""One IMAP connection: states, dispatch, responses (RFC 3501 §3, RFC 9051 §3).
+
+The session owns only what the RFC makes per-connection: its state, the account, the selected
+mailbox's view (`Selected`), enabled extensions. Everything about mail goes through the mailbox
+service. Commands live in one module per group (`cmd_*.py`) and register themselves in
+`COMMANDS` with the states they are valid in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
+from mailyard.protocols.imap.grammar import Command, ParseError, parse_command
+from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
+from mailyard.protocols.imap.selected import Selected
+from mailyard.services.accounts import AccountService
+from mailyard.services.mailbox import MailboxService
+from mailyard.store.ports import Account, EventBus
+
+log = logging.getLogger("mailyard.imap")
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = 1
+    AUTHENTICATED = 2
+    SELECTED = 3
+    LOGOUT = 4
+
+
+class No(Exception):
+    """Answer the command with a tagged NO (and an optional response code)."""
+
+    def __init__(self, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+class Bad(Exception):
+    """Answer the command with a tagged BAD."""
+
+
+@dataclass(frozen=True)
+class IMAPPolicy:
+    hostname: str
+    max_line: int = 65_536
+    max_literal: int = 36_700_160
+    idle_timeout: float = 1800.0
+    allow_plaintext_loopback: bool = False
+    connections_per_ip: int = 50
+    auth_failures_per_ip_per_hour: int = 30
+
+
+@dataclass
+class IMAPServices:
+    accounts: AccountService
+    mailbox: MailboxService
+    bus: EventBus
+    policy: IMAPPolicy
+    tls: ssl.SSLContext | None
+    connections: ConcurrencyLimiter = field(init=False)
+    auth_failures: WindowLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
+        self.auth_failures = WindowLimiter(self.policy.auth_failures_per_ip_per_hour, 3600.0)
+
+
+Handler = Callable[["Session", Command], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    handler: Handler
+    states: frozenset[State]
+
+
+COMMANDS: dict[str, CommandSpec] = {}
+
+ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+
+
+def command(*names: str, states: frozenset[State]) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for name in names:
+            COMMANDS[name] = CommandSpec(fn, states)
+        return fn
+    return register
+
+
+BASE_CAPABILITIES = [
+    "IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE",
+    "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
+    "STATUS=SIZE", "ESEARCH", "OBJECTID",
+]
+
+
+class Session:
+    def __init__(self, services: IMAPServices, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
+        self.services = services
+        self.mailbox = services.mailbox
+        self.writer = writer
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Account | None = None
+        self.selected: Selected | None = None
+        self.tls = implicit_tls
+        self.enabled: set[str] = set()
+        peer = writer.get_extra_info("peername")
+        self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else "local"
+        self.reader = CommandReader(reader, max_line=services.policy.max_line,
+                                    max_literal=services.policy.max_literal,
+                                    continuation=self._continuation)
+        self._out: list[bytes] = []
+
+    # ------------------------------------------------------------------ output
+
+    def untagged(self, line: str | bytes) -> None:
+        data = line.encode() if isinstance(line, str) else line
+        self._out.append(b"* " + data + (b"" if data.endswith(b"\r\n") else b"\r\n"))
+
+    def raw(self, data: bytes) -> None:
+        self._out.append(data)
+
+    async def flush(self) -> None:
+        if self._out:
+            self.writer.write(b"".join(self._out))
+            self._out.clear()
+        await self.writer.drain()
+
+    async def _continuation(self, line: bytes) -> None:
+        await self.flush()
+        self.writer.write(line)
+        await self.writer.drain()
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def user(self) -> Account:
+        assert self.account is not None
+        return self.account
+
+    @property
+    def sel(self) -> Selected:
+        if self.selected is None:
+            raise Bad("no mailbox selected")
+        return self.selected
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        return self.tls or (self.services.policy.allow_plaintext_loopback
+                            and self.peer_ip in ("127.0.0.1", "::1"))
+
+    def capabilities(self) -> list[str]:
+        caps = list(BASE_CAPABILITIES)
+        if self.state is State.NOT_AUTHENTICATED:
+            if not self.tls and self.services.tls is not None:
+                caps.append("STARTTLS")
+            if self.plaintext_allowed:
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+        caps.append(f"APPENDLIMIT={self.services.policy.max_literal}")
+        return caps
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        services = self.services
+        if not services.connections.acquire(self.peer_ip):
+            self.writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+            await self.writer.drain()
+            return
+        try:
+            caps = " ".join(self.capabilities())
+            self.untagged(f"OK [CAPABILITY {caps}] {services.policy.hostname} Mailyard ready")
+            await self.flush()
+            while self.state is not State.LOGOUT:
+                try:
+                    data = await asyncio.wait_for(self.reader.read_command(),
+                                                  services.policy.idle_timeout)
+                except TimeoutError:
+                    self.untagged("BYE Autologout; idle for too long")
+                    break
+                except CommandTooLong:
+                    self.untagged("BAD [TOOBIG] Command line too long")
+                    await self.flush()
+                    continue
+                except LiteralTooBig as e:
+                    tag = getattr(e, "tag", None) or "*"
+                    self.raw(f"{tag} NO [TOOBIG] Literal too big\r\n".encode())
+                    await self.flush()
+                    continue
+                if data is None:
+                    break
+                await self.execute(data)
+                await self.flush()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            services.connections.release(self.peer_ip)
+            with contextlib.suppress(Exception):
+                await self.flush()
+                self.writer.close()
+
+    async def execute(self, data: bytes) -> None:
+        try:
+            cmd = parse_command(data)
+        except ParseError as e:
+            self.untagged(f"BAD {e}")
+            return
+        spec = COMMANDS.get(cmd.name)
+        if spec is None:
+            self.tagged(cmd, "BAD", f"Unknown command {cmd.name[:40]}")
+            return
+        if self.state not in spec.states:
+            self.tagged(cmd, "BAD", f"{cmd.name} is not valid in this state")
+            return
+        started = time.perf_counter()
+        try:
+            await spec.handler(self, cmd)
+        except ParseError as e:
+            self.tagged(cmd, "BAD", str(e))
+        except Bad as e:
+            self.tagged(cmd, "BAD", str(e))
+        except No as e:
+            self.tagged(cmd, "NO", str(e), e.code)
+        except Exception:
+            log.exception("IMAP %s failed", cmd.name)
+            self.tagged(cmd, "NO", "Internal error; the failure was logged", "SERVERBUG")
+        log.debug("%s %s in %.1f ms", self.peer_ip, cmd.name,
+                  (time.perf_counter() - started) * 1000)
+
+    def tagged(self, cmd: Command, status: str, text: str, code: str | None = None) -> None:
+        code_part = f"[{code}] " if code else ""
+        self.raw(f"{cmd.tag} {status} {code_part}{text}\r\n".encode())
+
+    def ok(self, cmd: Command, text: str = "done", code: str | None = None) -> None:
+        self.tagged(cmd, "OK", f"{cmd.name} {text}" if text == "done" else text, code)
+
+    # ------------------------------------------------------------------ updates
+
+    async def report_updates(self, *, expunges: bool = True) -> None:
+        """Tell the client what changed in the selected mailbox (RFC 3501 §5.2, §7.4.1).
+
+        During FETCH, STORE and SEARCH (and their UID forms) EXPUNGE must not be sent, since it
+        would renumber messages under the client's feet: `expunges=False` then skips the whole
+        update, which the next command or NOOP delivers.
+        """
+        if self.selected is None or self.account is None or not expunges:
+            return
+        delta = await self.mailbox.delta(self.account, self.selected.mailbox,
+                                         self.selected.modseq)
+        for line in self.selected.apply(delta, with_modseq="CONDSTORE" in self.enabled):
+            self.raw(line)
+
+    async def start_tls(self) -> None:
+        assert self.services.tls is not None
+        await self.flush()
+        await self.writer.start_tls(self.services.tls)
+        self.tls = True
+
+
+async def serve_connection(services: IMAPServices, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
+    await Session(services, reader, writer, implicit_tls=implicit_tls).run()

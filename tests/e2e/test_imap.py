@@ -1,0 +1,237 @@
+"""IMAP against the real listener with Python's imaplib (and imapclient where it helps)."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import Server
+from tests.e2e.test_smtp_inbound import message, send
+
+PASSWORD = "secret-password"
+
+
+@pytest.fixture
+def imap(server: Server) -> Iterator[imaplib.IMAP4]:
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    client.login("alice@example.test", PASSWORD)
+    yield client
+    try:
+        client.logout()
+    except (imaplib.IMAP4.error, OSError):
+        pass
+
+
+def deliver(server: Server, *subjects: str) -> None:
+    for subject in subjects:
+        send(server, message(subject))
+    server.wait_emails("alice@example.test", len(subjects))
+    server.wait_queue_empty()
+
+
+def test_capabilities_login_and_bad_password(server: Server) -> None:
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    caps = client.capabilities
+    for cap in ("IMAP4REV1", "IMAP4REV2", "IDLE", "UIDPLUS", "MOVE", "STARTTLS", "SPECIAL-USE",
+                "LITERAL+", "AUTH=PLAIN"):
+        assert cap in caps, cap
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.login("alice@example.test", "wrong")
+    typ, data = client.login("alice@example.test", PASSWORD)
+    assert typ == "OK"
+    client.logout()
+
+
+def test_starttls_and_implicit_tls(server: Server) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    client.starttls(ssl_context=ctx)
+    assert client.login("alice@example.test", PASSWORD)[0] == "OK"
+    client.logout()
+    secure = imaplib.IMAP4_SSL("127.0.0.1", server.imaps_port, ssl_context=ctx)
+    assert secure.login("bob@example.test", PASSWORD)[0] == "OK"
+    secure.logout()
+
+
+def test_list_select_and_fetch(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "first", "second")
+    typ, boxes = imap.list()
+    assert typ == "OK"
+    listing = b"\n".join(b for b in boxes if b)
+    assert b'"INBOX"' in listing or b" INBOX" in listing
+    assert b"\\Sent" in listing and b"\\All" in listing and b"\\Trash" in listing
+    typ, data = imap.select("INBOX")
+    assert typ == "OK" and data == [b"2"]
+    typ, data = imap.fetch("1:2", "(UID FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[HEADER.FIELDS "
+                                  "(SUBJECT)])")
+    assert typ == "OK"
+    text = b" ".join(x if isinstance(x, bytes) else b" ".join(x) for x in data)
+    assert b"Subject: first" in text and b"Subject: second" in text
+    assert b"UID 1" in text and b"UID 2" in text
+    typ, data = imap.uid("FETCH", "2", "(BODY[])")
+    raw = data[0][1]
+    emails = {e["subject"]: e for e in server.emails("alice@example.test")}
+    assert raw == server.raw("alice@example.test", emails["second"]["id"])
+    typ, data = imap.fetch("2", "(FLAGS)")
+    assert b"\\Seen" in data[0], "a non-PEEK body fetch sets \\Seen"
+    typ, data = imap.fetch("1", "(BODY.PEEK[1]<0.5>)")
+    assert data[0][1] == b"Hello"
+
+
+def test_store_search_copy_move_expunge(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "alpha", "beta", "gamma")
+    imap.select("INBOX")
+    assert imap.store("1", "+FLAGS", "(\\Flagged $Work)")[0] == "OK"
+    assert imap.search(None, "FLAGGED")[1] == [b"1"]
+    assert imap.search(None, "UNSEEN")[1] == [b"1 2 3"]
+    assert imap.search(None, 'SUBJECT "bet"')[1] == [b"2"]
+    assert imap.search(None, "KEYWORD", "$Work")[1] == [b"1"]
+    assert imap.search(None, 'OR SUBJECT gamma SUBJECT alpha')[1] == [b"1 3"]
+    assert imap.search(None, "NOT", "FLAGGED", "LARGER", "10")[1] == [b"2 3"]
+    assert imap.uid("SEARCH", None, "UID", "2:*")[1] == [b"2 3"]
+    assert imap.create("Work")[0] == "OK"
+    typ, data = imap.copy("1:2", "Work")
+    assert typ == "OK" and b"COPYUID" in data[0]
+    typ, data = imap.uid("MOVE", "3", "Work")
+    assert typ == "OK"
+    typ, data = imap.select("Work")
+    assert data == [b"3"]
+    imap.select("INBOX")
+    assert imap.store("1", "+FLAGS", "\\Deleted")[0] == "OK"
+    typ, data = imap.expunge()
+    assert data == [b"1"]
+    assert imap.select("INBOX")[1] == [b"1"]
+    # the expunged email lost its INBOX label but still lives in Work and All Mail
+    labels = {e["subject"]: sorted(e["mailboxes"]) for e in server.emails("alice@example.test")}
+    assert labels["alpha"] == ["All Mail", "Work"]
+    assert labels["gamma"] == ["All Mail", "Work"]
+
+
+def test_append_is_threaded_and_gets_a_uid(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "thread root")
+    reply = message("Re: thread root", msgid="<reply@remote.test>",
+                    in_reply_to="<thread-root@remote.test>",
+                    references="<thread-root@remote.test>")
+    typ, data = imap.append("Sent", "(\\Seen)", imaplib.Time2Internaldate(time.time()), reply)
+    assert typ == "OK"
+    m = re.search(rb"APPENDUID (\d+) (\d+)", data[0])
+    assert m and m.group(2) == b"1"
+    emails = {e["subject"]: e for e in server.emails("alice@example.test")}
+    assert emails["Re: thread root"]["threadId"] == emails["thread root"]["threadId"]
+    assert emails["Re: thread root"]["keywords"] == ["$seen"]
+    assert "Sent" in emails["Re: thread root"]["mailboxes"]
+    _, raw = imap.select("Sent")
+    typ, data = imap.fetch("1", "(BODY.PEEK[])")
+    assert data[0][1] == reply
+    typ, data = imap.append("Nope", None, None, reply)
+    assert typ == "NO"
+
+
+def test_status_and_subscriptions(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "one", "two")
+    typ, data = imap.status("INBOX", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY SIZE)")
+    assert typ == "OK"
+    assert re.search(rb"MESSAGES 2 .*UNSEEN 2 .*UIDNEXT 3", data[0])
+    imap.create("Lists/Python")
+    imap.unsubscribe("Lists/Python")
+    typ, data = imap.lsub()
+    assert not any(b"Lists/Python" in d for d in data if d)
+    imap.rename("Lists", "Groups")
+    typ, data = imap.list("", "Groups/*")
+    assert b"Groups/Python" in data[0]
+    assert imap.delete("Groups/Python")[0] == "OK"
+    assert imap.select("Groups/Python")[0] == "NO"
+
+
+def test_two_sessions_see_each_others_changes(server: Server) -> None:
+    deliver(server, "shared")
+    a = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    b = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    for c in (a, b):
+        c.login("alice@example.test", PASSWORD)
+        c.select("INBOX")
+    a.store("1", "+FLAGS", "\\Answered")
+    typ, _ = b.noop()
+    assert b"\\Answered" in b" ".join(
+        x if isinstance(x, bytes) else b"" for x in b.untagged_responses.get("FETCH", []))
+    send(server, message("newcomer"))
+    server.wait_emails("alice@example.test", 2)
+    server.wait_queue_empty()
+    b.noop()
+    assert b.untagged_responses.get("EXISTS") == [b"2"]
+    a.logout()
+    b.logout()
+
+
+def test_idle_wakes_on_delivery(server: Server) -> None:
+    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"a LOGIN alice@example.test secret-password\r\nb SELECT INBOX\r\n")
+    while not f.readline().startswith(b"b OK"):
+        pass
+    sock.sendall(b"c IDLE\r\n")
+    assert f.readline().startswith(b"+")
+    started = time.monotonic()
+    threading.Thread(target=send, args=(server, message("wake up"))).start()
+    line = f.readline()
+    waited = time.monotonic() - started
+    assert line == b"* 1 EXISTS\r\n", line
+    assert waited < 5
+    sock.sendall(b"DONE\r\n")
+    assert f.readline().startswith(b"c OK")
+    sock.close()
+
+
+def test_bad_commands_get_bad_and_the_session_survives(server: Server) -> None:
+    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
+    f = sock.makefile("rb")
+    f.readline()
+    for line in (b"\r\n", b"nonsense\r\n", b"a FROB\r\n", b"b SELECT INBOX\r\n",
+                 b"c LOGIN\r\n", b"d FETCH 1 FLAGS\r\n", b"e LOGIN \"unterminated\r\n"):
+        sock.sendall(line)
+        reply = f.readline()
+        assert b"BAD" in reply or b"NO" in reply, (line, reply)
+    sock.sendall(b"f APPEND INBOX {99999999999}\r\n")
+    assert f.readline().startswith(b"f NO [TOOBIG]")
+    sock.sendall(b"g LOGIN alice@example.test secret-password\r\n")
+    reply = f.readline()
+    while not reply.startswith(b"g "):
+        reply = f.readline()
+    assert reply.startswith(b"g OK"), reply
+    sock.close()
+
+
+def test_other_users_mail_is_invisible(server: Server) -> None:
+    send(server, message("for bob only"), to="bob@example.test")
+    server.wait_emails("bob@example.test", 1)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    client.login("alice@example.test", PASSWORD)
+    assert client.select("INBOX")[1] == [b"0"]
+    assert client.search(None, "ALL")[1] == [b""]
+    client.logout()
+
+
+def test_auth_failures_are_rate_limited(tmp_path: Path) -> None:
+    srv = Server(tmp_path, imap={"auth_failures_per_ip_per_hour": 3})
+    srv.add_user("alice@example.test")
+    srv.start()
+    try:
+        client = imaplib.IMAP4("127.0.0.1", srv.imap_port)
+        for _ in range(3):
+            with pytest.raises(imaplib.IMAP4.error):
+                client.login("alice@example.test", "wrong")
+        with pytest.raises((imaplib.IMAP4.error, imaplib.IMAP4.abort)):
+            client.login("alice@example.test", PASSWORD)
+    finally:
+        srv.stop()
