@@ -147,7 +147,7 @@ def test_status_and_subscriptions(server: Server, imap: imaplib.IMAP4) -> None:
     typ, data = imap.lsub()
     assert not any(b"Lists/Python" in d for d in data if d)
     imap.rename("Lists", "Groups")
-    typ, data = imap.list("", "Groups/*")
+    typ, data = imap.list('""', "Groups/*")
     assert b"Groups/Python" in data[0]
     assert imap.delete("Groups/Python")[0] == "OK"
     assert imap.select("Groups/Python")[0] == "NO"
@@ -161,12 +161,14 @@ def test_two_sessions_see_each_others_changes(server: Server) -> None:
         c.login("alice@example.test", PASSWORD)
         c.select("INBOX")
     a.store("1", "+FLAGS", "\\Answered")
+    b.untagged_responses.clear()
     typ, _ = b.noop()
     assert b"\\Answered" in b" ".join(
         x if isinstance(x, bytes) else b"" for x in b.untagged_responses.get("FETCH", []))
     send(server, message("newcomer"))
     server.wait_emails("alice@example.test", 2)
     server.wait_queue_empty()
+    b.untagged_responses.clear()
     b.noop()
     assert b.untagged_responses.get("EXISTS") == [b"2"]
     a.logout()

@@ -7,7 +7,7 @@ import base64
 import binascii
 import time
 
-from mailyard.protocols.imap.grammar import Command, Tokenizer
+from mailyard.protocols.imap.parser import Command, Tokenizer
 from mailyard.protocols.imap.session import (
     ANY,
     AUTH,

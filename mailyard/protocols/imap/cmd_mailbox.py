@@ -10,7 +10,7 @@ import re
 
 from mailyard.core.imapfmt import astring
 from mailyard.protocols.imap.flags import FLAGS, PERMANENT_FLAGS, to_keywords
-from mailyard.protocols.imap.grammar import (
+from mailyard.protocols.imap.parser import (
     Command,
     Tokenizer,
     list_pattern_to_regex,
@@ -36,7 +36,7 @@ async def _mailbox(s: Session, name: str) -> Mailbox:
     try:
         return await s.mailbox.mailbox(s.user, name)
     except NotFound:
-        raise No(f"No such mailbox", "NONEXISTENT") from None
+        raise No("No such mailbox", "NONEXISTENT") from None
 
 
 # ---------------------------------------------------------------------- SELECT / EXAMINE
@@ -105,6 +105,13 @@ async def create(s: Session, cmd: Command) -> None:
     tok.end()
     if not name or name.upper() == "INBOX":
         raise No("Mailbox exists", "ALREADYEXISTS")
+    existing = {b.name for b in await s.mailbox.mailboxes(s.user)}
+    parts = name.split(DELIMITER)
+    for depth in range(1, len(parts)):  # RFC 3501 §6.3.3: create the superiors too
+        parent = DELIMITER.join(parts[:depth])
+        if parent not in existing:
+            with contextlib.suppress(Conflict):
+                await s.mailbox.create_mailbox(s.user, parent)
     try:
         box = await s.mailbox.create_mailbox(s.user, name, role)
     except Conflict as e:

@@ -14,7 +14,7 @@ from mailyard.core import sections
 from mailyard.core.imapfmt import literal
 from mailyard.core.mime import Part
 from mailyard.protocols.imap.flags import to_flags, to_keywords
-from mailyard.protocols.imap.grammar import (
+from mailyard.protocols.imap.parser import (
     Command,
     FetchItem,
     SequenceSet,
@@ -120,22 +120,22 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
             out.append(name.encode() + b" " + literal(data))
         elif name == "BINARY.SIZE":
             assert raw is not None and root is not None and item.section is not None
-            data = sections.binary_section(raw, root, item.section.part)
-            if data is None:
+            decoded = sections.binary_section(raw, root, item.section.part)
+            if decoded is None:
                 raise No("No such part", "UNKNOWN-CTE")
-            out.append(item.response_name().encode() + b" %d" % len(data))
+            out.append(item.response_name().encode() + b" %d" % len(decoded))
         elif item.section is not None:
             assert raw is not None and root is not None
-            data = _section_data(item, raw, root)
-            if data is None and name.startswith("BINARY"):
+            found = _section_data(item, raw, root)
+            if found is None and name.startswith("BINARY"):
                 raise No("Cannot decode that part", "UNKNOWN-CTE")
-            if data is None:
+            if found is None:
                 out.append(item.response_name().encode() + b" NIL")
                 continue
             if item.partial is not None:
-                data = sections.partial(data, item.partial[0], item.partial[1])
-            prefix = b"~" if name.startswith("BINARY") and b"\0" in data else b""
-            out.append(item.response_name().encode() + b" " + prefix + literal(data))
+                found = sections.partial(found, item.partial[0], item.partial[1])
+            prefix = b"~" if name.startswith("BINARY") and b"\0" in found else b""
+            out.append(item.response_name().encode() + b" " + prefix + literal(found))
     keywords = sel.keywords[index]
     if set_seen and "$seen" not in keywords:
         result = await s.mailbox.set_keywords(s.user, [record.id], add=["$seen"])
@@ -185,7 +185,7 @@ async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
         s.enabled.add("CONDSTORE")
     indexes = resolve(s, seqset, uid=uid)
     set_seen = not s.sel.read_only and any(
-        i.section is not None and not i.peek or i.name in ("RFC822", "RFC822.TEXT")
+        (i.section is not None and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
         for i in items)
     for start in range(0, len(indexes), _BATCH):
         chunk = indexes[start:start + _BATCH]

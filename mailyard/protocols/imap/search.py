@@ -82,20 +82,20 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
             has = True
         else:
             has = _FLAG_KEYWORD.get(name, "") in sel.keywords[index]
-        return has == key.present
+        return bool(has == key.present)
     if kind == "Keyword":
-        return (key.name.lower() in sel.keywords[index]) == key.present
+        return bool((key.name.lower() in sel.keywords[index]) == key.present)
     if kind == "Date":
         ms = record.received_at if key.field == "internal" else record.sent_at
         return _compare(_day(ms), key.op, key.date)
     if kind == "Size":
-        return record.size > key.n if key.op == "larger" else record.size < key.n
+        return bool(record.size > key.n if key.op == "larger" else record.size < key.n)
     if kind == "ModSeq":
-        return record.modseq >= key.n
+        return bool(record.modseq >= key.n)
     if kind == "EmailId":
-        return record.id == key.id
+        return bool(record.id == key.id)
     if kind == "ThreadId":
-        return record.thread_id == key.id
+        return bool(record.thread_id == key.id)
     if kind == "Header":
         needle = key.value.lower()
         name = key.name.upper()

@@ -18,8 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
-from mailyard.protocols.imap.grammar import Command, ParseError, parse_command
-from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
+from mailyard.protocols.imap.parser import (
+    Command,
+    CommandReader,
+    CommandTooLong,
+    LiteralTooBig,
+    ParseError,
+    parse_command,
+)
 from mailyard.protocols.imap.selected import Selected
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
