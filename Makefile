@@ -19,6 +19,8 @@ run: install
 
 test: install
 	scripts/test-deps.sh
+	$(BIN)/ruff check mailyard tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: install

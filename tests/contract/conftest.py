@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from mailyard.core.ids import new_id
-from mailyard.store.ports import NewEmail
+from mailyard.store.ports import Account, NewEmail
 
 BLOBSTORES = ["fs"]
 QUEUES = ["sqlite"]
@@ -304,3 +304,12 @@ def make_new_email(
 def new_email() -> Callable[..., NewEmail]:
     """Factory: new_email(account_id, subject=..., in_reply_to=[...], ...) -> NewEmail."""
     return make_new_email
+
+
+@pytest.fixture
+async def account(mailstore: Any) -> Account:
+    """alice@example.test with a 100 MB quota, in a fresh mail store."""
+    await mailstore.add_domain("example.test")
+    created: Account = await mailstore.create_account("alice@example.test", "hash-1",
+                                                      100 * 1024 * 1024)
+    return created

@@ -29,13 +29,6 @@ DEFAULT_ROLES = {
 }
 
 
-@pytest.fixture
-async def account(mailstore: Any) -> Account:
-    await mailstore.add_domain(DOMAIN)
-    created: Account = await mailstore.create_account(f"alice@{DOMAIN}", "hash-1", 100 * MB)
-    return created
-
-
 async def deliver(mailstore: Any, email: NewEmail) -> DeliveryResult:
     result: DeliveryResult = await mailstore.deliver(email)
     return result

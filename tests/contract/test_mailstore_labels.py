@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mailyard.store.ports import Account, Conflict, NewEmail, NotFound
-from tests.contract.test_mailstore import account, deliver  # noqa: F401  (fixture)
+from tests.contract.test_mailstore import deliver
 
 NewEmailFactory = Callable[..., NewEmail]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import re
 import socket
@@ -24,10 +25,8 @@ def imap(server: Server) -> Iterator[imaplib.IMAP4]:
     client = imaplib.IMAP4("127.0.0.1", server.imap_port)
     client.login("alice@example.test", PASSWORD)
     yield client
-    try:
+    with contextlib.suppress(imaplib.IMAP4.error, OSError):
         client.logout()
-    except (imaplib.IMAP4.error, OSError):
-        pass
 
 
 def deliver(server: Server, *subjects: str) -> None:
@@ -45,7 +44,7 @@ def test_capabilities_login_and_bad_password(server: Server) -> None:
         assert cap in caps, cap
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         client.login("alice@example.test", "wrong")
-    typ, data = client.login("alice@example.test", PASSWORD)
+    typ, _data = client.login("alice@example.test", PASSWORD)
     assert typ == "OK"
     client.logout()
 
@@ -130,7 +129,7 @@ def test_append_is_threaded_and_gets_a_uid(server: Server, imap: imaplib.IMAP4) 
     assert emails["Re: thread root"]["threadId"] == emails["thread root"]["threadId"]
     assert emails["Re: thread root"]["keywords"] == ["$seen"]
     assert "Sent" in emails["Re: thread root"]["mailboxes"]
-    _, raw = imap.select("Sent")
+    _, _raw = imap.select("Sent")
     typ, data = imap.fetch("1", "(BODY.PEEK[])")
     assert data[0][1] == reply
     typ, data = imap.append("Nope", None, None, reply)
@@ -162,7 +161,7 @@ def test_two_sessions_see_each_others_changes(server: Server) -> None:
         c.select("INBOX")
     a.store("1", "+FLAGS", "\\Answered")
     b.untagged_responses.clear()
-    typ, _ = b.noop()
+    _typ, _ = b.noop()
     assert b"\\Answered" in b" ".join(
         x if isinstance(x, bytes) else b"" for x in b.untagged_responses.get("FETCH", []))
     send(server, message("newcomer"))

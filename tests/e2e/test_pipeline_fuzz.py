@@ -42,7 +42,7 @@ def broken_mail(draw: st.DrawFn) -> bytes:
 
 
 def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.new_event_loop().run_until_complete(coro)
+    return asyncio.run(coro)
 
 
 async def deliver_all(runtime: Runtime, mails: list[bytes]) -> list[bytes]:
