@@ -236,3 +236,48 @@ def test_auth_failures_are_rate_limited(tmp_path: Path) -> None:
             client.login("alice@example.test", PASSWORD)
     finally:
         srv.stop()
+
+
+def test_condstore_and_qresync_resync(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "m1", "m2", "m3")
+    typ, data = imap._simple_command("ENABLE", "QRESYNC")
+    assert typ == "OK"
+    typ, data = imap.select("INBOX")
+    assert typ == "OK"
+    modseq = int(imap.untagged_responses["HIGHESTMODSEQ"][-1])
+    uidvalidity = int(imap.untagged_responses["UIDVALIDITY"][-1])
+    imap.unselect()
+    # another session flags m1 and expunges m2
+    other = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    other.login("alice@example.test", PASSWORD)
+    other.select("INBOX")
+    other.store("1", "+FLAGS", "\\Flagged")
+    other.store("2", "+FLAGS", "\\Deleted")
+    other.expunge()
+    other.logout()
+    imap.untagged_responses.clear()
+    typ, data = imap._simple_command("SELECT", "INBOX",
+                                     f"(QRESYNC ({uidvalidity} {modseq} 1:3))")
+    assert typ == "OK"
+    imap.state = "SELECTED"  # imaplib only tracks its own select()
+    assert imap.untagged_responses["VANISHED"] == [b"(EARLIER) 2"]
+    fetches = b" ".join(imap.untagged_responses["FETCH"])
+    assert b"UID 1 FLAGS (\\Flagged) MODSEQ" in fetches
+    # conditional store: a stale UNCHANGEDSINCE fails with MODIFIED
+    typ, data = imap._simple_command("UID", "STORE", "1",
+                                     f"(UNCHANGEDSINCE {modseq}) +FLAGS.SILENT (\\Seen)")
+    assert typ == "OK" and data[-1].startswith(b"[MODIFIED 1]"), data
+    typ, data = imap.uid("FETCH", "1:*", f"(FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
+    assert typ == "OK"
+    assert b"UID 1" in b" ".join(d for d in data if isinstance(d, bytes))
+
+
+def test_quota(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "weighs something")
+    server.cli("user", "quota", "alice@example.test", "10M")
+    typ, data = imap.getquotaroot("INBOX")
+    assert typ == "OK"
+    quota = b" ".join(x for x in data[1] if x)
+    m = re.search(rb"STORAGE (\d+) 10240", quota)
+    assert m and int(m.group(1)) >= 0
+    assert imap._simple_command("SETQUOTA", '""', "(STORAGE 1)")[0] == "NO"

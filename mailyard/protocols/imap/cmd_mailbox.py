@@ -9,7 +9,7 @@ import contextlib
 import re
 
 from mailyard.core.imapfmt import astring
-from mailyard.protocols.imap.flags import FLAGS, PERMANENT_FLAGS, to_keywords
+from mailyard.protocols.imap.flags import FLAGS, PERMANENT_FLAGS, to_flags, to_keywords
 from mailyard.protocols.imap.parser import (
     Command,
     Tokenizer,
@@ -18,7 +18,7 @@ from mailyard.protocols.imap.parser import (
     parse_list,
     parse_status_items,
 )
-from mailyard.protocols.imap.selected import Selected
+from mailyard.protocols.imap.selected import Selected, compact
 from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, State, command
 from mailyard.store.ports import Conflict, Mailbox, NotFound, QuotaExceeded
 
@@ -56,6 +56,14 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
         s.untagged("OK [CLOSED] Previous mailbox closed")
     if "CONDSTORE" in params:
         s.enabled.add("CONDSTORE")
+    qresync: tuple[int, int, str | None] | None = None
+    if params and params[0] == "QRESYNC":
+        if "QRESYNC" not in s.enabled:
+            raise Bad("ENABLE QRESYNC first")
+        try:
+            qresync = (int(params[1]), int(params[2]), params[3] if len(params) > 3 else None)
+        except (IndexError, ValueError):
+            raise Bad("QRESYNC needs (uidvalidity modseq [known-uids])") from None
     box = await _mailbox(s, name)
     sel = Selected.from_snapshot(await s.mailbox.snapshot(s.user, box), read_only)
     s.selected = sel
@@ -72,8 +80,27 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
     s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
     s.untagged(f"OK [HIGHESTMODSEQ {sel.modseq}] Highest")
     s.untagged(f"OK [MAILBOXID ({box.id})] Ok")
+    if qresync is not None and qresync[0] == box.uidvalidity:
+        await _resync(s, sel, qresync[1], qresync[2])
     mode = "READ-ONLY" if read_only else "READ-WRITE"
     s.tagged(cmd, "OK", f"{cmd.name} completed", mode)
+
+
+async def _resync(s: Session, sel: Selected, since: int, known: str | None) -> None:
+    """RFC 7162 §3.2.5: what a client that last saw `since` missed, before the tagged OK."""
+    delta = await s.mailbox.delta(s.user, sel.mailbox, since)
+    vanished = delta.vanished
+    if known:
+        known_set = Tokenizer(known.encode()).sequence_set()
+        top = max(vanished, default=0)
+        vanished = [u for u in vanished if known_set.contains(u, top)]
+    if vanished:
+        s.untagged(f"VANISHED (EARLIER) {compact(vanished)}")
+    for entry in delta.changed:
+        seq = sel.seq_of_uid(entry.uid)
+        if seq is not None:
+            flags = " ".join(to_flags(entry.keywords))
+            s.untagged(f"{seq} FETCH (UID {entry.uid} FLAGS ({flags}) MODSEQ ({entry.modseq}))")
 
 
 @command("SELECT", states=AUTH)
@@ -361,3 +388,39 @@ async def unselect(s: Session, cmd: Command) -> None:
     s.ok(cmd)
 
 
+
+
+# ---------------------------------------------------------------------- QUOTA (RFC 9208)
+
+def _quota_line(used: int, limit: int) -> str:
+    return f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})'
+
+
+@command("GETQUOTAROOT", states=AUTH)
+async def getquotaroot(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    box = await _mailbox(s, tok.mailbox())
+    tok.end()
+    account = await s.mailbox.account(s.user.address)
+    s.untagged(f'QUOTAROOT {_name(box).decode()} ""')
+    s.untagged(_quota_line(account.used, account.quota))
+    s.ok(cmd)
+
+
+@command("GETQUOTA", states=AUTH)
+async def getquota(s: Session, cmd: Command) -> None:
+    tok = Tokenizer(cmd.args)
+    tok.sp()
+    root = tok.astring_text()
+    tok.end()
+    if root != "":
+        raise No("No such quota root", "NONEXISTENT")
+    account = await s.mailbox.account(s.user.address)
+    s.untagged(_quota_line(account.used, account.quota))
+    s.ok(cmd)
+
+
+@command("SETQUOTA", states=AUTH)
+async def setquota(s: Session, cmd: Command) -> None:
+    raise No("Quotas are set by the administrator (mailyard user quota)", "NOPERM")

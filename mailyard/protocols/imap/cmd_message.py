@@ -7,7 +7,6 @@ sections open the message blob.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from mailyard.core import sections
@@ -24,6 +23,7 @@ from mailyard.protocols.imap.parser import (
     parse_store,
 )
 from mailyard.protocols.imap.search import evaluate
+from mailyard.protocols.imap.selected import compact
 from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
 from mailyard.store.ports import EmailRecord, NotFound
 
@@ -179,11 +179,19 @@ async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
     tok.sp()
     seqset = tok.sequence_set()
     tok.sp()
-    items, changed_since = parse_fetch_items(tok)
+    items, changed_since, vanished = parse_fetch_items(tok)
     tok.end()
     if changed_since is not None:
         s.enabled.add("CONDSTORE")
+    if vanished and (not uid or changed_since is None or "QRESYNC" not in s.enabled):
+        raise Bad("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")
     indexes = resolve(s, seqset, uid=uid)
+    if vanished and changed_since is not None:
+        delta = await s.mailbox.delta(s.user, s.sel.mailbox, changed_since)
+        top = max(delta.vanished, default=0)
+        gone = [u for u in delta.vanished if seqset.contains(u, top)]
+        if gone:
+            s.untagged(f"VANISHED (EARLIER) {compact(gone)}")
     set_seen = not s.sel.read_only and any(
         (i.section is not None and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
         for i in items)
@@ -253,25 +261,9 @@ async def _store(s: Session, cmd: Command, uid: bool) -> None:
     if result.conflicts:
         failed = sorted(sel.uids[position[e]] if uid else position[e] + 1
                         for e in result.conflicts)
-        s.ok(cmd, "Conditional STORE failed for some", "MODIFIED " + _compact(failed))
+        s.ok(cmd, "Conditional STORE failed for some", "MODIFIED " + compact(failed))
     else:
         s.ok(cmd)
-
-
-def _compact(numbers: Iterable[int]) -> str:
-    """1,2,3,5 -> "1:3,5"."""
-    out: list[str] = []
-    run: list[int] = []
-    for n in sorted(numbers):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [n]
-    if run:
-        out.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out)
 
 
 @command("STORE", states=SELECTED)
@@ -312,7 +304,7 @@ async def _copy(s: Session, cmd: Command, uid: bool, move: bool) -> None:
         moved = await s.mailbox.move(s.user, ids, sel.mailbox, target)
         new_uids = [moved[e][1] for e in ids if e in moved]
         source_uids = [moved[e][0] for e in ids if e in moved]
-        code = f"COPYUID {target.uidvalidity} {_compact(source_uids)} {_compact(new_uids)}"
+        code = f"COPYUID {target.uidvalidity} {compact(source_uids)} {compact(new_uids)}"
         s.untagged(f"OK [{code}] Moved")
         await s.report_updates()
         s.ok(cmd)
@@ -369,7 +361,7 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
         if "COUNT" in wanted:
             parts.append(f"COUNT {len(numbers)}")
         if "ALL" in wanted and numbers:
-            parts.append(f"ALL {_compact(numbers)}")
+            parts.append(f"ALL {compact(numbers)}")
         s.untagged("ESEARCH " + " ".join(parts))
     else:
         s.untagged("SEARCH" + "".join(f" {n}" for n in numbers))

@@ -455,8 +455,8 @@ def _fetch_att(tok: Tokenizer) -> list[FetchItem]:
     return [FetchItem(name)]
 
 
-def parse_fetch_items(tok: Tokenizer) -> tuple[list[FetchItem], int | None]:
-    """The items (macros expanded) and CHANGEDSINCE from the modifiers (RFC 7162)."""
+def parse_fetch_items(tok: Tokenizer) -> tuple[list[FetchItem], int | None, bool]:
+    """The items (macros expanded), CHANGEDSINCE and VANISHED from the modifiers (RFC 7162)."""
     items: list[FetchItem] = []
     if tok.maybe(b"("):
         while True:
@@ -467,6 +467,7 @@ def parse_fetch_items(tok: Tokenizer) -> tuple[list[FetchItem], int | None]:
     else:
         items = _fetch_att(tok)
     changed_since = None
+    vanished = False
     if not tok.at_end():
         tok.sp()
         tok.expect(b"(")
@@ -475,12 +476,14 @@ def parse_fetch_items(tok: Tokenizer) -> tuple[list[FetchItem], int | None]:
             if word == "CHANGEDSINCE":
                 tok.sp()
                 changed_since = tok.number()
-            elif word != "VANISHED":
+            elif word == "VANISHED":
+                vanished = True
+            else:
                 raise tok.error(f"Unknown FETCH modifier {word[:20]}")
             tok.maybe(b" ")
     if changed_since is not None and not any(i.name == "MODSEQ" for i in items):
         items.append(FetchItem("MODSEQ"))
-    return items, changed_since
+    return items, changed_since, vanished
 
 
 # --------------------------------------------------------------------------- STORE

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mailyard.protocols.imap.flags import to_flags
@@ -49,13 +50,16 @@ class Selected:
         """Indexes (0-based) of the UIDs in first..last (inclusive)."""
         return range(bisect.bisect_left(self.uids, first), bisect.bisect_right(self.uids, last))
 
-    def apply(self, delta: MailboxDelta, *, with_modseq: bool = False) -> list[bytes]:
+    def apply(self, delta: MailboxDelta, *, with_modseq: bool = False,
+              qresync: bool = False) -> list[bytes]:
         """Bring the view up to `delta`; return the untagged responses that tell the client.
 
         Expunges first, from the highest sequence number down, so each number is right at the
-        moment the client reads it; then new messages (EXISTS); then flag changes (FETCH).
+        moment the client reads it (or as one VANISHED once QRESYNC is enabled, RFC 7162
+        §3.2.10); then new messages (EXISTS); then flag changes (FETCH).
         """
         out: list[bytes] = []
+        gone: list[int] = []
         for uid in sorted(delta.vanished, reverse=True):
             seq = self.seq_of_uid(uid)
             if seq is None:
@@ -63,7 +67,11 @@ class Selected:
             del self.uids[seq - 1]
             del self.email_ids[seq - 1]
             del self.keywords[seq - 1]
-            out.append(b"* %d EXPUNGE\r\n" % seq)
+            gone.append(uid)
+            if not qresync:
+                out.append(b"* %d EXPUNGE\r\n" % seq)
+        if qresync and gone:
+            out.append(f"* VANISHED {compact(gone)}\r\n".encode())
         grew = False
         for entry in delta.changed:
             seq = self.seq_of_uid(entry.uid)
@@ -84,3 +92,19 @@ class Selected:
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
         self.modseq = max(self.modseq, delta.highest_modseq)
         return out
+
+
+def compact(numbers: Iterable[int]) -> str:
+    """An IMAP sequence set for the numbers: 1,2,3,5 -> "1:3,5"."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(set(numbers)):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)

@@ -107,7 +107,8 @@ def command(*names: str, states: frozenset[State]) -> Callable[[Handler], Handle
 BASE_CAPABILITIES = [
     "IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE",
     "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
-    "STATUS=SIZE", "ESEARCH", "OBJECTID",
+    "STATUS=SIZE", "ESEARCH", "OBJECTID", "CONDSTORE", "QRESYNC", "QUOTA",
+    "QUOTA=RES-STORAGE", "BINARY", "CREATE-SPECIAL-USE",
 ]
 
 
@@ -267,7 +268,8 @@ class Session:
             return
         delta = await self.mailbox.delta(self.account, self.selected.mailbox,
                                          self.selected.modseq)
-        for line in self.selected.apply(delta, with_modseq="CONDSTORE" in self.enabled):
+        for line in self.selected.apply(delta, with_modseq="CONDSTORE" in self.enabled,
+                                        qresync="QRESYNC" in self.enabled):
             self.raw(line)
 
     async def start_tls(self) -> None:
