@@ -281,3 +281,39 @@ def test_quota(server: Server, imap: imaplib.IMAP4) -> None:
     m = re.search(rb"STORAGE (\d+) 10240", quota)
     assert m and int(m.group(1)) >= 0
     assert imap._simple_command("SETQUOTA", '""', "(STORAGE 1)")[0] == "NO"
+
+
+def test_sort_and_thread(server: Server, imap: imaplib.IMAP4) -> None:
+    mails = [message("Banana", msgid="<b@remote.test>", body="x" * 500),
+             message("apple", msgid="<a@remote.test>"),
+             message("Re: Banana", msgid="<rb@remote.test>", in_reply_to="<b@remote.test>",
+                     references="<b@remote.test>")]
+    for n, mail in enumerate(mails, 1):  # one at a time, so UIDs follow this order
+        send(server, mail)
+        server.wait_emails("alice@example.test", n)
+    imap.select("INBOX")
+    typ, data = imap.sort("(SUBJECT)", "UTF-8", "ALL")
+    assert data == [b"2 1 3"]
+    typ, data = imap.sort("(REVERSE SIZE)", "UTF-8", "ALL")
+    assert data[0].split()[0] == b"1"
+    typ, data = imap.thread("REFERENCES", "UTF-8", "ALL")
+    assert data == [b"(1 3)(2)"]
+    typ, data = imap.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
+    assert data == [b"(1 3)(2)"]
+    typ, data = imap.uid("SORT", "(ARRIVAL)", "UTF-8", "SUBJECT", "banana")
+    assert data == [b"1 3"]
+
+
+def test_gmail_labels(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "labelled")
+    imap.select("INBOX")
+    typ, data = imap.store("1", "+X-GM-LABELS", "(Receipts \\Sent)")
+    assert typ == "OK"
+    typ, data = imap.fetch("1", "(X-GM-LABELS X-GM-MSGID X-GM-THRID)")
+    assert b"Receipts" in data[0] and b"\\Inbox" in data[0] and b"Sent" in data[0]
+    assert imap.search(None, "X-GM-LABELS", "Receipts")[1] == [b"1"]
+    typ, data = imap.store("1", "-X-GM-LABELS", "(\\Sent)")
+    assert typ == "OK"
+    [email] = server.emails("alice@example.test")
+    assert sorted(email["mailboxes"]) == ["All Mail", "INBOX", "Receipts"]
+    assert imap.search(None, "X-GM-RAW", '"labelled"')[1] == [b"1"]

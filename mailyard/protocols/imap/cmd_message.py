@@ -25,7 +25,7 @@ from mailyard.protocols.imap.parser import (
 from mailyard.protocols.imap.search import evaluate
 from mailyard.protocols.imap.selected import compact
 from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
-from mailyard.store.ports import EmailRecord, NotFound
+from mailyard.store.ports import EmailRecord, Mailbox, NotFound
 
 _BATCH = 256
 
@@ -159,13 +159,58 @@ def _gm_number(ident: str) -> int:
     return value >> 1
 
 
+_SYSTEM_LABELS = {"\\inbox": "inbox", "\\sent": "sent", "\\drafts": "drafts",
+                  "\\trash": "trash", "\\spam": "junk", "\\junk": "junk"}
+
+
+async def _label_mailbox(s: Session, label: str) -> Mailbox:
+    """The mailbox a Gmail label names; a label that does not exist yet is created."""
+    role = _SYSTEM_LABELS.get(label.lower())
+    boxes = await s.mailbox.mailboxes(s.user)
+    for box in boxes:
+        if (role and box.role == role) or (not role and box.name == label):
+            return box
+    if role or label.startswith("\\"):
+        raise No(f"Unknown system label {label[:40]}", "CANNOT")
+    return await s.mailbox.create_mailbox(s.user, label)
+
+
+async def _store_labels(s: Session, indexes: list[int], ids: list[str], mode: str,
+                        labels: list[str], silent: bool, uid: bool) -> None:
+    """STORE X-GM-LABELS: a label is a mailbox, so adding one is COPY and removing one takes
+    the email out of that mailbox (Gmail's model, and ours)."""
+    wanted = [await _label_mailbox(s, label) for label in labels]
+    if mode in ("+", ""):
+        for box in wanted:
+            await s.mailbox.copy(s.user, ids, box)
+    if mode == "":
+        keep = {b.id for b in wanted}
+        for record in (await records_of(s, indexes)).values():
+            for box in await s.mailbox.mailboxes(s.user):
+                if box.name in record.mailboxes and box.id not in keep and box.role != "all":
+                    await s.mailbox.expunge(s.user, box, [record.id])
+    if mode == "-":
+        for box in wanted:
+            await s.mailbox.expunge(s.user, box, ids)
+    if silent:
+        return
+    records = await records_of(s, indexes)
+    for i in indexes:
+        found = records.get(s.sel.email_ids[i])
+        if found is None:
+            continue
+        labels_text = " ".join(_gm_label(n) for n in found.mailboxes if n != "All Mail")
+        prefix = f"UID {s.sel.uids[i]} " if uid else ""
+        s.untagged(f"{i + 1} FETCH ({prefix}X-GM-LABELS ({labels_text}))")
+
+
 def _gm_label(name: str) -> str:
     if name == "INBOX":
         return "\\Inbox"
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-async def _records(s: Session, indexes: list[int]) -> dict[str, EmailRecord]:
+async def records_of(s: Session, indexes: list[int]) -> dict[str, EmailRecord]:
     ids = [s.sel.email_ids[i] for i in indexes]
     found: dict[str, EmailRecord] = {}
     for start in range(0, len(ids), _BATCH):
@@ -197,7 +242,7 @@ async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
         for i in items)
     for start in range(0, len(indexes), _BATCH):
         chunk = indexes[start:start + _BATCH]
-        records = await _records(s, chunk)
+        records = await records_of(s, chunk)
         for index in chunk:
             record = records.get(s.sel.email_ids[index])
             if record is None:
@@ -233,7 +278,10 @@ async def _store(s: Session, cmd: Command, uid: bool) -> None:
     indexes = resolve(s, req.sequence_set, uid=uid)
     ids = [sel.email_ids[i] for i in indexes]
     if req.gm_labels:
-        raise No("X-GM-LABELS store is not supported yet", "CANNOT")
+        await _store_labels(s, indexes, ids, req.mode, req.flags, req.silent, uid)
+        await s.report_updates(expunges=uid)
+        s.ok(cmd)
+        return
     keywords = to_keywords(req.flags)
     if req.mode == "+":
         result = await s.mailbox.set_keywords(s.user, ids, add=keywords,
@@ -348,7 +396,7 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
     program = parse_search(tok, uid=uid)
     tok.end()
     sel = s.sel
-    records = await _records(s, list(range(len(sel.uids))))
+    records = await records_of(s, list(range(len(sel.uids))))
     matches = await evaluate(s, program.key, records)
     numbers = [sel.uids[i] if uid else i + 1 for i in matches]
     if program.returns is not None:

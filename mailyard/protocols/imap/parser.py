@@ -614,6 +614,11 @@ class ThreadId:
 
 
 @dataclass(slots=True)
+class GmLabel:
+    name: str
+
+
+@dataclass(slots=True)
 class SearchProgram:
     key: Any
     returns: list[str] | None = None
@@ -694,6 +699,8 @@ def _search_key(tok: Tokenizer, depth: int) -> Any:
             tok.atom()
             tok.sp()
         return ModSeq(tok.number())
+    if word == "X-GM-LABELS":
+        return GmLabel(_text(tok))
     if word == "X-GM-RAW":
         return GmRaw(_text(tok))
     if word == "EMAILID":
@@ -710,16 +717,63 @@ def parse_search(tok: Tokenizer, *, uid: bool) -> SearchProgram:
         program.returns = [w.upper() for w in tok.paren_atoms()]
         tok.sp()
     if tok.maybe(b"CHARSET "):
-        program.charset = tok.astring_text().upper()
-        if program.charset not in ("UTF-8", "US-ASCII"):
-            raise ParseError("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
+        program.charset = _charset(tok)
         tok.sp()
+    program.key = _search_keys(tok)
+    return program
+
+
+def _search_keys(tok: Tokenizer) -> Any:
     keys = [_search_key(tok, 0)]
     while not tok.at_end():
         tok.sp()
         keys.append(_search_key(tok, 0))
-    program.key = keys[0] if len(keys) == 1 else And(keys)
-    return program
+    return keys[0] if len(keys) == 1 else And(keys)
+
+
+def _charset(tok: Tokenizer) -> str:
+    charset = tok.astring_text().upper()
+    if charset not in ("UTF-8", "US-ASCII"):
+        raise ParseError("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
+    return charset
+
+
+SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM",
+             "DISPLAYTO"}
+
+
+def parse_sort(tok: Tokenizer) -> tuple[list[tuple[str, bool]], Any]:
+    """SORT (criteria) charset keys (RFC 5256): [(key, reverse)], search key."""
+    tok.sp()
+    words = [w.upper() for w in tok.paren_atoms()]
+    criteria: list[tuple[str, bool]] = []
+    reverse = False
+    for word in words:
+        if word == "REVERSE":
+            reverse = True
+            continue
+        if word not in SORT_KEYS:
+            raise tok.error(f"Unknown sort key {word[:20]}")
+        criteria.append((word, reverse))
+        reverse = False
+    if not criteria or reverse:
+        raise tok.error("Bad sort criteria")
+    tok.sp()
+    _charset(tok)
+    tok.sp()
+    return criteria, _search_keys(tok)
+
+
+def parse_thread(tok: Tokenizer) -> tuple[str, Any]:
+    """THREAD algorithm charset keys (RFC 5256)."""
+    tok.sp()
+    algorithm = tok.atom().upper()
+    if algorithm not in ("REFERENCES", "ORDEREDSUBJECT"):
+        raise tok.error(f"Unknown threading algorithm {algorithm[:20]}")
+    tok.sp()
+    _charset(tok)
+    tok.sp()
+    return algorithm, _search_keys(tok)
 
 
 # --------------------------------------------------------------------------- LIST / STATUS

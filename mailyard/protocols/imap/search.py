@@ -115,6 +115,11 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
         end = raw.find(b"\r\n\r\n")
         scope = raw if kind == "Text" else raw[end + 4:] if end >= 0 else b""
         return key.value.lower().encode() in scope.lower()
+    if kind == "GmLabel":
+        label = key.name
+        if label.lower() == "\\inbox":
+            label = "INBOX"
+        return label in record.mailboxes
     if kind == "GmRaw":
         words = key.query.lower().split()
         raw = (await ctx.raw_of(record)).lower()

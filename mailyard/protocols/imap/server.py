@@ -6,7 +6,7 @@ import asyncio
 import ssl
 
 # The command modules register their handlers on import.
-from mailyard.protocols.imap import cmd_any, cmd_mailbox, cmd_message  # noqa: F401
+from mailyard.protocols.imap import cmd_any, cmd_mailbox, cmd_message, cmd_sort  # noqa: F401
 from mailyard.protocols.imap.session import IMAPServices, serve_connection
 
 
