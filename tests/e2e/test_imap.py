@@ -294,13 +294,12 @@ def test_sort_and_thread(server: Server, imap: imaplib.IMAP4) -> None:
     imap.select("INBOX")
     typ, data = imap.sort("(SUBJECT)", "UTF-8", "ALL")
     assert data == [b"2 1 3"]
-    typ, data = imap.sort("(REVERSE SIZE)", "UTF-8", "ALL")
+    _typ, data = imap.sort("(REVERSE SIZE)", "UTF-8", "ALL")
     assert data[0].split()[0] == b"1"
-    typ, data = imap.thread("REFERENCES", "UTF-8", "ALL")
+    assert imap.thread("REFERENCES", "UTF-8", "ALL") == ("OK", [b"(1 3)(2)"])
+    _, data = imap.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
     assert data == [b"(1 3)(2)"]
-    typ, data = imap.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
-    assert data == [b"(1 3)(2)"]
-    typ, data = imap.uid("SORT", "(ARRIVAL)", "UTF-8", "SUBJECT", "banana")
+    _, data = imap.uid("SORT", "(ARRIVAL)", "UTF-8", "SUBJECT", "banana")
     assert data == [b"1 3"]
 
 
@@ -317,3 +316,15 @@ def test_gmail_labels(server: Server, imap: imaplib.IMAP4) -> None:
     [email] = server.emails("alice@example.test")
     assert sorted(email["mailboxes"]) == ["All Mail", "INBOX", "Receipts"]
     assert imap.search(None, "X-GM-RAW", '"labelled"')[1] == [b"1"]
+
+
+def test_searchres_saves_and_reuses_a_result(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "keep", "drop", "keep too")
+    imap.select("INBOX")
+    typ, _ = imap._simple_command("UID", "SEARCH", "RETURN", "(SAVE)", "SUBJECT", "keep")
+    assert typ == "OK"
+    typ, _ = imap._simple_command("UID", "STORE", "$", "+FLAGS", "(\\Flagged)")
+    assert typ == "OK"
+    assert imap.search(None, "FLAGGED")[1] == [b"1 3"]
+    assert imap._simple_command("SEARCH", "RETURN", "(COUNT)", "$")[0] == "OK"
+    assert imap.untagged_responses["ESEARCH"][-1].endswith(b"COUNT 2")

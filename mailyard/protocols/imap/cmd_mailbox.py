@@ -67,6 +67,7 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
     box = await _mailbox(s, name)
     sel = Selected.from_snapshot(await s.mailbox.snapshot(s.user, box), read_only)
     s.selected = sel
+    s.saved_uids = []
     s.state = State.SELECTED
     s.untagged(f"FLAGS {FLAGS}")
     s.untagged(f"OK [PERMANENTFLAGS {'()' if read_only else PERMANENT_FLAGS}] Flags permitted")

@@ -35,6 +35,9 @@ def resolve(s: Session, seqset: SequenceSet, *, uid: bool) -> list[int]:
     sel = s.sel
     if not sel.uids:
         return []
+    if seqset.saved:
+        seqs = (sel.seq_of_uid(u) for u in s.saved_uids)
+        return sorted(seq - 1 for seq in seqs if seq is not None)
     if uid:
         top = sel.uids[-1]
         out: list[int] = []
@@ -399,6 +402,13 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
     records = await records_of(s, list(range(len(sel.uids))))
     matches = await evaluate(s, program.key, records)
     numbers = [sel.uids[i] if uid else i + 1 for i in matches]
+    if program.returns is not None and "SAVE" in program.returns:
+        s.saved_uids = [sel.uids[i] for i in matches]
+        program.returns = [r for r in program.returns if r != "SAVE"]
+        if not program.returns:  # RETURN (SAVE) alone: no ESEARCH response (RFC 5182 §2.1)
+            await s.report_updates(expunges=uid)
+            s.ok(cmd)
+            return
     if program.returns is not None:
         parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if uid else [])
         wanted = program.returns or ["ALL"]

@@ -140,6 +140,8 @@ def parse_command(data: bytes) -> Command:
 class SequenceSet:
     ranges: list[tuple[int | None, int | None]]
     """(start, end) with None for "*"."""
+    saved: bool = False
+    """"$": the result saved by SEARCH RETURN (SAVE) (RFC 5182); the session resolves it."""
 
     def resolve(self, largest: int) -> list[tuple[int, int]]:
         return [(largest if a is None else a, largest if b is None else b)
@@ -286,7 +288,7 @@ class Tokenizer:
 
     def sequence_set(self) -> SequenceSet:
         if self.maybe(b"$"):
-            raise self.error("SEARCHRES ($) is not supported")
+            return SequenceSet([], saved=True)
         m = re.compile(rb"[0-9*:,]+").match(self.data, self.pos)
         if not m:
             raise self.error("Expected a sequence set")
@@ -652,7 +654,7 @@ def _search_key(tok: Tokenizer, depth: int) -> Any:
             keys.append(_search_key(tok, depth + 1))
         return keys[0] if len(keys) == 1 else And(keys)
     ch = tok.peek()
-    if ch is not None and (chr(ch).isdigit() or ch == 0x2A):
+    if ch is not None and (chr(ch).isdigit() or ch in (0x2A, 0x24)):
         return SeqSet(tok.sequence_set())
     word = tok.atom(extra=b"-").upper()
     if word == "ALL":

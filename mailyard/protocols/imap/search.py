@@ -70,6 +70,8 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
                 or await _matches(ctx, key.right, index, record))
     if kind == "Not":
         return not await _matches(ctx, key.key, index, record)
+    if kind in ("SeqSet", "Uid") and key.seqset.saved:
+        return sel.uids[index] in s.saved_uids
     if kind == "SeqSet":
         return bool(key.seqset.contains(index + 1, len(sel.uids)))
     if kind == "Uid":

@@ -109,7 +109,7 @@ BASE_CAPABILITIES = [
     "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
     "STATUS=SIZE", "ESEARCH", "OBJECTID", "CONDSTORE", "QRESYNC", "QUOTA",
     "QUOTA=RES-STORAGE", "BINARY", "CREATE-SPECIAL-USE", "SORT", "SORT=DISPLAY",
-    "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "X-GM-EXT-1",
+    "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "X-GM-EXT-1", "SEARCHRES",
 ]
 
 
@@ -124,6 +124,8 @@ class Session:
         self.selected: Selected | None = None
         self.tls = implicit_tls
         self.enabled: set[str] = set()
+        self.saved_uids: list[int] = []
+        """SEARCHRES: the UIDs of the last SEARCH RETURN (SAVE), named "$"."""
         peer = writer.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else "local"
         self.reader = CommandReader(reader, max_line=services.policy.max_line,
