@@ -120,6 +120,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 max_literal=config.limits.message_size, idle_timeout=config.imap.idle_timeout,
                 allow_plaintext_loopback=config.auth.plaintext_on_loopback,
                 connections_per_ip=config.imap.connections_per_ip,
+                connections_per_user=config.imap.connections_per_user,
                 auth_failures_per_ip_per_hour=config.imap.auth_failures_per_ip_per_hour))
         if config.listen.imap:
             host, port = _hostport(config.listen.imap)

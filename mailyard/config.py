@@ -62,6 +62,7 @@ class IMAP:
     idle_timeout: float = 1800.0
     """Seconds of silence (outside IDLE: RFC 9051 §5.4 asks at least 30 minutes) before BYE."""
     connections_per_ip: int = 50
+    connections_per_user: int = 50
     auth_failures_per_ip_per_hour: int = 30
 
 

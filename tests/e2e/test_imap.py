@@ -328,3 +328,28 @@ def test_searchres_saves_and_reuses_a_result(server: Server, imap: imaplib.IMAP4
     assert imap.search(None, "FLAGGED")[1] == [b"1 3"]
     assert imap._simple_command("SEARCH", "RETURN", "(COUNT)", "$")[0] == "OK"
     assert imap.untagged_responses["ESEARCH"][-1].endswith(b"COUNT 2")
+
+
+def test_connection_limits_per_user_and_ip(tmp_path: Path) -> None:
+    srv = Server(tmp_path, imap={"connections_per_user": 2, "connections_per_ip": 3})
+    srv.add_user("alice@example.test")
+    srv.add_user("bob@example.test")
+    srv.start()
+    try:
+        first, second, third = (imaplib.IMAP4("127.0.0.1", srv.imap_port) for _ in range(3))
+        first.login("alice@example.test", PASSWORD)
+        second.login("alice@example.test", PASSWORD)
+        with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
+            third.login("alice@example.test", PASSWORD)
+        assert third.login("bob@example.test", PASSWORD)[0] == "OK"
+        fourth = socket.create_connection(("127.0.0.1", srv.imap_port))
+        assert fourth.makefile("rb").readline().startswith(b"* BYE [UNAVAILABLE]")
+        fourth.close()
+        first.logout()
+        time.sleep(0.2)
+        again = imaplib.IMAP4("127.0.0.1", srv.imap_port)
+        assert again.login("alice@example.test", PASSWORD)[0] == "OK"
+        for c in (second, third, again):
+            c.logout()
+    finally:
+        srv.stop()

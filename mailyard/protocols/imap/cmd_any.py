@@ -79,6 +79,8 @@ async def _login(s: Session, cmd: Command, user: str, password: str) -> None:
     if account is None:
         failures.allow(s.peer_ip, time.monotonic())
         raise No("Invalid credentials", "AUTHENTICATIONFAILED")
+    if not s.services.user_connections.acquire(account.id):
+        raise No("Too many connections for this account", "LIMIT")
     s.account = account
     s.state = State.AUTHENTICATED
     s.ok(cmd, "Logged in", "CAPABILITY " + " ".join(s.capabilities()))

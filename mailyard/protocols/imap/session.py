@@ -61,6 +61,7 @@ class IMAPPolicy:
     idle_timeout: float = 1800.0
     allow_plaintext_loopback: bool = False
     connections_per_ip: int = 50
+    connections_per_user: int = 50
     auth_failures_per_ip_per_hour: int = 30
 
 
@@ -72,10 +73,12 @@ class IMAPServices:
     policy: IMAPPolicy
     tls: ssl.SSLContext | None
     connections: ConcurrencyLimiter = field(init=False)
+    user_connections: ConcurrencyLimiter = field(init=False)
     auth_failures: WindowLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
+        self.user_connections = ConcurrencyLimiter(self.policy.connections_per_user)
         self.auth_failures = WindowLimiter(self.policy.auth_failures_per_ip_per_hour, 3600.0)
 
 
@@ -219,6 +222,8 @@ class Session:
             pass
         finally:
             services.connections.release(self.peer_ip)
+            if self.account is not None:
+                services.user_connections.release(self.account.id)
             with contextlib.suppress(Exception):
                 await self.flush()
                 self.writer.close()
