@@ -222,6 +222,13 @@ async def records_of(s: Session, indexes: list[int]) -> dict[str, EmailRecord]:
     return found
 
 
+def _fetch_flags(s: Session, indexes: list[int]) -> None:
+    sel = s.sel
+    for i in indexes:
+        flags = " ".join(to_flags(sel.keywords[i]))
+        s.raw(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (i + 1, sel.uids[i], flags.encode()))
+
+
 async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
     tok = Tokenizer(cmd.args)
     tok.sp()
@@ -240,6 +247,11 @@ async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
         gone = [u for u in delta.vanished if seqset.contains(u, top)]
         if gone:
             s.untagged(f"VANISHED (EARLIER) {compact(gone)}")
+    if {i.name for i in items} <= {"UID", "FLAGS"} and changed_since is None:
+        _fetch_flags(s, indexes)  # the flag sync every client runs: no store round trip
+        await s.report_updates(expunges=uid)
+        s.ok(cmd)
+        return
     set_seen = not s.sel.read_only and any(
         (i.section is not None and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
         for i in items)
