@@ -46,6 +46,7 @@ class Server:
     imap_port: int = 0
     imaps_port: int = 0
     imap: dict[str, Any] = field(default_factory=dict)
+    plaintext_on_loopback: bool = True
 
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
@@ -64,7 +65,7 @@ class Server:
             *(f'{name} = ""' for name in ("submission", "submissions", "pop3", "pop3s",
                                           "http")),
             "[auth]",
-            "plaintext_on_loopback = true",
+            f"plaintext_on_loopback = {str(self.plaintext_on_loopback).lower()}",
             "[imap]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.imap.items()),
             "[limits]",

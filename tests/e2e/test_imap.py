@@ -7,6 +7,7 @@ import imaplib
 import re
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -351,5 +352,29 @@ def test_connection_limits_per_user_and_ip(tmp_path: Path) -> None:
         assert again.login("alice@example.test", PASSWORD)[0] == "OK"
         for c in (second, third, again):
             c.logout()
+    finally:
+        srv.stop()
+
+
+def test_login_needs_tls_unless_configured_for_loopback(tmp_path: Path) -> None:
+    srv = Server(tmp_path, plaintext_on_loopback=False)
+    srv.add_user("alice@example.test")
+    srv.start()
+    try:
+        client = imaplib.IMAP4("127.0.0.1", srv.imap_port)
+        assert "LOGINDISABLED" in client.capabilities and "STARTTLS" in client.capabilities
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            client.login("alice@example.test", PASSWORD)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        client.starttls(ssl_context=ctx)
+        assert "LOGINDISABLED" not in client.capabilities
+        assert client.login("alice@example.test", PASSWORD)[0] == "OK"
+        client.logout()
+        out = subprocess.run(
+            ["curl", "-sS", "-k", "--ssl-reqd", "-u", f"alice@example.test:{PASSWORD}",
+             f"imap://127.0.0.1:{srv.imap_port}/"], capture_output=True, timeout=30)
+        assert out.returncode == 0 and b"INBOX" in out.stdout, out.stderr
     finally:
         srv.stop()
