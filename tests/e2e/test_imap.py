@@ -1,4 +1,4 @@
-"""IMAP against the real listener with Python's imaplib (and imapclient where it helps)."""
+"""IMAP against the real listener with Python's imaplib and a raw socket."""
 
 from __future__ import annotations
 
