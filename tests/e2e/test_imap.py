@@ -378,3 +378,13 @@ def test_login_needs_tls_unless_configured_for_loopback(tmp_path: Path) -> None:
         assert out.returncode == 0 and b"INBOX" in out.stdout, out.stderr
     finally:
         srv.stop()
+
+
+def test_imap4rev2_answers_search_with_esearch(server: Server, imap: imaplib.IMAP4) -> None:
+    deliver(server, "a", "b")
+    assert imap._simple_command("ENABLE", "IMAP4rev2")[0] == "OK"
+    assert imap.untagged_responses["ENABLED"][-1] == b"IMAP4REV2"
+    imap.select("INBOX")
+    assert "RECENT" not in imap.untagged_responses
+    imap._simple_command("SEARCH", "ALL")
+    assert imap.untagged_responses["ESEARCH"][-1].endswith(b"ALL 1:2")

@@ -421,6 +421,8 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
             await s.report_updates(expunges=uid)
             s.ok(cmd)
             return
+    if program.returns is None and "IMAP4REV2" in s.enabled:
+        program.returns = ["ALL"]  # RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH
     if program.returns is not None:
         parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if uid else [])
         wanted = program.returns or ["ALL"]
