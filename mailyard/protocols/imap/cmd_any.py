@@ -3,11 +3,16 @@ LOGIN, AUTHENTICATE (RFC 3501 §6.1-6.2, RFC 9051, RFC 2971 ID, RFC 5161 ENABLE,
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 
-from mailyard.protocols.imap.parser import Command, Tokenizer
+from mailyard.protocols.imap.grammar import (
+    Command,
+    Tokenizer,
+    decode_sasl_response,
+    parse_authenticate,
+    parse_enable,
+    parse_login,
+)
 from mailyard.protocols.imap.session import (
     ANY,
     AUTH,
@@ -47,11 +52,8 @@ async def id_(s: Session, cmd: Command) -> None:
 
 @command("ENABLE", states=AUTH)
 async def enable(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
     enabled = []
-    while not tok.at_end():
-        tok.sp()
-        name = tok.atom().upper()
+    for name in parse_enable(cmd.tokenizer()):
         if name in ("IMAP4REV2", "CONDSTORE", "QRESYNC", "UTF8=ACCEPT") and name not in s.enabled:
             s.enabled.add(name)
             enabled.append(name)
@@ -90,40 +92,28 @@ async def _login(s: Session, cmd: Command, user: str, password: str) -> None:
 async def login(s: Session, cmd: Command) -> None:
     if not s.plaintext_allowed:
         raise No("Use STARTTLS first", "PRIVACYREQUIRED")
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    user = tok.astring_text()
-    tok.sp()
-    password = tok.astring_text()
-    tok.end()
+    user, password = parse_login(cmd.tokenizer())
     await _login(s, cmd, user, password)
 
 
 @command("AUTHENTICATE", states=NOT_AUTH)
 async def authenticate(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    mechanism = tok.atom().upper()
+    mechanism, initial = parse_authenticate(cmd.tokenizer())
     if mechanism != "PLAIN":
         raise No(f"Unsupported mechanism {mechanism[:20]}", "CANNOT")
     if not s.plaintext_allowed:
         raise No("Use STARTTLS first", "PRIVACYREQUIRED")
-    if not tok.at_end():
-        tok.sp()
-        initial = tok.atom()
-    else:
+    if initial is None:
         await s._continuation(b"+ \r\n")
         line = await s.reader.read_line()
         if line is None:
             s.state = State.LOGOUT
             return
-        initial = line.strip().decode("ascii", "replace")
-    if initial == "*":
-        raise Bad("Authentication cancelled")
-    try:
-        decoded = base64.b64decode(initial if initial != "=" else "", validate=True)
-    except (binascii.Error, ValueError):
-        raise Bad("Invalid base64") from None
+        if line.strip() == b"*":
+            raise Bad("Authentication cancelled")
+        decoded = decode_sasl_response(Tokenizer(line.strip()))
+    else:
+        decoded = initial
     fields = decoded.split(b"\0")
     if len(fields) != 3:
         raise Bad("Malformed PLAIN response")

@@ -10,13 +10,14 @@ import re
 
 from mailyard.core.imapfmt import astring
 from mailyard.protocols.imap.flags import FLAGS, PERMANENT_FLAGS, to_flags, to_keywords
-from mailyard.protocols.imap.parser import (
+from mailyard.protocols.imap.grammar import (
     Command,
-    Tokenizer,
+    SequenceSet,
     list_pattern_to_regex,
     parse_append,
     parse_list,
-    parse_status_items,
+    parse_select,
+    parse_status,
 )
 from mailyard.protocols.imap.selected import Selected, compact
 from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, State, command
@@ -42,28 +43,18 @@ async def _mailbox(s: Session, name: str) -> Mailbox:
 # ---------------------------------------------------------------------- SELECT / EXAMINE
 
 async def _select(s: Session, cmd: Command, read_only: bool) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    name = tok.mailbox()
-    params = []
-    if not tok.at_end():
-        tok.sp()
-        params = [p.upper() for p in tok.paren_atoms()]
+    tok = cmd.tokenizer()
+    name, params = parse_select(tok)
     tok.end()
     if s.selected is not None:
         s.selected = None
         s.state = State.AUTHENTICATED
         s.untagged("OK [CLOSED] Previous mailbox closed")
-    if "CONDSTORE" in params:
+    if params.condstore:
         s.enabled.add("CONDSTORE")
-    qresync: tuple[int, int, str | None] | None = None
-    if params and params[0] == "QRESYNC":
-        if "QRESYNC" not in s.enabled:
-            raise Bad("ENABLE QRESYNC first")
-        try:
-            qresync = (int(params[1]), int(params[2]), params[3] if len(params) > 3 else None)
-        except (IndexError, ValueError):
-            raise Bad("QRESYNC needs (uidvalidity modseq [known-uids])") from None
+    qresync = params.qresync
+    if qresync is not None and "QRESYNC" not in s.enabled:
+        raise Bad("ENABLE QRESYNC first")
     box = await _mailbox(s, name)
     sel = Selected.from_snapshot(await s.mailbox.snapshot(s.user, box), read_only)
     s.selected = sel
@@ -81,20 +72,19 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
     s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
     s.untagged(f"OK [HIGHESTMODSEQ {sel.modseq}] Highest")
     s.untagged(f"OK [MAILBOXID ({box.id})] Ok")
-    if qresync is not None and qresync[0] == box.uidvalidity:
-        await _resync(s, sel, qresync[1], qresync[2])
+    if qresync is not None and qresync.uidvalidity == box.uidvalidity:
+        await _resync(s, sel, qresync.modseq, qresync.known_uids)
     mode = "READ-ONLY" if read_only else "READ-WRITE"
     s.tagged(cmd, "OK", f"{cmd.name} completed", mode)
 
 
-async def _resync(s: Session, sel: Selected, since: int, known: str | None) -> None:
+async def _resync(s: Session, sel: Selected, since: int, known: SequenceSet | None) -> None:
     """RFC 7162 §3.2.5: what a client that last saw `since` missed, before the tagged OK."""
     delta = await s.mailbox.delta(s.user, sel.mailbox, since)
     vanished = delta.vanished
-    if known:
-        known_set = Tokenizer(known.encode()).sequence_set()
+    if known is not None:
         top = max(vanished, default=0)
-        vanished = [u for u in vanished if known_set.contains(u, top)]
+        vanished = [u for u in vanished if known.contains(u, top)]
     if vanished:
         s.untagged(f"VANISHED (EARLIER) {compact(vanished)}")
     for entry in delta.changed:
@@ -118,14 +108,17 @@ async def examine(s: Session, cmd: Command) -> None:
 
 @command("CREATE", states=AUTH)
 async def create(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
+    tok = cmd.tokenizer()
     name = tok.mailbox().rstrip(DELIMITER)
     role = None
     if not tok.at_end():  # CREATE-SPECIAL-USE: (USE (\Sent))
         tok.sp()
-        opts = tok.paren_atoms()
-        uses = [u.lower() for u in opts[1:]] if opts and opts[0].upper() == "USE" else []
+        tok.expect(b"(")
+        if tok.keyword() != "USE":
+            raise Bad("Unknown CREATE parameter")
+        tok.sp()
+        uses = [u.lower() for u in tok.flag_list()]
+        tok.expect(b")")
         roles = [ROLE_OF_USE[u] for u in uses if u in ROLE_OF_USE]
         if len(roles) != len(uses) or len(roles) > 1:
             raise No("Unsupported special use", "USEATTR")
@@ -149,8 +142,7 @@ async def create(s: Session, cmd: Command) -> None:
 
 @command("DELETE", states=AUTH)
 async def delete(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
+    tok = cmd.tokenizer()
     box = await _mailbox(s, tok.mailbox())
     tok.end()
     try:
@@ -165,8 +157,7 @@ async def delete(s: Session, cmd: Command) -> None:
 
 @command("RENAME", states=AUTH)
 async def rename(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
+    tok = cmd.tokenizer()
     box = await _mailbox(s, tok.mailbox())
     tok.sp()
     new = tok.mailbox().rstrip(DELIMITER)
@@ -182,8 +173,7 @@ async def rename(s: Session, cmd: Command) -> None:
 
 @command("SUBSCRIBE", "UNSUBSCRIBE", states=AUTH)
 async def subscribe(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
+    tok = cmd.tokenizer()
     box = await _mailbox(s, tok.mailbox())
     tok.end()
     await s.mailbox.subscribe(s.user, box, cmd.name == "SUBSCRIBE")
@@ -221,11 +211,10 @@ def _status_line(box: Mailbox, items: list[str]) -> str:
 
 @command("LIST", "LSUB", states=AUTH)
 async def list_(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    req = parse_list(tok)
+    req = parse_list(cmd.tokenizer(), extended=cmd.name == "LIST")
     boxes = await s.mailbox.mailboxes(s.user)
     names = {b.name for b in boxes}
-    if cmd.name == "LIST" and req.patterns == [""]:
+    if cmd.name == "LIST" and req.patterns == ("",):
         s.untagged(f'LIST (\\Noselect) "{DELIMITER}" ""')
         s.ok(cmd)
         return
@@ -240,11 +229,10 @@ async def list_(s: Session, cmd: Command) -> None:
             continue
         if only_special and box.role not in SPECIAL_USE:
             continue
-        attrs = _attributes(box, names, extended=cmd.name == "LIST" and bool(
-            req.selection or req.returns))
+        attrs = _attributes(box, names, extended=req.extended)
         s.untagged(f'{cmd.name} ({" ".join(attrs)}) "{DELIMITER}" {_name(box).decode()}')
         if req.status_items:
-            s.untagged(_status_line(box, req.status_items))
+            s.untagged(_status_line(box, list(req.status_items)))
     s.ok(cmd)
 
 
@@ -255,12 +243,8 @@ def _match(regex: re.Pattern[str] | str, name: str) -> bool:
 
 @command("STATUS", states=AUTH)
 async def status(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    box = await _mailbox(s, tok.mailbox())
-    tok.sp()
-    items = parse_status_items(tok)
-    tok.end()
+    name, items = parse_status(cmd.tokenizer())
+    box = await _mailbox(s, name)
     s.untagged(_status_line(box, items))
     s.ok(cmd)
 
@@ -269,10 +253,7 @@ async def status(s: Session, cmd: Command) -> None:
 
 @command("APPEND", states=AUTH)
 async def append(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    name = tok.mailbox()
-    messages = parse_append(tok)
+    name, messages = parse_append(cmd.tokenizer())
     try:
         box = await s.mailbox.mailbox(s.user, name)
     except NotFound:
@@ -281,7 +262,8 @@ async def append(s: Session, cmd: Command) -> None:
     for message in messages:
         if not message.data:
             raise No("Empty message")
-        received = int(message.date.timestamp() * 1000) if message.date else None
+        when = message.internal_date
+        received = int(when.timestamp() * 1000) if when else None
         try:
             done = await s.mailbox.append(s.user, box, message.data,
                                           keywords=to_keywords(message.flags),
@@ -298,7 +280,7 @@ async def append(s: Session, cmd: Command) -> None:
 
 @command("IDLE", states=AUTH)
 async def idle(s: Session, cmd: Command) -> None:
-    Tokenizer(cmd.args).end()
+    cmd.tokenizer().end()
     subscription = s.services.bus.subscribe(s.user.id)
     try:
         await s.report_updates()
@@ -352,7 +334,7 @@ async def _expunge_deleted(s: Session, uids: set[int] | None = None) -> list[int
 
 @command("EXPUNGE", states=SELECTED)
 async def expunge(s: Session, cmd: Command) -> None:
-    Tokenizer(cmd.args).end()
+    cmd.tokenizer().end()
     await s.report_updates()
     await _expunge_deleted(s)
     await s.report_updates()
@@ -361,9 +343,8 @@ async def expunge(s: Session, cmd: Command) -> None:
 
 @command("UID EXPUNGE", states=SELECTED)
 async def uid_expunge(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    seqset = tok.sequence_set()
+    tok = cmd.tokenizer()
+    seqset = tok.sequence_set(allow_saved=False)
     tok.end()
     await s.report_updates()
     sel = s.sel
@@ -399,8 +380,7 @@ def _quota_line(used: int, limit: int) -> str:
 
 @command("GETQUOTAROOT", states=AUTH)
 async def getquotaroot(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
+    tok = cmd.tokenizer()
     box = await _mailbox(s, tok.mailbox())
     tok.end()
     account = await s.mailbox.account(s.user.address)
@@ -411,8 +391,7 @@ async def getquotaroot(s: Session, cmd: Command) -> None:
 
 @command("GETQUOTA", states=AUTH)
 async def getquota(s: Session, cmd: Command) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
+    tok = cmd.tokenizer()
     root = tok.astring_text()
     tok.end()
     if root != "":

@@ -13,12 +13,12 @@ from mailyard.core import sections
 from mailyard.core.imapfmt import literal
 from mailyard.core.mime import Part
 from mailyard.protocols.imap.flags import to_flags, to_keywords
-from mailyard.protocols.imap.parser import (
+from mailyard.protocols.imap.grammar import (
     Command,
     FetchItem,
     SequenceSet,
-    Tokenizer,
-    parse_fetch_items,
+    parse_copy,
+    parse_fetch,
     parse_search,
     parse_store,
 )
@@ -35,7 +35,7 @@ def resolve(s: Session, seqset: SequenceSet, *, uid: bool) -> list[int]:
     sel = s.sel
     if not sel.uids:
         return []
-    if seqset.saved:
+    if seqset.is_saved:
         seqs = (sel.seq_of_uid(u) for u in s.saved_uids)
         return sorted(seq - 1 for seq in seqs if seq is not None)
     if uid:
@@ -230,16 +230,13 @@ def _fetch_flags(s: Session, indexes: list[int]) -> None:
 
 
 async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    seqset = tok.sequence_set()
-    tok.sp()
-    items, changed_since, vanished = parse_fetch_items(tok)
-    tok.end()
+    seqset, items, changed_since, vanished = parse_fetch(cmd.tokenizer(), uid=uid)
     if changed_since is not None:
         s.enabled.add("CONDSTORE")
-    if vanished and (not uid or changed_since is None or "QRESYNC" not in s.enabled):
-        raise Bad("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")
+        if not any(i.name == "MODSEQ" for i in items):
+            items.append(FetchItem("MODSEQ"))  # RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ
+    if vanished and "QRESYNC" not in s.enabled:
+        raise Bad("VANISHED needs ENABLE QRESYNC")
     indexes = resolve(s, seqset, uid=uid)
     if vanished and changed_since is not None:
         delta = await s.mailbox.delta(s.user, s.sel.mailbox, changed_since)
@@ -283,8 +280,7 @@ async def uid_fetch(s: Session, cmd: Command) -> None:
 # ---------------------------------------------------------------------- STORE
 
 async def _store(s: Session, cmd: Command, uid: bool) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
+    tok = cmd.tokenizer()
     req = parse_store(tok)
     tok.end()
     sel = s.sel
@@ -292,7 +288,7 @@ async def _store(s: Session, cmd: Command, uid: bool) -> None:
         raise No("Mailbox is read-only", "READ-ONLY")
     indexes = resolve(s, req.sequence_set, uid=uid)
     ids = [sel.email_ids[i] for i in indexes]
-    if req.gm_labels:
+    if req.is_gm_labels:
         await _store_labels(s, indexes, ids, req.mode, req.flags, req.silent, uid)
         await s.report_updates(expunges=uid)
         s.ok(cmd)
@@ -300,23 +296,23 @@ async def _store(s: Session, cmd: Command, uid: bool) -> None:
     keywords = to_keywords(req.flags)
     if req.mode == "+":
         result = await s.mailbox.set_keywords(s.user, ids, add=keywords,
-                                              unchanged_since=req.unchanged_since)
+                                              unchanged_since=req.unchangedsince)
     elif req.mode == "-":
         result = await s.mailbox.set_keywords(s.user, ids, remove=keywords,
-                                              unchanged_since=req.unchanged_since)
+                                              unchanged_since=req.unchangedsince)
     else:
         result = await s.mailbox.set_keywords(s.user, ids, replace=keywords,
-                                              unchanged_since=req.unchanged_since)
+                                              unchanged_since=req.unchangedsince)
     position = {email_id: i for i, email_id in zip(indexes, ids, strict=True)}
     for email_id, kws, modseq in result.updated:
         i = position[email_id]
         sel.keywords[i] = kws
-        if req.silent and req.unchanged_since is None:
+        if req.silent and req.unchangedsince is None:
             continue
         parts = [f"UID {sel.uids[i]}"] if uid else []
         if not req.silent:
             parts.append(f"FLAGS ({' '.join(to_flags(kws))})")
-        if "CONDSTORE" in s.enabled or req.unchanged_since is not None:
+        if "CONDSTORE" in s.enabled or req.unchangedsince is not None:
             parts.append(f"MODSEQ ({modseq})")
         s.untagged(f"{i + 1} FETCH ({' '.join(parts)})")
         sel.modseq = max(sel.modseq, modseq)
@@ -342,12 +338,7 @@ async def uid_store(s: Session, cmd: Command) -> None:
 # ---------------------------------------------------------------------- COPY / MOVE
 
 async def _copy(s: Session, cmd: Command, uid: bool, move: bool) -> None:
-    tok = Tokenizer(cmd.args)
-    tok.sp()
-    seqset = tok.sequence_set()
-    tok.sp()
-    name = tok.mailbox()
-    tok.end()
+    seqset, name = parse_copy(cmd.tokenizer())
     sel = s.sel
     if move and sel.read_only:
         raise No("Mailbox is read-only", "READ-ONLY")
@@ -407,25 +398,26 @@ async def uid_move(s: Session, cmd: Command) -> None:
 # ---------------------------------------------------------------------- SEARCH
 
 async def _search(s: Session, cmd: Command, uid: bool) -> None:
-    tok = Tokenizer(cmd.args)
+    tok = cmd.tokenizer()
     program = parse_search(tok, uid=uid)
     tok.end()
     sel = s.sel
     records = await records_of(s, list(range(len(sel.uids))))
     matches = await evaluate(s, program.key, records)
     numbers = [sel.uids[i] if uid else i + 1 for i in matches]
-    if program.returns is not None and "SAVE" in program.returns:
+    returns = program.return_options
+    if returns is not None and "SAVE" in returns:
         s.saved_uids = [sel.uids[i] for i in matches]
-        program.returns = [r for r in program.returns if r != "SAVE"]
-        if not program.returns:  # RETURN (SAVE) alone: no ESEARCH response (RFC 5182 §2.1)
+        returns = tuple(r for r in returns if r != "SAVE")
+        if not returns:  # RETURN (SAVE) alone: no ESEARCH response (RFC 5182 §2.1)
             await s.report_updates(expunges=uid)
             s.ok(cmd)
             return
-    if program.returns is None and "IMAP4REV2" in s.enabled:
-        program.returns = ["ALL"]  # RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH
-    if program.returns is not None:
+    if returns is None and "IMAP4REV2" in s.enabled:
+        returns = ("ALL",)  # RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH
+    if returns is not None:
         parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if uid else [])
-        wanted = program.returns or ["ALL"]
+        wanted = returns or ("ALL",)
         if "MIN" in wanted and numbers:
             parts.append(f"MIN {numbers[0]}")
         if "MAX" in wanted and numbers:

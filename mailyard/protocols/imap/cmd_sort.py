@@ -7,7 +7,7 @@ from typing import Any
 
 from mailyard.core.mime import normalize_subject
 from mailyard.protocols.imap.cmd_message import records_of
-from mailyard.protocols.imap.parser import Command, Tokenizer, parse_sort, parse_thread
+from mailyard.protocols.imap.grammar import Command, parse_sort, parse_thread
 from mailyard.protocols.imap.search import evaluate
 from mailyard.protocols.imap.session import SELECTED, Session, command
 from mailyard.store.ports import EmailRecord
@@ -45,12 +45,11 @@ async def _matching(s: Session, key: Any) -> list[tuple[int, EmailRecord]]:
 
 
 async def _sort(s: Session, cmd: Command, uid: bool) -> None:
-    tok = Tokenizer(cmd.args)
-    criteria, key = parse_sort(tok)
-    found = await _matching(s, key)
+    program = parse_sort(cmd.tokenizer(), uid=uid)
+    found = await _matching(s, program.search.key)
     # Stable sorts from the last criterion to the first; ties end in sequence order.
     found.sort(key=lambda pair: pair[0])
-    for name, reverse in reversed(criteria):
+    for name, reverse in reversed(program.criteria):
         def by(pair: tuple[int, EmailRecord], name: str = name) -> Any:
             return _sort_value(pair[1], name)
         found.sort(key=by, reverse=reverse)
@@ -129,9 +128,9 @@ def _creates_cycle(node: int, p: int | None, parent: dict[int, int | None]) -> b
 
 
 async def _thread(s: Session, cmd: Command, uid: bool) -> None:
-    tok = Tokenizer(cmd.args)
-    algorithm, key = parse_thread(tok)
-    found = await _matching(s, key)
+    program = parse_thread(cmd.tokenizer(), uid=uid)
+    algorithm = program.algorithm
+    found = await _matching(s, program.search.key)
     number = {i: (s.sel.uids[i] if uid else i + 1) for i, _ in found}
     if algorithm == "ORDEREDSUBJECT":
         groups: dict[str, list[tuple[int, EmailRecord]]] = defaultdict(list)

@@ -16,8 +16,8 @@ from mailyard.store.ports import EmailRecord
 if TYPE_CHECKING:
     from mailyard.protocols.imap.session import Session
 
-_FLAG_KEYWORD = {"ANSWERED": "$answered", "DELETED": "$deleted", "DRAFT": "$draft",
-                 "FLAGGED": "$flagged", "SEEN": "$seen"}
+_FLAG_KEYWORD = {"\\answered": "$answered", "\\deleted": "$deleted", "\\draft": "$draft",
+                 "\\flagged": "$flagged", "\\seen": "$seen"}
 _ADDRESS_FIELDS = {"FROM": "from_", "TO": "to", "CC": "cc"}
 
 
@@ -66,27 +66,25 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
                 return False
         return True
     if kind == "Or":
-        return (await _matches(ctx, key.left, index, record)
-                or await _matches(ctx, key.right, index, record))
+        return (await _matches(ctx, key.a, index, record)
+                or await _matches(ctx, key.b, index, record))
     if kind == "Not":
         return not await _matches(ctx, key.key, index, record)
-    if kind in ("SeqSet", "Uid") and key.seqset.saved:
+    if kind in ("SeqSet", "Uid") and key.set.is_saved:
         return sel.uids[index] in s.saved_uids
     if kind == "SeqSet":
-        return bool(key.seqset.contains(index + 1, len(sel.uids)))
+        return bool(key.set.contains(index + 1, len(sel.uids)))
     if kind == "Uid":
-        return bool(key.seqset.contains(sel.uids[index], sel.uids[-1]))
+        return bool(key.set.contains(sel.uids[index], sel.uids[-1]))
     if kind == "Flag":
-        name = key.name.upper()
-        if name in ("RECENT", "NEW"):
-            has = False  # no message is \Recent here (IMAP4rev2 removed the flag)
-        elif name == "OLD":
-            has = True
-        else:
-            has = _FLAG_KEYWORD.get(name, "") in sel.keywords[index]
+        # \\Recent has no keyword: no message is recent here (IMAP4rev2 removed the flag).
+        has = _FLAG_KEYWORD.get(key.name.lower(), "") in sel.keywords[index]
         return bool(has == key.present)
     if kind == "Keyword":
         return bool((key.name.lower() in sel.keywords[index]) == key.present)
+    if kind == "Within":
+        age_s = (datetime.now(UTC).timestamp() * 1000 - record.received_at) / 1000
+        return bool(age_s > key.seconds if key.op == "older" else age_s < key.seconds)
     if kind == "Date":
         ms = record.received_at if key.field == "internal" else record.sent_at
         return _compare(_day(ms), key.op, key.date)
@@ -118,7 +116,7 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
         scope = raw if kind == "Text" else raw[end + 4:] if end >= 0 else b""
         return key.value.lower().encode() in scope.lower()
     if kind == "GmLabel":
-        label = key.name
+        label = key.label
         if label.lower() == "\\inbox":
             label = "INBOX"
         return label in record.mailboxes

@@ -18,14 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
-from mailyard.protocols.imap.parser import (
-    Command,
-    CommandReader,
-    CommandTooLong,
-    LiteralTooBig,
-    ParseError,
-    parse_command,
-)
+from mailyard.protocols.imap.grammar import BadCharset, Command, ParseError, parse_command
+from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
 from mailyard.protocols.imap.selected import Selected
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
@@ -205,13 +199,15 @@ class Session:
                 except TimeoutError:
                     self.untagged("BYE Autologout; idle for too long")
                     break
-                except CommandTooLong:
-                    self.untagged("BAD [TOOBIG] Command line too long")
+                except CommandTooLong as e:
+                    self.raw(f"{e.tag or '*'} BAD [TOOBIG] Command line too long\r\n".encode())
                     await self.flush()
                     continue
                 except LiteralTooBig as e:
-                    tag = getattr(e, "tag", None) or "*"
-                    self.raw(f"{tag} NO [TOOBIG] Literal too big\r\n".encode())
+                    self.raw(f"{e.tag or '*'} NO [TOOBIG] Literal too big\r\n".encode())
+                    if e.close:
+                        self.untagged("BYE Too much data")
+                        break
                     await self.flush()
                     continue
                 if data is None:
@@ -244,6 +240,8 @@ class Session:
         started = time.perf_counter()
         try:
             await spec.handler(self, cmd)
+        except BadCharset:
+            self.tagged(cmd, "NO", "Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
         except ParseError as e:
             self.tagged(cmd, "BAD", str(e))
         except Bad as e:
