@@ -7,6 +7,7 @@ exists once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class MailboxService:
         self.index = index
         self.bus = bus
         self.pipeline = pipeline
+        self._deltas: dict[tuple[str, int], asyncio.Future[MailboxDelta]] = {}
 
     async def account(self, address: str) -> Account:
         return await self.store.get_account(address)
@@ -81,7 +83,16 @@ class MailboxService:
         return await self.store.snapshot(account.id, mailbox.id)
 
     async def delta(self, account: Account, mailbox: Mailbox, since: int) -> MailboxDelta:
-        return await self.store.mailbox_delta(account.id, mailbox.id, since)
+        """What changed after `since`. Sessions that ask the same question at once (ten
+        thousand IDLE clients woken by one delivery) share one query."""
+        key = (mailbox.id, since)
+        pending = self._deltas.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self.store.mailbox_delta(account.id, mailbox.id,
+                                                                     since))
+            self._deltas[key] = pending
+            pending.add_done_callback(lambda _: self._deltas.pop(key, None))
+        return await asyncio.shield(pending)
 
     # ------------------------------------------------------------------ emails
 

@@ -31,9 +31,11 @@ def imap(server: Server) -> Iterator[imaplib.IMAP4]:
 
 
 def deliver(server: Server, *subjects: str) -> None:
-    for subject in subjects:
+    """Deliver one at a time, so that UIDs follow the order of `subjects`."""
+    before = len(server.emails("alice@example.test"))
+    for n, subject in enumerate(subjects, 1):
         send(server, message(subject))
-    server.wait_emails("alice@example.test", len(subjects))
+        server.wait_emails("alice@example.test", before + n)
     server.wait_queue_empty()
 
 

@@ -83,8 +83,7 @@ async def _login(s: Session, cmd: Command, user: str, password: str) -> None:
         raise No("Invalid credentials", "AUTHENTICATIONFAILED")
     if not s.services.user_connections.acquire(account.id):
         raise No("Too many connections for this account", "LIMIT")
-    s.account = account
-    s.state = State.AUTHENTICATED
+    s.log_in(account)
     s.ok(cmd, "Logged in", "CAPABILITY " + " ".join(s.capabilities()))
 
 

@@ -47,8 +47,7 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
     name, params = parse_select(tok)
     tok.end()
     if s.selected is not None:
-        s.selected = None
-        s.state = State.AUTHENTICATED
+        s.select(None)
         s.untagged("OK [CLOSED] Previous mailbox closed")
     if params.condstore:
         s.enabled.add("CONDSTORE")
@@ -57,9 +56,7 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
         raise Bad("ENABLE QRESYNC first")
     box = await _mailbox(s, name)
     sel = Selected.from_snapshot(await s.mailbox.snapshot(s.user, box), read_only)
-    s.selected = sel
-    s.saved_uids = []
-    s.state = State.SELECTED
+    s.select(sel)
     s.untagged(f"FLAGS {FLAGS}")
     s.untagged(f"OK [PERMANENTFLAGS {'()' if read_only else PERMANENT_FLAGS}] Flags permitted")
     s.untagged(f"{sel.exists} EXISTS")
@@ -150,8 +147,7 @@ async def delete(s: Session, cmd: Command) -> None:
     except Conflict as e:
         raise No(str(e), "CANNOT") from None
     if s.selected is not None and s.selected.mailbox.id == box.id:
-        s.selected = None
-        s.state = State.AUTHENTICATED
+        s.select(None)
     s.ok(cmd)
 
 
@@ -281,35 +277,32 @@ async def append(s: Session, cmd: Command) -> None:
 @command("IDLE", states=AUTH)
 async def idle(s: Session, cmd: Command) -> None:
     cmd.tokenizer().end()
-    subscription = s.services.bus.subscribe(s.user.id)
-    try:
-        await s.report_updates()
-        await s._continuation(b"+ idling\r\n")
-        done = asyncio.ensure_future(s.reader.read_line())
-        while True:
-            event = asyncio.ensure_future(anext(subscription))
-            finished, _ = await asyncio.wait({done, event}, timeout=s.services.policy.idle_timeout,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            if done in finished:
-                event.cancel()
-                line = done.result()
-                if line is None:
-                    s.state = State.LOGOUT
-                    return
-                if line.strip().upper() != b"DONE":
-                    raise Bad("Expected DONE")
-                break
-            if not finished:
-                done.cancel()
-                event.cancel()
-                s.untagged("BYE Idle for too long")
+    watch = s.watch
+    assert watch is not None  # made at login
+    await s.report_updates()
+    await s._continuation(b"+ idling\r\n")
+    done = asyncio.ensure_future(s.reader.read_line())
+    while True:
+        event = asyncio.ensure_future(anext(watch))
+        finished, _ = await asyncio.wait({done, event}, timeout=s.services.policy.idle_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        if done in finished:
+            event.cancel()
+            line = done.result()
+            if line is None:
                 s.state = State.LOGOUT
                 return
-            await s.report_updates()
-            await s.flush()
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.aclose()
+            if line.strip().upper() != b"DONE":
+                raise Bad("Expected DONE")
+            break
+        if not finished:
+            done.cancel()
+            event.cancel()
+            s.untagged("BYE Idle for too long")
+            s.state = State.LOGOUT
+            return
+        await s.report_updates(force=True)
+        await s.flush()
     s.ok(cmd, "IDLE terminated")
 
 
@@ -358,15 +351,13 @@ async def uid_expunge(s: Session, cmd: Command) -> None:
 async def close(s: Session, cmd: Command) -> None:
     if not s.sel.read_only:
         await _expunge_deleted(s)
-    s.selected = None
-    s.state = State.AUTHENTICATED
+    s.select(None)
     s.ok(cmd)
 
 
 @command("UNSELECT", states=SELECTED)
 async def unselect(s: Session, cmd: Command) -> None:
-    s.selected = None
-    s.state = State.AUTHENTICATED
+    s.select(None)
     s.ok(cmd)
 
 

@@ -22,8 +22,8 @@ from mailyard.protocols.imap.grammar import (
     parse_search,
     parse_store,
 )
-from mailyard.protocols.imap.search import evaluate
-from mailyard.protocols.imap.selected import compact
+from mailyard.protocols.imap.search import evaluate, needs_records
+from mailyard.protocols.imap.selected import compact, shared_keywords
 from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
 from mailyard.store.ports import EmailRecord, Mailbox, NotFound
 
@@ -143,7 +143,7 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
     if set_seen and "$seen" not in keywords:
         result = await s.mailbox.set_keywords(s.user, [record.id], add=["$seen"])
         if result.updated:
-            keywords = result.updated[0][1]
+            keywords = shared_keywords(result.updated[0][1])
             sel.keywords[index] = keywords
             names.add("FLAGS")
     if "FLAGS" in names:
@@ -306,7 +306,7 @@ async def _store(s: Session, cmd: Command, uid: bool) -> None:
     position = {email_id: i for i, email_id in zip(indexes, ids, strict=True)}
     for email_id, kws, modseq in result.updated:
         i = position[email_id]
-        sel.keywords[i] = kws
+        sel.keywords[i] = shared_keywords(kws)
         if req.silent and req.unchangedsince is None:
             continue
         parts = [f"UID {sel.uids[i]}"] if uid else []
@@ -402,7 +402,8 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
     program = parse_search(tok, uid=uid)
     tok.end()
     sel = s.sel
-    records = await records_of(s, list(range(len(sel.uids))))
+    records = (await records_of(s, list(range(len(sel.uids))))
+               if needs_records(program.key) else None)
     matches = await evaluate(s, program.key, records)
     numbers = [sel.uids[i] if uid else i + 1 for i in matches]
     returns = program.return_options

@@ -21,6 +21,10 @@ _FLAG_KEYWORD = {"\\answered": "$answered", "\\deleted": "$deleted", "\\draft": 
 _ADDRESS_FIELDS = {"FROM": "from_", "TO": "to", "CC": "cc"}
 
 
+_NO_RECORD: Any = object()
+"""Stands in for the record when only view keys are evaluated (they never read it)."""
+
+
 class _Context:
     """Per-SEARCH lazy state: raw messages are read only if a text key needs them."""
 
@@ -127,13 +131,29 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
     return False
 
 
-async def evaluate(session: Session, key: Any, records: dict[str, EmailRecord]) -> list[int]:
-    """The 0-based indexes of the selected view's messages that match `key`."""
-    ctx = _Context(session, records)
+_VIEW_KEYS = frozenset({"All", "And", "Or", "Not", "SeqSet", "Uid", "Flag", "Keyword"})
+
+
+def needs_records(key: Any) -> bool:
+    """Whether `key` reads anything beyond the session's view (UIDs, sequence, flags): the
+    common client searches (UNSEEN, FLAGGED, UID ranges) then cost no store query at all."""
+    kind = type(key).__name__
+    if kind not in _VIEW_KEYS:
+        return True
+    children = getattr(key, "keys", None) or [getattr(key, n) for n in ("a", "b", "key")
+                                              if hasattr(key, n)]
+    return any(needs_records(k) for k in children)
+
+
+async def evaluate(session: Session, key: Any,
+                   records: dict[str, EmailRecord] | None) -> list[int]:
+    """The 0-based indexes of the selected view's messages that match `key`; `records` may be
+    None when `needs_records(key)` is False."""
+    ctx = _Context(session, records or {})
     sel = session.sel
     out = []
     for index, email_id in enumerate(sel.email_ids):
-        record = records.get(email_id)
+        record = records.get(email_id) if records is not None else _NO_RECORD
         if record is not None and await _matches(ctx, key, index, record):
             out.append(index)
     return out

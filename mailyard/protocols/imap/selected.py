@@ -10,12 +10,24 @@ EXISTS / FETCH responses that move the client to the current state. Lists of int
 from __future__ import annotations
 
 import bisect
+import sys
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mailyard.protocols.imap.flags import to_flags
 from mailyard.store.ports import Mailbox, MailboxDelta, MailboxSnapshot
+
+_KEYWORDS: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""One tuple per distinct keyword set, shared by every session: most messages carry one of a
+handful ((), ("$seen",), ...), so a view costs a pointer per message instead of a list."""
+
+
+def shared_keywords(keywords: Iterable[str]) -> tuple[str, ...]:
+    key = tuple(sorted(keywords))
+    if len(_KEYWORDS) > 100_000:
+        _KEYWORDS.clear()  # a flood of distinct custom keywords must not grow without bound
+    return _KEYWORDS.setdefault(key, key)
 
 
 @dataclass
@@ -24,7 +36,7 @@ class Selected:
     read_only: bool
     uids: array[int] = field(default_factory=lambda: array("I"))
     email_ids: list[str] = field(default_factory=list)
-    keywords: list[list[str]] = field(default_factory=list)
+    keywords: list[tuple[str, ...]] = field(default_factory=list)
     modseq: int = 0
     """The highest MODSEQ this session has reported (or was current at SELECT)."""
 
@@ -32,8 +44,8 @@ class Selected:
     def from_snapshot(cls, snap: MailboxSnapshot, read_only: bool) -> Selected:
         sel = cls(mailbox=snap.mailbox, read_only=read_only)
         sel.uids = array("I", (e.uid for e in snap.entries))
-        sel.email_ids = [e.email_id for e in snap.entries]
-        sel.keywords = [e.keywords for e in snap.entries]
+        sel.email_ids = [sys.intern(e.email_id) for e in snap.entries]
+        sel.keywords = [shared_keywords(e.keywords) for e in snap.entries]
         sel.modseq = snap.mailbox.highest_modseq
         return sel
 
@@ -75,15 +87,16 @@ class Selected:
         grew = False
         for entry in delta.changed:
             seq = self.seq_of_uid(entry.uid)
+            keywords = shared_keywords(entry.keywords)
             if seq is None:
                 if self.uids and entry.uid < self.uids[-1]:
                     continue  # an old UID we never saw: already gone again (RFC: no reuse)
                 self.uids.append(entry.uid)
-                self.email_ids.append(entry.email_id)
-                self.keywords.append(entry.keywords)
+                self.email_ids.append(sys.intern(entry.email_id))
+                self.keywords.append(keywords)
                 grew = True
-            elif self.keywords[seq - 1] != entry.keywords:
-                self.keywords[seq - 1] = entry.keywords
+            elif self.keywords[seq - 1] != keywords:
+                self.keywords[seq - 1] = keywords
                 flags = " ".join(to_flags(entry.keywords))
                 extra = f" MODSEQ ({entry.modseq})" if with_modseq else ""
                 out.append(f"* {seq} FETCH (UID {entry.uid} FLAGS ({flags}){extra})\r\n"

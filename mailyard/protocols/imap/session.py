@@ -23,7 +23,7 @@ from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, Litera
 from mailyard.protocols.imap.selected import Selected
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
-from mailyard.store.ports import Account, EventBus
+from mailyard.store.ports import Account, EventBus, Subscription
 
 log = logging.getLogger("mailyard.imap")
 
@@ -123,6 +123,8 @@ class Session:
         self.enabled: set[str] = set()
         self.saved_uids: list[int] = []
         """SEARCHRES: the UIDs of the last SEARCH RETURN (SAVE), named "$"."""
+        self.watch: Subscription | None = None
+        self._checked = 0.0
         peer = writer.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else "local"
         self.reader = CommandReader(reader, max_line=services.policy.max_line,
@@ -217,6 +219,8 @@ class Session:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            if self.watch is not None:
+                self.watch.cancel()
             services.connections.release(self.peer_ip)
             if self.account is not None:
                 services.user_connections.release(self.account.id)
@@ -263,15 +267,35 @@ class Session:
 
     # ------------------------------------------------------------------ updates
 
-    async def report_updates(self, *, expunges: bool = True) -> None:
+    def log_in(self, account: Account) -> None:
+        """From now on, watch the account's events, so that each command knows without a
+        query whether anything changed (the subscription exists before any SELECT reads)."""
+        self.account = account
+        self.state = State.AUTHENTICATED
+        self.watch = self.services.bus.subscribe(account.id)
+
+    def select(self, selected: Selected | None) -> None:
+        """Enter (or leave, with None) a mailbox."""
+        self.selected = selected
+        self.saved_uids = []
+        self.state = State.AUTHENTICATED if selected is None else State.SELECTED
+        self._checked = time.monotonic()
+
+    async def report_updates(self, *, expunges: bool = True, force: bool = False) -> None:
         """Tell the client what changed in the selected mailbox (RFC 3501 §5.2, §7.4.1).
 
         During FETCH, STORE and SEARCH (and their UID forms) EXPUNGE must not be sent, since it
         would renumber messages under the client's feet: `expunges=False` then skips the whole
-        update, which the next command or NOOP delivers.
+        update, which the next command or NOOP delivers. The store is asked only when an event
+        said the account changed (or, in case an event was lost, after a quiet minute).
         """
         if self.selected is None or self.account is None or not expunges:
             return
+        now = time.monotonic()
+        changed = self.watch.drain() if self.watch is not None else True
+        if not (changed or force or now - self._checked > 60.0):
+            return
+        self._checked = now
         delta = await self.mailbox.delta(self.account, self.selected.mailbox,
                                          self.selected.modseq)
         for line in self.selected.apply(delta, with_modseq="CONDSTORE" in self.enabled,

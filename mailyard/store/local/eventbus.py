@@ -30,6 +30,17 @@ class Subscription:
     async def __anext__(self) -> int:
         return await self._queue.get()
 
+    def drain(self) -> bool:
+        """Take every state waiting; say whether there was any (a cheap "anything changed?")."""
+        had = False
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            had = True
+        return had
+
+    def cancel(self) -> None:
+        self._cancel()
+
     async def aclose(self) -> None:
         self._cancel()
 
