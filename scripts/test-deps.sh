@@ -6,6 +6,9 @@ need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v offlineimap >/dev/null 2>&1 || need+=(offlineimap3)
+command -v neomutt >/dev/null 2>&1 || need+=(neomutt)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
