@@ -289,3 +289,19 @@ def assemble(skeleton: bytes, fetch: Callable[[str], bytes]) -> bytes:
     if len(raw) != length or zlib.crc32(raw) != crc:
         raise ValueError("re-assembled message does not match the original")
     return raw
+
+
+def prefix(skeleton: bytes, size: int) -> bytes | None:
+    """The first `size` octets of the message when the skeleton holds them literally (headers
+    always are), without fetching any attachment; None when an attachment comes first."""
+    _length, _crc, segments = _segments(skeleton)
+    out: list[bytes] = []
+    have = 0
+    for kind, value, _, _ in segments:
+        if have >= size:
+            break
+        if kind != LIT:
+            return None
+        out.append(value)
+        have += len(value)
+    return b"".join(out)[:size]

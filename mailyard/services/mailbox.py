@@ -116,6 +116,15 @@ class MailboxService:
         parts = {ref: await self.blobs.get(ref) for ref in skeleton.blob_refs(skel)}
         return skeleton.assemble(skel, parts.__getitem__)
 
+    async def head_of(self, record: EmailRecord, size: int) -> bytes:
+        """The first `size` octets (the header block): read from the skeleton alone, so a
+        header FETCH of fifty messages opens no attachment."""
+        skel = await self.blobs.get(record.blob_id)
+        head = skeleton.prefix(skel, size)
+        if head is None:
+            head = (await self.raw_of(record))[:size]
+        return head
+
     async def set_keywords(self, account: Account, email_ids: Sequence[str], *,
                            add: Sequence[str] = (), remove: Sequence[str] = (),
                            replace: Sequence[str] | None = None,

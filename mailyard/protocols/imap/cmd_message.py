@@ -68,6 +68,20 @@ def _needs_raw(items: list[FetchItem]) -> bool:
     return any(i.section is not None or i.name in _NEEDS_RAW for i in items)
 
 
+_HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+
+
+def _header_only(items: list[FetchItem]) -> bool:
+    """Whether every octet asked for lies in the top-level header (the common index fetch)."""
+    def in_header(i: FetchItem) -> bool:
+        if i.name == "RFC822.HEADER":
+            return True
+        return (i.name == "BODY" and i.section is not None and not i.section.part
+                and i.section.text in _HEADER_TEXTS)
+
+    return all(in_header(i) for i in items if i.section is not None or i.name in _NEEDS_RAW)
+
+
 def _section_data(item: FetchItem, raw: bytes, root: Part) -> bytes | None:
     sec = item.section
     assert sec is not None
@@ -87,8 +101,11 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
     raw: bytes | None = None
     root: Part | None = None
     if _needs_raw(items):
-        raw = await s.mailbox.raw_of(record)
         root = Part.from_json(record.parts)
+        if _header_only(items):
+            raw = await s.mailbox.head_of(record, root.body_start)
+        else:
+            raw = await s.mailbox.raw_of(record)
     for item in items:
         name = item.name
         if name == "UID":

@@ -374,7 +374,8 @@ class SqliteMailStore:
                 rows = conn.execute(
                     f"SELECT * FROM emails WHERE account_id = ? AND id IN"
                     f" ({','.join('?' * len(chunk))})", (account_id, *chunk)).fetchall()
-                out += [_email(conn, r) for r in rows]
+                labels = _labels(conn, [r["id"] for r in rows]) if rows else {}
+                out += [_email(conn, r, labels[r["id"]]) for r in rows]
             return out
 
         return await self.db.read(read)
@@ -504,13 +505,23 @@ class SqliteMailStore:
         ])
 
 
-def _email(conn: sqlite3.Connection, row: sqlite3.Row) -> EmailRecord:
+def _labels(conn: sqlite3.Connection, email_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Mailbox name -> UID for each email, in one query for the whole batch."""
+    out: dict[str, dict[str, int]] = {e: {} for e in email_ids}
+    for email_id, name, uid in conn.execute(
+            f"SELECT me.email_id, m.name, me.uid FROM mailbox_emails me"
+            f" JOIN mailboxes m ON m.id = me.mailbox_id"
+            f" WHERE me.email_id IN ({','.join('?' * len(email_ids))}) ORDER BY m.rowid",
+            email_ids):
+        out[email_id][name] = uid
+    return out
+
+
+def _email(conn: sqlite3.Connection, row: sqlite3.Row,
+           boxes: dict[str, int] | None = None) -> EmailRecord:
     headers = orjson.loads(row["headers"])
-    boxes = {
-        r[0]: r[1] for r in conn.execute(
-            "SELECT m.name, me.uid FROM mailbox_emails me JOIN mailboxes m ON m.id = me.mailbox_id"
-            " WHERE me.email_id = ? ORDER BY m.rowid", (row["id"],))
-    }
+    if boxes is None:
+        boxes = _labels(conn, [row["id"]])[row["id"]]
     return EmailRecord(
         id=row["id"], account_id=row["account_id"], thread_id=row["thread_id"],
         blob_id=row["blob_id"], size=row["size"], received_at=row["received_at"],
