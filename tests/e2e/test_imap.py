@@ -390,3 +390,55 @@ def test_imap4rev2_answers_search_with_esearch(server: Server, imap: imaplib.IMA
     assert "RECENT" not in imap.untagged_responses
     imap._simple_command("SEARCH", "ALL")
     assert imap.untagged_responses["ESEARCH"][-1].endswith(b"ALL 1:2")
+
+
+def test_uids_stay_unique_under_concurrent_append_and_delivery(tmp_path: Path) -> None:
+    srv = Server(tmp_path, workers=2, imap={"connections_per_user": 0},
+                 limits={"messages_per_ip_per_minute": 0})
+    srv.add_user("alice@example.test")
+    srv.start()
+    try:
+        def appender(n: int) -> None:
+            client = imaplib.IMAP4("127.0.0.1", srv.imap_port)
+            client.login("alice@example.test", PASSWORD)
+            for k in range(10):
+                assert client.append("INBOX", None, None, message(f"append {n}-{k}"))[0] == "OK"
+            client.logout()
+
+        def sender() -> None:
+            for k in range(20):
+                send(srv, message(f"smtp {k}"))
+
+        threads = [threading.Thread(target=appender, args=(n,)) for n in range(4)]
+        threads.append(threading.Thread(target=sender))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        srv.wait_queue_empty()
+        emails = srv.wait_emails("alice@example.test", 60)
+        uids = sorted(e["mailboxes"]["INBOX"] for e in emails)
+        assert uids == list(range(1, 61))
+        client = imaplib.IMAP4("127.0.0.1", srv.imap_port)
+        client.login("alice@example.test", PASSWORD)
+        assert client.select("INBOX")[1] == [b"60"]
+        assert client.uid("SEARCH", None, "ALL")[1][0].split() == [
+            str(u).encode() for u in range(1, 61)]
+        client.logout()
+    finally:
+        srv.stop()
+
+
+def test_idle_timeout_says_bye(tmp_path: Path) -> None:
+    srv = Server(tmp_path, imap={"idle_timeout": 1.0})
+    srv.add_user("alice@example.test")
+    srv.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"* OK")
+        assert f.readline().startswith(b"* BYE")
+        assert f.readline() == b""
+        sock.close()
+    finally:
+        srv.stop()
