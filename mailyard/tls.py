@@ -48,5 +48,9 @@ def ensure_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # No TLS 1.3 session tickets: mail clients reconnect rarely enough not to need resumption,
+    # and a ticket arriving right after the handshake makes some clients (offlineimap's
+    # imaplib2) see a readable socket that yields no data, which they treat as a dead peer.
+    context.num_tickets = 0
     context.load_cert_chain(cert, key)
     return context

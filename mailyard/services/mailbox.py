@@ -103,8 +103,9 @@ class MailboxService:
     async def email(self, account: Account, email_id: str) -> EmailRecord:
         return await self.store.get_email(account.id, email_id)
 
-    async def get_emails(self, account: Account, email_ids: Sequence[str]) -> list[EmailRecord]:
-        return await self.store.get_emails(account.id, email_ids)
+    async def get_emails(self, account: Account, email_ids: Sequence[str], *,
+                         brief: bool = False) -> list[EmailRecord]:
+        return await self.store.get_emails(account.id, email_ids, brief=brief)
 
     async def raw(self, account: Account, email_id: str) -> bytes:
         """The message octets exactly as stored at delivery, re-assembled from its skeleton."""

@@ -126,3 +126,16 @@ async def test_delta_reports_vanished_uids(mailstore: Any, account: Account,
     assert (await mailstore.get_email(account.id, late.email_id)).mailboxes["INBOX"] == 4
     got = await mailstore.get_emails(account.id, [emails[0].email_id, late.email_id, "enope"])
     assert {r.id for r in got} == {emails[0].email_id, late.email_id}
+
+
+async def test_brief_records_leave_out_the_imap_structures(mailstore: Any, account: Account,
+                                                           new_email: NewEmailFactory) -> None:
+    email = new_email(account.id)
+    await deliver(mailstore, email)
+    [full] = await mailstore.get_emails(account.id, [email.email_id])
+    [brief] = await mailstore.get_emails(account.id, [email.email_id], brief=True)
+    assert full.envelope == email.envelope and full.parts == email.parts
+    assert brief.envelope == b"" and brief.parts == {}
+    for name in ("id", "subject", "from_", "to", "size", "received_at", "keywords", "mailboxes",
+                 "thread_id", "modseq"):
+        assert getattr(brief, name) == getattr(full, name), name

@@ -230,11 +230,14 @@ def _gm_label(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-async def records_of(s: Session, indexes: list[int]) -> dict[str, EmailRecord]:
+async def records_of(s: Session, indexes: list[int], *,
+                     brief: bool = False) -> dict[str, EmailRecord]:
     ids = [s.sel.email_ids[i] for i in indexes]
     found: dict[str, EmailRecord] = {}
-    for start in range(0, len(ids), _BATCH):
-        for record in await s.mailbox.get_emails(s.user, ids[start:start + _BATCH]):
+    batch = 2000 if brief else _BATCH
+    for start in range(0, len(ids), batch):
+        for record in await s.mailbox.get_emails(s.user, ids[start:start + batch],
+                                                 brief=brief):
             found[record.id] = record
     return found
 
@@ -282,16 +285,6 @@ async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
         await s.flush()
     await s.report_updates(expunges=uid)
     s.ok(cmd)
-
-
-@command("FETCH", states=SELECTED)
-async def fetch(s: Session, cmd: Command) -> None:
-    await _fetch(s, cmd, uid=False)
-
-
-@command("UID FETCH", states=SELECTED)
-async def uid_fetch(s: Session, cmd: Command) -> None:
-    await _fetch(s, cmd, uid=True)
 
 
 # ---------------------------------------------------------------------- STORE
@@ -342,16 +335,6 @@ async def _store(s: Session, cmd: Command, uid: bool) -> None:
         s.ok(cmd)
 
 
-@command("STORE", states=SELECTED)
-async def store(s: Session, cmd: Command) -> None:
-    await _store(s, cmd, uid=False)
-
-
-@command("UID STORE", states=SELECTED)
-async def uid_store(s: Session, cmd: Command) -> None:
-    await _store(s, cmd, uid=True)
-
-
 # ---------------------------------------------------------------------- COPY / MOVE
 
 async def _copy(s: Session, cmd: Command, uid: bool, move: bool) -> None:
@@ -392,26 +375,6 @@ def _uid_list(uids: list[int]) -> str:
     return ",".join(map(str, uids))
 
 
-@command("COPY", states=SELECTED)
-async def copy(s: Session, cmd: Command) -> None:
-    await _copy(s, cmd, uid=False, move=False)
-
-
-@command("UID COPY", states=SELECTED)
-async def uid_copy(s: Session, cmd: Command) -> None:
-    await _copy(s, cmd, uid=True, move=False)
-
-
-@command("MOVE", states=SELECTED)
-async def move(s: Session, cmd: Command) -> None:
-    await _copy(s, cmd, uid=False, move=True)
-
-
-@command("UID MOVE", states=SELECTED)
-async def uid_move(s: Session, cmd: Command) -> None:
-    await _copy(s, cmd, uid=True, move=True)
-
-
 # ---------------------------------------------------------------------- SEARCH
 
 async def _search(s: Session, cmd: Command, uid: bool) -> None:
@@ -419,7 +382,7 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
     program = parse_search(tok, uid=uid)
     tok.end()
     sel = s.sel
-    records = (await records_of(s, list(range(len(sel.uids))))
+    records = (await records_of(s, list(range(len(sel.uids))), brief=True)
                if needs_records(program.key) else None)
     matches = await evaluate(s, program.key, records)
     numbers = [sel.uids[i] if uid else i + 1 for i in matches]
@@ -451,11 +414,26 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
     s.ok(cmd)
 
 
-@command("SEARCH", states=SELECTED)
+@command("FETCH", "UID FETCH", states=SELECTED)
+async def fetch(s: Session, cmd: Command) -> None:
+    await _fetch(s, cmd, uid=cmd.uid)
+
+
+@command("STORE", "UID STORE", states=SELECTED)
+async def store(s: Session, cmd: Command) -> None:
+    await _store(s, cmd, uid=cmd.uid)
+
+
+@command("COPY", "UID COPY", states=SELECTED)
+async def copy(s: Session, cmd: Command) -> None:
+    await _copy(s, cmd, uid=cmd.uid, move=False)
+
+
+@command("MOVE", "UID MOVE", states=SELECTED)
+async def move(s: Session, cmd: Command) -> None:
+    await _copy(s, cmd, uid=cmd.uid, move=True)
+
+
+@command("SEARCH", "UID SEARCH", states=SELECTED)
 async def search(s: Session, cmd: Command) -> None:
-    await _search(s, cmd, uid=False)
-
-
-@command("UID SEARCH", states=SELECTED)
-async def uid_search(s: Session, cmd: Command) -> None:
-    await _search(s, cmd, uid=True)
+    await _search(s, cmd, uid=cmd.uid)

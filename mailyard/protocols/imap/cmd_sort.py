@@ -40,7 +40,7 @@ def _sort_value(record: EmailRecord, key: str) -> Any:
 
 async def _matching(s: Session, key: Any) -> list[tuple[int, EmailRecord]]:
     sel = s.sel
-    records = await records_of(s, list(range(len(sel.uids))))
+    records = await records_of(s, list(range(len(sel.uids))), brief=True)
     return [(i, records[sel.email_ids[i]]) for i in await evaluate(s, key, records)]
 
 
@@ -58,14 +58,6 @@ async def _sort(s: Session, cmd: Command, uid: bool) -> None:
     s.ok(cmd)
 
 
-@command("SORT", states=SELECTED)
-async def sort(s: Session, cmd: Command) -> None:
-    await _sort(s, cmd, uid=False)
-
-
-@command("UID SORT", states=SELECTED)
-async def uid_sort(s: Session, cmd: Command) -> None:
-    await _sort(s, cmd, uid=True)
 
 
 def _date(record: EmailRecord) -> int:
@@ -151,11 +143,11 @@ async def _thread(s: Session, cmd: Command, uid: bool) -> None:
     s.ok(cmd)
 
 
-@command("THREAD", states=SELECTED)
+@command("SORT", "UID SORT", states=SELECTED)
+async def sort(s: Session, cmd: Command) -> None:
+    await _sort(s, cmd, uid=cmd.uid)
+
+
+@command("THREAD", "UID THREAD", states=SELECTED)
 async def thread(s: Session, cmd: Command) -> None:
-    await _thread(s, cmd, uid=False)
-
-
-@command("UID THREAD", states=SELECTED)
-async def uid_thread(s: Session, cmd: Command) -> None:
-    await _thread(s, cmd, uid=True)
+    await _thread(s, cmd, uid=cmd.uid)

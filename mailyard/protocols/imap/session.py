@@ -303,8 +303,14 @@ class Session:
             self.raw(line)
 
     async def start_tls(self) -> None:
+        """Stop reading, send the tagged OK, then switch to TLS: the client sends its
+        ClientHello the moment it reads OK, and were we still reading, those octets would land
+        in the plain-text stream buffer where the handshake never sees them."""
         assert self.services.tls is not None
-        await self.flush()
+        self.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        if self._out:
+            self.writer.write(b"".join(self._out))
+            self._out.clear()
         await self.writer.start_tls(self.services.tls)
         self.tls = True
 

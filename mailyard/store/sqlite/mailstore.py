@@ -366,13 +366,16 @@ class SqliteMailStore:
 
         return await self.db.read(read)
 
-    async def get_emails(self, account_id: str, email_ids: Sequence[str]) -> list[EmailRecord]:
+    async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
+                         brief: bool = False) -> list[EmailRecord]:
+        columns = _BRIEF_COLUMNS if brief else "*"
+
         def read(conn: sqlite3.Connection) -> list[EmailRecord]:
             out = []
             for start in range(0, len(email_ids), 500):
                 chunk = list(email_ids[start:start + 500])
                 rows = conn.execute(
-                    f"SELECT * FROM emails WHERE account_id = ? AND id IN"
+                    f"SELECT {columns} FROM emails WHERE account_id = ? AND id IN"
                     f" ({','.join('?' * len(chunk))})", (account_id, *chunk)).fetchall()
                 labels = _labels(conn, [r["id"] for r in rows]) if rows else {}
                 out += [_email(conn, r, labels[r["id"]]) for r in rows]
@@ -505,6 +508,12 @@ class SqliteMailStore:
         ])
 
 
+_BRIEF_COLUMNS = ", ".join(
+    ["id", "account_id", "thread_id", "blob_id", "size", "received_at", "sent_at", "message_id",
+     "subject", "headers", "preview", "has_attachment", "attachments", "keywords", "modseq"])
+"""Everything but the IMAP structures and the part tree: what searching and sorting read."""
+
+
 def _labels(conn: sqlite3.Connection, email_ids: list[str]) -> dict[str, dict[str, int]]:
     """Mailbox name -> UID for each email, in one query for the whole batch."""
     out: dict[str, dict[str, int]] = {e: {} for e in email_ids}
@@ -530,9 +539,15 @@ def _email(conn: sqlite3.Connection, row: sqlite3.Row,
         has_attachment=bool(row["has_attachment"]), attachments=orjson.loads(row["attachments"]),
         keywords=orjson.loads(row["keywords"]), mailboxes=boxes,
         in_reply_to=headers["in_reply_to"], references=headers["references"],
-        envelope=row["envelope"], bodystructure=row["bodystructure"], modseq=row["modseq"],
-        body=row["body"], parts=orjson.loads(row["parts"]),
+        modseq=row["modseq"], **_structures(row),
     )
+
+
+def _structures(row: sqlite3.Row) -> dict[str, Any]:
+    if "parts" not in row.keys():  # noqa: SIM118 (on a Row, "in" tests values, not names)
+        return {"envelope": b"", "bodystructure": b""}
+    return {"envelope": row["envelope"], "bodystructure": row["bodystructure"],
+            "body": row["body"], "parts": orjson.loads(row["parts"])}
 
 
 def _find_duplicate(conn: sqlite3.Connection, email: NewEmail) -> sqlite3.Row | None:
