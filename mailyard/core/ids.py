@@ -40,9 +40,20 @@ def new_id(prefix: str) -> str:
     return prefix + _encode((millis << 80) | rand, 26)
 
 
-def id_time_ms(ident: str) -> int:
-    """The creation time in milliseconds encoded in an id made by new_id."""
+def id_value(ident: str) -> int:
+    """The 128-bit number an id made by new_id encodes (time in the top 48 bits)."""
     value = 0
     for ch in ident[-26:]:
         value = (value << 5) | _ALPHABET.index(ch)
-    return value >> 80
+    return value
+
+
+def id_time_ms(ident: str) -> int:
+    """The creation time in milliseconds encoded in an id made by new_id."""
+    return id_value(ident) >> 80
+
+
+def id_u64(ident: str) -> int:
+    """A 64-bit number for protocols that want one (Gmail's X-GM-MSGID): the time and the
+    first 16 random bits, so it still sorts by creation time."""
+    return id_value(ident) >> 64

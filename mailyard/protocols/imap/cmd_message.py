@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from mailyard.core import sections
+from mailyard.core.ids import id_u64
 from mailyard.core.imapfmt import literal
 from mailyard.core.mime import Part
 from mailyard.protocols.imap.flags import to_flags, to_keywords
@@ -126,10 +127,10 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
             out.append(b"MODSEQ (%d)" % record.modseq)
         elif name in ("EMAILID", "X-GM-MSGID"):
             out.append(f"EMAILID ({record.id})".encode() if name == "EMAILID"
-                       else b"X-GM-MSGID %d" % _gm_number(record.id))
+                       else b"X-GM-MSGID %d" % id_u64(record.id))
         elif name in ("THREADID", "X-GM-THRID"):
             out.append(f"THREADID ({record.thread_id})".encode() if name == "THREADID"
-                       else b"X-GM-THRID %d" % _gm_number(record.thread_id))
+                       else b"X-GM-THRID %d" % id_u64(record.thread_id))
         elif name == "X-GM-LABELS":
             labels = " ".join(_gm_label(n) for n in record.mailboxes if n != "All Mail")
             out.append(f"X-GM-LABELS ({labels})".encode())
@@ -168,15 +169,6 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
     if "MODSEQ" not in names and "CONDSTORE" in s.enabled and "FLAGS" in names:
         out.append(b"MODSEQ (%d)" % record.modseq)
     return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n"
-
-
-def _gm_number(ident: str) -> int:
-    """Gmail's ids are 64-bit numbers; ours are base32 with a time prefix: the first 64 bits."""
-    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
-    value = 0
-    for ch in ident[1:14]:
-        value = (value << 5) | alphabet.index(ch)
-    return value >> 1
 
 
 _SYSTEM_LABELS = {"\\inbox": "inbox", "\\sent": "sent", "\\drafts": "drafts",
