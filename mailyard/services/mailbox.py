@@ -126,6 +126,11 @@ class MailboxService:
             head = (await self.raw_of(record))[:size]
         return head
 
+    async def substring(self, account: Account, field: str | None,
+                        needle: str) -> set[str] | None:
+        """Email ids of the account whose text field contains `needle` (see SearchIndex)."""
+        return await self.index.substring(account.id, field, needle)
+
     async def set_keywords(self, account: Account, email_ids: Sequence[str], *,
                            add: Sequence[str] = (), remove: Sequence[str] = (),
                            replace: Sequence[str] | None = None,

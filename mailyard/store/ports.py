@@ -370,6 +370,13 @@ class SearchIndex(Protocol):
 
     async def search(self, account_id: str, text: str, limit: int = 100) -> list[str]: ...
 
+    async def substring(self, account_id: str, field: str | None,
+                        needle: str) -> set[str] | None:
+        """Emails whose field ("subject", "addresses", "body"; None for all) contains `needle`,
+        case-insensitively (IMAP's SEARCH semantics); None when the index cannot answer (too
+        short a needle), and the caller must look at the messages themselves."""
+        ...
+
     async def delete(self, account_id: str, email_ids: Sequence[str]) -> None: ...
 
     async def count(self, account_id: str) -> int: ...

@@ -172,3 +172,19 @@ async def test_index_survives_reopen(search_engine: Engine) -> None:
     second = await search_engine.open()
     assert await second.search(ALICE, "persistent") == [document.email_id]
     assert await second.count(ALICE) == 1
+
+
+async def test_substring_search_is_case_insensitive_and_per_account(search_index: Any) -> None:
+    from mailyard.store.ports import IndexDocument
+
+    await search_index.index([
+        IndexDocument("acct-a", "e1", "Quarterly Report", "Ann ann@x.test", "Revenue grew",
+                      ""),
+        IndexDocument("acct-b", "e2", "quarterly report", "Bo bo@y.test", "revenue fell", ""),
+    ])
+    assert await search_index.substring("acct-a", "subject", "TERLY REP") == {"e1"}
+    assert await search_index.substring("acct-a", "body", "enue gr") == {"e1"}
+    assert await search_index.substring("acct-a", "body", "fell") == set()
+    assert await search_index.substring("acct-b", None, "bo@y") == {"e2"}
+    assert await search_index.substring("acct-a", "addresses", 'ann"x') == set()  # no FTS5 syntax
+    assert await search_index.substring("acct-a", "body", "gr") is None  # too short to index

@@ -442,3 +442,27 @@ def test_idle_timeout_says_bye(tmp_path: Path) -> None:
         sock.close()
     finally:
         srv.stop()
+
+
+def test_text_search_finds_words_inside_encoded_bodies(server: Server,
+                                                       imap: imaplib.IMAP4) -> None:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = "Zoë <zoe@remote.test>"
+    msg["To"] = "alice@example.test"
+    msg["Subject"] = "Menu du jour"
+    msg["Message-ID"] = "<menu@remote.test>"
+    msg.set_content("Un café crème et une tarte aux pommes.\n", cte="quoted-printable")
+    raw = msg.as_bytes().replace(b"\n", b"\r\n")
+    assert "café".encode() not in raw  # only the decoded text says "café"
+    send(server, raw)
+    deliver(server, "unrelated")
+    imap.select("INBOX")
+    imap.literal = "café crème".encode()  # 8-bit search text goes as a literal
+    assert imap.search("UTF-8", "BODY")[1] == [b"1"]
+    assert imap.search(None, "TEXT", "tarte")[1] == [b"1"]
+    assert imap.search(None, "SUBJECT", '"du jo"')[1] == [b"1"]
+    assert imap.search(None, "FROM", "zoe@remote")[1] == [b"1"]
+    assert imap.search(None, "BODY", "pommes", "NOT", "SUBJECT", "menu")[1] == [b""]
+    assert imap.search(None, "BODY", "xyzzy")[1] == [b""]

@@ -32,6 +32,24 @@ class _Context:
         self.session = session
         self.records = records
         self.raw: dict[str, bytes] = {}
+        self.hits: dict[int, set[str] | None] = {}
+        """Per text key (by id): the emails the search index says contain its value."""
+
+    async def prepare(self, key: Any) -> None:
+        """Ask the index once per text key, before the per-message walk."""
+        kind = type(key).__name__
+        field = {"Text": None, "Body": "body"}.get(kind, "")
+        if kind == "Header" and key.name.upper() == "SUBJECT":
+            field = "subject"
+        elif kind == "Header" and key.name.upper() in _ADDRESS_FIELDS and not set("<>") & set(
+                key.value):  # the index holds names and addresses, not "name <address>"
+            field = "addresses"
+        if field != "" and key.value:
+            self.hits[id(key)] = await self.session.mailbox.substring(
+                self.session.user, field, key.value)
+        for child in getattr(key, "keys", None) or [getattr(key, n) for n in ("a", "b", "key")
+                                                      if hasattr(key, n)]:
+            await self.prepare(child)
 
     async def raw_of(self, record: EmailRecord) -> bytes:
         if record.id not in self.raw:
@@ -100,6 +118,11 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
         return bool(record.id == key.id)
     if kind == "ThreadId":
         return bool(record.thread_id == key.id)
+    hits = ctx.hits.get(id(key))
+    if hits is not None and record.id not in hits:
+        return False  # the index knows it is not there; a hit is still checked below
+    if kind in ("Text", "Body") and hits is not None:
+        return True  # the index holds the decoded text, which is what TEXT/BODY search
     if kind == "Header":
         needle = key.value.lower()
         name = key.name.upper()
@@ -150,6 +173,7 @@ async def evaluate(session: Session, key: Any,
     """The 0-based indexes of the selected view's messages that match `key`; `records` may be
     None when `needs_records(key)` is False."""
     ctx = _Context(session, records or {})
+    await ctx.prepare(key)
     sel = session.sel
     out = []
     for index, email_id in enumerate(sel.email_ids):

@@ -18,6 +18,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5 (
     account_id UNINDEXED, email_id UNINDEXED, subject, addresses, body, attachment_names,
     tokenize = 'unicode61 remove_diacritics 2'
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5 (
+    account_id UNINDEXED, email_id UNINDEXED, subject, addresses, body,
+    tokenize = 'trigram'
+);
 CREATE TABLE IF NOT EXISTS doc_ids (
     account_id TEXT NOT NULL, email_id TEXT NOT NULL, rowid_ INTEGER NOT NULL,
     PRIMARY KEY (account_id, email_id)
@@ -30,6 +34,11 @@ def fts_query(text: str) -> str:
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     words = [w for w in text.split() if w]
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+MIN_SUBSTRING = 3
+"""A trigram index answers substrings of three characters or more."""
+SUBSTRING_FIELDS = ("subject", "addresses", "body")
 
 
 class SqliteSearchIndex:
@@ -50,6 +59,11 @@ class SqliteSearchIndex:
                     " attachment_names) VALUES (?, ?, ?, ?, ?, ?)",
                     (doc.account_id, doc.email_id, doc.subject, doc.addresses, doc.body,
                      doc.attachment_names))
+                conn.execute(
+                    "INSERT INTO grams (rowid, account_id, email_id, subject, addresses, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (cur.lastrowid, doc.account_id, doc.email_id, doc.subject, doc.addresses,
+                     doc.body))
                 conn.execute("INSERT INTO doc_ids VALUES (?, ?, ?)",
                              (doc.account_id, doc.email_id, cur.lastrowid))
 
@@ -63,6 +77,20 @@ class SqliteSearchIndex:
             "SELECT email_id FROM docs WHERE docs MATCH ? AND account_id = ?"
             " ORDER BY email_id DESC LIMIT ?", (query, account_id, limit))])
 
+    async def substring(self, account_id: str, field: str | None,
+                        needle: str) -> set[str] | None:
+        if len(needle) < MIN_SUBSTRING or field not in (None, *SUBSTRING_FIELDS):
+            return None
+        phrase = '"' + needle.replace('"', '""') + '"'
+        query = f"{field} : {phrase}" if field else phrase
+
+        def find(conn: sqlite3.Connection) -> set[str]:
+            return {r[0] for r in conn.execute(
+                "SELECT email_id FROM grams WHERE grams MATCH ? AND account_id = ?",
+                (query, account_id))}
+
+        return await self.db.read(find)
+
     async def delete(self, account_id: str, email_ids: Sequence[str]) -> None:
         def remove(conn: sqlite3.Connection) -> None:
             for email_id in email_ids:
@@ -71,6 +99,7 @@ class SqliteSearchIndex:
                     (account_id, email_id)).fetchone()
                 if row:
                     conn.execute("DELETE FROM docs WHERE rowid = ?", (row[0],))
+                    conn.execute("DELETE FROM grams WHERE rowid = ?", (row[0],))
 
         await self.db.write(remove)
 
