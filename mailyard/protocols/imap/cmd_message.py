@@ -7,6 +7,7 @@ sections open the message blob.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from mailyard.core import sections
@@ -29,6 +30,8 @@ from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
 from mailyard.store.ports import EmailRecord, Mailbox, NotFound
 
 _BATCH = 256
+_PARALLEL = 16
+"""Messages fetched at once; bounds the memory a FETCH of large bodies can hold."""
 
 
 def resolve(s: Session, seqset: SequenceSet, *, uid: bool) -> list[int]:
@@ -267,13 +270,17 @@ async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
     for start in range(0, len(indexes), _BATCH):
         chunk = indexes[start:start + _BATCH]
         records = await records_of(s, chunk)
-        for index in chunk:
-            record = records.get(s.sel.email_ids[index])
-            if record is None:
-                continue  # expunged by another session; reported at the next chance
-            if changed_since is not None and record.modseq <= changed_since:
-                continue
-            s.raw(await _fetch_one(s, index, record, items, uid, set_seen))
+        wanted = [(index, record) for index in chunk
+                  if (record := records.get(s.sel.email_ids[index])) is not None
+                  # (None: expunged by another session; reported at the next chance)
+                  and (changed_since is None or record.modseq > changed_since)]
+        for start_wave in range(0, len(wanted), _PARALLEL):
+            # A wave of messages at once: their blob reads overlap instead of queueing.
+            wave = wanted[start_wave:start_wave + _PARALLEL]
+            for response in await asyncio.gather(*(
+                    _fetch_one(s, index, record, items, uid, set_seen)
+                    for index, record in wave)):
+                s.raw(response)
         await s.flush()
     await s.report_updates(expunges=uid)
     s.ok(cmd)
