@@ -24,7 +24,7 @@ from mailyard.protocols.imap.grammar import (
     parse_search,
     parse_store,
 )
-from mailyard.protocols.imap.search import evaluate, needs_records
+from mailyard.protocols.imap.search import evaluate
 from mailyard.protocols.imap.selected import compact, shared_keywords
 from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
 from mailyard.store.ports import EmailRecord, Mailbox, NotFound
@@ -381,9 +381,7 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
     program = parse_search(tok, uid=uid)
     tok.end()
     sel = s.sel
-    records = (await records_of(s, list(range(len(sel.uids))), brief=True)
-               if needs_records(program.key) else None)
-    matches = await evaluate(s, program.key, records)
+    matches, _ = await evaluate(s, program.key, lambda ix: records_of(s, ix, brief=True))
     numbers = [sel.uids[i] if uid else i + 1 for i in matches]
     returns = program.return_options
     if returns is not None and "SAVE" in returns:

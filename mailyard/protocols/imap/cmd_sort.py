@@ -40,8 +40,14 @@ def _sort_value(record: EmailRecord, key: str) -> Any:
 
 async def _matching(s: Session, key: Any) -> list[tuple[int, EmailRecord]]:
     sel = s.sel
-    records = await records_of(s, list(range(len(sel.uids))), brief=True)
-    return [(i, records[sel.email_ids[i]]) for i in await evaluate(s, key, records)]
+
+    async def load(indexes: list[int]) -> dict[str, EmailRecord]:
+        return await records_of(s, indexes, brief=True)
+
+    matches, records = await evaluate(s, key, load)
+    if not records:  # a key on flags alone read none; sorting needs them
+        records = await load(matches)
+    return [(i, records[sel.email_ids[i]]) for i in matches]
 
 
 async def _sort(s: Session, cmd: Command, uid: bool) -> None:

@@ -7,6 +7,7 @@ full-text index of the search issue replace the text half; the metadata half sta
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,19 @@ class _Context:
         self.raw: dict[str, bytes] = {}
         self.hits: dict[int, set[str] | None] = {}
         """Per text key (by id): the emails the search index says contain its value."""
+
+    def candidates(self, key: Any) -> set[str] | None:
+        """A superset of the emails `key` can match, from the index answers; None: any."""
+        kind = type(key).__name__
+        if self.hits.get(id(key)) is not None:
+            return self.hits[id(key)]
+        if kind == "And":
+            known = [c for k in key.keys if (c := self.candidates(k)) is not None]
+            return set.intersection(*known) if known else None
+        if kind == "Or":
+            a, b = self.candidates(key.a), self.candidates(key.b)
+            return None if a is None or b is None else a | b
+        return None
 
     async def prepare(self, key: Any) -> None:
         """Ask the index once per text key, before the per-message walk."""
@@ -168,16 +182,25 @@ def needs_records(key: Any) -> bool:
     return any(needs_records(k) for k in children)
 
 
-async def evaluate(session: Session, key: Any,
-                   records: dict[str, EmailRecord] | None) -> list[int]:
-    """The 0-based indexes of the selected view's messages that match `key`; `records` may be
-    None when `needs_records(key)` is False."""
-    ctx = _Context(session, records or {})
+Loader = Callable[[list[int]], Awaitable[dict[str, EmailRecord]]]
+
+
+async def evaluate(session: Session, key: Any, load: Loader) -> tuple[list[int],
+                                                                       dict[str, EmailRecord]]:
+    """The 0-based indexes of the selected view's messages that match `key`, and the records it
+    read. The index narrows the messages first, so only candidates' records are loaded (none at
+    all when the key reads only flags, UIDs and sequence numbers)."""
+    ctx = _Context(session, {})
     await ctx.prepare(key)
     sel = session.sel
+    allowed = ctx.candidates(key)
+    indexes = [i for i, e in enumerate(sel.email_ids) if allowed is None or e in allowed]
+    records = await load(indexes) if needs_records(key) else None
+    ctx.records = records or {}
     out = []
-    for index, email_id in enumerate(sel.email_ids):
+    for index in indexes:
+        email_id = sel.email_ids[index]
         record = records.get(email_id) if records is not None else _NO_RECORD
         if record is not None and await _matches(ctx, key, index, record):
             out.append(index)
-    return out
+    return out, ctx.records
