@@ -171,3 +171,14 @@ async def test_local_listener_ignores_garbage_datagrams(sock_dir: Path) -> None:
     finally:
         sender.close()
         bus.close()
+
+
+async def test_a_subscriber_that_never_reads_holds_a_bounded_backlog(bus: Any) -> None:
+    sub = bus.subscribe("acct-idle")
+    for state in range(10_000):
+        await bus.publish("acct-idle", state)
+    assert sub.drain() is True
+    assert sub.drain() is False
+    await bus.publish("acct-idle", 10_001)
+    assert await asyncio.wait_for(anext(sub), 1) == 10_001
+    await sub.aclose()

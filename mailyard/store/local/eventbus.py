@@ -16,6 +16,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+_BACKLOG = 64
+"""States kept per subscriber. A subscriber that does not read (an IMAP session sitting
+authenticated, ten thousand idle ones) must not grow memory; since every state only says
+"look again", dropping the newest when full loses nothing a reader needs."""
+
+
+def _offer(q: asyncio.Queue[int], state: int) -> None:
+    if not q.full():
+        q.put_nowait(state)
+
 
 class Subscription:
     """The states published for one account, in order, until `aclose`."""
@@ -61,7 +71,7 @@ class LocalEventBus:
 
     async def publish(self, account_id: str, state: int) -> None:
         for q in list(self._subscribers.get(account_id, ())):
-            q.put_nowait(state)
+            _offer(q, state)
         if self._relay_to is not None and self._relay_socket is not None:
             with contextlib.suppress(OSError):  # no listener process right now
                 self._relay_socket.sendto(f"{account_id} {state}".encode(), self._relay_to)
@@ -69,7 +79,7 @@ class LocalEventBus:
     def subscribe(self, account_id: str) -> Subscription:
         """Registered when this returns, so nothing published after it is missed (IDLE reads
         the state after subscribing, then waits)."""
-        q: asyncio.Queue[int] = asyncio.Queue()
+        q: asyncio.Queue[int] = asyncio.Queue(maxsize=_BACKLOG)
         self._subscribers[account_id].add(q)
         return Subscription(q, lambda: self._subscribers[account_id].discard(q))
 
@@ -91,7 +101,7 @@ class LocalEventBus:
                 account_id, _, state = data.decode(errors="replace").partition(" ")
                 if state.isdigit():
                     for q in list(bus._subscribers.get(account_id, ())):
-                        q.put_nowait(int(state))
+                        _offer(q, int(state))
 
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(Receiver, sock=sock)
