@@ -232,9 +232,8 @@ async def list_(s: Session, cmd: Command) -> None:
     s.ok(cmd)
 
 
-def _match(regex: re.Pattern[str] | str, name: str) -> bool:
-    pattern = regex if isinstance(regex, re.Pattern) else re.compile(regex)
-    return pattern.fullmatch(name) is not None
+def _match(regex: re.Pattern[str], name: str) -> bool:
+    return regex.fullmatch(name) is not None
 
 
 @command("STATUS", states=AUTH)

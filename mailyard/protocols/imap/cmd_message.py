@@ -244,7 +244,9 @@ def _fetch_flags(s: Session, indexes: list[int]) -> None:
         s.raw(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (i + 1, sel.uids[i], flags.encode()))
 
 
-async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
+@command("FETCH", "UID FETCH", states=SELECTED)
+async def fetch(s: Session, cmd: Command) -> None:
+    uid = cmd.uid
     seqset, items, changed_since, vanished = parse_fetch(cmd.tokenizer(), uid=uid)
     if changed_since is not None:
         s.enabled.add("CONDSTORE")
@@ -288,7 +290,9 @@ async def _fetch(s: Session, cmd: Command, uid: bool) -> None:
 
 # ---------------------------------------------------------------------- STORE
 
-async def _store(s: Session, cmd: Command, uid: bool) -> None:
+@command("STORE", "UID STORE", states=SELECTED)
+async def store(s: Session, cmd: Command) -> None:
+    uid = cmd.uid
     tok = cmd.tokenizer()
     req = parse_store(tok)
     tok.end()
@@ -336,7 +340,10 @@ async def _store(s: Session, cmd: Command, uid: bool) -> None:
 
 # ---------------------------------------------------------------------- COPY / MOVE
 
-async def _copy(s: Session, cmd: Command, uid: bool, move: bool) -> None:
+@command("COPY", "UID COPY", "MOVE", "UID MOVE", states=SELECTED)
+async def copy_or_move(s: Session, cmd: Command) -> None:
+    """COPY adds the target label, MOVE moves it (RFC 6851); both answer COPYUID."""
+    uid, move = cmd.uid, cmd.name.endswith("MOVE")
     seqset, name = parse_copy(cmd.tokenizer())
     sel = s.sel
     if move and sel.read_only:
@@ -376,7 +383,9 @@ def _uid_list(uids: list[int]) -> str:
 
 # ---------------------------------------------------------------------- SEARCH
 
-async def _search(s: Session, cmd: Command, uid: bool) -> None:
+@command("SEARCH", "UID SEARCH", states=SELECTED)
+async def search(s: Session, cmd: Command) -> None:
+    uid = cmd.uid
     tok = cmd.tokenizer()
     program = parse_search(tok, uid=uid)
     tok.end()
@@ -409,28 +418,3 @@ async def _search(s: Session, cmd: Command, uid: bool) -> None:
         s.untagged("SEARCH" + "".join(f" {n}" for n in numbers))
     await s.report_updates(expunges=uid)
     s.ok(cmd)
-
-
-@command("FETCH", "UID FETCH", states=SELECTED)
-async def fetch(s: Session, cmd: Command) -> None:
-    await _fetch(s, cmd, uid=cmd.uid)
-
-
-@command("STORE", "UID STORE", states=SELECTED)
-async def store(s: Session, cmd: Command) -> None:
-    await _store(s, cmd, uid=cmd.uid)
-
-
-@command("COPY", "UID COPY", states=SELECTED)
-async def copy(s: Session, cmd: Command) -> None:
-    await _copy(s, cmd, uid=cmd.uid, move=False)
-
-
-@command("MOVE", "UID MOVE", states=SELECTED)
-async def move(s: Session, cmd: Command) -> None:
-    await _copy(s, cmd, uid=cmd.uid, move=True)
-
-
-@command("SEARCH", "UID SEARCH", states=SELECTED)
-async def search(s: Session, cmd: Command) -> None:
-    await _search(s, cmd, uid=cmd.uid)

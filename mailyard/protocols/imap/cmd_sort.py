@@ -50,7 +50,9 @@ async def _matching(s: Session, key: Any) -> list[tuple[int, EmailRecord]]:
     return [(i, records[sel.email_ids[i]]) for i in matches]
 
 
-async def _sort(s: Session, cmd: Command, uid: bool) -> None:
+@command("SORT", "UID SORT", states=SELECTED)
+async def sort(s: Session, cmd: Command) -> None:
+    uid = cmd.uid
     program = parse_sort(cmd.tokenizer(), uid=uid)
     found = await _matching(s, program.search.key)
     # Stable sorts from the last criterion to the first; ties end in sequence order.
@@ -125,7 +127,9 @@ def _creates_cycle(node: int, p: int | None, parent: dict[int, int | None]) -> b
     return False
 
 
-async def _thread(s: Session, cmd: Command, uid: bool) -> None:
+@command("THREAD", "UID THREAD", states=SELECTED)
+async def thread(s: Session, cmd: Command) -> None:
+    uid = cmd.uid
     program = parse_thread(cmd.tokenizer(), uid=uid)
     algorithm = program.algorithm
     found = await _matching(s, program.search.key)
@@ -147,13 +151,3 @@ async def _thread(s: Session, cmd: Command, uid: bool) -> None:
     text = "".join(f"({_render(r, children, number)})" for r in roots)
     s.untagged("THREAD" + (f" {text}" if text else ""))
     s.ok(cmd)
-
-
-@command("SORT", "UID SORT", states=SELECTED)
-async def sort(s: Session, cmd: Command) -> None:
-    await _sort(s, cmd, uid=cmd.uid)
-
-
-@command("THREAD", "UID THREAD", states=SELECTED)
-async def thread(s: Session, cmd: Command) -> None:
-    await _thread(s, cmd, uid=cmd.uid)
