@@ -163,4 +163,5 @@ class InboundPipeline:
             mailbox_ids=target.mailbox_ids,
             keywords=target.keywords,
             blob_refs=refs,
+            head=raw[:parsed.root.body_start],
         )

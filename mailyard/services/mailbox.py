@@ -18,6 +18,7 @@ from mailyard.pipeline.inbound import InboundPipeline, Target
 from mailyard.store.ports import (
     Account,
     BlobStore,
+    EmailHead,
     EmailRecord,
     EventBus,
     KeywordUpdate,
@@ -106,6 +107,9 @@ class MailboxService:
     async def get_emails(self, account: Account, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]:
         return await self.store.get_emails(account.id, email_ids, brief=brief)
+
+    async def get_heads(self, account: Account, email_ids: Sequence[str]) -> list[EmailHead]:
+        return await self.store.get_heads(account.id, email_ids)
 
     async def raw(self, account: Account, email_id: str) -> bytes:
         """The message octets exactly as stored at delivery, re-assembled from its skeleton."""

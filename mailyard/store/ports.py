@@ -202,6 +202,10 @@ class NewEmail:
     blob_refs: list[str] = field(default_factory=list)
     mailbox_ids: list[str] = field(default_factory=list)
     """Where the email goes by id (IMAP APPEND, JMAP Email/import), besides the roles."""
+    head: bytes = b""
+    """The top-level header block as received (through the empty line): kept beside the
+    metadata, like Dovecot's cache, so the header FETCH every client runs on a mailbox opens
+    no blob."""
 
 
 @dataclass(slots=True)
@@ -242,6 +246,18 @@ class EmailRecord:
     """IMAP BODY (the non-extensible BODYSTRUCTURE)."""
     parts: dict[str, Any] = field(default_factory=dict)
     """The MIME part tree with byte offsets (core.mime.Part.to_json)."""
+
+
+@dataclass(slots=True)
+class EmailHead:
+    """What an IMAP message-list FETCH reads: the header block and a few numbers."""
+
+    id: str
+    thread_id: str
+    size: int
+    received_at: int
+    modseq: int
+    head: bytes
 
 
 @dataclass(slots=True)
@@ -329,6 +345,9 @@ class MailStore(Protocol):
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]:
         """`brief` leaves out the IMAP structures and the part tree (for search and sort)."""
+        ...
+    async def get_heads(self, account_id: str, email_ids: Sequence[str]) -> list[EmailHead]:
+        """Header blocks without the rest of the record; unknown ids are left out."""
         ...
     async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
                            add: Sequence[str] = (), remove: Sequence[str] = (),

@@ -217,6 +217,23 @@ async def test_attachments_round_trip(mailstore: Any, account: Account,
     assert record.attachments == email.attachments
 
 
+async def test_get_heads_reads_the_stored_header_block(mailstore: Any, account: Account,
+                                                       new_email: NewEmailFactory) -> None:
+    bob = await mailstore.create_account(f"bob@{DOMAIN}", "h", MB)
+    first, second = new_email(account.id), new_email(account.id)
+    first.head = b"Subject: Hello\r\n\r\n"
+    await deliver(mailstore, first)
+    await deliver(mailstore, second)
+    heads = {h.id: h for h in await mailstore.get_heads(
+        account.id, [first.email_id, second.email_id, "e-no-such-email"])}
+    assert set(heads) == {first.email_id, second.email_id}
+    assert heads[first.email_id].head == b"Subject: Hello\r\n\r\n"
+    assert heads[first.email_id].size == first.size
+    assert heads[first.email_id].received_at == first.received_at
+    assert heads[second.email_id].head == b""  # not given: callers fall back to the blob
+    assert await mailstore.get_heads(bob.id, [first.email_id]) == []
+
+
 async def test_get_email_unknown_or_other_account_not_found(mailstore: Any, account: Account,
                                                             new_email: NewEmailFactory) -> None:
     bob = await mailstore.create_account(f"bob@{DOMAIN}", "h", MB)

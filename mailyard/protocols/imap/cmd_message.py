@@ -27,7 +27,7 @@ from mailyard.protocols.imap.grammar import (
 from mailyard.protocols.imap.search import evaluate
 from mailyard.protocols.imap.selected import compact, shared_keywords
 from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
-from mailyard.store.ports import EmailRecord, Mailbox, NotFound
+from mailyard.store.ports import EmailHead, EmailRecord, Mailbox, NotFound
 
 _BATCH = 256
 _PARALLEL = 16
@@ -84,6 +84,68 @@ def _header_only(items: list[FetchItem]) -> bool:
                 and i.section.text in _HEADER_TEXTS)
 
     return all(in_header(i) for i in items if i.section is not None or i.name in _NEEDS_RAW)
+
+
+_FROM_HEAD = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "EMAILID",
+                        "THREADID", "X-GM-MSGID", "X-GM-THRID", "RFC822.HEADER"})
+
+
+def _from_head(items: list[FetchItem]) -> bool:
+    """Whether the stored header block and a few numbers answer every item: the message-list
+    FETCH that clients run on every mailbox they open."""
+    return all(
+        i.name in _FROM_HEAD
+        or (i.name == "BODY" and i.section is not None and not i.section.part
+            and i.section.text in _HEADER_TEXTS)
+        for i in items)
+
+
+def _head_item(item: FetchItem, head: bytes) -> bytes:
+    if item.name == "RFC822.HEADER":
+        return b"RFC822.HEADER " + literal(head)
+    sec = item.section
+    assert sec is not None
+    if sec.text == "HEADER":
+        found = head
+    else:
+        found = sections.header_fields(head, sec.fields, exclude=sec.text == "HEADER.FIELDS.NOT")
+    if item.partial is not None:
+        found = sections.partial(found, item.partial[0], item.partial[1])
+    return item.response_name().encode() + b" " + literal(found)
+
+
+def _fetch_head(s: Session, index: int, head: EmailHead, items: list[FetchItem],
+                uid_cmd: bool) -> bytes:
+    """One FETCH response from the stored header block: no blob, no part tree."""
+    sel = s.sel
+    uid = sel.uids[index]
+    names = {i.name for i in items}
+    out: list[bytes] = [b"UID %d" % uid] if uid_cmd and "UID" not in names else []
+    for item in items:
+        name = item.name
+        if name == "UID":
+            out.append(b"UID %d" % uid)
+        elif name == "INTERNALDATE":
+            out.append(f'INTERNALDATE "{internaldate(head.received_at)}"'.encode())
+        elif name == "RFC822.SIZE":
+            out.append(b"RFC822.SIZE %d" % head.size)
+        elif name == "MODSEQ":
+            out.append(b"MODSEQ (%d)" % head.modseq)
+        elif name == "EMAILID":
+            out.append(f"EMAILID ({head.id})".encode())
+        elif name == "X-GM-MSGID":
+            out.append(b"X-GM-MSGID %d" % id_u64(head.id))
+        elif name == "THREADID":
+            out.append(f"THREADID ({head.thread_id})".encode())
+        elif name == "X-GM-THRID":
+            out.append(b"X-GM-THRID %d" % id_u64(head.thread_id))
+        elif name != "FLAGS":
+            out.append(_head_item(item, head.head))
+    if "FLAGS" in names:
+        out.append(f"FLAGS ({' '.join(to_flags(sel.keywords[index]))})".encode())
+        if "MODSEQ" not in names and "CONDSTORE" in s.enabled:
+            out.append(b"MODSEQ (%d)" % head.modseq)
+    return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n"
 
 
 def _section_data(item: FetchItem, raw: bytes, root: Part) -> bytes | None:
@@ -269,6 +331,38 @@ async def fetch(s: Session, cmd: Command) -> None:
     set_seen = not s.sel.read_only and any(
         (i.section is not None and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
         for i in items)
+    if not set_seen and _from_head(items):
+        await _fetch_heads(s, indexes, items, uid, changed_since)
+    else:
+        await _fetch_records(s, indexes, items, uid, changed_since, set_seen)
+    await s.report_updates(expunges=uid)
+    s.ok(cmd)
+
+
+async def _fetch_heads(s: Session, indexes: list[int], items: list[FetchItem], uid: bool,
+                       changed_since: int | None) -> None:
+    for start in range(0, len(indexes), _BATCH):
+        chunk = indexes[start:start + _BATCH]
+        ids = [s.sel.email_ids[i] for i in chunk]
+        heads = {h.id: h for h in await s.mailbox.get_heads(s.user, ids)}
+        missing: list[int] = []
+        for index, email_id in zip(chunk, ids, strict=True):
+            head = heads.get(email_id)
+            if head is None:
+                continue  # expunged by another session; reported at the next chance
+            if changed_since is not None and head.modseq <= changed_since:
+                continue
+            if not head.head:
+                missing.append(index)  # stored before heads were kept: read the blob
+                continue
+            s.raw(_fetch_head(s, index, head, items, uid))
+        if missing:
+            await _fetch_records(s, missing, items, uid, changed_since, False)
+        await s.flush()
+
+
+async def _fetch_records(s: Session, indexes: list[int], items: list[FetchItem], uid: bool,
+                         changed_since: int | None, set_seen: bool) -> None:
     for start in range(0, len(indexes), _BATCH):
         chunk = indexes[start:start + _BATCH]
         records = await records_of(s, chunk)
@@ -284,8 +378,6 @@ async def fetch(s: Session, cmd: Command) -> None:
                     for index, record in wave)):
                 s.raw(response)
         await s.flush()
-    await s.report_updates(expunges=uid)
-    s.ok(cmd)
 
 
 # ---------------------------------------------------------------------- STORE

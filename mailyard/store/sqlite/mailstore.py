@@ -18,6 +18,7 @@ from mailyard.store.ports import (
     Change,
     Conflict,
     DeliveryResult,
+    EmailHead,
     EmailRecord,
     KeywordUpdate,
     Mailbox,
@@ -84,6 +85,7 @@ CREATE TABLE IF NOT EXISTS emails (
     blob_refs BLOB NOT NULL,
     keywords TEXT NOT NULL,
     modseq INTEGER NOT NULL,
+    head BLOB NOT NULL DEFAULT x'',
     UNIQUE (account_id, delivery_key)
 );
 CREATE INDEX IF NOT EXISTS emails_thread ON emails (account_id, thread_id);
@@ -379,6 +381,19 @@ class SqliteMailStore:
                     f" ({','.join('?' * len(chunk))})", (account_id, *chunk)).fetchall()
                 labels = _labels(conn, [r["id"] for r in rows]) if rows else {}
                 out += [_email(conn, r, labels[r["id"]]) for r in rows]
+            return out
+
+        return await self.db.read(read)
+
+    async def get_heads(self, account_id: str, email_ids: Sequence[str]) -> list[EmailHead]:
+        def read(conn: sqlite3.Connection) -> list[EmailHead]:
+            out = []
+            for start in range(0, len(email_ids), 500):
+                chunk = list(email_ids[start:start + 500])
+                out += [EmailHead(*r) for r in conn.execute(
+                    "SELECT id, thread_id, size, received_at, modseq, head FROM emails"
+                    f" WHERE account_id = ? AND id IN ({','.join('?' * len(chunk))})",
+                    (account_id, *chunk))]
             return out
 
         return await self.db.read(read)
@@ -711,15 +726,15 @@ def _deliver(conn: sqlite3.Connection, email: NewEmail) -> DeliveryResult:
         "INSERT INTO emails (id, account_id, thread_id, delivery_key, content_sha256, blob_id,"
         " size, received_at, sent_at, message_id, subject, thread_subject, from_addr, headers,"
         " preview, has_attachment, attachments, envelope, bodystructure, body, parts, blob_refs,"
-        " keywords, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?)",
+        " keywords, modseq, head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?, ?, ?, ?)",
         (email.email_id, email.account_id, thread_id, email.delivery_key, email.content_sha256,
          email.blob_id, email.size, email.received_at, email.sent_at, email.message_id,
          email.subject, email.thread_subject,
          email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers), email.preview,
          int(email.has_attachment), orjson.dumps(email.attachments), email.envelope,
          email.bodystructure, email.body, orjson.dumps(email.parts),
-         orjson.dumps(email.blob_refs), orjson.dumps(email.keywords).decode(), modseq),
+         orjson.dumps(email.blob_refs), orjson.dumps(email.keywords).decode(), modseq, email.head),
     )
     _log(conn, email.account_id, modseq, "Email", email.email_id, "created")
     targets: list[str] = []

@@ -1,0 +1,365 @@
+"""The text of each searchable field of a message, as the full-text index stores it.
+
+Runs once per delivered message, after `parse_message`: everything the parser already decoded
+(subject, addresses, body text, the attachment list and its decoded contents) is reused, so the
+common case, a message without attachments, costs a few string joins. Only attachments are opened
+here, and each one that fails is skipped: whatever arrived was accepted and must be indexed as far
+as it can be, never rejected.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from xml.etree.ElementTree import XMLParser
+
+from mailyard.core.addresses import Address
+from mailyard.core.mime import (
+    Attachment,
+    ParsedMessage,
+    Part,
+    _read_headers,
+    decode_bytes,
+    decode_words,
+    decoded_content,
+    html_to_text,
+    iter_parts,
+    parse_address_list,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps that keep one message's indexing cost and index size bounded whatever it carries."""
+
+    body: int = 256 * 1024
+    """Characters of body text indexed per message."""
+    attachment_text: int = 256 * 1024
+    """Characters of text taken from all attachments of one message together."""
+    attachment_bytes: int = 10 * 1024 * 1024
+    """Attachments bigger than this (decoded) are not opened: their text is rarely what a user
+    searches for, and opening them is what costs."""
+    pdf: bool = False
+    """PDF extraction is off by default: it needs the optional `pdf` extra and is slow."""
+    unpacked_bytes: int = 16 * 1024 * 1024
+    """Decompressed XML read from one Office/OpenDocument attachment: a zip bomb stops here."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexText:
+    """One string per searchable field; words are separated by whitespace, nothing else is
+    promised (the index tokenizes)."""
+
+    subject: str
+    from_: str
+    """Display names and addresses, each address also as its local part and its domain, so that
+    `from:alice.doe` and `from:example.com` match without substring search."""
+    to: str
+    cc: str
+    bcc: str
+    body: str
+    filenames: str
+    attachment_text: str
+    list_id: str
+
+
+def index_text(raw: bytes, parsed: ParsedMessage, limits: Limits = DEFAULT_LIMITS) -> IndexText:
+    """Never raises: an attachment that cannot be read is left out and logged at debug level.
+
+    `parsed` must come from `parse_message(raw)` with a text_limit of at least `limits.body`.
+    """
+    return IndexText(
+        subject=parsed.subject,
+        from_=_address_text(parsed.from_),
+        to=_address_text(parsed.to),
+        cc=_address_text(parsed.cc),
+        bcc=_address_text(parsed.bcc),
+        body=parsed.text[: max(limits.body, 0)],
+        filenames=_words(a.filename for a in parsed.attachments if a.filename),
+        attachment_text=_attachment_text(raw, parsed, limits),
+        list_id=_list_id_text(raw, parsed),
+    )
+
+
+def _words(items: Iterable[str]) -> str:
+    """Header-derived text may hold folded whitespace and control characters: one space each."""
+    return " ".join(" ".join(items).split())
+
+
+def _address_text(addresses: list[Address]) -> str:
+    words: list[str] = []
+    for address in addresses:
+        words += (address.name, address.email, address.local_part, address.domain)
+    return _words(dict.fromkeys(w for w in words if w))
+
+
+def _list_id_text(raw: bytes, parsed: ParsedMessage) -> str:
+    """The parser keeps only the id; `list:` should also match the list's display name, so the
+    header is read again (only when there is one) with the parser's own header and address
+    readers: List-Id is a phrase and an angle-bracketed id, the shape of a name-addr."""
+    if parsed.list_id is None:
+        return ""
+    try:
+        root = parsed.root
+        headers, _ = _read_headers(raw, root.header_start, root.body_start, is_root=True)
+        value = headers.text("list-id")
+        words: list[str] = []
+        for name, _route, mailbox, host in parse_address_list(value):
+            if name:
+                words.append(decode_words(name))
+            if mailbox:
+                words.append(f"{mailbox}@{host}" if host else mailbox)
+        return _words(words) or parsed.list_id
+    except Exception:
+        log.debug("List-Id not re-read; indexing the parsed id only", exc_info=True)
+        return parsed.list_id
+
+
+# --------------------------------------------------------------------------------------------
+# Attachments
+
+_BYTES_PER_CHAR = 8
+"""Bytes of a text attachment decoded per character still wanted: as in mime's body text, enough
+for multi-byte charsets and markup that HTML stripping removes, without decoding megabytes."""
+
+_Extractor = Callable[[bytes, Part, int, Limits], str]
+
+
+def _attachment_text(raw: bytes, parsed: ParsedMessage, limits: Limits) -> str:
+    budget = limits.attachment_text
+    wanted = [(a, kind) for a in parsed.attachments
+              if a.size <= limits.attachment_bytes and (kind := _kind(a, limits)) is not None]
+    if not wanted or budget <= 0:
+        return ""
+    parts = dict(iter_parts(parsed.root))
+    chunks: list[str] = []
+    left = budget
+    for attachment, kind in wanted:
+        part = parts.get(attachment.section)
+        if part is None or left <= 0:
+            continue
+        try:
+            text = _EXTRACTORS[kind](_content(raw, part, parsed), part, left, limits)
+        except Exception:
+            log.debug("attachment %s (%s, %r) not indexed", attachment.section,
+                      attachment.content_type, attachment.filename, exc_info=True)
+            continue
+        text = text.strip()[:left]
+        if text:
+            chunks.append(text)
+            left -= len(text) + 2
+    return "\n\n".join(chunks)[:budget]
+
+
+def _content(raw: bytes, part: Part, parsed: ParsedMessage) -> bytes:
+    """The parser has usually decoded every attachment already (for its digest): reuse that."""
+    cached = parsed.decoded_cache.get((part.body_start, part.body_end))
+    return cached[0] if cached is not None else decoded_content(raw, part)
+
+
+_OFFICE_TYPES = frozenset({
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.ms-word.document.macroenabled.12",
+    "application/vnd.ms-excel.sheet.macroenabled.12",
+    "application/vnd.ms-powerpoint.presentation.macroenabled.12",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+})
+_OFFICE_EXTENSIONS = frozenset({"docx", "docm", "xlsx", "xlsm", "pptx", "pptm",
+                                "odt", "ods", "odp"})
+_PDF_TYPES = frozenset({"application/pdf", "application/x-pdf", "application/acrobat"})
+
+
+def _kind(attachment: Attachment, limits: Limits) -> str | None:
+    """The declared type first; the file name next, because many mailers label everything
+    application/octet-stream."""
+    ctype = attachment.content_type
+    ext = (attachment.filename or "").rpartition(".")[2].strip().lower()
+    if ctype.startswith("text/"):
+        return "text"
+    if ctype in _OFFICE_TYPES:
+        return "office"
+    if ctype in _PDF_TYPES:
+        return "pdf" if limits.pdf else None
+    if ext in _OFFICE_EXTENSIONS:
+        return "office"
+    if ext == "pdf" and limits.pdf:
+        return "pdf"
+    return None
+
+
+def _cut(data: bytes, size: int) -> bytes:
+    """A cut inside a UTF-8 sequence would make mime's decoder judge the whole text not UTF-8
+    and fall back to cp1252 mojibake: cut before the sequence instead."""
+    if len(data) <= size:
+        return data
+    end = size
+    while end > size - 3 and end > 0 and 0x80 <= data[end] < 0xC0:
+        end -= 1
+    return data[:end]
+
+
+def _text_attachment(data: bytes, part: Part, budget: int, limits: Limits) -> str:
+    text = decode_bytes(_cut(data, budget * _BYTES_PER_CHAR), part.params.get("charset"))
+    if part.content_type == "text/html":
+        text = html_to_text(text)
+    return text.replace("\r\n", "\n")
+
+
+# ---- Office Open XML and OpenDocument ----------------------------------------------------------
+
+_SLIDE = re.compile(r"ppt/slides/slide(\d{1,9})\.xml")
+_CHUNK = 64 * 1024
+_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
+_PARAGRAPH_ENDS = frozenset({"p", "h", "si", "table-cell", "tr"})
+_SPACE_ELEMENTS = frozenset({"tab", "br", "cr", "s", "line-break"})
+
+
+class _Refused(Exception):
+    """A document type declaration: no Office file needs one, and entities are how XML
+    documents expand to gigabytes or reach outside (what defusedxml refuses too)."""
+
+
+class _Collector:
+    """ElementTree parser target that keeps only character data, so no tree is built.
+
+    OOXML parts keep their text in `t` elements (w:t, a:t, shared strings) among much other
+    character data; OpenDocument content.xml holds nothing but text in character data."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self.chunks: list[str] = []
+        self.all_text = False
+        self._in_t = 0
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self.budget
+
+    def _add(self, text: str) -> None:
+        if not self.full:
+            self.chunks.append(text)
+            self.size += len(text)
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        local = tag.rpartition("}")[2]
+        if local == "t" and not self.all_text:
+            self._in_t += 1
+        elif local in _SPACE_ELEMENTS:
+            self._add(" ")
+
+    def end(self, tag: str) -> None:
+        local = tag.rpartition("}")[2]
+        if local == "t" and self._in_t:
+            self._in_t -= 1
+        elif local in _PARAGRAPH_ENDS:
+            self._add("\n")
+
+    def data(self, text: str) -> None:
+        if self.all_text or self._in_t:
+            self._add(text)
+
+    def doctype(self, name: str | None, pubid: str | None, system: str | None) -> None:
+        raise _Refused("document type declaration")
+
+    def close(self) -> None:
+        return None
+
+
+def _office_members(names: list[str]) -> list[tuple[str, bool]]:
+    """(member, holds only text): .docx, .xlsx, slides of .pptx in slide order, ODF content."""
+    present = set(names)
+    found: list[tuple[str, bool]] = [
+        (n, False) for n in ("word/document.xml", "xl/sharedStrings.xml") if n in present]
+    slides = sorted((int(m.group(1)), n) for n in names if (m := _SLIDE.fullmatch(n)))
+    found += [(n, False) for _, n in slides]
+    if "content.xml" in present:
+        found.append(("content.xml", True))
+    return found
+
+
+def _office_text(data: bytes, part: Part, budget: int, limits: Limits) -> str:
+    collector = _Collector(budget)
+    allowance = limits.unpacked_bytes
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name, all_text in _office_members(archive.namelist()):
+            if collector.full or allowance <= 0:
+                break
+            collector.all_text = all_text
+            allowance -= _feed_member(archive, name, collector, allowance)
+    return "".join(collector.chunks)
+
+
+def _feed_member(archive: zipfile.ZipFile, name: str, collector: _Collector,
+                 allowance: int) -> int:
+    """Streams the member through the parser in bounded reads: the declared size of a zip
+    member is not to be trusted, and a truncated document still yields its text so far.
+    Returns the decompressed bytes read."""
+    parser = XMLParser(target=collector)
+    used = 0
+    tail = b""
+    with archive.open(name) as member:
+        while used < allowance and not collector.full:
+            chunk = member.read(min(_CHUNK, allowance - used))
+            if not chunk:
+                break
+            used += len(chunk)
+            if _DTD.search(tail + chunk[:16]) or _DTD.search(chunk):
+                raise _Refused(name)
+            tail = chunk[-16:]
+            parser.feed(chunk)
+    return used
+
+
+# ---- PDF ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _pypdf() -> ModuleType | None:
+    """Imported on first use: the optional `pdf` extra, and a slow import."""
+    try:
+        import pypdf
+    except ImportError:
+        log.debug("pypdf is not installed; PDF attachments are not indexed")
+        return None
+    return pypdf
+
+
+def _pdf_text(data: bytes, part: Part, budget: int, limits: Limits) -> str:
+    pypdf = _pypdf()
+    if pypdf is None:
+        return ""
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    if reader.is_encrypted and reader.decrypt("") == pypdf.PasswordType.NOT_DECRYPTED:
+        return ""
+    pages: list[str] = []
+    size = 0
+    for page in reader.pages:
+        text: str = page.extract_text() or ""
+        pages.append(text)
+        size += len(text)
+        if size >= budget:
+            break
+    return "\n".join(pages)
+
+
+_EXTRACTORS: dict[str, _Extractor] = {
+    "text": _text_attachment,
+    "office": _office_text,
+    "pdf": _pdf_text,
+}
