@@ -224,7 +224,10 @@ def _text_attachment(data: bytes, part: Part, budget: int, limits: Limits) -> st
 
 _SLIDE = re.compile(r"ppt/slides/slide(\d{1,9})\.xml")
 _CHUNK = 64 * 1024
-_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
+_DTD = re.compile(b"|".join(re.escape(word.encode(codec)) for word in ("<!DOCTYPE", "<!ENTITY")
+                            for codec in ("utf-8", "utf-16-le", "utf-16-be")))
+"""Looked for in the bytes before they reach the parser, in every encoding expat reads: its
+doctype callback alone comes too late, as expat finishes the buffer it was given first."""
 _PARAGRAPH_ENDS = frozenset({"p", "h", "si", "table-cell", "tr"})
 _SPACE_ELEMENTS = frozenset({"tab", "br", "cr", "s", "line-break"})
 
@@ -245,6 +248,8 @@ class _Collector:
         self.size = 0
         self.chunks: list[str] = []
         self.all_text = False
+        self.in_root = False
+        """Past the start of the root element, where no DTD can begin any more."""
         self._in_t = 0
 
     @property
@@ -257,6 +262,7 @@ class _Collector:
             self.size += len(text)
 
     def start(self, tag: str, attrib: dict[str, str]) -> None:
+        self.in_root = True
         local = tag.rpartition("}")[2]
         if local == "t" and not self.all_text:
             self._in_t += 1
@@ -311,6 +317,7 @@ def _feed_member(archive: zipfile.ZipFile, name: str, collector: _Collector,
     member is not to be trusted, and a truncated document still yields its text so far.
     Returns the decompressed bytes read."""
     parser = XMLParser(target=collector)
+    collector.in_root = False
     used = 0
     tail = b""
     with archive.open(name) as member:
@@ -319,9 +326,9 @@ def _feed_member(archive: zipfile.ZipFile, name: str, collector: _Collector,
             if not chunk:
                 break
             used += len(chunk)
-            if _DTD.search(tail + chunk[:16]) or _DTD.search(chunk):
+            if not collector.in_root and _DTD.search(tail + chunk):
                 raise _Refused(name)
-            tail = chunk[-16:]
+            tail = chunk[-32:]
             parser.feed(chunk)
     return used
 
