@@ -139,3 +139,31 @@ async def test_brief_records_leave_out_the_imap_structures(mailstore: Any, accou
     for name in ("id", "subject", "from_", "to", "size", "received_at", "keywords", "mailboxes",
                  "thread_id", "modseq"):
         assert getattr(brief, name) == getattr(full, name), name
+
+
+async def test_mailbox_counts_follow_every_change(mailstore: Any, account: Account,
+                                                  new_email: NewEmailFactory) -> None:
+    """total / unread / size are kept as counters: after any mix of deliveries, flag changes,
+    COPY, MOVE and EXPUNGE they must equal a recount from the snapshot."""
+    emails = [new_email(account.id, keywords=["$seen"] if i % 3 == 0 else [])
+              for i in range(9)]
+    for e in emails:
+        await deliver(mailstore, e)
+    mb = await boxes(mailstore, account)
+    work = await mailstore.create_mailbox(account.id, "Work")
+    ids = [e.email_id for e in emails]
+    await mailstore.add_to_mailbox(account.id, ids[:5], work.id)
+    await mailstore.set_keywords(account.id, ids[:4], add=["$seen"])
+    await mailstore.set_keywords(account.id, ids[2:3], remove=["$seen"])
+    await mailstore.set_keywords(account.id, ids[6:8], replace=["$flagged", "$seen"])
+    await mailstore.move(account.id, ids[4:6], mb["INBOX"].id, mb["Archive"].id)
+    await mailstore.remove_from_mailbox(account.id, work.id, ids[:2])
+    await mailstore.move(account.id, ids[7:9], mb["INBOX"].id, mb["Trash"].id)
+    await mailstore.remove_from_mailbox(account.id, mb["Trash"].id, ids[8:9])  # destroyed
+    sizes = {e.email_id: e.size for e in emails}
+    for box in await mailstore.list_mailboxes(account.id):
+        snap = await mailstore.snapshot(account.id, box.id)
+        assert box.total == len(snap.entries), box.name
+        assert box.unread == sum("$seen" not in e.keywords for e in snap.entries), box.name
+        assert box.size == sum(sizes[e.email_id] for e in snap.entries), box.name
+        assert snap.mailbox.total == box.total and snap.mailbox.unread == box.unread

@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     uidnext INTEGER NOT NULL DEFAULT 1,
     subscribed INTEGER NOT NULL DEFAULT 1,
     modseq INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    unseen INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
     UNIQUE (account_id, name)
 );
 CREATE TABLE IF NOT EXISTS vanished (
@@ -92,6 +95,7 @@ CREATE INDEX IF NOT EXISTS emails_thread ON emails (account_id, thread_id);
 CREATE INDEX IF NOT EXISTS emails_msgid ON emails (account_id, message_id);
 CREATE INDEX IF NOT EXISTS emails_subject ON emails (account_id, thread_subject, received_at);
 CREATE INDEX IF NOT EXISTS emails_received ON emails (account_id, received_at);
+CREATE INDEX IF NOT EXISTS emails_modseq ON emails (account_id, modseq);
 CREATE TABLE IF NOT EXISTS thread_keys (
     account_id TEXT NOT NULL,
     msgid TEXT NOT NULL,
@@ -158,9 +162,28 @@ def _log(conn: sqlite3.Connection, account_id: str, modseq: int, kind: str, obje
     )
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a data directory made by an older build up to SCHEMA (columns added since)."""
+    emails = {r[1] for r in conn.execute("PRAGMA table_info(emails)")}
+    if "head" not in emails:
+        conn.execute("ALTER TABLE emails ADD COLUMN head BLOB NOT NULL DEFAULT x''")
+    boxes = {r[1] for r in conn.execute("PRAGMA table_info(mailboxes)")}
+    if "total" not in boxes:
+        for column in ("total", "unseen", "bytes"):
+            conn.execute(f"ALTER TABLE mailboxes ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        conn.execute(
+            "UPDATE mailboxes SET"
+            " total = (SELECT count(*) FROM mailbox_emails me WHERE me.mailbox_id = mailboxes.id),"
+            " unseen = (SELECT count(*) FROM mailbox_emails me JOIN emails e ON e.id = me.email_id"
+            "  WHERE me.mailbox_id = mailboxes.id AND e.keywords NOT LIKE ?),"
+            " bytes = (SELECT coalesce(sum(e.size), 0) FROM mailbox_emails me"
+            "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)", (_SEEN,))
+
+
 class SqliteMailStore:
     def __init__(self, path: Path) -> None:
         self.db = Database(path, SCHEMA)
+        self.db.write_sync(_migrate)
 
     def close(self) -> None:
         self.db.close()
@@ -265,7 +288,7 @@ class SqliteMailStore:
     # ------------------------------------------------------------------ mailboxes
 
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
-        return await self.db.read(lambda c: [_mailbox(c, r) for r in c.execute(
+        return await self.db.read(lambda c: [_mailbox(r) for r in c.execute(
             "SELECT * FROM mailboxes WHERE account_id = ? ORDER BY rowid", (account_id,))])
 
     # ------------------------------------------------------------------ delivery
@@ -297,7 +320,7 @@ class SqliteMailStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (mailbox_id, account_id, name, role, int(time.time()), modseq))
             _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
-            return _mailbox(conn, _mailbox_row(conn, account_id, mailbox_id))
+            return _mailbox(_mailbox_row(conn, account_id, mailbox_id))
 
         return await self.db.write(create)
 
@@ -345,7 +368,7 @@ class SqliteMailStore:
 
     async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
         def read(conn: sqlite3.Connection) -> MailboxSnapshot:
-            mailbox = _mailbox(conn, _mailbox_row(conn, account_id, mailbox_id))
+            mailbox = _mailbox(_mailbox_row(conn, account_id, mailbox_id))
             entries = _entries(conn,
                 "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
                 " JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ? ORDER BY me.uid",
@@ -357,10 +380,12 @@ class SqliteMailStore:
     async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int) -> MailboxDelta:
         def read(conn: sqlite3.Connection) -> MailboxDelta:
             row = _mailbox_row(conn, account_id, mailbox_id)
+            # From the account's recent changes (emails_modseq), not a walk of the mailbox.
             changed = _entries(conn,
-                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
-                " JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ? AND e.modseq > ?"
-                " ORDER BY me.uid", (mailbox_id, since))
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM emails e"
+                " JOIN mailbox_emails me ON me.email_id = e.id AND me.mailbox_id = ?"
+                " WHERE e.account_id = ? AND e.modseq > ? ORDER BY me.uid",
+                (mailbox_id, account_id, since))
             vanished = [r[0] for r in conn.execute(
                 "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
                 (mailbox_id, since))]
@@ -422,6 +447,11 @@ class SqliteMailStore:
                 modseq = modseq or _next_modseq(conn, account_id)
                 conn.execute("UPDATE emails SET keywords = ? WHERE id = ?",
                              (orjson.dumps(after).decode(), email_id))
+                if ("$seen" in before) != ("$seen" in after):
+                    conn.execute(
+                        "UPDATE mailboxes SET unseen = unseen + ? WHERE id IN"
+                        " (SELECT mailbox_id FROM mailbox_emails WHERE email_id = ?)",
+                        (-1 if "$seen" in after else 1, email_id))
                 _touch_email(conn, account_id, email_id, modseq)
                 result.updated.append((email_id, after, modseq))
             return result
@@ -628,8 +658,23 @@ def _label(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id:
     conn.execute(
         "INSERT INTO mailbox_emails (mailbox_id, uid, email_id, modseq) VALUES (?, ?, ?, ?)",
         (mailbox_id, box[0], email_id, modseq))
+    _count(conn, mailbox_id, email_id, +1)
     _log(conn, account_id, modseq, "Mailbox", mailbox_id, "updated")
     return int(box[0])
+
+
+_SEEN = "%\"$seen\"%"
+"""LIKE pattern for an email whose keywords (a JSON list) hold $seen."""
+
+
+def _count(conn: sqlite3.Connection, mailbox_id: str, email_id: str, sign: int) -> None:
+    """Keep the mailbox's message, unseen and byte counts (what STATUS, LIST-STATUS and JMAP
+    Mailbox/get read) in step with its membership, instead of counting on every read."""
+    conn.execute(
+        "UPDATE mailboxes SET total = total + ?,"
+        " unseen = unseen + ? * (SELECT keywords NOT LIKE ? FROM emails WHERE id = ?),"
+        " bytes = bytes + ? * (SELECT size FROM emails WHERE id = ?) WHERE id = ?",
+        (sign, sign, _SEEN, email_id, sign, email_id, mailbox_id))
 
 
 def _unlabel(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id: str,
@@ -639,6 +684,7 @@ def _unlabel(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_i
         (mailbox_id, email_id)).fetchone()
     if row is None:
         return None
+    _count(conn, mailbox_id, email_id, -1)
     conn.execute("INSERT OR REPLACE INTO vanished (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
                  (mailbox_id, row[0], modseq))
     conn.execute("UPDATE mailboxes SET modseq = ? WHERE id = ?", (modseq, mailbox_id))
@@ -682,16 +728,11 @@ def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> 
     return row
 
 
-def _mailbox(conn: sqlite3.Connection, row: sqlite3.Row) -> Mailbox:
-    counts = conn.execute(
-        "SELECT count(*), sum(CASE WHEN e.keywords LIKE '%\"$seen\"%' THEN 0 ELSE 1 END),"
-        " sum(e.size)"
-        " FROM mailbox_emails me JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ?",
-        (row["id"],)).fetchone()
+def _mailbox(row: sqlite3.Row) -> Mailbox:
     return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
                    role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
-                   total=counts[0], unread=counts[1] or 0, subscribed=bool(row["subscribed"]),
-                   highest_modseq=row["modseq"], size=counts[2] or 0)
+                   total=row["total"], unread=row["unseen"], subscribed=bool(row["subscribed"]),
+                   highest_modseq=row["modseq"], size=row["bytes"])
 
 
 def _entries(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[MailboxEntry]:
