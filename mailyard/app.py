@@ -26,6 +26,7 @@ from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start
 from mailyard.services.accounts import AccountService
 from mailyard.services.delivery import DeliveryService
 from mailyard.services.mailbox import MailboxService
+from mailyard.services.search import SearchService
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
 from mailyard.store.sqlite.mailstore import SqliteMailStore
@@ -48,6 +49,7 @@ class Runtime:
     accounts: AccountService
     delivery: DeliveryService
     mailbox: MailboxService
+    search: SearchService
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
@@ -61,7 +63,7 @@ class Runtime:
         bus = LocalEventBus()
         pipeline = InboundPipeline(store, blobs,
                                    dedup_min_size=config.limits.attachment_dedup_min_size,
-                                   text_limit=config.limits.index_text_limit)
+                                   index_limits=config.search)
         return cls(
             config=config, store=store, blobs=blobs, queue=queue, index=index, bus=bus,
             pipeline=pipeline,
@@ -69,6 +71,7 @@ class Runtime:
                                     default_quota=config.limits.default_quota),
             delivery=DeliveryService(blobs, queue),
             mailbox=MailboxService(store, blobs, index, bus, pipeline),
+            search=SearchService(store, index),
         )
 
     def worker(self) -> Worker:
@@ -115,7 +118,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     servers: list[asyncio.Server] = []
     if config.listen.imap or config.listen.imaps:
         imap = IMAPServices(
-            accounts=runtime.accounts, mailbox=runtime.mailbox, bus=runtime.bus, tls=tls,
+            accounts=runtime.accounts, mailbox=runtime.mailbox, search=runtime.search,
+            bus=runtime.bus, tls=tls,
             policy=IMAPPolicy(
                 hostname=config.hostname, max_line=config.imap.max_line,
                 max_literal=config.limits.message_size, idle_timeout=config.imap.idle_timeout,

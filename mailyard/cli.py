@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ import orjson
 from mailyard import config as configuration
 from mailyard.app import Runtime, serve
 from mailyard.config import Config, ConfigError
+from mailyard.services.search import reindex
 from mailyard.store.ports import Conflict, NotFound
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -137,6 +139,68 @@ async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
               f"attachments: {e.attachments}\npreview: {e.preview}")
 
 
+async def cmd_search(rt: Runtime, args: argparse.Namespace) -> None:
+    """The query language from the shell: the same service IMAP, JMAP and the web use."""
+    account = await rt.mailbox.account(args.address)
+    hits = await rt.search.search(account, args.query, limit=args.limit, total=True,
+                                  order="relevance" if args.relevance else "newest",
+                                  gmail_scope=not args.anywhere)
+    records = {r.id: r for r in await rt.mailbox.get_emails(account, hits.ids, brief=True)}
+    snippets = {s.email_id: s for s in await rt.search.snippets(account, args.query, hits.ids)}
+    rows = [r for e in hits.ids if (r := records.get(e)) is not None]
+    if args.json:
+        out = {"total": hits.total, "emails": [{
+            "id": r.id, "threadId": r.thread_id, "receivedAt": r.received_at,
+            "from": r.from_, "subject": r.subject, "size": r.size, "keywords": r.keywords,
+            "mailboxes": r.mailboxes, "hasAttachment": r.has_attachment,
+            "snippet": {"subject": snippets[r.id].subject, "preview": snippets[r.id].preview},
+        } for r in rows]}
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    for r in rows:
+        sender = r.from_[0]["email"] if r.from_ else "-"
+        print(f"{r.id}\t{_when(r.received_at)}\t{sender}\t{r.subject}")
+    print(f"{hits.total} found" + (f", {len(rows)} shown" if len(rows) != hits.total else ""),
+          file=sys.stderr)
+
+
+async def cmd_reindex(rt: Runtime, args: argparse.Namespace) -> None:
+    if args.address:
+        accounts = [await rt.mailbox.account(args.address)]
+    else:
+        accounts = await rt.store.list_accounts()
+    for account in accounts:
+        started = time.monotonic()
+        bar = _ProgressBar(account.address)
+        done = await reindex(rt.mailbox, account, bar)
+        bar.finish(f"{done} messages in {time.monotonic() - started:.1f} s")
+
+
+class _ProgressBar:
+    """One line on stderr, redrawn in place on a terminal, printed every 10 % otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        if self.tty:
+            filled = percent * 30 // 100
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}]"
+                             f" {done}/{total} {percent}%")
+            sys.stderr.flush()
+        elif percent // 10 != self.shown // 10:
+            print(f"{self.label}: {done}/{total} ({percent}%)", file=sys.stderr)
+        self.shown = percent
+
+    def finish(self, text: str) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+        print(f"{self.label}: {text}", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,12 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("address")
     q.add_argument("id")
     q.add_argument("--raw", action="store_true", help="the message octets, byte-exact")
+
+    p = sub.add_parser("search", parents=[common],
+                       help="search an account with the Gmail-style query language",
+                       epilog="A query that starts with '-' goes after '--':"
+                              " mailyard search -- alice@example.com -has:attachment")
+    p.add_argument("address")
+    p.add_argument("query", help='e.g. \'from:alice has:attachment after:2026/1/1 "exact words"\'')
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--relevance", action="store_true", help="best match first, not newest")
+    p.add_argument("--anywhere", action="store_true", help="include Spam and Trash")
+
+    p = sub.add_parser("reindex", parents=[common],
+                       help="rebuild the full-text index from the stored mail")
+    p.add_argument("address", nargs="?", help="one account (default: every account)")
     return parser
 
 
 COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = {
     "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
-    "mail": cmd_mail,
+    "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex,
 }
 
 
@@ -231,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         asyncio.run(_admin(config, args))
-    except (NotFound, Conflict, ValueError) as e:
+    except (NotFound, Conflict, ValueError) as e:  # QueryError is a ValueError
         print(f"mailyard: {e}", file=sys.stderr)
         return 1
     return 0

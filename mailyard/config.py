@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from mailyard.core.indextext import Limits as IndexLimits
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the offending key."""
@@ -41,7 +43,6 @@ class Limits:
     smtp_timeout: float = 300.0
     default_quota: int = 10 * 1024**3
     attachment_dedup_min_size: int = 2048
-    index_text_limit: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class Config:
     tls: TLS = field(default_factory=TLS)
     imap: IMAP = field(default_factory=IMAP)
     auth: Auth = field(default_factory=Auth)
+    search: IndexLimits = field(default_factory=IndexLimits)
+    """What of each message the full-text index holds ([search] body, attachment_text,
+    attachment_bytes, unpacked_bytes, pdf)."""
     source: Path | None = None
 
     @property
@@ -97,7 +101,7 @@ class Config:
 
 
 _TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS,
-                            "imap": IMAP, "auth": Auth}
+                            "imap": IMAP, "auth": Auth, "search": IndexLimits}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from mailyard.core import skeleton
 from mailyard.core.addresses import Address
 from mailyard.core.ids import new_id
+from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, Limits, index_text
 from mailyard.core.mime import ParsedMessage, normalize_subject, parse_message
 from mailyard.store.ports import (
     BlobStore,
@@ -51,11 +52,13 @@ def _addresses(addresses: list[Address]) -> list[dict[str, str]]:
     return [{"name": a.name, "email": a.email} for a in addresses]
 
 
-def _address_text(parsed: ParsedMessage) -> str:
-    words: list[str] = []
-    for a in (*parsed.from_, *parsed.to, *parsed.cc, *parsed.bcc):
-        words += [a.name, a.email, a.local_part, a.domain]
-    return " ".join(w for w in words if w)
+def document(account_id: str, email_id: str, received_at: int,
+             text: IndexText) -> IndexDocument:
+    return IndexDocument(
+        account_id=account_id, email_id=email_id, received_at=received_at,
+        subject=text.subject, from_=text.from_, to=text.to, cc=text.cc, bcc=text.bcc,
+        body=text.body, filenames=text.filenames, attachment_text=text.attachment_text,
+        list_id=text.list_id)
 
 
 @dataclass(slots=True)
@@ -73,11 +76,11 @@ class InboundPipeline:
     message, whether it arrived by SMTP (through the queue) or by IMAP APPEND / JMAP import."""
 
     def __init__(self, store: MailStore, blobs: BlobStore, *, dedup_min_size: int = 2048,
-                 text_limit: int = 1_000_000) -> None:
+                 index_limits: Limits = DEFAULT_LIMITS) -> None:
         self.store = store
         self.blobs = blobs
         self.dedup_min_size = dedup_min_size
-        self.text_limit = text_limit
+        self.index_limits = index_limits
 
     async def process(self, item: QueueItem) -> Outcome:
         payload = item.payload
@@ -101,7 +104,7 @@ class InboundPipeline:
     async def ingest(self, raw: bytes, targets: list[Target], *, delivery_key: str,
                      received_at: int, trace_length: int = 0) -> Outcome:
         """Store `raw` for every target; safe to repeat with the same delivery key."""
-        parsed, split = await asyncio.to_thread(self._analyse, raw)
+        parsed, split, text = await asyncio.to_thread(self._analyse, raw)
         await self.blobs.put_many(split.blobs)
         skeleton_id = hashlib.sha256(split.skeleton).hexdigest()
         await self.blobs.put(skeleton_id, split.skeleton)
@@ -113,26 +116,28 @@ class InboundPipeline:
             result = await self.store.deliver(new)
             outcome.delivered.append(Delivered(target.account_id, result.email_id,
                                                result.modseq, result.created))
-            outcome.documents.append(IndexDocument(
-                account_id=target.account_id, email_id=result.email_id, subject=parsed.subject,
-                addresses=_address_text(parsed), body=parsed.text,
-                attachment_names=" ".join(a.filename or "" for a in parsed.attachments),
-            ))
+            outcome.documents.append(document(target.account_id, result.email_id,
+                                              received_at, text))
         return outcome
 
     async def finish(self, item: QueueItem) -> None:
         """After the index has the documents: the spool copy is no longer needed."""
         await self.blobs.delete(item.payload["spool"])
 
-    def _analyse(self, raw: bytes) -> tuple[ParsedMessage, skeleton.Split]:
+    def analyse_text(self, raw: bytes) -> tuple[ParsedMessage, IndexText]:
+        """Parse and take the searchable text (reindexing needs no more than this)."""
+        parsed = parse_message(raw, text_limit=self.index_limits.body)
+        return parsed, index_text(raw, parsed, self.index_limits)
+
+    def _analyse(self, raw: bytes) -> tuple[ParsedMessage, skeleton.Split, IndexText]:
         """CPU work, off the event loop: parse once, split attachments out, verified."""
-        parsed = parse_message(raw, text_limit=self.text_limit)
+        parsed, text = self.analyse_text(raw)
         try:
             split = skeleton.split(raw, parsed, min_size=self.dedup_min_size)
         except Exception:
             log.exception("attachment split failed; keeping the message whole")
             split = skeleton.split(raw, parsed, min_size=len(raw) + 1)
-        return parsed, split
+        return parsed, split, text
 
     def _new_email(self, target: Target, delivery_key: str, received_at: int,
                    parsed: ParsedMessage, raw: bytes, skeleton_id: str, content_hash: str,

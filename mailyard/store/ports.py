@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from mailyard.core.query import Node
 
 
 class StoreError(Exception):
@@ -349,6 +352,18 @@ class MailStore(Protocol):
     async def get_heads(self, account_id: str, email_ids: Sequence[str]) -> list[EmailHead]:
         """Header blocks without the rest of the record; unknown ids are left out."""
         ...
+    async def query_emails(self, account_id: str, node: Node, *,
+                           among: Sequence[str] | None = None, order: Order = "newest",
+                           limit: int | None = None, position: int = 0,
+                           total: bool = False) -> Hits:
+        """Emails matching a core.query tree without Text nodes (keywords, mailboxes by id,
+        dates, sizes, attachments, Message-ID, headers, thread keywords), from the store's own
+        columns, newest (or oldest) first; restricted to `among` when given."""
+        ...
+    async def email_ids(self, account_id: str, *, after: str = "",
+                        limit: int = 1000) -> list[str]:
+        """Every email of the account in id order, a page at a time (for reindexing)."""
+        ...
     async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
                            add: Sequence[str] = (), remove: Sequence[str] = (),
                            replace: Sequence[str] | None = None,
@@ -374,20 +389,62 @@ class MailStore(Protocol):
 
 @dataclass(slots=True)
 class IndexDocument:
+    """The searchable text of one email in one account (core.indextext.IndexText)."""
+
     account_id: str
     email_id: str
-    subject: str
-    addresses: str
-    body: str
-    attachment_names: str
+    received_at: int
+    """Milliseconds; the index keeps documents in this order so "newest first" is a scan."""
+    subject: str = ""
+    from_: str = ""
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    body: str = ""
+    filenames: str = ""
+    attachment_text: str = ""
+    list_id: str = ""
+
+
+@dataclass(slots=True)
+class Hits:
+    """One page of a query's answer: email ids in order, and the total when it was asked for."""
+
+    ids: list[str]
+    total: int | None = None
+
+
+@dataclass(slots=True)
+class Snippet:
+    """JMAP SearchSnippet: HTML-escaped text with the matched terms in <mark></mark>."""
+
+    email_id: str
+    subject: str | None
+    preview: str | None
+
+
+Order = Literal["newest", "oldest", "relevance"]
 
 
 class SearchIndex(Protocol):
-    """Full text of subject, addresses, body text and attachment names."""
+    """Full text of subject, addresses, body text, attachment names and attachment text.
 
-    async def index(self, documents: Sequence[IndexDocument]) -> None: ...
+    Queries are trees of core.query nodes made only of Text, And, Or and Not (the text half of
+    a search; the mail store answers the rest). Every call is scoped to one account.
+    """
 
-    async def search(self, account_id: str, text: str, limit: int = 100) -> list[str]: ...
+    async def index(self, documents: Sequence[IndexDocument]) -> None:
+        """Add documents; one already indexed for (account, email) is replaced."""
+        ...
+
+    async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
+                    order: Order = "newest", limit: int | None = None, position: int = 0,
+                    total: bool = False) -> Hits:
+        """Emails matching `node` (restricted to `among` when given), in `order`."""
+        ...
+
+    async def snippets(self, account_id: str, node: Node,
+                       email_ids: Sequence[str]) -> list[Snippet]: ...
 
     async def substring(self, account_id: str, field: str | None,
                         needle: str) -> set[str] | None:
@@ -397,6 +454,10 @@ class SearchIndex(Protocol):
         ...
 
     async def delete(self, account_id: str, email_ids: Sequence[str]) -> None: ...
+
+    async def clear(self, account_id: str) -> None:
+        """Forget every document of the account (before a reindex)."""
+        ...
 
     async def count(self, account_id: str) -> int: ...
 

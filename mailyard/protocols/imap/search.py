@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from mailyard.core.mime import decode_words
+from mailyard.core.query import QueryError
+from mailyard.protocols.imap.session import Bad
 from mailyard.store.ports import EmailRecord
 
 if TYPE_CHECKING:
@@ -61,6 +63,15 @@ class _Context:
         if field != "" and key.value:
             self.hits[id(key)] = await self.session.mailbox.substring(
                 self.session.user, field, key.value)
+        if kind == "GmRaw":
+            # The query language itself (the search issue): every email of the account that
+            # matches, Spam and Trash included, since the client chose the mailbox to search.
+            try:
+                hits = await self.session.search.search(self.session.user, key.query,
+                                                        limit=None, gmail_scope=False)
+            except QueryError as e:
+                raise Bad(f"X-GM-RAW: {e}") from None
+            self.hits[id(key)] = set(hits.ids)
         for child in getattr(key, "keys", None) or [getattr(key, n) for n in ("a", "b", "key")
                                                       if hasattr(key, n)]:
             await self.prepare(child)
@@ -162,9 +173,7 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
             label = "INBOX"
         return label in record.mailboxes
     if kind == "GmRaw":
-        words = key.query.lower().split()
-        raw = (await ctx.raw_of(record)).lower()
-        return all(w.encode() in raw for w in words)
+        return hits is not None  # the query language answered for the whole key
     return False
 
 

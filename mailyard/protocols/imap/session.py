@@ -23,6 +23,7 @@ from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, Litera
 from mailyard.protocols.imap.selected import Selected
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
+from mailyard.services.search import SearchService
 from mailyard.store.ports import Account, EventBus, Subscription
 
 log = logging.getLogger("mailyard.imap")
@@ -63,6 +64,7 @@ class IMAPPolicy:
 class IMAPServices:
     accounts: AccountService
     mailbox: MailboxService
+    search: SearchService
     bus: EventBus
     policy: IMAPPolicy
     tls: ssl.SSLContext | None
@@ -115,6 +117,7 @@ class Session:
                  writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
         self.services = services
         self.mailbox = services.mailbox
+        self.search = services.search
         self.writer = writer
         self.state = State.NOT_AUTHENTICATED
         self.account: Account | None = None

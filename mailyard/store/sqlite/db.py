@@ -65,10 +65,15 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 class Database:
     """A SQLite file with a group-committing writer thread and a pool of reader threads."""
 
-    def __init__(self, path: Path, schema: str, *, readers: int = 4) -> None:
+    def __init__(self, path: Path, schema: str, *, readers: int = 4,
+                 setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.path = path
+        self._setup = setup
+        """Run on every connection (SQL functions the adapter's queries call)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(path)
+        if setup:
+            setup(conn)
         with conn:
             conn.executescript(schema)
         conn.execute("PRAGMA busy_timeout = 0")  # _begin_immediate polls instead
@@ -160,6 +165,8 @@ class Database:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path, readonly=True)
+            if self._setup:
+                self._setup(conn)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

@@ -12,6 +12,7 @@ import orjson
 
 from mailyard.core.addresses import normalize
 from mailyard.core.ids import new_id
+from mailyard.core.query import Node
 from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
 from mailyard.store.ports import (
     Account,
@@ -20,6 +21,7 @@ from mailyard.store.ports import (
     DeliveryResult,
     EmailHead,
     EmailRecord,
+    Hits,
     KeywordUpdate,
     Mailbox,
     MailboxDelta,
@@ -27,8 +29,10 @@ from mailyard.store.ports import (
     MailboxSnapshot,
     NewEmail,
     NotFound,
+    Order,
     QuotaExceeded,
 )
+from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
 
 SCHEMA = """
@@ -182,7 +186,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 class SqliteMailStore:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA)
+        self.db = Database(path, SCHEMA, setup=filters.register)
         self.db.write_sync(_migrate)
 
     def close(self) -> None:
@@ -422,6 +426,44 @@ class SqliteMailStore:
             return out
 
         return await self.db.read(read)
+
+    async def query_emails(self, account_id: str, node: Node, *,
+                           among: Sequence[str] | None = None, order: Order = "newest",
+                           limit: int | None = None, position: int = 0,
+                           total: bool = False) -> Hits:
+        args: list[Any] = [account_id]
+        where = filters.compile_where(node, args)
+        sort = "e.received_at ASC, e.id ASC" if order == "oldest" else \
+            "e.received_at DESC, e.id DESC"
+
+        def read(conn: sqlite3.Connection) -> Hits:
+            if among is None:
+                sql = f"FROM emails e WHERE e.account_id = ? AND {where}"
+                ids = [r[0] for r in conn.execute(
+                    f"SELECT e.id {sql} ORDER BY {sort} LIMIT ? OFFSET ?",
+                    (*args, -1 if limit is None else limit, position))]
+                count = conn.execute(f"SELECT count(*) {sql}", args).fetchone()[0] \
+                    if total else None
+                return Hits(ids, count)
+            found: list[tuple[int, str]] = []
+            for start in range(0, len(among), 500):
+                chunk = list(among[start:start + 500])
+                found += [(r[0], r[1]) for r in conn.execute(
+                    f"SELECT e.received_at, e.id FROM emails e WHERE e.account_id = ? AND"
+                    f" {where} AND e.id IN ({','.join('?' * len(chunk))})",
+                    (*args, *chunk))]
+            found.sort(reverse=order != "oldest")
+            ids = [e for _, e in found]
+            page = ids[position:] if limit is None else ids[position:position + limit]
+            return Hits(page, len(ids) if total else None)
+
+        return await self.db.read(read)
+
+    async def email_ids(self, account_id: str, *, after: str = "",
+                        limit: int = 1000) -> list[str]:
+        return await self.db.read(lambda c: [r[0] for r in c.execute(
+            "SELECT id FROM emails WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (account_id, after, limit))])
 
     async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
                            add: Sequence[str] = (), remove: Sequence[str] = (),

@@ -1,22 +1,37 @@
-"""SearchIndex on SQLite FTS5 (unicode61 with diacritics removed), in its own database file.
+"""SearchIndex on SQLite FTS5, in its own database file.
 
 Kept apart from the mail store's file so that indexing, which writes a lot, never holds the lock
-that delivery and flag changes need.
+that delivery and flag changes need. Two FTS5 tables:
+
+- `docs` (unicode61, diacritics removed) answers the query language's words and phrases. Its
+  rowid is the email's arrival time in milliseconds times 1024 plus a tie-breaker, so "newest
+  first" is FTS5's own descending rowid scan and a first page stops after `limit` hits instead
+  of sorting every match. Each document carries its account as a token in the `acct` column and
+  every query is `acct AND (...)`: FTS5 intersects the doclists, so one account's query never
+  walks another account's postings and can never return them.
+- `grams` (trigram) answers IMAP SEARCH's case-insensitive substrings of three characters or
+  more (RFC 3501 §6.4.4).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
+from typing import TypeVar
 
-from mailyard.store.ports import IndexDocument
+from mailyard.core.query import And, Node, Not, Or, Text
+from mailyard.store.ports import Hits, IndexDocument, Order, Snippet
 from mailyard.store.sqlite.db import Database
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5 (
-    account_id UNINDEXED, email_id UNINDEXED, subject, addresses, body, attachment_names,
-    tokenize = 'unicode61 remove_diacritics 2'
+    acct, email_id UNINDEXED, subject, from_, to_, cc, bcc, body, filenames, attachments,
+    list_id, tokenize = 'unicode61 remove_diacritics 2'
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5 (
     account_id UNINDEXED, email_id UNINDEXED, subject, addresses, body,
@@ -28,22 +43,123 @@ CREATE TABLE IF NOT EXISTS doc_ids (
 ) WITHOUT ROWID;
 """
 
-
-def fts_query(text: str) -> str:
-    """Plain words as an AND of quoted FTS5 strings: user text never reaches the FTS5 grammar."""
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    words = [w for w in text.split() if w]
-    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
-
-
 MIN_SUBSTRING = 3
 """A trigram index answers substrings of three characters or more."""
 SUBSTRING_FIELDS = ("subject", "addresses", "body")
+
+_FIELD_COLUMNS = {
+    None: "subject from_ to_ cc bcc body filenames attachments list_id",
+    "from": "from_", "to": "to_", "cc": "cc", "bcc": "bcc", "subject": "subject",
+    "body": "body", "filename": "filenames", "list": "list_id",
+}
+_SUBJECT_COLUMN, _BODY_COLUMN = 2, 7
+_OPEN, _CLOSE = "\x02", "\x03"
+"""Snippet markers that cannot occur in indexed text; turned into <mark> after escaping."""
+_TIES = 1024
+"""Documents per millisecond of arrival time the rowid scheme can tell apart."""
+
+
+class _All:
+    """Compiles to "every document of the account" (an empty And, a term with no words)."""
+
+
+class _None:
+    """Compiles to "no document" (the negation of everything)."""
+
+
+ALL, NONE = _All(), _None()
+Expr = str | _All | _None
+
+
+def _string(text: str) -> str:
+    """An FTS5 string: user text never reaches the FTS5 grammar."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _has_token(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def _text(node: Text) -> Expr:
+    columns = _FIELD_COLUMNS.get(node.field)
+    if columns is None:
+        return NONE  # a field the index does not hold
+    if node.phrase:
+        pieces = [node.value] if _has_token(node.value) else []
+    else:
+        pieces = [w for w in node.value.split() if _has_token(w)]
+    if not pieces:
+        return ALL  # nothing searchable, as Gmail ignores a lone punctuation mark
+    return " AND ".join(f"{{{columns}}} : {_string(p)}" for p in pieces)
+
+
+def compile_match(node: Node, acct: str) -> Expr:
+    """The FTS5 expression for a tree of Text, And, Or and Not."""
+    if isinstance(node, Text):
+        return _text(node)
+    if isinstance(node, And):
+        positives: list[str] = []
+        negatives: list[str] = []
+        for item in node.items:
+            if isinstance(item, Not):
+                inner = compile_match(item.item, acct)
+                if isinstance(inner, _All):
+                    return NONE
+                if isinstance(inner, str):
+                    negatives.append(inner)
+                continue
+            expr = compile_match(item, acct)
+            if isinstance(expr, _None):
+                return NONE
+            if isinstance(expr, str):
+                positives.append(expr)
+        if not positives and not negatives:
+            return ALL
+        if not positives:
+            positives = [acct]
+        out = " AND ".join(f"({p})" for p in positives)
+        return out + "".join(f" NOT ({n})" for n in negatives)
+    if isinstance(node, Or):
+        exprs = [compile_match(item, acct) for item in node.items]
+        if any(isinstance(e, _All) for e in exprs):
+            return ALL
+        kept = [e for e in exprs if isinstance(e, str)]
+        return " OR ".join(f"({e})" for e in kept) if kept else NONE
+    if isinstance(node, Not):
+        inner = compile_match(node.item, acct)
+        if isinstance(inner, _All):
+            return NONE
+        if isinstance(inner, _None):
+            return ALL
+        return f"{acct} NOT ({inner})"
+    raise ValueError(f"the text index cannot answer {type(node).__name__}")
+
+
+def _account_token(account_id: str) -> str:
+    return "acct : " + _string(account_id.lower())
+
+
+def _marked(text: str | None) -> str | None:
+    if not text or _OPEN not in text:
+        return None
+    return escape(text).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """The index is derived data: an index file of an older layout is dropped and rebuilt
+    empty (`mailyard reindex` fills it again from the stored mail)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(docs)")}
+    if columns and "acct" not in columns:
+        log.warning("search index has an old layout: dropped; run `mailyard reindex`")
+        conn.executescript("DROP TABLE docs; DROP TABLE grams; DROP TABLE doc_ids;")
+        conn.executescript(SCHEMA)
 
 
 class SqliteSearchIndex:
     def __init__(self, path: Path) -> None:
         self.db = Database(path, SCHEMA, readers=2)
+        self.db.write_sync(_migrate)
 
     def close(self) -> None:
         self.db.close()
@@ -51,37 +167,88 @@ class SqliteSearchIndex:
     async def index(self, documents: Sequence[IndexDocument]) -> None:
         def write(conn: sqlite3.Connection) -> None:
             for doc in documents:
-                if conn.execute("SELECT 1 FROM doc_ids WHERE account_id = ? AND email_id = ?",
-                                (doc.account_id, doc.email_id)).fetchone():
-                    continue  # indexing is repeated after a crash; the first copy stands
-                cur = conn.execute(
-                    "INSERT INTO docs (account_id, email_id, subject, addresses, body,"
-                    " attachment_names) VALUES (?, ?, ?, ?, ?, ?)",
-                    (doc.account_id, doc.email_id, doc.subject, doc.addresses, doc.body,
-                     doc.attachment_names))
+                _remove(conn, doc.account_id, doc.email_id)
+                base = max(doc.received_at, 0) * _TIES
+                top = conn.execute("SELECT max(rowid) FROM docs WHERE rowid BETWEEN ? AND ?",
+                                   (base, base + _TIES - 1)).fetchone()[0]
+                rowid = base if top is None else top + 1
+                conn.execute(
+                    "INSERT INTO docs (rowid, acct, email_id, subject, from_, to_, cc, bcc, body,"
+                    " filenames, attachments, list_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rowid, doc.account_id.lower(), doc.email_id, doc.subject, doc.from_, doc.to,
+                     doc.cc, doc.bcc, doc.body, doc.filenames, doc.attachment_text, doc.list_id))
+                addresses = " ".join(filter(None, (doc.from_, doc.to, doc.cc, doc.bcc)))
                 conn.execute(
                     "INSERT INTO grams (rowid, account_id, email_id, subject, addresses, body)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (cur.lastrowid, doc.account_id, doc.email_id, doc.subject, doc.addresses,
-                     doc.body))
+                    (rowid, doc.account_id, doc.email_id, doc.subject, addresses, doc.body))
                 conn.execute("INSERT INTO doc_ids VALUES (?, ?, ?)",
-                             (doc.account_id, doc.email_id, cur.lastrowid))
+                             (doc.account_id, doc.email_id, rowid))
 
         await self.db.write(write)
 
-    async def search(self, account_id: str, text: str, limit: int = 100) -> list[str]:
-        query = fts_query(text)
-        if not query:
-            return []
-        return await self.db.read(lambda c: [r[0] for r in c.execute(
-            "SELECT email_id FROM docs WHERE docs MATCH ? AND account_id = ?"
-            " ORDER BY email_id DESC LIMIT ?", (query, account_id, limit))])
+    async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
+                    order: Order = "newest", limit: int | None = None, position: int = 0,
+                    total: bool = False) -> Hits:
+        acct = _account_token(account_id)
+        expr = compile_match(node, acct)
+        if isinstance(expr, _None) or (among is not None and not among):
+            return Hits([], 0 if total else None)
+        match = acct if isinstance(expr, _All) else f"{acct} AND ({expr})"
+        sort = {"newest": "rowid DESC", "oldest": "rowid ASC", "relevance": "rank"}[order]
+
+        def read(conn: sqlite3.Connection) -> Hits:
+            if among is None:
+                ids = [r[0] for r in conn.execute(
+                    f"SELECT email_id FROM docs WHERE docs MATCH ? ORDER BY {sort}"
+                    " LIMIT ? OFFSET ?", (match, -1 if limit is None else limit, position))]
+                count = conn.execute("SELECT count(*) FROM docs WHERE docs MATCH ?",
+                                     (match,)).fetchone()[0] if total else None
+                return Hits(ids, count)
+            found: list[tuple[float, str]] = []
+            for rowids in _chunks(_rowids(conn, account_id, among), 500):
+                found += [(r[0], r[1]) for r in conn.execute(
+                    f"SELECT {'rank' if order == 'relevance' else 'rowid'}, email_id FROM docs"
+                    f" WHERE docs MATCH ? AND rowid IN ({','.join('?' * len(rowids))})",
+                    (match, *rowids))]
+            found.sort(reverse=order == "newest")
+            ids = [e for _, e in found]
+            page = ids[position:] if limit is None else ids[position:position + limit]
+            return Hits(page, len(ids) if total else None)
+
+        try:
+            return await self.db.read(read)
+        except sqlite3.OperationalError as e:  # a query FTS5 cannot evaluate
+            log.warning("full-text query failed (%s): %s", e, match)
+            return Hits([], 0 if total else None)
+
+    async def snippets(self, account_id: str, node: Node,
+                       email_ids: Sequence[str]) -> list[Snippet]:
+        acct = _account_token(account_id)
+        expr = compile_match(node, acct)
+        if not isinstance(expr, str):
+            return [Snippet(e, None, None) for e in email_ids]
+        match = f"{acct} AND ({expr})"
+
+        def read(conn: sqlite3.Connection) -> dict[str, Snippet]:
+            out: dict[str, Snippet] = {}
+            for rowids in _chunks(_rowids(conn, account_id, email_ids), 500):
+                for email_id, subject, preview in conn.execute(
+                        f"SELECT email_id, highlight(docs, {_SUBJECT_COLUMN}, ?, ?),"
+                        f" snippet(docs, {_BODY_COLUMN}, ?, ?, '…', 24) FROM docs"
+                        f" WHERE docs MATCH ? AND rowid IN ({','.join('?' * len(rowids))})",
+                        (_OPEN, _CLOSE, _OPEN, _CLOSE, match, *rowids)):
+                    out[email_id] = Snippet(email_id, _marked(subject), _marked(preview))
+            return out
+
+        found = await self.db.read(read)
+        return [found.get(e, Snippet(e, None, None)) for e in email_ids]
 
     async def substring(self, account_id: str, field: str | None,
                         needle: str) -> set[str] | None:
         if len(needle) < MIN_SUBSTRING or field not in (None, *SUBSTRING_FIELDS):
             return None
-        phrase = '"' + needle.replace('"', '""') + '"'
+        phrase = _string(needle)
         query = f"{field} : {phrase}" if field else phrase
 
         def find(conn: sqlite3.Connection) -> set[str]:
@@ -94,15 +261,46 @@ class SqliteSearchIndex:
     async def delete(self, account_id: str, email_ids: Sequence[str]) -> None:
         def remove(conn: sqlite3.Connection) -> None:
             for email_id in email_ids:
-                row = conn.execute(
-                    "DELETE FROM doc_ids WHERE account_id = ? AND email_id = ? RETURNING rowid_",
-                    (account_id, email_id)).fetchone()
-                if row:
-                    conn.execute("DELETE FROM docs WHERE rowid = ?", (row[0],))
-                    conn.execute("DELETE FROM grams WHERE rowid = ?", (row[0],))
+                _remove(conn, account_id, email_id)
+
+        await self.db.write(remove)
+
+    async def clear(self, account_id: str) -> None:
+        def remove(conn: sqlite3.Connection) -> None:
+            rowids = [r[0] for r in conn.execute(
+                "DELETE FROM doc_ids WHERE account_id = ? RETURNING rowid_", (account_id,))]
+            for chunk in _chunks(rowids, 500):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM docs WHERE rowid IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM grams WHERE rowid IN ({marks})", chunk)
 
         await self.db.write(remove)
 
     async def count(self, account_id: str) -> int:
         return await self.db.read(lambda c: int(c.execute(
             "SELECT count(*) FROM doc_ids WHERE account_id = ?", (account_id,)).fetchone()[0]))
+
+
+def _remove(conn: sqlite3.Connection, account_id: str, email_id: str) -> None:
+    row = conn.execute(
+        "DELETE FROM doc_ids WHERE account_id = ? AND email_id = ? RETURNING rowid_",
+        (account_id, email_id)).fetchone()
+    if row:
+        conn.execute("DELETE FROM docs WHERE rowid = ?", (row[0],))
+        conn.execute("DELETE FROM grams WHERE rowid = ?", (row[0],))
+
+
+def _rowids(conn: sqlite3.Connection, account_id: str, email_ids: Sequence[str]) -> list[int]:
+    out: list[int] = []
+    for chunk in _chunks(list(email_ids), 500):
+        out += [r[0] for r in conn.execute(
+            f"SELECT rowid_ FROM doc_ids WHERE account_id = ? AND email_id IN"
+            f" ({','.join('?' * len(chunk))})", (account_id, *chunk))]
+    return out
+
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,284 @@
+"""Search: one query language (core.query) over two engines, for IMAP, JMAP, the web and the CLI.
+
+A query names text (words, phrases, from:, subject: ...) and metadata (labels, flags, dates,
+sizes, attachments). The text half goes to the SearchIndex, the rest to the mail store's own
+indexed columns — so flags and labels are exact the moment they change, while the text index
+may lag delivery by a batch. The planner combines them:
+
+- only one half present: that engine answers alone, already in date order with a LIMIT;
+- both, AND-ed at the top (the usual case, "from:alice has:attachment"): if the metadata half
+  is selective (fewer than PROBE emails), the index is asked only about those; otherwise text
+  hits are streamed newest first in growing pages and checked against the store until the page
+  is full — the first page of a common word costs a few hundred rows, not the whole mailbox;
+- text and metadata mixed under OR / NOT: each leaf becomes a set of ids and the sets are
+  combined (correct for any tree; slower, and rare in real queries).
+
+Gmail's defaults are kept: Spam and Trash are searched only when the query names them (or says
+in:anywhere); `label:my-label` finds "My Label".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from mailyard.core import query as q
+from mailyard.pipeline.inbound import document
+from mailyard.services.mailbox import MailboxService
+from mailyard.store.ports import (
+    Account,
+    Hits,
+    Mailbox,
+    MailStore,
+    NotFound,
+    Order,
+    SearchIndex,
+    Snippet,
+)
+
+log = logging.getLogger(__name__)
+
+PROBE = 2000
+"""A metadata condition matching fewer emails than this is answered first."""
+FIRST_PAGE = 500
+"""Text hits read in the first streamed page; each next page is four times larger."""
+
+_ROLE_NAMES = {"inbox": "inbox", "sent": "sent", "drafts": "drafts", "draft": "drafts",
+               "trash": "trash", "spam": "junk", "junk": "junk", "archive": "archive",
+               "all": "all"}
+_KEYWORD_LABELS: dict[str, q.Node] = {
+    "starred": q.Keyword("$flagged"), "important": q.Keyword("$important"),
+    "unread": q.Not(q.Keyword("$seen")), "read": q.Keyword("$seen"),
+}
+_NOTHING = q.Or(())
+
+
+def _label_key(name: str) -> str:
+    """Gmail writes spaces in label names as dashes in queries; compare loosely."""
+    return "".join("-" if ch in " _/" else ch for ch in name.lower())
+
+
+def _is_text(node: q.Node) -> bool:
+    """A tree the text index can answer alone."""
+    if isinstance(node, q.Text):
+        return not node.substring
+    if isinstance(node, q.And | q.Or):
+        return all(_is_text(n) for n in node.items)
+    if isinstance(node, q.Not):
+        return _is_text(node.item)
+    return False
+
+
+def _is_meta(node: q.Node) -> bool:
+    """A tree the mail store can answer alone."""
+    if isinstance(node, q.Text):
+        return False
+    if isinstance(node, q.And | q.Or):
+        return all(_is_meta(n) for n in node.items)
+    if isinstance(node, q.Not):
+        return _is_meta(node.item)
+    return True
+
+
+def _conjuncts(node: q.Node) -> list[q.Node]:
+    return list(node.items) if isinstance(node, q.And) else [node]
+
+
+def _and(items: Sequence[q.Node]) -> q.Node:
+    return items[0] if len(items) == 1 else q.And(tuple(items))
+
+
+@dataclass
+class _Scope:
+    boxes: list[Mailbox]
+    wants_hidden: bool = False
+    """The query names Spam or Trash (or in:anywhere): Gmail then searches them."""
+
+
+class SearchService:
+    def __init__(self, store: MailStore, index: SearchIndex, *, probe: int = PROBE,
+                 first_page: int = FIRST_PAGE) -> None:
+        self.store = store
+        self.index = index
+        self.probe = probe
+        self.first_page = first_page
+
+    async def search(self, account: Account, query: str | q.Node, *, limit: int | None = 50,
+                     position: int = 0, total: bool = False, order: Order = "newest",
+                     gmail_scope: bool = True, now: datetime | None = None) -> Hits:
+        """Email ids matching `query` (text in the query language, or an AST from IMAP or
+        JMAP). Raises core.query.QueryError for a malformed query text."""
+        node = q.parse(query) if isinstance(query, str) else query
+        node = await self.resolve(account, node, gmail_scope=gmail_scope, now=now)
+        return await self._run(account.id, node, order, limit, position, total)
+
+    async def snippets(self, account: Account, query: str | q.Node,
+                       email_ids: Sequence[str]) -> list[Snippet]:
+        """The matched terms of `query` marked in each email's subject and text."""
+        node = q.parse(query) if isinstance(query, str) else query
+        text = _text_part(node)
+        if text is None:
+            return [Snippet(e, None, None) for e in email_ids]
+        return await self.index.snippets(account.id, text, email_ids)
+
+    # ------------------------------------------------------------------ resolving names
+
+    async def resolve(self, account: Account, node: q.Node, *, gmail_scope: bool = True,
+                      now: datetime | None = None) -> q.Node:
+        """Mailbox names to ids, relative ages to instants, and Gmail's hidden mailboxes."""
+        scope = _Scope(await self.store.list_mailboxes(account.id))
+        resolved = self._resolve(node, scope, now or datetime.now(UTC))
+        if not gmail_scope or scope.wants_hidden:
+            return resolved
+        hidden = [q.Not(q.Mailbox(b.id, by_id=True)) for b in scope.boxes
+                  if b.role in ("trash", "junk")]
+        return _and([*_conjuncts(resolved), *hidden]) if hidden else resolved
+
+    def _resolve(self, node: q.Node, scope: _Scope, now: datetime) -> q.Node:
+        if isinstance(node, q.And):
+            return q.And(tuple(self._resolve(n, scope, now) for n in node.items))
+        if isinstance(node, q.Or):
+            return q.Or(tuple(self._resolve(n, scope, now) for n in node.items))
+        if isinstance(node, q.Not):
+            return q.Not(self._resolve(node.item, scope, now))
+        if isinstance(node, q.Anywhere):
+            scope.wants_hidden = True
+            return node
+        if isinstance(node, q.Age):
+            days = node.amount * {"d": 1, "m": 30, "y": 365}[node.unit]
+            return q.Received("before" if node.op == "older" else "after",
+                              now - timedelta(days=days))
+        if isinstance(node, q.Mailbox) and not node.by_id:
+            return self._mailbox(node.name, scope)
+        return node
+
+    def _mailbox(self, name: str, scope: _Scope) -> q.Node:
+        key = name.lower()
+        if key in _KEYWORD_LABELS:
+            return _KEYWORD_LABELS[key]
+        role = _ROLE_NAMES.get(key)
+        if role in ("trash", "junk"):
+            scope.wants_hidden = True
+        for box in scope.boxes:
+            if (role and box.role == role) or _label_key(box.name) == _label_key(name):
+                if box.role in ("trash", "junk"):
+                    scope.wants_hidden = True
+                return q.Mailbox(box.id, by_id=True)
+        return _NOTHING  # no such label: Gmail finds nothing, not an error
+
+    # ------------------------------------------------------------------ planning
+
+    async def _run(self, account_id: str, node: q.Node, order: Order, limit: int | None,
+                   position: int, total: bool) -> Hits:
+        parts = _conjuncts(node)
+        text = [n for n in parts if _is_text(n)]
+        meta = [n for n in parts if _is_meta(n)]
+        if len(text) + len(meta) < len(parts):
+            ids = await self._ids(account_id, node)
+            return await self.store.query_emails(account_id, q.And(()), among=list(ids),
+                                                 order=order, limit=limit, position=position,
+                                                 total=total)
+        if not text:
+            return await self.store.query_emails(account_id, _and(meta), order=order,
+                                                 limit=limit, position=position, total=total)
+        if not meta:
+            return await self.index.query(account_id, _and(text), order=order, limit=limit,
+                                          position=position, total=total)
+        probe = await self.store.query_emails(account_id, _and(meta), limit=self.probe)
+        if len(probe.ids) < self.probe:
+            return await self.index.query(account_id, _and(text), among=probe.ids, order=order,
+                                          limit=limit, position=position, total=total)
+        return await self._stream(account_id, _and(text), _and(meta), order, limit, position,
+                                  total)
+
+    async def _stream(self, account_id: str, text: q.Node, meta: q.Node, order: Order,
+                      limit: int | None, position: int, total: bool) -> Hits:
+        """Text hits in order, a growing page at a time, kept when the store agrees."""
+        wanted = None if limit is None or total else position + limit
+        kept: list[str] = []
+        offset, page = 0, self.first_page
+        while wanted is None or len(kept) < wanted:
+            hits = await self.index.query(account_id, text, order=order, limit=page,
+                                          position=offset)
+            if not hits.ids:
+                break
+            agree = set((await self.store.query_emails(account_id, meta,
+                                                       among=hits.ids)).ids)
+            kept += [e for e in hits.ids if e in agree]
+            if len(hits.ids) < page:
+                break
+            offset += page
+            page *= 4
+        ids = kept[position:] if limit is None else kept[position:position + limit]
+        return Hits(ids, len(kept) if total else None)
+
+    async def _ids(self, account_id: str, node: q.Node) -> set[str]:
+        """Every email matching `node`, by set algebra over the two engines."""
+        if _is_meta(node):
+            return set((await self.store.query_emails(account_id, node)).ids)
+        if _is_text(node):
+            return set((await self.index.query(account_id, node)).ids)
+        if isinstance(node, q.And):
+            out: set[str] | None = None
+            for item in node.items:
+                found = await self._ids(account_id, item)
+                out = found if out is None else out & found
+            return out or set()
+        if isinstance(node, q.Or):
+            union: set[str] = set()
+            for item in node.items:
+                union |= await self._ids(account_id, item)
+            return union
+        if isinstance(node, q.Not):
+            everything = set((await self.store.query_emails(account_id, q.And(()))).ids)
+            return everything - await self._ids(account_id, node.item)
+        assert isinstance(node, q.Text)  # a substring term (IMAP semantics)
+        field = {"subject": "subject", "body": "body", None: None}.get(node.field, "addresses")
+        found_sub = await self.index.substring(account_id, field, node.value)
+        if found_sub is None:
+            raise ValueError(f"substring {node.value!r} is too short for the index")
+        return found_sub
+
+
+def _text_part(node: q.Node) -> q.Node | None:
+    """The positive text terms of a query, for marking them in snippets."""
+    if _is_text(node):
+        return node
+    if isinstance(node, q.And):
+        kept = [t for n in node.items if (t := _text_part(n)) is not None]
+        return _and(kept) if kept else None
+    if isinstance(node, q.Or):
+        kept = [t for n in node.items if (t := _text_part(n)) is not None]
+        return q.Or(tuple(kept)) if kept else None
+    return None
+
+
+async def reindex(mailbox: MailboxService, account: Account,
+                  progress: Callable[[int, int], None] | None = None, *,
+                  batch: int = 200) -> int:
+    """Rebuild the account's full-text documents from its stored mail (after a change of
+    what is indexed, or a lost index file). Delivery goes on meanwhile: a message delivered
+    during the rebuild is indexed by the pipeline and again here, and replacing is harmless."""
+    store, index, pipeline = mailbox.store, mailbox.index, mailbox.pipeline
+    todo = (await store.query_emails(account.id, q.And(()), limit=0, total=True)).total or 0
+    await index.clear(account.id)
+    done, after = 0, ""
+    while ids := await store.email_ids(account.id, after=after, limit=batch):
+        after = ids[-1]
+        documents = []
+        for record in await store.get_emails(account.id, ids, brief=True):
+            try:
+                raw = await mailbox.raw_of(record)
+            except NotFound:
+                log.warning("reindex: message %s of %s has no blob", record.id, account.address)
+                continue
+            _, text = await asyncio.to_thread(pipeline.analyse_text, raw)
+            documents.append(document(account.id, record.id, record.received_at, text))
+        await index.index(documents)
+        done += len(ids)
+        if progress:
+            progress(done, max(todo, done))
+    return done
