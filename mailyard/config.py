@@ -74,6 +74,46 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class DNS:
+    nameservers: list[str] = field(default_factory=list)
+    """"host" or "host:port" of the resolvers every lookup of the server uses (MX, A/AAAA,
+    TXT for DKIM, SPF, DMARC, MTA-STS); empty: the system's /etc/resolv.conf."""
+    timeout: float = 5.0
+    """Seconds for one lookup, all nameservers and retries included."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    messages_per_hour: int = 500
+    """Per authenticated user; more gets 450 4.7.1 until the hour has passed."""
+    recipients_per_message: int = 100
+    """More gets 452 4.5.3 for the extra recipients (RFC 5321 §4.5.3.1.8)."""
+    auth_failures_per_ip_per_hour: int = 30
+    undo_seconds: int = 0
+    """Hold every submitted message this long before it leaves (undo send); 0: off."""
+
+
+@dataclass(frozen=True)
+class Outbound:
+    retry_schedule: list[float] = field(default_factory=lambda: [
+        300.0, 600.0, 1200.0, 2400.0, 4800.0, 9600.0, 14400.0])
+    """Seconds to wait before each retry of a temporary failure; the last entry repeats."""
+    give_up_after: float = 5 * 86400.0
+    """Seconds after submission when a message still undelivered bounces."""
+    delay_notice_after: float = 4 * 3600.0
+    """Seconds after submission when the sender is told once that delivery is delayed."""
+    per_domain_per_minute: int = 600
+    """Messages per minute to one destination domain from this node."""
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    port: int = 25
+    """The remote MX port (tests point it at a loopback MX)."""
+    require_tls: bool = False
+    """Refuse to deliver without STARTTLS (MTA-STS enforce policies require it anyway)."""
+    mta_sts: bool = True
+
+
+@dataclass(frozen=True)
 class TLS:
     certificate: str = ""
     private_key: str = ""
@@ -91,6 +131,9 @@ class Config:
     imap: IMAP = field(default_factory=IMAP)
     auth: Auth = field(default_factory=Auth)
     search: IndexLimits = field(default_factory=IndexLimits)
+    dns: DNS = field(default_factory=DNS)
+    submission: Submission = field(default_factory=Submission)
+    outbound: Outbound = field(default_factory=Outbound)
     """What of each message the full-text index holds ([search] body, attachment_text,
     attachment_bytes, unpacked_bytes, pdf)."""
     source: Path | None = None
@@ -101,7 +144,8 @@ class Config:
 
 
 _TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS,
-                            "imap": IMAP, "auth": Auth, "search": IndexLimits}
+                            "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
+                            "submission": Submission, "outbound": Outbound}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:
@@ -134,6 +178,10 @@ def _table(name: str, cls: type, data: Any) -> Any:
             raise ConfigError(f"[{name}] {key}: unknown key (known: {', '.join(known)})")
         default = getattr(cls(), key)
         values[key] = _check_type(f"{name}.{key}", value, type(default))
+        if isinstance(default, list):
+            item_type = type(default[0]) if default else str
+            values[key] = [_check_type(f"{name}.{key}[{n}]", v, item_type)
+                           for n, v in enumerate(value)]
         if cls is Listen:
             _check_hostport(f"listen.{key}", value)
     return cls(**values)
