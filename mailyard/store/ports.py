@@ -71,6 +71,30 @@ class QueueItem:
 
 
 @dataclass(slots=True)
+class NewItem:
+    """One item of an atomic `enqueue_many`."""
+
+    kind: str
+    payload: dict[str, Any]
+    item_id: str | None = None
+    delay: float = 0.0
+
+
+@dataclass(slots=True)
+class PendingItem:
+    """An item waiting in the queue (for `mailyard queue list` and the owner of a held send)."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    available_at: float
+    leased: bool
+    last_error: str | None
+    created_at: float
+
+
+@dataclass(slots=True)
 class DeadLetter:
     id: str
     kind: str
@@ -103,16 +127,36 @@ class Queue(Protocol):
         delay: float = 0.0,
     ) -> str: ...
 
+    async def enqueue_many(self, items: Sequence[NewItem]) -> list[str]:
+        """All or none: a submission's local and per-domain items appear together, so a
+        crash can never deliver to some recipients of a message the client saw refused."""
+        ...
+
     async def lease(
         self, kinds: Sequence[str], limit: int, lease_seconds: float
     ) -> list[QueueItem]: ...
 
     async def ack(self, item: QueueItem) -> bool: ...
 
-    async def retry(self, item: QueueItem, error: str, delay: float) -> bool: ...
+    async def retry(self, item: QueueItem, error: str, delay: float, *,
+                    payload: dict[str, Any] | None = None) -> bool:
+        """Release the item until `delay` has passed; `payload` replaces its payload (the
+        recipients still to do, say)."""
+        ...
 
-    async def bury(self, item: QueueItem, error: str) -> bool:
-        """Move the item to the dead-letter queue."""
+    async def bury(self, item: QueueItem, error: str, *,
+                   payload: dict[str, Any] | None = None) -> bool:
+        """Move the item to the dead-letter queue (with `payload` instead of its own)."""
+        ...
+
+    async def pending(self, kinds: Sequence[str] = (), *, prefix: str = "",
+                      limit: int = 1000) -> list[PendingItem]:
+        """Items not yet done, oldest first; only `kinds` (all when empty), only ids that
+        start with `prefix`."""
+        ...
+
+    async def cancel(self, item_id: str) -> bool:
+        """Delete a waiting item; False if a worker holds it now (it is being sent)."""
         ...
 
     async def stats(self) -> QueueStats: ...

@@ -346,3 +346,47 @@ async def test_release_leases_at_startup_hands_items_back_at_once(queue: Any) ->
     again = next(i for i in items if i.id == first)
     assert again.attempts == 2 and again.lease_token != held[0].lease_token
     assert await queue.ack(held[0]) is False  # the old holder's token is dead
+
+
+async def test_enqueue_many_is_all_or_nothing_and_idempotent(queue: Any) -> None:
+    from mailyard.store.ports import NewItem
+
+    ids = await queue.enqueue_many([
+        NewItem(KIND, {"n": 1}, item_id="q-sub.1"),
+        NewItem("outbound", {"n": 2}, item_id="q-sub.2"),
+        NewItem("outbound", {"n": 3}, item_id="q-sub.3", delay=30.0),
+    ])
+    assert ids == ["q-sub.1", "q-sub.2", "q-sub.3"]
+    await queue.enqueue_many([NewItem(KIND, {"n": 9}, item_id="q-sub.1")])  # a repeat: no-op
+    item = await lease_one(queue)
+    assert item.payload == {"n": 1}
+    assert [i.payload for i in await queue.lease(["outbound"], 10, LONG)] == [{"n": 2}]
+    pending = await queue.pending(prefix="q-sub.")
+    assert [p.id for p in pending] == ["q-sub.1", "q-sub.2", "q-sub.3"]
+    assert [p.leased for p in pending] == [True, True, False]
+    assert pending[2].available_at > time.time() + 20
+    assert [p.id for p in await queue.pending(["outbound"])] == ["q-sub.2", "q-sub.3"]
+    assert await queue.pending(prefix="q-other") == []
+
+
+async def test_retry_and_bury_can_replace_the_payload(queue: Any) -> None:
+    await queue.enqueue(KIND, {"rcpts": ["a", "b", "c"]})
+    item = await lease_one(queue)
+    assert await queue.retry(item, "4xx for c", 0.0, payload={"rcpts": ["c"]})
+    item = await lease_one(queue)
+    assert item.payload == {"rcpts": ["c"]} and item.last_error == "4xx for c"
+    assert await queue.bury(item, "550 for c", payload={"rcpts": ["c"], "why": "550"})
+    [dead] = await queue.dead_letters()
+    assert dead.payload == {"rcpts": ["c"], "why": "550"} and dead.error == "550 for c"
+
+
+async def test_cancel_a_waiting_item_but_not_one_being_worked_on(queue: Any) -> None:
+    held = await queue.enqueue(KIND, {"held": True}, delay=60.0)
+    busy = await queue.enqueue(KIND, {"held": False})
+    item = await lease_one(queue)
+    assert item.id == busy
+    assert await queue.cancel(busy) is False
+    assert await queue.cancel(held) is True
+    assert [p.id for p in await queue.pending()] == [busy]
+    with pytest.raises(NotFound):
+        await queue.cancel(held)

@@ -17,7 +17,14 @@ from typing import Any
 import orjson
 
 from mailyard.core.ids import new_id
-from mailyard.store.ports import DeadLetter, NotFound, QueueItem, QueueStats
+from mailyard.store.ports import (
+    DeadLetter,
+    NewItem,
+    NotFound,
+    PendingItem,
+    QueueItem,
+    QueueStats,
+)
 from mailyard.store.sqlite.db import Database
 
 SCHEMA = """
@@ -74,6 +81,20 @@ class SqliteQueue:
         self._event().set()
         return ident
 
+    async def enqueue_many(self, items: Sequence[NewItem]) -> list[str]:
+        now = time.time()
+        rows = [(i.item_id or new_id("q"), i.kind, orjson.dumps(i.payload), now + i.delay, now)
+                for i in items]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO items (id, kind, payload, available_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?)", rows)
+
+        await self.db.write(insert)
+        self._event().set()
+        return [r[0] for r in rows]
+
     async def lease(
         self, kinds: Sequence[str], limit: int, lease_seconds: float
     ) -> list[QueueItem]:
@@ -122,18 +143,22 @@ class SqliteQueue:
 
         return await self.db.write(delete)
 
-    async def retry(self, item: QueueItem, error: str, delay: float) -> bool:
+    async def retry(self, item: QueueItem, error: str, delay: float, *,
+                    payload: dict[str, Any] | None = None) -> bool:
+        body = orjson.dumps(payload if payload is not None else item.payload)
+
         def release(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
-                "UPDATE items SET lease_token = NULL, available_at = ?, last_error = ?"
-                " WHERE id = ? AND lease_token = ?",
-                (time.time() + delay, error, item.id, item.lease_token),
+                "UPDATE items SET lease_token = NULL, available_at = ?, last_error = ?,"
+                " payload = ? WHERE id = ? AND lease_token = ?",
+                (time.time() + delay, error, body, item.id, item.lease_token),
             )
             return cur.rowcount == 1
 
         return await self.db.write(release)
 
-    async def bury(self, item: QueueItem, error: str) -> bool:
+    async def bury(self, item: QueueItem, error: str, *,
+                   payload: dict[str, Any] | None = None) -> bool:
         def move(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "SELECT * FROM items WHERE id = ? AND lease_token = ?", (item.id, item.lease_token)
@@ -143,8 +168,9 @@ class SqliteQueue:
             conn.execute(
                 "INSERT OR REPLACE INTO dead (id, kind, payload, attempts, error, created_at,"
                 " died_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row["id"], row["kind"], row["payload"], row["attempts"], error,
-                 row["created_at"], time.time()),
+                (row["id"], row["kind"],
+                 row["payload"] if payload is None else orjson.dumps(payload),
+                 row["attempts"], error, row["created_at"], time.time()),
             )
             conn.execute("DELETE FROM items WHERE id = ?", (item.id,))
             return True
@@ -223,6 +249,38 @@ class SqliteQueue:
                 raise NotFound(f"no dead letter {item_id}")
 
         await self.db.write(delete)
+
+    async def pending(self, kinds: Sequence[str] = (), *, prefix: str = "",
+                      limit: int = 1000) -> list[PendingItem]:
+        where = ["id >= ? AND id < ?"] if prefix else []
+        args: list[Any] = [prefix, prefix + "\uffff"] if prefix else []
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        sql = "SELECT * FROM items" + (" WHERE " + " AND ".join(where) if where else "")
+
+        def fetch(conn: sqlite3.Connection) -> list[PendingItem]:
+            return [PendingItem(
+                id=r["id"], kind=r["kind"], payload=orjson.loads(r["payload"]),
+                attempts=r["attempts"], available_at=r["available_at"],
+                leased=r["lease_token"] is not None, last_error=r["last_error"],
+                created_at=r["created_at"])
+                for r in conn.execute(sql + " ORDER BY created_at, id LIMIT ?", (*args, limit))]
+
+        return await self.db.read(fetch)
+
+    async def cancel(self, item_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT lease_token, available_at FROM items WHERE id = ?",
+                               (item_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no queued item {item_id}")
+            if row["lease_token"] is not None and row["available_at"] > time.time():
+                return False  # a worker is delivering it right now
+            conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
+            return True
+
+        return await self.db.write(delete)
 
     async def release_leases(self) -> int:
         def release(conn: sqlite3.Connection) -> int:
