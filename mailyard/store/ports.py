@@ -185,6 +185,18 @@ class Queue(Protocol):
 
 
 @dataclass(slots=True)
+class DKIMKeyRecord:
+    """A domain's DKIM signing key as stored (shared by every node that sends)."""
+
+    domain: str
+    selector: str
+    algorithm: str
+    private_key: bytes
+    created_at: float = 0.0
+    active: bool = True
+
+
+@dataclass(slots=True)
 class Account:
     id: str
     address: str
@@ -357,6 +369,13 @@ class MailStore(Protocol):
     async def add_domain(self, name: str) -> None: ...
     async def remove_domain(self, name: str) -> None: ...
     async def list_domains(self) -> list[str]: ...
+    async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
+        """Conflict when the domain already has that selector."""
+        ...
+    async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
+        """Every key of the domain, newest first; signing uses the active ones."""
+        ...
+    async def retire_dkim_key(self, domain: str, selector: str) -> None: ...
 
     # accounts
     async def create_account(self, address: str, password_hash: str, quota: int) -> Account: ...

@@ -633,3 +633,23 @@ async def test_mail_survives_reopen(mail_engine: Engine, new_email: NewEmailFact
     assert nxt.modseq > result.modseq
     boxes = {b.name: b for b in await reopened.list_mailboxes(acct.id)}
     assert boxes["INBOX"].uidnext == 3
+
+
+async def test_dkim_keys_add_list_retire(mailstore: Any) -> None:
+    from mailyard.store.ports import DKIMKeyRecord
+
+    old = DKIMKeyRecord("Example.TEST", "s2025", "rsa-sha256", b"-----BEGIN...", 1000.0)
+    new = DKIMKeyRecord("example.test", "s2026", "ed25519-sha256", b"seed\x00\xff", 2000.0)
+    await mailstore.add_dkim_key(old)
+    await mailstore.add_dkim_key(new)
+    with pytest.raises(Conflict):
+        await mailstore.add_dkim_key(new)
+    keys = await mailstore.dkim_keys("EXAMPLE.test")
+    assert [(k.selector, k.algorithm, k.private_key, k.active) for k in keys] == [
+        ("s2026", "ed25519-sha256", b"seed\x00\xff", True),
+        ("s2025", "rsa-sha256", b"-----BEGIN...", True)]
+    await mailstore.retire_dkim_key("example.test", "s2025")
+    assert [k.active for k in await mailstore.dkim_keys("example.test")] == [True, False]
+    with pytest.raises(NotFound):
+        await mailstore.retire_dkim_key("example.test", "nope")
+    assert await mailstore.dkim_keys("other.test") == []

@@ -27,7 +27,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailyard.core.addresses import normalize
 from mailyard.core.ids import new_id
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
-from mailyard.protocols.smtp.replies import enhance
+from mailyard.protocols.smtp.base import (
+    EnhancedSMTP,
+    close,
+    has_long_line,
+    header_safe,
+    peer_ip,
+)
 from mailyard.services.accounts import AccountService, RecipientStatus
 from mailyard.services.delivery import DeliveryService
 
@@ -69,10 +75,10 @@ class InboundHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        ip = _peer_ip(session)
+        ip = peer_ip(session)
         if not self.message_rate.allow(ip, time.monotonic()):
             log.warning("message rate limit for %s", ip)
-            asyncio.get_running_loop().call_soon(_close, server)
+            asyncio.get_running_loop().call_soon(close, server)
             return "421 4.7.0 Too many messages from your address, try again later"
         declared = 0
         for option in mail_options:
@@ -109,7 +115,7 @@ class InboundHandler:
         content = envelope.original_content or b""
         if len(content) > self.policy.message_size:
             return "552 5.3.4 Message too big for this system"
-        if _has_long_line(content):
+        if has_long_line(content):
             return "500 5.5.2 Line too long: at most 998 octets per line (RFC 5321 4.5.3.1.6)"
         queue_id = new_id("q")
         received_at = time.time()
@@ -118,7 +124,7 @@ class InboundHandler:
             await self.delivery.accept(
                 queue_id=queue_id, mail_from=envelope.mail_from or "",
                 recipients=envelope.rcpt_tos, raw=trace + content, trace_length=len(trace),
-                received_at=int(received_at * 1000), peer=_peer_ip(session),
+                received_at=int(received_at * 1000), peer=peer_ip(session),
                 helo=session.host_name or "",
             )
         except Exception:
@@ -129,75 +135,39 @@ class InboundHandler:
     def _trace_headers(self, server: SMTP, session: Session, envelope: Envelope,
                        queue_id: str, received_at: float) -> bytes:
         """Return-Path and a Received line (RFC 5321 §4.4) in front of the client's octets."""
-        helo = _header_safe(session.host_name or "unknown")
-        ip = _peer_ip(session)
+        helo = header_safe(session.host_name or "unknown")
+        ip = peer_ip(session)
         with_ = "ESMTP" if session.extended_smtp else "SMTP"
         if session.ssl is not None:
             with_ += "S"
-        recipient = _header_safe(envelope.rcpt_tos[0]) if len(envelope.rcpt_tos) == 1 else ""
+        recipient = header_safe(envelope.rcpt_tos[0]) if len(envelope.rcpt_tos) == 1 else ""
         date = email.utils.formatdate(received_at, localtime=False)
         received = (f"Received: from {helo} ([{ip}])\r\n\tby {self.policy.hostname} (Mailyard)"
                     f" with {with_} id {queue_id}\r\n\t"
                     + (f"for <{recipient}>; " if recipient else "") + f"{date}\r\n")
-        return_path = f"Return-Path: <{_header_safe(envelope.mail_from or '')}>\r\n"
+        return_path = f"Return-Path: <{header_safe(envelope.mail_from or '')}>\r\n"
         return (return_path + received).encode("utf-8", "surrogateescape")
 
 
-class InboundSMTP(SMTP):
+class InboundSMTP(EnhancedSMTP):
     """aiosmtpd's protocol with per-IP connection limits and enhanced status codes."""
 
     def __init__(self, handler: InboundHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.inbound = handler
-        self._in_ehlo = False
-
-    async def push(self, status: Any) -> None:
-        if isinstance(status, str) and not self._in_ehlo and not status.startswith("220 "):
-            status = enhance(status)
-        await super().push(status)
-
-    async def smtp_EHLO(self, hostname: str) -> None:
-        self._in_ehlo = True
-        try:
-            await super().smtp_EHLO(hostname)
-        finally:
-            self._in_ehlo = False
 
     async def _handle_client(self) -> None:
         assert self.session is not None
-        ip = _peer_ip(self.session)
+        ip = peer_ip(self.session)
         if not self.inbound.connections.acquire(ip):
             log.warning("connection limit for %s", ip)
             await super().push("421 4.7.0 Too many connections from your address")
-            _close(self)
+            close(self)
             return
         try:
             await super()._handle_client()
         finally:
             self.inbound.connections.release(ip)
-
-
-def _has_long_line(content: bytes) -> bool:
-    """aiosmtpd allows 1001 octets with CRLF (room for a transparency dot), so an unstuffed line
-    of 999 still passes it; RFC 5321 §4.5.3.1.6 allows 998 plus CRLF."""
-    return len(content) > 998 and any(len(line) > 998 for line in content.split(b"\r\n"))
-
-
-def _peer_ip(session: Session) -> str:
-    peer = session.peer
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer or "unknown")
-
-
-def _header_safe(value: str) -> str:
-    """A value fit for a trace header: no line breaks, bounded length."""
-    return "".join(ch for ch in value if ch not in "\r\n")[:256]
-
-
-def _close(server: SMTP) -> None:
-    if server.transport is not None:
-        server.transport.close()
 
 
 async def start_inbound(handler: InboundHandler, host: str, port: int,

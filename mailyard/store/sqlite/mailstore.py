@@ -19,6 +19,7 @@ from mailyard.store.ports import (
     Change,
     Conflict,
     DeliveryResult,
+    DKIMKeyRecord,
     EmailHead,
     EmailRecord,
     Hits,
@@ -37,6 +38,15 @@ from mailyard.store.sqlite.db import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dkim_keys (
+    domain TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    private_key BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (domain, selector)
+);
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     address TEXT NOT NULL UNIQUE,
@@ -218,6 +228,37 @@ class SqliteMailStore:
         return await self.db.read(
             lambda c: [r[0] for r in c.execute("SELECT name FROM domains ORDER BY name")]
         )
+
+    async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
+        domain = key.domain.lower().rstrip(".")
+
+        def add(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO dkim_keys VALUES (?, ?, ?, ?, ?, ?)",
+                             (domain, key.selector, key.algorithm, key.private_key,
+                              key.created_at or time.time(), int(key.active)))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{domain} already has a DKIM selector {key.selector}") from None
+
+        await self.db.write(add)
+
+    async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
+        domain = domain.lower().rstrip(".")
+        return await self.db.read(lambda c: [
+            DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
+                          r["created_at"], bool(r["active"]))
+            for r in c.execute("SELECT * FROM dkim_keys WHERE domain = ?"
+                               " ORDER BY created_at DESC, selector", (domain,))])
+
+    async def retire_dkim_key(self, domain: str, selector: str) -> None:
+        domain = domain.lower().rstrip(".")
+
+        def retire(conn: sqlite3.Connection) -> None:
+            if conn.execute("UPDATE dkim_keys SET active = 0 WHERE domain = ? AND selector = ?",
+                            (domain, selector)).rowcount != 1:
+                raise NotFound(f"{domain} has no DKIM selector {selector}")
+
+        await self.db.write(retire)
 
     # ------------------------------------------------------------------ accounts
 

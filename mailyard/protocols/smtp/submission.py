@@ -1,0 +1,217 @@
+"""The MSA role: SMTP submission (RFC 6409) on port 587 with STARTTLS and on 465 with implicit
+TLS (RFC 8314), for authenticated users only.
+
+AUTH PLAIN and LOGIN (RFC 4954) are offered only inside TLS (or on loopback when the config
+allows it for tests and local tools); nothing is accepted before AUTH, so the listener can never
+relay for strangers. The password check runs argon2 off the event loop, which aiosmtpd's own
+synchronous authenticator hook cannot, so both mechanisms are implemented here. Failed logins
+are counted per IP; past the limit the connection is refused with 454 4.7.0 and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import socket
+import ssl
+import time
+from base64 import b64decode
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
+
+from mailyard.core.ratelimit import WindowLimiter
+from mailyard.protocols.smtp.base import EnhancedSMTP, close, has_long_line, peer_ip
+from mailyard.services.accounts import AccountService
+from mailyard.services.submission import SubmissionRefused, SubmissionService
+from mailyard.store.ports import Account
+
+log = logging.getLogger("mailyard.submission")
+
+IDENT = "Mailyard ESMTP MSA"
+
+
+@dataclass(frozen=True)
+class MSAPolicy:
+    hostname: str
+    message_size: int
+    auth_failures_per_ip_per_hour: int = 30
+    allow_plaintext_loopback: bool = False
+    timeout: float = 300.0
+
+
+class SubmissionHandler:
+    """aiosmtpd handler hooks: who may send what, then the submission service."""
+
+    def __init__(self, accounts: AccountService, submission: SubmissionService,
+                 policy: MSAPolicy) -> None:
+        self.accounts = accounts
+        self.submission = submission
+        self.policy = policy
+        self.auth_failures = WindowLimiter(policy.auth_failures_per_ip_per_hour, 3600.0)
+
+    async def handle_EHLO(self, server: SubmissionSMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        last = responses.pop()
+        responses += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        responses.append(last)
+        return responses
+
+    async def handle_MAIL(self, server: SubmissionSMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        account = _account(session)
+        try:
+            self.submission.check_sender(account, address)
+            self.submission.allow_message(account)
+        except SubmissionRefused as e:
+            return e.reply
+        for option in mail_options:
+            key, _, value = option.partition("=")
+            if key.upper() == "BODY" and value.upper() not in ("7BIT", "8BITMIME"):
+                return f"501 5.5.4 Unsupported BODY type {value}"
+            if key.upper() == "SIZE" and value.isdigit() and \
+                    int(value) > self.policy.message_size:
+                return "552 5.3.4 Message size exceeds fixed maximum message size"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: SubmissionSMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        try:
+            await self.submission.check_recipient(len(envelope.rcpt_tos), address)
+        except SubmissionRefused as e:
+            return e.reply
+        if address not in envelope.rcpt_tos:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SubmissionSMTP, session: Session,
+                          envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        if len(content) > self.policy.message_size:
+            return "552 5.3.4 Message too big for this system"
+        if has_long_line(content):
+            return "500 5.5.2 Line too long: at most 998 octets per line (RFC 5321 4.5.3.1.6)"
+        try:
+            done = await self.submission.submit(
+                _account(session), envelope.mail_from or "", envelope.rcpt_tos, content,
+                peer=peer_ip(session), helo=session.host_name or "",
+                protocol="ESMTPSA" if session.ssl is not None else "ESMTPA")
+        except SubmissionRefused as e:
+            return e.reply
+        except Exception:
+            log.exception("could not accept a submission")
+            return "451 4.3.0 Could not store the message, try again later"
+        return f"250 2.0.0 OK queued as {done.id}"
+
+    async def login(self, server: SubmissionSMTP, user: bytes, password: bytes
+                    ) -> AuthResult:
+        assert server.session is not None
+        ip = peer_ip(server.session)
+        if self.auth_failures.exhausted(ip, time.monotonic()):
+            await server.push("454 4.7.0 Too many authentication failures, try again later")
+            asyncio.get_running_loop().call_soon(close, server)
+            return AuthResult(success=False, handled=True)
+        try:
+            account = await self.accounts.authenticate(user.decode(), password.decode())
+        except UnicodeDecodeError:
+            account = None
+        if account is None:
+            self.auth_failures.allow(ip, time.monotonic())
+            log.info("submission AUTH failed from %s", ip)
+            return AuthResult(success=False,
+                              message="535 5.7.8 Authentication credentials invalid")
+        return AuthResult(success=True, auth_data=account)
+
+
+def _account(session: Session) -> Account:
+    account = session.auth_data
+    assert isinstance(account, Account), "aiosmtpd lets no MAIL through before AUTH"
+    return account
+
+
+class SubmissionSMTP(EnhancedSMTP):
+    """aiosmtpd's protocol with asynchronous AUTH and TLS rules per connection."""
+
+    def __init__(self, handler: SubmissionHandler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.submission = handler
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if not first:
+            return  # the STARTTLS upgrade of a connection already set up
+        implicit_tls = transport.get_extra_info("sslcontext") is not None
+        loopback = _is_loopback(transport.get_extra_info("peername"))
+        if implicit_tls or (loopback and self.submission.policy.allow_plaintext_loopback):
+            self._auth_require_tls = False
+            self.require_starttls = False
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(blob, bytes)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Cannot split the PLAIN credentials")
+            return AuthResult(success=False, handled=True)
+        return await self.submission.login(self, parts[1], parts[2])
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            user = await self.challenge_auth("Username:")
+        else:
+            try:
+                user = b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        if user is MISSING:
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        assert isinstance(user, bytes) and isinstance(password, bytes)
+        return await self.submission.login(self, user, password)
+
+
+def _is_loopback(peer: Any) -> bool:
+    try:
+        return bool(isinstance(peer, tuple) and ip_address(peer[0]).is_loopback)
+    except ValueError:
+        return False
+
+
+async def start_submission(handler: SubmissionHandler, host: str, port: int,
+                           tls: ssl.SSLContext, *, implicit_tls: bool = False) -> asyncio.Server:
+    """Port 587 (STARTTLS required before AUTH) or 465 (`implicit_tls`)."""
+    policy = handler.policy
+
+    def factory() -> SubmissionSMTP:
+        return SubmissionSMTP(
+            handler, hostname=policy.hostname, ident=IDENT,
+            data_size_limit=policy.message_size, enable_SMTPUTF8=True, decode_data=False,
+            tls_context=None if implicit_tls else tls, require_starttls=not implicit_tls,
+            timeout=policy.timeout, auth_required=True, auth_require_tls=True,
+            auth_exclude_mechanism=["CRAM-MD5"],
+        )
+
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(factory, host=host, port=port, reuse_address=True,
+                                    family=socket.AF_UNSPEC,
+                                    ssl=tls if implicit_tls else None)

@@ -1,0 +1,200 @@
+"""Sending: what happens to a message a user submits (SMTP submission, JMAP, the webmail).
+
+`submit` makes every part durable before it returns, so the caller may say 250: the Sent copy
+is stored (threaded, indexed, counted in the quota), and one queue item per destination —
+local recipients together, then one per remote domain — is enqueued in one atomic write. A
+crash before that write leaves nothing queued (the client saw no 250 and sends again); a crash
+after it loses nothing. Held sends (scheduled, or undo-send) are the same items with a delay,
+and `cancel` takes them back while no worker holds them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mailyard.core.addresses import domain_of, normalize
+from mailyard.core.ids import new_id
+from mailyard.core.mime import parse_message
+from mailyard.core.ratelimit import WindowLimiter
+from mailyard.services.accounts import AccountService, RecipientStatus
+from mailyard.services.delivery import INBOUND
+from mailyard.services.mailbox import MailboxService
+from mailyard.store.ports import Account, BlobStore, Mailbox, NewItem, NotFound, Queue
+
+OUTBOUND = "outbound"
+
+
+class SubmissionRefused(Exception):
+    """The message cannot be sent as it is; `reply` is the SMTP answer ("553 5.7.1 ...")."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+@dataclass(frozen=True)
+class SubmissionPolicy:
+    hostname: str
+    messages_per_hour: int = 500
+    recipients_per_message: int = 100
+    undo_seconds: int = 0
+
+
+@dataclass
+class Submitted:
+    id: str
+    """The submission: its queue items are `{id}.{n}`."""
+    email_id: str
+    """The Sent copy."""
+    items: list[str] = field(default_factory=list)
+    send_at: float = 0.0
+
+
+def _header_block(raw: bytes) -> tuple[bytes, bytes]:
+    end = raw.find(b"\r\n\r\n")
+    return (raw[:end + 2], raw[end + 2:]) if end >= 0 else (raw, b"")
+
+
+def strip_bcc(raw: bytes) -> bytes:
+    """The copy that travels: without Bcc (RFC 5322 §3.6.3), which stays in the Sent copy."""
+    head, rest = _header_block(raw)
+    out: list[bytes] = []
+    dropping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                out.append(line)
+            continue
+        dropping = line.split(b":", 1)[0].strip().lower() == b"bcc"
+        if not dropping:
+            out.append(line)
+    return b"".join(out) + rest
+
+
+class SubmissionService:
+    def __init__(self, accounts: AccountService, mailbox: MailboxService, blobs: BlobStore,
+                 queue: Queue, policy: SubmissionPolicy) -> None:
+        self.accounts = accounts
+        self.mailbox = mailbox
+        self.blobs = blobs
+        self.queue = queue
+        self.policy = policy
+        self.rate = WindowLimiter(policy.messages_per_hour, 3600.0)
+
+    def senders(self, account: Account) -> set[str]:
+        """Addresses the account may send as (its own; aliases when the store has them)."""
+        return {normalize(account.address)}
+
+    def check_sender(self, account: Account, mail_from: str) -> None:
+        if mail_from and normalize(mail_from) not in self.senders(account):
+            raise SubmissionRefused(
+                f"553 5.7.1 Sender address <{mail_from}> is not yours to send as")
+
+    def allow_message(self, account: Account) -> None:
+        if not self.rate.allow(account.id, time.monotonic()):
+            raise SubmissionRefused(
+                f"450 4.7.1 Sending limit of {self.policy.messages_per_hour} messages per hour"
+                " reached; try again later")
+
+    async def check_recipient(self, count_so_far: int, address: str) -> None:
+        if count_so_far >= self.policy.recipients_per_message:
+            raise SubmissionRefused(
+                f"452 4.5.3 Too many recipients (at most"
+                f" {self.policy.recipients_per_message} per message)")
+        if "@" not in address or not address.partition("@")[0]:
+            raise SubmissionRefused("501 5.1.3 Bad recipient address syntax")
+        status = await self.accounts.check_recipient(address)
+        if status is RecipientStatus.UNKNOWN_USER:
+            raise SubmissionRefused("550 5.1.1 No such user here")
+        if status is RecipientStatus.OVER_QUOTA:
+            raise SubmissionRefused("452 4.2.2 The recipient's mailbox is full")
+
+    async def submit(self, account: Account, mail_from: str, recipients: Sequence[str],
+                     raw: bytes, *, send_at: float | None = None, peer: str = "",
+                     helo: str = "", protocol: str = "ESMTPSA") -> Submitted:
+        """Store the Sent copy and queue the message for every recipient, durably."""
+        self.check_sender(account, mail_from)
+        raw = self._complete(account, raw)
+        now = time.time()
+        sub_id = new_id("q")
+        sent = await self._sent(account)
+        appended = await self.mailbox.append(account, sent, raw, keywords=["$seen"],
+                                             received_at=int(now * 1000))
+        wire = strip_bcc(raw)
+        trace = self._received(sub_id, peer, helo, protocol, now)
+        delay = max(0.0, (send_at or 0.0) - now, float(self.policy.undo_seconds))
+        local: list[str] = []
+        remote: dict[str, list[str]] = {}
+        for rcpt in dict.fromkeys(recipients):
+            status = await self.accounts.check_recipient(rcpt)
+            if status is RecipientStatus.NOT_LOCAL:
+                remote.setdefault(domain_of(normalize(rcpt)), []).append(rcpt)
+            else:
+                local.append(rcpt)
+        items: list[NewItem] = []
+        data = trace + wire
+        common = {"mail_from": mail_from, "received_at": int(now * 1000), "peer": peer,
+                  "helo": helo, "account_id": account.id, "submission": sub_id}
+        groups: list[tuple[str, list[str], str | None]] = (
+            [(INBOUND, local, None)] if local else []) + [
+            (OUTBOUND, rcpts, domain) for domain, rcpts in sorted(remote.items())]
+        for n, (kind, rcpts, domain) in enumerate(groups, 1):
+            item_id = f"{sub_id}.{n}"
+            spool = "s" + item_id[1:]
+            await self.blobs.put(spool, data)
+            payload = {**common, "spool": spool, "recipients": rcpts,
+                       "trace_length": len(trace)}
+            if domain is not None:
+                payload |= {"domain": domain, "submitted_at": now, "delay_notified": False}
+            items.append(NewItem(kind, payload, item_id=item_id, delay=delay))
+        ids = await self.queue.enqueue_many(items)
+        return Submitted(sub_id, appended.email_id, ids, now + delay)
+
+    async def cancel(self, account: Account, submission_id: str) -> int:
+        """Take back a held submission; how many of its items were still waiting. Raises
+        NotFound when nothing of it is queued for this account."""
+        pending = [p for p in await self.queue.pending(prefix=submission_id + ".")
+                   if p.payload.get("account_id") == account.id]
+        if not pending:
+            raise NotFound(f"no queued submission {submission_id}")
+        cancelled = 0
+        for item in pending:
+            if await self.queue.cancel(item.id):
+                cancelled += 1
+                await self.blobs.delete(item.payload["spool"])
+        return cancelled
+
+    async def _sent(self, account: Account) -> Mailbox:
+        for box in await self.mailbox.mailboxes(account):
+            if box.role == "sent":
+                return box
+        raise NotFound(f"account {account.address} has no Sent mailbox")
+
+    def _complete(self, account: Account, raw: bytes) -> bytes:
+        """Date and Message-ID added when missing (RFC 6409 §8.2-8.3); the From header must be
+        one of the account's addresses."""
+        parsed = parse_message(raw)
+        own = self.senders(account)
+        if not parsed.from_:
+            raise SubmissionRefused("550 5.6.0 The message has no From header")
+        for address in parsed.from_:
+            if normalize(address.email) not in own:
+                raise SubmissionRefused(
+                    f"553 5.7.1 From address <{address.email}> is not yours to send as")
+        added = b""
+        if parsed.date is None:
+            added += f"Date: {email.utils.formatdate(localtime=False)}\r\n".encode()
+        if not parsed.message_id:
+            domain = domain_of(normalize(account.address))
+            added += f"Message-ID: <{new_id('m')}@{domain}>\r\n".encode()
+        return added + raw
+
+    def _received(self, sub_id: str, peer: str, helo: str, protocol: str, now: float) -> bytes:
+        helo = "".join(c for c in helo if c.isprintable())[:200] or "unknown"
+        date = email.utils.formatdate(now, localtime=False)
+        source = f"from {helo} ([{peer}])\r\n\t" if peer else ""
+        return (f"Received: {source}by {self.policy.hostname} (Mailyard) with {protocol}"
+                f" id {sub_id};\r\n\t{date}\r\n").encode()
