@@ -18,15 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from mailyard.config import Config
+from mailyard.dns import Resolver
 from mailyard.pipeline.inbound import InboundPipeline
+from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
 from mailyard.pipeline.worker import RetryPolicy, Worker, parent_alive
 from mailyard.protocols.imap.server import start_imap
 from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
+from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
 from mailyard.services.accounts import AccountService
 from mailyard.services.delivery import DeliveryService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
+from mailyard.services.submission import SubmissionPolicy, SubmissionService
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
 from mailyard.store.sqlite.mailstore import SqliteMailStore
@@ -50,6 +54,8 @@ class Runtime:
     delivery: DeliveryService
     mailbox: MailboxService
     search: SearchService
+    submission: SubmissionService
+    resolver: Resolver
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
@@ -61,17 +67,22 @@ class Runtime:
         queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
         index = SqliteSearchIndex(data / "search.db")
         bus = LocalEventBus()
+        accounts = AccountService(store, config_domains=config.domains,
+                                  default_quota=config.limits.default_quota)
         pipeline = InboundPipeline(store, blobs,
                                    dedup_min_size=config.limits.attachment_dedup_min_size,
                                    index_limits=config.search)
+        mailbox = MailboxService(store, blobs, index, bus, pipeline)
+        sub = config.submission
         return cls(
             config=config, store=store, blobs=blobs, queue=queue, index=index, bus=bus,
-            pipeline=pipeline,
-            accounts=AccountService(store, config_domains=config.domains,
-                                    default_quota=config.limits.default_quota),
-            delivery=DeliveryService(blobs, queue),
-            mailbox=MailboxService(store, blobs, index, bus, pipeline),
-            search=SearchService(store, index),
+            pipeline=pipeline, accounts=accounts, delivery=DeliveryService(blobs, queue),
+            mailbox=mailbox, search=SearchService(store, index),
+            submission=SubmissionService(accounts, mailbox, blobs, queue, SubmissionPolicy(
+                hostname=config.hostname, messages_per_hour=sub.messages_per_hour,
+                recipients_per_message=sub.recipients_per_message,
+                undo_seconds=sub.undo_seconds)),
+            resolver=Resolver.from_config(config.dns),
         )
 
     def worker(self) -> Worker:
@@ -80,6 +91,19 @@ class Runtime:
                       RetryPolicy(c.queue.max_attempts, c.queue.backoff_base,
                                   c.queue.backoff_max),
                       batch_size=c.queue.batch_size, lease_seconds=c.queue.lease_seconds)
+
+    def outbound(self) -> OutboundWorker:
+        c = self.config
+        o = c.outbound
+        return OutboundWorker(self.queue, self.blobs, self.store, self.resolver, self.delivery,
+                              OutboundPolicy(
+                                  hostname=c.hostname, retry_schedule=tuple(o.retry_schedule),
+                                  give_up_after=o.give_up_after,
+                                  delay_notice_after=o.delay_notice_after,
+                                  per_domain_per_minute=o.per_domain_per_minute,
+                                  connect_timeout=o.connect_timeout,
+                                  command_timeout=o.command_timeout, port=o.port,
+                                  require_tls=o.require_tls))
 
     def close(self) -> None:
         self.bus.close()
@@ -148,6 +172,20 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         servers.append(await start_inbound(handler, host, port, tls))
         log.info("SMTP (MX) listening on %s", config.listen.smtp)
 
+    if config.listen.submission or config.listen.submissions:
+        msa = SubmissionHandler(runtime.accounts, runtime.submission, MSAPolicy(
+            hostname=config.hostname, message_size=config.limits.message_size,
+            auth_failures_per_ip_per_hour=config.submission.auth_failures_per_ip_per_hour,
+            allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+            timeout=config.limits.smtp_timeout))
+        for address, implicit in ((config.listen.submission, False),
+                                  (config.listen.submissions, True)):
+            if address:
+                host, port = _hostport(address)
+                servers.append(await start_submission(msa, host, port, tls,
+                                                      implicit_tls=implicit))
+                log.info("SMTP submission%s listening on %s", "s" if implicit else "", address)
+
     released = await runtime.queue.release_leases()
     if released:
         log.warning("took back %d queue items leased by workers of a previous run", released)
@@ -155,6 +193,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     processes: list[Any] = []
     if workers <= 0:
         tasks.append(asyncio.create_task(runtime.worker().run(stop)))
+        tasks.append(asyncio.create_task(runtime.outbound().run(stop)))
     else:
         ctx = multiprocessing.get_context("spawn")
         for n in range(workers):
@@ -210,7 +249,7 @@ async def _worker_main(config: Config, parent_pid: int) -> None:
 
     watcher = asyncio.create_task(watch_parent())
     try:
-        await runtime.worker().run(stop)
+        await asyncio.gather(runtime.worker().run(stop), runtime.outbound().run(stop))
     finally:
         watcher.cancel()
         runtime.close()

@@ -17,8 +17,9 @@ import orjson
 from mailyard import config as configuration
 from mailyard.app import Runtime, serve
 from mailyard.config import Config, ConfigError
+from mailyard.core import dkim
 from mailyard.services.search import reindex
-from mailyard.store.ports import Conflict, NotFound
+from mailyard.store.ports import Conflict, DKIMKeyRecord, NotFound
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -50,7 +51,9 @@ def _read_password(args: argparse.Namespace) -> str:
 # ---------------------------------------------------------------------------- commands
 
 async def cmd_domain(rt: Runtime, args: argparse.Namespace) -> None:
-    if args.action == "add":
+    if args.action == "dkim":
+        await _dkim(rt, args)
+    elif args.action == "add":
         await rt.store.add_domain(args.name)
         print(f"domain {args.name} added")
     elif args.action == "remove":
@@ -80,7 +83,85 @@ async def cmd_user(rt: Runtime, args: argparse.Namespace) -> None:
         print(f"quota of {args.address} set to {args.bytes} bytes")
 
 
+async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
+    """generate: a new key (first, or beside the current one for a rotation);
+    rotate: generate with a dated selector and retire the old keys once the new record is
+    published; show: the DNS records to publish."""
+    domain = args.name.lower().rstrip(".")
+    if args.dkim_action in ("generate", "rotate"):
+        existing = await rt.store.dkim_keys(domain)
+        old = [k for k in existing if k.active]
+        algorithms: list[dkim.Algorithm] = (
+            ["rsa-sha256", "ed25519-sha256"] if args.algorithm == "both" else
+            ["ed25519-sha256" if args.algorithm == "ed25519" else "rsa-sha256"])
+        for algorithm in algorithms:
+            if args.selector:
+                sel = args.selector + ("e" if algorithm.startswith("ed")
+                                       and len(algorithms) > 1 else "")
+            else:
+                sel = dkim.selector_for_rotation(datetime.now(UTC), algorithm,
+                                                 taken=[k.selector for k in existing])
+            key = dkim.generate(domain, sel, algorithm)
+            await rt.store.add_dkim_key(DKIMKeyRecord(domain, sel, algorithm, key.private_key))
+            name, value = dkim.dns_record(key)
+            print(f"{name}. IN TXT \"{value}\"")
+        if args.dkim_action == "rotate":
+            for k in old:
+                await rt.store.retire_dkim_key(domain, k.selector)
+            if old:
+                print(f"retired: {', '.join(k.selector for k in old)} (keep their DNS records a"
+                      " few days, until mail signed with them has been delivered)",
+                      file=sys.stderr)
+        print("publish the TXT record(s) above in DNS; mail is signed from now on",
+              file=sys.stderr)
+        return
+    keys = await rt.store.dkim_keys(domain)
+    if not keys:
+        print(f"{domain} has no DKIM key: mailyard domain dkim generate {domain}",
+              file=sys.stderr)
+    for k in keys:
+        name, value = dkim.dns_record(dkim.DKIMKey(domain, k.selector, k.algorithm,  # type: ignore[arg-type]
+                                                   k.private_key))
+        state = "active" if k.active else "retired"
+        print(f"; {k.selector} {k.algorithm} {state} since {_when(k.created_at)}")
+        print(f"{name}. IN TXT \"{value}\"")
+
+
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
+    if args.action == "list":
+        items = await rt.queue.pending(limit=args.limit)
+        for p in items:
+            state = "sending" if p.leased else ("held until " + _when(p.available_at)
+                                                if p.available_at > time.time() else "ready")
+            rcpts = ", ".join(p.payload.get("recipients", []))
+            error = f"\t{p.last_error}" if p.last_error else ""
+            print(f"{p.id}\t{p.kind}\t{state}\tattempts {p.attempts}\t"
+                  f"{p.payload.get('mail_from') or '<>'} -> {rcpts}{error}")
+        if not items:
+            print("the queue is empty")
+        return
+    if args.action == "show":
+        found = [p for p in await rt.queue.pending(prefix=args.id, limit=1) if p.id == args.id]
+        if not found:
+            raise NotFound(f"no queued item {args.id}")
+        item = found[0]
+        print(f"id: {item.id}\nkind: {item.kind}\nattempts: {item.attempts}\n"
+              f"created: {_when(item.created_at)}\nnext: {_when(item.available_at)}\n"
+              f"leased: {item.leased}\nlast error: {item.last_error}\n"
+              f"payload: {orjson.dumps(item.payload, option=orjson.OPT_INDENT_2).decode()}")
+        return
+    if args.action == "cancel":
+        ids = [p.id for p in await rt.queue.pending(prefix=args.id)
+               if p.id == args.id or p.id.startswith(args.id + ".")]
+        if not ids:
+            raise NotFound(f"nothing queued under {args.id}")
+        for item_id in ids:
+            if await rt.queue.cancel(item_id):
+                print(f"{item_id} cancelled")
+            else:
+                print(f"{item_id} is being delivered right now; not cancelled",
+                      file=sys.stderr)
+        return
     stats = await rt.queue.stats()
     print(f"ready {stats.ready}\nleased {stats.leased}\ndelayed {stats.delayed}\n"
           f"dead {stats.dead}")
@@ -221,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("add", "remove"):
         ds.add_parser(action, parents=[common]).add_argument("name")
     ds.add_parser("list", parents=[common])
+    q = ds.add_parser("dkim", parents=[common], help="DKIM signing keys of a domain")
+    dk = q.add_subparsers(dest="dkim_action", required=True)
+    for action in ("generate", "rotate", "show"):
+        r = dk.add_parser(action, parents=[common])
+        r.add_argument("name")
+        if action != "show":
+            r.add_argument("--algorithm", choices=["rsa", "ed25519", "both"], default="rsa")
+            r.add_argument("--selector", help="default: a dated selector like my202611")
 
     p = sub.add_parser("user", parents=[common], help="accounts")
     us = p.add_subparsers(dest="action", required=True)
@@ -240,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("queue", parents=[common], help="the work queue")
     qs = p.add_subparsers(dest="action", required=True)
     qs.add_parser("stats", parents=[common])
+    qs.add_parser("list", parents=[common]).add_argument("--limit", type=int, default=1000)
+    qs.add_parser("show", parents=[common]).add_argument("id")
+    qs.add_parser("cancel", parents=[common]).add_argument(
+        "id", help="an item id, or a submission id (cancels all of its items)")
 
     p = sub.add_parser("dlq", parents=[common], help="the dead-letter queue")
     dl = p.add_subparsers(dest="action", required=True)

@@ -15,6 +15,11 @@ from mailyard.store.ports import BlobStore, Queue
 INBOUND = "inbound"
 
 
+def spool_id(queue_id: str) -> str:
+    """The blob holding a queued message's octets until the pipeline is done with it."""
+    return "s" + queue_id[1:].replace(".", "_")
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     queue_id: str
@@ -34,10 +39,10 @@ class DeliveryService:
         Return-Path); what follows is the message exactly as the client sent it, which is what
         duplicate detection compares.
         """
-        spool_id = "s" + queue_id[1:]
-        await self.blobs.put(spool_id, raw)
+        spool = spool_id(queue_id)
+        await self.blobs.put(spool, raw)
         await self.queue.enqueue(INBOUND, {
-            "spool": spool_id,
+            "spool": spool,
             "mail_from": mail_from,
             "recipients": list(recipients),
             "trace_length": trace_length,

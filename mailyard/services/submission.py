@@ -20,7 +20,7 @@ from mailyard.core.ids import new_id
 from mailyard.core.mime import parse_message
 from mailyard.core.ratelimit import WindowLimiter
 from mailyard.services.accounts import AccountService, RecipientStatus
-from mailyard.services.delivery import INBOUND
+from mailyard.services.delivery import INBOUND, spool_id
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import Account, BlobStore, Mailbox, NewItem, NotFound, Queue
 
@@ -94,7 +94,8 @@ class SubmissionService:
                 f"553 5.7.1 Sender address <{mail_from}> is not yours to send as")
 
     def allow_message(self, account: Account) -> None:
-        if not self.rate.allow(account.id, time.monotonic()):
+        """Checked at MAIL; a message counts once it is accepted (an aborted one does not)."""
+        if self.rate.exhausted(account.id, time.monotonic()):
             raise SubmissionRefused(
                 f"450 4.7.1 Sending limit of {self.policy.messages_per_hour} messages per hour"
                 " reached; try again later")
@@ -143,7 +144,7 @@ class SubmissionService:
             (OUTBOUND, rcpts, domain) for domain, rcpts in sorted(remote.items())]
         for n, (kind, rcpts, domain) in enumerate(groups, 1):
             item_id = f"{sub_id}.{n}"
-            spool = "s" + item_id[1:]
+            spool = spool_id(item_id)
             await self.blobs.put(spool, data)
             payload = {**common, "spool": spool, "recipients": rcpts,
                        "trace_length": len(trace)}
@@ -151,6 +152,7 @@ class SubmissionService:
                 payload |= {"domain": domain, "submitted_at": now, "delay_notified": False}
             items.append(NewItem(kind, payload, item_id=item_id, delay=delay))
         ids = await self.queue.enqueue_many(items)
+        self.rate.allow(account.id, time.monotonic())
         return Submitted(sub_id, appended.email_id, ids, now + delay)
 
     async def cancel(self, account: Account, submission_id: str) -> int:

@@ -47,11 +47,19 @@ class Server:
     imaps_port: int = 0
     imap: dict[str, Any] = field(default_factory=dict)
     plaintext_on_loopback: bool = True
+    submission: dict[str, Any] = field(default_factory=dict)
+    outbound: dict[str, Any] = field(default_factory=dict)
+    dns: dict[str, Any] = field(default_factory=dict)
+    submission_port: int = 0
+    submissions_port: int = 0
 
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
         self.imap_port = free_port()
         self.imaps_port = free_port()
+        self.submission_port = free_port()
+        self.submissions_port = free_port()
+        self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
         self.config_path = self.root / "mailyard.toml"
         lines = [
@@ -62,14 +70,21 @@ class Server:
             f'smtp = "127.0.0.1:{self.smtp_port}"',
             f'imap = "127.0.0.1:{self.imap_port}"',
             f'imaps = "127.0.0.1:{self.imaps_port}"',
-            *(f'{name} = ""' for name in ("submission", "submissions", "pop3", "pop3s",
-                                          "http")),
+            f'submission = "127.0.0.1:{self.submission_port}"',
+            f'submissions = "127.0.0.1:{self.submissions_port}"',
+            *(f'{name} = ""' for name in ("pop3", "pop3s", "http")),
             "[auth]",
             f"plaintext_on_loopback = {str(self.plaintext_on_loopback).lower()}",
             "[imap]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.imap.items()),
             "[limits]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.limits.items()),
+            "[submission]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.submission.items()),
+            "[outbound]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.outbound.items()),
+            "[dns]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.dns.items()),
             "[queue]",
             "poll_interval = 0.1",
             *(f"{k} = {json.dumps(v)}" for k, v in self.queue.items()),

@@ -3,9 +3,11 @@ TLS (RFC 8314), for authenticated users only.
 
 AUTH PLAIN and LOGIN (RFC 4954) are offered only inside TLS (or on loopback when the config
 allows it for tests and local tools); nothing is accepted before AUTH, so the listener can never
-relay for strangers. The password check runs argon2 off the event loop, which aiosmtpd's own
-synchronous authenticator hook cannot, so both mechanisms are implemented here. Failed logins
-are counted per IP; past the limit the connection is refused with 454 4.7.0 and closed.
+relay for strangers. FUTURERELEASE (RFC 4865: HOLDFOR, HOLDUNTIL) holds a message for a
+scheduled send; `mailyard queue cancel` takes it back before it leaves. The password check runs
+argon2 off the event loop, which aiosmtpd's own synchronous authenticator hook cannot, so both
+mechanisms are implemented here. Failed logins are counted per IP; past the limit the
+connection is refused with 454 4.7.0 and closed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import ssl
 import time
 from base64 import b64decode
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
 
@@ -51,13 +54,15 @@ class SubmissionHandler:
         self.accounts = accounts
         self.submission = submission
         self.policy = policy
-        self.auth_failures = WindowLimiter(policy.auth_failures_per_ip_per_hour, 3600.0)
+        self.failed_logins = WindowLimiter(policy.auth_failures_per_ip_per_hour, 3600.0)
 
     async def handle_EHLO(self, server: SubmissionSMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
         last = responses.pop()
-        responses += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        latest = datetime.now(UTC) + timedelta(seconds=MAX_HOLD)
+        responses += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES",
+                      f"250-FUTURERELEASE {MAX_HOLD} {latest.strftime('%Y-%m-%dT%H:%M:%SZ')}"]
         responses.append(last)
         return responses
 
@@ -69,9 +74,16 @@ class SubmissionHandler:
             self.submission.allow_message(account)
         except SubmissionRefused as e:
             return e.reply
+        session.send_at = None  # type: ignore[attr-defined]
         for option in mail_options:
             key, _, value = option.partition("=")
-            if key.upper() == "BODY" and value.upper() not in ("7BIT", "8BITMIME"):
+            if key.upper() in ("HOLDFOR", "HOLDUNTIL"):
+                send_at = _release_time(key.upper(), value)
+                if send_at is None:
+                    return (f"501 5.5.4 Bad {key.upper()} value (at most {MAX_HOLD} seconds"
+                            " ahead, RFC 4865)")
+                session.send_at = send_at  # type: ignore[attr-defined]
+            elif key.upper() == "BODY" and value.upper() not in ("7BIT", "8BITMIME"):
                 return f"501 5.5.4 Unsupported BODY type {value}"
             if key.upper() == "SIZE" and value.isdigit() and \
                     int(value) > self.policy.message_size:
@@ -101,6 +113,7 @@ class SubmissionHandler:
         try:
             done = await self.submission.submit(
                 _account(session), envelope.mail_from or "", envelope.rcpt_tos, content,
+                send_at=getattr(session, "send_at", None),
                 peer=peer_ip(session), helo=session.host_name or "",
                 protocol="ESMTPSA" if session.ssl is not None else "ESMTPA")
         except SubmissionRefused as e:
@@ -114,7 +127,7 @@ class SubmissionHandler:
                     ) -> AuthResult:
         assert server.session is not None
         ip = peer_ip(server.session)
-        if self.auth_failures.exhausted(ip, time.monotonic()):
+        if self.failed_logins.exhausted(ip, time.monotonic()):
             await server.push("454 4.7.0 Too many authentication failures, try again later")
             asyncio.get_running_loop().call_soon(close, server)
             return AuthResult(success=False, handled=True)
@@ -123,11 +136,30 @@ class SubmissionHandler:
         except UnicodeDecodeError:
             account = None
         if account is None:
-            self.auth_failures.allow(ip, time.monotonic())
+            self.failed_logins.allow(ip, time.monotonic())
             log.info("submission AUTH failed from %s", ip)
-            return AuthResult(success=False,
+            return AuthResult(success=False, handled=False,
                               message="535 5.7.8 Authentication credentials invalid")
         return AuthResult(success=True, auth_data=account)
+
+
+_HOLD_PARAMS = ("HOLDFOR", "HOLDUNTIL")
+MAX_HOLD = 30 * 86400
+"""FUTURERELEASE (RFC 4865): the longest a message may be held, in seconds."""
+
+
+def _release_time(key: str, value: str) -> float | None:
+    """HOLDFOR=seconds or HOLDUNTIL=RFC 3339 time: when the held message may leave."""
+    now = time.time()
+    if key == "HOLDFOR":
+        if not value.isdigit() or int(value) > MAX_HOLD:
+            return None
+        return now + int(value)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return when if when <= now + MAX_HOLD else None
 
 
 def _account(session: Session) -> Account:
@@ -153,6 +185,15 @@ class SubmissionSMTP(EnhancedSMTP):
         if implicit_tls or (loopback and self.submission.policy.allow_plaintext_loopback):
             self._auth_require_tls = False
             self.require_starttls = False
+
+    def _getparams(self, params: Any) -> Any:
+        """aiosmtpd refuses MAIL parameters it does not know; FUTURERELEASE's are ours
+        (the handler reads them from the MAIL options)."""
+        found = super()._getparams(params)
+        if found is not None:
+            for key in _HOLD_PARAMS:
+                found.pop(key, None)
+        return found
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:

@@ -1,0 +1,346 @@
+"""Outbound delivery: one queue item per (submission, remote domain), sent by MX (RFC 5321 §5).
+
+For each item: find the domain's MX hosts (implicit MX from A/AAAA when there is none, never
+to a null MX, RFC 7505), try them in preference order over one connection per host, STARTTLS
+whenever offered (opportunistic, RFC 7435: the certificate is not checked unless policy asks),
+MAIL and every RCPT pipelined when the server offers PIPELINING (RFC 2920), DATA once for all
+accepted recipients. The message is DKIM-signed with the sender domain's active keys at that
+moment, so a key rotation applies to mail still in the queue.
+
+Each recipient ends in one of three states. Delivered: dropped from the item. Temporary (4xx,
+no answer, DNS trouble): the item is retried with only those recipients, on the configured
+schedule; after `delay_notice_after` the sender gets one "delayed" DSN, after `give_up_after`
+they fail. Permanent (5xx, expiry, null MX): the sender gets a "failed" DSN (RFC 3464) in their
+Inbox, and when the item is done it goes to the dead-letter queue with the failed recipients
+and the remote server's answers, where `mailyard dlq retry` can send it again.
+
+The queue is at-least-once: a crash after the remote 250 and before our ack sends that message
+again on restart. The window is one round trip; it cannot be closed without the remote's help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosmtplib
+
+from mailyard.core import dsn
+from mailyard.core.addresses import domain_of, normalize
+from mailyard.core.dkim import DKIMKey, sign, to_crlf
+from mailyard.core.ratelimit import WindowLimiter
+from mailyard.dns import NullMX, PermanentDNSError, Resolver, TemporaryDNSError
+from mailyard.services.delivery import DeliveryService
+from mailyard.services.submission import OUTBOUND
+from mailyard.store.ports import BlobStore, MailStore, NotFound, Queue, QueueItem
+
+log = logging.getLogger("mailyard.outbound")
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    hostname: str
+    retry_schedule: tuple[float, ...] = (300.0, 600.0, 1200.0, 2400.0, 4800.0, 9600.0, 14400.0)
+    give_up_after: float = 5 * 86400.0
+    delay_notice_after: float = 4 * 3600.0
+    per_domain_per_minute: int = 600
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    port: int = 25
+    require_tls: bool = False
+    concurrency: int = 16
+    lease_seconds: float = 600.0
+
+
+@dataclass
+class Reply:
+    """The answer one recipient got (or the reason there was none)."""
+
+    code: int
+    text: str
+    host: str | None = None
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    @property
+    def status(self) -> str:
+        """The enhanced status code in the reply, or one made from the reply class."""
+        first = self.text.split(" ", 1)[0]
+        parts = first.split(".")
+        if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
+            return first
+        return f"{str(self.code)[0]}.0.0"
+
+    def diagnostic(self) -> str:
+        return f"smtp; {self.code} {' '.join(self.text.split())}"
+
+
+@dataclass
+class Attempt:
+    delivered: list[str] = field(default_factory=list)
+    temporary: dict[str, Reply] = field(default_factory=dict)
+    permanent: dict[str, Reply] = field(default_factory=dict)
+
+
+class _NoConnection(Exception):
+    pass
+
+
+def _opportunistic_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class OutboundWorker:
+    def __init__(self, queue: Queue, blobs: BlobStore, store: MailStore, resolver: Resolver,
+                 delivery: DeliveryService, policy: OutboundPolicy) -> None:
+        self.queue = queue
+        self.blobs = blobs
+        self.store = store
+        self.resolver = resolver
+        self.delivery = delivery
+        self.policy = policy
+        self.domain_rate = WindowLimiter(policy.per_domain_per_minute, 60.0)
+        self.delivered = 0
+        self._tls = _opportunistic_tls()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        busy: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            room = self.policy.concurrency - len(busy)
+            items = await self.queue.lease([OUTBOUND], room, self.policy.lease_seconds) \
+                if room > 0 else []
+            for item in items:
+                task = asyncio.create_task(self.handle(item))
+                busy.add(task)
+                task.add_done_callback(busy.discard)
+            if not items:
+                await self.queue.wait(1.0)
+        for task in busy:
+            task.cancel()
+
+    async def handle(self, item: QueueItem) -> None:
+        try:
+            await self._handle(item)
+        except Exception as e:  # a bug or a store outage: try again later, never lose it
+            log.exception("outbound item %s failed", item.id)
+            await self.queue.retry(item, f"{type(e).__name__}: {e}", 60.0)
+
+    async def _handle(self, item: QueueItem) -> None:
+        p = item.payload
+        domain = p["domain"]
+        now = time.time()
+        if not self.domain_rate.allow(domain, time.monotonic()):
+            await self.queue.retry(item, f"rate limit for {domain}", 5.0)
+            return
+        try:
+            raw = await self.blobs.get(p["spool"])
+        except NotFound:
+            await self.queue.bury(item, f"spooled message {p['spool']} is missing")
+            return
+        attempt = await self.attempt(domain, p["mail_from"], p["recipients"],
+                                     await self._signed(p["mail_from"], raw))
+        self.delivered += len(attempt.delivered)
+        if attempt.delivered:
+            log.info("item %s: delivered to %s", item.id, ", ".join(attempt.delivered))
+        expired = now - p["submitted_at"] >= self.policy.give_up_after
+        if expired:
+            for rcpt, reply in attempt.temporary.items():
+                attempt.permanent[rcpt] = Reply(reply.code, (
+                    f"4.4.7 Gave up after {self.policy.give_up_after / 3600:g} h; last"
+                    f" answer: {reply.text}"), reply.host)
+            attempt.temporary.clear()
+        failed = [*p.get("failed", []),
+                  *({"recipient": r, "reply": f"{x.code} {x.text}", "host": x.host}
+                    for r, x in attempt.permanent.items())]
+        if attempt.permanent:
+            await self._notify(item, "failed", attempt.permanent, raw)
+        if attempt.temporary:
+            notified = p.get("delay_notified", False)
+            if not notified and now - p["submitted_at"] >= self.policy.delay_notice_after:
+                await self._notify(item, "delayed", attempt.temporary, raw)
+                notified = True
+            schedule = self.policy.retry_schedule
+            delay = schedule[min(item.attempts - 1, len(schedule) - 1)]
+            error = "; ".join(f"{r}: {x.code} {x.text}" for r, x in attempt.temporary.items())
+            await self.queue.retry(item, error[:2000], delay, payload={
+                **p, "recipients": list(attempt.temporary), "failed": failed,
+                "delay_notified": notified})
+            return
+        if failed:
+            error = "; ".join(f"{f['recipient']}: {f['reply']}" for f in failed)
+            await self.queue.bury(item, error[:4000], payload={
+                **p, "recipients": [f["recipient"] for f in failed], "failed": failed})
+            return  # the spool stays for `mailyard dlq retry`
+        await self.queue.ack(item)
+        await self.blobs.delete(p["spool"])
+
+    # ------------------------------------------------------------------ sending
+
+    async def attempt(self, domain: str, mail_from: str, recipients: list[str],
+                      message: bytes) -> Attempt:
+        """One delivery attempt of `message` to the recipients at `domain`."""
+        result = Attempt()
+        try:
+            hosts = await self.resolver.mx(domain)
+        except NullMX:
+            return _all(recipients, Reply(556, f"5.1.10 {domain} accepts no mail (null MX)"))
+        except PermanentDNSError as e:
+            return _all(recipients, Reply(550, f"5.1.2 No mail server for {domain}: {e}"))
+        except TemporaryDNSError as e:
+            return _all(recipients, Reply(451, f"4.4.3 DNS lookup for {domain} failed: {e}"),
+                        temporary=True)
+        last = Reply(451, f"4.4.1 No mail server of {domain} answered")
+        for mx in hosts:
+            try:
+                addresses = await self.resolver.addresses(mx.host)
+            except (PermanentDNSError, TemporaryDNSError) as e:
+                last = Reply(451, f"4.4.3 Cannot resolve {mx.host}: {e}", mx.host)
+                continue
+            for address in addresses:
+                try:
+                    return await self._session(mx.host, address, mail_from, recipients,
+                                               message)
+                except _NoConnection as e:
+                    last = Reply(451, f"4.4.1 {mx.host} [{address}]: {e}", mx.host)
+                    log.info("%s", last.text)
+        result.temporary = {r: last for r in recipients}
+        return result
+
+    async def _session(self, host: str, address: str, mail_from: str, recipients: list[str],
+                       message: bytes) -> Attempt:
+        smtp = aiosmtplib.SMTP(hostname=address, port=self.policy.port,
+                               local_hostname=self.policy.hostname,
+                               timeout=self.policy.command_timeout, start_tls=False,
+                               use_tls=False)
+        try:
+            try:
+                await smtp.connect(timeout=self.policy.connect_timeout)
+                await smtp.ehlo()
+                if smtp.supports_extension("starttls"):
+                    await smtp.starttls(tls_context=self._tls)
+                    await smtp.ehlo()
+                elif self.policy.require_tls:
+                    raise _NoConnection("offers no STARTTLS and TLS is required")
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+                raise _NoConnection(f"{type(e).__name__}: {e}") from None
+            try:
+                return await self._transaction(smtp, host, mail_from, recipients, message)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                    OSError) as e:
+                # Lost mid-transaction: nothing was accepted (a 250 to DATA ends it).
+                return _all(recipients, Reply(451, f"4.4.2 {host}: connection lost: {e}",
+                                              host), temporary=True)
+        finally:
+            if smtp.is_connected:
+                try:
+                    await smtp.quit()
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    smtp.close()
+
+    async def _transaction(self, smtp: aiosmtplib.SMTP, host: str, mail_from: str,
+                           recipients: list[str], message: bytes) -> Attempt:
+        options = [f"SIZE={len(message)}"] if smtp.supports_extension("size") else []
+        if smtp.supports_extension("8bitmime") and any(b > 127 for b in message):
+            options.append("BODY=8BITMIME")
+        commands = [f"MAIL FROM:<{mail_from}>" + "".join(f" {o}" for o in options)]
+        commands += [f"RCPT TO:<{r}>" for r in recipients]
+        if smtp.supports_extension("pipelining"):
+            assert smtp.protocol is not None
+            smtp.protocol.write("".join(c + "\r\n" for c in commands).encode())
+            replies = [await smtp.protocol.read_response(timeout=self.policy.command_timeout)
+                       for _ in commands]
+        else:
+            replies = []
+            for command in commands:
+                replies.append(await smtp.execute_command(command.encode()))
+                if len(replies) == 1 and replies[0].code != 250:
+                    break
+        result = Attempt()
+        mail = replies[0]
+        if mail.code != 250:
+            return _all(recipients, Reply(mail.code, mail.message, host),
+                        temporary=mail.code < 500)
+        accepted: list[str] = []
+        for rcpt, reply in zip(recipients, replies[1:], strict=True):
+            if reply.code in (250, 251):
+                accepted.append(rcpt)
+            else:
+                target = result.permanent if reply.code >= 500 else result.temporary
+                target[rcpt] = Reply(reply.code, reply.message, host)
+        if not accepted:
+            await smtp.rset()
+            return result
+        try:
+            await smtp.data(message)
+        except aiosmtplib.SMTPResponseException as e:
+            target = result.permanent if e.code >= 500 else result.temporary
+            for rcpt in accepted:
+                target[rcpt] = Reply(e.code, e.message, host)
+            return result
+        result.delivered = accepted
+        return result
+
+    # ------------------------------------------------------------------ DKIM and DSNs
+
+    async def _signed(self, mail_from: str, raw: bytes) -> bytes:
+        domain = domain_of(normalize(mail_from)) if "@" in mail_from else ""
+        if not domain:
+            return raw
+        keys = [DKIMKey(k.domain, k.selector, k.algorithm, k.private_key)  # type: ignore[arg-type]
+                for k in await self.store.dkim_keys(domain) if k.active]
+        if not keys:
+            return raw
+        try:
+            return sign(raw, keys) + to_crlf(raw)
+        except Exception:
+            log.exception("DKIM signing for %s failed; sending unsigned", domain)
+            return raw
+
+    async def _notify(self, item: QueueItem, action: str, replies: dict[str, Reply],
+                      raw: bytes) -> None:
+        """A DSN to the sender's Inbox, through the inbound pipeline like any local mail.
+        Its queue id is derived from the item, so a retried attempt never sends it twice."""
+        p = item.payload
+        sender = p["mail_from"]
+        if not sender or dsn.is_bounce(raw[p.get("trace_length", 0):]):
+            return  # never a DSN about a DSN, nor to the null sender
+        now = datetime.now(UTC)
+        until = datetime.fromtimestamp(p["submitted_at"] + self.policy.give_up_after, UTC)
+        statuses = [dsn.RecipientStatus(
+            recipient=rcpt, action=action,  # type: ignore[arg-type]
+            status=reply.status, remote_mta=reply.host, diagnostic=reply.diagnostic(),
+            last_attempt=now, will_retry_until=until if action == "delayed" else None)
+            for rcpt, reply in replies.items()]
+        report = dsn.build_dsn(
+            raw[p.get("trace_length", 0):], reporting_mta=self.policy.hostname, sender=sender,
+            postmaster=f"postmaster@{self.policy.hostname}", recipients=statuses,
+            arrival=datetime.fromtimestamp(p["submitted_at"], UTC), envelope_id=p["submission"],
+            now=now, message_id_domain=self.policy.hostname)
+        suffix = "delay" if action == "delayed" else f"fail{item.attempts}"
+        await self.delivery.accept(
+            queue_id=f"{item.id}.{suffix}", mail_from="", recipients=[sender], raw=report,
+            trace_length=0, received_at=int(time.time() * 1000))
+
+
+def _all(recipients: list[str], reply: Reply, *, temporary: bool = False) -> Attempt:
+    result = Attempt()
+    target = result.temporary if temporary or not reply.permanent else result.permanent
+    for rcpt in recipients:
+        target[rcpt] = reply
+    return result
+
+
+def describe(payload: dict[str, Any]) -> str:
+    """One line about an outbound item, for `mailyard queue list`."""
+    return (f"{payload.get('mail_from') or '<>'} -> {', '.join(payload['recipients'])}"
+            f" ({payload.get('domain', 'local')})")
