@@ -1,0 +1,231 @@
+"""Who is calling (RFC 8620 §8.2), and only over TLS (§8.1).
+
+Every JMAP request carries its credentials: HTTP Basic with the account password, or a Bearer
+token checked by a pluggable checker (the token store comes later). Verifying a password costs
+an argon2 hash on purpose, which a client sending a few requests a second would pay each time,
+so successful Basic logins are remembered for a few minutes; failures never are, and count
+against the client's address like IMAP and SMTP login failures do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections import OrderedDict
+
+import orjson
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+)
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mailyard.core.ratelimit import WindowLimiter
+from mailyard.protocols.jmap.errors import PROBLEM_JSON, problem
+from mailyard.protocols.jmap.services import JMAPPolicy, JMAPServices
+from mailyard.store.ports import Account
+
+REALM = "Mailyard"
+
+
+def problem_response(status: int, detail: str, headers: dict[str, str] | None = None
+                     ) -> Response:
+    return Response(orjson.dumps(problem("about:blank", status, detail)), status,
+                    headers=headers, media_type=PROBLEM_JSON)
+
+
+class AccountUser(BaseUser):
+    def __init__(self, account: Account) -> None:
+        self.account = account
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.account.address
+
+    @property
+    def identity(self) -> str:
+        return self.account.id
+
+
+class Unauthorized(AuthenticationError):
+    def __init__(self, detail: str, bearer_error: str | None = None) -> None:
+        super().__init__(detail)
+        self.bearer_error = bearer_error
+
+
+class TooManyFailures(AuthenticationError):
+    pass
+
+
+class LoginCache:
+    """Recent successful Basic logins, the least recently used dropped first.
+
+    The key holds no password: an HMAC of it under a random key made at start-up, which no
+    precomputed table matches and which dies with the process. A changed password or a
+    deleted account still logs in with the old one until its entry expires.
+    """
+
+    def __init__(self, seconds: float, size: int) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._secret = secrets.token_bytes(32)
+        self._entries: OrderedDict[tuple[str, bytes], tuple[Account, float]] = OrderedDict()
+
+    def key(self, username: str, password: str) -> tuple[str, bytes]:
+        return username, hmac.digest(self._secret, password.encode(), hashlib.sha256)
+
+    def get(self, key: tuple[str, bytes], now: float) -> Account | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: tuple[str, bytes], account: Account, now: float) -> None:
+        if self.size <= 0 or self.seconds <= 0:
+            return
+        self._entries[key] = (account, now + self.seconds)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+class JMAPAuth(AuthenticationBackend):
+    """Starlette's authentication backend for Basic and Bearer; no credentials is an error,
+    since every JMAP resource, the session included, belongs to an account."""
+
+    def __init__(self, services: JMAPServices) -> None:
+        self.services = services
+        policy = services.policy
+        self.cache = LoginCache(policy.auth_cache_seconds, policy.auth_cache_size)
+        self.failures = WindowLimiter(policy.auth_failures_per_ip_per_hour, 3600.0)
+        self._pending: dict[tuple[str, bytes], asyncio.Task[Account | None]] = {}
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        header = conn.headers.get("authorization")
+        if not header:
+            raise Unauthorized("credentials are required")
+        ip = conn.client.host if conn.client else "unknown"
+        if self.failures.exhausted(ip, time.monotonic()):
+            raise TooManyFailures("too many failed logins from your address; try later")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            account = await self._basic(value.strip())
+        elif scheme == "bearer":
+            account = await self._bearer(value.strip())
+        else:
+            raise Unauthorized(f"unsupported authentication scheme {scheme[:20]!r}")
+        if account is None:
+            now = time.monotonic()
+            self.failures.allow(ip, now)
+            self.failures.forget_idle(now)
+            raise Unauthorized("wrong credentials",
+                               bearer_error="invalid_token" if scheme == "bearer" else None)
+        return AuthCredentials(["authenticated"]), AccountUser(account)
+
+    async def _basic(self, value: str) -> Account | None:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("malformed Basic credentials") from None
+        username, colon, password = decoded.partition(":")
+        if not colon or not username or not password:
+            raise Unauthorized("malformed Basic credentials")
+        key = self.cache.key(username, password)
+        account = self.cache.get(key, time.monotonic())
+        if account is not None:
+            return account
+        # Concurrent first requests of one client share a single verification.
+        task = self._pending.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self.services.accounts.authenticate(username, password))
+            self._pending[key] = task
+            task.add_done_callback(lambda _: self._pending.pop(key, None))
+        account = await asyncio.shield(task)
+        if account is not None:
+            self.cache.put(key, account, time.monotonic())
+        return account
+
+    async def _bearer(self, token: str) -> Account | None:
+        check = self.services.tokens
+        if check is None or not token:
+            return None
+        return await check(token)
+
+
+def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    if isinstance(exc, TooManyFailures):
+        return problem_response(429, str(exc), {"Retry-After": "600"})
+    response = problem_response(401, str(exc))
+    bearer = f'Bearer realm="{REALM}"'
+    if isinstance(exc, Unauthorized) and exc.bearer_error:
+        bearer += f', error="{exc.bearer_error}"'
+    response.headers.append("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+    response.headers.append("WWW-Authenticate", bearer)
+    return response
+
+
+class RequireTLS:
+    """ASGI middleware: refuse plain HTTP, where credentials and mail would cross the network
+    readable, except on loopback when the policy allows it (tests, a local TLS proxy)."""
+
+    def __init__(self, app: ASGIApp, policy: JMAPPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            host = str(client[0]) if client else ""
+            self._believe_proxy(scope, host)
+            if scope.get("scheme") not in ("https", "wss") and not (
+                    self.policy.allow_plaintext_loopback and _is_loopback(host)):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                response = problem_response(403, "TLS is required: use https://")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _believe_proxy(self, scope: Scope, host: str) -> None:
+        """A trusted proxy that terminated TLS says so in a header: the request counts as
+        TLS, and the URLs in the session say https."""
+        name = self.policy.forwarded_proto_header
+        if not name or host not in self.policy.trusted_proxies:
+            return
+        wanted = name.lower().encode("latin-1")
+        for key, value in scope.get("headers", ()):
+            if key == wanted:
+                proto = value.decode("latin-1").split(",")[0].strip().lower()
+                if proto == "https":
+                    scope["scheme"] = "wss" if scope["type"] == "websocket" else "https"
+                return
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

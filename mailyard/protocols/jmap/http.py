@@ -1,0 +1,216 @@
+"""The JMAP listener: a Starlette app over the core, and uvicorn running it in our event loop.
+
+The app is composed of Starlette's pieces: `RequireTLS` and the authentication middleware in
+front of every route, plain endpoints behind. Later modules pass their routes (upload,
+download, push) to `build_app`; they take the place of the 501 placeholders here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Sequence
+from ssl import SSLContext
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from mailyard.core.ratelimit import ConcurrencyLimiter
+from mailyard.protocols.jmap.auth import JMAPAuth, RequireTLS, on_auth_error, problem_response
+from mailyard.protocols.jmap.core import encode, execute, parse_request
+from mailyard.protocols.jmap.errors import PROBLEM_JSON, RequestError
+from mailyard.protocols.jmap.services import CoreLimits, JMAPPolicy, JMAPServices, TokenChecker
+from mailyard.protocols.jmap.session import CAPABILITIES, session_resource
+from mailyard.store.ports import Account
+
+__all__ = ["CoreLimits", "HTTPServer", "JMAPPolicy", "JMAPServices", "TokenChecker",
+           "build_app", "start_http"]
+
+NO_STORE = {"Cache-Control": "no-cache, no-store, must-revalidate"}
+
+
+def build_app(services: JMAPServices, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The JMAP app; `routes` come first, so they replace the placeholders they match."""
+    api = API(services)
+    return Starlette(
+        routes=[
+            *routes,
+            # The session is served at the well-known URI itself, not through a redirect:
+            # one round trip, and no client has to decide whether credentials follow it.
+            Route("/.well-known/jmap", api.session, methods=["GET"]),
+            Route("/jmap/session", api.session, methods=["GET"]),
+            Route("/jmap/api", api.call, methods=["POST"]),
+            Route("/jmap/upload/{accountId}/", not_yet, methods=["POST"]),
+            Route("/jmap/download/{accountId}/{blobId}/{name}", not_yet, methods=["GET"]),
+            Route("/jmap/eventsource", not_yet, methods=["GET"]),
+            Route("/jmap/ws", not_yet, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(RequireTLS, policy=services.policy),
+            Middleware(AuthenticationMiddleware, backend=JMAPAuth(services),
+                       on_error=on_auth_error),
+        ],
+        exception_handlers={RequestError: request_error},
+    )
+
+
+class API:
+    """The session resource and the API endpoint, sharing the per-account request count."""
+
+    def __init__(self, services: JMAPServices) -> None:
+        self.services = services
+        self.limits = services.policy.limits
+        self.running = ConcurrencyLimiter(self.limits.max_concurrent_requests)
+
+    async def session(self, request: Request) -> Response:
+        account: Account = request.user.account
+        body = session_resource(self.services, account, base_url(request))
+        return Response(orjson.dumps(body), media_type="application/json", headers=NO_STORE)
+
+    async def call(self, request: Request) -> Response:
+        account: Account = request.user.account
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise RequestError("notJSON", "the request must be of type application/json")
+        if not self.running.acquire(account.id):
+            raise RequestError("limit", f"at most {self.limits.max_concurrent_requests} "
+                               "requests at a time", limit="maxConcurrentRequests")
+        try:
+            body = await read_body(request, self.limits.max_size_request)
+            parsed = parse_request(body, capabilities=CAPABILITIES.keys(),
+                                   max_calls=self.limits.max_calls_in_request)
+            state = session_resource(self.services, account, base_url(request))["state"]
+            result = await execute(parsed, account=account, services=self.services,
+                                   session_state=state)
+        finally:
+            self.running.release(account.id)
+        return Response(encode(result), media_type="application/json", headers=NO_STORE)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` (maxSizeRequest)."""
+    too_large = RequestError("limit", f"the request is larger than {limit} octets",
+                             limit="maxSizeRequest")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestError("notJSON", "the client went away mid-request") from None
+    return b"".join(chunks)
+
+
+def base_url(request: Request) -> str:
+    """scheme://host[:port] as the client addressed us, for the session's absolute URLs."""
+    try:
+        netloc = request.url.netloc
+    except ValueError:  # a Host header that is no host name
+        netloc = ""
+    if not netloc:
+        host, port = request.scope.get("server") or ("localhost", None)
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{port}" if port else ""
+    return f"{request.scope.get('scheme', 'http')}://{netloc}"
+
+
+async def request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return Response(orjson.dumps(exc.problem()), exc.status, media_type=PROBLEM_JSON)
+
+
+async def not_yet(request: Request) -> Response:
+    return problem_response(501, "not implemented yet")
+
+
+# --------------------------------------------------------------------------- the listener
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket made with proto=IPPROTO_TCP, as getaddrinfo gives it: asyncio sets
+    TCP_NODELAY only on connections accepted from such a socket (`socket.create_server` makes
+    proto 0), and without it every response after the first on a kept-alive connection
+    waited 40 ms for a delayed ACK."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers (`serve` owns SIGTERM and SIGINT for every
+    listener) and telling us when it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class HTTPServer:
+    """A running HTTP listener."""
+
+    def __init__(self, server: _Server, task: asyncio.Task[None], sock: socket.socket) -> None:
+        self._server = server
+        self._task = task
+        self.host, self.port = sock.getsockname()[:2]
+
+    async def close(self) -> None:
+        """Stop listening, let requests in progress finish (5 s at most), return."""
+        self._server.should_exit = True
+        await self._task
+
+
+async def start_http(app: ASGIApp, host: str, port: int, ssl: SSLContext | None = None
+                     ) -> HTTPServer:
+    """Serve `app` on host:port (port 0: any free port) inside the running event loop.
+
+    We bind the socket ourselves, so a port in use raises OSError here instead of uvicorn
+    exiting the process, and port 0 reports the port it got.
+    """
+    sock = _listening_socket(host, port)
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False, proxy_headers=False,
+        server_header=False, timeout_graceful_shutdown=5,
+        ssl_context_factory=(lambda _config, _default: ssl) if ssl is not None else None)
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http {host}:{port}")
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if not server.ready.is_set():
+        ready.cancel()
+        sock.close()
+        await task  # raises what stopped it
+        raise RuntimeError("the HTTP listener stopped while starting")
+    return HTTPServer(server, task, sock)
