@@ -19,6 +19,7 @@ from typing import Any
 
 from mailyard.config import Config
 from mailyard.dns import Resolver
+from mailyard.mtasts import MTASTS
 from mailyard.pipeline.inbound import InboundPipeline
 from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
 from mailyard.pipeline.worker import RetryPolicy, Worker, parent_alive
@@ -95,6 +96,8 @@ class Runtime:
     def outbound(self) -> OutboundWorker:
         c = self.config
         o = c.outbound
+        sts = MTASTS(self.resolver, port=o.mta_sts_port, cafile=o.cafile or None) \
+            if o.mta_sts else None
         return OutboundWorker(self.queue, self.blobs, self.store, self.resolver, self.delivery,
                               OutboundPolicy(
                                   hostname=c.hostname, retry_schedule=tuple(o.retry_schedule),
@@ -103,7 +106,8 @@ class Runtime:
                                   per_domain_per_minute=o.per_domain_per_minute,
                                   connect_timeout=o.connect_timeout,
                                   command_timeout=o.command_timeout, port=o.port,
-                                  require_tls=o.require_tls))
+                                  require_tls=o.require_tls, cafile=o.cafile or None),
+                              mta_sts=sts)
 
     def close(self) -> None:
         self.bus.close()

@@ -111,6 +111,11 @@ class Outbound:
     require_tls: bool = False
     """Refuse to deliver without STARTTLS (MTA-STS enforce policies require it anyway)."""
     mta_sts: bool = True
+    """Honour the MTA-STS policies (RFC 8461) that destination domains publish."""
+    mta_sts_port: int = 443
+    """Where policies are fetched (tests point it at a loopback HTTPS server)."""
+    cafile: str = ""
+    """CA bundle for verified TLS (MTA-STS policy hosts, enforced MX); "": the system's."""
 
 
 @dataclass(frozen=True)

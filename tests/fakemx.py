@@ -7,6 +7,7 @@ whether it came over TLS), and answers recipients from a script: `script["temp@r
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,12 +55,14 @@ class _Handler:
 
 
 class FakeMX:
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.handler = _Handler()
         self.port = port or free_port()
-        cert, key = ensure_self_signed(directory, "mx.remote.test")
+        if tls is None:
+            tls = server_context(*ensure_self_signed(directory, "mx.remote.test"))
         self.controller = Controller(self.handler, hostname=host, port=self.port,
-                                     tls_context=server_context(cert, key),
+                                     tls_context=tls,
                                      decode_data=False, enable_SMTPUTF8=True)
 
     @property

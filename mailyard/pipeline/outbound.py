@@ -5,7 +5,9 @@ to a null MX, RFC 7505), try them in preference order over one connection per ho
 whenever offered (opportunistic, RFC 7435: the certificate is not checked unless policy asks),
 MAIL and every RCPT pipelined when the server offers PIPELINING (RFC 2920), DATA once for all
 accepted recipients. The message is DKIM-signed with the sender domain's active keys at that
-moment, so a key rotation applies to mail still in the queue.
+moment, so a key rotation applies to mail still in the queue. A domain that publishes an MTA-STS
+policy in enforce mode (RFC 8461) is sent to only through MX hosts its policy names, over
+STARTTLS with a certificate valid for that host; in testing mode, mismatches are logged.
 
 Each recipient ends in one of three states. Delivered: dropped from the item. Temporary (4xx,
 no answer, DNS trouble): the item is retried with only those recipients, on the configured
@@ -35,6 +37,7 @@ from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.dkim import DKIMKey, sign, to_crlf
 from mailyard.core.ratelimit import WindowLimiter
 from mailyard.dns import NullMX, PermanentDNSError, Resolver, TemporaryDNSError
+from mailyard.mtasts import MTASTS
 from mailyard.services.delivery import DeliveryService
 from mailyard.services.submission import OUTBOUND
 from mailyard.store.ports import BlobStore, MailStore, NotFound, Queue, QueueItem
@@ -53,6 +56,8 @@ class OutboundPolicy:
     command_timeout: float = 300.0
     port: int = 25
     require_tls: bool = False
+    cafile: str | None = None
+    """Trusted CAs for verified TLS (MTA-STS); None: the system's."""
     concurrency: int = 16
     lease_seconds: float = 600.0
 
@@ -102,7 +107,9 @@ def _opportunistic_tls() -> ssl.SSLContext:
 
 class OutboundWorker:
     def __init__(self, queue: Queue, blobs: BlobStore, store: MailStore, resolver: Resolver,
-                 delivery: DeliveryService, policy: OutboundPolicy) -> None:
+                 delivery: DeliveryService, policy: OutboundPolicy,
+                 mta_sts: MTASTS | None = None) -> None:
+        self.mta_sts = mta_sts
         self.queue = queue
         self.blobs = blobs
         self.store = store
@@ -112,6 +119,7 @@ class OutboundWorker:
         self.domain_rate = WindowLimiter(policy.per_domain_per_minute, 60.0)
         self.delivered = 0
         self._tls = _opportunistic_tls()
+        self._verified = ssl.create_default_context(cafile=policy.cafile)
 
     async def run(self, stop: asyncio.Event) -> None:
         busy: set[asyncio.Task[None]] = set()
@@ -199,6 +207,20 @@ class OutboundWorker:
         except TemporaryDNSError as e:
             return _all(recipients, Reply(451, f"4.4.3 DNS lookup for {domain} failed: {e}"),
                         temporary=True)
+        sts = await self.mta_sts.policy(domain) if self.mta_sts else None
+        enforce = sts is not None and sts.mode == "enforce"
+        if enforce:
+            assert sts is not None
+            allowed = [mx for mx in hosts if sts.matches(mx.host)]
+            if not allowed:  # RFC 8461 §5.1: no MX fits the policy, so none may be used
+                return _all(recipients, Reply(451, f"4.7.5 No MX of {domain} matches its"
+                                                   " MTA-STS policy"), temporary=True)
+            hosts = allowed
+        elif sts is not None and sts.mode == "testing":
+            for mx in hosts:
+                if not sts.matches(mx.host):
+                    log.warning("MTA-STS testing: MX %s of %s is not in its policy", mx.host,
+                                domain)
         last = Reply(451, f"4.4.1 No mail server of {domain} answered")
         for mx in hosts:
             try:
@@ -209,7 +231,7 @@ class OutboundWorker:
             for address in addresses:
                 try:
                     return await self._session(mx.host, address, mail_from, recipients,
-                                               message)
+                                               message, verify=enforce)
                 except _NoConnection as e:
                     last = Reply(451, f"4.4.1 {mx.host} [{address}]: {e}", mx.host)
                     log.info("%s", last.text)
@@ -217,7 +239,9 @@ class OutboundWorker:
         return result
 
     async def _session(self, host: str, address: str, mail_from: str, recipients: list[str],
-                       message: bytes) -> Attempt:
+                       message: bytes, *, verify: bool = False) -> Attempt:
+        """One SMTP session; `verify` (an enforced MTA-STS policy) demands STARTTLS with a
+        certificate valid for the MX host name."""
         smtp = aiosmtplib.SMTP(hostname=address, port=self.policy.port,
                                local_hostname=self.policy.hostname,
                                timeout=self.policy.command_timeout, start_tls=False,
@@ -227,9 +251,10 @@ class OutboundWorker:
                 await smtp.connect(timeout=self.policy.connect_timeout)
                 await smtp.ehlo()
                 if smtp.supports_extension("starttls"):
-                    await smtp.starttls(tls_context=self._tls)
+                    await smtp.starttls(tls_context=self._verified if verify else self._tls,
+                                        server_hostname=host)
                     await smtp.ehlo()
-                elif self.policy.require_tls:
+                elif self.policy.require_tls or verify:
                     raise _NoConnection("offers no STARTTLS and TLS is required")
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
                 raise _NoConnection(f"{type(e).__name__}: {e}") from None

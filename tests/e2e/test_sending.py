@@ -392,3 +392,73 @@ def test_auth_login_mechanism(server: Server, mx: FakeMX) -> None:
         assert code == 334
         code, reply = smtp.docmd(base64.b64encode(PASSWORD.encode()).decode())
         assert code == 235, reply
+
+
+# ---------------------------------------------------------------------- MTA-STS
+
+
+class _PolicyServer:
+    """https://mta-sts.<domain>/.well-known/mta-sts.txt on loopback, with a CA-issued cert."""
+
+    def __init__(self, ctx: ssl.SSLContext, policies: dict[str, str]) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host = (self.headers.get("Host") or "").split(":")[0]
+                body = policies.get(host.removeprefix("mta-sts."))
+                if self.path != "/.well-known/mta-sts.txt" or body is None:
+                    self.send_error(404)
+                    return
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+
+def test_mta_sts_enforce_uses_only_policy_mx_with_verified_tls(tmp_path: Path) -> None:
+    from tests.tlsca import TestCA
+
+    ca = TestCA(tmp_path / "ca")
+    names = ["mx.sts.test", "mta-sts.sts.test", "mta-sts.badmx.test"]
+    policy = "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.test\r\nmax_age: 86400\r\n"
+    https = _PolicyServer(ca.server_context(*names), {"sts.test": policy,
+                                                      "badmx.test": policy})
+    with FakeMX(tmp_path / "mx", tls=ca.server_context("mx.sts.test")) as mx, TestDNS({
+            ("sts.test", "MX"): ["10 mx.sts.test."],
+            ("mx.sts.test", "A"): ["127.0.0.1"],
+            ("_mta-sts.sts.test", "TXT"): ["v=STSv1; id=20261129"],
+            ("mta-sts.sts.test", "A"): ["127.0.0.1"],
+            ("badmx.test", "MX"): ["10 rogue.badmx.test."],  # not named by the policy
+            ("rogue.badmx.test", "A"): ["127.0.0.1"],
+            ("_mta-sts.badmx.test", "TXT"): ["v=STSv1; id=20261129"],
+            ("mta-sts.badmx.test", "A"): ["127.0.0.1"]}) as dns:
+        srv = make_server(tmp_path / "srv", mx, dns, mta_sts_port=https.port,
+                          cafile=str(ca.cafile))
+        srv.start()
+        try:
+            submit(srv, mail(["ok@sts.test"], "Policy ok"), ["ok@sts.test"])
+            submit(srv, mail(["no@badmx.test"], "Policy mismatch"), ["no@badmx.test"])
+            [received] = mx.wait(1)
+            assert received.recipients == ["ok@sts.test"] and received.tls
+            time.sleep(3.0)  # several retries of the mismatching domain: still nothing
+            assert [r.recipients for r in mx.received] == [["ok@sts.test"]]
+            listing = srv.cli("queue", "list").stdout.decode()
+            assert "no@badmx.test" in listing and "MTA-STS" in listing, listing
+        finally:
+            srv.stop()
+            https.stop()
