@@ -25,6 +25,7 @@ from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
 from mailyard.pipeline.worker import RetryPolicy, Worker, parent_alive
 from mailyard.protocols.imap.server import start_imap
 from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
+from mailyard.protocols.jmap.http import HTTPServer, JMAPPolicy, JMAPServices, build_app, start_http
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
 from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
 from mailyard.services.accounts import AccountService
@@ -190,6 +191,16 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                                                       implicit_tls=implicit))
                 log.info("SMTP submission%s listening on %s", "s" if implicit else "", address)
 
+    http: HTTPServer | None = None
+    if config.listen.http:
+        jmap = JMAPServices(runtime.accounts, policy=JMAPPolicy(
+            allow_plaintext_loopback=config.auth.plaintext_on_loopback), extra={
+                "mailbox": runtime.mailbox, "search": runtime.search,
+                "submission": runtime.submission, "bus": runtime.bus})
+        host, port = _hostport(config.listen.http)
+        http = await start_http(build_app(jmap), host, port, ssl=tls)
+        log.info("HTTPS (JMAP) listening on %s", config.listen.http)
+
     released = await runtime.queue.release_leases()
     if released:
         log.warning("took back %d queue items leased by workers of a previous run", released)
@@ -212,6 +223,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     log.info("shutting down")
     for server in servers:
         server.close()
+    if http is not None:
+        await http.close()
     for proc in processes:
         if proc.pid is not None:
             with contextlib.suppress(ProcessLookupError):

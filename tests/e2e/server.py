@@ -52,6 +52,7 @@ class Server:
     dns: dict[str, Any] = field(default_factory=dict)
     submission_port: int = 0
     submissions_port: int = 0
+    http_port: int = 0
 
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
@@ -59,6 +60,7 @@ class Server:
         self.imaps_port = free_port()
         self.submission_port = free_port()
         self.submissions_port = free_port()
+        self.http_port = free_port()
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
         self.config_path = self.root / "mailyard.toml"
@@ -72,7 +74,8 @@ class Server:
             f'imaps = "127.0.0.1:{self.imaps_port}"',
             f'submission = "127.0.0.1:{self.submission_port}"',
             f'submissions = "127.0.0.1:{self.submissions_port}"',
-            *(f'{name} = ""' for name in ("pop3", "pop3s", "http")),
+            f'http = "127.0.0.1:{self.http_port}"',
+            *(f'{name} = ""' for name in ("pop3", "pop3s")),
             "[auth]",
             f"plaintext_on_loopback = {str(self.plaintext_on_loopback).lower()}",
             "[imap]",
