@@ -5,3 +5,5 @@ Context, the method registry, the dispatcher) · session (the Session resource a
 registry) · auth (Basic/Bearer, TLS) · services (what the listener is given) · http (the
 Starlette app and the uvicorn listener).
 """
+
+from mailyard.protocols.jmap import mail as mail  # registers the Mail methods

@@ -1,0 +1,138 @@
+"""What the Mail methods (RFC 8621) share: the services, states, property selection, /changes.
+
+A JMAP state is the account's modification sequence written as a decimal string: the change
+log it numbers is the same one IMAP CONDSTORE reads, so a state never needs a table of its own
+and "what changed since state S" is one read of that log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mailyard.protocols.jmap.core import Context
+from mailyard.protocols.jmap.errors import MethodError
+from mailyard.services.mailbox import MailboxService
+from mailyard.services.search import SearchService
+from mailyard.store.ports import Change, Mailbox
+
+MAIL = "urn:ietf:params:jmap:mail"
+SUBMISSION = "urn:ietf:params:jmap:submission"
+
+
+def mailbox_service(ctx: Context) -> MailboxService:
+    service: MailboxService = ctx.services.extra["mailbox"]
+    return service
+
+
+def search_service(ctx: Context) -> SearchService:
+    service: SearchService = ctx.services.extra["search"]
+    return service
+
+
+async def current_state(ctx: Context) -> int:
+    """Read fresh: the Account the request was authenticated with may be a cached copy."""
+    return (await mailbox_service(ctx).store.get_account_by_id(ctx.account.id)).modseq
+
+
+def max_objects(ctx: Context) -> int:
+    limit: int = ctx.services.policy.limits.max_objects_in_get
+    return limit
+
+
+def requested_ids(ctx: Context, args: dict[str, Any]) -> list[str] | None:
+    """The `ids` argument of a /get (§5.1): None asks for every object."""
+    ids = args.get("ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise MethodError("invalidArguments", "ids must be null or an array of ids")
+    if len(ids) > max_objects(ctx):
+        raise MethodError("requestTooLarge", f"at most {max_objects(ctx)} ids in a /get")
+    resolved = [ctx.resolve_id(i) or i for i in ids]
+    return list(dict.fromkeys(resolved))
+
+
+def requested_properties(args: dict[str, Any], key: str, known: Collection[str],
+                         default: Iterable[str]) -> list[str]:
+    """A `properties`-style argument, checked against what the type has; "id" is always
+    returned by a /get, so it is added when missing (§5.1)."""
+    value = args.get(key)
+    if value is None:
+        return list(default)
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise MethodError("invalidArguments", f"{key} must be null or an array of names")
+    unknown = [p for p in value if p not in known and not p.startswith("header:")]
+    if unknown:
+        raise MethodError("invalidArguments", f"unknown {key}: {', '.join(unknown[:10])}")
+    return list(dict.fromkeys(value))
+
+
+def mailbox_role(box: Mailbox) -> str | None:
+    """Our role names are already the IANA JMAP mailbox roles (RFC 8621 §10.5)."""
+    return box.role
+
+
+def parse_state(args: dict[str, Any], key: str = "sinceState") -> int:
+    value = args.get(key)
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+        raise MethodError("invalidArguments", f"{key} must be a state this server gave")
+    return int(value)
+
+
+@dataclass
+class Changes:
+    created: list[str]
+    updated: list[str]
+    destroyed: list[str]
+    has_more: bool
+    new_state: int
+
+
+async def changes(ctx: Context, args: dict[str, Any], kind: str) -> Changes:
+    """A /changes (§5.2) for objects of `kind`, read from the account's change log.
+
+    The log keeps every change, so any state this server gave can be answered; a state from
+    the future (another server's, or a restored backup) cannot. With maxChanges the answer
+    stops at a state boundary, so the next call starting from newState misses nothing.
+    """
+    since = parse_state(args)
+    max_changes = args.get("maxChanges")
+    if max_changes is not None and (isinstance(max_changes, bool)
+                                    or not isinstance(max_changes, int) or max_changes < 1):
+        raise MethodError("invalidArguments", "maxChanges must be a positive integer")
+    state = await current_state(ctx)
+    if since > state:
+        raise MethodError("cannotCalculateChanges", "that state is newer than the account's")
+    log = [c for c in await mailbox_service(ctx).store.changes_since(ctx.account.id, since)
+           if c.kind == kind]
+    groups: dict[int, list[Change]] = {}
+    for change in log:
+        groups.setdefault(change.modseq, []).append(change)
+    ops: dict[str, list[str]] = {}
+    new_state, has_more = state, False
+    for modseq in sorted(groups):
+        fresh = {c.object_id for c in groups[modseq]} - ops.keys()
+        if max_changes is not None and ops and len(ops) + len(fresh) > max_changes:
+            has_more, new_state = True, max(m for m in groups if m < modseq)
+            break
+        for c in groups[modseq]:
+            ops.setdefault(c.object_id, []).append(c.op)
+    created, updated, destroyed = [], [], []
+    for object_id, seen in ops.items():
+        if seen[0] == "created":
+            if seen[-1] != "destroyed":
+                created.append(object_id)
+        elif seen[-1] == "destroyed":
+            destroyed.append(object_id)
+        else:
+            updated.append(object_id)
+    return Changes(created, updated, destroyed, has_more, new_state)
+
+
+def changes_response(ctx: Context, account_id: str, since: str, result: Changes
+                     ) -> dict[str, Any]:
+    return {"accountId": account_id, "oldState": since, "newState": str(result.new_state),
+            "hasMoreChanges": result.has_more, "created": result.created,
+            "updated": result.updated, "destroyed": result.destroyed}

@@ -1,0 +1,120 @@
+"""Email/query (RFC 8621 §4.4): the JMAP filter becomes the same query tree as the search box,
+so IMAP SEARCH, Gmail-style queries and JMAP are answered by one planner.
+
+JMAP filters say exactly which mailboxes they want, so Gmail's habit of leaving Spam and Trash
+out of a search is switched off (gmail_scope=False).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailyard.core import query as q
+from mailyard.protocols.jmap.core import Context, method
+from mailyard.protocols.jmap.errors import MethodError
+from mailyard.protocols.jmap.mail.common import (
+    MAIL,
+    current_state,
+    mailbox_service,
+    search_service,
+)
+from mailyard.store.ports import Order
+
+MAX_LIMIT = 1000
+"""Ids in one answer at most (the client pages with position or anchor beyond that)."""
+
+
+def _order(sort: object) -> Order:
+    if sort is None:
+        return "newest"
+    if not isinstance(sort, list) or not all(isinstance(s, dict) for s in sort):
+        raise MethodError("invalidArguments", "sort must be an array of Comparators")
+    if not sort:
+        return "newest"
+    if len(sort) > 1 or sort[0].get("property") != "receivedAt":
+        raise MethodError("unsupportedSort", "only receivedAt can be sorted on")
+    ascending = sort[0].get("isAscending", True)
+    if not isinstance(ascending, bool):
+        raise MethodError("invalidArguments", "isAscending must be a boolean")
+    return "oldest" if ascending else "newest"
+
+
+def _int(args: dict[str, Any], key: str, default: int, minimum: int | None) -> int:
+    value = args.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or (
+            minimum is not None and value < minimum):
+        raise MethodError("invalidArguments", f"{key} must be an integer"
+                          + ("" if minimum is None else f" >= {minimum}"))
+    return value
+
+
+def filter_node(args: dict[str, Any]) -> q.Node:
+    """The `filter` argument as a query tree; no filter matches every email."""
+    value = args.get("filter")
+    if value is None:
+        return q.And(())
+    try:
+        return q.from_jmap(value)
+    except q.FilterError as e:
+        raise MethodError("unsupportedFilter" if e.unsupported else "invalidArguments",
+                          str(e)) from None
+
+
+@method("Email/query", capability=MAIL)
+async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    account_id = ctx.account_id(args)
+    node = filter_node(args)
+    order = _order(args.get("sort"))
+    position = _int(args, "position", 0, None)
+    limit = min(_int(args, "limit", MAX_LIMIT, 0), MAX_LIMIT)
+    anchor = args.get("anchor")
+    if anchor is not None and not isinstance(anchor, str):
+        raise MethodError("invalidArguments", "anchor must be an id")
+    anchor_offset = _int(args, "anchorOffset", 0, None)
+    collapse = args.get("collapseThreads", False)
+    want_total = args.get("calculateTotal", False)
+    if not isinstance(collapse, bool) or not isinstance(want_total, bool):
+        raise MethodError("invalidArguments", "collapseThreads and calculateTotal are booleans")
+    state = await current_state(ctx)
+    search = search_service(ctx)
+    total: int | None
+    if anchor is None and not collapse and position >= 0:
+        hits = await search.search(ctx.account, node, limit=limit, position=position,
+                                   total=want_total, order=order, gmail_scope=False)
+        ids, total = hits.ids, hits.total
+    else:
+        # Anchors, negative positions and collapsed threads need the whole result.
+        every = (await search.search(ctx.account, node, limit=None, order=order,
+                                     gmail_scope=False)).ids
+        if collapse:
+            every = await _first_of_threads(ctx, every)
+        total = len(every)
+        if anchor is not None:
+            if anchor not in every:
+                raise MethodError("anchorNotFound")
+            position = max(every.index(anchor) + anchor_offset, 0)
+        elif position < 0:
+            position = max(total + position, 0)
+        ids = every[position : position + limit]
+    out: dict[str, Any] = {"accountId": account_id, "queryState": str(state),
+                           "canCalculateChanges": False, "position": position, "ids": ids}
+    if want_total:
+        out["total"] = total
+    if "limit" in args and args["limit"] is not None and args["limit"] > MAX_LIMIT:
+        out["limit"] = MAX_LIMIT
+    return out
+
+
+async def _first_of_threads(ctx: Context, ids: list[str]) -> list[str]:
+    records = await mailbox_service(ctx).get_emails(ctx.account, ids, brief=True)
+    thread_of = {r.id: r.thread_id for r in records}
+    seen: set[str] = set()
+    kept = []
+    for email_id in ids:
+        thread = thread_of.get(email_id, email_id)
+        if thread not in seen:
+            seen.add(thread)
+            kept.append(email_id)
+    return kept
