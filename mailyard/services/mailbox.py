@@ -182,6 +182,22 @@ class MailboxService:
         await self._changed(account)
         return Appended(delivered.email_id, record.mailboxes[mailbox.name], mailbox.uidvalidity)
 
+    async def destroy(self, account: Account, email_ids: Sequence[str]) -> list[str]:
+        """JMAP Email/set destroy: out of every label, All Mail last (the expunge that
+        destroys), and out of the search index, whose text hits would otherwise still name
+        the email. Returns the ids that were there to destroy."""
+        records = await self.store.get_emails(account.id, email_ids, brief=True)
+        boxes = await self.store.list_mailboxes(account.id)
+        for record in records:
+            labelled = [b for b in boxes if b.name in record.mailboxes or b.role == "all"]
+            for box in sorted(labelled, key=lambda b: b.role == "all"):
+                await self.store.remove_from_mailbox(account.id, box.id, [record.id])
+        gone = [r.id for r in records]
+        if gone:
+            await self.index.delete(account.id, gone)
+            await self._changed(account)
+        return gone
+
     async def _changed(self, account: Account) -> None:
         state = (await self.store.get_account_by_id(account.id)).modseq
         await self.bus.publish(account.id, state)

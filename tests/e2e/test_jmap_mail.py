@@ -328,3 +328,131 @@ def test_back_reference_query_then_get(alice: Jmap) -> None:
     got = responses[1][1]["list"]
     assert [e["subject"] for e in got] == ["Re: Lunch plans", "Lunch plans"]
     assert got[0]["threadId"] == got[1]["threadId"]
+
+
+# ---------------------------------------------------------------------- changes, set, IMAP
+
+
+def _imap_flags(server: Server, subject: str, folder: str = "INBOX") -> str:
+    conn = _imap(server)
+    try:
+        conn.select(f'"{folder}"')
+        _, data = conn.search(None, "SUBJECT", f'"{subject}"')
+        [num] = data[0].split()
+        _, fetched = conn.fetch(num, "(FLAGS)")
+        return str(fetched[0])
+    finally:
+        conn.logout()
+
+
+def test_imap_flag_shows_in_email_changes(server: Server, alice: Jmap) -> None:
+    [lunch] = _query(alice, filter={"subject": "plans", "from": "bob@home.test"})
+    since = alice.call("Email/get", ids=[])["state"]
+    conn = _imap(server)
+    try:
+        conn.select("INBOX")
+        _, data = conn.search(None, "FROM", '"bob@home.test"')
+        [num] = data[0].split()
+        assert conn.store(num, "+FLAGS", "(\\Seen)")[0] == "OK"
+    finally:
+        conn.logout()
+    changes = alice.call("Email/changes", sinceState=since)
+    assert changes["updated"] == [lunch] and changes["created"] == []
+    assert int(changes["newState"]) > int(since) and changes["hasMoreChanges"] is False
+    [email] = alice.call("Email/get", ids=[lunch], properties=["keywords"])["list"]
+    assert email["keywords"] == {"$seen": True}
+    assert alice.call("Email/changes", sinceState=changes["newState"])["updated"] == []
+
+
+def test_changes_errors_and_paging(alice: Jmap) -> None:
+    assert alice.error("Email/changes", sinceState="not-a-state") == "invalidArguments"
+    assert alice.error("Email/changes", sinceState="999999999") == "cannotCalculateChanges"
+    first = alice.call("Email/changes", sinceState="0", maxChanges=1)
+    assert first["hasMoreChanges"] is True and len(first["created"]) == 1
+    everything = alice.call("Email/changes", sinceState="0")
+    assert len(everything["created"]) == 3 and everything["hasMoreChanges"] is False
+    boxes = alice.call("Mailbox/changes", sinceState="0")
+    assert len(boxes["created"]) >= 7 and boxes["updatedProperties"] is None
+
+
+def test_email_set_keywords_seen_over_imap(server: Server, alice: Jmap) -> None:
+    [invoice] = _query(alice, filter={"from": "ann@shop.test"})
+    result = alice.call("Email/set", update={invoice: {"keywords/$flagged": True,
+                                                       "keywords/$seen": True}})
+    assert result["updated"] == {invoice: None}
+    assert int(result["newState"]) > int(result["oldState"])
+    flags = _imap_flags(server, "Invoice March")
+    assert "\\Flagged" in flags and "\\Seen" in flags
+    alice.call("Email/set", update={invoice: {"keywords": {"$seen": True}}})
+    flags = _imap_flags(server, "Invoice March")
+    assert "\\Flagged" not in flags and "\\Seen" in flags
+    [email] = alice.call("Email/get", ids=[invoice], properties=["keywords"])["list"]
+    assert email["keywords"] == {"$seen": True}
+
+
+def test_email_set_errors(alice: Jmap) -> None:
+    [invoice] = _query(alice, filter={"from": "ann@shop.test"})
+    result = alice.call("Email/set", update={
+        "missing": {"keywords/$seen": True},
+        invoice: {"subject": "changed"},
+    }, destroy=["missing-too"])
+    assert result["notUpdated"]["missing"]["type"] == "notFound"
+    assert result["notUpdated"][invoice]["type"] == "invalidProperties"
+    assert result["notUpdated"][invoice]["properties"] == ["subject"]
+    assert result["notDestroyed"]["missing-too"]["type"] == "notFound"
+    bad_box = alice.call("Email/set", update={invoice: {"mailboxIds/nope": True}})
+    assert bad_box["notUpdated"][invoice]["type"] == "invalidProperties"
+    assert alice.error("Email/set", ifInState="1", update={}) == "stateMismatch"
+
+
+def test_email_set_mailbox_moves_over_imap(server: Server, alice: Jmap) -> None:
+    boxes = _boxes(alice)
+    inbox, archive = boxes["inbox"]["id"], boxes["archive"]["id"]
+    [reply] = _query(alice, filter={"from": "carol@corp.test"})
+    state = alice.call("Email/get", ids=[])["state"]
+    result = alice.call("Email/set", ifInState=state, update={
+        reply: {f"mailboxIds/{inbox}": None, f"mailboxIds/{archive}": True}})
+    assert result["updated"] == {reply: None}, result
+    [email] = alice.call("Email/get", ids=[reply], properties=["mailboxIds"])["list"]
+    assert archive in email["mailboxIds"] and inbox not in email["mailboxIds"]
+    assert "Seen" not in _imap_flags(server, "Re: Lunch plans", "Archive")
+    conn = _imap(server)
+    try:
+        conn.select("INBOX")
+        _, data = conn.search(None, "FROM", '"carol@corp.test"')
+        assert data[0].split() == []
+    finally:
+        conn.logout()
+    assert reply in _query(alice, filter={"inMailbox": archive})
+    assert reply not in _query(alice, filter={"inMailbox": inbox})
+    alice.call("Email/set", update={reply: {f"mailboxIds/{inbox}": True,
+                                            f"mailboxIds/{archive}": None}})
+    assert reply in _query(alice, filter={"inMailbox": inbox})
+
+
+def test_thread_get_and_changes(alice: Jmap) -> None:
+    lunch = _query(alice, filter={"text": "lunch"},
+                   sort=[{"property": "receivedAt", "isAscending": True}])
+    [first] = alice.call("Email/get", ids=lunch[:1], properties=["threadId"])["list"]
+    threads = alice.call("Thread/get", ids=[first["threadId"], "nope"])
+    assert threads["list"] == [{"id": first["threadId"], "emailIds": lunch}]
+    assert threads["notFound"] == ["nope"]
+    assert len(alice.call("Thread/changes", sinceState="0")["created"]) == 2
+
+
+def test_email_destroy(server: Server, alice: Jmap) -> None:
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "spam@remote.test", ALICE, "Doomed message"
+    m.set_content("Delete me.\n")
+    _send(server, "spam@remote.test", ALICE, m)
+    deadline = time.monotonic() + 20
+    while not (found := _query(alice, filter={"subject": "Doomed"})):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    [doomed] = found
+    since = alice.call("Email/get", ids=[])["state"]
+    result = alice.call("Email/set", destroy=[doomed])
+    assert result["destroyed"] == [doomed]
+    assert alice.call("Email/get", ids=[doomed])["notFound"] == [doomed]
+    assert doomed in alice.call("Email/changes", sinceState=since)["destroyed"]
+    assert _query(alice, filter={"subject": "Doomed"}) == []

@@ -29,6 +29,9 @@ def _account_capability(services: JMAPServices, account: Account) -> dict[str, A
 
 capability(common.MAIL, account=_account_capability)
 
+from mailyard.protocols.jmap.mail import email_changes as email_changes  # noqa: E402
 from mailyard.protocols.jmap.mail import email_get as email_get  # noqa: E402
 from mailyard.protocols.jmap.mail import email_query as email_query  # noqa: E402
+from mailyard.protocols.jmap.mail import email_set as email_set  # noqa: E402
 from mailyard.protocols.jmap.mail import mailbox as mailbox  # noqa: E402
+from mailyard.protocols.jmap.mail import thread as thread  # noqa: E402
