@@ -456,3 +456,25 @@ def test_email_destroy(server: Server, alice: Jmap) -> None:
     assert alice.call("Email/get", ids=[doomed])["notFound"] == [doomed]
     assert doomed in alice.call("Email/changes", sinceState=since)["destroyed"]
     assert _query(alice, filter={"subject": "Doomed"}) == []
+
+
+# ---------------------------------------------------------------------- snippets, identities
+
+
+def test_search_snippets(alice: Jmap) -> None:
+    ids = _query(alice, filter={"text": "sushi"})
+    result = alice.call("SearchSnippet/get", filter={"text": "sushi"},
+                        emailIds=[*ids, "missing"])
+    assert result["notFound"] == ["missing"]
+    marked = [s for s in result["list"] if "<mark>" in (s["preview"] or "")]
+    assert {s["emailId"] for s in result["list"]} == set(ids) and marked
+    plain = alice.call("SearchSnippet/get", filter={"hasKeyword": "$seen"}, emailIds=ids)
+    assert all(s["subject"] is None and s["preview"] is None for s in plain["list"])
+
+
+def test_identity_get(alice: Jmap) -> None:
+    body = {"using": [CORE, "urn:ietf:params:jmap:submission"], "methodCalls": [
+        ["Identity/get", {"accountId": alice.account_id}, "0"]]}
+    [[name, result, _]] = alice.client.post("/jmap/api", json=body).json()["methodResponses"]
+    assert name == "Identity/get", result
+    assert [i["email"] for i in result["list"]] == [ALICE]
