@@ -161,6 +161,12 @@ class MailboxService:
                       email_ids: Sequence[str]) -> list[int]:
         """Takes the label off; from Trash (last label) or All Mail it destroys the email."""
         uids = await self.store.remove_from_mailbox(account.id, mailbox.id, email_ids)
+        if mailbox.role in ("trash", "all"):
+            # Destroyed emails leave the search index too, or text searches would name them.
+            left = {r.id for r in await self.store.get_emails(account.id, email_ids, brief=True)}
+            gone = [e for e in email_ids if e not in left]
+            if gone:
+                await self.index.delete(account.id, gone)
         await self._changed(account)
         return uids
 

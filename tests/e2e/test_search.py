@@ -239,3 +239,30 @@ def test_reindex_rebuilds_a_lost_index(tmp_path: Path) -> None:
     assert search(srv, "synergy") == [REPORT]
     srv.cli("reindex", ALICE)
     assert search(srv, "invoice") == [INVOICE, REPLY]  # reindexed twice: still one each
+
+
+def test_mail_destroyed_over_imap_leaves_the_index(tmp_path: Path) -> None:
+    srv = Server(tmp_path)
+    srv.add_user(ALICE)
+    srv.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", srv.smtp_port) as smtp:
+            for sender, rcpts, msg in _messages()[:2]:
+                smtp.send_message(msg, sender, rcpts)
+        srv.wait_emails(ALICE, 2)
+        srv.wait_queue_empty()
+        # --anywhere and a text-only query: answered by the text index alone.
+        assert search(srv, "invoice", ALICE, "--anywhere") == [INVOICE]
+        imap = imaplib.IMAP4("127.0.0.1", srv.imap_port)
+        imap.login(ALICE, "secret-password")
+        imap.select("INBOX")
+        [uid] = _uids(imap, "SUBJECT", "Invoice")
+        imap.uid("MOVE", uid, "Trash")
+        imap.select("Trash")
+        imap.uid("STORE", _uids(imap, "ALL")[0], "+FLAGS", "(\\Deleted)")
+        imap.expunge()  # from the Trash: the email is destroyed
+        imap.logout()
+        assert search(srv, "invoice", ALICE, "--anywhere") == []
+        assert search(srv, "pizza", ALICE, "--anywhere") == [LUNCH]
+    finally:
+        srv.stop()
