@@ -26,6 +26,7 @@ from mailyard.pipeline.worker import RetryPolicy, Worker, parent_alive
 from mailyard.protocols.imap.server import start_imap
 from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
 from mailyard.protocols.jmap.http import HTTPServer, JMAPPolicy, JMAPServices, build_app, start_http
+from mailyard.protocols.jmap.push import routes as push_routes
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
 from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
 from mailyard.services.accounts import AccountService
@@ -198,7 +199,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 "mailbox": runtime.mailbox, "search": runtime.search,
                 "submission": runtime.submission, "bus": runtime.bus})
         host, port = _hostport(config.listen.http)
-        http = await start_http(build_app(jmap), host, port, ssl=tls)
+        http = await start_http(build_app(jmap, routes=push_routes(runtime.bus)), host, port,
+                                ssl=tls)
         log.info("HTTPS (JMAP) listening on %s", config.listen.http)
 
     released = await runtime.queue.release_leases()
