@@ -7,9 +7,10 @@ may lag delivery by a batch. The planner combines them:
 
 - only one half present: that engine answers alone, already in date order with a LIMIT;
 - both, AND-ed at the top (the usual case, "from:alice has:attachment"): if the metadata half
-  is selective (fewer than PROBE emails), the index is asked only about those; otherwise text
-  hits are streamed newest first in growing pages and checked against the store until the page
-  is full — the first page of a common word costs a few hundred rows, not the whole mailbox;
+  is selective (fewer than PROBE emails), the index is asked only about those; if the words
+  are (fewer than PROBE hits), the store checks all of them at once; otherwise text hits are
+  streamed newest first in growing pages and checked against the store until the page is
+  full — the first page of a common word costs a few hundred rows, not the whole mailbox;
 - text and metadata mixed under OR / NOT: each leaf becomes a set of ids and the sets are
   combined (correct for any tree; slower, and rare in real queries).
 
@@ -191,6 +192,15 @@ class SearchService:
         if len(probe.ids) < self.probe:
             return await self.index.query(account_id, _and(text), among=probe.ids, order=order,
                                           limit=limit, position=position, total=total)
+        received = _received_bounds(meta)
+        hits = await self.index.query(account_id, _and(text), order=order, limit=self.probe,
+                                      received=received)
+        if len(hits.ids) < self.probe:  # the words are the selective half: check them all
+            agree = set((await self.store.query_emails(account_id, _and(meta),
+                                                       among=hits.ids)).ids)
+            kept = [e for e in hits.ids if e in agree]
+            page = kept[position:] if limit is None else kept[position:position + limit]
+            return Hits(page, len(kept) if total else None)
         return await self._stream(account_id, _and(text), _and(meta), order, limit, position,
                                   total)
 
@@ -202,7 +212,8 @@ class SearchService:
         offset, page = 0, self.first_page
         while wanted is None or len(kept) < wanted:
             hits = await self.index.query(account_id, text, order=order, limit=page,
-                                          position=offset)
+                                          position=offset, received=_received_bounds(
+                                              _conjuncts(meta)))
             if not hits.ids:
                 break
             agree = set((await self.store.query_emails(account_id, meta,
@@ -241,6 +252,26 @@ class SearchService:
         if found_sub is None:
             raise ValueError(f"substring {node.value!r} is too short for the index")
         return found_sub
+
+
+def _received_bounds(meta: list[q.Node]) -> tuple[int | None, int | None]:
+    """Arrival-time bounds (ms, [low, high)) that AND-ed date conditions imply. The index keeps
+    documents in arrival order, so it can skip straight to the range ("older_than:1y word"
+    would otherwise read a year of newer hits first); the store still checks every hit."""
+    low: int | None = None
+    high: int | None = None
+    for node in meta:
+        if isinstance(node, q.Received):
+            ms = int(node.at.timestamp() * 1000)
+        elif isinstance(node, q.Date) and node.field == "received" and node.op != "on":
+            ms = int(datetime.combine(node.day, datetime.min.time(), UTC).timestamp() * 1000)
+        else:
+            continue
+        if node.op == "before":
+            high = ms if high is None else min(high, ms)
+        elif node.op == "after":
+            low = ms if low is None else max(low, ms)
+    return low, high
 
 
 def _text_part(node: q.Node) -> q.Node | None:

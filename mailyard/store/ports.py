@@ -502,8 +502,10 @@ class SearchIndex(Protocol):
 
     async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
                     order: Order = "newest", limit: int | None = None, position: int = 0,
-                    total: bool = False) -> Hits:
-        """Emails matching `node` (restricted to `among` when given), in `order`."""
+                    total: bool = False,
+                    received: tuple[int | None, int | None] = (None, None)) -> Hits:
+        """Emails matching `node` (restricted to `among` when given), in `order`; `received`
+        narrows to arrival times (ms) in [low, high) when the caller knows such bounds."""
         ...
 
     async def snippets(self, account_id: str, node: Node,

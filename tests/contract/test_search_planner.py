@@ -57,6 +57,9 @@ def matches(node: q.Node, m: Mail, label_ids: dict[str, str]) -> bool:
         return m.has_attachment
     if isinstance(node, q.Size):
         return m.size > node.size if node.op == "larger" else m.size < node.size
+    if isinstance(node, q.Received):
+        at = int(node.at.timestamp() * 1000)
+        return m.received_at < at if node.op == "before" else m.received_at >= at
     raise AssertionError(node)
 
 
@@ -108,11 +111,13 @@ def random_query(rng: random.Random, labels: dict[str, str], depth: int = 0) -> 
         lambda: q.Mailbox(labels[rng.choice(LABELS)], by_id=True),
         lambda: q.HasAttachment(),
         lambda: q.Size(rng.choice(["larger", "smaller"]), rng.randrange(100, 10_000)),
+        lambda: q.Received(rng.choice(["before", "after"]), datetime.fromtimestamp(
+            (T0 + rng.randrange(0, 80) * 60_000) / 1000, UTC)),
     ])()
 
 
-@pytest.mark.parametrize(("probe", "first_page"), [(2000, 500), (3, 2)],
-                         ids=["probe-then-index", "streamed-pages"])
+@pytest.mark.parametrize(("probe", "first_page"), [(2000, 500), (12, 2), (3, 2)],
+                         ids=["probe-then-index", "text-probe", "streamed-pages"])
 async def test_planner_agrees_with_a_plain_evaluation(
         mailstore: Any, search_index: Any, account: Account,
         corpus: tuple[list[Mail], dict[str, str]], probe: int, first_page: int) -> None:

@@ -490,9 +490,11 @@ class SqliteMailStore:
             for start in range(0, len(among), 500):
                 chunk = list(among[start:start + 500])
                 found += [(r[0], r[1]) for r in conn.execute(
-                    f"SELECT e.received_at, e.id FROM emails e WHERE e.account_id = ? AND"
-                    f" {where} AND e.id IN ({','.join('?' * len(chunk))})",
-                    (*args, *chunk))]
+                    # "+e.account_id": look the candidates up by id; an index on the
+                    # account would walk all of its emails to find them.
+                    f"SELECT e.received_at, e.id FROM emails e"
+                    f" WHERE e.id IN ({','.join('?' * len(chunk))}) AND +e.account_id = ?"
+                    f" AND {where}", (*chunk, *args))]
             found.sort(reverse=order != "oldest")
             ids = [e for _, e in found]
             page = ids[position:] if limit is None else ids[position:position + limit]

@@ -189,7 +189,8 @@ class SqliteSearchIndex:
 
     async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
                     order: Order = "newest", limit: int | None = None, position: int = 0,
-                    total: bool = False) -> Hits:
+                    total: bool = False,
+                    received: tuple[int | None, int | None] = (None, None)) -> Hits:
         acct = _account_token(account_id)
         expr = compile_match(node, acct)
         if isinstance(expr, _None) or (among is not None and not among):
@@ -197,13 +198,19 @@ class SqliteSearchIndex:
         match = acct if isinstance(expr, _All) else f"{acct} AND ({expr})"
         sort = {"newest": "rowid DESC", "oldest": "rowid ASC", "relevance": "rank"}[order]
 
+        low, high = received
+        span = (" AND rowid >= ? AND rowid < ?", (
+            -(1 << 62) if low is None else low * _TIES,
+            (1 << 62) if high is None else high * _TIES))
+
         def read(conn: sqlite3.Connection) -> Hits:
             if among is None:
                 ids = [r[0] for r in conn.execute(
-                    f"SELECT email_id FROM docs WHERE docs MATCH ? ORDER BY {sort}"
-                    " LIMIT ? OFFSET ?", (match, -1 if limit is None else limit, position))]
-                count = conn.execute("SELECT count(*) FROM docs WHERE docs MATCH ?",
-                                     (match,)).fetchone()[0] if total else None
+                    f"SELECT email_id FROM docs WHERE docs MATCH ?{span[0]} ORDER BY {sort}"
+                    " LIMIT ? OFFSET ?",
+                    (match, *span[1], -1 if limit is None else limit, position))]
+                count = conn.execute(f"SELECT count(*) FROM docs WHERE docs MATCH ?{span[0]}",
+                                     (match, *span[1])).fetchone()[0] if total else None
                 return Hits(ids, count)
             found: list[tuple[float, str]] = []
             for rowids in _chunks(_rowids(conn, account_id, among), 500):
