@@ -111,6 +111,11 @@ class MailboxService:
     async def get_heads(self, account: Account, email_ids: Sequence[str]) -> list[EmailHead]:
         return await self.store.get_heads(account.id, email_ids)
 
+    async def threads(self, account: Account,
+                      thread_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Each thread's email ids in arrival order (JMAP Thread/get)."""
+        return await self.store.thread_emails(account.id, thread_ids)
+
     async def raw(self, account: Account, email_id: str) -> bytes:
         """The message octets exactly as stored at delivery, re-assembled from its skeleton."""
         record = await self.store.get_email(account.id, email_id)

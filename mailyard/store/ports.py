@@ -423,6 +423,10 @@ class MailStore(Protocol):
         dates, sizes, attachments, Message-ID, headers, thread keywords), from the store's own
         columns, newest (or oldest) first; restricted to `among` when given."""
         ...
+    async def thread_emails(self, account_id: str,
+                            thread_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Thread id -> its email ids, oldest first; unknown threads are left out."""
+        ...
     async def email_ids(self, account_id: str, *, after: str = "",
                         limit: int = 1000) -> list[str]:
         """Every email of the account in id order, a page at a time (for reindexing)."""

@@ -653,3 +653,20 @@ async def test_dkim_keys_add_list_retire(mailstore: Any) -> None:
     with pytest.raises(NotFound):
         await mailstore.retire_dkim_key("example.test", "nope")
     assert await mailstore.dkim_keys("other.test") == []
+
+
+async def test_thread_emails_in_arrival_order(mailstore: Any, account: Account,
+                                              new_email: NewEmailFactory) -> None:
+    bob = await mailstore.create_account(f"bob@{DOMAIN}", "h", MB)
+    first = new_email(account.id, subject="Plan", received_at=1_800_000_000_000)
+    reply = new_email(account.id, subject="Re: Plan", in_reply_to=[first.message_id.strip("<>")],
+                      references=[first.message_id.strip("<>")], received_at=1_800_000_100_000)
+    other = new_email(account.id, subject="Unrelated", received_at=1_800_000_050_000)
+    for e in (first, reply, other):
+        await deliver(mailstore, e)
+    t1 = await thread_of(mailstore, account, first.email_id)
+    t2 = await thread_of(mailstore, account, other.email_id)
+    found = await mailstore.thread_emails(account.id, [t1, t2, "t-unknown"])
+    assert found[t1][0] == first.email_id and set(found) == {t1, t2}
+    assert found[t2] == [other.email_id]
+    assert await mailstore.thread_emails(bob.id, [t1]) == {}

@@ -502,6 +502,21 @@ class SqliteMailStore:
 
         return await self.db.read(read)
 
+    async def thread_emails(self, account_id: str,
+                            thread_ids: Sequence[str]) -> dict[str, list[str]]:
+        def read(conn: sqlite3.Connection) -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for start in range(0, len(thread_ids), 500):
+                chunk = list(thread_ids[start:start + 500])
+                for thread_id, email_id in conn.execute(
+                        "SELECT thread_id, id FROM emails WHERE account_id = ? AND thread_id IN"
+                        f" ({','.join('?' * len(chunk))}) ORDER BY received_at, id",
+                        (account_id, *chunk)):
+                    out.setdefault(thread_id, []).append(email_id)
+            return out
+
+        return await self.db.read(read)
+
     async def email_ids(self, account_id: str, *, after: str = "",
                         limit: int = 1000) -> list[str]:
         return await self.db.read(lambda c: [r[0] for r in c.execute(
@@ -700,7 +715,10 @@ def _resolve_thread(conn: sqlite3.Connection, email: NewEmail, keys: list[str],
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
         found.update(r[0] for r in conn.execute(
-            f"SELECT DISTINCT thread_id FROM thread_keys WHERE account_id = ?"
+            # No DISTINCT: with it SQLite walked every thread key of the account through
+            # thread_keys_thread on each delivery (the primary key answers these directly;
+            # the set drops the repeats).
+            f"SELECT thread_id FROM thread_keys WHERE account_id = ?"
             f" AND msgid IN ({','.join('?' * len(chunk))})", (account, *chunk)))
     if not found and wants_subject_fallback(
             email.subject, email.thread_subject, bool(email.in_reply_to or email.references)):
