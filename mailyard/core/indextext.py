@@ -10,6 +10,7 @@ as it can be, never rejected.
 from __future__ import annotations
 
 import functools
+import importlib
 import io
 import logging
 import re
@@ -340,11 +341,11 @@ def _feed_member(archive: zipfile.ZipFile, name: str, collector: _Collector,
 def _pypdf() -> ModuleType | None:
     """Imported on first use: the optional `pdf` extra, and a slow import."""
     try:
-        import pypdf
+        module = importlib.import_module("pypdf")
     except ImportError:
         log.debug("pypdf is not installed; PDF attachments are not indexed")
         return None
-    return pypdf
+    return module
 
 
 def _pdf_text(data: bytes, part: Part, budget: int, limits: Limits) -> str:
