@@ -362,6 +362,18 @@ class Change:
     op: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A small per-account object with no table of its own (JMAP Identity, EmailSubmission,
+    VacationResponse, API tokens, uploads): JSON data under (kind, id), changed through the
+    account's change log like everything else, so JMAP states and /changes cover it."""
+
+    kind: str
+    id: str
+    data: dict[str, Any]
+    modseq: int
+
+
 class MailStore(Protocol):
     """Accounts, mailboxes (labels), email metadata, threads, UIDs and the change log."""
 
@@ -402,6 +414,19 @@ class MailStore(Protocol):
     async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None: ...
     async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
         """Renames the mailbox and every mailbox below it (name + "/")."""
+        ...
+    async def put_object(self, account_id: str, kind: str, object_id: str,
+                         data: dict[str, Any], *, log: bool = True) -> int:
+        """Create or replace; returns the account's new modseq. With log=False the change is
+        not in the change log (objects no client syncs, such as tokens and uploads)."""
+        ...
+    async def get_objects(self, account_id: str, kind: str,
+                          ids: Sequence[str] | None = None) -> list[StoredObject]:
+        """The objects of `kind` (those of `ids` that exist, or all), in id order."""
+        ...
+    async def delete_object(self, account_id: str, kind: str, object_id: str, *,
+                            log: bool = True) -> int:
+        """Raises NotFound when there is no such object."""
         ...
     async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool
                              ) -> None: ...

@@ -32,6 +32,7 @@ from mailyard.store.ports import (
     NotFound,
     Order,
     QuotaExceeded,
+    StoredObject,
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
@@ -133,6 +134,14 @@ CREATE TABLE IF NOT EXISTS changes (
     object_id TEXT NOT NULL,
     op TEXT NOT NULL,
     PRIMARY KEY (account_id, modseq, kind, object_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects (
+    account_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data BLOB NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (account_id, kind, id)
 ) WITHOUT ROWID;
 """
 
@@ -309,7 +318,7 @@ class SqliteMailStore:
     async def delete_account(self, address: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
             row = _account_row(conn, address)
-            for table in ("changes", "thread_keys"):
+            for table in ("changes", "thread_keys", "objects"):
                 conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (row["id"],))
             conn.execute("DELETE FROM accounts WHERE id = ?", (row["id"],))
 
@@ -643,6 +652,53 @@ class SqliteMailStore:
             return _email(conn, row)
 
         return await self.db.read(fetch)
+
+    async def put_object(self, account_id: str, kind: str, object_id: str,
+                         data: dict[str, Any], *, log: bool = True) -> int:
+        def put(conn: sqlite3.Connection) -> int:
+            modseq = _next_modseq(conn, account_id)
+            existed = conn.execute(
+                "SELECT 1 FROM objects WHERE account_id = ? AND kind = ? AND id = ?",
+                (account_id, kind, object_id)).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO objects (account_id, kind, id, data, modseq)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (account_id, kind, object_id, orjson.dumps(data), modseq))
+            if log:
+                _log(conn, account_id, modseq, kind, object_id,
+                     "updated" if existed else "created")
+            return modseq
+
+        return await self.db.write(put)
+
+    async def get_objects(self, account_id: str, kind: str,
+                          ids: Sequence[str] | None = None) -> list[StoredObject]:
+        def read(conn: sqlite3.Connection) -> list[StoredObject]:
+            sql = "SELECT id, data, modseq FROM objects WHERE account_id = ? AND kind = ?"
+            params: list[Any] = [account_id, kind]
+            if ids is not None:
+                wanted = list(dict.fromkeys(ids))[:10000]
+                sql += f" AND id IN ({','.join('?' * len(wanted))})"
+                params += wanted
+            return [StoredObject(kind, r[0], orjson.loads(r[1]), r[2])
+                    for r in conn.execute(sql + " ORDER BY id", params)]
+
+        if ids is not None and not ids:
+            return []
+        return await self.db.read(read)
+
+    async def delete_object(self, account_id: str, kind: str, object_id: str, *,
+                            log: bool = True) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            if conn.execute("DELETE FROM objects WHERE account_id = ? AND kind = ? AND id = ?"
+                            " RETURNING 1", (account_id, kind, object_id)).fetchone() is None:
+                raise NotFound(f"no {kind} {object_id}")
+            modseq = _next_modseq(conn, account_id)
+            if log:
+                _log(conn, account_id, modseq, kind, object_id, "destroyed")
+            return modseq
+
+        return await self.db.write(delete)
 
     async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
         return await self.db.read(lambda c: [
