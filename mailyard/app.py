@@ -30,6 +30,7 @@ from mailyard.protocols.jmap.push import routes as push_routes
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
 from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
 from mailyard.services.accounts import AccountService
+from mailyard.services.blobs import BlobService
 from mailyard.services.delivery import DeliveryService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
@@ -59,6 +60,7 @@ class Runtime:
     search: SearchService
     submission: SubmissionService
     resolver: Resolver
+    blob_access: BlobService
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
@@ -86,6 +88,7 @@ class Runtime:
                 recipients_per_message=sub.recipients_per_message,
                 undo_seconds=sub.undo_seconds)),
             resolver=Resolver.from_config(config.dns),
+            blob_access=BlobService(store, blobs, mailbox),
         )
 
     def worker(self) -> Worker:
@@ -197,7 +200,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         jmap = JMAPServices(runtime.accounts, policy=JMAPPolicy(
             allow_plaintext_loopback=config.auth.plaintext_on_loopback), extra={
                 "mailbox": runtime.mailbox, "search": runtime.search,
-                "submission": runtime.submission, "bus": runtime.bus})
+                "submission": runtime.submission, "bus": runtime.bus,
+                "blobs": runtime.blob_access})
         host, port = _hostport(config.listen.http)
         http = await start_http(build_app(jmap, routes=push_routes(runtime.bus)), host, port,
                                 ssl=tls)

@@ -6,4 +6,5 @@ registry) · auth (Basic/Bearer, TLS) · services (what the listener is given) �
 Starlette app and the uvicorn listener).
 """
 
+from mailyard.protocols.jmap import blobs as blobs  # Blob/copy
 from mailyard.protocols.jmap import mail as mail  # registers the Mail methods

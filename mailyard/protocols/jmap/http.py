@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 
 from mailyard.core.ratelimit import ConcurrencyLimiter
 from mailyard.protocols.jmap.auth import JMAPAuth, RequireTLS, on_auth_error, problem_response
+from mailyard.protocols.jmap.blobs import routes as blob_routes
 from mailyard.protocols.jmap.core import encode, execute, parse_request
 from mailyard.protocols.jmap.errors import PROBLEM_JSON, RequestError
 from mailyard.protocols.jmap.services import CoreLimits, JMAPPolicy, JMAPServices, TokenChecker
@@ -49,8 +50,7 @@ def build_app(services: JMAPServices, routes: Sequence[BaseRoute] = ()) -> Starl
             Route("/.well-known/jmap", api.session, methods=["GET"]),
             Route("/jmap/session", api.session, methods=["GET"]),
             Route("/jmap/api", api.call, methods=["POST"]),
-            Route("/jmap/upload/{accountId}/", not_yet, methods=["POST"]),
-            Route("/jmap/download/{accountId}/{blobId}/{name}", not_yet, methods=["GET"]),
+            *blob_routes(services),
             Route("/jmap/eventsource", not_yet, methods=["GET"]),
             Route("/jmap/ws", not_yet, methods=["GET"]),
         ],

@@ -31,6 +31,7 @@ capability(common.MAIL, account=_account_capability)
 
 from mailyard.protocols.jmap.mail import email_changes as email_changes  # noqa: E402
 from mailyard.protocols.jmap.mail import email_get as email_get  # noqa: E402
+from mailyard.protocols.jmap.mail import email_import as email_import  # noqa: E402
 from mailyard.protocols.jmap.mail import email_query as email_query  # noqa: E402
 from mailyard.protocols.jmap.mail import email_set as email_set  # noqa: E402
 from mailyard.protocols.jmap.mail import identity as identity  # noqa: E402

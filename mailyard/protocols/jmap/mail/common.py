@@ -136,3 +136,17 @@ def changes_response(ctx: Context, account_id: str, since: str, result: Changes
     return {"accountId": account_id, "oldState": since, "newState": str(result.new_state),
             "hasMoreChanges": result.has_more, "created": result.created,
             "updated": result.updated, "destroyed": result.destroyed}
+
+
+class SetError(Exception):
+    def __init__(self, type_: str, description: str, properties: list[str] | None = None
+                 ) -> None:
+        super().__init__(description)
+        self.body: dict[str, Any] = {"type": type_, "description": description}
+        if properties is not None:
+            self.body["properties"] = properties
+
+
+def valid_keyword(k: str) -> bool:
+    return (0 < len(k) <= 255 and all("!" <= ch <= "~" for ch in k)
+            and not set('(){]%*"\\') & set(k))

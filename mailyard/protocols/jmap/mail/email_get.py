@@ -61,7 +61,7 @@ def _flag(args: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _header_form(prop: str) -> tuple[str, str, bool]:
+def header_form(prop: str) -> tuple[str, str, bool]:
     """header:{name}[:{form}][:all] (§4.1.3) as (lower-case name, form, all)."""
     pieces = prop.split(":")[1:]
     every = bool(pieces) and pieces[-1] == "all"
@@ -92,7 +92,7 @@ def _parse_form(value: str, form: str) -> Any:
 
 
 def header_value(body: Body, prop: str) -> Any:
-    name, form, every = _header_form(prop)
+    name, form, every = header_form(prop)
     values = [_parse_form(v, form) for n, v in body.headers() if n.lower() == name]
     if every:
         return values
@@ -116,7 +116,7 @@ class EmailView:
             assert body is not None
             return header_value(body, prop)
         simple: dict[str, Any] = {
-            "id": r.id, "blobId": r.blob_id, "threadId": r.thread_id, "size": r.size,
+            "id": r.id, "blobId": r.id, "threadId": r.thread_id, "size": r.size,
             "subject": r.subject, "preview": r.preview, "hasAttachment": r.has_attachment,
         }
         if prop in simple:
@@ -145,7 +145,10 @@ class EmailView:
         if prop == "headers":
             return [{"name": n, "value": v} for n, v in body.headers()]
         if prop == "bodyStructure":
-            return body.to_json(body.root, self.body_props)
+            # A tree without its branches says nothing: subParts always comes with it.
+            props = self.body_props if "subParts" in self.body_props \
+                else [*self.body_props, "subParts"]
+            return body.to_json(body.root, props)
         if prop in ("textBody", "htmlBody", "attachments"):
             parts = {"textBody": body.text_body, "htmlBody": body.html_body,
                      "attachments": body.attachments}[prop]
@@ -155,7 +158,7 @@ class EmailView:
         raise MethodError("invalidArguments", f"unknown property {prop}")
 
 
-def _body_values(body: Body, args: dict[str, Any]) -> dict[str, Any]:
+def body_values(body: Body, args: dict[str, Any]) -> dict[str, Any]:
     max_bytes = args.get("maxBodyValueBytes", 0) or 0
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         raise MethodError("invalidArguments", "maxBodyValueBytes must be a positive integer")
@@ -185,7 +188,7 @@ async def email_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                                       DEFAULT_BODY_PROPERTIES)
     for p in props:
         if p.startswith("header:"):
-            _header_form(p)
+            header_form(p)
     service = mailbox_service(ctx)
     state = await current_state(ctx)
     if ids is None:  # every email is more than a client may fetch at once: the newest ones
@@ -202,7 +205,7 @@ async def email_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         if needs_raw:
             raw = await service.raw_of(record)
             body = await asyncio.to_thread(Body, record.id, raw)
-        values = _body_values(body, args) if body is not None and "bodyValues" in props else {}
+        values = body_values(body, args) if body is not None and "bodyValues" in props else {}
         view = EmailView(record, body, box_ids, body_props, values)
         listed.append({p: view.get(p) for p in ("id", *props)})
     return {"accountId": account_id, "state": str(state), "list": listed,

@@ -1,8 +1,8 @@
-"""Email/set (RFC 8621 §4.6): keywords and mailboxes of existing emails, and destroy.
+"""Email/set (RFC 8621 §4.6): create, keywords and mailboxes of existing emails, destroy.
 
 Every change goes through the mailbox service, the calls IMAP STORE, COPY, MOVE and EXPUNGE
-make, so an IMAP client sees the result at once with a new MODSEQ. Emails are created by
-Email/import and EmailSubmission, not here.
+make, so an IMAP client sees the result at once with a new MODSEQ. Created emails are built
+by `compose` and stored by `email_import` (the IMAP APPEND path).
 
 All Mail is the mailbox every email is in: taking it out of `mailboxIds` is ignored rather
 than obeyed, because expunging an email from All Mail destroys it.
@@ -14,23 +14,16 @@ from typing import Any
 
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import MAIL, current_state, mailbox_service
+from mailyard.protocols.jmap.mail.common import (
+    MAIL,
+    SetError,
+    current_state,
+    mailbox_service,
+    valid_keyword,
+)
+from mailyard.protocols.jmap.mail.email_import import create_emails
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import Account, EmailRecord, Mailbox
-
-
-class SetError(Exception):
-    def __init__(self, type_: str, description: str, properties: list[str] | None = None
-                 ) -> None:
-        super().__init__(description)
-        self.body: dict[str, Any] = {"type": type_, "description": description}
-        if properties is not None:
-            self.body["properties"] = properties
-
-
-def _valid_keyword(k: str) -> bool:
-    return (0 < len(k) <= 255 and all("!" <= ch <= "~" for ch in k)
-            and not set('(){]%*"\\') & set(k))
 
 
 def _keyword_patch(patch: dict[str, Any]) -> tuple[list[str] | None, list[str], list[str]]:
@@ -41,13 +34,13 @@ def _keyword_patch(patch: dict[str, Any]) -> tuple[list[str] | None, list[str], 
     for key, value in patch.items():
         if key == "keywords":
             if not isinstance(value, dict) or not all(
-                    v is True and _valid_keyword(k) for k, v in value.items()):
+                    v is True and valid_keyword(k) for k, v in value.items()):
                 raise SetError("invalidProperties", "keywords maps keywords to true",
                                ["keywords"])
             replace = [k.lower() for k in value]
         elif key.startswith("keywords/"):
             keyword = key.partition("/")[2]
-            if not _valid_keyword(keyword) or value not in (True, None):
+            if not valid_keyword(keyword) or value not in (True, None):
                 raise SetError("invalidProperties", f"bad keyword patch {key}", [key])
             (add if value is True else remove).append(keyword.lower())
     if replace is not None and (add or remove):
@@ -140,12 +133,10 @@ async def email_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     limit: int = ctx.services.policy.limits.max_objects_in_set
     if len(create) + len(update) + len(destroy) > limit:
         raise MethodError("requestTooLarge", f"at most {limit} objects in a /set")
-    ids = [*update, *destroy]
+    ids = [ctx.resolve_id(i) or i for i in [*update, *destroy]]
     records = {r.id: r for r in await service.get_emails(ctx.account, ids, brief=True)}
     boxes = {b.id: b for b in await service.mailboxes(ctx.account)}
-    not_created = {cid: {"type": "forbidden",
-                         "description": "emails are made with Email/import or sent"}
-                   for cid in create}
+    created, not_created = await create_emails(ctx, create, boxes) if create else ({}, {})
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
     for email_id, patch in update.items():
@@ -170,6 +161,6 @@ async def email_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         await service.destroy(ctx.account, destroyed)
     new_state = await current_state(ctx)
     return {"accountId": account_id, "oldState": str(old_state), "newState": str(new_state),
-            "created": None, "updated": updated or None, "destroyed": destroyed or None,
+            "created": created or None, "updated": updated or None, "destroyed": destroyed or None,
             "notCreated": not_created or None, "notUpdated": not_updated or None,
             "notDestroyed": not_destroyed or None}

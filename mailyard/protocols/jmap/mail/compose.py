@@ -1,0 +1,288 @@
+"""An Email object of Email/set create (RFC 8621 §4.6) turned into RFC 5322 octets.
+
+The stdlib `email` package writes the MIME (its SMTP policy: CRLF, RFC 2047 encoded words,
+folding); this module only decides the shape. A client gives either `bodyStructure` (the whole
+tree) or the `textBody`/`htmlBody`/`attachments` shorthand, which becomes the tree every mail
+client sends: alternative text and HTML, inline images related to the HTML, the rest mixed in.
+Attachments come from blobs the client uploaded (or of emails it can read), fetched beforehand,
+so the builder itself does no I/O and runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage, MIMEPart
+from typing import Any
+
+POLICY = email.policy.SMTP.clone(max_line_length=78)
+
+ADDRESS_HEADERS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "replyTo": "Reply-To",
+                   "sender": "Sender"}
+ID_HEADERS = {"messageId": "Message-ID", "inReplyTo": "In-Reply-To", "references": "References"}
+SETTABLE = frozenset({"mailboxIds", "keywords", "receivedAt", "subject", "sentAt",
+                      "bodyStructure", "textBody", "htmlBody", "attachments", "bodyValues",
+                      *ADDRESS_HEADERS, *ID_HEADERS})
+_BODY_PART_KEYS = frozenset({"partId", "blobId", "type", "charset", "name", "disposition",
+                             "cid", "language", "location", "subParts", "headers", "size"})
+
+
+class ComposeError(ValueError):
+    """The object cannot be made into a message; `properties` are the ones at fault."""
+
+    def __init__(self, description: str, properties: list[str]) -> None:
+        super().__init__(description)
+        self.properties = properties
+
+
+def blob_ids(obj: Mapping[str, Any]) -> list[str]:
+    """Every blobId the object's body parts name (to fetch them before building)."""
+    found: list[str] = []
+
+    def walk(part: Any) -> None:
+        if isinstance(part, dict):
+            if isinstance(part.get("blobId"), str):
+                found.append(part["blobId"])
+            for child in part.get("subParts") or []:
+                walk(child)
+
+    walk(obj.get("bodyStructure"))
+    for key in ("textBody", "htmlBody", "attachments"):
+        for part in obj.get(key) or []:
+            walk(part)
+    return list(dict.fromkeys(found))
+
+
+def _addresses(key: str, value: Any) -> str:
+    if not isinstance(value, list) or not value:
+        raise ComposeError(f"{key} must be a non-empty array of EmailAddress", [key])
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+            raise ComposeError(f"{key} holds something that is not an EmailAddress", [key])
+        name = item.get("name") or ""
+        if not isinstance(name, str):
+            raise ComposeError(f"{key}: name must be a string", [key])
+        local, at, domain = item["email"].rpartition("@")
+        if not at or not local or not domain or any(c in item["email"] for c in " <>\r\n,"):
+            raise ComposeError(f"{key}: {item['email'][:100]!r} is not an address", [key])
+        try:
+            out.append(str(Address(display_name=name, addr_spec=item["email"])))
+        except (ValueError, IndexError):
+            out.append(email.utils.formataddr((name, item["email"])))
+    return ", ".join(out)
+
+
+def _message_ids(key: str, value: Any) -> str:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v and not set(v) & set("<> \r\n") and "@" in v
+            for v in value):
+        raise ComposeError(f"{key} must be an array of message ids (without <>)", [key])
+    return " ".join(f"<{v}>" for v in value)
+
+
+def _date(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ComposeError("sentAt must be a Date", ["sentAt"])
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ComposeError("sentAt must be an RFC 3339 date", ["sentAt"]) from None
+    if when.tzinfo is None:
+        raise ComposeError("sentAt needs a time zone", ["sentAt"])
+    return email.utils.format_datetime(when)
+
+
+def _check_header_value(prop: str, value: Any) -> str:
+    if not isinstance(value, str) or "\r" in value or "\n" in value or len(value) > 10000:
+        raise ComposeError(f"{prop} must be a single-line string", [prop])
+    return value
+
+
+class Builder:
+    def __init__(self, obj: Mapping[str, Any], blobs: Mapping[str, bytes]) -> None:
+        self.obj = obj
+        self.blobs = blobs
+        values = obj.get("bodyValues") or {}
+        if not isinstance(values, dict):
+            raise ComposeError("bodyValues must map part ids to EmailBodyValue", ["bodyValues"])
+        self.values: dict[str, str] = {}
+        for part_id, value in values.items():
+            if (not isinstance(value, dict) or not isinstance(value.get("value"), str)
+                    or value.get("isTruncated") or value.get("isEncodingProblem")):
+                raise ComposeError(f"bodyValues/{part_id} must be a complete text value",
+                                   ["bodyValues"])
+            self.values[part_id] = value["value"]
+        self.used: set[str] = set()
+
+    def build(self) -> bytes:
+        obj = self.obj
+        if "bodyStructure" in obj and any(k in obj for k in ("textBody", "htmlBody",
+                                                             "attachments")):
+            raise ComposeError("give bodyStructure or textBody/htmlBody/attachments, not both",
+                               ["bodyStructure"])
+        root = (self._part(obj["bodyStructure"], "bodyStructure") if "bodyStructure" in obj
+                else self._shorthand())
+        message = EmailMessage(policy=POLICY)
+        for key, name in ADDRESS_HEADERS.items():
+            if obj.get(key) is not None:
+                message[name] = _addresses(key, obj[key])
+        if obj.get("subject") is not None:
+            message["Subject"] = _check_header_value("subject", obj["subject"])
+        message["Date"] = (_date(obj["sentAt"]) if obj.get("sentAt") is not None
+                           else email.utils.format_datetime(datetime.now(UTC)))
+        for key, name in ID_HEADERS.items():
+            if obj.get(key) is not None:
+                message[name] = _message_ids(key, obj[key])
+        if obj.get("messageId") is None:
+            # Given now, so the draft and the copy a later submission files in Sent are one
+            # message (RFC 5322 §3.6.4: every message SHOULD have one).
+            sender = (obj.get("from") or [{}])[0].get("email", "")
+            domain = sender.rpartition("@")[2] or "mailyard.invalid"
+            message["Message-ID"] = f"<{secrets.token_hex(12)}@{domain}>"
+        for prop, value in obj.items():
+            if prop.startswith("header:"):
+                self._header(message, prop, value)
+        message["MIME-Version"] = "1.0"
+        unused = set(self.values) - self.used
+        if unused:
+            raise ComposeError(f"bodyValues {sorted(unused)[0]} is not used by any part",
+                               ["bodyValues"])
+        # The message is its header fields followed by the root entity, whose own fields
+        # (Content-Type, Content-Transfer-Encoding) end the header block.
+        head = message.as_bytes(policy=POLICY)
+        return head[: len(head) - 2] + root.as_bytes(policy=POLICY)
+
+    def _header(self, message: EmailMessage, prop: str, value: Any) -> None:
+        name, _, form = prop[len("header:"):].partition(":")
+        if not name or form not in ("", "asRaw", "asText") or not all(
+                33 <= ord(c) <= 126 and c != ":" for c in name):
+            raise ComposeError(f"{prop}: only header:Name, :asRaw and :asText can be set",
+                               [prop])
+        if name.lower() in {"mime-version", "content-type", "content-transfer-encoding",
+                            *(h.lower() for h in (*ADDRESS_HEADERS.values(),
+                                                  *ID_HEADERS.values(), "Subject", "Date"))}:
+            raise ComposeError(f"{prop}: set this header through its own property", [prop])
+        text = _check_header_value(prop, value)
+        if form == "asRaw":
+            message[name] = text.strip()  # email re-folds long lines; the text stays the same
+        else:
+            message[name] = text
+
+    def _shorthand(self) -> MIMEPart:
+        obj = self.obj
+        text = self._single(obj.get("textBody"), "textBody", "text/plain")
+        html = self._single(obj.get("htmlBody"), "htmlBody", "text/html")
+        attachments = obj.get("attachments") or []
+        if not isinstance(attachments, list):
+            raise ComposeError("attachments must be an array of EmailBodyPart", ["attachments"])
+        body: MIMEPart
+        if text is not None and html is not None:
+            body = _multipart("alternative", [text, html])
+        else:
+            body = text or html or self._text("", "text/plain")
+        files = [self._part(a, "attachments") for a in attachments]
+        inline = [f for f in files if f["Content-ID"] and html is not None
+                  and f.get_content_disposition() == "inline"]
+        if inline:
+            body = _multipart("related", [body, *inline])
+        rest = [f for f in files if f not in inline]
+        return _multipart("mixed", [body, *rest]) if rest else body
+
+    def _single(self, value: Any, key: str, kind: str) -> MIMEPart | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
+            raise ComposeError(f"{key} must hold exactly one part", [key])
+        part = value[0]
+        if part.get("type", kind) != kind or "partId" not in part:
+            raise ComposeError(f"{key} must be one {kind} part with a partId", [key])
+        return self._part(part, key)
+
+    def _text(self, text: str, kind: str) -> MIMEPart:
+        part = MIMEPart(policy=POLICY)
+        part.set_content(text.replace("\r\n", "\n"), subtype=kind.split("/")[1],
+                         charset="utf-8")
+        return part
+
+    def _part(self, spec: Any, key: str) -> MIMEPart:
+        if not isinstance(spec, dict) or set(spec) - _BODY_PART_KEYS:
+            raise ComposeError(f"{key} holds a part that is not an EmailBodyPart", [key])
+        kind = spec.get("type")
+        sub_parts = spec.get("subParts")
+        if sub_parts is not None:
+            if (not isinstance(kind, str) or not kind.startswith("multipart/")
+                    or not isinstance(sub_parts, list) or not sub_parts):
+                raise ComposeError("subParts belong to a multipart type", [key])
+            return _multipart(kind.split("/", 1)[1],
+                              [self._part(s, key) for s in sub_parts])
+        part_id, blob_id = spec.get("partId"), spec.get("blobId")
+        if (part_id is None) == (blob_id is None):
+            raise ComposeError("a part has either a partId or a blobId", [key])
+        if part_id is not None:
+            kind = kind or "text/plain"
+            if part_id not in self.values or kind not in ("text/plain", "text/html"):
+                raise ComposeError(f"part {part_id} needs a text type and a body value", [key])
+            self.used.add(part_id)
+            part = self._text(self.values[part_id], kind)
+        else:
+            if not isinstance(blob_id, str) or blob_id not in self.blobs:
+                raise ComposeError(f"no blob {blob_id}", [key])
+            kind = kind if isinstance(kind, str) and "/" in kind else "application/octet-stream"
+            if kind.startswith("multipart/"):
+                raise ComposeError("a blob cannot be a multipart", [key])
+            part = MIMEPart(policy=POLICY)
+            maintype, subtype = kind.split("/", 1)
+            data = self.blobs[blob_id]
+            if maintype == "text":
+                charset = spec.get("charset") or "utf-8"
+                try:
+                    part.set_content(data.decode(charset), subtype=subtype, charset="utf-8")
+                except (LookupError, UnicodeDecodeError):
+                    part.set_content(data, maintype="application", subtype="octet-stream")
+            elif maintype == "message":
+                part.set_content(data, maintype="application", subtype="octet-stream")
+                part.replace_header("Content-Type", kind)
+            else:
+                part.set_content(data, maintype=maintype, subtype=subtype)
+        disposition = spec.get("disposition") or ("attachment" if blob_id is not None
+                                                  and not spec.get("cid") else None)
+        name = spec.get("name")
+        if disposition is not None:
+            if disposition not in ("attachment", "inline"):
+                raise ComposeError("disposition is attachment or inline", [key])
+            if "Content-Disposition" in part:
+                del part["Content-Disposition"]
+            part.add_header("Content-Disposition", disposition,
+                            **({"filename": name} if isinstance(name, str) and name else {}))
+        elif isinstance(name, str) and name:
+            part.set_param("name", name)
+        cid = spec.get("cid")
+        if cid is not None:
+            part["Content-ID"] = f"<{_check_header_value(key, cid).strip('<>')}>"
+        for field in ("language", "location"):
+            value = spec.get(field)
+            if value is not None:
+                header = "Content-Language" if field == "language" else "Content-Location"
+                part[header] = (", ".join(value) if isinstance(value, list)
+                                else _check_header_value(key, value))
+        return part
+
+
+def _multipart(subtype: str, parts: list[MIMEPart]) -> MIMEPart:
+    container = MIMEPart(policy=POLICY)
+    container.set_type(f"multipart/{subtype}")
+    del container["MIME-Version"]  # set_type adds one; only the message's header has it
+    container.set_boundary("=_" + secrets.token_urlsafe(24))
+    for part in parts:
+        container.attach(part)
+    return container
+
+
+def build(obj: Mapping[str, Any], blobs: Mapping[str, bytes]) -> bytes:
+    """The message for `obj`; raises ComposeError naming the properties at fault."""
+    return Builder(obj, blobs).build()
