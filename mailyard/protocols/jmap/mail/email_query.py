@@ -1,6 +1,12 @@
 """Email/query (RFC 8621 §4.4): the JMAP filter becomes the same query tree as the search box,
 so IMAP SEARCH, Gmail-style queries and JMAP are answered by one planner.
 
+Email/queryChanges (RFC 8620 §5.6) reads the change log (see querystate): every email changed
+since the query state is removed and, if it matches now, added at its index. Two kinds of query
+cannot be answered that way and say so with canCalculateChanges false: collapsed threads (an
+email that did not change can become or stop being its thread's first) and the thread keyword
+filters (a flag on one email changes whether its thread's other emails match).
+
 JMAP filters say exactly which mailboxes they want, so Gmail's habit of leaving Spam and Trash
 out of a search is switched off (gmail_scope=False).
 """
@@ -17,6 +23,10 @@ from mailyard.protocols.jmap.mail.common import (
     current_state,
     mailbox_service,
     search_service,
+)
+from mailyard.protocols.jmap.mail.querystate import (
+    changed_since,
+    query_changes_response,
 )
 from mailyard.store.ports import Order
 
@@ -98,8 +108,9 @@ async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         elif position < 0:
             position = max(total + position, 0)
         ids = every[position : position + limit]
+    tracked = not collapse and not _thread_dependent(args.get("filter"))
     out: dict[str, Any] = {"accountId": account_id, "queryState": str(state),
-                           "canCalculateChanges": False, "position": position, "ids": ids}
+                           "canCalculateChanges": tracked, "position": position, "ids": ids}
     if want_total:
         out["total"] = total
     if "limit" in args and args["limit"] is not None and args["limit"] > MAX_LIMIT:
@@ -118,3 +129,47 @@ async def _first_of_threads(ctx: Context, ids: list[str]) -> list[str]:
             seen.add(thread)
             kept.append(email_id)
     return kept
+
+
+_THREAD_CONDITIONS = ("allInThreadHaveKeyword", "someInThreadHaveKeyword",
+                      "noneInThreadHaveKeyword")
+
+
+def _thread_dependent(value: object, depth: int = 0) -> bool:
+    """Whether the filter asks about other emails of the thread (depth-bounded: the query
+    parser refuses deeper trees anyway)."""
+    if not isinstance(value, dict) or depth > 64:
+        return False
+    if any(k in value for k in _THREAD_CONDITIONS):
+        return True
+    conditions = value.get("conditions")
+    return isinstance(conditions, list) and any(
+        _thread_dependent(c, depth + 1) for c in conditions)
+
+
+@method("Email/queryChanges", capability=MAIL)
+async def email_query_changes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    account_id = ctx.account_id(args)
+    node = filter_node(args)
+    order = _order(args.get("sort"))
+    collapse = args.get("collapseThreads", False)
+    if collapse not in (None, False, True):
+        raise MethodError("invalidArguments", "collapseThreads is a boolean")
+    if collapse or _thread_dependent(args.get("filter")):
+        raise MethodError("cannotCalculateChanges", "collapsed threads and thread keyword"
+                                                    " filters are not tracked")
+    state, changed = await changed_since(ctx, args, "Email")
+    search = search_service(ctx)
+    if changed:
+        results = (await search.search(ctx.account, node, limit=None, order=order,
+                                       gmail_scope=False)).ids
+    else:
+        # Nothing moved: only the total, if asked, needs the query run.
+        results = []
+        if args.get("calculateTotal") is True:
+            hits = await search.search(ctx.account, node, limit=0, total=True, order=order,
+                                       gmail_scope=False)
+            answer = query_changes_response(ctx, args, account_id, state, changed, [])
+            answer["total"] = hits.total
+            return answer
+    return query_changes_response(ctx, args, account_id, state, changed, results)
