@@ -189,6 +189,30 @@ class Resolver:
         resolver.lifetime = timeout
         resolver.cache = dns.resolver.LRUCache(CACHE_SIZE)
         self.resolver = resolver
+        self._sync: dns.resolver.Resolver | None = None
+
+    def sync(self, timeout: float | None = None) -> dns.resolver.Resolver:
+        """A blocking twin on the same nameservers (and ports) for libraries that ask DNS
+        synchronously (pyspf, dkimpy), to be used from a worker thread, never the event loop.
+
+        Built here so that `[dns]` stays the one place that says where lookups go; `timeout`
+        may be shorter than the async resolver's (checks in the SMTP DATA path).
+        """
+        if self._sync is None:
+            twin = dns.resolver.Resolver(configure=False)
+            twin.nameservers = list(self.resolver.nameservers)
+            twin.timeout = self.resolver.timeout
+            twin.lifetime = self.resolver.lifetime
+            twin.cache = dns.resolver.LRUCache(CACHE_SIZE)
+            self._sync = twin
+        if timeout is not None and timeout != self._sync.lifetime:
+            twin = dns.resolver.Resolver(configure=False)
+            twin.nameservers = list(self._sync.nameservers)
+            twin.lifetime = timeout
+            twin.timeout = min(self._sync.timeout, timeout)
+            twin.cache = self._sync.cache
+            return twin
+        return self._sync
 
     @classmethod
     def from_config(cls, config: mailyard.config.DNS) -> Resolver:

@@ -78,6 +78,7 @@ class _Zone:
         self.lock = threading.Lock()
         self.records: dict[str, dict[str, list[Any]]] = {}
         self.failures: dict[str, str] = {}
+        self.type_failures: dict[tuple[str, str], str] = {}
         self.queries: list[Query] = []
 
     def _exists(self, name: str) -> bool:
@@ -94,6 +95,12 @@ class _Zone:
             name = qname
             for _ in range(_MAX_CNAME_CHAIN):
                 failure = self.failures.get(name)
+                if failure == TIMEOUT:
+                    raise _Drop
+                if failure is not None:
+                    reply.header.rcode = getattr(RCODE, failure)
+                    return reply
+                failure = self.type_failures.get((name, qtype))
                 if failure == TIMEOUT:
                     raise _Drop
                 if failure is not None:
@@ -230,6 +237,41 @@ class TestDNS:
                 types.pop(rtype, None)
                 if not types:
                     del self._zone.records[name]
+
+    def set_txt_strings(self, name: str, records: Sequence[Sequence[bytes]]) -> None:
+        """TXT records given string by string: one record of several character-strings is
+        not the same as several records (SPF joins the first, RFC 7208 §3.3)."""
+        name = _norm(str(DNSLabel(_norm(name))))
+        parsed = [TXT(list(strings)) for strings in records]
+        with self._zone.lock:
+            types = self._zone.records.setdefault(name, {})
+            if parsed:
+                types["TXT"] = parsed
+            else:
+                types.pop("TXT", None)
+                if not types:
+                    del self._zone.records[name]
+
+    def set_rdata(self, name: str, rtype: str, rdatas: Sequence[Any]) -> None:
+        """Records as dnslib rdata objects, for owner names no zone-file line can hold
+        (spaces, "%" and other octets that test suites use on purpose)."""
+        name = _norm(str(DNSLabel(_norm(name))))  # escaped as dnslib shows a query's name
+        with self._zone.lock:
+            types = self._zone.records.setdefault(name, {})
+            if rdatas:
+                types[rtype.upper()] = list(rdatas)
+            else:
+                types.pop(rtype.upper(), None)
+                if not types:
+                    del self._zone.records[name]
+
+    def fail_type(self, name: str, rtype: str, rcode: str = "SERVFAIL") -> None:
+        """Like `fail()`, for queries of one type only (the name answers the others)."""
+        rcode = rcode.upper()
+        if rcode != TIMEOUT and not hasattr(RCODE, rcode):
+            raise ValueError(f"unknown rcode {rcode!r}")
+        with self._zone.lock:
+            self._zone.type_failures[(_norm(name), rtype.upper())] = rcode
 
     def remove(self, name: str, rtype: str | None = None) -> None:
         """Remove one type's records, or the whole name (and a `fail()` on it)."""

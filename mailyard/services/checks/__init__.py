@@ -41,6 +41,9 @@ class SMTPEnvelope:
     recipients: list[str]
     tls: bool = False
     authenticated: str = ""     # the submitting account, for mail that came in with AUTH
+    state: dict[str, Any] = field(default_factory=dict)
+    """Per-transaction scratch space of the checks (a lookup started at MAIL FROM and awaited
+    at DATA); the same envelope object goes to every hook of one transaction; never stored."""
 
 
 @dataclass(slots=True)
