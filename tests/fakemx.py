@@ -63,7 +63,8 @@ class FakeMX:
             tls = server_context(*ensure_self_signed(directory, "mx.remote.test"))
         self.controller = Controller(self.handler, hostname=host, port=self.port,
                                      tls_context=tls,
-                                     decode_data=False, enable_SMTPUTF8=True)
+                                     decode_data=False, enable_SMTPUTF8=True,
+                                     data_size_limit=64 * 1024 * 1024)
 
     @property
     def script(self) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ import email.utils
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.ids import new_id
@@ -22,9 +23,34 @@ from mailyard.core.ratelimit import WindowLimiter
 from mailyard.services.accounts import AccountService, RecipientStatus
 from mailyard.services.delivery import INBOUND, spool_id
 from mailyard.services.mailbox import MailboxService
-from mailyard.store.ports import Account, BlobStore, Mailbox, NewItem, NotFound, Queue
+from mailyard.store.ports import (
+    Account,
+    BlobStore,
+    Mailbox,
+    NewItem,
+    NotFound,
+    PendingItem,
+    Queue,
+)
 
 OUTBOUND = "outbound"
+
+MAX_HOLD = 30 * 86400
+"""FUTURERELEASE (RFC 4865): the longest a message may be held, in seconds."""
+
+
+def release_time(key: str, value: str) -> float | None:
+    """HOLDFOR=seconds or HOLDUNTIL=RFC 3339 time: when the held message may leave."""
+    now = time.time()
+    if key == "HOLDFOR":
+        if not value.isdigit() or int(value) > MAX_HOLD:
+            return None
+        return now + int(value)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return when if when <= now + MAX_HOLD else None
 
 
 class SubmissionRefused(Exception):
@@ -158,8 +184,7 @@ class SubmissionService:
     async def cancel(self, account: Account, submission_id: str) -> int:
         """Take back a held submission; how many of its items were still waiting. Raises
         NotFound when nothing of it is queued for this account."""
-        pending = [p for p in await self.queue.pending(prefix=submission_id + ".")
-                   if p.payload.get("account_id") == account.id]
+        pending = await self.queued(account, submission_id)
         if not pending:
             raise NotFound(f"no queued submission {submission_id}")
         cancelled = 0
@@ -168,6 +193,11 @@ class SubmissionService:
                 cancelled += 1
                 await self.blobs.delete(item.payload["spool"])
         return cancelled
+
+    async def queued(self, account: Account, submission_id: str) -> list[PendingItem]:
+        """The submission's items still in the queue (held, waiting or being retried)."""
+        return [p for p in await self.queue.pending(prefix=submission_id + ".")
+                if p.payload.get("account_id") == account.id]
 
     async def _sent(self, account: Account) -> Mailbox:
         for box in await self.mailbox.mailboxes(account):

@@ -29,7 +29,12 @@ from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
 from mailyard.core.ratelimit import WindowLimiter
 from mailyard.protocols.smtp.base import EnhancedSMTP, close, has_long_line, peer_ip
 from mailyard.services.accounts import AccountService
-from mailyard.services.submission import SubmissionRefused, SubmissionService
+from mailyard.services.submission import (
+    MAX_HOLD,
+    SubmissionRefused,
+    SubmissionService,
+    release_time,
+)
 from mailyard.store.ports import Account
 
 log = logging.getLogger("mailyard.submission")
@@ -78,7 +83,7 @@ class SubmissionHandler:
         for option in mail_options:
             key, _, value = option.partition("=")
             if key.upper() in ("HOLDFOR", "HOLDUNTIL"):
-                send_at = _release_time(key.upper(), value)
+                send_at = release_time(key.upper(), value)
                 if send_at is None:
                     return (f"501 5.5.4 Bad {key.upper()} value (at most {MAX_HOLD} seconds"
                             " ahead, RFC 4865)")
@@ -144,24 +149,6 @@ class SubmissionHandler:
 
 
 _HOLD_PARAMS = ("HOLDFOR", "HOLDUNTIL")
-MAX_HOLD = 30 * 86400
-"""FUTURERELEASE (RFC 4865): the longest a message may be held, in seconds."""
-
-
-def _release_time(key: str, value: str) -> float | None:
-    """HOLDFOR=seconds or HOLDUNTIL=RFC 3339 time: when the held message may leave."""
-    now = time.time()
-    if key == "HOLDFOR":
-        if not value.isdigit() or int(value) > MAX_HOLD:
-            return None
-        return now + int(value)
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-    return when if when <= now + MAX_HOLD else None
-
-
 def _account(session: Session) -> Account:
     account = session.auth_data
     assert isinstance(account, Account), "aiosmtpd lets no MAIL through before AUTH"

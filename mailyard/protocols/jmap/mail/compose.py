@@ -58,8 +58,8 @@ def blob_ids(obj: Mapping[str, Any]) -> list[str]:
 
 
 def _addresses(key: str, value: Any) -> str:
-    if not isinstance(value, list) or not value:
-        raise ComposeError(f"{key} must be a non-empty array of EmailAddress", [key])
+    if not isinstance(value, list):
+        raise ComposeError(f"{key} must be an array of EmailAddress", [key])
     out = []
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("email"), str):
@@ -129,7 +129,7 @@ class Builder:
                 else self._shorthand())
         message = EmailMessage(policy=POLICY)
         for key, name in ADDRESS_HEADERS.items():
-            if obj.get(key) is not None:
+            if obj.get(key):  # null and [] both mean no such header
                 message[name] = _addresses(key, obj[key])
         if obj.get("subject") is not None:
             message["Subject"] = _check_header_value("subject", obj["subject"])

@@ -17,6 +17,7 @@ from mailyard.protocols.jmap.mail.common import (
 )
 from mailyard.protocols.jmap.services import JMAPServices
 from mailyard.protocols.jmap.session import CAPABILITIES, capability
+from mailyard.services.submission import MAX_HOLD
 from mailyard.store.ports import Account
 
 PROPERTIES = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature",
@@ -24,7 +25,8 @@ PROPERTIES = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSig
 
 
 def _submission_account(services: JMAPServices, account: Account) -> dict[str, Any]:
-    return {"maxDelayedSend": 0, "submissionExtensions": {}}
+    return {"maxDelayedSend": MAX_HOLD, "submissionExtensions": {
+        "FUTURERELEASE": [str(MAX_HOLD)], "SIZE": [], "ENHANCEDSTATUSCODES": []}}
 
 
 if SUBMISSION not in CAPABILITIES:  # the EmailSubmission module may declare it first

@@ -1,0 +1,202 @@
+"""JMAP EmailSubmission (RFC 8621 §7) end to end: a draft made with Email/set (with a 25 MB
+uploaded attachment) is sent to a remote MX on loopback and a local user, filed in Sent by
+onSuccessUpdateEmail; held sends (FUTURERELEASE) are pending until canceled; the objects have
+/get, /changes and /query; another account sees none of it.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dnsserver import TestDNS
+from tests.e2e.server import Server
+from tests.e2e.test_jmap_blobs import boxes, upload
+from tests.e2e.test_jmap_mail import ALICE, BOB, Jmap
+from tests.e2e.test_sending import inbox
+from tests.fakemx import FakeMX
+
+SUBMISSION = "urn:ietf:params:jmap:submission"
+MiB = 1024 * 1024
+
+
+class Sender(Jmap):
+    def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
+        body = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", SUBMISSION],
+                "methodCalls": [[name, {"accountId": self.account_id, **args}, f"c{n}"]
+                                for n, (name, args) in enumerate(calls)]}
+        response = self.client.post("/jmap/api", json=body)
+        assert response.status_code == 200, response.text
+        result: list[list[Any]] = response.json()["methodResponses"]
+        return result
+
+
+@pytest.fixture(scope="module")
+def mx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeMX]:
+    with FakeMX(Path(tmp_path_factory.mktemp("mx"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, mx: FakeMX) -> Iterator[Server]:
+    with TestDNS({("remote.test", "MX"): ["10 mx.remote.test."],
+                  ("mx.remote.test", "A"): ["127.0.0.1"]}) as dns:
+        srv = Server(Path(tmp_path_factory.mktemp("jmap-submission")),
+                     outbound={"port": mx.port, "retry_schedule": [1.0]},
+                     dns={"nameservers": [dns.address], "timeout": 2.0})
+        srv.add_user(ALICE)
+        srv.add_user(BOB)
+        srv.start()
+        yield srv
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(server: Server) -> Sender:
+    return Sender(server, ALICE)
+
+
+@pytest.fixture(scope="module")
+def bob(server: Server) -> Sender:
+    return Sender(server, BOB)
+
+
+def draft(j: Sender, subject: str, to: list[str], **extra: Any) -> str:
+    ids = boxes(j)
+    answer = j.call("Email/set", create={"d": {
+        "mailboxIds": {ids["drafts"]: True}, "keywords": {"$draft": True},
+        "from": [{"name": "Alice", "email": ALICE}], "to": [{"email": t} for t in to],
+        "subject": subject, "textBody": [{"partId": "t", "type": "text/plain"}],
+        "bodyValues": {"t": {"value": f"{subject}\n"}}, **extra}})
+    assert answer["created"], answer
+    return str(answer["created"]["d"]["id"])
+
+
+def test_session_advertises_submission(alice: Sender) -> None:
+    cap = alice.session["accounts"][alice.account_id]["accountCapabilities"][SUBMISSION]
+    assert cap["maxDelayedSend"] >= 86400 and "FUTURERELEASE" in cap["submissionExtensions"]
+
+
+def test_send_a_draft_with_a_25_mb_attachment(server: Server, alice: Sender, mx: FakeMX
+                                              ) -> None:
+    big = os.urandom(25 * MiB)
+    blob = upload(alice, big, "application/octet-stream")["blobId"]
+    email_id = draft(alice, "The big file", ["far@remote.test", BOB],
+                     bcc=[{"email": "hidden@remote.test"}],
+                     attachments=[{"blobId": blob, "type": "application/octet-stream",
+                                   "name": "big.bin"}])
+    ids = boxes(alice)
+    answer = alice.calls(("EmailSubmission/set", {
+        "create": {"s1": {"identityId": alice.account_id, "emailId": email_id}},
+        "onSuccessUpdateEmail": {"#s1": {f"mailboxIds/{ids['drafts']}": None,
+                                         f"mailboxIds/{ids['sent']}": True,
+                                         "keywords/$draft": None}}}))
+    [[name, result, _], [implicit, email_set, _]] = answer
+    assert name == "EmailSubmission/set" and implicit == "Email/set", answer
+    sub = result["created"]["s1"]
+    assert email_set["updated"] == {email_id: None}
+    [mail] = alice.call("Email/get", ids=[email_id], properties=["mailboxIds", "keywords"])[
+        "list"]
+    assert mail["mailboxIds"] == {ids["sent"]: True, ids["all"]: True}
+    assert "$draft" not in mail["keywords"]
+    got = mx.wait(1, timeout=60)
+    assert sorted(r for m in got for r in m.recipients) == ["far@remote.test",
+                                                           "hidden@remote.test"]
+    message = email.message_from_bytes(got[0].data, policy=default_policy)
+    assert message["Bcc"] is None and message["Subject"] == "The big file"
+    [part] = [p for p in message.iter_attachments()]
+    content = part.get_content()
+    assert hashlib.sha256(content).digest() == hashlib.sha256(big).digest()
+    assert inbox(server, BOB, 1, timeout=60), "the local recipient got it too"
+    [view] = alice.call("EmailSubmission/get", ids=[sub["id"]])["list"]
+    assert view["emailId"] == email_id and view["undoStatus"] == "final"
+    assert view["identityId"] == alice.account_id and view["threadId"] == sub["threadId"]
+    assert {r["email"] for r in view["envelope"]["rcptTo"]} == {
+        "far@remote.test", BOB, "hidden@remote.test"}
+
+
+def test_held_send_is_pending_then_canceled(alice: Sender, mx: FakeMX) -> None:
+    before = len(mx.received)
+    state = alice.call("EmailSubmission/get", ids=[])["state"]
+    email_id = draft(alice, "Maybe later", ["later@remote.test"])
+    created = alice.call("EmailSubmission/set", create={"h": {
+        "identityId": alice.account_id, "emailId": email_id,
+        "envelope": {"mailFrom": {"email": ALICE, "parameters": {"HOLDFOR": "600"}},
+                     "rcptTo": [{"email": "later@remote.test"}]}}})["created"]["h"]
+    [view] = alice.call("EmailSubmission/get", ids=[created["id"]])["list"]
+    assert view["undoStatus"] == "pending"
+    assert view["deliveryStatus"]["later@remote.test"]["delivered"] == "queued"
+    assert view["sendAt"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 500))
+    changes = alice.call("EmailSubmission/changes", sinceState=state)
+    assert changes["created"] == [created["id"]]
+    pending = alice.call("EmailSubmission/query", filter={"undoStatus": "pending"})["ids"]
+    assert pending == [created["id"]]
+    answer = alice.call("EmailSubmission/set",
+                        update={created["id"]: {"undoStatus": "canceled"}})
+    assert answer["updated"] == {created["id"]: None}
+    [view] = alice.call("EmailSubmission/get", ids=[created["id"]])["list"]
+    assert view["undoStatus"] == "canceled"
+    again = alice.call("EmailSubmission/set", update={created["id"]: {"undoStatus": "canceled"}})
+    assert again["notUpdated"][created["id"]]["type"] == "cannotUnsend"
+    assert alice.call("EmailSubmission/changes", sinceState=state)["created"] == [
+        created["id"]]
+    time.sleep(1.0)
+    assert len(mx.received) == before
+
+
+def test_sent_mail_cannot_be_unsent(alice: Sender, mx: FakeMX) -> None:
+    email_id = draft(alice, "Gone already", ["gone@remote.test"])
+    sub = alice.call("EmailSubmission/set", create={"g": {
+        "identityId": alice.account_id, "emailId": email_id}})["created"]["g"]
+    deadline = time.monotonic() + 30
+    while not any("gone@remote.test" in r.recipients for r in mx.received):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    answer = alice.call("EmailSubmission/set", update={sub["id"]: {"undoStatus": "canceled"}})
+    assert answer["notUpdated"][sub["id"]]["type"] == "cannotUnsend"
+    destroyed = alice.call("EmailSubmission/set", destroy=[sub["id"]])
+    assert destroyed["destroyed"] == [sub["id"]]
+    assert alice.call("EmailSubmission/get", ids=[sub["id"]])["notFound"] == [sub["id"]]
+
+
+def test_submission_errors(alice: Sender) -> None:
+    ids = boxes(alice)
+    forged = alice.call("Email/set", create={"f": {
+        "mailboxIds": {ids["drafts"]: True}, "from": [{"email": "ceo@bank.test"}],
+        "to": [{"email": "x@remote.test"}], "subject": "forged"}})["created"]["f"]["id"]
+    nobody = draft(alice, "To nobody", [])
+    answer = alice.call("EmailSubmission/set", create={
+        "forged": {"identityId": alice.account_id, "emailId": forged},
+        "noid": {"identityId": "someone-else", "emailId": forged},
+        "noemail": {"identityId": alice.account_id, "emailId": "e-missing"},
+        "norcpt": {"identityId": alice.account_id, "emailId": nobody},
+        "badhold": {"identityId": alice.account_id, "emailId": forged, "envelope": {
+            "mailFrom": {"email": ALICE, "parameters": {"HOLDFOR": "99999999"}},
+            "rcptTo": [{"email": "x@remote.test"}]}},
+    })
+    errors = {k: v["type"] for k, v in answer["notCreated"].items()}
+    assert errors == {"forged": "forbiddenFrom", "noid": "invalidProperties",
+                      "noemail": "invalidProperties", "norcpt": "noRecipients",
+                      "badhold": "invalidProperties"}
+
+
+def test_another_account_sees_no_submission(alice: Sender, bob: Sender) -> None:
+    mine = alice.call("EmailSubmission/query")["ids"]
+    assert mine
+    assert bob.call("EmailSubmission/get", ids=mine)["notFound"] == mine
+    assert bob.call("EmailSubmission/query")["ids"] == []
+    [alice_email] = alice.call("Email/query", filter={"subject": "Maybe later"})["ids"]
+    answer = bob.call("EmailSubmission/set", create={"x": {
+        "identityId": bob.account_id, "emailId": alice_email}},
+        update={mine[0]: {"undoStatus": "canceled"}}, destroy=[mine[0]])
+    assert answer["notCreated"]["x"]["type"] == "invalidProperties"
+    assert answer["notUpdated"][mine[0]]["type"] == "notFound"
+    assert answer["notDestroyed"][mine[0]]["type"] == "notFound"
