@@ -27,6 +27,7 @@ from mailyard.protocols.imap.server import start_imap
 from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
 from mailyard.protocols.jmap.http import HTTPServer, JMAPPolicy, JMAPServices, build_app, start_http
 from mailyard.protocols.jmap.push import routes as push_routes
+from mailyard.protocols.jmap.sync import routes as sync_routes
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
 from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
 from mailyard.services.accounts import AccountService
@@ -203,7 +204,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 "submission": runtime.submission, "bus": runtime.bus,
                 "blobs": runtime.blob_access})
         host, port = _hostport(config.listen.http)
-        http = await start_http(build_app(jmap, routes=push_routes(runtime.bus)), host, port,
+        http = await start_http(build_app(jmap, routes=[
+            *push_routes(runtime.bus), *sync_routes(runtime.mailbox)]), host, port,
                                 ssl=tls)
         log.info("HTTPS (JMAP) listening on %s", config.listen.http)
 
