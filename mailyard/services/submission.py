@@ -141,15 +141,20 @@ class SubmissionService:
 
     async def submit(self, account: Account, mail_from: str, recipients: Sequence[str],
                      raw: bytes, *, send_at: float | None = None, peer: str = "",
-                     helo: str = "", protocol: str = "ESMTPSA") -> Submitted:
-        """Store the Sent copy and queue the message for every recipient, durably."""
+                     helo: str = "", protocol: str = "ESMTPSA",
+                     file_in_sent: bool = True) -> Submitted:
+        """Store the Sent copy (unless told not to: automatic replies) and queue the message
+        for every recipient, durably."""
         self.check_sender(account, mail_from)
         raw = self._complete(account, raw)
         now = time.time()
         sub_id = new_id("q")
-        sent = await self._sent(account)
-        appended = await self.mailbox.append(account, sent, raw, keywords=["$seen"],
-                                             received_at=int(now * 1000))
+        sent_id = ""
+        if file_in_sent:
+            appended = await self.mailbox.append(account, await self._sent(account), raw,
+                                                 keywords=["$seen"],
+                                                 received_at=int(now * 1000))
+            sent_id = appended.email_id
         wire = strip_bcc(raw)
         trace = self._received(sub_id, peer, helo, protocol, now)
         delay = max(0.0, (send_at or 0.0) - now, float(self.policy.undo_seconds))
@@ -179,7 +184,7 @@ class SubmissionService:
             items.append(NewItem(kind, payload, item_id=item_id, delay=delay))
         ids = await self.queue.enqueue_many(items)
         self.rate.allow(account.id, time.monotonic())
-        return Submitted(sub_id, appended.email_id, ids, now + delay)
+        return Submitted(sub_id, sent_id, ids, now + delay)
 
     async def cancel(self, account: Account, submission_id: str) -> int:
         """Take back a held submission; how many of its items were still waiting. Raises

@@ -40,3 +40,4 @@ from mailyard.protocols.jmap.mail import quota as quota  # noqa: E402
 from mailyard.protocols.jmap.mail import snippet as snippet  # noqa: E402
 from mailyard.protocols.jmap.mail import submission as submission  # noqa: E402
 from mailyard.protocols.jmap.mail import thread as thread  # noqa: E402
+from mailyard.protocols.jmap.mail import vacation as vacation  # noqa: E402

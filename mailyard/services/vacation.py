@@ -1,0 +1,150 @@
+"""The vacation auto-reply (JMAP VacationResponse, RFC 8621 §8), sent by the inbound pipeline.
+
+The rules are RFC 3834's for automatic responses, with the once-per-sender memory of Sieve's
+vacation extension (RFC 5230 §4.1, seven days by default): never answer an automatic message, a
+mailing list, bulk mail, a message the user was not named in (To/Cc), mail filed as Junk, or
+the null sender; answer from the null reverse-path with Auto-Submitted: auto-replied, so
+that two responders cannot talk to each other for ever.
+
+A reply is recorded before it is queued, so a retried delivery never answers twice (a crash in
+between loses one auto-reply, which is the side to err on).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import SMTP
+from typing import Any
+
+from mailyard.core.addresses import normalize
+from mailyard.services.submission import SubmissionRefused, SubmissionService
+from mailyard.store.ports import Account, MailStore, NotFound
+
+log = logging.getLogger("mailyard.vacation")
+
+KIND = "VacationResponse"
+SINGLETON = "singleton"
+REPLIED = "VacationReplied"
+DEFAULT = {"isEnabled": False, "fromDate": None, "toDate": None, "subject": None,
+           "textBody": None, "htmlBody": None}
+_NEVER_ANSWER = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply",
+                 "do-not-reply", "listserv", "majordomo")
+
+
+def _parse_date(value: str | None) -> float | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def is_automatic(headers: Any, sender: str) -> str | None:
+    """Why a message must not be answered automatically, or None (RFC 3834 §2)."""
+    local = normalize(sender).partition("@")[0]
+    if not sender:
+        return "null reverse-path"
+    if local in _NEVER_ANSWER or local.startswith("owner-") or local.endswith("-request"):
+        return f"sender {local} is a robot or list"
+    auto = (headers.get("Auto-Submitted") or "no").strip().lower()
+    if auto.split(";")[0] != "no":
+        return f"Auto-Submitted: {auto}"
+    if (headers.get("Precedence") or "").strip().lower() in ("bulk", "list", "junk"):
+        return "Precedence bulk/list/junk"
+    if any(headers.get(h) for h in ("List-Id", "List-Unsubscribe", "List-Post",
+                                    "X-Auto-Response-Suppress")):
+        return "mailing list"
+    return None
+
+
+class VacationResponder:
+    def __init__(self, store: MailStore, submission: SubmissionService, *,
+                 period: float = 7 * 86400) -> None:
+        self.store = store
+        self.submission = submission
+        self.period = period
+
+    async def get(self, account: Account) -> dict[str, Any]:
+        found = await self.store.get_objects(account.id, KIND, [SINGLETON])
+        return {**DEFAULT, **(found[0].data if found else {})}
+
+    async def set(self, account: Account, values: dict[str, Any]) -> int:
+        return await self.store.put_object(account.id, KIND, SINGLETON,
+                                           {**await self.get(account), **values})
+
+    def active(self, settings: dict[str, Any], now: float) -> bool:
+        start, end = _parse_date(settings["fromDate"]), _parse_date(settings["toDate"])
+        return bool(settings["isEnabled"]) and (start is None or start <= now) and (
+            end is None or now < end)
+
+    async def after_delivery(self, mail_from: str, delivered: Sequence[tuple[str, str]]
+                             ) -> None:
+        """Answer, where the user is away, each (account id, email id) just delivered."""
+        for account_id, email_id in delivered:
+            try:
+                await self._answer(mail_from, account_id, email_id)
+            except Exception:
+                log.exception("vacation reply for %s failed", account_id)
+
+    async def _answer(self, mail_from: str, account_id: str, email_id: str) -> None:
+        now = time.time()
+        account = await self.store.get_account_by_id(account_id)
+        settings = await self.get(account)
+        if not self.active(settings, now):
+            return
+        try:
+            record = await self.store.get_email(account_id, email_id)
+        except NotFound:
+            return
+        boxes = {b.name: b.role for b in await self.store.list_mailboxes(account_id)}
+        if "inbox" not in {boxes.get(name) for name in record.mailboxes}:
+            return  # Junk, or filed away: not a message a person is waiting on
+        [head] = await self.store.get_heads(account_id, [email_id])
+        headers = BytesHeaderParser(policy=SMTP).parsebytes(head.head)
+        reason = is_automatic(headers, mail_from)
+        own = normalize(account.address)
+        named = {normalize(a["email"]) for a in (*record.to, *record.cc) if a.get("email")}
+        if reason is None and own not in named:
+            reason = "not named in To or Cc"
+        if reason is None and normalize(mail_from) == own:
+            reason = "from the user"
+        if reason is not None:
+            log.debug("no vacation reply to %s: %s", mail_from, reason)
+            return
+        key = hashlib.sha256(normalize(mail_from).encode()).hexdigest()[:32]
+        replied = await self.store.get_objects(account_id, REPLIED, [key])
+        if replied and now - replied[0].data["at"] < self.period \
+                and replied[0].data.get("since") == settings.get("fromDate"):
+            return
+        await self.store.put_object(account_id, REPLIED, key,
+                                    {"at": now, "since": settings.get("fromDate")}, log=False)
+        raw = self._reply(account, settings, record.subject, record.message_id,
+                          record.references, mail_from)
+        try:
+            await self.submission.submit(account, "", [mail_from], raw, protocol="LOCAL",
+                                         file_in_sent=False)
+        except SubmissionRefused as e:
+            log.warning("vacation reply to %s refused: %s", mail_from, e.reply)
+
+    def _reply(self, account: Account, settings: dict[str, Any], subject: str,
+               message_id: str | None, references: list[str], to: str) -> bytes:
+        reply = EmailMessage(policy=SMTP)
+        reply["From"] = account.address
+        reply["To"] = to
+        reply["Subject"] = settings["subject"] or f"Auto: {subject}".strip()
+        reply["Date"] = email.utils.format_datetime(datetime.now(UTC))
+        reply["Auto-Submitted"] = "auto-replied"
+        reply["Precedence"] = "bulk"
+        if message_id:
+            reply["In-Reply-To"] = f"<{message_id}>"
+            reply["References"] = " ".join(f"<{r}>" for r in [*references, message_id][-10:])
+        text = settings["textBody"] or "I am away and will read your message when I am back."
+        reply.set_content(text)
+        if settings["htmlBody"]:
+            reply.add_alternative(settings["htmlBody"], subtype="html")
+        return reply.as_bytes()
