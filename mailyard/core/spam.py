@@ -35,6 +35,7 @@ from mailyard.core.mime import (
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 """The Generic Test for Unsolicited Bulk Email: always spam, so the path can be checked."""
 
+_GTUBE_TEXT = GTUBE.decode("ascii")
 MAX_TOKENS = 2000
 MAX_TEXT = 20_000
 """Characters of body text tokenized; spam says what it has to say early."""
@@ -125,7 +126,7 @@ def content(raw: bytes, parsed: ParsedMessage) -> Content:
     return Content(
         headers=_headers(raw[: parsed.root.body_start]), text=text, html=html, urls=urls[:500],
         links=links, content_types=content_types, charsets=charsets, filenames=filenames,
-        gtube=GTUBE in raw,
+        gtube=GTUBE in raw or _GTUBE_TEXT in parsed.text,
     )
 
 

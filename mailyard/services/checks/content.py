@@ -1,0 +1,205 @@
+"""Layer 3: what a message says. Content rules, the statistical classifier, collaborative
+reports, and optionally rspamd and clamd, added up into the verdict at the end of DATA.
+
+At DATA the message goes to many recipients at once, so this check scores it with the global
+model only; `SpamPlacement` then decides per recipient in the pipeline, where the user's own
+allow list and model can still take a mail out of Junk or put it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mailyard.core import spam, spamrules
+from mailyard.core.mime import ParsedMessage
+from mailyard.services.checks import Action, SMTPEnvelope, Verdict
+from mailyard.services.checks.clamd import ClamdError, scan
+from mailyard.services.checks.rspamd import Rspamd, RspamdError
+from mailyard.store.ports import SpamModel
+
+log = logging.getLogger("mailyard.checks.content")
+
+
+@dataclass(frozen=True, slots=True)
+class SpamPolicy:
+    """The [spam] config table."""
+
+    enabled: bool = True
+    junk_threshold: float = spamrules.JUNK_THRESHOLD
+    reject_threshold: float = 0.0
+    """0: never reject on content (a score is a guess; Junk is where guesses go)."""
+    min_spam: int = 5
+    min_ham: int = 5
+    """The classifier speaks only once its model has learnt this many of each."""
+    user_weight: float = 1.0
+    """A user's own lessons, against the global model's counts, in that user's verdicts."""
+    global_weight: float = 0.5
+    """How much one user's lesson counts in the global model."""
+    collab_window: float = 86_400.0
+    collab_reporters: int = 3
+    collab_score: float = 3.0
+    """Added when this many users reported the sender (or the same content) in the window."""
+    rspamd_url: str = ""
+    rspamd_timeout: float = 5.0
+    clamd: str = ""
+    """host:port or a Unix socket path; empty: no virus scanning."""
+    clamd_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class Analysis:
+    """The CPU part of a content check, done once per message off the event loop."""
+
+    content: spam.Content
+    token_ids: list[int]
+    symbols: dict[str, float]
+    fingerprint: str
+
+
+def analyse(raw: bytes, parsed: ParsedMessage, now: datetime | None = None) -> Analysis:
+    c = spam.content(raw, parsed)
+    return Analysis(c, spam.token_ids(c), spamrules.rules(c, parsed, now or datetime.now(UTC)),
+                    spam.fingerprint(c))
+
+
+def sender_of(parsed: ParsedMessage, envelope_from: str = "") -> str:
+    """The sender a user sees and would allow: the From address, else the reverse-path."""
+    return (parsed.from_[0].email if parsed.from_ else envelope_from).lower()
+
+
+async def bayes(model: SpamModel, policy: SpamPolicy, ids: list[int],
+                account_id: str | None = None) -> tuple[float, float] | None:
+    """(probability, score) from the global model, combined with the account's when given;
+    None while the models have not learnt enough to be trusted."""
+    counts = await model.counts("", ids)
+    if account_id is not None:
+        user = await model.counts(account_id, ids)
+        counts = spam.combine(counts, user, policy.user_weight)
+    if counts.nspam < policy.min_spam or counts.nham < policy.min_ham:
+        return None
+    p = await asyncio.to_thread(spam.spam_probability, ids, counts) if len(ids) > 500 \
+        else spam.spam_probability(ids, counts)
+    return p, spamrules.bayes_score(p)
+
+
+def status_headers(verdict: Verdict, threshold: float) -> list[tuple[str, str]]:
+    """X-Spam-Score and X-Spam-Status in SpamAssassin's familiar form."""
+    tests = ",".join(sorted(s for s in verdict.symbols if s != "BAYES")
+                     + (["BAYES"] if "BAYES" in verdict.symbols else []))
+    flag = "Yes" if verdict.score >= threshold else "No"
+    return [("X-Spam-Score", f"{verdict.score:.2f}"),
+            ("X-Spam-Status", f"{flag}, score={verdict.score:.2f} required={threshold:.1f}"
+                              f" tests={tests or 'none'}")]
+
+
+class ContentCheck:
+    name = "content"
+
+    def __init__(self, model: SpamModel, policy: SpamPolicy) -> None:
+        self.model = model
+        self.policy = policy
+        self.rspamd = Rspamd(policy.rspamd_url, timeout=policy.rspamd_timeout) \
+            if policy.rspamd_url else None
+
+    async def check(self, envelope: SMTPEnvelope, raw: bytes, parsed: ParsedMessage,
+                    verdict: Verdict) -> None:
+        if not self.policy.enabled or envelope.authenticated:
+            return
+        if self.policy.clamd:
+            await self._virus(raw, verdict)
+            if verdict.action >= Action.QUARANTINE:
+                return
+        analysis = await asyncio.to_thread(analyse, raw, parsed)
+        for symbol, score in analysis.symbols.items():
+            verdict.add(symbol, score)
+        data: dict[str, Any] = {"fingerprint": analysis.fingerprint,
+                                "sender": sender_of(parsed, envelope.mail_from)}
+        result = await bayes(self.model, self.policy, analysis.token_ids)
+        if result is not None:
+            data["p"], data["bayes"] = result
+            verdict.add("BAYES", result[1])
+        await self._collaborative(data["sender"], analysis.fingerprint, verdict)
+        if self.rspamd is not None:
+            try:
+                answer = await self.rspamd.check(envelope, raw)
+            except RspamdError as e:
+                log.warning("%s; scoring without it", e)
+                verdict.add("RSPAMD_FAIL", 0.0)
+            else:
+                verdict.add("RSPAMD", answer.score)
+        verdict.data["spam"] = data
+        verdict.headers.extend(status_headers(verdict, self.policy.junk_threshold))
+        reject = self.policy.reject_threshold
+        if reject > 0 and verdict.score >= reject:
+            verdict.ask(Action.REJECT, f"message content rejected as spam (score"
+                        f" {verdict.score:.1f})", "550 5.7.1 Message content rejected as spam")
+        elif verdict.score >= self.policy.junk_threshold:
+            verdict.ask(Action.JUNK, f"spam score {verdict.score:.1f}")
+
+    async def _virus(self, raw: bytes, verdict: Verdict) -> None:
+        try:
+            result = await scan(self.policy.clamd, raw, timeout=self.policy.clamd_timeout)
+        except ClamdError as e:
+            # Unscanned is not clean: the sender's server keeps the mail and tries again.
+            log.warning("%s", e)
+            verdict.ask(Action.TEMPFAIL, "virus scanner unavailable",
+                        "451 4.7.1 Virus scanner unavailable, try again later")
+            return
+        if result.infected:
+            verdict.add("VIRUS", 0.0)
+            verdict.data["virus"] = result.name
+            verdict.ask(Action.QUARANTINE, f"virus: {result.name}")
+
+    async def _collaborative(self, sender: str, fingerprint: str, verdict: Verdict) -> None:
+        since = time.time() - self.policy.collab_window
+        if sender and await self.model.reporters("sender", sender, since) \
+                >= self.policy.collab_reporters:
+            verdict.add("COLLAB_SENDER", self.policy.collab_score)
+        if await self.model.reporters("content", fingerprint, since) \
+                >= self.policy.collab_reporters:
+            verdict.add("COLLAB_CONTENT", self.policy.collab_score)
+
+    async def close(self) -> None:
+        if self.rspamd is not None:
+            await self.rspamd.close()
+
+
+class SpamPlacement:
+    """Per recipient, in the pipeline: does this user's copy go to the Inbox or to Junk?
+
+    The SMTP-time verdict (global model) stands unless the user has a say: a sender on the
+    user's allow list takes the mail out of Junk; a user who has trained their own model gets
+    the classifier's part of the score recomputed with their model combined with the global
+    one. Quarantine and rejection are not the user's to override."""
+
+    def __init__(self, model: SpamModel, policy: SpamPolicy) -> None:
+        self.model = model
+        self.policy = policy
+
+    async def junk(self, account_id: str, verdict: dict[str, Any], raw: bytes,
+                   parsed: ParsedMessage, analysis: list[Analysis]) -> bool:
+        """Whether this account's copy belongs in Junk. `verdict` is `Verdict.to_json()` of
+        the SMTP-time check; `analysis` caches the message's analysis across recipients."""
+        data = verdict.get("data", {}).get("spam", {})
+        was_junk = verdict.get("action") == Action.JUNK.name.lower()
+        sender = data.get("sender") or sender_of(parsed)
+        if sender and await self.model.sender_allowed(account_id, sender):
+            return False
+        score = float(verdict.get("score", 0.0))
+        if was_junk and score < self.policy.junk_threshold:
+            return True  # Junk for another reason than the score (DMARC p=quarantine)
+        nspam, nham = await self.model.totals(account_id)
+        if not (nspam or nham) or not self.policy.enabled:
+            return was_junk
+        if not analysis:
+            analysis.append(await asyncio.to_thread(analyse, raw, parsed))
+        result = await bayes(self.model, self.policy, analysis[0].token_ids, account_id)
+        if result is not None:
+            score += result[1] - float(data.get("bayes", 0.0))
+        return score >= self.policy.junk_threshold
+
