@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mailyard.core import skeleton
@@ -30,6 +30,11 @@ from mailyard.store.ports import (
     SearchIndex,
 )
 
+JunkObserver = Callable[[Account, Sequence[str], bool], None]
+"""Told (account, email ids, is_spam) when a user marks mail as junk or not junk: moved into or
+out of the junk-role mailbox, or given $Junk / $NotJunk. Called on the request path: it must
+only schedule its work."""
+
 
 @dataclass(frozen=True, slots=True)
 class Appended:
@@ -40,8 +45,9 @@ class Appended:
 
 class MailboxService:
     def __init__(self, store: MailStore, blobs: BlobStore, index: SearchIndex, bus: EventBus,
-                 pipeline: InboundPipeline) -> None:
+                 pipeline: InboundPipeline, junk_observers: Sequence[JunkObserver] = ()) -> None:
         self.store = store
+        self.junk_observers = list(junk_observers)
         self.blobs = blobs
         self.index = index
         self.bus = bus
@@ -147,6 +153,9 @@ class MailboxService:
         result = await self.store.set_keywords(account.id, email_ids, add=add, remove=remove,
                                                replace=replace, unchanged_since=unchanged_since)
         await self._changed(account)
+        marked = {k.lower() for k in (replace if replace is not None else add)}
+        if "$junk" in marked or "$notjunk" in marked:
+            self._junk(account, email_ids, "$junk" in marked)
         return result
 
     async def copy(self, account: Account, email_ids: Sequence[str],
@@ -154,12 +163,16 @@ class MailboxService:
         """COPY adds the target label; the email is not duplicated."""
         uids = await self.store.add_to_mailbox(account.id, email_ids, target.id)
         await self._changed(account)
+        if target.role == "junk":
+            self._junk(account, email_ids, True)
         return uids
 
     async def move(self, account: Account, email_ids: Sequence[str], source: Mailbox,
                    target: Mailbox) -> dict[str, tuple[int, int]]:
         moved = await self.store.move(account.id, email_ids, source.id, target.id)
         await self._changed(account)
+        if target.role == "junk" or (source.role == "junk" and target.role != "trash"):
+            self._junk(account, email_ids, target.role == "junk")
         return moved
 
     async def expunge(self, account: Account, mailbox: Mailbox,
@@ -208,6 +221,10 @@ class MailboxService:
             await self.index.delete(account.id, gone)
             await self._changed(account)
         return gone
+
+    def _junk(self, account: Account, email_ids: Sequence[str], is_spam: bool) -> None:
+        for observe in self.junk_observers:
+            observe(account, list(email_ids), is_spam)
 
     async def _changed(self, account: Account) -> None:
         state = (await self.store.get_account_by_id(account.id)).modseq
