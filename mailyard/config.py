@@ -119,6 +119,57 @@ class Outbound:
 
 
 @dataclass(frozen=True)
+class Checks:
+    """The inbound checks of the MX (services/checks): policy, authentication, content."""
+
+    authenticate: bool = True
+    """SPF, DKIM, DMARC and ARC on every inbound message, in an Authentication-Results field."""
+    enforce_dmarc: bool = True
+    """Refuse (550 5.7.1) mail failing DMARC where the domain asks p=reject; off: to Junk."""
+    dns_timeout: float = 2.0
+    """Seconds for each lookup of the checks in the SMTP dialogue (SPF, DKIM, DMARC, DNSBL):
+    short, since the client waits; a lookup that times out is a temperror, never a refusal."""
+    dnsbl_zones: list[str] = field(default_factory=list)
+    """DNS blocklist zones (e.g. "zen.spamhaus.org"); a listed client gets 554 5.7.1."""
+    greylisting: bool = False
+    greylist_delay: float = 300.0
+    """Seconds before a greylisted (client /24, sender, recipient) may retry successfully."""
+    greylist_window: float = 14_400.0
+    """Seconds after the first attempt within which the retry must come."""
+    greylist_expire: float = 36 * 86_400.0
+    """Seconds a triplet that passed is let through without waiting."""
+
+
+@dataclass(frozen=True)
+class Spam:
+    """Content filtering (services/checks/content.py): rules, the classifier, users' lessons,
+    optional rspamd and clamd. Mirrors SpamPolicy field by field."""
+
+    enabled: bool = True
+    junk_threshold: float = 5.0
+    """Score at or above which a message goes to Junk."""
+    reject_threshold: float = 0.0
+    """Score at or above which DATA is refused (550 5.7.1); 0: never."""
+    min_spam: int = 5
+    min_ham: int = 5
+    """The classifier speaks once its model has learnt this many spam and ham messages."""
+    user_weight: float = 1.0
+    """Weight of a user's own lessons against the global counts in that user's verdicts."""
+    global_weight: float = 0.5
+    """Weight of one user's lesson in the global model."""
+    collab_window: float = 86_400.0
+    collab_reporters: int = 3
+    collab_score: float = 3.0
+    """Added when collab_reporters users reported the sender or content within the window."""
+    rspamd_url: str = ""
+    """e.g. "http://127.0.0.1:11333"; "": no rspamd."""
+    rspamd_timeout: float = 5.0
+    clamd: str = ""
+    """"host:port" or a Unix socket path of clamd; "": no virus scanning."""
+    clamd_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class TLS:
     certificate: str = ""
     private_key: str = ""
@@ -141,6 +192,8 @@ class Config:
     outbound: Outbound = field(default_factory=Outbound)
     """What of each message the full-text index holds ([search] body, attachment_text,
     attachment_bytes, unpacked_bytes, pdf)."""
+    checks: Checks = field(default_factory=Checks)
+    spam: Spam = field(default_factory=Spam)
     source: Path | None = None
 
     @property
@@ -150,7 +203,8 @@ class Config:
 
 _TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS,
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
-                            "submission": Submission, "outbound": Outbound}
+                            "submission": Submission, "outbound": Outbound,
+                            "checks": Checks, "spam": Spam}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 from mailyard.core import skeleton
 from mailyard.core.addresses import Address
@@ -32,6 +34,23 @@ log = logging.getLogger("mailyard.pipeline")
 
 class PermanentFailure(Exception):
     """Retrying cannot help; the item goes to the dead-letter queue at once."""
+
+
+MessageLoader = Callable[[], Awaitable[tuple[bytes, ParsedMessage]]]
+
+
+class Placement(Protocol):
+    """Per-recipient say over Junk (services/checks/content.py SpamPlacement: the user's allow
+    list and own model). `message` reads and parses the spooled message, once per item, and
+    only when asked: most recipients need no more than the verdict."""
+
+    async def junk(self, account_id: str, verdict: dict[str, Any],
+                   message: MessageLoader) -> bool: ...
+
+
+class Quarantined(PermanentFailure):
+    """The inbound checks' verdict says never deliver (a virus): dead-letter queue at once,
+    with the verdict's reason as it is ("virus: NAME"), where `mailyard dlq` shows it."""
 
 
 @dataclass(slots=True)
@@ -76,7 +95,9 @@ class InboundPipeline:
     message, whether it arrived by SMTP (through the queue) or by IMAP APPEND / JMAP import."""
 
     def __init__(self, store: MailStore, blobs: BlobStore, *, dedup_min_size: int = 2048,
-                 index_limits: Limits = DEFAULT_LIMITS) -> None:
+                 index_limits: Limits = DEFAULT_LIMITS, placement: Placement | None = None
+                 ) -> None:
+        self.placement = placement
         self.store = store
         self.blobs = blobs
         self.dedup_min_size = dedup_min_size
@@ -84,13 +105,25 @@ class InboundPipeline:
 
     async def process(self, item: QueueItem) -> Outcome:
         payload = item.payload
+        verdict = payload.get("verdict") or {}
+        if verdict.get("action") == "quarantine":
+            raise Quarantined(verdict.get("reason") or "quarantined by the inbound checks")
         targets = []
+        loaded: list[tuple[bytes, ParsedMessage]] = []
+
+        async def message() -> tuple[bytes, ParsedMessage]:
+            if not loaded:
+                raw = await self.blobs.get(payload["spool"])
+                loaded.append((raw, await asyncio.to_thread(parse_message, raw)))
+            return loaded[0]
+
         for rcpt in payload["recipients"]:
             try:
-                targets.append(Target((await self.store.get_account(rcpt)).id))
+                account_id = (await self.store.get_account(rcpt)).id
             except NotFound:
                 raise NotFound(f"recipient {rcpt} has no account (removed after acceptance?)")\
                     from None
+            targets.append(await self.target(account_id, rcpt, verdict, message))
         try:
             raw = await self.blobs.get(payload["spool"])
         except NotFound:
@@ -100,6 +133,18 @@ class InboundPipeline:
         return await self.ingest(raw, targets, delivery_key=item.id,
                                  received_at=payload["received_at"],
                                  trace_length=payload["trace_length"])
+
+    async def target(self, account_id: str, recipient: str, verdict: dict[str, Any],
+                     message: MessageLoader | None = None) -> Target:
+        """Where one recipient gets the message, from the checks' verdict (to_json form):
+        Junk for "junk", the Inbox otherwise. The one place for per-recipient placement
+        (a user's own allow list or model overriding the verdict goes here)."""
+        junk = verdict.get("action") == "junk"
+        if self.placement is not None and message is not None and verdict:
+            junk = await self.placement.junk(account_id, verdict, message)
+        if junk:
+            return Target(account_id, mailbox_roles=["junk"], keywords=["$junk"])
+        return Target(account_id)
 
     async def ingest(self, raw: bytes, targets: list[Target], *, delivery_key: str,
                      received_at: int, trace_length: int = 0) -> Outcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailyard.store.ports import BlobStore, Queue
 
@@ -32,16 +33,19 @@ class DeliveryService:
 
     async def accept(self, *, queue_id: str, mail_from: str, recipients: Sequence[str], raw: bytes,
                      trace_length: int, received_at: int, peer: str = "",
-                     helo: str = "") -> Accepted:
+                     helo: str = "", verdict: dict[str, Any] | None = None) -> Accepted:
         """Make the message durable and queue it for the inbound pipeline under `queue_id`.
 
         `trace_length` is how many leading octets of `raw` are our own trace headers (Received,
         Return-Path); what follows is the message exactly as the client sent it, which is what
-        duplicate detection compares.
+        duplicate detection compares. `verdict` is the inbound checks' (`Verdict.to_json`):
+        the pipeline reads it to place the message (Junk, quarantine).
         """
         spool = spool_id(queue_id)
         await self.blobs.put(spool, raw)
+        extra: dict[str, Any] = {"verdict": verdict} if verdict is not None else {}
         await self.queue.enqueue(INBOUND, {
+            **extra,
             "spool": spool,
             "mail_from": mail_from,
             "recipients": list(recipients),

@@ -50,6 +50,7 @@ class Server:
     submission: dict[str, Any] = field(default_factory=dict)
     outbound: dict[str, Any] = field(default_factory=dict)
     dns: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
     submission_port: int = 0
     submissions_port: int = 0
     http_port: int = 0
@@ -88,6 +89,8 @@ class Server:
             *(f"{k} = {json.dumps(v)}" for k, v in self.outbound.items()),
             "[dns]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.dns.items()),
+            "[checks]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.checks.items()),
             "[queue]",
             "poll_interval = 0.1",
             *(f"{k} = {json.dumps(v)}" for k, v in self.queue.items()),

@@ -6,6 +6,14 @@ receive, size and quota, trace headers) and hands accepted mail to the delivery 
 reply to DATA is sent only after `DeliveryService.accept` returns, i.e. after the message and its
 queue item are on disk.
 
+The inbound checks (services/checks, `CheckChain`) run at the stage each needs: `connect` before
+the greeting (its refusal is given at MAIL FROM), `mail_from`, `rcpt_to`, and `data` at the end
+of DATA, before anything is durable, so that a refusal (DMARC p=reject, a listed client) is an
+SMTP reply and never a message dropped after 250. The verdict's header fields
+(Authentication-Results, ...) go between our trace fields and the client's octets, after any
+Authentication-Results that claims our hostname is removed (RFC 8601 §5); the verdict itself goes
+into the queue item, where the pipeline places the message (Junk, quarantine).
+
 SMTP smuggling (a DATA end other than CRLF.CRLF) is closed by aiosmtpd itself since 1.4.5: it
 splits DATA only at CRLF, so a bare LF or CR around the dot is just message content. Lines over
 998 octets make the whole message fail with 500 5.5.2 after the data is drained.
@@ -25,7 +33,9 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailyard.core.addresses import normalize
+from mailyard.core.authresults import strip_ours
 from mailyard.core.ids import new_id
+from mailyard.core.mime import parse_message
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
 from mailyard.protocols.smtp.base import (
     EnhancedSMTP,
@@ -35,6 +45,7 @@ from mailyard.protocols.smtp.base import (
     peer_ip,
 )
 from mailyard.services.accounts import AccountService, RecipientStatus
+from mailyard.services.checks import Action, CheckChain, SMTPEnvelope, Verdict
 from mailyard.services.delivery import DeliveryService
 
 log = logging.getLogger("mailyard.smtp")
@@ -56,10 +67,11 @@ class InboundHandler:
     """aiosmtpd handler hooks for the MX role."""
 
     def __init__(self, accounts: AccountService, delivery: DeliveryService,
-                 policy: InboundPolicy) -> None:
+                 policy: InboundPolicy, checks: CheckChain | None = None) -> None:
         self.accounts = accounts
         self.delivery = delivery
         self.policy = policy
+        self.checks = checks if checks is not None else CheckChain([])
         self.message_rate = WindowLimiter(policy.messages_per_ip_per_minute, 60.0)
         self.connections = ConcurrencyLimiter(policy.connections_per_ip)
 
@@ -90,7 +102,26 @@ class InboundHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         session.declared_size = declared  # type: ignore[attr-defined]
+        refusal = await self._check_mail(session, address)
+        if refusal:
+            envelope.mail_from = None
+            return refusal
         return "250 2.1.0 Sender OK"
+
+    async def _check_mail(self, session: Session, address: str) -> str:
+        """The connection's verdict, then the checks' MAIL FROM hooks; a reply to refuse."""
+        connected: Verdict = getattr(session, "connect_verdict", None) or Verdict()
+        if connected.action >= Action.TEMPFAIL:
+            return _reply(connected)
+        env = SMTPEnvelope(peer=peer_ip(session), helo=session.host_name or "",
+                           mail_from=address or "", recipients=[], tls=session.ssl is not None,
+                           state=dict(connected.data))
+        session.checks_envelope = env  # type: ignore[attr-defined]
+        if not self.checks.checks:
+            return ""
+        verdict = Verdict()
+        await self.checks.mail_from(env, verdict)
+        return _reply(verdict) if verdict.action >= Action.TEMPFAIL else ""
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -106,7 +137,15 @@ class InboundHandler:
             return "550 5.1.1 No such user here"
         if status is RecipientStatus.OVER_QUOTA:
             return "452 4.2.2 Mailbox full, try again later"
+        env: SMTPEnvelope | None = getattr(session, "checks_envelope", None)
+        if env is not None and self.checks.checks:
+            verdict = Verdict()
+            await self.checks.rcpt_to(env, address, verdict)
+            if verdict.action >= Action.TEMPFAIL:
+                return _reply(verdict)
         if normalize(address) not in (normalize(r) for r in envelope.rcpt_tos):
+            if env is not None:
+                env.recipients.append(address)
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient OK"
@@ -117,20 +156,49 @@ class InboundHandler:
             return "552 5.3.4 Message too big for this system"
         if has_long_line(content):
             return "500 5.5.2 Line too long: at most 998 octets per line (RFC 5321 4.5.3.1.6)"
+        verdict = await self._check_data(session, envelope, content)
+        if verdict.action >= Action.TEMPFAIL:
+            log.info("refused at DATA from %s: %s", peer_ip(session), verdict.reason)
+            return _reply(verdict)
+        added = b""
+        if self.checks.checks:
+            content = strip_ours(content, self.policy.hostname)
+            added = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
+                             for name, value in verdict.headers)
         queue_id = new_id("q")
         received_at = time.time()
         trace = self._trace_headers(server, session, envelope, queue_id, received_at)
         try:
             await self.delivery.accept(
                 queue_id=queue_id, mail_from=envelope.mail_from or "",
-                recipients=envelope.rcpt_tos, raw=trace + content, trace_length=len(trace),
+                recipients=envelope.rcpt_tos, raw=trace + added + content,
+                trace_length=len(trace) + len(added),
                 received_at=int(received_at * 1000), peer=peer_ip(session),
                 helo=session.host_name or "",
+                verdict=verdict.to_json() if self.checks.checks else None,
             )
         except Exception:
             log.exception("could not make message durable")
             return "451 4.3.0 Could not store the message, try again later"
         return f"250 2.0.0 OK queued as {queue_id}"
+
+    async def _check_data(self, session: Session, envelope: Envelope, content: bytes) -> Verdict:
+        """The checks' verdict on the message as the client sent it (none configured: accept)."""
+        if not self.checks.checks:
+            return Verdict()
+        env: SMTPEnvelope | None = getattr(session, "checks_envelope", None)
+        if env is None:
+            env = SMTPEnvelope(peer=peer_ip(session), helo=session.host_name or "",
+                               mail_from=envelope.mail_from or "", recipients=[],
+                               tls=session.ssl is not None)
+        env.recipients = list(envelope.rcpt_tos)
+        parsed = await asyncio.to_thread(parse_message, content)
+        try:
+            return await self.checks.data(env, content, parsed)
+        except Exception:
+            # A check's bug must not lose mail or end the session: accept unchecked, loudly.
+            log.exception("inbound checks failed; accepting the message unchecked")
+            return Verdict()
 
     def _trace_headers(self, server: SMTP, session: Session, envelope: Envelope,
                        queue_id: str, received_at: float) -> bytes:
@@ -165,9 +233,22 @@ class InboundSMTP(EnhancedSMTP):
             close(self)
             return
         try:
+            if self.inbound.checks.checks:
+                verdict = Verdict()
+                await self.inbound.checks.connect(ip, verdict)
+                self.session.connect_verdict = verdict  # type: ignore[attr-defined]
             await super()._handle_client()
         finally:
             self.inbound.connections.release(ip)
+
+
+def _reply(verdict: Verdict) -> str:
+    """The SMTP reply of a refusing verdict: the check's own, or the generic 5.7.1/4.7.1."""
+    if verdict.reply:
+        return verdict.reply
+    if verdict.action is Action.TEMPFAIL:
+        return f"451 4.7.1 {verdict.reason or 'Try again later'}"
+    return f"554 5.7.1 {verdict.reason or 'Message refused by policy'}"
 
 
 async def start_inbound(handler: InboundHandler, host: str, port: int,
