@@ -17,10 +17,11 @@ from typing import Any
 
 from mailyard.core import spam, spamrules
 from mailyard.core.mime import ParsedMessage
+from mailyard.pipeline.inbound import MessageLoader
 from mailyard.services.checks import Action, SMTPEnvelope, Verdict
 from mailyard.services.checks.clamd import ClamdError, scan
 from mailyard.services.checks.rspamd import Rspamd, RspamdError
-from mailyard.store.ports import SpamModel
+from mailyard.store.ports import NotFound, SpamModel
 
 log = logging.getLogger("mailyard.checks.content")
 
@@ -181,13 +182,18 @@ class SpamPlacement:
         self.model = model
         self.policy = policy
 
-    async def junk(self, account_id: str, verdict: dict[str, Any], raw: bytes,
-                   parsed: ParsedMessage, analysis: list[Analysis]) -> bool:
+    async def junk(self, account_id: str, verdict: dict[str, Any],
+                   message: MessageLoader) -> bool:
         """Whether this account's copy belongs in Junk. `verdict` is `Verdict.to_json()` of
-        the SMTP-time check; `analysis` caches the message's analysis across recipients."""
+        the SMTP-time checks; `message` loads the raw and parsed message when needed."""
         data = verdict.get("data", {}).get("spam", {})
         was_junk = verdict.get("action") == Action.JUNK.name.lower()
-        sender = data.get("sender") or sender_of(parsed)
+        sender = data.get("sender", "")
+        if not sender:
+            try:
+                sender = sender_of((await message())[1])
+            except NotFound:
+                return was_junk  # delivered already, spool gone: the store dedupes anyway
         if sender and await self.model.sender_allowed(account_id, sender):
             return False
         score = float(verdict.get("score", 0.0))
@@ -196,10 +202,12 @@ class SpamPlacement:
         nspam, nham = await self.model.totals(account_id)
         if not (nspam or nham) or not self.policy.enabled:
             return was_junk
-        if not analysis:
-            analysis.append(await asyncio.to_thread(analyse, raw, parsed))
-        result = await bayes(self.model, self.policy, analysis[0].token_ids, account_id)
+        try:
+            raw, parsed = await message()
+        except NotFound:
+            return was_junk
+        analysis = await asyncio.to_thread(analyse, raw, parsed)
+        result = await bayes(self.model, self.policy, analysis.token_ids, account_id)
         if result is not None:
             score += result[1] - float(data.get("bayes", 0.0))
         return score >= self.policy.junk_threshold
-
