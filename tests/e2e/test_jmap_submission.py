@@ -200,3 +200,38 @@ def test_another_account_sees_no_submission(alice: Sender, bob: Sender) -> None:
     assert answer["notCreated"]["x"]["type"] == "invalidProperties"
     assert answer["notUpdated"][mine[0]]["type"] == "notFound"
     assert answer["notDestroyed"][mine[0]]["type"] == "notFound"
+
+
+def test_identities(alice: Sender, bob: Sender) -> None:
+    [own] = alice.call("Identity/get", ids=None)["list"]
+    assert own == {"id": alice.account_id, "name": "", "email": ALICE, "replyTo": None,
+                   "bcc": None, "textSignature": "", "htmlSignature": "", "mayDelete": False}
+    state = alice.call("Identity/get", ids=[])["state"]
+    answer = alice.call("Identity/set", update={alice.account_id: {
+        "name": "Alice Liddell", "textSignature": "-- \nAlice", "email": ALICE}},
+        create={"work": {"name": "Alice at work", "email": ALICE,
+                         "bcc": [{"name": None, "email": "archive@example.test"}]},
+                "forged": {"email": "ceo@bank.test"},
+                "bad": {"email": ALICE, "replyTo": "nope"}},
+        destroy=[alice.account_id])
+    work = answer["created"]["work"]["id"]
+    assert answer["updated"] == {alice.account_id: None}
+    assert answer["notCreated"]["forged"]["type"] == "forbiddenFrom"
+    assert answer["notCreated"]["bad"]["type"] == "invalidProperties"
+    assert answer["notDestroyed"][alice.account_id]["type"] == "forbidden"
+    listed = {i["id"]: i for i in alice.call("Identity/get", ids=None)["list"]}
+    assert listed[alice.account_id]["name"] == "Alice Liddell"
+    assert listed[work]["mayDelete"] is True and listed[work]["bcc"][0]["email"] \
+        == "archive@example.test"
+    changed = alice.call("Identity/changes", sinceState=state)
+    assert changed["created"] == [work] and changed["updated"] == [alice.account_id]
+    assert bob.call("Identity/get", ids=[work, alice.account_id])["notFound"] == [
+        work, alice.account_id]
+    assert bob.call("Identity/set", update={work: {"name": "x"}})["notUpdated"][work][
+        "type"] == "notFound"
+    email_id = draft(alice, "From my work identity", ["someone@remote.test"])
+    sub = alice.call("EmailSubmission/set", create={"w": {
+        "identityId": work, "emailId": email_id}})["created"]["w"]
+    [view] = alice.call("EmailSubmission/get", ids=[sub["id"]])["list"]
+    assert view["identityId"] == work and view["envelope"]["mailFrom"]["email"] == ALICE
+    assert alice.call("Identity/set", destroy=[work])["destroyed"] == [work]

@@ -28,6 +28,7 @@ from mailyard.protocols.jmap.mail.common import (
     requested_properties,
 )
 from mailyard.protocols.jmap.mail.email_set import email_set
+from mailyard.protocols.jmap.mail.identity import identities
 from mailyard.services.submission import (
     MAX_HOLD,
     SubmissionRefused,
@@ -214,7 +215,9 @@ async def _create(ctx: Context, spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise SetError("invalidProperties", "an EmailSubmission is an object")
     identity = spec.get("identityId")
-    if identity != ctx.account.id:
+    identity_id = ctx.resolve_id(identity) if isinstance(identity, str) else None
+    known = await identities(ctx)
+    if identity_id not in known:
         raise SetError("invalidProperties", "no such identity", ["identityId"])
     email_id = spec.get("emailId")
     if not isinstance(email_id, str):
@@ -226,8 +229,8 @@ async def _create(ctx: Context, spec: Any) -> dict[str, Any]:
         raw = await mailbox.raw_of(record)
     except NotFound:
         raise SetError("invalidProperties", f"no email {email_id}", ["emailId"]) from None
-    mail_from, rcpts, send_at, envelope = _envelope(spec.get("envelope"), ctx.account.address,
-                                                    raw)
+    mail_from, rcpts, send_at, envelope = _envelope(spec.get("envelope"),
+                                                    known[identity_id]["email"], raw)
     service = submission_service(ctx)
     try:
         service.allow_message(ctx.account)
@@ -237,7 +240,7 @@ async def _create(ctx: Context, spec: Any) -> dict[str, Any]:
                                          peer="", helo="", protocol="HTTPS")
     except SubmissionRefused as e:
         raise _refusal(e) from None
-    data = {"identityId": identity, "emailId": email_id, "threadId": record.thread_id,
+    data = {"identityId": identity_id, "emailId": email_id, "threadId": record.thread_id,
             "envelope": envelope, "sendAt": utc(submitted.send_at), "undoStatus": "pending"}
     await mailbox.store.put_object(ctx.account.id, KIND, submitted.id, data)
     return {"id": submitted.id, "threadId": record.thread_id, "sendAt": data["sendAt"]}
