@@ -15,7 +15,7 @@ from typing import Any
 
 from mailyard.protocols.jmap.core import Context
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import current_state, mailbox_service, parse_state
+from mailyard.protocols.jmap.mail.common import current_state, mailbox_service
 
 
 def integer(args: dict[str, Any], key: str, default: int, minimum: int | None) -> int:
@@ -60,7 +60,11 @@ def window(ids: list[str], args: dict[str, Any], max_limit: int) -> tuple[int, l
 async def changed_since(ctx: Context, args: dict[str, Any], kind: str) -> tuple[int, set[str]]:
     """(current state, ids of `kind` changed after sinceQueryState), or
     cannotCalculateChanges for a state this server never gave."""
-    since = parse_state(args, "sinceQueryState")
+    value = args.get("sinceQueryState")
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19):
+        raise MethodError("invalidArguments", "sinceQueryState must be a state this server"
+                                              " gave")
+    since = int(value)
     state = await current_state(ctx)
     if since > state:
         raise MethodError("cannotCalculateChanges", "that query state is newer than the "
