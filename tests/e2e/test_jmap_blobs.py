@@ -314,3 +314,24 @@ def test_create_errors(alice: Jmap, bob: Jmap) -> None:
                       "novalue": "invalidProperties", "both": "invalidProperties",
                       "crlf": "invalidProperties", "badheader": "invalidProperties"}
     assert answer["created"] is None
+
+
+def test_header_forms_grouped_addresses_and_urls(alice: Jmap) -> None:
+    raw = (b"From: a@x.test\r\nTo: a@x.test, Team: b@y.test, \"C D\" <c@y.test>;, e@z.test\r\n"
+           b"Cc: undisclosed-recipients:;\r\n"
+           b"List-Unsubscribe: <mailto:l@x.test?subject=unsub>,\r\n <https://x.test/u>\r\n"
+           b"Subject: forms\r\n\r\nbody\r\n")
+    blob = upload(alice, raw, "message/rfc822")["blobId"]
+    got = alice.call("Email/parse", blobIds=[blob], properties=[
+        "header:To:asGroupedAddresses", "header:Cc:asGroupedAddresses",
+        "header:List-Unsubscribe:asURLs", "header:Subject:asURLs"])["parsed"][blob]
+    assert got["header:To:asGroupedAddresses"] == [
+        {"name": None, "addresses": [{"name": None, "email": "a@x.test"}]},
+        {"name": "Team", "addresses": [{"name": None, "email": "b@y.test"},
+                                       {"name": "C D", "email": "c@y.test"}]},
+        {"name": None, "addresses": [{"name": None, "email": "e@z.test"}]}]
+    assert got["header:Cc:asGroupedAddresses"] == [
+        {"name": "undisclosed-recipients", "addresses": []}]
+    assert got["header:List-Unsubscribe:asURLs"] == ["mailto:l@x.test?subject=unsub",
+                                                    "https://x.test/u"]
+    assert got["header:Subject:asURLs"] is None

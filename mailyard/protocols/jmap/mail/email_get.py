@@ -8,6 +8,7 @@ from the raw message, parsed off the event loop only when the request asks for o
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -70,14 +71,62 @@ def header_form(prop: str) -> tuple[str, str, bool]:
     if not pieces or not pieces[0] or len(pieces) > 2:
         raise MethodError("invalidArguments", f"bad header property {prop}")
     form = pieces[1] if len(pieces) == 2 else "asRaw"
-    if form not in _FORMS or form in ("asGroupedAddresses", "asURLs"):
+    if form not in _FORMS:
         raise MethodError("invalidArguments", f"unsupported header form in {prop}")
     return pieces[0].lower(), form, every
+
+
+def grouped_addresses(value: str) -> list[dict[str, Any]]:
+    """RFC 8621 §4.1.2.4: addresses outside a group form groups of their own with a null
+    name, one per run between groups."""
+    out: list[dict[str, Any]] = []
+    rest = value
+    while rest.strip():
+        colon = _group_colon(rest)
+        if colon < 0:
+            out.append({"name": None, "addresses": address_list(rest) or []})
+            break
+        before, _, after = rest[:colon], ":", rest[colon + 1:]
+        # Addresses before the group (up to its display name) are ungrouped.
+        head, _, name = before.rpartition(",")
+        if head.strip():
+            out.append({"name": None, "addresses": address_list(head) or []})
+        members, _, rest = after.partition(";")
+        out.append({"name": mime.decode_words(name.strip().strip('"')) or None,
+                    "addresses": address_list(members) or []})
+        rest = rest.lstrip(" ,")
+    return out
+
+
+def _group_colon(text: str) -> int:
+    """The position of the colon that opens a group, outside quotes, comments and <>."""
+    depth, quoted, angle = 0, False, False
+    for i, ch in enumerate(text):
+        if quoted:
+            quoted = ch != '"' or text[i - 1] == "\\"
+        elif ch == '"':
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch == ":" and not depth and not angle:
+            return i
+    return -1
 
 
 def _parse_form(value: str, form: str) -> Any:
     if form == "asRaw":
         return value
+    if form == "asGroupedAddresses":
+        return grouped_addresses(value)
+    if form == "asURLs":
+        urls = re.findall(r"<([^<>\s]+)>", value)
+        return urls or None
     if form == "asText":
         return " ".join(mime.decode_words(value).split())
     if form == "asAddresses":
