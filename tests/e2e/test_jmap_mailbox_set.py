@@ -313,3 +313,27 @@ def test_query_changes(bob: Jmap) -> None:
                      **args)["type"] == "cannotCalculateChanges"
     assert bob.error("Mailbox/queryChanges", sinceQueryState="x",
                      **args)["type"] == "invalidArguments"
+
+
+def test_orphan_after_imap_delete_of_its_parent(server: Server, alice: Jmap) -> None:
+    """IMAP may delete a parent and leave its child: the child then shows its whole path as
+    its name at the top level, and queryChanges reports it though the log has no entry for it."""
+    args: dict[str, Any] = {"filter": {"parentId": None}, "sort": [{"property": "name"}]}
+    with imaplib.IMAP4("127.0.0.1", server.imap_port) as imap:
+        imap.login(ALICE, PASSWORD)
+        assert imap.create("Orph/Child")[0] == "OK"
+        before = alice.call("Mailbox/query", **args)
+        assert imap.delete("Orph")[0] == "OK"
+    child = next(m for m in alice.call("Mailbox/get", ids=None)["list"]
+                 if m["name"] == "Orph/Child")
+    assert child["parentId"] is None
+    changes = alice.call("Mailbox/queryChanges", sinceQueryState=before["queryState"], **args)
+    now = alice.call("Mailbox/query", **args)
+    result = [i for i in before["ids"] if i not in changes["removed"]]
+    for added in sorted(changes["added"], key=lambda a: a["index"]):
+        result.insert(added["index"], added["id"])
+    assert result == now["ids"] and child["id"] in now["ids"]
+    # Sending the shown name back is no rename; a real rename gives a proper leaf name.
+    assert _set(alice, update={child["id"]: {"name": "Orph/Child"}})["updated"]
+    _set(alice, update={child["id"]: {"name": "Adopted"}})
+    assert "Adopted" in _imap_names(server)

@@ -214,7 +214,10 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
     current = to_jmap(box, tree.by_name)
     _same_or_refuse(props, current, (*SERVER_SET, "role", "sortOrder"),
                     "these properties cannot be changed")
-    name = _leaf_name(props["name"]) if "name" in props else current["name"]
+    # An orphan (its parent deleted over IMAP) shows its whole path as name: sending that
+    # back unchanged is no rename.
+    name = (_leaf_name(props["name"]) if props.get("name", current["name"]) != current["name"]
+            else current["name"])
     parent = (tree.parent(ctx, props["parentId"]) if "parentId" in props
               else tree.by_id.get(current["parentId"] or ""))
     path = name if parent is None else parent.name + SEPARATOR + name
