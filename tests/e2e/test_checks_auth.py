@@ -260,3 +260,52 @@ def test_greylisting_defers_then_accepts_the_retry(tmp_path: Path, dns: TestDNS)
         assert sorted(m["Subject"] for m in fetch(srv, count=2)) == ["greylisted", "no wait"]
     finally:
         srv.stop()
+
+
+def test_arc_sealed_forward_and_a_broken_signature(
+        server: Server, dns: TestDNS, keys: dict[str, tuple[bytes, str]]) -> None:
+    """A list server (relay.test) re-sent a message whose DKIM signature it broke (a footer),
+    sealing what it saw first with ARC (RFC 8617): we report the broken signature as
+    dkim=fail and the intact chain as arc=pass."""
+    dns.set("arc1._domainkey.relay.test", "TXT", [f"v=DKIM1; k=rsa; p={keys['rsa'][1]}"])
+    dns.set("rsa1._domainkey.plain.test", "TXT", [f"v=DKIM1; k=rsa; p={keys['rsa'][1]}"])
+    original = message("Writer <writer@plain.test>", "via the list")
+    signed = dkim.sign(original, b"rsa1", b"plain.test", keys["rsa"][0],
+                       include_headers=[b"from", b"to", b"subject"]) + original
+    seen = (b"Authentication-Results: relay.test; dkim=pass header.d=plain.test;"
+            b" spf=pass smtp.mailfrom=writer@plain.test\r\n" + signed
+            + b"-- \r\nThe list footer.\r\n")
+    sealed = b"".join(dkim.arc_sign(seen, b"arc1", b"relay.test", keys["rsa"][0],
+                                    b"relay.test")) + seen
+    send(server.smtp_port, "list-bounces@relay.test", sealed)
+    [got] = fetch(server)
+    results = our_results(got)
+    assert "dkim=fail header.d=plain.test header.s=rsa1" in results
+    assert "arc=pass" in results
+    assert "dmarc=none header.from=plain.test" in results  # plain.test publishes no policy
+
+    # The same chain with the sealed content changed after sealing: arc=fail.
+    tampered = sealed.replace(b"The list footer.", b"A forged footer.")
+    send(server.smtp_port, "list-bounces@relay.test", tampered)
+    later = [m for m in fetch(server, count=2) if m is not None]
+    assert len(later) == 2
+    assert "arc=fail" in our_results(later[1])
+
+
+def test_unanswered_dns_is_a_quick_temperror(tmp_path: Path, dns: TestDNS) -> None:
+    for name in ("slow.test", "mail.slow.test", "_dmarc.slow.test"):
+        dns.fail(name, "TIMEOUT")
+    srv = make_server(tmp_path, dns, dns_timeout=0.5)
+    try:
+        started = time.monotonic()
+        send(srv.smtp_port, "news@slow.test", message("news@slow.test", "slow dns"),
+             helo="mail.slow.test")
+        elapsed = time.monotonic() - started
+        [got] = fetch(srv)
+        results = our_results(got)
+        assert "spf=temperror smtp.mailfrom=news@slow.test" in results
+        assert "dmarc=temperror header.from=slow.test" in results
+        # HELO and MAIL FROM SPF one after the other, DMARC alongside: about 2 x 0.5 s.
+        assert elapsed < 2.5, elapsed
+    finally:
+        srv.stop()
