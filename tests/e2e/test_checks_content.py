@@ -1,0 +1,300 @@
+"""Inbound checks, layers 3 and 4, end to end: real mail over SMTP to a real `mailyard serve`,
+read and corrected over IMAP (imaplib), viruses scanned by a real clamd on loopback.
+
+Layer 3: GTUBE lands in Junk (or is refused when a reject threshold is set); EICAR in a zip
+attachment is quarantined (dead-letter queue, "virus: NAME") and never reaches a mailbox.
+Layer 4: a user moving mail into Junk teaches that user's model (the next similar mail goes to
+Junk), moving it out allow-lists the sender (their next mail reaches the Inbox even if it is
+GTUBE), and several users reporting one sender raise its score for everyone.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import imaplib
+import io
+import shutil
+import smtplib
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import ROOT, Server, free_port, wait_port
+
+PASSWORD = "secret-password"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def make_server(tmp_path: Path, users: tuple[str, ...] = ("alice@example.test",),
+                **spam: Any) -> Server:
+    """A server whose authentication layer is off (no DNS here) and whose [spam] table is
+    `spam`, appended to the config the harness writes."""
+    srv = Server(tmp_path, checks={"authenticate": False})
+    toml = "".join(f"{k} = {v!r}\n".replace("'", '"') if isinstance(v, str)
+                   else f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n"
+                   for k, v in spam.items())
+    srv.config_path.write_text(srv.config_path.read_text() + "[spam]\n" + toml)
+    for user in users:
+        srv.add_user(user, PASSWORD)
+    srv.start()
+    return srv
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = make_server(tmp_path)
+    yield srv
+    srv.stop()
+
+
+def message(sender: str, subject: str, body: str, to: str = "alice@example.test") -> bytes:
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+            f"Date: Sun, 29 Nov 2026 07:00:00 +0000\r\n"
+            f"Message-ID: <{time.monotonic_ns()}@{sender.rpartition('@')[2]}>\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"{body}\r\n").encode()
+
+
+def send(server: Server, sender: str, raw: bytes, to: str = "alice@example.test") -> None:
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, local_hostname="mail.sender.test",
+                      timeout=30) as s:
+        s.sendmail(sender, [to], raw)
+
+
+class Mail:
+    """One user's IMAP session (imaplib, UID commands)."""
+
+    def __init__(self, server: Server, user: str = "alice@example.test") -> None:
+        self.imap = imaplib.IMAP4("127.0.0.1", server.imap_port)
+        self.imap.login(user, PASSWORD)
+
+    def __enter__(self) -> Mail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.imap.logout()
+
+    def uids(self, mailbox: str) -> list[bytes]:
+        typ, _ = self.imap.select(mailbox)
+        assert typ == "OK"
+        _, data = self.imap.uid("SEARCH", "ALL")
+        return data[0].split()
+
+    def wait(self, mailbox: str, count: int, timeout: float = 20.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
+            uids = self.uids(mailbox)
+            if len(uids) >= count or time.monotonic() > deadline:
+                return uids
+            time.sleep(0.1)
+
+    def fetch(self, mailbox: str, uid: bytes) -> Message:
+        self.uids(mailbox)
+        _, parts = self.imap.uid("FETCH", uid, "(BODY.PEEK[])")
+        return email.message_from_bytes(parts[0][1])
+
+    def flags(self, mailbox: str, uid: bytes) -> str:
+        self.uids(mailbox)
+        _, data = self.imap.uid("FETCH", uid, "(FLAGS)")
+        return str(data[0]).lower()
+
+    def wait_flag(self, mailbox: str, flag: str, timeout: float = 20.0) -> None:
+        """Until every message of `mailbox` has `flag`: the trainer sets $Junk / $NotJunk
+        once it has learnt the lesson."""
+        deadline = time.monotonic() + timeout
+        while True:
+            uids = self.uids(mailbox)
+            if uids and all(flag.lower() in self.flags(mailbox, u) for u in uids):
+                return
+            assert time.monotonic() < deadline, f"no {flag} in {mailbox} after {timeout} s"
+            time.sleep(0.1)
+
+    def move(self, source: str, uid: bytes, target: str) -> None:
+        self.uids(source)
+        typ, data = self.imap.uid("MOVE", uid, target)
+        assert typ == "OK", data
+
+
+SPAMMY = ("Cheap replica watches and designer handbags, 90% off, limited offer. Click to"
+          " claim your discount voucher now, free shipping worldwide, order today.")
+HAMMY = ("Hi, the project review meeting moves to Thursday afternoon. Please bring the"
+         " draft agenda and your notes on the quarterly schedule. Thanks, team lead")
+
+
+# ------------------------------------------------------------------ layer 3
+
+
+def test_gtube_goes_to_junk_and_clean_mail_to_inbox(server: Server) -> None:
+    send(server, "friend@sender.test", message("friend@sender.test", "Lunch", HAMMY))
+    send(server, "bulk@sender.test", message("bulk@sender.test", "Test", f"test {GTUBE}"))
+    with Mail(server) as mail:
+        [junk] = mail.wait("Junk", 1)
+        [inbox] = mail.wait("INBOX", 1)
+        spam = mail.fetch("Junk", junk)
+        assert "GTUBE" in spam["X-Spam-Status"] and spam["X-Spam-Status"].startswith("Yes")
+        assert float(spam["X-Spam-Score"]) >= 1000
+        clean = mail.fetch("INBOX", inbox)
+        assert clean["Subject"] == "Lunch"
+        assert clean["X-Spam-Status"].startswith("No")
+
+
+def test_gtube_refused_at_data_with_a_reject_threshold(tmp_path: Path) -> None:
+    srv = make_server(tmp_path, reject_threshold=100.0)
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(srv, "bulk@sender.test", message("bulk@sender.test", "Test", f"x {GTUBE}"))
+        assert refused.value.smtp_code == 550
+        assert b"5.7.1" in refused.value.smtp_error
+        send(srv, "friend@sender.test", message("friend@sender.test", "Lunch", HAMMY))
+        with Mail(srv) as mail:
+            assert len(mail.wait("INBOX", 1)) == 1
+            assert mail.uids("Junk") == []
+    finally:
+        srv.stop()
+
+
+# ------------------------------------------------------------------ layer 4
+
+
+def test_moving_to_junk_trains_and_the_next_similar_mail_goes_to_junk(tmp_path: Path) -> None:
+    srv = make_server(tmp_path, min_spam=1, min_ham=1)
+    try:
+        send(srv, "lead@work.test", message("lead@work.test", "Review meeting", HAMMY))
+        send(srv, "deals@shop.test", message("deals@shop.test", "Replica watches", SPAMMY))
+        with Mail(srv) as mail:
+            uids = mail.wait("INBOX", 2)
+            assert len(uids) == 2  # nothing learnt yet: both in the Inbox
+            ham_uid, spam_uid = uids
+            mail.uids("INBOX")
+            mail.imap.uid("STORE", ham_uid, "+FLAGS", "($NotJunk)")
+            mail.move("INBOX", spam_uid, "Junk")
+            mail.wait_flag("Junk", "$Junk")
+            mail.wait_flag("INBOX", "$NotJunk")
+
+            # Another shop, the same kind of offer; another colleague, the same kind of note.
+            send(srv, "offers@outlet.test", message(
+                "offers@outlet.test", "Designer handbags", SPAMMY.replace("90%", "85%")))
+            [junk] = mail.wait("Junk", 2)[1:]
+            assert mail.fetch("Junk", junk)["From"] == "offers@outlet.test"
+            send(srv, "pm@work.test", message("pm@work.test", "Agenda", HAMMY.replace(
+                "Thursday", "Friday")))
+            inbox = mail.wait("INBOX", 2)
+            assert mail.fetch("INBOX", inbox[-1])["From"] == "pm@work.test"
+            assert len(mail.uids("Junk")) == 2
+    finally:
+        srv.stop()
+
+
+def test_moving_out_of_junk_lets_the_senders_next_mail_in(server: Server) -> None:
+    send(server, "friend@sender.test", message("friend@sender.test", "Test 1", f"x {GTUBE}"))
+    with Mail(server) as mail:
+        [uid] = mail.wait("Junk", 1)
+        mail.move("Junk", uid, "INBOX")
+        mail.wait_flag("INBOX", "$NotJunk")
+
+        send(server, "friend@sender.test", message("friend@sender.test", "Test 2",
+                                                    f"again {GTUBE}"))
+        inbox = mail.wait("INBOX", 2)
+        assert mail.fetch("INBOX", inbox[-1])["Subject"] == "Test 2"
+        # Someone else sending the same is still Junk: the allow list is the sender's.
+        send(server, "other@sender.test", message("other@sender.test", "Test 3", f"x {GTUBE}"))
+        [junk] = mail.wait("Junk", 1)
+        assert mail.fetch("Junk", junk)["Subject"] == "Test 3"
+        assert len(mail.uids("INBOX")) == 2
+
+
+def test_many_users_reporting_a_sender_raise_its_score(tmp_path: Path) -> None:
+    users = tuple(f"u{n}@example.test" for n in range(4))
+    srv = make_server(tmp_path, users, collab_reporters=3, collab_score=6.0)
+    try:
+        for user in users[:3]:
+            send(srv, "blast@bulk.test", message("blast@bulk.test", "News", HAMMY, to=user),
+                 to=user)
+            with Mail(srv, user) as mail:
+                [uid] = mail.wait("INBOX", 1)
+                mail.move("INBOX", uid, "Junk")
+                mail.wait_flag("Junk", "$Junk")
+        send(srv, "blast@bulk.test", message("blast@bulk.test", "News", "Other words.",
+                                             to=users[3]), to=users[3])
+        with Mail(srv, users[3]) as mail:
+            [uid] = mail.wait("Junk", 1)
+            assert "COLLAB_SENDER" in mail.fetch("Junk", uid)["X-Spam-Status"]
+            assert mail.uids("INBOX") == []
+    finally:
+        srv.stop()
+
+
+# ------------------------------------------------------------------ viruses
+
+
+@pytest.fixture
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A clamd on loopback with an EICAR-only signature database; its TCP address."""
+    if shutil.which("clamd") is None:
+        subprocess.run([str(ROOT / "scripts" / "test-deps.sh")], check=False)
+    if shutil.which("clamd") is None:
+        pytest.skip("the clamav-daemon package could not be installed")
+    directory = tmp_path_factory.mktemp("clamd")
+    port = free_port()
+    log = (directory / "out.log").open("wb")
+    proc = subprocess.Popen([str(ROOT / "scripts" / "clamd-up.sh"), str(directory), str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, timeout=60)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def eicar_mail() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("readme.com", EICAR)
+    data = base64.encodebytes(buf.getvalue()).decode().replace("\n", "\r\n")
+    return ("From: mallory@sender.test\r\nTo: alice@example.test\r\nSubject: invoice\r\n"
+            "Date: Sun, 29 Nov 2026 07:00:00 +0000\r\nMessage-ID: <eicar@sender.test>\r\n"
+            'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain\r\n\r\nPlease see the invoice.\r\n"
+            '--b\r\nContent-Type: application/zip; name="invoice.zip"\r\n'
+            "Content-Transfer-Encoding: base64\r\n"
+            'Content-Disposition: attachment; filename="invoice.zip"\r\n\r\n'
+            f"{data}--b--\r\n").encode()
+
+
+def test_eicar_in_a_zip_is_quarantined(tmp_path: Path, clamd: str) -> None:
+    srv = make_server(tmp_path, clamd=clamd)
+    try:
+        send(srv, "mallory@sender.test", eicar_mail())  # accepted: 250, then quarantined
+        send(srv, "friend@sender.test", message("friend@sender.test", "Lunch", HAMMY))
+        deadline = time.monotonic() + 20
+        while "virus:" not in (out := srv.cli("dlq", "list").stdout.decode()):
+            assert time.monotonic() < deadline, out
+            time.sleep(0.2)
+        assert "virus: Local.EICAR" in out
+        assert "alice@example.test" in out
+        with Mail(srv) as mail:
+            [uid] = mail.wait("INBOX", 1)
+            assert mail.fetch("INBOX", uid)["Subject"] == "Lunch"  # scanned clean, delivered
+            assert mail.uids("Junk") == []
+    finally:
+        srv.stop()
+
+
+def test_unreachable_clamd_is_a_temporary_failure(tmp_path: Path) -> None:
+    srv = make_server(tmp_path, clamd=f"127.0.0.1:{free_port()}", clamd_timeout=2.0)
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(srv, "friend@sender.test", message("friend@sender.test", "Lunch", HAMMY))
+        assert refused.value.smtp_code == 451
+    finally:
+        srv.stop()
