@@ -229,3 +229,17 @@ class MailboxService:
     async def _changed(self, account: Account) -> None:
         state = (await self.store.get_account_by_id(account.id)).modseq
         await self.bus.publish(account.id, state)
+
+    async def delete_from(self, account: Account, mailbox: Mailbox,
+                          email_ids: Sequence[str]) -> list[str]:
+        """Take the emails out of `mailbox` and destroy those no other mailbox holds (All Mail
+        aside): POP3 DELE in expunge mode, where deleted must mean gone, while a label the user
+        gave an email elsewhere is kept. Returns the destroyed ids."""
+        await self.store.remove_from_mailbox(account.id, mailbox.id, email_ids)
+        everything = {b.name for b in await self.store.list_mailboxes(account.id)
+                      if b.role == "all"}
+        records = await self.store.get_emails(account.id, email_ids, brief=True)
+        orphans = [r.id for r in records if not set(r.mailboxes) - everything]
+        gone = await self.destroy(account, orphans) if orphans else []
+        await self._changed(account)
+        return gone

@@ -1,0 +1,1 @@
+"""POP3 (RFC 1939, RFC 2449 CAPA and response codes, RFC 2595 STLS, RFC 5034 SASL)."""
