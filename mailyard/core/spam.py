@@ -152,8 +152,8 @@ def site(host: str) -> str:
 
 
 def _words(text: str, prefix: str) -> Iterator[str]:
-    for m in _WORD.finditer(text):
-        word = m.group().lower()
+    # findall and the de-duplication run in C; the loop below sees each distinct word once.
+    for word in dict.fromkeys(_WORD.findall(text.lower())):
         n = len(word)
         if n < 3:
             continue

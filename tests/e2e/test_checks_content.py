@@ -14,13 +14,16 @@ import base64
 import email
 import imaplib
 import io
+import json
 import shutil
 import smtplib
 import subprocess
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
 from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +160,74 @@ def test_gtube_refused_at_data_with_a_reject_threshold(tmp_path: Path) -> None:
         with Mail(srv) as mail:
             assert len(mail.wait("INBOX", 1)) == 1
             assert mail.uids("Junk") == []
+    finally:
+        srv.stop()
+
+
+class _Rspamd(BaseHTTPRequestHandler):
+    """Stands in for an rspamd server: answers /checkv2 with a score read from the message
+    (9.5 for "replica", else -1), 500 for "crash"; keeps what it was sent."""
+
+    seen: list[tuple[str, dict[str, list[str]], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers: dict[str, list[str]] = {}
+        for key, value in self.headers.items():
+            headers.setdefault(key.lower(), []).append(value)
+        self.seen.append((self.path, headers, body))
+        if b"crash" in body:
+            self.send_response(500)
+            self.end_headers()
+            return
+        score = 9.5 if b"replica" in body.lower() else -1.0
+        answer = json.dumps({"score": score, "required_score": 15, "action": "add header",
+                             "symbols": {"FAKE": {"name": "FAKE", "score": score}}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def rspamd() -> Iterator[tuple[str, list[tuple[str, dict[str, list[str]], bytes]]]]:
+    seen: list[tuple[str, dict[str, list[str]], bytes]] = []
+    handler = type("Handler", (_Rspamd,), {"seen": seen})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_rspamd_score_counts_when_configured(
+        tmp_path: Path, rspamd: tuple[str, list[tuple[str, dict[str, list[str]], bytes]]]
+) -> None:
+    url, seen = rspamd
+    srv = make_server(tmp_path, rspamd_url=url)
+    try:
+        send(srv, "deals@shop.test", message("deals@shop.test", "Watches", SPAMMY))
+        send(srv, "lead@work.test", message("lead@work.test", "Review", HAMMY))
+        send(srv, "lead@work.test", message("lead@work.test", "Oops", "crash " + HAMMY))
+        with Mail(srv) as mail:
+            [junk] = mail.wait("Junk", 1)
+            status = mail.fetch("Junk", junk)["X-Spam-Status"]
+            assert "RSPAMD" in status and status.startswith("Yes")
+            inbox = mail.wait("INBOX", 2)
+            assert len(inbox) == 2  # rspamd's -1 and rspamd failing: both delivered
+            assert "RSPAMD_FAIL" in mail.fetch("INBOX", inbox[-1])["X-Spam-Status"]
+        path, headers, body = seen[0]
+        assert path == "/checkv2"
+        assert headers["from"] == ["deals@shop.test"]
+        assert headers["rcpt"] == ["alice@example.test"]
+        assert headers["ip"] == ["127.0.0.1"]
+        assert headers["helo"] == ["mail.sender.test"]
+        assert b"Subject: Watches" in body
     finally:
         srv.stop()
 
