@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import orjson
 from starlette.requests import Request
@@ -21,13 +21,29 @@ from starlette.routing import Route
 from mailyard.protocols.jmap.auth import problem_response
 from mailyard.store.ports import Account, EventBus
 
-TYPES = ("Email", "Mailbox", "Thread", "EmailDelivery", "EmailSubmission", "Identity")
+TYPES = ("Email", "Mailbox", "Thread", "EmailDelivery", "EmailSubmission", "Identity", "Quota",
+         "VacationResponse")
+"""Every data type a StateChange can name; EventSource, WebSocket and PushSubscription share it."""
 MAX_PING = 300
 
 
-def state_change(account_id: str, state: int, types: tuple[str, ...]) -> bytes:
-    changed = {account_id: {t: str(state) for t in types}}
-    return orjson.dumps({"@type": "StateChange", "changed": changed})
+def wanted_types(requested: Iterable[str] | None) -> tuple[str, ...]:
+    """The types a client asked for (None: all), in TYPES order, unknown names left out."""
+    if requested is None:
+        return TYPES
+    asked = set(requested)
+    return tuple(t for t in TYPES if t in asked)
+
+
+def state_change(account_id: str, state: int, types: tuple[str, ...],
+                 push_state: str | None = None) -> bytes:
+    """A StateChange (RFC 8620 §7.1) naming each type with the account's one state; WebSocket
+    pushes add `pushState` (RFC 8887 §4.3.5)."""
+    body: dict[str, object] = {"@type": "StateChange",
+                               "changed": {account_id: {t: str(state) for t in types}}}
+    if push_state is not None:
+        body["pushState"] = push_state
+    return orjson.dumps(body)
 
 
 class EventSource:
@@ -38,8 +54,7 @@ class EventSource:
         account: Account = request.user.account
         query = request.query_params
         wanted = query.get("types", "*")
-        types = TYPES if wanted in ("*", "") else tuple(
-            t for t in wanted.split(",") if t in TYPES)
+        types = wanted_types(None if wanted in ("*", "") else wanted.split(","))
         closeafter = query.get("closeafter", "no")
         ping = query.get("ping", "0")
         if closeafter not in ("state", "no") or not ping.isdigit():

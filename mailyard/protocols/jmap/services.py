@@ -59,6 +59,9 @@ class JMAPPolicy:
     auth_cache_seconds: float = 300.0
     auth_cache_size: int = 1024
     auth_failures_per_ip_per_hour: int = 30
+    push_loopback_http: bool = False
+    """PushSubscription urls may be plain http:// to 127.0.0.1/::1/localhost (a receiver the
+    tests start); otherwise only https:// to a host that is no loopback or private address."""
 
 
 @dataclass
