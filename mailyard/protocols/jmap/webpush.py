@@ -134,7 +134,11 @@ class Sender:
                 continue
             message = state_change(record.account_id, state, types)
             for attempt in range(policy.attempts):
-                status = await self.deliverer.client.post(record, message)
+                try:
+                    status = await self.deliverer.client.post(record, message)
+                except Exception:  # a bug must not end this subscription's deliveries
+                    log.exception("push to subscription %s failed", record.id)
+                    status = 0
                 if 200 <= status < 300:
                     gone = 0
                     break
