@@ -27,7 +27,7 @@ from mailyard.store.ports import Account, NewEmail
 
 BLOBSTORES = ["fs"]
 QUEUES = ["sqlite"]
-MAILSTORES = ["sqlite"]
+MAILSTORES = ["sqlite", "postgres"]
 SEARCH_INDEXES = ["sqlite"]
 EVENTBUSES = ["local"]
 
@@ -72,6 +72,22 @@ class Engine:
     async def close_all(self) -> None:
         while self._open:
             await close_adapter(self._open.pop())
+
+
+class DatabaseEngine(Engine):
+    """An Engine on a database server: the test's own database, dropped after its adapters
+    are closed (postgres)."""
+
+    def __init__(self, name: str, opener: Callable[[], Any],
+                 drop: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(name, opener)
+        self._drop = drop
+
+    async def close_all(self) -> None:
+        try:
+            await super().close_all()
+        finally:
+            await self._drop()
 
 
 # --------------------------------------------------------------------------- BlobStore
@@ -135,6 +151,16 @@ def _open_mailstore(name: str, tmp_path: Path) -> Engine:
 
         path = tmp_path / "mail.db"
         return Engine(name, lambda: SqliteMailStore(path))
+    if name == "postgres":
+        from mailyard.store.postgres.mailstore import PostgresMailStore
+        from tests.pgserver import TestDatabase
+
+        database = TestDatabase()
+
+        async def open_postgres() -> PostgresMailStore:
+            return await PostgresMailStore.connect(await database.dsn())
+
+        return DatabaseEngine(name, open_postgres, database.drop)
     raise ValueError(f"unknown MailStore adapter {name}")
 
 

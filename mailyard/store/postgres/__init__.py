@@ -1,0 +1,1 @@
+"""The scaled-out engines on PostgreSQL: the MailStore (more ports to follow)."""

@@ -1,0 +1,668 @@
+"""MailStore on PostgreSQL: accounts, mailboxes, email metadata and changes for many nodes.
+
+The same schema ideas as the SQLite engine (schema.py), written for a server several processes
+and nodes share: every key starts with the account, per-account modseqs and per-mailbox UIDs
+are taken under the account's row lock inside the writing transaction (writes.py), and reads
+that need more than one statement run in one REPEATABLE READ snapshot. Commits are PostgreSQL's
+own (synchronous_commit), so a method returns only once its change is durable; concurrent
+commits share WAL flushes, which is the group commit the SQLite engine builds by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from mailyard.core.addresses import normalize
+from mailyard.core.ids import new_id
+from mailyard.core.query import Node
+from mailyard.store.ports import (
+    Account,
+    Change,
+    Conflict,
+    DeliveryResult,
+    DKIMKeyRecord,
+    EmailHead,
+    EmailRecord,
+    Hits,
+    KeywordUpdate,
+    Mailbox,
+    MailboxDelta,
+    MailboxEntry,
+    MailboxSnapshot,
+    NewEmail,
+    NotFound,
+    Order,
+    StoredObject,
+)
+from mailyard.store.postgres import filters, schema, writes
+from mailyard.store.postgres.writes import ALL, DESTROYING_ROLES, SEEN, Tx, clean
+
+R = TypeVar("R")
+
+DEFAULT_MAILBOXES = (
+    ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
+    ("Junk", "junk"), ("Archive", "archive"), ("All Mail", "all"),
+)
+_RETRIES = 5
+"""Attempts of a write that PostgreSQL aborted as a deadlock or serialization failure."""
+
+_BRIEF = ("id, account_id, thread_id, blob_id, size, received_at, sent_at, message_id, subject,"
+          " headers, preview, has_attachment, attachments, keywords, modseq")
+"""Everything but the IMAP structures and the part tree: what searching and sorting read."""
+_FULL = _BRIEF + ", envelope, bodystructure, body, parts"
+
+
+def _account(row: Any) -> Account:
+    return Account(id=row["id"], address=row["address"], password_hash=row["password_hash"],
+                   quota=row["quota"], used=row["used"], modseq=row["modseq"])
+
+
+def _mailbox(row: Any) -> Mailbox:
+    return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
+                   role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
+                   total=row["total"], unread=row["unseen"], subscribed=row["subscribed"],
+                   highest_modseq=row["modseq"], size=row["bytes"])
+
+
+def _email(row: Any, boxes: dict[str, int]) -> EmailRecord:
+    headers = orjson.loads(row["headers"])
+    full = "parts" in row.keys()  # noqa: SIM118 (a Record's "in" tests values)
+    return EmailRecord(
+        id=row["id"], account_id=row["account_id"], thread_id=row["thread_id"],
+        blob_id=row["blob_id"], size=row["size"], received_at=row["received_at"],
+        sent_at=row["sent_at"], message_id=row["message_id"], subject=row["subject"],
+        from_=headers["from"], to=headers["to"], cc=headers["cc"], preview=row["preview"],
+        has_attachment=row["has_attachment"], attachments=orjson.loads(row["attachments"]),
+        keywords=list(row["keywords"]), mailboxes=boxes,
+        in_reply_to=headers["in_reply_to"], references=headers["references"],
+        modseq=row["modseq"],
+        envelope=row["envelope"] if full else b"",
+        bodystructure=row["bodystructure"] if full else b"",
+        body=row["body"] if full else b"",
+        parts=orjson.loads(row["parts"]) if full else {},
+    )
+
+
+async def _labels(conn: asyncpg.Connection, account_id: str, email_ids: list[str]
+                  ) -> dict[str, dict[str, int]]:
+    """Mailbox name -> UID for each email, in one query for the whole batch."""
+    out: dict[str, dict[str, int]] = {e: {} for e in email_ids}
+    for r in await conn.fetch(
+            "SELECT me.email_id, m.name, me.uid FROM mailbox_emails me"
+            " JOIN mailboxes m ON m.account_id = me.account_id AND m.id = me.mailbox_id"
+            " WHERE me.account_id = $1 AND me.email_id = ANY($2::text[]) ORDER BY m.position",
+            account_id, email_ids):
+        out[r["email_id"]][r["name"]] = r["uid"]
+    return out
+
+
+async def _records(conn: asyncpg.Connection, account_id: str, rows: list[Any]
+                   ) -> list[EmailRecord]:
+    labels = await _labels(conn, account_id, [r["id"] for r in rows]) if rows else {}
+    return [_email(r, labels[r["id"]]) for r in rows]
+
+
+async def _mailbox_row(conn: asyncpg.Connection, account_id: str, mailbox_id: str) -> Any:
+    row = await conn.fetchrow("SELECT * FROM mailboxes WHERE account_id = $1 AND id = $2",
+                              account_id, mailbox_id)
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    return row
+
+
+def _entries(rows: list[Any]) -> list[MailboxEntry]:
+    return [MailboxEntry(uid=r[0], email_id=r[1], keywords=list(r[2]), modseq=r[3])
+            for r in rows]
+
+
+class PostgresMailStore:
+    """The MailStore port over one PostgreSQL database, through a pool of connections."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10
+                      ) -> PostgresMailStore:
+        """Open a pool on `dsn` and bring the schema up to date."""
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        try:
+            async with pool.acquire() as conn:
+                await schema.migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _write(self, fn: Callable[[Tx], Awaitable[R]]) -> R:
+        """Run `fn` in one transaction with its change log; retried when PostgreSQL gave up
+        on it as a deadlock or serialization failure (nothing of it was committed)."""
+        for attempt in range(_RETRIES):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    tx = Tx(conn)
+                    result = await fn(tx)
+                    await tx.flush()
+                    return result
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in one read-only snapshot, for reads of more than one statement."""
+        async with self.pool.acquire() as conn, conn.transaction(
+                isolation="repeatable_read", readonly=True):
+            yield conn
+
+    async def _account_id(self, conn: asyncpg.Connection, address: str) -> str:
+        account_id = await conn.fetchval("SELECT id FROM accounts WHERE address = $1",
+                                         clean(normalize(address)))
+        if account_id is None:
+            raise NotFound(f"no account {address}")
+        return str(account_id)
+
+    # ------------------------------------------------------------------ domains
+
+    async def add_domain(self, name: str) -> None:
+        name = clean(name.lower().rstrip("."))
+        try:
+            await self.pool.execute("INSERT INTO domains VALUES ($1, $2)", name, time.time())
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"domain {name} exists") from None
+
+    async def remove_domain(self, name: str) -> None:
+        name = clean(name.lower().rstrip("."))
+        if await self.pool.execute("DELETE FROM domains WHERE name = $1", name) != "DELETE 1":
+            raise NotFound(f"no domain {name}")
+
+    async def list_domains(self) -> list[str]:
+        return [r[0] for r in await self.pool.fetch("SELECT name FROM domains ORDER BY name")]
+
+    async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
+        domain = clean(key.domain.lower().rstrip("."))
+        try:
+            await self.pool.execute(
+                "INSERT INTO dkim_keys VALUES ($1, $2, $3, $4, $5, $6)",
+                domain, clean(key.selector), key.algorithm, key.private_key,
+                key.created_at or time.time(), key.active)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"{domain} already has a DKIM selector {key.selector}") from None
+
+    async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
+        domain = clean(domain.lower().rstrip("."))
+        return [DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
+                              r["created_at"], r["active"])
+                for r in await self.pool.fetch(
+                    "SELECT * FROM dkim_keys WHERE domain = $1"
+                    " ORDER BY created_at DESC, selector", domain)]
+
+    async def retire_dkim_key(self, domain: str, selector: str) -> None:
+        domain = clean(domain.lower().rstrip("."))
+        status = await self.pool.execute(
+            "UPDATE dkim_keys SET active = false WHERE domain = $1 AND selector = $2",
+            domain, clean(selector))
+        if status != "UPDATE 1":
+            raise NotFound(f"{domain} has no DKIM selector {selector}")
+
+    # ------------------------------------------------------------------ accounts
+
+    async def create_account(self, address: str, password_hash: str, quota: int) -> Account:
+        address = clean(normalize(address))
+        account_id = new_id("a")
+
+        async def create(tx: Tx) -> Account:
+            conn = tx.conn
+            try:
+                async with conn.transaction():  # a savepoint: the conflict must not abort tx
+                    await conn.execute(
+                        "INSERT INTO accounts (id, address, password_hash, quota, created_at)"
+                        " VALUES ($1, $2, $3, $4, $5)",
+                        account_id, address, password_hash, quota, time.time())
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"account {address} exists") from None
+            modseq = await tx.next_modseq(account_id)
+            uidvalidity = int(time.time())
+            ids = [new_id("m") for _ in DEFAULT_MAILBOXES]
+            await conn.executemany(
+                "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                [(account_id, mailbox_id, name, role, uidvalidity)
+                 for mailbox_id, (name, role) in zip(ids, DEFAULT_MAILBOXES, strict=True)])
+            for mailbox_id in ids:
+                tx.log(account_id, modseq, "Mailbox", mailbox_id, "created")
+            return _account(await conn.fetchrow("SELECT * FROM accounts WHERE id = $1",
+                                                account_id))
+
+        return await self._write(create)
+
+    async def get_account(self, address: str) -> Account:
+        row = await self.pool.fetchrow("SELECT * FROM accounts WHERE address = $1",
+                                       clean(normalize(address)))
+        if row is None:
+            raise NotFound(f"no account {address}")
+        return _account(row)
+
+    async def get_account_by_id(self, account_id: str) -> Account:
+        row = await self.pool.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+        if row is None:
+            raise NotFound(f"no account {account_id}")
+        return _account(row)
+
+    async def list_accounts(self) -> list[Account]:
+        return [_account(r) for r in await self.pool.fetch(
+            "SELECT * FROM accounts ORDER BY address")]
+
+    async def delete_account(self, address: str) -> None:
+        async def delete(tx: Tx) -> None:
+            account_id = await self._account_id(tx.conn, address)
+            # Lock the account first, as every writer does, then drop what has no cascade.
+            await tx.conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+            for table in ("changes", "thread_keys", "objects"):
+                await tx.conn.execute(f"DELETE FROM {table} WHERE account_id = $1", account_id)
+            await tx.conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+
+        await self._write(delete)
+
+    async def set_password(self, address: str, password_hash: str) -> None:
+        status = await self.pool.execute(
+            "UPDATE accounts SET password_hash = $2 WHERE address = $1",
+            clean(normalize(address)), password_hash)
+        if status != "UPDATE 1":
+            raise NotFound(f"no account {address}")
+
+    async def set_quota(self, address: str, quota: int) -> None:
+        status = await self.pool.execute("UPDATE accounts SET quota = $2 WHERE address = $1",
+                                         clean(normalize(address)), quota)
+        if status != "UPDATE 1":
+            raise NotFound(f"no account {address}")
+
+    # ------------------------------------------------------------------ mailboxes
+
+    async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
+        return [_mailbox(r) for r in await self.pool.fetch(
+            "SELECT * FROM mailboxes WHERE account_id = $1 ORDER BY position", account_id)]
+
+    async def create_mailbox(self, account_id: str, name: str,
+                             role: str | None = None) -> Mailbox:
+        mailbox_id, name = new_id("m"), clean(name)
+
+        async def create(tx: Tx) -> Mailbox:
+            modseq = await tx.next_modseq(account_id)  # locks the account: checks hold
+            conn = tx.conn
+            if await conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
+                                   " AND name = $2", account_id, name):
+                raise Conflict(f"mailbox {name} exists")
+            if role and await conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
+                                            " AND role = $2", account_id, role):
+                raise Conflict(f"a mailbox with role {role} exists")
+            row = await conn.fetchrow(
+                "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity, modseq)"
+                " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                account_id, mailbox_id, name, role, int(time.time()), modseq)
+            tx.log(account_id, modseq, "Mailbox", mailbox_id, "created")
+            return _mailbox(row)
+
+        return await self._write(create)
+
+    async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
+        async def delete(tx: Tx) -> None:
+            row = await _mailbox_row(tx.conn, account_id, mailbox_id)
+            if row["role"] in ("inbox", ALL):
+                raise Conflict(f"the {row['name']} mailbox cannot be deleted")
+            modseq = await tx.next_modseq(account_id)
+            for (email_id,) in await tx.conn.fetch(
+                    "SELECT email_id FROM mailbox_emails WHERE account_id = $1"
+                    " AND mailbox_id = $2", account_id, mailbox_id):
+                await writes.touch_email(tx, account_id, email_id, modseq)
+            await tx.conn.execute("DELETE FROM mailboxes WHERE account_id = $1 AND id = $2",
+                                  account_id, mailbox_id)
+            tx.log(account_id, modseq, "Mailbox", mailbox_id, "destroyed")
+
+        await self._write(delete)
+
+    async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
+        name = clean(name)
+
+        async def rename(tx: Tx) -> None:
+            conn = tx.conn
+            modseq = await tx.next_modseq(account_id)  # locks the account: checks hold
+            old = (await _mailbox_row(conn, account_id, mailbox_id))["name"]
+            if await conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
+                                   " AND name = $2", account_id, name):
+                raise Conflict(f"mailbox {name} exists")
+            children = await conn.fetch(
+                "SELECT id, name FROM mailboxes WHERE account_id = $1"
+                " AND left(name, $2) = $3", account_id, len(old) + 1, old + "/")
+            moves = [(mailbox_id, old), *((c["id"], c["name"]) for c in children)]
+            # One statement: the (account, name) uniqueness holds at its end, not per row.
+            await conn.execute(
+                "UPDATE mailboxes m SET name = n.name, modseq = $2 FROM"
+                " unnest($3::text[], $4::text[]) AS n(id, name)"
+                " WHERE m.account_id = $1 AND m.id = n.id",
+                account_id, modseq, [i for i, _ in moves],
+                [name + child[len(old):] for _, child in moves])
+            for child_id, _ in moves:
+                tx.log(account_id, modseq, "Mailbox", child_id, "updated")
+
+        await self._write(rename)
+
+    async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool) -> None:
+        async def update(tx: Tx) -> None:
+            await _mailbox_row(tx.conn, account_id, mailbox_id)
+            modseq = await tx.next_modseq(account_id)
+            await tx.conn.execute(
+                "UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1 AND id = $2",
+                account_id, mailbox_id, subscribed)
+            tx.log(account_id, modseq, "Mailbox", mailbox_id, "updated")
+
+        await self._write(update)
+
+    async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
+        async with self._snapshot() as conn:
+            mailbox = _mailbox(await _mailbox_row(conn, account_id, mailbox_id))
+            entries = _entries(await conn.fetch(
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
+                " JOIN emails e ON e.account_id = me.account_id AND e.id = me.email_id"
+                " WHERE me.account_id = $1 AND me.mailbox_id = $2 ORDER BY me.uid",
+                account_id, mailbox_id))
+        return MailboxSnapshot(mailbox=mailbox, entries=entries)
+
+    async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int) -> MailboxDelta:
+        async with self._snapshot() as conn:
+            row = await _mailbox_row(conn, account_id, mailbox_id)
+            # From the account's recent changes (emails_modseq), not a walk of the mailbox.
+            changed = _entries(await conn.fetch(
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM emails e"
+                " JOIN mailbox_emails me ON me.account_id = e.account_id"
+                "  AND me.email_id = e.id AND me.mailbox_id = $2"
+                " WHERE e.account_id = $1 AND e.modseq > $3 ORDER BY me.uid",
+                account_id, mailbox_id, since))
+            vanished = [r[0] for r in await conn.fetch(
+                "SELECT uid FROM vanished WHERE account_id = $1 AND mailbox_id = $2"
+                " AND modseq > $3 ORDER BY uid", account_id, mailbox_id, since)]
+        return MailboxDelta(highest_modseq=row["modseq"], changed=changed, vanished=vanished)
+
+    # ------------------------------------------------------------------ delivery
+
+    async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
+        return await self.pool.fetchval(
+            "SELECT 1 FROM emails WHERE account_id = $1 AND delivery_key = $2",
+            account_id, clean(delivery_key)) is not None
+
+    async def deliver(self, email: NewEmail) -> DeliveryResult:
+        return await self._write(lambda tx: writes.deliver(tx, email))
+
+    # ------------------------------------------------------------------ reading
+
+    async def list_emails(self, account_id: str, mailbox: str | None = None,
+                          limit: int = 100) -> list[EmailRecord]:
+        async with self._snapshot() as conn:
+            if mailbox is None:
+                rows = await conn.fetch(
+                    f"SELECT {_FULL} FROM emails WHERE account_id = $1"
+                    " ORDER BY received_at DESC, id DESC LIMIT $2", account_id, limit)
+            else:
+                rows = await conn.fetch(
+                    f"SELECT {', '.join('e.' + c.strip() for c in _FULL.split(','))}"
+                    " FROM mailboxes m JOIN mailbox_emails me"
+                    "  ON me.account_id = m.account_id AND me.mailbox_id = m.id"
+                    " JOIN emails e ON e.account_id = me.account_id AND e.id = me.email_id"
+                    " WHERE m.account_id = $1 AND (lower(m.name) = lower($2) OR m.role = $3)"
+                    " ORDER BY me.received_at DESC, me.email_id DESC LIMIT $4",
+                    account_id, clean(mailbox), clean(mailbox.lower()), limit)
+            return await _records(conn, account_id, rows)
+
+    async def get_email(self, account_id: str, email_id: str) -> EmailRecord:
+        records = await self.get_emails(account_id, [email_id])
+        if not records:
+            raise NotFound(f"no email {email_id}")
+        return records[0]
+
+    async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
+                         brief: bool = False) -> list[EmailRecord]:
+        if not email_ids:
+            return []
+        async with self._snapshot() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_BRIEF if brief else _FULL} FROM emails"
+                " WHERE account_id = $1 AND id = ANY($2::text[])", account_id, list(email_ids))
+            return await _records(conn, account_id, rows)
+
+    async def get_heads(self, account_id: str, email_ids: Sequence[str]) -> list[EmailHead]:
+        return [EmailHead(*r) for r in await self.pool.fetch(
+            "SELECT id, thread_id, size, received_at, modseq, head FROM emails"
+            " WHERE account_id = $1 AND id = ANY($2::text[])", account_id, list(email_ids))]
+
+    async def query_emails(self, account_id: str, node: Node, *,
+                           among: Sequence[str] | None = None, order: Order = "newest",
+                           limit: int | None = None, position: int = 0,
+                           total: bool = False) -> Hits:
+        sort = "e.received_at ASC, e.id ASC" if order == "oldest" else \
+            "e.received_at DESC, e.id DESC"
+        async with self._snapshot() as conn:
+            headers = {h: await self._header_ids(conn, account_id, h, among)
+                       for h in dict.fromkeys(filters.header_nodes(node))}
+            args: list[Any] = [account_id]
+            compiler = filters.Compiler(args, headers)
+            where = compiler.where(node)
+            if among is not None:
+                where += f" AND e.id = ANY({compiler.param(list(among), '::text[]')})"
+            body = f"FROM emails e WHERE e.account_id = $1 AND {where}"
+            page = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+            ids = [r[0] for r in await conn.fetch(
+                f"SELECT e.id {body} ORDER BY {sort}{page}", *args, limit, position)]
+            count = await conn.fetchval(f"SELECT count(*) {body}", *args) if total else None
+        return Hits(ids, count)
+
+    async def _header_ids(self, conn: asyncpg.Connection, account_id: str,
+                          header: Any, among: Sequence[str] | None) -> list[str]:
+        """The emails whose stored header block matches a Header condition: SQL narrows to
+        blocks that mention the field name at all, Python decodes and compares the rest."""
+        name = header.name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = ("SELECT id, head FROM emails WHERE account_id = $1"
+               " AND lower(encode(head, 'escape')) LIKE $2")
+        args: list[Any] = [account_id, f"%{name}%"]
+        if among is not None:
+            sql += " AND id = ANY($3::text[])"
+            args.append(list(among))
+        return [r["id"] for r in await conn.fetch(sql, *args)
+                if filters.header_matches(r["head"], header.name, header.value)]
+
+    async def thread_emails(self, account_id: str,
+                            thread_ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for r in await self.pool.fetch(
+                "SELECT thread_id, id FROM emails WHERE account_id = $1"
+                " AND thread_id = ANY($2::text[]) ORDER BY received_at, id",
+                account_id, list(thread_ids)):
+            out.setdefault(r["thread_id"], []).append(r["id"])
+        return out
+
+    async def email_ids(self, account_id: str, *, after: str = "",
+                        limit: int = 1000) -> list[str]:
+        return [r[0] for r in await self.pool.fetch(
+            "SELECT id FROM emails WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            account_id, after, limit)]
+
+    async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
+        return [Change(modseq=r["modseq"], kind=r["kind"], object_id=r["object_id"], op=r["op"])
+                for r in await self.pool.fetch(
+                    "SELECT modseq, kind, object_id, op FROM changes WHERE account_id = $1"
+                    " AND modseq > $2 ORDER BY modseq, kind, object_id", account_id, modseq)]
+
+    # ------------------------------------------------------------------ labels and keywords
+
+    async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
+                           add: Sequence[str] = (), remove: Sequence[str] = (),
+                           replace: Sequence[str] | None = None,
+                           unchanged_since: int | None = None) -> KeywordUpdate:
+        add = [clean(k) for k in add]
+        removed = {clean(k) for k in remove}
+        replace = None if replace is None else [clean(k) for k in replace]
+
+        async def update(tx: Tx) -> KeywordUpdate:
+            conn = tx.conn
+            result = KeywordUpdate(updated=[], conflicts=[])
+            modseq: int | None = None
+            # Lock the account before reading: UNCHANGEDSINCE compares against committed state.
+            await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
+                               account_id)
+            rows = {r["id"]: r for r in await conn.fetch(
+                "SELECT id, keywords, modseq FROM emails WHERE account_id = $1"
+                " AND id = ANY($2::text[])", account_id, list(email_ids))}
+            for email_id in email_ids:
+                row = rows.get(email_id)
+                if row is None:
+                    continue
+                if unchanged_since is not None and row["modseq"] > unchanged_since:
+                    result.conflicts.append(email_id)
+                    continue
+                before = list(row["keywords"])
+                after = list(dict.fromkeys(replace)) if replace is not None else [
+                    k for k in dict.fromkeys([*before, *add]) if k not in removed]
+                if sorted(after) == sorted(before):
+                    result.updated.append((email_id, before, row["modseq"]))
+                    continue
+                modseq = modseq or await tx.next_modseq(account_id)
+                await conn.execute("UPDATE emails SET keywords = $3 WHERE account_id = $1"
+                                   " AND id = $2", account_id, email_id, after)
+                if (SEEN in before) != (SEEN in after):
+                    await conn.execute(
+                        "UPDATE mailboxes SET unseen = unseen + $3 WHERE account_id = $1"
+                        " AND id IN (SELECT mailbox_id FROM mailbox_emails"
+                        " WHERE account_id = $1 AND email_id = $2)",
+                        account_id, email_id, -1 if SEEN in after else 1)
+                await writes.touch_email(tx, account_id, email_id, modseq)
+                rows[email_id] = {"keywords": after, "modseq": modseq}
+                result.updated.append((email_id, after, modseq))
+            return result
+
+        return await self._write(update)
+
+    async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
+                             mailbox_id: str) -> dict[str, int]:
+        async def add(tx: Tx) -> dict[str, int]:
+            await _mailbox_row(tx.conn, account_id, mailbox_id)
+            modseq = await tx.next_modseq(account_id)
+            info = await writes.infos(tx.conn, account_id, list(email_ids))
+            uids = {}
+            for email_id in email_ids:
+                if email_id in info:
+                    uids[email_id] = await writes.label(tx, account_id, email_id, mailbox_id,
+                                                        modseq, info[email_id])
+                    await writes.touch_email(tx, account_id, email_id, modseq)
+            return uids
+
+        return await self._write(add)
+
+    async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
+                                  email_ids: Sequence[str]) -> list[int]:
+        async def remove(tx: Tx) -> list[int]:
+            conn = tx.conn
+            role = (await _mailbox_row(conn, account_id, mailbox_id))["role"]
+            modseq = await tx.next_modseq(account_id)
+            info = await writes.infos(conn, account_id, list(email_ids))
+            uids = []
+            for email_id in dict.fromkeys(email_ids):
+                if email_id not in info:
+                    continue
+                uid = await writes.unlabel(tx, account_id, email_id, mailbox_id, modseq,
+                                           info[email_id])
+                if uid is None:
+                    continue
+                uids.append(uid)
+                others = await conn.fetchval(
+                    "SELECT count(*) FROM mailbox_emails me JOIN mailboxes m"
+                    " ON m.account_id = me.account_id AND m.id = me.mailbox_id"
+                    " WHERE me.account_id = $1 AND me.email_id = $2"
+                    " AND m.role IS DISTINCT FROM $3", account_id, email_id, ALL)
+                if role == ALL or (role in DESTROYING_ROLES and others == 0):
+                    await writes.destroy(tx, account_id, email_id, modseq, info[email_id])
+                else:
+                    await writes.touch_email(tx, account_id, email_id, modseq)
+            return sorted(uids)
+
+        return await self._write(remove)
+
+    async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
+                   target_id: str) -> dict[str, tuple[int, int]]:
+        async def move(tx: Tx) -> dict[str, tuple[int, int]]:
+            await _mailbox_row(tx.conn, account_id, source_id)
+            await _mailbox_row(tx.conn, account_id, target_id)
+            modseq = await tx.next_modseq(account_id)
+            info = await writes.infos(tx.conn, account_id, list(email_ids))
+            moved = {}
+            for email_id in email_ids:
+                if email_id not in info:
+                    continue
+                new_uid = await writes.label(tx, account_id, email_id, target_id, modseq,
+                                             info[email_id])
+                old_uid = await writes.unlabel(tx, account_id, email_id, source_id, modseq,
+                                               info[email_id])
+                if old_uid is not None:
+                    moved[email_id] = (old_uid, new_uid)
+                await writes.touch_email(tx, account_id, email_id, modseq)
+            return moved
+
+        return await self._write(move)
+
+    # ------------------------------------------------------------------ objects
+
+    async def put_object(self, account_id: str, kind: str, object_id: str,
+                         data: dict[str, Any], *, log: bool = True) -> int:
+        kind, object_id = clean(kind), clean(object_id)
+
+        async def put(tx: Tx) -> int:
+            modseq = await tx.next_modseq(account_id)
+            existed = await tx.conn.fetchval(
+                "INSERT INTO objects AS o (account_id, kind, id, data, modseq)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, kind, id)"
+                " DO UPDATE SET data = EXCLUDED.data, modseq = EXCLUDED.modseq"
+                " RETURNING (xmax <> 0)", account_id, kind, object_id, orjson.dumps(data),
+                modseq)
+            if log:
+                tx.log(account_id, modseq, kind, object_id, "updated" if existed else "created")
+            return modseq
+
+        return await self._write(put)
+
+    async def get_objects(self, account_id: str, kind: str,
+                          ids: Sequence[str] | None = None) -> list[StoredObject]:
+        sql = "SELECT id, data, modseq FROM objects WHERE account_id = $1 AND kind = $2"
+        args: list[Any] = [account_id, clean(kind)]
+        if ids is not None:
+            if not ids:
+                return []
+            sql += " AND id = ANY($3::text[])"
+            args.append([clean(i) for i in dict.fromkeys(ids)])
+        return [StoredObject(kind, r["id"], orjson.loads(r["data"]), r["modseq"])
+                for r in await self.pool.fetch(sql + " ORDER BY id", *args)]
+
+    async def delete_object(self, account_id: str, kind: str, object_id: str, *,
+                            log: bool = True) -> int:
+        kind, object_id = clean(kind), clean(object_id)
+
+        async def delete(tx: Tx) -> int:
+            modseq = await tx.next_modseq(account_id)
+            if await tx.conn.fetchval(
+                    "DELETE FROM objects WHERE account_id = $1 AND kind = $2 AND id = $3"
+                    " RETURNING 1", account_id, kind, object_id) is None:
+                raise NotFound(f"no {kind} {object_id}")
+            if log:
+                tx.log(account_id, modseq, kind, object_id, "destroyed")
+            return modseq
+
+        return await self._write(delete)
