@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -27,20 +28,35 @@ from mailyard.protocols.imap.server import start_imap
 from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
 from mailyard.protocols.jmap.http import HTTPServer, JMAPPolicy, JMAPServices, build_app, start_http
 from mailyard.protocols.jmap.push import routes as push_routes
+from mailyard.protocols.jmap.pushsub import PushService
 from mailyard.protocols.jmap.sync import routes as sync_routes
+from mailyard.protocols.jmap.webpush import WebPushDeliverer
+from mailyard.protocols.jmap.websocket import routes as websocket_routes
+from mailyard.protocols.pop3.server import start_pop3
+from mailyard.protocols.pop3.session import POP3Policy, POP3Services
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
 from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
 from mailyard.services.accounts import AccountService
 from mailyard.services.blobs import BlobService
+from mailyard.services.checks import Check, CheckChain
+from mailyard.services.checks.auth import AuthCheck
+from mailyard.services.checks.content import ContentCheck, SpamPlacement, SpamPolicy
+from mailyard.services.checks.policy import PolicyCheck, PolicySettings
+from mailyard.services.checks.training import SpamTrainer
 from mailyard.services.delivery import DeliveryService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
 from mailyard.services.submission import SubmissionPolicy, SubmissionService
+from mailyard.services.tokens import TokenService
+from mailyard.services.vacation import VacationResponder
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
 from mailyard.store.sqlite.mailstore import SqliteMailStore
+from mailyard.store.sqlite.policy import SqlitePolicyStore
+from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
 from mailyard.store.sqlite.queue import SqliteQueue
 from mailyard.store.sqlite.search import SqliteSearchIndex
+from mailyard.store.sqlite.spam import SqliteSpamModel
 from mailyard.tls import ensure_self_signed, server_context
 
 log = logging.getLogger("mailyard")
@@ -62,6 +78,9 @@ class Runtime:
     submission: SubmissionService
     resolver: Resolver
     blob_access: BlobService
+    vacation: VacationResponder
+    tokens: TokenService
+    spam_model: SqliteSpamModel
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
@@ -75,21 +94,27 @@ class Runtime:
         bus = LocalEventBus()
         accounts = AccountService(store, config_domains=config.domains,
                                   default_quota=config.limits.default_quota)
+        spam_model = SqliteSpamModel(data / "spam.db")
         pipeline = InboundPipeline(store, blobs,
                                    dedup_min_size=config.limits.attachment_dedup_min_size,
-                                   index_limits=config.search)
+                                   index_limits=config.search,
+                                   placement=SpamPlacement(spam_model, spam_policy(config)))
         mailbox = MailboxService(store, blobs, index, bus, pipeline)
+        mailbox.junk_observers.append(
+            SpamTrainer(spam_model, mailbox, spam_policy(config)).junk_changed)
         sub = config.submission
+        submission = SubmissionService(accounts, mailbox, blobs, queue, SubmissionPolicy(
+            hostname=config.hostname, messages_per_hour=sub.messages_per_hour,
+            recipients_per_message=sub.recipients_per_message, undo_seconds=sub.undo_seconds))
         return cls(
             config=config, store=store, blobs=blobs, queue=queue, index=index, bus=bus,
             pipeline=pipeline, accounts=accounts, delivery=DeliveryService(blobs, queue),
             mailbox=mailbox, search=SearchService(store, index),
-            submission=SubmissionService(accounts, mailbox, blobs, queue, SubmissionPolicy(
-                hostname=config.hostname, messages_per_hour=sub.messages_per_hour,
-                recipients_per_message=sub.recipients_per_message,
-                undo_seconds=sub.undo_seconds)),
-            resolver=Resolver.from_config(config.dns),
+            submission=submission, resolver=Resolver.from_config(config.dns),
             blob_access=BlobService(store, blobs, mailbox),
+            vacation=VacationResponder(store, submission),
+            tokens=TokenService(store),
+            spam_model=spam_model,
         )
 
     def worker(self) -> Worker:
@@ -97,7 +122,8 @@ class Runtime:
         return Worker(self.queue, self.pipeline, self.index, self.bus,
                       RetryPolicy(c.queue.max_attempts, c.queue.backoff_base,
                                   c.queue.backoff_max),
-                      batch_size=c.queue.batch_size, lease_seconds=c.queue.lease_seconds)
+                      batch_size=c.queue.batch_size, lease_seconds=c.queue.lease_seconds,
+                      after_delivery=self.vacation.after_delivery)
 
     def outbound(self) -> OutboundWorker:
         c = self.config
@@ -117,8 +143,40 @@ class Runtime:
 
     def close(self) -> None:
         self.bus.close()
-        for part in (self.queue, self.index, self.store, self.blobs):
+        for part in (self.queue, self.index, self.store, self.blobs, self.spam_model):
             part.close()
+
+
+def open_policy_store(config: Config) -> SqlitePolicyStore:
+    """The allow/deny lists and greylist of `[checks]`, shared by the server and the CLI."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqlitePolicyStore(config.data_dir / "policy.db")
+
+
+def spam_policy(config: Config) -> SpamPolicy:
+    """The [spam] table as the content check's policy (the same fields)."""
+    return SpamPolicy(**dataclasses.asdict(config.spam))
+
+
+def inbound_checks(config: Config, policy_store: SqlitePolicyStore,
+                   spam_model: SqliteSpamModel | None = None) -> CheckChain:
+    """The MX's checks, in order: connection policy (layer 1), authentication (layer 2),
+    then content (layers 3 and 4). Their lookups get the `[dns]` nameservers with the short
+    `[checks] dns_timeout`, since an SMTP client is waiting."""
+    c = config.checks
+    resolver = Resolver(config.dns.nameservers, c.dns_timeout)
+    checks: list[Check] = [PolicyCheck(policy_store, resolver, PolicySettings(
+        dnsbl_zones=tuple(c.dnsbl_zones), greylisting=c.greylisting,
+        greylist_delay=c.greylist_delay, greylist_window=c.greylist_window,
+        greylist_expire=c.greylist_expire))]
+    if c.authenticate:
+        checks.append(AuthCheck(resolver, authserv_id=config.hostname,
+                                enforce_dmarc=c.enforce_dmarc, timeout=c.dns_timeout))
+    if spam_model is not None and config.spam.enabled:
+        checks.append(ContentCheck(spam_model, spam_policy(config)))
+    # Content checks (services/checks/content.py: rules, classifier, rspamd, clamd) go here,
+    # after authentication, whose results they may use.
+    return CheckChain(checks)
 
 
 def _hostport(value: str) -> tuple[str, int]:
@@ -150,6 +208,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     tls = server_context(cert, key)
 
     servers: list[asyncio.Server] = []
+    policy_store = open_policy_store(config)
     if config.listen.imap or config.listen.imaps:
         imap = IMAPServices(
             accounts=runtime.accounts, mailbox=runtime.mailbox, search=runtime.search,
@@ -169,6 +228,21 @@ async def serve(config: Config, *, workers: int = 0) -> None:
             host, port = _hostport(config.listen.imaps)
             servers.append(await start_imap(imap, host, port, implicit_tls=tls))
             log.info("IMAPS listening on %s", config.listen.imaps)
+    if config.listen.pop3 or config.listen.pop3s:
+        pop3 = POP3Services(
+            accounts=runtime.accounts, mailbox=runtime.mailbox, tls=tls,
+            policy=POP3Policy(
+                hostname=config.hostname, dele=config.pop3.dele, max_line=config.pop3.max_line,
+                idle_timeout=config.pop3.idle_timeout,
+                allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+                connections_per_ip=config.pop3.connections_per_ip,
+                auth_failures_per_ip_per_hour=config.pop3.auth_failures_per_ip_per_hour))
+        for address, implicit in ((config.listen.pop3, False), (config.listen.pop3s, True)):
+            if address:
+                host, port = _hostport(address)
+                servers.append(await start_pop3(pop3, host, port,
+                                                implicit_tls=tls if implicit else None))
+                log.info("POP3%s listening on %s", "S" if implicit else "", address)
     if config.listen.smtp:
         limits = config.limits
         handler = InboundHandler(runtime.accounts, runtime.delivery, InboundPolicy(
@@ -177,7 +251,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
             connections_per_ip=limits.connections_per_ip,
             messages_per_ip_per_minute=limits.messages_per_ip_per_minute,
             timeout=limits.smtp_timeout,
-        ))
+        ), checks=inbound_checks(config, policy_store, runtime.spam_model))
         host, port = _hostport(config.listen.smtp)
         servers.append(await start_inbound(handler, host, port, tls))
         log.info("SMTP (MX) listening on %s", config.listen.smtp)
@@ -197,17 +271,28 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 log.info("SMTP submission%s listening on %s", "s" if implicit else "", address)
 
     http: HTTPServer | None = None
+    push_store: SqlitePushSubscriptionStore | None = None
+    push: PushService | None = None
     if config.listen.http:
-        jmap = JMAPServices(runtime.accounts, policy=JMAPPolicy(
-            allow_plaintext_loopback=config.auth.plaintext_on_loopback), extra={
+        # JMAP push subscriptions (RFC 8620 §7.2): delivered from the listener process,
+        # where the event bus of every worker arrives.
+        push_store = SqlitePushSubscriptionStore(config.data_dir / "push.db")
+        push = PushService(push_store, WebPushDeliverer(push_store, runtime.bus),
+                           loopback_http=config.limits.push_loopback_http)
+        jmap = JMAPServices(runtime.accounts, tokens=runtime.tokens.check, policy=JMAPPolicy(
+            allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+            push_loopback_http=config.limits.push_loopback_http), extra={
+                "push": push,
                 "mailbox": runtime.mailbox, "search": runtime.search,
                 "submission": runtime.submission, "bus": runtime.bus,
-                "blobs": runtime.blob_access})
+                "blobs": runtime.blob_access, "vacation": runtime.vacation})
         host, port = _hostport(config.listen.http)
         http = await start_http(build_app(jmap, routes=[
-            *push_routes(runtime.bus), *sync_routes(runtime.mailbox)]), host, port,
+            *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
+            *sync_routes(runtime.mailbox)]), host, port,
                                 ssl=tls)
         log.info("HTTPS (JMAP) listening on %s", config.listen.http)
+        await push.deliverer.start()
 
     released = await runtime.queue.release_leases()
     if released:
@@ -233,6 +318,9 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         server.close()
     if http is not None:
         await http.close()
+    if push is not None and push_store is not None:
+        await push.deliverer.close()
+        push_store.close()
     for proc in processes:
         if proc.pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -243,6 +331,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     for proc in processes:
         await asyncio.to_thread(proc.join, 30)
     runtime.close()
+    policy_store.close()
 
 
 def worker_process(config: Config, parent_pid: int) -> None:

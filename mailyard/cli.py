@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 import orjson
 
 from mailyard import config as configuration
-from mailyard.app import Runtime, serve
+from mailyard.app import Runtime, open_policy_store, serve
 from mailyard.config import Config, ConfigError
 from mailyard.core import dkim
+from mailyard.services.checks.policy import parse_entry
 from mailyard.services.search import reindex
 from mailyard.store.ports import Conflict, DKIMKeyRecord, NotFound
 
@@ -367,13 +368,73 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reindex", parents=[common],
                        help="rebuild the full-text index from the stored mail")
     p.add_argument("address", nargs="?", help="one account (default: every account)")
+
+    p = sub.add_parser("token", parents=[common], help="API tokens (JMAP bearer credentials)")
+    ts = p.add_subparsers(dest="action", required=True)
+    q = ts.add_parser("create", parents=[common])
+    q.add_argument("address")
+    q.add_argument("--name", default="", help="what the token is for")
+    q.add_argument("--days", type=float, default=0, help="lifetime (default: no expiry)")
+    ts.add_parser("list", parents=[common]).add_argument("address")
+    q = ts.add_parser("revoke", parents=[common])
+    q.add_argument("address")
+    q.add_argument("id")
+
+    p = sub.add_parser("policy", parents=[common],
+                       help="the MX's allow and deny lists of IPs, networks and domains")
+    ps = p.add_subparsers(dest="action", required=True)
+    for action in ("allow", "deny"):
+        q = ps.add_parser(action, parents=[common])
+        q.add_argument("entry", help="an IP address, a network (CIDR) or a sender domain")
+        q.add_argument("--reason", default="", help="said in the 554 5.7.1 reply (deny)")
+    ps.add_parser("remove", parents=[common]).add_argument("entry")
+    ps.add_parser("list", parents=[common])
     return parser
+
+
+async def cmd_token(rt: Runtime, args: argparse.Namespace) -> None:
+    """create prints the token once (only its hash is kept); list and revoke by token id."""
+    account = await rt.store.get_account(args.address)
+    if args.action == "create":
+        lifetime = args.days * 86400 if args.days else None
+        token, info = await rt.tokens.create(account, args.name, lifetime)
+        print(token)
+        print(f"token {info.id} for {account.address}"
+              + (f", expires {_when(info.expires)}" if info.expires else ", no expiry"),
+              file=sys.stderr)
+    elif args.action == "list":
+        for t in await rt.tokens.list(account):
+            expires = _when(t.expires) if t.expires else "never"
+            print(f"{t.id}\t{t.name or '-'}\tcreated {_when(t.created)}\texpires {expires}")
+    else:
+        await rt.tokens.revoke(account, args.id)
+        print(f"token {args.id} revoked")
 
 
 COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = {
     "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
-    "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex,
+    "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex, "token": cmd_token,
 }
+
+
+def cmd_policy(config: Config, args: argparse.Namespace) -> None:
+    """Takes effect at the running server's next check: it re-reads the lists on change."""
+    store = open_policy_store(config)
+    try:
+        if args.action in ("allow", "deny"):
+            entry = parse_entry(args.entry)
+            store.put(entry, args.action, args.reason)
+            print(f"{args.action} {entry}")
+        elif args.action == "remove":
+            entry = parse_entry(args.entry)
+            if not store.remove(entry):
+                raise NotFound(f"{entry} is on no list")
+            print(f"removed {entry}")
+        else:
+            for entry, kind, reason, added in store.entries():
+                print(f"{kind}\t{entry}\t{_when(added)}\t{reason}")
+    finally:
+        store.close()
 
 
 async def _admin(config: Config, args: argparse.Namespace) -> None:
@@ -402,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(config, workers=args.workers))
         return 0
     try:
-        asyncio.run(_admin(config, args))
+        if args.command == "policy":
+            cmd_policy(config, args)
+        else:
+            asyncio.run(_admin(config, args))
     except (NotFound, Conflict, ValueError) as e:  # QueryError is a ValueError
         print(f"mailyard: {e}", file=sys.stderr)
         return 1

@@ -43,6 +43,9 @@ class Limits:
     smtp_timeout: float = 300.0
     default_quota: int = 10 * 1024**3
     attachment_dedup_min_size: int = 2048
+    push_loopback_http: bool = False
+    """JMAP PushSubscription urls may be http:// to loopback (a test's receiver); off: https
+    to public hosts only."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,19 @@ class IMAP:
     """Seconds of silence (outside IDLE: RFC 9051 §5.4 asks at least 30 minutes) before BYE."""
     connections_per_ip: int = 50
     connections_per_user: int = 50
+    auth_failures_per_ip_per_hour: int = 30
+
+
+@dataclass(frozen=True)
+class POP3:
+    dele: str = "trash"
+    """What DELE does at QUIT: "trash" moves the message to Trash, "expunge" removes it for
+    good (unless a mailbox other than the Inbox still holds it)."""
+    max_line: int = 1024
+    """Longest command line; RFC 2449 §4 lets clients send 255 octets, longer gets -ERR."""
+    idle_timeout: float = 600.0
+    """Seconds of silence before the connection is closed (RFC 1939 §3: at least 10 minutes)."""
+    connections_per_ip: int = 50
     auth_failures_per_ip_per_hour: int = 30
 
 
@@ -185,6 +201,7 @@ class Config:
     queue: Queue = field(default_factory=Queue)
     tls: TLS = field(default_factory=TLS)
     imap: IMAP = field(default_factory=IMAP)
+    pop3: POP3 = field(default_factory=POP3)
     auth: Auth = field(default_factory=Auth)
     search: IndexLimits = field(default_factory=IndexLimits)
     dns: DNS = field(default_factory=DNS)
@@ -204,7 +221,8 @@ class Config:
 _TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS,
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
-                            "checks": Checks, "spam": Spam}
+                            "checks": Checks, "spam": Spam,
+                            "pop3": POP3}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:
@@ -266,6 +284,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.message_size: must be at least 1024")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
+    if config.pop3.dele not in ("trash", "expunge"):
+        raise ConfigError(f"pop3.dele: expected \"trash\" or \"expunge\", "
+                          f"got {config.pop3.dele!r}")
     return config
 
 

@@ -9,6 +9,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v offlineimap >/dev/null 2>&1 || need+=(offlineimap3)
 command -v neomutt >/dev/null 2>&1 || need+=(neomutt)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
+command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

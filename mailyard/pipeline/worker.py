@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from mailyard.pipeline.inbound import InboundPipeline, Outcome, PermanentFailure
+from mailyard.pipeline.inbound import InboundPipeline, Outcome, PermanentFailure, Quarantined
 from mailyard.services.delivery import INBOUND
 from mailyard.store.ports import EventBus, Queue, QueueItem, SearchIndex
 
 log = logging.getLogger("mailyard.worker")
+
+AfterDelivery = Callable[[str, list[tuple[str, str]]], Awaitable[None]]
+"""Called with the envelope sender and the (account id, email id) pairs a message from the
+internet has just added (the vacation responder); it must not raise."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,8 @@ class RetryPolicy:
 class Worker:
     def __init__(self, queue: Queue, pipeline: InboundPipeline, index: SearchIndex,
                  bus: EventBus, retry: RetryPolicy, *, batch_size: int = 32,
-                 lease_seconds: float = 60.0) -> None:
+                 lease_seconds: float = 60.0, after_delivery: AfterDelivery | None = None
+                 ) -> None:
         self.queue = queue
         self.pipeline = pipeline
         self.index = index
@@ -41,6 +47,7 @@ class Worker:
         self.retry = retry
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
+        self.after_delivery = after_delivery
         self.processed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -84,6 +91,11 @@ class Worker:
         for _, outcome in done:
             for d in outcome.delivered:
                 await self.bus.publish(d.account_id, d.modseq)
+        if self.after_delivery is not None:
+            for item, outcome in done:
+                fresh = [(d.account_id, d.email_id) for d in outcome.delivered if d.created]
+                if fresh:
+                    await self.after_delivery(item.payload.get("mail_from", ""), fresh)
         # Concurrent, so the store's writer commits all the acks of a batch together.
         await asyncio.gather(*(self.pipeline.finish(item) for item, _ in done))
         await asyncio.gather(*(self.queue.ack(item) for item, _ in done))
@@ -91,6 +103,8 @@ class Worker:
 
     async def _failed(self, item: QueueItem, error: BaseException) -> None:
         reason = f"{type(error).__name__}: {error}"
+        if isinstance(error, Quarantined):
+            reason = str(error)  # the verdict's own words ("virus: NAME")
         if isinstance(error, PermanentFailure) or item.attempts >= self.retry.max_attempts:
             log.warning("item %s to the dead-letter queue: %s", item.id, reason)
             await self.queue.bury(item, reason)

@@ -54,6 +54,9 @@ class Server:
     submission_port: int = 0
     submissions_port: int = 0
     http_port: int = 0
+    pop3_port: int = 0
+    pop3s_port: int = 0
+    pop3: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
@@ -62,6 +65,8 @@ class Server:
         self.submission_port = free_port()
         self.submissions_port = free_port()
         self.http_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
         self.config_path = self.root / "mailyard.toml"
@@ -76,9 +81,12 @@ class Server:
             f'submission = "127.0.0.1:{self.submission_port}"',
             f'submissions = "127.0.0.1:{self.submissions_port}"',
             f'http = "127.0.0.1:{self.http_port}"',
-            *(f'{name} = ""' for name in ("pop3", "pop3s")),
+            f'pop3 = "127.0.0.1:{self.pop3_port}"',
+            f'pop3s = "127.0.0.1:{self.pop3s_port}"',
             "[auth]",
             f"plaintext_on_loopback = {str(self.plaintext_on_loopback).lower()}",
+            "[pop3]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.pop3.items()),
             "[imap]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.imap.items()),
             "[limits]",
