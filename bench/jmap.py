@@ -42,7 +42,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.server import Server  # noqa: E402
+from tests.e2e.server import Server, wait_port  # noqa: E402
 
 HOST = "127.0.0.1"
 PASSWORD = "bench-password-123"
@@ -282,6 +282,7 @@ def main() -> None:
         for n in range(accounts):
             server.add_user(user(n), PASSWORD)
         server.start()
+        wait_port(server.http_port)
         try:
             t0 = time.monotonic()
             seed(server.smtp_port, [user(n) for n in range(accounts)], args.seed)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import mailyard.app  # noqa: F401  (registers every method the server serves)
 from mailyard.protocols.jmap.core import METHODS
 from tests.e2e.jmapclient import PASSWORD, Jmap, deliver, wait_count
-from tests.e2e.server import Server
+from tests.e2e.server import Server, wait_port
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 EXAMPLES = 25
@@ -143,6 +143,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.add_user(ALICE)
     srv.add_user(BOB)
     srv.start()
+    wait_port(srv.http_port)  # the HTTP listener starts after SMTP
     for n in range(3):
         deliver(srv, ALICE, f"fuzz {n}")
     deliver(srv, BOB, "bob's")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.jmapclient import PASSWORD, Jmap, deliver, wait_count
-from tests.e2e.server import Server
+from tests.e2e.server import Server, wait_port
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -23,6 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.add_user(ALICE)
     srv.add_user(BOB)
     srv.start()
+    wait_port(srv.http_port)  # the HTTP listener starts after SMTP
     yield srv
     srv.stop()
 
@@ -337,3 +338,13 @@ def test_orphan_after_imap_delete_of_its_parent(server: Server, alice: Jmap) -> 
     assert _set(alice, update={child["id"]: {"name": "Orph/Child"}})["updated"]
     _set(alice, update={child["id"]: {"name": "Adopted"}})
     assert "Adopted" in _imap_names(server)
+
+
+def test_subscription_change_is_pushed(server: Server, alice: Jmap) -> None:
+    box = _set(alice, create={"p": {"name": "Pushed"}})["created"]["p"]["id"]
+    url = "/jmap/eventsource?types=Mailbox&closeafter=state&ping=0"
+    with alice.client.stream("GET", url, timeout=10) as stream:
+        lines = stream.iter_lines()
+        _set(alice, update={box: {"isSubscribed": False}})
+        data = next(line for line in lines if line.startswith("data:"))
+    assert '"Mailbox"' in data and alice.state() in data

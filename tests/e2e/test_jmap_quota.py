@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.jmapclient import CORE, MAIL, QUOTA, Jmap, deliver, wait_count
-from tests.e2e.server import Server
+from tests.e2e.server import Server, wait_port
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -21,6 +21,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             input=b"secret-password\n")
     srv.add_user(BOB)
     srv.start()
+    wait_port(srv.http_port)  # the HTTP listener starts after SMTP
     yield srv
     srv.stop()
 

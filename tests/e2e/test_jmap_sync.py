@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.jmapclient import PASSWORD, Jmap, deliver, wait_count
-from tests.e2e.server import Server
+from tests.e2e.server import Server, wait_port
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -23,6 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.add_user(ALICE)
     srv.add_user(BOB)
     srv.start()
+    wait_port(srv.http_port)  # the HTTP listener starts after SMTP
     yield srv
     srv.stop()
 
