@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import Server
+from tests.e2e.server import Server, wait_port
 
 ALICE, PASSWORD = "alice@example.test", "secret-password"
 
@@ -26,6 +26,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv.add_user(ALICE)
     srv.add_user("bob@example.test")
     srv.start()
+    wait_port(srv.http_port)  # the HTTP listener starts after SMTP's
     yield srv
     srv.stop()
 
