@@ -11,6 +11,9 @@ command -v neomutt >/dev/null 2>&1 || need+=(neomutt)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
+# PostgreSQL: tests use the one on 127.0.0.1:5432, else start their own (scripts/postgres-up.sh)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
