@@ -206,6 +206,8 @@ def test_wrong_state_garbage_and_long_lines_get_err(server: Server) -> None:
                  b"", b"   ", b"\xff\xfe\x00", b"APOP alice x", b"USER"):
         assert conn.cmd(line).startswith(b"-ERR"), line
     assert conn.cmd(b"NOOP " + b"x" * 10_000) == b"-ERR Line too long\r\n"
+    assert conn.cmd(b"AUTH PLAIN") == b"+ \r\n"
+    assert conn.cmd(b"A" * 10_000) == b"-ERR SASL response too long\r\n"
     assert conn.cmd(b"CAPA").startswith(b"+OK")
     assert b"USER\r\n" in conn.multi()
     conn.sock.sendall(f"USER {ALICE}\r\nPASS {PASSWORD}\r\nSTAT\r\n".encode())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import binascii
 import time
 
+from mailyard.protocols.imap.reader import CommandTooLong
 from mailyard.protocols.pop3.grammar import Command, multiline
 from mailyard.protocols.pop3.session import (
     ANY,
@@ -86,7 +87,10 @@ async def auth(s: Session, cmd: Command) -> None:
     else:
         s.raw(b"+ \r\n")  # RFC 5034 §4: an empty challenge
         await s.flush()
-        line = await s.reader.read_line()
+        try:
+            line = await s.reader.read_line()
+        except CommandTooLong:
+            raise Err("SASL response too long") from None
         if line is None:
             s.state = State.CLOSED
             return
