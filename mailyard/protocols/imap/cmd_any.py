@@ -1,5 +1,6 @@
 """Any-state and authentication commands: CAPABILITY, NOOP, LOGOUT, ID, ENABLE, STARTTLS,
-LOGIN, AUTHENTICATE (RFC 3501 §6.1-6.2, RFC 9051, RFC 2971 ID, RFC 5161 ENABLE, RFC 4959)."""
+LOGIN, AUTHENTICATE, COMPRESS (RFC 3501 §6.1-6.2, RFC 9051, RFC 2971 ID, RFC 5161 ENABLE,
+RFC 4959 SASL-IR, RFC 6855 UTF8=ACCEPT, RFC 4978 COMPRESS)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,12 @@ async def id_(s: Session, cmd: Command) -> None:
 @command("ENABLE", states=AUTH)
 async def enable(s: Session, cmd: Command) -> None:
     enabled = []
-    for name in parse_enable(cmd.tokenizer()):
+    names = parse_enable(cmd.tokenizer())
+    if "UTF8=ACCEPT" in names and s.state is State.SELECTED and "UTF8=ACCEPT" not in s.enabled:
+        # RFC 6855 §3: only in the authenticated state, since the names and strings of a
+        # mailbox already selected were given to the client in the other encoding.
+        raise Bad("ENABLE UTF8=ACCEPT is only valid in the authenticated state")
+    for name in names:
         if name in ("IMAP4REV2", "CONDSTORE", "QRESYNC", "UTF8=ACCEPT") and name not in s.enabled:
             s.enabled.add(name)
             enabled.append(name)
@@ -120,3 +126,17 @@ async def authenticate(s: Session, cmd: Command) -> None:
     if authzid and authzid.lower() != user.lower():
         raise No("Authorization identity must match", "AUTHORIZATIONFAILED")
     await _login(s, cmd, user, password)
+
+
+@command("COMPRESS", states=AUTH)
+async def compress(s: Session, cmd: Command) -> None:
+    """RFC 4978: after the tagged OK, the connection is raw deflate both ways."""
+    tok = cmd.tokenizer()
+    mechanism = tok.keyword()
+    tok.end()
+    if mechanism != "DEFLATE":
+        raise Bad(f"Unknown compression mechanism {mechanism[:20]}")
+    if s.inflater is not None:
+        raise No("Compression is already active", "COMPRESSIONACTIVE")
+    s.ok(cmd, "DEFLATE active")
+    await s.start_deflate()

@@ -8,11 +8,18 @@ import asyncio
 import contextlib
 import re
 
-from mailyard.core.imapfmt import astring
-from mailyard.protocols.imap.flags import FLAGS, PERMANENT_FLAGS, to_flags, to_keywords
+from mailyard.core.imapfmt import astring, quoted
+from mailyard.protocols.imap.flags import (
+    FLAGS,
+    PERMANENT_FLAGS,
+    SETTABLE_FLAGS,
+    to_flags,
+    to_keywords,
+)
 from mailyard.protocols.imap.grammar import (
     Command,
     SequenceSet,
+    encode_mailbox_name,
     list_pattern_to_regex,
     parse_append,
     parse_list,
@@ -21,6 +28,7 @@ from mailyard.protocols.imap.grammar import (
 )
 from mailyard.protocols.imap.selected import Selected, compact
 from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, State, command
+from mailyard.services.mailbox import Appended
 from mailyard.store.ports import Conflict, Mailbox, NotFound, QuotaExceeded
 
 DELIMITER = "/"
@@ -29,8 +37,17 @@ SPECIAL_USE = {"sent": "\\Sent", "drafts": "\\Drafts", "trash": "\\Trash", "junk
 ROLE_OF_USE = {v.lower(): k for k, v in SPECIAL_USE.items()}
 
 
-def _name(mailbox: Mailbox) -> bytes:
-    return astring(mailbox.name)
+_UTF8_QUOTABLE = re.compile(r"[^\x00-\x1f\x7f]*\Z")
+
+
+def _name(s: Session, mailbox: Mailbox) -> str:
+    """A mailbox name as this client reads it: UTF-8 (a quoted string may hold it, RFC 6855
+    §3 / RFC 9051) once it enabled UTF8=ACCEPT or IMAP4rev2, modified UTF-7 otherwise."""
+    if s.utf8:
+        if _UTF8_QUOTABLE.match(mailbox.name) and not mailbox.name.isascii():
+            return quoted(mailbox.name.encode()).decode()
+        return astring(mailbox.name).decode("utf-8")
+    return astring(encode_mailbox_name(mailbox.name)).decode("ascii")
 
 
 async def _mailbox(s: Session, name: str) -> Mailbox:
@@ -195,14 +212,14 @@ def _attributes(box: Mailbox, names: set[str], extended: bool) -> list[str]:
     return attrs
 
 
-def _status_line(box: Mailbox, items: list[str]) -> str:
+def _status_line(s: Session, box: Mailbox, items: list[str]) -> str:
     values = {
         "MESSAGES": box.total, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
         "UNSEEN": box.unread, "RECENT": 0, "SIZE": box.size, "DELETED": 0,
         "HIGHESTMODSEQ": box.highest_modseq, "MAILBOXID": f"({box.id})",
     }
     body = " ".join(f"{item} {values[item]}" for item in items if item in values)
-    return f"STATUS {_name(box).decode()} ({body})"
+    return f"STATUS {_name(s, box)} ({body})"
 
 
 @command("LIST", "LSUB", states=AUTH)
@@ -226,9 +243,9 @@ async def list_(s: Session, cmd: Command) -> None:
         if only_special and box.role not in SPECIAL_USE:
             continue
         attrs = _attributes(box, names, extended=req.extended)
-        s.untagged(f'{cmd.name} ({" ".join(attrs)}) "{DELIMITER}" {_name(box).decode()}')
+        s.untagged(f'{cmd.name} ({" ".join(attrs)}) "{DELIMITER}" {_name(s, box)}')
         if req.status_items:
-            s.untagged(_status_line(box, list(req.status_items)))
+            s.untagged(_status_line(s, box, list(req.status_items)))
     s.ok(cmd)
 
 
@@ -240,7 +257,7 @@ def _match(regex: re.Pattern[str], name: str) -> bool:
 async def status(s: Session, cmd: Command) -> None:
     name, items = parse_status(cmd.tokenizer())
     box = await _mailbox(s, name)
-    s.untagged(_status_line(box, items))
+    s.untagged(_status_line(s, box, items))
     s.ok(cmd)
 
 
@@ -248,27 +265,61 @@ async def status(s: Session, cmd: Command) -> None:
 
 @command("APPEND", states=AUTH)
 async def append(s: Session, cmd: Command) -> None:
-    name, messages = parse_append(cmd.tokenizer())
+    """APPEND, with MULTIAPPEND (RFC 3502): all the messages are stored or none is.
+
+    Everything that can be checked before storing is (the literals' sizes were, by the reader:
+    APPENDLIMIT; flags, empty messages and the quota here), so the usual failures store nothing.
+    A failure while storing (a full disk, a quota raced by a delivery) takes back what this
+    command already stored before answering NO."""
+    name, messages = parse_append(cmd.tokenizer(), utf8_data="UTF8=ACCEPT" in s.enabled)
+    for message in messages:
+        bad = [f for f in message.flags if f.startswith("\\") and f not in SETTABLE_FLAGS]
+        if bad:
+            raise Bad(f"APPEND cannot set the flag {bad[0][:40]}")
+        if not message.data:
+            raise No("Empty message")
     try:
         box = await s.mailbox.mailbox(s.user, name)
     except NotFound:
         raise No("No such mailbox", "TRYCREATE") from None
-    uids = []
-    for message in messages:
-        if not message.data:
-            raise No("Empty message")
-        when = message.internal_date
-        received = int(when.timestamp() * 1000) if when else None
-        try:
-            done = await s.mailbox.append(s.user, box, message.data,
-                                          keywords=to_keywords(message.flags),
-                                          received_at=received)
-        except QuotaExceeded as e:
-            raise No(str(e), "OVERQUOTA") from None
-        uids.append(done.uid)
+    account = await s.mailbox.account(s.user.address)
+    if account.used + sum(len(m.data) for m in messages) > account.quota:
+        raise No("Over quota: nothing stored", "OVERQUOTA")
+    done: list[Appended] = []
+    try:
+        for message in messages:
+            when = message.internal_date
+            received = int(when.timestamp() * 1000) if when else None
+            done.append(await s.mailbox.append(s.user, box, message.data,
+                                               keywords=to_keywords(message.flags),
+                                               received_at=received))
+    except QuotaExceeded as e:
+        await _take_back(s, box, done)
+        raise No(f"{e}: nothing stored", "OVERQUOTA") from None
+    except BaseException:
+        await _take_back(s, box, done)
+        raise
     await s.report_updates()
-    uid_text = ",".join(map(str, uids))
+    uids = [d.uid for d in done]
+    uid_text = compact(uids) if uids == sorted(uids) else ",".join(map(str, uids))
     s.ok(cmd, "APPEND completed", f"APPENDUID {box.uidvalidity} {uid_text}")
+
+
+async def _take_back(s: Session, box: Mailbox, done: list[Appended]) -> None:
+    """Undo the part of a MULTIAPPEND that was stored: an email this command created (it is in
+    no mailbox but this one) is destroyed; one that existed already (deduplicated) only loses
+    the label it gained."""
+    if not done:
+        return
+    ids = [d.email_id for d in done]
+    records = await s.mailbox.get_emails(s.user, ids, brief=True)
+    alls = {b.name for b in await s.mailbox.mailboxes(s.user) if b.role == "all"}
+    fresh = [r.id for r in records if not set(r.mailboxes) - alls - {box.name}]
+    kept = [e for e in ids if e not in fresh]
+    if fresh:
+        await s.mailbox.destroy(s.user, fresh)
+    if kept:
+        await s.mailbox.expunge(s.user, box, kept)
 
 
 # ---------------------------------------------------------------------- IDLE
@@ -374,7 +425,7 @@ async def getquotaroot(s: Session, cmd: Command) -> None:
     box = await _mailbox(s, tok.mailbox())
     tok.end()
     account = await s.mailbox.account(s.user.address)
-    s.untagged(f'QUOTAROOT {_name(box).decode()} ""')
+    s.untagged(f'QUOTAROOT {_name(s, box)} ""')
     s.untagged(_quota_line(account.used, account.quota))
     s.ok(cmd)
 

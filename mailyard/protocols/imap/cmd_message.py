@@ -481,6 +481,9 @@ async def search(s: Session, cmd: Command) -> None:
     tok = cmd.tokenizer()
     program = parse_search(tok, uid=uid)
     tok.end()
+    if program.charset is not None and "UTF8=ACCEPT" in s.enabled:
+        # RFC 6855 §3 (erratum 4029): strings are UTF-8 now; a CHARSET label contradicts that.
+        raise Bad("No CHARSET after ENABLE UTF8=ACCEPT")
     sel = s.sel
     matches, _ = await evaluate(s, program.key, lambda ix: records_of(s, ix, brief=True))
     numbers = [sel.uids[i] if uid else i + 1 for i in matches]

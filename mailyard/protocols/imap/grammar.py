@@ -548,13 +548,15 @@ class Command:
     name: str
     args: bytes
     offset: int = 0
+    utf8: bool = False
+    """The session has enabled UTF8=ACCEPT (or IMAP4rev2): its tokenizers read UTF-8 names."""
 
     @property
     def uid(self) -> bool:
         return self.name.startswith("UID ")
 
-    def tokenizer(self, *, utf8: bool = False) -> Tokenizer:
-        return Tokenizer(self.args, utf8=utf8)
+    def tokenizer(self, *, utf8: bool | None = None) -> Tokenizer:
+        return Tokenizer(self.args, utf8=self.utf8 if utf8 is None else utf8)
 
 
 def parse_command(data: bytes) -> Command:
@@ -1444,9 +1446,14 @@ class AppendCommand(NamedTuple):
     messages: list[AppendMessage]
 
 
-def parse_append(tok: Tokenizer) -> AppendCommand:
+def parse_append(tok: Tokenizer, *, utf8_data: bool = False) -> AppendCommand:
     """append = "APPEND" SP mailbox 1*append-message (MULTIAPPEND, RFC 3502), where
-    append-message = [SP flag-list] [SP date-time] SP (literal / literal8)."""
+    append-message = [SP flag-list] [SP date-time] SP append-data, and
+    append-data = literal / literal8 / "UTF8" SP "(" literal8 ")" — the last form only once the
+    client enabled UTF8=ACCEPT (`utf8_data`, RFC 6855 §4).
+
+    NUL is outside literal's CHAR8: a `{n}` literal holding one is BAD, and a client with such
+    a message sends it as literal8 `~{n}`, which is BINARY's way to say so (RFC 3516 §4.4)."""
     mailbox = tok.mailbox()
     messages: list[AppendMessage] = []
     while not tok.at_end() or not messages:
@@ -1459,9 +1466,18 @@ def parse_append(tok: Tokenizer) -> AppendCommand:
         if tok.peek() == b'"':
             when = tok.date_time()
             tok.sp()
-        binary = tok.peek() == b"~"
-        # NUL is outside literal's CHAR8, but real mail has it: accept and store it as sent.
-        data = tok.literal(literal8=True, allow_nul=True)
+        if tok.peek() in (b"u", b"U"):
+            start = tok.pos
+            if tok.keyword() != "UTF8" or not utf8_data:
+                raise tok.error("UTF8 append data needs ENABLE UTF8=ACCEPT", start)
+            tok.sp()
+            tok.expect(b"(")
+            data = tok.literal(literal8=True)
+            tok.expect(b")")
+            binary = False
+        else:
+            binary = tok.peek() == b"~"
+            data = tok.literal(literal8=True)
         messages.append(AppendMessage(tuple(dict.fromkeys(flags)), when, data, binary))
     return AppendCommand(mailbox, messages)
 

@@ -89,7 +89,8 @@ class CommandReader:
     """Reads whole commands (literals inline) from one client connection.
 
     It keeps no buffer of its own, only the StreamReader's, so a session can hand the stream over
-    (STARTTLS, COMPRESS) between two commands without losing or leaking octets.
+    (STARTTLS, COMPRESS) between two commands without losing or leaking octets: `stream` is the
+    StreamReader it reads, and COMPRESS sets it to the inflated one.
     """
 
     def __init__(
@@ -106,7 +107,7 @@ class CommandReader:
         """`max_command` caps a whole command, literals included (MULTIAPPEND); `max_discard` caps
         how many octets of refused non-synchronising literals are skipped before giving up;
         `literal_minus` is True when the server advertises LITERAL- instead of LITERAL+."""
-        self._reader = reader
+        self.stream = reader
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_command = max_command if max_command is not None else max_literal + 64 * max_line
@@ -122,13 +123,13 @@ class CommandReader:
         size = 0
         while True:
             try:
-                chunk = await self._reader.readuntil(b"\n")
+                chunk = await self.stream.readuntil(b"\n")
                 done = True
             except asyncio.IncompleteReadError:
                 return None
             except asyncio.LimitOverrunError as exc:
                 try:
-                    chunk = await self._reader.readexactly(max(1, exc.consumed))
+                    chunk = await self.stream.readexactly(max(1, exc.consumed))
                 except asyncio.IncompleteReadError:
                     return None
                 done = False
@@ -156,7 +157,7 @@ class CommandReader:
     async def _discard(self, size: int) -> bool:
         """Skip `size` octets; False if the stream ended first."""
         while size > 0:
-            data = await self._reader.read(min(size, _CHUNK))
+            data = await self.stream.read(min(size, _CHUNK))
             if not data:
                 return False
             size -= len(data)
@@ -228,7 +229,7 @@ class CommandReader:
             if sync:
                 await self._continuation(CONTINUATION)
             try:
-                data = await self._reader.readexactly(size)
+                data = await self.stream.readexactly(size)
             except asyncio.IncompleteReadError:
                 return None
             parts.append(data)

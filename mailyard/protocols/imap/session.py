@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import ssl
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
+from mailyard.protocols.imap.compress import DeflateWriter, Inflater
 from mailyard.protocols.imap.grammar import BadCharset, Command, ParseError, parse_command
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
 from mailyard.protocols.imap.selected import Selected
@@ -109,6 +111,7 @@ BASE_CAPABILITIES = [
     "STATUS=SIZE", "ESEARCH", "OBJECTID", "CONDSTORE", "QRESYNC", "QUOTA",
     "QUOTA=RES-STORAGE", "BINARY", "CREATE-SPECIAL-USE", "SORT", "SORT=DISPLAY",
     "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "X-GM-EXT-1", "SEARCHRES",
+    "UTF8=ACCEPT", "MULTIAPPEND", "COMPRESS=DEFLATE",
 ]
 
 
@@ -118,7 +121,9 @@ class Session:
         self.services = services
         self.mailbox = services.mailbox
         self.search = services.search
-        self.writer = writer
+        self.writer: asyncio.StreamWriter | DeflateWriter = writer
+        self.inflater: Inflater | None = None
+        """Set once COMPRESS DEFLATE is active (RFC 4978)."""
         self.state = State.NOT_AUTHENTICATED
         self.account: Account | None = None
         self.selected: Selected | None = None
@@ -167,6 +172,12 @@ class Session:
         if self.selected is None:
             raise Bad("no mailbox selected")
         return self.selected
+
+    @property
+    def utf8(self) -> bool:
+        """Mailbox names and quoted strings are UTF-8 (RFC 6855 UTF8=ACCEPT, and IMAP4rev2's
+        own rule, RFC 9051 §5.1) rather than modified UTF-7 and 7-bit."""
+        return "UTF8=ACCEPT" in self.enabled or "IMAP4REV2" in self.enabled
 
     @property
     def plaintext_allowed(self) -> bool:
@@ -224,6 +235,8 @@ class Session:
         finally:
             if self.watch is not None:
                 self.watch.cancel()
+            if self.inflater is not None:
+                self.inflater.close()
             services.connections.release(self.peer_ip)
             if self.account is not None:
                 services.user_connections.release(self.account.id)
@@ -237,6 +250,8 @@ class Session:
         except ParseError as e:
             self.untagged(f"BAD {e}")
             return
+        if self.utf8:
+            cmd = dataclasses.replace(cmd, utf8=True)
         spec = COMMANDS.get(cmd.name)
         if spec is None:
             self.tagged(cmd, "BAD", f"Unknown command {cmd.name[:40]}")
@@ -310,12 +325,23 @@ class Session:
         ClientHello the moment it reads OK, and were we still reading, those octets would land
         in the plain-text stream buffer where the handshake never sees them."""
         assert self.services.tls is not None
+        assert isinstance(self.writer, asyncio.StreamWriter)  # STARTTLS comes before COMPRESS
         self.writer.transport.pause_reading()  # type: ignore[attr-defined]
         if self._out:
             self.writer.write(b"".join(self._out))
             self._out.clear()
         await self.writer.start_tls(self.services.tls)
         self.tls = True
+
+    async def start_deflate(self) -> None:
+        """COMPRESS DEFLATE (RFC 4978): the tagged OK goes out uncompressed, then both ways are
+        raw deflate. The command reader keeps no buffer, so pointing it at the inflated stream
+        between two commands loses no octet; a client sends nothing before it reads the OK."""
+        assert isinstance(self.writer, asyncio.StreamWriter)
+        await self.flush()
+        self.inflater = Inflater(self.reader.stream, self.services.policy.max_line + 1024)
+        self.reader.stream = self.inflater.reader
+        self.writer = DeflateWriter(self.writer)
 
 
 async def serve_connection(services: IMAPServices, reader: asyncio.StreamReader,
