@@ -26,8 +26,9 @@ from tests.e2e.jmapclient import PASSWORD, Jmap, deliver, wait_count
 from tests.e2e.server import Server, wait_port
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
-EXAMPLES = 25
-"""Requests per method, each with up to four calls: about 40 s for the 29 methods of today."""
+EXAMPLES = 20
+"""Requests per method, each with up to four calls: about 35 s of CPU for the 33 methods of
+today (wall time grows with the load of the machine)."""
 
 ARGUMENT_NAMES = [
     "ids", "properties", "bodyProperties", "fetchTextBodyValues", "fetchHTMLBodyValues",

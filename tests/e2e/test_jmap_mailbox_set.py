@@ -217,6 +217,8 @@ def test_bad_arguments(alice: Jmap) -> None:
     for args in ({"create": []}, {"update": "x"}, {"destroy": "x"}, {"destroy": [1]},
                  {"onDestroyRemoveEmails": "yes"}, {"ifInState": 5}):
         assert alice.error("Mailbox/set", **args)["type"] == "invalidArguments", args
+    assert alice.error("Mailbox/get", properties=["header:Subject:asText"]
+                       )["type"] == "invalidArguments"
 
 
 def test_isolation(alice: Jmap, bob: Jmap) -> None:

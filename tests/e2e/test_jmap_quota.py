@@ -89,6 +89,8 @@ def test_query(alice: Jmap) -> None:
     assert alice.error("Quota/query", sort=[{"property": "hardLimit"}]
                        )["type"] == "unsupportedSort"
     assert alice.error("Quota/changes", sinceState="12")["type"] == "invalidArguments"
+    assert alice.error("Quota/get", properties=["header:X:asText"]
+                       )["type"] == "invalidArguments"
     assert alice.error("Quota/changes", sinceState="99999999.1"
                        )["type"] == "cannotCalculateChanges"
 

@@ -64,6 +64,8 @@ async def mailbox_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     ids = requested_ids(ctx, args)
     props = requested_properties(args, "properties", PROPERTIES, PROPERTIES)
+    if any(p not in PROPERTIES for p in props):  # "header:..." is for Email only
+        raise MethodError("invalidArguments", "a Mailbox has no header properties")
     state = await current_state(ctx)
     boxes = await mailbox_service(ctx).mailboxes(ctx.account)
     by_name = {b.name: b for b in boxes}

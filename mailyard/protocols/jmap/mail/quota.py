@@ -78,6 +78,8 @@ async def quota_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     ids = requested_ids(ctx, args)
     props = requested_properties(args, "properties", PROPERTIES, PROPERTIES)
+    if any(p not in PROPERTIES for p in props):  # "header:..." is for Email only
+        raise MethodError("invalidArguments", "a Quota has no header properties")
     account = await _fresh(ctx)
     quota = to_jmap(account)
     wanted = [quota["id"]] if ids is None else ids
