@@ -45,7 +45,7 @@ async def _append(dsn: str, account_id: str, worker: int, start_at: float
             done.append((result.email_id, result.modseq))
         return done
     finally:
-        await store.close()
+        store.close()
 
 
 def append_in_process(dsn: str, account_id: str, worker: int, start_at: float
@@ -121,7 +121,7 @@ async def test_four_processes_appending_to_one_mailbox(database: TestDatabase) -
         assert sorted(e.modseq for e in delta.changed) == list(range(mark + 1,
                                                                     start + total + 1))
     finally:
-        await store.close()
+        store.close()
 
 
 async def test_processes_starting_together_migrate_once(database: TestDatabase) -> None:
@@ -140,7 +140,7 @@ async def test_processes_starting_together_migrate_once(database: TestDatabase) 
         assert (await stores[3].get_account("bob@example.test")).id == account.id
     finally:
         for store in stores:
-            await store.close()
+            store.close()
 
 
 async def test_text_postgres_cannot_hold_is_stored_replaced(database: TestDatabase) -> None:
@@ -159,4 +159,4 @@ async def test_text_postgres_cannot_hold_is_stored_replaced(database: TestDataba
         box = await store.create_mailbox(account.id, "odd\x00name")
         assert box.name == "odd\ufffdname"
     finally:
-        await store.close()
+        store.close()

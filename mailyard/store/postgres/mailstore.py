@@ -10,6 +10,7 @@ commits share WAL flushes, which is the group commit the SQLite engine builds by
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -124,24 +125,58 @@ def _entries(rows: list[Any]) -> list[MailboxEntry]:
 class PostgresMailStore:
     """The MailStore port over one PostgreSQL database, through a pool of connections."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        """Nothing is opened yet: the pool belongs to the event loop that first uses it (the
+        composition root builds adapters before the loop that serves with them runs)."""
+        self.dsn = dsn
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10
                       ) -> PostgresMailStore:
-        """Open a pool on `dsn` and bring the schema up to date."""
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-        try:
-            async with pool.acquire() as conn:
-                await schema.migrate(conn)
-        except BaseException:
-            await pool.close()
-            raise
-        return cls(pool)
+        """Open a pool on `dsn` now and bring the schema up to date."""
+        store = cls(dsn, min_size=min_size, max_size=max_size)
+        await store._ready()
+        return store
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def _ready(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                pool = await asyncpg.create_pool(self.dsn, min_size=self._sizes[0],
+                                                 max_size=self._sizes[1])
+                try:
+                    async with pool.acquire() as conn:
+                        await schema.migrate(conn)
+                except BaseException:
+                    await pool.close()
+                    raise
+                self._pool = pool
+        return self._pool
+
+    def close(self) -> None:
+        """Synchronous, as the composition root closes every adapter: the connections are
+        cut (no transaction is open when the services have stopped)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        return list(await (await self._ready()).fetch(sql, *args))
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        return await (await self._ready()).fetchrow(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await (await self._ready()).fetchval(sql, *args)
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        return str(await (await self._ready()).execute(sql, *args))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -150,7 +185,7 @@ class PostgresMailStore:
         on it as a deadlock or serialization failure (nothing of it was committed)."""
         for attempt in range(_RETRIES):
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
+                async with (await self._ready()).acquire() as conn, conn.transaction():
                     tx = Tx(conn)
                     result = await fn(tx)
                     await tx.flush()
@@ -163,7 +198,7 @@ class PostgresMailStore:
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection in one read-only snapshot, for reads of more than one statement."""
-        async with self.pool.acquire() as conn, conn.transaction(
+        async with (await self._ready()).acquire() as conn, conn.transaction(
                 isolation="repeatable_read", readonly=True):
             yield conn
 
@@ -179,22 +214,22 @@ class PostgresMailStore:
     async def add_domain(self, name: str) -> None:
         name = clean(name.lower().rstrip("."))
         try:
-            await self.pool.execute("INSERT INTO domains VALUES ($1, $2)", name, time.time())
+            await self._execute("INSERT INTO domains VALUES ($1, $2)", name, time.time())
         except asyncpg.UniqueViolationError:
             raise Conflict(f"domain {name} exists") from None
 
     async def remove_domain(self, name: str) -> None:
         name = clean(name.lower().rstrip("."))
-        if await self.pool.execute("DELETE FROM domains WHERE name = $1", name) != "DELETE 1":
+        if await self._execute("DELETE FROM domains WHERE name = $1", name) != "DELETE 1":
             raise NotFound(f"no domain {name}")
 
     async def list_domains(self) -> list[str]:
-        return [r[0] for r in await self.pool.fetch("SELECT name FROM domains ORDER BY name")]
+        return [r[0] for r in await self._fetch("SELECT name FROM domains ORDER BY name")]
 
     async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
         domain = clean(key.domain.lower().rstrip("."))
         try:
-            await self.pool.execute(
+            await self._execute(
                 "INSERT INTO dkim_keys VALUES ($1, $2, $3, $4, $5, $6)",
                 domain, clean(key.selector), key.algorithm, key.private_key,
                 key.created_at or time.time(), key.active)
@@ -205,13 +240,13 @@ class PostgresMailStore:
         domain = clean(domain.lower().rstrip("."))
         return [DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
                               r["created_at"], r["active"])
-                for r in await self.pool.fetch(
+                for r in await self._fetch(
                     "SELECT * FROM dkim_keys WHERE domain = $1"
                     " ORDER BY created_at DESC, selector", domain)]
 
     async def retire_dkim_key(self, domain: str, selector: str) -> None:
         domain = clean(domain.lower().rstrip("."))
-        status = await self.pool.execute(
+        status = await self._execute(
             "UPDATE dkim_keys SET active = false WHERE domain = $1 AND selector = $2",
             domain, clean(selector))
         if status != "UPDATE 1":
@@ -249,20 +284,20 @@ class PostgresMailStore:
         return await self._write(create)
 
     async def get_account(self, address: str) -> Account:
-        row = await self.pool.fetchrow("SELECT * FROM accounts WHERE address = $1",
+        row = await self._fetchrow("SELECT * FROM accounts WHERE address = $1",
                                        clean(normalize(address)))
         if row is None:
             raise NotFound(f"no account {address}")
         return _account(row)
 
     async def get_account_by_id(self, account_id: str) -> Account:
-        row = await self.pool.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+        row = await self._fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
         if row is None:
             raise NotFound(f"no account {account_id}")
         return _account(row)
 
     async def list_accounts(self) -> list[Account]:
-        return [_account(r) for r in await self.pool.fetch(
+        return [_account(r) for r in await self._fetch(
             "SELECT * FROM accounts ORDER BY address")]
 
     async def delete_account(self, address: str) -> None:
@@ -277,14 +312,14 @@ class PostgresMailStore:
         await self._write(delete)
 
     async def set_password(self, address: str, password_hash: str) -> None:
-        status = await self.pool.execute(
+        status = await self._execute(
             "UPDATE accounts SET password_hash = $2 WHERE address = $1",
             clean(normalize(address)), password_hash)
         if status != "UPDATE 1":
             raise NotFound(f"no account {address}")
 
     async def set_quota(self, address: str, quota: int) -> None:
-        status = await self.pool.execute("UPDATE accounts SET quota = $2 WHERE address = $1",
+        status = await self._execute("UPDATE accounts SET quota = $2 WHERE address = $1",
                                          clean(normalize(address)), quota)
         if status != "UPDATE 1":
             raise NotFound(f"no account {address}")
@@ -292,7 +327,7 @@ class PostgresMailStore:
     # ------------------------------------------------------------------ mailboxes
 
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
-        return [_mailbox(r) for r in await self.pool.fetch(
+        return [_mailbox(r) for r in await self._fetch(
             "SELECT * FROM mailboxes WHERE account_id = $1 ORDER BY position", account_id)]
 
     async def create_mailbox(self, account_id: str, name: str,
@@ -398,7 +433,7 @@ class PostgresMailStore:
     # ------------------------------------------------------------------ delivery
 
     async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
-        return await self.pool.fetchval(
+        return await self._fetchval(
             "SELECT 1 FROM emails WHERE account_id = $1 AND delivery_key = $2",
             account_id, clean(delivery_key)) is not None
 
@@ -442,7 +477,7 @@ class PostgresMailStore:
             return await _records(conn, account_id, rows)
 
     async def get_heads(self, account_id: str, email_ids: Sequence[str]) -> list[EmailHead]:
-        return [EmailHead(*r) for r in await self.pool.fetch(
+        return [EmailHead(*r) for r in await self._fetch(
             "SELECT id, thread_id, size, received_at, modseq, head FROM emails"
             " WHERE account_id = $1 AND id = ANY($2::text[])", account_id, list(email_ids))]
 
@@ -484,7 +519,7 @@ class PostgresMailStore:
     async def thread_emails(self, account_id: str,
                             thread_ids: Sequence[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for r in await self.pool.fetch(
+        for r in await self._fetch(
                 "SELECT thread_id, id FROM emails WHERE account_id = $1"
                 " AND thread_id = ANY($2::text[]) ORDER BY received_at, id",
                 account_id, list(thread_ids)):
@@ -493,13 +528,13 @@ class PostgresMailStore:
 
     async def email_ids(self, account_id: str, *, after: str = "",
                         limit: int = 1000) -> list[str]:
-        return [r[0] for r in await self.pool.fetch(
+        return [r[0] for r in await self._fetch(
             "SELECT id FROM emails WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
             account_id, after, limit)]
 
     async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
         return [Change(modseq=r["modseq"], kind=r["kind"], object_id=r["object_id"], op=r["op"])
-                for r in await self.pool.fetch(
+                for r in await self._fetch(
                     "SELECT modseq, kind, object_id, op FROM changes WHERE account_id = $1"
                     " AND modseq > $2 ORDER BY modseq, kind, object_id", account_id, modseq)]
 
@@ -649,7 +684,7 @@ class PostgresMailStore:
             sql += " AND id = ANY($3::text[])"
             args.append([clean(i) for i in dict.fromkeys(ids)])
         return [StoredObject(kind, r["id"], orjson.loads(r["data"]), r["modseq"])
-                for r in await self.pool.fetch(sql + " ORDER BY id", *args)]
+                for r in await self._fetch(sql + " ORDER BY id", *args)]
 
     async def delete_object(self, account_id: str, kind: str, object_id: str, *,
                             log: bool = True) -> int:
