@@ -124,13 +124,16 @@ class Server:
     def start(self) -> None:
         args = [sys.executable, "-m", "mailyard.cli", "serve", "--workers", str(self.workers)]
         self._log = self.log_path.open("ab")
+        offset = self._log.tell()
         self.process = subprocess.Popen(args, env=self.env(), cwd=self.root, stdout=self._log,
                                         stderr=subprocess.STDOUT)
-        try:
-            wait_port(self.smtp_port)
-        except TimeoutError:
-            self.stop()
-            raise AssertionError("server did not start:\n" + self.log_path.read_text()) from None
+        # `serve` prints its "serving" line once every listener is up (SMTP, IMAP, POP3, HTTP).
+        deadline = time.monotonic() + 30
+        while b"mailyard: serving" not in self.log_path.read_bytes()[offset:]:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise AssertionError("server did not start:\n" + self.log_path.read_text())
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -8,3 +8,5 @@ Starlette app and the uvicorn listener).
 
 from mailyard.protocols.jmap import blobs as blobs  # Blob/copy
 from mailyard.protocols.jmap import mail as mail  # registers the Mail methods
+from mailyard.protocols.jmap import pushsub as pushsub  # PushSubscription/get|set
+from mailyard.protocols.jmap import websocket as websocket  # the websocket capability
