@@ -76,7 +76,8 @@ def mailbox_role(box: Mailbox) -> str | None:
 
 def parse_state(args: dict[str, Any], key: str = "sinceState") -> int:
     value = args.get(key)
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+    if (not isinstance(value, str) or not value.isascii() or not value.isdigit()
+            or len(value) > 18):
         raise MethodError("invalidArguments", f"{key} must be a state this server gave")
     return int(value)
 
@@ -105,8 +106,10 @@ async def changes(ctx: Context, args: dict[str, Any], kind: str) -> Changes:
     state = await current_state(ctx)
     if since > state:
         raise MethodError("cannotCalculateChanges", "that state is newer than the account's")
+    # Only the log up to the state read above: a change committed since then belongs to the
+    # next call, or it would be reported twice (here, and again after `state`).
     log = [c for c in await mailbox_service(ctx).store.changes_since(ctx.account.id, since)
-           if c.kind == kind]
+           if c.kind == kind and c.modseq <= state]
     groups: dict[int, list[Change]] = {}
     for change in log:
         groups.setdefault(change.modseq, []).append(change)
