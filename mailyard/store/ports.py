@@ -56,6 +56,19 @@ class BlobStore(Protocol):
         """Bytes held by all objects together."""
         ...
 
+    async def inventory(self) -> list[BlobInfo]:
+        """Every object held, with its size and when it was written (for `mailyard gc`,
+        which must leave alone what an in-flight delivery wrote a moment ago)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    blob_id: str
+    size: int
+    written_at: float
+    """Seconds since the epoch."""
+
 
 # --------------------------------------------------------------------------- Queue
 
@@ -555,6 +568,11 @@ class SearchIndex(Protocol):
         ...
 
     async def count(self, account_id: str) -> int: ...
+
+    async def indexed_ids(self, account_id: str) -> set[str]:
+        """The email ids the account has documents for (`mailyard fsck` compares them with
+        the stored emails: a missing document is a message search cannot find)."""
+        ...
 
 
 # --------------------------------------------------------------------------- EventBus

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailyard.store.ports import NotFound
+from mailyard.store.ports import BlobInfo, NotFound
 
 T = TypeVar("T")
 
@@ -50,7 +50,11 @@ class FsBlobStore:
     def _put(self, blob_id: str, data: bytes) -> None:
         final = self.path(blob_id)
         if final.exists():
-            return
+            # Written again (a deduplicated attachment): young again for `mailyard gc`.
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(final)
+            if final.exists():
+                return
         directory = final.parent
         if not directory.exists():
             directory.mkdir(parents=True, exist_ok=True)
@@ -78,6 +82,20 @@ class FsBlobStore:
     def _usage(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*/*/*")
                    if p.is_file() and not p.name.startswith(".tmp-"))
+
+    def _inventory(self) -> list[BlobInfo]:
+        out = []
+        for p in self.root.glob("*/*/*"):
+            if p.name.startswith(".tmp-") or not _VALID.fullmatch(p.name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                st = p.stat()
+                out.append(BlobInfo(p.name, st.st_size, st.st_mtime))
+        return out
+
+    async def inventory(self) -> list[BlobInfo]:
+        found: list[BlobInfo] = await self._run(self._inventory)
+        return found
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

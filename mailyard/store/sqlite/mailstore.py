@@ -36,6 +36,7 @@ from mailyard.store.ports import (
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
+from mailyard.store.sqlite.maintenance import MaintenanceMixin
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
@@ -203,7 +204,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)", (_SEEN,))
 
 
-class SqliteMailStore:
+class SqliteMailStore(MaintenanceMixin):
     def __init__(self, path: Path) -> None:
         self.db = Database(path, SCHEMA, setup=filters.register)
         self.db.write_sync(_migrate)

@@ -288,6 +288,11 @@ class SqliteSearchIndex:
             "SELECT count(*) FROM doc_ids WHERE account_id = ?", (account_id,)).fetchone()[0]))
 
 
+    async def indexed_ids(self, account_id: str) -> set[str]:
+        return await self.db.read(lambda c: {r[0] for r in c.execute(
+            "SELECT email_id FROM doc_ids WHERE account_id = ?", (account_id,))})
+
+
 def _remove(conn: sqlite3.Connection, account_id: str, email_id: str) -> None:
     row = conn.execute(
         "DELETE FROM doc_ids WHERE account_id = ? AND email_id = ? RETURNING rowid_",

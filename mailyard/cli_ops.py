@@ -1,0 +1,50 @@
+"""`mailyard fsck` and `mailyard gc`: the operator's checks of the stored data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mailyard.app import Runtime
+from mailyard.services.fsck import Fsck
+from mailyard.services.gc import DEFAULT_GRACE, collect
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("fsck", parents=[common],
+                       help="check blobs, counters, UIDs, threads and the index; --repair")
+    p.add_argument("address", nargs="?", help="one account (default: every account)")
+    p.add_argument("--repair", action="store_true",
+                   help="fix what can be fixed (counters, attachment refs, index documents)")
+    p = sub.add_parser("gc", parents=[common],
+                       help="remove blobs no email, upload or queued message refers to")
+    p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+                   help="keep anything younger than this (default 24 h), for deliveries in"
+                        " flight")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be freed")
+
+
+async def cmd_fsck(rt: Runtime, args: argparse.Namespace) -> None:
+    """Exit status 1 when a problem is left (found without --repair, or not repairable)."""
+    accounts = [await rt.store.get_account(args.address)] if args.address \
+        else await rt.store.list_accounts()
+    report = await Fsck(rt.mailbox, repair=args.repair).run(accounts)
+    for problem in report.problems:
+        print(problem)
+    left = report.unresolved
+    print(f"{report.accounts} account(s), {report.emails} email(s), {report.blobs} blob(s)"
+          f" checked: {len(report.problems)} problem(s), "
+          f"{len(report.problems) - len(left)} repaired, {len(left)} left", file=sys.stderr)
+    if left:
+        args.exit_code = 1
+
+
+async def cmd_gc(rt: Runtime, args: argparse.Namespace) -> None:
+    report = await collect(rt.store, rt.blobs, rt.queue, grace=args.grace, dry_run=args.dry_run)
+    verb = "would free" if args.dry_run else "freed"
+    for info in report.freed:
+        print(f"{verb}\t{info.blob_id}\t{info.size}")
+    print(f"{report.examined} blob(s): {report.referenced} referenced, {report.young} younger"
+          f" than {args.grace:g} s, {len(report.freed)} {verb} ({report.freed_bytes} bytes)",
+          file=sys.stderr)

@@ -1,0 +1,265 @@
+"""`mailyard fsck`: does what the stores hold still add up?
+
+Checked per account, through the ports (so every engine can be checked):
+- every email's skeleton blob exists and hashes to its name, and so does every attachment blob
+  the skeleton refers to; the re-assembled message has the recorded size (the skeleton's CRC
+  is verified on the way);
+- the attachment references the email's row records (what `mailyard gc` trusts) are the ones
+  its skeleton needs;
+- UIDs strictly increasing and below UIDNEXT per mailbox; no email or mailbox MODSEQ above the
+  account's;
+- quota usage = the sum of the sizes; each mailbox's total/unseen/bytes counters;
+- thread links: an email and the parents it names (In-Reply-To, References) share a thread;
+- index coverage: every email has a search document and no document outlives its email.
+
+`repair` fixes what is derived data (counters, recorded references, index documents) and
+reports the rest: a lost blob cannot be made up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from mailyard.core import skeleton
+from mailyard.pipeline.inbound import document
+from mailyard.services.mailbox import MailboxService
+from mailyard.store.ports import Account, EmailRecord, NotFound
+
+
+@runtime_checkable
+class Maintainable(Protocol):
+    """What an engine offers beyond the MailStore port for checking and repair
+    (store/sqlite/maintenance.py); an engine without it gets the port-level checks only."""
+
+    async def blob_refs(self, account_id: str,
+                        email_ids: Sequence[str]) -> dict[str, list[str]]: ...
+
+    async def set_blob_refs(self, account_id: str, email_id: str,
+                            refs: Sequence[str]) -> None: ...
+
+    async def recount(self, account_id: str) -> None: ...
+
+
+@dataclass(slots=True)
+class Problem:
+    address: str
+    kind: str
+    """A short stable name: missing-blob, bad-blob, missing-attachment-ref, uid-order, ..."""
+    detail: str
+    repairable: bool
+    repaired: bool = False
+
+    def __str__(self) -> str:
+        state = "repaired" if self.repaired else ("repairable" if self.repairable
+                                                  else "NOT REPAIRABLE")
+        return f"{self.address}\t{self.kind}\t{state}\t{self.detail}"
+
+
+@dataclass(slots=True)
+class Report:
+    accounts: int = 0
+    emails: int = 0
+    blobs: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def unresolved(self) -> list[Problem]:
+        return [p for p in self.problems if not p.repaired]
+
+
+_SEEN = "$seen"
+
+
+class Fsck:
+    def __init__(self, mailbox: MailboxService, *, repair: bool = False,
+                 batch: int = 200) -> None:
+        self.mailbox = mailbox
+        self.store = mailbox.store
+        self.blobs = mailbox.blobs
+        self.index = mailbox.index
+        self.repair = repair
+        self.batch = batch
+        self.report = Report()
+        self._verified: dict[str, str | None] = {}
+        """blob id -> None when present and hashing right, else the problem kind."""
+
+    async def run(self, accounts: Sequence[Account]) -> Report:
+        for account in accounts:
+            await self.check_account(account)
+        return self.report
+
+    def _problem(self, account: Account, kind: str, detail: str, repairable: bool) -> Problem:
+        problem = Problem(account.address, kind, detail, repairable)
+        self.report.problems.append(problem)
+        return problem
+
+    async def _blob(self, blob_id: str) -> tuple[bytes | None, str | None]:
+        """The blob's octets if present and hashing to its name (content-addressed ids only)."""
+        try:
+            data = await self.blobs.get(blob_id)
+        except NotFound:
+            self._verified[blob_id] = "missing-blob"
+            return None, "missing-blob"
+        if blob_id not in self._verified:
+            self.report.blobs += 1
+            ok = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest() == blob_id)
+            self._verified[blob_id] = None if ok else "bad-blob"
+        kind = self._verified[blob_id]
+        return (data if kind is None else None), kind
+
+    async def check_account(self, account: Account) -> None:
+        self.report.accounts += 1
+        account = await self.store.get_account_by_id(account.id)  # fresh counters
+        sizes: dict[str, int] = {}
+        records: list[EmailRecord] = []
+        after = ""
+        while ids := await self.store.email_ids(account.id, after=after, limit=self.batch):
+            after = ids[-1]
+            batch = await self.store.get_emails(account.id, ids, brief=True)
+            recorded = await self.store.blob_refs(account.id, ids) \
+                if isinstance(self.store, Maintainable) else None
+            for record in batch:
+                self.report.emails += 1
+                sizes[record.id] = record.size
+                records.append(_light(record))
+                await self._check_email(account, record,
+                                        None if recorded is None else recorded.get(record.id))
+        recount = self._check_counters(account, sizes) + await self._check_mailboxes(
+            account, sizes)
+        self._check_threads(account, records)
+        await self._check_index(account, records)
+        if recount and self.repair and isinstance(self.store, Maintainable):
+            await self.store.recount(account.id)
+            for p in recount:
+                p.repaired = True
+
+    async def _check_email(self, account: Account, record: EmailRecord,
+                           recorded: list[str] | None) -> None:
+        if record.modseq > account.modseq:
+            self._problem(account, "modseq", f"email {record.id} has MODSEQ {record.modseq}"
+                          f" above the account's {account.modseq}", False)
+        skel, kind = await self._blob(record.blob_id)
+        if skel is None:
+            self._problem(account, kind or "missing-blob",
+                          f"email {record.id}: message skeleton {record.blob_id}", False)
+            return
+        try:
+            refs = skeleton.blob_refs(skel)
+        except ValueError as e:
+            self._problem(account, "bad-blob", f"email {record.id}: skeleton: {e}", False)
+            return
+        parts: dict[str, bytes] = {}
+        for ref in refs:
+            data, kind = await self._blob(ref)
+            if data is None:
+                self._problem(account, kind or "missing-blob",
+                              f"email {record.id}: attachment blob {ref}", False)
+            else:
+                parts[ref] = data
+        if len(parts) == len(set(refs)):
+            try:
+                raw = await asyncio.to_thread(skeleton.assemble, skel, parts.__getitem__)
+            except ValueError as e:
+                self._problem(account, "bad-blob", f"email {record.id}: {e}", False)
+            else:
+                if len(raw) != record.size:
+                    self._problem(account, "size", f"email {record.id}: {len(raw)} octets,"
+                                  f" {record.size} recorded", False)
+        if recorded is not None and sorted(set(recorded)) != sorted(set(refs)):
+            missing = sorted(set(refs) - set(recorded))
+            detail = f"email {record.id} records attachment refs {sorted(set(recorded))}," \
+                     f" its skeleton needs {sorted(set(refs))}"
+            if missing:
+                detail += f" (missing: {', '.join(missing)})"
+            problem = self._problem(account, "missing-attachment-ref" if missing
+                                    else "extra-attachment-ref", detail, True)
+            if self.repair and isinstance(self.store, Maintainable):
+                await self.store.set_blob_refs(account.id, record.id, list(dict.fromkeys(refs)))
+                problem.repaired = True
+
+    def _check_counters(self, account: Account, sizes: dict[str, int]) -> list[Problem]:
+        used = sum(sizes.values())
+        if used == account.used:
+            return []
+        return [self._problem(account, "quota-usage",
+                              f"usage {account.used} recorded, emails sum to {used}",
+                              isinstance(self.store, Maintainable))]
+
+    async def _check_mailboxes(self, account: Account, sizes: dict[str, int]) -> list[Problem]:
+        recount: list[Problem] = []
+        maintainable = isinstance(self.store, Maintainable)
+        for box in await self.store.list_mailboxes(account.id):
+            snap = await self.store.snapshot(account.id, box.id)
+            uids = [e.uid for e in snap.entries]
+            if any(b <= a for a, b in itertools.pairwise(uids)):
+                self._problem(account, "uid-order", f"{box.name}: UIDs not strictly"
+                              " increasing", False)
+            if uids and uids[-1] >= box.uidnext:
+                self._problem(account, "uidnext", f"{box.name}: UID {uids[-1]} not below"
+                              f" UIDNEXT {box.uidnext}", False)
+            if box.highest_modseq > account.modseq:
+                self._problem(account, "modseq", f"{box.name}: MODSEQ {box.highest_modseq}"
+                              f" above the account's {account.modseq}", False)
+            dangling = [e.email_id for e in snap.entries if e.email_id not in sizes]
+            if dangling:
+                self._problem(account, "dangling-uid", f"{box.name}: UIDs of missing emails"
+                              f" {dangling[:5]}", False)
+            total = len(snap.entries)
+            unseen = sum(1 for e in snap.entries if _SEEN not in e.keywords)
+            size = sum(sizes.get(e.email_id, 0) for e in snap.entries)
+            if (total, unseen, size) != (box.total, box.unread, box.size):
+                recount.append(self._problem(
+                    account, "mailbox-counters",
+                    f"{box.name}: total/unseen/bytes {box.total}/{box.unread}/{box.size}"
+                    f" recorded, {total}/{unseen}/{size} counted", maintainable))
+        return recount
+
+    def _check_threads(self, account: Account, records: list[EmailRecord]) -> None:
+        by_msgid: dict[str, str] = {}
+        for r in records:
+            if r.message_id:
+                by_msgid.setdefault(r.message_id, r.thread_id)
+        for r in records:
+            for parent in (*r.in_reply_to, *r.references):
+                thread = by_msgid.get(parent)
+                if thread is not None and thread != r.thread_id:
+                    self._problem(account, "thread-link", f"email {r.id} (thread {r.thread_id})"
+                                  f" names parent {parent} in thread {thread}", False)
+                    break
+
+    async def _check_index(self, account: Account, records: list[EmailRecord]) -> None:
+        stored = {r.id: r for r in records}
+        indexed = await self.index.indexed_ids(account.id)
+        missing = [stored[e] for e in stored.keys() - indexed]
+        dangling = sorted(indexed - stored.keys())
+        problems = [self._problem(account, "index-missing", f"email {r.id} has no search"
+                                  " document", True) for r in missing]
+        if dangling:
+            problems.append(self._problem(account, "index-dangling", f"{len(dangling)} search"
+                                          f" documents of no email: {dangling[:5]}", True))
+        if not self.repair:
+            return
+        if dangling:
+            await self.index.delete(account.id, dangling)
+            problems[-1].repaired = True
+        for problem, record in zip(problems, missing, strict=False):
+            try:
+                raw = await self.mailbox.raw_of(record)
+            except (NotFound, ValueError):
+                problem.detail += " (its blobs are missing: cannot reindex)"
+                continue
+            _, text = await asyncio.to_thread(self.mailbox.pipeline.analyse_text, raw)
+            await self.index.index([document(account.id, record.id, record.received_at, text)])
+            problem.repaired = True
+
+
+def _light(record: EmailRecord) -> EmailRecord:
+    """What the account-wide checks keep of each email (the rest is dropped as we go)."""
+    record.preview = ""
+    record.attachments = []
+    return record

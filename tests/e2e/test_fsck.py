@@ -1,0 +1,148 @@
+"""`mailyard fsck` on a real data directory: mail delivered over SMTP by a real server, then
+damaged the way a crash, a bug or a careless hand would, then checked and repaired."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import smtplib
+import sqlite3
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import Server
+
+ALICE = "alice@example.test"
+
+
+def message(subject: str, word: str, attachment: bytes) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "carol@elsewhere.test"
+    msg["To"] = ALICE
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{word}@elsewhere.test>"
+    msg.set_content(f"The word of the day is {word}.\n")
+    msg.add_attachment(attachment, maintype="application", subtype="octet-stream",
+                       filename=f"{word}.bin")
+    return msg.as_bytes(policy=policy.SMTP)
+
+
+@pytest.fixture
+def delivered(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    """Three messages with distinct attachments of 8 KiB, delivered and indexed; the server
+    stopped again, so the test damages files nobody holds open."""
+    srv = Server(tmp_path)
+    srv.add_user(ALICE)
+    srv.start()
+    words = {"zanzibar": b"Z" * 8192, "quokka": bytes(range(256)) * 32,
+             "marmalade": b"M" * 8192}
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port) as smtp:
+        for word, data in words.items():
+            smtp.sendmail("carol@elsewhere.test", [ALICE], message(word.title(), word, data))
+    emails = srv.wait_emails(ALICE, 3)
+    assert len(emails) == 3
+    srv.wait_queue_empty()
+    srv.stop()
+    ids = {e["subject"].lower(): e["id"] for e in emails}
+    ids.update({f"{w}.sha256": hashlib.sha256(d).hexdigest() for w, d in words.items()})
+    yield srv, ids
+    srv.stop()
+
+
+def fsck(srv: Server, *args: str) -> tuple[int, list[str], str]:
+    result = srv.cli("fsck", *args, check=False)
+    assert result.returncode in (0, 1), result.stderr.decode()
+    return result.returncode, result.stdout.decode().splitlines(), result.stderr.decode()
+
+
+def blob_path(srv: Server, blob_id: str) -> Path:
+    return srv.data_dir / "blobs" / blob_id[-2:] / blob_id[-4:-2] / blob_id
+
+
+def test_clean_store_has_no_problem(delivered: tuple[Server, dict[str, str]]) -> None:
+    srv, _ = delivered
+    code, lines, summary = fsck(srv)
+    assert code == 0, lines
+    assert lines == []
+    assert "3 email(s)" in summary and "0 problem(s)" in summary
+
+
+def test_finds_and_repairs_deleted_index_row_and_missing_attachment_ref(
+        delivered: tuple[Server, dict[str, str]]) -> None:
+    srv, ids = delivered
+    zanzibar, quokka = ids["zanzibar"], ids["quokka"]
+    assert srv.cli("search", ALICE, "zanzibar").stdout.decode().startswith(zanzibar)
+
+    search = sqlite3.connect(srv.data_dir / "search.db")
+    with search:
+        assert search.execute("DELETE FROM doc_ids WHERE email_id = ?",
+                              (zanzibar,)).rowcount == 1
+        # And a document of an email that no longer exists.
+        search.execute("INSERT INTO doc_ids VALUES ((SELECT account_id FROM doc_ids LIMIT 1),"
+                       " 'eGHOST0000000', 1)")
+    search.close()
+    mail = sqlite3.connect(srv.data_dir / "mail.db")
+    with mail:
+        assert mail.execute("UPDATE emails SET blob_refs = '[]' WHERE id = ?",
+                            (quokka,)).rowcount == 1
+        mail.execute("UPDATE accounts SET used = 12345")
+        mail.execute("UPDATE mailboxes SET total = 99 WHERE role = 'inbox'")
+    mail.close()
+    assert srv.cli("search", ALICE, "zanzibar", check=False).stdout == b""
+
+    code, lines, _ = fsck(srv)
+    assert code == 1
+    kinds = {line.split("\t")[1] for line in lines}
+    assert kinds == {"index-missing", "index-dangling", "missing-attachment-ref",
+                     "quota-usage", "mailbox-counters"}, lines
+    assert all("\trepairable\t" in line for line in lines)
+    assert any(zanzibar in line and "index-missing" in line for line in lines)
+    assert any(quokka in line and ids["quokka.sha256"] in line for line in lines)
+
+    code, lines, _ = fsck(srv, "--repair")
+    assert code == 0, lines
+    assert len(lines) == 5 and all("\trepaired\t" in line for line in lines), lines
+
+    code, lines, _ = fsck(srv)
+    assert (code, lines) == (0, [])
+    assert srv.cli("search", ALICE, "zanzibar").stdout.decode().startswith(zanzibar)
+    mail = sqlite3.connect(srv.data_dir / "mail.db")
+    refs = mail.execute("SELECT blob_refs FROM emails WHERE id = ?", (quokka,)).fetchone()[0]
+    used = mail.execute("SELECT used FROM accounts").fetchone()[0]
+    mail.close()
+    assert ids["quokka.sha256"] in bytes(refs).decode()
+    assert used == sum(e["size"] for e in srv.emails(ALICE))
+
+
+def test_missing_and_corrupt_attachment_blobs_are_reported_not_repaired(
+        delivered: tuple[Server, dict[str, str]]) -> None:
+    srv, ids = delivered
+    blob_path(srv, ids["marmalade.sha256"]).unlink()
+    corrupt = blob_path(srv, ids["zanzibar.sha256"])
+    corrupt.write_bytes(b"Y" + corrupt.read_bytes()[1:])
+
+    code, lines, summary = fsck(srv, "--repair")
+    assert code == 1
+    problems = {(line.split("\t")[1], line.split("\t")[2]) for line in lines}
+    assert problems == {("missing-blob", "NOT REPAIRABLE"), ("bad-blob", "NOT REPAIRABLE")}, \
+        lines
+    assert any(ids["marmalade"] in line and ids["marmalade.sha256"] in line for line in lines)
+    assert any(ids["zanzibar"] in line and ids["zanzibar.sha256"] in line for line in lines)
+    assert "2 left" in summary
+    # The healthy message is untouched and still reads back whole.
+    raw = srv.raw(ALICE, ids["quokka"])
+    assert base64.b64encode(bytes(range(256)) * 32)[:76] in raw.replace(b"\r\n", b"\n")
+
+
+def test_one_account_only(delivered: tuple[Server, dict[str, str]]) -> None:
+    srv, ids = delivered
+    srv.add_user("bob@example.test")
+    blob_path(srv, ids["marmalade.sha256"]).unlink()
+    assert fsck(srv, "bob@example.test")[0] == 0
+    assert fsck(srv, ALICE)[0] == 1
+    result = srv.cli("fsck", "nobody@example.test", check=False)
+    assert result.returncode == 1 and b"no account" in result.stderr
