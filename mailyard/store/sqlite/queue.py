@@ -51,11 +51,19 @@ CREATE TABLE IF NOT EXISTS dead (
 """
 
 
+WATCH_INTERVAL = 0.01
+"""How often a waiting worker looks for commits of other processes (seconds)."""
+
+
 class SqliteQueue:
     def __init__(self, path: Path, *, poll_interval: float = 0.5) -> None:
         self.db = Database(path, SCHEMA, readers=2)
         self.poll_interval = poll_interval
         self._wakeup: asyncio.Event | None = None
+        # A connection of its own for PRAGMA data_version, which changes when another
+        # connection (another process's) commits: a microsecond read, so a worker learns of
+        # an item the listener enqueued within WATCH_INTERVAL instead of a whole poll_interval.
+        self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
     def _event(self) -> asyncio.Event:
         if self._wakeup is None:
@@ -291,10 +299,23 @@ class SqliteQueue:
         return await self.db.write(release)
 
     async def wait(self, timeout: float) -> None:
+        """Until an item may be ready: enqueued here (an event), committed by another process
+        (data_version moved), or poll_interval passed (delayed items come due)."""
         event = self._event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), min(timeout, self.poll_interval))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeout, self.poll_interval)
+        version = self._data_version()
+        while (remaining := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, WATCH_INTERVAL))
+                break
+            if self._data_version() != version:
+                break
         event.clear()
 
+    def _data_version(self) -> int:
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
     def close(self) -> None:
+        self._watch.close()
         self.db.close()
