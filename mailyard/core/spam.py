@@ -17,6 +17,7 @@ at most `MAX_TOKENS` distinct tokens are kept, so a 35 MB mail classifies as fas
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -119,11 +120,11 @@ def content(raw: bytes, parsed: ParsedMessage) -> Content:
             break
     html = "\n".join(html_chunks)[:MAX_HTML]
     text = parsed.text[:MAX_TEXT]
-    links = [(href, _TAG.sub(" ", inner)[:300]) for href, inner in _HREF.findall(html)[:300]]
+    links = [(href, _TAG.sub(" ", inner)[:300]) for href, inner in _HREF.findall(html)[:200]]
     urls = [href for href, _ in links if href.lower().startswith(("http", "www", "ftp"))]
-    urls += _urls(text)
+    urls = list(dict.fromkeys(urls + _urls(text)))
     return Content(
-        headers=_headers(raw[: parsed.root.body_start]), text=text, html=html, urls=urls[:500],
+        headers=_headers(raw[: parsed.root.body_start]), text=text, html=html, urls=urls[:200],
         links=links, content_types=content_types, charsets=charsets, filenames=filenames,
         gtube=GTUBE in raw or _GTUBE_TEXT in parsed.text,
     )
@@ -133,6 +134,7 @@ def content(raw: bytes, parsed: ParsedMessage) -> Content:
 # Tokenizer
 
 
+@functools.lru_cache(maxsize=4096)
 def url_host(url: str) -> str:
     """The host of a URL as a browser would go to it ("www.x" without a scheme too)."""
     if not re.match(r"^[a-z][a-z0-9+.-]*://", url, re.I):
@@ -227,7 +229,7 @@ def tokens(c: Content) -> list[str]:
     for filename in c.filenames[:20]:
         ext = filename.lower().rpartition(".")[2] if "." in filename else "none"
         add([f"att:ext:{ext[:10]}"])
-    for url in c.urls[:200]:
+    for url in c.urls:
         host = url_host(url)
         if host:
             add([f"url:host:{host[:100]}", f"url:site:{site(host)[:100]}"])
