@@ -39,8 +39,11 @@ def send(server: Server, data: bytes, to: str = "alice@example.test") -> None:
 
 
 def strip_trace(raw: bytes) -> tuple[list[bytes], bytes]:
-    """Our Return-Path and Received header, and the octets after them."""
-    m = re.match(rb"Return-Path: <[^>]*>\r\nReceived: [^\r]*\r\n(?:\t[^\r]*\r\n)*", raw)
+    """Our Return-Path and Received header (and the fields the inbound checks add under them:
+    Authentication-Results, X-Spam-*), and the octets after them."""
+    m = re.match(rb"Return-Path: <[^>]*>\r\nReceived: [^\r]*\r\n(?:\t[^\r]*\r\n)*"
+                 rb"(?:(?:Authentication-Results: mx\.example\.test;|X-Spam-[A-Za-z-]+:)"
+                 rb"[^\r]*\r\n(?:[ \t][^\r]*\r\n)*)*", raw)
     assert m, raw[:300]
     return m.group(0).split(CRLF), raw[m.end():]
 
