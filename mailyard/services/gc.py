@@ -1,0 +1,94 @@
+"""`mailyard gc`: remove blobs nothing refers to any more.
+
+Blobs are shared and content-addressed, so destroying an email leaves its skeleton and
+attachments behind (another email may use them). A blob is kept when an email names it (its
+skeleton, the attachments its row records and its skeleton needs), an upload names it (JMAP
+blob upload: object "U" + SHA-256), or a queue item or dead letter spools its message in it.
+
+Everything younger than the grace period is kept whatever the references say: a delivery in
+flight writes its blobs before the email row that names them commits. The file blob store
+refreshes the time of a blob written again (a deduplicated attachment), so an old orphan that
+a new delivery re-uses becomes young again; the time is read again just before removal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from mailyard.core import skeleton
+from mailyard.services.blobs import UPLOAD
+from mailyard.services.fsck import Maintainable
+from mailyard.store.ports import BlobInfo, BlobStore, MailStore, NotFound, Queue
+
+DEFAULT_GRACE = 24 * 3600.0
+_ALL = 1 << 30
+
+
+@dataclass(slots=True)
+class GcReport:
+    examined: int = 0
+    referenced: int = 0
+    young: int = 0
+    freed: list[BlobInfo] = field(default_factory=list)
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(b.size for b in self.freed)
+
+
+async def referenced(store: MailStore, blobs: BlobStore, queue: Queue) -> set[str]:
+    """Every blob id something names right now."""
+    keep: set[str] = set()
+    for account in await store.list_accounts():
+        after = ""
+        while ids := await store.email_ids(account.id, after=after, limit=500):
+            after = ids[-1]
+            records = await store.get_emails(account.id, ids, brief=True)
+            if isinstance(store, Maintainable):
+                for refs in (await store.blob_refs(account.id, ids)).values():
+                    keep.update(refs)
+            for record in records:
+                keep.add(record.blob_id)
+                # A missing skeleton is fsck's to report; its recorded refs still count.
+                with contextlib.suppress(NotFound, ValueError):
+                    keep.update(skeleton.blob_refs(await blobs.get(record.blob_id)))
+        for upload in await store.get_objects(account.id, UPLOAD):
+            keep.add(upload.id.removeprefix("U"))
+    for item in await queue.pending(limit=_ALL):
+        if spool := item.payload.get("spool"):
+            keep.add(spool)
+    for dead in await queue.dead_letters(limit=_ALL):
+        if spool := dead.payload.get("spool"):
+            keep.add(spool)
+    return keep
+
+
+async def collect(store: MailStore, blobs: BlobStore, queue: Queue, *,
+                  grace: float = DEFAULT_GRACE, dry_run: bool = False,
+                  now: float | None = None) -> GcReport:
+    """Remove (or, dry_run, only list) the unreferenced blobs older than `grace` seconds."""
+    cutoff = (time.time() if now is None else now) - grace
+    report = GcReport()
+    before = await blobs.inventory()  # before the references: a later blob is never a candidate
+    keep = await referenced(store, blobs, queue)
+    candidates: set[str] = set()
+    for info in before:
+        report.examined += 1
+        if info.blob_id in keep:
+            report.referenced += 1
+        elif info.written_at >= cutoff:
+            report.young += 1
+        else:
+            candidates.add(info.blob_id)
+    for info in await blobs.inventory():
+        if info.blob_id not in candidates:
+            continue
+        if info.written_at >= cutoff:  # written again since the first look: in use
+            report.young += 1
+            continue
+        if not dry_run:
+            await blobs.delete(info.blob_id)
+        report.freed.append(info)
+    return report
