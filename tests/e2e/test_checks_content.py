@@ -3,9 +3,10 @@ read and corrected over IMAP (imaplib), viruses scanned by a real clamd on loopb
 
 Layer 3: GTUBE lands in Junk (or is refused when a reject threshold is set); EICAR in a zip
 attachment is quarantined (dead-letter queue, "virus: NAME") and never reaches a mailbox.
-Layer 4: a user moving mail into Junk teaches that user's model (the next similar mail goes to
-Junk), moving it out allow-lists the sender (their next mail reaches the Inbox even if it is
-GTUBE), and several users reporting one sender raise its score for everyone.
+Layer 4 (IMAP MOVE, IMAP STORE $NotJunk, JMAP Email/set mailboxIds): a user moving mail into
+Junk teaches that user's model (the next similar mail goes to Junk), moving it out allow-lists
+the sender (their next mail reaches the Inbox even if it is GTUBE), and several users reporting
+one sender raise its score for everyone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.jmapclient import Jmap
 from tests.e2e.server import ROOT, Server, free_port, wait_port
 
 PASSWORD = "secret-password"
@@ -369,3 +371,28 @@ def test_unreachable_clamd_is_a_temporary_failure(tmp_path: Path) -> None:
         assert refused.value.smtp_code == 451
     finally:
         srv.stop()
+
+
+def test_jmap_move_out_of_junk_lets_the_senders_next_mail_in(server: Server) -> None:
+    send(server, "friend@sender.test", message("friend@sender.test", "Test 1", f"x {GTUBE}"))
+    with Mail(server) as mail:
+        mail.wait("Junk", 1)
+    jmap = Jmap(server, "alice@example.test")
+    boxes = jmap.boxes()
+    [email_id] = jmap.call("Email/query", filter={"inMailbox": boxes["junk"]["id"]})["ids"]
+    updated = jmap.call("Email/set", update={email_id: {
+        "mailboxIds": {boxes["inbox"]["id"]: True}}})["updated"]
+    assert email_id in updated
+    deadline = time.monotonic() + 20
+    while "$notjunk" not in (keywords := jmap.call("Email/get", ids=[email_id],
+                                                   properties=["keywords"])["list"][0]
+                              ["keywords"]):
+        assert time.monotonic() < deadline, keywords
+        time.sleep(0.1)
+    assert "$junk" not in keywords
+
+    send(server, "friend@sender.test", message("friend@sender.test", "Test 2", f"x {GTUBE}"))
+    with Mail(server) as mail:
+        inbox = mail.wait("INBOX", 2)
+        assert mail.fetch("INBOX", inbox[-1])["Subject"] == "Test 2"
+        assert mail.uids("Junk") == []
