@@ -10,6 +10,7 @@ connections; WAL lets them proceed while the writer commits.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -23,6 +24,46 @@ T = TypeVar("T")
 
 _STOP = object()
 _MAX_BATCH = 256
+
+log = logging.getLogger("mailyard.store")
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer Mailyard: running on it could corrupt it."""
+
+
+def check_schema(conn: sqlite3.Connection, path: Path, version: int) -> int:
+    """The file's schema version (PRAGMA user_version); refuses one newer than `version`."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > version:
+        raise SchemaTooNew(
+            f"{path} has schema version {found}, newer than this Mailyard's {version}: run the"
+            " newer Mailyard again, or restore the backup taken before upgrading")
+    return found
+
+
+def migrate_schema(conn: sqlite3.Connection, path: Path, version: int,
+                   migrate: Callable[[sqlite3.Connection, int], None] | None,
+                   existed: bool) -> None:
+    """Bring the file to `version` in one transaction: `migrate(conn, found)` runs the steps
+    after `found` (0: a file from before schema versions), then user_version is set. Another
+    process opening the file at the same moment waits for the lock and finds nothing to do."""
+    _begin_immediate(conn)
+    try:
+        found = check_schema(conn, path, version)
+        if found < version:
+            if existed:
+                log.warning("%s: migrating the schema from version %d to %d; keep a backup"
+                            " of the data directory taken before an upgrade (e.g. sqlite3 %s"
+                            " \".backup pre-upgrade.db\") to go back", path, found, version,
+                            path)
+            if migrate is not None:
+                migrate(conn, found)
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _begin_immediate(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
@@ -66,16 +107,27 @@ class Database:
     """A SQLite file with a group-committing writer thread and a pool of reader threads."""
 
     def __init__(self, path: Path, schema: str, *, readers: int = 4,
-                 setup: Callable[[sqlite3.Connection], None] | None = None) -> None:
+                 setup: Callable[[sqlite3.Connection], None] | None = None,
+                 version: int = 1,
+                 migrate: Callable[[sqlite3.Connection, int], None] | None = None) -> None:
+        """`version` is the schema version this build writes (bump it with every change of
+        `schema`, and give `migrate` the step); a newer file raises SchemaTooNew."""
         self.path = path
         self._setup = setup
         """Run on every connection (SQL functions the adapter's queries call)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(path)
+        try:
+            check_schema(conn, path, version)
+        except SchemaTooNew:
+            conn.close()
+            raise
+        existed = conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
         if setup:
             setup(conn)
         with conn:
             conn.executescript(schema)
+        migrate_schema(conn, path, version, migrate, existed)
         conn.execute("PRAGMA busy_timeout = 0")  # _begin_immediate polls instead
         self._writer_conn = conn
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -186,8 +186,19 @@ def _log(conn: sqlite3.Connection, account_id: str, modseq: int, kind: str, obje
     )
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+SCHEMA_VERSION = 1
+"""PRAGMA user_version of mail.db; 0 is every file from before versions (back to the first
+release, whose tables lacked the columns and the All Mail mailbox _migrate adds)."""
+
+
+def _migrate(conn: sqlite3.Connection, found: int = 0) -> None:
     """Bring a data directory made by an older build up to SCHEMA (columns added since)."""
+    if found >= 1:
+        return
+    # The first release wrote keywords as JSON bytes; LIKE (unseen counts, $seen searches)
+    # matches nothing in a BLOB.
+    conn.execute("UPDATE emails SET keywords = CAST(keywords AS TEXT)"
+                 " WHERE typeof(keywords) = 'blob'")
     emails = {r[1] for r in conn.execute("PRAGMA table_info(emails)")}
     if "head" not in emails:
         conn.execute("ALTER TABLE emails ADD COLUMN head BLOB NOT NULL DEFAULT x''")
@@ -202,12 +213,30 @@ def _migrate(conn: sqlite3.Connection) -> None:
             "  WHERE me.mailbox_id = mailboxes.id AND e.keywords NOT LIKE ?),"
             " bytes = (SELECT coalesce(sum(e.size), 0) FROM mailbox_emails me"
             "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)", (_SEEN,))
+    if "modseq" not in boxes:
+        conn.execute("ALTER TABLE mailboxes ADD COLUMN modseq INTEGER NOT NULL DEFAULT 0")
+        conn.execute("UPDATE mailboxes SET modseq = (SELECT modseq FROM accounts a"
+                     " WHERE a.id = mailboxes.account_id)")
+    for (account_id,) in conn.execute(
+            "SELECT id FROM accounts WHERE id NOT IN"
+            " (SELECT account_id FROM mailboxes WHERE role = ?)", (ALL,)).fetchall():
+        # The first release had no All Mail: every email goes in, in arrival order.
+        modseq = _next_modseq(conn, account_id)
+        mailbox_id = new_id("m")
+        conn.execute("INSERT INTO mailboxes (id, account_id, name, role, uidvalidity, modseq)"
+                     " VALUES (?, ?, ?, ?, ?, ?)",
+                     (mailbox_id, account_id, "All Mail", ALL, int(time.time()), modseq))
+        _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
+        for (email_id,) in conn.execute(
+                "SELECT id FROM emails WHERE account_id = ? ORDER BY received_at, id",
+                (account_id,)).fetchall():
+            _label(conn, account_id, email_id, mailbox_id, modseq)
 
 
 class SqliteMailStore(MaintenanceMixin):
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA, setup=filters.register)
-        self.db.write_sync(_migrate)
+        self.db = Database(path, SCHEMA, setup=filters.register, version=SCHEMA_VERSION,
+                           migrate=_migrate)
 
     def close(self) -> None:
         self.db.close()

@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from mailyard.store.sqlite.db import check_schema, migrate_schema
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS policy_entries (
     entry TEXT PRIMARY KEY,       -- an IP, a network (CIDR) or a domain, lower case
@@ -35,9 +37,12 @@ class SqlitePolicyStore:
                                   timeout=10.0)
         self.lock = threading.Lock()
         with self.lock:
+            check_schema(self.db, path, 1)
+            existed = self.db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            migrate_schema(self.db, path, 1, None, existed is not None)
 
     def close(self) -> None:
         with self.lock:

@@ -158,8 +158,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 class SqliteSearchIndex:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA, readers=2)
-        self.db.write_sync(_migrate)
+        self.db = Database(path, SCHEMA, readers=2, version=1,
+                           migrate=lambda conn, _found: _migrate(conn))
 
     def close(self) -> None:
         self.db.close()
