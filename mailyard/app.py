@@ -51,6 +51,8 @@ from mailyard.services.tokens import TokenService
 from mailyard.services.vacation import VacationResponder
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
+from mailyard.store.postgres.mailstore import PostgresMailStore
+from mailyard.store.sqlite.db import SchemaTooNew
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.store.sqlite.policy import SqlitePolicyStore
 from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
@@ -65,7 +67,7 @@ log = logging.getLogger("mailyard")
 @dataclass
 class Runtime:
     config: Config
-    store: SqliteMailStore
+    store: SqliteMailStore | PostgresMailStore
     blobs: FsBlobStore
     queue: SqliteQueue
     index: SqliteSearchIndex
@@ -87,7 +89,8 @@ class Runtime:
         """Build every adapter and service for `config` (no listener, no worker yet)."""
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        store = SqliteMailStore(data / "mail.db")
+        store: SqliteMailStore | PostgresMailStore = PostgresMailStore(config.store.metadata) \
+            if config.store.metadata else SqliteMailStore(data / "mail.db")
         blobs = FsBlobStore(config.blob_dir)
         queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
         index = SqliteSearchIndex(data / "search.db")
@@ -187,7 +190,10 @@ def _hostport(value: str) -> tuple[str, int]:
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
     limit_malloc_arenas()
-    runtime = Runtime.open(config)
+    try:
+        runtime = Runtime.open(config)
+    except SchemaTooNew as e:
+        raise SystemExit(f"mailyard: refusing to start: {e}") from None
     # Binding the event socket also proves no other server runs on this data_dir, so the
     # leases left in the queue belong to dead workers of a previous run.
     try:

@@ -186,6 +186,14 @@ class Spam:
 
 
 @dataclass(frozen=True)
+class Store:
+    """Which engine holds each port; "" is the embedded default (SQLite + files)."""
+
+    metadata: str = ""
+    """The MailStore: "postgresql://user@host:port/db" (PostgreSQL), "": SQLite in data_dir."""
+
+
+@dataclass(frozen=True)
 class TLS:
     certificate: str = ""
     private_key: str = ""
@@ -211,6 +219,7 @@ class Config:
     attachment_bytes, unpacked_bytes, pdf)."""
     checks: Checks = field(default_factory=Checks)
     spam: Spam = field(default_factory=Spam)
+    store: Store = field(default_factory=Store)
     source: Path | None = None
 
     @property
@@ -222,7 +231,7 @@ _TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, 
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
                             "checks": Checks, "spam": Spam,
-                            "pop3": POP3}
+                            "pop3": POP3, "store": Store}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:
@@ -284,6 +293,10 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.message_size: must be at least 1024")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
+    if config.store.metadata and not config.store.metadata.startswith(
+            ("postgresql://", "postgres://")):
+        raise ConfigError(f"store.metadata: expected \"postgresql://...\" or \"\" (SQLite), "
+                          f"got {config.store.metadata!r}")
     if config.pop3.dele not in ("trash", "expunge"):
         raise ConfigError(f"pop3.dele: expected \"trash\" or \"expunge\", "
                           f"got {config.pop3.dele!r}")
