@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -252,6 +252,75 @@ class SearchService:
         if found_sub is None:
             raise ValueError(f"substring {node.value!r} is too short for the index")
         return found_sub
+
+    # ------------------------------------------------------------------ among given emails
+
+    async def among(self, account: Account, node: q.Node, email_ids: Collection[str]
+                    ) -> set[str]:
+        """The emails of `email_ids` that match `node`, exactly: IMAP SEARCH, where the
+        selected mailbox's view fixes the candidates and no order or page is wanted.
+
+        Each engine sees only candidates still in play: an AND narrows item by item (index
+        terms first, then the metadata half in one store query over what is left), an OR asks
+        each item only about what earlier items did not match, a NOT about what its parent
+        still holds. A Header condition (IMAP FROM/SUBJECT/HEADER ... substrings) is first
+        narrowed by the index's trigram table, then checked on the stored header by the store.
+        Raises ValueError when a substring is too short for the index to answer: the caller
+        then has to look at the messages itself."""
+        node = await self.resolve(account, node, gmail_scope=False)
+        return await self._among(account.id, node, set(email_ids))
+
+    async def _among(self, account_id: str, node: q.Node, ids: set[str]) -> set[str]:
+        if not ids:
+            return ids
+        if isinstance(node, q.And):
+            meta = [n for n in node.items if _is_meta(n) and not _narrowable(n)]
+            for item in sorted((n for n in node.items if not _is_meta(n) or _narrowable(n)),
+                               key=lambda n: not isinstance(n, q.Text)):
+                ids = await self._among(account_id, item, ids)
+            if meta and ids:
+                ids = await self._meta_among(account_id, _and(meta), ids)
+            return ids
+        if isinstance(node, q.Or) and not _is_meta(node):
+            found: set[str] = set()
+            for item in node.items:
+                found |= await self._among(account_id, item, ids - found)
+            return found
+        if isinstance(node, q.Not) and not _is_meta(node):
+            return ids - await self._among(account_id, node.item, ids)
+        if isinstance(node, q.Text):
+            if not node.substring:
+                return ids & set((await self.index.query(account_id, node,
+                                                         among=list(ids))).ids)
+            field = {"subject": "subject", "body": "body", None: None}.get(node.field,
+                                                                            "addresses")
+            found_sub = await self.index.substring(account_id, field, node.value)
+            if found_sub is None:
+                raise ValueError(f"substring {node.value!r} is too short for the index")
+            return ids & found_sub
+        if isinstance(node, q.Header) and (field := _narrowable(node)):
+            hits = await self.index.substring(account_id, field, node.value)
+            if hits is not None:
+                ids = ids & hits
+        return await self._meta_among(account_id, node, ids)
+
+    async def _meta_among(self, account_id: str, node: q.Node, ids: set[str]) -> set[str]:
+        if not ids:
+            return ids
+        return set((await self.store.query_emails(account_id, node, among=list(ids))).ids)
+
+
+_INDEXED_HEADERS = {"subject": "subject", "from": "addresses", "to": "addresses",
+                    "cc": "addresses"}
+
+
+def _narrowable(node: q.Node) -> str | None:
+    """The index field whose trigrams hold a Header condition's value, if one does: the index
+    keeps subjects and the names and addresses of From/To/Cc (not "name <address>", so a
+    value with <, > or quotes may span what it stores and is not narrowed)."""
+    if not isinstance(node, q.Header) or not node.value or set('<>"') & set(node.value):
+        return None
+    return _INDEXED_HEADERS.get(node.name)
 
 
 def _received_bounds(meta: list[q.Node]) -> tuple[int | None, int | None]:

@@ -1,18 +1,30 @@
-"""IMAP SEARCH keys evaluated over the selected mailbox (RFC 3501 §6.4.4, RFC 9051 §6.4.4).
+"""IMAP SEARCH keys over the selected mailbox (RFC 3501 §6.4.4, RFC 9051 §6.4.4), through the
+one query language (core.query) wherever it can say the same thing.
 
-Flag, date, size, UID and sequence keys read the stored metadata; header and text keys read the
-message itself with IMAP's case-insensitive substring semantics. The query language and the
-full-text index of the search issue replace the text half; the metadata half stays here.
+`to_query` compiles a search key to a core.query tree: flags and keywords, dates (internal
+and sent), sizes, OLDER/YOUNGER, FROM/TO/CC/BCC/SUBJECT/HEADER as Header substrings, TEXT and
+BODY as Text substrings, X-GM-LABELS as a mailbox, X-GM-RAW parsed by the query language itself.
+The search service answers such a tree among the selected mailbox's emails (index trigrams
+narrow, the store checks), so IMAP, JMAP and the web share the rules of each condition.
+
+What only this session knows stays here: sequence numbers, UIDs and `$` (SEARCHRES) belong to
+the session's view, and a key made only of those and flags is answered from the view with no
+query at all (UNSEEN, UID ranges: what clients send most). MODSEQ, EMAILID, THREADID and
+X-GM-MSGID/THRID read the stored record. A substring too short for the index to answer falls
+back to reading the messages here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mailyard.core import query as q
+from mailyard.core.ids import id_u64
 from mailyard.core.mime import decode_words
 from mailyard.core.query import QueryError
+from mailyard.protocols.imap import grammar as g
 from mailyard.protocols.imap.session import Bad
 from mailyard.store.ports import EmailRecord
 
@@ -22,58 +34,118 @@ if TYPE_CHECKING:
 _FLAG_KEYWORD = {"\\answered": "$answered", "\\deleted": "$deleted", "\\draft": "$draft",
                  "\\flagged": "$flagged", "\\seen": "$seen"}
 _ADDRESS_FIELDS = {"FROM": "from_", "TO": "to", "CC": "cc"}
+_DATE_OPS = {"before": "before", "on": "on", "since": "after"}
+_EVERYTHING = q.And(())
+_NOTHING = q.Or(())
 
 
 _NO_RECORD: Any = object()
 """Stands in for the record when only view keys are evaluated (they never read it)."""
 
 
+def _children(key: Any) -> list[Any]:
+    keys = getattr(key, "keys", None)
+    if keys is not None:
+        return list(keys)
+    return [getattr(key, n) for n in ("a", "b", "key") if hasattr(key, n)]
+
+
+def to_query(key: g.SearchKey, labels: dict[str, str], now: datetime) -> q.Node | None:
+    """The core.query tree that means what `key` means, or None when some part of it is about
+    this session's view or record fields the query language has no word for. `labels` maps
+    mailbox names to ids (for X-GM-LABELS). Raises Bad for an X-GM-RAW that does not parse."""
+    if isinstance(key, g.All):
+        return _EVERYTHING
+    if isinstance(key, g.And | g.Or):
+        items = [to_query(k, labels, now) for k in _children(key)]
+        if any(i is None for i in items):
+            return None
+        kept = tuple(i for i in items if i is not None)
+        return q.And(kept) if isinstance(key, g.And) else q.Or(kept)
+    if isinstance(key, g.Not):
+        inner = to_query(key.key, labels, now)
+        return None if inner is None else q.Not(inner)
+    if isinstance(key, g.Flag | g.Keyword):
+        if isinstance(key, g.Flag):
+            keyword = _FLAG_KEYWORD.get(key.name.lower())
+            if keyword is None:  # \Recent: no message is recent here (IMAP4rev2 dropped it)
+                return _NOTHING if key.present else _EVERYTHING
+        else:
+            keyword = key.name.lower()
+        node: q.Node = q.Keyword(keyword)
+        return node if key.present else q.Not(node)
+    if isinstance(key, g.Date):
+        return q.Date(_DATE_OPS[key.op], key.date,
+                      "received" if key.field == "internal" else "sent")
+    if isinstance(key, g.Within):
+        at = now - timedelta(seconds=key.seconds)
+        return q.Received("before" if key.op == "older" else "after", at)
+    if isinstance(key, g.Size):
+        return q.Size(key.op, key.n)
+    if isinstance(key, g.Header):
+        return q.Header(key.name.lower(), key.value)
+    if isinstance(key, g.Text | g.Body):
+        if not key.value:
+            return _EVERYTHING
+        return q.Text(key.value, field="body" if isinstance(key, g.Body) else None,
+                      substring=True)
+    if isinstance(key, g.GmLabel):
+        name = "INBOX" if key.label.lower() == "\\inbox" else key.label
+        box = labels.get(name)
+        return _NOTHING if box is None else q.Mailbox(box, by_id=True)
+    if isinstance(key, g.GmRaw):
+        try:
+            return q.parse(key.query)
+        except QueryError as e:
+            raise Bad(f"X-GM-RAW: {e}") from None
+    return None  # sequence numbers, UIDs, MODSEQ, EMAILID, THREADID, X-GM-MSGID/THRID
+
+
+def _has(key: Any, kind: type) -> bool:
+    return isinstance(key, kind) or any(_has(k, kind) for k in _children(key))
+
+
 class _Context:
-    """Per-SEARCH lazy state: raw messages are read only if a text key needs them."""
+    """Per-SEARCH state: the subtrees the search service answered, and raw messages read
+    lazily for the few keys that need them."""
 
     def __init__(self, session: Session, records: dict[str, EmailRecord]) -> None:
         self.session = session
         self.records = records
         self.raw: dict[str, bytes] = {}
-        self.hits: dict[int, set[str] | None] = {}
-        """Per text key (by id): the emails the search index says contain its value."""
+        self.exact: dict[int, set[str]] = {}
+        """Per key (by id): exactly the view's emails that match it."""
+        self.labels: dict[str, str] | None = None
 
     def candidates(self, key: Any) -> set[str] | None:
-        """A superset of the emails `key` can match, from the index answers; None: any."""
-        kind = type(key).__name__
-        if self.hits.get(id(key)) is not None:
-            return self.hits[id(key)]
-        if kind == "And":
+        """A superset of the emails `key` can match; None: any."""
+        if id(key) in self.exact:
+            return self.exact[id(key)]
+        if isinstance(key, g.And):
             known = [c for k in key.keys if (c := self.candidates(k)) is not None]
             return set.intersection(*known) if known else None
-        if kind == "Or":
+        if isinstance(key, g.Or):
             a, b = self.candidates(key.a), self.candidates(key.b)
             return None if a is None or b is None else a | b
         return None
 
     async def prepare(self, key: Any) -> None:
-        """Ask the index once per text key, before the per-message walk."""
-        kind = type(key).__name__
-        field = {"Text": None, "Body": "body"}.get(kind, "")
-        if kind == "Header" and key.name.upper() == "SUBJECT":
-            field = "subject"
-        elif kind == "Header" and key.name.upper() in _ADDRESS_FIELDS and not set("<>") & set(
-                key.value):  # the index holds names and addresses, not "name <address>"
-            field = "addresses"
-        if field != "" and key.value:
-            self.hits[id(key)] = await self.session.mailbox.substring(
-                self.session.user, field, key.value)
-        if kind == "GmRaw":
-            # The query language itself (the search issue): every email of the account that
-            # matches, Spam and Trash included, since the client chose the mailbox to search.
+        """Hand the largest subtrees the query language can express to the search service,
+        once each, before the per-message walk. A subtree of flags, sequence numbers and
+        UIDs only is left to the view, which answers it without a query."""
+        if not needs_records(key, {}):
+            return
+        s = self.session
+        if self.labels is None and _has(key, g.GmLabel):
+            self.labels = {b.name: b.id for b in await s.mailbox.mailboxes(s.user)}
+        node = to_query(key, self.labels or {}, datetime.now(UTC))
+        if node is not None:
             try:
-                hits = await self.session.search.search(self.session.user, key.query,
-                                                        limit=None, gmail_scope=False)
-            except QueryError as e:
-                raise Bad(f"X-GM-RAW: {e}") from None
-            self.hits[id(key)] = set(hits.ids)
-        for child in getattr(key, "keys", None) or [getattr(key, n) for n in ("a", "b", "key")
-                                                      if hasattr(key, n)]:
+                self.exact[id(key)] = await s.search.among(s.user, node, s.sel.email_ids)
+                return
+            except ValueError:
+                pass  # a substring too short for the index: its leaf reads the messages
+        for child in _children(key):
             await self.prepare(child)
 
     async def raw_of(self, record: EmailRecord) -> bytes:
@@ -104,6 +176,9 @@ def _header_value(raw: bytes, name: str) -> str:
 async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> bool:
     s = ctx.session
     sel = s.sel
+    exact = ctx.exact.get(id(key))
+    if exact is not None:
+        return sel.email_ids[index] in exact
     kind = type(key).__name__
     if kind == "All":
         return True
@@ -143,11 +218,10 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
         return bool(record.id == key.id)
     if kind == "ThreadId":
         return bool(record.thread_id == key.id)
-    hits = ctx.hits.get(id(key))
-    if hits is not None and record.id not in hits:
-        return False  # the index knows it is not there; a hit is still checked below
-    if kind in ("Text", "Body") and hits is not None:
-        return True  # the index holds the decoded text, which is what TEXT/BODY search
+    if kind == "GmMsgId":
+        return bool(id_u64(record.id) == key.id)
+    if kind == "GmThrId":
+        return bool(id_u64(record.thread_id) == key.id)
     if kind == "Header":
         needle = key.value.lower()
         name = key.name.upper()
@@ -173,22 +247,22 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
             label = "INBOX"
         return label in record.mailboxes
     if kind == "GmRaw":
-        return hits is not None  # the query language answered for the whole key
+        raise Bad("X-GM-RAW: a substring in it is too short to search for")
     return False
 
 
 _VIEW_KEYS = frozenset({"All", "And", "Or", "Not", "SeqSet", "Uid", "Flag", "Keyword"})
 
 
-def needs_records(key: Any) -> bool:
-    """Whether `key` reads anything beyond the session's view (UIDs, sequence, flags): the
-    common client searches (UNSEEN, FLAGGED, UID ranges) then cost no store query at all."""
-    kind = type(key).__name__
-    if kind not in _VIEW_KEYS:
+def needs_records(key: Any, exact: dict[int, set[str]]) -> bool:
+    """Whether `key` reads anything beyond the session's view (UIDs, sequence, flags) and the
+    subtrees the search service answered: the common client searches (UNSEEN, FLAGGED, UID
+    ranges, and FROM/TEXT/... through the service) then load no record at all."""
+    if id(key) in exact:
+        return False
+    if type(key).__name__ not in _VIEW_KEYS:
         return True
-    children = getattr(key, "keys", None) or [getattr(key, n) for n in ("a", "b", "key")
-                                              if hasattr(key, n)]
-    return any(needs_records(k) for k in children)
+    return any(needs_records(k, exact) for k in _children(key))
 
 
 Loader = Callable[[list[int]], Awaitable[dict[str, EmailRecord]]]
@@ -197,14 +271,14 @@ Loader = Callable[[list[int]], Awaitable[dict[str, EmailRecord]]]
 async def evaluate(session: Session, key: Any, load: Loader) -> tuple[list[int],
                                                                        dict[str, EmailRecord]]:
     """The 0-based indexes of the selected view's messages that match `key`, and the records it
-    read. The index narrows the messages first, so only candidates' records are loaded (none at
-    all when the key reads only flags, UIDs and sequence numbers)."""
+    read. The search service answers what the query language can say first, so records are
+    loaded only for the keys it cannot (MODSEQ, EMAILID ...) and only for its candidates."""
     ctx = _Context(session, {})
     await ctx.prepare(key)
     sel = session.sel
     allowed = ctx.candidates(key)
     indexes = [i for i, e in enumerate(sel.email_ids) if allowed is None or e in allowed]
-    records = await load(indexes) if needs_records(key) else None
+    records = await load(indexes) if needs_records(key, ctx.exact) else None
     ctx.records = records or {}
     out = []
     for index in indexes:
