@@ -20,6 +20,7 @@ from typing import Any
 
 from mailyard.config import Config
 from mailyard.dns import Resolver
+from mailyard.log import configure as configure_logging
 from mailyard.mtasts import MTASTS
 from mailyard.pipeline.inbound import InboundPipeline
 from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
@@ -32,6 +33,8 @@ from mailyard.protocols.jmap.pushsub import PushService
 from mailyard.protocols.jmap.sync import routes as sync_routes
 from mailyard.protocols.jmap.webpush import WebPushDeliverer
 from mailyard.protocols.jmap.websocket import routes as websocket_routes
+from mailyard.protocols.live import LIVE
+from mailyard.protocols.ops import OpsRouter, OpsServices, build_ops_app
 from mailyard.protocols.pop3.server import start_pop3
 from mailyard.protocols.pop3.session import POP3Policy, POP3Services
 from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
@@ -293,9 +296,9 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 "submission": runtime.submission, "bus": runtime.bus,
                 "blobs": runtime.blob_access, "vacation": runtime.vacation})
         host, port = _hostport(config.listen.http)
-        http = await start_http(build_app(jmap, routes=[
+        http = await start_http(OpsRouter(ops_app(runtime), build_app(jmap, routes=[
             *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
-            *sync_routes(runtime.mailbox)]), host, port,
+            *sync_routes(runtime.mailbox)])), host, port,
                                 ssl=tls)
         log.info("HTTPS (JMAP) listening on %s", config.listen.http)
         await push.deliverer.start()
@@ -320,8 +323,13 @@ async def serve(config: Config, *, workers: int = 0) -> None:
 
     await stop.wait()
     log.info("shutting down")
+    # Stop accepting, then end each session politely (IMAP BYE, POP3 -ERR, SMTP 421 once a
+    # DATA in progress has its answer): nothing acknowledged is lost, since a 250 is only
+    # said once the message is durable. The pipeline finishes its batch; anything leased and
+    # unfinished is taken back by the next start.
     for server in servers:
         server.close()
+    await LIVE.goodbye(timeout=15.0)
     if http is not None:
         await http.close()
     if push is not None and push_store is not None:
@@ -340,11 +348,30 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     policy_store.close()
 
 
+def ops_app(runtime: Runtime) -> Any:
+    """/metrics, /healthz and /readyz over this runtime's stores."""
+    data = runtime.config.data_dir
+
+    async def sizes() -> dict[str, int]:
+        out = {"blobs": await runtime.blobs.usage()}
+        for name in ("mail", "queue", "search", "spam", "policy", "push"):
+            files = [data / f"{name}.db", data / f"{name}.db-wal"]
+            out[name] = sum(f.stat().st_size for f in files if f.exists())
+        return out
+
+    return build_ops_app(OpsServices(queue=runtime.queue, store_sizes=sizes, ready_checks={
+        "mailstore": runtime.store.list_domains,
+        "queue": runtime.queue.stats,
+        "search": lambda: runtime.index.count(""),
+        "blobs": lambda: runtime.blobs.exists("readyz-probe"),
+    }))
+
+
 def worker_process(config: Config, parent_pid: int) -> None:
     """Entry point of a `--workers N` process."""
     _die_with_parent()
     limit_malloc_arenas()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(config.log.format, config.log.level)
     try:
         import uvloop
         uvloop.install()

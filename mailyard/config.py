@@ -186,6 +186,17 @@ class Spam:
 
 
 @dataclass(frozen=True)
+class Log:
+    """Logging of `mailyard serve` and its workers (mailyard/log.py)."""
+
+    format: str = "text"
+    """"text": classic lines; "json": one JSON object per line, with the message's queue id
+    (`queue_id`) on every line about it, from SMTP acceptance to the mailbox."""
+    level: str = "INFO"
+    """The default of `serve --log-level`."""
+
+
+@dataclass(frozen=True)
 class Store:
     """Which engine holds each port; "" is the embedded default (SQLite + files)."""
 
@@ -220,6 +231,7 @@ class Config:
     checks: Checks = field(default_factory=Checks)
     spam: Spam = field(default_factory=Spam)
     store: Store = field(default_factory=Store)
+    log: Log = field(default_factory=Log)
     source: Path | None = None
 
     @property
@@ -231,7 +243,7 @@ _TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, 
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
                             "checks": Checks, "spam": Spam,
-                            "pop3": POP3, "store": Store}
+                            "pop3": POP3, "store": Store, "log": Log}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:
@@ -297,6 +309,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             ("postgresql://", "postgres://")):
         raise ConfigError(f"store.metadata: expected \"postgresql://...\" or \"\" (SQLite), "
                           f"got {config.store.metadata!r}")
+    if config.log.format not in ("text", "json"):
+        raise ConfigError(f"log.format: expected \"text\" or \"json\", "
+                          f"got {config.log.format!r}")
     if config.pop3.dele not in ("trash", "expunge"):
         raise ConfigError(f"pop3.dele: expected \"trash\" or \"expunge\", "
                           f"got {config.pop3.dele!r}")

@@ -32,6 +32,7 @@ from typing import Any
 
 import aiosmtplib
 
+from mailyard import metrics
 from mailyard.core import dsn
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.dkim import DKIMKey, sign, to_crlf
@@ -158,8 +159,10 @@ class OutboundWorker:
         attempt = await self.attempt(domain, p["mail_from"], p["recipients"],
                                      await self._signed(p["mail_from"], raw))
         self.delivered += len(attempt.delivered)
+        metrics.mail("delivered", len(attempt.delivered))
         if attempt.delivered:
-            log.info("item %s: delivered to %s", item.id, ", ".join(attempt.delivered))
+            log.info("item %s: delivered to %s", item.id, ", ".join(attempt.delivered),
+                     extra={"queue_id": item.id})
         expired = now - p["submitted_at"] >= self.policy.give_up_after
         if expired:
             for rcpt, reply in attempt.temporary.items():
@@ -183,11 +186,17 @@ class OutboundWorker:
             await self.queue.retry(item, error[:2000], delay, payload={
                 **p, "recipients": list(attempt.temporary), "failed": failed,
                 "delay_notified": notified})
+            metrics.mail("deferred", len(attempt.temporary))
+            log.info("item %s: deferred, retry in %.0fs: %s", item.id, delay, error[:500],
+                     extra={"queue_id": item.id})
             return
         if failed:
             error = "; ".join(f"{f['recipient']}: {f['reply']}" for f in failed)
             await self.queue.bury(item, error[:4000], payload={
                 **p, "recipients": [f["recipient"] for f in failed], "failed": failed})
+            metrics.mail("dead_lettered")
+            log.warning("item %s: failed for good: %s", item.id, error[:500],
+                        extra={"queue_id": item.id})
             return  # the spool stays for `mailyard dlq retry`
         await self.queue.ack(item)
         await self.blobs.delete(p["spool"])
@@ -352,6 +361,8 @@ class OutboundWorker:
             arrival=datetime.fromtimestamp(p["submitted_at"], UTC), envelope_id=p["submission"],
             now=now, message_id_domain=self.policy.hostname)
         suffix = "delay" if action == "delayed" else f"fail{item.attempts}"
+        if action == "failed":
+            metrics.mail("bounced", len(replies))
         await self.delivery.accept(
             queue_id=f"{item.id}.{suffix}", mail_from="", recipients=[sender], raw=report,
             trace_length=0, received_at=int(time.time() * 1000))

@@ -14,6 +14,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mailyard import metrics
 from mailyard.pipeline.inbound import InboundPipeline, Outcome, PermanentFailure, Quarantined
 from mailyard.services.delivery import INBOUND
 from mailyard.store.ports import EventBus, Queue, QueueItem, SearchIndex
@@ -100,19 +101,29 @@ class Worker:
         await asyncio.gather(*(self.pipeline.finish(item) for item, _ in done))
         await asyncio.gather(*(self.queue.ack(item) for item, _ in done))
         self.processed += len(done)
+        for item, outcome in done:
+            metrics.mail("delivered", sum(1 for d in outcome.delivered if d.created))
+            for d in outcome.delivered:
+                log.info("delivered %s to account %s as %s%s", item.id, d.account_id,
+                         d.email_id, "" if d.created else " (already there)",
+                         extra={"queue_id": item.id, "account_id": d.account_id,
+                                "email_id": d.email_id})
 
     async def _failed(self, item: QueueItem, error: BaseException) -> None:
         reason = f"{type(error).__name__}: {error}"
         if isinstance(error, Quarantined):
             reason = str(error)  # the verdict's own words ("virus: NAME")
         if isinstance(error, PermanentFailure) or item.attempts >= self.retry.max_attempts:
-            log.warning("item %s to the dead-letter queue: %s", item.id, reason)
+            log.warning("item %s to the dead-letter queue: %s", item.id, reason,
+                        extra={"queue_id": item.id})
             await self.queue.bury(item, reason)
+            metrics.mail("dead_lettered")
         else:
             delay = self.retry.delay(item.attempts)
             log.info("item %s failed (attempt %d), retry in %.0fs: %s", item.id, item.attempts,
-                     delay, reason)
+                     delay, reason, extra={"queue_id": item.id})
             await self.queue.retry(item, reason, delay)
+            metrics.mail("deferred")
 
 
 def parent_alive(parent_pid: int) -> bool:

@@ -7,11 +7,15 @@ may acknowledge (SMTP 250). Everything after that is the pipeline's job and may 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mailyard import metrics
 from mailyard.store.ports import BlobStore, Queue
+
+log = logging.getLogger("mailyard.delivery")
 
 INBOUND = "inbound"
 
@@ -54,4 +58,8 @@ class DeliveryService:
             "peer": peer,
             "helo": helo,
         }, item_id=queue_id)
+        metrics.mail("accepted")
+        log.info("accepted %s from <%s> for %d recipient(s), %d octets", queue_id, mail_from,
+                 len(recipients), len(raw),
+                 extra={"queue_id": queue_id, "peer": peer, "size": len(raw)})
         return Accepted(queue_id=queue_id)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from mailyard import metrics
 from mailyard.core import query as q
 from mailyard.pipeline.inbound import document
 from mailyard.services.mailbox import MailboxService
@@ -112,9 +113,10 @@ class SearchService:
                      gmail_scope: bool = True, now: datetime | None = None) -> Hits:
         """Email ids matching `query` (text in the query language, or an AST from IMAP or
         JMAP). Raises core.query.QueryError for a malformed query text."""
-        node = q.parse(query) if isinstance(query, str) else query
-        node = await self.resolve(account, node, gmail_scope=gmail_scope, now=now)
-        return await self._run(account.id, node, order, limit, position, total)
+        with metrics.SEARCH.time():
+            node = q.parse(query) if isinstance(query, str) else query
+            node = await self.resolve(account, node, gmail_scope=gmail_scope, now=now)
+            return await self._run(account.id, node, order, limit, position, total)
 
     async def snippets(self, account: Account, query: str | q.Node,
                        email_ids: Sequence[str]) -> list[Snippet]:

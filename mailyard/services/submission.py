@@ -11,11 +11,13 @@ and `cancel` takes them back while no worker holds them.
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailyard import metrics
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.ids import new_id
 from mailyard.core.mime import parse_message
@@ -37,6 +39,8 @@ OUTBOUND = "outbound"
 
 MAX_HOLD = 30 * 86400
 """FUTURERELEASE (RFC 4865): the longest a message may be held, in seconds."""
+
+log = logging.getLogger("mailyard.submission")
 
 
 def release_time(key: str, value: str) -> float | None:
@@ -184,6 +188,10 @@ class SubmissionService:
             items.append(NewItem(kind, payload, item_id=item_id, delay=delay))
         ids = await self.queue.enqueue_many(items)
         self.rate.allow(account.id, time.monotonic())
+        metrics.mail("accepted")
+        for item_id in ids:
+            log.info("submission %s queued as %s", sub_id, item_id,
+                     extra={"queue_id": item_id, "account_id": account.id})
         return Submitted(sub_id, sent_id, ids, now + delay)
 
     async def cancel(self, account: Account, submission_id: str) -> int:

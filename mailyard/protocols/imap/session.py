@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from mailyard import metrics
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
 from mailyard.protocols.imap.compress import DeflateWriter, Inflater
 from mailyard.protocols.imap.grammar import BadCharset, Command, ParseError, parse_command
@@ -273,8 +274,7 @@ class Session:
         except Exception:
             log.exception("IMAP %s failed", cmd.name)
             self.tagged(cmd, "NO", "Internal error; the failure was logged", "SERVERBUG")
-        log.debug("%s %s in %.1f ms", self.peer_ip, cmd.name,
-                  (time.perf_counter() - started) * 1000)
+        metrics.command("imap", cmd.name, time.perf_counter() - started)
 
     def tagged(self, cmd: Command, status: str, text: str, code: str | None = None) -> None:
         code_part = f"[{code}] " if code else ""

@@ -9,12 +9,14 @@ failure (a `MethodError`, or any exception) fails that call alone while the requ
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
+from mailyard import metrics
 from mailyard.protocols.jmap.errors import MethodError, RequestError
 from mailyard.protocols.jmap.references import Invocation, resolve
 from mailyard.store.ports import Account
@@ -140,7 +142,9 @@ async def execute(request: Request, *, account: Account, services: Any,
             if spec is None or spec.capability not in request.using:
                 raise MethodError("unknownMethod", None if spec is None
                                   else f"{name} needs {spec.capability} in using")
+            started = time.perf_counter()
             result = await spec.handler(ctx, resolve(args, responses))
+            metrics.command("jmap", name, time.perf_counter() - started)
             if not isinstance(result, dict):
                 raise TypeError(f"{name} returned {type(result).__name__}, not a dict")
         except MethodError as e:

@@ -13,9 +13,11 @@ import contextlib
 import enum
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from mailyard import metrics
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong
 from mailyard.protocols.pop3.grammar import Command, ParseError, parse_command
@@ -202,6 +204,7 @@ class Session:
         if self.state not in states:
             self.err(f"{cmd.keyword} is not valid in this state")
             return
+        started = time.perf_counter()
         try:
             await handler(self, cmd)
         except ParseError as e:
@@ -213,6 +216,7 @@ class Session:
         except Exception:
             log.exception("POP3 %s failed", cmd.keyword)
             self.err("Internal error; the failure was logged", "SYS/TEMP")
+        metrics.command("pop3", cmd.keyword, time.perf_counter() - started)
 
     # ------------------------------------------------------------------ transitions
 

@@ -158,6 +158,8 @@ def _account(session: Session) -> Account:
 class SubmissionSMTP(EnhancedSMTP):
     """aiosmtpd's protocol with asynchronous AUTH and TLS rules per connection."""
 
+    protocol_name = "submission"
+
     def __init__(self, handler: SubmissionHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.submission = handler
