@@ -8,7 +8,8 @@ streams (uvloop when installed) and runs on the same machine as the server.
 --mode mix (default): --clients concurrent clients each LOGIN, SELECT INBOX, then loop for
 --seconds over a weighted mix of what a mail client does (see MIX): FETCH 50 messages' flags,
 UID, size and three header fields from a random window; UID FETCH BODY.PEEK[] of a random
-message; STORE +FLAGS/-FLAGS \\Seen; SEARCH UNSEEN and SEARCH FROM; a small APPEND; NOOP; a brief
+message; STORE +FLAGS/-FLAGS \\Seen; SEARCH UNSEEN, SEARCH FROM and SEARCH TEXT
+(two words); a small APPEND; NOOP; a brief
 IDLE/DONE. Each client sends its next command as soon as the previous one is answered (no think
 time). Prints the loop's commands/s, p50/p99/max latency per command type (from sending the
 command to reading its tagged response; for IDLE, to the "+" continuation, and DONE to the tagged
@@ -274,6 +275,10 @@ async def op_search_from(c: Client, rng: random.Random, st: Stats) -> None:
     await _timed(c, st, "SEARCH FROM", f'SEARCH FROM "sender{rng.randrange(50)}@"')
 
 
+async def op_search_text(c: Client, rng: random.Random, st: Stats) -> None:
+    await _timed(c, st, "SEARCH TEXT", f'SEARCH TEXT "{rng.choice(_WORDS)} {rng.choice(_WORDS)}"')
+
+
 async def op_append(c: Client, rng: random.Random, st: Stats) -> None:
     await _timed(c, st, "APPEND", "APPEND INBOX", small_message(f"{rng.getrandbits(40):x}"))
     c.uidnext += 1  # roughly: other clients append too, and a missing UID is still an answer
@@ -305,6 +310,7 @@ async def op_idle(c: Client, rng: random.Random, st: Stats) -> None:
 MIX: list[tuple[OpFn, int]] = [
     (op_fetch_headers, 30), (op_fetch_body, 25), (op_store, 15), (op_noop, 15),
     (op_search_unseen, 4), (op_search_from, 4), (op_append, 4), (op_idle, 3),
+    (op_search_text, 2),
 ]
 """What a client does, with weights in percent of loop iterations."""
 

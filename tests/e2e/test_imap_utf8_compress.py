@@ -213,7 +213,9 @@ def test_imaplib_reads_8bit_headers_after_enable(server: Server) -> None:
     typ, found = client.search(None, "SUBJECT", '"Überraschung"')
     assert typ == "OK" and found == [b"1"]
     typ, data = client.fetch("1", "(BODY.PEEK[HEADER])")
-    assert typ == "OK" and "Subject: Überraschung".encode() in data[0][1]
+    first = data[0]
+    assert typ == "OK" and isinstance(first, tuple)
+    assert "Subject: Überraschung".encode() in first[1]
     client.logout()
 
 
