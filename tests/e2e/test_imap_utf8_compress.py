@@ -300,3 +300,30 @@ def test_mbsync_syncs_over_compress(server: Server, tmp_path: Path) -> None:
     local = list((inbox / "new").iterdir()) + list((inbox / "cur").iterdir())
     assert sorted(b"compressed one" in p.read_bytes() or b"compressed two" in p.read_bytes()
                   for p in local) == [True, True]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_compressed_overlong_line_is_read_in_bounded_memory(server: Server, wire: Wire) -> None:
+    """128 MiB of one line deflate to ~128 KiB: the server inflates a chunk at a time as it
+    reads, answers BAD [TOOBIG] at the line end and goes on, its memory hardly moving."""
+    assert server.process is not None
+    assert b" OK " in wire.start_compress()
+    before = _rss_kib(server.process.pid)
+    wire.n += 1
+    tag = b"w%d" % wire.n
+    wire.send(tag + b" NOOP ")
+    chunk = b"a" * (1 << 20)
+    for _ in range(128):
+        wire.send(chunk)
+    wire.send(b"\r\n")
+    tagged, _ = wire.response(tag)
+    assert b"BAD [TOOBIG]" in tagged, tagged
+    grown = _rss_kib(server.process.pid) - before
+    assert grown < 32 * 1024, f"server grew {grown} KiB"
+    assert b" OK " in wire.command(b"NOOP")[0]

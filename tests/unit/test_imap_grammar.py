@@ -620,6 +620,21 @@ def test_append_rfc3501_and_multiappend() -> None:
         bad(parse_append, line)
 
 
+def test_append_utf8_form_and_nul_only_in_literal8() -> None:
+    """RFC 6855 §4: `UTF8 (literal8)` once UTF8=ACCEPT is enabled (BAD before); RFC 3516: NUL
+    octets only in a literal8."""
+    line = b"a APPEND INBOX (\\Seen) UTF8 (~{3}\r\nab\xc3) {2}\r\nxy"
+    append = parse_append(args(line), utf8_data=True)
+    assert [m.data for m in append.messages] == [b"ab\xc3", b"xy"]
+    assert append.messages[0].flags == ("\\Seen",) and not append.messages[0].binary
+    bad(parse_append, line)
+    bad(parse_append, b"a APPEND INBOX UTF8 ({3}\r\nabc)", utf8_data=True)  # literal8 only
+    bad(parse_append, b"a APPEND INBOX UTF8 (~{3}\r\nabc", utf8_data=True)
+    bad(parse_append, b"a APPEND INBOX UTF9 (~{3}\r\nabc)", utf8_data=True)
+    bad(parse_append, b"a APPEND INBOX {3}\r\na\x00c")
+    assert parse_append(args(b"a APPEND INBOX ~{3}\r\na\x00c")).messages[0].binary
+
+
 # --------------------------------------------------------------------------- session commands
 
 
@@ -653,6 +668,7 @@ PARSERS: list[Callable[[Tokenizer], Any]] = [
     lambda t: parse_search(t, uid=True), parse_sort, parse_thread, parse_list,
     lambda t: parse_list(t, extended=False), parse_status, parse_select, parse_append,
     parse_enable, parse_id, parse_authenticate, parse_login, parse_copy,
+    lambda t: parse_append(t, utf8_data=True),
 ]
 VALID = [
     b"A654 FETCH 2:4 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])",

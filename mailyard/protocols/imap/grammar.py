@@ -1472,6 +1472,8 @@ def parse_append(tok: Tokenizer, *, utf8_data: bool = False) -> AppendCommand:
                 raise tok.error("UTF8 append data needs ENABLE UTF8=ACCEPT", start)
             tok.sp()
             tok.expect(b"(")
+            if tok.peek() != b"~":
+                raise tok.error("UTF8 append data is a literal8 (~{n})")
             data = tok.literal(literal8=True)
             tok.expect(b")")
             binary = False
