@@ -219,6 +219,26 @@ def test_imaplib_reads_8bit_headers_after_enable(server: Server) -> None:
     client.logout()
 
 
+def test_gmail_labels_follow_the_name_encoding(server: Server, wire: Wire) -> None:
+    """X-GM-LABELS names mailboxes, so it writes them as LIST does: modified UTF-7, or UTF-8
+    once enabled; STORE takes either form accordingly."""
+    deliver(server, "labelled")
+    wire.command(b"SELECT INBOX")
+    tagged, lines = wire.command(b'STORE 1 +X-GM-LABELS ("B&APw-cher")')
+    assert b" OK " in tagged and b'"B&APw-cher"' in b"".join(lines), lines
+    tagged, lines = wire.command(b"FETCH 1 (X-GM-LABELS)")
+    assert b'X-GM-LABELS (\\Inbox "B&APw-cher")' in b"".join(lines), lines
+    utf8 = Wire(server.imap_port)
+    utf8.command(f'LOGIN "{USER}" "{PASSWORD}"'.encode())
+    utf8.command(b"ENABLE UTF8=ACCEPT")
+    utf8.command(b"SELECT INBOX")
+    tagged, lines = utf8.command(b"FETCH 1 (X-GM-LABELS)")
+    assert 'X-GM-LABELS (\\Inbox "Bücher")'.encode() in b"".join(lines), lines
+    tagged, lines = utf8.command('UID SEARCH X-GM-LABELS "Bücher"'.encode())
+    assert lines == [b"* SEARCH 1\r\n"], lines
+    utf8.close()
+
+
 # ------------------------------------------------------------------------------ COMPRESS
 
 

@@ -19,6 +19,7 @@ from mailyard.protocols.imap.grammar import (
     Command,
     FetchItem,
     SequenceSet,
+    encode_mailbox_name,
     parse_copy,
     parse_fetch,
     parse_search,
@@ -197,7 +198,7 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
             out.append(f"THREADID ({record.thread_id})".encode() if name == "THREADID"
                        else b"X-GM-THRID %d" % id_u64(record.thread_id))
         elif name == "X-GM-LABELS":
-            labels = " ".join(_gm_label(n) for n in record.mailboxes if n != "All Mail")
+            labels = " ".join(_gm_label(s, n) for n in record.mailboxes if n != "All Mail")
             out.append(f"X-GM-LABELS ({labels})".encode())
         elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
             assert raw is not None and root is not None
@@ -276,15 +277,18 @@ async def _store_labels(s: Session, indexes: list[int], ids: list[str], mode: st
         found = records.get(s.sel.email_ids[i])
         if found is None:
             continue
-        labels_text = " ".join(_gm_label(n) for n in found.mailboxes if n != "All Mail")
+        labels_text = " ".join(_gm_label(s, n) for n in found.mailboxes if n != "All Mail")
         prefix = f"UID {s.sel.uids[i]} " if uid else ""
         s.untagged(f"{i + 1} FETCH ({prefix}X-GM-LABELS ({labels_text}))")
 
 
-def _gm_label(name: str) -> str:
+def _gm_label(s: Session, name: str) -> str:
+    """A label as Gmail writes it: \\Inbox, else the mailbox name quoted, in modified UTF-7
+    unless the client enabled UTF-8 (as every mailbox name, RFC 6855)."""
     if name == "INBOX":
         return "\\Inbox"
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    text = name if s.utf8 else encode_mailbox_name(name)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 async def records_of(s: Session, indexes: list[int], *,
