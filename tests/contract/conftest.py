@@ -11,6 +11,7 @@ open several adapter objects: a second object on the same backing store is how t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import itertools
@@ -25,7 +26,7 @@ import pytest
 from mailyard.core.ids import new_id
 from mailyard.store.ports import Account, NewEmail
 
-BLOBSTORES = ["fs"]
+BLOBSTORES = ["fs", "s3"]
 QUEUES = ["sqlite"]
 MAILSTORES = ["sqlite", "postgres"]
 SEARCH_INDEXES = ["sqlite"]
@@ -99,6 +100,17 @@ def _open_blobstore(name: str, tmp_path: Path) -> Engine:
 
         root = tmp_path / "blobs"
         return Engine(name, lambda: FsBlobStore(root))
+    if name == "s3":
+        # A real Ceph radosgw, started once per session (tests/s3.py); a prefix per test.
+        from tests import s3
+
+        prefix = s3.new_prefix()
+
+        async def open_s3() -> Any:
+            await asyncio.get_running_loop().run_in_executor(None, s3.gateway)
+            return s3.open_store(prefix)
+
+        return DatabaseEngine(name, open_s3, lambda: s3.remove_prefix(prefix))
     raise ValueError(f"unknown BlobStore adapter {name}")
 
 
