@@ -55,7 +55,7 @@ def requested_ids(ctx: Context, args: dict[str, Any]) -> list[str] | None:
 
 
 def requested_properties(args: dict[str, Any], key: str, known: Collection[str],
-                         default: Iterable[str]) -> list[str]:
+                         default: Iterable[str], *, headers: bool = False) -> list[str]:
     """A `properties`-style argument, checked against what the type has; "id" is always
     returned by a /get, so it is added when missing (§5.1)."""
     value = args.get(key)
@@ -63,7 +63,8 @@ def requested_properties(args: dict[str, Any], key: str, known: Collection[str],
         return list(default)
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise MethodError("invalidArguments", f"{key} must be null or an array of names")
-    unknown = [p for p in value if p not in known and not p.startswith("header:")]
+    unknown = [p for p in value
+               if p not in known and not (headers and p.startswith("header:"))]
     if unknown:
         raise MethodError("invalidArguments", f"unknown {key}: {', '.join(unknown[:10])}")
     return list(dict.fromkeys(value))

@@ -232,7 +232,8 @@ def body_values(body: Body, args: dict[str, Any]) -> dict[str, Any]:
 async def email_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     ids = requested_ids(ctx, args)
-    props = requested_properties(args, "properties", PROPERTIES, DEFAULT)
+    props = requested_properties(args, "properties", PROPERTIES, DEFAULT,
+                                 headers=True)
     body_props = requested_properties(args, "bodyProperties", BODY_PROPERTIES,
                                       DEFAULT_BODY_PROPERTIES)
     for p in props:

@@ -202,7 +202,8 @@ async def email_parse(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         raise MethodError("invalidArguments", "blobIds must be an array of ids")
     if len(blob_ids) > ctx.services.policy.limits.max_objects_in_get:
         raise MethodError("requestTooLarge", "too many blobs in one parse")
-    props = requested_properties(args, "properties", PROPERTIES, PARSE_DEFAULT)
+    props = requested_properties(args, "properties", PROPERTIES, PARSE_DEFAULT,
+                                 headers=True)
     body_props = requested_properties(args, "bodyProperties", BODY_PROPERTIES,
                                       DEFAULT_BODY_PROPERTIES)
     for p in props:
