@@ -16,8 +16,13 @@ import orjson
 
 from mailyard import config as configuration
 from mailyard.app import Runtime, open_policy_store, serve
+from mailyard.cli_ops import add_parsers as add_ops_parsers
+from mailyard.cli_ops import cmd_fsck, cmd_gc
+from mailyard.cli_transfer import add_parsers as add_transfer_parsers
+from mailyard.cli_transfer import cmd_export, cmd_import
 from mailyard.config import Config, ConfigError
 from mailyard.core import dkim
+from mailyard.log import configure as configure_logging
 from mailyard.services.checks.policy import parse_entry
 from mailyard.services.search import reindex
 from mailyard.store.ports import Conflict, DKIMKeyRecord, NotFound
@@ -296,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="run the server")
     p.add_argument("--workers", type=int, default=0,
                    help="pipeline worker processes (0: run the pipeline in this process)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default=None, help="default: [log] level (INFO)")
 
     p = sub.add_parser("domain", parents=[common], help="local domains")
     ds = p.add_subparsers(dest="action", required=True)
@@ -389,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--reason", default="", help="said in the 554 5.7.1 reply (deny)")
     ps.add_parser("remove", parents=[common]).add_argument("entry")
     ps.add_parser("list", parents=[common])
+
+    add_transfer_parsers(sub, common)
+    add_ops_parsers(sub, common)
     return parser
 
 
@@ -412,6 +420,8 @@ async def cmd_token(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = {
+    "import": cmd_import, "export": cmd_export,
+    "fsck": cmd_fsck, "gc": cmd_gc,
     "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
     "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex, "token": cmd_token,
 }
@@ -453,8 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mailyard: configuration error: {e}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        logging.basicConfig(level=args.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        configure_logging(config.log.format, args.log_level or config.log.level)
         # aiosmtpd logs every command line at INFO: a fifth of the listener's CPU under load.
         logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.root.level))
         with contextlib.suppress(ImportError):
@@ -470,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     except (NotFound, Conflict, ValueError) as e:  # QueryError is a ValueError
         print(f"mailyard: {e}", file=sys.stderr)
         return 1
-    return 0
+    return int(getattr(args, "exit_code", 0))
 
 
 
