@@ -16,7 +16,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailyard.config import Config
 from mailyard.dns import Resolver
@@ -64,6 +64,9 @@ from mailyard.store.sqlite.search import SqliteSearchIndex
 from mailyard.store.sqlite.spam import SqliteSpamModel
 from mailyard.tls import ensure_self_signed, server_context
 
+if TYPE_CHECKING:
+    from mailyard.store.s3.blobstore import S3BlobStore
+
 log = logging.getLogger("mailyard")
 
 
@@ -71,7 +74,7 @@ log = logging.getLogger("mailyard")
 class Runtime:
     config: Config
     store: SqliteMailStore | PostgresMailStore
-    blobs: FsBlobStore
+    blobs: FsBlobStore | S3BlobStore
     queue: SqliteQueue
     index: SqliteSearchIndex
     bus: LocalEventBus
@@ -94,7 +97,7 @@ class Runtime:
         data.mkdir(parents=True, exist_ok=True)
         store: SqliteMailStore | PostgresMailStore = PostgresMailStore(config.store.metadata) \
             if config.store.metadata else SqliteMailStore(data / "mail.db")
-        blobs = FsBlobStore(config.blob_dir)
+        blobs = open_blobstore(config)
         queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
         index = SqliteSearchIndex(data / "search.db")
         bus = LocalEventBus()
@@ -151,6 +154,19 @@ class Runtime:
         self.bus.close()
         for part in (self.queue, self.index, self.store, self.blobs, self.spam_model):
             part.close()
+
+
+def open_blobstore(config: Config) -> FsBlobStore | S3BlobStore:
+    """`[store] blobs`: files under data_dir (the default) or an S3 bucket. The S3 adapter
+    (and aiobotocore) is imported only when configured: admin commands start faster."""
+    if not config.store.blobs:
+        return FsBlobStore(config.blob_dir)
+    from mailyard.store.s3.blobstore import S3BlobStore, S3Options
+
+    s3 = config.store.s3
+    return S3BlobStore.from_url(config.store.blobs, S3Options(
+        endpoint=s3.endpoint, region=s3.region, access_key=s3.access_key,
+        secret_key=s3.secret_key, cache_bytes=s3.cache_bytes, max_attempts=s3.max_attempts))
 
 
 def open_policy_store(config: Config) -> SqlitePolicyStore:

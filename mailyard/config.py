@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,11 +197,31 @@ class Log:
 
 
 @dataclass(frozen=True)
+class S3:
+    """`[store.s3]`: the S3 service of `store.blobs = "s3://..."`."""
+
+    endpoint: str = ""
+    """"http://host:port" of an S3-compatible service (Ceph radosgw, MinIO); "": AWS."""
+    region: str = "us-east-1"
+    access_key: str = ""
+    """"" takes the usual AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws)."""
+    secret_key: str = ""
+    cache_bytes: int = 64 * 1024 * 1024
+    """Memory per process for small hot blobs (up to 1 MiB each); 0: no cache."""
+    max_attempts: int = 5
+    """Tries per request on 5xx, throttling and connection errors (with backoff)."""
+
+
+@dataclass(frozen=True)
 class Store:
     """Which engine holds each port; "" is the embedded default (SQLite + files)."""
 
     metadata: str = ""
     """The MailStore: "postgresql://user@host:port/db" (PostgreSQL), "": SQLite in data_dir."""
+    blobs: str = ""
+    """The BlobStore: "s3://bucket" or "s3://bucket/prefix" (with [store.s3]), "": files in
+    data_dir/blobs."""
+    s3: S3 = field(default_factory=S3)
 
 
 @dataclass(frozen=True)
@@ -275,6 +295,9 @@ def _table(name: str, cls: type, data: Any) -> Any:
         if key not in known:
             raise ConfigError(f"[{name}] {key}: unknown key (known: {', '.join(known)})")
         default = getattr(cls(), key)
+        if is_dataclass(default):  # a sub-table, e.g. [store.s3]
+            values[key] = _table(f"{name}.{key}", type(default), value)
+            continue
         values[key] = _check_type(f"{name}.{key}", value, type(default))
         if isinstance(default, list):
             item_type = type(default[0]) if default else str
@@ -309,6 +332,10 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             ("postgresql://", "postgres://")):
         raise ConfigError(f"store.metadata: expected \"postgresql://...\" or \"\" (SQLite), "
                           f"got {config.store.metadata!r}")
+    if config.store.blobs and not (config.store.blobs.startswith("s3://")
+                                   and len(config.store.blobs.rstrip("/")) > len("s3://")):
+        raise ConfigError(f"store.blobs: expected \"s3://bucket[/prefix]\" or \"\" (files), "
+                          f"got {config.store.blobs!r}")
     if config.log.format not in ("text", "json"):
         raise ConfigError(f"log.format: expected \"text\" or \"json\", "
                           f"got {config.log.format!r}")

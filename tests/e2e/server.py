@@ -57,6 +57,10 @@ class Server:
     pop3_port: int = 0
     pop3s_port: int = 0
     pop3: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, Any] = field(default_factory=dict)
+    blobs: str = field(default_factory=lambda: os.environ.get("MAILYARD_TEST_BLOBS", ""))
+    """"s3": blobs in the session's Ceph radosgw (tests/s3.py), under a prefix of their own;
+    "": files in data_dir. MAILYARD_TEST_BLOBS=s3 runs the whole e2e suite on S3."""
 
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
@@ -102,9 +106,26 @@ class Server:
             "[queue]",
             "poll_interval = 0.1",
             *(f"{k} = {json.dumps(v)}" for k, v in self.queue.items()),
+            *self._store_lines(),
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
         self.log_path = self.root / "server.log"
+
+    def _store_lines(self) -> list[str]:
+        store, s3_table = dict(self.store), {}
+        if self.blobs == "s3":
+            from tests import s3
+
+            gateway = s3.gateway()
+            store["blobs"] = gateway.url(s3.new_prefix())
+            s3_table = {"endpoint": gateway.endpoint, "access_key": gateway.access_key,
+                        "secret_key": gateway.secret_key}
+        elif self.blobs:
+            raise ValueError(f"blobs: expected \"s3\" or \"\", got {self.blobs!r}")
+        lines = ["[store]", *(f"{k} = {json.dumps(v)}" for k, v in store.items())]
+        if s3_table:
+            lines += ["[store.s3]", *(f"{k} = {json.dumps(v)}" for k, v in s3_table.items())]
+        return lines
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "MAILYARD_CONFIG": str(self.config_path)}
