@@ -29,7 +29,7 @@ from mailyard.store.ports import Account, NewEmail
 BLOBSTORES = ["fs", "s3"]
 QUEUES = ["sqlite"]
 MAILSTORES = ["sqlite", "postgres"]
-SEARCH_INDEXES = ["sqlite"]
+SEARCH_INDEXES = ["sqlite", "postgres"]
 EVENTBUSES = ["local"]
 
 
@@ -199,6 +199,16 @@ def _open_search(name: str, tmp_path: Path) -> Engine:
 
         path = tmp_path / "search.db"
         return Engine(name, lambda: SqliteSearchIndex(path))
+    if name == "postgres":
+        from mailyard.store.postgres.search import PostgresSearchIndex
+        from tests.pgserver import TestDatabase
+
+        database = TestDatabase()
+
+        async def open_postgres() -> PostgresSearchIndex:
+            return await PostgresSearchIndex.connect(await database.dsn())
+
+        return DatabaseEngine(name, open_postgres, database.drop)
     raise ValueError(f"unknown SearchIndex adapter {name}")
 
 

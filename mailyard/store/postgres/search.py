@@ -1,0 +1,441 @@
+"""SearchIndex on PostgreSQL full text: one row per (account, email), a weighted tsvector under
+a GIN index, pg_trgm GIN indexes for IMAP substrings.
+
+Words are cut and normalised here, not by a PostgreSQL text search configuration, and reach
+the server as tsvector and tsquery literals (whose input functions apply no parser and no
+dictionary). That makes the index behave as the SQLite engine's unicode61 tokenizer does, on
+any server and whatever its locale: a token is a run of letters and digits (so
+"dave@partner.test" is the words dave, partner, test, and "figures-q3.xlsx" is found by
+"figures"), case-folded, with diacritics removed ("café" = "cafe"), and no stop words. The
+default parser would keep e-mail addresses, hosts and file names as single tokens, and
+unaccent would be one more extension to require.
+
+Weights carry the field a word came from: subject A, from/to/cc/bcc B, body C, attachment
+names, attachment text and List-Id D (attachments apart from the body so that `body:` means the
+body alone). Words of the fields that share a weight are also indexed tagged ("from:carol",
+"filename:pdf"; a token never contains a colon), so every query tree, fields included,
+compiles to one tsquery that the GIN index answers by itself. Fields get disjoint position
+ranges, so a phrase never runs from one field into the next.
+
+Every statement filters on account_id first: the GIN indexes lead with it (btree_gin), so one
+account's query intersects with that account's postings only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import asyncpg
+
+from mailyard.core.query import And, Node, Not, Or, Text
+from mailyard.store.ports import Hits, IndexDocument, Order, Snippet
+from mailyard.store.postgres import schema
+from mailyard.store.postgres.writes import clean
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "search"
+T = 'text COLLATE "C"'
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+    CREATE EXTENSION IF NOT EXISTS btree_gin;
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE TABLE search_docs (
+        account_id {T} NOT NULL,
+        email_id {T} NOT NULL,
+        received_at bigint NOT NULL,
+        doc tsvector NOT NULL,
+        subject text NOT NULL,
+        body text NOT NULL,
+        subject_fold text NOT NULL,
+        addresses_fold text NOT NULL,
+        body_fold text NOT NULL,
+        PRIMARY KEY (account_id, email_id)
+    );
+    CREATE INDEX search_docs_newest ON search_docs (account_id, received_at DESC, email_id DESC);
+    CREATE INDEX search_docs_words ON search_docs USING gin (account_id, doc);
+    CREATE INDEX search_docs_subject_grams
+        ON search_docs USING gin (account_id, subject_fold gin_trgm_ops);
+    CREATE INDEX search_docs_addresses_grams
+        ON search_docs USING gin (account_id, addresses_fold gin_trgm_ops);
+    CREATE INDEX search_docs_body_grams
+        ON search_docs USING gin (account_id, body_fold gin_trgm_ops);
+    """,
+)
+
+MIN_SUBSTRING = 3
+"""pg_trgm answers substrings of three characters or more (as the SQLite trigram table)."""
+SUBSTRING_COLUMNS = {"subject": "subject_fold", "addresses": "addresses_fold",
+                     "body": "body_fold"}
+
+_TOKEN = re.compile(r"[^\W_]+")
+"""Letters and digits, as unicode61's token characters."""
+_MAX_TOKEN = 255
+"""Longer tokens are cut (on both sides) to stay far under PostgreSQL's 2 KB per lexeme."""
+_MAX_POSITION = 16383
+"""tsvector positions stop here; words beyond share the last ones (phrases there are lost)."""
+_MAX_POSITIONS = 256
+"""Positions a tsvector keeps per lexeme."""
+_DOC_BUDGET = 900_000
+"""Bytes of lexemes per document, under tsvector's 1 MB limit; words past it are not indexed."""
+_GAP = 2
+"""Positions left empty between fields, so `<->` never joins the end of one to the next."""
+
+_WEIGHTS = {"subject": "A", "from": "B", "to": "B", "cc": "B", "bcc": "B", "body": "C",
+            "filename": "D", "attachments": "D", "list": "D"}
+_TAGGED = frozenset({"from", "to", "cc", "bcc", "filename", "list"})
+"""Fields that share a weight with another one, so are also indexed as "field:word"."""
+_SNIPPET_TOKENS = 24
+_ELLIPSIS = "…"
+
+
+def fold(token: str) -> str:
+    """The indexed form of a token: case-folded, diacritics removed (unicode61's
+    remove_diacritics), cut to _MAX_TOKEN characters."""
+    decomposed = unicodedata.normalize("NFD", token)
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", bare.casefold())[:_MAX_TOKEN]
+
+
+def tokens(text: str) -> list[str]:
+    return [fold(m.group()) for m in _TOKEN.finditer(unicodedata.normalize("NFC", text))]
+
+
+def _quote(lexeme: str) -> str:
+    """A quoted lexeme of tsvector/tsquery input (tokens hold no quote or backslash; kept
+    safe anyway)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector(doc: IndexDocument) -> str:
+    """The tsvector literal of a document: every word with its positions and weights."""
+    fields = (("subject", doc.subject), ("from", doc.from_), ("to", doc.to), ("cc", doc.cc),
+              ("bcc", doc.bcc), ("filename", doc.filenames), ("list", doc.list_id),
+              ("body", doc.body), ("attachments", doc.attachment_text))
+    lexemes: dict[str, dict[int, str]] = {}
+    size = 0
+    position = 1
+    for field, text in fields:
+        weight = _WEIGHTS[field]
+        for token in tokens(text):
+            # Past the last position, each weight keeps one slot of its own, so a word late
+            # in a long body is still found by `body:` (only phrases there are lost).
+            at = position if position < _MAX_POSITION - 3 else _MAX_POSITION - "DCBA".index(weight)
+            position += 1
+            for lexeme in (token, f"{field}:{token}") if field in _TAGGED else (token,):
+                slots = lexemes.get(lexeme)
+                if slots is None:
+                    if size + len(lexeme.encode()) + 8 > _DOC_BUDGET:
+                        continue
+                    size += len(lexeme.encode()) + 8
+                    slots = lexemes[lexeme] = {}
+                if len(slots) < _MAX_POSITIONS:
+                    slots.setdefault(at, weight)
+        position += _GAP
+    return " ".join(
+        _quote(lexeme) + ":" + ",".join(f"{p}{w}" for p, w in sorted(slots.items()))
+        for lexeme, slots in lexemes.items())
+
+
+# ------------------------------------------------------------------ query trees to tsquery
+
+
+class _All:
+    """Compiles to "every document of the account" (an empty And, a term with no words)."""
+
+
+class _None:
+    """Compiles to "no document" (the negation of everything, a field the index lacks)."""
+
+
+ALL, NONE = _All(), _None()
+Expr = str | _All | _None
+
+
+def _term(token: str, field: str | None) -> str:
+    if field is None:
+        return _quote(token)
+    if field in _TAGGED:
+        return _quote(f"{field}:{token}")
+    return _quote(token) + ":" + _WEIGHTS[field]
+
+
+def _phrase(words: list[str], field: str | None) -> str:
+    return " <-> ".join(_term(w, field) for w in words)
+
+
+def _text(node: Text) -> Expr:
+    if node.field is not None and node.field not in _WEIGHTS:
+        return NONE  # a field the index does not hold
+    pieces = [node.value] if node.phrase else node.value.split()
+    phrases = [words for words in (tokens(p) for p in pieces) if words]
+    if not phrases:
+        return ALL  # nothing searchable, as Gmail ignores a lone punctuation mark
+    parts = [_phrase(words, node.field) for words in phrases]
+    return parts[0] if len(parts) == 1 else " & ".join(f"({p})" for p in parts)
+
+
+def compile_tsquery(node: Node) -> Expr:
+    """The tsquery literal for a tree of Text, And, Or and Not (ALL or NONE when the tree
+    needs no text condition, or can match nothing)."""
+    if isinstance(node, Text):
+        return _text(node)
+    if isinstance(node, And):
+        kept: list[str] = []
+        for item in node.items:
+            expr = compile_tsquery(item)
+            if isinstance(expr, _None):
+                return NONE
+            if isinstance(expr, str):
+                kept.append(expr)
+        return " & ".join(f"({e})" for e in kept) if kept else ALL
+    if isinstance(node, Or):
+        exprs = [compile_tsquery(item) for item in node.items]
+        if any(isinstance(e, _All) for e in exprs):
+            return ALL
+        alternatives = [e for e in exprs if isinstance(e, str)]
+        return " | ".join(f"({e})" for e in alternatives) if alternatives else NONE
+    if isinstance(node, Not):
+        inner = compile_tsquery(node.item)
+        if isinstance(inner, _All):
+            return NONE
+        if isinstance(inner, _None):
+            return ALL
+        return f"!({inner})"
+    raise ValueError(f"the text index cannot answer {type(node).__name__}")
+
+
+# ------------------------------------------------------------------ snippets
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A phrase (one or more folded tokens) to mark, in a field or (None) anywhere."""
+
+    words: tuple[str, ...]
+    field: str | None
+
+
+def _wanted(node: Node, negated: bool = False) -> Iterator[_Wanted]:
+    """The phrases a snippet marks: those of the tree outside any negation."""
+    if isinstance(node, Text):
+        if not negated:
+            pieces = [node.value] if node.phrase else node.value.split()
+            for piece in pieces:
+                words = tuple(tokens(piece))
+                if words:
+                    yield _Wanted(words, node.field)
+    elif isinstance(node, And | Or):
+        for item in node.items:
+            yield from _wanted(item, negated)
+    elif isinstance(node, Not):
+        yield from _wanted(node.item, not negated)
+
+
+def highlight(text: str, phrases: Sequence[tuple[str, ...]], window: int | None = None
+              ) -> str | None:
+    """`text` HTML-escaped with each occurrence of `phrases` in <mark></mark>; None when
+    nothing matched. With `window`, only the `window` tokens around the most matches, with an
+    ellipsis where text was left out (as FTS5's snippet()).
+
+    Done here rather than by ts_headline, whose parser cuts words unlike the index (an address
+    or a URL is one token, so "partner" is not marked in "dave@partner.test"), replaces HTML
+    tags in fragments, and does not fold diacritics."""
+    found = [(m.start(), m.end(), fold(m.group())) for m in _TOKEN.finditer(text)]
+    words = [w for _, _, w in found]
+    spans: list[tuple[int, int]] = []  # token index ranges [first, last]
+    for i in range(len(words)):
+        for phrase in phrases:
+            if tuple(words[i:i + len(phrase)]) == phrase:
+                spans.append((i, i + len(phrase) - 1))
+                break
+    if not spans:
+        return None
+    first, stop = 0, len(found)
+    if window is not None and len(found) > window:
+        best = -1
+        for lead, _ in spans:
+            start = max(0, min(lead - 2, len(found) - window))
+            score = sum(1 for a, b in spans if a >= start and b < start + window)
+            if score > best:
+                best, first = score, start
+        stop = first + window
+    out: list[str] = [_ELLIPSIS if first > 0 else escape(text[:found[first][0]])]
+    cursor = found[first][0]
+    for a, b in spans:
+        if a < first or b >= stop or found[a][0] < cursor:
+            continue
+        out += [escape(text[cursor:found[a][0]]), "<mark>",
+                escape(text[found[a][0]:found[b][1]]), "</mark>"]
+        cursor = found[b][1]
+    end = found[stop - 1][1]
+    out.append(escape(text[cursor:end]))
+    out.append(_ELLIPSIS if stop < len(found) else escape(text[end:]))
+    return "".join(out)
+
+
+# ------------------------------------------------------------------ the adapter
+
+
+class PostgresSearchIndex:
+    """The SearchIndex port over one PostgreSQL database, through a pool of connections."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        """Nothing is opened yet: the pool belongs to the event loop that first uses it."""
+        self.dsn = dsn
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10
+                      ) -> PostgresSearchIndex:
+        """Open a pool on `dsn` now and bring the schema up to date."""
+        index = cls(dsn, min_size=min_size, max_size=max_size)
+        await index._ready()
+        return index
+
+    async def _ready(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                pool = await asyncpg.create_pool(self.dsn, min_size=self._sizes[0],
+                                                 max_size=self._sizes[1])
+                try:
+                    async with pool.acquire() as conn:
+                        await schema.migrate(conn, COMPONENT, MIGRATIONS)
+                except BaseException:
+                    await pool.close()
+                    raise
+                self._pool = pool
+        return self._pool
+
+    def close(self) -> None:
+        """Synchronous, as the composition root closes every adapter."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+    async def index(self, documents: Sequence[IndexDocument]) -> None:
+        latest: dict[tuple[str, str], IndexDocument] = {}
+        for doc in documents:  # one row per key: the last document given wins
+            latest[(doc.account_id, doc.email_id)] = doc
+        rows = [_row(doc) for doc in latest.values()]
+        if not rows:
+            return
+        pool = await self._ready()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO search_docs (account_id, email_id, received_at, doc, subject, body,"
+                " subject_fold, addresses_fold, body_fold)"
+                " VALUES ($1, $2, $3, $4::text::tsvector, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (account_id, email_id) DO UPDATE SET"
+                " received_at = EXCLUDED.received_at, doc = EXCLUDED.doc,"
+                " subject = EXCLUDED.subject, body = EXCLUDED.body,"
+                " subject_fold = EXCLUDED.subject_fold,"
+                " addresses_fold = EXCLUDED.addresses_fold, body_fold = EXCLUDED.body_fold",
+                rows)
+
+    async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
+                    order: Order = "newest", limit: int | None = None, position: int = 0,
+                    total: bool = False,
+                    received: tuple[int | None, int | None] = (None, None)) -> Hits:
+        expr = compile_tsquery(node)
+        if isinstance(expr, _None) or (among is not None and not among):
+            return Hits([], 0 if total else None)
+        where = ["account_id = $1"]
+        args: list[Any] = [clean(account_id)]
+
+        def arg(value: Any, cast: str = "") -> str:
+            args.append(value)
+            return f"${len(args)}{cast}"
+
+        if isinstance(expr, str):
+            where.append(f"doc @@ {arg(expr, '::text::tsquery')}")
+        if among is not None:
+            where.append(f"email_id = ANY({arg([clean(e) for e in among], '::text[]')})")
+        low, high = received
+        if low is not None:
+            where.append(f"received_at >= {arg(low)}")
+        if high is not None:
+            where.append(f"received_at < {arg(high)}")
+        condition = " AND ".join(where)
+        newest = "received_at DESC, email_id DESC"
+        sort = {"newest": newest, "oldest": "received_at, email_id",
+                "relevance": (f"ts_rank(doc, $2::text::tsquery) DESC, {newest}"
+                              if isinstance(expr, str) else newest)}[order]
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        page += f" OFFSET {int(position)}" if position else ""
+        pool = await self._ready()
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                            readonly=True):
+            ids = [r[0] for r in await conn.fetch(
+                f"SELECT email_id FROM search_docs WHERE {condition} ORDER BY {sort}{page}",
+                *args)]
+            count = (await conn.fetchval(f"SELECT count(*) FROM search_docs WHERE {condition}",
+                                         *args)) if total else None
+        return Hits(ids, count)
+
+    async def snippets(self, account_id: str, node: Node,
+                       email_ids: Sequence[str]) -> list[Snippet]:
+        expr = compile_tsquery(node)
+        if not isinstance(expr, str) or not email_ids:
+            return [Snippet(e, None, None) for e in email_ids]
+        wanted = list(_wanted(node))
+        in_subject = [w.words for w in wanted if w.field in (None, "subject")]
+        in_body = [w.words for w in wanted if w.field in (None, "body")]
+        rows = await (await self._ready()).fetch(
+            "SELECT email_id, subject, body FROM search_docs WHERE account_id = $1"
+            " AND email_id = ANY($2::text[]) AND doc @@ $3::text::tsquery",
+            clean(account_id), [clean(e) for e in email_ids], expr)
+        found = {r[0]: Snippet(r[0], highlight(r[1], in_subject),
+                               highlight(r[2], in_body, _SNIPPET_TOKENS)) for r in rows}
+        return [found.get(e, Snippet(e, None, None)) for e in email_ids]
+
+    async def substring(self, account_id: str, field: str | None,
+                        needle: str) -> set[str] | None:
+        if len(needle) < MIN_SUBSTRING or field not in (None, *SUBSTRING_COLUMNS):
+            return None
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", clean(needle).casefold()) + "%"
+        columns = [SUBSTRING_COLUMNS[field]] if field else list(SUBSTRING_COLUMNS.values())
+        match = " OR ".join(f"{c} LIKE $2" for c in columns)
+        rows = await (await self._ready()).fetch(
+            f"SELECT email_id FROM search_docs WHERE account_id = $1 AND ({match})",
+            clean(account_id), pattern)
+        return {r[0] for r in rows}
+
+    async def delete(self, account_id: str, email_ids: Sequence[str]) -> None:
+        if email_ids:
+            await (await self._ready()).execute(
+                "DELETE FROM search_docs WHERE account_id = $1 AND email_id = ANY($2::text[])",
+                clean(account_id), [clean(e) for e in email_ids])
+
+    async def clear(self, account_id: str) -> None:
+        await (await self._ready()).execute("DELETE FROM search_docs WHERE account_id = $1",
+                                            clean(account_id))
+
+    async def count(self, account_id: str) -> int:
+        return int(await (await self._ready()).fetchval(
+            "SELECT count(*) FROM search_docs WHERE account_id = $1", clean(account_id)))
+
+    async def indexed_ids(self, account_id: str) -> set[str]:
+        rows = await (await self._ready()).fetch(
+            "SELECT email_id FROM search_docs WHERE account_id = $1", clean(account_id))
+        return {r[0] for r in rows}
+
+
+def _row(doc: IndexDocument) -> tuple[Any, ...]:
+    addresses = " ".join(filter(None, (doc.from_, doc.to, doc.cc, doc.bcc)))
+    return (clean(doc.account_id), clean(doc.email_id), doc.received_at, tsvector(doc),
+            clean(doc.subject), clean(doc.body), clean(doc.subject).casefold(),
+            clean(addresses).casefold(), clean(doc.body).casefold())
