@@ -14,6 +14,10 @@ command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 # PostgreSQL: tests use the one on 127.0.0.1:5432, else start their own (scripts/postgres-up.sh)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
   || need+=(postgresql)
+# S3: a private single-node Ceph radosgw, started once per test session by tests/s3.py
+# (scripts/ceph-rgw-up.sh) unless $MAILYARD_TEST_S3_ENDPOINT names a running one
+{ command -v radosgw >/dev/null 2>&1 && command -v ceph-osd >/dev/null 2>&1 \
+  && command -v ceph-mon >/dev/null 2>&1; } || need+=(ceph-mon ceph-osd radosgw ceph-common)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

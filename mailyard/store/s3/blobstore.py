@@ -105,6 +105,9 @@ class _LoopThread:
         self._thread.start()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        if self.loop.is_closed():
+            coro.close()
+            raise RuntimeError("the S3 blob store is closed")
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
