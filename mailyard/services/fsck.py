@@ -200,8 +200,8 @@ class Fsck:
                 self._problem(account, "uid-order", f"{box.name}: UIDs not strictly"
                               " increasing", False)
             if uids and uids[-1] >= box.uidnext:
-                self._problem(account, "uidnext", f"{box.name}: UID {uids[-1]} not below"
-                              f" UIDNEXT {box.uidnext}", False)
+                recount.append(self._problem(account, "uidnext", f"{box.name}: UID {uids[-1]}"
+                                             f" not below UIDNEXT {box.uidnext}", maintainable))
             if box.highest_modseq > account.modseq:
                 self._problem(account, "modseq", f"{box.name}: MODSEQ {box.highest_modseq}"
                               f" above the account's {account.modseq}", False)

@@ -146,3 +146,26 @@ def test_one_account_only(delivered: tuple[Server, dict[str, str]]) -> None:
     assert fsck(srv, ALICE)[0] == 1
     result = srv.cli("fsck", "nobody@example.test", check=False)
     assert result.returncode == 1 and b"no account" in result.stderr
+
+
+def test_uid_modseq_and_thread_invariants(delivered: tuple[Server, dict[str, str]]) -> None:
+    """UIDNEXT fallen to a UID in use is raised by --repair; an email MODSEQ above the
+    account's and a reply outside its parent's thread are reported, not guessed at."""
+    srv, ids = delivered
+    mail = sqlite3.connect(srv.data_dir / "mail.db")
+    with mail:
+        mail.execute("UPDATE mailboxes SET uidnext = 2 WHERE role = 'inbox'")
+        mail.execute("UPDATE emails SET modseq = 1000000 WHERE id = ?", (ids["marmalade"],))
+        mail.execute("UPDATE emails SET headers = json_set(headers, '$.in_reply_to',"
+                     " json_array('zanzibar@elsewhere.test')) WHERE id = ?", (ids["quokka"],))
+    mail.close()
+    code, lines, _ = fsck(srv, "--repair")
+    assert code == 1
+    found = {(line.split("\t")[1], line.split("\t")[2]) for line in lines}
+    assert found == {("uidnext", "repaired"), ("modseq", "NOT REPAIRABLE"),
+                     ("thread-link", "NOT REPAIRABLE")}, lines
+    assert any(ids["quokka"] in line for line in lines if "\tthread-link\t" in line)
+    mail = sqlite3.connect(srv.data_dir / "mail.db")
+    uidnext = mail.execute("SELECT uidnext FROM mailboxes WHERE role = 'inbox'").fetchone()[0]
+    mail.close()
+    assert uidnext == 4

@@ -40,7 +40,8 @@ class MaintenanceMixin:
             (orjson.dumps(list(refs)), account_id, email_id)))
 
     async def recount(self, account_id: str) -> None:
-        """Set quota usage and the mailbox counters from what the account holds."""
+        """Set quota usage and the mailbox counters from what the account holds, and raise
+        a UIDNEXT that fell to or below a UID in use (a UID must never be given twice)."""
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE accounts SET used = (SELECT coalesce(sum(size), 0) FROM emails"
@@ -53,7 +54,9 @@ class MaintenanceMixin:
                 "  ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id"
                 "  AND e.keywords NOT LIKE ?),"
                 " bytes = (SELECT coalesce(sum(e.size), 0) FROM mailbox_emails me"
-                "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)"
+                "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id),"
+                " uidnext = max(uidnext, 1 + (SELECT coalesce(max(uid), 0) FROM mailbox_emails"
+                "  me WHERE me.mailbox_id = mailboxes.id))"
                 " WHERE account_id = ?", (_SEEN, account_id))
 
         await self.db.write(write)
