@@ -19,6 +19,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailyard import config as configuration
 from mailyard.app import open_blobstore
@@ -332,3 +334,33 @@ def test_parse_url(url: str, expected: tuple[str, str]) -> None:
 def test_parse_url_refuses(url: str) -> None:
     with pytest.raises(ValueError):
         parse_url(url)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60) | st.from_regex(r"s3://[a-z0-9.-]{0,8}(/[^?#]{0,12})?", fullmatch=True))
+def test_parse_url_answers_or_refuses_any_text(url: str) -> None:
+    try:
+        bucket, prefix = parse_url(url)
+    except ValueError:
+        return
+    assert url.startswith("s3://") and bucket and "/" not in bucket
+    assert prefix == "" or (prefix.endswith("/") and not prefix.startswith("/"))
+
+
+def test_any_blob_id_is_refused_or_kept_under_the_prefix() -> None:
+    store = S3BlobStore("bucket", prefix="p/")  # contacts nothing until used
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=140) | st.from_regex(r"[A-Za-z0-9_.-]{6,130}", fullmatch=True))
+    def check(blob_id: str) -> None:
+        try:
+            key = store.key(blob_id)
+        except ValueError:
+            return
+        assert key.startswith("p/blobs/") and key.endswith("/" + blob_id)
+        assert ".." not in key.split("/") and key.count("/") == 4
+
+    try:
+        check()
+    finally:
+        store.close()
