@@ -223,55 +223,132 @@ class _Wanted:
     field: str | None
 
 
-def _wanted(node: Node, negated: bool = False) -> Iterator[_Wanted]:
-    """The phrases a snippet marks: those of the tree outside any negation."""
+def _leaves(node: Node) -> Iterator[Text]:
     if isinstance(node, Text):
-        if not negated:
-            pieces = [node.value] if node.phrase else node.value.split()
-            for piece in pieces:
-                words = tuple(tokens(piece))
-                if words:
-                    yield _Wanted(words, node.field)
+        yield node
     elif isinstance(node, And | Or):
         for item in node.items:
-            yield from _wanted(item, negated)
+            yield from _leaves(item)
     elif isinstance(node, Not):
-        yield from _wanted(node.item, not negated)
+        yield from _leaves(node.item)
+
+
+def _matched(node: Node, leaf: dict[int, bool]) -> tuple[bool, list[_Wanted]]:
+    """Whether `node` matches a document whose Text leaves matched as `leaf` says (by id of
+    the node), and the phrases of the branches that made it match: a snippet marks those
+    only, never words under a Not nor of an alternative that did not match (FTS5's
+    highlight() marks the same)."""
+    if isinstance(node, Text):
+        if not leaf[id(node)]:
+            return False, []
+        pieces = [node.value] if node.phrase else node.value.split()
+        return True, [_Wanted(words, node.field) for words in map(tuple, map(tokens, pieces))
+                      if words]
+    if isinstance(node, And):
+        wanted: list[_Wanted] = []
+        for item in node.items:
+            hit, found = _matched(item, leaf)
+            if not hit:
+                return False, []
+            wanted += found
+        return True, wanted
+    if isinstance(node, Or):
+        results = [_matched(item, leaf) for item in node.items]
+        return any(hit for hit, _ in results), [w for hit, found in results if hit
+                                                 for w in found]
+    if isinstance(node, Not):
+        return not _matched(node.item, leaf)[0], []
+    raise ValueError(f"the text index cannot answer {type(node).__name__}")
+
+
+Instance = tuple[int, int, int]
+"""A phrase found in a text: its first token, its token count, which phrase."""
+
+
+def _trunc_half(value: int) -> int:
+    return -(-value // 2) if value < 0 else value // 2
+
+
+def _score(instances: list[Instance], start: int, window: int) -> tuple[int, int, int]:
+    """(score, first, end) of the instances starting inside [start, start + window): 1000 per
+    distinct phrase and 1 per repetition, as FTS5 counts them."""
+    seen: set[int] = set()
+    score, first, end = 0, -1, 0
+    for at, size, phrase in instances:
+        if start <= at < start + window:
+            score += 1 if phrase in seen else 1000
+            seen.add(phrase)
+            first = at if first < 0 else first
+            end = at + size
+    return score, first, end
+
+
+def _sentences(text: str, found: list[tuple[int, int, str]]) -> list[int]:
+    """Tokens that open a sentence: the first, and any after a '.' or ':' and white space."""
+    out = [0] if found else []
+    for n in range(1, len(found)):
+        before = text[:found[n][0]]
+        stripped = before.rstrip(" \t\r\n")
+        if len(stripped) < len(before) and stripped[-1:] in (".", ":"):
+            out.append(n)
+    return out
+
+
+def _window(text: str, found: list[tuple[int, int, str]], instances: list[Instance],
+            window: int) -> int:
+    """The first token of the `window` tokens a snippet shows, chosen as FTS5's snippet()
+    chooses (so both engines show the same excerpt): the window starting at a match that
+    holds the most distinct phrases, then the most matches, moved back to centre them; or
+    the start of that match's sentence, which earns a bonus."""
+    length = len(found)
+    sentences = _sentences(text, found)
+    best, chosen = 0, 0
+    for at, _, _ in instances:
+        score, first, end = _score(instances, at, window)
+        if score > best:
+            adjusted = first - _trunc_half(window - (end - first))
+            best, chosen = score, max(0, min(adjusted, length - window))
+        opening = max((s for s in sentences if s <= at), default=at)
+        if opening < at:
+            score = _score(instances, opening, window)[0] + (120 if opening == 0 else 100)
+            if score > best:
+                best, chosen = score, opening
+    return chosen
 
 
 def highlight(text: str, phrases: Sequence[tuple[str, ...]], window: int | None = None
               ) -> str | None:
-    """`text` HTML-escaped with each occurrence of `phrases` in <mark></mark>; None when
-    nothing matched. With `window`, only the `window` tokens around the most matches, with an
-    ellipsis where text was left out (as FTS5's snippet()).
+    """`text` HTML-escaped with each occurrence of `phrases` in <mark></mark> (overlapping
+    occurrences make one mark); None when nothing matched. With `window`, only that many
+    tokens around the best matches, with an ellipsis where text was left out (FTS5's
+    snippet()).
 
     Done here rather than by ts_headline, whose parser cuts words unlike the index (an address
-    or a URL is one token, so "partner" is not marked in "dave@partner.test"), replaces HTML
-    tags in fragments, and does not fold diacritics."""
+    or a URL is one token, so "partner" is not marked in "dave@partner.test"), drops HTML
+    tags from fragments, and does not fold diacritics."""
     found = [(m.start(), m.end(), fold(m.group())) for m in _TOKEN.finditer(text)]
     words = [w for _, _, w in found]
-    spans: list[tuple[int, int]] = []  # token index ranges [first, last]
-    for i in range(len(words)):
-        for phrase in phrases:
-            if tuple(words[i:i + len(phrase)]) == phrase:
-                spans.append((i, i + len(phrase) - 1))
-                break
-    if not spans:
+    instances: list[Instance] = [
+        (i, len(phrase), n) for i in range(len(words)) for n, phrase in enumerate(phrases)
+        if tuple(words[i:i + len(phrase)]) == phrase]
+    if not instances:
         return None
     first, stop = 0, len(found)
     if window is not None and len(found) > window:
-        best = -1
-        for lead, _ in spans:
-            start = max(0, min(lead - 2, len(found) - window))
-            score = sum(1 for a, b in spans if a >= start and b < start + window)
-            if score > best:
-                best, first = score, start
+        first = _window(text, found, instances, window)
         stop = first + window
-    out: list[str] = [_ELLIPSIS if first > 0 else escape(text[:found[first][0]])]
+    marks: list[list[int]] = []  # [first token, last token], overlapping instances merged
+    for at, size, _ in instances:
+        if marks and at <= marks[-1][1]:
+            marks[-1][1] = max(marks[-1][1], at + size - 1)
+        else:
+            marks.append([at, at + size - 1])
+    out: list[str] = [_ELLIPSIS if first > 0 else escape(text[:found[0][0]])]
     cursor = found[first][0]
-    for a, b in spans:
-        if a < first or b >= stop or found[a][0] < cursor:
+    for a, b in marks:
+        if a < first or a >= stop:
             continue
+        b = min(b, stop - 1)
         out += [escape(text[cursor:found[a][0]]), "<mark>",
                 escape(text[found[a][0]:found[b][1]]), "</mark>"]
         cursor = found[b][1]
@@ -330,7 +407,9 @@ class PostgresSearchIndex:
         latest: dict[tuple[str, str], IndexDocument] = {}
         for doc in documents:  # one row per key: the last document given wins
             latest[(doc.account_id, doc.email_id)] = doc
-        rows = [_row(doc) for doc in latest.values()]
+        # In key order, so two batches writing the same keys wait for each other instead of
+        # deadlocking.
+        rows = [_row(latest[key]) for key in sorted(latest)]
         if not rows:
             return
         pool = await self._ready()
@@ -391,15 +470,25 @@ class PostgresSearchIndex:
         expr = compile_tsquery(node)
         if not isinstance(expr, str) or not email_ids:
             return [Snippet(e, None, None) for e in email_ids]
-        wanted = list(_wanted(node))
-        in_subject = [w.words for w in wanted if w.field in (None, "subject")]
-        in_body = [w.words for w in wanted if w.field in (None, "body")]
+        leaves = list(_leaves(node))
+        queries = [compile_tsquery(leaf) for leaf in leaves]
+        asked = [q for q in queries if isinstance(q, str)]
+        tests = ", ".join(f"doc @@ ${4 + n}::text::tsquery" for n in range(len(asked)))
         rows = await (await self._ready()).fetch(
-            "SELECT email_id, subject, body FROM search_docs WHERE account_id = $1"
-            " AND email_id = ANY($2::text[]) AND doc @@ $3::text::tsquery",
-            clean(account_id), [clean(e) for e in email_ids], expr)
-        found = {r[0]: Snippet(r[0], highlight(r[1], in_subject),
-                               highlight(r[2], in_body, _SNIPPET_TOKENS)) for r in rows}
+            f"SELECT email_id, subject, body, ARRAY[{tests}]::boolean[] FROM search_docs"
+            " WHERE account_id = $1 AND email_id = ANY($2::text[]) AND doc @@ $3::text::tsquery",
+            clean(account_id), [clean(e) for e in email_ids], expr, *asked)
+        found: dict[str, Snippet] = {}
+        for email_id, subject, body, answers in rows:
+            answer = iter(answers)
+            leaf = {id(t): next(answer) if isinstance(q, str) else isinstance(q, _All)
+                    for t, q in zip(leaves, queries, strict=True)}
+            wanted = _matched(node, leaf)[1]
+            found[email_id] = Snippet(
+                email_id,
+                highlight(subject, [w.words for w in wanted if w.field in (None, "subject")]),
+                highlight(body, [w.words for w in wanted if w.field in (None, "body")],
+                          _SNIPPET_TOKENS))
         return [found.get(e, Snippet(e, None, None)) for e in email_ids]
 
     async def substring(self, account_id: str, field: str | None,
