@@ -17,8 +17,16 @@ body alone). Words of the fields that share a weight are also indexed tagged ("f
 compiles to one tsquery that the GIN index answers by itself. Fields get disjoint position
 ranges, so a phrase never runs from one field into the next.
 
-Every statement filters on account_id first: the GIN indexes lead with it (btree_gin), so one
-account's query intersects with that account's postings only.
+Every statement filters on account_id. Each document also carries its account as a lexeme
+("account:ID", no position) and every word query is `'account:ID' & (...)`, so the GIN index
+intersects the words' postings with the account's own: one account's query never walks another
+account's documents (the SQLite engine's `acct` column does the same). A GIN index led by
+account_id (btree_gin) would say the same, but btree_gin matches even `=` as a partial match,
+which the planner prices so high that it never chose the index (measured: a rare word read
+every document of the account, 18 ms at 3,000 messages, instead of 0.05 ms).
+
+Plans are made for each query's own words (plan_cache_mode = force_custom_plan): a generic
+plan cannot tell a word in every message from one in two, and picks badly for one of them.
 """
 
 from __future__ import annotations
@@ -45,7 +53,6 @@ COMPONENT = "search"
 T = 'text COLLATE "C"'
 MIGRATIONS: tuple[str, ...] = (
     f"""
-    CREATE EXTENSION IF NOT EXISTS btree_gin;
     CREATE EXTENSION IF NOT EXISTS pg_trgm;
     CREATE TABLE search_docs (
         account_id {T} NOT NULL,
@@ -60,13 +67,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account_id, email_id)
     );
     CREATE INDEX search_docs_newest ON search_docs (account_id, received_at DESC, email_id DESC);
-    CREATE INDEX search_docs_words ON search_docs USING gin (account_id, doc);
-    CREATE INDEX search_docs_subject_grams
-        ON search_docs USING gin (account_id, subject_fold gin_trgm_ops);
+    CREATE INDEX search_docs_words ON search_docs USING gin (doc);
+    CREATE INDEX search_docs_subject_grams ON search_docs USING gin (subject_fold gin_trgm_ops);
     CREATE INDEX search_docs_addresses_grams
-        ON search_docs USING gin (account_id, addresses_fold gin_trgm_ops);
-    CREATE INDEX search_docs_body_grams
-        ON search_docs USING gin (account_id, body_fold gin_trgm_ops);
+        ON search_docs USING gin (addresses_fold gin_trgm_ops);
+    CREATE INDEX search_docs_body_grams ON search_docs USING gin (body_fold gin_trgm_ops);
     """,
 )
 
@@ -139,9 +144,15 @@ def tsvector(doc: IndexDocument) -> str:
                 if len(slots) < _MAX_POSITIONS:
                     slots.setdefault(at, weight)
         position += _GAP
-    return " ".join(
+    return " ".join([_account_lexeme(doc.account_id), *(
         _quote(lexeme) + ":" + ",".join(f"{p}{w}" for p, w in sorted(slots.items()))
-        for lexeme, slots in lexemes.items())
+        for lexeme, slots in lexemes.items())])
+
+
+def _account_lexeme(account_id: str) -> str:
+    """The lexeme every document of the account carries (no position: a phrase never sees it;
+    no token has a colon, so no word can equal it)."""
+    return _quote("account:" + clean(account_id))
 
 
 # ------------------------------------------------------------------ query trees to tsquery
@@ -386,8 +397,9 @@ class PostgresSearchIndex:
             self._opening = asyncio.Lock()
         async with self._opening:
             if self._pool is None:
-                pool = await asyncpg.create_pool(self.dsn, min_size=self._sizes[0],
-                                                 max_size=self._sizes[1])
+                pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self._sizes[0], max_size=self._sizes[1],
+                    server_settings={"plan_cache_mode": "force_custom_plan"})
                 try:
                     async with pool.acquire() as conn:
                         await schema.migrate(conn, COMPONENT, MIGRATIONS)
@@ -440,7 +452,8 @@ class PostgresSearchIndex:
             return f"${len(args)}{cast}"
 
         if isinstance(expr, str):
-            where.append(f"doc @@ {arg(expr, '::text::tsquery')}")
+            scoped = f"{_account_lexeme(account_id)} & ({expr})"
+            where.append(f"doc @@ {arg(scoped, '::text::tsquery')}")
         if among is not None:
             where.append(f"email_id = ANY({arg([clean(e) for e in among], '::text[]')})")
         low, high = received
@@ -477,7 +490,8 @@ class PostgresSearchIndex:
         rows = await (await self._ready()).fetch(
             f"SELECT email_id, subject, body, ARRAY[{tests}]::boolean[] FROM search_docs"
             " WHERE account_id = $1 AND email_id = ANY($2::text[]) AND doc @@ $3::text::tsquery",
-            clean(account_id), [clean(e) for e in email_ids], expr, *asked)
+            clean(account_id), [clean(e) for e in email_ids],
+            f"{_account_lexeme(account_id)} & ({expr})", *asked)
         found: dict[str, Snippet] = {}
         for email_id, subject, body, answers in rows:
             answer = iter(answers)
