@@ -21,7 +21,7 @@ test: install
 	scripts/test-deps.sh
 	$(BIN)/ruff check mailyard tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	scripts/test-run.sh $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check mailyard tests bench

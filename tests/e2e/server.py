@@ -16,10 +16,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
+_PORTS_PER_WORKER = 3000
+_next: dict[str, int] = {}
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on. Under pytest-xdist each worker takes ports from its
+    own range below the kernel's ephemeral range (32768-), so two workers can never be handed
+    the same port between one's check and its server's bind."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    base = 20000 + int(worker[2:]) % 4 * _PORTS_PER_WORKER
+    for _ in range(_PORTS_PER_WORKER):
+        port = base + _next.get(worker, 0)
+        _next[worker] = (_next.get(worker, 0) + 1) % _PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORTS_PER_WORKER}")
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
