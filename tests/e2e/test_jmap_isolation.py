@@ -14,21 +14,12 @@ import pytest
 
 from tests.e2e.server import Server
 from tests.e2e.test_jmap_blobs import download, upload
-from tests.e2e.test_jmap_mail import ALICE, BOB, Jmap
+from tests.e2e.test_jmap_mail import ALICE, BOB, CORE, MAIL, Jmap
 
-USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
-         "urn:ietf:params:jmap:submission", "urn:ietf:params:jmap:vacationresponse"]
+USING = (CORE, MAIL, "urn:ietf:params:jmap:submission",
+         "urn:ietf:params:jmap:vacationresponse")
 
 
-class Client(Jmap):
-    def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        body = {"using": USING,
-                "methodCalls": [[name, {"accountId": self.account_id, **args}, f"c{n}"]
-                                for n, (name, args) in enumerate(calls)]}
-        response = self.client.post("/jmap/api", json=body)
-        assert response.status_code == 200, response.text
-        result: list[list[Any]] = response.json()["methodResponses"]
-        return result
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def ids(server: Server) -> dict[str, Any]:
     """Every kind of id Alice has."""
-    alice = Client(server, ALICE)
+    alice = Jmap(server, ALICE, USING)
     [email_id] = alice.call("Email/query", filter={"subject": "private"})["ids"]
     [mail] = alice.call("Email/get", ids=[email_id],
                         properties=["threadId", "mailboxIds", "attachments"])["list"]
@@ -74,11 +65,11 @@ def ids(server: Server) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def bob(server: Server) -> Client:
-    return Client(server, BOB)
+def bob(server: Server) -> Jmap:
+    return Jmap(server, BOB, USING)
 
 
-def test_gets_answer_not_found(bob: Client, ids: dict[str, Any]) -> None:
+def test_gets_answer_not_found(bob: Jmap, ids: dict[str, Any]) -> None:
     for method, key in (("Email/get", "email"), ("Thread/get", "thread"),
                         ("Mailbox/get", "mailbox"), ("Identity/get", "identity"),
                         ("EmailSubmission/get", "submission")):
@@ -91,14 +82,14 @@ def test_gets_answer_not_found(bob: Client, ids: dict[str, Any]) -> None:
     assert parsed["parsed"] is None and len(parsed["notFound"]) == 3
 
 
-def test_queries_find_nothing_of_alice(bob: Client, ids: dict[str, Any]) -> None:
+def test_queries_find_nothing_of_alice(bob: Jmap, ids: dict[str, Any]) -> None:
     assert bob.call("Email/query", filter={"text": "account number"})["ids"] == []
     assert bob.call("Email/query", filter={"inMailbox": ids["mailbox"]})["ids"] == []
     assert bob.call("EmailSubmission/query")["ids"] == []
     assert ids["mailbox"] not in bob.call("Mailbox/query")["ids"]
 
 
-def test_sets_answer_not_found(bob: Client, ids: dict[str, Any]) -> None:
+def test_sets_answer_not_found(bob: Jmap, ids: dict[str, Any]) -> None:
     email_set = bob.call("Email/set", update={ids["email"]: {"keywords/$seen": True}},
                          destroy=[ids["email"]])
     assert email_set["notUpdated"][ids["email"]]["type"] == "notFound"
@@ -124,7 +115,7 @@ def test_sets_answer_not_found(bob: Client, ids: dict[str, Any]) -> None:
     assert identity["notDestroyed"][ids["identity"]]["type"] == "notFound"
 
 
-def test_alices_account_id_is_not_bobs(bob: Client, ids: dict[str, Any]) -> None:
+def test_alices_account_id_is_not_bobs(bob: Jmap, ids: dict[str, Any]) -> None:
     for method in ("Email/get", "Mailbox/get", "Identity/get", "EmailSubmission/get",
                    "VacationResponse/get", "Email/query", "Mailbox/changes"):
         args: dict[str, Any] = {"accountId": ids["account"]}
@@ -134,7 +125,7 @@ def test_alices_account_id_is_not_bobs(bob: Client, ids: dict[str, Any]) -> None
         assert name == "error" and answer["type"] == "accountNotFound", method
 
 
-def test_blob_urls_are_404(bob: Client, ids: dict[str, Any]) -> None:
+def test_blob_urls_are_404(bob: Jmap, ids: dict[str, Any]) -> None:
     for key in ("email", "part", "upload"):
         assert download(bob, bob.account_id, ids[key]).status_code == 404
         assert download(bob, ids["account"], ids[key]).status_code == 404

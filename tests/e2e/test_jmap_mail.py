@@ -54,7 +54,9 @@ def _messages() -> list[EmailMessage]:
 
 
 class Jmap:
-    def __init__(self, server: Server, user: str) -> None:
+    def __init__(self, server: Server, user: str, using: tuple[str, ...] = (CORE, MAIL)
+                 ) -> None:
+        self.using = list(using)
         self.client = httpx.Client(base_url=f"https://127.0.0.1:{server.http_port}", verify=False,
                                    auth=(user, PASSWORD), timeout=30)
         session = self.client.get("/jmap/session").json()
@@ -62,7 +64,7 @@ class Jmap:
         self.account_id: str = session["primaryAccounts"][MAIL]
 
     def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        body = {"using": [CORE, MAIL],
+        body = {"using": self.using,
                 "methodCalls": [[name, {"accountId": self.account_id, **args}, f"c{n}"]
                                 for n, (name, args) in enumerate(calls)]}
         response = self.client.post("/jmap/api", json=body)

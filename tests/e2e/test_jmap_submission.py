@@ -20,7 +20,7 @@ import pytest
 from tests.dnsserver import TestDNS
 from tests.e2e.server import Server
 from tests.e2e.test_jmap_blobs import boxes, upload
-from tests.e2e.test_jmap_mail import ALICE, BOB, Jmap
+from tests.e2e.test_jmap_mail import ALICE, BOB, CORE, MAIL, Jmap
 from tests.e2e.test_sending import inbox
 from tests.fakemx import FakeMX
 
@@ -28,15 +28,7 @@ SUBMISSION = "urn:ietf:params:jmap:submission"
 MiB = 1024 * 1024
 
 
-class Sender(Jmap):
-    def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        body = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", SUBMISSION],
-                "methodCalls": [[name, {"accountId": self.account_id, **args}, f"c{n}"]
-                                for n, (name, args) in enumerate(calls)]}
-        response = self.client.post("/jmap/api", json=body)
-        assert response.status_code == 200, response.text
-        result: list[list[Any]] = response.json()["methodResponses"]
-        return result
+USING = (CORE, MAIL, SUBMISSION)
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +52,16 @@ def server(tmp_path_factory: pytest.TempPathFactory, mx: FakeMX) -> Iterator[Ser
 
 
 @pytest.fixture(scope="module")
-def alice(server: Server) -> Sender:
-    return Sender(server, ALICE)
+def alice(server: Server) -> Jmap:
+    return Jmap(server, ALICE, USING)
 
 
 @pytest.fixture(scope="module")
-def bob(server: Server) -> Sender:
-    return Sender(server, BOB)
+def bob(server: Server) -> Jmap:
+    return Jmap(server, BOB, USING)
 
 
-def draft(j: Sender, subject: str, to: list[str], **extra: Any) -> str:
+def draft(j: Jmap, subject: str, to: list[str], **extra: Any) -> str:
     ids = boxes(j)
     answer = j.call("Email/set", create={"d": {
         "mailboxIds": {ids["drafts"]: True}, "keywords": {"$draft": True},
@@ -80,12 +72,12 @@ def draft(j: Sender, subject: str, to: list[str], **extra: Any) -> str:
     return str(answer["created"]["d"]["id"])
 
 
-def test_session_advertises_submission(alice: Sender) -> None:
+def test_session_advertises_submission(alice: Jmap) -> None:
     cap = alice.session["accounts"][alice.account_id]["accountCapabilities"][SUBMISSION]
     assert cap["maxDelayedSend"] >= 86400 and "FUTURERELEASE" in cap["submissionExtensions"]
 
 
-def test_send_a_draft_with_a_25_mb_attachment(server: Server, alice: Sender, mx: FakeMX
+def test_send_a_draft_with_a_25_mb_attachment(server: Server, alice: Jmap, mx: FakeMX
                                               ) -> None:
     big = os.urandom(25 * MiB)
     blob = upload(alice, big, "application/octet-stream")["blobId"]
@@ -123,7 +115,7 @@ def test_send_a_draft_with_a_25_mb_attachment(server: Server, alice: Sender, mx:
         "far@remote.test", BOB, "hidden@remote.test"}
 
 
-def test_held_send_is_pending_then_canceled(alice: Sender, mx: FakeMX) -> None:
+def test_held_send_is_pending_then_canceled(alice: Jmap, mx: FakeMX) -> None:
     before = len(mx.received)
     state = alice.call("EmailSubmission/get", ids=[])["state"]
     email_id = draft(alice, "Maybe later", ["later@remote.test"])
@@ -152,7 +144,7 @@ def test_held_send_is_pending_then_canceled(alice: Sender, mx: FakeMX) -> None:
     assert len(mx.received) == before
 
 
-def test_sent_mail_cannot_be_unsent(alice: Sender, mx: FakeMX) -> None:
+def test_sent_mail_cannot_be_unsent(alice: Jmap, mx: FakeMX) -> None:
     email_id = draft(alice, "Gone already", ["gone@remote.test"])
     sub = alice.call("EmailSubmission/set", create={"g": {
         "identityId": alice.account_id, "emailId": email_id}})["created"]["g"]
@@ -167,7 +159,7 @@ def test_sent_mail_cannot_be_unsent(alice: Sender, mx: FakeMX) -> None:
     assert alice.call("EmailSubmission/get", ids=[sub["id"]])["notFound"] == [sub["id"]]
 
 
-def test_submission_errors(alice: Sender) -> None:
+def test_submission_errors(alice: Jmap) -> None:
     ids = boxes(alice)
     forged = alice.call("Email/set", create={"f": {
         "mailboxIds": {ids["drafts"]: True}, "from": [{"email": "ceo@bank.test"}],
@@ -188,7 +180,7 @@ def test_submission_errors(alice: Sender) -> None:
                       "badhold": "invalidProperties"}
 
 
-def test_another_account_sees_no_submission(alice: Sender, bob: Sender) -> None:
+def test_another_account_sees_no_submission(alice: Jmap, bob: Jmap) -> None:
     mine = alice.call("EmailSubmission/query")["ids"]
     assert mine
     assert bob.call("EmailSubmission/get", ids=mine)["notFound"] == mine
@@ -202,7 +194,7 @@ def test_another_account_sees_no_submission(alice: Sender, bob: Sender) -> None:
     assert answer["notDestroyed"][mine[0]]["type"] == "notFound"
 
 
-def test_identities(alice: Sender, bob: Sender) -> None:
+def test_identities(alice: Jmap, bob: Jmap) -> None:
     [own] = alice.call("Identity/get", ids=None)["list"]
     assert own == {"id": alice.account_id, "name": "", "email": ALICE, "replyTo": None,
                    "bcc": None, "textSignature": "", "htmlSignature": "", "mayDelete": False}

@@ -12,27 +12,18 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.dnsserver import TestDNS
 from tests.e2e.server import Server
-from tests.e2e.test_jmap_mail import ALICE, BOB, Jmap
+from tests.e2e.test_jmap_mail import ALICE, BOB, CORE, MAIL, Jmap
 from tests.fakemx import FakeMX
 
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 
 
-class Client(Jmap):
-    def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        body = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", VACATION],
-                "methodCalls": [[name, {"accountId": self.account_id, **args}, f"c{n}"]
-                                for n, (name, args) in enumerate(calls)]}
-        response = self.client.post("/jmap/api", json=body)
-        assert response.status_code == 200, response.text
-        result: list[list[Any]] = response.json()["methodResponses"]
-        return result
+USING = (CORE, MAIL, VACATION)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +47,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, mx: FakeMX) -> Iterator[Ser
 
 
 @pytest.fixture(scope="module")
-def alice(server: Server) -> Client:
-    return Client(server, ALICE)
+def alice(server: Server) -> Jmap:
+    return Jmap(server, ALICE, USING)
 
 
 def send(server: Server, sender: str, subject: str, *, to: str = ALICE,
@@ -72,7 +63,7 @@ def send(server: Server, sender: str, subject: str, *, to: str = ALICE,
         s.send_message(m, from_addr=sender, to_addrs=[rcpt])
 
 
-def test_get_defaults_and_bad_sets(alice: Client) -> None:
+def test_get_defaults_and_bad_sets(alice: Jmap) -> None:
     [settings] = alice.call("VacationResponse/get", ids=None)["list"]
     assert settings == {"id": "singleton", "isEnabled": False, "fromDate": None,
                         "toDate": None, "subject": None, "textBody": None, "htmlBody": None}
@@ -86,7 +77,7 @@ def test_get_defaults_and_bad_sets(alice: Client) -> None:
 
 
 def test_vacation_replies_once_per_sender_and_never_to_robots(
-        server: Server, alice: Client, mx: FakeMX) -> None:
+        server: Server, alice: Jmap, mx: FakeMX) -> None:
     state = alice.call("VacationResponse/get", ids=None)["state"]
     answer = alice.call("VacationResponse/set", update={"singleton": {
         "isEnabled": True, "fromDate": "2020-01-01T00:00:00Z", "toDate": None,
@@ -118,7 +109,7 @@ def test_vacation_replies_once_per_sender_and_never_to_robots(
     assert "Out of office" not in subjects, "auto-replies are not filed in Sent"
 
 
-def test_disabled_or_out_of_dates_sends_nothing(server: Server, alice: Client,
+def test_disabled_or_out_of_dates_sends_nothing(server: Server, alice: Jmap,
                                                 mx: FakeMX) -> None:
     before = len(mx.received)
     alice.call("VacationResponse/set", update={"singleton": {

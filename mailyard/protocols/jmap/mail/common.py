@@ -154,3 +154,43 @@ class SetError(Exception):
 def valid_keyword(k: str) -> bool:
     return (0 < len(k) <= 255 and all("!" <= ch <= "~" for ch in k)
             and not set('(){]%*"\\') & set(k))
+
+
+@dataclass
+class SetRequest:
+    """The arguments every /set shares (RFC 8620 §5.3), checked: the state they start from
+    (ifInState honoured) and the three maps a /set response answers."""
+
+    old_state: int
+    create: dict[str, Any]
+    update: dict[str, Any]
+    destroy: list[str]
+
+    @classmethod
+    async def read(cls, ctx: Context, args: dict[str, Any]) -> SetRequest:
+        old_state = await current_state(ctx)
+        if_in_state = args.get("ifInState")
+        if if_in_state is not None and if_in_state != str(old_state):
+            raise MethodError("stateMismatch")
+        create = args.get("create") or {}
+        update = args.get("update") or {}
+        destroy = args.get("destroy") or []
+        if (not isinstance(create, dict) or not isinstance(update, dict)
+                or not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)):
+            raise MethodError("invalidArguments", "create, update and destroy have the wrong type")
+        limit: int = ctx.services.policy.limits.max_objects_in_set
+        if len(create) + len(update) + len(destroy) > limit:
+            raise MethodError("requestTooLarge", f"at most {limit} objects in a /set")
+        return cls(old_state, create, update, list(dict.fromkeys(destroy)))
+
+
+async def set_response(ctx: Context, account_id: str, request: SetRequest, *,
+                       created: dict[str, Any], not_created: dict[str, Any],
+                       updated: dict[str, Any], not_updated: dict[str, Any],
+                       destroyed: list[str], not_destroyed: dict[str, Any]) -> dict[str, Any]:
+    """The /set response; empty maps are null, as §5.3 writes them."""
+    return {"accountId": account_id, "oldState": str(request.old_state),
+            "newState": str(await current_state(ctx)), "created": created or None,
+            "updated": updated or None, "destroyed": destroyed or None,
+            "notCreated": not_created or None, "notUpdated": not_updated or None,
+            "notDestroyed": not_destroyed or None}

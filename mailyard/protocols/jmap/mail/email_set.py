@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from mailyard.protocols.jmap.core import Context, method
-from mailyard.protocols.jmap.errors import MethodError
 from mailyard.protocols.jmap.mail.common import (
     MAIL,
     SetError,
-    current_state,
+    SetRequest,
     mailbox_service,
+    set_response,
     valid_keyword,
 )
 from mailyard.protocols.jmap.mail.email_import import create_emails
@@ -119,20 +119,8 @@ async def _update(service: MailboxService, account: Account, record: EmailRecord
 async def email_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     service = mailbox_service(ctx)
-    old_state = await current_state(ctx)
-    if_in_state = args.get("ifInState")
-    if if_in_state is not None and if_in_state != str(old_state):
-        raise MethodError("stateMismatch")
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if (not isinstance(create, dict) or not isinstance(update, dict)
-            or not isinstance(destroy, list)
-            or not all(isinstance(i, str) for i in destroy)):
-        raise MethodError("invalidArguments", "create, update and destroy have the wrong type")
-    limit: int = ctx.services.policy.limits.max_objects_in_set
-    if len(create) + len(update) + len(destroy) > limit:
-        raise MethodError("requestTooLarge", f"at most {limit} objects in a /set")
+    request = await SetRequest.read(ctx, args)
+    create, update, destroy = request.create, request.update, request.destroy
     ids = [ctx.resolve_id(i) or i for i in [*update, *destroy]]
     records = {r.id: r for r in await service.get_emails(ctx.account, ids, brief=True)}
     boxes = {b.id: b for b in await service.mailboxes(ctx.account)}
@@ -140,6 +128,7 @@ async def email_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
     for email_id, patch in update.items():
+        email_id = ctx.resolve_id(email_id) or email_id
         record = records.get(email_id)
         try:
             if record is None:
@@ -152,15 +141,15 @@ async def email_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             not_updated[email_id] = e.body
     destroyed: list[str] = []
     not_destroyed: dict[str, Any] = {}
-    for email_id in dict.fromkeys(destroy):
+    for email_id in destroy:
+        email_id = ctx.resolve_id(email_id) or email_id
         if email_id not in records:
             not_destroyed[email_id] = {"type": "notFound"}
             continue
         destroyed.append(email_id)
     if destroyed:
         await service.destroy(ctx.account, destroyed)
-    new_state = await current_state(ctx)
-    return {"accountId": account_id, "oldState": str(old_state), "newState": str(new_state),
-            "created": created or None, "updated": updated or None, "destroyed": destroyed or None,
-            "notCreated": not_created or None, "notUpdated": not_updated or None,
-            "notDestroyed": not_destroyed or None}
+    return await set_response(ctx, account_id, request, created=created,
+                              not_created=not_created, updated=updated,
+                              not_updated=not_updated, destroyed=destroyed,
+                              not_destroyed=not_destroyed)

@@ -12,16 +12,17 @@ from typing import Any
 
 from mailyard.core.ids import new_id
 from mailyard.protocols.jmap.core import Context, method
-from mailyard.protocols.jmap.errors import MethodError
 from mailyard.protocols.jmap.mail.common import (
     SUBMISSION,
     SetError,
+    SetRequest,
     changes,
     changes_response,
     current_state,
     mailbox_service,
     requested_ids,
     requested_properties,
+    set_response,
 )
 from mailyard.protocols.jmap.services import JMAPServices
 from mailyard.protocols.jmap.session import CAPABILITIES, capability
@@ -112,14 +113,8 @@ async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     store = mailbox_service(ctx).store
     submission: SubmissionService = ctx.services.extra["submission"]
-    old_state = await current_state(ctx)
-    if args.get("ifInState") not in (None, str(old_state)):
-        raise MethodError("stateMismatch")
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if not (isinstance(create, dict) and isinstance(update, dict) and isinstance(destroy, list)):
-        raise MethodError("invalidArguments", "create, update and destroy have the wrong type")
+    request = await SetRequest.read(ctx, args)
+    create, update, destroy = request.create, request.update, request.destroy
     every = await identities(ctx)
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}
@@ -164,7 +159,7 @@ async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             not_updated[identity_id] = e.body
     destroyed: list[str] = []
     not_destroyed: dict[str, Any] = {}
-    for identity_id in dict.fromkeys(d for d in destroy if isinstance(d, str)):
+    for identity_id in destroy:
         identity_id = ctx.resolve_id(identity_id) or identity_id
         if identity_id == ctx.account.id:
             not_destroyed[identity_id] = {"type": "forbidden",
@@ -175,8 +170,7 @@ async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             destroyed.append(identity_id)
         except NotFound:
             not_destroyed[identity_id] = {"type": "notFound"}
-    return {"accountId": account_id, "oldState": str(old_state),
-            "newState": str(await current_state(ctx)), "created": created or None,
-            "updated": updated or None, "destroyed": destroyed or None,
-            "notCreated": not_created or None, "notUpdated": not_updated or None,
-            "notDestroyed": not_destroyed or None}
+    return await set_response(ctx, account_id, request, created=created,
+                              not_created=not_created, updated=updated,
+                              not_updated=not_updated, destroyed=destroyed,
+                              not_destroyed=not_destroyed)

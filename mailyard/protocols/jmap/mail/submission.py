@@ -20,12 +20,14 @@ from mailyard.protocols.jmap.errors import MethodError
 from mailyard.protocols.jmap.mail.common import (
     SUBMISSION,
     SetError,
+    SetRequest,
     changes,
     changes_response,
     current_state,
     mailbox_service,
     requested_ids,
     requested_properties,
+    set_response,
 )
 from mailyard.protocols.jmap.mail.email_set import email_set
 from mailyard.protocols.jmap.mail.identity import identities
@@ -250,18 +252,13 @@ async def _create(ctx: Context, spec: Any) -> dict[str, Any]:
 async def submission_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     store = mailbox_service(ctx).store
-    old_state = await current_state(ctx)
-    if args.get("ifInState") not in (None, str(old_state)):
-        raise MethodError("stateMismatch")
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
+    request = await SetRequest.read(ctx, args)
+    create, update, destroy = request.create, request.update, request.destroy
     on_update = args.get("onSuccessUpdateEmail") or {}
     on_destroy = args.get("onSuccessDestroyEmail") or []
-    if not (isinstance(create, dict) and isinstance(update, dict) and isinstance(destroy, list)
-            and isinstance(on_update, dict) and isinstance(on_destroy, list)):
-        raise MethodError("invalidArguments", "create, update, destroy or onSuccess* have the"
-                          " wrong type")
+    if not isinstance(on_update, dict) or not isinstance(on_destroy, list):
+        raise MethodError("invalidArguments", "onSuccessUpdateEmail is an object and"
+                          " onSuccessDestroyEmail an array")
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}
     for creation_id, spec in create.items():
@@ -297,18 +294,17 @@ async def submission_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             not_updated[sub_id] = e.body
     destroyed: list[str] = []
     not_destroyed: dict[str, Any] = {}
-    for sub_id in dict.fromkeys(d for d in destroy if isinstance(d, str)):
+    for sub_id in destroy:
         sub_id = ctx.resolve_id(sub_id) or sub_id
         try:
             await store.delete_object(ctx.account.id, KIND, sub_id)
             destroyed.append(sub_id)
         except NotFound:
             not_destroyed[sub_id] = {"type": "notFound"}
-    result = {"accountId": account_id, "oldState": str(old_state),
-              "newState": str(await current_state(ctx)), "created": created or None,
-              "updated": updated or None, "destroyed": destroyed or None,
-              "notCreated": not_created or None, "notUpdated": not_updated or None,
-              "notDestroyed": not_destroyed or None}
+    result = await set_response(ctx, account_id, request, created=created,
+                                not_created=not_created, updated=updated,
+                                not_updated=not_updated, destroyed=destroyed,
+                                not_destroyed=not_destroyed)
     # §7.5: on success, the implicit Email/set for the submitted emails (e.g. Drafts -> Sent).
     email_update: dict[str, Any] = {}
     for ref, patch in on_update.items():

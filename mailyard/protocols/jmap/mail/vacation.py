@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from mailyard.protocols.jmap.core import Context, method
-from mailyard.protocols.jmap.errors import MethodError
 from mailyard.protocols.jmap.mail.common import (
     SetError,
+    SetRequest,
     current_state,
     requested_ids,
     requested_properties,
+    set_response,
 )
 from mailyard.protocols.jmap.session import capability
 from mailyard.services.vacation import SINGLETON, VacationResponder
@@ -69,18 +70,11 @@ async def vacation_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 @method("VacationResponse/set", capability=VACATION)
 async def vacation_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
-    old_state = await current_state(ctx)
-    if args.get("ifInState") not in (None, str(old_state)):
-        raise MethodError("stateMismatch")
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if not (isinstance(create, dict) and isinstance(update, dict) and isinstance(destroy, list)):
-        raise MethodError("invalidArguments", "create, update and destroy have the wrong type")
+    request = await SetRequest.read(ctx, args)
+    create, update, destroy = request.create, request.update, request.destroy
     singleton = "the VacationResponse is a singleton"
     not_created = {c: {"type": "singleton", "description": singleton} for c in create}
-    not_destroyed = {d: {"type": "singleton", "description": singleton} for d in destroy
-                     if isinstance(d, str)}
+    not_destroyed = {d: {"type": "singleton", "description": singleton} for d in destroy}
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
     for object_id, patch in update.items():
@@ -96,8 +90,7 @@ async def vacation_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             updated[object_id] = None
         except SetError as e:
             not_updated[object_id] = e.body
-    return {"accountId": account_id, "oldState": str(old_state),
-            "newState": str(await current_state(ctx)), "created": None,
-            "updated": updated or None, "destroyed": None,
-            "notCreated": not_created or None, "notUpdated": not_updated or None,
-            "notDestroyed": not_destroyed or None}
+    return await set_response(ctx, account_id, request, created={},
+                              not_created=not_created, updated=updated,
+                              not_updated=not_updated, destroyed=[],
+                              not_destroyed=not_destroyed)
