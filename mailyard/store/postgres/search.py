@@ -32,6 +32,7 @@ plan cannot tell a word in every message from one in two, and picks badly for on
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import unicodedata
@@ -101,9 +102,13 @@ _SNIPPET_TOKENS = 24
 _ELLIPSIS = "…"
 
 
+@functools.lru_cache(maxsize=65536)
 def fold(token: str) -> str:
     """The indexed form of a token: case-folded, diacritics removed (unicode61's
-    remove_diacritics), cut to _MAX_TOKEN characters."""
+    remove_diacritics), cut to _MAX_TOKEN characters. Cached: a mailbox's vocabulary repeats,
+    and this is most of the cost of indexing a document."""
+    if token.isascii():
+        return token.lower()[:_MAX_TOKEN]
     decomposed = unicodedata.normalize("NFD", token)
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return unicodedata.normalize("NFC", bare.casefold())[:_MAX_TOKEN]
@@ -120,7 +125,10 @@ def _quote(lexeme: str) -> str:
 
 
 def tsvector(doc: IndexDocument) -> str:
-    """The tsvector literal of a document: every word with its positions and weights."""
+    """The tsvector literal of a document: every word with its positions and weights.
+
+    Tokens hold only letters and digits (and tags a colon), so they are quoted without
+    escaping; tsvector's input sorts each lexeme's positions."""
     fields = (("subject", doc.subject), ("from", doc.from_), ("to", doc.to), ("cc", doc.cc),
               ("bcc", doc.bcc), ("filename", doc.filenames), ("list", doc.list_id),
               ("body", doc.body), ("attachments", doc.attachment_text))
@@ -129,24 +137,26 @@ def tsvector(doc: IndexDocument) -> str:
     position = 1
     for field, text in fields:
         weight = _WEIGHTS[field]
+        tagged = field in _TAGGED
         for token in tokens(text):
             # Past the last position, each weight keeps one slot of its own, so a word late
             # in a long body is still found by `body:` (only phrases there are lost).
             at = position if position < _MAX_POSITION - 3 else _MAX_POSITION - "DCBA".index(weight)
             position += 1
-            for lexeme in (token, f"{field}:{token}") if field in _TAGGED else (token,):
+            for lexeme in (token, f"{field}:{token}") if tagged else (token,):
                 slots = lexemes.get(lexeme)
                 if slots is None:
-                    if size + len(lexeme.encode()) + 8 > _DOC_BUDGET:
+                    cost = (len(lexeme) if lexeme.isascii() else len(lexeme.encode())) + 8
+                    if size + cost > _DOC_BUDGET:
                         continue
-                    size += len(lexeme.encode()) + 8
+                    size += cost
                     slots = lexemes[lexeme] = {}
-                if len(slots) < _MAX_POSITIONS:
-                    slots.setdefault(at, weight)
+                if at not in slots and len(slots) < _MAX_POSITIONS:
+                    slots[at] = f"{at}{weight}"
         position += _GAP
-    return " ".join([_account_lexeme(doc.account_id), *(
-        _quote(lexeme) + ":" + ",".join(f"{p}{w}" for p, w in sorted(slots.items()))
-        for lexeme, slots in lexemes.items())])
+    out = [_account_lexeme(doc.account_id)]
+    out += [f"'{lexeme}':{','.join(slots.values())}" for lexeme, slots in lexemes.items()]
+    return " ".join(out)
 
 
 def _account_lexeme(account_id: str) -> str:
