@@ -496,6 +496,50 @@ def report_sizes(data: Path, meta: dict[str, Any]) -> None:
               f" end)")
 
 
+async def ensure_database(dsn: str) -> None:
+    """Create the database `dsn` names when the server lacks it (a load starts empty)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def report_pg_sizes(dsn: str, meta: dict[str, Any]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        index = await conn.fetchval("SELECT pg_total_relation_size('search_docs')")
+        parts = await conn.fetch(
+            "SELECT c.relname, pg_relation_size(c.oid) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = 'search_docs'::regclass ORDER BY 2 DESC")
+        database = await conn.fetchval("SELECT pg_database_size(current_database())")
+        analysed = await conn.fetchval(
+            "SELECT greatest(last_analyze, last_autoanalyze) IS NOT NULL FROM pg_stat_user_tables"
+            " WHERE relname = 'search_docs'")
+    finally:
+        await conn.close()
+    n = meta.get("loaded") or 1
+    print(f"\nsearch_docs (table, TOAST, indexes): {mib(index)} ({index / n:,.0f} B/message;"
+          f" {', '.join(f'{name} {mib(size)}' for name, size in parts)})")
+    print(f"whole database: {mib(database)}; search_docs analysed (statistics for the"
+          f" planner): {analysed}")
+    if "store_s" in meta:
+        print(f"load of {meta['loaded']} messages (concurrency {meta['concurrency']}):"
+              f" store ingest {meta['store_s']:.0f} s = {meta['loaded'] / meta['store_s']:.0f}"
+              f" msg/s, indexing {meta['index_s']:.0f} s"
+              f" = {meta['loaded'] / meta['index_s']:.0f} doc/s")
+
+
 async def main_async(args: argparse.Namespace) -> None:
     data = Path(args.data_dir)
     meta_path = data / META
@@ -520,6 +564,13 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"corpus: {len(corpus.words)} words, {len(corpus.people)} senders,"
           f" {len(corpus.domains)} domains ({time.perf_counter() - t0:.1f} s)", flush=True)
     config = dataclasses.replace(Config(), data_dir=data, domains=(DOMAIN,))
+    if args.engine != "sqlite":
+        # postgres: the mail store and the search index in one PostgreSQL database (blobs
+        # stay files: no query reads them); postgres-search: only the search index there.
+        await ensure_database(args.pg_dsn)
+        config = dataclasses.replace(config, store=dataclasses.replace(
+            config.store, metadata=args.pg_dsn if args.engine == "postgres" else "",
+            search=args.pg_dsn))
     runtime = Runtime.open(config)
     try:
         if not args.skip_load:
@@ -537,7 +588,10 @@ async def main_async(args: argparse.Namespace) -> None:
         if args.total:
             print("\nwith total=True (every match counted):")
             await run_queries(runtime, account, qs, args.total_repeat, True)
-        report_sizes(data, meta)
+        if args.engine != "sqlite":
+            await report_pg_sizes(args.pg_dsn, meta)
+        if args.engine != "postgres":
+            report_sizes(data, meta)
     finally:
         runtime.close()
 
@@ -557,6 +611,12 @@ def main() -> None:
                         help="also time every query with total=True (count every match)")
     parser.add_argument("--total-repeat", type=int, default=3,
                         help="timed runs of each query with --total (they can take seconds)")
+    parser.add_argument("--engine", choices=["sqlite", "postgres", "postgres-search"],
+                        default="sqlite",
+                        help="postgres: mail store and search index in PostgreSQL (--pg-dsn);"
+                             " postgres-search: only the search index there")
+    parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/mailyard_bench",
+                        help="the database of --engine postgres (created when missing)")
     parser.add_argument("--only", type=int, nargs="*",
                         help="run only these queries (1-based numbers, as printed)")
     args = parser.parse_args()

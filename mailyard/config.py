@@ -221,7 +221,15 @@ class Store:
     blobs: str = ""
     """The BlobStore: "s3://bucket" or "s3://bucket/prefix" (with [store.s3]), "": files in
     data_dir/blobs."""
+    search: str = ""
+    """The SearchIndex: "postgresql" (in the database of `metadata`), "postgresql://..." (its
+    own database), "": SQLite FTS5 in data_dir."""
     s3: S3 = field(default_factory=S3)
+
+    @property
+    def search_dsn(self) -> str:
+        """The DSN of a PostgreSQL SearchIndex; "" for SQLite."""
+        return self.metadata if self.search == "postgresql" else self.search
 
 
 @dataclass(frozen=True)
@@ -332,6 +340,13 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             ("postgresql://", "postgres://")):
         raise ConfigError(f"store.metadata: expected \"postgresql://...\" or \"\" (SQLite), "
                           f"got {config.store.metadata!r}")
+    if config.store.search == "postgresql" and not config.store.metadata:
+        raise ConfigError("store.search: \"postgresql\" uses the database of store.metadata,"
+                          " which is not set; give a \"postgresql://...\" DSN instead")
+    if config.store.search not in ("", "postgresql") and not config.store.search.startswith(
+            ("postgresql://", "postgres://")):
+        raise ConfigError(f"store.search: expected \"postgresql\", \"postgresql://...\" or \"\""
+                          f" (SQLite), got {config.store.search!r}")
     if config.store.blobs and not (config.store.blobs.startswith("s3://")
                                    and len(config.store.blobs.rstrip("/")) > len("s3://")):
         raise ConfigError(f"store.blobs: expected \"s3://bucket[/prefix]\" or \"\" (files), "
