@@ -153,10 +153,12 @@ async def index() -> AsyncIterator[PostgresSearchIndex]:
 
 
 async def test_documents_past_tsvector_limits(index: PostgresSearchIndex) -> None:
-    """40,000 body words (positions stop at 16,383) and ~1.3 MB of distinct attachment words
-    (a tsvector holds under 1 MB): indexed, and the last body word found in the body."""
-    body = " ".join(f"w{n}" for n in range(40_000)) + " omega"
-    attachment = " ".join(f"term{n:07d}x" for n in range(100_000))
+    """40,000 body words (positions stop at 16,383), then 100,000 distinct words (~1.3 MB;
+    a tsvector holds under 1 MB) in the body and the attachment: indexed, and the words that
+    fit are found in their fields."""
+    distinct = " ".join(f"term{n:07d}x" for n in range(100_000))
+    body = " ".join(f"w{n}" for n in range(40_000)) + f" omega {distinct}"
+    attachment = f"{distinct} {distinct}"  # past the last position: slots C and D each
     document = IndexDocument(ACCOUNT, "e-big", 1, subject="big one", body=body,
                              attachment_text=attachment)
     await index.index([document])
@@ -167,7 +169,10 @@ async def test_documents_past_tsvector_limits(index: PostgresSearchIndex) -> Non
     assert (await index.query(ACCOUNT, q.Text("term0000001x"))).ids == ["e-big"]
     assert await index.substring(ACCOUNT, "body", "W39999 OMEGA") == {"e-big"}
     [snippet] = await index.snippets(ACCOUNT, q.Text("omega"), ["e-big"])
-    assert snippet.preview is not None and snippet.preview.endswith("<mark>omega</mark>")
+    assert snippet.preview is not None and "w39999 <mark>omega</mark> term0000000x" in (
+        snippet.preview)
+    assert (await index.query(ACCOUNT, q.Text("term0000001x", field="body"))).ids == ["e-big"]
+    assert (await index.query(ACCOUNT, q.Text("term0099999x"))).ids == []  # past the budget
 
 
 async def test_text_postgresql_cannot_store_is_cleaned(index: PostgresSearchIndex) -> None:

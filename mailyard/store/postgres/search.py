@@ -89,8 +89,11 @@ _MAX_POSITION = 16383
 """tsvector positions stop here; words beyond share the last ones (phrases there are lost)."""
 _MAX_POSITIONS = 256
 """Positions a tsvector keeps per lexeme."""
-_DOC_BUDGET = 900_000
-"""Bytes of lexemes per document, under tsvector's 1 MB limit; words past it are not indexed."""
+_DOC_BUDGET = 880_000
+"""Bytes of lexemes per document, under tsvector's 1 MB limit; words past it are not indexed.
+Each lexeme is counted as its bytes + 16 (entry, length, alignment, up to four positions past
+_MAX_POSITION); the positions below it add at most 2 x 16,383 x 2 bytes (a position is shared
+by a word and its tagged twin): 880,000 + 65,532 < 1,048,576."""
 _GAP = 2
 """Positions left empty between fields, so `<->` never joins the end of one to the next."""
 
@@ -146,7 +149,7 @@ def tsvector(doc: IndexDocument) -> str:
             for lexeme in (token, f"{field}:{token}") if tagged else (token,):
                 slots = lexemes.get(lexeme)
                 if slots is None:
-                    cost = (len(lexeme) if lexeme.isascii() else len(lexeme.encode())) + 8
+                    cost = (len(lexeme) if lexeme.isascii() else len(lexeme.encode())) + 16
                     if size + cost > _DOC_BUDGET:
                         continue
                     size += cost
