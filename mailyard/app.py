@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,7 @@ from mailyard.services.vacation import VacationResponder
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
 from mailyard.store.postgres.mailstore import PostgresMailStore
+from mailyard.store.postgres.search import PostgresSearchIndex
 from mailyard.store.sqlite.db import SchemaTooNew
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.store.sqlite.policy import SqlitePolicyStore
@@ -76,7 +78,7 @@ class Runtime:
     store: SqliteMailStore | PostgresMailStore
     blobs: FsBlobStore | S3BlobStore
     queue: SqliteQueue
-    index: SqliteSearchIndex
+    index: SqliteSearchIndex | PostgresSearchIndex
     bus: LocalEventBus
     pipeline: InboundPipeline
     accounts: AccountService
@@ -99,7 +101,9 @@ class Runtime:
             if config.store.metadata else SqliteMailStore(data / "mail.db")
         blobs = open_blobstore(config)
         queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
-        index = SqliteSearchIndex(data / "search.db")
+        index: SqliteSearchIndex | PostgresSearchIndex = \
+            PostgresSearchIndex(config.store.search_dsn) if config.store.search_dsn \
+            else SqliteSearchIndex(data / "search.db")
         bus = LocalEventBus()
         accounts = AccountService(store, config_domains=config.domains,
                                   default_quota=config.limits.default_quota)
@@ -364,12 +368,21 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     policy_store.close()
 
 
+BLOB_USAGE_TTL = 300.0
+
+
 def ops_app(runtime: Runtime) -> Any:
     """/metrics, /healthz and /readyz over this runtime's stores."""
     data = runtime.config.data_dir
+    blob_usage: list[float] = []  # [measured at (monotonic), octets]
 
     async def sizes() -> dict[str, int]:
-        out = {"blobs": await runtime.blobs.usage()}
+        # Blob usage walks the whole store (a directory tree, or a bucket listing on S3):
+        # measured at most every BLOB_USAGE_TTL seconds, not on every scrape.
+        now = time.monotonic()
+        if not blob_usage or now - blob_usage[0] > BLOB_USAGE_TTL:
+            blob_usage[:] = [now, float(await runtime.blobs.usage())]
+        out = {"blobs": int(blob_usage[1])}
         for name in ("mail", "queue", "search", "spam", "policy", "push"):
             files = [data / f"{name}.db", data / f"{name}.db-wal"]
             out[name] = sum(f.stat().st_size for f in files if f.exists())
