@@ -28,7 +28,7 @@ from mailyard.store.ports import Account, NewEmail
 
 BLOBSTORES = ["fs", "s3"]
 QUEUES = ["sqlite"]
-MAILSTORES = ["sqlite", "postgres"]
+MAILSTORES = ["sqlite", "postgres", "postgres-sharded"]
 SEARCH_INDEXES = ["sqlite", "postgres"]
 EVENTBUSES = ["local"]
 
@@ -173,6 +173,21 @@ def _open_mailstore(name: str, tmp_path: Path) -> Engine:
             return await PostgresMailStore.connect(await database.dsn())
 
         return DatabaseEngine(name, open_postgres, database.drop)
+    if name == "postgres-sharded":
+        # Two databases: the directory's (shard 0) and one more; accounts go to either.
+        from mailyard.store.postgres.sharded import ShardedMailStore
+        from tests.pgserver import TestDatabase
+
+        databases = [TestDatabase(), TestDatabase()]
+
+        async def open_sharded() -> ShardedMailStore:
+            return await ShardedMailStore.connect([await d.dsn() for d in databases])
+
+        async def drop_all() -> None:
+            for d in databases:
+                await d.drop()
+
+        return DatabaseEngine(name, open_sharded, drop_all)
     raise ValueError(f"unknown MailStore adapter {name}")
 
 

@@ -159,6 +159,11 @@ class PostgresMailStore:
                 self._pool = pool
         return self._pool
 
+    async def pool(self) -> asyncpg.Pool:
+        """The open pool (opened and migrated on first use): for tools that work on the
+        database's rows directly, such as moving an account between shards (move.py)."""
+        return await self._ready()
+
     def close(self) -> None:
         """Synchronous, as the composition root closes every adapter: the connections are
         cut (no transaction is open when the services have stopped)."""
@@ -254,9 +259,12 @@ class PostgresMailStore:
 
     # ------------------------------------------------------------------ accounts
 
-    async def create_account(self, address: str, password_hash: str, quota: int) -> Account:
+    async def create_account(self, address: str, password_hash: str, quota: int, *,
+                             account_id: str | None = None) -> Account:
+        """`account_id` is given by a sharded store, which records it in its directory before
+        the account exists; otherwise a new one is made."""
         address = clean(normalize(address))
-        account_id = new_id("a")
+        account_id = account_id or new_id("a")
 
         async def create(tx: Tx) -> Account:
             conn = tx.conn
@@ -553,8 +561,10 @@ class PostgresMailStore:
             result = KeywordUpdate(updated=[], conflicts=[])
             modseq: int | None = None
             # Lock the account before reading: UNCHANGEDSINCE compares against committed state.
-            await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
-                               account_id)
+            # No row: the account is gone (or was moved to another shard while this waited).
+            if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
+                                   account_id) is None:
+                raise NotFound(f"no account {account_id}")
             rows = {r["id"]: r for r in await conn.fetch(
                 "SELECT id, keywords, modseq FROM emails WHERE account_id = $1"
                 " AND id = ANY($2::text[])", account_id, list(email_ids))}
