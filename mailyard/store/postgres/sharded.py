@@ -111,6 +111,8 @@ class ShardedMailStore:
         self._listener: asyncpg.Connection | None = None
         self._opening: asyncio.Lock | None = None
         self._ready_done = False
+        self.reroutes = 0
+        """Calls that found their account moved away under them and were sent again."""
 
     @classmethod
     async def connect(cls, dsns: Sequence[str], *, min_size: int = 1, max_size: int = 10
@@ -226,6 +228,7 @@ class ShardedMailStore:
                 entry = await self.lookup(account_id, fresh=True)
                 if (entry.shard if entry else "0") == shard:
                     raise
+                self.reroutes += 1
         return await call(self.shards[entry.shard if entry else "0"])
 
     async def _on_address(self, address: str,
