@@ -57,6 +57,7 @@ from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
 from mailyard.store.postgres.mailstore import PostgresMailStore
 from mailyard.store.postgres.search import PostgresSearchIndex
+from mailyard.store.postgres.sharded import ShardedMailStore
 from mailyard.store.sqlite.db import SchemaTooNew
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.store.sqlite.policy import SqlitePolicyStore
@@ -75,7 +76,7 @@ log = logging.getLogger("mailyard")
 @dataclass
 class Runtime:
     config: Config
-    store: SqliteMailStore | PostgresMailStore
+    store: SqliteMailStore | PostgresMailStore | ShardedMailStore
     blobs: FsBlobStore | S3BlobStore
     queue: SqliteQueue
     index: SqliteSearchIndex | PostgresSearchIndex
@@ -97,8 +98,10 @@ class Runtime:
         """Build every adapter and service for `config` (no listener, no worker yet)."""
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        store: SqliteMailStore | PostgresMailStore = PostgresMailStore(config.store.metadata) \
-            if config.store.metadata else SqliteMailStore(data / "mail.db")
+        store: SqliteMailStore | PostgresMailStore | ShardedMailStore = \
+            ShardedMailStore(config.store.shards) if config.store.shards \
+            else PostgresMailStore(config.store.metadata) if config.store.metadata \
+            else SqliteMailStore(data / "mail.db")
         blobs = open_blobstore(config)
         queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
         index: SqliteSearchIndex | PostgresSearchIndex = \

@@ -397,7 +397,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_transfer_parsers(sub, common)
     add_ops_parsers(sub, common)
+
+    p = sub.add_parser("account", parents=[common],
+                       help="where accounts live, with [store] metadata a list of shards")
+    acs = p.add_subparsers(dest="action", required=True)
+    q = acs.add_parser("move", parents=[common],
+                       help="move an account to another shard while it is in use")
+    q.add_argument("address")
+    q.add_argument("shard", help='the shard\'s position in [store] metadata: "0", "1", ...')
+    acs.add_parser("shards", parents=[common], help="the shards and their account counts")
     return parser
+
+
+async def cmd_account(rt: Runtime, args: argparse.Namespace) -> None:
+    """Only a sharded PostgreSQL MailStore has shards; any other store refuses."""
+    from mailyard.store.postgres.move import move_account
+    from mailyard.store.postgres.sharded import ShardedMailStore
+
+    if not isinstance(rt.store, ShardedMailStore):
+        raise ValueError("accounts have no shards: [store] metadata is not a list of"
+                         " PostgreSQL DSNs")
+    if args.action == "shards":
+        counts = {name: 0 for name in rt.store.shards}
+        for account in await rt.store.list_accounts():
+            entry = await rt.store.lookup(account.id)
+            counts[entry.shard if entry else "0"] += 1
+        for name, count in counts.items():
+            print(f"{name}\t{count} accounts")
+        return
+    report = await move_account(rt.store, args.address, args.shard)
+    if report.source == report.target:
+        print(f"{args.address} is on shard {args.shard}"
+              + (f" ({report.cleaned} left-over rows removed)" if report.cleaned else ""))
+        return
+    print(f"{args.address} moved from shard {report.source} to {report.target}:"
+          f" {report.copied} rows copied, {report.caught_up} caught up, writers held"
+          f" {report.final_seconds * 1000:.0f} ms, {report.seconds:.2f} s in all")
 
 
 async def cmd_token(rt: Runtime, args: argparse.Namespace) -> None:
@@ -424,6 +459,7 @@ COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = 
     "fsck": cmd_fsck, "gc": cmd_gc,
     "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
     "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex, "token": cmd_token,
+    "account": cmd_account,
 }
 
 

@@ -225,6 +225,10 @@ class Store:
     """The SearchIndex: "postgresql" (in the database of `metadata`), "postgresql://..." (its
     own database), "": SQLite FTS5 in data_dir."""
     s3: S3 = field(default_factory=S3)
+    shards: tuple[str, ...] = ()
+    """Set from `metadata = ["postgresql://...", ...]`: the MailStore spread over these
+    databases (store/postgres/sharded.py); `metadata` is then the first, which holds the
+    directory. Empty: one database (or SQLite)."""
 
     @property
     def search_dsn(self) -> str:
@@ -316,9 +320,25 @@ def _table(name: str, cls: type, data: Any) -> Any:
     return cls(**values)
 
 
+def _metadata_shards(data: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`[store] metadata` as a list of DSNs (shards): taken out of the table, which holds
+    strings, and handed back as a tuple."""
+    store = data.get("store")
+    if not isinstance(store, dict) or not isinstance(store.get("metadata"), list):
+        return data, ()
+    shards = store["metadata"]
+    if not shards or not all(isinstance(d, str) for d in shards):
+        raise ConfigError("store.metadata: expected a DSN or a non-empty list of DSNs")
+    if len(set(shards)) != len(shards):
+        raise ConfigError("store.metadata: a shard is listed twice")
+    rest = {k: v for k, v in store.items() if k != "metadata"}
+    return {**data, "store": rest}, tuple(shards)
+
+
 def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     """Build a Config from decoded TOML, refusing anything it does not know."""
     config = Config(source=source)
+    data, shards = _metadata_shards(data)
     for key, value in data.items():
         if key in _TABLES:
             config = replace(config, **{key: _table(key, _TABLES[key], value)})
@@ -336,6 +356,12 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.message_size: must be at least 1024")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
+    if shards:
+        config = replace(config, store=replace(config.store, metadata=shards[0],
+                                                shards=shards))
+    for n, dsn in enumerate(shards):
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"store.metadata[{n}]: expected \"postgresql://...\", got {dsn!r}")
     if config.store.metadata and not config.store.metadata.startswith(
             ("postgresql://", "postgres://")):
         raise ConfigError(f"store.metadata: expected \"postgresql://...\" or \"\" (SQLite), "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,37 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+_databases: list[Any] = []
+
+
+def _in_thread(coroutine: Any) -> Any:
+    """Run a coroutine to its end from sync code, even when called inside a running loop
+    (an async test building a Server); at exit, when no thread may start, in this one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _drop_databases() -> None:
+    for database in _databases:
+        with contextlib.suppress(Exception):
+            _in_thread(database.drop())
+
+
+def _new_database() -> str:
+    """A fresh PostgreSQL database for one server, dropped when this process exits."""
+    from tests.pgserver import TestDatabase
+
+    if not _databases:
+        atexit.register(_drop_databases)
+    database = TestDatabase()
+    _databases.append(database)
+    return str(_in_thread(database.dsn()))
+
+
 @dataclass
 class Server:
     root: Path
@@ -81,6 +116,13 @@ class Server:
     blobs: str = field(default_factory=lambda: os.environ.get("MAILYARD_TEST_BLOBS", ""))
     """"s3": blobs in the session's Ceph radosgw (tests/s3.py), under a prefix of their own;
     "": files in data_dir. MAILYARD_TEST_BLOBS=s3 runs the whole e2e suite on S3."""
+    metadata: str = field(default_factory=lambda: os.environ.get("MAILYARD_TEST_STORE", ""))
+    """"postgres": the MailStore and the SearchIndex in a fresh PostgreSQL database of this
+    server's own (tests/pgserver.py); "postgres-sharded": the MailStore over two such
+    databases (shards), the index in the first; "": SQLite in data_dir.
+    MAILYARD_TEST_STORE=postgres runs the e2e suites on PostgreSQL (`make test-postgres`).
+    The databases outlive stop() (a restarted server finds its mail) and are dropped when the
+    test process exits. Keys given in `store` win."""
 
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
@@ -132,7 +174,7 @@ class Server:
         self.log_path = self.root / "server.log"
 
     def _store_lines(self) -> list[str]:
-        store, s3_table = dict(self.store), {}
+        store, s3_table = {**self._metadata_store(), **self.store}, {}
         if self.blobs == "s3":
             from tests import s3
 
@@ -146,6 +188,17 @@ class Server:
         if s3_table:
             lines += ["[store.s3]", *(f"{k} = {json.dumps(v)}" for k, v in s3_table.items())]
         return lines
+
+    def _metadata_store(self) -> dict[str, Any]:
+        if not self.metadata:
+            return {}
+        shards = {"postgres": 1, "postgres-sharded": 2}.get(self.metadata)
+        if shards is None:
+            raise ValueError(f"metadata: expected \"postgres\", \"postgres-sharded\" or \"\","
+                             f" got {self.metadata!r}")
+        dsns = [_new_database() for _ in range(shards)]
+        return {"metadata": dsns[0] if self.metadata == "postgres" else dsns,
+                "search": "postgresql"}
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "MAILYARD_CONFIG": str(self.config_path)}
