@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import contextlib
 import json
 import os
@@ -86,6 +87,25 @@ def _new_database() -> str:
     database = TestDatabase()
     _databases.append(database)
     return str(_in_thread(database.dsn()))
+
+
+_RAWS = """
+import asyncio, base64, json, sys
+from mailyard import config
+from mailyard.app import Runtime
+
+async def main() -> None:
+    runtime = Runtime.open(config.load(None))
+    try:
+        account = await runtime.store.get_account(sys.argv[1])
+        records = await runtime.mailbox.emails(account, None, limit=10_000_000)
+        print(json.dumps({r.id: base64.b64encode(await runtime.mailbox.raw_of(r)).decode()
+                          for r in records}))
+    finally:
+        runtime.close()
+
+asyncio.run(main())
+"""
 
 
 @dataclass
@@ -257,6 +277,16 @@ class Server:
 
     def raw(self, address: str, email_id: str) -> bytes:
         return self.cli("mail", "show", address, email_id, "--raw").stdout
+
+    def raws(self, address: str) -> dict[str, bytes]:
+        """Every email of `address` by id, read in one process (a `mail show` per message
+        costs a CLI start-up each), through the same Runtime the CLI uses."""
+        result = subprocess.run([sys.executable, "-c", _RAWS, address], capture_output=True,
+                                env=self.env(), cwd=self.root, timeout=300, check=False)
+        if result.returncode != 0:
+            raise AssertionError(f"reading {address}'s mail failed:\n{result.stderr.decode()}")
+        found: dict[str, str] = json.loads(result.stdout)
+        return {k: base64.b64decode(v) for k, v in found.items()}
 
     def wait_emails(self, address: str, count: int, timeout: float = 30.0
                     ) -> list[dict[str, Any]]:

@@ -41,15 +41,16 @@ def _import(server: Server, *args: str) -> str:
 def _state(server: Server, address: str) -> dict[str, tuple[list[str], list[str]]]:
     """sha256 of the raw octets -> (labels but All Mail, keywords)."""
     out = {}
+    raws = server.raws(address)
     for e in server.emails(address):
-        raw = server.raw(address, e["id"])
+        raw = raws[e["id"]]
         out[hashlib.sha256(raw).hexdigest()] = (
             sorted(n for n in e["mailboxes"] if n != "All Mail"), sorted(e["keywords"]))
     return out
 
 
 def _raws(server: Server, address: str) -> list[bytes]:
-    return sorted(server.raw(address, e["id"]) for e in server.emails(address))
+    return sorted(server.raws(address).values())
 
 
 @pytest.fixture
