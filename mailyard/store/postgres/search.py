@@ -12,10 +12,10 @@ unaccent would be one more extension to require.
 
 Weights carry the field a word came from: subject A, from/to/cc/bcc B, body C, attachment
 names, attachment text and List-Id D (attachments apart from the body so that `body:` means the
-body alone). Words of the fields that share a weight are also indexed tagged ("from:carol",
-"filename:pdf"; a token never contains a colon), so every query tree, fields included,
-compiles to one tsquery that the GIN index answers by itself. Fields get disjoint position
-ranges, so a phrase never runs from one field into the next.
+body alone). Words of the subject and of the fields that share a weight are also indexed
+tagged ("subject:fes", "from:carol"; a token never contains a colon), so every query tree,
+fields included, compiles to one tsquery that the GIN index answers by itself. Fields get
+disjoint position ranges, so a phrase never runs from one field into the next.
 
 Every statement filters on account_id. Each document also carries its account as a lexeme
 ("account:ID", no position) and every word query is `'account:ID' & (...)`, so the GIN index
@@ -99,8 +99,10 @@ _GAP = 2
 
 _WEIGHTS = {"subject": "A", "from": "B", "to": "B", "cc": "B", "bcc": "B", "body": "C",
             "filename": "D", "attachments": "D", "list": "D"}
-_TAGGED = frozenset({"from", "to", "cc", "bcc", "filename", "list"})
-"""Fields that share a weight with another one, so are also indexed as "field:word"."""
+_TAGGED = frozenset({"subject", "from", "to", "cc", "bcc", "filename", "list"})
+"""Fields also indexed as "field:word": those that share a weight with another field, and the
+subject, whose words the GIN index then finds by themselves (a weight is only checked on each
+document a word is in: `subject:fes` read 33,780 documents at 100k to find 50)."""
 _SNIPPET_TOKENS = 24
 _ELLIPSIS = "…"
 
