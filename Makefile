@@ -4,7 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test test-postgres lint typecheck bench clean
+
+# The end-to-end suites (SMTP in, IMAP, JMAP, search) again with the MailStore and the
+# SearchIndex on PostgreSQL: a fresh database per server (tests/e2e/server.py).
+PG_E2E := tests/e2e/test_smtp_inbound.py tests/e2e/test_imap.py tests/e2e/test_jmap_mail.py \
+          tests/e2e/test_search.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +27,10 @@ test: install
 	$(BIN)/ruff check mailyard tests bench
 	$(BIN)/mypy
 	scripts/test-run.sh $(PYTEST_ARGS)
+
+test-postgres: install
+	MAILYARD_TEST_STORE=postgres $(BIN)/python -m pytest -q -n $${TEST_WORKERS:-3} \
+		--dist loadfile $(PG_E2E) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check mailyard tests bench

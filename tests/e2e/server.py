@@ -220,6 +220,35 @@ class Server:
         return {"metadata": dsns[0] if self.metadata == "postgres" else dsns,
                 "search": "postgresql"}
 
+    def search_database(self) -> str | None:
+        """The DSN of the PostgreSQL database holding this server's search index, if it is
+        there (None: SQLite files in data_dir), read back from the config written."""
+        import tomllib
+
+        store = tomllib.loads(self.config_path.read_text()).get("store", {})
+        metadata = store.get("metadata", "")
+        first = metadata[0] if isinstance(metadata, list) else metadata
+        search = store.get("search", "")
+        return str(first) if search == "postgresql" else (str(search) or None)
+
+    def lose_search_index(self) -> None:
+        """Throw the whole search index away, as a lost disk or database would (the server
+        stopped): what `mailyard reindex` must rebuild."""
+        for path in self.data_dir.glob("search.db*"):
+            path.unlink()
+        dsn = self.search_database()
+        if dsn:
+            import asyncpg
+
+            async def truncate() -> None:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await conn.execute("TRUNCATE search_docs")
+                finally:
+                    await conn.close()
+
+            _in_thread(truncate())
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "MAILYARD_CONFIG": str(self.config_path)}
 

@@ -229,8 +229,7 @@ def test_reindex_rebuilds_a_lost_index(tmp_path: Path) -> None:
         srv.wait_queue_empty()
     finally:
         srv.stop()
-    for path in srv.data_dir.glob("search.db*"):
-        path.unlink()
+    srv.lose_search_index()
     assert search(srv, "invoice") == []
     result = srv.cli("reindex")
     assert re.search(rb"alice@example.test: 4 messages", result.stderr), result.stderr
