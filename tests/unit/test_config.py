@@ -58,3 +58,14 @@ def test_environment_then_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "broken.toml").write_text("hostname = \n")
     with pytest.raises(ConfigError):
         load(str(tmp_path / "broken.toml"))
+
+
+def test_metadata_list_is_shards() -> None:
+    dsns = ["postgresql://db1/mail", "postgresql://db2/mail"]
+    store = parse({"store": {"metadata": dsns, "search": "postgresql"}}).store
+    assert store.shards == tuple(dsns) and store.metadata == dsns[0]
+    assert store.search_dsn == dsns[0]
+    assert parse({"store": {"metadata": dsns[0]}}).store.shards == ()
+    for bad in ([], [dsns[0], dsns[0]], [dsns[0], "mysql://x"], [1]):
+        with pytest.raises(ConfigError, match=r"store\.metadata"):
+            parse({"store": {"metadata": bad}})
