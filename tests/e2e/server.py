@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -35,6 +36,8 @@ def free_port() -> int:
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
     base = 20000 + int(worker[2:]) % 4 * _PORTS_PER_WORKER
+    if worker not in _next:  # a random start, so two runs on one machine rarely meet
+        _next[worker] = random.randrange(_PORTS_PER_WORKER)
     for _ in range(_PORTS_PER_WORKER):
         port = base + _next.get(worker, 0)
         _next[worker] = (_next.get(worker, 0) + 1) % _PORTS_PER_WORKER

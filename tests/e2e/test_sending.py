@@ -310,7 +310,7 @@ def test_unreachable_mx_delays_then_expires(tmp_path: Path, mx: FakeMX, dns: Tes
 def test_held_send_leaves_on_time_and_cancelled_send_never(server: Server,
                                                             mx: FakeMX) -> None:
     submit(server, mail(["later@remote.test"], "Later"), ["later@remote.test"],
-           mail_options=["HOLDFOR=3"])
+           mail_options=["HOLDFOR=15"])  # longer than the CLI calls below take
     submit(server, mail(["never@remote.test"], "Never"), ["never@remote.test"],
            mail_options=["HOLDFOR=600"])
     listing = server.cli("queue", "list").stdout.decode()
@@ -321,7 +321,7 @@ def test_held_send_leaves_on_time_and_cancelled_send_never(server: Server,
     assert "cancelled" in out
     time.sleep(1.0)
     assert mx.received == [], "held: nothing leaves before its time"
-    [later] = mx.wait(1, timeout=20)
+    [later] = mx.wait(1, timeout=60)
     assert later.recipients == ["later@remote.test"]
     time.sleep(1.0)
     assert [r.recipients for r in mx.received] == [["later@remote.test"]]

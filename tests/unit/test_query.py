@@ -511,14 +511,15 @@ def test_long_and_hostile_inputs_are_fast() -> None:
     hostile = ["a " * 5000, "(" * 10000, ")" * 10000, "-" * 10000 + "a", '"' * 10001,
                "from:" * 2000, "a OR " * 2000 + "b", "{" * 10000, "\x00" * 10000,
                "x" * 10000, '"' + "\\" * 10000, "a:" * 5000, "(a " * 3000 + ")" * 3000]
-    start = time.monotonic()
+    start = time.process_time()
     for text in hostile:
         try:
             node = parse(text)
         except QueryError:
             continue
         assert parse(q.format(node)) == node
-    assert time.monotonic() - start < 1.0
+    # CPU time, so a busy machine cannot fail it; quadratic work would take minutes.
+    assert time.process_time() - start < 5.0
 
 
 FIELDS = st.sampled_from([None, *q.TEXT_FIELDS])
