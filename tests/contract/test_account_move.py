@@ -246,3 +246,29 @@ async def test_move_there_and_back_keeps_everything(dsns: list[str]) -> None:
             await move_account(store, ADDRESS, "7")
     finally:
         store.close()
+
+
+async def test_a_store_that_lost_its_listen_connection_does_not_trust_its_cache(
+        dsns: list[str]) -> None:
+    """No NOTIFY can reach a store whose LISTEN connection died: it must not answer from
+    the shard its cache names after the account has moved."""
+    mover = await ShardedMailStore.connect(dsns)
+    other = await ShardedMailStore.connect(dsns)
+    try:
+        account = await mover.create_account(ADDRESS, "h", 10**9)
+        home = (await mover.lookup(account.id)).shard  # type: ignore[union-attr]
+        away = "1" if home == "0" else "0"
+        assert len(await other.list_mailboxes(account.id)) == 7  # `other` caches the route
+        pool = await other.directory_pool()
+        killed = await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'")
+        assert killed == 2  # both stores' listeners
+        deadline = time.monotonic() + 10
+        while other._listener is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await move_account(mover, ADDRESS, away, grace=0)
+        assert len(await other.list_mailboxes(account.id)) == 7
+    finally:
+        mover.close()
+        other.close()

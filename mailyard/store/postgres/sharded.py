@@ -11,6 +11,10 @@ A new account goes to the shard with the fewest accounts. Shards are named by th
 `[store] metadata` ("0", "1", ...): the list may grow at its end, never be reordered, and each
 database records its name on first use so that a reordered list is refused at start.
 
+A read routed by a stale cache entry (the NOTIFY not yet arrived) in the moment after a move
+would find the account empty on its old shard; the mover waits a moment between the switch
+and the removal of the old rows for the notifications to land (move.GRACE).
+
 A write that waited on the account's row lock while the account moved finds the row gone
 (the mover deletes the source's rows as it releases the lock) and fails with NotFound; the call
 is then routed again from the directory as it is now, and retried on the new shard.
@@ -59,6 +63,8 @@ STALE_CREATE = 60.0
 """Seconds after which a "creating" entry whose account never appeared is taken for the trace
 of a crashed `create_account`, and may be replaced."""
 _REROUTES = 3
+RELISTEN = 5.0
+"""Seconds between attempts to reopen a lost LISTEN connection."""
 
 DIRECTORY_MIGRATIONS: tuple[str, ...] = (
     f"""
@@ -111,6 +117,7 @@ class ShardedMailStore:
         self._listener: asyncpg.Connection | None = None
         self._opening: asyncio.Lock | None = None
         self._ready_done = False
+        self._listen_tried = 0.0
         self.reroutes = 0
         """Calls that found their account moved away under them and were sent again."""
 
@@ -143,9 +150,25 @@ class ShardedMailStore:
             async with (await self.home.pool()).acquire() as conn:
                 await schema.migrate(conn, "directory", DIRECTORY_MIGRATIONS)
             await self._backfill()
-            self._listener = await asyncpg.connect(self.home.dsn)
-            await self._listener.add_listener(CHANNEL, self._notified)
+            await self._listen()
             self._ready_done = True
+
+    async def _listen(self) -> None:
+        """LISTEN for directory changes. While this connection is down the cache is not
+        trusted: every lookup reads the directory, and a new connection is tried."""
+        self._listen_tried = time.monotonic()
+        try:
+            listener = await asyncpg.connect(self.home.dsn)
+            await listener.add_listener(CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError):
+            return
+        listener.add_termination_listener(self._listener_lost)
+        self._listener = listener
+
+    def _listener_lost(self, conn: Any) -> None:
+        self._listener = None
+        self._by_id.clear()
+        self._by_address.clear()
 
     async def _backfill(self) -> None:
         """Once per installation: accounts made before the directory existed (one database
@@ -186,11 +209,13 @@ class ShardedMailStore:
 
     async def directory_pool(self) -> asyncpg.Pool:
         await self._ready()
+        if self._listener is None and time.monotonic() - self._listen_tried > RELISTEN:
+            await self._listen()
         return await self.home.pool()
 
     async def lookup(self, account_id: str, *, fresh: bool = False) -> Entry | None:
         """The account's directory entry (cached unless `fresh`); None if it has none."""
-        if not fresh and account_id in self._by_id:
+        if not fresh and self._listener is not None and account_id in self._by_id:
             return self._by_id[account_id]
         row = await (await self.directory_pool()).fetchrow(
             "SELECT * FROM account_directory WHERE account_id = $1", account_id)
@@ -198,7 +223,7 @@ class ShardedMailStore:
 
     async def lookup_address(self, address: str, *, fresh: bool = False) -> Entry | None:
         address = clean(normalize(address))
-        if not fresh and address in self._by_address:
+        if not fresh and self._listener is not None and address in self._by_address:
             return self._by_id[self._by_address[address]]
         row = await (await self.directory_pool()).fetchrow(
             "SELECT * FROM account_directory WHERE address = $1", address)
@@ -209,7 +234,7 @@ class ShardedMailStore:
             return None
         entry = _entry(row)
         self.forget(entry.account_id)
-        if entry.state != "creating":
+        if entry.state != "creating" and self._listener is not None:
             self._by_id[entry.account_id] = entry
             self._by_address[entry.address] = entry.account_id
         return entry
