@@ -237,6 +237,9 @@ async def _catch_up(src: asyncpg.Connection, dst: asyncpg.Connection, account_id
             sql += " AND modseq > $2"
             args.append(watermark)
         rows = [tuple(r) for r in await src.fetch(sql, *args)]
+        if table in _WHOLE and table != "mailboxes":  # (mailboxes were parked: all go)
+            same = {tuple(r) for r in await dst.fetch(sql, *args)}
+            rows = [r for r in rows if r not in same]
         count += await _upsert(dst, table, columns, keys, rows)
     return count
 
