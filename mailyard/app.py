@@ -377,14 +377,16 @@ BLOB_USAGE_TTL = 300.0
 def ops_app(runtime: Runtime) -> Any:
     """/metrics, /healthz and /readyz over this runtime's stores."""
     data = runtime.config.data_dir
-    blob_usage: list[float] = []  # [measured at (monotonic), octets]
+    blob_usage: list[float] = []  # [valid until (monotonic), octets]
 
     async def sizes() -> dict[str, int]:
-        # Blob usage walks the whole store (a directory tree, or a bucket listing on S3):
-        # measured at most every BLOB_USAGE_TTL seconds, not on every scrape.
+        # Blob usage walks the whole store (a directory tree, or a bucket listing on S3): when
+        # that took long, the figure is kept for BLOB_USAGE_TTL instead of redone per scrape.
         now = time.monotonic()
-        if not blob_usage or now - blob_usage[0] > BLOB_USAGE_TTL:
-            blob_usage[:] = [now, float(await runtime.blobs.usage())]
+        if not blob_usage or now > blob_usage[0]:
+            usage = await runtime.blobs.usage()
+            took = time.monotonic() - now
+            blob_usage[:] = [now + (BLOB_USAGE_TTL if took > 0.25 else 0.0), float(usage)]
         out = {"blobs": int(blob_usage[1])}
         for name in ("mail", "queue", "search", "spam", "policy", "push"):
             files = [data / f"{name}.db", data / f"{name}.db-wal"]
