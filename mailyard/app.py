@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -44,7 +43,7 @@ from mailyard.services.accounts import AccountService
 from mailyard.services.blobs import BlobService
 from mailyard.services.checks import Check, CheckChain
 from mailyard.services.checks.auth import AuthCheck
-from mailyard.services.checks.content import ContentCheck, SpamPlacement, SpamPolicy
+from mailyard.services.checks.content import ContentCheck, SpamPlacement
 from mailyard.services.checks.policy import PolicyCheck, PolicySettings
 from mailyard.services.checks.training import SpamTrainer
 from mailyard.services.delivery import DeliveryService
@@ -114,10 +113,10 @@ class Runtime:
         pipeline = InboundPipeline(store, blobs,
                                    dedup_min_size=config.limits.attachment_dedup_min_size,
                                    index_limits=config.search,
-                                   placement=SpamPlacement(spam_model, spam_policy(config)))
+                                   placement=SpamPlacement(spam_model, config.spam))
         mailbox = MailboxService(store, blobs, index, bus, pipeline)
         mailbox.junk_observers.append(
-            SpamTrainer(spam_model, mailbox, spam_policy(config)).junk_changed)
+            SpamTrainer(spam_model, mailbox, config.spam).junk_changed)
         sub = config.submission
         submission = SubmissionService(accounts, mailbox, blobs, queue, SubmissionPolicy(
             hostname=config.hostname, messages_per_hour=sub.messages_per_hour,
@@ -182,11 +181,6 @@ def open_policy_store(config: Config) -> SqlitePolicyStore:
     return SqlitePolicyStore(config.data_dir / "policy.db")
 
 
-def spam_policy(config: Config) -> SpamPolicy:
-    """The [spam] table as the content check's policy (the same fields)."""
-    return SpamPolicy(**dataclasses.asdict(config.spam))
-
-
 def inbound_checks(config: Config, policy_store: SqlitePolicyStore,
                    spam_model: SqliteSpamModel | None = None) -> CheckChain:
     """The MX's checks, in order: connection policy (layer 1), authentication (layer 2),
@@ -202,7 +196,7 @@ def inbound_checks(config: Config, policy_store: SqlitePolicyStore,
         checks.append(AuthCheck(resolver, authserv_id=config.hostname,
                                 enforce_dmarc=c.enforce_dmarc, timeout=c.dns_timeout))
     if spam_model is not None and config.spam.enabled:
-        checks.append(ContentCheck(spam_model, spam_policy(config)))
+        checks.append(ContentCheck(spam_model, config.spam))
     # Content checks (services/checks/content.py: rules, classifier, rspamd, clamd) go here,
     # after authentication, whose results they may use.
     return CheckChain(checks)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mailyard.core.indextext import Limits as IndexLimits
+from mailyard.core.spamrules import SpamPolicy
 
 
 class ConfigError(ValueError):
@@ -157,35 +158,6 @@ class Checks:
 
 
 @dataclass(frozen=True)
-class Spam:
-    """Content filtering (services/checks/content.py): rules, the classifier, users' lessons,
-    optional rspamd and clamd. Mirrors SpamPolicy field by field."""
-
-    enabled: bool = True
-    junk_threshold: float = 5.0
-    """Score at or above which a message goes to Junk."""
-    reject_threshold: float = 0.0
-    """Score at or above which DATA is refused (550 5.7.1); 0: never."""
-    min_spam: int = 5
-    min_ham: int = 5
-    """The classifier speaks once its model has learnt this many spam and ham messages."""
-    user_weight: float = 1.0
-    """Weight of a user's own lessons against the global counts in that user's verdicts."""
-    global_weight: float = 0.5
-    """Weight of one user's lesson in the global model."""
-    collab_window: float = 86_400.0
-    collab_reporters: int = 3
-    collab_score: float = 3.0
-    """Added when collab_reporters users reported the sender or content within the window."""
-    rspamd_url: str = ""
-    """e.g. "http://127.0.0.1:11333"; "": no rspamd."""
-    rspamd_timeout: float = 5.0
-    clamd: str = ""
-    """"host:port" or a Unix socket path of clamd; "": no virus scanning."""
-    clamd_timeout: float = 30.0
-
-
-@dataclass(frozen=True)
 class Log:
     """Logging of `mailyard serve` and its workers (mailyard/log.py)."""
 
@@ -261,7 +233,7 @@ class Config:
     """What of each message the full-text index holds ([search] body, attachment_text,
     attachment_bytes, unpacked_bytes, pdf)."""
     checks: Checks = field(default_factory=Checks)
-    spam: Spam = field(default_factory=Spam)
+    spam: SpamPolicy = field(default_factory=SpamPolicy)
     store: Store = field(default_factory=Store)
     log: Log = field(default_factory=Log)
     source: Path | None = None
@@ -274,7 +246,7 @@ class Config:
 _TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS,
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
-                            "checks": Checks, "spam": Spam,
+                            "checks": Checks, "spam": SpamPolicy,
                             "pop3": POP3, "store": Store, "log": Log}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mailyard.core import spam, spamrules
 from mailyard.core.mime import ParsedMessage
+from mailyard.core.spamrules import SpamPolicy
 from mailyard.pipeline.inbound import MessageLoader
 from mailyard.services.checks import Action, SMTPEnvelope, Verdict
 from mailyard.services.checks.clamd import ClamdError, scan
@@ -24,32 +25,6 @@ from mailyard.services.checks.rspamd import Rspamd, RspamdError
 from mailyard.store.ports import NotFound, SpamModel
 
 log = logging.getLogger("mailyard.checks.content")
-
-
-@dataclass(frozen=True, slots=True)
-class SpamPolicy:
-    """The [spam] config table."""
-
-    enabled: bool = True
-    junk_threshold: float = spamrules.JUNK_THRESHOLD
-    reject_threshold: float = 0.0
-    """0: never reject on content (a score is a guess; Junk is where guesses go)."""
-    min_spam: int = 5
-    min_ham: int = 5
-    """The classifier speaks only once its model has learnt this many of each."""
-    user_weight: float = 1.0
-    """A user's own lessons, against the global model's counts, in that user's verdicts."""
-    global_weight: float = 0.5
-    """How much one user's lesson counts in the global model."""
-    collab_window: float = 86_400.0
-    collab_reporters: int = 3
-    collab_score: float = 3.0
-    """Added when this many users reported the sender (or the same content) in the window."""
-    rspamd_url: str = ""
-    rspamd_timeout: float = 5.0
-    clamd: str = ""
-    """host:port or a Unix socket path; empty: no virus scanning."""
-    clamd_timeout: float = 30.0
 
 
 @dataclass(slots=True)

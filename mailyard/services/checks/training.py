@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from mailyard.core import spam
 from mailyard.core.mime import parse_message
-from mailyard.services.checks.content import SpamPolicy, sender_of
+from mailyard.core.spamrules import SpamPolicy
+from mailyard.services.checks.content import sender_of
 from mailyard.store.ports import Account, NotFound, SpamModel
 
 if TYPE_CHECKING:
