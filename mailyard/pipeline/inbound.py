@@ -44,6 +44,12 @@ class Placement(Protocol):
     list and own model). `message` reads and parses the spooled message, once per item, and
     only when asked: most recipients need no more than the verdict."""
 
+    async def complete(self, verdict: dict[str, Any], message: MessageLoader
+                       ) -> tuple[dict[str, Any], bytes]:
+        """Finish what the SMTP-time checks left to the pipeline (the spam score when it could
+        not change the reply): the verdict, and header fields to prepend to the stored copy."""
+        ...
+
     async def junk(self, account_id: str, verdict: dict[str, Any],
                    message: MessageLoader) -> bool: ...
 
@@ -117,6 +123,9 @@ class InboundPipeline:
                 loaded.append((raw, await asyncio.to_thread(parse_message, raw)))
             return loaded[0]
 
+        added = b""
+        if self.placement is not None and verdict:
+            verdict, added = await self.placement.complete(verdict, message)
         for rcpt in payload["recipients"]:
             try:
                 account_id = (await self.store.get_account(rcpt)).id
@@ -125,14 +134,17 @@ class InboundPipeline:
                     from None
             targets.append(await self.target(account_id, rcpt, verdict, message))
         try:
-            raw = await self.blobs.get(payload["spool"])
+            raw = loaded[0][0] if loaded else await self.blobs.get(payload["spool"])
         except NotFound:
             if all([await self.store.has_delivery(t.account_id, item.id) for t in targets]):
                 return Outcome()  # a previous attempt finished everything but the ack
             raise PermanentFailure(f"spooled message {payload['spool']} is missing") from None
+        trace_length = payload["trace_length"]
+        if added:  # after our trace fields and Authentication-Results, as SMTP would have
+            raw = raw[:trace_length] + added + raw[trace_length:]
         return await self.ingest(raw, targets, delivery_key=item.id,
                                  received_at=payload["received_at"],
-                                 trace_length=payload["trace_length"])
+                                 trace_length=trace_length + len(added))
 
     async def target(self, account_id: str, recipient: str, verdict: dict[str, Any],
                      message: MessageLoader | None = None) -> Target:

@@ -69,6 +69,13 @@ class Verdict:
         return {"action": self.action.name.lower(), "reason": self.reason, "score": self.score,
                 "symbols": self.symbols, "data": self.data}
 
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Verdict:
+        """The verdict a queue item carries (`to_json`), for the checks the pipeline finishes."""
+        return cls(action=Action[str(value.get("action", "accept")).upper()],
+                   reason=str(value.get("reason", "")), score=float(value.get("score", 0.0)),
+                   symbols=dict(value.get("symbols", {})), data=dict(value.get("data", {})))
+
 
 class Check(Protocol):
     """One layer of the inbound policy. Hooks that a check does not need may be omitted from

@@ -1,9 +1,13 @@
 """Layer 3: what a message says. Content rules, the statistical classifier, collaborative
 reports, and optionally rspamd and clamd, added up into the verdict at the end of DATA.
 
-At DATA the message goes to many recipients at once, so this check scores it with the global
-model only; `SpamPlacement` then decides per recipient in the pipeline, where the user's own
-allow list and model can still take a mail out of Junk or put it there.
+The message is scored with the global model once; `SpamPlacement` then decides per recipient in
+the pipeline, where the user's own allow list and model can still take a mail out of Junk or put
+it there. When the score is taken depends on what it can change: with a reject threshold (or
+rspamd, whose answer may carry one) it must be known before the reply to DATA; otherwise the
+score only chooses between Inbox and Junk, so the check leaves it to the pipeline worker
+(`SpamPlacement.complete`) and the SMTP listener spends no CPU on it. The 20-session ingest
+bench measured the difference (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -63,6 +67,31 @@ async def bayes(model: SpamModel, policy: SpamPolicy, ids: list[int],
     return p, spamrules.bayes_score(p)
 
 
+async def score(model: SpamModel, policy: SpamPolicy, raw: bytes, parsed: ParsedMessage,
+                sender: str, verdict: Verdict) -> None:
+    """Rules, the global classifier and collaborative reports, added to `verdict`; what the
+    pipeline needs later (sender, fingerprint, the classifier's part) goes in its data."""
+    analysis = await asyncio.to_thread(analyse, raw, parsed)
+    for symbol, value in analysis.symbols.items():
+        verdict.add(symbol, value)
+    data: dict[str, Any] = {"fingerprint": analysis.fingerprint, "sender": sender}
+    result = await bayes(model, policy, analysis.token_ids)
+    if result is not None:
+        data["p"], data["bayes"] = result
+        verdict.add("BAYES", result[1])
+    since = time.time() - policy.collab_window
+    if sender and await model.reporters("sender", sender, since) >= policy.collab_reporters:
+        verdict.add("COLLAB_SENDER", policy.collab_score)
+    if await model.reporters("content", analysis.fingerprint, since) >= policy.collab_reporters:
+        verdict.add("COLLAB_CONTENT", policy.collab_score)
+    verdict.data["spam"] = data
+
+
+def _junk_if_over(verdict: Verdict, policy: SpamPolicy) -> None:
+    if verdict.score >= policy.junk_threshold:
+        verdict.ask(Action.JUNK, f"spam score {verdict.score:.1f}")
+
+
 def status_headers(verdict: Verdict, threshold: float) -> list[tuple[str, str]]:
     """X-Spam-Score and X-Spam-Status in SpamAssassin's familiar form."""
     tests = ",".join(sorted(s for s in verdict.symbols if s != "BAYES")
@@ -82,6 +111,11 @@ class ContentCheck:
         self.rspamd = Rspamd(policy.rspamd_url, timeout=policy.rspamd_timeout) \
             if policy.rspamd_url else None
 
+    @property
+    def scores_at_data(self) -> bool:
+        """Whether the score can change the reply to DATA, so must be known before it."""
+        return self.policy.reject_threshold > 0 or self.rspamd is not None
+
     async def check(self, envelope: SMTPEnvelope, raw: bytes, parsed: ParsedMessage,
                     verdict: Verdict) -> None:
         if not self.policy.enabled or envelope.authenticated:
@@ -90,16 +124,11 @@ class ContentCheck:
             await self._virus(raw, verdict)
             if verdict.action >= Action.QUARANTINE:
                 return
-        analysis = await asyncio.to_thread(analyse, raw, parsed)
-        for symbol, score in analysis.symbols.items():
-            verdict.add(symbol, score)
-        data: dict[str, Any] = {"fingerprint": analysis.fingerprint,
-                                "sender": sender_of(parsed, envelope.mail_from)}
-        result = await bayes(self.model, self.policy, analysis.token_ids)
-        if result is not None:
-            data["p"], data["bayes"] = result
-            verdict.add("BAYES", result[1])
-        await self._collaborative(data["sender"], analysis.fingerprint, verdict)
+        sender = sender_of(parsed, envelope.mail_from)
+        if not self.scores_at_data:
+            verdict.data["spam"] = {"sender": sender, "scored": False}
+            return
+        await score(self.model, self.policy, raw, parsed, sender, verdict)
         if self.rspamd is not None:
             try:
                 answer = await self.rspamd.check(envelope, raw)
@@ -108,14 +137,13 @@ class ContentCheck:
                 verdict.add("RSPAMD_FAIL", 0.0)
             else:
                 verdict.add("RSPAMD", answer.score)
-        verdict.data["spam"] = data
         verdict.headers.extend(status_headers(verdict, self.policy.junk_threshold))
         reject = self.policy.reject_threshold
         if reject > 0 and verdict.score >= reject:
             verdict.ask(Action.REJECT, f"message content rejected as spam (score"
                         f" {verdict.score:.1f})", "550 5.7.1 Message content rejected as spam")
-        elif verdict.score >= self.policy.junk_threshold:
-            verdict.ask(Action.JUNK, f"spam score {verdict.score:.1f}")
+        else:
+            _junk_if_over(verdict, self.policy)
 
     async def _virus(self, raw: bytes, verdict: Verdict) -> None:
         try:
@@ -130,15 +158,6 @@ class ContentCheck:
             verdict.add("VIRUS", 0.0)
             verdict.data["virus"] = result.name
             verdict.ask(Action.QUARANTINE, f"virus: {result.name}")
-
-    async def _collaborative(self, sender: str, fingerprint: str, verdict: Verdict) -> None:
-        since = time.time() - self.policy.collab_window
-        if sender and await self.model.reporters("sender", sender, since) \
-                >= self.policy.collab_reporters:
-            verdict.add("COLLAB_SENDER", self.policy.collab_score)
-        if await self.model.reporters("content", fingerprint, since) \
-                >= self.policy.collab_reporters:
-            verdict.add("COLLAB_CONTENT", self.policy.collab_score)
 
     async def close(self) -> None:
         if self.rspamd is not None:
@@ -156,6 +175,25 @@ class SpamPlacement:
     def __init__(self, model: SpamModel, policy: SpamPolicy) -> None:
         self.model = model
         self.policy = policy
+
+    async def complete(self, verdict: dict[str, Any], message: MessageLoader
+                       ) -> tuple[dict[str, Any], bytes]:
+        """Score a message the SMTP check left unscored (`ContentCheck.scores_at_data`):
+        the verdict with the score, and the X-Spam-* fields to prepend to the stored copy.
+        Anything else comes back as it is."""
+        data = verdict.get("data", {}).get("spam", {})
+        if data.get("scored", True):
+            return verdict, b""
+        try:
+            raw, parsed = await message()
+        except NotFound:
+            return verdict, b""  # delivered already, spool gone: the store dedupes anyway
+        done = Verdict.from_json(verdict)
+        await score(self.model, self.policy, raw, parsed, data.get("sender", ""), done)
+        _junk_if_over(done, self.policy)
+        added = b"".join(f"{name}: {value}\r\n".encode()
+                         for name, value in status_headers(done, self.policy.junk_threshold))
+        return done.to_json(), added
 
     async def junk(self, account_id: str, verdict: dict[str, Any],
                    message: MessageLoader) -> bool:
