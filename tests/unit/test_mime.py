@@ -21,6 +21,7 @@ from mailyard.core.mime import (
     find_part,
     iter_parts,
     normalize_subject,
+    parse_head,
     parse_message,
 )
 
@@ -391,3 +392,13 @@ def test_generated_attachments_match_stdlib_content(raw: bytes) -> None:
         assert part is not None
         if not part.children:
             assert att.size == len(decoded_content(raw, part))
+
+
+def test_parse_head_reads_only_the_header_block() -> None:
+    raw = (b"From: Alice <alice@example.test>\r\nSubject: hi\r\nDKIM-Signature: v=1; a=x\r\n"
+           b"\r\nFrom: not-a-header@example.test\r\n" + b"body line\r\n" * 1000)
+    head, full = parse_head(raw), parse_message(raw)
+    assert head.from_ == full.from_ and head.subject == full.subject == "hi"
+    assert head.root.body_start == full.root.body_start
+    assert head.root.body_end < full.root.body_end  # the body was not read
+    assert parse_head(b"Subject: no body at all\r\n").subject == "no body at all"

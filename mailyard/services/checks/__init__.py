@@ -85,7 +85,9 @@ class Check(Protocol):
 
     async def check(self, envelope: SMTPEnvelope, raw: bytes, parsed: ParsedMessage,
                     verdict: Verdict) -> None:
-        """At the end of DATA; `raw` is the message as the client sent it (no trace headers)."""
+        """At the end of DATA; `raw` is the message as the client sent it (no trace headers),
+        `parsed` its top-level header block (`core.mime.parse_head`): a check that reads the
+        body parses `raw` itself, so the listener pays for a full parse only when asked."""
 
 
 class CheckChain:

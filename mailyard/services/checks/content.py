@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailyard.core import spam, spamrules
-from mailyard.core.mime import ParsedMessage
+from mailyard.core.mime import ParsedMessage, parse_message
 from mailyard.core.spamrules import SpamPolicy
 from mailyard.pipeline.inbound import MessageLoader
 from mailyard.services.checks import Action, SMTPEnvelope, Verdict
@@ -128,7 +128,8 @@ class ContentCheck:
         if not self.scores_at_data:
             verdict.data["spam"] = {"sender": sender, "scored": False}
             return
-        await score(self.model, self.policy, raw, parsed, sender, verdict)
+        full = await asyncio.to_thread(parse_message, raw)
+        await score(self.model, self.policy, raw, full, sender, verdict)
         if self.rspamd is not None:
             try:
                 answer = await self.rspamd.check(envelope, raw)
