@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from mailyard.core import skeleton
+from mailyard.core import blobkeys, skeleton
 from mailyard.core.addresses import Address
 from mailyard.core.ids import new_id
 from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, Limits, index_text
@@ -163,7 +163,8 @@ class InboundPipeline:
         """Store `raw` for every target; safe to repeat with the same delivery key."""
         parsed, split, text = await asyncio.to_thread(self._analyse, raw)
         await self.blobs.put_many(split.blobs)
-        skeleton_id = hashlib.sha256(split.skeleton).hexdigest()
+        # By the day it was received (so a retry names the same object), hash last.
+        skeleton_id = blobkeys.body_id(hashlib.sha256(split.skeleton).hexdigest(), received_at)
         await self.blobs.put(skeleton_id, split.skeleton)
         content_hash = hashlib.sha256(raw[trace_length:]).hexdigest()
         outcome = Outcome()

@@ -1,9 +1,10 @@
 """`mailyard fsck`: does what the stores hold still add up?
 
 Checked per account, through the ports (so every engine can be checked):
-- every email's skeleton blob exists and hashes to its name, and so does every attachment blob
-  the skeleton refers to; the re-assembled message has the recorded size (the skeleton's CRC
-  is verified on the way);
+- every email's skeleton blob exists and hashes to the SHA-256 its id names (the tail of a
+  dated `bodies/YYYY/MM/DD/<sha256>` id, or the whole id in stores older than that layout),
+  and so does every attachment blob the skeleton refers to (core/blobkeys.py); the
+  re-assembled message has the recorded size (the skeleton's CRC is verified on the way);
 - the attachment references the email's row records (what `mailyard gc` trusts) are the ones
   its skeleton needs;
 - UIDs strictly increasing and below UIDNEXT per mailbox; no email or mailbox MODSEQ above the
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from mailyard.core import skeleton
+from mailyard.core import blobkeys, skeleton
 from mailyard.pipeline.inbound import document
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import Account, EmailRecord, NotFound
@@ -99,15 +100,18 @@ class Fsck:
         return problem
 
     async def _blob(self, blob_id: str) -> tuple[bytes | None, str | None]:
-        """The blob's octets if present and hashing to its name (content-addressed ids only)."""
+        """The blob's octets if present and hashing to the SHA-256 its id names. An id that
+        names none (not content-addressed: no email row should hold one) is a bad blob."""
         try:
             data = await self.blobs.get(blob_id)
-        except NotFound:
+        except (NotFound, ValueError):  # ValueError: an id the store cannot even hold
             self._verified[blob_id] = "missing-blob"
             return None, "missing-blob"
         if blob_id not in self._verified:
             self.report.blobs += 1
-            ok = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest() == blob_id)
+            expected = blobkeys.content_sha256(blob_id)
+            ok = expected is not None and await asyncio.to_thread(
+                lambda: hashlib.sha256(data).hexdigest() == expected)
             self._verified[blob_id] = None if ok else "bad-blob"
         kind = self._verified[blob_id]
         return (data if kind is None else None), kind

@@ -4,6 +4,9 @@ Blobs are shared and content-addressed, so destroying an email leaves its skelet
 attachments behind (another email may use them). A blob is kept when an email names it (its
 skeleton, the attachments its row records and its skeleton needs), an upload names it (JMAP
 blob upload: object "U" + SHA-256), or a queue item or dead letter spools its message in it.
+Ids are compared whole, whatever their form (a dated `bodies/YYYY/MM/DD/<sha256>` skeleton, a
+bare SHA-256 skeleton of an older store, attachments by SHA-256, spool ids): the inventory
+reports each blob under the very id that names it.
 
 Everything younger than the grace period is kept whatever the references say: a delivery in
 flight writes its blobs before the email row that names them commits. The file blob store

@@ -3,25 +3,39 @@
 A blob is written to a temporary name, fsync'd, renamed into place and its directory fsync'd:
 after `put` returns, a power cut leaves either the whole blob or nothing (never a torn file), and
 a SIGKILL in the middle leaves only a temporary file that start-up sweeps away.
+
+Paths (ids are core/blobkeys.py's):
+- a dated body id is its own relative path, `<root>/bodies/YYYY/MM/DD/<sha256>`: one directory
+  per day, so a day, month or year of bodies is one directory tree to list, measure, archive or
+  move to other storage with ordinary tools, and a directory holds one day's messages (tens of
+  thousands on a busy single machine, which ext4/xfs hashed directories look up in O(1));
+- a flat id (attachments and uploads by SHA-256, spool copies, bodies of stores made before
+  the dated layout) is `<root>/<id[-2:]>/<id[-4:-2]>/<id>`: the tail of a hash or of a random
+  id spreads files evenly over 65,536 directories. This is the layout stores have always had,
+  so old stores are read unchanged. The two never collide: fan-out directories are two
+  characters long, `bodies` is not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailyard.core import blobkeys
 from mailyard.store.ports import BlobInfo, NotFound
 
 T = TypeVar("T")
 
-_VALID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+# Where each id form lives, relative to the root (globs for the walks below).
+_FLAT_GLOB = "??/??/*"
+_BODY_GLOB = blobkeys.BODIES + "*/*/*/*"
 
 
 class FsBlobStore:
@@ -32,7 +46,10 @@ class FsBlobStore:
         self._sweep_temporaries()
 
     def path(self, blob_id: str) -> Path:
-        if not _VALID.fullmatch(blob_id):
+        """Where the blob lives (ValueError for an id of neither form: nothing escapes root)."""
+        if blobkeys.is_body(blob_id):
+            return self.root / blob_id
+        if not blobkeys.is_flat(blob_id):
             raise ValueError(f"invalid blob id {blob_id!r}")
         return self.root / blob_id[-2:] / blob_id[-4:-2] / blob_id
 
@@ -40,7 +57,8 @@ class FsBlobStore:
         """Remove what a killed writer left. Only old files: another process (the server, while
         an admin command opens the store) may be writing a fresh one right now."""
         cutoff = time.time() - 3600
-        for tmp in self.root.glob("*/*/.tmp-*"):
+        for tmp in itertools.chain(self.root.glob("??/??/.tmp-*"),
+                                   self.root.glob(blobkeys.BODIES + "*/*/*/.tmp-*")):
             with contextlib.suppress(FileNotFoundError):
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
@@ -57,10 +75,8 @@ class FsBlobStore:
                 return
         directory = final.parent
         if not directory.exists():
-            directory.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(directory.parent)
-            _fsync_dir(directory.parent.parent)
-        tmp = directory / f".tmp-{blob_id}-{os.urandom(8).hex()}"
+            _make_dirs(directory)
+        tmp = directory / f".tmp-{final.name}-{os.urandom(8).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
             view = memoryview(data)
@@ -80,17 +96,21 @@ class FsBlobStore:
             raise NotFound(f"blob {blob_id}") from None
 
     def _usage(self) -> int:
-        return sum(p.stat().st_size for p in self.root.glob("*/*/*")
-                   if p.is_file() and not p.name.startswith(".tmp-"))
+        return sum(info.size for info in self._inventory())
 
     def _inventory(self) -> list[BlobInfo]:
         out = []
-        for p in self.root.glob("*/*/*"):
-            if p.name.startswith(".tmp-") or not _VALID.fullmatch(p.name):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                st = p.stat()
-                out.append(BlobInfo(p.name, st.st_size, st.st_mtime))
+        for p in self.root.glob(_FLAT_GLOB):
+            if blobkeys.is_flat(p.name):
+                with contextlib.suppress(FileNotFoundError):
+                    st = p.stat()
+                    out.append(BlobInfo(p.name, st.st_size, st.st_mtime))
+        for p in self.root.glob(_BODY_GLOB):
+            blob_id = p.relative_to(self.root).as_posix()
+            if blobkeys.is_body(blob_id):
+                with contextlib.suppress(FileNotFoundError):
+                    st = p.stat()
+                    out.append(BlobInfo(blob_id, st.st_size, st.st_mtime))
         return out
 
     async def inventory(self) -> list[BlobInfo]:
@@ -122,6 +142,20 @@ class FsBlobStore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _make_dirs(directory: Path) -> None:
+    """Create `directory` and its missing parents, each made durable: a new directory's entry
+    lives in its parent, so every parent of a created directory is fsync'd (a body's day
+    directory may bring its month and year directories with it)."""
+    created = []
+    missing = directory
+    while not missing.exists():
+        created.append(missing)
+        missing = missing.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    for made in created:
+        _fsync_dir(made.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,8 +1,20 @@
 """BlobStore on any S3-compatible service (AWS S3, Ceph radosgw, MinIO, ...), via aiobotocore.
 
-Keys: `<prefix>blobs/<id[-2:]>/<id[-4:-2]>/<id>`, the layout of the file-system adapter: blob ids
-are SHA-256 hex (attachments, content-addressed) or random-tailed time-ordered ids (messages), so
-the tail spreads keys evenly and a listing under `<prefix>blobs/` is the whole store.
+Keys (ids are core/blobkeys.py's; the layout mirrors the file-system adapter's paths):
+- a dated body id is its own key, `<prefix>bodies/YYYY/MM/DD/<sha256>`. The date comes first so
+  that the prefixes S3 filters on are calendar units: a lifecycle rule on `bodies/2023/`
+  moves a year of bodies to a colder storage class or expires it, a listing of
+  `bodies/2025/06/01/` is one day's mail, and `Delimiter="/"` walks the tree by year, month,
+  day. The SHA-256 after the date keeps keys within a day random: AWS S3 partitions a busy
+  prefix by key range, and a random tail gives it ranges to split one day's writes over
+  (radosgw spreads a bucket's index over shards by a hash of the whole key, so there the
+  order of the parts costs nothing).
+- a flat id (attachments and uploads by SHA-256, spool copies, bodies written before the dated
+  layout) is `<prefix>blobs/<id[-2:]>/<id[-4:-2]>/<id>`: the tail of a hash spreads keys
+  evenly. Attachments stay content-addressed here, where stores have always kept them, so
+  an old bucket is read unchanged, and an attachment shared by many messages of many days
+  is one object.
+`<prefix>blobs/` and `<prefix>bodies/` together are the whole store (`inventory`, `usage`).
 
 Writes are conditional creates (`If-None-Match: *`): a blob's bytes are fixed by its id, so a
 `412 Precondition Failed` means someone else already stored these very bytes, and counts as
@@ -28,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import Future
@@ -40,6 +51,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from mailyard.core import blobkeys
 from mailyard.store.ports import BlobInfo, NotFound
 from mailyard.store.s3.cache import BlobCache
 
@@ -51,7 +63,8 @@ T = TypeVar("T")
 _session: Any = None
 _session_lock = threading.Lock()
 
-_VALID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+_FLAT = "blobs/"
+"""Key prefix (after the store's) of flat ids; bodies are under blobkeys.BODIES."""
 MiB = 1024 * 1024
 
 
@@ -143,9 +156,24 @@ class S3BlobStore:
         return cls(bucket, options, prefix=prefix)
 
     def key(self, blob_id: str) -> str:
-        if not _VALID.fullmatch(blob_id):
+        """The object key of a blob (ValueError for an id of neither form)."""
+        if blobkeys.is_body(blob_id):
+            return f"{self.prefix}{blob_id}"
+        if not blobkeys.is_flat(blob_id):
             raise ValueError(f"invalid blob id {blob_id!r}")
-        return f"{self.prefix}blobs/{blob_id[-2:]}/{blob_id[-4:-2]}/{blob_id}"
+        return f"{self.prefix}{_FLAT}{blob_id[-2:]}/{blob_id[-4:-2]}/{blob_id}"
+
+    def blob_id(self, key: str) -> str | None:
+        """The id whose key is `key`, or None for a key that is no blob of this store."""
+        if not key.startswith(self.prefix):
+            return None
+        rest = key[len(self.prefix):]
+        if rest.startswith(blobkeys.BODIES):
+            return rest if blobkeys.is_body(rest) else None
+        blob_id = rest.rsplit("/", 1)[-1]
+        if rest.startswith(_FLAT) and blobkeys.is_flat(blob_id) and self.key(blob_id) == key:
+            return blob_id
+        return None
 
     # ------------------------------------------------------------------ the private loop's side
 
@@ -288,7 +316,7 @@ class S3BlobStore:
             answer = await client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
             if _status(e) == 404:
-                raise NotFound(f"blob {key.rsplit('/', 1)[-1]}") from None
+                raise NotFound(f"blob {self.blob_id(key) or key}") from None
             raise
         async with answer["Body"] as body:
             data: bytes = await body.read()
@@ -303,9 +331,11 @@ class S3BlobStore:
     async def _objects(self) -> AsyncIterator[dict[str, Any]]:
         client = await self._ready()
         paginator = client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}blobs/"):
-            for item in page.get("Contents", []):
-                yield item
+        for under in (_FLAT, blobkeys.BODIES):
+            async for page in paginator.paginate(Bucket=self.bucket,
+                                                 Prefix=f"{self.prefix}{under}"):
+                for item in page.get("Contents", []):
+                    yield item
 
     async def _usage(self) -> int:
         return sum([int(item["Size"]) async for item in self._objects()])
@@ -313,8 +343,8 @@ class S3BlobStore:
     async def _inventory(self) -> list[BlobInfo]:
         found = []
         async for item in self._objects():
-            blob_id = str(item["Key"]).rsplit("/", 1)[-1]
-            if _VALID.fullmatch(blob_id):
+            blob_id = self.blob_id(str(item["Key"]))
+            if blob_id is not None:
                 found.append(BlobInfo(blob_id, int(item["Size"]),
                                       item["LastModified"].timestamp()))
         return found
