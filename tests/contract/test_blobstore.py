@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mailyard.core import blobkeys
 from mailyard.store.ports import NotFound
 from tests.contract.conftest import Engine
 
@@ -29,6 +30,15 @@ INVALID_IDS = [
     ".tmp-abcdefgh",
     "abcdefgh\x00ijkl",
     "abcdefgh\n",
+    # Dated body ids must be exactly bodies/YYYY/MM/DD/<lower-case sha256 hex>.
+    "bodies/2025/06/01/" + "A" * 64,
+    "bodies/2025/13/01/" + "a" * 64,
+    "bodies/2025/06/01/" + "a" * 63,
+    "bodies/2025/06/01/../" + "a" * 64,
+    "bodies/2025/06/01/" + "a" * 64 + "/",
+    "/bodies/2025/06/01/" + "a" * 64,
+    "bodies/2025/06/" + "a" * 64,
+    "attachments/" + "a" * 64,
 ]
 
 
@@ -171,7 +181,119 @@ async def test_blobs_survive_reopen(blob_engine: Engine) -> None:
     assert await reopened.usage() == len(data)
 
 
+# --------------------------------------------------------------------------- dated body ids
+
+
+def body_id_of(data: bytes, day: str = "2025/06/01") -> str:
+    return f"bodies/{day}/{blob_id_of(data)}"
+
+
+async def test_body_id_round_trip(blobstore: Any) -> None:
+    data = b"MYSK1 a message skeleton\r\n" * 40
+    blob_id = body_id_of(data)
+    assert await blobstore.exists(blob_id) is False
+    await blobstore.put(blob_id, data)
+    await blobstore.put(blob_id, data)  # a retried delivery: the same key again
+    assert await blobstore.exists(blob_id) is True
+    assert await blobstore.get(blob_id) == data
+    assert await blobstore.usage() == len(data)
+    await blobstore.delete(blob_id)
+    assert await blobstore.exists(blob_id) is False
+    with pytest.raises(NotFound):
+        await blobstore.get(blob_id)
+    await blobstore.delete(blob_id)
+
+
+async def test_concurrent_puts_of_same_body_all_succeed(blobstore: Any) -> None:
+    """Two deliveries of one message on the same day share one body object."""
+    data = os.urandom(300 * 1024)
+    blob_id = body_id_of(data, "2024/02/29")
+    await asyncio.gather(*(blobstore.put(blob_id, bytes(bytearray(data))) for _ in range(6)))
+    assert await blobstore.get(blob_id) == data
+    assert [(b.blob_id, b.size) for b in await blobstore.inventory()] == [(blob_id, len(data))]
+
+
+async def test_inventory_names_every_blob_by_the_id_it_was_stored_under(blobstore: Any) -> None:
+    """gc compares inventory ids with the ids email rows hold, so they must come back whole:
+    dated bodies, the bare SHA-256 bodies of stores older than that layout, attachments,
+    spool copies; the same content under a dated and a bare id is two blobs."""
+    skeleton, attachment, spool = b"skeleton octets", b"A" * 3000, b"raw spooled message"
+    ids = {
+        body_id_of(skeleton, "2025/06/01"): skeleton,
+        body_id_of(skeleton, "2025/06/02"): skeleton,  # the same message received next day
+        blob_id_of(skeleton): skeleton,  # its body in a store older than the dated layout
+        blob_id_of(attachment): attachment,
+        "s01jx0abcdefghjkmnpqrstvwx": spool,
+    }
+    await blobstore.put_many(ids)
+    found = {b.blob_id: b.size for b in await blobstore.inventory()}
+    assert found == {k: len(v) for k, v in ids.items()}
+    assert await blobstore.usage() == sum(map(len, ids.values()))
+    for blob_id, data in ids.items():
+        assert await blobstore.get(blob_id) == data
+    await blobstore.delete(body_id_of(skeleton, "2025/06/01"))
+    assert await blobstore.get(blob_id_of(skeleton)) == skeleton
+    assert await blobstore.get(body_id_of(skeleton, "2025/06/02")) == skeleton
+    assert {b.blob_id for b in await blobstore.inventory()} == set(ids) - {
+        body_id_of(skeleton, "2025/06/01")}
+
+
+async def test_body_ids_survive_reopen(blob_engine: Engine) -> None:
+    store = await blob_engine.open()
+    data = b"a durable skeleton"
+    blob_id = blobkeys.body_id(blob_id_of(data), 1_748_736_000_000)  # 2025-06-01 UTC
+    await store.put(blob_id, data)
+    await blob_engine.close(store)
+    reopened = await blob_engine.open()
+    assert await reopened.get(blob_id) == data
+    assert [b.blob_id for b in await reopened.inventory()] == [blob_id]
+
+
 # --------------------------------------------------------------------------- fs-specific
+
+
+async def test_fs_paths_of_each_id_form(tmp_path: Path) -> None:
+    """Bodies by day under bodies/, flat ids at the hash-tail fan-out every store has used
+    (pinned: a store written before this layout must be found where it was put)."""
+    from mailyard.store.fs.blobstore import FsBlobStore
+
+    root = tmp_path / "blobs"
+    store = FsBlobStore(root)
+    try:
+        sha = blob_id_of(b"x")
+        assert store.path(f"bodies/2025/06/01/{sha}") == root / "bodies/2025/06/01" / sha
+        assert store.path(sha) == root / sha[-2:] / sha[-4:-2] / sha
+        assert store.path("s01jx0abcdefghjkmnpqrstvwx") == root / "wx/tv/s01jx0abcdefghjkmnpqrstvwx"
+        await store.put(f"bodies/2025/06/01/{sha}", b"x")
+        assert (root / "bodies/2025/06/01" / sha).read_bytes() == b"x"
+        # A file an old store holds at the fan-out path is read under its bare id.
+        legacy = blob_id_of(b"an old skeleton")
+        store.path(legacy).parent.mkdir(parents=True)
+        store.path(legacy).write_bytes(b"an old skeleton")
+        assert await store.get(legacy) == b"an old skeleton"
+        assert {b.blob_id for b in await store.inventory()} == {f"bodies/2025/06/01/{sha}",
+                                                               legacy}
+    finally:
+        store.close()
+
+
+async def test_fs_leftover_temporary_in_a_day_directory_is_swept(tmp_path: Path) -> None:
+    from mailyard.store.fs.blobstore import FsBlobStore
+
+    root = tmp_path / "blobs"
+    day = root / "bodies" / "2025" / "06" / "01"
+    day.mkdir(parents=True)
+    old, fresh = day / ".tmp-old-1", day / ".tmp-fresh-2"
+    old.write_bytes(b"torn")
+    fresh.write_bytes(b"being written")
+    a_day_ago = time.time() - 86400
+    os.utime(old, (a_day_ago, a_day_ago))
+    store = FsBlobStore(root)
+    try:
+        assert not old.exists() and fresh.exists()
+        assert await store.inventory() == [] and await store.usage() == 0
+    finally:
+        store.close()
 
 
 async def test_fs_old_leftover_temporary_is_swept_on_reopen(tmp_path: Path) -> None:

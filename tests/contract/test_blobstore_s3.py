@@ -28,6 +28,7 @@ from mailyard.config import ConfigError
 from mailyard.store.ports import NotFound
 from mailyard.store.s3.blobstore import S3BlobStore, parse_url
 from tests import s3
+from tests.s3client import keys, raw_client
 
 MiB = 1024 * 1024
 _HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade",
@@ -351,16 +352,58 @@ def test_any_blob_id_is_refused_or_kept_under_the_prefix() -> None:
     store = S3BlobStore("bucket", prefix="p/")  # contacts nothing until used
 
     @settings(max_examples=300, deadline=None)
-    @given(st.text(max_size=140) | st.from_regex(r"[A-Za-z0-9_.-]{6,130}", fullmatch=True))
+    @given(st.text(max_size=140) | st.from_regex(r"[A-Za-z0-9_.-]{6,130}", fullmatch=True)
+           | st.from_regex(r"bodies/[0-9]{3,5}/[0-9]{1,3}/[0-9]{1,3}/[0-9a-f./]{62,66}",
+                           fullmatch=True))
     def check(blob_id: str) -> None:
         try:
             key = store.key(blob_id)
         except ValueError:
             return
-        assert key.startswith("p/blobs/") and key.endswith("/" + blob_id)
-        assert ".." not in key.split("/") and key.count("/") == 4
+        if key.startswith("p/bodies/"):
+            assert key == "p/" + blob_id and key.count("/") == 5
+        else:
+            assert key.startswith("p/blobs/") and key.endswith("/" + blob_id)
+            assert key.count("/") == 4
+        assert ".." not in key.split("/") and "" not in key.split("/")
+        assert store.blob_id(key) == blob_id  # what inventory reads back from a listing
 
     try:
         check()
     finally:
         store.close()
+
+
+def test_keys_of_each_id_form_are_pinned() -> None:
+    """Bodies by day under bodies/; flat ids where every bucket has kept them (an old bucket
+    must be read where it was written); keys of neither layout are no blob of the store."""
+    store = S3BlobStore("bucket", prefix="p/")
+    try:
+        sha = blob_id_of(b"x")
+        assert store.key(f"bodies/2025/06/01/{sha}") == f"p/bodies/2025/06/01/{sha}"
+        assert store.key(sha) == f"p/blobs/{sha[-2:]}/{sha[-4:-2]}/{sha}"
+        for stray in (f"q/blobs/{sha[-2:]}/{sha[-4:-2]}/{sha}", f"p/blobs/00/00/{sha}",
+                      f"p/bodies/2025/06/01/{sha}.tmp", f"p/bodies/2025/6/1/{sha}",
+                      f"p/other/{sha}", f"p/blobs/{sha}"):
+            assert store.blob_id(stray) is None, stray
+    finally:
+        store.close()
+
+
+async def test_an_old_bucket_is_read_listed_and_deleted_in_place(
+        gateway: s3.Gateway, prefix: str, stores: Callable[..., S3BlobStore]) -> None:
+    """A skeleton stored under its bare SHA-256 by an older Mailyard (written here by a plain
+    S3 client at the key that version used) sits beside a dated body of today's layout."""
+    store = stores(prefix, cache_bytes=0)
+    old, new = b"a skeleton from last year", b"a skeleton from today"
+    old_id, new_id = blob_id_of(old), f"bodies/2025/06/01/{blob_id_of(new)}"
+    await store.put(new_id, new)  # (and the bucket made, if this test is the first)
+    async with raw_client(gateway) as client:
+        await client.put_object(Bucket=gateway.bucket, Body=old,
+                                Key=f"{prefix}/blobs/{old_id[-2:]}/{old_id[-4:-2]}/{old_id}")
+    assert await keys(gateway, f"{prefix}/bodies/") == [f"{prefix}/{new_id}"]
+    assert await store.get(old_id) == old and await store.get(new_id) == new
+    assert {(b.blob_id, b.size) for b in await store.inventory()} == {
+        (old_id, len(old)), (new_id, len(new))}
+    await store.delete(old_id)
+    assert [b.blob_id for b in await store.inventory()] == [new_id]
