@@ -399,6 +399,8 @@ def worker_process(config: Config, parent_pid: int) -> None:
     """Entry point of a `--workers N` process."""
     _die_with_parent()
     limit_malloc_arenas()
+    if config.queue.worker_nice:
+        os.nice(config.queue.worker_nice)
     configure_logging(config.log.format, config.log.level)
     try:
         import uvloop

@@ -58,6 +58,12 @@ class Queue:
     lease_seconds: float = 60.0
     batch_size: int = 32
     poll_interval: float = 0.5
+    worker_nice: int = 10
+    """Niceness of `--workers N` processes (0 = as the listeners). Stored mail waits safely in
+    the queue; a client waits for its reply. When the cores are all busy, the listeners go
+    first: on a 2-core machine this kept the 20-session SMTP ingest median flat with the
+    inbound checks on (docs/BENCHMARKS.md), and workers still get every core a listener does
+    not use. On one core a long burst lets the queue grow until the burst ends."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +334,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.message_size: must be at least 1024")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
+    if config.queue.worker_nice > 19:
+        raise ConfigError("queue.worker_nice: at most 19 (the lowest priority)")
     if shards:
         config = replace(config, store=replace(config.store, metadata=shards[0],
                                                 shards=shards))

@@ -38,6 +38,8 @@ def test_file_values_and_data_dir_relative_to_the_file(tmp_path: Path) -> None:
     ({"limits": {"connections_per_ip": True}}, "limits.connections_per_ip"),
     ({"domains": "example.org"}, "domains"),
     ({"queue": {"max_attempts": 0}}, "queue.max_attempts"),
+    ({"queue": {"worker_nice": 20}}, "queue.worker_nice"),
+    ({"queue": {"worker_nice": -1}}, "queue.worker_nice"),
 ])
 def test_bad_keys_and_values_name_the_key(data: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
