@@ -33,8 +33,12 @@ def message(to: str, subject: str, attachment: bytes) -> bytes:
 
 
 def blob_files(srv: Server) -> dict[str, Path]:
-    return {p.name: p for p in (srv.data_dir / "blobs").glob("*/*/*")
-            if not p.name.startswith(".tmp-")}
+    """Blob files by blob id: flat ids at their hash-tail fan-out, message bodies by the day
+    received (bodies/YYYY/MM/DD/<sha256>, the id being the path)."""
+    root = srv.data_dir / "blobs"
+    flat = {p.name: p for p in root.glob("??/??/*") if not p.name.startswith(".tmp-")}
+    return flat | {p.relative_to(root).as_posix(): p for p in root.glob("bodies/*/*/*/*")
+                   if not p.name.startswith(".tmp-")}
 
 
 def age_all(srv: Server, seconds: float) -> None:
@@ -110,6 +114,7 @@ def test_gc_frees_only_unreferenced_blobs_older_than_the_grace(tmp_path: Path) -
     shared = hashlib.sha256(SHARED).hexdigest()
     bobs = hashlib.sha256(b"B" * 5000).hexdigest()
     assert len(freed) == 5 and {own, bobs} <= freed and shared not in freed, (freed, summary)
+    assert len([b for b in freed if b.startswith("bodies/")]) == 3, freed  # the skeletons
     left = blob_files(srv)
     assert fresh.name in left and upload_digest in left and shared in left
     assert not freed & left.keys()
