@@ -36,7 +36,9 @@ class QuotaExceeded(StoreError):
 
 
 class BlobStore(Protocol):
-    """Immutable byte objects by id: raw spooled messages, skeletons, attachments by SHA-256.
+    """Immutable byte objects by id: raw spooled messages, message bodies (skeletons) as
+    ``bodies/YYYY/MM/DD/<sha256>`` by the day received, attachments and uploads by SHA-256; the
+    id forms and why are in core/blobkeys.py, and no other form is accepted.
 
     `put` returns only once the object is durable (fsync'd / acknowledged by the engine); writing
     the same id twice is harmless, which is what makes pipeline steps safe to repeat.
