@@ -72,14 +72,16 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
     if qresync is not None and "QRESYNC" not in s.enabled:
         raise Bad("ENABLE QRESYNC first")
     box = await _mailbox(s, name)
-    sel = Selected.from_snapshot(await s.mailbox.snapshot(s.user, box), read_only)
+    assert s.watch is not None  # made at login
+    sel = await s.services.views.select(s.watch, box, read_only)
     s.select(sel)
     s.untagged(f"FLAGS {FLAGS}")
     s.untagged(f"OK [PERMANENTFLAGS {'()' if read_only else PERMANENT_FLAGS}] Flags permitted")
     s.untagged(f"{sel.exists} EXISTS")
     if "IMAP4REV2" not in s.enabled:
         s.untagged("0 RECENT")
-        unseen = next((i + 1 for i, kw in enumerate(sel.keywords) if "$seen" not in kw), None)
+        unseen = next((i + 1 for i, kw in enumerate(sel.all_keywords()) if "$seen" not in kw),
+                      None)
         if unseen is not None:
             s.untagged(f"OK [UNSEEN {unseen}] First unseen")
     s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
@@ -326,33 +328,33 @@ async def _take_back(s: Session, box: Mailbox, done: list[Appended]) -> None:
 
 @command("IDLE", states=AUTH)
 async def idle(s: Session, cmd: Command) -> None:
+    """RFC 2177. While idling, the session's task only waits for DONE: the shared view writes
+    each change to the socket itself (Session.push_updates), so an idle session holds no task,
+    queue or timer of its own beyond its reader."""
     cmd.tokenizer().end()
-    watch = s.watch
-    assert watch is not None  # made at login
     await s.report_updates()
     await s._continuation(b"+ idling\r\n")
-    done = asyncio.ensure_future(s.reader.read_line())
-    while True:
-        event = asyncio.ensure_future(anext(watch))
-        finished, _ = await asyncio.wait({done, event}, timeout=s.services.policy.idle_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        if done in finished:
-            event.cancel()
-            line = done.result()
-            if line is None:
-                s.state = State.LOGOUT
-                return
-            if line.strip().upper() != b"DONE":
-                raise Bad("Expected DONE")
-            break
-        if not finished:
-            done.cancel()
-            event.cancel()
-            s.untagged("BYE Idle for too long")
-            s.state = State.LOGOUT
-            return
-        await s.report_updates(force=True)
-        await s.flush()
+    sel = s.selected
+    view = sel.view if sel is not None else None
+    if view is not None:
+        view.idlers[s] = s.push_updates
+        if view.stale():  # changed while the continuation went out
+            view.refresh_soon()
+    try:
+        async with asyncio.timeout(s.services.policy.idle_timeout):
+            line = await s.reader.read_line()
+    except TimeoutError:
+        s.untagged("BYE Idle for too long")
+        s.state = State.LOGOUT
+        return
+    finally:
+        if view is not None:
+            view.idlers.pop(s, None)
+    if line is None:
+        s.state = State.LOGOUT
+        return
+    if line.strip().upper() != b"DONE":
+        raise Bad("Expected DONE")
     s.ok(cmd, "IDLE terminated")
 
 
@@ -368,7 +370,7 @@ async def _expunge_deleted(s: Session, uids: set[int] | None = None) -> list[int
     sel = s.sel
     if sel.read_only:
         raise No("Mailbox is read-only", "READ-ONLY")
-    doomed = [sel.email_ids[i] for i, kw in enumerate(sel.keywords)
+    doomed = [sel.email_ids[i] for i, kw in enumerate(sel.all_keywords())
               if "$deleted" in kw and (uids is None or sel.uids[i] in uids)]
     if not doomed:
         return []

@@ -143,7 +143,7 @@ def _fetch_head(s: Session, index: int, head: EmailHead, items: list[FetchItem],
         elif name != "FLAGS":
             out.append(_head_item(item, head.head))
     if "FLAGS" in names:
-        out.append(f"FLAGS ({' '.join(to_flags(sel.keywords[index]))})".encode())
+        out.append(f"FLAGS ({' '.join(to_flags(sel.keywords_at(index)))})".encode())
         if "MODSEQ" not in names and "CONDSTORE" in s.enabled:
             out.append(b"MODSEQ (%d)" % head.modseq)
     return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n"
@@ -223,12 +223,12 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
                 found = sections.partial(found, item.partial[0], item.partial[1])
             prefix = b"~" if name.startswith("BINARY") and b"\0" in found else b""
             out.append(item.response_name().encode() + b" " + prefix + literal(found))
-    keywords = sel.keywords[index]
+    keywords = sel.keywords_at(index)
     if set_seen and "$seen" not in keywords:
         result = await s.mailbox.set_keywords(s.user, [record.id], add=["$seen"])
         if result.updated:
             keywords = shared_keywords(result.updated[0][1])
-            sel.keywords[index] = keywords
+            sel.set_keywords(index, keywords)
             names.add("FLAGS")
     if "FLAGS" in names:
         out.append(f"FLAGS ({' '.join(to_flags(keywords))})".encode())
@@ -306,7 +306,7 @@ async def records_of(s: Session, indexes: list[int], *,
 def _fetch_flags(s: Session, indexes: list[int]) -> None:
     sel = s.sel
     for i in indexes:
-        flags = " ".join(to_flags(sel.keywords[i]))
+        flags = " ".join(to_flags(sel.keywords_at(i)))
         s.raw(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (i + 1, sel.uids[i], flags.encode()))
 
 
@@ -415,7 +415,7 @@ async def store(s: Session, cmd: Command) -> None:
     position = {email_id: i for i, email_id in zip(indexes, ids, strict=True)}
     for email_id, kws, modseq in result.updated:
         i = position[email_id]
-        sel.keywords[i] = shared_keywords(kws)
+        sel.set_keywords(i, shared_keywords(kws))
         if req.silent and req.unchangedsince is None:
             continue
         parts = [f"UID {sel.uids[i]}"] if uid else []

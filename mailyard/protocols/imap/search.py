@@ -200,10 +200,10 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
         return bool(key.set.contains(sel.uids[index], sel.uids[-1]))
     if kind == "Flag":
         # \\Recent has no keyword: no message is recent here (IMAP4rev2 removed the flag).
-        has = _FLAG_KEYWORD.get(key.name.lower(), "") in sel.keywords[index]
+        has = _FLAG_KEYWORD.get(key.name.lower(), "") in sel.keywords_at(index)
         return bool(has == key.present)
     if kind == "Keyword":
-        return bool((key.name.lower() in sel.keywords[index]) == key.present)
+        return bool((key.name.lower() in sel.keywords_at(index)) == key.present)
     if kind == "Within":
         age_s = (datetime.now(UTC).timestamp() * 1000 - record.received_at) / 1000
         return bool(age_s > key.seconds if key.op == "older" else age_s < key.seconds)

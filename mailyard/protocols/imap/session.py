@@ -24,10 +24,11 @@ from mailyard.protocols.imap.compress import DeflateWriter, Inflater
 from mailyard.protocols.imap.grammar import BadCharset, Command, ParseError, parse_command
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
 from mailyard.protocols.imap.selected import Selected
+from mailyard.protocols.imap.views import AccountWatch, ViewHub
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
-from mailyard.store.ports import Account, EventBus, Subscription
+from mailyard.store.ports import Account, EventBus
 
 log = logging.getLogger("mailyard.imap")
 
@@ -74,8 +75,10 @@ class IMAPServices:
     connections: ConcurrencyLimiter = field(init=False)
     user_connections: ConcurrencyLimiter = field(init=False)
     auth_failures: WindowLimiter = field(init=False)
+    views: ViewHub = field(init=False)
 
     def __post_init__(self) -> None:
+        self.views = ViewHub(self.mailbox, self.bus)
         self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
         self.user_connections = ConcurrencyLimiter(self.policy.connections_per_user)
         self.auth_failures = WindowLimiter(self.policy.auth_failures_per_ip_per_hour, 3600.0)
@@ -117,6 +120,24 @@ BASE_CAPABILITIES = [
 
 
 class Session:
+    __slots__ = (
+        "_out",
+        "account",
+        "enabled",
+        "inflater",
+        "mailbox",
+        "peer_ip",
+        "reader",
+        "saved_uids",
+        "search",
+        "selected",
+        "services",
+        "state",
+        "tls",
+        "watch",
+        "writer",
+    )
+
     def __init__(self, services: IMAPServices, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
         self.services = services
@@ -132,8 +153,8 @@ class Session:
         self.enabled: set[str] = set()
         self.saved_uids: list[int] = []
         """SEARCHRES: the UIDs of the last SEARCH RETURN (SAVE), named "$"."""
-        self.watch: Subscription | None = None
-        self._checked = 0.0
+        self.watch: AccountWatch | None = None
+        """The account's events, shared with its other sessions (set at login)."""
         peer = writer.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else "local"
         self.reader = CommandReader(reader, max_line=services.policy.max_line,
@@ -211,8 +232,9 @@ class Session:
             await self.flush()
             while self.state is not State.LOGOUT:
                 try:
-                    data = await asyncio.wait_for(self.reader.read_command(),
-                                                  services.policy.idle_timeout)
+                    # asyncio.timeout, not wait_for: no extra task per command.
+                    async with asyncio.timeout(services.policy.idle_timeout):
+                        data = await self.reader.read_command()
                 except TimeoutError:
                     self.untagged("BYE Autologout; idle for too long")
                     break
@@ -234,8 +256,10 @@ class Session:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.select(None)
             if self.watch is not None:
-                self.watch.cancel()
+                services.views.detach(self.watch)
+                self.watch = None
             if self.inflater is not None:
                 self.inflater.close()
             services.connections.release(self.peer_ip)
@@ -287,38 +311,56 @@ class Session:
 
     def log_in(self, account: Account) -> None:
         """From now on, watch the account's events, so that each command knows without a
-        query whether anything changed (the subscription exists before any SELECT reads)."""
+        query whether anything changed (the watch exists before any SELECT reads)."""
         self.account = account
         self.state = State.AUTHENTICATED
-        self.watch = self.services.bus.subscribe(account.id)
+        self.watch = self.services.views.attach(account)
 
     def select(self, selected: Selected | None) -> None:
         """Enter (or leave, with None) a mailbox."""
+        old = self.selected
+        if old is not None and old.view is not None and self.watch is not None:
+            self.services.views.release(self.watch, old.view)
         self.selected = selected
         self.saved_uids = []
-        self.state = State.AUTHENTICATED if selected is None else State.SELECTED
-        self._checked = time.monotonic()
+        if self.state is not State.LOGOUT:
+            self.state = State.AUTHENTICATED if selected is None else State.SELECTED
 
-    async def report_updates(self, *, expunges: bool = True, force: bool = False) -> None:
+    async def report_updates(self, *, expunges: bool = True) -> None:
         """Tell the client what changed in the selected mailbox (RFC 3501 §5.2, §7.4.1).
 
         During FETCH, STORE and SEARCH (and their UID forms) EXPUNGE must not be sent, since it
         would renumber messages under the client's feet: `expunges=False` then skips the whole
-        update, which the next command or NOOP delivers. The store is asked only when an event
-        said the account changed (or, in case an event was lost, after a quiet minute).
+        update, which the next command or NOOP delivers. The shared view asks the store only
+        when an event said the account changed (or after a quiet minute, in case one was lost),
+        and once for all the sessions that have the mailbox selected.
         """
-        if self.selected is None or self.account is None or not expunges:
+        sel = self.selected
+        if sel is None or self.watch is None or not expunges:
             return
-        now = time.monotonic()
-        changed = self.watch.drain() if self.watch is not None else True
-        if not (changed or force or now - self._checked > 60.0):
-            return
-        self._checked = now
-        delta = await self.mailbox.delta(self.account, self.selected.mailbox,
-                                         self.selected.modseq)
-        for line in self.selected.apply(delta, with_modseq="CONDSTORE" in self.enabled,
-                                        qresync="QRESYNC" in self.enabled):
+        view = sel.view
+        if view is not None:
+            self.watch.poll()
+            if view.stale():
+                await view.refresh()
+            sel = self.selected  # the session may have moved on while the query ran
+            if sel is None or sel.view is not view:
+                return
+        for line in sel.catch_up(with_modseq="CONDSTORE" in self.enabled,
+                                 qresync="QRESYNC" in self.enabled):
             self.raw(line)
+
+    def push_updates(self) -> None:
+        """During IDLE: write what changed straight to the socket (called by the view after
+        a refresh, outside this session's task)."""
+        sel = self.selected
+        if sel is None:
+            return
+        lines = sel.catch_up(with_modseq="CONDSTORE" in self.enabled,
+                             qresync="QRESYNC" in self.enabled)
+        if lines:
+            with contextlib.suppress(Exception):  # a connection going away says so in run()
+                self.writer.write(b"".join(lines))
 
     async def start_tls(self) -> None:
         """Stop reading, send the tagged OK, then switch to TLS: the client sends its

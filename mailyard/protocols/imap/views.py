@@ -1,0 +1,182 @@
+"""Mailbox views shared by the IMAP sessions of this process.
+
+Every session that has a mailbox selected reads the same `MailboxView`: one chain of UID-map
+versions (selected.Version), moved on by one store delta per change of the account, however
+many sessions watch it. The account's events are watched once per account (`AccountWatch`),
+not once per session, and a change wakes the IDLE sessions of a view by writing their updates
+straight to their sockets: ten thousand IDLE clients cost one delta query and one loop, not ten
+thousand queries and task switches.
+
+A view is refreshed when an event said the account changed (a session asks before it reports
+updates; IDLE sessions are pushed to), or when a minute passed without one, in case an event
+from a worker process was lost: the change log is the truth either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from mailyard.protocols.imap.selected import Selected, Version
+from mailyard.services.mailbox import MailboxService
+from mailyard.store.ports import Account, EventBus, Mailbox, Subscription
+
+log = logging.getLogger("mailyard.imap")
+
+STALE_AFTER = 60.0
+"""Seconds after which a view is re-read even without an event (a lost datagram)."""
+
+Idler = Callable[[], None]
+
+
+class MailboxView:
+    """One mailbox's UID map, shared by the sessions of this process that have it selected."""
+
+    __slots__ = (
+        "_pending",
+        "_service",
+        "account",
+        "dirty",
+        "idlers",
+        "mailbox",
+        "refreshed",
+        "users",
+        "version",
+    )
+
+    def __init__(self, service: MailboxService, account: Account, mailbox: Mailbox,
+                 version: Version) -> None:
+        self._service = service
+        self.account = account
+        self.mailbox = mailbox
+        self.version = version
+        self.dirty = False
+        """An event arrived since the last refresh started."""
+        self.refreshed = time.monotonic()
+        self.idlers: dict[object, Idler] = {}
+        """Sessions in IDLE on this view: told (synchronously) after each refresh."""
+        self.users = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    def stale(self) -> bool:
+        return self.dirty or time.monotonic() - self.refreshed > STALE_AFTER
+
+    async def refresh(self) -> None:
+        """Bring the view up to the store. Sessions asking at once share one query."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._refresh())
+        await asyncio.shield(self._pending)
+
+    def refresh_soon(self) -> None:
+        """Refresh in the background (for the IDLE sessions, which are told when it is done)."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._refresh())
+            self._pending.add_done_callback(_log_failure)
+
+    async def _refresh(self) -> None:
+        try:
+            self.dirty = False  # an event during the query sets it again
+            self.refreshed = time.monotonic()
+            delta = await self._service.delta(self.account, self.mailbox, self.version.modseq)
+            self.version = self.version.advance(delta)
+        except BaseException:
+            self.dirty = True
+            raise
+        finally:
+            self._pending = None
+        for tell in list(self.idlers.values()):
+            tell()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("refreshing a mailbox view failed", exc_info=task.exception())
+
+
+class AccountWatch:
+    """The account's events, watched once for every session of the account in this process."""
+
+    __slots__ = ("_subscription", "_task", "account", "sessions", "views")
+
+    def __init__(self, account: Account, subscription: Subscription) -> None:
+        self.account = account
+        self.views: dict[str, MailboxView] = {}
+        self.sessions = 0
+        self._subscription = subscription
+        self._task = asyncio.ensure_future(self._run())
+
+    def poll(self) -> None:
+        """Take the events waiting (without yielding to the loop, so a session sees its own
+        change at once) and mark the views stale."""
+        if self._subscription.drain():
+            self._changed()
+
+    def _changed(self) -> None:
+        for view in self.views.values():
+            view.dirty = True
+            if view.idlers:
+                view.refresh_soon()
+
+    async def _run(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            async for _state in self._subscription:
+                self._subscription.drain()
+                self._changed()
+
+    def close(self) -> None:
+        self._task.cancel()
+        self._subscription.cancel()
+
+
+class ViewHub:
+    """The AccountWatches and MailboxViews of this process's IMAP sessions."""
+
+    def __init__(self, service: MailboxService, bus: EventBus) -> None:
+        self.service = service
+        self.bus = bus
+        self._accounts: dict[str, AccountWatch] = {}
+
+    def attach(self, account: Account) -> AccountWatch:
+        """At login: watch the account's events (before any SELECT reads, so no change
+        between that read and the first event can be missed)."""
+        watch = self._accounts.get(account.id)
+        if watch is None:
+            watch = AccountWatch(account, self.bus.subscribe(account.id))
+            self._accounts[account.id] = watch
+        watch.sessions += 1
+        return watch
+
+    def detach(self, watch: AccountWatch) -> None:
+        watch.sessions -= 1
+        if watch.sessions <= 0 and self._accounts.get(watch.account.id) is watch:
+            del self._accounts[watch.account.id]
+            watch.close()
+
+    async def select(self, watch: AccountWatch, mailbox: Mailbox, read_only: bool) -> Selected:
+        """A session's Selected on the shared view of `mailbox` (read from the store only when
+        no other session of this process has it selected)."""
+        view = watch.views.get(mailbox.id)
+        if view is None:
+            snapshot = await self.service.snapshot(watch.account, mailbox)
+            view = watch.views.get(mailbox.id)  # another session may have made it meanwhile
+            if view is None:
+                view = MailboxView(self.service, watch.account, snapshot.mailbox,
+                                   Version.from_snapshot(snapshot))
+                watch.views[mailbox.id] = view
+        view.users += 1
+        try:
+            watch.poll()
+            if view.stale():
+                await view.refresh()
+        except BaseException:
+            self.release(watch, view)
+            raise
+        return Selected(mailbox, read_only, view.version, view)
+
+    def release(self, watch: AccountWatch, view: MailboxView) -> None:
+        view.users -= 1
+        if view.users <= 0 and watch.views.get(view.mailbox.id) is view:
+            del watch.views[view.mailbox.id]
