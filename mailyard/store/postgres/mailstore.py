@@ -10,7 +10,6 @@ commits share WAL flushes, which is the group commit the SQLite engine builds by
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +41,7 @@ from mailyard.store.ports import (
     StoredObject,
 )
 from mailyard.store.postgres import filters, schema, writes
+from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import ALL, DESTROYING_ROLES, SEEN, Tx, clean
 
 R = TypeVar("R")
@@ -129,9 +129,7 @@ class PostgresMailStore:
         """Nothing is opened yet: the pool belongs to the event loop that first uses it (the
         composition root builds adapters before the loop that serves with them runs)."""
         self.dsn = dsn
-        self._sizes = (min_size, max_size)
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self._pool = LazyPool(dsn, schema.migrate, min_size=min_size, max_size=max_size)
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10
@@ -142,22 +140,7 @@ class PostgresMailStore:
         return store
 
     async def _ready(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                pool = await asyncpg.create_pool(self.dsn, min_size=self._sizes[0],
-                                                 max_size=self._sizes[1])
-                try:
-                    async with pool.acquire() as conn:
-                        await schema.migrate(conn)
-                except BaseException:
-                    await pool.close()
-                    raise
-                self._pool = pool
-        return self._pool
+        return await self._pool.get()
 
     async def pool(self) -> asyncpg.Pool:
         """The open pool (opened and migrated on first use): for tools that work on the
@@ -165,11 +148,8 @@ class PostgresMailStore:
         return await self._ready()
 
     def close(self) -> None:
-        """Synchronous, as the composition root closes every adapter: the connections are
-        cut (no transaction is open when the services have stopped)."""
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool = None
+        """Synchronous, as the composition root closes every adapter."""
+        self._pool.close()
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         return list(await (await self._ready()).fetch(sql, *args))

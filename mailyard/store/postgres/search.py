@@ -31,7 +31,6 @@ plan cannot tell a word in every message from one in two, and picks badly for on
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
@@ -46,6 +45,7 @@ import asyncpg
 from mailyard.core.query import And, Node, Not, Or, Text
 from mailyard.store.ports import Hits, IndexDocument, Order, Snippet
 from mailyard.store.postgres import schema
+from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import clean
 
 log = logging.getLogger(__name__)
@@ -391,11 +391,12 @@ class PostgresSearchIndex:
     """The SearchIndex port over one PostgreSQL database, through a pool of connections."""
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
-        """Nothing is opened yet: the pool belongs to the event loop that first uses it."""
+        """Nothing is opened yet: the pool belongs to the event loop that first uses it (its
+        sessions plan each query for its own words: see the module's docstring)."""
         self.dsn = dsn
-        self._sizes = (min_size, max_size)
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self._pool = LazyPool(
+            dsn, lambda conn: schema.migrate(conn, COMPONENT, MIGRATIONS), min_size=min_size,
+            max_size=max_size, server_settings={"plan_cache_mode": "force_custom_plan"})
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10
@@ -406,29 +407,11 @@ class PostgresSearchIndex:
         return index
 
     async def _ready(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                pool = await asyncpg.create_pool(
-                    self.dsn, min_size=self._sizes[0], max_size=self._sizes[1],
-                    server_settings={"plan_cache_mode": "force_custom_plan"})
-                try:
-                    async with pool.acquire() as conn:
-                        await schema.migrate(conn, COMPONENT, MIGRATIONS)
-                except BaseException:
-                    await pool.close()
-                    raise
-                self._pool = pool
-        return self._pool
+        return await self._pool.get()
 
     def close(self) -> None:
         """Synchronous, as the composition root closes every adapter."""
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool = None
+        self._pool.close()
 
     async def index(self, documents: Sequence[IndexDocument]) -> None:
         latest: dict[tuple[str, str], IndexDocument] = {}
