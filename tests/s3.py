@@ -80,6 +80,25 @@ def gateway() -> Gateway:
         return _gateway
 
 
+async def object_bytes(prefix: str) -> int:
+    """Bytes of every object under `prefix/` in the session's bucket, listed with a client of
+    the test's own: what a "nothing left behind" check must count includes objects the blob
+    store would not list as blobs of its own (a stray temporary key, say)."""
+    from aiobotocore.session import get_session
+    from botocore.config import Config as BotoConfig
+
+    g = gateway()
+    config = BotoConfig(region_name="us-east-1", s3={"addressing_style": "path"})
+    async with get_session().create_client(
+            "s3", endpoint_url=g.endpoint, config=config, aws_access_key_id=g.access_key,
+            aws_secret_access_key=g.secret_key) as client:
+        total = 0
+        async for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=g.bucket, Prefix=f"{prefix}/"):
+            total += sum(int(o["Size"]) for o in page.get("Contents", []))
+        return total
+
+
 def new_prefix() -> str:
     return f"t-{uuid.uuid4().hex[:16]}"
 

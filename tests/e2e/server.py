@@ -143,9 +143,12 @@ class Server:
     """"postgres": the MailStore and the SearchIndex in a fresh PostgreSQL database of this
     server's own (tests/pgserver.py); "postgres-sharded": the MailStore over two such
     databases (shards), the index in the first; "": SQLite in data_dir.
-    MAILYARD_TEST_STORE=postgres runs the e2e suites on PostgreSQL (`make test-postgres`).
+    MAILYARD_TEST_STORE=postgres runs the e2e suites on PostgreSQL (`make test-postgres`,
+    the second stage of `make test`, with MAILYARD_TEST_BLOBS=s3).
     The databases outlive stop() (a restarted server finds its mail) and are dropped when the
     test process exits. Keys given in `store` win."""
+    s3_prefix: str = field(default="", init=False)
+    """The key prefix of this server's blobs in the session's bucket when `blobs` is "s3"."""
 
     def __post_init__(self) -> None:
         self.smtp_port = free_port()
@@ -202,7 +205,8 @@ class Server:
             from tests import s3
 
             gateway = s3.gateway()
-            store["blobs"] = gateway.url(s3.new_prefix())
+            self.s3_prefix = s3.new_prefix()
+            store["blobs"] = gateway.url(self.s3_prefix)
             s3_table = {"endpoint": gateway.endpoint, "access_key": gateway.access_key,
                         "secret_key": gateway.secret_key}
         elif self.blobs:
@@ -251,6 +255,17 @@ class Server:
                     await conn.close()
 
             _in_thread(truncate())
+
+    def blob_bytes(self) -> int:
+        """Bytes held in this server's blob storage, everything there counted (a spool copy
+        or a temporary left behind too): every file under data_dir/blobs, or every object
+        under its S3 prefix."""
+        if self.s3_prefix:
+            from tests import s3
+
+            return int(_in_thread(s3.object_bytes(self.s3_prefix)))
+        return sum(p.stat().st_size for p in (self.data_dir / "blobs").rglob("*")
+                   if p.is_file())
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "MAILYARD_CONFIG": str(self.config_path)}

@@ -74,7 +74,6 @@ def attachment_mail(n: int, payload: bytes) -> bytes:
 @pytest.mark.slow
 def test_same_attachment_in_100_mails_is_stored_once(server: Server) -> None:
     payload = os.urandom(5 * 1024 * 1024)
-    blob_dir = server.data_dir / "blobs"
     first = attachment_mail(0, payload)
     with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
         for n in range(100):
@@ -83,7 +82,7 @@ def test_same_attachment_in_100_mails_is_stored_once(server: Server) -> None:
     emails = server.wait_emails("alice@example.test", 100, timeout=300)
     assert len(emails) == 100
     server.wait_queue_empty(timeout=300)
-    stored = sum(p.stat().st_size for p in blob_dir.rglob("*") if p.is_file())
+    stored = server.blob_bytes()
     # one copy of the 5 MB (decoded) plus 100 small skeletons; no raw spool left behind
     assert len(payload) <= stored < len(payload) + 100 * 20_000, stored
     for email in emails:
