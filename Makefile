@@ -6,11 +6,6 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-postgres lint typecheck bench clean
 
-# The end-to-end suites (SMTP in, IMAP, JMAP, search) again with the MailStore and the
-# SearchIndex on PostgreSQL: a fresh database per server (tests/e2e/server.py).
-PG_E2E := tests/e2e/test_smtp_inbound.py tests/e2e/test_imap.py tests/e2e/test_jmap_mail.py \
-          tests/e2e/test_search.py
-
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -28,9 +23,10 @@ test: install
 	$(BIN)/mypy
 	scripts/test-run.sh $(PYTEST_ARGS)
 
+# Only the second stage of `make test`: the end-to-end suites with the MailStore and the
+# SearchIndex on PostgreSQL and the blobs on S3 (the file list: PG_S3_E2E in scripts/test-run.sh).
 test-postgres: install
-	MAILYARD_TEST_STORE=postgres $(BIN)/python -m pytest -q -n $${TEST_WORKERS:-3} \
-		--dist loadfile $(PG_E2E) $(PYTEST_ARGS)
+	TEST_STAGES=postgres-s3 scripts/test-run.sh $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check mailyard tests bench
