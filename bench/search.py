@@ -27,6 +27,11 @@ over a common word can take seconds) and prints the match counts.
     .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/mailyard-bench-100k
     .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/mailyard-bench-100k \\
         --skip-load --repeat 20 --total
+
+`--engine postgres` keeps the mail store and the index in PostgreSQL (--pg-dsn); `--blobs s3`
+stores the loaded messages' blobs in S3: the gateway of MAILYARD_TEST_S3_ENDPOINT/_KEY/_SECRET,
+else a private Ceph radosgw (scripts/ceph-rgw-up.sh) stopped at the end of the run, with its
+blobs (the queries read no blob, so a later --skip-load run works without them).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mailyard.app import Runtime  # noqa: E402
-from mailyard.config import Config  # noqa: E402
+from mailyard.config import Config, Store  # noqa: E402
 from mailyard.pipeline.inbound import Target  # noqa: E402
 from mailyard.store.ports import Account, IndexDocument  # noqa: E402
 
@@ -540,6 +545,19 @@ async def report_pg_sizes(dsn: str, meta: dict[str, Any]) -> None:
               f" = {meta['loaded'] / meta['index_s']:.0f} doc/s")
 
 
+async def s3_store(store: Store) -> Store:
+    """`store` with its blobs under a fresh prefix of the test harness's S3 gateway (started
+    now, and stopped at exit, when MAILYARD_TEST_S3_ENDPOINT names none)."""
+    from tests import s3
+
+    gateway = s3.gateway()
+    await s3.warm_up()
+    return dataclasses.replace(
+        store, blobs=gateway.url(f"bench-search-{s3.new_prefix()}"),
+        s3=dataclasses.replace(store.s3, endpoint=gateway.endpoint,
+                               access_key=gateway.access_key, secret_key=gateway.secret_key))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     data = Path(args.data_dir)
     meta_path = data / META
@@ -571,12 +589,15 @@ async def main_async(args: argparse.Namespace) -> None:
         config = dataclasses.replace(config, store=dataclasses.replace(
             config.store, metadata=args.pg_dsn if args.engine == "postgres" else "",
             search=args.pg_dsn))
+    if args.blobs == "s3":
+        config = dataclasses.replace(config, store=await s3_store(config.store))
     runtime = Runtime.open(config)
     try:
         if not args.skip_load:
             end = datetime.now(UTC).replace(second=0, microsecond=0)
             meta = {"messages": args.messages, "seed": args.seed,
-                    "end_ms": int(end.timestamp() * 1000)}
+                    "end_ms": int(end.timestamp() * 1000), "engine": args.engine,
+                    "blobs": args.blobs}
             print(f"loading {args.messages} messages into {data} ...", flush=True)
             await load(runtime, args, corpus, meta)
         account = await open_account(runtime)
@@ -592,6 +613,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await report_pg_sizes(args.pg_dsn, meta)
         if args.engine != "postgres":
             report_sizes(data, meta)
+        if args.blobs == "s3" and not args.skip_load:
+            print(f"blobs in S3: {mib(await runtime.blobs.usage())}")
     finally:
         runtime.close()
 
@@ -617,6 +640,10 @@ def main() -> None:
                              " postgres-search: only the search index there")
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/mailyard_bench",
                         help="the database of --engine postgres (created when missing)")
+    parser.add_argument("--blobs", choices=["files", "s3"], default="files",
+                        help="where the load stores the messages' blobs: files in --data-dir or"
+                             " S3 (a private Ceph radosgw unless MAILYARD_TEST_S3_ENDPOINT"
+                             " names one)")
     parser.add_argument("--only", type=int, nargs="*",
                         help="run only these queries (1-based numbers, as printed)")
     args = parser.parse_args()

@@ -11,7 +11,14 @@ resolver drops queries when many are in flight (20 concurrent lookups: some answ
 dnspython's 2 s retry), which measures that resolver, not the mail path. `--dns system` uses it
 anyway.
 
+`--store postgres` puts the server's MailStore and SearchIndex in a fresh PostgreSQL database
+(tests/pgserver.py: the machine's server on 127.0.0.1:5432, dropped at the end); `--blobs s3`
+puts its blobs in S3: the gateway named by MAILYARD_TEST_S3_ENDPOINT/_KEY/_SECRET, else a
+private single-node Ceph radosgw (scripts/ceph-rgw-up.sh, ~20 s, stopped at the end). The
+indexed-document count is read from whichever index the server uses. The queue stays SQLite.
+
     .venv/bin/python bench/smtp_ingest.py --sessions 20 --mails 50 --size 20000 --workers 2
+    .venv/bin/python bench/smtp_ingest.py --store postgres --blobs s3
 """
 
 from __future__ import annotations
@@ -31,9 +38,8 @@ import aiosmtplib
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mailyard.config import load  # noqa: E402
-from mailyard.store.sqlite.queue import SqliteQueue  # noqa: E402
-from mailyard.store.sqlite.search import SqliteSearchIndex  # noqa: E402
+from mailyard.app import Runtime  # noqa: E402
+from mailyard.config import Config, load  # noqa: E402
 from tests.dnsserver import TestDNS  # noqa: E402
 from tests.e2e.server import Server  # noqa: E402
 
@@ -82,11 +88,13 @@ async def session(port: int, sid: int, mails: int, size: int, latencies: list[fl
     return sent
 
 
-async def run(args: argparse.Namespace, port: int, data_dir: Path) -> None:
+async def run(args: argparse.Namespace, port: int, config: Config) -> None:
     latencies: list[float] = []
     total = args.sessions * args.mails
-    queue = SqliteQueue(data_dir / "queue.db")
-    index = SqliteSearchIndex(data_dir / "search.db")
+    # The server's own adapters for its config: its queue, and its index whichever engine.
+    runtime = Runtime.open(config)
+    queue, index = runtime.queue, runtime.index
+    account = await runtime.store.get_account("alice@example.test")
     start = time.perf_counter()
     results = await asyncio.gather(*(session(port, s, args.mails, args.size, latencies)
                                      for s in range(args.sessions)))
@@ -98,12 +106,11 @@ async def run(args: argparse.Namespace, port: int, data_dir: Path) -> None:
             break
         await asyncio.sleep(0.05)
     stored_s = time.perf_counter() - start
-    indexed = await index.db.read(lambda c: c.execute("SELECT count(*) FROM doc_ids").fetchone()[0])
-    queue.close()
-    index.close()
+    indexed = await index.count(account.id)
+    runtime.close()
     lat = sorted(latencies)
     print(f"sessions={args.sessions} mails/session={args.mails} size={args.size}B "
-          f"workers={args.workers} total={total}")
+          f"workers={args.workers} total={total} store={args.store} blobs={args.blobs}")
     print(f"accepted: {accepted} mails in {accepted_s:.2f}s = {accepted / accepted_s:.0f} mails/s "
           f"({accepted * args.size / accepted_s / 1e6:.1f} MB/s)")
     print(f"latency per mail (to 250): median {statistics.median(lat) * 1000:.1f} ms, "
@@ -122,17 +129,33 @@ def main() -> None:
     parser.add_argument("--config", help="that server's config, to find its data_dir")
     parser.add_argument("--dns", choices=("loopback", "system"), default="loopback",
                         help="the server's resolver: the bench's loopback DNS or the system's")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the MailStore and SearchIndex: SQLite in data_dir or a fresh"
+                             " PostgreSQL database")
+    parser.add_argument("--blobs", choices=("files", "s3"), default="files",
+                        help="the BlobStore: files in data_dir or S3 (a private Ceph radosgw"
+                             " unless MAILYARD_TEST_S3_ENDPOINT names one)")
     args = parser.parse_args()
     if args.port:
-        asyncio.run(run(args, args.port, load(args.config).data_dir))
+        config = load(args.config)
+        args.store = "postgres" if config.store.metadata else "sqlite"
+        args.blobs = "s3" if config.store.blobs else "files"
+        asyncio.run(run(args, args.port, config))
         return
+    if args.blobs == "s3":
+        from tests import s3
+
+        asyncio.run(s3.warm_up())
     with tempfile.TemporaryDirectory(prefix="mailyard-bench-") as tmp, bench_dns(args.dns) as dns:
+        # Server reads neither engine from the environment here: the flags say which.
         srv = Server(Path(tmp), workers=args.workers, dns=dns_config(dns),
-                     limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0})
+                     limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0},
+                     metadata="postgres" if args.store == "postgres" else "",
+                     blobs="s3" if args.blobs == "s3" else "")
         srv.add_user("alice@example.test")
         srv.start()
         try:
-            asyncio.run(run(args, srv.smtp_port, srv.data_dir))
+            asyncio.run(run(args, srv.smtp_port, load(str(srv.config_path))))
         finally:
             srv.stop()
     print(f"machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}")
