@@ -444,6 +444,75 @@ def test_idle_timeout_says_bye(tmp_path: Path) -> None:
         srv.stop()
 
 
+def test_idle_timeout_in_idle_says_bye(tmp_path: Path) -> None:
+    """The timeout also ends an IDLE that lasts too long (one sweep for all sessions, no
+    timer per session)."""
+    srv = Server(tmp_path, imap={"idle_timeout": 1.0})
+    srv.add_user("alice@example.test")
+    srv.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"a LOGIN alice@example.test secret-password\r\nb SELECT INBOX\r\n")
+        while not f.readline().startswith(b"b OK"):
+            pass
+        sock.sendall(b"c IDLE\r\n")
+        assert f.readline().startswith(b"+")
+        started = time.monotonic()
+        assert f.readline() == b"* BYE Idle for too long\r\n"
+        assert 0.9 < time.monotonic() - started < 5
+        assert f.readline() == b""
+        sock.close()
+    finally:
+        srv.stop()
+
+
+def _idle_session(server: Server, tag: bytes) -> tuple[socket.socket, object]:
+    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"a LOGIN alice@example.test secret-password\r\nb SELECT INBOX\r\n")
+    while not f.readline().startswith(b"b OK"):
+        pass
+    sock.sendall(tag + b" IDLE\r\n")
+    assert f.readline().startswith(b"+")
+    return sock, f
+
+
+def test_sessions_sharing_a_mailbox_each_hear_changes_in_their_own_numbers(
+        server: Server, imap: imaplib.IMAP4) -> None:
+    """Sessions on one INBOX share its UID map: two in IDLE are woken by one delivery and by
+    another session's expunge; one that was not told of the delivery yet (no command since)
+    hears both changes, in order, at its next NOOP."""
+    deliver(server, "one", "two", "three")
+    behind = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    behind.login("alice@example.test", "secret-password")
+    behind.select("INBOX")
+    idlers = [_idle_session(server, b"i1"), _idle_session(server, b"i2")]
+    deliver(server, "four")
+    for _sock, f in idlers:
+        assert f.readline() == b"* 4 EXISTS\r\n"  # type: ignore[attr-defined]
+    imap.select("INBOX")
+    imap.store("2", "+FLAGS", "\\Deleted")
+    imap.expunge()
+    for _sock, f in idlers:
+        lines = [f.readline(), f.readline()]  # type: ignore[attr-defined]
+        assert b"* 2 EXPUNGE\r\n" in lines, lines
+    for sock, f in idlers:
+        sock.sendall(b"DONE\r\n")
+        while not (line := f.readline()).startswith(b"i"):  # type: ignore[attr-defined]
+            assert line.startswith(b"*"), line
+        assert b" OK " in line
+        sock.close()
+    typ, data = behind.noop()
+    assert typ == "OK"
+    responses = behind.untagged_responses
+    assert responses.get("EXISTS") and responses.get("EXPUNGE") == [b"2"], responses
+    assert behind.search(None, "ALL")[1] == [b"1 2 3"]
+    behind.logout()
+
+
 def test_text_search_finds_words_inside_encoded_bodies(server: Server,
                                                        imap: imaplib.IMAP4) -> None:
     from email.message import EmailMessage

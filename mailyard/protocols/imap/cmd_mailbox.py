@@ -4,9 +4,9 @@ RFC 6154 SPECIAL-USE, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 4315 UID
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
+import time
 
 from mailyard.core.imapfmt import astring, quoted
 from mailyard.protocols.imap.flags import (
@@ -340,16 +340,17 @@ async def idle(s: Session, cmd: Command) -> None:
         view.idlers[s] = s.push_updates
         if view.stale():  # changed while the continuation went out
             view.refresh_soon()
+    s.idling = True
+    s.deadline = time.monotonic() + s.services.policy.idle_timeout  # see Session.expire
     try:
-        async with asyncio.timeout(s.services.policy.idle_timeout):
-            line = await s.reader.read_line()
-    except TimeoutError:
-        s.untagged("BYE Idle for too long")
-        s.state = State.LOGOUT
-        return
+        line = await s.reader.read_line()
     finally:
+        s.idling = False
+        s.deadline = float("inf")
         if view is not None:
             view.idlers.pop(s, None)
+    if s.state is State.LOGOUT:
+        return  # expired: BYE said
     if line is None:
         s.state = State.LOGOUT
         return
