@@ -426,7 +426,7 @@ def smtp_deliver(smtp_port: int) -> None:
 
 async def run_idle(args: argparse.Namespace, port: int, pid: int | None,
                    smtp_port: int | None) -> None:
-    await asyncio.sleep(1.0)  # let the server settle after the seeding
+    await asyncio.sleep(args.settle)  # let the server settle after the seeding
     before = rss_kib(pid) if pid else 0
     t_open = time.perf_counter()
     opened, failures = await open_idle(port, args.connections, args.open_concurrency)
@@ -511,6 +511,10 @@ def main() -> None:
     parser.add_argument("--deliver", choices=("append", "smtp"), default="append",
                         help="idle: how the waking message arrives")
     parser.add_argument("--wake-timeout", type=float, default=120.0)
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="idle: seconds after the seeding before the first RSS reading "
+                        "(the IMAP listener trims its heap every 10 s while sessions come "
+                        "and go, so 12 reads a trimmed baseline)")
     parser.add_argument("--seed", type=int, default=2000, help="messages APPENDed to INBOX first")
     parser.add_argument("--seed-connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="server --workers")

@@ -8,6 +8,7 @@ sections open the message blob.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 
 from mailyard.core import sections
@@ -101,6 +102,13 @@ def _from_head(items: list[FetchItem]) -> bool:
         for i in items)
 
 
+@functools.lru_cache(maxsize=256)
+def _response_name(item: FetchItem) -> bytes:
+    """The item's name in a response, made once per distinct item rather than once per
+    message (a 50-message header FETCH formatted the section text 50 times)."""
+    return item.response_name().encode()
+
+
 def _head_item(item: FetchItem, head: bytes) -> bytes:
     if item.name == "RFC822.HEADER":
         return b"RFC822.HEADER " + literal(head)
@@ -112,7 +120,7 @@ def _head_item(item: FetchItem, head: bytes) -> bytes:
         found = sections.header_fields(head, sec.fields, exclude=sec.text == "HEADER.FIELDS.NOT")
     if item.partial is not None:
         found = sections.partial(found, item.partial[0], item.partial[1])
-    return item.response_name().encode() + b" " + literal(found)
+    return _response_name(item) + b" " + literal(found)
 
 
 def _fetch_head(s: Session, index: int, head: EmailHead, items: list[FetchItem],
@@ -210,19 +218,19 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
             decoded = sections.binary_section(raw, root, item.section.part)
             if decoded is None:
                 raise No("No such part", "UNKNOWN-CTE")
-            out.append(item.response_name().encode() + b" %d" % len(decoded))
+            out.append(_response_name(item) + b" %d" % len(decoded))
         elif item.section is not None:
             assert raw is not None and root is not None
             found = _section_data(item, raw, root)
             if found is None and name.startswith("BINARY"):
                 raise No("Cannot decode that part", "UNKNOWN-CTE")
             if found is None:
-                out.append(item.response_name().encode() + b" NIL")
+                out.append(_response_name(item) + b" NIL")
                 continue
             if item.partial is not None:
                 found = sections.partial(found, item.partial[0], item.partial[1])
             prefix = b"~" if name.startswith("BINARY") and b"\0" in found else b""
-            out.append(item.response_name().encode() + b" " + prefix + literal(found))
+            out.append(_response_name(item) + b" " + prefix + literal(found))
     keywords = sel.keywords_at(index)
     if set_seen and "$seen" not in keywords:
         result = await s.mailbox.set_keywords(s.user, [record.id], add=["$seen"])
