@@ -61,7 +61,7 @@ from mailyard.store.sqlite.db import SchemaTooNew
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.store.sqlite.policy import SqlitePolicyStore
 from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
-from mailyard.store.sqlite.queue import SqliteQueue
+from mailyard.store.sqlite.queue import WATCH_INTERVAL, SqliteQueue
 from mailyard.store.sqlite.search import SqliteSearchIndex
 from mailyard.store.sqlite.spam import SqliteSpamModel
 from mailyard.tls import ensure_self_signed, server_context
@@ -412,6 +412,7 @@ def worker_process(config: Config, parent_pid: int) -> None:
 
 async def _worker_main(config: Config, parent_pid: int) -> None:
     runtime = Runtime.open(config)
+    runtime.queue.watch_interval = WATCH_INTERVAL  # the listener enqueues, in another process
     runtime.bus.relay_to(socket_address(config.data_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
