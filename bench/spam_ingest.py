@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import smtp_ingest  # noqa: E402
 from bench.spam_eval import corpus  # noqa: E402
+from mailyard.config import load  # noqa: E402
 from mailyard.core import spam  # noqa: E402
 from mailyard.core.mime import parse_message  # noqa: E402
 from mailyard.store.sqlite.spam import SqliteSpamModel  # noqa: E402
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--order", default="off,all")
     parser.add_argument("--dns", choices=("loopback", "system"), default="loopback",
                         help="the server's resolver (see bench/smtp_ingest.py)")
+    parser.set_defaults(store="sqlite", blobs="files")  # what smtp_ingest.run reports
     args = parser.parse_args()
     for mode in args.order.split(","):
         with tempfile.TemporaryDirectory(prefix="mailyard-bench-") as tmp, \
@@ -81,7 +83,7 @@ def main() -> None:
             try:
                 print(f"--- {mode}: [checks] authenticate = {str(authenticate).lower()}, "
                       f"[spam] enabled = {enabled}", flush=True)
-                asyncio.run(smtp_ingest.run(args, srv.smtp_port, srv.data_dir))
+                asyncio.run(smtp_ingest.run(args, srv.smtp_port, load(str(srv.config_path))))
             finally:
                 srv.stop()
 
