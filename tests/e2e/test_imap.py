@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -178,14 +179,7 @@ def test_two_sessions_see_each_others_changes(server: Server) -> None:
 
 
 def test_idle_wakes_on_delivery(server: Server) -> None:
-    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
-    f = sock.makefile("rb")
-    f.readline()
-    sock.sendall(b"a LOGIN alice@example.test secret-password\r\nb SELECT INBOX\r\n")
-    while not f.readline().startswith(b"b OK"):
-        pass
-    sock.sendall(b"c IDLE\r\n")
-    assert f.readline().startswith(b"+")
+    sock, f = _idle_session(server, b"c")
     started = time.monotonic()
     threading.Thread(target=send, args=(server, message("wake up"))).start()
     line = f.readline()
@@ -451,14 +445,7 @@ def test_idle_timeout_in_idle_says_bye(tmp_path: Path) -> None:
     srv.add_user("alice@example.test")
     srv.start()
     try:
-        sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
-        f = sock.makefile("rb")
-        f.readline()
-        sock.sendall(b"a LOGIN alice@example.test secret-password\r\nb SELECT INBOX\r\n")
-        while not f.readline().startswith(b"b OK"):
-            pass
-        sock.sendall(b"c IDLE\r\n")
-        assert f.readline().startswith(b"+")
+        sock, f = _idle_session(srv, b"c")
         started = time.monotonic()
         assert f.readline() == b"* BYE Idle for too long\r\n"
         assert 0.9 < time.monotonic() - started < 5
@@ -468,7 +455,8 @@ def test_idle_timeout_in_idle_says_bye(tmp_path: Path) -> None:
         srv.stop()
 
 
-def _idle_session(server: Server, tag: bytes) -> tuple[socket.socket, object]:
+def _idle_session(server: Server, tag: bytes) -> tuple[socket.socket, BinaryIO]:
+    """A raw socket logged in as alice, INBOX selected, in IDLE under `tag`."""
     sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
     f = sock.makefile("rb")
     f.readline()
