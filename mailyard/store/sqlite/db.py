@@ -3,8 +3,16 @@
 Writes go to a single writer thread that drains every write waiting at that moment and runs them
 in one transaction (group commit): under load, twenty SMTP sessions finishing DATA together cost
 one fsync, not twenty. Each write runs inside its own SAVEPOINT, so one failing write rolls back
-alone and the others still commit. Reads run on a small pool of threads with their own
-connections; WAL lets them proceed while the writer commits.
+alone and the others still commit.
+
+Reads run on the calling thread (the event loop's), on a connection of that thread's own; WAL
+lets them proceed while the writer commits. They used to run on a pool of reader threads, and
+that cost more than the reads: each one was two thread hand-offs, and a reader that finished its
+SQLite step then waited for the GIL held by the busy event loop. Under the IMAP command mix
+(bench/imap_load.py, 10 clients) the listener spent about 40 % of its CPU in the kernel switching
+threads; reading on the loop took the mix from 635 to 1,054 commands/s and a SEARCH FROM from
+47 to 4 ms (docs/BENCHMARKS.md). The rows a read turns into Python objects need the GIL on any
+thread, so a pool bought no parallelism for them either.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,9 +112,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 class Database:
-    """A SQLite file with a group-committing writer thread and a pool of reader threads."""
+    """A SQLite file with a group-committing writer thread; reads on the caller's thread."""
 
-    def __init__(self, path: Path, schema: str, *, readers: int = 4,
+    def __init__(self, path: Path, schema: str, *,
                  setup: Callable[[sqlite3.Connection], None] | None = None,
                  version: int = 1,
                  migrate: Callable[[sqlite3.Connection, int], None] | None = None) -> None:
@@ -137,7 +145,6 @@ class Database:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(readers, thread_name_prefix=f"sqlite-read:{path.name}")
         self._closed = False
         self.commits = 0
         """How many transactions the writer committed (group commit makes this < writes)."""
@@ -225,9 +232,11 @@ class Database:
         return conn
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on a reader connection in a consistent snapshot."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.read_sync, fn)
+        """Run `fn` on this thread's reader connection in a consistent snapshot (see the
+        module's docstring for why not on another thread)."""
+        if self._closed:
+            raise RuntimeError(f"database {self.path} is closed")
+        return self.read_sync(fn)
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._reader()
@@ -245,7 +254,6 @@ class Database:
         self._closed = True
         self._jobs.put(_STOP)
         self._writer.join(timeout=30)
-        self._pool.shutdown(wait=True)
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()

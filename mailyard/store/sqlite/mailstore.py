@@ -486,8 +486,8 @@ class SqliteMailStore(MaintenanceMixin):
             for start in range(0, len(email_ids), 500):
                 chunk = list(email_ids[start:start + 500])
                 rows = conn.execute(
-                    f"SELECT {columns} FROM emails WHERE account_id = ? AND id IN"
-                    f" ({','.join('?' * len(chunk))})", (account_id, *chunk)).fetchall()
+                    f"SELECT {columns} FROM emails WHERE id IN ({','.join('?' * len(chunk))})"
+                    " AND +account_id = ?", (*chunk, account_id)).fetchall()
                 labels = _labels(conn, [r["id"] for r in rows]) if rows else {}
                 out += [_email(conn, r, labels[r["id"]]) for r in rows]
             return out
@@ -500,9 +500,11 @@ class SqliteMailStore(MaintenanceMixin):
             for start in range(0, len(email_ids), 500):
                 chunk = list(email_ids[start:start + 500])
                 out += [EmailHead(*r) for r in conn.execute(
+                    # "+account_id": by primary key. Without statistics SQLite took an
+                    # account index and walked every email of the account for 50 ids.
                     "SELECT id, thread_id, size, received_at, modseq, head FROM emails"
-                    f" WHERE account_id = ? AND id IN ({','.join('?' * len(chunk))})",
-                    (account_id, *chunk))]
+                    f" WHERE id IN ({','.join('?' * len(chunk))}) AND +account_id = ?",
+                    (*chunk, account_id))]
             return out
 
         return await self.db.read(read)

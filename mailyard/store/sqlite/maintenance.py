@@ -27,8 +27,9 @@ class MaintenanceMixin:
             for start in range(0, len(email_ids), 500):
                 chunk = list(email_ids[start:start + 500])
                 for email_id, refs in conn.execute(
-                        "SELECT id, blob_refs FROM emails WHERE account_id = ? AND id IN"
-                        f" ({','.join('?' * len(chunk))})", (account_id, *chunk)):
+                        "SELECT id, blob_refs FROM emails WHERE id IN"
+                        f" ({','.join('?' * len(chunk))}) AND +account_id = ?",
+                        (*chunk, account_id)):
                     out[email_id] = list(orjson.loads(refs))
             return out
 

@@ -47,7 +47,7 @@ def _record(row: sqlite3.Row) -> PushSubscriptionRecord:
 
 class SqlitePushSubscriptionStore:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA, readers=1)
+        self.db = Database(path, SCHEMA)
 
     def close(self) -> None:
         self.db.close()

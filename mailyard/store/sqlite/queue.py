@@ -63,7 +63,7 @@ class SqliteQueue:
         `poll_interval`, for a process whose items are enqueued by itself (`--workers 0`, where
         the enqueue wakes the waiter at once and a 10 ms watch cost the event loop 7 % of its
         time under IMAP load)."""
-        self.db = Database(path, SCHEMA, readers=2)
+        self.db = Database(path, SCHEMA)
         self.poll_interval = poll_interval
         self.watch_interval = watch_interval
         self._wakeup: asyncio.Event | None = None

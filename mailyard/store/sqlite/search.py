@@ -158,7 +158,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 class SqliteSearchIndex:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA, readers=2, version=1,
+        self.db = Database(path, SCHEMA, version=1,
                            migrate=lambda conn, _found: _migrate(conn))
 
     def close(self) -> None:

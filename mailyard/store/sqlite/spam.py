@@ -69,7 +69,7 @@ def _apply(conn: sqlite3.Connection, model: str, tokens: Sequence[int], is_spam:
 
 class SqliteSpamModel:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA, readers=2)
+        self.db = Database(path, SCHEMA)
 
     def close(self) -> None:
         self.db.close()
