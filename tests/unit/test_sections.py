@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mailyard.core.mime import parse_message
 from mailyard.core.sections import binary_section, body_section, header_fields, partial
 
@@ -52,6 +55,47 @@ def test_header_fields_keep_folding_and_end_with_blank_line() -> None:
         b"Subject: one\r\n two\r\nX-A: 1\r\n\r\n")
     assert header_fields(block, ["SUBJECT"], exclude=True) == b"From: x@y\r\nX-A: 1\r\n\r\n"
     assert header_fields(block, ["nothing"], exclude=False) == b"\r\n"
+
+
+def _fields_line_by_line(block: bytes, names: list[str], *, exclude: bool) -> bytes:
+    """HEADER.FIELDS read one line at a time, straight from RFC 3501 §6.4.5 and RFC 5322
+    §2.2: the reference the regular-expression version must agree with."""
+    wanted = {n.lower().encode() for n in names}
+    out: list[bytes] = []
+    keep = False
+    for line in block.split(b"\n"):
+        if line in (b"\r", b""):
+            break
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                out.append(line + b"\n")
+            continue
+        name, colon, _ = line.partition(b":")
+        name = name.rstrip(b" \t")
+        keep = bool(colon and name and not any(c in name for c in b" \t\r")) and (
+            (name.lower() in wanted) != exclude)
+        if keep:
+            out.append(line + b"\n")
+    return b"".join(out) + b"\r\n"
+
+
+_NAMES = ["From", "SUBJECT", "to", "X-Spam", "Received", "date"]
+_line = st.one_of(
+    st.tuples(st.sampled_from([*_NAMES, "from", "X-SPAM"]), st.sampled_from(["", " ", "\t"]),
+              st.text("abc <>@.:;\t ", max_size=12)).map(lambda t: f"{t[0]}{t[1]}:{t[2]}"),
+    st.text("abc ", min_size=1, max_size=8).map(lambda v: " " + v),  # a folded continuation
+    st.text("abc", min_size=1, max_size=8),                          # not a field: no colon
+)
+
+
+@given(lines=st.lists(_line, max_size=10), crlf=st.booleans(),
+       names=st.lists(st.sampled_from(_NAMES), max_size=3), exclude=st.booleans())
+def test_header_fields_agree_with_reading_line_by_line(lines: list[str], crlf: bool,
+                                                       names: list[str], exclude: bool) -> None:
+    eol = "\r\n" if crlf else "\n"
+    block = ("".join(line + eol for line in lines) + eol + "Body: not a header" + eol).encode()
+    assert header_fields(block, names, exclude=exclude) == _fields_line_by_line(
+        block, names, exclude=exclude)
 
 
 def test_partial() -> None:
