@@ -20,6 +20,7 @@ from mailyard.store.sqlite.db import SchemaTooNew
 from mailyard.store.sqlite.mailstore import SCHEMA_VERSION, SqliteMailStore
 from mailyard.store.sqlite.policy import SqlitePolicyStore
 from mailyard.store.sqlite.queue import SqliteQueue
+from mailyard.store.sqlite.search import SCHEMA_VERSION as SEARCH_SCHEMA_VERSION
 from mailyard.store.sqlite.search import SqliteSearchIndex
 
 FIRST_SCHEMA = """
@@ -205,7 +206,8 @@ def test_fresh_files_get_the_current_version_without_a_migration_note(
         SqlitePolicyStore(tmp_path / "policy.db").close()
     assert not caplog.records
     assert user_version(tmp_path / "mail.db") == SCHEMA_VERSION
-    for name in ("queue.db", "search.db", "policy.db"):
+    assert user_version(tmp_path / "search.db") == SEARCH_SCHEMA_VERSION
+    for name in ("queue.db", "policy.db"):
         assert user_version(tmp_path / name) == 1
 
 

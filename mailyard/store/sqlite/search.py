@@ -41,7 +41,10 @@ CREATE TABLE IF NOT EXISTS doc_ids (
     account_id TEXT NOT NULL, email_id TEXT NOT NULL, rowid_ INTEGER NOT NULL,
     PRIMARY KEY (account_id, email_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS doc_ids_rowid ON doc_ids (rowid_);
 """
+SCHEMA_VERSION = 2
+"""2: doc_ids_rowid (made by SCHEMA's CREATE INDEX IF NOT EXISTS on an older file)."""
 
 MIN_SUBSTRING = 3
 """A trigram index answers substrings of three characters or more."""
@@ -158,7 +161,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 class SqliteSearchIndex:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA, version=1,
+        self.db = Database(path, SCHEMA, version=SCHEMA_VERSION,
                            migrate=lambda conn, _found: _migrate(conn))
 
     def close(self) -> None:
@@ -260,8 +263,12 @@ class SqliteSearchIndex:
 
         def find(conn: sqlite3.Connection) -> set[str]:
             return {r[0] for r in conn.execute(
-                "SELECT email_id FROM grams WHERE grams MATCH ? AND account_id = ?",
-                (query, account_id))}
+                # The ids come from doc_ids' covering index, not the grams content table:
+                # reading a content row per hit was most of the cost of a common substring
+                # (8.8 -> 4.3 ms for 1,656 hits of 2,049). CROSS JOIN keeps the FTS5 scan
+                # outside, or SQLite ran the MATCH once per doc_ids row of the account.
+                "SELECT d.email_id FROM grams g CROSS JOIN doc_ids d ON d.rowid_ = g.rowid"
+                " WHERE grams MATCH ? AND d.account_id = ?", (query, account_id))}
 
         return await self.db.read(find)
 
