@@ -182,3 +182,38 @@ async def test_a_subscriber_that_never_reads_holds_a_bounded_backlog(bus: Any) -
     await bus.publish("acct-idle", 10_001)
     assert await asyncio.wait_for(anext(sub), 1) == 10_001
     await sub.aclose()
+
+
+async def test_hub_forwards_to_peer_processes_and_a_peer_ignores_its_own(
+        sock_dir: Path) -> None:
+    """`[imap] processes`: a worker's event reaches an IMAP process through the hub; an IMAP
+    process's event reaches the hub and the other IMAP process, and not itself twice."""
+    from mailyard.store.local.eventbus import LocalEventBus
+
+    hub_address = local_relay_address(sock_dir, "hub")
+    peer_addresses = [local_relay_address(sock_dir, f"peer-{n}") for n in range(2)]
+    hub, worker = LocalEventBus(), LocalEventBus()
+    peers = [LocalEventBus(), LocalEventBus()]
+    try:
+        await hub.listen(hub_address)
+        worker.relay_to(hub_address)
+        for peer, address in zip(peers, peer_addresses, strict=True):
+            await peer.listen(address)
+            peer.relay_to(hub_address)
+            hub.add_peer(address)
+        subs = [bus.subscribe("acct-1") for bus in (hub, *peers)]
+
+        await worker.publish("acct-1", 5)
+        assert [await next_event(sub) for sub in subs] == [5, 5, 5]
+
+        await peers[0].publish("acct-1", 6)
+        assert [await next_event(sub) for sub in subs] == [6, 6, 6]
+        await hub.publish("acct-1", 7)
+        assert [await next_event(sub) for sub in subs] == [7, 7, 7]
+        await asyncio.sleep(0.1)  # an echo of 6 would have come back to peer 0 by now
+        assert [sub.drain() for sub in subs] == [False, False, False]
+        for sub in subs:
+            await sub.aclose()
+    finally:
+        for bus in (hub, worker, *peers):
+            bus.close()
