@@ -93,6 +93,9 @@ class CommandReader:
     StreamReader it reads, and COMPRESS sets it to the inflated one.
     """
 
+    __slots__ = ("_continuation", "literal_minus", "max_command", "max_discard", "max_line",
+                 "max_literal", "stream")
+
     def __init__(
         self,
         reader: asyncio.StreamReader,
@@ -114,6 +117,11 @@ class CommandReader:
         self.max_discard = max_discard if max_discard is not None else 2 * max_literal
         self.literal_minus = literal_minus
         self._continuation = continuation
+
+    def detach(self) -> None:
+        """Let go of the stream while the session hibernates (no stream then exists); the
+        session sets a new one when it wakes up, before it reads again."""
+        self.stream = None  # type: ignore[assignment]
 
     async def _line(self) -> bytes | None:
         """One line with its terminator; None at EOF. An overlong line is read to its end

@@ -7,23 +7,15 @@ import ssl
 
 # The command modules register their handlers on import.
 from mailyard.protocols.imap import cmd_any, cmd_mailbox, cmd_message, cmd_sort  # noqa: F401
-from mailyard.protocols.imap.session import IMAPServices, Session
-from mailyard.protocols.live import LIVE
+from mailyard.protocols.imap.session import Connection, IMAPServices
 
 
 async def start_imap(services: IMAPServices, host: str, port: int, *,
                      implicit_tls: ssl.SSLContext | None = None) -> asyncio.Server:
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = Session(services, reader, writer, implicit_tls=implicit_tls is not None)
-
-        async def goodbye() -> None:
-            session.untagged("BYE Server shutting down, reconnect in a moment")
-            await session.flush()
-            writer.close()
-
-        with LIVE.session("imap", goodbye):
-            await session.run()
-
-    return await asyncio.start_server(client, host, port, ssl=implicit_tls,
-                                      limit=services.policy.max_line + 1024,
-                                      reuse_address=True)
+    """Each connection gets a `Connection` (asyncio's stream protocol running the session);
+    a session resting in IDLE hands its transport to a `Hibernation` (session.py). Sessions
+    join LIVE themselves, so the server's goodbye reaches hibernated ones too."""
+    tls = implicit_tls is not None
+    return await asyncio.get_running_loop().create_server(
+        lambda: Connection(services, implicit_tls=tls), host, port, ssl=implicit_tls,
+        reuse_address=True)

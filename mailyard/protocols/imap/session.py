@@ -15,9 +15,11 @@ import dataclasses
 import enum
 import logging
 import ssl
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailyard import metrics
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
@@ -26,6 +28,7 @@ from mailyard.protocols.imap.grammar import BadCharset, Command, ParseError, par
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
 from mailyard.protocols.imap.selected import Selected
 from mailyard.protocols.imap.views import AccountWatch, ViewHub
+from mailyard.protocols.live import LIVE
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
@@ -156,12 +159,20 @@ BASE_CAPABILITIES = [
 ]
 
 
+_NO_EXTENSIONS: set[str] = set()
+"""What a hibernated session with no extension enabled points `enabled` at: one empty set for
+all of them instead of one each (never changed; a session waking up gets its own again)."""
+
+IDLE_DONE = b"OK IDLE terminated\r\n"
+
+
 class Session:
     __slots__ = (
         "_out",
         "account",
         "deadline",
         "enabled",
+        "idle_tag",
         "idling",
         "inflater",
         "mailbox",
@@ -182,7 +193,8 @@ class Session:
         self.services = services
         self.mailbox = services.mailbox
         self.search = services.search
-        self.writer: asyncio.StreamWriter | DeflateWriter = writer
+        self.writer: asyncio.StreamWriter | DeflateWriter | Hibernation = writer
+        """A Hibernation while the session rests in IDLE: it writes to the transport."""
         self.inflater: Inflater | None = None
         """Set once COMPRESS DEFLATE is active (RFC 4978)."""
         self.state = State.NOT_AUTHENTICATED
@@ -190,12 +202,13 @@ class Session:
         self.selected: Selected | None = None
         self.tls = implicit_tls
         self.enabled: set[str] = set()
-        self.saved_uids: list[int] = []
+        self.saved_uids: Sequence[int] = ()
         """SEARCHRES: the UIDs of the last SEARCH RETURN (SAVE), named "$"."""
         self.watch: AccountWatch | None = None
         """The account's events, shared with its other sessions (set at login)."""
         peer = writer.get_extra_info("peername")
-        self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else "local"
+        # Interned: the sessions from one address (a NAT, a webmail host) share the string.
+        self.peer_ip = sys.intern(str(peer[0])) if isinstance(peer, tuple) else "local"
         self.reader = CommandReader(reader, max_line=services.policy.max_line,
                                     max_literal=services.policy.max_literal,
                                     continuation=self._continuation)
@@ -203,6 +216,8 @@ class Session:
         self.deadline = float("inf")
         """When the idle timeout ends this session (monotonic; inf while a command runs)."""
         self.idling = False
+        self.idle_tag: str | None = None
+        """The tag of the IDLE command in progress (its continuation sent), else None."""
 
     # ------------------------------------------------------------------ output
 
@@ -267,12 +282,25 @@ class Session:
         if not services.connections.acquire(self.peer_ip):
             self.writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
             await self.writer.drain()
+            self.writer.close()
             return
         services.enrol(self)
-        timeout = services.policy.idle_timeout
+        LIVE.join(self, "imap")
+        caps = " ".join(self.capabilities())
+        self.untagged(f"OK [CAPABILITY {caps}] {services.policy.hostname} Mailyard ready")
+        await self._serve()
+
+    async def resume(self) -> None:
+        """Go on after a hibernated IDLE woke up (`Connection` gave the session new streams):
+        read the DONE, answer the IDLE, and serve the commands that follow."""
+        await self._serve(idling=True)
+
+    async def _serve(self, *, idling: bool = False) -> None:
+        timeout = self.services.policy.idle_timeout
+        hibernated = False
         try:
-            caps = " ".join(self.capabilities())
-            self.untagged(f"OK [CAPABILITY {caps}] {services.policy.hostname} Mailyard ready")
+            if idling:
+                await self._idle_wait()
             await self.flush()
             while self.state is not State.LOGOUT:
                 self.deadline = time.monotonic() + timeout
@@ -294,23 +322,38 @@ class Session:
                 if data is None:
                     break
                 await self.execute(data)
+                if self.idle_tag is not None:  # IDLE began: its continuation went out
+                    if self._hibernate():
+                        hibernated = True
+                        return
+                    await self._idle_wait()
                 await self.flush()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            services.sessions.discard(self)
-            self.select(None)
-            if self.watch is not None:
-                services.views.detach(self.watch)
-                self.watch = None
-            if self.inflater is not None:
-                self.inflater.close()
-            services.connections.release(self.peer_ip)
-            if self.account is not None:
-                services.user_connections.release(self.account.id)
-            with contextlib.suppress(Exception):
-                await self.flush()
-                self.writer.close()
+            if not hibernated:
+                self._release()
+                with contextlib.suppress(Exception):
+                    await self.flush()
+                    self.writer.close()
+
+    def _release(self) -> None:
+        """The connection is over: give back what the session held (once)."""
+        services = self.services
+        if self not in services.sessions:
+            return
+        services.sessions.discard(self)
+        LIVE.leave(self, "imap")
+        self._idle_end()
+        self.select(None)
+        if self.watch is not None:
+            services.views.detach(self.watch)
+            self.watch = None
+        if self.inflater is not None:
+            self.inflater.close()
+        services.connections.release(self.peer_ip)
+        if self.account is not None:
+            services.user_connections.release(self.account.id)
 
     async def execute(self, data: bytes) -> None:
         try:
@@ -327,9 +370,11 @@ class Session:
         if self.state not in spec.states:
             self.tagged(cmd, "BAD", f"{cmd.name} is not valid in this state")
             return
+        # IDLE is the session's own: its wait for DONE may outlive this task (hibernation).
+        handler = Session.idle if cmd.name == "IDLE" else spec.handler
         started = time.perf_counter()
         try:
-            await spec.handler(self, cmd)
+            await handler(self, cmd)
         except BadCharset:
             self.tagged(cmd, "NO", "Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
         except ParseError as e:
@@ -350,6 +395,78 @@ class Session:
     def ok(self, cmd: Command, text: str = "done", code: str | None = None) -> None:
         self.tagged(cmd, "OK", f"{cmd.name} {text}" if text == "done" else text, code)
 
+    # ------------------------------------------------------------------ IDLE
+
+    async def idle(self, cmd: Command) -> None:
+        """RFC 2177 IDLE, up to the "+" continuation. The shared view writes each change to
+        the socket itself (push_updates), so what is left is waiting for DONE: `_serve` then
+        either hibernates the session (its task ends and a `Hibernation` holds the transport)
+        or, where that is not possible (TLS, COMPRESS, the client already sent more), waits
+        in this task (`_idle_wait`)."""
+        cmd.tokenizer().end()
+        await self.report_updates()
+        await self._continuation(b"+ idling\r\n")
+        sel = self.selected
+        view = sel.view if sel is not None else None
+        if view is not None:
+            view.idlers[self] = self.push_updates
+            if view.stale():  # changed while the continuation went out
+                view.refresh_soon()
+        self.idling = True
+        self.idle_tag = cmd.tag
+        self.deadline = time.monotonic() + self.services.policy.idle_timeout  # see expire
+
+    def _idle_end(self) -> None:
+        self.idling = False
+        self.idle_tag = None
+        self.deadline = float("inf")
+        sel = self.selected
+        if sel is not None and sel.view is not None:
+            sel.view.idlers.pop(self, None)
+
+    async def _idle_wait(self) -> None:
+        """Read the line that ends the IDLE and answer the IDLE command."""
+        tag = self.idle_tag
+        try:
+            line = await self.reader.read_line()
+        except CommandTooLong:
+            line = b""
+        finally:
+            self._idle_end()
+        if self.state is State.LOGOUT:
+            return  # expired: BYE said
+        if line is None:
+            self.state = State.LOGOUT
+            return
+        if line.strip().upper() != b"DONE":
+            self.raw(f"{tag} BAD Expected DONE\r\n".encode())
+        else:
+            self.raw(f"{tag} ".encode() + IDLE_DONE)
+
+    def _hibernate(self) -> bool:
+        """Let this task end while the client idles: a `Hibernation` (a few slots) takes the
+        transport, the StreamReader/StreamWriter/protocol and the task's frames are freed. Not
+        for TLS or COMPRESS sessions (their streams sit between socket and session), nor when
+        the client already sent more than the IDLE (it is read in the task)."""
+        writer = self.writer
+        if self.tls or self.inflater is not None or not isinstance(writer, _Writer):
+            return False
+        stream = self.reader.stream
+        # StreamReader has no public "nothing buffered, no EOF, no error" test.
+        if stream._buffer or stream._eof or stream._exception is not None:  # type: ignore
+            return False
+        transport = writer.transport
+        if transport.is_closing() or self.state is State.LOGOUT:
+            return False
+        paused = bool(getattr(writer._protocol, "_paused", False))  # type: ignore
+        hibernation = Hibernation(self, transport, paused)  # type: ignore[arg-type]
+        self.writer = hibernation
+        self.reader.detach()
+        if not self.enabled:
+            self.enabled = _NO_EXTENSIONS
+        transport.set_protocol(hibernation)
+        return True
+
     # ------------------------------------------------------------------ updates
 
     def log_in(self, account: Account) -> None:
@@ -365,7 +482,7 @@ class Session:
         if old is not None and old.view is not None and self.watch is not None:
             self.services.views.release(self.watch, old.view)
         self.selected = selected
-        self.saved_uids = []
+        self.saved_uids = ()
         if self.state is not State.LOGOUT:
             self.state = State.AUTHENTICATED if selected is None else State.SELECTED
 
@@ -395,7 +512,7 @@ class Session:
 
     def expire(self) -> None:
         """The idle timeout ran out (RFC 9051 §5.4): say BYE and close; the read the session
-        waits in then ends."""
+        waits in then ends (or, hibernated, the connection's end releases the session)."""
         self.deadline = float("inf")
         text = b"* BYE Idle for too long\r\n" if self.idling else \
             b"* BYE Autologout; idle for too long\r\n"
@@ -403,6 +520,12 @@ class Session:
         with contextlib.suppress(Exception):
             self.writer.write(text)
             self.writer.close()
+
+    async def goodbye(self) -> None:
+        """The server is stopping (LIVE.goodbye): BYE, then close."""
+        self.untagged("BYE Server shutting down, reconnect in a moment")
+        await self.flush()
+        self.writer.close()
 
     def push_updates(self) -> None:
         """During IDLE: write what changed straight to the socket (called by the view after
@@ -440,6 +563,120 @@ class Session:
         self.writer = DeflateWriter(self.writer)
 
 
-async def serve_connection(services: IMAPServices, reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
-    await Session(services, reader, writer, implicit_tls=implicit_tls).run()
+# ---------------------------------------------------------------------- the connection
+
+class _Writer(asyncio.StreamWriter):
+    """A StreamWriter that does not close its transport when it is garbage-collected: a
+    session going into hibernation drops its streams but keeps the connection."""
+
+    def __del__(self) -> None:
+        pass
+
+
+class Connection(asyncio.StreamReaderProtocol):
+    """The protocol of an IMAP connection while its session runs as a task: asyncio's stream
+    protocol (reader, writer, flow control), running `Session.run`, or `Session.resume` for a
+    hibernated session that woke up."""
+
+    def __init__(self, services: IMAPServices, *, implicit_tls: bool = False,
+                 session: Session | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=services.policy.max_line + 1024, loop=loop)
+        super().__init__(reader, loop=loop)
+        # StreamWriter.start_tls (STARTTLS) takes a protocol with a callback as server side.
+        self._client_connected_cb = _server_side
+        self._reader: asyncio.StreamReader | None = reader
+        """Held until connection_made (the base class holds it only weakly)."""
+        self._services = services
+        self._implicit_tls = implicit_tls
+        self._session = session
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport = transport
+        reader, self._reader = self._reader, None
+        assert reader is not None
+        reader.set_transport(transport)
+        self._over_ssl = transport.get_extra_info("sslcontext") is not None
+        writer = _Writer(transport, self, reader, loop)  # type: ignore[arg-type]
+        self._stream_writer = writer
+        session, self._session = self._session, None
+        if session is None:
+            session = Session(self._services, reader, writer, implicit_tls=self._implicit_tls)
+            task = loop.create_task(session.run())
+        else:
+            session.writer = writer
+            session.reader.stream = reader
+            if session.enabled is _NO_EXTENSIONS:
+                session.enabled = set()
+            task = loop.create_task(session.resume())
+        self._task = task
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("IMAP session failed", exc_info=task.exception())
+            if self._transport is not None:
+                self._transport.close()
+
+
+def _server_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Never called: marks a Connection as the server side for StreamWriter.start_tls."""
+
+
+class Hibernation(asyncio.Protocol):
+    """An IMAP session resting in IDLE (like Dovecot's imap-hibernate): the transport's
+    protocol and the session's writer, with no task, stream or coroutine frame behind it.
+    The view pushes updates through `write`; the idle sweep and the server's goodbye write
+    their BYE and close. Anything the client sends (DONE, or more) wakes the session: a new
+    `Connection` takes the transport and the session goes on where it stopped."""
+
+    __slots__ = ("paused", "session", "transport")
+
+    def __init__(self, session: Session, transport: asyncio.WriteTransport,
+                 paused: bool) -> None:
+        self.session = session
+        self.transport = transport
+        self.paused = paused
+        """The transport told us to stop writing (its buffer is full): told on to the
+        Connection at wake-up, whose flow control then waits for resume_writing."""
+
+    # The writer side (what Session.writer offers).
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    # The protocol side.
+
+    def data_received(self, data: bytes) -> None:
+        self._wake().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._wake().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session._release()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
+    def _wake(self) -> Connection:
+        session = self.session
+        connection = Connection(session.services, session=session)
+        self.transport.set_protocol(connection)
+        connection.connection_made(self.transport)
+        if self.paused:
+            connection.pause_writing()
+        return connection
