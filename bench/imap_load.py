@@ -17,10 +17,12 @@ OK), and every NO/BAD answer as an error.
 
 --mode idle: opens --connections connections, each LOGIN + SELECT INBOX + IDLE, reads the
 server's VmRSS from /proc/<pid>/status before and after, and prints the RSS growth in total and
-per idle connection. Then delivers one message (IMAP APPEND from another connection, or SMTP with
---deliver smtp) and measures, for every idle connection, the time from sending that message to
-reading "* n EXISTS" (p50/p99/max wake-up latency). The fd limit of this process is raised to its
-hard limit before the server starts, so the server subprocess inherits it.
+per idle connection, and the VmRSS and RssAnon again --settle-idle seconds later (at rest, once
+the listener has trimmed its heap after the logins). Then delivers one message (IMAP APPEND from
+another connection, or SMTP with --deliver smtp) and measures, for every idle connection, the
+time from sending that message to reading "* n EXISTS" (p50/p99/max wake-up latency). The fd
+limit of this process is raised to its hard limit before the server starts, so the server
+subprocess inherits it.
 
     .venv/bin/python bench/imap_load.py --mode mix --clients 10 --seconds 30 --seed 2000
     .venv/bin/python bench/imap_load.py --mode idle --connections 2000 --seed 100
@@ -374,11 +376,11 @@ async def run_mix(args: argparse.Namespace, port: int) -> None:
 
 # ---------------------------------------------------------------------- mode idle
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def raise_fd_limit(needed: int) -> int:
@@ -443,6 +445,14 @@ async def run_idle(args: argparse.Namespace, port: int, pid: int | None,
         print(f"server RSS (pid {pid} VmRSS): before {before / 1024:.1f} MiB, "
               f"with {k} idle {after / 1024:.1f} MiB, growth {(after - before) / 1024:.1f} MiB "
               f"= {(after - before) / max(k, 1):.1f} KiB per idle connection")
+    if pid and args.settle_idle > 0:
+        # The listener trims its heap once sessions stop coming (the logins' argon2 buffers,
+        # the parsing): what 10,000 idle sessions cost at rest, read after that.
+        await asyncio.sleep(args.settle_idle)
+        settled, anon = rss_kib(pid), rss_kib(pid, "RssAnon")
+        print(f"server RSS {args.settle_idle:.0f}s later, at rest: VmRSS {settled / 1024:.1f} MiB "
+              f"(RssAnon {anon / 1024:.1f} MiB), {settled / 1024 / max(k, 1) * 1024:.2f} KiB "
+              f"of VmRSS per idle connection all told")
     if not k:
         return
     exists_before = min(c.exists for c, _ in opened)
@@ -514,7 +524,10 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=1.0,
                         help="idle: seconds after the seeding before the first RSS reading "
                         "(the IMAP listener trims its heap every 10 s while sessions come "
-                        "and go, so 12 reads a trimmed baseline)")
+                        "and go, and once they stop, so 12 reads a trimmed baseline)")
+    parser.add_argument("--settle-idle", type=float, default=12.0,
+                        help="idle: seconds after the first reading with the connections open "
+                        "before a second one (at rest, after the listener's heap trim); 0: none")
     parser.add_argument("--seed", type=int, default=2000, help="messages APPENDed to INBOX first")
     parser.add_argument("--seed-connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="server --workers")

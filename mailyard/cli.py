@@ -16,10 +16,6 @@ import orjson
 
 from mailyard import config as configuration
 from mailyard.app import Runtime, open_policy_store, serve
-from mailyard.cli_ops import add_parsers as add_ops_parsers
-from mailyard.cli_ops import cmd_fsck, cmd_gc
-from mailyard.cli_transfer import add_parsers as add_transfer_parsers
-from mailyard.cli_transfer import cmd_export, cmd_import
 from mailyard.config import Config, ConfigError
 from mailyard.core import dkim
 from mailyard.log import configure as configure_logging
@@ -290,7 +286,10 @@ class _ProgressBar:
 
 # ---------------------------------------------------------------------------- parser
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, admin: bool = True) -> argparse.ArgumentParser:
+    """All the subcommands; with admin=False, not those of cli_transfer and cli_ops (import,
+    export, fsck, gc), whose modules `serve` then never imports (tqdm and the rest: megabytes
+    a long-running listener would hold for nothing)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="config file (default: $MAILYARD_CONFIG, then"
                         " ./mailyard.toml, then built-in defaults)")
@@ -395,8 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_parser("remove", parents=[common]).add_argument("entry")
     ps.add_parser("list", parents=[common])
 
-    add_transfer_parsers(sub, common)
-    add_ops_parsers(sub, common)
+    if admin:
+        from mailyard.cli_ops import add_parsers as add_ops_parsers
+        from mailyard.cli_transfer import add_parsers as add_transfer_parsers
+
+        add_transfer_parsers(sub, common)
+        add_ops_parsers(sub, common)
 
     p = sub.add_parser("account", parents=[common],
                        help="where accounts live, with [store] metadata a list of shards")
@@ -454,6 +457,30 @@ async def cmd_token(rt: Runtime, args: argparse.Namespace) -> None:
         print(f"token {args.id} revoked")
 
 
+async def cmd_import(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.cli_transfer import cmd_import as run
+
+    await run(rt, args)
+
+
+async def cmd_export(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.cli_transfer import cmd_export as run
+
+    await run(rt, args)
+
+
+async def cmd_fsck(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.cli_ops import cmd_fsck as run
+
+    await run(rt, args)
+
+
+async def cmd_gc(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.cli_ops import cmd_gc as run
+
+    await run(rt, args)
+
+
 COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = {
     "import": cmd_import, "export": cmd_export,
     "fsck": cmd_fsck, "gc": cmd_gc,
@@ -491,8 +518,24 @@ async def _admin(config: Config, args: argparse.Namespace) -> None:
         runtime.close()
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in `argv` (after the global --config/--data-dir), if any."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--config", "--data-dir"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+        elif word.startswith(("--config=", "--data-dir=")):
+            continue
+        else:
+            return None  # --help, or something argparse will refuse
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(admin=_command_of(argv) != "serve").parse_args(argv)
     try:
         config = configuration.load(args.config, data_dir=args.data_dir)
     except ConfigError as e:

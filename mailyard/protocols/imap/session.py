@@ -101,18 +101,23 @@ class IMAPServices:
     async def _sweep(self) -> None:
         interval = max(0.05, min(5.0, self.policy.idle_timeout / 4))
         trimmed, opened = time.monotonic(), len(self.sessions)
+        last = opened
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for session in [s for s in self.sessions if s.deadline < now]:
                 session.expire()
-            if now - trimmed > TRIM_EVERY and len(self.sessions) != opened:
-                trimmed, opened = now, len(self.sessions)
+            # Trim once sessions came or went: every TRIM_EVERY seconds while they do, and
+            # as soon as they stop (a burst of logins over), so memory at rest is given back.
+            count = len(self.sessions)
+            if count != opened and (now - trimmed > TRIM_EVERY or count == last):
+                trimmed, opened = now, count
                 _trim_heap()
+            last = count
 
 
 TRIM_EVERY = 10.0
-"""Seconds between heap trims while sessions come and go."""
+"""Seconds between heap trims while sessions keep coming and going."""
 
 
 def _trim_heap() -> None:

@@ -174,9 +174,20 @@ class ViewHub:
         except BaseException:
             self.release(watch, view)
             raise
-        return Selected(mailbox, read_only, view.version, view)
+        return Selected(_shared(view, mailbox), read_only, view.version, view)
 
     def release(self, watch: AccountWatch, view: MailboxView) -> None:
         view.users -= 1
         if view.users <= 0 and watch.views.get(view.mailbox.id) is view:
             del watch.views[view.mailbox.id]
+
+
+def _shared(view: MailboxView, mailbox: Mailbox) -> Mailbox:
+    """The Mailbox a session keeps while it has `mailbox` selected: the view's when it names
+    the same mailbox the same way (commands use its id, name and role; its counts are those of
+    the SELECT, long past), so ten thousand sessions on one INBOX hold one, not one each."""
+    mine = view.mailbox
+    if (mine.id, mine.name, mine.role, mine.uidvalidity, mine.account_id) == (
+            mailbox.id, mailbox.name, mailbox.role, mailbox.uidvalidity, mailbox.account_id):
+        return mine
+    return mailbox
