@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +227,52 @@ def _hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def imap_services(config: Config, runtime: Runtime, tls: ssl.SSLContext) -> IMAPServices:
+    return IMAPServices(
+        accounts=runtime.accounts, mailbox=runtime.mailbox, search=runtime.search,
+        bus=runtime.bus, tls=tls,
+        policy=IMAPPolicy(
+            hostname=config.hostname, max_line=config.imap.max_line,
+            max_literal=config.limits.message_size, idle_timeout=config.imap.idle_timeout,
+            allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+            connections_per_ip=config.imap.connections_per_ip,
+            connections_per_user=config.imap.connections_per_user,
+            auth_failures_per_ip_per_hour=config.imap.auth_failures_per_ip_per_hour))
+
+
+async def start_imap_listeners(config: Config, runtime: Runtime, tls: ssl.SSLContext,
+                               ports: tuple[int, int] = (0, 0)) -> list[asyncio.Server]:
+    """The IMAP and IMAPS listeners of this process; `ports` (an IMAP process beyond the
+    first) overrides the configured ports with the ones the first process bound."""
+    imap = imap_services(config, runtime, tls)
+    shared = config.imap.processes > 1
+    servers: list[asyncio.Server] = []
+    for address, implicit, port in ((config.listen.imap, False, ports[0]),
+                                    (config.listen.imaps, True, ports[1])):
+        if address:
+            host, configured = _hostport(address)
+            servers.append(await start_imap(imap, host, port or configured,
+                                            implicit_tls=tls if implicit else None,
+                                            reuse_port=shared))
+            log.info("IMAP%s listening on %s", "S" if implicit else "", address)
+    return servers
+
+
+def _bound_ports(config: Config, servers: list[asyncio.Server]) -> tuple[int, int]:
+    """The ports the IMAP and IMAPS listeners bound (a configured port 0 picks one)."""
+    ports = [int(server.sockets[0].getsockname()[1]) for server in servers]
+    imap = ports.pop(0) if config.listen.imap else 0
+    return imap, (ports.pop(0) if config.listen.imaps else 0)
+
+
+def _tls_context(config: Config) -> ssl.SSLContext:
+    if config.tls.certificate:
+        cert, key = Path(config.tls.certificate), Path(config.tls.private_key)
+    else:
+        cert, key = ensure_self_signed(config.data_dir, config.hostname)
+    return server_context(cert, key)
+
+
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
     limit_malloc_arenas()
@@ -246,33 +293,15 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    if config.tls.certificate:
-        cert, key = Path(config.tls.certificate), Path(config.tls.private_key)
-    else:
-        cert, key = ensure_self_signed(config.data_dir, config.hostname)
-    tls = server_context(cert, key)
+    tls = _tls_context(config)
 
     servers: list[asyncio.Server] = []
     policy_store = open_policy_store(config)
+    imap_ports: tuple[int, int] = (0, 0)
     if config.listen.imap or config.listen.imaps:
-        imap = IMAPServices(
-            accounts=runtime.accounts, mailbox=runtime.mailbox, search=runtime.search,
-            bus=runtime.bus, tls=tls,
-            policy=IMAPPolicy(
-                hostname=config.hostname, max_line=config.imap.max_line,
-                max_literal=config.limits.message_size, idle_timeout=config.imap.idle_timeout,
-                allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-                connections_per_ip=config.imap.connections_per_ip,
-                connections_per_user=config.imap.connections_per_user,
-                auth_failures_per_ip_per_hour=config.imap.auth_failures_per_ip_per_hour))
-        if config.listen.imap:
-            host, port = _hostport(config.listen.imap)
-            servers.append(await start_imap(imap, host, port))
-            log.info("IMAP listening on %s", config.listen.imap)
-        if config.listen.imaps:
-            host, port = _hostport(config.listen.imaps)
-            servers.append(await start_imap(imap, host, port, implicit_tls=tls))
-            log.info("IMAPS listening on %s", config.listen.imaps)
+        imap_servers = await start_imap_listeners(config, runtime, tls)
+        servers += imap_servers
+        imap_ports = _bound_ports(config, imap_servers)
     if config.listen.pop3 or config.listen.pop3s:
         pop3 = POP3Services(
             accounts=runtime.accounts, mailbox=runtime.mailbox, tls=tls,
@@ -355,6 +384,25 @@ async def serve(config: Config, *, workers: int = 0) -> None:
             proc.start()
             processes.append(proc)
         log.info("pipeline running in %d worker processes", workers)
+    imap_processes: list[Any] = []
+    if (config.listen.imap or config.listen.imaps) and config.imap.processes > 1:
+        ctx = multiprocessing.get_context("spawn")
+        started = []
+        for n in range(1, config.imap.processes):
+            runtime.bus.add_peer(socket_address(config.data_dir, f"imap-{n}"))
+            listening = ctx.Event()
+            proc = ctx.Process(target=imap_process,
+                               args=(config, os.getpid(), n, imap_ports, listening),
+                               name=f"mailyard-imap-{n}", daemon=True)
+            proc.start()
+            imap_processes.append(proc)
+            started.append(listening)
+        # "serving" means every process listens: until then a connection could only reach us.
+        for n, listening in enumerate(started, 1):
+            if not await asyncio.to_thread(listening.wait, 60):
+                log.error("IMAP process %d did not start listening within 60 s", n)
+        log.info("IMAP served by %d processes", config.imap.processes)
+    processes += imap_processes
     print(f"mailyard: serving (data in {config.data_dir})", flush=True)
 
     await stop.wait()
@@ -365,6 +413,10 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     # unfinished is taken back by the next start.
     for server in servers:
         server.close()
+    for proc in imap_processes:  # they say goodbye to their own sessions meanwhile
+        if proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
     await LIVE.goodbye(timeout=15.0)
     if http is not None:
         await http.close()
@@ -372,7 +424,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         await push.deliverer.close()
         push_store.close()
     for proc in processes:
-        if proc.pid is not None:
+        if proc.pid is not None and proc not in imap_processes:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
     for task in tasks:
@@ -438,18 +490,56 @@ async def _worker_main(config: Config, parent_pid: int) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the parent decides when we stop
 
-    async def watch_parent() -> None:
-        while not stop.is_set():
-            if not parent_alive(parent_pid):
-                stop.set()
-            await asyncio.sleep(1.0)
-
-    watcher = asyncio.create_task(watch_parent())
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
     try:
         await asyncio.gather(runtime.worker().run(stop), runtime.outbound().run(stop))
     finally:
         watcher.cancel()
         runtime.close()
+
+
+def imap_process(config: Config, parent_pid: int, index: int, ports: tuple[int, int],
+                 listening: Any) -> None:
+    """Entry point of IMAP process `index` (1 .. `[imap] processes` - 1; the listener process
+    is the first). It serves IMAP only, on the listener's ports (SO_REUSEPORT: the kernel
+    spreads new connections), and exchanges account events with the listener, the bus's hub.
+    `listening` (a multiprocessing Event) is set once its listeners are up."""
+    _die_with_parent()
+    limit_malloc_arenas()
+    configure_logging(config.log.format, config.log.level)
+    with contextlib.suppress(ImportError):
+        import uvloop
+        uvloop.install()
+    asyncio.run(_imap_main(config, parent_pid, index, ports, listening))
+
+
+async def _imap_main(config: Config, parent_pid: int, index: int,
+                     ports: tuple[int, int], listening: Any) -> None:
+    runtime = Runtime.open(config)
+    await runtime.bus.listen(socket_address(config.data_dir, f"imap-{index}"))
+    runtime.bus.relay_to(socket_address(config.data_dir))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the parent decides when we stop
+    servers = await start_imap_listeners(config, runtime, _tls_context(config), ports)
+    listening.set()
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        for server in servers:
+            server.close()
+        await LIVE.goodbye(timeout=15.0)
+        runtime.close()
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if not parent_alive(parent_pid):
+            stop.set()
+        await asyncio.sleep(1.0)
 
 
 def limit_malloc_arenas(arenas: int = 1) -> None:
