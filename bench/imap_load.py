@@ -531,6 +531,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2000, help="messages APPENDed to INBOX first")
     parser.add_argument("--seed-connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="server --workers")
+    parser.add_argument("--imap-processes", type=int, default=1,
+                        help="server [imap] processes (mix mode; idle mode reads the RSS of the"
+                             " listener process only)")
     parser.add_argument("--port", type=int, help="use a running server's IMAP port")
     parser.add_argument("--user", help="with --port: an existing user")
     parser.add_argument("--password", help="with --port: that user's password")
@@ -547,7 +550,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mailyard-bench-") as tmp:
         srv = Server(Path(tmp), workers=args.workers,
                      limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0},
-                     imap={"connections_per_ip": 0, "connections_per_user": 0})
+                     imap={"connections_per_ip": 0, "connections_per_user": 0,
+                           "processes": args.imap_processes})
         srv.add_user(USER, PASSWORD)
         srv.start()
         try:
