@@ -360,7 +360,7 @@ async def run_mix(args: argparse.Namespace, port: int) -> None:
     loop_s = stats.loop_end - started
     total = stats.done
     print(f"mode=mix clients={args.clients} seconds={args.seconds} seed={args.seed} "
-          f"workers={args.workers}")
+          f"workers={args.workers} imap_processes={args.imap_processes}")
     print(f"commands: {total} in {loop_s:.1f}s = {total / loop_s:.0f} commands/s "
           f"(IDLE counted once; {IDLE_DWELL * 1000:.0f} ms spent in each IDLE)")
     print(f"{'command':<18} {'count':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
