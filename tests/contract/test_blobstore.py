@@ -65,6 +65,15 @@ async def test_ten_megabyte_blob_round_trip(blobstore: Any) -> None:
     assert back == data
 
 
+@pytest.mark.parametrize("size", [256 * 1024, 256 * 1024 + 1])
+async def test_blobs_either_side_of_the_inline_read_limit(blobstore: Any, size: int) -> None:
+    """The file store reads up to 256 KiB on the loop's thread and more on its pool."""
+    data = os.urandom(size)
+    blob_id = blob_id_of(data)
+    await blobstore.put(blob_id, data)
+    assert await blobstore.get(blob_id) == data
+
+
 async def test_binary_data_is_byte_exact(blobstore: Any) -> None:
     data = bytes(range(256)) * 17 + b"\r\n.\r\n\x00\r"
     blob_id = blob_id_of(data)

@@ -370,7 +370,8 @@ async def _fetch_heads(s: Session, indexes: list[int], items: list[FetchItem], u
             s.raw(_fetch_head(s, index, head, items, uid))
         if missing:
             await _fetch_records(s, missing, items, uid, changed_since, False)
-        await s.flush()
+        if start + _BATCH < len(indexes):
+            await s.flush()  # the last batch goes out with the tagged OK: one send, not two
 
 
 async def _fetch_records(s: Session, indexes: list[int], items: list[FetchItem], uid: bool,
@@ -389,7 +390,8 @@ async def _fetch_records(s: Session, indexes: list[int], items: list[FetchItem],
                     _fetch_one(s, index, record, items, uid, set_seen)
                     for index, record in wave)):
                 s.raw(response)
-        await s.flush()
+        if start + _BATCH < len(indexes):
+            await s.flush()
 
 
 # ---------------------------------------------------------------------- STORE
