@@ -118,11 +118,6 @@ class CommandReader:
         self.literal_minus = literal_minus
         self._continuation = continuation
 
-    def detach(self) -> None:
-        """Let go of the stream while the session hibernates (no stream then exists); the
-        session sets a new one when it wakes up, before it reads again."""
-        self.stream = None  # type: ignore[assignment]
-
     async def _line(self) -> bytes | None:
         """One line with its terminator; None at EOF. An overlong line is read to its end
         (without keeping it) and reported with its first octets, where the tag is."""

@@ -82,7 +82,12 @@ class IMAPServices:
     views: ViewHub = field(init=False)
     sessions: set[Session] = field(init=False)
     """The open sessions, for the idle-timeout sweep."""
+    max_command: int = field(init=False)
+    """What CommandReader allows a whole command (one int for all sessions, not one each)."""
     _sweeper: asyncio.Future[None] | None = field(init=False, default=None)
+    activity: int = field(init=False, default=0)
+    """Commands started and sessions opened or closed so far (the sweep trims the heap once
+    this stops moving)."""
 
     def __post_init__(self) -> None:
         self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
@@ -90,30 +95,36 @@ class IMAPServices:
         self.auth_failures = WindowLimiter(self.policy.auth_failures_per_ip_per_hour, 3600.0)
         self.views = ViewHub(self.mailbox, self.bus)
         self.sessions = set()
+        self.max_command = self.policy.max_literal + 64 * self.policy.max_line
 
     def enrol(self, session: Session) -> None:
         """Count the session in the idle-timeout sweep: one task for every session, where a
         timer per session (and per command) would cost memory and time."""
         self.sessions.add(session)
+        self.activity += 1
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def _sweep(self) -> None:
         interval = max(0.05, min(5.0, self.policy.idle_timeout / 4))
         trimmed, opened = time.monotonic(), len(self.sessions)
-        last = opened
+        trimmed_at = last = self.activity
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for session in [s for s in self.sessions if s.deadline < now]:
                 session.expire()
-            # Trim once sessions came or went: every TRIM_EVERY seconds while they do, and
-            # as soon as they stop (a burst of logins over), so memory at rest is given back.
-            count = len(self.sessions)
-            if count != opened and (now - trimmed > TRIM_EVERY or count == last):
-                trimmed, opened = now, count
+            # Trim the heap every TRIM_EVERY seconds while sessions come and go, and once
+            # whenever the listener falls quiet after some work (no command, no session
+            # opened or closed for a whole interval): a burst of logins leaves argon2's
+            # buffers, a burst of APPENDs their parsing, and memory at rest gets them back.
+            activity, count = self.activity, len(self.sessions)
+            churning = count != opened and now - trimmed > TRIM_EVERY
+            settled = activity == last and activity != trimmed_at
+            if churning or settled:
+                trimmed, opened, trimmed_at = now, count, activity
                 _trim_heap()
-            last = count
+            last = activity
 
 
 TRIM_EVERY = 10.0
@@ -163,6 +174,14 @@ BASE_CAPABILITIES = [
     "UTF8=ACCEPT", "MULTIAPPEND", "COMPRESS=DEFLATE",
 ]
 
+
+async def _no_continuation(line: bytes) -> None:
+    raise ConnectionError("the session is hibernated")
+
+
+_PARKED_READER = CommandReader(None, continuation=_no_continuation)  # type: ignore[arg-type]
+"""What a hibernated session points `reader` at (it reads nothing until it wakes up, then
+gets a reader of its own on the new stream): one for all of them."""
 
 _NO_EXTENSIONS: set[str] = set()
 """What a hibernated session with no extension enabled points `enabled` at: one empty set for
@@ -214,15 +233,19 @@ class Session:
         peer = writer.get_extra_info("peername")
         # Interned: the sessions from one address (a NAT, a webmail host) share the string.
         self.peer_ip = sys.intern(str(peer[0])) if isinstance(peer, tuple) else "local"
-        self.reader = CommandReader(reader, max_line=services.policy.max_line,
-                                    max_literal=services.policy.max_literal,
-                                    continuation=self._continuation)
+        self.reader = self._command_reader(reader)
         self._out: list[bytes] = []
         self.deadline = float("inf")
         """When the idle timeout ends this session (monotonic; inf while a command runs)."""
         self.idling = False
         self.idle_tag: str | None = None
         """The tag of the IDLE command in progress (its continuation sent), else None."""
+
+    def _command_reader(self, stream: asyncio.StreamReader) -> CommandReader:
+        policy = self.services.policy
+        return CommandReader(stream, max_line=policy.max_line, max_literal=policy.max_literal,
+                             max_command=self.services.max_command,
+                             continuation=self._continuation)
 
     # ------------------------------------------------------------------ output
 
@@ -348,6 +371,7 @@ class Session:
         if self not in services.sessions:
             return
         services.sessions.discard(self)
+        services.activity += 1
         LIVE.leave(self, "imap")
         self._idle_end()
         self.select(None)
@@ -377,6 +401,7 @@ class Session:
             return
         # IDLE is the session's own: its wait for DONE may outlive this task (hibernation).
         handler = Session.idle if cmd.name == "IDLE" else spec.handler
+        self.services.activity += 1
         started = time.perf_counter()
         try:
             await handler(self, cmd)
@@ -414,11 +439,11 @@ class Session:
         sel = self.selected
         view = sel.view if sel is not None else None
         if view is not None:
-            view.idlers[self] = self.push_updates
+            view.idlers[self] = None
             if view.stale():  # changed while the continuation went out
                 view.refresh_soon()
         self.idling = True
-        self.idle_tag = cmd.tag
+        self.idle_tag = sys.intern(cmd.tag)  # clients reuse tags: one string for many sessions
         self.deadline = time.monotonic() + self.services.policy.idle_timeout  # see expire
 
     def _idle_end(self) -> None:
@@ -466,7 +491,7 @@ class Session:
         paused = bool(getattr(writer._protocol, "_paused", False))  # type: ignore
         hibernation = Hibernation(self, transport, paused)  # type: ignore[arg-type]
         self.writer = hibernation
-        self.reader.detach()
+        self.reader = _PARKED_READER  # a new one when the session wakes up
         if not self.enabled:
             self.enabled = _NO_EXTENSIONS
         transport.set_protocol(hibernation)
@@ -611,7 +636,7 @@ class Connection(asyncio.StreamReaderProtocol):
             task = loop.create_task(session.run())
         else:
             session.writer = writer
-            session.reader.stream = reader
+            session.reader = session._command_reader(reader)
             if session.enabled is _NO_EXTENSIONS:
                 session.enabled = set()
             task = loop.create_task(session.resume())

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from mailyard.protocols.imap.selected import Selected, Version
 from mailyard.services.mailbox import MailboxService
@@ -29,7 +29,10 @@ log = logging.getLogger("mailyard.imap")
 STALE_AFTER = 60.0
 """Seconds after which a view is re-read even without an event (a lost datagram)."""
 
-Idler = Callable[[], None]
+class Idler(Protocol):
+    """A session in IDLE: told to write what changed once the view moved on."""
+
+    def push_updates(self) -> None: ...
 
 
 class MailboxView:
@@ -56,8 +59,9 @@ class MailboxView:
         self.dirty = False
         """An event arrived since the last refresh started."""
         self.refreshed = time.monotonic()
-        self.idlers: dict[object, Idler] = {}
-        """Sessions in IDLE on this view: told (synchronously) after each refresh."""
+        self.idlers: dict[Idler, object] = {}
+        """Sessions in IDLE on this view: told (synchronously, push_updates) after each
+        refresh. The values mean nothing (None: no object per session)."""
         self.users = 0
         self._pending: asyncio.Future[None] | None = None
 
@@ -87,8 +91,8 @@ class MailboxView:
             raise
         finally:
             self._pending = None
-        for tell in list(self.idlers.values()):
-            tell()
+        for session in list(self.idlers):
+            session.push_updates()
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
