@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Protocol
 
 from mailyard import metrics
@@ -29,23 +29,24 @@ class Member(Protocol):
 class LiveSessions:
     def __init__(self) -> None:
         self._sessions: dict[object, tuple[str, Goodbye]] = {}
-        self._members: dict[str, set[Member]] = {}
-        """Sessions registered by `join`, by protocol: one set entry each, where `opened`
-        costs a tuple and a bound method per session (ten thousand IDLE IMAP sessions)."""
+        self._tracked: list[Collection[Member]] = []
+        """Collections of sessions that say their own goodbye (see `track`): ten thousand
+        IDLE IMAP sessions cost no tuple, bound method or entry of their own here."""
         self.closing = False
 
-    def join(self, session: Member, protocol: str) -> None:
-        members = self._members.get(protocol)
-        if members is None:
-            members = self._members[protocol] = set()
-        members.add(session)
-        metrics.CONNECTIONS.labels(protocol).inc()
-        metrics.OPEN_CONNECTIONS.labels(protocol).inc()
+    def track(self, members: Collection[Member]) -> None:
+        """Also count, and say goodbye to, the sessions in `members`: a collection their
+        listener keeps anyway (IMAP's set for its idle sweep), so a session costs no entry of
+        its own here. The listener reports them opening and closing with `counted`."""
+        self._tracked.append(members)
 
-    def leave(self, session: Member, protocol: str) -> None:
-        members = self._members.get(protocol)
-        if members is not None and session in members:
-            members.remove(session)
+    @staticmethod
+    def counted(protocol: str, opened: bool) -> None:
+        """A session of a tracked collection opened (True) or closed (False): the metrics."""
+        if opened:
+            metrics.CONNECTIONS.labels(protocol).inc()
+            metrics.OPEN_CONNECTIONS.labels(protocol).inc()
+        else:
             metrics.OPEN_CONNECTIONS.labels(protocol).dec()
 
     def opened(self, key: object, protocol: str, goodbye: Goodbye) -> None:
@@ -68,14 +69,14 @@ class LiveSessions:
             self.closed(key)
 
     def count(self) -> int:
-        return len(self._sessions) + sum(len(m) for m in self._members.values())
+        return len(self._sessions) + sum(len(members) for members in self._tracked)
 
     async def goodbye(self, timeout: float) -> None:
         """Say goodbye to every session; wait up to `timeout` seconds for them to end (an
         SMTP session in the middle of DATA finishes its message first)."""
         self.closing = True
         byes = [bye for _, bye in self._sessions.values()]
-        byes += [m.goodbye for members in self._members.values() for m in members]
+        byes += [member.goodbye for members in self._tracked for member in members]
         if not byes:
             return
         log.info("saying goodbye to %d open session(s)", len(byes))

@@ -95,6 +95,7 @@ class IMAPServices:
         self.auth_failures = WindowLimiter(self.policy.auth_failures_per_ip_per_hour, 3600.0)
         self.views = ViewHub(self.mailbox, self.bus)
         self.sessions = set()
+        LIVE.track(self.sessions)  # the server's goodbye reaches every session, hibernated too
         self.max_command = self.policy.max_literal + 64 * self.policy.max_line
 
     def enrol(self, session: Session) -> None:
@@ -102,6 +103,7 @@ class IMAPServices:
         timer per session (and per command) would cost memory and time."""
         self.sessions.add(session)
         self.activity += 1
+        LIVE.counted("imap", True)
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
 
@@ -182,6 +184,16 @@ async def _no_continuation(line: bytes) -> None:
 _PARKED_READER = CommandReader(None, continuation=_no_continuation)  # type: ignore[arg-type]
 """What a hibernated session points `reader` at (it reads nothing until it wakes up, then
 gets a reader of its own on the new stream): one for all of them."""
+
+class _ParkedOutput(list[bytes]):
+    """The output buffer of every hibernated session (one, shared): nothing may be queued
+    there, since no task would send it (what a hibernated session says, it writes)."""
+
+    def append(self, data: bytes) -> None:
+        raise RuntimeError("a hibernated IMAP session queued output")
+
+
+_PARKED_OUT = _ParkedOutput()
 
 _NO_EXTENSIONS: set[str] = set()
 """What a hibernated session with no extension enabled points `enabled` at: one empty set for
@@ -313,7 +325,6 @@ class Session:
             self.writer.close()
             return
         services.enrol(self)
-        LIVE.join(self, "imap")
         caps = " ".join(self.capabilities())
         self.untagged(f"OK [CAPABILITY {caps}] {services.policy.hostname} Mailyard ready")
         await self._serve()
@@ -372,7 +383,7 @@ class Session:
             return
         services.sessions.discard(self)
         services.activity += 1
-        LIVE.leave(self, "imap")
+        LIVE.counted("imap", False)
         self._idle_end()
         self.select(None)
         if self.watch is not None:
@@ -492,6 +503,7 @@ class Session:
         hibernation = Hibernation(self, transport, paused)  # type: ignore[arg-type]
         self.writer = hibernation
         self.reader = _PARKED_READER  # a new one when the session wakes up
+        self._out = _PARKED_OUT  # likewise
         if not self.enabled:
             self.enabled = _NO_EXTENSIONS
         transport.set_protocol(hibernation)
@@ -553,8 +565,12 @@ class Session:
 
     async def goodbye(self) -> None:
         """The server is stopping (LIVE.goodbye): BYE, then close."""
-        self.untagged("BYE Server shutting down, reconnect in a moment")
-        await self.flush()
+        bye = b"* BYE Server shutting down, reconnect in a moment\r\n"
+        if isinstance(self.writer, Hibernation):
+            self.writer.write(bye)
+        else:
+            self.raw(bye)
+            await self.flush()
         self.writer.close()
 
     def push_updates(self) -> None:
@@ -637,6 +653,7 @@ class Connection(asyncio.StreamReaderProtocol):
         else:
             session.writer = writer
             session.reader = session._command_reader(reader)
+            session._out = []
             if session.enabled is _NO_EXTENSIONS:
                 session.enabled = set()
             task = loop.create_task(session.resume())
