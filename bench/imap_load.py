@@ -450,9 +450,8 @@ async def run_idle(args: argparse.Namespace, port: int, pid: int | None,
         # the parsing): what 10,000 idle sessions cost at rest, read after that.
         await asyncio.sleep(args.settle_idle)
         settled, anon = rss_kib(pid), rss_kib(pid, "RssAnon")
-        print(f"server RSS {args.settle_idle:.0f}s later, at rest: VmRSS {settled / 1024:.1f} MiB "
-              f"(RssAnon {anon / 1024:.1f} MiB), {settled / 1024 / max(k, 1) * 1024:.2f} KiB "
-              f"of VmRSS per idle connection all told")
+        print(f"server RSS {args.settle_idle:.0f}s later, at rest with {k} idle: "
+              f"VmRSS {settled / 1024:.1f} MiB, RssAnon {anon / 1024:.1f} MiB")
     if not k:
         return
     exists_before = min(c.exists for c, _ in opened)
