@@ -14,8 +14,9 @@ async def start_imap(services: IMAPServices, host: str, port: int, *,
                      implicit_tls: ssl.SSLContext | None = None,
                      reuse_port: bool = False) -> asyncio.Server:
     """Each connection gets a `Connection` (asyncio's stream protocol running the session);
-    a session resting in IDLE hands its transport to a `Hibernation` (session.py). Sessions
-    join LIVE themselves, so the server's goodbye reaches hibernated ones too. `reuse_port`:
+    a session resting in IDLE hands its transport to a `Hibernation` (session.py). LIVE
+    tracks the services' session set, so the server's goodbye reaches hibernated ones too.
+    `reuse_port`:
     several processes listen on the port (`[imap] processes`)."""
     tls = implicit_tls is not None
     return await asyncio.get_running_loop().create_server(
