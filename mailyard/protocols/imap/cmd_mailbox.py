@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 
 from mailyard.core.imapfmt import astring, quoted
 from mailyard.protocols.imap.flags import (
@@ -27,7 +26,7 @@ from mailyard.protocols.imap.grammar import (
     parse_status,
 )
 from mailyard.protocols.imap.selected import Selected, compact
-from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, State, command
+from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, command
 from mailyard.services.mailbox import Appended
 from mailyard.store.ports import Conflict, Mailbox, NotFound, QuotaExceeded
 
@@ -328,35 +327,9 @@ async def _take_back(s: Session, box: Mailbox, done: list[Appended]) -> None:
 
 @command("IDLE", states=AUTH)
 async def idle(s: Session, cmd: Command) -> None:
-    """RFC 2177. While idling, the session's task only waits for DONE: the shared view writes
-    each change to the socket itself (Session.push_updates), so an idle session holds no task,
-    queue or timer of its own beyond its reader."""
-    cmd.tokenizer().end()
-    await s.report_updates()
-    await s._continuation(b"+ idling\r\n")
-    sel = s.selected
-    view = sel.view if sel is not None else None
-    if view is not None:
-        view.idlers[s] = s.push_updates
-        if view.stale():  # changed while the continuation went out
-            view.refresh_soon()
-    s.idling = True
-    s.deadline = time.monotonic() + s.services.policy.idle_timeout  # see Session.expire
-    try:
-        line = await s.reader.read_line()
-    finally:
-        s.idling = False
-        s.deadline = float("inf")
-        if view is not None:
-            view.idlers.pop(s, None)
-    if s.state is State.LOGOUT:
-        return  # expired: BYE said
-    if line is None:
-        s.state = State.LOGOUT
-        return
-    if line.strip().upper() != b"DONE":
-        raise Bad("Expected DONE")
-    s.ok(cmd, "IDLE terminated")
+    """RFC 2177: the session's own (Session.idle), since its wait for DONE may outlive the
+    command's task (hibernation); registered here for the state check like every command."""
+    await s.idle(cmd)
 
 
 # ---------------------------------------------------------------------- CHECK / CLOSE / ...

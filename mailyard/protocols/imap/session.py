@@ -410,12 +410,10 @@ class Session:
         if self.state not in spec.states:
             self.tagged(cmd, "BAD", f"{cmd.name} is not valid in this state")
             return
-        # IDLE is the session's own: its wait for DONE may outlive this task (hibernation).
-        handler = Session.idle if cmd.name == "IDLE" else spec.handler
         self.services.activity += 1
         started = time.perf_counter()
         try:
-            await handler(self, cmd)
+            await spec.handler(self, cmd)
         except BadCharset:
             self.tagged(cmd, "NO", "Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
         except ParseError as e:
