@@ -1,6 +1,7 @@
-"""Mailbox commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB,
-NAMESPACE, STATUS, APPEND, IDLE, CHECK, CLOSE, UNSELECT, EXPUNGE (RFC 3501 §6.3-6.4, RFC 9051,
-RFC 6154 SPECIAL-USE, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 4315 UIDPLUS)."""
+"""Mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, NAMESPACE,
+STATUS, IDLE, QUOTA (RFC 3501 §6.3, RFC 9051, RFC 6154 SPECIAL-USE, RFC 5258 LIST-EXTENDED,
+RFC 5819 LIST-STATUS, RFC 9208 QUOTA). SELECT and EXPUNGE are in cmd_select, APPEND in
+cmd_append."""
 
 from __future__ import annotations
 
@@ -8,27 +9,15 @@ import contextlib
 import re
 
 from mailyard.core.imapfmt import astring, quoted
-from mailyard.protocols.imap.flags import (
-    FLAGS,
-    PERMANENT_FLAGS,
-    SETTABLE_FLAGS,
-    to_flags,
-    to_keywords,
-)
 from mailyard.protocols.imap.grammar import (
     Command,
-    SequenceSet,
     encode_mailbox_name,
     list_pattern_to_regex,
-    parse_append,
     parse_list,
-    parse_select,
     parse_status,
 )
-from mailyard.protocols.imap.selected import Selected, compact
-from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, command
-from mailyard.services.mailbox import Appended
-from mailyard.store.ports import Conflict, Mailbox, NotFound, QuotaExceeded
+from mailyard.protocols.imap.session import AUTH, Bad, No, Session, command
+from mailyard.store.ports import Conflict, Mailbox, NotFound
 
 DELIMITER = "/"
 SPECIAL_USE = {"sent": "\\Sent", "drafts": "\\Drafts", "trash": "\\Trash", "junk": "\\Junk",
@@ -49,74 +38,11 @@ def _name(s: Session, mailbox: Mailbox) -> str:
     return astring(encode_mailbox_name(mailbox.name)).decode("ascii")
 
 
-async def _mailbox(s: Session, name: str) -> Mailbox:
+async def find_mailbox(s: Session, name: str) -> Mailbox:
     try:
         return await s.mailbox.mailbox(s.user, name)
     except NotFound:
         raise No("No such mailbox", "NONEXISTENT") from None
-
-
-# ---------------------------------------------------------------------- SELECT / EXAMINE
-
-async def _select(s: Session, cmd: Command, read_only: bool) -> None:
-    tok = cmd.tokenizer()
-    name, params = parse_select(tok)
-    tok.end()
-    if s.selected is not None:
-        s.select(None)
-        s.untagged("OK [CLOSED] Previous mailbox closed")
-    if params.condstore:
-        s.enabled.add("CONDSTORE")
-    qresync = params.qresync
-    if qresync is not None and "QRESYNC" not in s.enabled:
-        raise Bad("ENABLE QRESYNC first")
-    box = await _mailbox(s, name)
-    assert s.watch is not None  # made at login
-    sel = await s.services.views.select(s.watch, box, read_only)
-    s.select(sel)
-    s.untagged(f"FLAGS {FLAGS}")
-    s.untagged(f"OK [PERMANENTFLAGS {'()' if read_only else PERMANENT_FLAGS}] Flags permitted")
-    s.untagged(f"{sel.exists} EXISTS")
-    if "IMAP4REV2" not in s.enabled:
-        s.untagged("0 RECENT")
-        unseen = next((i + 1 for i, kw in enumerate(sel.all_keywords()) if "$seen" not in kw),
-                      None)
-        if unseen is not None:
-            s.untagged(f"OK [UNSEEN {unseen}] First unseen")
-    s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
-    s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
-    s.untagged(f"OK [HIGHESTMODSEQ {sel.modseq}] Highest")
-    s.untagged(f"OK [MAILBOXID ({box.id})] Ok")
-    if qresync is not None and qresync.uidvalidity == box.uidvalidity:
-        await _resync(s, sel, qresync.modseq, qresync.known_uids)
-    mode = "READ-ONLY" if read_only else "READ-WRITE"
-    s.tagged(cmd, "OK", f"{cmd.name} completed", mode)
-
-
-async def _resync(s: Session, sel: Selected, since: int, known: SequenceSet | None) -> None:
-    """RFC 7162 §3.2.5: what a client that last saw `since` missed, before the tagged OK."""
-    delta = await s.mailbox.delta(s.user, sel.mailbox, since)
-    vanished = delta.vanished
-    if known is not None:
-        top = max(vanished, default=0)
-        vanished = [u for u in vanished if known.contains(u, top)]
-    if vanished:
-        s.untagged(f"VANISHED (EARLIER) {compact(vanished)}")
-    for entry in delta.changed:
-        seq = sel.seq_of_uid(entry.uid)
-        if seq is not None:
-            flags = " ".join(to_flags(entry.keywords))
-            s.untagged(f"{seq} FETCH (UID {entry.uid} FLAGS ({flags}) MODSEQ ({entry.modseq}))")
-
-
-@command("SELECT", states=AUTH)
-async def select(s: Session, cmd: Command) -> None:
-    await _select(s, cmd, read_only=False)
-
-
-@command("EXAMINE", states=AUTH)
-async def examine(s: Session, cmd: Command) -> None:
-    await _select(s, cmd, read_only=True)
 
 
 # ---------------------------------------------------------------------- CREATE / DELETE / ...
@@ -158,7 +84,7 @@ async def create(s: Session, cmd: Command) -> None:
 @command("DELETE", states=AUTH)
 async def delete(s: Session, cmd: Command) -> None:
     tok = cmd.tokenizer()
-    box = await _mailbox(s, tok.mailbox())
+    box = await find_mailbox(s, tok.mailbox())
     tok.end()
     try:
         await s.mailbox.delete_mailbox(s.user, box)
@@ -172,7 +98,7 @@ async def delete(s: Session, cmd: Command) -> None:
 @command("RENAME", states=AUTH)
 async def rename(s: Session, cmd: Command) -> None:
     tok = cmd.tokenizer()
-    box = await _mailbox(s, tok.mailbox())
+    box = await find_mailbox(s, tok.mailbox())
     tok.sp()
     new = tok.mailbox().rstrip(DELIMITER)
     tok.end()
@@ -188,7 +114,7 @@ async def rename(s: Session, cmd: Command) -> None:
 @command("SUBSCRIBE", "UNSUBSCRIBE", states=AUTH)
 async def subscribe(s: Session, cmd: Command) -> None:
     tok = cmd.tokenizer()
-    box = await _mailbox(s, tok.mailbox())
+    box = await find_mailbox(s, tok.mailbox())
     tok.end()
     await s.mailbox.subscribe(s.user, box, cmd.name == "SUBSCRIBE")
     s.ok(cmd)
@@ -257,70 +183,9 @@ def _match(regex: re.Pattern[str], name: str) -> bool:
 @command("STATUS", states=AUTH)
 async def status(s: Session, cmd: Command) -> None:
     name, items = parse_status(cmd.tokenizer())
-    box = await _mailbox(s, name)
+    box = await find_mailbox(s, name)
     s.untagged(_status_line(s, box, items))
     s.ok(cmd)
-
-
-# ---------------------------------------------------------------------- APPEND
-
-@command("APPEND", states=AUTH)
-async def append(s: Session, cmd: Command) -> None:
-    """APPEND, with MULTIAPPEND (RFC 3502): all the messages are stored or none is.
-
-    Everything that can be checked before storing is (the literals' sizes were, by the reader:
-    APPENDLIMIT; flags, empty messages and the quota here), so the usual failures store nothing.
-    A failure while storing (a full disk, a quota raced by a delivery) takes back what this
-    command already stored before answering NO."""
-    name, messages = parse_append(cmd.tokenizer(), utf8_data="UTF8=ACCEPT" in s.enabled)
-    for message in messages:
-        bad = [f for f in message.flags if f.startswith("\\") and f not in SETTABLE_FLAGS]
-        if bad:
-            raise Bad(f"APPEND cannot set the flag {bad[0][:40]}")
-        if not message.data:
-            raise No("Empty message")
-    try:
-        box = await s.mailbox.mailbox(s.user, name)
-    except NotFound:
-        raise No("No such mailbox", "TRYCREATE") from None
-    account = await s.mailbox.account(s.user.address)
-    if account.used + sum(len(m.data) for m in messages) > account.quota:
-        raise No("Over quota: nothing stored", "OVERQUOTA")
-    done: list[Appended] = []
-    try:
-        for message in messages:
-            when = message.internal_date
-            received = int(when.timestamp() * 1000) if when else None
-            done.append(await s.mailbox.append(s.user, box, message.data,
-                                               keywords=to_keywords(message.flags),
-                                               received_at=received))
-    except QuotaExceeded as e:
-        await _take_back(s, box, done)
-        raise No(f"{e}: nothing stored", "OVERQUOTA") from None
-    except BaseException:
-        await _take_back(s, box, done)
-        raise
-    await s.report_updates()
-    uids = [d.uid for d in done]
-    uid_text = compact(uids) if uids == sorted(uids) else ",".join(map(str, uids))
-    s.ok(cmd, "APPEND completed", f"APPENDUID {box.uidvalidity} {uid_text}")
-
-
-async def _take_back(s: Session, box: Mailbox, done: list[Appended]) -> None:
-    """Undo the part of a MULTIAPPEND that was stored: an email this command created (it is in
-    no mailbox but this one) is destroyed; one that existed already (deduplicated) only loses
-    the label it gained."""
-    if not done:
-        return
-    ids = [d.email_id for d in done]
-    records = await s.mailbox.get_emails(s.user, ids, brief=True)
-    alls = {b.name for b in await s.mailbox.mailboxes(s.user) if b.role == "all"}
-    fresh = [r.id for r in records if not set(r.mailboxes) - alls - {box.name}]
-    kept = [e for e in ids if e not in fresh]
-    if fresh:
-        await s.mailbox.destroy(s.user, fresh)
-    if kept:
-        await s.mailbox.expunge(s.user, box, kept)
 
 
 # ---------------------------------------------------------------------- IDLE
@@ -332,63 +197,6 @@ async def idle(s: Session, cmd: Command) -> None:
     await s.idle(cmd)
 
 
-# ---------------------------------------------------------------------- CHECK / CLOSE / ...
-
-@command("CHECK", states=SELECTED)
-async def check(s: Session, cmd: Command) -> None:
-    await s.report_updates()
-    s.ok(cmd)
-
-
-async def _expunge_deleted(s: Session, uids: set[int] | None = None) -> list[int]:
-    sel = s.sel
-    if sel.read_only:
-        raise No("Mailbox is read-only", "READ-ONLY")
-    doomed = [sel.email_ids[i] for i, kw in enumerate(sel.all_keywords())
-              if "$deleted" in kw and (uids is None or sel.uids[i] in uids)]
-    if not doomed:
-        return []
-    return await s.mailbox.expunge(s.user, sel.mailbox, doomed)
-
-
-@command("EXPUNGE", states=SELECTED)
-async def expunge(s: Session, cmd: Command) -> None:
-    cmd.tokenizer().end()
-    await s.report_updates()
-    await _expunge_deleted(s)
-    await s.report_updates()
-    s.ok(cmd)
-
-
-@command("UID EXPUNGE", states=SELECTED)
-async def uid_expunge(s: Session, cmd: Command) -> None:
-    tok = cmd.tokenizer()
-    seqset = tok.sequence_set(allow_saved=False)
-    tok.end()
-    await s.report_updates()
-    sel = s.sel
-    wanted = {uid for uid in sel.uids if seqset.contains(uid, sel.uids[-1] if sel.uids else 0)}
-    await _expunge_deleted(s, wanted)
-    await s.report_updates()
-    s.ok(cmd)
-
-
-@command("CLOSE", states=SELECTED)
-async def close(s: Session, cmd: Command) -> None:
-    if not s.sel.read_only:
-        await _expunge_deleted(s)
-    s.select(None)
-    s.ok(cmd)
-
-
-@command("UNSELECT", states=SELECTED)
-async def unselect(s: Session, cmd: Command) -> None:
-    s.select(None)
-    s.ok(cmd)
-
-
-
-
 # ---------------------------------------------------------------------- QUOTA (RFC 9208)
 
 def _quota_line(used: int, limit: int) -> str:
@@ -398,7 +206,7 @@ def _quota_line(used: int, limit: int) -> str:
 @command("GETQUOTAROOT", states=AUTH)
 async def getquotaroot(s: Session, cmd: Command) -> None:
     tok = cmd.tokenizer()
-    box = await _mailbox(s, tok.mailbox())
+    box = await find_mailbox(s, tok.mailbox())
     tok.end()
     account = await s.mailbox.account(s.user.address)
     s.untagged(f'QUOTAROOT {_name(s, box)} ""')

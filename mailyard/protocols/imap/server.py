@@ -6,7 +6,15 @@ import asyncio
 import ssl
 
 # The command modules register their handlers on import.
-from mailyard.protocols.imap import cmd_any, cmd_mailbox, cmd_message, cmd_sort  # noqa: F401
+from mailyard.protocols.imap import (  # noqa: F401 (each registers its commands)
+    cmd_any,
+    cmd_append,
+    cmd_mailbox,
+    cmd_message,
+    cmd_search,
+    cmd_select,
+    cmd_sort,
+)
 from mailyard.protocols.imap.session import Connection, IMAPServices
 
 
