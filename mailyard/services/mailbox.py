@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mailyard.core import skeleton
 from mailyard.core.ids import new_id
 from mailyard.pipeline.inbound import InboundPipeline, Target
+from mailyard.services.subscriptions import Subscriptions
 from mailyard.store.ports import (
     Account,
     BlobStore,
@@ -55,6 +56,7 @@ class MailboxService:
         self.bus = bus
         self.pipeline = pipeline
         self._deltas: dict[tuple[str, int], asyncio.Future[MailboxDelta]] = {}
+        self.subscriptions = Subscriptions(store, bus)
 
     async def account(self, address: str) -> Account:
         return await self.store.get_account(address)
@@ -84,9 +86,6 @@ class MailboxService:
     async def rename_mailbox(self, account: Account, mailbox: Mailbox, name: str) -> None:
         await self.store.rename_mailbox(account.id, mailbox.id, name)
         await self._changed(account)
-
-    async def subscribe(self, account: Account, mailbox: Mailbox, subscribed: bool) -> None:
-        await self.store.set_subscribed(account.id, mailbox.id, subscribed)
 
     async def snapshot(self, account: Account, mailbox: Mailbox) -> MailboxSnapshot:
         return await self.store.snapshot(account.id, mailbox.id)
@@ -245,13 +244,6 @@ class MailboxService:
         gone = await self.destroy(account, orphans) if orphans else []
         await self._changed(account)
         return gone
-
-    async def set_subscription(self, account: Account, mailbox: Mailbox,
-                               subscribed: bool) -> None:
-        """`subscribe` that also tells the push listeners: a JMAP client sees isSubscribed
-        in Mailbox/get, so its change is a Mailbox change to push (IMAP's LSUB is not)."""
-        await self.store.set_subscribed(account.id, mailbox.id, subscribed)
-        await self._changed(account)
 
     # ------------------------------------------------------------------ import (services/transfer)
 

@@ -116,7 +116,7 @@ async def subscribe(s: Session, cmd: Command) -> None:
     tok = cmd.tokenizer()
     box = await find_mailbox(s, tok.mailbox())
     tok.end()
-    await s.mailbox.subscribe(s.user, box, cmd.name == "SUBSCRIBE")
+    await s.mailbox.subscriptions.subscribe(s.user, box, cmd.name == "SUBSCRIBE")
     s.ok(cmd)
 
 

@@ -338,8 +338,10 @@ async def fetch(s: Session, cmd: Command) -> None:
         await s.report_updates(expunges=uid)
         s.ok(cmd)
         return
+    # RFC 3516 §4.2: BINARY.SIZE, like BODY.PEEK, leaves \Seen alone.
     set_seen = not s.sel.read_only and any(
-        (i.section is not None and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
+        (i.section is not None and not i.peek and i.name != "BINARY.SIZE")
+        or i.name in ("RFC822", "RFC822.TEXT")
         for i in items)
     if not set_seen and _from_head(items):
         await _fetch_heads(s, indexes, items, uid, changed_since)

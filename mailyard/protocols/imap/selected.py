@@ -123,7 +123,7 @@ class Version:
 class Selected:
     """One session's place in a (possibly shared) chain of versions of the selected mailbox."""
 
-    __slots__ = ("mailbox", "modseq", "own", "read_only", "version", "view")
+    __slots__ = ("mailbox", "modseq", "own", "read_only", "recent", "version", "view")
 
     def __init__(self, mailbox: Mailbox, read_only: bool, version: Version,
                  view: MailboxView | None = None) -> None:
@@ -138,6 +138,12 @@ class Selected:
         """The highest MODSEQ this session has reported (or was current at SELECT)."""
         self.view = view
         """The shared MailboxView this session's versions come from (None: a private one)."""
+        self.recent: set[int] = set()
+        """UIDs that are \\Recent in this session (RFC 3501 §2.3.2): this session was the
+        first to see them since they arrived (IMAP4rev1 only; RFC 9051 dropped \\Recent)."""
+
+    def is_recent(self, uid: int) -> bool:
+        return uid in self.recent
 
     @classmethod
     def from_snapshot(cls, snap: MailboxSnapshot, read_only: bool) -> Selected:

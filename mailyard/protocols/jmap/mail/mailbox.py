@@ -200,7 +200,7 @@ async def _create(ctx: Context, value: object) -> dict[str, Any]:
     except Conflict as e:
         raise SetError("invalidProperties", str(e), ["name"]) from None
     if props.get("isSubscribed") is False:
-        await service.set_subscription(ctx.account, box, False)
+        await service.subscriptions.set_subscription(ctx.account, box, False)
         box.subscribed = False
     full = to_jmap(box, {**tree.by_name, box.name: box})
     return {k: v for k, v in full.items() if k not in props}
@@ -238,7 +238,7 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
         except Conflict as e:
             raise SetError("invalidProperties", str(e), ["name"]) from None
     if "isSubscribed" in props and props["isSubscribed"] != box.subscribed:
-        await service.set_subscription(ctx.account, box, props["isSubscribed"])
+        await service.subscriptions.set_subscription(ctx.account, box, props["isSubscribed"])
 
 
 async def _destroy(ctx: Context, mailbox_id: str, remove_emails: bool) -> None:
