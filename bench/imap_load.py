@@ -15,6 +15,20 @@ time). Prints the loop's commands/s, p50/p99/max latency per command type (from 
 command to reading its tagged response; for IDLE, to the "+" continuation, and DONE to the tagged
 OK), and every NO/BAD answer as an error.
 
+--mode imaptest-mix: the mix of issue 16's independent load generator (imaptest-like, clients
+that stay logged in). Setup: CREATE the folders of FOLDERS (an existing one is fine), then
+--clients clients each LOGIN once and loop for --seconds, every iteration sending in order:
+SELECT INBOX; FETCH 1:* (UID FLAGS); FETCH of 5 random messages (UID RFC822.SIZE
+BODY.PEEK[HEADER] BODY.PEEK[TEXT]); STORE of a random message +FLAGS or -FLAGS of a random
+subset of \\Seen \\Flagged \\Answered; STORE of a random message +FLAGS (\\Deleted); EXPUNGE;
+APPEND INBOX of a ~3 KB message (one in, about one out: the INBOX stays near --seed); LIST "" "*";
+STATUS of a random folder or INBOX (MESSAGES UIDNEXT UNSEEN). Client i draws from
+random.Random(i), so two servers get the same command sequence up to what their answers change
+(EXISTS). Prints commands/s and count, p50/p90/p99/max per command; --json writes the same.
+Works against any server through --port/--user/--password (bench/dovecot-up.sh starts Dovecot).
+
+    .venv/bin/python bench/imap_load.py --mode imaptest-mix --clients 10 --seconds 20 --seed 500
+
 --mode idle: opens --connections connections, each LOGIN + SELECT INBOX + IDLE, reads the
 server's VmRSS from /proc/<pid>/status before and after, and prints the RSS growth in total and
 per idle connection, and the VmRSS and RssAnon again --settle-idle seconds later (at rest, once
@@ -33,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import re
@@ -56,6 +71,7 @@ HOST = "127.0.0.1"
 USER = "bench@example.test"
 PASSWORD = "bench-password-123"
 _EXISTS = re.compile(rb"^\* (\d+) EXISTS")
+_EXPUNGE = re.compile(rb"^\* \d+ EXPUNGE")
 _UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n\Z")
 
@@ -106,6 +122,8 @@ class Client:
         match = _EXISTS.match(data)
         if match:
             self.exists = int(match.group(1))
+        elif _EXPUNGE.match(data):
+            self.exists -= 1
         return data
 
     async def read_tagged(self, tag: str) -> tuple[str, list[bytes]]:
@@ -374,6 +392,115 @@ async def run_mix(args: argparse.Namespace, port: int) -> None:
         print(f"  e.g. {sample}")
 
 
+# ---------------------------------------------------------------------- mode imaptest-mix
+
+FOLDERS = ["Archive", "Drafts", "Sent", "Trash", "Junk", "Work", "Work/Projects", "Lists",
+           "Lists/announce", "Receipts"]
+"""Created before the loop (so LIST has some answer and STATUS other mailboxes to look at)."""
+
+IMAPTEST_FLAGS = ["\\Seen", "\\Flagged", "\\Answered"]
+
+
+async def imaptest_iteration(c: Client, rng: random.Random, st: Stats, n: list[int]) -> None:
+    """One loop of the mix: the nine commands, in the order an imaptest-like client sends them."""
+    await _timed(c, st, "SELECT", "SELECT INBOX")
+    if c.exists:
+        await _timed(c, st, "FETCH 1:* flags", "FETCH 1:* (UID FLAGS)")
+        seqs = sorted(rng.sample(range(1, c.exists + 1), min(5, c.exists)))
+        await _timed(c, st, "FETCH hdr+body", f"FETCH {','.join(map(str, seqs))} "
+                     "(UID RFC822.SIZE BODY.PEEK[HEADER] BODY.PEEK[TEXT])")
+        flags = " ".join(rng.sample(IMAPTEST_FLAGS, rng.randint(1, len(IMAPTEST_FLAGS))))
+        await _timed(c, st, "STORE flags",
+                     f"STORE {rng.randint(1, c.exists)} {rng.choice('+-')}FLAGS ({flags})")
+        await _timed(c, st, "STORE \\Deleted", f"STORE {rng.randint(1, c.exists)} "
+                     "+FLAGS (\\Deleted)")
+        await _timed(c, st, "EXPUNGE", "EXPUNGE")
+    n[0] += 1
+    await _timed(c, st, "APPEND", "APPEND INBOX", seed_message(n[0], rng))
+    await _timed(c, st, "LIST", 'LIST "" "*"')
+    box = rng.choice(["INBOX", *FOLDERS])
+    await _timed(c, st, "STATUS", f'STATUS "{box}" (MESSAGES UIDNEXT UNSEEN)')
+
+
+async def imaptest_client(port: int, cid: int, ready: asyncio.Event, deadline: list[float],
+                          stats: Stats, setup: Stats) -> None:
+    rng = random.Random(cid)
+    n = [1_000_000 * (cid + 1)]  # APPENDed messages' numbers, distinct from the seed's
+    t0 = time.perf_counter()
+    client = await Client.connect(HOST, port)
+    status, lines = await client.command(f'LOGIN "{USER}" "{PASSWORD}"')
+    setup.record("LOGIN", time.perf_counter() - t0, status, lines)
+    if status != "OK":
+        raise ImapError(f"LOGIN {status}: {lines[-1:]!r}")
+    await ready.wait()
+    while time.perf_counter() < deadline[0]:
+        await imaptest_iteration(client, rng, stats, n)
+    stats.loop_end = max(stats.loop_end, time.perf_counter())
+    t0 = time.perf_counter()
+    status, lines = await client.command("LOGOUT")
+    setup.record("LOGOUT", time.perf_counter() - t0, status, lines)
+    await client.close()
+
+
+async def create_folders(port: int) -> None:
+    client = await Client.connect(HOST, port)
+    status, lines = await client.command(f'LOGIN "{USER}" "{PASSWORD}"')
+    if status != "OK":
+        raise ImapError(f"LOGIN {status}: {lines[-1:]!r}")
+    for name in FOLDERS:
+        status, lines = await client.command(f'CREATE "{name}"')
+        if status != "OK" and b"ALREADYEXISTS" not in b"".join(lines):
+            raise ImapError(f"CREATE {name} {status}: {lines[-1:]!r}")
+    await client.command("LOGOUT")
+    await client.close()
+
+
+async def run_imaptest_mix(args: argparse.Namespace, port: int) -> None:
+    await create_folders(port)
+    stats, setup = Stats(), Stats()
+    ready = asyncio.Event()
+    deadline = [float("inf")]
+    tasks = [asyncio.ensure_future(imaptest_client(port, i, ready, deadline, stats, setup))
+             for i in range(args.clients)]
+    while len(setup.latencies["LOGIN"]) < args.clients:
+        if any(t.done() for t in tasks):
+            await asyncio.gather(*tasks)  # raises the setup error
+        await asyncio.sleep(0.01)
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    started = time.perf_counter()
+    deadline[0] = started + args.seconds
+    ready.set()
+    await asyncio.gather(*tasks)
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    loop_s = stats.loop_end - started
+    total = stats.done
+    rate = total / loop_s
+    print(f"mode=imaptest-mix clients={args.clients} seconds={args.seconds} seed={args.seed} "
+          f"port={port} workers={args.workers} imap_processes={args.imap_processes}")
+    print(f"loadavg before {' '.join(load_before)}, after {' '.join(load_after)}")
+    print(f"commands: {total} in {loop_s:.1f}s = {rate:.0f} commands/s")
+    print(f"{'command':<16} {'count':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    table: dict[str, dict[str, float]] = {}
+    for name, values in [*stats.latencies.items(), *setup.latencies.items()]:
+        row = {"count": len(values), "p50": pct(values, 50), "p90": pct(values, 90),
+               "p99": pct(values, 99), "max": max(values)}
+        table[name] = row
+        print(f"{name:<16} {len(values):>7} {ms(row['p50']):>8} {ms(row['p90']):>8} "
+              f"{ms(row['p99']):>8} {ms(row['max']):>8}")
+    errors = stats.errors + setup.errors
+    print(f"errors (NO/BAD): {sum(errors.values())}" +
+          "".join(f"\n  {k}: {v}" for k, v in sorted(errors.items())))
+    for sample in stats.samples + setup.samples:
+        print(f"  e.g. {sample}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "mode": "imaptest-mix", "port": port, "clients": args.clients,
+            "seconds": args.seconds, "seed": args.seed, "imap_processes": args.imap_processes,
+            "commands": total, "loop_seconds": loop_s, "commands_per_s": rate,
+            "loadavg_before": load_before, "loadavg_after": load_after,
+            "latency_s": table, "errors": dict(errors)}, indent=1))
+
+
 # ---------------------------------------------------------------------- mode idle
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -495,6 +622,8 @@ async def main_async(args: argparse.Namespace, port: int, pid: int | None,
               f"in {seconds:.1f}s ({args.seed / max(seconds, 1e-9):.0f} messages/s)")
     if args.mode == "mix":
         await run_mix(args, port)
+    elif args.mode == "imaptest-mix":
+        await run_imaptest_mix(args, port)
     else:
         await run_idle(args, port, pid, smtp_port)
 
@@ -511,8 +640,9 @@ def run(args: argparse.Namespace, port: int, pid: int | None, smtp_port: int | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=("mix", "idle"), default="mix")
+    parser.add_argument("--mode", choices=("mix", "imaptest-mix", "idle"), default="mix")
     parser.add_argument("--clients", type=int, default=10, help="mix: concurrent clients")
+    parser.add_argument("--json", help="imaptest-mix: also write the figures to this file")
     parser.add_argument("--seconds", type=float, default=30.0, help="mix: duration")
     parser.add_argument("--connections", type=int, default=2000, help="idle: connections")
     parser.add_argument("--open-concurrency", type=int, default=64,
