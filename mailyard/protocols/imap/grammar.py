@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, TypeVar
 
 from mailyard.core.imapfmt import astring as _fmt_astring
+from mailyard.protocols.imap import listmatch
 
 T = TypeVar("T")
 
@@ -92,6 +93,13 @@ class ParseError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BadMailboxName(ParseError):
+    """A mailbox name that is not valid modified UTF-7 (RFC 3501 §5.1.3) or, once UTF8=ACCEPT
+    or IMAP4rev2 is enabled, not valid Net-Unicode (RFC 6855 §3, RFC 9051 §5.1). The command
+    is well-formed, so it is refused with NO, not BAD; a LIST pattern of such a name simply
+    matches nothing (parse_list)."""
 
 
 class BadCharset(ParseError):
@@ -436,14 +444,22 @@ class Tokenizer:
         return self.paren_list(self.flag, allow_empty=True)
 
     def _name(self, raw: bytes, start: int) -> str:
-        """A mailbox name (or pattern) on the wire as text: UTF-8 or modified UTF-7."""
+        """A mailbox name (or pattern) on the wire as text: UTF-8 once the client enabled
+        UTF8=ACCEPT or IMAP4rev2 (`&` is then an ordinary character), modified UTF-7 before.
+        Modified UTF-7 must be in its one canonical form (what encode_mailbox_name writes:
+        no split or empty base64 runs, no stray bits), so that one mailbox has one name."""
         try:
-            name = raw.decode("utf-8") if self.utf8 else decode_mailbox_name(raw)
+            if self.utf8:
+                name = raw.decode("utf-8")
+            else:
+                name = decode_mailbox_name(raw)
+                if encode_mailbox_name(name) != raw.decode("ascii"):
+                    raise ValueError("not the canonical modified UTF-7 of the name")
         except (UnicodeError, ValueError) as exc:
             kind = "UTF-8" if self.utf8 else "modified UTF-7"
-            raise self.error(f"Mailbox name is not valid {kind}", start) from exc
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
-            raise self.error("Control characters are not allowed in mailbox names", start)
+            raise BadMailboxName(f"Mailbox name is not valid {kind}", start) from exc
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in name):
+            raise BadMailboxName("Control characters are not allowed in mailbox names", start)
         return name
 
     def mailbox(self) -> str:
@@ -969,14 +985,31 @@ class ThreadId(SearchKey):
 
 
 @dataclass(frozen=True)
+class PartialRange:
+    """RFC 9394 partial-range: result positions `low`..`high` (1-based, low <= high), counted
+    from the oldest message, or with `from_end` from the newest (-1 being the newest)."""
+
+    low: int
+    high: int
+    from_end: bool = False
+
+    def __str__(self) -> str:
+        sign = "-" if self.from_end else ""
+        return f"{sign}{self.low}:{sign}{self.high}"
+
+
+@dataclass(frozen=True)
 class SearchProgram:
     """`return_options` None is a classic SEARCH (answered `* SEARCH`); a tuple asks for ESEARCH
-    (RFC 4731), `RETURN ()` being ("ALL",). SAVE is SEARCHRES (RFC 5182)."""
+    (RFC 4731), `RETURN ()` being ("ALL",). SAVE is SEARCHRES (RFC 5182), UPDATE and CONTEXT
+    CONTEXT=SEARCH (RFC 5267); PARTIAL (RFC 9394) is in the options with its range in
+    `partial`."""
 
     key: SearchKey
     charset: str | None = None
     return_options: tuple[str, ...] | None = None
     uid: bool = False
+    partial: PartialRange | None = None
 
 
 _FLAG_KEYS: dict[str, SearchKey] = {
@@ -1004,7 +1037,6 @@ _DATE_KEYS: dict[str, tuple[Literal["internal", "sent"], Literal["before", "on",
     "SENTSINCE": ("sent", "since"),
 }
 _HEADER_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
-_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 
 
 _CODECS = frozenset(codecs.lookup(name).name for name in SEARCH_CHARSETS + _EXTRA_CHARSETS)
@@ -1148,10 +1180,67 @@ def _charset(tok: Tokenizer) -> tuple[str, str]:
     return name, _codec(name, start)
 
 
+_PARTIAL_RANGE = re.compile(r"(-?)([1-9][0-9]*):(-?)([1-9][0-9]*)\Z")
+
+
+def partial_range(tok: Tokenizer) -> PartialRange:
+    """partial-range = partial-range-first / partial-range-last (RFC 9394 §4): n:m or -n:-m,
+    never "*", never mixed signs; 500:400 is 400:500."""
+    start = tok.pos
+    found = _PARTIAL_RANGE.match(tok.atom())
+    if found is None or found.group(1) != found.group(3):
+        raise tok.error("Bad partial range", start)
+    a, b = int(found.group(2)), int(found.group(4))
+    if max(a, b) > MAX_NUMBER:
+        raise tok.error("Partial range out of range", start)
+    return PartialRange(min(a, b), max(a, b), found.group(1) == "-")
+
+
+_SEARCH_RETURN_OPTIONS = frozenset(
+    {"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"})
+
+
+def search_return_options(
+    tok: Tokenizer, allowed: frozenset[str] = _SEARCH_RETURN_OPTIONS,
+) -> tuple[tuple[str, ...] | None, PartialRange | None]:
+    """[RETURN SP "(" [option *(SP option)] ")" SP] with RFC 5267's UPDATE and CONTEXT and
+    RFC 9394's PARTIAL range: (None, None) if absent, ("ALL",) for `()`. PARTIAL twice, or
+    PARTIAL with ALL, is BAD (RFC 9394 §3.1)."""
+    if tok.peek_keyword() != "RETURN":
+        return None, None
+    tok.keyword()
+    tok.sp()
+    ranges: list[PartialRange] = []
+
+    def option() -> str:
+        start = tok.pos
+        name = tok.keyword()
+        if name not in allowed:
+            raise tok.error(f"Unknown RETURN option {name}", start)
+        if name == "PARTIAL":
+            if ranges:
+                raise tok.error("PARTIAL twice", start)
+            tok.sp()
+            ranges.append(partial_range(tok))
+        return name
+
+    start = tok.pos
+    options = tuple(dict.fromkeys(tok.paren_list(option, allow_empty=True)))
+    tok.sp()
+    if ranges and "ALL" in options:
+        raise tok.error("PARTIAL and ALL together", start)
+    results = set(options) & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}
+    if not results and ("UPDATE" in options or "SAVE" not in options):
+        # RETURN () is RETURN (ALL) (RFC 4731 §3.1); so are (CONTEXT) and (UPDATE), which
+        # only ask for more than the result itself (RFC 5267 §4.1); (SAVE) asks for nothing.
+        options = ("ALL", *options)
+    return options, ranges[0] if ranges else None
+
+
 def parse_search(tok: Tokenizer, *, uid: bool = False) -> SearchProgram:
     """search = "SEARCH" [search-return-opts] SP search-program, where
     search-program = ["CHARSET" SP charset SP] search-key *(SP search-key)."""
-    options = _return_options(tok, _RETURN_OPTIONS)
+    options, partial = search_return_options(tok)
     charset: str | None = None
     codec = "utf-8"
     if tok.peek_keyword() == "CHARSET":
@@ -1162,7 +1251,7 @@ def parse_search(tok: Tokenizer, *, uid: bool = False) -> SearchProgram:
     if tok.at_end():
         raise tok.error("Missing search keys")
     key = _SearchParser(tok, codec).keys()
-    return SearchProgram(key, charset, options, uid)
+    return SearchProgram(key, charset, options, uid, partial)
 
 
 class SortCriterion(NamedTuple):
@@ -1177,8 +1266,12 @@ _SORT_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class SortProgram:
+    """`search.return_options` None is a classic SORT (`* SORT`); a tuple asks for ESEARCH
+    (ESORT, RFC 5267 §3). `partial` is RFC 9394's range as (low, high, from_end)."""
+
     criteria: tuple[SortCriterion, ...]
     search: SearchProgram
+    partial: tuple[int, int, bool] | None = None
 
 
 def _search_criteria(
@@ -1190,10 +1283,41 @@ def _search_criteria(
     return SearchProgram(_SearchParser(tok, codec).keys(), charset, options, uid)
 
 
+_SORT_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "PARTIAL", "UPDATE", "CONTEXT"})
+_SORT_PARTIAL = re.compile(r"(-?)([1-9][0-9]*):(-?)([1-9][0-9]*)\Z")
+
+
 def parse_sort(tok: Tokenizer, *, uid: bool = False) -> SortProgram:
     """sort = ["UID" SP] "SORT" [search-return-opts] SP sort-criteria SP search-criteria
-    (RFC 5256, ESORT RFC 5267, DISPLAYFROM/DISPLAYTO RFC 5957)."""
-    options = _return_options(tok, frozenset({"MIN", "MAX", "ALL", "COUNT"}))
+    (RFC 5256, ESORT and CONTEXT=SORT RFC 5267, PARTIAL RFC 9394, DISPLAYFROM/DISPLAYTO
+    RFC 5957). RETURN () and a RETURN of only UPDATE/CONTEXT mean ALL."""
+    options: tuple[str, ...] | None = None
+    partial: list[tuple[int, int, bool]] = []
+
+    def option() -> str:
+        start = tok.pos
+        name = tok.keyword()
+        if name not in _SORT_RETURN:
+            raise tok.error(f"Unknown RETURN option {name}", start)
+        if name == "PARTIAL":  # partial-range = n:m / -n:-m (RFC 9394 §4), given once
+            tok.sp()
+            at = tok.pos
+            found = _SORT_PARTIAL.match(tok.atom())
+            if partial or found is None or found.group(1) != found.group(3):
+                raise tok.error("Bad PARTIAL range", at)
+            a, b = int(found.group(2)), int(found.group(4))
+            if max(a, b) > MAX_NUMBER:
+                raise tok.error("PARTIAL range out of range", at)
+            partial.append((min(a, b), max(a, b), found.group(1) == "-"))
+        return name
+
+    if tok.peek_keyword() == "RETURN":
+        tok.keyword()
+        tok.sp()
+        options = tuple(dict.fromkeys(tok.paren_list(option, allow_empty=True)))
+        tok.sp()
+        if not set(options) & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}:
+            options = ("ALL", *options)
 
     def criterion() -> SortCriterion:
         start = tok.pos
@@ -1209,7 +1333,8 @@ def parse_sort(tok: Tokenizer, *, uid: bool = False) -> SortProgram:
 
     criteria = tok.paren_list(criterion)
     tok.sp()
-    return SortProgram(tuple(criteria), _search_criteria(tok, uid, options))
+    return SortProgram(tuple(criteria), _search_criteria(tok, uid, options),
+                       partial[0] if partial else None)
 
 
 @dataclass(frozen=True)
@@ -1266,6 +1391,8 @@ class ListCommand:
 
     reference: str
     patterns: tuple[str, ...]
+    """Without those that are not valid mailbox names (all of them if the reference is not):
+    such a pattern matches no name."""
     selection: tuple[str, ...] = ()
     return_options: tuple[str, ...] = ()
     status_items: tuple[str, ...] = ()
@@ -1297,13 +1424,40 @@ def parse_list(tok: Tokenizer, *, extended: bool = True) -> ListCommand:
         if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
             raise tok.error("RECURSIVEMATCH needs another selection option", start)
         tok.sp()
-    reference = tok.mailbox()
+    valid = True
+
+    def read_name(read: Callable[[], str]) -> str:
+        """A reference or pattern that is not a valid name matches nothing (RFC 3501 §5.1.3:
+        the command is still answered OK): it is left out of `patterns`."""
+        nonlocal valid
+        try:
+            return read()
+        except BadMailboxName:
+            valid = False
+            return ""
+
+    reference = read_name(tok.mailbox)
+    reference_valid, valid = valid, True
     tok.sp()
+    patterns: list[str] = []
     if extended and tok.peek() == b"(":
         is_extended = True
-        patterns = tok.paren_list(tok.list_mailbox)
+
+        def pattern() -> str:
+            nonlocal valid
+            valid = True
+            value = read_name(tok.list_mailbox)
+            if valid:
+                patterns.append(value)
+            return value
+
+        tok.paren_list(pattern)
     else:
-        patterns = [tok.list_mailbox()]
+        value = read_name(tok.list_mailbox)
+        if valid:
+            patterns.append(value)
+    if not reference_valid:
+        patterns = []
     returns: list[str] = []
     status: list[str] = []
     if extended and not tok.at_end():
@@ -1333,18 +1487,14 @@ def parse_list(tok: Tokenizer, *, extended: bool = True) -> ListCommand:
 
 
 def list_pattern_to_regex(reference: str, pattern: str, delimiter: str = "/") -> re.Pattern[str]:
-    """The names a LIST reference + pattern matches (RFC 9051 §6.3.9): `*` matches anything,
-    `%` anything but the hierarchy delimiter. The pattern is appended to the reference (one
-    delimiter between them), and a leading INBOX matches in any case. Use with fullmatch."""
-    if reference and pattern.startswith(delimiter) and reference.endswith(delimiter) and delimiter:
-        combined = reference + pattern[len(delimiter):]
-    else:
-        combined = reference + pattern
-    if combined[:5].upper() == "INBOX" and combined[5:6] in (delimiter, ""):
-        combined = "INBOX" + combined[5:]
+    """The names a LIST reference + pattern matches (RFC 9051 §6.3.9) as a regular expression,
+    for fullmatch. The server does not use it: a regex backtracks (issue 17), so LIST and LSUB
+    match with listmatch.ListPattern, in linear time. Kept for callers that want a regex;
+    runs of wildcards are collapsed, which removes the worst case but not every slow one."""
+    combined = listmatch.combine(reference, pattern, delimiter)
     not_delim = f"[^{re.escape(delimiter)}]*" if delimiter else ".*"
     out = []
-    for ch in combined:
+    for ch in listmatch.collapse(combined):
         if ch == "*":
             out.append(".*")
         elif ch == "%":
@@ -1581,6 +1731,7 @@ __all__ = [
     "AppendMessage",
     "Authenticate",
     "BadCharset",
+    "BadMailboxName",
     "Body",
     "Command",
     "Date",

@@ -7,23 +7,41 @@ BODY as Text substrings, X-GM-LABELS as a mailbox, X-GM-RAW parsed by the query 
 The search service answers such a tree among the selected mailbox's emails (index trigrams
 narrow, the store checks), so IMAP, JMAP and the web share the rules of each condition.
 
-What only this session knows stays here: sequence numbers, UIDs and `$` (SEARCHRES) belong to
-the session's view, and a key made only of those and flags is answered from the view with no
-query at all (UNSEEN, UID ranges: what clients send most). MODSEQ, EMAILID, THREADID and
+What only this session knows stays here: sequence numbers, UIDs, \\Recent and `$` (SEARCHRES)
+belong to the session's view, and a key made only of those and flags is answered from the view
+with no query at all (UNSEEN, UID ranges: what clients send most). MODSEQ, EMAILID, THREADID and
 X-GM-MSGID/THRID read the stored record. A substring too short for the index to answer falls
 back to reading the messages here.
+
+Some keys mean more than the index and the stored columns hold, and are read from each
+candidate's stored header block (one `get_heads` for all of them) instead:
+- FROM/TO/CC/BCC are substrings of the field's decoded value (RFC 2047 words decoded, folding
+  undone), display names, comments and group names included: `To: friends: a@x, b@y;` is found
+  by `TO friends` (as Dovecot matches them; the index keeps only names and addresses).
+- TEXT is header + body (RFC 3501 §6.4.4): the index answers the body, the decoded header
+  block the words that appear only in a header.
+- SENTBEFORE/SENTON/SENTSINCE compare the calendar day the Date: field itself names, in its own
+  zone ("disregarding time and timezone"): `Date: Mon, 1 Jan 2024 23:30 -0500` is SENTON
+  1-Jan-2024 although it is 2 January in UTC. BEFORE/ON/SINCE compare the internal date's day
+  as FETCH INTERNALDATE shows it, which is in UTC (+0000), so a client that reads
+  INTERNALDATE and searches by its day agrees with us (Dovecot does the same in its own
+  server zone, the zone its INTERNALDATE is shown in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_tz
 from typing import TYPE_CHECKING, Any
 
 from mailyard.core import query as q
 from mailyard.core.ids import id_u64
 from mailyard.core.mime import decode_words
 from mailyard.core.query import QueryError
+from mailyard.core.sections import header_fields
 from mailyard.protocols.imap import grammar as g
 from mailyard.protocols.imap.session import Bad
 from mailyard.store.ports import EmailRecord
@@ -33,7 +51,8 @@ if TYPE_CHECKING:
 
 _FLAG_KEYWORD = {"\\answered": "$answered", "\\deleted": "$deleted", "\\draft": "$draft",
                  "\\flagged": "$flagged", "\\seen": "$seen"}
-_ADDRESS_FIELDS = {"FROM": "from_", "TO": "to", "CC": "cc"}
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc"})
+_FIELD_NAME = re.compile(r"^[^:\s]+\s*:", re.MULTILINE)
 _DATE_OPS = {"before": "before", "on": "on", "since": "after"}
 _EVERYTHING = q.And(())
 _NOTHING = q.Or(())
@@ -68,27 +87,33 @@ def to_query(key: g.SearchKey, labels: dict[str, str], now: datetime) -> q.Node 
     if isinstance(key, g.Flag | g.Keyword):
         if isinstance(key, g.Flag):
             keyword = _FLAG_KEYWORD.get(key.name.lower())
-            if keyword is None:  # \Recent: no message is recent here (IMAP4rev2 dropped it)
+            if keyword is None:
+                if key.name.lower() == "\\recent":
+                    return None  # the session's own state (Selected.recent)
                 return _NOTHING if key.present else _EVERYTHING
         else:
             keyword = key.name.lower()
         node: q.Node = q.Keyword(keyword)
         return node if key.present else q.Not(node)
     if isinstance(key, g.Date):
-        return q.Date(_DATE_OPS[key.op], key.date,
-                      "received" if key.field == "internal" else "sent")
+        if key.field == "sent":
+            return None  # the Date: field's own day, read from the header block
+        return q.Date(_DATE_OPS[key.op], key.date, "received")
     if isinstance(key, g.Within):
         at = now - timedelta(seconds=key.seconds)
         return q.Received("before" if key.op == "older" else "after", at)
     if isinstance(key, g.Size):
         return q.Size(key.op, key.n)
     if isinstance(key, g.Header):
+        if key.name.lower() in _ADDRESS_HEADERS:
+            return None  # group names and comments too: read from the header block
         return q.Header(key.name.lower(), key.value)
     if isinstance(key, g.Text | g.Body):
         if not key.value:
             return _EVERYTHING
-        return q.Text(key.value, field="body" if isinstance(key, g.Body) else None,
-                      substring=True)
+        if isinstance(key, g.Text):
+            return None  # header + body: the index's answer and the header block, joined
+        return q.Text(key.value, field="body", substring=True)
     if isinstance(key, g.GmLabel):
         name = "INBOX" if key.label.lower() == "\\inbox" else key.label
         box = labels.get(name)
@@ -115,7 +140,12 @@ class _Context:
         self.raw: dict[str, bytes] = {}
         self.exact: dict[int, set[str]] = {}
         """Per key (by id): exactly the view's emails that match it."""
+        self.text_hits: dict[int, set[str]] = {}
+        """Per TEXT key (by id): the emails whose indexed text (body...) holds it."""
         self.labels: dict[str, str] | None = None
+        self.heads: dict[str, bytes] | None = None
+        """Header blocks of the candidates, read in one go when a key first needs one."""
+        self.candidates_ids: Sequence[str] = ()
 
     def candidates(self, key: Any) -> set[str] | None:
         """A superset of the emails `key` can match; None: any."""
@@ -139,6 +169,11 @@ class _Context:
         if self.labels is None and _has(key, g.GmLabel):
             self.labels = {b.name: b.id for b in await s.mailbox.mailboxes(s.user)}
         node = to_query(key, self.labels or {}, datetime.now(UTC))
+        if node is None and isinstance(key, g.Text):
+            node = q.Text(key.value, substring=True)
+            with contextlib.suppress(ValueError):  # too short: the leaf reads the messages
+                self.text_hits[id(key)] = await s.search.among(s.user, node, s.sel.email_ids)
+            return
         if node is not None:
             try:
                 self.exact[id(key)] = await s.search.among(s.user, node, s.sel.email_ids)
@@ -153,6 +188,21 @@ class _Context:
             self.raw[record.id] = await self.session.mailbox.raw_of(record)
         return self.raw[record.id]
 
+    async def head_of(self, email_id: str) -> bytes:
+        """The stored header block; the first call reads those of every candidate at once."""
+        if self.heads is None:
+            self.heads = {}
+            ids = list(self.candidates_ids)
+            s = self.session
+            for start in range(0, len(ids), 2000):
+                for head in await s.mailbox.get_heads(s.user, ids[start:start + 2000]):
+                    self.heads[head.id] = head.head
+        if email_id not in self.heads:  # not a candidate after all (never expected)
+            s = self.session
+            found = await s.mailbox.get_heads(s.user, [email_id])
+            self.heads[email_id] = found[0].head if found else b""
+        return self.heads[email_id]
+
 
 def _day(ms: int | None) -> date | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).date()
@@ -164,13 +214,39 @@ def _compare(value: date | None, op: str, target: date) -> bool:
     return {"before": value < target, "on": value == target, "since": value >= target}[op]
 
 
-def _header_value(raw: bytes, name: str) -> str:
-    end = raw.find(b"\r\n\r\n")
-    block = raw[: end if end >= 0 else len(raw)].replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
-    wanted = name.lower().encode() + b":"
-    values = [line[len(wanted):].strip() for line in block.split(b"\r\n")
-              if line.lower().startswith(wanted)]
-    return " ".join(decode_words(v.decode("utf-8", "replace")) for v in values)
+def field_text(head: bytes, name: str) -> str | None:
+    """The decoded values of the header fields called `name` (all of them, unfolded, RFC 2047
+    words decoded, runs of white space as one space, lower-cased); None without such a field."""
+    block = header_fields(head, [name], exclude=False)
+    if block == b"\r\n":
+        return None
+    text = decode_words(_FIELD_NAME.sub(" ", block.decode("utf-8", "replace")))
+    return " ".join(text.split()).lower()
+
+
+def head_text(head: bytes) -> str:
+    """The whole header block decoded as `field_text` decodes one field (names included)."""
+    return " ".join(decode_words(head.decode("utf-8", "replace")).split()).lower()
+
+
+def sent_day(head: bytes) -> date | None:
+    """The calendar day the Date: field names, in its own zone (RFC 3501 §6.4.4 SENTON:
+    "disregarding time and timezone"); None when there is no Date: field that parses."""
+    block = header_fields(head, ["date"], exclude=False)
+    if block == b"\r\n":
+        return None
+    value = _FIELD_NAME.sub(" ", block.decode("utf-8", "replace").split("\n")[0]).strip()
+    parsed = parsedate_tz(value)
+    if parsed is None:
+        return None
+    try:
+        return date(parsed[0], parsed[1], parsed[2])
+    except ValueError:
+        return None
+
+
+def _needle(value: str) -> str:
+    return " ".join(value.split()).lower() if value.strip() else value.lower()
 
 
 async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> bool:
@@ -199,8 +275,10 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
     if kind == "Uid":
         return bool(key.set.contains(sel.uids[index], sel.uids[-1]))
     if kind == "Flag":
-        # \\Recent has no keyword: no message is recent here (IMAP4rev2 removed the flag).
-        has = _FLAG_KEYWORD.get(key.name.lower(), "") in sel.keywords_at(index)
+        name = key.name.lower()
+        if name == "\\recent":  # RFC 3501 §2.3.2: this session's own \\Recent state
+            return bool(sel.is_recent(sel.uids[index]) == key.present)
+        has = _FLAG_KEYWORD.get(name, "") in sel.keywords_at(index)
         return bool(has == key.present)
     if kind == "Keyword":
         return bool((key.name.lower() in sel.keywords_at(index)) == key.present)
@@ -208,8 +286,10 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
         age_s = (datetime.now(UTC).timestamp() * 1000 - record.received_at) / 1000
         return bool(age_s > key.seconds if key.op == "older" else age_s < key.seconds)
     if kind == "Date":
-        ms = record.received_at if key.field == "internal" else record.sent_at
-        return _compare(_day(ms), key.op, key.date)
+        if key.field == "sent":
+            day = sent_day(await ctx.head_of(sel.email_ids[index]))
+            return _compare(day, key.op, key.date)
+        return _compare(_day(record.received_at), key.op, key.date)
     if kind == "Size":
         return bool(record.size > key.n if key.op == "larger" else record.size < key.n)
     if kind == "ModSeq":
@@ -223,19 +303,16 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
     if kind == "GmThrId":
         return bool(id_u64(record.thread_id) == key.id)
     if kind == "Header":
-        needle = key.value.lower()
-        name = key.name.upper()
-        if name == "SUBJECT":
-            return needle in record.subject.lower()
-        if name in _ADDRESS_FIELDS:
-            for a in getattr(record, _ADDRESS_FIELDS[name]):
-                if needle in f"{a['name']} <{a['email']}>".lower():
-                    return True
+        value = field_text(await ctx.head_of(sel.email_ids[index]), key.name)
+        return value is not None and _needle(key.value) in value
+    if kind == "Text":
+        hits = ctx.text_hits.get(id(key))
+        if hits is not None and sel.email_ids[index] in hits:
+            return True
+        if _needle(key.value) in head_text(await ctx.head_of(sel.email_ids[index])):
+            return True
+        if hits is not None:
             return False
-        raw = await ctx.raw_of(record)
-        value = _header_value(raw, key.name)
-        return (needle in value.lower()) if needle else bool(value) or (
-            key.name.lower().encode() + b":" in raw[:raw.find(b"\r\n\r\n")].lower())
     if kind in ("Text", "Body"):
         raw = await ctx.raw_of(record)
         end = raw.find(b"\r\n\r\n")
@@ -280,6 +357,7 @@ async def evaluate(session: Session, key: Any, load: Loader) -> tuple[list[int],
     indexes = [i for i, e in enumerate(sel.email_ids) if allowed is None or e in allowed]
     records = await load(indexes) if needs_records(key, ctx.exact) else None
     ctx.records = records or {}
+    ctx.candidates_ids = [sel.email_ids[i] for i in indexes]
     out = []
     for index in indexes:
         email_id = sel.email_ids[index]
