@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, TypeVar
 
 from mailyard.core.imapfmt import astring as _fmt_astring
-from mailyard.protocols.imap import listmatch
 
 T = TypeVar("T")
 
@@ -93,13 +92,6 @@ class ParseError(Exception):
 
     def __str__(self) -> str:
         return self.message
-
-
-class BadMailboxName(ParseError):
-    """A mailbox name that is not valid modified UTF-7 (RFC 3501 §5.1.3) or, once UTF8=ACCEPT
-    or IMAP4rev2 is enabled, not valid Net-Unicode (RFC 6855 §3, RFC 9051 §5.1). The command
-    is well-formed, so it is refused with NO, not BAD; a LIST pattern of such a name simply
-    matches nothing (parse_list)."""
 
 
 class BadCharset(ParseError):
@@ -444,22 +436,14 @@ class Tokenizer:
         return self.paren_list(self.flag, allow_empty=True)
 
     def _name(self, raw: bytes, start: int) -> str:
-        """A mailbox name (or pattern) on the wire as text: UTF-8 once the client enabled
-        UTF8=ACCEPT or IMAP4rev2 (`&` is then an ordinary character), modified UTF-7 before.
-        Modified UTF-7 must be in its one canonical form (what encode_mailbox_name writes:
-        no split or empty base64 runs, no stray bits), so that one mailbox has one name."""
+        """A mailbox name (or pattern) on the wire as text: UTF-8 or modified UTF-7."""
         try:
-            if self.utf8:
-                name = raw.decode("utf-8")
-            else:
-                name = decode_mailbox_name(raw)
-                if encode_mailbox_name(name) != raw.decode("ascii"):
-                    raise ValueError("not the canonical modified UTF-7 of the name")
+            name = raw.decode("utf-8") if self.utf8 else decode_mailbox_name(raw)
         except (UnicodeError, ValueError) as exc:
             kind = "UTF-8" if self.utf8 else "modified UTF-7"
-            raise BadMailboxName(f"Mailbox name is not valid {kind}", start) from exc
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in name):
-            raise BadMailboxName("Control characters are not allowed in mailbox names", start)
+            raise self.error(f"Mailbox name is not valid {kind}", start) from exc
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+            raise self.error("Control characters are not allowed in mailbox names", start)
         return name
 
     def mailbox(self) -> str:
@@ -1266,12 +1250,8 @@ _SORT_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class SortProgram:
-    """`search.return_options` None is a classic SORT (`* SORT`); a tuple asks for ESEARCH
-    (ESORT, RFC 5267 §3). `partial` is RFC 9394's range as (low, high, from_end)."""
-
     criteria: tuple[SortCriterion, ...]
     search: SearchProgram
-    partial: tuple[int, int, bool] | None = None
 
 
 def _search_criteria(
@@ -1283,41 +1263,10 @@ def _search_criteria(
     return SearchProgram(_SearchParser(tok, codec).keys(), charset, options, uid)
 
 
-_SORT_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "PARTIAL", "UPDATE", "CONTEXT"})
-_SORT_PARTIAL = re.compile(r"(-?)([1-9][0-9]*):(-?)([1-9][0-9]*)\Z")
-
-
 def parse_sort(tok: Tokenizer, *, uid: bool = False) -> SortProgram:
     """sort = ["UID" SP] "SORT" [search-return-opts] SP sort-criteria SP search-criteria
-    (RFC 5256, ESORT and CONTEXT=SORT RFC 5267, PARTIAL RFC 9394, DISPLAYFROM/DISPLAYTO
-    RFC 5957). RETURN () and a RETURN of only UPDATE/CONTEXT mean ALL."""
-    options: tuple[str, ...] | None = None
-    partial: list[tuple[int, int, bool]] = []
-
-    def option() -> str:
-        start = tok.pos
-        name = tok.keyword()
-        if name not in _SORT_RETURN:
-            raise tok.error(f"Unknown RETURN option {name}", start)
-        if name == "PARTIAL":  # partial-range = n:m / -n:-m (RFC 9394 §4), given once
-            tok.sp()
-            at = tok.pos
-            found = _SORT_PARTIAL.match(tok.atom())
-            if partial or found is None or found.group(1) != found.group(3):
-                raise tok.error("Bad PARTIAL range", at)
-            a, b = int(found.group(2)), int(found.group(4))
-            if max(a, b) > MAX_NUMBER:
-                raise tok.error("PARTIAL range out of range", at)
-            partial.append((min(a, b), max(a, b), found.group(1) == "-"))
-        return name
-
-    if tok.peek_keyword() == "RETURN":
-        tok.keyword()
-        tok.sp()
-        options = tuple(dict.fromkeys(tok.paren_list(option, allow_empty=True)))
-        tok.sp()
-        if not set(options) & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}:
-            options = ("ALL", *options)
+    (RFC 5256, ESORT RFC 5267, DISPLAYFROM/DISPLAYTO RFC 5957)."""
+    options = _return_options(tok, frozenset({"MIN", "MAX", "ALL", "COUNT"}))
 
     def criterion() -> SortCriterion:
         start = tok.pos
@@ -1333,8 +1282,7 @@ def parse_sort(tok: Tokenizer, *, uid: bool = False) -> SortProgram:
 
     criteria = tok.paren_list(criterion)
     tok.sp()
-    return SortProgram(tuple(criteria), _search_criteria(tok, uid, options),
-                       partial[0] if partial else None)
+    return SortProgram(tuple(criteria), _search_criteria(tok, uid, options))
 
 
 @dataclass(frozen=True)
@@ -1391,8 +1339,6 @@ class ListCommand:
 
     reference: str
     patterns: tuple[str, ...]
-    """Without those that are not valid mailbox names (all of them if the reference is not):
-    such a pattern matches no name."""
     selection: tuple[str, ...] = ()
     return_options: tuple[str, ...] = ()
     status_items: tuple[str, ...] = ()
@@ -1424,40 +1370,13 @@ def parse_list(tok: Tokenizer, *, extended: bool = True) -> ListCommand:
         if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
             raise tok.error("RECURSIVEMATCH needs another selection option", start)
         tok.sp()
-    valid = True
-
-    def read_name(read: Callable[[], str]) -> str:
-        """A reference or pattern that is not a valid name matches nothing (RFC 3501 §5.1.3:
-        the command is still answered OK): it is left out of `patterns`."""
-        nonlocal valid
-        try:
-            return read()
-        except BadMailboxName:
-            valid = False
-            return ""
-
-    reference = read_name(tok.mailbox)
-    reference_valid, valid = valid, True
+    reference = tok.mailbox()
     tok.sp()
-    patterns: list[str] = []
     if extended and tok.peek() == b"(":
         is_extended = True
-
-        def pattern() -> str:
-            nonlocal valid
-            valid = True
-            value = read_name(tok.list_mailbox)
-            if valid:
-                patterns.append(value)
-            return value
-
-        tok.paren_list(pattern)
+        patterns = tok.paren_list(tok.list_mailbox)
     else:
-        value = read_name(tok.list_mailbox)
-        if valid:
-            patterns.append(value)
-    if not reference_valid:
-        patterns = []
+        patterns = [tok.list_mailbox()]
     returns: list[str] = []
     status: list[str] = []
     if extended and not tok.at_end():
@@ -1487,14 +1406,18 @@ def parse_list(tok: Tokenizer, *, extended: bool = True) -> ListCommand:
 
 
 def list_pattern_to_regex(reference: str, pattern: str, delimiter: str = "/") -> re.Pattern[str]:
-    """The names a LIST reference + pattern matches (RFC 9051 §6.3.9) as a regular expression,
-    for fullmatch. The server does not use it: a regex backtracks (issue 17), so LIST and LSUB
-    match with listmatch.ListPattern, in linear time. Kept for callers that want a regex;
-    runs of wildcards are collapsed, which removes the worst case but not every slow one."""
-    combined = listmatch.combine(reference, pattern, delimiter)
+    """The names a LIST reference + pattern matches (RFC 9051 §6.3.9): `*` matches anything,
+    `%` anything but the hierarchy delimiter. The pattern is appended to the reference (one
+    delimiter between them), and a leading INBOX matches in any case. Use with fullmatch."""
+    if reference and pattern.startswith(delimiter) and reference.endswith(delimiter) and delimiter:
+        combined = reference + pattern[len(delimiter):]
+    else:
+        combined = reference + pattern
+    if combined[:5].upper() == "INBOX" and combined[5:6] in (delimiter, ""):
+        combined = "INBOX" + combined[5:]
     not_delim = f"[^{re.escape(delimiter)}]*" if delimiter else ".*"
     out = []
-    for ch in listmatch.collapse(combined):
+    for ch in combined:
         if ch == "*":
             out.append(".*")
         elif ch == "%":
@@ -1731,7 +1654,6 @@ __all__ = [
     "AppendMessage",
     "Authenticate",
     "BadCharset",
-    "BadMailboxName",
     "Body",
     "Command",
     "Date",
