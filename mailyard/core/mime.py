@@ -429,6 +429,8 @@ class _Mailbox:
             spec, name = "".join(self.angle), " ".join(self.phrase)
         else:
             spec, name = "".join(self.spec), self.comment or ""
+            if not spec:  # a comment alone ("group: (foo) ;") is no address (RFC 5322 §3.4)
+                return None
         route = None
         if spec.startswith("@") and ":" in spec:
             route, _, spec = spec.rpartition(":")
