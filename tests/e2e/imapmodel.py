@@ -30,7 +30,8 @@ What is checked (the names are the keys of `Model.passed` / `Failure.check`):
   modseq-monotonic     a message's MODSEQ as told to one session never goes backwards
   modseq-consistent    one (UID, MODSEQ) always carries the same flags, in every session
   store-reply          a STORE's own FETCH shows its change (+ present, - absent, = exact) and,
-                       with UNCHANGEDSINCE m, a MODSEQ above m
+                       with UNCHANGEDSINCE m, a MODSEQ above m (or m itself if nothing
+                       changed); [MODIFIED set] names only messages the STORE named
   fetch-complete       FETCH m:n of messages the session has returns each of them
   final-view           after the end NOOP, each view (UIDs in order, flags) equals the server's
                        state read over a fresh session; again after UID FETCH 1:* (FLAGS)
@@ -658,6 +659,9 @@ class Session:
             return
         found = _MODIFIED.search(reply.tagged)
         failed = set(expand(found.group(1).decode())) if found else set()
+        self.model.check(failed <= set(numbers), "store-reply",
+                         f"[MODIFIED {compact(sorted(failed))}] names"
+                         f" {'UIDs' if by_uid else 'numbers'} the STORE did not", self)
         want = clean(" ".join(flags))
         checked: set[int] = set()
         for f in reply.fetched:
