@@ -38,8 +38,8 @@ PASSWORD = "model-password-123"
 
 
 def report(result: Result, transcripts: Path | None) -> int:
-    print(result.summary())
     if not result.failures:
+        print(result.summary())
         return 0
     directory = transcripts or Path(tempfile.mkdtemp(prefix="imap-model-"))
     result.write_transcripts(directory)

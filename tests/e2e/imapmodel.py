@@ -541,15 +541,17 @@ class Session:
         return items + (" BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" if msgid else "")
 
     async def resolve(self) -> None:
-        """Fetch UID, flags and Message-ID of the messages announced but not fetched yet."""
+        """Fetch UID, flags and Message-ID of the messages announced but not fetched yet (or
+        whose UID came in an unsolicited FETCH, without the Message-ID)."""
         for _ in range(10):
-            unknown = [i + 1 for i, u in enumerate(self.uids) if u is None]
+            unknown = [i + 1 for i, u in enumerate(self.uids)
+                       if u is None or u not in self.msgid]
             if not unknown:
                 return
             first, last = unknown[0], unknown[-1]
             await self.command(f"FETCH {first}:{last} ({self.fetch_items(msgid=True)})")
             missing = [s for s in range(first, min(last, len(self.uids)) + 1)
-                       if self.uids[s - 1] is None]
+                       if self.uids[s - 1] is None or self.uids[s - 1] not in self.msgid]
             if not self.model.check(not missing, "fetch-complete",
                                     f"FETCH {first}:{last} left out {missing}", self):
                 raise SessionBroken("FETCH left messages out")
