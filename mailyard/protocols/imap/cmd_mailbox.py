@@ -12,11 +12,12 @@ from mailyard.core.imapfmt import astring, quoted
 from mailyard.protocols.imap.grammar import (
     Command,
     encode_mailbox_name,
-    list_pattern_to_regex,
     parse_list,
     parse_status,
 )
+from mailyard.protocols.imap.listmatch import MAX_PATTERN_OCTETS, ListPattern, combine
 from mailyard.protocols.imap.session import AUTH, Bad, No, Session, command
+from mailyard.services.subscriptions import MAX_NAME_OCTETS, imap_name
 from mailyard.store.ports import Conflict, Mailbox, NotFound
 
 DELIMITER = "/"
@@ -29,13 +30,17 @@ _UTF8_QUOTABLE = re.compile(r"[^\x00-\x1f\x7f]*\Z")
 
 
 def _name(s: Session, mailbox: Mailbox) -> str:
+    return _wire(s, mailbox.name)
+
+
+def _wire(s: Session, name: str) -> str:
     """A mailbox name as this client reads it: UTF-8 (a quoted string may hold it, RFC 6855
     §3 / RFC 9051) once it enabled UTF8=ACCEPT or IMAP4rev2, modified UTF-7 otherwise."""
     if s.utf8:
-        if _UTF8_QUOTABLE.match(mailbox.name) and not mailbox.name.isascii():
-            return quoted(mailbox.name.encode()).decode()
-        return astring(mailbox.name).decode("utf-8")
-    return astring(encode_mailbox_name(mailbox.name)).decode("ascii")
+        if _UTF8_QUOTABLE.match(name) and not name.isascii():
+            return quoted(name.encode()).decode()
+        return astring(name).decode("utf-8")
+    return astring(encode_mailbox_name(name)).decode("ascii")
 
 
 async def find_mailbox(s: Session, name: str) -> Mailbox:
@@ -67,6 +72,11 @@ async def create(s: Session, cmd: Command) -> None:
     tok.end()
     if not name or name.upper() == "INBOX":
         raise No("Mailbox exists", "ALREADYEXISTS")
+    if len(name.encode()) > MAX_NAME_OCTETS:
+        raise No(f"Mailbox names are at most {MAX_NAME_OCTETS} octets", "LIMIT")
+    # CREATE does not subscribe (RFC 3501 §6.3.3, §6.3.6): the list is written out before
+    # the mailbox exists, so the old default of the store cannot slip it in.
+    await s.mailbox.subscriptions.materialise(s.user)
     existing = {b.name for b in await s.mailbox.mailboxes(s.user)}
     parts = name.split(DELIMITER)
     for depth in range(1, len(parts)):  # RFC 3501 §6.3.3: create the superiors too
@@ -83,6 +93,8 @@ async def create(s: Session, cmd: Command) -> None:
 
 @command("DELETE", states=AUTH)
 async def delete(s: Session, cmd: Command) -> None:
+    """The subscription stays (RFC 3501 §6.3.9: the server MUST NOT remove a name from the
+    list because its mailbox is gone)."""
     tok = cmd.tokenizer()
     box = await find_mailbox(s, tok.mailbox())
     tok.end()
@@ -97,6 +109,7 @@ async def delete(s: Session, cmd: Command) -> None:
 
 @command("RENAME", states=AUTH)
 async def rename(s: Session, cmd: Command) -> None:
+    """The subscriptions of the mailbox and of those below it follow the new names."""
     tok = cmd.tokenizer()
     box = await find_mailbox(s, tok.mailbox())
     tok.sp()
@@ -104,19 +117,30 @@ async def rename(s: Session, cmd: Command) -> None:
     tok.end()
     if box.role == "inbox":
         raise No("Renaming INBOX is not supported", "CANNOT")
+    if not new or new.upper() == "INBOX":
+        raise No("Mailbox exists", "ALREADYEXISTS")
+    if len(new.encode()) > MAX_NAME_OCTETS:
+        raise No(f"Mailbox names are at most {MAX_NAME_OCTETS} octets", "LIMIT")
     try:
         await s.mailbox.rename_mailbox(s.user, box, new)
     except Conflict as e:
         raise No(str(e), "ALREADYEXISTS") from None
+    await s.mailbox.subscriptions.renamed(s.user, box.name, new)
     s.ok(cmd)
 
 
 @command("SUBSCRIBE", "UNSUBSCRIBE", states=AUTH)
 async def subscribe(s: Session, cmd: Command) -> None:
+    """A name, whether or not a mailbox has it (RFC 3501 §6.3.6-6.3.7, RFC 9051 §6.3.7);
+    both are idempotent. A trailing delimiter is dropped, as CREATE drops it."""
     tok = cmd.tokenizer()
-    box = await find_mailbox(s, tok.mailbox())
+    name = tok.mailbox().rstrip(DELIMITER)
     tok.end()
-    await s.mailbox.subscriptions.subscribe(s.user, box, cmd.name == "SUBSCRIBE")
+    if not name:
+        raise No("No mailbox has an empty name", "CANNOT")
+    if len(name.encode()) > MAX_NAME_OCTETS:
+        raise No(f"Mailbox names are at most {MAX_NAME_OCTETS} octets", "LIMIT")
+    await s.mailbox.subscriptions.subscribe(s.user, name, cmd.name == "SUBSCRIBE")
     s.ok(cmd)
 
 
@@ -128,63 +152,120 @@ async def namespace(s: Session, cmd: Command) -> None:
 
 # ---------------------------------------------------------------------- LIST / LSUB / STATUS
 
-def _attributes(box: Mailbox, names: set[str], extended: bool) -> list[str]:
-    attrs = []
-    has_children = any(n.startswith(box.name + DELIMITER) for n in names)
-    attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
-    if box.role in SPECIAL_USE:
-        attrs.append(SPECIAL_USE[box.role])
-    if extended and box.subscribed:
-        attrs.append("\\Subscribed")
-    return attrs
+MAX_PATTERNS = 64
+"""Most patterns in one LIST (RFC 5258 allows a list of them)."""
 
 
-def _status_line(s: Session, box: Mailbox, items: list[str]) -> str:
-    values = {
-        "MESSAGES": box.total, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
-        "UNSEEN": box.unread, "RECENT": 0, "SIZE": box.size, "DELETED": 0,
-        "HIGHESTMODSEQ": box.highest_modseq, "MAILBOXID": f"({box.id})",
-    }
-    body = " ".join(f"{item} {values[item]}" for item in items if item in values)
-    return f"STATUS {_name(s, box)} ({body})"
+def _ancestors(name: str) -> list[str]:
+    """"a/b/c" -> ["a", "a/b"]."""
+    parts = name.split(DELIMITER)
+    return [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
 
 
 @command("LIST", "LSUB", states=AUTH)
 async def list_(s: Session, cmd: Command) -> None:
-    req = parse_list(cmd.tokenizer(), extended=cmd.name == "LIST")
-    boxes = await s.mailbox.mailboxes(s.user)
-    names = {b.name for b in boxes}
-    if cmd.name == "LIST" and req.patterns == ("",):
+    """LIST (RFC 3501 §6.3.8, RFC 9051 §6.3.9, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS,
+    RFC 6154 SPECIAL-USE) and LSUB (RFC 3501 §6.3.9).
+
+    The selection criteria give the names that meet them: existing mailboxes, or subscribed
+    names (SUBSCRIBED, LSUB), narrowed to special-use mailboxes (SPECIAL-USE). Each that
+    matches a pattern is listed. So is a name that does not meet them but matches a pattern
+    and has a descendant that meets them and matches none (RFC 5258 §3.3 rule 2B): the `%`
+    levels of RFC 3501 — `\\Noselect` in LSUB, `\\NonExistent` (`\\Noselect` in a plain
+    IMAP4rev1 LIST) for a missing parent of existing mailboxes — and, with RECURSIVEMATCH
+    only, a parent given CHILDINFO (RFC 5258 §3.5)."""
+    lsub = cmd.name == "LSUB"
+    req = parse_list(cmd.tokenizer(), extended=not lsub)
+    if not lsub and req.patterns == ("",):  # the hierarchy delimiter and root name
         s.untagged(f'LIST (\\Noselect) "{DELIMITER}" ""')
         s.ok(cmd)
         return
-    regexes = [list_pattern_to_regex(req.reference, p, DELIMITER) for p in req.patterns]
-    only_subscribed = cmd.name == "LSUB" or "SUBSCRIBED" in req.selection
-    only_special = "SPECIAL-USE" in req.selection
-    for box in boxes:
-        name = "INBOX" if box.role == "inbox" else box.name
-        if not any(_match(r, name) for r in regexes):
-            continue
-        if only_subscribed and not box.subscribed:
-            continue
-        if only_special and box.role not in SPECIAL_USE:
-            continue
-        attrs = _attributes(box, names, extended=req.extended)
-        s.untagged(f'{cmd.name} ({" ".join(attrs)}) "{DELIMITER}" {_name(s, box)}')
-        if req.status_items:
-            s.untagged(_status_line(s, box, list(req.status_items)))
+    if len(req.patterns) > MAX_PATTERNS:
+        raise No(f"At most {MAX_PATTERNS} patterns", "LIMIT")
+    canonical = [combine(req.reference, p, DELIMITER) for p in req.patterns]
+    if any(len(c.encode()) > MAX_PATTERN_OCTETS for c in canonical):
+        raise No(f"A LIST pattern is at most {MAX_PATTERN_OCTETS} octets", "LIMIT")
+    patterns = [ListPattern(c, DELIMITER) for c in canonical]
+    matched: dict[str, bool] = {}
+
+    def matches(name: str) -> bool:
+        if name not in matched:
+            matched[name] = any(p.match(name) for p in patterns)
+        return matched[name]
+
+    boxes = await s.mailbox.mailboxes(s.user)
+    existing = {imap_name(b): b for b in boxes}
+    position = {n: i for i, n in enumerate(existing)}
+    first_below: dict[str, int] = {}  # parent name -> position of its first existing child
+    for n, i in position.items():
+        for a in _ancestors(n):
+            first_below.setdefault(a, i)
+    by_subscription = lsub or "SUBSCRIBED" in req.selection
+    show_subscribed = by_subscription or "SUBSCRIBED" in req.return_options
+    subscribed = (await s.mailbox.subscriptions.names(s.user, boxes) if show_subscribed
+                  else set())
+    criteria = set(subscribed) if by_subscription else set(existing)
+    if "SPECIAL-USE" in req.selection:
+        criteria = {n for n in criteria if n in existing and existing[n].role in SPECIAL_USE}
+    recursive = "RECURSIVEMATCH" in req.selection
+    narrowed = by_subscription or "SPECIAL-USE" in req.selection
+    childinfo = " ".join(f'"{o}"' for o in ("SUBSCRIBED", "SPECIAL-USE") if o in req.selection)
+
+    listed = {n for n in criteria if matches(n)}
+    has_criteria_below: set[str] = set()
+    for n in criteria:
+        for a in _ancestors(n):
+            has_criteria_below.add(a)
+            # Rule 2B: a level whose matching descendant would otherwise go unseen.
+            if a not in listed and matches(a) and not matches(n) and (
+                    lsub or recursive or (not narrowed and a not in existing)):
+                listed.add(a)
+    nonexistent = ("\\NonExistent" if req.extended or "IMAP4REV2" in s.enabled
+                   else "\\Noselect")
+
+    def order(n: str) -> tuple[int, int, str]:
+        if n in position:
+            return position[n], 1, n
+        return first_below.get(n, len(position)), 0, n
+
+    for name in sorted(listed, key=order):
+        box = existing.get(name)
+        extra = ""
+        if lsub:
+            attrs = [] if name in subscribed else ["\\Noselect"]
+        else:
+            attrs = [] if box is not None else [nonexistent]
+            attrs.append("\\HasChildren" if name in first_below else "\\HasNoChildren")
+            if box is not None and box.role in SPECIAL_USE:
+                attrs.append(SPECIAL_USE[box.role])
+            if show_subscribed and name in subscribed:
+                attrs.append("\\Subscribed")
+            if recursive and name in has_criteria_below:
+                extra = f' ("CHILDINFO" ({childinfo}))'
+        s.untagged(f'{cmd.name} ({" ".join(attrs)}) "{DELIMITER}" {_wire(s, name)}{extra}')
+        if req.status_items and box is not None:  # RFC 5819: selectable mailboxes only
+            s.untagged(await _status_line(s, box, list(req.status_items)))
     s.ok(cmd)
 
 
-def _match(regex: re.Pattern[str], name: str) -> bool:
-    return regex.fullmatch(name) is not None
+async def _status_line(s: Session, box: Mailbox, items: list[str]) -> str:
+    values: dict[str, object] = {
+        "MESSAGES": box.total, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
+        "UNSEEN": box.unread, "RECENT": 0, "SIZE": box.size,
+        "HIGHESTMODSEQ": box.highest_modseq, "MAILBOXID": f"({box.id})",
+    }
+    if "DELETED" in items:  # RFC 9051 §6.3.11: the messages with \Deleted
+        snapshot = await s.mailbox.snapshot(s.user, box)
+        values["DELETED"] = sum("$deleted" in e.keywords for e in snapshot.entries)
+    body = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    return f"STATUS {_name(s, box)} ({body})"
 
 
 @command("STATUS", states=AUTH)
 async def status(s: Session, cmd: Command) -> None:
     name, items = parse_status(cmd.tokenizer())
     box = await find_mailbox(s, name)
-    s.untagged(_status_line(s, box, items))
+    s.untagged(await _status_line(s, box, items))
     s.ok(cmd)
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, TypeVar
 
 from mailyard.core.imapfmt import astring as _fmt_astring
+from mailyard.protocols.imap import listmatch
 
 T = TypeVar("T")
 
@@ -92,6 +93,13 @@ class ParseError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BadMailboxName(ParseError):
+    """A mailbox name that is not valid modified UTF-7 (RFC 3501 §5.1.3) or, once UTF8=ACCEPT
+    or IMAP4rev2 is enabled, not valid Net-Unicode (RFC 6855 §3, RFC 9051 §5.1). The command
+    is well-formed, so it is refused with NO, not BAD; a LIST pattern of such a name simply
+    matches nothing (parse_list)."""
 
 
 class BadCharset(ParseError):
@@ -436,14 +444,22 @@ class Tokenizer:
         return self.paren_list(self.flag, allow_empty=True)
 
     def _name(self, raw: bytes, start: int) -> str:
-        """A mailbox name (or pattern) on the wire as text: UTF-8 or modified UTF-7."""
+        """A mailbox name (or pattern) on the wire as text: UTF-8 once the client enabled
+        UTF8=ACCEPT or IMAP4rev2 (`&` is then an ordinary character), modified UTF-7 before.
+        Modified UTF-7 must be in its one canonical form (what encode_mailbox_name writes:
+        no split or empty base64 runs, no stray bits), so that one mailbox has one name."""
         try:
-            name = raw.decode("utf-8") if self.utf8 else decode_mailbox_name(raw)
+            if self.utf8:
+                name = raw.decode("utf-8")
+            else:
+                name = decode_mailbox_name(raw)
+                if encode_mailbox_name(name) != raw.decode("ascii"):
+                    raise ValueError("not the canonical modified UTF-7 of the name")
         except (UnicodeError, ValueError) as exc:
             kind = "UTF-8" if self.utf8 else "modified UTF-7"
-            raise self.error(f"Mailbox name is not valid {kind}", start) from exc
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
-            raise self.error("Control characters are not allowed in mailbox names", start)
+            raise BadMailboxName(f"Mailbox name is not valid {kind}", start) from exc
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in name):
+            raise BadMailboxName("Control characters are not allowed in mailbox names", start)
         return name
 
     def mailbox(self) -> str:
@@ -1339,6 +1355,8 @@ class ListCommand:
 
     reference: str
     patterns: tuple[str, ...]
+    """Without those that are not valid mailbox names (all of them if the reference is not):
+    such a pattern matches no name."""
     selection: tuple[str, ...] = ()
     return_options: tuple[str, ...] = ()
     status_items: tuple[str, ...] = ()
@@ -1370,13 +1388,40 @@ def parse_list(tok: Tokenizer, *, extended: bool = True) -> ListCommand:
         if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
             raise tok.error("RECURSIVEMATCH needs another selection option", start)
         tok.sp()
-    reference = tok.mailbox()
+    valid = True
+
+    def read_name(read: Callable[[], str]) -> str:
+        """A reference or pattern that is not a valid name matches nothing (RFC 3501 §5.1.3:
+        the command is still answered OK): it is left out of `patterns`."""
+        nonlocal valid
+        try:
+            return read()
+        except BadMailboxName:
+            valid = False
+            return ""
+
+    reference = read_name(tok.mailbox)
+    reference_valid, valid = valid, True
     tok.sp()
+    patterns: list[str] = []
     if extended and tok.peek() == b"(":
         is_extended = True
-        patterns = tok.paren_list(tok.list_mailbox)
+
+        def pattern() -> str:
+            nonlocal valid
+            valid = True
+            value = read_name(tok.list_mailbox)
+            if valid:
+                patterns.append(value)
+            return value
+
+        tok.paren_list(pattern)
     else:
-        patterns = [tok.list_mailbox()]
+        value = read_name(tok.list_mailbox)
+        if valid:
+            patterns.append(value)
+    if not reference_valid:
+        patterns = []
     returns: list[str] = []
     status: list[str] = []
     if extended and not tok.at_end():
@@ -1406,18 +1451,14 @@ def parse_list(tok: Tokenizer, *, extended: bool = True) -> ListCommand:
 
 
 def list_pattern_to_regex(reference: str, pattern: str, delimiter: str = "/") -> re.Pattern[str]:
-    """The names a LIST reference + pattern matches (RFC 9051 §6.3.9): `*` matches anything,
-    `%` anything but the hierarchy delimiter. The pattern is appended to the reference (one
-    delimiter between them), and a leading INBOX matches in any case. Use with fullmatch."""
-    if reference and pattern.startswith(delimiter) and reference.endswith(delimiter) and delimiter:
-        combined = reference + pattern[len(delimiter):]
-    else:
-        combined = reference + pattern
-    if combined[:5].upper() == "INBOX" and combined[5:6] in (delimiter, ""):
-        combined = "INBOX" + combined[5:]
+    """The names a LIST reference + pattern matches (RFC 9051 §6.3.9) as a regular expression,
+    for fullmatch. The server does not use it: a regex backtracks (issue 17), so LIST and LSUB
+    match with listmatch.ListPattern, in linear time. Kept for callers that want a regex;
+    runs of wildcards are collapsed, which removes the worst case but not every slow one."""
+    combined = listmatch.combine(reference, pattern, delimiter)
     not_delim = f"[^{re.escape(delimiter)}]*" if delimiter else ".*"
     out = []
-    for ch in combined:
+    for ch in listmatch.collapse(combined):
         if ch == "*":
             out.append(".*")
         elif ch == "%":
@@ -1654,6 +1695,7 @@ __all__ = [
     "AppendMessage",
     "Authenticate",
     "BadCharset",
+    "BadMailboxName",
     "Body",
     "Command",
     "Date",

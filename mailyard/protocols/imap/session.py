@@ -24,7 +24,13 @@ from typing import Any
 from mailyard import metrics
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
 from mailyard.protocols.imap.compress import DeflateWriter, Inflater
-from mailyard.protocols.imap.grammar import BadCharset, Command, ParseError, parse_command
+from mailyard.protocols.imap.grammar import (
+    BadCharset,
+    BadMailboxName,
+    Command,
+    ParseError,
+    parse_command,
+)
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
 from mailyard.protocols.imap.selected import Selected
 from mailyard.protocols.imap.views import AccountWatch, ViewHub
@@ -416,6 +422,8 @@ class Session:
             await spec.handler(self, cmd)
         except BadCharset:
             self.tagged(cmd, "NO", "Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+        except BadMailboxName as e:  # well-formed, names no mailbox there can be: NO
+            self.tagged(cmd, "NO", str(e), "CANNOT")
         except ParseError as e:
             self.tagged(cmd, "BAD", str(e))
         except Bad as e:

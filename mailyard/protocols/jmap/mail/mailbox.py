@@ -27,6 +27,7 @@ from mailyard.protocols.jmap.mail.querystate import (
     query_changes_response,
     window,
 )
+from mailyard.services.subscriptions import imap_name
 from mailyard.store.ports import Conflict, Mailbox
 
 SEPARATOR = "/"
@@ -59,6 +60,13 @@ def to_jmap(box: Mailbox, by_name: dict[str, Mailbox]) -> dict[str, Any]:
     }
 
 
+async def _mailboxes(ctx: Context) -> list[Mailbox]:
+    """The account's mailboxes, `subscribed` read from the subscription list that IMAP
+    SUBSCRIBE/LSUB share (services/subscriptions)."""
+    service = mailbox_service(ctx)
+    return await service.subscriptions.mark(ctx.account, await service.mailboxes(ctx.account))
+
+
 @method("Mailbox/get", capability=MAIL)
 async def mailbox_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
@@ -67,7 +75,7 @@ async def mailbox_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if any(p not in PROPERTIES for p in props):  # "header:..." is for Email only
         raise MethodError("invalidArguments", "a Mailbox has no header properties")
     state = await current_state(ctx)
-    boxes = await mailbox_service(ctx).mailboxes(ctx.account)
+    boxes = await _mailboxes(ctx)
     by_name = {b.name: b for b in boxes}
     by_id = {b.id: b for b in boxes}
     wanted = [b.id for b in boxes] if ids is None else ids
@@ -199,16 +207,17 @@ async def _create(ctx: Context, value: object) -> dict[str, Any]:
         box = await service.create_mailbox(ctx.account, path, role)
     except Conflict as e:
         raise SetError("invalidProperties", str(e), ["name"]) from None
-    if props.get("isSubscribed") is False:
-        await service.subscriptions.set_subscription(ctx.account, box, False)
-        box.subscribed = False
+    # §2: isSubscribed "SHOULD default to ... true for any new Mailboxes created by the user
+    # themself"; the list may still hold the name from a mailbox deleted earlier.
+    box.subscribed = props.get("isSubscribed", True)
+    await service.subscriptions.subscribe(ctx.account, imap_name(box), box.subscribed)
     full = to_jmap(box, {**tree.by_name, box.name: box})
     return {k: v for k, v in full.items() if k not in props}
 
 
 async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
     service = mailbox_service(ctx)
-    tree = _Tree(await service.mailboxes(ctx.account))
+    tree = _Tree(await _mailboxes(ctx))
     box = tree.by_id.get(mailbox_id)
     if box is None:
         raise SetError("notFound", "no such mailbox")
@@ -237,8 +246,11 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
             await service.rename_mailbox(ctx.account, box, path)
         except Conflict as e:
             raise SetError("invalidProperties", str(e), ["name"]) from None
+        # isSubscribed belongs to the mailbox here: it (and its children's) moves along.
+        await service.subscriptions.renamed(ctx.account, box.name, path)
     if "isSubscribed" in props and props["isSubscribed"] != box.subscribed:
-        await service.subscriptions.set_subscription(ctx.account, box, props["isSubscribed"])
+        await service.subscriptions.subscribe(ctx.account, imap_name(box, path),
+                                              props["isSubscribed"])
 
 
 async def _destroy(ctx: Context, mailbox_id: str, remove_emails: bool) -> None:
@@ -503,7 +515,7 @@ def _results(boxes: list[Mailbox], args: dict[str, Any]) -> list[str]:
 async def mailbox_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     state = await current_state(ctx)
-    results = _results(await mailbox_service(ctx).mailboxes(ctx.account), args)
+    results = _results(await _mailboxes(ctx), args)
     want_total = boolean(args, "calculateTotal")
     position, ids = window(results, args, MAX_QUERY)
     out: dict[str, Any] = {"accountId": account_id, "queryState": str(state),
@@ -520,7 +532,7 @@ async def mailbox_query_changes(ctx: Context, args: dict[str, Any]) -> dict[str,
     changed, as are all descendants of a changed mailbox when the query works on the tree."""
     account_id = ctx.account_id(args)
     state, changed = await changed_since(ctx, args, "Mailbox")
-    boxes = await mailbox_service(ctx).mailboxes(ctx.account)
+    boxes = await _mailboxes(ctx)
     results = _results(boxes, args)
     if changed:
         by_name = {b.name: b for b in boxes}
