@@ -24,7 +24,9 @@ subset of \\Seen \\Flagged \\Answered; STORE of a random message +FLAGS (\\Delet
 APPEND INBOX of a ~3 KB message (one in, about one out: the INBOX stays near --seed); LIST "" "*";
 STATUS of a random folder or INBOX (MESSAGES UIDNEXT UNSEEN). Client i draws from
 random.Random(i), so two servers get the same command sequence up to what their answers change
-(EXISTS). Prints commands/s and count, p50/p90/p99/max per command; --json writes the same.
+(EXISTS). Prints commands/s and count, p50/p90/p99/max per command, the load average before
+and after, and the CPU seconds the server's process tree used during the loop (--pid with
+--port; Dovecot: its master's pid); --json writes the same.
 Works against any server through --port/--user/--password (bench/dovecot-up.sh starts Dovecot).
 
     .venv/bin/python bench/imap_load.py --mode imaptest-mix --clients 10 --seconds 20 --seed 500
@@ -455,7 +457,37 @@ async def create_folders(port: int) -> None:
     await client.close()
 
 
-async def run_imaptest_mix(args: argparse.Namespace, port: int) -> None:
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of `pid` and every live descendant, plus the children it
+    has reaped (Dovecot's imap processes end at LOGOUT; their CPU lands in the master's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        stats[int(entry.name)] = (int(fields[1]), fields)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        if p not in stats:
+            continue
+        fields = stats[p][1]
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        todo += [child for child, (ppid, _) in stats.items() if ppid == p]
+    return total / tick
+
+
+def self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_imaptest_mix(args: argparse.Namespace, port: int, pid: int | None) -> None:
     await create_folders(port)
     stats, setup = Stats(), Stats()
     ready = asyncio.Event()
@@ -467,10 +499,13 @@ async def run_imaptest_mix(args: argparse.Namespace, port: int) -> None:
             await asyncio.gather(*tasks)  # raises the setup error
         await asyncio.sleep(0.01)
     load_before = Path("/proc/loadavg").read_text().split()[:3]
+    cpu_before = (tree_cpu(pid) if pid else 0.0), self_cpu()
     started = time.perf_counter()
     deadline[0] = started + args.seconds
     ready.set()
     await asyncio.gather(*tasks)
+    cpu_server = (tree_cpu(pid) if pid else 0.0) - cpu_before[0]
+    cpu_bench = self_cpu() - cpu_before[1]
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     loop_s = stats.loop_end - started
     total = stats.done
@@ -479,6 +514,10 @@ async def run_imaptest_mix(args: argparse.Namespace, port: int) -> None:
           f"port={port} workers={args.workers} imap_processes={args.imap_processes}")
     print(f"loadavg before {' '.join(load_before)}, after {' '.join(load_after)}")
     print(f"commands: {total} in {loop_s:.1f}s = {rate:.0f} commands/s")
+    if pid:
+        print(f"server CPU (pid {pid} and its process tree): {cpu_server:.1f}s = "
+              f"{100 * cpu_server / loop_s:.0f}% of a core, {total / max(cpu_server, 1e-9):.0f} "
+              f"commands per CPU-second; bench CPU {cpu_bench:.1f}s")
     print(f"{'command':<16} {'count':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     table: dict[str, dict[str, float]] = {}
     for name, values in [*stats.latencies.items(), *setup.latencies.items()]:
@@ -497,6 +536,7 @@ async def run_imaptest_mix(args: argparse.Namespace, port: int) -> None:
             "mode": "imaptest-mix", "port": port, "clients": args.clients,
             "seconds": args.seconds, "seed": args.seed, "imap_processes": args.imap_processes,
             "commands": total, "loop_seconds": loop_s, "commands_per_s": rate,
+            "server_cpu_s": cpu_server if pid else None, "bench_cpu_s": cpu_bench,
             "loadavg_before": load_before, "loadavg_after": load_after,
             "latency_s": table, "errors": dict(errors)}, indent=1))
 
@@ -623,7 +663,7 @@ async def main_async(args: argparse.Namespace, port: int, pid: int | None,
     if args.mode == "mix":
         await run_mix(args, port)
     elif args.mode == "imaptest-mix":
-        await run_imaptest_mix(args, port)
+        await run_imaptest_mix(args, port, pid)
     else:
         await run_idle(args, port, pid, smtp_port)
 
@@ -666,7 +706,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, help="use a running server's IMAP port")
     parser.add_argument("--user", help="with --port: an existing user")
     parser.add_argument("--password", help="with --port: that user's password")
-    parser.add_argument("--pid", type=int, help="with --port: the server's pid, for RSS")
+    parser.add_argument("--pid", type=int, help="with --port: the server's pid, for RSS (idle) "
+                        "and the CPU of its process tree (imaptest-mix)")
     parser.add_argument("--smtp-port", type=int, help="with --port: for --deliver smtp")
     args = parser.parse_args()
     global USER, PASSWORD
