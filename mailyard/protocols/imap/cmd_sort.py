@@ -1,153 +1,208 @@
-"""SORT and THREAD (RFC 5256), over the stored metadata of the selected mailbox."""
+"""SORT and THREAD (RFC 5256), ESORT and CONTEXT=SORT (RFC 5267), PARTIAL (RFC 9394) and
+SORT=DISPLAY (RFC 5957), over the selected mailbox.
+
+The algorithms live in core.imapthread; this module gathers what they read. Most keys are on
+the stored record; the address keys need the group syntax that the record's address lists do
+not keep, so those read the stored header block (`get_heads`) of the matching messages.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
-from mailyard.core.mime import normalize_subject
+from mailyard.core import imapthread as th
+from mailyard.core.mime import decode_words, parse_address_list
 from mailyard.protocols.imap.cmd_message import records_of
 from mailyard.protocols.imap.grammar import Command, parse_sort, parse_thread
 from mailyard.protocols.imap.search import evaluate
-from mailyard.protocols.imap.session import SELECTED, Session, command
+from mailyard.protocols.imap.session import COMMANDS, SELECTED, Bad, Session, command
 from mailyard.store.ports import EmailRecord
 
-
-def _address_key(addresses: list[dict[str, str]], display: bool) -> str:
-    if not addresses:
-        return ""
-    first = addresses[0]
-    if display and first.get("name"):
-        return first["name"].casefold()
-    return first["email"].partition("@")[0].casefold()
-
-
-def _sort_value(record: EmailRecord, key: str) -> Any:
-    if key == "ARRIVAL":
-        return record.received_at
-    if key == "DATE":
-        return record.sent_at if record.sent_at is not None else record.received_at
-    if key == "SIZE":
-        return record.size
-    if key == "SUBJECT":
-        return normalize_subject(record.subject)
-    if key in ("FROM", "DISPLAYFROM"):
-        return _address_key(record.from_, key == "DISPLAYFROM")
-    if key in ("TO", "DISPLAYTO"):
-        return _address_key(record.to, key == "DISPLAYTO")
-    return _address_key(record.cc, False)
+_ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "DISPLAYFROM": "from",
+                 "DISPLAYTO": "to"}
+_HEAD_BATCH = 2000
+THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
 
 
 async def _matching(s: Session, key: Any) -> list[tuple[int, EmailRecord]]:
+    """The matching messages' 0-based indexes in sequence order, with their records."""
     sel = s.sel
 
     async def load(indexes: list[int]) -> dict[str, EmailRecord]:
         return await records_of(s, indexes, brief=True)
 
     matches, records = await evaluate(s, key, load)
-    if not records:  # a key on flags alone read none; sorting needs them
-        records = await load(matches)
+    missing = [i for i in matches if sel.email_ids[i] not in records]
+    if missing:  # a key on flags alone read none; sorting needs them
+        records = {**records, **await load(missing)}
     return [(i, records[sel.email_ids[i]]) for i in matches]
+
+
+def header_field(head: bytes, name: str) -> str | None:
+    """The first `name` field of a header block, unfolded, as text (UTF-8, else Latin-1 as
+    the MIME parser reads it)."""
+    wanted = name.lower().encode() + b":"
+    lines = head.split(b"\n")
+    for n, line in enumerate(lines):
+        if line[:len(wanted)].lower() != wanted:
+            continue
+        value = [line[len(wanted):].rstrip(b"\r")]
+        for more in lines[n + 1:]:
+            if more[:1] not in (b" ", b"\t"):
+                break
+            value.append(more.rstrip(b"\r"))
+        raw = b"".join(value).strip()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    return None
+
+
+async def _addresses(s: Session, found: list[tuple[int, EmailRecord]],
+                     fields: set[str]) -> dict[str, dict[str, list[th.EnvAddr]]]:
+    """Each message's From/To/Cc as ENVELOPE address tuples, groups included."""
+    ids = [r.id for _, r in found]
+    out: dict[str, dict[str, list[th.EnvAddr]]] = {}
+    for start in range(0, len(ids), _HEAD_BATCH):
+        for head in await s.mailbox.get_heads(s.user, ids[start:start + _HEAD_BATCH]):
+            out[head.id] = {f: parse_address_list(header_field(head.head, f)) for f in fields}
+    return out
+
+
+def _sent_date(record: EmailRecord) -> int:
+    """RFC 5256 §2.2: the Date header in UTC, or INTERNALDATE when absent or unparsable."""
+    return record.sent_at if record.sent_at is not None else record.received_at
+
+
+def _key_function(name: str, addresses: dict[str, dict[str, list[th.EnvAddr]]]
+                  ) -> Callable[[EmailRecord], Any]:
+    if name == "ARRIVAL":
+        return lambda r: r.received_at
+    if name == "DATE":
+        return _sent_date
+    if name == "SIZE":
+        return lambda r: r.size
+    if name == "SUBJECT":
+        return lambda r: th.subject_key(r.subject)
+    field = _ADDRESS_KEYS[name]
+    key = th.display_key if name.startswith("DISPLAY") else th.address_key
+    return lambda r: key(addresses.get(r.id, {}).get(field, []), decode_words)
+
+
+def _sequence_set(numbers: list[int]) -> str:
+    """A sequence-set that keeps the given order (RFC 5267 §3.2: ALL of a SORT is in sort
+    order), so only ascending runs are joined into ranges."""
+    parts: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}:{numbers[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _partial(numbers: list[int], low: int, high: int, from_end: bool) -> list[int]:
+    """RFC 9394 §3.1: positions low..high of the result, 1-based, from its end when negative."""
+    if from_end:
+        size = len(numbers)
+        first, last = max(size - high, 0), size - low + 1
+        return numbers[first:max(last, 0)]
+    return numbers[low - 1:high]
+
+
+def _esearch(cmd: Command, uid: bool, options: tuple[str, ...], numbers: list[int],
+             partial: tuple[int, int, bool] | None) -> str:
+    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if uid else [])
+    if "MIN" in options and numbers:
+        parts.append(f"MIN {numbers[0]}")
+    if "MAX" in options and numbers:
+        parts.append(f"MAX {numbers[-1]}")
+    if "COUNT" in options:
+        parts.append(f"COUNT {len(numbers)}")
+    if "ALL" in options and numbers:
+        parts.append(f"ALL {_sequence_set(numbers)}")
+    if partial is not None:
+        low, high, from_end = partial
+        sign = "-" if from_end else ""
+        window = _partial(numbers, low, high, from_end)
+        parts.append(f"PARTIAL ({sign}{low}:{sign}{high} "
+                     f"{_sequence_set(window) if window else 'NIL'})")
+    return "ESEARCH " + " ".join(parts)
 
 
 @command("SORT", "UID SORT", states=SELECTED)
 async def sort(s: Session, cmd: Command) -> None:
     uid = cmd.uid
-    program = parse_sort(cmd.tokenizer(), uid=uid)
+    tok = cmd.tokenizer()
+    program = parse_sort(tok, uid=uid)
+    tok.end()
     found = await _matching(s, program.search.key)
-    # Stable sorts from the last criterion to the first; ties end in sequence order.
-    found.sort(key=lambda pair: pair[0])
-    for name, reverse in reversed(program.criteria):
-        def by(pair: tuple[int, EmailRecord], name: str = name) -> Any:
-            return _sort_value(pair[1], name)
-        found.sort(key=by, reverse=reverse)
+    fields = {_ADDRESS_KEYS[c.key] for c in program.criteria if c.key in _ADDRESS_KEYS}
+    addresses = await _addresses(s, found, fields) if fields and found else {}
+    # Stable sorts from the last criterion to the first over sequence order: messages equal on
+    # every criterion stay in sequence order, which REVERSE does not turn round (§3).
+    for criterion in reversed(program.criteria):
+        key = _key_function(criterion.key, addresses)
+
+        def by(pair: tuple[int, EmailRecord], key: Callable[[EmailRecord], Any] = key) -> Any:
+            return key(pair[1])
+        found.sort(key=by, reverse=criterion.reverse)
     numbers = [s.sel.uids[i] if uid else i + 1 for i, _ in found]
-    s.untagged("SORT" + "".join(f" {n}" for n in numbers))
+    options = program.search.return_options
+    if options is None:
+        s.untagged("SORT" + "".join(f" {n}" for n in numbers))
+    else:
+        s.untagged(_esearch(cmd, uid, options, numbers, program.partial))
+        if "UPDATE" in options:
+            # RFC 5267 §4.3: a server that will not track this result says so, and the
+            # client knows to repeat the SORT when it needs a fresh result.
+            s.untagged(f'NO [NOUPDATE "{cmd.tag}"] No update notifications for this SORT')
+    await s.report_updates(expunges=uid)
     s.ok(cmd)
 
 
-
-
-def _date(record: EmailRecord) -> int:
-    return record.sent_at if record.sent_at is not None else record.received_at
-
-
-def _render(node: int, children: dict[int, list[int]], number: dict[int, int]) -> str:
-    """A thread node and its descendants in RFC 5256 syntax: a single child continues the
-    chain ("1 2 3"), several become parenthesised siblings ("1 (2)(3)")."""
-    out = [str(number[node])]
-    kids = children.get(node, [])
-    while len(kids) == 1:
-        node = kids[0]
-        out.append(str(number[node]))
-        kids = children.get(node, [])
-    if kids:
-        out.append("".join(f"({_render(k, children, number)})" for k in kids))
-    return " ".join(out)
-
-
-def _references_forest(found: list[tuple[int, EmailRecord]]) -> tuple[list[int],
-                                                                       dict[int, list[int]]]:
-    """Parent of each message: its nearest referenced message present in the result set;
-    messages of the same stored thread with no such link hang under the thread's oldest."""
-    by_msgid = {r.message_id: i for i, r in found if r.message_id}
-    date_of = {i: _date(r) for i, r in found}
-    parent: dict[int, int | None] = {}
-    for i, r in found:
-        refs = [*r.references, *r.in_reply_to]
-        parent[i] = next((by_msgid[m] for m in reversed(refs)
-                          if m in by_msgid and by_msgid[m] != i), None)
-    oldest: dict[str, int] = {}
-    for i, r in sorted(found, key=lambda p: (date_of[p[0]], p[0])):
-        oldest.setdefault(r.thread_id, i)
-    for i, r in found:
-        if parent[i] is None and oldest[r.thread_id] != i:
-            parent[i] = oldest[r.thread_id]
-    children: dict[int, list[int]] = defaultdict(list)
-    roots = []
-    for i, _ in found:
-        p = parent[i]
-        if p is None or _creates_cycle(i, p, parent):
-            roots.append(i)
-        else:
-            children[p].append(i)
-    for kids in children.values():
-        kids.sort(key=lambda k: (date_of[k], k))
-    roots.sort(key=lambda k: (date_of[k], k))
-    return roots, children
-
-
-def _creates_cycle(node: int, p: int | None, parent: dict[int, int | None]) -> bool:
-    seen = {node}
-    while p is not None:
-        if p in seen:
-            return True
-        seen.add(p)
-        p = parent.get(p)
-    return False
+def _thread_message(i: int, record: EmailRecord, number: int) -> th.ThreadMessage:
+    return th.ThreadMessage(seq=i + 1, number=number, date=_sent_date(record),
+                            subject=record.subject, message_id=record.message_id,
+                            references=tuple(record.references),
+                            in_reply_to=tuple(record.in_reply_to))
 
 
 @command("THREAD", "UID THREAD", states=SELECTED)
 async def thread(s: Session, cmd: Command) -> None:
     uid = cmd.uid
-    program = parse_thread(cmd.tokenizer(), uid=uid)
-    algorithm = program.algorithm
+    tok = cmd.tokenizer()
+    program = parse_thread(tok, uid=uid)
+    tok.end()
+    if program.algorithm not in THREAD_ALGORITHMS:
+        raise Bad(f"Unsupported threading algorithm {program.algorithm}")
     found = await _matching(s, program.search.key)
-    number = {i: (s.sel.uids[i] if uid else i + 1) for i, _ in found}
-    if algorithm == "ORDEREDSUBJECT":
-        groups: dict[str, list[tuple[int, EmailRecord]]] = defaultdict(list)
-        for i, r in found:
-            groups[normalize_subject(r.subject)].append((i, r))
-        roots: list[int] = []
-        children: dict[int, list[int]] = {}
-        for members in groups.values():
-            members.sort(key=lambda p: (_date(p[1]), p[0]))
-            head = members[0][0]
-            roots.append(head)
-            children[head] = [i for i, _ in members[1:]]
-        roots.sort(key=lambda k: (_date(dict(found)[k]), k))
+    sel = s.sel
+    messages = [_thread_message(i, r, sel.uids[i] if uid else i + 1) for i, r in found]
+    if program.algorithm == "ORDEREDSUBJECT":
+        threads = th.orderedsubject(messages)
     else:
-        roots, children = _references_forest(found)
-    text = "".join(f"({_render(r, children, number)})" for r in roots)
+        threads = th.references(messages)
+    text = th.render(threads)
     s.untagged("THREAD" + (f" {text}" if text else ""))
+    await s.report_updates(expunges=uid)
     s.ok(cmd)
+
+
+async def cancel_update(s: Session, cmd: Command) -> None:
+    """CANCELUPDATE "tag" ... (RFC 5267 §4.3). SORT keeps no update context (it answers
+    UPDATE with NOUPDATE), so there is nothing to cancel here."""
+    tok = cmd.tokenizer()
+    tok.quoted()
+    while not tok.at_end():
+        tok.sp()
+        tok.quoted()
+    s.ok(cmd)
+
+
+if "CANCELUPDATE" not in COMMANDS:  # CONTEXT=SEARCH's own, which knows its contexts, wins
+    command("CANCELUPDATE", states=SELECTED)(cancel_update)
