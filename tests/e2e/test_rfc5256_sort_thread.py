@@ -260,8 +260,14 @@ def test_envelope_of_group_syntax(wire: Wire) -> None:
     play(wire, "C: m CREATE env\nS~ m OK .*\n" + _append("env", "a", "01-Feb-2024 00:00:00 +0000",
                                                         message))
     _select(wire, "env")
+    a = '((NIL NIL "a" "b.test"))'
+    # Cc: a group start and end for each group, and nothing for the comment "(foo)"; Bcc: a
+    # comment alone is no address either
+    cc = '((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL))'
+    envelope = (f'("Mon, 01 Jan 2024 10:00:00 +0000" "env" {a} {a} {a} '
+                f'((NIL NIL "x" "y.test")) {cc} NIL NIL "<e@x.test>")')
     play(wire, """
         C: f FETCH 1 ENVELOPE
-        S: * 1 FETCH (ENVELOPE ("Mon, 01 Jan 2024 10:00:00 +0000" "env" ((NIL NIL "a" "b.test")) ((NIL NIL "a" "b.test")) ((NIL NIL "a" "b.test")) ((NIL NIL "x" "y.test")) ((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL)) NIL NIL "<e@x.test>"))
+        S: * 1 FETCH (ENVELOPE ${envelope})
         S~ f OK .*
-    """)
+    """, {"envelope": envelope})

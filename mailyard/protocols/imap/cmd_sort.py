@@ -14,9 +14,10 @@ from typing import Any
 from mailyard.core import imapthread as th
 from mailyard.core.mime import decode_words, parse_address_list
 from mailyard.protocols.imap.cmd_message import records_of
-from mailyard.protocols.imap.grammar import Command, parse_sort, parse_thread
+from mailyard.protocols.imap.esearch import partial_window, quote
+from mailyard.protocols.imap.grammar import Command, PartialRange, parse_sort, parse_thread
 from mailyard.protocols.imap.search import evaluate
-from mailyard.protocols.imap.session import COMMANDS, SELECTED, Bad, Session, command
+from mailyard.protocols.imap.session import SELECTED, Bad, Session, command
 from mailyard.store.ports import EmailRecord
 
 _ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "DISPLAYFROM": "from",
@@ -105,18 +106,11 @@ def _sequence_set(numbers: list[int]) -> str:
     return ",".join(parts)
 
 
-def _partial(numbers: list[int], low: int, high: int, from_end: bool) -> list[int]:
-    """RFC 9394 §3.1: positions low..high of the result, 1-based, from its end when negative."""
-    if from_end:
-        size = len(numbers)
-        first, last = max(size - high, 0), size - low + 1
-        return numbers[first:max(last, 0)]
-    return numbers[low - 1:high]
-
-
 def _esearch(cmd: Command, uid: bool, options: tuple[str, ...], numbers: list[int],
-             partial: tuple[int, int, bool] | None) -> str:
-    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if uid else [])
+             partial: PartialRange | None) -> str:
+    """ESEARCH for a SORT (RFC 5267 §3): MIN/MAX are the first and last in sort order, ALL
+    and PARTIAL keep that order."""
+    parts = [f"(TAG {quote(cmd.tag)})"] + (["UID"] if uid else [])
     if "MIN" in options and numbers:
         parts.append(f"MIN {numbers[0]}")
     if "MAX" in options and numbers:
@@ -126,11 +120,8 @@ def _esearch(cmd: Command, uid: bool, options: tuple[str, ...], numbers: list[in
     if "ALL" in options and numbers:
         parts.append(f"ALL {_sequence_set(numbers)}")
     if partial is not None:
-        low, high, from_end = partial
-        sign = "-" if from_end else ""
-        window = _partial(numbers, low, high, from_end)
-        parts.append(f"PARTIAL ({sign}{low}:{sign}{high} "
-                     f"{_sequence_set(window) if window else 'NIL'})")
+        window = partial_window(numbers, partial)
+        parts.append(f"PARTIAL ({partial} {_sequence_set(window) if window else 'NIL'})")
     return "ESEARCH " + " ".join(parts)
 
 
@@ -160,7 +151,7 @@ async def sort(s: Session, cmd: Command) -> None:
         if "UPDATE" in options:
             # RFC 5267 §4.3: a server that will not track this result says so, and the
             # client knows to repeat the SORT when it needs a fresh result.
-            s.untagged(f'NO [NOUPDATE "{cmd.tag}"] No update notifications for this SORT')
+            s.untagged(f"NO [NOUPDATE {quote(cmd.tag)}] No update notifications for SORT")
     await s.report_updates(expunges=uid)
     s.ok(cmd)
 
@@ -191,18 +182,3 @@ async def thread(s: Session, cmd: Command) -> None:
     s.untagged("THREAD" + (f" {text}" if text else ""))
     await s.report_updates(expunges=uid)
     s.ok(cmd)
-
-
-async def cancel_update(s: Session, cmd: Command) -> None:
-    """CANCELUPDATE "tag" ... (RFC 5267 §4.3). SORT keeps no update context (it answers
-    UPDATE with NOUPDATE), so there is nothing to cancel here."""
-    tok = cmd.tokenizer()
-    tok.quoted()
-    while not tok.at_end():
-        tok.sp()
-        tok.quoted()
-    s.ok(cmd)
-
-
-if "CANCELUPDATE" not in COMMANDS:  # CONTEXT=SEARCH's own, which knows its contexts, wins
-    command("CANCELUPDATE", states=SELECTED)(cancel_update)

@@ -1267,11 +1267,11 @@ _SORT_KEYS = frozenset(
 @dataclass(frozen=True)
 class SortProgram:
     """`search.return_options` None is a classic SORT (`* SORT`); a tuple asks for ESEARCH
-    (ESORT, RFC 5267 §3). `partial` is RFC 9394's range as (low, high, from_end)."""
+    (ESORT, RFC 5267 §3). `partial` is RFC 9394's range."""
 
     criteria: tuple[SortCriterion, ...]
     search: SearchProgram
-    partial: tuple[int, int, bool] | None = None
+    partial: PartialRange | None = None
 
 
 def _search_criteria(
@@ -1284,40 +1284,13 @@ def _search_criteria(
 
 
 _SORT_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "PARTIAL", "UPDATE", "CONTEXT"})
-_SORT_PARTIAL = re.compile(r"(-?)([1-9][0-9]*):(-?)([1-9][0-9]*)\Z")
 
 
 def parse_sort(tok: Tokenizer, *, uid: bool = False) -> SortProgram:
     """sort = ["UID" SP] "SORT" [search-return-opts] SP sort-criteria SP search-criteria
     (RFC 5256, ESORT and CONTEXT=SORT RFC 5267, PARTIAL RFC 9394, DISPLAYFROM/DISPLAYTO
-    RFC 5957). RETURN () and a RETURN of only UPDATE/CONTEXT mean ALL."""
-    options: tuple[str, ...] | None = None
-    partial: list[tuple[int, int, bool]] = []
-
-    def option() -> str:
-        start = tok.pos
-        name = tok.keyword()
-        if name not in _SORT_RETURN:
-            raise tok.error(f"Unknown RETURN option {name}", start)
-        if name == "PARTIAL":  # partial-range = n:m / -n:-m (RFC 9394 §4), given once
-            tok.sp()
-            at = tok.pos
-            found = _SORT_PARTIAL.match(tok.atom())
-            if partial or found is None or found.group(1) != found.group(3):
-                raise tok.error("Bad PARTIAL range", at)
-            a, b = int(found.group(2)), int(found.group(4))
-            if max(a, b) > MAX_NUMBER:
-                raise tok.error("PARTIAL range out of range", at)
-            partial.append((min(a, b), max(a, b), found.group(1) == "-"))
-        return name
-
-    if tok.peek_keyword() == "RETURN":
-        tok.keyword()
-        tok.sp()
-        options = tuple(dict.fromkeys(tok.paren_list(option, allow_empty=True)))
-        tok.sp()
-        if not set(options) & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}:
-            options = ("ALL", *options)
+    RFC 5957). The return options are SEARCH's, less SAVE."""
+    options, partial = search_return_options(tok, _SORT_RETURN)
 
     def criterion() -> SortCriterion:
         start = tok.pos
@@ -1333,8 +1306,7 @@ def parse_sort(tok: Tokenizer, *, uid: bool = False) -> SortProgram:
 
     criteria = tok.paren_list(criterion)
     tok.sp()
-    return SortProgram(tuple(criteria), _search_criteria(tok, uid, options),
-                       partial[0] if partial else None)
+    return SortProgram(tuple(criteria), _search_criteria(tok, uid, options), partial)
 
 
 @dataclass(frozen=True)
