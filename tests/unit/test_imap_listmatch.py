@@ -86,3 +86,11 @@ def test_many_stars_take_linear_time() -> None:
     assert not evil.match(name) and plain.match(name)
     # The evil pattern is ~13x longer; a backtracking matcher would be astronomically slower.
     assert timed(evil) < 200 * max(timed(plain), 1e-4)
+
+
+def test_inbox_case_folding_needs_a_spelled_prefix() -> None:
+    assert ListPattern("in%").match("INBOX") and ListPattern("Inbox").match("INBOX")
+    assert ListPattern("iNbOx*").match("INBOX") and ListPattern("inb*").match("INBOX")
+    assert ListPattern("*").match("INBOX") and ListPattern("%X").match("INBOX")
+    assert not ListPattern("*x").match("INBOX") and not ListPattern("*o*").match("INBOX")
+    assert not ListPattern("inboxes").match("INBOX") and not ListPattern("x%").match("INBOX")

@@ -87,15 +87,21 @@ def combine(reference: str, pattern: str, delimiter: str = "/") -> str:
 
 class ListPattern:
     """A canonical LIST pattern to test mailbox names against. INBOX is case-insensitive
-    (RFC 3501 §5.1), so the name INBOX also matches a pattern that matches it in any case."""
+    (RFC 3501 §5.1): a pattern that starts by spelling part of it in another case ("in%",
+    "Inbox") matches INBOX; one that starts with a wildcard is not folded ("*x" does not
+    match INBOX because of its X)."""
 
     __slots__ = ("_inbox", "_matcher")
 
     def __init__(self, canonical: str, delimiter: str = "/") -> None:
         self._matcher = Matcher.compile(canonical, delimiter)
-        self._inbox = Matcher.compile(canonical.upper(), delimiter)
+        prefix = canonical[:min((i for i in (canonical.find("*"), canonical.find("%"))
+                                 if i >= 0), default=len(canonical))]
+        folds = bool(prefix) and "INBOX".startswith(prefix[:5].upper()) and (
+            len(prefix) <= 5 or prefix[5] == delimiter)
+        self._inbox = Matcher.compile(canonical.upper(), delimiter) if folds else None
 
     def match(self, name: str) -> bool:
         if self._matcher.match(name):
             return True
-        return name == "INBOX" and self._inbox.match(name)
+        return name == "INBOX" and self._inbox is not None and self._inbox.match(name)
