@@ -31,8 +31,10 @@ SUBSCRIPTION = "imap.subscription"
 MARKER = ""
 """Object id (no mailbox name is empty) saying the account's list has been written out."""
 DELIMITER = "/"
-MAX_NAME_OCTETS = 1024
-"""Longest name that can be subscribed (UTF-8 octets): the name is a store key."""
+MAX_NAME_OCTETS = 2048
+"""Longest name that can be subscribed (UTF-8 octets): the name is part of a store key, and
+PostgreSQL's btree keys end near 2.7 kB. IMAP allows less (cmd_mailbox); JMAP's paths of
+255-character levels stay under it up to eight levels deep."""
 
 
 def imap_name(box: Mailbox, name: str | None = None) -> str:

@@ -17,13 +17,15 @@ from mailyard.protocols.imap.grammar import (
 )
 from mailyard.protocols.imap.listmatch import MAX_PATTERN_OCTETS, ListPattern, combine
 from mailyard.protocols.imap.session import AUTH, Bad, No, Session, command
-from mailyard.services.subscriptions import MAX_NAME_OCTETS, imap_name
+from mailyard.services.subscriptions import imap_name
 from mailyard.store.ports import Conflict, Mailbox, NotFound
 
 DELIMITER = "/"
 SPECIAL_USE = {"sent": "\\Sent", "drafts": "\\Drafts", "trash": "\\Trash", "junk": "\\Junk",
                "archive": "\\Archive", "all": "\\All"}
 ROLE_OF_USE = {v.lower(): k for k, v in SPECIAL_USE.items()}
+MAX_NAME_OCTETS = 1024
+"""Longest mailbox name CREATE, RENAME and SUBSCRIBE accept (UTF-8 octets), as LIST patterns."""
 
 
 _UTF8_QUOTABLE = re.compile(r"[^\x00-\x1f\x7f]*\Z")
