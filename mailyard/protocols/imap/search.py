@@ -163,7 +163,7 @@ class _Context:
         """Hand the largest subtrees the query language can express to the search service,
         once each, before the per-message walk. A subtree of flags, sequence numbers and
         UIDs only is left to the view, which answers it without a query."""
-        if not needs_records(key, {}):
+        if _view_only(key):
             return
         s = self.session
         if self.labels is None and _has(key, g.GmLabel):
@@ -331,15 +331,27 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
 _VIEW_KEYS = frozenset({"All", "And", "Or", "Not", "SeqSet", "Uid", "Flag", "Keyword"})
 
 
-def needs_records(key: Any, exact: dict[int, set[str]]) -> bool:
-    """Whether `key` reads anything beyond the session's view (UIDs, sequence, flags) and the
-    subtrees the search service answered: the common client searches (UNSEEN, FLAGGED, UID
-    ranges, and FROM/TEXT/... through the service) then load no record at all."""
+def _view_only(key: Any) -> bool:
+    """Made of the session's view alone (UIDs, sequence numbers, flags): nothing to ask."""
+    return type(key).__name__ in _VIEW_KEYS and all(_view_only(k) for k in _children(key))
+
+
+def needs_records(key: Any, exact: dict[int, set[str]],
+                  text_hits: dict[int, set[str]] | None = None) -> bool:
+    """Whether `key` reads anything beyond the session's view (UIDs, sequence, flags), the
+    header blocks (FROM/TO/CC/BCC/HEADER, SENT*, TEXT once the index answered its body part)
+    and the subtrees the search service answered: the common client searches (UNSEEN,
+    FLAGGED, UID ranges, FROM, TEXT ...) then load no record at all."""
     if id(key) in exact:
         return False
-    if type(key).__name__ not in _VIEW_KEYS:
+    kind = type(key).__name__
+    if kind == "Header" or (kind == "Date" and key.field == "sent"):
+        return False
+    if kind == "Text" and text_hits is not None and id(key) in text_hits:
+        return False
+    if kind not in _VIEW_KEYS:
         return True
-    return any(needs_records(k, exact) for k in _children(key))
+    return any(needs_records(k, exact, text_hits) for k in _children(key))
 
 
 Loader = Callable[[list[int]], Awaitable[dict[str, EmailRecord]]]
@@ -355,7 +367,7 @@ async def evaluate(session: Session, key: Any, load: Loader) -> tuple[list[int],
     sel = session.sel
     allowed = ctx.candidates(key)
     indexes = [i for i, e in enumerate(sel.email_ids) if allowed is None or e in allowed]
-    records = await load(indexes) if needs_records(key, ctx.exact) else None
+    records = await load(indexes) if needs_records(key, ctx.exact, ctx.text_hits) else None
     ctx.records = records or {}
     ctx.candidates_ids = [sel.email_ids[i] for i in indexes]
     out = []
