@@ -35,7 +35,21 @@ def quoted(data: bytes) -> bytes:
 
 
 def literal(data: bytes) -> bytes:
-    return b"{%d}\r\n" % len(data) + data
+    """A literal never holds NUL (RFC 9051 §4.3: CHAR8 is %x01-ff): a NUL in stored mail
+    (BODY[], RFC822 of a message appended as literal8) goes out as 0x80, as Dovecot sends it,
+    so the size stays what RFC822.SIZE and BODYSTRUCTURE said. Only literal8 carries NUL."""
+    return b"{%d}\r\n" % len(data) + data.replace(b"\x00", b"\x80")
+
+
+def literal8(data: bytes) -> bytes:
+    """`~{n}` CRLF octets (RFC 3516 §4.3): BINARY data that holds NUL."""
+    return b"~{%d}\r\n" % len(data) + data
+
+
+def binary_data(data: bytes) -> bytes:
+    """BINARY[...] data: a literal8 only when it holds NUL, else a literal, which RFC 3516 §4.3
+    asks for so a client knows that 8-bit data has no NUL without scanning it."""
+    return literal8(data) if b"\x00" in data else literal(data)
 
 
 def string(value: str | bytes) -> bytes:
