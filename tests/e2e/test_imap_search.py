@@ -71,7 +71,8 @@ def imap(server: Server) -> Iterator[imaplib.IMAP4]:
 def uids(client: imaplib.IMAP4, *criteria: str) -> list[int]:
     typ, data = client.uid("SEARCH", *criteria)
     assert typ == "OK", data
-    return [int(n) for n in data[0].split()]
+    found = data[0].split(b" (MODSEQ ")[0]  # RFC 7162 §3.1.5: a MODSEQ key adds (MODSEQ n)
+    return [int(n) for n in found.split()]
 
 
 def where(pred: Callable[[int, Msg], bool]) -> list[int]:
