@@ -57,3 +57,13 @@ def id_u64(ident: str) -> int:
     """A 64-bit number for protocols that want one (Gmail's X-GM-MSGID): the time and the
     first 16 random bits, so it still sorts by creation time."""
     return id_value(ident) >> 64
+
+
+def next_uidvalidity(last: int, now: float) -> int:
+    """The UIDVALIDITY for a mailbox created now, when the account last gave `last`.
+
+    RFC 3501 §2.3.1.1: a (mailbox name, UIDVALIDITY, UID) triple must never name two messages,
+    so a name deleted and created again needs a new value, even within the same second.
+    Seconds since the epoch keep values unique across a re-created account; one more than
+    the last keeps them unique within a second. Fits the RFC's 32 bits until 2106."""
+    return max(int(now), last + 1)

@@ -65,6 +65,8 @@ class Delivered:
     email_id: str
     modseq: int
     created: bool
+    uids: dict[str, int] = field(default_factory=dict)
+    """Mailbox id -> UID given in the delivery's transaction (DeliveryResult.uids)."""
 
 
 @dataclass(slots=True)
@@ -159,8 +161,11 @@ class InboundPipeline:
         return Target(account_id)
 
     async def ingest(self, raw: bytes, targets: list[Target], *, delivery_key: str,
-                     received_at: int, trace_length: int = 0) -> Outcome:
-        """Store `raw` for every target; safe to repeat with the same delivery key."""
+                     received_at: int, trace_length: int = 0,
+                     new_message: bool = False) -> Outcome:
+        """Store `raw` for every target; safe to repeat with the same delivery key.
+        `new_message`: a client asked for a new message (IMAP APPEND, COPY), so the same
+        content already stored is not this message again (NewEmail.same_content_is_same_email)."""
         parsed, split, text = await asyncio.to_thread(self._analyse, raw)
         await self.blobs.put_many(split.blobs)
         # By the day it was received (so a retry names the same object), hash last.
@@ -171,9 +176,10 @@ class InboundPipeline:
         for target in targets:
             new = self._new_email(target, delivery_key, received_at, parsed, raw, skeleton_id,
                                   content_hash, list(split.blobs))
+            new.same_content_is_same_email = not new_message
             result = await self.store.deliver(new)
             outcome.delivered.append(Delivered(target.account_id, result.email_id,
-                                               result.modseq, result.created))
+                                               result.modseq, result.created, result.uids))
             outcome.documents.append(document(target.account_id, result.email_id,
                                               received_at, text))
         return outcome

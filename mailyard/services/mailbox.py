@@ -161,25 +161,71 @@ class MailboxService:
 
     async def copy(self, account: Account, email_ids: Sequence[str],
                    target: Mailbox) -> dict[str, int]:
-        """COPY adds the target label; the email is not duplicated."""
-        uids = await self.store.add_to_mailbox(account.id, email_ids, target.id)
+        """COPY (RFC 3501 §6.4.7): the target gains a new message for each email, under a new
+        UID. An email not yet in the target just gains the label (one email, two mailboxes:
+        the labels model); one the target already holds becomes a second email there, which
+        shares the stored octets (a copy with its own UID and flags from now on)."""
+        uids = await self.store.add_to_mailbox(account.id, email_ids, target.id,
+                                               fresh_only=True)
+        held = [e for e in email_ids if e not in uids]  # (or gone meanwhile)
+        present = {r.id: r for r in await self.store.get_emails(account.id, held, brief=True)
+                   if target.name in r.mailboxes} if held else {}
+        documents: list[IndexDocument] = []
+        for email_id, record in present.items():
+            uids[email_id] = await self._duplicate(account, record, target, documents)
+        if documents:
+            await self.index.index(documents)
         await self._changed(account)
         if target.role == "junk":
             self._junk(account, email_ids, True)
         return uids
 
+    async def _duplicate(self, account: Account, record: EmailRecord, target: Mailbox,
+                         documents: list[IndexDocument]) -> int:
+        """A second email of the same content in `target` (the same blobs: the skeleton's key
+        is its hash and day, the attachments are content-addressed)."""
+        outcome = await self.pipeline.ingest(
+            await self.raw_of(record),
+            [Target(account.id, mailbox_roles=[], mailbox_ids=[target.id],
+                    keywords=list(record.keywords))],
+            delivery_key=new_id("copy"), received_at=record.received_at, new_message=True)
+        [delivered] = outcome.delivered
+        documents += outcome.documents
+        return delivered.uids[target.id]
+
     async def move(self, account: Account, email_ids: Sequence[str], source: Mailbox,
                    target: Mailbox) -> dict[str, tuple[int, int]]:
-        moved = await self.store.move(account.id, email_ids, source.id, target.id)
+        """MOVE (RFC 6851): the target gains a new message with a new UID and the source loses
+        it. An email the target already holds (labels) gets a second email there, as COPY
+        makes (see copy); to the same mailbox, the email is renumbered."""
+        moved = await self.store.move(account.id, email_ids, source.id, target.id,
+                                      fresh_only=True)
+        held = [e for e in email_ids if e not in moved]  # (or gone meanwhile)
+        present = {r.id: r for r in await self.store.get_emails(account.id, held, brief=True)
+                   if target.name in r.mailboxes} if held and source.id != target.id else {}
+        if present:
+            documents: list[IndexDocument] = []
+            for email_id, record in present.items():
+                old_uid = record.mailboxes.get(source.name)
+                if old_uid is None:
+                    continue
+                new_uid = await self._duplicate(account, record, target, documents)
+                await self.store.remove_from_mailbox(account.id, source.id, [email_id])
+                moved[email_id] = (old_uid, new_uid)
+            if documents:
+                await self.index.index(documents)
         await self._changed(account)
         if target.role == "junk" or (source.role == "junk" and target.role != "trash"):
             self._junk(account, email_ids, target.role == "junk")
         return moved
 
-    async def expunge(self, account: Account, mailbox: Mailbox,
-                      email_ids: Sequence[str]) -> list[int]:
-        """Takes the label off; from Trash (last label) or All Mail it destroys the email."""
-        uids = await self.store.remove_from_mailbox(account.id, mailbox.id, email_ids)
+    async def expunge(self, account: Account, mailbox: Mailbox, email_ids: Sequence[str],
+                      *, if_deleted: bool = False) -> list[int]:
+        """Takes the label off; from Trash (last label) or All Mail it destroys the email.
+        `if_deleted`: only those still \\Deleted in the store's own transaction (IMAP
+        EXPUNGE, CLOSE: the session's view may be older than another session's STORE)."""
+        uids = await self.store.remove_from_mailbox(
+            account.id, mailbox.id, email_ids, if_keyword="$deleted" if if_deleted else None)
         if mailbox.role in ("trash", "all"):
             # Destroyed emails leave the search index too, or text searches would name them.
             left = {r.id for r in await self.store.get_emails(account.id, email_ids, brief=True)}
@@ -192,20 +238,20 @@ class MailboxService:
     async def append(self, account: Account, mailbox: Mailbox, raw: bytes, *,
                      keywords: Sequence[str] = (), received_at: int | None = None
                      ) -> Appended:
-        """APPEND / import: the same store path as delivery (threaded, deduplicated, indexed,
-        counted in the quota). An identical message already stored gains the label instead."""
+        """APPEND: the same store path as delivery (threaded, indexed, counted in the quota),
+        always a new email with exactly the flags given, under a new UID (RFC 3501 §6.3.11):
+        the same octets appended twice are two messages. The UID is the one the delivery's
+        own transaction gave, never read back (another session may expunge it at once)."""
         outcome = await self.pipeline.ingest(
             raw, [Target(account.id, mailbox_roles=[], mailbox_ids=[mailbox.id],
                          keywords=list(keywords))],
             delivery_key=new_id("append"),
-            received_at=received_at if received_at is not None else int(time.time() * 1000))
+            received_at=received_at if received_at is not None else int(time.time() * 1000),
+            new_message=True)
         [delivered] = outcome.delivered
-        if not delivered.created:
-            await self.store.add_to_mailbox(account.id, [delivered.email_id], mailbox.id)
         await self.index.index(outcome.documents)
-        record = await self.store.get_email(account.id, delivered.email_id)
         await self._changed(account)
-        return Appended(delivered.email_id, record.mailboxes[mailbox.name], mailbox.uidvalidity)
+        return Appended(delivered.email_id, delivered.uids[mailbox.id], mailbox.uidvalidity)
 
     async def destroy(self, account: Account, email_ids: Sequence[str]) -> list[str]:
         """JMAP Email/set destroy: out of every label, All Mail last (the expunge that

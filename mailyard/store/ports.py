@@ -281,6 +281,11 @@ class NewEmail:
     """The top-level header block as received (through the empty line): kept beside the
     metadata, like Dovecot's cache, so the header FETCH every client runs on a mailbox opens
     no blob."""
+    same_content_is_same_email: bool = True
+    """Whether a stored email of the account with the same Message-ID and content is this
+    message arriving again (SMTP: a sender's retry after a lost 250). False for a client's
+    explicit APPEND, COPY or import of a copy: it asked for a new message (RFC 3501 §6.3.11),
+    and answering with the old one hands back its flags and UID."""
 
 
 @dataclass(slots=True)
@@ -290,6 +295,9 @@ class DeliveryResult:
     created: bool
     """False when the delivery key or (message-id, content) was already there."""
     modseq: int
+    uids: dict[str, int] = field(default_factory=dict)
+    """Mailbox id -> the UID the email got there, as written in the same transaction (empty
+    when not created): read back later, a concurrent EXPUNGE may already have taken it."""
 
 
 @dataclass(slots=True)
@@ -477,18 +485,25 @@ class MailStore(Protocol):
                            replace: Sequence[str] | None = None,
                            unchanged_since: int | None = None) -> KeywordUpdate: ...
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str) -> dict[str, int]:
+                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
         """Label the emails (IMAP COPY); returns email id -> UID in the target. An email
-        already there keeps its UID."""
+        already there keeps its UID; with `fresh_only` it is left out of the answer (seen
+        inside the transaction: IMAP COPY must then make a copy, not name an old UID)."""
         ...
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
-                                  email_ids: Sequence[str]) -> list[int]:
+                                  email_ids: Sequence[str], *,
+                                  if_keyword: str | None = None) -> list[int]:
         """Take the label off (IMAP EXPUNGE); returns the expunged UIDs. Removing from the
-        "all" or "trash" mailbox an email with no other label destroys it."""
+        "all" or "trash" mailbox an email with no other label destroys it. `if_keyword`:
+        only the emails that carry it inside the same transaction (EXPUNGE removes what is
+        \\Deleted now, not what was when the session last looked: another session may have
+        taken the flag off meanwhile)."""
         ...
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
-                   target_id: str) -> dict[str, tuple[int, int]]:
-        """In one transaction: email id -> (old UID in source, new UID in target)."""
+                   target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
+        """In one transaction: email id -> (old UID in source, new UID in target). With
+        `fresh_only`, an email the target (another mailbox) already holds is not moved and
+        is left out of the answer (see add_to_mailbox)."""
         ...
 
 

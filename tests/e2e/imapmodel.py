@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import re
 import smtplib
@@ -185,8 +186,9 @@ class Model:
         """(mailbox, UID) -> Message-ID, from APPENDUID and COPYUID."""
         self.identity: dict[tuple[str, int], str] = {}
         """(mailbox, UID) -> Message-ID, from every FETCH that showed one (and `assigned`)."""
-        self.expunged: set[int] = set()
-        """INBOX UIDs some session was told are expunged (EXPUNGE, VANISHED)."""
+        self.expunged: dict[int, float] = {}
+        """INBOX UIDs some session was told are expunged (EXPUNGE, VANISHED), with when the
+        model first heard it (monotonic; the sessions share one event loop)."""
         self.seen_uids: set[int] = set()
         """Every INBOX UID some session learnt of."""
         self.creations: Counter[tuple[str, str]] = Counter()
@@ -221,7 +223,10 @@ class Model:
     def assign(self, mailbox: str, uid: int, msgid: str, session: Session, how: str) -> None:
         """A UID the server just gave out (APPENDUID/COPYUID): it must be new."""
         key = (mailbox, uid)
-        expunged = mailbox == INBOX and uid in self.expunged
+        # Expunged before the command that names it was sent: a UID given out again. (One
+        # expunged while the command ran was made by it and expunged by another session at
+        # once, which the server may tell before the tagged APPENDUID/COPYUID.)
+        expunged = mailbox == INBOX and self.expunged.get(uid, math.inf) < session.sent_at
         self.check(key not in self.assigned and not expunged, "uid-reused",
                    f"{how} gave {mailbox} UID {uid} for {msgid}, a UID already given"
                    f" out (for {self.assigned.get(key, 'a message seen in a FETCH')})"
@@ -247,13 +252,26 @@ class Model:
                 lambda: self.progress >= since + steps or self.running <= 1)
 
     def allowed(self, mailbox: str, uid: int) -> set[str]:
+        """Flags the message may show: given to it, or to any message linked to it by COPY or
+        MOVE, either way. With Gmail-style labels (DESIGN.md: a mailbox is a label) a COPY
+        into another mailbox labels the same email, so a STORE on either UID shows on both,
+        and MOVE within a mailbox keeps the email under a new UID."""
+        children: defaultdict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+        for child, parent in self.parent.items():
+            children[parent].append(child)
         flags: set[str] = set()
-        key: tuple[str, int] | None = (mailbox, uid)
+        todo = [(mailbox, uid)]
         visited: set[tuple[str, int]] = set()
-        while key is not None and key not in visited:
+        while todo:
+            key = todo.pop()
+            if key in visited:
+                continue
             visited.add(key)
             flags |= self.given.get(key, set())
-            key = self.parent.get(key)
+            up = self.parent.get(key)
+            if up is not None:
+                todo.append(up)
+            todo += children.get(key, [])
         return flags
 
 
@@ -279,6 +297,8 @@ class Session:
         self.transcript: list[str] = []
         self.made = 0
         self.current = ""
+        self.sent_at = 0.0
+        """When the command in progress was sent (monotonic)."""
         self.floor = 0
         """Every message announced by EXISTS and not fetched yet has a UID above this (the
         highest UID the session knew when the first of them was announced)."""
@@ -360,6 +380,7 @@ class Session:
         check the tagged status against what the RFCs allow for it."""
         tag = self.next_tag()
         self.current = text
+        self.sent_at = time.monotonic()
         if literal is None:
             self.send(b"%s %s\r\n" % (tag, text.encode()))
         else:
@@ -442,7 +463,7 @@ class Session:
         self.flags.pop(uid, None)
         self.modseq.pop(uid, None)
         if self.mailbox == INBOX:
-            self.model.expunged.add(uid)
+            self.model.expunged.setdefault(uid, time.monotonic())
 
     def expunge(self, n: int) -> None:
         m = self.model
@@ -939,7 +960,7 @@ def _compare(model: Model, s: Session, fresh: Session, when: str) -> None:
 def _end_checks(model: Model, fresh: Session, target: dict[int, str]) -> None:
     final = set(fresh.known())
     known = {u for (box, u) in model.assigned if box == INBOX} | model.seen_uids
-    for uid in sorted(known - model.expunged):
+    for uid in sorted(known - model.expunged.keys()):
         model.check(uid in final, "lost-message",
                     f"INBOX UID {uid} ({model.identity.get((INBOX, uid))}) was never"
                             f" reported expunged and is not in INBOX")

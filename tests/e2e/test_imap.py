@@ -186,6 +186,7 @@ def test_idle_wakes_on_delivery(server: Server) -> None:
     waited = time.monotonic() - started
     assert line == b"* 1 EXISTS\r\n", line
     assert waited < 5
+    assert f.readline() == b"* 1 RECENT\r\n"  # an IMAP4rev1 session: \Recent is its own
     sock.sendall(b"DONE\r\n")
     assert f.readline().startswith(b"c OK")
     sock.close()
@@ -481,6 +482,8 @@ def test_sessions_sharing_a_mailbox_each_hear_changes_in_their_own_numbers(
     deliver(server, "four")
     for _sock, f in idlers:
         assert f.readline() == b"* 4 EXISTS\r\n"  # type: ignore[attr-defined]
+        # RECENT 1 for the idler that saw "four" first, 0 for the other (RFC 3501 §2.3.2)
+        assert f.readline() in (b"* 1 RECENT\r\n", b"* 0 RECENT\r\n")  # type: ignore
     imap.select("INBOX")
     imap.store("2", "+FLAGS", "\\Deleted")
     imap.expunge()

@@ -25,6 +25,8 @@ and runs it with `run(port, script)`. Line kinds:
   captured for later lines.
 - `S? text` / `S?~ regex`  a group of consecutive such lines: the server sends all of them,
   in any order (RFC 3501 §7: untagged responses in one reply have no fixed order).
+- `S-~ regex`  an optional line: taken if the next server line matches, else left for the
+  next step (a response the RFC lets the server send or not, such as `OK [UNSEEN n]`).
 - `# ...` and blank lines are comments.
 
 A server line that ends with a literal (`{n}`, `~{n}`) is read with its octets and the rest of
@@ -68,6 +70,8 @@ class Wire:
     sock: socket.socket
     buffer: bytes = b""
     seen: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    """Lines read ahead and given back (an optional step that did not match)."""
 
     @classmethod
     def connect(cls, port: int, host: str = "127.0.0.1", timeout: float = 120.0) -> Wire:
@@ -98,6 +102,8 @@ class Wire:
 
     def line(self) -> str:
         """The next logical server line (without its final CRLF)."""
+        if self.pushed:
+            return self.pushed.pop()
         parts: list[str] = []
         while True:
             raw = self._read_until(b"\r\n")
@@ -146,7 +152,7 @@ def _parse(script: str) -> list[tuple[str, str]]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        for kind in ("S?~", "C:", "S:", "S~", "S?"):
+        for kind in ("S?~", "S-~", "C:", "S:", "S~", "S?"):
             if line.startswith(kind + " ") or line == kind:
                 steps.append((kind, line[len(kind) + 1:]))
                 break
@@ -183,6 +189,11 @@ def play(wire: Wire, script: str, values: dict[str, str] | None = None) -> dict[
                         f"{[p for _, p in group]}; lines so far: {wire.seen[-20:]}")
             continue
         got = wire.line()
+        if kind == "S-~":
+            if not _matches("S~", text, got, values):
+                wire.pushed.append(got)
+            i += 1
+            continue
         if not _matches(kind, text, got, values):
             raise TranscriptError(f"expected {kind} {_expand(text, values)!r}\n"
                                   f"     got {got!r}\nlines so far: {wire.seen[-20:]}")

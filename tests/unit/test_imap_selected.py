@@ -54,7 +54,7 @@ def test_sessions_share_one_version_and_each_is_told_from_where_it_stands() -> N
 def test_a_sessions_own_flag_change_is_not_reported_back_to_it() -> None:
     version = Selected.from_snapshot(snapshot([1, 2]), read_only=False).version
     mine, other = Selected(base_box(), False, version), Selected(base_box(), False, version)
-    mine.set_keywords(1, ("$flagged",))  # STORE 2 +FLAGS (\Flagged), answered already
+    mine.set_keywords(1, ("$flagged",), 13)  # STORE 2 +FLAGS (\Flagged), answered already
     assert mine.keywords_at(1) == ("$flagged",) and other.keywords_at(1) == ()
     version.advance(MailboxDelta(13, [MailboxEntry(2, "e2", ["$flagged"], 13)], []))
     assert mine.catch_up() == []

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from mailyard.core import sections
 from mailyard.core.ids import id_u64
-from mailyard.core.imapfmt import literal
+from mailyard.core.imapfmt import binary_data, literal
 from mailyard.core.mime import Part
-from mailyard.protocols.imap.flags import to_flags, to_keywords
+from mailyard.protocols.imap.flags import to_keywords
 from mailyard.protocols.imap.grammar import (
     Command,
     FetchItem,
@@ -27,7 +27,7 @@ from mailyard.protocols.imap.grammar import (
 )
 from mailyard.protocols.imap.selected import compact, shared_keywords
 from mailyard.protocols.imap.session import SELECTED, Bad, No, Session, command
-from mailyard.store.ports import EmailHead, EmailRecord, Mailbox, NotFound
+from mailyard.store.ports import EmailHead, EmailRecord, Mailbox, NotFound, QuotaExceeded
 
 _BATCH = 256
 _PARALLEL = 16
@@ -137,7 +137,7 @@ def _fetch_head(s: Session, index: int, head: EmailHead, items: list[FetchItem],
         elif name == "RFC822.SIZE":
             out.append(b"RFC822.SIZE %d" % head.size)
         elif name == "MODSEQ":
-            out.append(b"MODSEQ (%d)" % head.modseq)
+            out.append(b"MODSEQ (%d)" % sel.modseq_at(index))
         elif name == "EMAILID":
             out.append(f"EMAILID ({head.id})".encode())
         elif name == "X-GM-MSGID":
@@ -149,9 +149,9 @@ def _fetch_head(s: Session, index: int, head: EmailHead, items: list[FetchItem],
         elif name != "FLAGS":
             out.append(_head_item(item, head.head))
     if "FLAGS" in names:
-        out.append(f"FLAGS ({' '.join(to_flags(sel.keywords_at(index)))})".encode())
+        out.append(f"FLAGS ({sel.flags_text(index, recent=s.rev1)})".encode())
         if "MODSEQ" not in names and "CONDSTORE" in s.enabled:
-            out.append(b"MODSEQ (%d)" % head.modseq)
+            out.append(b"MODSEQ (%d)" % sel.modseq_at(index))
     return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n"
 
 
@@ -196,7 +196,7 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
         elif name == "BODY" and item.section is None:
             out.append(b"BODY " + (record.body or record.bodystructure))
         elif name == "MODSEQ":
-            out.append(b"MODSEQ (%d)" % record.modseq)
+            continue  # written last, after a body fetch may have set \Seen
         elif name in ("EMAILID", "X-GM-MSGID"):
             out.append(f"EMAILID ({record.id})".encode() if name == "EMAILID"
                        else b"X-GM-MSGID %d" % id_u64(record.id))
@@ -213,33 +213,34 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
             out.append(name.encode() + b" " + literal(data))
         elif name == "BINARY.SIZE":
             assert raw is not None and root is not None and item.section is not None
-            decoded = sections.binary_section(raw, root, item.section.part)
-            if decoded is None:
-                raise No("No such part", "UNKNOWN-CTE")
-            out.append(_response_name(item) + b" %d" % len(decoded))
+            try:
+                decoded = sections.binary_section(raw, root, item.section.part)
+            except sections.UnknownCTE:
+                raise No("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None
+            out.append(_response_name(item) + b" %d" % len(decoded or b""))
         elif item.section is not None:
             assert raw is not None and root is not None
-            found = _section_data(item, raw, root)
-            if found is None and name.startswith("BINARY"):
-                raise No("Cannot decode that part", "UNKNOWN-CTE")
+            try:
+                found = _section_data(item, raw, root)
+            except sections.UnknownCTE:
+                raise No("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None
             if found is None:
                 out.append(_response_name(item) + b" NIL")
                 continue
             if item.partial is not None:
                 found = sections.partial(found, item.partial[0], item.partial[1])
-            prefix = b"~" if name.startswith("BINARY") and b"\0" in found else b""
-            out.append(_response_name(item) + b" " + prefix + literal(found))
-    keywords = sel.keywords_at(index)
-    if set_seen and "$seen" not in keywords:
+            data = binary_data(found) if name.startswith("BINARY") else literal(found)
+            out.append(_response_name(item) + b" " + data)
+    if set_seen and "$seen" not in sel.keywords_at(index):
         result = await s.mailbox.set_keywords(s.user, [record.id], add=["$seen"])
         if result.updated:
-            keywords = shared_keywords(result.updated[0][1])
-            sel.set_keywords(index, keywords)
+            _, keywords, modseq = result.updated[0]
+            sel.set_keywords(index, shared_keywords(keywords), modseq)
             names.add("FLAGS")
     if "FLAGS" in names:
-        out.append(f"FLAGS ({' '.join(to_flags(keywords))})".encode())
-    if "MODSEQ" not in names and "CONDSTORE" in s.enabled and "FLAGS" in names:
-        out.append(b"MODSEQ (%d)" % record.modseq)
+        out.append(f"FLAGS ({sel.flags_text(index, recent=s.rev1)})".encode())
+    if "MODSEQ" in names or ("CONDSTORE" in s.enabled and "FLAGS" in names):
+        out.append(b"MODSEQ (%d)" % sel.modseq_at(index))
     return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n"
 
 
@@ -309,21 +310,26 @@ async def records_of(s: Session, indexes: list[int], *,
     return found
 
 
-def _fetch_flags(s: Session, indexes: list[int]) -> None:
+def _fetch_flags(s: Session, indexes: list[int], with_uid: bool) -> None:
+    """FETCH (FLAGS) / (UID FLAGS) from the session's view alone: the flag sync every
+    client runs, with no store round trip."""
     sel = s.sel
+    recent, condstore = s.rev1, "CONDSTORE" in s.enabled
     for i in indexes:
-        flags = " ".join(to_flags(sel.keywords_at(i)))
-        s.raw(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (i + 1, sel.uids[i], flags.encode()))
+        uid = b"UID %d " % sel.uids[i] if with_uid else b""
+        modseq = b" MODSEQ (%d)" % sel.modseq_at(i) if condstore else b""
+        s.raw(b"* %d FETCH (%sFLAGS (%s)%s)\r\n"
+              % (i + 1, uid, sel.flags_text(i, recent=recent).encode(), modseq))
 
 
 @command("FETCH", "UID FETCH", states=SELECTED)
 async def fetch(s: Session, cmd: Command) -> None:
     uid = cmd.uid
     seqset, items, changed_since, vanished = parse_fetch(cmd.tokenizer(), uid=uid)
-    if changed_since is not None:
-        s.enabled.add("CONDSTORE")
-        if not any(i.name == "MODSEQ" for i in items):
-            items.append(FetchItem("MODSEQ"))  # RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ
+    if changed_since is not None and not any(i.name == "MODSEQ" for i in items):
+        items.append(FetchItem("MODSEQ"))  # RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ
+    if any(i.name == "MODSEQ" for i in items):
+        s.enable_condstore()
     if vanished and "QRESYNC" not in s.enabled:
         raise Bad("VANISHED needs ENABLE QRESYNC")
     indexes = resolve(s, seqset, uid=uid)
@@ -334,7 +340,7 @@ async def fetch(s: Session, cmd: Command) -> None:
         if gone:
             s.untagged(f"VANISHED (EARLIER) {compact(gone)}")
     if {i.name for i in items} <= {"UID", "FLAGS"} and changed_since is None:
-        _fetch_flags(s, indexes)  # the flag sync every client runs: no store round trip
+        _fetch_flags(s, indexes, uid or any(i.name == "UID" for i in items))
         await s.report_updates(expunges=uid)
         s.ok(cmd)
         return
@@ -362,7 +368,7 @@ async def _fetch_heads(s: Session, indexes: list[int], items: list[FetchItem], u
             head = heads.get(email_id)
             if head is None:
                 continue  # expunged by another session; reported at the next chance
-            if changed_since is not None and head.modseq <= changed_since:
+            if changed_since is not None and s.sel.modseq_at(index) <= changed_since:
                 continue
             if not head.head:
                 missing.append(index)  # stored before heads were kept: read the blob
@@ -382,7 +388,7 @@ async def _fetch_records(s: Session, indexes: list[int], items: list[FetchItem],
         wanted = [(index, record) for index in chunk
                   if (record := records.get(s.sel.email_ids[index])) is not None
                   # (None: expunged by another session; reported at the next chance)
-                  and (changed_since is None or record.modseq > changed_since)]
+                  and (changed_since is None or s.sel.modseq_at(index) > changed_since)]
         for start_wave in range(0, len(wanted), _PARALLEL):
             # A wave of messages at once: their blob reads overlap instead of queueing.
             wave = wanted[start_wave:start_wave + _PARALLEL]
@@ -413,6 +419,8 @@ async def store(s: Session, cmd: Command) -> None:
         s.ok(cmd)
         return
     keywords = to_keywords(req.flags)
+    if req.unchangedsince is not None:
+        s.enable_condstore()
     if req.mode == "+":
         result = await s.mailbox.set_keywords(s.user, ids, add=keywords,
                                               unchanged_since=req.unchangedsince)
@@ -423,22 +431,28 @@ async def store(s: Session, cmd: Command) -> None:
         result = await s.mailbox.set_keywords(s.user, ids, replace=keywords,
                                               unchanged_since=req.unchangedsince)
     position = {email_id: i for i, email_id in zip(indexes, ids, strict=True)}
+    for line in sel.announce(shared_keywords(kws) for _, kws, _ in result.updated):
+        s.raw(line)  # a new keyword: * FLAGS before the FETCH that shows it
+    condstore = "CONDSTORE" in s.enabled
     for email_id, kws, modseq in result.updated:
         i = position[email_id]
-        sel.set_keywords(i, shared_keywords(kws))
-        if req.silent and req.unchangedsince is None:
+        sel.set_keywords(i, shared_keywords(kws), modseq)
+        if req.silent and not condstore:
             continue
-        parts = [f"UID {sel.uids[i]}"] if uid else []
+        # RFC 7162 §3.1.3: with CONDSTORE, .SILENT still reports the new MODSEQ (and a
+        # message changed by someone else meanwhile its flags too: it is not silent then).
+        parts = [f"UID {sel.uids[i]}"] if uid or condstore else []
         if not req.silent:
-            parts.append(f"FLAGS ({' '.join(to_flags(kws))})")
-        if "CONDSTORE" in s.enabled or req.unchangedsince is not None:
+            parts.append(f"FLAGS ({sel.flags_text(i, recent=s.rev1)})")
+        if condstore:
             parts.append(f"MODSEQ ({modseq})")
         s.untagged(f"{i + 1} FETCH ({' '.join(parts)})")
         sel.modseq = max(sel.modseq, modseq)
+    # Numbered before the updates: a UID STORE may report expunges, which renumber.
+    failed = sorted(sel.uids[position[e]] if uid else position[e] + 1
+                    for e in result.conflicts)
     await s.report_updates(expunges=uid)
-    if result.conflicts:
-        failed = sorted(sel.uids[position[e]] if uid else position[e] + 1
-                        for e in result.conflicts)
+    if failed:
         s.ok(cmd, "Conditional STORE failed for some", "MODIFIED " + compact(failed))
     else:
         s.ok(cmd)
@@ -464,22 +478,39 @@ async def copy_or_move(s: Session, cmd: Command) -> None:
         return
     ids = [sel.email_ids[i] for i in indexes]
     source_uids = [sel.uids[i] for i in indexes]
-    if move:
-        if target.id == sel.mailbox.id:
-            raise No("Source and target are the same mailbox", "CANNOT")
-        moved = await s.mailbox.move(s.user, ids, sel.mailbox, target)
-        new_uids = [moved[e][1] for e in ids if e in moved]
-        source_uids = [moved[e][0] for e in ids if e in moved]
-        code = f"COPYUID {target.uidvalidity} {compact(source_uids)} {compact(new_uids)}"
-        s.untagged(f"OK [{code}] Moved")
+    if move:  # to the same mailbox too: new UIDs there (RFC 6851 §3.3)
+        try:
+            moved = await s.mailbox.move(s.user, ids, sel.mailbox, target)
+        except QuotaExceeded as e:
+            raise No(f"{e}", "OVERQUOTA") from None
+        pairs = [moved[e] for e in ids if e in moved]
+        if pairs:
+            s.untagged(f"OK [COPYUID {target.uidvalidity} {copyuid_sets(pairs)}] Moved")
         await s.report_updates()
+        if not pairs:  # all expunged by another session meanwhile (RFC 9051 §7.1)
+            raise No("The messages no longer exist", "EXPUNGEISSUED")
         s.ok(cmd)
         return
-    copied = await s.mailbox.copy(s.user, ids, target)
-    new_uids = [copied[e] for e in ids if e in copied]
+    try:
+        copied = await s.mailbox.copy(s.user, ids, target)
+    except QuotaExceeded as e:
+        raise No(f"{e}", "OVERQUOTA") from None
+    pairs = [(old, copied[e]) for e, old in zip(ids, source_uids, strict=True) if e in copied]
     await s.report_updates(expunges=uid)
-    s.ok(cmd, "COPY completed",
-         f"COPYUID {target.uidvalidity} {_uid_list(source_uids)} {_uid_list(new_uids)}")
+    if not pairs:  # all expunged by another session meanwhile (RFC 9051 §7.1)
+        raise No("The messages no longer exist", "EXPUNGEISSUED")
+    s.ok(cmd, "COPY completed", f"COPYUID {target.uidvalidity} {copyuid_sets(pairs)}")
+
+
+def copyuid_sets(pairs: list[tuple[int, int]]) -> str:
+    """The two sets of a COPYUID (RFC 4315 §3): source and target UIDs pair up by position,
+    so they are compressed into ranges only when both run in the same order."""
+    pairs = sorted(pairs)
+    sources = [p[0] for p in pairs]
+    targets = [p[1] for p in pairs]
+    if targets == sorted(targets):
+        return f"{compact(sources)} {compact(targets)}"
+    return f"{_uid_list(sources)} {_uid_list(targets)}"
 
 
 def _uid_list(uids: list[int]) -> str:

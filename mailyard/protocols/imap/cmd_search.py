@@ -32,16 +32,6 @@ def _has_modseq(key: Any) -> bool:
     return False
 
 
-def enable_condstore(s: Session) -> None:
-    """A CONDSTORE enabling command (RFC 7162 §3.1) with a mailbox selected: from now on MODSEQ
-    goes with every FETCH, and the client learns the HIGHESTMODSEQ it starts from."""
-    if "CONDSTORE" in s.enabled:
-        return
-    s.enabled.add("CONDSTORE")
-    if s.selected is not None:
-        s.untagged(f"OK [HIGHESTMODSEQ {s.selected.modseq}] Highest")
-
-
 @command("SEARCH", "UID SEARCH", states=SELECTED)
 async def search(s: Session, cmd: Command) -> None:
     uid = cmd.uid
@@ -54,7 +44,7 @@ async def search(s: Session, cmd: Command) -> None:
     sel = s.sel
     with_modseq = _has_modseq(program.key)
     if with_modseq:  # RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE
-        enable_condstore(s)
+        s.enable_condstore()
     matches, records = await evaluate(s, program.key,
                                       lambda ix: records_of(s, ix, brief=True))
 

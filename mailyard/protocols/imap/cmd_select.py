@@ -5,7 +5,7 @@ RFC 3691 UNSELECT, RFC 7162 QRESYNC)."""
 from __future__ import annotations
 
 from mailyard.protocols.imap.cmd_mailbox import find_mailbox
-from mailyard.protocols.imap.flags import FLAGS, PERMANENT_FLAGS, to_flags
+from mailyard.protocols.imap.flags import to_flags
 from mailyard.protocols.imap.grammar import Command, SequenceSet, parse_select
 from mailyard.protocols.imap.selected import Selected, compact
 from mailyard.protocols.imap.session import AUTH, SELECTED, Bad, No, Session, command
@@ -20,7 +20,7 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
         s.select(None)
         s.untagged("OK [CLOSED] Previous mailbox closed")
     if params.condstore:
-        s.enabled.add("CONDSTORE")
+        s.enabled.add("CONDSTORE")  # HIGHESTMODSEQ follows in the SELECT's own responses
     qresync = params.qresync
     if qresync is not None and "QRESYNC" not in s.enabled:
         raise Bad("ENABLE QRESYNC first")
@@ -28,11 +28,13 @@ async def _select(s: Session, cmd: Command, read_only: bool) -> None:
     assert s.watch is not None  # made at login
     sel = await s.services.views.select(s.watch, box, read_only)
     s.select(sel)
-    s.untagged(f"FLAGS {FLAGS}")
-    s.untagged(f"OK [PERMANENTFLAGS {'()' if read_only else PERMANENT_FLAGS}] Flags permitted")
+    for line in sel.flags_lines():  # the system flags and the keywords in use (§7.2.6)
+        s.raw(line)
     s.untagged(f"{sel.exists} EXISTS")
-    if "IMAP4REV2" not in s.enabled:
-        s.untagged("0 RECENT")
+    if s.rev1:
+        if sel.view is not None:
+            sel.select_recent(sel.view.recent_mark)
+        s.untagged(f"{len(sel.recent)} RECENT")
         unseen = next((i + 1 for i, kw in enumerate(sel.all_keywords()) if "$seen" not in kw),
                       None)
         if unseen is not None:
@@ -89,7 +91,7 @@ async def _expunge_deleted(s: Session, uids: set[int] | None = None) -> list[int
               if "$deleted" in kw and (uids is None or sel.uids[i] in uids)]
     if not doomed:
         return []
-    return await s.mailbox.expunge(s.user, sel.mailbox, doomed)
+    return await s.mailbox.expunge(s.user, sel.mailbox, doomed, if_deleted=True)
 
 
 @command("EXPUNGE", states=SELECTED)

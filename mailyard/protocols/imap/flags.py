@@ -36,3 +36,15 @@ def to_keywords(flags: Iterable[str]) -> list[str]:
 
 def to_flags(keywords: Iterable[str]) -> list[str]:
     return [_BACK.get(k, k) for k in keywords]
+
+
+SYSTEM_KEYWORDS = frozenset(SYSTEM.values())
+
+
+def flag_list(names: Iterable[str], *, permanent: bool = False) -> str:
+    """The `* FLAGS` (or PERMANENTFLAGS) list: the system flags, then the mailbox's keywords
+    (RFC 3501 §7.2.6: a client learns a keyword's existence from here before a FETCH shows
+    it), then \\* where clients may make new ones."""
+    extra = " ".join(to_flags(sorted(names)))
+    system = FLAGS[1:-1] + (" " + extra if extra else "")
+    return f"({system} \\*)" if permanent else f"({system})"

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailyard import metrics
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
@@ -39,6 +39,9 @@ from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
 from mailyard.store.ports import Account, EventBus
+
+if TYPE_CHECKING:
+    from mailyard.protocols.imap.cmd_notify import Notifier
 
 log = logging.getLogger("mailyard.imap")
 
@@ -179,8 +182,8 @@ BASE_CAPABILITIES = [
     "STATUS=SIZE", "ESEARCH", "OBJECTID", "CONDSTORE", "QRESYNC", "QUOTA",
     "QUOTA=RES-STORAGE", "BINARY", "CREATE-SPECIAL-USE", "SORT", "SORT=DISPLAY",
     "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "X-GM-EXT-1", "SEARCHRES", "ESORT",
-    "CONTEXT=SORT", "CONTEXT=SEARCH",
-    "UTF8=ACCEPT", "MULTIAPPEND", "COMPRESS=DEFLATE",
+    "CONTEXT=SORT", "CONTEXT=SEARCH", "NOTIFY",
+    "UTF8=ACCEPT", "MULTIAPPEND", "CATENATE", "COMPRESS=DEFLATE",
 ]
 
 
@@ -219,6 +222,7 @@ class Session:
         "idling",
         "inflater",
         "mailbox",
+        "notify",
         "peer_ip",
         "reader",
         "saved_uids",
@@ -259,6 +263,8 @@ class Session:
         self.idling = False
         self.idle_tag: str | None = None
         """The tag of the IDLE command in progress (its continuation sent), else None."""
+        self.notify: Notifier | None = None
+        """What NOTIFY SET asked for (RFC 5465, cmd_notify), else None."""
 
     def _command_reader(self, stream: asyncio.StreamReader) -> CommandReader:
         policy = self.services.policy
@@ -350,6 +356,8 @@ class Session:
             await self.flush()
             while self.state is not State.LOGOUT:
                 self.deadline = time.monotonic() + timeout
+                if self.notify is not None:  # RFC 5465: what waited for the command
+                    self.notify.between_commands()
                 try:
                     data = await self.reader.read_command()
                 except CommandTooLong as e:
@@ -392,6 +400,9 @@ class Session:
         services.activity += 1
         LIVE.counted("imap", False)
         self._idle_end()
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
         self.select(None)
         if self.watch is not None:
             services.views.detach(self.watch)
@@ -538,14 +549,15 @@ class Session:
     async def report_updates(self, *, expunges: bool = True) -> None:
         """Tell the client what changed in the selected mailbox (RFC 3501 §5.2, §7.4.1).
 
-        During FETCH, STORE and SEARCH (and their UID forms) EXPUNGE must not be sent, since it
-        would renumber messages under the client's feet: `expunges=False` then skips the whole
-        update, which the next command or NOOP delivers. The shared view asks the store only
-        when an event said the account changed (or after a quiet minute, in case one was lost),
-        and once for all the sessions that have the mailbox selected.
+        During FETCH, STORE and SEARCH (not their UID forms) EXPUNGE must not be sent, since it
+        would renumber messages under the client's feet: `expunges=False` then reports the
+        changes up to the first expunge, and the next command or NOOP the rest. The shared
+        view asks the store only when an event said the account changed (or after a quiet
+        minute, in case one was lost), and once for all the sessions that have the mailbox
+        selected.
         """
         sel = self.selected
-        if sel is None or self.watch is None or not expunges:
+        if sel is None or self.watch is None:
             return
         view = sel.view
         if view is not None:
@@ -555,9 +567,33 @@ class Session:
             sel = self.selected  # the session may have moved on while the query ran
             if sel is None or sel.view is not view:
                 return
-        for line in sel.catch_up(with_modseq="CONDSTORE" in self.enabled,
-                                 qresync="QRESYNC" in self.enabled):
+        for line in self._catch_up(sel, expunges):
             self.raw(line)
+        if expunges:  # CONTEXT=SEARCH (RFC 5267): ADDTO/REMOVETO of the live searches
+            from mailyard.protocols.imap import esearch  # (esearch imports the commands)
+            await esearch.report_context_updates(self)
+
+    def _catch_up(self, sel: Selected, expunges: bool = True) -> list[bytes]:
+        enabled = self.enabled
+        return sel.catch_up(with_modseq="CONDSTORE" in enabled, qresync="QRESYNC" in enabled,
+                            expunges=expunges, recent=self.rev1,
+                            claim=sel.view.recent_mark if sel.view is not None else None)
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 §3.1: SELECT/EXAMINE (CONDSTORE), FETCH
+        MODSEQ or CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE, ENABLE): from now on
+        FETCH responses carry MODSEQ; with a mailbox selected, the client learns its
+        HIGHESTMODSEQ at once."""
+        if "CONDSTORE" in self.enabled:
+            return
+        self.enabled.add("CONDSTORE")
+        if self.selected is not None:
+            self.untagged(f"OK [HIGHESTMODSEQ {self.selected.modseq}] Highest")
+
+    @property
+    def rev1(self) -> bool:
+        """An IMAP4rev1 client: \\Recent and RECENT exist for it (RFC 9051 dropped them)."""
+        return "IMAP4REV2" not in self.enabled
 
     def expire(self) -> None:
         """The idle timeout ran out (RFC 9051 §5.4): say BYE and close; the read the session
@@ -586,8 +622,9 @@ class Session:
         sel = self.selected
         if sel is None:
             return
-        lines = sel.catch_up(with_modseq="CONDSTORE" in self.enabled,
-                             qresync="QRESYNC" in self.enabled)
+        if self.notify is not None and not self.notify.pushes_selected:
+            return  # RFC 5465 §4: IDLE sends what NOTIFY asked for, and no more
+        lines = self._catch_up(sel)
         if lines:
             with contextlib.suppress(Exception):  # a connection going away says so in run()
                 self.writer.write(b"".join(lines))

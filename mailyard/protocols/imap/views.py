@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from mailyard.protocols.imap.selected import Selected, Version
@@ -45,14 +46,18 @@ class MailboxView:
         "dirty",
         "idlers",
         "mailbox",
+        "recent_mark",
         "refreshed",
         "users",
         "version",
     )
 
     def __init__(self, service: MailboxService, account: Account, mailbox: Mailbox,
-                 version: Version) -> None:
+                 version: Version, recent_mark: list[int] | None = None) -> None:
         self._service = service
+        self.recent_mark = [1] if recent_mark is None else recent_mark
+        """The first UID no read-write session of this process has seen (\\Recent, RFC 3501
+        §2.3.2): one cell, kept by the ViewHub beyond the view's life."""
         self.account = account
         self.mailbox = mailbox
         self.version = version
@@ -103,12 +108,14 @@ def _log_failure(task: asyncio.Future[None]) -> None:
 class AccountWatch:
     """The account's events, watched once for every session of the account in this process."""
 
-    __slots__ = ("_subscription", "_task", "account", "sessions", "views")
+    __slots__ = ("_subscription", "_task", "account", "listeners", "sessions", "views")
 
     def __init__(self, account: Account, subscription: Subscription) -> None:
         self.account = account
         self.views: dict[str, MailboxView] = {}
         self.sessions = 0
+        self.listeners: dict[Callable[[], None], None] = {}
+        """Told of every change after the views (NOTIFY sessions: cmd_notify.Notifier)."""
         self._subscription = subscription
         self._task = asyncio.ensure_future(self._run())
 
@@ -123,6 +130,8 @@ class AccountWatch:
             view.dirty = True
             if view.idlers:
                 view.refresh_soon()
+        for listener in list(self.listeners):
+            listener()
 
     async def _run(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
@@ -142,6 +151,10 @@ class ViewHub:
         self.service = service
         self.bus = bus
         self._accounts: dict[str, AccountWatch] = {}
+        self.recent_marks: dict[str, list[int]] = {}
+        """Mailbox id -> its \\Recent mark (MailboxView.recent_mark). Kept in this process
+        only, as the RFC allows a server's idea of "recent" to be per server instance: after a
+        restart the first session to select a mailbox finds all of it \\Recent."""
 
     def attach(self, account: Account) -> AccountWatch:
         """At login: watch the account's events (before any SELECT reads, so no change
@@ -168,7 +181,8 @@ class ViewHub:
             view = watch.views.get(mailbox.id)  # another session may have made it meanwhile
             if view is None:
                 view = MailboxView(self.service, watch.account, snapshot.mailbox,
-                                   Version.from_snapshot(snapshot))
+                                   Version.from_snapshot(snapshot),
+                                   self.recent_marks.setdefault(mailbox.id, [1]))
                 watch.views[mailbox.id] = view
         view.users += 1
         try:

@@ -257,7 +257,7 @@ class PostgresMailStore:
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"account {address} exists") from None
             modseq = await tx.next_modseq(account_id)
-            uidvalidity = int(time.time())
+            uidvalidity = await writes.uidvalidity(conn, account_id)
             ids = [new_id("m") for _ in DEFAULT_MAILBOXES]
             await conn.executemany(
                 "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity)"
@@ -334,7 +334,8 @@ class PostgresMailStore:
             row = await conn.fetchrow(
                 "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity, modseq)"
                 " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-                account_id, mailbox_id, name, role, int(time.time()), modseq)
+                account_id, mailbox_id, name, role, await writes.uidvalidity(conn, account_id),
+                modseq)
             tx.log(account_id, modseq, "Mailbox", mailbox_id, "created")
             return _mailbox(row)
 
@@ -578,14 +579,16 @@ class PostgresMailStore:
         return await self._write(update)
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str) -> dict[str, int]:
+                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
         async def add(tx: Tx) -> dict[str, int]:
             await _mailbox_row(tx.conn, account_id, mailbox_id)
             modseq = await tx.next_modseq(account_id)
             info = await writes.infos(tx.conn, account_id, list(email_ids))
+            held = await _held(tx.conn, account_id, mailbox_id, email_ids) if fresh_only \
+                else set()
             uids = {}
             for email_id in email_ids:
-                if email_id in info:
+                if email_id in info and email_id not in held:
                     uids[email_id] = await writes.label(tx, account_id, email_id, mailbox_id,
                                                         modseq, info[email_id])
                     await writes.touch_email(tx, account_id, email_id, modseq)
@@ -594,12 +597,18 @@ class PostgresMailStore:
         return await self._write(add)
 
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
-                                  email_ids: Sequence[str]) -> list[int]:
+                                  email_ids: Sequence[str], *,
+                                  if_keyword: str | None = None) -> list[int]:
         async def remove(tx: Tx) -> list[int]:
             conn = tx.conn
             role = (await _mailbox_row(conn, account_id, mailbox_id))["role"]
-            modseq = await tx.next_modseq(account_id)
-            info = await writes.infos(conn, account_id, list(email_ids))
+            modseq = await tx.next_modseq(account_id)  # locks the account: no STORE between
+            wanted = list(email_ids)
+            if if_keyword is not None:
+                wanted = [r[0] for r in await conn.fetch(
+                    "SELECT id FROM emails WHERE account_id = $1 AND id = ANY($2::text[])"
+                    " AND keywords @> ARRAY[$3::text]", account_id, wanted, if_keyword)]
+            info = await writes.infos(conn, account_id, wanted)
             uids = []
             for email_id in dict.fromkeys(email_ids):
                 if email_id not in info:
@@ -623,22 +632,27 @@ class PostgresMailStore:
         return await self._write(remove)
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
-                   target_id: str) -> dict[str, tuple[int, int]]:
+                   target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
         async def move(tx: Tx) -> dict[str, tuple[int, int]]:
             await _mailbox_row(tx.conn, account_id, source_id)
             await _mailbox_row(tx.conn, account_id, target_id)
             modseq = await tx.next_modseq(account_id)
             info = await writes.infos(tx.conn, account_id, list(email_ids))
+            held = await _held(tx.conn, account_id, target_id, email_ids) \
+                if fresh_only and source_id != target_id else set()
             moved = {}
             for email_id in email_ids:
-                if email_id not in info:
+                if email_id not in info or email_id in held:
                     continue
-                new_uid = await writes.label(tx, account_id, email_id, target_id, modseq,
-                                             info[email_id])
-                old_uid = await writes.unlabel(tx, account_id, email_id, source_id, modseq,
-                                               info[email_id])
-                if old_uid is not None:
-                    moved[email_id] = (old_uid, new_uid)
+                # Out of the source first: an email another session expunged from it
+                # meanwhile is not moved (it would turn up in the target unannounced).
+                gone = await writes.unlabel(tx, account_id, email_id, source_id, modseq,
+                                            info[email_id])
+                if gone is None:
+                    continue
+                moved[email_id] = (gone, await writes.label(
+                    tx, account_id, email_id, target_id, modseq, info[email_id],
+                    fresh=source_id == target_id))
                 await writes.touch_email(tx, account_id, email_id, modseq)
             return moved
 
@@ -691,3 +705,11 @@ class PostgresMailStore:
             return modseq
 
         return await self._write(delete)
+
+
+async def _held(conn: asyncpg.Connection, account_id: str, mailbox_id: str,
+                email_ids: Sequence[str]) -> set[str]:
+    """Which of the emails the mailbox already holds."""
+    return {r[0] for r in await conn.fetch(
+        "SELECT email_id FROM mailbox_emails WHERE account_id = $1 AND mailbox_id = $2"
+        " AND email_id = ANY($3::text[])", account_id, mailbox_id, list(email_ids))}

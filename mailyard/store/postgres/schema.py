@@ -141,6 +141,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account_id, kind, id)
     );
     """,
+    # 2: the last UIDVALIDITY each account gave, so that a mailbox deleted and created again
+    # (even within one second) never gets the same one (RFC 3501 §2.3.1.1).
+    """
+    ALTER TABLE accounts ADD COLUMN last_uidvalidity bigint NOT NULL DEFAULT 0;
+    UPDATE accounts a SET last_uidvalidity = coalesce(
+        (SELECT max(uidvalidity) FROM mailboxes m WHERE m.account_id = a.id), 0);
+    """,
 )
 
 

@@ -446,19 +446,21 @@ class ShardedMailStore:
             unchanged_since=unchanged_since))
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str) -> dict[str, int]:
-        return await self._on(account_id,
-                              lambda s: s.add_to_mailbox(account_id, email_ids, mailbox_id))
+                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
+        return await self._on(account_id, lambda s: s.add_to_mailbox(
+            account_id, email_ids, mailbox_id, fresh_only=fresh_only))
 
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
-                                  email_ids: Sequence[str]) -> list[int]:
+                                  email_ids: Sequence[str], *,
+                                  if_keyword: str | None = None) -> list[int]:
         return await self._on(
-            account_id, lambda s: s.remove_from_mailbox(account_id, mailbox_id, email_ids))
+            account_id, lambda s: s.remove_from_mailbox(account_id, mailbox_id, email_ids,
+                                                        if_keyword=if_keyword))
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
-                   target_id: str) -> dict[str, tuple[int, int]]:
-        return await self._on(
-            account_id, lambda s: s.move(account_id, email_ids, source_id, target_id))
+                   target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
+        return await self._on(account_id, lambda s: s.move(
+            account_id, email_ids, source_id, target_id, fresh_only=fresh_only))
 
     # ------------------------------------------------------------------ objects
 

@@ -13,12 +13,14 @@ Change-log rows are gathered in the transaction and written in one statement at 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
 
+from mailyard.core.ids import next_uidvalidity
 from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
 from mailyard.store.ports import DeliveryResult, NewEmail, NotFound, QuotaExceeded
 
@@ -79,6 +81,17 @@ class Tx:
         if modseq is None:
             raise NotFound(f"no account {account_id}")
         return int(modseq)
+
+
+async def uidvalidity(conn: asyncpg.Connection, account_id: str) -> int:
+    """A UIDVALIDITY the account never gave before (core.ids.next_uidvalidity), within the
+    caller's transaction (which holds the account's row lock from next_modseq)."""
+    last = await conn.fetchval("SELECT last_uidvalidity FROM accounts WHERE id = $1",
+                               account_id)
+    value = next_uidvalidity(int(last or 0), time.time())
+    await conn.execute("UPDATE accounts SET last_uidvalidity = $2 WHERE id = $1",
+                       account_id, value)
+    return value
 
 
 async def infos(conn: asyncpg.Connection, account_id: str, email_ids: list[str]
@@ -170,7 +183,7 @@ async def _find_duplicate(conn: asyncpg.Connection, email: NewEmail) -> Any:
     row = await conn.fetchrow(
         "SELECT id, thread_id, modseq FROM emails WHERE account_id = $1 AND delivery_key = $2",
         email.account_id, clean(email.delivery_key))
-    if row is None and email.message_id:
+    if row is None and email.message_id and email.same_content_is_same_email:
         row = await conn.fetchrow(
             "SELECT id, thread_id, modseq FROM emails WHERE account_id = $1"
             " AND message_id = $2 AND content_sha256 = $3 LIMIT 1",
@@ -266,8 +279,9 @@ async def deliver(tx: Tx, email: NewEmail) -> DeliveryResult:
         if role not in by_role:
             raise NotFound(f"account {account} has no {role} mailbox")
     info = Info(email.size, SEEN in keywords, email.received_at)
-    for mailbox_id in dict.fromkeys([*email.mailbox_ids, *(by_role[r] for r in roles)]):
-        await label(tx, account, email.email_id, mailbox_id, modseq, info, fresh=True)
+    uids = {mailbox_id: await label(tx, account, email.email_id, mailbox_id, modseq, info,
+                                    fresh=True)
+            for mailbox_id in dict.fromkeys([*email.mailbox_ids, *(by_role[r] for r in roles)])}
     await conn.execute("UPDATE accounts SET used = used + $2 WHERE id = $1", account, email.size)
     return DeliveryResult(email_id=email.email_id, thread_id=thread_id, created=True,
-                          modseq=modseq)
+                          modseq=modseq, uids=uids)

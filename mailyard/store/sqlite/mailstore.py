@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from mailyard.core.addresses import normalize
-from mailyard.core.ids import new_id
+from mailyard.core.ids import new_id, next_uidvalidity
 from mailyard.core.query import Node
 from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
 from mailyard.store.ports import (
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     quota INTEGER NOT NULL,
     used INTEGER NOT NULL DEFAULT 0,
     modseq INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    last_uidvalidity INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS mailboxes (
     id TEXT PRIMARY KEY,
@@ -169,6 +170,15 @@ def _account_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
     return row
 
 
+def _uidvalidity(conn: sqlite3.Connection, account_id: str) -> int:
+    """A UIDVALIDITY the account never gave before (see next_uidvalidity)."""
+    last = conn.execute("SELECT last_uidvalidity FROM accounts WHERE id = ?",
+                        (account_id,)).fetchone()
+    value = next_uidvalidity(last[0] if last else 0, time.time())
+    conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (value, account_id))
+    return value
+
+
 def _next_modseq(conn: sqlite3.Connection, account_id: str) -> int:
     row = conn.execute(
         "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq", (account_id,)
@@ -186,15 +196,28 @@ def _log(conn: sqlite3.Connection, account_id: str, modseq: int, kind: str, obje
     )
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """PRAGMA user_version of mail.db; 0 is every file from before versions (back to the first
-release, whose tables lacked the columns and the All Mail mailbox _migrate adds)."""
+release, whose tables lacked the columns and the All Mail mailbox _migrate adds); 2 added
+accounts.last_uidvalidity."""
 
 
 def _migrate(conn: sqlite3.Connection, found: int = 0) -> None:
     """Bring a data directory made by an older build up to SCHEMA (columns added since)."""
-    if found >= 1:
-        return
+    if found < 1:
+        _migrate_first(conn)
+    if found < 2:
+        accounts = {r[1] for r in conn.execute("PRAGMA table_info(accounts)")}
+        if "last_uidvalidity" not in accounts:
+            conn.execute("ALTER TABLE accounts ADD COLUMN last_uidvalidity INTEGER NOT NULL"
+                         " DEFAULT 0")
+        conn.execute("UPDATE accounts SET last_uidvalidity = max(last_uidvalidity, coalesce("
+                     "(SELECT max(uidvalidity) FROM mailboxes m"
+                     " WHERE m.account_id = accounts.id), 0))")
+
+
+def _migrate_first(conn: sqlite3.Connection) -> None:
+    """From before schema versions to version 1."""
     # The first release wrote keywords as JSON bytes; LIKE (unseen counts, $seen searches)
     # matches nothing in a BLOB.
     conn.execute("UPDATE emails SET keywords = CAST(keywords AS TEXT)"
@@ -315,7 +338,7 @@ class SqliteMailStore(MaintenanceMixin):
             except sqlite3.IntegrityError:
                 raise Conflict(f"account {address} exists") from None
             modseq = _next_modseq(conn, account_id)
-            uidvalidity = int(time.time())
+            uidvalidity = _uidvalidity(conn, account_id)
             for name, role in DEFAULT_MAILBOXES:
                 mailbox_id = new_id("m")
                 conn.execute(
@@ -402,7 +425,7 @@ class SqliteMailStore(MaintenanceMixin):
             conn.execute(
                 "INSERT INTO mailboxes (id, account_id, name, role, uidvalidity, modseq)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (mailbox_id, account_id, name, role, int(time.time()), modseq))
+                (mailbox_id, account_id, name, role, _uidvalidity(conn, account_id), modseq))
             _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
             return _mailbox(_mailbox_row(conn, account_id, mailbox_id))
 
@@ -600,12 +623,14 @@ class SqliteMailStore(MaintenanceMixin):
         return await self.db.write(update)
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str) -> dict[str, int]:
+                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
         def add(conn: sqlite3.Connection) -> dict[str, int]:
             _mailbox_row(conn, account_id, mailbox_id)
             modseq = _next_modseq(conn, account_id)
             uids = {}
             for email_id in email_ids:
+                if fresh_only and _held(conn, mailbox_id, email_id):
+                    continue
                 if conn.execute("SELECT 1 FROM emails WHERE account_id = ? AND id = ?",
                                 (account_id, email_id)).fetchone():
                     uids[email_id] = _label(conn, account_id, email_id, mailbox_id, modseq)
@@ -615,12 +640,18 @@ class SqliteMailStore(MaintenanceMixin):
         return await self.db.write(add)
 
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
-                                  email_ids: Sequence[str]) -> list[int]:
+                                  email_ids: Sequence[str], *,
+                                  if_keyword: str | None = None) -> list[int]:
         def remove(conn: sqlite3.Connection) -> list[int]:
             role = _mailbox_row(conn, account_id, mailbox_id)["role"]
             modseq = _next_modseq(conn, account_id)
             uids = []
             for email_id in email_ids:
+                if if_keyword is not None:
+                    row = conn.execute("SELECT keywords FROM emails WHERE id = ?",
+                                       (email_id,)).fetchone()
+                    if row is None or if_keyword not in orjson.loads(row[0]):
+                        continue
                 uid = _unlabel(conn, account_id, email_id, mailbox_id, modseq)
                 if uid is None:
                     continue
@@ -638,17 +669,22 @@ class SqliteMailStore(MaintenanceMixin):
         return await self.db.write(remove)
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
-                   target_id: str) -> dict[str, tuple[int, int]]:
+                   target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
         def move(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
             _mailbox_row(conn, account_id, source_id)
             _mailbox_row(conn, account_id, target_id)
             modseq = _next_modseq(conn, account_id)
             moved = {}
             for email_id in email_ids:
-                new_uid = _label(conn, account_id, email_id, target_id, modseq)
+                if fresh_only and source_id != target_id and _held(conn, target_id, email_id):
+                    continue
+                # Out of the source first: an email another session expunged from it
+                # meanwhile is not moved (it would turn up in the target unannounced).
                 old_uid = _unlabel(conn, account_id, email_id, source_id, modseq)
-                if old_uid is not None:
-                    moved[email_id] = (old_uid, new_uid)
+                if old_uid is None:
+                    continue
+                moved[email_id] = (old_uid, _label(conn, account_id, email_id, target_id,
+                                                   modseq))
                 _touch_email(conn, account_id, email_id, modseq)
             return moved
 
@@ -787,7 +823,7 @@ def _find_duplicate(conn: sqlite3.Connection, email: NewEmail) -> sqlite3.Row | 
     row = conn.execute(
         "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND delivery_key = ?",
         (email.account_id, email.delivery_key)).fetchone()
-    if row is None and email.message_id:
+    if row is None and email.message_id and email.same_content_is_same_email:
         row = conn.execute(
             "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND message_id = ?"
             " AND content_sha256 = ?",
@@ -832,6 +868,12 @@ def _resolve_thread(conn: sqlite3.Connection, email: NewEmail, keys: list[str],
         _log(conn, account, modseq, "Thread", other, "destroyed")
     _log(conn, account, modseq, "Thread", thread_id, "updated")
     return thread_id
+
+
+def _held(conn: sqlite3.Connection, mailbox_id: str, email_id: str) -> bool:
+    """Whether the mailbox already holds the email."""
+    return conn.execute("SELECT 1 FROM mailbox_emails WHERE mailbox_id = ? AND email_id = ?",
+                        (mailbox_id, email_id)).fetchone() is not None
 
 
 def _label(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id: str,
@@ -976,9 +1018,9 @@ def _deliver(conn: sqlite3.Connection, email: NewEmail) -> DeliveryResult:
         if row is None:
             raise NotFound(f"account {email.account_id} has no {role} mailbox")
         targets.append(row[0])
-    for mailbox_id in dict.fromkeys([*email.mailbox_ids, *targets]):
-        _label(conn, email.account_id, email.email_id, mailbox_id, modseq)
+    uids = {mailbox_id: _label(conn, email.account_id, email.email_id, mailbox_id, modseq)
+            for mailbox_id in dict.fromkeys([*email.mailbox_ids, *targets])}
     conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?",
                  (email.size, email.account_id))
     return DeliveryResult(email_id=email.email_id, thread_id=thread_id, created=True,
-                          modseq=modseq)
+                          modseq=modseq, uids=uids)
