@@ -1561,6 +1561,39 @@ class AppendMessage:
     data: bytes
     binary: bool = False
     """True when sent as literal8 (~{n}, RFC 3516): the data may hold NUL and 8-bit octets."""
+    catenate: tuple[CatPart, ...] = ()
+    """CATENATE (RFC 4469): the parts the message is made of, in order (`data` is empty)."""
+
+
+class CatPart(NamedTuple):
+    """cat-part = text-literal / url (RFC 4469 §5): `kind` "TEXT" with the octets sent, or
+    "URL" with an IMAP URL (RFC 5092) whose octets the server fetches itself."""
+
+    kind: str
+    value: bytes
+
+
+def _cat_part(tok: Tokenizer, utf8_data: bool) -> CatPart:
+    """text-literal = "TEXT" SP literal; url = "URL" SP astring (RFC 4469 §5). Since we offer
+    BINARY, TEXT may be a literal8 too; after ENABLE UTF8=ACCEPT a part may also be
+    "UTF8" SP "(" literal8 ")" (RFC 6855 §4)."""
+    start = tok.pos
+    kind = tok.keyword()
+    tok.sp()
+    if kind == "TEXT":
+        if tok.peek() not in (b"{", b"~"):
+            raise tok.error("TEXT takes a literal")
+        return CatPart("TEXT", tok.literal(literal8=True))
+    if kind == "URL":
+        return CatPart("URL", tok.astring())
+    if kind == "UTF8" and utf8_data:
+        tok.expect(b"(")
+        if tok.peek() != b"~":
+            raise tok.error("UTF8 data is a literal8 (~{n})")
+        data = tok.literal(literal8=True)
+        tok.expect(b")")
+        return CatPart("TEXT", data)
+    raise tok.error("Expected TEXT or URL", start)
 
 
 class AppendCommand(NamedTuple):
@@ -1572,7 +1605,8 @@ def parse_append(tok: Tokenizer, *, utf8_data: bool = False) -> AppendCommand:
     """append = "APPEND" SP mailbox 1*append-message (MULTIAPPEND, RFC 3502), where
     append-message = [SP flag-list] [SP date-time] SP append-data, and
     append-data = literal / literal8 / "UTF8" SP "(" literal8 ")" — the last form only once the
-    client enabled UTF8=ACCEPT (`utf8_data`, RFC 6855 §4).
+    client enabled UTF8=ACCEPT (`utf8_data`, RFC 6855 §4) — / "CATENATE" SP "(" cat-part
+    *(SP cat-part) ")" (RFC 4469 §5).
 
     NUL is outside literal's CHAR8: a `{n}` literal holding one is BAD, and a client with such
     a message sends it as literal8 `~{n}`, which is BINARY's way to say so (RFC 3516 §4.4)."""
@@ -1588,6 +1622,13 @@ def parse_append(tok: Tokenizer, *, utf8_data: bool = False) -> AppendCommand:
         if tok.peek() == b'"':
             when = tok.date_time()
             tok.sp()
+        if tok.peek_keyword() == "CATENATE":  # RFC 4469: "CATENATE" SP "(" cat-part ... ")"
+            tok.keyword()
+            tok.sp()
+            parts = tok.paren_list(lambda: _cat_part(tok, utf8_data))
+            messages.append(AppendMessage(tuple(dict.fromkeys(flags)), when, b"",
+                                          catenate=tuple(parts)))
+            continue
         if tok.peek() in (b"u", b"U"):
             start = tok.pos
             if tok.keyword() != "UTF8" or not utf8_data:
@@ -1705,6 +1746,7 @@ __all__ = [
     "BadCharset",
     "BadMailboxName",
     "Body",
+    "CatPart",
     "Command",
     "Date",
     "EmailId",
