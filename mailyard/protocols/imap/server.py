@@ -11,6 +11,7 @@ from mailyard.protocols.imap import (  # noqa: F401 (each registers its commands
     cmd_append,
     cmd_mailbox,
     cmd_message,
+    cmd_notify,
     cmd_search,
     cmd_select,
     cmd_sort,
