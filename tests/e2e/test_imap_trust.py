@@ -222,3 +222,158 @@ def test_append_while_another_session_expunges(server: Server) -> None:
         done.set()
         thread.join()
     assert failures == []
+
+
+def test_recent_belongs_to_the_first_session_and_status_counts_it(server: Server) -> None:
+    """RFC 3501 §2.3.2: \\Recent goes to the first session that selects the mailbox after
+    the message came; STATUS RECENT counts what no session has seen; EXAMINE does not take
+    it; IMAP4rev2 (RFC 9051) has no RECENT at all."""
+    first = Wire.connect(server.imap_port)
+    second = Wire.connect(server.imap_port)
+    try:
+        for wire in (first, second):
+            wire.line()
+            play(wire, ALICE)
+        play(first, r"""
+C: a APPEND INBOX {{Subject: one\n\nbody\n}}
+S~ a OK .*
+C: b STATUS INBOX (MESSAGES RECENT)
+S: * STATUS INBOX (MESSAGES 1 RECENT 1)
+S: b OK STATUS done
+C: c EXAMINE INBOX
+S~ \* FLAGS .*
+S~ \* OK \[PERMANENTFLAGS \(\)\].*
+S: * 1 EXISTS
+S: * 1 RECENT
+S-~ \* OK \[UNSEEN \d+\].*
+S~ \* OK \[UIDVALIDITY .*
+S~ \* OK \[UIDNEXT .*
+S~ \* OK \[HIGHESTMODSEQ .*
+S~ \* OK \[MAILBOXID .*
+S~ c OK \[READ-ONLY\] .*
+C: d SELECT INBOX
+S: * OK [CLOSED] Previous mailbox closed
+S~ \* FLAGS .*
+S~ \* OK \[PERMANENTFLAGS .*
+S: * 1 EXISTS
+S: * 1 RECENT
+S-~ \* OK \[UNSEEN \d+\].*
+S~ \* OK \[UIDVALIDITY .*
+S~ \* OK \[UIDNEXT .*
+S~ \* OK \[HIGHESTMODSEQ .*
+S~ \* OK \[MAILBOXID .*
+S~ d OK \[READ-WRITE\] .*
+C: e SEARCH RECENT
+S: * SEARCH 1
+S: e OK SEARCH done
+""")
+        play(second, r"""
+C: f STATUS INBOX (RECENT)
+S: * STATUS INBOX (RECENT 0)
+S: f OK STATUS done
+C: g SELECT INBOX
+S~ \* FLAGS .*
+S~ \* OK \[PERMANENTFLAGS .*
+S: * 1 EXISTS
+S: * 0 RECENT
+S-~ \* OK \[UNSEEN \d+\].*
+S~ \* OK \[UIDVALIDITY .*
+S~ \* OK \[UIDNEXT .*
+S~ \* OK \[HIGHESTMODSEQ .*
+S~ \* OK \[MAILBOXID .*
+S~ g OK \[READ-WRITE\] .*
+C: h FETCH 1 FLAGS
+S: * 1 FETCH (FLAGS ())
+S: h OK FETCH done
+C: i ENABLE IMAP4rev2
+S: * ENABLED IMAP4rev2
+S: i OK ENABLE done
+""")
+        play(first, r"""
+C: j APPEND INBOX {{Subject: two\n\nbody\n}}
+S: * 2 EXISTS
+S: * 2 RECENT
+S~ j OK .*
+C: k FETCH 2 FLAGS
+S: * 2 FETCH (FLAGS (\Recent))
+S: k OK FETCH done
+""")
+        play(second, r"""
+C: l NOOP
+S: * 2 EXISTS
+S: l OK NOOP done
+""")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_new_keyword_is_announced_to_every_session(server: Server) -> None:
+    """RFC 3501 §7.2.6: a session learns of a keyword from FLAGS (and PERMANENTFLAGS) before
+    a FETCH shows it, whichever session made it."""
+    first = Wire.connect(server.imap_port)
+    second = Wire.connect(server.imap_port)
+    try:
+        for wire in (first, second):
+            wire.line()
+            play(wire, ALICE)
+        play(first, "C: a APPEND INBOX {{Subject: one\\n\\nbody\\n}}\nS~ a OK .*\n")
+        for wire in (first, second):
+            play(wire, SELECT_INBOX)
+        play(first, r"""
+C: b STORE 1 +FLAGS ($Important)
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $important)
+S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $important \*)] Flags permitted
+S~ \* 1 FETCH \(FLAGS \(\$important( \\Recent)?\)\)
+S: b OK STORE done
+""")
+        play(second, r"""
+C: c NOOP
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $important)
+S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $important \*)] Flags permitted
+S~ \* 1 FETCH \(UID 1 FLAGS \(\$important( \\Recent)?\)\)
+S: c OK NOOP done
+C: d SELECT INBOX
+S: * OK [CLOSED] Previous mailbox closed
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $important)
+S~ \* OK \[PERMANENTFLAGS .*\$important \\\*\)\] .*
+""")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_modseq_never_goes_back_for_a_session(server: Server) -> None:
+    """RFC 7162 §3.1: what a session is told of a message's MODSEQ only grows. Session A
+    stores twice; session B, which stored in between, is told A's changes in order and never
+    an older one after its own newer STORE reply."""
+    a = Wire.connect(server.imap_port)
+    b = Wire.connect(server.imap_port)
+    try:
+        for wire in (a, b):
+            wire.line()
+            play(wire, ALICE)
+        play(a, "C: x APPEND INBOX {{Subject: one\\n\\nbody\\n}}\nS~ x OK .*\n")
+        for wire in (a, b):
+            play(wire, "C: e ENABLE CONDSTORE\nS~ \\* ENABLED.*\nS~ e OK .*\n" + SELECT_INBOX)
+        values = play(a, r"""
+C: a1 STORE 1 +FLAGS (\Answered)
+S~ \* 1 FETCH \(UID 1 FLAGS \(\\Answered( \\Recent)?\) MODSEQ \((?P<m1>\d+)\)\)
+S: a1 OK STORE done
+""")
+        values = play(b, r"""
+C: b1 STORE 1 +FLAGS ($a)
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $a)
+S~ \* OK \[PERMANENTFLAGS .*
+S~ \* 1 FETCH \(UID 1 FLAGS \(\$a \\Answered\) MODSEQ \((?P<m2>\d+)\)\)
+S: b1 OK STORE done
+C: b2 NOOP
+S: b2 OK NOOP done
+C: b3 FETCH 1 (FLAGS MODSEQ)
+S: * 1 FETCH (MODSEQ (${m2}) FLAGS ($a \Answered))
+S: b3 OK FETCH done
+""", values)
+        assert int(values["m2"]) > int(values["m1"])
+    finally:
+        a.close()
+        b.close()

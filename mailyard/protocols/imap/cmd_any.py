@@ -51,6 +51,9 @@ async def id_(s: Session, cmd: Command) -> None:
     s.ok(cmd)
 
 
+_CAPABILITY_SPELLING = {"IMAP4REV2": "IMAP4rev2"}
+
+
 @command("ENABLE", states=AUTH)
 async def enable(s: Session, cmd: Command) -> None:
     enabled = []
@@ -65,7 +68,9 @@ async def enable(s: Session, cmd: Command) -> None:
             enabled.append(name)
     if "QRESYNC" in s.enabled:
         s.enabled.add("CONDSTORE")
-    s.untagged("ENABLED " + " ".join(enabled) if enabled else "ENABLED")
+    # Named as CAPABILITY spells them (the names are case-insensitive, RFC 5161 §3.1).
+    spelled = [_CAPABILITY_SPELLING.get(n, n) for n in enabled]
+    s.untagged("ENABLED " + " ".join(spelled) if spelled else "ENABLED")
     s.ok(cmd)
 
 

@@ -253,12 +253,16 @@ async def list_(s: Session, cmd: Command) -> None:
 async def _status_line(s: Session, box: Mailbox, items: list[str]) -> str:
     values: dict[str, object] = {
         "MESSAGES": box.total, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
-        "UNSEEN": box.unread, "RECENT": 0, "SIZE": box.size,
+        "UNSEEN": box.unread, "SIZE": box.size,
         "HIGHESTMODSEQ": box.highest_modseq, "MAILBOXID": f"({box.id})",
     }
-    if "DELETED" in items:  # RFC 9051 §6.3.11: the messages with \Deleted
+    if "DELETED" in items or "RECENT" in items:
         snapshot = await s.mailbox.snapshot(s.user, box)
+        # RFC 9051 §6.3.11: the messages with \Deleted
         values["DELETED"] = sum("$deleted" in e.keywords for e in snapshot.entries)
+        # RFC 3501 §6.3.10: \Recent ones, those no session has selected yet (views.py)
+        mark = s.services.views.recent_marks.get(box.id, [1])[0]
+        values["RECENT"] = sum(e.uid >= mark for e in snapshot.entries)
     body = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return f"STATUS {_name(s, box)} ({body})"
 
