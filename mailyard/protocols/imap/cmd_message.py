@@ -15,6 +15,7 @@ from mailyard.core import sections
 from mailyard.core.ids import id_u64
 from mailyard.core.imapfmt import binary_data, literal
 from mailyard.core.mime import Part
+from mailyard.protocols.imap.esearch import partial_window
 from mailyard.protocols.imap.flags import to_keywords
 from mailyard.protocols.imap.grammar import (
     Command,
@@ -310,22 +311,24 @@ async def records_of(s: Session, indexes: list[int], *,
     return found
 
 
-def _fetch_flags(s: Session, indexes: list[int], with_uid: bool) -> None:
-    """FETCH (FLAGS) / (UID FLAGS) from the session's view alone: the flag sync every
-    client runs, with no store round trip."""
+def _fetch_flags(s: Session, indexes: list[int], with_uid: bool, with_flags: bool) -> None:
+    """FETCH (FLAGS) / (UID FLAGS) / (UID) from the session's view alone: the flag sync
+    every client runs, with no store round trip."""
     sel = s.sel
     recent, condstore = s.rev1, "CONDSTORE" in s.enabled
     for i in indexes:
-        uid = b"UID %d " % sel.uids[i] if with_uid else b""
-        modseq = b" MODSEQ (%d)" % sel.modseq_at(i) if condstore else b""
-        s.raw(b"* %d FETCH (%sFLAGS (%s)%s)\r\n"
-              % (i + 1, uid, sel.flags_text(i, recent=recent).encode(), modseq))
+        items = [b"UID %d" % sel.uids[i]] if with_uid else []
+        if with_flags:
+            items.append(b"FLAGS (%s)" % sel.flags_text(i, recent=recent).encode())
+            if condstore:
+                items.append(b"MODSEQ (%d)" % sel.modseq_at(i))
+        s.raw(b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join(items)))
 
 
 @command("FETCH", "UID FETCH", states=SELECTED)
 async def fetch(s: Session, cmd: Command) -> None:
     uid = cmd.uid
-    seqset, items, changed_since, vanished = parse_fetch(cmd.tokenizer(), uid=uid)
+    seqset, items, changed_since, vanished, partial = parse_fetch(cmd.tokenizer(), uid=uid)
     if changed_since is not None and not any(i.name == "MODSEQ" for i in items):
         items.append(FetchItem("MODSEQ"))  # RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ
     if any(i.name == "MODSEQ" for i in items):
@@ -333,6 +336,12 @@ async def fetch(s: Session, cmd: Command) -> None:
     if vanished and "QRESYNC" not in s.enabled:
         raise Bad("VANISHED needs ENABLE QRESYNC")
     indexes = resolve(s, seqset, uid=uid)
+    if partial is not None:
+        # RFC 9394 §3.2: the window counts the messages the FETCH would return, those
+        # changed since CHANGEDSINCE when it is given, in UID order.
+        if changed_since is not None:
+            indexes = [i for i in indexes if s.sel.modseq_at(i) > changed_since]
+        indexes = partial_window(indexes, partial)
     if vanished and changed_since is not None:
         delta = await s.mailbox.delta(s.user, s.sel.mailbox, changed_since)
         top = max(delta.vanished, default=0)
@@ -340,7 +349,8 @@ async def fetch(s: Session, cmd: Command) -> None:
         if gone:
             s.untagged(f"VANISHED (EARLIER) {compact(gone)}")
     if {i.name for i in items} <= {"UID", "FLAGS"} and changed_since is None:
-        _fetch_flags(s, indexes, uid or any(i.name == "UID" for i in items))
+        names = {i.name for i in items}
+        _fetch_flags(s, indexes, uid or "UID" in names, "FLAGS" in names)
         await s.report_updates(expunges=uid)
         s.ok(cmd)
         return

@@ -731,30 +731,36 @@ def parse_fetch_items(tok: Tokenizer) -> list[FetchItem]:
 class FetchModifiers(NamedTuple):
     changedsince: int | None = None
     vanished: bool = False
+    partial: PartialRange | None = None
 
 
 def parse_fetch_modifiers(tok: Tokenizer) -> FetchModifiers:
-    """[SP "(" fetch-modifier *(SP fetch-modifier) ")"]: CHANGEDSINCE n, VANISHED (RFC 7162)."""
+    """[SP "(" fetch-modifier *(SP fetch-modifier) ")"]: CHANGEDSINCE n, VANISHED (RFC 7162),
+    PARTIAL range (RFC 9394 §3.2)."""
     if tok.at_end():
         return FetchModifiers()
     tok.sp()
     changedsince: int | None = None
     vanished = False
+    partial: PartialRange | None = None
 
     def modifier() -> None:
-        nonlocal changedsince, vanished
+        nonlocal changedsince, vanished, partial
         start = tok.pos
         name = tok.keyword()
-        if name == "CHANGEDSINCE":
+        if name == "CHANGEDSINCE" and changedsince is None:
             tok.sp()
             changedsince = tok.mod_sequence_value()
-        elif name == "VANISHED":
+        elif name == "VANISHED" and not vanished:
             vanished = True
+        elif name == "PARTIAL" and partial is None:
+            tok.sp()
+            partial = partial_range(tok)
         else:
-            raise tok.error(f"Unknown FETCH modifier {name}", start)
+            raise tok.error(f"Unknown or repeated FETCH modifier {name}", start)
 
     tok.paren_list(modifier)
-    return FetchModifiers(changedsince, vanished)
+    return FetchModifiers(changedsince, vanished, partial)
 
 
 class FetchCommand(NamedTuple):
@@ -762,6 +768,7 @@ class FetchCommand(NamedTuple):
     items: list[FetchItem]
     changedsince: int | None
     vanished: bool
+    partial: PartialRange | None = None
 
 
 def parse_fetch(tok: Tokenizer, *, uid: bool = False) -> FetchCommand:
@@ -775,7 +782,7 @@ def parse_fetch(tok: Tokenizer, *, uid: bool = False) -> FetchCommand:
     tok.end()
     if mods.vanished and not (uid and mods.changedsince is not None):
         raise tok.error("VANISHED needs UID FETCH and CHANGEDSINCE", start)
-    return FetchCommand(seqs, items, mods.changedsince, mods.vanished)
+    return FetchCommand(seqs, items, mods.changedsince, mods.vanished, mods.partial)
 
 
 # --------------------------------------------------------------------------- STORE
