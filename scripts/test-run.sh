@@ -15,11 +15,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
-# The end-to-end suites of issue 9's "done when" (SMTP in, IMAP, JMAP, search) and the two
-# that exercise the same ports hardest (POP3's maildrop, the store path's dedup and corpus).
+# The end-to-end suites of issue 9's "done when" (SMTP in, IMAP, JMAP, search), the two
+# that exercise the same ports hardest (POP3's maildrop, the store path's dedup and corpus), and
+# issue 16's IMAP trust suites (new message per APPEND/COPY, UIDVALIDITY, the model-based
+# concurrency test, subscriptions kept through the store).
 PG_S3_E2E=(
   tests/e2e/test_smtp_inbound.py
   tests/e2e/test_imap.py
+  tests/e2e/test_imap_trust.py
+  tests/e2e/test_imap_model.py
+  tests/e2e/test_rfc3501_mailbox.py
   tests/e2e/test_jmap_mail.py
   tests/e2e/test_search.py
   tests/e2e/test_pop3.py
