@@ -236,22 +236,29 @@ class MailboxService:
         return uids
 
     async def append(self, account: Account, mailbox: Mailbox, raw: bytes, *,
-                     keywords: Sequence[str] = (), received_at: int | None = None
-                     ) -> Appended:
-        """APPEND: the same store path as delivery (threaded, indexed, counted in the quota),
-        always a new email with exactly the flags given, under a new UID (RFC 3501 §6.3.11):
-        the same octets appended twice are two messages. The UID is the one the delivery's
-        own transaction gave, never read back (another session may expunge it at once)."""
+                     keywords: Sequence[str] = (), received_at: int | None = None,
+                     new_message: bool = True) -> Appended:
+        """APPEND, JMAP Email/import: the same store path as delivery (threaded, indexed,
+        counted in the quota), a new email with exactly the flags given, under a new UID (RFC
+        3501 §6.3.11): the same octets appended twice are two messages. The UID is the one the
+        delivery's own transaction gave, never read back (another session may expunge it at
+        once). `new_message=False` is for the server's own filing (the Sent copy of a
+        submission): the same message already stored gains the label instead."""
         outcome = await self.pipeline.ingest(
             raw, [Target(account.id, mailbox_roles=[], mailbox_ids=[mailbox.id],
                          keywords=list(keywords))],
             delivery_key=new_id("append"),
             received_at=received_at if received_at is not None else int(time.time() * 1000),
-            new_message=True)
+            new_message=new_message)
         [delivered] = outcome.delivered
+        uid = delivered.uids.get(mailbox.id)
+        if uid is None:  # the same message was there already (new_message=False)
+            labelled = await self.store.add_to_mailbox(account.id, [delivered.email_id],
+                                                       mailbox.id)
+            uid = labelled.get(delivered.email_id, 0)
         await self.index.index(outcome.documents)
         await self._changed(account)
-        return Appended(delivered.email_id, delivered.uids[mailbox.id], mailbox.uidvalidity)
+        return Appended(delivered.email_id, uid, mailbox.uidvalidity)
 
     async def destroy(self, account: Account, email_ids: Sequence[str]) -> list[str]:
         """JMAP Email/set destroy: out of every label, All Mail last (the expunge that

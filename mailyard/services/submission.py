@@ -155,9 +155,11 @@ class SubmissionService:
         sub_id = new_id("q")
         sent_id = ""
         if file_in_sent:
+            # The server's own filing: a draft of the same message becomes the Sent copy.
             appended = await self.mailbox.append(account, await self._sent(account), raw,
                                                  keywords=["$seen"],
-                                                 received_at=int(now * 1000))
+                                                 received_at=int(now * 1000),
+                                                 new_message=False)
             sent_id = appended.email_id
         wire = strip_bcc(raw)
         trace = self._received(sub_id, peer, helo, protocol, now)

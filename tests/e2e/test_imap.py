@@ -380,7 +380,7 @@ def test_login_needs_tls_unless_configured_for_loopback(tmp_path: Path) -> None:
 def test_imap4rev2_answers_search_with_esearch(server: Server, imap: imaplib.IMAP4) -> None:
     deliver(server, "a", "b")
     assert imap._simple_command("ENABLE", "IMAP4rev2")[0] == "OK"
-    assert imap.untagged_responses["ENABLED"][-1] == b"IMAP4REV2"
+    assert imap.untagged_responses["ENABLED"][-1] == b"IMAP4rev2"
     imap.select("INBOX")
     assert "RECENT" not in imap.untagged_responses
     imap._simple_command("SEARCH", "ALL")

@@ -134,7 +134,8 @@ def test_resting_idle_hears_expunge_and_flag_changes(server: Server) -> None:
     other.login(ALICE, PASSWORD)
     other.select("INBOX")
     other.store("2", "+FLAGS", "\\Flagged")
-    assert re.fullmatch(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\)\)\r\n", raw.line())
+    # (\Recent: the idler was the first session to select the mailbox, RFC 3501 §2.3.2)
+    assert re.fullmatch(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged \\Recent\)\)\r\n", raw.line())
     other.store("1", "+FLAGS", "\\Deleted")
     other.expunge()
     lines = [raw.line()]
@@ -248,6 +249,7 @@ def test_idle_over_compress_and_tls(server: Server) -> None:
     assert line().startswith(b"+ ")
     append(server, "deflated")
     assert line() == b"* 1 EXISTS\r\n"
+    assert line() == b"* 1 RECENT\r\n"  # IMAP4rev1: the first session to see it has it
     send(b"DONE\r\n")
     assert line() == b"i OK IDLE terminated\r\n"
     raw.close()
@@ -263,6 +265,7 @@ def test_idle_over_compress_and_tls(server: Server) -> None:
     assert tls.readline().startswith(b"+ ")
     append(server, "encrypted")
     assert tls.readline() == b"* 2 EXISTS\r\n"
+    assert tls.readline() == b"* 1 RECENT\r\n"
     sock.sendall(b"DONE\r\n")
     assert tls.readline() == b"t OK IDLE terminated\r\n"
     tls.logout()

@@ -83,10 +83,8 @@ async def store_email(ctx: Context, raw: bytes, boxes: Sequence[Mailbox],
                                         received_at=received_at)
     except QuotaExceeded as e:
         raise SetError("overQuota", str(e)) from None
-    for box in boxes[1:]:
+    for box in boxes[1:]:  # a new Email (never an old one): the other mailboxes are labels
         await service.copy(ctx.account, [appended.email_id], box)
-    if keywords:  # an identical message already stored keeps one keyword set: the union
-        await service.set_keywords(ctx.account, [appended.email_id], add=keywords)
     record = await service.email(ctx.account, appended.email_id)
     return {"id": record.id, "blobId": record.id, "threadId": record.thread_id,
             "size": record.size}
