@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,3 +362,17 @@ class Server:
                 return
             time.sleep(0.2)
         raise AssertionError(f"queue not drained: {self.queue_stats()}")
+
+
+@contextlib.contextmanager
+def serving(root: Path, users: Iterable[str]) -> Iterator[Server]:
+    """A started server with one account per name in `users` (user@example.test, the default
+    password): for a module-scoped fixture whose tests each use an account of their own."""
+    srv = Server(root)
+    for user in users:
+        srv.add_user(f"{user}@example.test")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.jmapclient import Jmap
-from tests.e2e.server import Server
+from tests.e2e.server import Server, serving
 from tests.e2e.transcript import LOGIN, Wire, play, run
 
 USERS = ("subs", "lists", "status", "names", "slow", "jmap", "fresh", "rename", "utf8")
@@ -31,12 +31,8 @@ ATTRS = {"INBOX": "", "Sent": " \\Sent", "Drafts": " \\Drafts", "Trash": " \\Tra
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(Path(tmp_path_factory.mktemp("rfc3501_mailbox")))
-    for user in USERS:
-        srv.add_user(f"{user}@example.test")
-    srv.start()
-    yield srv
-    srv.stop()
+    with serving(Path(tmp_path_factory.mktemp("rfc3501_mailbox")), USERS) as srv:
+        yield srv
 
 
 def login(user: str) -> str:

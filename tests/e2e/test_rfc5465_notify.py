@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import Server
+from tests.e2e.server import Server, serving
 from tests.e2e.test_smtp_inbound import message, send
 from tests.e2e.transcript import LOGIN, Wire, play, run
 
@@ -28,12 +28,8 @@ SUBJECT = "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(Path(tmp_path_factory.mktemp("rfc5465_notify")))
-    for user in USERS:
-        srv.add_user(f"{user}@example.test")
-    srv.start()
-    yield srv
-    srv.stop()
+    with serving(Path(tmp_path_factory.mktemp("rfc5465_notify")), USERS) as srv:
+        yield srv
 
 
 def login(user: str) -> str:

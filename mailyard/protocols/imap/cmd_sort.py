@@ -8,13 +8,13 @@ not keep, so those read the stored header block (`get_heads`) of the matching me
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailyard.core import imapthread as th
 from mailyard.core.mime import decode_words, parse_address_list
 from mailyard.protocols.imap.cmd_message import records_of
-from mailyard.protocols.imap.esearch import partial_window, quote
+from mailyard.protocols.imap.esearch import esearch_data, quote
 from mailyard.protocols.imap.grammar import Command, PartialRange, parse_sort, parse_thread
 from mailyard.protocols.imap.search import evaluate
 from mailyard.protocols.imap.session import SELECTED, Bad, Session, command
@@ -92,7 +92,7 @@ def _key_function(name: str, addresses: dict[str, dict[str, list[th.EnvAddr]]]
     return lambda r: key(addresses.get(r.id, {}).get(field, []), decode_words)
 
 
-def _sequence_set(numbers: list[int]) -> str:
+def _sequence_set(numbers: Sequence[int]) -> str:
     """A sequence-set that keeps the given order (RFC 5267 §3.2: ALL of a SORT is in sort
     order), so only ascending runs are joined into ranges."""
     parts: list[str] = []
@@ -111,17 +111,7 @@ def _esearch(cmd: Command, uid: bool, options: tuple[str, ...], numbers: list[in
     """ESEARCH for a SORT (RFC 5267 §3): MIN/MAX are the first and last in sort order, ALL
     and PARTIAL keep that order."""
     parts = [f"(TAG {quote(cmd.tag)})"] + (["UID"] if uid else [])
-    if "MIN" in options and numbers:
-        parts.append(f"MIN {numbers[0]}")
-    if "MAX" in options and numbers:
-        parts.append(f"MAX {numbers[-1]}")
-    if "COUNT" in options:
-        parts.append(f"COUNT {len(numbers)}")
-    if "ALL" in options and numbers:
-        parts.append(f"ALL {_sequence_set(numbers)}")
-    if partial is not None:
-        window = partial_window(numbers, partial)
-        parts.append(f"PARTIAL ({partial} {_sequence_set(window) if window else 'NIL'})")
+    parts += esearch_data(numbers, options, partial, set_text=_sequence_set)
     return "ESEARCH " + " ".join(parts)
 
 

@@ -17,7 +17,7 @@ already said so. A context ends with CANCELUPDATE or when the mailbox is deselec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -70,10 +70,13 @@ def returned(items: Sequence[T], options: Iterable[str],
 
 
 def esearch_data(numbers: Sequence[int], options: Iterable[str],
-                 partial: PartialRange | None, modseq: int | None = None) -> list[str]:
-    """The search-return-data items for a result in ascending order (RFC 4731 §3.1, RFC 9394
-    §3.1, RFC 7162 §3.1.5): MIN, MAX and ALL only when something matched, COUNT always,
-    PARTIAL with NIL for an empty window, MODSEQ when given."""
+                 partial: PartialRange | None, modseq: int | None = None, *,
+                 set_text: Callable[[Sequence[int]], str] = compact) -> list[str]:
+    """The search-return-data items of a result (RFC 4731 §3.1, RFC 9394 §3.1, RFC 7162
+    §3.1.5): MIN and MAX are the first and last, ALL and PARTIAL as `set_text` writes them
+    (ascending ranges for SEARCH; SORT passes one that keeps its order), MIN, MAX and ALL only
+    when something matched, COUNT always, PARTIAL with NIL for an empty window, MODSEQ when
+    given."""
     wanted = set(options)
     out: list[str] = []
     if "MIN" in wanted and numbers:
@@ -83,10 +86,10 @@ def esearch_data(numbers: Sequence[int], options: Iterable[str],
     if "COUNT" in wanted:
         out.append(f"COUNT {len(numbers)}")
     if "ALL" in wanted and numbers:
-        out.append(f"ALL {compact(numbers)}")
+        out.append(f"ALL {set_text(numbers)}")
     if partial is not None:
         window = partial_window(numbers, partial)
-        out.append(f"PARTIAL ({partial} {compact(window) if window else 'NIL'})")
+        out.append(f"PARTIAL ({partial} {set_text(window) if window else 'NIL'})")
     if modseq is not None:
         out.append(f"MODSEQ {modseq}")
     return out
