@@ -159,17 +159,20 @@ class MailboxService:
             self._junk(account, email_ids, "$junk" in marked)
         return result
 
-    async def copy(self, account: Account, email_ids: Sequence[str],
-                   target: Mailbox) -> dict[str, int]:
+    async def copy(self, account: Account, email_ids: Sequence[str], target: Mailbox,
+                   source: Mailbox | None = None) -> dict[str, int]:
         """COPY (RFC 3501 §6.4.7): the target gains a new message for each email, under a new
         UID. An email not yet in the target just gains the label (one email, two mailboxes:
         the labels model); one the target already holds becomes a second email there, which
-        shares the stored octets (a copy with its own UID and flags from now on)."""
+        shares the stored octets (a copy with its own UID and flags from now on). From a
+        `source` (IMAP COPY), only the emails still in it are copied."""
         uids = await self.store.add_to_mailbox(account.id, email_ids, target.id,
-                                               fresh_only=True)
+                                               fresh_only=True,
+                                               source_id=source.id if source else None)
         held = [e for e in email_ids if e not in uids]  # (or gone meanwhile)
         present = {r.id: r for r in await self.store.get_emails(account.id, held, brief=True)
-                   if target.name in r.mailboxes} if held else {}
+                   if target.name in r.mailboxes
+                   and (source is None or source.name in r.mailboxes)} if held else {}
         documents: list[IndexDocument] = []
         for email_id, record in present.items():
             uids[email_id] = await self._duplicate(account, record, target, documents)

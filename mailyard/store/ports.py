@@ -485,10 +485,13 @@ class MailStore(Protocol):
                            replace: Sequence[str] | None = None,
                            unchanged_since: int | None = None) -> KeywordUpdate: ...
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
+                             mailbox_id: str, *, fresh_only: bool = False,
+                             source_id: str | None = None) -> dict[str, int]:
         """Label the emails (IMAP COPY); returns email id -> UID in the target. An email
         already there keeps its UID; with `fresh_only` it is left out of the answer (seen
-        inside the transaction: IMAP COPY must then make a copy, not name an old UID)."""
+        inside the transaction: IMAP COPY must then make a copy, not name an old UID). With
+        `source_id`, an email no longer in that mailbox is left alone (another session
+        expunged it: copied now, it would come back to a mailbox under a new UID)."""
         ...
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
                                   email_ids: Sequence[str], *,

@@ -475,23 +475,37 @@ class Session:
 
     def vanish(self, uids: list[int]) -> None:
         """VANISHED: UIDs; one the session does not know yet (a message announced by EXISTS
-        and not fetched) can only be one of the unfetched messages at the end of the view, all
-        of whose UIDs are above every known one: any of them is dropped (they are re-fetched)."""
+        and not fetched) is one of the unfetched messages between the known UIDs below and
+        above it (UIDs ascend with sequence numbers): any of those is dropped, since they are
+        all unknown alike (they are re-fetched)."""
         for uid in uids:
             if uid in self.uids:
                 self.uids.remove(uid)
                 self.forget(uid)
                 self.model.ok("expunge-range")
-            elif uid > self.floor and None in self.uids:
-                self.uids.reverse()
-                self.uids.remove(None)
-                self.uids.reverse()
+                continue
+            slot = self._unknown_slot(uid)
+            if slot is not None:
+                del self.uids[slot]
                 self.forget(uid)
                 self.model.ok("expunge-range")
             else:
                 self.model.fail("expunge-range",
                                 f"VANISHED UID {uid}, which the session does not have"
                                 f" (highest known {self.floor})", self)
+
+    def _unknown_slot(self, uid: int) -> int | None:
+        """The index of an unfetched message that may have `uid`: one between the last known
+        UID below it and the first known UID above it."""
+        for i, held in enumerate(self.uids):
+            if held is None:
+                below = [u for u in self.uids[:i] if u is not None]
+                if below and below[-1] > uid:
+                    return None
+                above = next((u for u in self.uids[i + 1:] if u is not None), None)
+                if above is None or above > uid:
+                    return i
+        return None
 
     def fetched(self, seq: int, line: bytes) -> Fetched | None:
         m = self.model

@@ -502,7 +502,7 @@ async def copy_or_move(s: Session, cmd: Command) -> None:
         s.ok(cmd)
         return
     try:
-        copied = await s.mailbox.copy(s.user, ids, target)
+        copied = await s.mailbox.copy(s.user, ids, target, sel.mailbox)
     except QuotaExceeded as e:
         raise No(f"{e}", "OVERQUOTA") from None
     pairs = [(old, copied[e]) for e, old in zip(ids, source_uids, strict=True) if e in copied]

@@ -579,13 +579,17 @@ class PostgresMailStore:
         return await self._write(update)
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
+                             mailbox_id: str, *, fresh_only: bool = False,
+                             source_id: str | None = None) -> dict[str, int]:
         async def add(tx: Tx) -> dict[str, int]:
             await _mailbox_row(tx.conn, account_id, mailbox_id)
             modseq = await tx.next_modseq(account_id)
             info = await writes.infos(tx.conn, account_id, list(email_ids))
             held = await _held(tx.conn, account_id, mailbox_id, email_ids) if fresh_only \
                 else set()
+            if source_id is not None:
+                there = await _held(tx.conn, account_id, source_id, email_ids)
+                info = {e: i for e, i in info.items() if e in there}
             uids = {}
             for email_id in email_ids:
                 if email_id in info and email_id not in held:

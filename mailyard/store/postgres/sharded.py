@@ -446,9 +446,10 @@ class ShardedMailStore:
             unchanged_since=unchanged_since))
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
+                             mailbox_id: str, *, fresh_only: bool = False,
+                             source_id: str | None = None) -> dict[str, int]:
         return await self._on(account_id, lambda s: s.add_to_mailbox(
-            account_id, email_ids, mailbox_id, fresh_only=fresh_only))
+            account_id, email_ids, mailbox_id, fresh_only=fresh_only, source_id=source_id))
 
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
                                   email_ids: Sequence[str], *,

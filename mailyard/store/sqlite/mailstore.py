@@ -623,13 +623,16 @@ class SqliteMailStore(MaintenanceMixin):
         return await self.db.write(update)
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str, *, fresh_only: bool = False) -> dict[str, int]:
+                             mailbox_id: str, *, fresh_only: bool = False,
+                             source_id: str | None = None) -> dict[str, int]:
         def add(conn: sqlite3.Connection) -> dict[str, int]:
             _mailbox_row(conn, account_id, mailbox_id)
             modseq = _next_modseq(conn, account_id)
             uids = {}
             for email_id in email_ids:
                 if fresh_only and _held(conn, mailbox_id, email_id):
+                    continue
+                if source_id is not None and not _held(conn, source_id, email_id):
                     continue
                 if conn.execute("SELECT 1 FROM emails WHERE account_id = ? AND id = ?",
                                 (account_id, email_id)).fetchone():
