@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +44,6 @@ from mailyard.protocols.imap.grammar import (
     Within,
     decode_mailbox_name,
     encode_mailbox_name,
-    list_pattern_to_regex,
     parse_append,
     parse_authenticate,
     parse_command,
@@ -525,28 +523,6 @@ def test_list_extended_rfc5258_examples() -> None:
                  b'a LIST "" ()', b'a LIST "" * RETURN (STATUS ())', b'a LIST "" * x']:
         bad(parse_list, line)
     bad(parse_list, b'a LSUB "" ("a")', extended=False)
-
-
-def test_list_patterns_to_regex() -> None:
-    def names(reference: str, pattern: str) -> list[str]:
-        rx = list_pattern_to_regex(reference, pattern)
-        return [n for n in ["INBOX", "INBOX/a", "Mail", "Mail/x", "Mail/x/y", "~/Mail/z", "a.b"]
-                if rx.fullmatch(n)]
-
-    assert names("", "*") == ["INBOX", "INBOX/a", "Mail", "Mail/x", "Mail/x/y", "~/Mail/z", "a.b"]
-    assert names("", "%") == ["INBOX", "Mail", "a.b"]
-    assert names("Mail/", "%") == ["Mail/x"]
-    assert names("Mail/", "/%") == ["Mail/x"]
-    assert names("", "Mail/*") == ["Mail/x", "Mail/x/y"]
-    assert names("", "inbox") == ["INBOX"]
-    assert names("", "inbox/%") == ["INBOX/a"]
-    assert names("~/Mail/", "%") == ["~/Mail/z"]
-    assert names("", "a.b") == ["a.b"]
-    assert list_pattern_to_regex("", "a%", "").fullmatch("a/b")
-    assert not list_pattern_to_regex("", "a%", ".").fullmatch("a.b")
-    assert list_pattern_to_regex("", "(x)[y]").fullmatch("(x)[y]")
-    assert not list_pattern_to_regex("", "a?").fullmatch("ab")
-    assert isinstance(list_pattern_to_regex("", "x"), re.Pattern)
 
 
 def test_status() -> None:

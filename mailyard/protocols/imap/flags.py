@@ -16,7 +16,6 @@ _BACK = {v: "\\" + k[1:].capitalize() for k, v in SYSTEM.items()}
 
 SETTABLE_FLAGS = frozenset({"\\Seen", "\\Flagged", "\\Answered", "\\Draft", "\\Deleted"})
 """The system flags a client may set (\\Recent is the server's; others are unknown)."""
-PERMANENT_FLAGS = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
 FLAGS = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
 
 

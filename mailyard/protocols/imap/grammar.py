@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, TypeVar
 
 from mailyard.core.imapfmt import astring as _fmt_astring
-from mailyard.protocols.imap import listmatch
 
 T = TypeVar("T")
 
@@ -1465,24 +1464,6 @@ def parse_list(tok: Tokenizer, *, extended: bool = True) -> ListCommand:
     )
 
 
-def list_pattern_to_regex(reference: str, pattern: str, delimiter: str = "/") -> re.Pattern[str]:
-    """The names a LIST reference + pattern matches (RFC 9051 §6.3.9) as a regular expression,
-    for fullmatch. The server does not use it: a regex backtracks (issue 17), so LIST and LSUB
-    match with listmatch.ListPattern, in linear time. Kept for callers that want a regex;
-    runs of wildcards are collapsed, which removes the worst case but not every slow one."""
-    combined = listmatch.combine(reference, pattern, delimiter)
-    not_delim = f"[^{re.escape(delimiter)}]*" if delimiter else ".*"
-    out = []
-    for ch in listmatch.collapse(combined):
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(not_delim)
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
-
-
 @dataclass(frozen=True)
 class QResync:
     """SELECT (QRESYNC (uidvalidity modseq [known-uids] [(seqs uids)])) of RFC 7162 §3.2.5."""
@@ -1792,7 +1773,6 @@ __all__ = [
     "decode_mailbox_name",
     "decode_sasl_response",
     "encode_mailbox_name",
-    "list_pattern_to_regex",
     "parse_append",
     "parse_authenticate",
     "parse_command",
