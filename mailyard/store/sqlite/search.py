@@ -97,6 +97,24 @@ def _text(node: Text) -> Expr:
     return " AND ".join(f"{{{columns}}} : {_string(p)}" for p in pieces)
 
 
+def _absorbed_words(node: Node) -> list[str]:
+    """The words of an alternative that compile_match dropped because another alternative of
+    the same OR matches everything (`alpha OR "."`): the OR still matched through them
+    where they occur, so a snippet marks them (as the PostgreSQL engine's does). Single
+    words only, and never under a NOT."""
+    if isinstance(node, And):
+        return [w for item in node.items if not isinstance(item, Not)
+                for w in _absorbed_words(item)]
+    if not isinstance(node, Or):
+        return []
+    found = [w for item in node.items for w in _absorbed_words(item)]
+    texts = [item for item in node.items if isinstance(item, Text)]
+    compiled = [_text(item) for item in texts]
+    if any(isinstance(e, _All) for e in compiled):
+        found += [e for e in compiled if isinstance(e, str)]
+    return found
+
+
 def compile_match(node: Node, acct: str) -> Expr:
     """The FTS5 expression for a tree of Text, And, Or and Not."""
     if isinstance(node, Text):
@@ -239,6 +257,9 @@ class SqliteSearchIndex:
         if not isinstance(expr, str):
             return [Snippet(e, None, None) for e in email_ids]
         match = f"{acct} AND ({expr})"
+        extras = _absorbed_words(node)
+        if extras:  # in the expression, so highlight() marks them; the rows stay the same
+            match += f" AND ({acct} OR " + " OR ".join(f"({e})" for e in extras) + ")"
 
         def read(conn: sqlite3.Connection) -> dict[str, Snippet]:
             out: dict[str, Snippet] = {}
