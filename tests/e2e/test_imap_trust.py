@@ -224,6 +224,19 @@ def test_append_while_another_session_expunges(server: Server) -> None:
     assert failures == []
 
 
+def _selecting(tag: str, command: str, recent: int, mode: str, *, closed: bool = False) -> str:
+    """SELECT/EXAMINE INBOX of one message, as a script: `recent` in its RECENT line."""
+    permanent = r"\(\)\]" if mode == "READ-ONLY" else ""
+    return (f"C: {tag} {command} INBOX\n"
+            + ("S: * OK [CLOSED] Previous mailbox closed\n" if closed else "")
+            + f"S~ \\* FLAGS .*\nS~ \\* OK \\[PERMANENTFLAGS {permanent}.*\n"
+            + f"S: * 1 EXISTS\nS: * {recent} RECENT\n"
+            + "S-~ \\* OK \\[UNSEEN \\d+\\].*\n"
+            + "".join(f"S~ \\* OK \\[{code} .*\n"
+                      for code in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ", "MAILBOXID"))
+            + f"S~ {tag} OK \\[{mode}\\] .*\n")
+
+
 def test_recent_belongs_to_the_first_session_and_status_counts_it(server: Server) -> None:
     """RFC 3501 §2.3.2: \\Recent goes to the first session that selects the mailbox after
     the message came; STATUS RECENT counts what no session has seen; EXAMINE does not take
@@ -240,29 +253,8 @@ S~ a OK .*
 C: b STATUS INBOX (MESSAGES RECENT)
 S: * STATUS INBOX (MESSAGES 1 RECENT 1)
 S: b OK STATUS done
-C: c EXAMINE INBOX
-S~ \* FLAGS .*
-S~ \* OK \[PERMANENTFLAGS \(\)\].*
-S: * 1 EXISTS
-S: * 1 RECENT
-S-~ \* OK \[UNSEEN \d+\].*
-S~ \* OK \[UIDVALIDITY .*
-S~ \* OK \[UIDNEXT .*
-S~ \* OK \[HIGHESTMODSEQ .*
-S~ \* OK \[MAILBOXID .*
-S~ c OK \[READ-ONLY\] .*
-C: d SELECT INBOX
-S: * OK [CLOSED] Previous mailbox closed
-S~ \* FLAGS .*
-S~ \* OK \[PERMANENTFLAGS .*
-S: * 1 EXISTS
-S: * 1 RECENT
-S-~ \* OK \[UNSEEN \d+\].*
-S~ \* OK \[UIDVALIDITY .*
-S~ \* OK \[UIDNEXT .*
-S~ \* OK \[HIGHESTMODSEQ .*
-S~ \* OK \[MAILBOXID .*
-S~ d OK \[READ-WRITE\] .*
+""" + _selecting("c", "EXAMINE", 1, "READ-ONLY") + r"""
+""" + _selecting("d", "SELECT", 1, "READ-WRITE", closed=True) + r"""
 C: e SEARCH RECENT
 S: * SEARCH 1
 S: e OK SEARCH done
@@ -271,17 +263,7 @@ S: e OK SEARCH done
 C: f STATUS INBOX (RECENT)
 S: * STATUS INBOX (RECENT 0)
 S: f OK STATUS done
-C: g SELECT INBOX
-S~ \* FLAGS .*
-S~ \* OK \[PERMANENTFLAGS .*
-S: * 1 EXISTS
-S: * 0 RECENT
-S-~ \* OK \[UNSEEN \d+\].*
-S~ \* OK \[UIDVALIDITY .*
-S~ \* OK \[UIDNEXT .*
-S~ \* OK \[HIGHESTMODSEQ .*
-S~ \* OK \[MAILBOXID .*
-S~ g OK \[READ-WRITE\] .*
+""" + _selecting("g", "SELECT", 0, "READ-WRITE") + r"""
 C: h FETCH 1 FLAGS
 S: * 1 FETCH (FLAGS ())
 S: h OK FETCH done
