@@ -230,6 +230,9 @@ def decode_words(value: str) -> str:
 
 
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_FIELD_REST = re.compile(rb"[^\n]*(?:\n[ \t][^\n]*)*\n?")
+"""The rest of a field from after its colon: its line and every continuation line, in one C
+scan (the alternatives cannot overlap, so it never backtracks)."""
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
@@ -241,12 +244,13 @@ def _unfold(value: bytes) -> bytes:
 @dataclass(slots=True)
 class _Headers:
     fields: list[tuple[str, bytes]] = field(default_factory=list)
+    """Values are already cut at MAX_HEADER_VALUE, still folded, with their last line break."""
 
     def raw(self, name: str) -> bytes | None:
         """First occurrence, unfolded; later duplicates are usually injected or broken."""
         for key, value in self.fields:
             if key == name:
-                return _unfold(value[:MAX_HEADER_VALUE])
+                return _unfold(value)
         return None
 
     def text(self, name: str) -> str | None:
@@ -254,7 +258,7 @@ class _Headers:
         return None if value is None else _header_text(value)
 
     def all_text(self, name: str) -> list[str]:
-        return [_header_text(_unfold(v[:MAX_HEADER_VALUE])) for k, v in self.fields if k == name]
+        return [_header_text(_unfold(v)) for k, v in self.fields if k == name]
 
 
 def _line_end(raw: bytes, pos: int, end: int) -> int:
@@ -267,7 +271,12 @@ def _is_blank(raw: bytes, pos: int, line_end: int) -> bool:
 
 
 def _read_headers(raw: bytes, start: int, end: int, is_root: bool) -> tuple[_Headers, int]:
-    """Returns the headers and the body start; a line that is no header starts the body."""
+    """Returns the headers and the body start; a line that is no header starts the body.
+
+    Linear in the header block whatever its shape: a field and all its continuation lines are
+    found by one regex scan and sliced once, at most MAX_HEADER_VALUE of it, so one field
+    folded over a hundred thousand lines costs what reading it costs (appending each
+    continuation line to the value so far was quadratic)."""
     headers = _Headers()
     pos = start
     if is_root and raw.startswith(b"From ", pos):
@@ -276,21 +285,20 @@ def _read_headers(raw: bytes, start: int, end: int, is_root: bool) -> tuple[_Hea
         line_end = _line_end(raw, pos, end)
         if _is_blank(raw, pos, line_end):
             return headers, line_end
-        first = raw[pos : pos + 1]
-        if first in (b" ", b"\t"):
-            if headers.fields:
-                name, value = headers.fields[-1]
-                headers.fields[-1] = (name, value + raw[pos:line_end])
-        else:
-            m = _FIELD_NAME.match(raw, pos, line_end)
-            if not m:
-                return headers, pos
-            if len(headers.fields) >= MAX_HEADER_FIELDS:
-                blank = _BLANK_LINE.search(raw, pos - 1, end)
-                return headers, end if blank is None else blank.end()
-            name = m.group(1).decode("ascii").lower()
-            headers.fields.append((name, raw[m.end() : line_end]))
-        pos = line_end
+        if raw[pos : pos + 1] in (b" ", b"\t"):  # continuation of no field: dropped
+            pos = line_end
+            continue
+        m = _FIELD_NAME.match(raw, pos, line_end)
+        if not m:
+            return headers, pos
+        if len(headers.fields) >= MAX_HEADER_FIELDS:
+            blank = _BLANK_LINE.search(raw, pos - 1, end)
+            return headers, end if blank is None else blank.end()
+        rest = _FIELD_REST.match(raw, m.end(), end)
+        field_end = rest.end() if rest is not None else line_end
+        value_end = min(field_end, m.end() + MAX_HEADER_VALUE)
+        headers.fields.append((m.group(1).decode("ascii").lower(), raw[m.end() : value_end]))
+        pos = field_end
     return headers, end
 
 
