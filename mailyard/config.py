@@ -100,6 +100,14 @@ class POP3:
 class Auth:
     plaintext_on_loopback: bool = False
     """Allow LOGIN / AUTH PLAIN without TLS from 127.0.0.1 and ::1 (tests, local tools)."""
+    failures_per_network_per_hour: int = 30
+    """Failed logins (any protocol) from one IPv4 address or IPv6 prefix before its logins are
+    refused, the right password included, until failures age out of the hour; 0 = no limit."""
+    failures_per_account_per_hour: int = 100
+    """Failed logins to one account from anywhere before its logins are refused the same way
+    (a distributed guess); 0 = no limit (services/loginguard.py)."""
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted by this prefix (one host usually holds a whole /64)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +217,9 @@ class Store:
     """The SearchIndex: "postgresql" (in the database of `metadata`), "postgresql://..." (its
     own database), "": SQLite FTS5 in data_dir."""
     s3: S3 = field(default_factory=S3)
+    counters: str = ""
+    """Where rate-limit counters (failed logins) live: "redis://host:port/db" (shared by every
+    node of a cluster), "": counters.db in data_dir (shared by the node's processes)."""
     shards: tuple[str, ...] = ()
     """Set from `metadata = ["postgresql://...", ...]`: the MailStore spread over these
     databases (store/postgres/sharded.py); `metadata` is then the first, which holds the

@@ -620,6 +620,24 @@ class Subscription(Protocol):
     async def aclose(self) -> None: ...
 
 
+# --------------------------------------------------------------------------- Counters
+
+
+class Counters(Protocol):
+    """Events counted in a sliding window per key, shared by every process that opens the same
+    store (DESIGN: rate limits; one SQLite file per node, Redis in a cluster)."""
+
+    async def hit(self, key: str, window: float, now: float) -> int:
+        """Record one event for `key` at `now`; the events in (now - window, now] after it."""
+        ...
+
+    async def count(self, key: str, window: float, now: float) -> int:
+        """The events of `key` in (now - window, now], recording none."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 # --------------------------------------------------------------------------- SpamModel
 
 

@@ -31,6 +31,7 @@ QUEUES = ["sqlite"]
 MAILSTORES = ["sqlite", "postgres", "postgres-sharded"]
 SEARCH_INDEXES = ["sqlite", "postgres"]
 EVENTBUSES = ["local"]
+COUNTERS = ["sqlite", "redis"]
 
 
 async def close_adapter(adapter: Any) -> None:
@@ -287,6 +288,28 @@ async def bus_engine(request: pytest.FixtureRequest, sock_dir: Path) -> AsyncIte
 @pytest.fixture
 async def bus(bus_engine: Engine) -> Any:
     return await bus_engine.open()
+
+
+def _open_counters(name: str, tmp_path: Path) -> Engine:
+    if name == "sqlite":
+        from mailyard.store.sqlite.counters import SqliteCounters
+        return Engine(name, lambda: SqliteCounters(tmp_path / "counters.db"))
+    if name == "redis":
+        from mailyard.store.redis.counters import RedisCounters
+        # The machine's Redis (127.0.0.1:6379); a prefix of this test's own keeps runs apart.
+        prefix = f"mailyard-test:{new_id('c')}:"
+        return Engine(name, lambda: RedisCounters("redis://127.0.0.1:6379/0", prefix=prefix))
+    raise ValueError(name)
+
+
+@pytest.fixture(params=COUNTERS)
+async def counters_engine(request: pytest.FixtureRequest,
+                          tmp_path: Path) -> AsyncIterator[Engine]:
+    engine = _open_counters(request.param, tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.close_all()
 
 
 # --------------------------------------------------------------------------- helpers

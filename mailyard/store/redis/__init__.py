@@ -1,0 +1,1 @@
+"""Adapters over Redis: the state a cluster's nodes share that is not mail (counters)."""
