@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from mailyard.core.addresses import domain_of, normalize
+from mailyard.services.loginguard import LoginGuard, Refusal
 from mailyard.store.ports import Account, MailStore, NotFound
 
 HASHER = PasswordHasher(time_cost=3, memory_cost=12_288, parallelism=1)
@@ -41,12 +42,24 @@ class RecipientStatus(enum.Enum):
     OVER_QUOTA = "over quota"
 
 
+class LoginRefused(Exception):
+    """A login refused before its password was looked at (LoginGuard): the client's network or
+    the account is blocked after too many failures. Protocols answer it as a temporary
+    refusal, not as wrong credentials."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.value)
+        self.refusal = refusal
+
+
 class AccountService:
     def __init__(self, store: MailStore, *, config_domains: tuple[str, ...] = (),
-                 default_quota: int = 10 * 1024**3) -> None:
+                 default_quota: int = 10 * 1024**3, guard: LoginGuard | None = None) -> None:
         self.store = store
         self.config_domains = frozenset(config_domains)
         self.default_quota = default_quota
+        self.guard = guard
+        """Failed-login limits shared by every protocol; None: no limits (the CLI)."""
 
     # ------------------------------------------------------------------ domains
 
@@ -75,6 +88,20 @@ class AccountService:
         if not password:
             raise ValueError("the password must not be empty")
         await self.store.set_password(address, await _off_loop(HASHER.hash, password))
+
+    async def login(self, address: str, password: str, *, ip: str,
+                    protocol: str) -> Account | None:
+        """A client's login, by any protocol: the account when the password is right, None when
+        not (counted as a failure); LoginRefused when `ip`'s network or the account is blocked,
+        the right password included."""
+        if self.guard is not None:
+            refusal = await self.guard.refusal(ip, address)
+            if refusal is not None:
+                raise LoginRefused(refusal)
+        account = await self.authenticate(address, password)
+        if account is None and self.guard is not None:
+            await self.guard.failed(ip, address, protocol)
+        return account
 
     async def authenticate(self, address: str, password: str) -> Account | None:
         """The account when the password is right, else None (never says which part was wrong)."""
