@@ -5,6 +5,12 @@ in one transaction (group commit): under load, twenty SMTP sessions finishing DA
 one fsync, not twenty. Each write runs inside its own SAVEPOINT, so one failing write rolls back
 alone and the others still commit.
 
+No caller and no batch can stop the writer: a caller cancelled while its write waits (an SMTP
+client that resets the connection after the final dot) has its write skipped, and a batch lost
+to a full disk fails its own writes and no more; once space is back the next batch commits. If
+the thread ends anyway, writes raise WriterStopped at once (SMTP answers 451) and `alive`, read
+by /readyz, turns False.
+
 Reads run on the calling thread (the event loop's), on a connection of that thread's own; WAL
 lets them proceed while the writer commits. They used to run on a pool of reader threads, and
 that cost more than the reads: each one was two thread hand-offs, and a reader that finished its
@@ -18,13 +24,14 @@ thread, so a pool bought no parallelism for them either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +118,38 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+class WriterStopped(RuntimeError):
+    """The database takes no more writes (closed, or its writer thread is gone)."""
+
+
+def _undo_job(conn: sqlite3.Connection, error: BaseException) -> None:
+    """Roll one failed job back to its savepoint. With SQLITE_FULL or an I/O error, SQLite
+    may already have rolled the whole transaction back on its own, and the savepoint went with
+    it ("no such savepoint: job"): then the batch is lost, and `error`, the real cause, is what
+    every job of it gets."""
+    if not conn.in_transaction:
+        raise error
+    try:
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+    except sqlite3.Error:
+        raise error from None
+
+
+def _settle(fut: Future[Any], ok: bool, value: Any) -> None:
+    """Give a job's future its outcome; one already settled (it cannot be, once claimed, but
+    the writer must not die on it if it is) is left as it is."""
+    if fut.done():
+        return
+    try:
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+    except InvalidStateError:
+        pass
+
+
 class Database:
     """A SQLite file with a group-committing writer thread; reads on the caller's thread."""
 
@@ -139,66 +178,116 @@ class Database:
         conn.execute("PRAGMA busy_timeout = 0")  # _begin_immediate polls instead
         self._writer_conn = conn
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._state_lock = threading.Lock()
+        self._running = True
+        self._closed = False
+        self._pending: set[Future[Any]] = set()
+        """Every write not settled yet: failed together if the writer ever stops."""
         self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-writer:{path.name}",
                                         daemon=True)
         self._writer.start()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._closed = False
         self.commits = 0
         """How many transactions the writer committed (group commit makes this < writes)."""
 
     # ------------------------------------------------------------------ writes
 
+    @property
+    def alive(self) -> bool:
+        """Whether writes are taken: False once closed, or if the writer thread has died
+        (which the loop below is built never to do; /readyz reports it if it happens)."""
+        return self._running and not self._closed
+
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in the next group transaction; return once that transaction is committed."""
-        if self._closed:
-            raise RuntimeError(f"database {self.path} is closed")
+        """Run `fn` in the next group transaction; return once that transaction is committed.
+
+        A caller cancelled while its write waits in the queue (a client that hung up) takes its
+        write back: the writer skips it. Once the write has started it is committed or rolled
+        back with its batch, and the caller just does not hear which."""
         fut: Future[T] = Future()
-        self._jobs.put((fn, fut))
+        self._submit(fn, fut)
         return await asyncio.wrap_future(fut)
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise RuntimeError(f"database {self.path} is closed")
         fut: Future[T] = Future()
-        self._jobs.put((fn, fut))
+        self._submit(fn, fut)
         return fut.result()
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
+        """Queue a job, or raise WriterStopped at once: a write must never wait for a thread
+        that will not take it (SMTP would hang instead of answering 451). The lock orders
+        this against the writer's stopping, which fails every job still pending."""
+        with self._state_lock:
+            if self._closed:
+                raise WriterStopped(f"database {self.path} is closed")
+            if not self._running:
+                raise WriterStopped(f"the writer of {self.path} has stopped")
+            self._pending.add(fut)
+            fut.add_done_callback(self._pending.discard)
+            self._jobs.put((fn, fut))
 
     def _write_loop(self) -> None:
         conn = self._writer_conn
-        while True:
-            job = self._jobs.get()
-            if job is _STOP:
-                break
-            batch = [job]
-            stop = False
-            while len(batch) < _MAX_BATCH:
+        try:
+            while True:
+                batch, stop = self._next_batch()
                 try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
+                    self._run_batch(conn, batch)
+                except Exception as e:  # a bug here must not end the writer: log, go on
+                    log.exception("the writer of %s failed a batch of %d; it goes on",
+                                  self.path, len(batch))
+                    for _fn, fut in batch:
+                        _settle(fut, False, e)
+                if stop:
                     break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)
-            self._run_batch(conn, batch)
-            if stop:
+        finally:
+            with self._state_lock:
+                self._running = False
+            if not self._closed:
+                log.critical("the writer of %s has stopped: every write fails until a"
+                             " restart", self.path)
+            stopped = WriterStopped(f"the writer of {self.path} has stopped")
+            for fut in list(self._pending):  # queued, or taken and not finished
+                _settle(fut, False, stopped)
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _next_batch(self) -> tuple[list[Any], bool]:
+        """Every job waiting now (at most _MAX_BATCH), after blocking for the first; True
+        when the stop mark came with them."""
+        job = self._jobs.get()
+        if job is _STOP:
+            return [], True
+        batch = [job]
+        while len(batch) < _MAX_BATCH:
+            try:
+                more = self._jobs.get_nowait()
+            except queue.Empty:
                 break
-        conn.close()
+            if more is _STOP:
+                return batch, True
+            batch.append(more)
+        return batch, False
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        # Claim each future: one whose caller was cancelled meanwhile is skipped (claiming
+        # also makes a later cancel() a no-op, so the result below can always be set).
+        jobs = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        if not jobs:
+            return
         results: list[tuple[Future[Any], bool, Any]] = []
         try:
+            if conn.in_transaction:  # left open by a ROLLBACK that failed in an earlier batch
+                conn.execute("ROLLBACK")
             _begin_immediate(conn)
-            for fn, fut in batch:
+            for fn, fut in jobs:
                 conn.execute("SAVEPOINT job")
                 try:
                     value = fn(conn)
                 except BaseException as e:  # one job's failure must not sink the batch
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    _undo_job(conn, e)
                     results.append((fut, False, e))
                 else:
                     conn.execute("RELEASE job")
@@ -206,17 +295,19 @@ class Database:
             conn.execute("COMMIT")
             self.commits += 1
         except BaseException as e:
+            # The whole batch is lost: a disk full or an I/O error at COMMIT, or one that made
+            # SQLite roll the transaction back itself. Every job gets that error; the next
+            # batch starts afresh (after the disk is freed, it simply succeeds).
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for _fn, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("cannot roll back on %s", self.path)
+            for _fn, fut in jobs:
+                _settle(fut, False, e)
             return
         for fut, ok, value in results:
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+            _settle(fut, ok, value)
 
     # ------------------------------------------------------------------ reads
 
@@ -235,7 +326,7 @@ class Database:
         """Run `fn` on this thread's reader connection in a consistent snapshot (see the
         module's docstring for why not on another thread)."""
         if self._closed:
-            raise RuntimeError(f"database {self.path} is closed")
+            raise WriterStopped(f"database {self.path} is closed")
         return self.read_sync(fn)
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -249,10 +340,11 @@ class Database:
     # ------------------------------------------------------------------ life
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.put(_STOP)
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(_STOP)
         self._writer.join(timeout=30)
         with self._readers_lock:
             for conn in self._readers:
