@@ -270,6 +270,7 @@ class Session:
         policy = self.services.policy
         return CommandReader(stream, max_line=policy.max_line, max_literal=policy.max_literal,
                              max_command=self.services.max_command,
+                             pre_auth=self.state is State.NOT_AUTHENTICATED,
                              continuation=self._continuation)
 
     # ------------------------------------------------------------------ output
@@ -365,7 +366,8 @@ class Session:
                     await self.flush()
                     continue
                 except LiteralTooBig as e:
-                    self.raw(f"{e.tag or '*'} NO [TOOBIG] Literal too big\r\n".encode())
+                    status = "BAD" if e.close else "NO"  # BAD: RFC 7888 §4
+                    self.raw(f"{e.tag or '*'} {status} [TOOBIG] Literal too big\r\n".encode())
                     if e.close:
                         self.untagged("BYE Too much data")
                         break
@@ -533,6 +535,7 @@ class Session:
         """From now on, watch the account's events, so that each command knows without a
         query whether anything changed (the watch exists before any SELECT reads)."""
         self.state = State.AUTHENTICATED
+        self.reader.pre_auth = False  # the post-login literal and command limits from now on
         self.watch = self.services.views.attach(account)
         self.account = self.watch.account  # one Account object for the account's sessions
 
@@ -632,10 +635,15 @@ class Session:
     async def start_tls(self) -> None:
         """Stop reading, send the tagged OK, then switch to TLS: the client sends its
         ClientHello the moment it reads OK, and were we still reading, those octets would land
-        in the plain-text stream buffer where the handshake never sees them."""
+        in the plain-text stream buffer where the handshake never sees them.
+
+        Whatever the client sent after STARTTLS in plain text is thrown away unanswered: a
+        command injected there by a man in the middle must never run as if it came over TLS
+        (the STARTTLS command injection of CVE-2011-0411)."""
         assert self.services.tls is not None
         assert isinstance(self.writer, asyncio.StreamWriter)  # STARTTLS comes before COMPRESS
         self.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        self.reader.stream._buffer.clear()  # type: ignore[attr-defined]
         if self._out:
             self.writer.write(b"".join(self._out))
             self._out.clear()
