@@ -4,6 +4,7 @@ RFC 4959 SASL-IR, RFC 6855 UTF8=ACCEPT, RFC 4978 COMPRESS)."""
 
 from __future__ import annotations
 
+import ssl
 import time
 
 from mailyard.protocols.imap.grammar import (
@@ -79,7 +80,12 @@ async def starttls(s: Session, cmd: Command) -> None:
     if s.tls or s.services.tls is None:
         raise Bad("TLS is already on" if s.tls else "TLS is not available")
     s.ok(cmd, "Begin TLS negotiation now")
-    await s.start_tls()
+    try:
+        await s.start_tls()
+    except (ssl.SSLError, OSError, TimeoutError):
+        # A failed handshake (a probe, a client that does not like our ciphers) leaves no
+        # usable stream: the session just ends, quietly, as a dropped connection does.
+        s.state = State.LOGOUT
 
 
 async def _login(s: Session, cmd: Command, user: str, password: str) -> None:

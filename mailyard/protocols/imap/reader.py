@@ -16,6 +16,14 @@ so it also owns the literal rules, which differ by kind (RFC 9051 §4.3, RFC 788
   data too: it is framed as non-synchronising with LITERAL-'s cap, so the stream stays in step,
   and the grammar then answers BAD.
 
+Before authentication the bounds are far smaller (`pre_auth`): nothing a client may say then
+(LOGIN, AUTHENTICATE, ID) needs more than a few KB, and an anonymous peer must not make the server
+hold megabytes. A synchronising literal over PRE_AUTH_LITERAL_MAX gets `NO [TOOBIG]` and no "+"; a
+non-synchronising one over it is answered `BAD [TOOBIG]` and the connection closed without reading
+the data (RFC 7888 §4: the data is already on its way and cannot be refused, and skipping it would
+let an anonymous peer make the server read up to the post-login cap). The whole command is capped
+at PRE_AUTH_COMMAND_MAX, its lines included.
+
 Everything is bounded (line, literal, whole command) and an EOF anywhere ends reading cleanly, so
 a hostile or broken client can neither exhaust memory nor hang a session in here.
 """
@@ -29,6 +37,12 @@ from collections.abc import Awaitable, Callable
 CONTINUATION = b"+ Ready for literal data\r\n"
 LITERAL_MINUS_MAX = 4096
 """RFC 7888 §4: the largest non-synchronising literal a LITERAL- server must accept."""
+PRE_AUTH_LITERAL_MAX = 8192
+"""The largest literal accepted before authentication: a user name or password, or an ID value,
+with room to spare (RFC 7888 §4 deems 4096 octets enough for any non-synchronising literal)."""
+PRE_AUTH_COMMAND_MAX = 32768
+"""The largest whole command (lines and literals) before authentication: a LOGIN with two literals
+at the limit, or a SASL PLAIN response of that size in base64, fits."""
 
 _LITERAL_MARK = re.compile(rb"(~?)\{([0-9]+)([+-]?)\}\Z")
 # tag = 1*<any ASTRING-CHAR except "+"> (RFC 9051 §9): no SP, CTL, ( ) { % * " \ or +.
@@ -54,7 +68,8 @@ class LiteralTooBig(Exception):
     """A literal is over the limit: the server answers `tag NO [TOOBIG]` (RFC 9051 §7.1).
 
     `close` is True when the stream could not be brought back in step (a non-synchronising
-    literal too big even to skip): the server then says BYE and closes the connection.
+    literal too big even to skip, or any too big before authentication): the server then answers
+    BAD (RFC 7888 §4), says BYE and closes the connection.
     """
 
     def __init__(self, tag: str | None, size: int, limit: int, *, close: bool = False) -> None:
@@ -94,7 +109,7 @@ class CommandReader:
     """
 
     __slots__ = ("_continuation", "literal_minus", "max_command", "max_discard", "max_line",
-                 "max_literal", "stream")
+                 "max_literal", "pre_auth", "stream")
 
     def __init__(
         self,
@@ -105,18 +120,31 @@ class CommandReader:
         max_command: int | None = None,
         max_discard: int | None = None,
         literal_minus: bool = False,
+        pre_auth: bool = False,
         continuation: Callable[[bytes], Awaitable[None]],
     ) -> None:
         """`max_command` caps a whole command, literals included (MULTIAPPEND); `max_discard` caps
         how many octets of refused non-synchronising literals are skipped before giving up;
-        `literal_minus` is True when the server advertises LITERAL- instead of LITERAL+."""
+        `literal_minus` is True when the server advertises LITERAL- instead of LITERAL+;
+        `pre_auth` applies the pre-authentication caps (the session clears it at login)."""
         self.stream = reader
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_command = max_command if max_command is not None else max_literal + 64 * max_line
         self.max_discard = max_discard if max_discard is not None else 2 * max_literal
         self.literal_minus = literal_minus
+        self.pre_auth = pre_auth
         self._continuation = continuation
+
+    @property
+    def line_limit(self) -> int:
+        """The longest line accepted now."""
+        return min(self.max_line, PRE_AUTH_COMMAND_MAX) if self.pre_auth else self.max_line
+
+    @property
+    def command_limit(self) -> int:
+        """The largest whole command accepted now."""
+        return min(self.max_command, PRE_AUTH_COMMAND_MAX) if self.pre_auth else self.max_command
 
     async def _line(self) -> bytes | None:
         """One line with its terminator; None at EOF. An overlong line is read to its end
@@ -124,6 +152,7 @@ class CommandReader:
         chunks: list[bytes] = []
         head = b""
         size = 0
+        max_line = self.line_limit
         while True:
             try:
                 chunk = await self.stream.readuntil(b"\n")
@@ -139,13 +168,13 @@ class CommandReader:
             if not head:
                 head = chunk[:256]
             size += len(chunk)
-            if size <= self.max_line:
+            if size <= max_line:
                 chunks.append(chunk)
             else:
                 chunks.clear()
             if done:
                 break
-        if size > self.max_line:
+        if size > max_line:
             raise _Overlong(head)
         return b"".join(chunks)
 
@@ -200,6 +229,7 @@ class CommandReader:
         total = 0
         tag: str | None = None
         first = True
+        max_command = self.command_limit
         while True:
             try:
                 line = await self._line()
@@ -214,7 +244,7 @@ class CommandReader:
             body = _strip_eol(line)
             mark = _LITERAL_MARK.search(body)
             if mark is None:
-                if total > self.max_command:
+                if total > max_command:
                     raise CommandTooLong(tag, "Command too long")
                 parts.append(body)
                 return b"".join(parts)
@@ -222,10 +252,14 @@ class CommandReader:
             _literal8, digits, plus = mark.groups()
             size = int(digits) if len(digits) <= 20 else _HUGE
             sync = not plus
-            limit = min(self.max_literal, self.max_command - total)
+            limit = min(self.max_literal, max_command - total)
             if not sync and (self.literal_minus or plus == b"-"):
                 limit = min(limit, LITERAL_MINUS_MAX)
+            if self.pre_auth:
+                limit = min(limit, PRE_AUTH_LITERAL_MAX)
             if size > limit:
+                if self.pre_auth and not sync:  # never read (nor skip) an anonymous flood
+                    raise LiteralTooBig(tag, size, max(limit, 0), close=True)
                 if not await self._refuse(tag, size, sync):
                     return None
                 raise LiteralTooBig(tag, size, max(limit, 0))
