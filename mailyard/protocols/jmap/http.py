@@ -1,7 +1,7 @@
 """The JMAP listener: a Starlette app over the core, and uvicorn running it in our event loop.
 
-The app is composed of Starlette's pieces: `RequireTLS` and the authentication middleware in
-front of every route, plain endpoints behind. Later modules pass their routes (upload,
+The app is composed of Starlette's pieces: `RequireTLS`, `CheckOrigin` and the authentication
+middleware in front of every route, plain endpoints behind. Later modules pass their routes (upload,
 download, push) to `build_app`; they take the place of the 501 placeholders here.
 """
 
@@ -29,6 +29,7 @@ from mailyard.protocols.jmap.auth import JMAPAuth, RequireTLS, on_auth_error, pr
 from mailyard.protocols.jmap.blobs import routes as blob_routes
 from mailyard.protocols.jmap.core import encode, execute, parse_request
 from mailyard.protocols.jmap.errors import PROBLEM_JSON, RequestError
+from mailyard.protocols.jmap.origin import CheckOrigin, configured_origins
 from mailyard.protocols.jmap.services import CoreLimits, JMAPPolicy, JMAPServices, TokenChecker
 from mailyard.protocols.jmap.session import CAPABILITIES, session_resource
 from mailyard.store.ports import Account
@@ -42,6 +43,9 @@ NO_STORE = {"Cache-Control": "no-cache, no-store, must-revalidate"}
 def build_app(services: JMAPServices, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The JMAP app; `routes` come first, so they replace the placeholders they match."""
     api = API(services)
+    # Checked now: Starlette builds its middleware at the first request, too late to stop
+    # start-up on a configured origin that is none.
+    origins = configured_origins(services.policy.allowed_origins)
     return Starlette(
         routes=[
             *routes,
@@ -56,6 +60,7 @@ def build_app(services: JMAPServices, routes: Sequence[BaseRoute] = ()) -> Starl
         ],
         middleware=[
             Middleware(RequireTLS, policy=services.policy),
+            Middleware(CheckOrigin, allowed=origins),
             Middleware(AuthenticationMiddleware, backend=JMAPAuth(services),
                        on_error=on_auth_error),
         ],

@@ -59,6 +59,10 @@ class JMAPPolicy:
     auth_cache_seconds: float = 300.0
     auth_cache_size: int = 1024
     auth_failures_per_ip_per_hour: int = 30
+    allowed_origins: frozenset[str] = frozenset()
+    """Origins (scheme://host[:port]) besides the one a request is addressed to whose pages
+    may open the WebSocket or POST with a user's browser credentials: the public URL when a
+    proxy in front rewrites Host, the webmail's origin when it is served from another host."""
     push_loopback_http: bool = False
     """PushSubscription urls may be plain http:// to 127.0.0.1/::1/localhost (a receiver the
     tests start); otherwise only https:// to a host that is no loopback or private address."""
