@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -36,6 +36,10 @@ from mailyard.protocols.jmap.services import JMAPPolicy, JMAPServices
 from mailyard.store.ports import Account
 
 REALM = "Mailyard"
+MAX_BASIC = 4096
+"""Longest base64 user-pass we decode: an address and a password fit many times over, and a
+longer one is not worth an argon2 verification."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def problem_response(status: int, detail: str, headers: dict[str, str] | None = None
@@ -142,13 +146,20 @@ class JMAPAuth(AuthenticationBackend):
         return AuthCredentials(["authenticated"]), AccountUser(account)
 
     async def _basic(self, value: str) -> Account | None:
+        """RFC 7617 user-pass, base64 of UTF-8 (the charset our challenge names).
+
+        Starlette hands header values decoded as Latin-1, so a client's raw 8-bit octets
+        arrive as non-ASCII characters, which `b64decode` refuses with a plain ValueError
+        (binascii.Error is one too): every way of being malformed is the same 401."""
+        if len(value) > MAX_BASIC:
+            raise Unauthorized("malformed Basic credentials")
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
             raise Unauthorized("malformed Basic credentials") from None
         username, colon, password = decoded.partition(":")
-        if not colon or not username or not password:
-            raise Unauthorized("malformed Basic credentials")
+        if not colon or not username or not password or _CONTROL.search(decoded):
+            raise Unauthorized("malformed Basic credentials")  # RFC 7617 §2: no controls
         key = self.cache.key(username, password)
         account = self.cache.get(key, time.monotonic())
         if account is not None:
