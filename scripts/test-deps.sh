@@ -11,6 +11,9 @@ command -v neomutt >/dev/null 2>&1 || need+=(neomutt)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
+# Postfix: the receiving MX of the outbound tests, a private instance per test (tests/postfixmx.py);
+# the package's own mail system stays unconfigured (preseeded below) and is never started
+[ -x /usr/sbin/postfix ] || need+=(postfix)
 # PostgreSQL: tests use the one on 127.0.0.1:5432, else start their own (scripts/postgres-up.sh)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
   || need+=(postgresql)
@@ -19,11 +22,14 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/
 { command -v radosgw >/dev/null 2>&1 && command -v ceph-osd >/dev/null 2>&1 \
   && command -v ceph-mon >/dev/null 2>&1; } || need+=(ceph-mon ceph-osd radosgw ceph-common)
 if [ ${#need[@]} -gt 0 ]; then
+  preseed="postfix postfix/main_mailer_type select No configuration"
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
+    echo "$preseed" | debconf-set-selections
     apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null; }
   else
-    sudo -n apt-get install -y -qq "${need[@]}" >/dev/null
+    echo "$preseed" | sudo -n debconf-set-selections
+    sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 fi
