@@ -66,9 +66,11 @@ SHORTENERS = frozenset({"bit.ly", "tinyurl.com", "goo.gl", "t.co", "ow.ly", "is.
 
 _HIDDEN_STYLE = re.compile(
     r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:\.\d+)?(?:px|pt)?\s*[;\"']"
-    r"|<font\b[^>]*\bsize\s*=\s*[\"']?[01][\"'\s>]|opacity\s*:\s*0(?:\.0+)?\s*[;\"']"
-    r"|color\s*:\s*(?:#fff(?:fff)?|white)\b[^>]*background(?:-color)?\s*:\s*(?:#fff(?:fff)?|white)",
+    r"|<font\b[^<>]*\bsize\s*=\s*[\"']?[01][\"'\s>]|opacity\s*:\s*0(?:\.0+)?\s*[;\"']",
     re.I)
+"""Each alternative's scan ends at the next `<` at the latest, so the search is linear."""
+_WHITE_TEXT = re.compile(r"color\s*:\s*(?:#fff(?:fff)?|white)\b", re.I)
+_WHITE_BACKGROUND = re.compile(r"background(?:-color)?\s*:\s*(?:#fff(?:fff)?|white)", re.I)
 _VISIBLE_URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|"
                           r"info|biz|io|co|us|uk|de|ru|cn)\b", re.I)
 
@@ -121,6 +123,22 @@ def _links(c: Content, found: dict[str, float]) -> None:
             break
 
 
+def _white_on_white(html: str) -> bool:
+    """White text on a white background before the same `>`. One regex with `[^>]*` between
+    the two rescans to the next `>` from every "color:white", quadratic on a long run of
+    them; here each stretch between two `>` is searched once, from its first "color:white"."""
+    pos = 0
+    while (m := _WHITE_TEXT.search(html, pos)) is not None:
+        close = html.find(">", m.end())
+        limit = len(html) if close < 0 else close
+        if _WHITE_BACKGROUND.search(html, m.end(), limit):
+            return True
+        if close < 0:
+            return False
+        pos = close + 1
+    return False
+
+
 def _html(c: Content, parsed: ParsedMessage, found: dict[str, float]) -> None:
     if not c.html:
         return
@@ -128,7 +146,7 @@ def _html(c: Content, parsed: ParsedMessage, found: dict[str, float]) -> None:
         found["HTML_ONLY"] = 0.3
         if len(parsed.text) < 40 and c.html.lower().count("<img") >= 1:
             found["HTML_IMAGE_ONLY"] = 1.5
-    if _HIDDEN_STYLE.search(c.html):
+    if _HIDDEN_STYLE.search(c.html) or _white_on_white(c.html):
         found["HTML_HIDDEN_TEXT"] = 1.5
 
 
