@@ -5,6 +5,7 @@ failures are counted per client IP, and past the limit the server closes the con
 from __future__ import annotations
 
 import binascii
+import ssl
 import time
 
 from mailyard.protocols.imap.reader import CommandTooLong
@@ -35,7 +36,12 @@ async def stls(s: Session, cmd: Command) -> None:
         raise Err("STLS takes no argument")
     s.user = None
     s.ok("Begin TLS negotiation")
-    await s.start_tls()
+    try:
+        await s.start_tls()
+    except (ssl.SSLError, OSError, TimeoutError):
+        # A failed handshake leaves no usable stream: the session ends quietly, as a dropped
+        # connection does (no traceback for what a client did).
+        s.state = State.CLOSED
 
 
 def _require_privacy(s: Session) -> None:

@@ -72,7 +72,9 @@ class POP3Services:
 
 Handler = Callable[["Session", Command], Awaitable[None]]
 
-COMMANDS: dict[str, tuple[Handler, frozenset[State]]] = {}
+COMMANDS: dict[str, dict[State, Handler]] = {}
+"""Handlers by keyword and state: one keyword may mean different things in different states
+(QUIT ends the session in AUTHORIZATION but enters UPDATE in TRANSACTION, RFC 1939 §5-§6)."""
 AUTHORIZATION = frozenset({State.AUTHORIZATION})
 TRANSACTION = frozenset({State.TRANSACTION})
 ANY = AUTHORIZATION | TRANSACTION
@@ -81,7 +83,9 @@ ANY = AUTHORIZATION | TRANSACTION
 def command(*names: str, states: frozenset[State]) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         for name in names:
-            COMMANDS[name] = (fn, states)
+            handlers = COMMANDS.setdefault(name, {})
+            for state in states:
+                handlers[state] = fn
         return fn
     return register
 
@@ -196,12 +200,12 @@ class Session:
         except ParseError as e:
             self.err(str(e))
             return
-        entry = COMMANDS.get(cmd.keyword)
-        if entry is None:
+        handlers = COMMANDS.get(cmd.keyword)
+        if handlers is None:
             self.err(f"Unknown command {cmd.keyword[:10]}")
             return
-        handler, states = entry
-        if self.state not in states:
+        handler = handlers.get(self.state)
+        if handler is None:
             self.err(f"{cmd.keyword} is not valid in this state")
             return
         started = time.perf_counter()
