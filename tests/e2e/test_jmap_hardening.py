@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
@@ -233,3 +235,199 @@ def test_a_header_beyond_what_http_allows_is_refused_and_the_server_goes_on(
     assert Jmap(server, ALICE).call("Core/echo", hi=1) == {"accountId": Jmap(
         server, ALICE).account_id, "hi": 1}
     no_traceback(server)
+
+
+# --------------------------------------------------------------------------- header fields
+
+INJECT = "=?utf-8?q?x=0D=0ABcc:_eve@evil.example?="
+"""Passes a CR/LF check as it stands; the email package decoded it into a real Bcc field."""
+
+
+@pytest.fixture(scope="module")
+def alice(server: Server) -> Jmap:
+    return Jmap(server, ALICE, using=(CORE, MAIL, SUBMISSION, VACATION))
+
+
+def upload(j: Jmap, data: bytes = b"hello", kind: str = "text/plain") -> str:
+    r = j.client.post(f"/jmap/upload/{j.account_id}/", content=data,
+                      headers={"content-type": kind})
+    assert r.status_code == 201, r.text
+    blob: str = r.json()["blobId"]
+    return blob
+
+
+def create(j: Jmap, obj: dict[str, Any]) -> dict[str, Any]:
+    """Email/set create of one draft; the call's result (never an error: no serverFail)."""
+    drafts = j.boxes()["drafts"]["id"]
+    blob = upload(j)
+    obj = json.loads(json.dumps(obj).replace('"BLOB"', json.dumps(blob)))
+    return j.call("Email/set", create={"k": {"mailboxIds": {drafts: True}, **obj}})
+
+
+def refused(result: dict[str, Any]) -> dict[str, Any]:
+    assert result["created"] is None, result
+    error: dict[str, Any] = result["notCreated"]["k"]
+    assert error["type"] == "invalidProperties", error
+    return error
+
+
+def part(**extra: Any) -> dict[str, Any]:
+    return {"blobId": "BLOB", "type": "text/plain", "name": "a.txt", **extra}
+
+
+BODY = {"textBody": [{"partId": "1", "type": "text/plain"}],
+        "bodyValues": {"1": {"value": "hi"}}}
+BAD_TEXT = ["A\r\nBcc: eve@evil.example", "A\nB", "A\rB", "A\x00B", "A\x0bB", "A\x85B",
+            "A\u2028B", "A\x7fB", INJECT, "=?x-unknown?q?a=0D=0Ab?=", "=?utf-8?b?AA0K?="]
+FIELDS: list[tuple[str, Any]] = [
+    ("from", lambda t: {"from": [{"name": t, "email": "alice@example.test"}]}),
+    ("to", lambda t: {"to": [{"name": "Bob", "email": "bob@example.test"},
+                             {"name": t, "email": "carol@example.test"}]}),
+    ("subject", lambda t: {"subject": t}),
+    ("header:X-Note", lambda t: {"header:X-Note": t}),
+    ("header:X-Note:asText", lambda t: {"header:X-Note:asText": t}),
+    ("attachments", lambda t: {**BODY, "attachments": [part(name=t)]}),
+    ("bodyStructure", lambda t: {"bodyStructure": {"type": "multipart/mixed", "subParts": [
+        {"partId": "1", "type": "text/plain"}, part(name=t)]}, "bodyValues": BODY["bodyValues"]}),
+]
+
+
+@pytest.mark.parametrize("prop,make", FIELDS, ids=[f[0] for f in FIELDS])
+@pytest.mark.parametrize("text", BAD_TEXT, ids=range(len(BAD_TEXT)))
+def test_control_characters_in_header_text_are_invalid_properties(
+        alice: Jmap, prop: str, make: Any, text: str) -> None:
+    error = refused(create(alice, make(text)))
+    assert error["properties"] == [prop]
+
+
+BAD_PARTS: list[tuple[str, dict[str, Any]]] = [
+    ("email", {"from": [{"name": "A", "email": "a\r\n@example.test"}]}),
+    ("email", {"replyTo": [{"email": "a@example.test>\r\nBcc: <eve@evil.example"}]}),
+    ("email", {"to": [{"email": "a b@example.test"}]}),
+    ("email", {"to": [{"email": "a@exa\x00mple.test"}]}),
+    ("messageId", {"messageId": ["a\r\nb@example.test"]}),
+    ("messageId", {"messageId": ["@"]}),
+    ("references", {"references": ["x@y", "a@b\x0bc"]}),
+    ("type", {**BODY, "attachments": [part(type="text/pl\r\nain")]}),
+    ("type", {**BODY, "attachments": [part(type="text/plain; x=y")]}),
+    ("charset", {**BODY, "attachments": [part(charset="utf\r\n8")]}),
+    ("cid", {**BODY, "attachments": [part(cid="a\r\nX-Evil: 1")]}),
+    ("cid", {**BODY, "attachments": [part(cid=INJECT)]}),
+    ("language", {**BODY, "attachments": [part(language=["en\r\nX-Evil: 1"])]}),
+    ("language", {**BODY, "attachments": [part(language="en")]}),
+    ("location", {**BODY, "attachments": [part(location="http://x/\r\nX-Evil: 1")]}),
+    ("partId", {"textBody": [{"partId": ["1"], "type": "text/plain"}],
+                "bodyValues": BODY["bodyValues"]}),
+    ("raw 8-bit", {"header:X-Note:asRaw": "caf\u00e9"}),
+    ("depth", {"bodyStructure": json.loads('{"type": "multipart/mixed", "subParts": [' * 60
+                                           + '{"partId": "1"}' + "]}" * 60),
+               "bodyValues": BODY["bodyValues"]}),
+]
+
+
+@pytest.mark.parametrize("what,obj", BAD_PARTS, ids=[f"{n}-{w}" for n, (w, _) in
+                                                     enumerate(BAD_PARTS)])
+def test_bad_addresses_ids_and_part_fields_are_invalid_properties(
+        alice: Jmap, what: str, obj: dict[str, Any]) -> None:
+    error = refused(create(alice, obj))
+    assert error["properties"] == ["attachments" if "attachments" in obj
+                                   else next(k for k in obj if k != "bodyValues")]
+
+
+def raw_of(j: Jmap, email_id: str) -> bytes:
+    url = (j.session["downloadUrl"].replace("{accountId}", j.account_id)
+           .replace("{blobId}", email_id).replace("{name}", "m.eml")
+           .replace("{type}", "message/rfc822"))
+    r = j.client.get(url)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def header_names(raw: bytes) -> list[str]:
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    names = []
+    for line in head.split(b"\r\n"):
+        assert b"\r" not in line and b"\n" not in line and len(line) <= 998, line
+        if line[:1] not in (b" ", b"\t"):
+            name, colon, _ = line.partition(b":")
+            assert colon, line
+            names.append(name.decode().lower())
+    return names
+
+
+def test_text_that_looks_like_an_encoded_word_comes_back_as_given(alice: Jmap) -> None:
+    subject = "=?utf-8?q?abc?= Grüße — 💌 " + "long " * 40
+    name = 'Dr. "Who" \\ Ltd. =?utf-8?q?x?='
+    note = "naïve =?iso-8859-1?q?caf=E9?= " + "x" * 100
+    result = create(alice, {
+        **BODY, "subject": subject, "from": [{"name": name, "email": ALICE}],
+        "header:X-Note:asText": note, "header:X-Raw:asRaw": " a  b =?utf-8?q?c?=",
+        "attachments": [part(name="résumé =?utf-8?q?x?=.txt")]})
+    email_id = result["created"]["k"]["id"]
+    got = alice.call("Email/get", ids=[email_id], properties=[
+        "subject", "from", "header:X-Note:asText", "header:X-Raw:asRaw", "attachments"]
+    )["list"][0]
+    assert got["subject"] == subject.strip()
+    assert got["from"] == [{"name": name, "email": ALICE}]
+    assert got["header:X-Note:asText"] == note
+    assert got["header:X-Raw:asRaw"].strip() == "a  b =?utf-8?q?c?="
+    assert got["attachments"][0]["name"] == "résumé =?utf-8?q?x?=.txt"
+    assert set(header_names(raw_of(alice, email_id))) == {
+        "from", "date", "subject", "message-id", "x-note", "x-raw", "mime-version",
+        "content-type"}
+
+
+def test_identity_vacation_and_envelope_strings(alice: Jmap) -> None:
+    for obj, prop in (({"email": ALICE, "name": "A\r\nBcc: eve@evil.example"}, "name"),
+                      ({"email": ALICE, "name": INJECT}, "name"),
+                      ({"email": ALICE + "\r\n"}, "email"),
+                      ({"email": ALICE, "replyTo": [{"name": None, "email": "a@b\r\nX: y"}]},
+                       "replyTo"),
+                      ({"email": ALICE, "bcc": [{"name": "x\x00", "email": "a@b.test"}]},
+                       "bcc")):
+        result = alice.call("Identity/set", create={"i": obj})
+        error = result["notCreated"]["i"]
+        assert error["type"] == "invalidProperties" and error["properties"] == [prop], error
+    for subject in (INJECT, "away\r\nBcc: eve@evil.example", "away\u2028"):
+        result = alice.call("VacationResponse/set", update={"singleton": {"subject": subject}})
+        assert result["notUpdated"]["singleton"]["properties"] == ["subject"]
+    draft = create(alice, {**BODY, "to": [{"email": BOB}]})["created"]["k"]["id"]
+    for envelope in (
+            {"mailFrom": {"email": ALICE}, "rcptTo": [
+                {"email": "bob@remote.test>\r\nRCPT TO:<eve@evil.example"}]},
+            {"mailFrom": {"email": ALICE + ">\r\nRSET"}, "rcptTo": [{"email": BOB}]},
+            {"mailFrom": {"email": ALICE}, "rcptTo": [{"email": "bob @example.test"}]}):
+        result = alice.call("EmailSubmission/set", create={"s": {
+            "identityId": alice.account_id, "emailId": draft, "envelope": envelope}})
+        error = result["notCreated"]["s"]
+        assert error["type"] == "invalidProperties" and error["properties"] == ["envelope"]
+    assert alice.call("EmailSubmission/get", ids=None)["list"] == []
+
+
+NASTY = st.sampled_from(["\r\n", "\r", "\n", "\x00", "\t", "\x85", "\u2028", INJECT, "=?",
+                         "?=", '"', "\\", "<", ">", "@", ",", ";", ":", " ", "é", "💌",
+                         "=?utf-8?q?ok?=", "=?utf-8?b?w6k=?=", "x" * 90])
+TEXT = st.lists(st.one_of(NASTY, st.text(max_size=4)), max_size=6).map("".join)
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(subject=TEXT, name=TEXT, note=TEXT, file_name=TEXT, raw=TEXT)
+def test_any_text_is_a_draft_or_invalid_properties_never_a_field_more(
+        alice: Jmap, subject: str, name: str, note: str, file_name: str, raw: str) -> None:
+    result = create(alice, {
+        **BODY, "subject": subject, "from": [{"name": name, "email": ALICE}],
+        "header:X-Note:asText": note, "header:X-Raw": raw,
+        "attachments": [part(name=file_name)]})
+    if result["created"] is None:
+        error = result["notCreated"]["k"]
+        assert error["type"] == "invalidProperties", error
+        return
+    email_id = result["created"]["k"]["id"]
+    assert set(header_names(raw_of(alice, email_id))) <= {
+        "from", "date", "subject", "message-id", "x-note", "x-raw", "mime-version",
+        "content-type"}
+    got = alice.call("Email/get", ids=[email_id], properties=[
+        "subject", "header:X-Note:asText", "attachments"])["list"][0]
+    assert got["header:X-Note:asText"] == note.strip(" \t") or not note.strip()
+    assert got["attachments"][0]["name"] in (file_name, None)

@@ -15,9 +15,11 @@ import email.utils
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
+from email.message import MIMEPart
 from typing import Any
+
+from mailyard.protocols.jmap.mail import headertext
+from mailyard.protocols.jmap.mail.headertext import InvalidProperty
 
 POLICY = email.policy.SMTP.clone(max_line_length=78)
 
@@ -29,31 +31,32 @@ SETTABLE = frozenset({"mailboxIds", "keywords", "receivedAt", "subject", "sentAt
                       *ADDRESS_HEADERS, *ID_HEADERS})
 _BODY_PART_KEYS = frozenset({"partId", "blobId", "type", "charset", "name", "disposition",
                              "cid", "language", "location", "subParts", "headers", "size"})
+MAX_DEPTH = 20
+"""Nesting of multiparts in a bodyStructure: the email package writes a part by recursion,
+and the depth orjson allows (1024) ran the writer out of stack, a serverFail."""
 
-
-class ComposeError(ValueError):
-    """The object cannot be made into a message; `properties` are the ones at fault."""
-
-    def __init__(self, description: str, properties: list[str]) -> None:
-        super().__init__(description)
-        self.properties = properties
+ComposeError = InvalidProperty
+"""The object cannot be made into a message; `properties` are the ones at fault. Every
+string that goes into a header field is checked by `headertext`, which raises it too."""
 
 
 def blob_ids(obj: Mapping[str, Any]) -> list[str]:
     """Every blobId the object's body parts name (to fetch them before building)."""
     found: list[str] = []
 
-    def walk(part: Any) -> None:
-        if isinstance(part, dict):
+    def walk(part: Any, depth: int) -> None:
+        if isinstance(part, dict) and depth <= MAX_DEPTH:
             if isinstance(part.get("blobId"), str):
                 found.append(part["blobId"])
-            for child in part.get("subParts") or []:
-                walk(child)
+            children = part.get("subParts")
+            for child in children if isinstance(children, list) else []:
+                walk(child, depth + 1)
 
-    walk(obj.get("bodyStructure"))
+    walk(obj.get("bodyStructure"), 0)
     for key in ("textBody", "htmlBody", "attachments"):
-        for part in obj.get(key) or []:
-            walk(part)
+        parts = obj.get(key)
+        for part in parts if isinstance(parts, list) else []:
+            walk(part, 0)
     return list(dict.fromkeys(found))
 
 
@@ -64,25 +67,16 @@ def _addresses(key: str, value: Any) -> str:
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("email"), str):
             raise ComposeError(f"{key} holds something that is not an EmailAddress", [key])
-        name = item.get("name") or ""
-        if not isinstance(name, str):
-            raise ComposeError(f"{key}: name must be a string", [key])
-        local, at, domain = item["email"].rpartition("@")
-        if not at or not local or not domain or any(c in item["email"] for c in " <>\r\n,"):
-            raise ComposeError(f"{key}: {item['email'][:100]!r} is not an address", [key])
-        try:
-            out.append(str(Address(display_name=name, addr_spec=item["email"])))
-        except (ValueError, IndexError):
-            out.append(email.utils.formataddr((name, item["email"])))
+        name = headertext.text(item.get("name") or "", key, f"{key}: a name")
+        addr = headertext.address(item["email"], key, key)
+        out.append(f"{headertext.display_name(name)} <{addr}>" if name else addr)
     return ", ".join(out)
 
 
 def _message_ids(key: str, value: Any) -> str:
-    if not isinstance(value, list) or not value or not all(
-            isinstance(v, str) and v and not set(v) & set("<> \r\n") and "@" in v
-            for v in value):
+    if not isinstance(value, list) or not value or len(value) > 1000:
         raise ComposeError(f"{key} must be an array of message ids (without <>)", [key])
-    return " ".join(f"<{v}>" for v in value)
+    return " ".join(f"<{headertext.message_id(v, key)}>" for v in value)
 
 
 def _date(value: Any) -> str:
@@ -98,9 +92,7 @@ def _date(value: Any) -> str:
 
 
 def _check_header_value(prop: str, value: Any) -> str:
-    if not isinstance(value, str) or "\r" in value or "\n" in value or len(value) > 10000:
-        raise ComposeError(f"{prop} must be a single-line string", [prop])
-    return value
+    return headertext.text(value, prop, prop)
 
 
 class Builder:
@@ -127,37 +119,44 @@ class Builder:
                                ["bodyStructure"])
         root = (self._part(obj["bodyStructure"], "bodyStructure") if "bodyStructure" in obj
                 else self._shorthand())
-        message = EmailMessage(policy=POLICY)
+        # The header fields of the message are written here (headertext), not by the email
+        # package: it re-parses any value it is given as a raw field, structured by its name,
+        # so client text came out decoded (an encoded word in a subject became a real Bcc
+        # field), refolded without white space, or raised.
+        fields: list[bytes] = []
         for key, name in ADDRESS_HEADERS.items():
             if obj.get(key):  # null and [] both mean no such header
-                message[name] = _addresses(key, obj[key])
+                fields.append(headertext.fold(name, _addresses(key, obj[key]), key))
+        fields.append(headertext.fold("Date", _date(obj["sentAt"]) if obj.get("sentAt")
+                                      is not None else email.utils.format_datetime(
+                                          datetime.now(UTC)), "sentAt"))
         if obj.get("subject") is not None:
-            message["Subject"] = _check_header_value("subject", obj["subject"])
-        message["Date"] = (_date(obj["sentAt"]) if obj.get("sentAt") is not None
-                           else email.utils.format_datetime(datetime.now(UTC)))
+            fields.append(headertext.fold("Subject", headertext.unstructured(
+                _check_header_value("subject", obj["subject"])), "subject"))
         for key, name in ID_HEADERS.items():
             if obj.get(key) is not None:
-                message[name] = _message_ids(key, obj[key])
+                fields.append(headertext.fold(name, _message_ids(key, obj[key]), key))
         if obj.get("messageId") is None:
             # Given now, so the draft and the copy a later submission files in Sent are one
             # message (RFC 5322 §3.6.4: every message SHOULD have one).
-            sender = (obj.get("from") or [{}])[0].get("email", "")
-            domain = sender.rpartition("@")[2] or "mailyard.invalid"
-            message["Message-ID"] = f"<{secrets.token_hex(12)}@{domain}>"
+            domain = (headertext.address(obj["from"][0]["email"], "from", "from")
+                      .rpartition("@")[2] if obj.get("from") else "mailyard.invalid")
+            fields.append(f"Message-ID: <{secrets.token_hex(12)}@{domain}>\r\n".encode())
         for prop, value in obj.items():
             if prop.startswith("header:"):
-                self._header(message, prop, value)
-        message["MIME-Version"] = "1.0"
+                fields.append(self._header(prop, value))
+        fields.append(b"MIME-Version: 1.0\r\n")
         unused = set(self.values) - self.used
         if unused:
             raise ComposeError(f"bodyValues {sorted(unused)[0]} is not used by any part",
                                ["bodyValues"])
         # The message is its header fields followed by the root entity, whose own fields
         # (Content-Type, Content-Transfer-Encoding) end the header block.
-        head = message.as_bytes(policy=POLICY)
-        return head[: len(head) - 2] + root.as_bytes(policy=POLICY)
+        return b"".join(fields) + root.as_bytes(policy=POLICY)
 
-    def _header(self, message: EmailMessage, prop: str, value: Any) -> None:
+    @staticmethod
+    def _header(prop: str, value: Any) -> bytes:
+        """header:Name[:asRaw|:asText] (RFC 8621 §4.1.3); no form is the raw form."""
         name, _, form = prop[len("header:"):].partition(":")
         if not name or form not in ("", "asRaw", "asText") or not all(
                 33 <= ord(c) <= 126 and c != ":" for c in name):
@@ -168,10 +167,12 @@ class Builder:
                                                   *ID_HEADERS.values(), "Subject", "Date"))}:
             raise ComposeError(f"{prop}: set this header through its own property", [prop])
         text = _check_header_value(prop, value)
-        if form == "asRaw":
-            message[name] = text.strip()  # email re-folds long lines; the text stays the same
-        else:
-            message[name] = text
+        if form == "asText":
+            return headertext.fold(name, headertext.unstructured(text), prop)
+        if not text.isascii():
+            raise ComposeError(f"{prop}: a raw value is US-ASCII (set :asText for other "
+                               "text)", [prop])
+        return headertext.fold(name, text.strip(" \t"), prop)
 
     def _shorthand(self) -> MIMEPart:
         obj = self.obj
@@ -209,68 +210,87 @@ class Builder:
                          charset="utf-8")
         return part
 
-    def _part(self, spec: Any, key: str) -> MIMEPart:
+    def _part(self, spec: Any, key: str, depth: int = 0) -> MIMEPart:
         if not isinstance(spec, dict) or set(spec) - _BODY_PART_KEYS:
             raise ComposeError(f"{key} holds a part that is not an EmailBodyPart", [key])
-        kind = spec.get("type")
+        if depth > MAX_DEPTH:
+            raise ComposeError(f"{key} nests more than {MAX_DEPTH} multiparts", [key])
+        kind = None if spec.get("type") is None else headertext.media_type(spec["type"], key)
         sub_parts = spec.get("subParts")
         if sub_parts is not None:
-            if (not isinstance(kind, str) or not kind.startswith("multipart/")
+            if (kind is None or not kind.startswith("multipart/")
                     or not isinstance(sub_parts, list) or not sub_parts):
                 raise ComposeError("subParts belong to a multipart type", [key])
             return _multipart(kind.split("/", 1)[1],
-                              [self._part(s, key) for s in sub_parts])
+                              [self._part(s, key, depth + 1) for s in sub_parts])
         part_id, blob_id = spec.get("partId"), spec.get("blobId")
         if (part_id is None) == (blob_id is None):
             raise ComposeError("a part has either a partId or a blobId", [key])
         if part_id is not None:
             kind = kind or "text/plain"
-            if part_id not in self.values or kind not in ("text/plain", "text/html"):
-                raise ComposeError(f"part {part_id} needs a text type and a body value", [key])
+            if (not isinstance(part_id, str) or part_id not in self.values
+                    or kind not in ("text/plain", "text/html")):
+                raise ComposeError(f"part {str(part_id)[:100]} needs a text type and a body"
+                                   " value", [key])
             self.used.add(part_id)
             part = self._text(self.values[part_id], kind)
         else:
             if not isinstance(blob_id, str) or blob_id not in self.blobs:
-                raise ComposeError(f"no blob {blob_id}", [key])
-            kind = kind if isinstance(kind, str) and "/" in kind else "application/octet-stream"
-            if kind.startswith("multipart/"):
-                raise ComposeError("a blob cannot be a multipart", [key])
-            part = MIMEPart(policy=POLICY)
-            maintype, subtype = kind.split("/", 1)
-            data = self.blobs[blob_id]
-            if maintype == "text":
-                charset = spec.get("charset") or "utf-8"
-                try:
-                    part.set_content(data.decode(charset), subtype=subtype, charset="utf-8")
-                except (LookupError, UnicodeDecodeError):
-                    part.set_content(data, maintype="application", subtype="octet-stream")
-            elif maintype == "message":
+                raise ComposeError(f"no blob {str(blob_id)[:100]}", [key])
+            part = self._blob(self.blobs[blob_id], kind or "application/octet-stream",
+                              spec.get("charset"), key)
+        self._describe(part, spec, key, blob_id is not None)
+        return part
+
+    @staticmethod
+    def _blob(data: bytes, kind: str, given_charset: Any, key: str) -> MIMEPart:
+        """A leaf part holding a blob; text is re-encoded as UTF-8 from the charset the
+        client names, and stays octets when it is not in that charset."""
+        if kind.startswith("multipart/"):
+            raise ComposeError("a blob cannot be a multipart", [key])
+        part = MIMEPart(policy=POLICY)
+        maintype, subtype = kind.split("/", 1)
+        if maintype == "text":
+            name = "utf-8" if given_charset is None else headertext.charset(given_charset, key)
+            try:
+                part.set_content(data.decode(name), subtype=subtype, charset="utf-8")
+            except (LookupError, ValueError):  # an unknown charset, or not in it
                 part.set_content(data, maintype="application", subtype="octet-stream")
-                part.replace_header("Content-Type", kind)
-            else:
-                part.set_content(data, maintype=maintype, subtype=subtype)
-        disposition = spec.get("disposition") or ("attachment" if blob_id is not None
-                                                  and not spec.get("cid") else None)
+        elif maintype == "message":
+            part.set_content(data, maintype="application", subtype="octet-stream")
+            part.replace_header("Content-Type", kind)
+        else:
+            part.set_content(data, maintype=maintype, subtype=subtype)
+        return part
+
+    @staticmethod
+    def _describe(part: MIMEPart, spec: dict[str, Any], key: str, is_blob: bool) -> None:
+        """Content-Disposition, its file name, Content-ID, -Language and -Location."""
         name = spec.get("name")
+        if name is not None:
+            name = headertext.text(name, key, f"{key}: a part's name", limit=1000)
+        cid = spec.get("cid")
+        if cid is not None:
+            cid = headertext.single_word(cid.strip("<>") if isinstance(cid, str) else cid,
+                                         key, f"{key}: a cid", limit=250)
+        disposition = spec.get("disposition") or ("attachment" if is_blob and not cid
+                                                  else None)
         if disposition is not None:
             if disposition not in ("attachment", "inline"):
                 raise ComposeError("disposition is attachment or inline", [key])
             if "Content-Disposition" in part:
                 del part["Content-Disposition"]
             part.add_header("Content-Disposition", disposition,
-                            **({"filename": name} if isinstance(name, str) and name else {}))
-        elif isinstance(name, str) and name:
+                            **({"filename": name} if name else {}))
+        elif name:
             part.set_param("name", name)
-        cid = spec.get("cid")
         if cid is not None:
-            part["Content-ID"] = f"<{_check_header_value(key, cid).strip('<>')}>"
-        for field in ("language", "location"):
-            value = spec.get(field)
-            if value is not None:
-                header = "Content-Language" if field == "language" else "Content-Location"
-                part[header] = (", ".join(value) if isinstance(value, list)
-                                else _check_header_value(key, value))
-        return part
+            part["Content-ID"] = f"<{cid}>"
+        if spec.get("language") is not None:
+            part["Content-Language"] = ", ".join(headertext.languages(spec["language"], key))
+        if spec.get("location") is not None:
+            part["Content-Location"] = headertext.single_word(
+                spec["location"], key, f"{key}: a location", limit=2000)
 
 
 def _multipart(subtype: str, parts: list[MIMEPart]) -> MIMEPart:

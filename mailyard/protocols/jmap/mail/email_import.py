@@ -158,10 +158,7 @@ async def create_emails(ctx: Context, create: dict[str, Any], boxes: dict[str, M
                     raise SetError("blobNotFound", f"no blob {blob_id}",
                                    ["bodyStructure" if "bodyStructure" in obj
                                     else "attachments"]) from None
-            try:
-                raw = await asyncio.to_thread(compose.build, obj, blobs)
-            except compose.ComposeError as e:
-                raise SetError("invalidProperties", str(e), e.properties) from None
+            raw = await asyncio.to_thread(compose.build, obj, blobs)  # or invalidProperties
             created[creation_id] = await store_email(ctx, raw, targets, keywords, received_at)
             ctx.created(creation_id, created[creation_id]["id"])
         except SetError as e:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mailyard.core.ids import new_id
 from mailyard.protocols.jmap.core import Context, method
+from mailyard.protocols.jmap.mail import headertext
 from mailyard.protocols.jmap.mail.common import (
     SUBMISSION,
     SetError,
@@ -62,27 +63,25 @@ async def identities(ctx: Context) -> dict[str, dict[str, Any]]:
 def _addresses(key: str, value: Any) -> list[dict[str, Any]] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not all(
-            isinstance(a, dict) and isinstance(a.get("email"), str) and "@" in a["email"]
-            and isinstance(a.get("name"), str | None) for a in value):
+    if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
         raise SetError("invalidProperties", f"{key} is null or an array of EmailAddress", [key])
-    return [{"name": a.get("name"), "email": a["email"]} for a in value]
+    # The client writes these into the messages it makes: checked as Email/set checks them.
+    return [{"name": None if a.get("name") is None
+             else headertext.text(a["name"], key, f"{key}: a name"),
+             "email": headertext.address(a.get("email"), key, key)} for a in value]
 
 
 def _values(patch: dict[str, Any], creating: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in patch.items():
         if key in ("name", "textSignature", "htmlSignature"):
-            if not isinstance(value, str) or len(value) > _SIGNATURE_LIMIT or (
-                    key == "name" and any(c in value for c in "\r\n")):
+            if not isinstance(value, str) or len(value) > _SIGNATURE_LIMIT:
                 raise SetError("invalidProperties", f"{key} must be a string", [key])
-            out[key] = value
+            out[key] = headertext.text(value, key, key) if key == "name" else value
         elif key in ("replyTo", "bcc"):
             out[key] = _addresses(key, value)
         elif key == "email" and creating:
-            if not isinstance(value, str):
-                raise SetError("invalidProperties", "email must be a string", [key])
-            out[key] = value
+            out[key] = headertext.address(value, key, key)
         else:
             raise SetError("invalidProperties", f"{key} cannot be set", [key])
     return out

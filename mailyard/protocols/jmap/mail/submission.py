@@ -17,6 +17,7 @@ from typing import Any
 from mailyard.core.mime import parse_message
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
+from mailyard.protocols.jmap.mail import headertext
 from mailyard.protocols.jmap.mail.common import (
     SUBMISSION,
     SetError,
@@ -75,7 +76,10 @@ def _address(value: Any, what: str) -> tuple[str, dict[str, Any] | None]:
     if params is not None and not isinstance(params, dict):
         raise SetError("invalidProperties", f"{what} parameters must be an object",
                        ["envelope"])
-    return value["email"], params
+    if what == "mailFrom" and value["email"] == "":
+        return "", params  # the null reverse-path
+    # Each address becomes an SMTP command: one with a CR or LF would add commands.
+    return headertext.address(value["email"], "envelope", what), params
 
 
 def _envelope(value: Any, identity_email: str, raw: bytes) -> tuple[str, list[str], float | None,
@@ -85,10 +89,20 @@ def _envelope(value: Any, identity_email: str, raw: bytes) -> tuple[str, list[st
     send_at: float | None = None
     if value is None:
         parsed = parse_message(raw)
-        rcpts = list(dict.fromkeys(a.email for a in (*parsed.to, *parsed.cc, *parsed.bcc)
+        found = list(dict.fromkeys(a.email for a in (*parsed.to, *parsed.cc, *parsed.bcc)
                                    if a.email))
-        if not rcpts:
+        if not found:
             raise SetError("noRecipients", "the email has no To, Cc or Bcc address")
+        rcpts, bad = [], []
+        for address in found:
+            try:
+                rcpts.append(headertext.address(address, "envelope", "a recipient"))
+            except SetError:
+                bad.append(address)
+        if bad:  # §7.5: listed in the error's invalidRecipients
+            error = SetError("invalidRecipients", "these are no addresses to send to")
+            error.body["invalidRecipients"] = bad
+            raise error
         envelope = {"mailFrom": {"email": identity_email, "parameters": None},
                     "rcptTo": [{"email": r, "parameters": None} for r in rcpts]}
         return identity_email, rcpts, None, envelope

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from mailyard.protocols.jmap.core import Context, method
+from mailyard.protocols.jmap.mail import headertext
 from mailyard.protocols.jmap.mail.common import (
     SetError,
     SetRequest,
@@ -46,9 +47,10 @@ def _check(key: str, value: Any) -> Any:
             if not isinstance(value, str) or when is None or when.tzinfo is None:
                 raise SetError("invalidProperties", f"{key} is a UTCDate or null", [key])
     elif key in ("subject", "textBody", "htmlBody"):
-        if value is not None and (not isinstance(value, str) or len(value) > _TEXT_LIMIT
-                                  or (key == "subject" and ("\r" in value or "\n" in value))):
+        if value is not None and (not isinstance(value, str) or len(value) > _TEXT_LIMIT):
             raise SetError("invalidProperties", f"{key} is a string or null", [key])
+        if key == "subject" and value is not None:  # the Subject of every automatic reply
+            headertext.text(value, key, key)
     else:
         raise SetError("invalidProperties", f"{key} cannot be set", [key])
     return value
