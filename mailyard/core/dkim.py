@@ -43,6 +43,10 @@ MIN_RSA_BITS = 1024
 MAX_RSA_BITS = 4096
 """RFC 8301: verifiers need not accept larger ones, and the record would not fit UDP DNS."""
 
+MAX_PREFIX_NAMES = 16
+"""Distinct field names a prefix ("List-*") signs: dkimpy looks each name up from the end of
+the header, so thousands of distinct List-X fields would make signing quadratic."""
+
 _CANON = b"relaxed/relaxed"
 """Relaxed headers survive re-folding by relays; relaxed bodies survive trailing-space edits."""
 _LINE = 78
@@ -164,9 +168,59 @@ def to_crlf(message: bytes) -> bytes:
     return _LINE_END.sub(b"\r\n", message)
 
 
+_HEADER_NAME = re.compile(rb"([\x21-\x7e]+?):")
+_FIELD_REST = re.compile(rb"[^\n]*(?:\n[ \t][^\n]*)*")
+_LF = re.compile(rb"\r?\n")
+
+
+def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """The header fields ([name, value with its CRLF-ended continuation lines]) and the CRLF
+    body, exactly as dkimpy's `rfc822_parse` gives them, in linear time: dkimpy appends every
+    continuation line to the field so far, so one field folded over many lines is quadratic
+    (seconds for a few MB). Raises dkim.MessageFormatError where dkimpy does, and also for a
+    continuation line before the first field (where dkimpy fails with an IndexError)."""
+    names: list[bytes] = []
+    values: list[list[bytes]] = []
+    pos, end = 0, len(message)
+    while pos < end:
+        nl = message.find(b"\n", pos)
+        line_end = end if nl < 0 else nl
+        line = message[pos:line_end]
+        if not line or (line == b"\r" and nl >= 0):
+            pos = line_end + 1
+            break
+        m = None if line[:1] in (b" ", b"\t") else _HEADER_NAME.match(line)
+        if m is not None or (line[:1] in (b" ", b"\t") and values):
+            start = pos + (m.end() if m is not None else 0)
+            rest = _FIELD_REST.match(message, start)
+            field_end = rest.end() if rest is not None else line_end
+            value = message[start:field_end]
+            if field_end < end and value.endswith(b"\r"):
+                value = value[:-1]  # the CR of the line break dkimpy splits at
+            if m is not None:
+                names.append(m.group(1))
+                values.append([])
+            values[-1] += (_LF.sub(b"\r\n", value), b"\r\n")
+            pos = field_end + 1
+        elif line.startswith(b"From "):
+            pos = line_end + 1
+        else:
+            raise dkim.MessageFormatError(
+                f"Unexpected characters in RFC822 header: {line[:80]!r}")
+    headers = [[name, b"".join(value)] for name, value in zip(names, values, strict=True)]
+    return headers, _LF.sub(b"\r\n", message[pos:]) if pos < end else b""
+
+
+def _load(signer: Any, message: bytes) -> Any:
+    """`signer` (a dkimpy DKIM or ARC made without a message) with `message` loaded by our
+    linear parser instead of dkimpy's."""
+    signer.headers, signer.body = split_message(message)
+    return signer
+
+
 def _parse(message: bytes) -> Any:
     try:
-        return dkim.DKIM(message, linesep=b"\r\n")
+        return _load(dkim.DKIM(None, linesep=b"\r\n"), message)
     except dkim.DKIMException as e:
         raise DKIMError(f"message cannot be parsed for DKIM: {e}") from e
 
@@ -178,10 +232,16 @@ def _include_headers(parsed: Any, wanted: Sequence[str]) -> list[bytes]:
     names = [bytes(name).lower() for name, _value in parsed.headers]
     if b"from" not in names:
         raise DKIMError("message has no From header to sign")
-    chosen = [
-        n for n in names
-        if n.decode("ascii") in exact or (prefixes and n.decode("ascii").startswith(prefixes))
-    ]
+    chosen: list[bytes] = []
+    by_prefix: set[bytes] = set()
+    for n in names:
+        text = n.decode("ascii")
+        if text in exact:
+            chosen.append(n)
+        elif prefixes and text.startswith(prefixes) and (
+                n in by_prefix or len(by_prefix) < MAX_PREFIX_NAMES):
+            by_prefix.add(n)
+            chosen.append(n)
     return [*chosen, b"from"]
 
 
@@ -260,6 +320,15 @@ DNSFunc = Callable[[bytes], bytes]
 dot); answers the TXT strings joined, or b"" when there is none. A DNS failure should raise:
 it propagates, because a temporary error is not a bad signature."""
 
+MAX_SIGNATURES = 10
+"""DKIM-Signature fields checked per message, from the top (RFC 6376 §6.1 lets a verifier
+limit them against denial of service): each costs a DNS query and a pass over the message."""
+MAX_SIGNED_FIELDS = 256
+"""A signature whose h= names more fields is not checked (and fails): real signers name a few
+dozen, and dkimpy's header selection costs h= entries times header fields."""
+MAX_ARC_SETS = 50
+"""RFC 8617 §4.2.1: ARC instance numbers run from 1 to 50."""
+
 _ACCEPTED = (b"rsa-sha256", b"ed25519-sha256")
 """RFC 8301: rsa-sha1 signatures must not be considered valid."""
 
@@ -273,22 +342,33 @@ def verify(message: bytes, dnsfunc: DNSFunc) -> bool:
 def verify_signatures(message: bytes, dnsfunc: DNSFunc) -> list[SignatureResult]:
     """Each DKIM-Signature header, top to bottom, checked on its own."""
     try:
-        parsed = dkim.DKIM(message, minkey=MIN_RSA_BITS)
+        parsed = _load(dkim.DKIM(None, minkey=MIN_RSA_BITS), message)
     except dkim.DKIMException:
         return []
 
     def lookup(name: bytes, timeout: int = 5) -> bytes:
         return dnsfunc(bytes(name).rstrip(b"."))
 
-    count = sum(1 for name, _ in parsed.headers if bytes(name).lower() == b"dkim-signature")
+    every = parsed.headers
+    names = [bytes(name).lower() for name, _ in every]
+    count = min(names.count(b"dkim-signature"), MAX_SIGNATURES)
     results = []
     for idx in range(count):
+        parsed.headers = every
         try:
             prep = parsed.verify_headerprep(idx)
         except dkim.DKIMException:
             results.append(SignatureResult("", "", "", False))
             continue
         sig, include, sig_headers = prep
+        if len(include) > MAX_SIGNED_FIELDS:
+            results.append(SignatureResult("", "", "", False))
+            continue
+        # Only the fields h= names (and the signatures, so that idx still counts them): what
+        # dkimpy selects is the same, and its per-name search from the end of the header and
+        # its canonicalisation no longer cost the whole header per signature.
+        wanted = {*include, b"dkim-signature"}
+        parsed.headers = [f for f, n in zip(every, names, strict=True) if n in wanted]
         algorithm = bytes(sig[b"a"])
         valid = False
         try:
@@ -303,6 +383,34 @@ def verify_signatures(message: bytes, dnsfunc: DNSFunc) -> list[SignatureResult]
             bytes(sig[b"s"]).decode("ascii", "replace"),
             algorithm.decode("ascii", "replace"), valid))
     return results
+
+
+_ARC_INSTANCE = re.compile(rb"(?:^|[;\s])i\s*=\s*(\d+)")
+
+
+def arc_verify(message: bytes, dnsfunc: DNSFunc) -> str:
+    """The ARC chain validation status (RFC 8617 §5.2): "pass", "fail" or "none", by dkimpy
+    over our linear parse; a chain claiming more than MAX_ARC_SETS sets fails unchecked (each
+    set is a DNS query and a pass over the header)."""
+    try:
+        arc = _load(dkim.ARC(None, minkey=MIN_RSA_BITS), message)
+    except dkim.DKIMException:
+        return "fail"
+    seals = [bytes(v) for n, v in arc.headers if bytes(n).lower() == b"arc-seal"]
+    if not seals:
+        return "none"
+    instances = [int(m.group(1)[:6]) for v in seals if (m := _ARC_INSTANCE.search(v))]
+    if len(seals) > MAX_ARC_SETS or any(i > MAX_ARC_SETS for i in instances):
+        return "fail"
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        return dnsfunc(bytes(name).rstrip(b"."))
+
+    try:
+        cv, _results, _reason = arc.verify(dnsfunc=lookup)
+    except dkim.DKIMException:
+        return "fail"
+    return bytes(cv).decode("ascii", "replace").lower() if cv else "fail"
 
 
 def _ed25519_public(record: bytes) -> ed25519.Ed25519PublicKey | None:
