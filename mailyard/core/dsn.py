@@ -166,15 +166,19 @@ def _within_limit(block: bytes) -> bytes:
     make the whole report unsendable."""
     out: list[bytes] = []
     for line in block.split(b"\r\n"):
-        while len(line) > _MAX_LINE:
-            cut = line.rfind(b" ", 1, _MAX_LINE)
-            if cut > 0:
-                out.append(line[:cut])
-                line = line[cut:]
+        # Offsets, not a shrinking copy of the rest: that would be quadratic on a long line.
+        # `lead` is the space a cut without a blank in reach puts before the continuation.
+        pos, lead = 0, b""
+        while len(lead) + len(line) - pos > _MAX_LINE:
+            room = _MAX_LINE - len(lead)
+            cut = line.rfind(b" ", pos + (0 if lead else 1), pos + room)
+            if cut > pos:
+                out.append(lead + line[pos:cut])
+                pos, lead = cut, b""
             else:
-                out.append(line[: _MAX_LINE - 1])
-                line = b" " + line[_MAX_LINE - 1 :]
-        out.append(line)
+                out.append(lead + line[pos : pos + room - 1])
+                pos, lead = pos + room - 1, b" "
+        out.append(lead + line[pos:])
     return b"\r\n".join(out)
 
 

@@ -12,11 +12,8 @@ REPLY_WINDOW_MS = 30 * 24 * 3600 * 1000
 
 
 def thread_keys(message_id: str | None, in_reply_to: list[str], references: list[str]) -> list[str]:
-    keys: list[str] = []
-    for key in (message_id, *in_reply_to, *references):
-        if key and key not in keys:
-            keys.append(key)
-    return keys
+    """Each key once, in order (a dict, not a list search: References can hold thousands)."""
+    return list(dict.fromkeys(k for k in (message_id, *in_reply_to, *references) if k))
 
 
 def wants_subject_fallback(subject: str, thread_subject: str, has_references: bool) -> bool:
