@@ -1037,6 +1037,9 @@ def env_seed() -> str:
 
 # --------------------------------------------------------------------------- a campaign
 
+LOGGER_PROTOCOLS = [("uvicorn", "http"), ("jmap", "http"), ("smtp", "s"), ("mail.log", "s"),
+                    ("submission", "submission"), ("imap", "imap"), ("pop3", "pop3")]
+"""Which listener's cases to replay first for a log record naming these words."""
 RSS_MARGIN_KIB = 150 * 1024
 """How far the server's RSS may grow above its baseline while fuzzed."""
 
@@ -1205,7 +1208,11 @@ class Campaign:
             groups.setdefault(r.signature, []).append(r)
         found = []
         for signature, group in groups.items():
-            keys = suspects(self.fuzzer, group[0].at)
+            # The listener the logger names first (uvicorn: HTTP), then the others.
+            hint = next((p for w, p in LOGGER_PROTOCOLS if w in group[0].logger + group[0].text),
+                        "")
+            keys = sorted(suspects(self.fuzzer, group[0].at),
+                          key=lambda k: hint not in self.fuzzer.rebuild(k).target.protocol)
             kind = signature.split("|")[-1].split(":")[0].strip()
             hit = reproduce(self.fuzzer, self.watch, keys, max(0.0, deadline - time.monotonic()))
             if hit:
