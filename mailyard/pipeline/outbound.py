@@ -110,6 +110,8 @@ def _opportunistic_tls() -> ssl.SSLContext:
 _MAX_LINE = 8192
 """Longest reply line taken (RFC 5321 §4.5.3.1.5 allows 512; servers overshoot)."""
 _MAX_REPLY = 65536
+_MAX_UNREAD = 1 << 20
+"""Bytes a server may send ahead of our reading (a pipelined group's replies fit easily)."""
 _CHUNK = 65536
 _UNSAFE = frozenset("\r\n\0")
 
@@ -144,6 +146,8 @@ class _Wire(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > _MAX_UNREAD and self.transport is not None:
+            self.transport.abort()  # a flood, not SMTP: never grow without bound
         self.event.set()
 
     def eof_received(self) -> bool:
@@ -206,7 +210,7 @@ class _Client:
         except TimeoutError:
             self.broken = True
             raise _Broken("no answer in time") from None
-        except _Broken:
+        except BaseException:  # _Broken, or cancelled mid-reply: out of step either way
             self.broken = True
             raise
 
@@ -236,6 +240,13 @@ class _Client:
 
     async def send(self, data: bytes) -> None:
         """Write, waiting while the kernel's buffer is full (a slow reader of a big DATA)."""
+        try:
+            await self._send(data)
+        except BaseException:  # a half-sent command or message: only closing is safe
+            self.broken = True
+            raise
+
+    async def _send(self, data: bytes) -> None:
         for i in range(0, len(data), _CHUNK):
             transport = self.wire.transport
             if self.wire.closed or transport is None or transport.is_closing():
@@ -503,6 +514,9 @@ class OutboundWorker:
         options = [f"SIZE={len(message)}"] if client.supports("SIZE") else []
         if client.supports("8BITMIME") and any(b > 127 for b in message):
             options.append("BODY=8BITMIME")
+        if client.supports("SMTPUTF8") and not all(a.isascii() for a in [mail_from,
+                                                                          *recipients]):
+            options.append("SMTPUTF8")  # RFC 6531 §3.4: internationalized addresses
         mail = f"MAIL FROM:<{mail_from}>" + "".join(f" {o}" for o in options)
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
         if client.supports("PIPELINING"):
