@@ -45,9 +45,28 @@ def ensure_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+INTERMEDIATE_TLS12_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+])
+"""The TLS 1.2 suites of Mozilla's "intermediate" server profile: forward secret key exchange
+(ECDHE, DHE) with an AEAD cipher only. No CBC suite (SHA-1 or SHA-2: Lucky13-style padding
+oracles), no static-RSA key exchange (no forward secrecy, ROBOT). The DHE ones are used only
+when DH parameters are loaded, which Mailyard does not do: ECDHE serves every client that
+speaks TLS 1.2. TLS 1.3's suites are all AEAD and stay OpenSSL's defaults."""
+
+
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The one TLS configuration of every listener (SMTP STARTTLS and submissions, IMAP and
+    IMAPS, POP3 and POP3S, HTTPS): Mozilla's intermediate profile, TLS 1.2 and 1.3 only."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(INTERMEDIATE_TLS12_CIPHERS)
+    # Client-initiated renegotiation only costs the server handshakes (a CPU DoS); TLS 1.3
+    # has none, and no mail client needs it in 1.2.
+    context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
     # No TLS 1.3 session tickets: mail clients reconnect rarely enough not to need resumption,
     # and a ticket arriving right after the handshake makes some clients (offlineimap's
     # imaplib2) see a readable socket that yields no data, which they treat as a dead peer.

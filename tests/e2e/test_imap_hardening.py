@@ -56,7 +56,7 @@ class Wire:
 
     def tagged(self, tag: bytes) -> tuple[bytes, list[bytes]]:
         """Lines up to the tagged reply of `tag` (which must come before EOF)."""
-        lines = []
+        lines: list[bytes] = []
         while True:
             line = self.line()
             assert line, f"EOF before the reply to {tag!r}: {lines}"

@@ -49,7 +49,7 @@ class Wire:
         return line + b"\r\n"
 
     def multiline(self) -> list[bytes]:
-        lines = []
+        lines: list[bytes] = []
         while (line := self.line()) != b".\r\n":
             assert line, lines
             lines.append(line)
