@@ -177,7 +177,17 @@ def _header_text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+def header_text(value: bytes) -> str:
+    """A header field value's octets as text, RFC 2047 words decoded. Decoding with
+    "replace" before `decode_words` would lose the raw 8-bit text that mailers put inside
+    encoded words; this keeps it readable in the word's charset."""
+    return decode_words(_header_text(value))
+
+
+_ENCODED_WORD = re.compile(r"=\?([^?\x00-\x20]+)\?([QqBb])\?([^?\x00-\x20]*)\?=")
+"""Only ASCII controls and space end a word: a raw 8-bit byte read as Latin-1 may be NBSP
+(0xA0) or NEL (0x85, cp1252's ellipsis), which `\\s` would count as white space."""
+_UTF8_LABELS = ("utf-8", "utf8")
 
 
 def _b64_lenient(data: bytes) -> bytes:
@@ -192,35 +202,66 @@ def _b64_lenient(data: bytes) -> bytes:
             return b""
 
 
-def _word_bytes(kind: str, text: str) -> bytes:
-    data = text.encode("ascii", "replace")
+_RAW_UTF8 = "utf-8 raw"
+"""The charset key of raw octets in a word labelled UTF-8: read as UTF-8 when they are, as
+cp1252 (what the mislabelling mailer meant) when they are not."""
+
+
+def _raw_octets(text: str, charset: str) -> tuple[bytes, str]:
+    """The octets of an encoded word's text and the charset to read them in. Mailers put raw
+    8-bit text inside Q words (`=?iso-8859-1?Q?Fr\\xf6sche?=`); the header reached us as UTF-8
+    or, when it is not, as Latin-1 (one character per octet), so Latin-1 gives back the octets
+    the sender wrote, to be read in the named charset. Characters beyond Latin-1 come from a
+    UTF-8 header: they are text already, so their UTF-8 octets are read as UTF-8."""
+    if text.isascii():
+        return text.encode("ascii"), charset
+    try:
+        octets = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8"), "utf-8"
+    return octets, (_RAW_UTF8 if charset in _UTF8_LABELS else charset)
+
+
+def _word_bytes(kind: str, text: str, charset: str) -> tuple[bytes, str]:
     if kind in "Bb":
-        return _b64_lenient(data)
-    return binascii.a2b_qp(data, header=True)
+        return _b64_lenient(text.encode("ascii", "replace")), charset
+    data, charset = _raw_octets(text, charset)
+    return binascii.a2b_qp(data, header=True), charset
+
+
+def _word_text(charset: str, chunks: list[bytes]) -> str:
+    data = b"".join(chunks)
+    if charset == _RAW_UTF8:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("cp1252", "replace")
+    return decode_bytes(data, charset)
 
 
 def decode_words(value: str) -> str:
     """RFC 2047; adjacent words of one charset are joined as bytes first, because mailers
-    split multi-byte characters across words."""
+    split multi-byte characters across words (collected in lists and joined once: adding
+    each word to the octets so far is quadratic in a run of thousands of words)."""
     if "=?" not in value:
         return value
     out: list[str] = []
-    pending: list[tuple[str, bytes]] = []
+    pending: list[tuple[str, list[bytes]]] = []
     pos = 0
     for m in _ENCODED_WORD.finditer(value):
         gap = value[pos : m.start()]
         if not pending or gap.strip():
-            out.extend(decode_bytes(data, cs) for cs, data in pending)
+            out.extend(_word_text(cs, chunks) for cs, chunks in pending)
             pending = []
             out.append(gap)
         charset = m.group(1).split("*", 1)[0].lower()
-        data = _word_bytes(m.group(2), m.group(3))
+        data, charset = _word_bytes(m.group(2), m.group(3), charset)
         if pending and pending[-1][0] == charset:
-            pending[-1] = (charset, pending[-1][1] + data)
+            pending[-1][1].append(data)
         else:
-            pending.append((charset, data))
+            pending.append((charset, [data]))
         pos = m.end()
-    out.extend(decode_bytes(data, cs) for cs, data in pending)
+    out.extend(_word_text(cs, chunks) for cs, chunks in pending)
     out.append(value[pos:])
     return "".join(out)
 

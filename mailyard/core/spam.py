@@ -29,7 +29,7 @@ from mailyard.core.mime import (
     ParsedMessage,
     decode_body,
     decode_bytes,
-    decode_words,
+    header_text,
     iter_parts,
 )
 
@@ -94,7 +94,7 @@ def _headers(head: bytes) -> list[tuple[str, str]]:
     for m in _HEADER_LINE.finditer(head[:MAX_HEAD]):
         name = m.group(1).decode("ascii", "replace").lower()
         value = b" ".join(m.group(2)[: MAX_HEADER_VALUE * 2].split())
-        text = decode_words(value.decode("utf-8", "replace"))[:MAX_HEADER_VALUE]
+        text = header_text(value)[:MAX_HEADER_VALUE]
         found.append((name, text))
     return found
 
