@@ -1,20 +1,39 @@
-"""What every Mailyard SMTP listener shares: enhanced status codes on every reply, and the
-small helpers for peers, closing and line lengths."""
+"""What every Mailyard SMTP listener shares: enhanced status codes on every reply, one rule for
+faults and one for the client's octets, and the small helpers for peers, closing and line lengths.
+
+Faults: whatever a handler hook or AUTH raises (the store or queue unreachable: PostgreSQL
+stopped, a dead SQLite writer, a full disk, a time-out; or a bug) is logged once here and
+answered `451 4.3.0`, a temporary failure the client retries, at every stage. aiosmtpd's own
+answer would be `500 5.5.2 Error: (ConnectionRefusedError) ...`: a permanent failure that makes
+the sender bounce the mail, with our exception text in it.
+
+Octets: aiosmtpd decodes command arguments as UTF-8 with surrogateescape, so invalid UTF-8
+arrives as lone surrogates that no later encoder accepts. They are refused at the command that
+carries them (EHLO/HELO 501 5.5.2, MAIL 553 5.1.7, RCPT 501 5.1.3), and an address with
+non-ASCII characters needs the SMTPUTF8 parameter (RFC 6531 §3.5: 553 5.6.7).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import SMTP, Session, TLSSetupException
 
 from mailyard import metrics
 from mailyard.protocols.live import LIVE
 from mailyard.protocols.smtp.replies import enhance
+
+log = logging.getLogger("mailyard.smtp")
+
+TEMPORARY = "451 4.3.0 Temporary local problem, try again later"
+"""The answer to any fault of ours: generic, so that no exception text reaches the client."""
 
 
 class EnhancedSMTP(SMTP):
@@ -72,11 +91,61 @@ class EnhancedSMTP(SMTP):
         close(self)
 
     async def push(self, status: Any) -> None:
-        if isinstance(status, str) and not self._in_ehlo and not status.startswith("220 "):
-            status = enhance(status)
+        if isinstance(status, str):
+            if not self._in_ehlo and not status.startswith("220 "):
+                status = enhance(status)
+            # A reply that echoes the client's invalid UTF-8 (VRFY, a hook's text) must
+            # still encode: the lone surrogates become "?".
+            status = status.encode("utf-8", "replace").decode("utf-8")
         await super().push(status)
 
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        """Every handler hook passes here: the MAIL/RCPT address is checked first, and a fault
+        of the hook becomes 451 with the session's state untouched (aiosmtpd resets the
+        transaction after DATA whatever the hook answered)."""
+        if command in ("MAIL", "RCPT") and args:
+            assert self.envelope is not None
+            refusal = address_refusal(command, str(args[0]), bool(self.envelope.smtp_utf8))
+            if refusal:
+                return refusal
+        try:
+            return await super()._call_handler_hook(command, *args)
+        except Exception as error:
+            reply = self._fault(error, command)
+            return [reply] if command == "EHLO" else reply  # EHLO's hook returns the lines
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's hook for an exception out of a command (AUTH's password check reaches
+        the store outside the handler hooks): the same 451 as a hook's fault."""
+        return self._fault(error, "command")
+
+    def _fault(self, error: Exception, stage: str) -> str:
+        peer = self.session.peer if self.session is not None else None
+        if isinstance(error, TLSSetupException):  # the client's handshake, not our fault
+            log.info("TLS handshake with %s failed: %s", peer, error.__cause__)
+        else:
+            log.error("%s %s failed; answered 451", stage, peer, exc_info=error)
+        return TEMPORARY
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """What the client sent after STARTTLS in the same plaintext segment is discarded, not
+        run inside TLS (RFC 3207 §4.2, the CVE-2011-0411 class of injection). aiosmtpd clears
+        its buffer once the handshake is done; it is cleared here too, at the command, so that
+        the rule does not rest on where a later aiosmtpd puts that line."""
+        if not arg and self.tls_context and not self._tls_protocol:
+            self._reader._buffer.clear()  # type: ignore[attr-defined]
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        if hostname and not valid_text(hostname):
+            await self.push("501 5.5.2 Invalid HELO argument: not valid UTF-8 text")
+            return
+        await super().smtp_HELO(hostname)
+
     async def smtp_EHLO(self, hostname: str) -> None:
+        if hostname and not valid_text(hostname):
+            await self.push("501 5.5.2 Invalid EHLO argument: not valid UTF-8 text")
+            return
         self._in_ehlo = True
         try:
             await super().smtp_EHLO(hostname)
@@ -84,10 +153,82 @@ class EnhancedSMTP(SMTP):
             self._in_ehlo = False
 
 
+def valid_text(value: str) -> bool:
+    """Valid UTF-8 on the wire (no lone surrogates from aiosmtpd's decoding) and no control
+    characters (a NUL no database column takes, CR/LF that would split a trace header)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+
+
+def address_refusal(command: str, address: str, smtputf8: bool) -> str:
+    """The reply refusing a MAIL FROM or RCPT TO address for its octets, or "" to go on."""
+    if not valid_text(address):
+        if command == "MAIL":
+            return "553 5.1.7 Bad sender address: not valid UTF-8 text"
+        return "501 5.1.3 Bad recipient address: not valid UTF-8 text"
+    if not smtputf8 and not address.isascii():
+        return ("553 5.6.7 Non-ASCII address without the SMTPUTF8 parameter"
+                " (RFC 6531 section 3.5)")
+    return ""
+
+
+MAX_HEADER_BLOCK = 1 << 20
+"""Octets of header fields a message may carry (Exchange Online takes 256 KiB): a 14 MB header
+block of one field folded over 16,000 lines is an attack on every parser after us, not mail."""
+
+LINE_TOO_LONG = "500 5.5.2 Line too long: at most 998 octets per line (RFC 5321 4.5.3.1.6)"
+HEADER_TOO_BIG = "552 5.3.4 Message header too big: at most 1 MiB of header fields"
+
+_CHUNK = 1 << 20
+_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+
+
+def message_problem(content: bytes) -> str:
+    """The reply refusing a message for its shape at the end of DATA, or "" to go on. Run in a
+    thread: it reads every octet, in steps of at most 1 MiB, since one C call over 14 MB
+    (a split, a regex) would hold the GIL, and so the event loop, for its whole length."""
+    if _header_block_over(content, MAX_HEADER_BLOCK):
+        return HEADER_TOO_BIG
+    if has_long_line(content):
+        return LINE_TOO_LONG
+    return ""
+
+
+def _header_block_over(content: bytes, limit: int) -> bool:
+    """Whether the header block (up to the first empty line, or the first line that is no
+    field, as core.mime reads it) goes past `limit` octets."""
+    if len(content) <= limit or content.find(b"\r\n\r\n", 0, limit) >= 0:
+        return False
+    pos = 0
+    while pos < limit:  # no empty line in the first `limit` octets: rare, read line by line
+        end = content.find(b"\n", pos, limit)
+        if end < 0:
+            return True
+        if content[pos:pos + 1] not in (b" ", b"\t") and not _FIELD.match(content, pos, end):
+            return False  # a line that is no header field starts the body
+        pos = end + 1
+    return True
+
+
 def has_long_line(content: bytes) -> bool:
     """aiosmtpd allows 1001 octets with CRLF (room for a transparency dot), so an unstuffed line
-    of 999 still passes it; RFC 5321 §4.5.3.1.6 allows 998 plus CRLF."""
-    return len(content) > 998 and any(len(line) > 998 for line in content.split(b"\r\n"))
+    of 999 still passes it; RFC 5321 §4.5.3.1.6 allows 998 plus CRLF. Read in steps of 1 MiB
+    (see `message_problem`)."""
+    if len(content) <= 998:
+        return False
+    start = 0
+    while start < len(content):
+        end = start + _CHUNK
+        cut = len(content) if end >= len(content) else content.rfind(b"\r\n", start, end)
+        if cut < start:
+            return True  # no line break in a whole step: a line of 1 MiB
+        if any(len(line) > 998 for line in content[start:cut].split(b"\r\n")):
+            return True
+        start = cut + 2
+    return False
 
 
 def peer_ip(session: Session) -> str:

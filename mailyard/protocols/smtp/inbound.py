@@ -35,13 +35,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailyard.core.addresses import normalize
 from mailyard.core.authresults import strip_ours
 from mailyard.core.ids import new_id
-from mailyard.core.mime import parse_head
+from mailyard.core.mime import ParsedMessage, parse_head
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
 from mailyard.protocols.smtp.base import (
     EnhancedSMTP,
     close,
-    has_long_line,
     header_safe,
+    message_problem,
     peer_ip,
 )
 from mailyard.services.accounts import AccountService, RecipientStatus
@@ -154,37 +154,37 @@ class InboundHandler:
         content = envelope.original_content or b""
         if len(content) > self.policy.message_size:
             return "552 5.3.4 Message too big for this system"
-        if has_long_line(content):
-            return "500 5.5.2 Line too long: at most 998 octets per line (RFC 5321 4.5.3.1.6)"
-        verdict = await self._check_data(session, envelope, content)
+        # Every look at the octets (line lengths, the header block) runs in a thread: a
+        # 14 MB header folded over 16,000 lines must not stall the other connections.
+        prepared = await asyncio.to_thread(_prepare, content, self.policy.hostname,
+                                           bool(self.checks.checks))
+        if isinstance(prepared, str):
+            return prepared
+        content, parsed = prepared
+        verdict = await self._check_data(session, envelope, content, parsed)
         if verdict.action >= Action.TEMPFAIL:
             log.info("refused at DATA from %s: %s", peer_ip(session), verdict.reason)
             return _reply(verdict)
-        added = b""
-        if self.checks.checks:
-            content = strip_ours(content, self.policy.hostname)
-            added = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
-                             for name, value in verdict.headers)
+        added = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
+                         for name, value in verdict.headers)
         queue_id = new_id("q")
         received_at = time.time()
         trace = self._trace_headers(server, session, envelope, queue_id, received_at)
-        try:
-            await self.delivery.accept(
-                queue_id=queue_id, mail_from=envelope.mail_from or "",
-                recipients=envelope.rcpt_tos, raw=trace + added + content,
-                trace_length=len(trace) + len(added),
-                received_at=int(received_at * 1000), peer=peer_ip(session),
-                helo=session.host_name or "",
-                verdict=verdict.to_json() if self.checks.checks else None,
-            )
-        except Exception:
-            log.exception("could not make message durable")
-            return "451 4.3.0 Could not store the message, try again later"
+        # A fault here (the store or queue down) is answered 451 by EnhancedSMTP, logged once.
+        await self.delivery.accept(
+            queue_id=queue_id, mail_from=envelope.mail_from or "",
+            recipients=envelope.rcpt_tos, raw=trace + added + content,
+            trace_length=len(trace) + len(added),
+            received_at=int(received_at * 1000), peer=peer_ip(session),
+            helo=session.host_name or "",
+            verdict=verdict.to_json() if self.checks.checks else None,
+        )
         return f"250 2.0.0 OK queued as {queue_id}"
 
-    async def _check_data(self, session: Session, envelope: Envelope, content: bytes) -> Verdict:
+    async def _check_data(self, session: Session, envelope: Envelope, content: bytes,
+                          parsed: ParsedMessage | None) -> Verdict:
         """The checks' verdict on the message as the client sent it (none configured: accept)."""
-        if not self.checks.checks:
+        if parsed is None:
             return Verdict()
         env: SMTPEnvelope | None = getattr(session, "checks_envelope", None)
         if env is None:
@@ -192,7 +192,6 @@ class InboundHandler:
                                mail_from=envelope.mail_from or "", recipients=[],
                                tls=session.ssl is not None)
         env.recipients = list(envelope.rcpt_tos)
-        parsed = parse_head(content)  # microseconds: no thread hop
         try:
             return await self.checks.data(env, content, parsed)
         except Exception:
@@ -235,11 +234,32 @@ class InboundSMTP(EnhancedSMTP):
         try:
             if self.inbound.checks.checks:
                 verdict = Verdict()
-                await self.inbound.checks.connect(ip, verdict)
+                try:
+                    await self.inbound.checks.connect(ip, verdict)
+                except Exception:
+                    # Before the greeting there is no command to answer: the session goes
+                    # on and answers 451 at MAIL FROM (the verdict's TEMPFAIL).
+                    log.exception("connect checks failed for %s", ip)
+                    verdict.ask(Action.TEMPFAIL, "Temporary local problem, try again later",
+                                "451 4.3.0 Temporary local problem, try again later")
                 self.session.connect_verdict = verdict  # type: ignore[attr-defined]
             await super()._handle_client()
         finally:
             self.inbound.connections.release(ip)
+
+
+def _prepare(content: bytes, hostname: str, checked: bool
+             ) -> str | tuple[bytes, ParsedMessage | None]:
+    """In a thread: a reply refusing the message for its shape; else the client's octets
+    without any Authentication-Results claiming our hostname, and their header block for the
+    checks (None when no check is configured)."""
+    problem = message_problem(content)
+    if problem:
+        return problem
+    if not checked:
+        return content, None
+    content = strip_ours(content, hostname)
+    return content, parse_head(content)
 
 
 def _reply(verdict: Verdict) -> str:

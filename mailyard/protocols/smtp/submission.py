@@ -27,7 +27,13 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
 
 from mailyard.core.ratelimit import WindowLimiter
-from mailyard.protocols.smtp.base import EnhancedSMTP, close, has_long_line, peer_ip
+from mailyard.protocols.smtp.base import (
+    EnhancedSMTP,
+    close,
+    message_problem,
+    peer_ip,
+    valid_text,
+)
 from mailyard.services.accounts import AccountService
 from mailyard.services.submission import (
     MAX_HOLD,
@@ -113,8 +119,9 @@ class SubmissionHandler:
         content = envelope.original_content or b""
         if len(content) > self.policy.message_size:
             return "552 5.3.4 Message too big for this system"
-        if has_long_line(content):
-            return "500 5.5.2 Line too long: at most 998 octets per line (RFC 5321 4.5.3.1.6)"
+        problem = await asyncio.to_thread(message_problem, content)  # 14 MB: off the loop
+        if problem:
+            return problem
         try:
             done = await self.submission.submit(
                 _account(session), envelope.mail_from or "", envelope.rcpt_tos, content,
@@ -123,13 +130,14 @@ class SubmissionHandler:
                 protocol="ESMTPSA" if session.ssl is not None else "ESMTPA")
         except SubmissionRefused as e:
             return e.reply
-        except Exception:
-            log.exception("could not accept a submission")
-            return "451 4.3.0 Could not store the message, try again later"
+        # Any other fault (the store or queue down) is answered 451 by EnhancedSMTP.
         return f"250 2.0.0 OK queued as {done.id}"
 
-    async def login(self, server: SubmissionSMTP, user: bytes, password: bytes
-                    ) -> AuthResult:
+    async def login(self, server: SubmissionSMTP, user: bytes, password: bytes,
+                    authzid: bytes = b"") -> AuthResult:
+        """The password check, then the authorization identity (RFC 4616): empty or one of
+        the account's own addresses, as IMAP and POP3 require; another user's is refused
+        like a wrong password (535 5.7.8), so it tells nothing about the password."""
         assert server.session is not None
         ip = peer_ip(server.session)
         if self.failed_logins.exhausted(ip, time.monotonic()):
@@ -137,7 +145,16 @@ class SubmissionHandler:
             asyncio.get_running_loop().call_soon(close, server)
             return AuthResult(success=False, handled=True)
         try:
-            account = await self.accounts.authenticate(user.decode(), password.decode())
+            name = user.decode()
+            # A control character (a NUL through AUTH LOGIN) names no account; it must not
+            # reach a database that refuses it and turn a wrong login into a 451.
+            account = await self.accounts.authenticate(name, password.decode()) \
+                if valid_text(name) else None
+            if account is not None and authzid and \
+                    not self.submission.may_send_as(account, authzid.decode()):
+                log.warning("submission AUTH from %s: %s may not act as another identity",
+                            ip, account.address)
+                account = None
         except UnicodeDecodeError:
             account = None
         if account is None:
@@ -200,7 +217,7 @@ class SubmissionSMTP(EnhancedSMTP):
         if len(parts) != 3:
             await self.push("501 5.5.2 Cannot split the PLAIN credentials")
             return AuthResult(success=False, handled=True)
-        return await self.submission.login(self, parts[1], parts[2])
+        return await self.submission.login(self, parts[1], parts[2], parts[0])
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
