@@ -10,6 +10,7 @@ the edges of 53 and 64 bits, digits that are not ASCII, deep and wide JSON.
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,3 +205,124 @@ def test_method_never_fails_the_server(server: Server, session: dict[str, Any],
         client.close()
     assert server.process is not None and server.process.poll() is None
     assert Jmap(server, ALICE).call("Mailbox/get", ids=[])["accountId"] == session["ACCOUNT"]
+
+
+# ----------------------------------------------------------- whole requests and Email/set create
+
+TEXT = st.one_of(st.text(max_size=12), st.sampled_from([
+    "\r\n", "a\r\nBcc: eve@evil.example", "\x00", "\x85", "\u2028", "=?utf-8?q?a=0D=0Ab?=",
+    "=?x?b?AA0K?=", "é", '"', "\\", "text/plain", "multipart/mixed", "a@b.test",
+    "alice@example.test", "x" * 1200, "utf-8", "idna", "en", "inline", "attachment"]))
+PART: st.SearchStrategy[Any] = st.recursive(
+    st.fixed_dictionaries({}, optional={
+        "partId": st.one_of(st.sampled_from(["1", "2"]), JSON),
+        "blobId": st.one_of(REAL_ID, JSON), "type": st.one_of(TEXT, JSON), "charset": TEXT,
+        "name": st.one_of(TEXT, JSON), "disposition": st.one_of(TEXT, JSON), "cid": TEXT,
+        "language": st.one_of(st.lists(TEXT, max_size=2), JSON), "location": TEXT,
+        "headers": JSON, "size": JSON}),
+    lambda inner: st.fixed_dictionaries(
+        {"type": st.sampled_from(["multipart/mixed", "multipart/alternative", "text/plain"]),
+         "subParts": st.one_of(st.lists(inner, max_size=3), JSON)}),
+    max_leaves=6)
+ADDRESSES = st.one_of(st.lists(st.fixed_dictionaries(
+    {"email": st.one_of(TEXT, JSON)}, optional={"name": st.one_of(TEXT, JSON)}), max_size=2),
+    JSON)
+EMAIL = st.fixed_dictionaries({"mailboxIds": st.one_of(st.just("INBOX"), JSON)}, optional={
+    "from": ADDRESSES, "to": ADDRESSES, "replyTo": ADDRESSES, "sender": ADDRESSES,
+    "subject": st.one_of(TEXT, JSON), "sentAt": st.one_of(TEXT, JSON),
+    "messageId": st.one_of(st.lists(TEXT, max_size=2), JSON),
+    "references": st.one_of(st.lists(TEXT, max_size=2), JSON),
+    "header:X-A": st.one_of(TEXT, JSON), "header:X-B:asText": TEXT,
+    "header:Resent-To:asRaw": TEXT, "header:X-C:asAddresses": JSON,
+    "bodyStructure": PART, "textBody": st.one_of(st.lists(PART, max_size=2), JSON),
+    "htmlBody": st.lists(PART, max_size=1), "attachments": st.one_of(
+        st.lists(PART, max_size=3), JSON),
+    "bodyValues": st.one_of(st.dictionaries(st.sampled_from(["1", "2"]), st.one_of(
+        st.fixed_dictionaries({"value": TEXT}), JSON), max_size=2), JSON),
+    "keywords": JSON, "receivedAt": JSON})
+
+
+def test_email_set_create_never_fails_the_server(server: Server,
+                                                 session: dict[str, Any]) -> None:
+    """Email/set create with EmailBodyPart trees and header text made to break the builder:
+    each object is created or gets a SetError, never a serverFail."""
+    alice = Jmap(server, ALICE)
+    inbox = alice.boxes()["inbox"]["id"]
+    blob = alice.client.post(f"/jmap/upload/{alice.account_id}/", content=b"hello\r\n",
+                             headers={"content-type": "text/plain"}).json()["blobId"]
+    Ids.values = [*Ids.values, blob]
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(emails=st.lists(EMAIL, min_size=1, max_size=3))
+    def check(emails: list[dict[str, Any]]) -> None:
+        create = {}
+        for n, obj in enumerate(emails):
+            if obj["mailboxIds"] == "INBOX":
+                obj = {**obj, "mailboxIds": {inbox: True}}
+            create[f"k{n}"] = obj
+        [[answer, result, _]] = alice.calls(("Email/set", {"create": create}))
+        assert answer == "Email/set", result
+        for error in (result["notCreated"] or {}).values():
+            assert error["type"] not in ("serverFail", "serverPartialFail"), (create, error)
+
+    try:
+        check()
+    finally:
+        alice.client.close()
+
+
+REQUEST = st.recursive(
+    st.one_of(JSON, st.fixed_dictionaries({
+        "using": st.one_of(st.just(["urn:ietf:params:jmap:core",
+                                    "urn:ietf:params:jmap:mail"]), JSON),
+        "methodCalls": st.one_of(st.lists(st.tuples(
+            st.one_of(st.sampled_from(sorted(METHODS)), JSON), JSON, JSON), max_size=3), JSON),
+    }, optional={"createdIds": JSON})),
+    lambda inner: st.lists(inner, max_size=2), max_leaves=4)
+
+
+def test_any_request_body_gets_a_json_answer_never_500(server: Server) -> None:
+    """Whole request bodies, well-formed JSON of any shape and octets that are none, over
+    HTTP and as WebSocket frames: a Response or a RequestError, and the connection stays."""
+    from websockets.sync.client import connect
+    from websockets.typing import Subprotocol
+
+    from tests.e2e.test_jmap_hardening import basic, insecure
+
+    client = httpx.Client(base_url=f"https://127.0.0.1:{server.http_port}", verify=False,
+                          auth=(ALICE, PASSWORD), timeout=30)
+    ws = connect(f"wss://127.0.0.1:{server.http_port}/jmap/ws", ssl=insecure(),
+                 subprotocols=[Subprotocol("jmap")],
+                 additional_headers={"Authorization": basic()}, open_timeout=10)
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(body=st.one_of(REQUEST.map(lambda v: orjson_bytes(v)), st.binary(max_size=40)))
+    def check(body: bytes) -> None:
+        response = client.post("/jmap/api", content=body,
+                               headers={"content-type": "application/json"})
+        assert response.status_code in (200, 400), (body, response.text)
+        answer = response.json()
+        if response.status_code == 400:
+            assert answer["type"].startswith("urn:ietf:params:jmap:error:"), answer
+        else:
+            for name, result, _ in answer["methodResponses"]:
+                assert not (name == "error" and result["type"] == "serverFail"), (body, result)
+        ws.send(body.decode("utf-8", "replace"))
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["@type"] in ("Response", "RequestError"), reply
+
+    with client, ws:
+        check()
+    log = server.log_path.read_text(errors="replace")
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
+
+
+def orjson_bytes(value: Any) -> bytes:
+    import orjson
+
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):  # integers beyond 64 bits
+        return json.dumps(value).encode()
