@@ -15,6 +15,7 @@ import os
 import signal
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from mailyard.log import configure as configure_logging
 from mailyard.mtasts import MTASTS
 from mailyard.pipeline.inbound import InboundPipeline
 from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
-from mailyard.pipeline.worker import RetryPolicy, Worker, parent_alive
+from mailyard.pipeline.worker import RetryPolicy, Supervised, Worker, parent_alive, pause
 from mailyard.protocols.imap.server import start_imap
 from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
 from mailyard.protocols.jmap.http import HTTPServer, JMAPPolicy, JMAPServices, build_app, start_http
@@ -55,7 +56,7 @@ from mailyard.services.tokens import TokenService
 from mailyard.services.vacation import VacationResponder
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
-from mailyard.store.sqlite.db import SchemaTooNew
+from mailyard.store.sqlite.db import Database, SchemaTooNew, WriterStopped
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.store.sqlite.policy import SqlitePolicyStore
 from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
@@ -151,6 +152,17 @@ class Runtime:
                                   command_timeout=o.command_timeout, port=o.port,
                                   require_tls=o.require_tls, cafile=o.cafile or None),
                               mta_sts=sts)
+
+    def loops(self) -> list[Supervised]:
+        """The pipeline and outbound loops, each restarted should it ever end early."""
+        return [Supervised("pipeline worker", lambda: self.worker().run),
+                Supervised("outbound worker", lambda: self.outbound().run)]
+
+    def stopped_writers(self) -> list[str]:
+        """The SQLite files of this runtime whose writer thread is gone (none, normally)."""
+        parts = (self.store, self.queue, self.index, self.spam_model)
+        return [db.path.name for part in parts
+                if isinstance(db := getattr(part, "db", None), Database) and not db.alive]
 
     def close(self) -> None:
         self.bus.close()
@@ -344,6 +356,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                                                       implicit_tls=implicit))
                 log.info("SMTP submission%s listening on %s", "s" if implicit else "", address)
 
+    pipeline: list[Callable[[], str | None]] = []  # why a pipeline loop is not running
     http: HTTPServer | None = None
     push_store: SqlitePushSubscriptionStore | None = None
     push: PushService | None = None
@@ -361,7 +374,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 "submission": runtime.submission, "bus": runtime.bus,
                 "blobs": runtime.blob_access, "vacation": runtime.vacation})
         host, port = _hostport(config.listen.http)
-        http = await start_http(OpsRouter(ops_app(runtime), build_app(jmap, routes=[
+        http = await start_http(OpsRouter(ops_app(runtime, pipeline), build_app(jmap, routes=[
             *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
             *sync_routes(runtime.mailbox)])), host, port,
                                 ssl=tls)
@@ -374,15 +387,14 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     tasks: list[asyncio.Task[None]] = []
     processes: list[Any] = []
     if workers <= 0:
-        tasks.append(asyncio.create_task(runtime.worker().run(stop)))
-        tasks.append(asyncio.create_task(runtime.outbound().run(stop)))
+        for loop_ in runtime.loops():
+            pipeline.append(loop_.problem)
+            tasks.append(asyncio.create_task(loop_.run(stop)))
     else:
-        ctx = multiprocessing.get_context("spawn")
         for n in range(workers):
-            proc = ctx.Process(target=worker_process, args=(config, os.getpid()),
-                               name=f"mailyard-worker-{n}", daemon=True)
-            proc.start()
-            processes.append(proc)
+            processes.append(_start_worker(config, n))
+        pipeline.append(lambda: _dead_workers(processes))
+        tasks.append(asyncio.create_task(_supervise_workers(config, processes, stop)))
         log.info("pipeline running in %d worker processes", workers)
     imap_processes: list[Any] = []
     if (config.listen.imap or config.listen.imaps) and config.imap.processes > 1:
@@ -439,8 +451,60 @@ async def serve(config: Config, *, workers: int = 0) -> None:
 BLOB_USAGE_TTL = 300.0
 
 
-def ops_app(runtime: Runtime) -> Any:
-    """/metrics, /healthz and /readyz over this runtime's stores."""
+def _start_worker(config: Config, n: int) -> Any:
+    proc = multiprocessing.get_context("spawn").Process(
+        target=worker_process, args=(config, os.getpid()), name=f"mailyard-worker-{n}",
+        daemon=True)
+    proc.start()
+    return proc
+
+
+def _dead_workers(processes: list[Any]) -> str | None:
+    dead = [p.name for p in processes if p.exitcode is not None]
+    return f"worker process ended: {', '.join(dead)}" if dead else None
+
+
+WORKER_CHECK = 0.5
+"""How often the listener looks for a worker process that ended (seconds)."""
+
+
+async def _supervise_workers(config: Config, processes: list[Any], stop: asyncio.Event
+                             ) -> None:
+    """Start a worker process again when one ends before shutdown (killed, or it left
+    because a store of its own failed for good): otherwise the queue only grows while SMTP
+    keeps answering 250. `processes` is updated in place, for the shutdown and /readyz."""
+    loop = asyncio.get_running_loop()
+    failures, calm_since = 0, loop.time()
+    while not stop.is_set():
+        await pause(stop, WORKER_CHECK)
+        if stop.is_set():
+            return
+        ended = [n for n, p in enumerate(processes) if p.exitcode is not None]
+        if not ended:
+            if loop.time() - calm_since > 300:  # up for five minutes: a fresh start
+                failures = 0
+            continue
+        failures += 1
+        for n in ended:
+            log.error("worker process %s ended (exit code %s); starting it again",
+                      processes[n].name, processes[n].exitcode)
+        await pause(stop, min(30.0, 0.5 * 2 ** (failures - 1)))
+        if stop.is_set():
+            return
+        for n in ended:
+            processes[n] = _start_worker(config, n)
+        calm_since = loop.time()
+
+
+class PipelineStopped(RuntimeError):
+    """A pipeline loop or worker process is not running (it is being started again)."""
+
+
+def ops_app(runtime: Runtime, pipeline: Sequence[Callable[[], str | None]] = ()) -> Any:
+    """/metrics, /healthz and /readyz over this runtime's stores. A store is ready when it
+    answers and its SQLite writers (if any) run; the queue, when it answers and the loops in
+    `pipeline` (each says why it is not running, or None) consume it: a server that would
+    say 250 to mail it cannot deliver must not look ready."""
     data = runtime.config.data_dir
     blob_usage: list[float] = []  # [valid until (monotonic), octets]
 
@@ -458,10 +522,31 @@ def ops_app(runtime: Runtime) -> Any:
             out[name] = sum(f.stat().st_size for f in files if f.exists())
         return out
 
+    def writers(*parts: object) -> None:
+        for part in parts:
+            db = getattr(part, "db", None)
+            if isinstance(db, Database) and not db.alive:
+                raise WriterStopped(f"the writer of {db.path.name} has stopped")
+
+    async def mailstore() -> object:
+        writers(runtime.store, runtime.spam_model)
+        return await runtime.store.list_domains()
+
+    async def queue() -> object:
+        writers(runtime.queue)
+        problems = [p for check in pipeline if (p := check())]
+        if problems:
+            raise PipelineStopped("; ".join(problems))
+        return await runtime.queue.stats()
+
+    async def search() -> object:
+        writers(runtime.index)
+        return await runtime.index.count("")
+
     return build_ops_app(OpsServices(queue=runtime.queue, store_sizes=sizes, ready_checks={
-        "mailstore": runtime.store.list_domains,
-        "queue": runtime.queue.stats,
-        "search": lambda: runtime.index.count(""),
+        "mailstore": mailstore,
+        "queue": queue,
+        "search": search,
         "blobs": lambda: runtime.blobs.exists("readyz-probe"),
     }))
 
@@ -490,9 +575,9 @@ async def _worker_main(config: Config, parent_pid: int) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the parent decides when we stop
 
-    watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop, runtime))
     try:
-        await asyncio.gather(runtime.worker().run(stop), runtime.outbound().run(stop))
+        await asyncio.gather(*(loop_.run(stop) for loop_ in runtime.loops()))
     finally:
         watcher.cancel()
         runtime.close()
@@ -535,9 +620,16 @@ async def _imap_main(config: Config, parent_pid: int, index: int,
         runtime.close()
 
 
-async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+async def _watch_parent(parent_pid: int, stop: asyncio.Event,
+                        runtime: Runtime | None = None) -> None:
+    """Stop when the listener is gone; a worker process (`runtime`) also stops when one of
+    its SQLite writers has, so that the listener starts a healthy one in its place."""
     while not stop.is_set():
         if not parent_alive(parent_pid):
+            stop.set()
+        if runtime is not None and (dead := runtime.stopped_writers()):
+            log.error("the writer of %s has stopped: this worker process ends, to be started"
+                      " again", ", ".join(dead))
             stop.set()
         await asyncio.sleep(1.0)
 
