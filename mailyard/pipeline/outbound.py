@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from mailyard.core.dkim import DKIMKey, sign, to_crlf
 from mailyard.core.ratelimit import WindowLimiter
 from mailyard.dns import NullMX, PermanentDNSError, Resolver, TemporaryDNSError
 from mailyard.mtasts import MTASTS
+from mailyard.pipeline.smtpclient import UNSAFE, Broken, SmtpClient
 from mailyard.services.delivery import DeliveryService
 from mailyard.services.submission import OUTBOUND
 from mailyard.store.ports import BlobStore, MailStore, NotFound, Queue, QueueItem
@@ -103,223 +103,6 @@ def _opportunistic_tls() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
-
-
-# ---------------------------------------------------------------------- the SMTP client
-
-_MAX_LINE = 8192
-"""Longest reply line taken (RFC 5321 §4.5.3.1.5 allows 512; servers overshoot)."""
-_MAX_REPLY = 65536
-_MAX_UNREAD = 1 << 20
-"""Bytes a server may send ahead of our reading (a pipelined group's replies fit easily)."""
-_CHUNK = 65536
-_UNSAFE = frozenset("\r\n\0")
-
-
-class _Broken(Exception):
-    """The connection cannot go on: lost, timed out, or the server spoke no SMTP."""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    code: int
-    text: str
-    """The reply's lines joined by newlines, without the codes."""
-
-
-class _Wire(asyncio.Protocol):
-    """One connection's received bytes in one buffer. aiosmtplib (5.x) has no pipelining and
-    reads one reply per data event, so a server that answers a pipelined group in one write
-    (or a reply split over several) left replies unread; here replies are cut from the buffer
-    whatever the packet boundaries, each exactly once."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.event = asyncio.Event()
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.closed = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > _MAX_UNREAD and self.transport is not None:
-            self.transport.abort()  # a flood, not SMTP: never grow without bound
-        self.event.set()
-
-    def eof_received(self) -> bool:
-        self.closed = True
-        self.event.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.event.set()
-        self.writable.set()
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
-
-def _data_block(message: bytes) -> bytes:
-    """The message as DATA sends it (RFC 5321 §4.5.2): CRLF line ends, leading dots doubled,
-    the final "." line."""
-    body = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
-    if body and not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    return re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"
-
-
-class _Client:
-    """An SMTP client session over one `_Wire`: EHLO, STARTTLS, pipelined MAIL and RCPT
-    (RFC 2920: the group goes out in one write, its replies are read in order), DATA."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.wire = _Wire()
-        self.extensions: dict[str, str] = {}
-        self.tls = False
-        self.broken = False
-        """A reply went unread or half read: the session can only be closed."""
-
-    async def connect(self, address: str, port: int, timeout: float) -> _Answer:
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.create_connection(lambda: self.wire, address, port),
-                                   timeout)
-        except TimeoutError:
-            raise _Broken("connect timed out") from None
-        except OSError as e:
-            raise _Broken(f"{type(e).__name__}: {e}") from None
-        return await self.reply()
-
-    def supports(self, keyword: str) -> bool:
-        return keyword.upper() in self.extensions
-
-    async def reply(self) -> _Answer:
-        """The next reply in the buffer, waiting for its bytes as long as it takes."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self._reply()
-        except TimeoutError:
-            self.broken = True
-            raise _Broken("no answer in time") from None
-        except BaseException:  # _Broken, or cancelled mid-reply: out of step either way
-            self.broken = True
-            raise
-
-    async def _reply(self) -> _Answer:
-        wire, start, lines = self.wire, 0, list[bytes]()
-        while True:
-            end = wire.buffer.find(b"\n", start)
-            if end < 0:
-                if len(wire.buffer) - start > _MAX_LINE or len(wire.buffer) > _MAX_REPLY:
-                    raise _Broken("reply too long")
-                if wire.closed:
-                    raise _Broken("connection closed")
-                wire.event.clear()
-                await wire.event.wait()
-                continue
-            line = bytes(wire.buffer[start:end]).rstrip(b"\r")
-            start = end + 1
-            code = line[:3]
-            if not code.isdigit() or line[3:4] not in (b"", b" ", b"-") \
-                    or (lines and code != lines[0][:3]):
-                raise _Broken(f"not an SMTP reply: {line[:80]!r}")
-            lines.append(line)
-            if line[3:4] != b"-":
-                del wire.buffer[:start]
-                return _Answer(int(code), "\n".join(
-                    x[4:].decode("utf-8", "replace").strip() for x in lines))
-
-    async def send(self, data: bytes) -> None:
-        """Write, waiting while the kernel's buffer is full (a slow reader of a big DATA)."""
-        try:
-            await self._send(data)
-        except BaseException:  # a half-sent command or message: only closing is safe
-            self.broken = True
-            raise
-
-    async def _send(self, data: bytes) -> None:
-        for i in range(0, len(data), _CHUNK):
-            transport = self.wire.transport
-            if self.wire.closed or transport is None or transport.is_closing():
-                raise _Broken("connection closed")
-            transport.write(data[i:i + _CHUNK])
-            try:
-                await asyncio.wait_for(self.wire.writable.wait(), self.timeout)
-            except TimeoutError:
-                raise _Broken("the server stopped reading") from None
-
-    async def command(self, line: str) -> _Answer:
-        await self.send(line.encode() + b"\r\n")
-        return await self.reply()
-
-    async def pipeline(self, lines: list[str]) -> list[_Answer]:
-        """Every command in one write, then one reply each (RFC 2920 §3.1)."""
-        await self.send(b"".join(line.encode() + b"\r\n" for line in lines))
-        return [await self.reply() for _ in lines]
-
-    async def hello(self, name: str) -> _Answer:
-        """EHLO, and HELO for a server that knows no EHLO (RFC 5321 §3.2)."""
-        answer = await self.command(f"EHLO {name}")
-        self.extensions = {}
-        if answer.code == 250:
-            for line in answer.text.split("\n")[1:]:
-                keyword, _, params = line.partition(" ")
-                self.extensions[keyword.upper()] = params
-        elif 500 <= answer.code < 600:
-            answer = await self.command(f"HELO {name}")
-        return answer
-
-    async def starttls(self, context: ssl.SSLContext, server_hostname: str) -> _Answer:
-        answer = await self.command("STARTTLS")
-        if answer.code != 220:
-            return answer
-        if self.wire.buffer:  # RFC 3207 §4.2: nothing may follow 220 in plaintext
-            raise _Broken("data after the STARTTLS answer")
-        assert self.wire.transport is not None
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(self.wire.transport, self.wire, context,
-                                             server_hostname=server_hostname,
-                                             ssl_handshake_timeout=self.timeout)
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as e:
-            raise _Broken(f"TLS handshake: {type(e).__name__}: {e}") from None
-        if transport is None:
-            raise _Broken("connection closed during the TLS handshake")
-        self.wire.transport = transport  # type: ignore[assignment]
-        self.tls = True
-        return answer
-
-    async def data(self, message: bytes) -> _Answer:
-        answer = await self.command("DATA")
-        if answer.code != 354:
-            return answer
-        await self.send(_data_block(message))
-        return await self.reply()
-
-    async def quit(self) -> None:
-        """QUIT when the session is in step, else just close."""
-        if self.broken or self.wire.transport is None:
-            self.close()
-            return
-        try:
-            async with asyncio.timeout(5.0):
-                await self.command("QUIT")
-        except (_Broken, TimeoutError, OSError):
-            pass
-        self.close()
-
-    def close(self) -> None:
-        if self.wire.transport is not None:
-            self.wire.transport.close()
 
 
 class OutboundWorker:
@@ -467,22 +250,22 @@ class OutboundWorker:
                        message: bytes, *, verify: bool = False) -> Attempt:
         """One SMTP session; `verify` (an enforced MTA-STS policy) demands STARTTLS with a
         certificate valid for the MX host name."""
-        client = _Client(self.policy.command_timeout)
+        client = SmtpClient(self.policy.command_timeout)
         try:
             try:
                 await self._open(client, host, address, verify)
-            except _Broken as e:
+            except Broken as e:
                 raise _NoConnection(str(e)) from None
             try:
                 return await self._transaction(client, host, mail_from, recipients, message)
-            except _Broken as e:
+            except Broken as e:
                 # Lost mid-transaction: nothing was accepted (a 250 to DATA ends it).
                 return _all(recipients, Reply(451, f"4.4.2 {host}: connection lost: {e}",
                                               host), temporary=True)
         finally:
             await client.quit()
 
-    async def _open(self, client: _Client, host: str, address: str, verify: bool) -> None:
+    async def _open(self, client: SmtpClient, host: str, address: str, verify: bool) -> None:
         """Greeting, EHLO, and STARTTLS when offered (then EHLO again, RFC 3207 §4.2)."""
         answer = await client.connect(address, self.policy.port, self.policy.connect_timeout)
         if answer.code != 220:
@@ -500,13 +283,13 @@ class OutboundWorker:
         elif self.policy.require_tls or verify:
             raise _NoConnection("offers no STARTTLS and TLS is required")
 
-    async def _transaction(self, client: _Client, host: str, mail_from: str,
+    async def _transaction(self, client: SmtpClient, host: str, mail_from: str,
                            recipients: list[str], message: bytes) -> Attempt:
         result = Attempt()
-        if _UNSAFE.intersection(mail_from):
+        if UNSAFE.intersection(mail_from):
             return _all(recipients, Reply(501, "5.1.7 Bad sender address syntax"))
         for rcpt in recipients:
-            if _UNSAFE.intersection(rcpt):
+            if UNSAFE.intersection(rcpt):
                 result.permanent[rcpt] = Reply(501, "5.1.3 Bad recipient address syntax")
         recipients = [r for r in recipients if r not in result.permanent]
         if not recipients:
