@@ -400,3 +400,42 @@ async def test_readyz_fails_when_a_writer_or_a_loop_is_down(tmp_path: Path) -> N
             assert "mail.db" in body["mailstore"] and body["queue"] == "ok", body
     finally:
         runtime.close()
+
+
+def test_a_full_disk_is_a_4xx_and_the_server_recovers_when_space_is_back(
+        tmp_path: Path) -> None:
+    """With the data directory's disk full, SMTP answers 4xx (the sender keeps the message)
+    and IMAP CREATE answers NO; once space is freed the same server process accepts,
+    delivers and creates again: the SQLite writers got the disk's error ("database or disk
+    is full", never "no such savepoint") and went on."""
+    srv = Server(tmp_path, metadata="", blobs="")
+    with small_filesystem(srv.data_dir, 64) as data:
+        srv.add_user(ALICE)
+        srv.start()
+        try:
+            send(srv, ALICE, "before the disk filled")
+            wait_subject(srv, ALICE, "before the disk filled")
+            for name in ("queue.db", "mail.db"):
+                truncate_wal(data / name)
+            filler = fill(data)
+            with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as smtp:
+                with pytest.raises(smtplib.SMTPResponseException) as refused:
+                    smtp.sendmail("carol@elsewhere.test", [ALICE],
+                                  b"Subject: while full\r\n\r\nHi.\r\n")
+                assert 400 <= refused.value.smtp_code < 500, refused.value
+            with imaplib.IMAP4("127.0.0.1", srv.imap_port, timeout=30) as imap:
+                imap.login(ALICE, PASSWORD)
+                typ, data_ = imap.create("While-full")
+                assert typ == "NO", data_
+                assert b"Traceback" not in data_[0], data_
+            filler.unlink()
+
+            send(srv, ALICE, "after space came back")
+            wait_subject(srv, ALICE, "after space came back")
+            imap_create(srv, "After-full")
+            assert "while full" not in subjects(srv, ALICE)
+            log = srv.log_path.read_text(errors="replace")
+            assert "no such savepoint" not in log
+            assert "has stopped" not in log
+        finally:
+            srv.stop()
