@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -260,3 +262,31 @@ def test_a_failed_starttls_handshake_logs_no_traceback(server: Server) -> None:
     login(server.imap_port).close()
     log = server.log_path.read_bytes()[offset:]
     assert b"Traceback" not in log and b"SERVERBUG" not in log, log.decode(errors="replace")
+
+
+# ---------------------------------------------------------------------- pipelined floods
+
+def test_a_pipelined_flood_does_not_hold_the_other_connections(server: Server) -> None:
+    """20,000 commands in one write (each answered BAD) are read from the buffer without
+    waiting; the reader lets the loop go every reader.YIELD_EVERY commands, so a NOOP on
+    another connection, sent once the flood is being answered, is answered before the
+    flood's last command (it waited for all of them when the reader never yielded)."""
+    flood, other = Wire(server.imap_port), Wire(server.imap_port)
+    flood.send(b"a\r\n" * 20_000 + b"z NOOP\r\n")
+    assert flood.line().startswith(b"* BAD")  # the server is in the middle of the flood
+    ends: dict[str, float] = {}
+
+    def drain_flood() -> None:
+        flood.tagged(b"z")
+        ends["flood"] = time.monotonic()
+
+    reader = threading.Thread(target=drain_flood)
+    reader.start()
+    reply, _ = other.command(b"b", b"NOOP")
+    ends["other"] = time.monotonic()
+    reader.join(60)
+    assert reply.startswith(b"b OK"), reply
+    assert "flood" in ends
+    assert ends["other"] < ends["flood"], ends
+    flood.close()
+    other.close()

@@ -49,6 +49,11 @@ _LITERAL_MARK = re.compile(rb"(~?)\{([0-9]+)([+-]?)\}\Z")
 _TAG = re.compile(rb"([\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+) ")
 _HUGE = 1 << 64
 _CHUNK = 65536
+YIELD_EVERY = 8
+"""Commands read in a row before the reader lets the event loop run other tasks: commands
+already buffered are read without waiting, so a client that pipelines thousands of them (one
+64 KB segment of "a\r\n" lines is 21,000 commands, each answered BAD) would otherwise hold
+the loop, and every other connection of the process, for as long as they take."""
 
 
 class CommandTooLong(Exception):
@@ -108,8 +113,8 @@ class CommandReader:
     StreamReader it reads, and COMPRESS sets it to the inflated one.
     """
 
-    __slots__ = ("_continuation", "literal_minus", "max_command", "max_discard", "max_line",
-                 "max_literal", "pre_auth", "stream")
+    __slots__ = ("_continuation", "_streak", "literal_minus", "max_command", "max_discard",
+                 "max_line", "max_literal", "pre_auth", "stream")
 
     def __init__(
         self,
@@ -135,6 +140,7 @@ class CommandReader:
         self.literal_minus = literal_minus
         self.pre_auth = pre_auth
         self._continuation = continuation
+        self._streak = 0
 
     @property
     def line_limit(self) -> int:
@@ -225,6 +231,10 @@ class CommandReader:
 
         Raises CommandTooLong or LiteralTooBig; after either, the next call reads the next
         command, unless LiteralTooBig.close says the stream is lost."""
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:
+            self._streak = 0
+            await asyncio.sleep(0)  # the other connections' turn (YIELD_EVERY)
         parts: list[bytes] = []
         total = 0
         tag: str | None = None
