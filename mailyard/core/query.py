@@ -49,7 +49,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 __all__ = [
@@ -607,6 +607,22 @@ def parse(query: str, *, now: datetime.date | None = None) -> Node:
     relative so a stored query keeps meaning "the last week"."""
     parser = _Parser(query, now)
     return _and(parser.sequence(None, None, -1))
+
+
+def gmail_meaning(node: Node) -> Node:
+    """What a parsed Gmail query searches beyond its literal tree: `to:` finds the address in
+    To or Cc, as Gmail does (a message where you were copied was sent to you). Applied where
+    Gmail's language is read (the CLI, X-GM-RAW); never to a JMAP filter, whose `to` is the To
+    header alone (RFC 8621 §4.4.1). Kept out of `parse` so format(parse(q)) reads back."""
+    if isinstance(node, And):
+        return And(tuple(gmail_meaning(n) for n in node.items))
+    if isinstance(node, Or):
+        return Or(tuple(gmail_meaning(n) for n in node.items))
+    if isinstance(node, Not):
+        return Not(gmail_meaning(node.item))
+    if isinstance(node, Text) and node.field == "to":
+        return Or((node, replace(node, field="cc")))
+    return node
 
 
 # ---------------------------------------------------------------------------------- format

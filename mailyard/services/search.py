@@ -114,14 +114,14 @@ class SearchService:
         """Email ids matching `query` (text in the query language, or an AST from IMAP or
         JMAP). Raises core.query.QueryError for a malformed query text."""
         with metrics.SEARCH.time():
-            node = q.parse(query) if isinstance(query, str) else query
+            node = q.gmail_meaning(q.parse(query)) if isinstance(query, str) else query
             node = await self.resolve(account, node, gmail_scope=gmail_scope, now=now)
             return await self._run(account.id, node, order, limit, position, total)
 
     async def snippets(self, account: Account, query: str | q.Node,
                        email_ids: Sequence[str]) -> list[Snippet]:
         """The matched terms of `query` marked in each email's subject and text."""
-        node = q.parse(query) if isinstance(query, str) else query
+        node = q.gmail_meaning(q.parse(query)) if isinstance(query, str) else query
         text = _text_part(node)
         if text is None:
             return [Snippet(e, None, None) for e in email_ids]

@@ -133,6 +133,7 @@ CASES = [
     ("from:(ann OR carol)", [INVOICE, REPORT]),
     ("to:alice", [INVOICE, LUNCH, REPORT]),
     ("cc:dave", [REPORT]),
+    ("to:dave", [REPORT]),  # Gmail's to: finds the address in Cc too
     ("bcc:dave", []),
     ("subject:quarterly", [REPORT]),
     ("subject:revenue", []),
@@ -215,6 +216,26 @@ def test_imap_x_gm_raw(searched: Server) -> None:
     with pytest.raises(imaplib.IMAP4.error, match="position"):
         imap.uid("SEARCH", "X-GM-RAW", '"(unbalanced"')
     imap.logout()
+
+
+def test_to_means_to_or_cc_in_gmail_only(searched: Server) -> None:
+    """Gmail's `to:` finds a copied recipient through every door that reads Gmail's language
+    (X-GM-RAW here, the CLI in CASES); IMAP's TO and JMAP's `to` filter stay the To header
+    (RFC 3501 §6.4.4, RFC 8621 §4.4.1)."""
+    from tests.e2e.jmapclient import Jmap
+
+    imap = imaplib.IMAP4("127.0.0.1", searched.imap_port)
+    imap.login(ALICE, "secret-password")
+    imap.select("INBOX")
+    assert [_subject(imap, u) for u in _uids(imap, "X-GM-RAW", '"to:dave@corp.test"')] \
+        == [REPORT]
+    assert _uids(imap, "TO", "dave@corp.test") == []
+    imap.logout()
+    jmap = Jmap(searched, ALICE)
+    by_to = jmap.call("Email/query", filter={"to": "dave@corp.test"})
+    assert by_to["ids"] == []
+    by_cc = jmap.call("Email/query", filter={"cc": "dave@corp.test"})
+    assert len(by_cc["ids"]) == 1
 
 
 def test_reindex_rebuilds_a_lost_index(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def to_query(key: g.SearchKey, labels: dict[str, str], now: datetime) -> q.Node 
         return _NOTHING if box is None else q.Mailbox(box, by_id=True)
     if isinstance(key, g.GmRaw):
         try:
-            return q.parse(key.query)
+            return q.gmail_meaning(q.parse(key.query))
         except QueryError as e:
             raise Bad(f"X-GM-RAW: {e}") from None
     return None  # sequence numbers, UIDs, MODSEQ, EMAILID, THREADID, X-GM-MSGID/THRID
