@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -131,3 +133,32 @@ def test_quit_before_login_says_ok_and_closes(server: Server) -> None:
     assert reply.startswith(b"+OK"), reply
     assert w.line() == b""
     w.close()
+
+
+def test_a_pipelined_flood_does_not_hold_the_other_connections(server: Server) -> None:
+    """20,000 commands in one write are read from the buffer without waiting; the reader lets
+    the loop go every few (reader.YIELD_EVERY), so a command on another connection, sent once
+    the flood is being answered, is answered before the flood's last one. (On Python 3.11
+    the session's asyncio.wait_for per line yields too, by running the read as a task of its
+    own; from 3.12 on wait_for awaits in place, and the reader's yield is the only one.)"""
+    flood, other = Wire(server.pop3_port), Wire(server.pop3_port)
+    flood.send(b"NOOP\r\n" * 20_000 + b"USER marker@example.test\r\n")
+    assert flood.line().startswith(b"-ERR")  # the server is in the middle of the flood
+    ends: dict[str, float] = {}
+
+    def drain_flood() -> None:
+        while not (line := flood.line()).startswith(b"+OK"):
+            assert line.startswith(b"-ERR"), line
+        ends["flood"] = time.monotonic()
+
+    reader = threading.Thread(target=drain_flood)
+    reader.start()
+    other.send(b"CAPA\r\n")
+    reply = other.line()
+    ends["other"] = time.monotonic()
+    reader.join(60)
+    assert reply.startswith(b"+OK"), reply
+    assert "flood" in ends
+    assert ends["other"] < ends["flood"], ends
+    flood.close()
+    other.close()

@@ -184,8 +184,17 @@ class CommandReader:
             raise _Overlong(head)
         return b"".join(chunks)
 
+    async def _turn(self) -> None:
+        """Every YIELD_EVERY reads, let the other connections' tasks run."""
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:
+            self._streak = 0
+            await asyncio.sleep(0)
+
     async def read_line(self) -> bytes | None:
-        """One line without its terminator (IDLE's DONE, AUTHENTICATE responses); None at EOF."""
+        """One line without its terminator (IDLE's DONE, AUTHENTICATE responses, and every
+        POP3 command); None at EOF."""
+        await self._turn()
         try:
             line = await self._line()
         except _Overlong:
@@ -231,10 +240,7 @@ class CommandReader:
 
         Raises CommandTooLong or LiteralTooBig; after either, the next call reads the next
         command, unless LiteralTooBig.close says the stream is lost."""
-        self._streak += 1
-        if self._streak >= YIELD_EVERY:
-            self._streak = 0
-            await asyncio.sleep(0)  # the other connections' turn (YIELD_EVERY)
+        await self._turn()
         parts: list[bytes] = []
         total = 0
         tag: str | None = None
