@@ -260,6 +260,21 @@ async def test_order_pages_total_and_among(search_index: Any) -> None:
     assert set(relevance.ids) == set(newest.ids)
 
 
+async def test_among_many_candidates(search_index: Any) -> None:
+    """More candidates than one statement names (IMAP SEARCH over a big mailbox): the same
+    answer, in order, another account's matches never among them."""
+    docs = [doc(subject=f"{'rare' if n % 3 == 0 else 'common'} note {n}",
+                received_at=1_700_000_000_000 + n * 1000) for n in range(1500)]
+    await search_index.index([*docs, doc(BOB, subject="rare note for bob")])
+    among = [d.email_id for n, d in enumerate(docs) if n % 2 == 0] + ["e-unknown"]
+    hits = await search_index.query(ALICE, q.Text("rare"), among=among, total=True)
+    expected = [d.email_id for n, d in enumerate(docs) if n % 6 == 0][::-1]
+    assert hits.ids == expected and hits.total == len(expected) == 250
+    page = await search_index.query(ALICE, q.Text("rare"), among=among, order="oldest",
+                                    limit=10, position=5)
+    assert page.ids == expected[::-1][5:15]
+
+
 async def test_snippets_mark_matches_and_escape_html(search_index: Any) -> None:
     a = doc(subject="Budget <draft> review", body="We reviewed the budget & the <b>plan</b>.")
     await search_index.index([a, doc(subject="other", body="nothing")])
