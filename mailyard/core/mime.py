@@ -545,6 +545,13 @@ def parse_address_list(text: str | None) -> list[_EnvAddr]:
     return out
 
 
+def parse_addresses(text: str | None) -> list[Address]:
+    """An address list as decoded names and addr-specs, groups flattened: the linear,
+    never-recursing replacement for email.utils.getaddresses (which recurses once per nested
+    comment, so a few thousand "(" raise RecursionError)."""
+    return _addresses(parse_address_list(text))
+
+
 def _addresses(env: list[_EnvAddr]) -> list[Address]:
     result = []
     for name, _adl, mailbox, host in env:
