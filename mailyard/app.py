@@ -182,7 +182,7 @@ def open_mailstore(config: Config) -> SqliteMailStore | PostgresMailStore | Shar
         from mailyard.store.postgres.mailstore import PostgresMailStore
 
         return PostgresMailStore(config.store.metadata)
-    return SqliteMailStore(config.data_dir / "mail.db")
+    return SqliteMailStore(config.data_dir / "mail.db", query_seconds=config.limits.query_seconds)
 
 
 def open_search_index(config: Config) -> SqliteSearchIndex | PostgresSearchIndex:
@@ -190,8 +190,10 @@ def open_search_index(config: Config) -> SqliteSearchIndex | PostgresSearchIndex
     if config.store.search_dsn:
         from mailyard.store.postgres.search import PostgresSearchIndex
 
-        return PostgresSearchIndex(config.store.search_dsn)
-    return SqliteSearchIndex(config.data_dir / "search.db")
+        return PostgresSearchIndex(config.store.search_dsn,
+                                   query_seconds=config.limits.query_seconds)
+    return SqliteSearchIndex(config.data_dir / "search.db",
+                             query_seconds=config.limits.query_seconds)
 
 
 def open_blobstore(config: Config) -> FsBlobStore | S3BlobStore:

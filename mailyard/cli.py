@@ -21,7 +21,7 @@ from mailyard.core import dkim
 from mailyard.log import configure as configure_logging
 from mailyard.services.checks.policy import parse_entry
 from mailyard.services.search import reindex
-from mailyard.store.ports import Conflict, DKIMKeyRecord, NotFound
+from mailyard.store.ports import Conflict, DKIMKeyRecord, NotFound, QueryTimeout
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd_policy(config, args)
         else:
             asyncio.run(_admin(config, args))
-    except (NotFound, Conflict, ValueError) as e:  # QueryError is a ValueError
+    except (NotFound, Conflict, QueryTimeout, ValueError) as e:  # QueryError: a ValueError
         print(f"mailyard: {e}", file=sys.stderr)
         return 1
     return int(getattr(args, "exit_code", 0))

@@ -32,6 +32,11 @@ class QuotaExceeded(StoreError):
     """Storing this would take the account over its quota."""
 
 
+class QueryTimeout(StoreError):
+    """A read ran past its time budget and was cancelled (a search over a huge mailbox): the
+    protocols answer it with their own "too much" error (IMAP NO [LIMIT], JMAP serverUnavailable)."""
+
+
 # --------------------------------------------------------------------------- BlobStore
 
 

@@ -337,3 +337,54 @@ async def test_a_full_disk_fails_the_batch_with_its_cause_and_recovers(tmp_path:
                                  ) == "ok"
         finally:
             db.close()
+
+
+# --------------------------------------------------------------------- long reads (issue 18)
+
+SLOW = ("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000)"
+        " SELECT count(*) FROM c")
+"""A read that takes minutes: only a budget or a cancellation ends it."""
+
+
+async def _loop_gaps(until: asyncio.Event) -> float:
+    """The longest the event loop went without running this task, while `until` is unset."""
+    longest, last = 0.0, time.monotonic()
+    while not until.is_set():
+        await asyncio.sleep(0.005)
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+    return longest
+
+
+async def test_a_long_read_runs_off_the_loop_and_stops_at_its_budget(db: Database) -> None:
+    from mailyard.store.ports import QueryTimeout
+
+    done = asyncio.Event()
+    gaps = asyncio.create_task(_loop_gaps(done))
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout):
+        await db.read_long(lambda c: c.execute(SLOW).fetchone(), budget=1.5)
+    took = time.monotonic() - started
+    done.set()
+    # The loop kept running all along (it would have stood still for the whole read on it);
+    # the bound is far above a busy machine's scheduling and far below the read's length.
+    assert await gaps < 0.5, "the loop was held by the read"
+    assert took >= 1.5
+    # A read within its budget answers, on the same connections.
+    await db.write(insert("after"))
+    assert await db.read_long(keys, budget=5.0) == {"after"}
+
+
+async def test_a_cancelled_long_read_frees_its_thread(db: Database) -> None:
+    # Two: every thread of the pool busy with a read that would take minutes.
+    tasks = [asyncio.create_task(db.read_long(lambda c: c.execute(SLOW).fetchone(), budget=600))
+             for _ in range(2)]
+    await asyncio.sleep(0.3)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # The threads answer again within far less than the reads would have taken.
+    await asyncio.wait_for(asyncio.gather(*(db.read_long(keys, budget=5.0) for _ in range(4))),
+                           timeout=60)

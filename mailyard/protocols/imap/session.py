@@ -38,7 +38,7 @@ from mailyard.protocols.live import LIVE
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
-from mailyard.store.ports import Account, EventBus
+from mailyard.store.ports import Account, EventBus, QueryTimeout
 
 if TYPE_CHECKING:
     from mailyard.protocols.imap.cmd_notify import Notifier
@@ -384,8 +384,12 @@ class Session:
                         return
                     await self._idle_wait()
                 await self.flush()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass  # the client went away, or broke its TLS session: no one to answer
+        except RuntimeError:
+            if not self.writer.transport.is_closing():
+                raise
+            # uvloop refuses any operation on a transport the peer has already closed
         finally:
             if not hibernated:
                 self._release()
@@ -444,6 +448,8 @@ class Session:
             self.tagged(cmd, "BAD", str(e))
         except No as e:
             self.tagged(cmd, "NO", str(e), e.code)
+        except QueryTimeout:  # RFC 5530 LIMIT: the server's budget for one command is spent
+            self.tagged(cmd, "NO", "The search took too long; narrow it down", "LIMIT")
         except Exception:
             log.exception("IMAP %s failed", cmd.name)
             self.tagged(cmd, "NO", "Internal error; the failure was logged", "SERVERBUG")

@@ -19,7 +19,7 @@ import orjson
 from mailyard import metrics
 from mailyard.protocols.jmap.errors import MethodError, RequestError
 from mailyard.protocols.jmap.references import Invocation, resolve
-from mailyard.store.ports import Account
+from mailyard.store.ports import Account, QueryTimeout
 
 log = logging.getLogger("mailyard.jmap")
 
@@ -149,6 +149,13 @@ async def execute(request: Request, *, account: Account, services: Any,
                 raise TypeError(f"{name} returned {type(result).__name__}, not a dict")
         except MethodError as e:
             responses.append(("error", e.to_json(), call_id))
+            continue
+        except QueryTimeout:
+            # RFC 8620 §3.6.2 has no "too expensive"; serverUnavailable is the temporary
+            # refusal (serverPartialFail would claim changes, tooLarge is a SetError).
+            responses.append(("error", MethodError(
+                "serverUnavailable", "the query took longer than the server allows one query;"
+                " narrow it down").to_json(), call_id))
             continue
         except Exception:
             log.exception("JMAP %s failed (account %s)", name, account.id)

@@ -31,6 +31,7 @@ plan cannot tell a word in every message from one in two, and picks badly for on
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -43,7 +44,7 @@ from typing import Any
 import asyncpg
 
 from mailyard.core.query import And, Node, Not, Or, Text
-from mailyard.store.ports import Hits, IndexDocument, Order, Snippet
+from mailyard.store.ports import Hits, IndexDocument, Order, QueryTimeout, Snippet
 from mailyard.store.postgres import schema
 from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import clean
@@ -390,10 +391,14 @@ def highlight(text: str, phrases: Sequence[tuple[str, ...]], window: int | None 
 class PostgresSearchIndex:
     """The SearchIndex port over one PostgreSQL database, through a pool of connections."""
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10,
+                 query_seconds: float = 10.0) -> None:
         """Nothing is opened yet: the pool belongs to the event loop that first uses it (its
-        sessions plan each query for its own words: see the module's docstring)."""
+        sessions plan each query for its own words: see the module's docstring).
+        `query_seconds`: the budget of one query, snippets or substring statement; past it
+        asyncpg cancels the statement on the server and QueryTimeout is raised."""
         self.dsn = dsn
+        self.query_seconds = query_seconds
         self._pool = LazyPool(
             dsn, lambda conn: schema.migrate(conn, COMPONENT, MIGRATIONS), min_size=min_size,
             max_size=max_size, server_settings={"plan_cache_mode": "force_custom_plan"})
@@ -467,13 +472,16 @@ class PostgresSearchIndex:
         page = f" LIMIT {int(limit)}" if limit is not None else ""
         page += f" OFFSET {int(position)}" if position else ""
         pool = await self._ready()
-        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                            readonly=True):
-            ids = [r[0] for r in await conn.fetch(
-                f"SELECT email_id FROM search_docs WHERE {condition} ORDER BY {sort}{page}",
-                *args)]
-            count = (await conn.fetchval(f"SELECT count(*) FROM search_docs WHERE {condition}",
-                                         *args)) if total else None
+        budget = self.query_seconds
+        with _budgeted(budget):
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                readonly=True):
+                ids = [r[0] for r in await conn.fetch(
+                    f"SELECT email_id FROM search_docs WHERE {condition} ORDER BY {sort}{page}",
+                    *args, timeout=budget)]
+                count = (await conn.fetchval(
+                    f"SELECT count(*) FROM search_docs WHERE {condition}", *args,
+                    timeout=budget)) if total else None
         return Hits(ids, count)
 
     async def snippets(self, account_id: str, node: Node,
@@ -485,11 +493,14 @@ class PostgresSearchIndex:
         queries = [compile_tsquery(leaf) for leaf in leaves]
         asked = [q for q in queries if isinstance(q, str)]
         tests = ", ".join(f"doc @@ ${4 + n}::text::tsquery" for n in range(len(asked)))
-        rows = await (await self._ready()).fetch(
-            f"SELECT email_id, subject, body, ARRAY[{tests}]::boolean[] FROM search_docs"
-            " WHERE account_id = $1 AND email_id = ANY($2::text[]) AND doc @@ $3::text::tsquery",
-            clean(account_id), [clean(e) for e in email_ids],
-            f"{_account_lexeme(account_id)} & ({expr})", *asked)
+        with _budgeted(self.query_seconds):
+            rows = await (await self._ready()).fetch(
+                f"SELECT email_id, subject, body, ARRAY[{tests}]::boolean[] FROM search_docs"
+                " WHERE account_id = $1 AND email_id = ANY($2::text[])"
+                " AND doc @@ $3::text::tsquery",
+                clean(account_id), [clean(e) for e in email_ids],
+                f"{_account_lexeme(account_id)} & ({expr})", *asked,
+                timeout=self.query_seconds)
         found: dict[str, Snippet] = {}
         for email_id, subject, body, answers in rows:
             answer = iter(answers)
@@ -510,9 +521,10 @@ class PostgresSearchIndex:
         pattern = "%" + re.sub(r"([\\%_])", r"\\\1", clean(needle).casefold()) + "%"
         columns = [SUBSTRING_COLUMNS[field]] if field else list(SUBSTRING_COLUMNS.values())
         match = " OR ".join(f"{c} LIKE $2" for c in columns)
-        rows = await (await self._ready()).fetch(
-            f"SELECT email_id FROM search_docs WHERE account_id = $1 AND ({match})",
-            clean(account_id), pattern)
+        with _budgeted(self.query_seconds):
+            rows = await (await self._ready()).fetch(
+                f"SELECT email_id FROM search_docs WHERE account_id = $1 AND ({match})",
+                clean(account_id), pattern, timeout=self.query_seconds)
         return {r[0] for r in rows}
 
     async def delete(self, account_id: str, email_ids: Sequence[str]) -> None:
@@ -540,3 +552,12 @@ def _row(doc: IndexDocument) -> tuple[Any, ...]:
     return (clean(doc.account_id), clean(doc.email_id), doc.received_at, tsvector(doc),
             clean(doc.subject), clean(doc.body), clean(doc.subject).casefold(),
             clean(addresses).casefold(), clean(doc.body).casefold())
+
+
+@contextlib.contextmanager
+def _budgeted(budget: float) -> Iterator[None]:
+    """asyncpg's statement timeout (it cancels the statement on the server) as QueryTimeout."""
+    try:
+        yield
+    except (TimeoutError, asyncpg.QueryCanceledError):
+        raise QueryTimeout(f"the query ran past its time budget ({budget:g} s)") from None

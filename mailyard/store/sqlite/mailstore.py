@@ -257,9 +257,12 @@ def _migrate_first(conn: sqlite3.Connection) -> None:
 
 
 class SqliteMailStore(MaintenanceMixin):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, setup=filters.register, version=SCHEMA_VERSION,
                            migrate=_migrate)
+        self.query_seconds = query_seconds
+        """The budget of one query_emails (Database.read_long): a JMAP filter or a count over
+        a whole mailbox is as long as the client makes it."""
 
     def close(self) -> None:
         self.db.close()
@@ -564,7 +567,7 @@ class SqliteMailStore(MaintenanceMixin):
             page = ids[position:] if limit is None else ids[position:position + limit]
             return Hits(page, len(ids) if total else None)
 
-        return await self.db.read(read)
+        return await self.db.read_long(read, self.query_seconds)
 
     async def thread_emails(self, account_id: str,
                             thread_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -182,9 +182,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class SqliteSearchIndex:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, version=SCHEMA_VERSION,
                            migrate=lambda conn, _found: _migrate(conn))
+        self.query_seconds = query_seconds
+        """The budget of one query, snippets or substring read (Database.read_long)."""
 
     def close(self) -> None:
         self.db.close()
@@ -258,7 +260,7 @@ class SqliteSearchIndex:
             return Hits(page, len(ids) if total else None)
 
         try:
-            return await self.db.read(read)
+            return await self.db.read_long(read, self.query_seconds)
         except sqlite3.OperationalError as e:  # a query FTS5 cannot evaluate
             log.warning("full-text query failed (%s): %s", e, match)
             return Hits([], 0 if total else None)
@@ -285,7 +287,7 @@ class SqliteSearchIndex:
                     out[email_id] = Snippet(email_id, _marked(subject), _marked(preview))
             return out
 
-        found = await self.db.read(read)
+        found = await self.db.read_long(read, self.query_seconds)
         return [found.get(e, Snippet(e, None, None)) for e in email_ids]
 
     async def substring(self, account_id: str, field: str | None,
@@ -304,7 +306,7 @@ class SqliteSearchIndex:
                 "SELECT d.email_id FROM grams g CROSS JOIN doc_ids d ON d.rowid_ = g.rowid"
                 " WHERE grams MATCH ? AND d.account_id = ?", (query, account_id))}
 
-        return await self.db.read(find)
+        return await self.db.read_long(find, self.query_seconds)
 
     async def delete(self, account_id: str, email_ids: Sequence[str]) -> None:
         def remove(conn: sqlite3.Connection) -> None:
