@@ -47,7 +47,8 @@ class Limits:
     query_seconds: float = 10.0
     """How long one search or count (IMAP SEARCH/SORT, JMAP Email/query, `mailyard search`) may
     run before it is cancelled and answered with the protocol's "too much" error (IMAP NO
-    [LIMIT], JMAP serverUnavailable): one client's query cannot hold the server's reads for longer."""
+    [LIMIT], JMAP serverUnavailable): one client's query cannot hold the server's reads
+    for longer."""
     push_loopback_http: bool = False
     """JMAP PushSubscription urls may be http:// to loopback (a test's receiver); off: https
     to public hosts only."""

@@ -34,7 +34,8 @@ class QuotaExceeded(StoreError):
 
 class QueryTimeout(StoreError):
     """A read ran past its time budget and was cancelled (a search over a huge mailbox): the
-    protocols answer it with their own "too much" error (IMAP NO [LIMIT], JMAP serverUnavailable)."""
+    protocols answer it with their own "too much" error (IMAP NO [LIMIT], JMAP
+    serverUnavailable)."""
 
 
 # --------------------------------------------------------------------------- BlobStore
