@@ -181,3 +181,31 @@ def test_postgres_outage_is_451_at_every_stage_and_recovers_without_restart(
     log = server.log_path.read_text(errors="replace")
     assert "answered 451" in log, "the outage is logged server-side"
     assert "SMTP session exception" not in log, "aiosmtpd's own 500 path was taken"
+
+
+def test_an_outage_logs_one_traceback_per_burst(tmp_path: Path,
+                                                postgres: PrivatePostgres) -> None:
+    """Every RCPT of every connection fails the same way while the engine is down: the first
+    is logged with its traceback, the others within the minute one line each."""
+    server = Server(tmp_path / "srv", store={
+        "metadata": postgres.database("mailyard_burst"), "search": "postgresql"})
+    server.add_user(ALICE, PASSWORD)
+    server.start()
+    tries = 8
+    try:
+        postgres.stop()
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=60) as smtp:
+            smtp.ehlo("client.remote.test")
+            assert smtp.mail(CAROL)[0] == 250
+            for _ in range(tries):
+                code, reply = smtp.rcpt(ALICE)
+                assert (code, reply[:5]) == (451, b"4.3.0"), reply
+    finally:
+        server.stop()
+    lines = server.log_path.read_text(errors="replace").splitlines()
+    faults = [n for n, line in enumerate(lines) if "RCPT" in line and "answered 451" in line]
+    assert len(faults) == tries, lines[-40:]
+    with_traceback = [n for n in faults
+                      if n + 1 < len(lines) and lines[n + 1].startswith("Traceback")]
+    assert with_traceback == faults[:1], "only the first of the burst has its traceback"
+    assert all("traceback logged within" in lines[n] for n in faults[1:]), lines[faults[1]]

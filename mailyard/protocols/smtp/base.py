@@ -11,6 +11,13 @@ Octets: aiosmtpd decodes command arguments as UTF-8 with surrogateescape, so inv
 arrives as lone surrogates that no later encoder accepts. They are refused at the command that
 carries them (EHLO/HELO 501 5.5.2, MAIL 553 5.1.7, RCPT 501 5.1.3), and an address with
 non-ASCII characters needs the SMTPUTF8 parameter (RFC 6531 §3.5: 553 5.6.7).
+
+Floods: aiosmtpd answers every command of one pipelined read without giving the event loop
+back (reading a buffered line and writing below the high-water mark never wait), so 65,536
+empty lines held every other connection for seconds. Every reply here yields to the loop, and
+a connection that makes `ERROR_LIMIT` protocol errors (empty lines, bad syntax, commands out
+of sequence or before AUTH/STARTTLS) is closed with `421 4.7.0`, as Postfix's
+smtpd_hard_error_limit does; aiosmtpd's own budget counts unknown verbs only.
 """
 
 from __future__ import annotations
@@ -35,6 +42,16 @@ log = logging.getLogger("mailyard.smtp")
 TEMPORARY = "451 4.3.0 Temporary local problem, try again later"
 """The answer to any fault of ours: generic, so that no exception text reaches the client."""
 
+ERROR_LIMIT = 20
+"""Protocol errors one connection may make; the next is answered `TOO_MANY_ERRORS` and the
+connection closed (Postfix's smtpd_hard_error_limit is 20 too)."""
+TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing the connection"
+ERROR_CODES = frozenset({"500", "501", "502", "503", "504", "530"})
+"""The replies that count as a client's protocol error (RFC 5321 §4.2.3: syntax, unknown or
+unimplemented command, bad sequence; RFC 4954/3207: 530 before AUTH or STARTTLS). A refused
+address or message (550, 553, 554) is the mail's fault, not the protocol's: it does not
+count."""
+
 
 class EnhancedSMTP(SMTP):
     """aiosmtpd's protocol answering with RFC 3463 codes once ENHANCEDSTATUSCODES is said;
@@ -47,6 +64,10 @@ class EnhancedSMTP(SMTP):
         self._in_ehlo = False
         self._busy = False
         self._closing = False
+        self._errors = 0
+        self._starting_tls = False
+        """No yield after STARTTLS's 220: the client's ClientHello could then reach this
+        protocol before aiosmtpd puts the TLS layer in its place, and the handshake fail."""
         self._smtp_methods = {name: self._timed(name, fn)
                               for name, fn in self._smtp_methods.items()}
 
@@ -91,13 +112,37 @@ class EnhancedSMTP(SMTP):
         close(self)
 
     async def push(self, status: Any) -> None:
+        """Every reply: dropped once the client is gone (its write would fail inside the TLS
+        layer), counted if it is a protocol error, and followed by a yield to the event loop
+        so that one client's pipelined read cannot hold the other connections."""
+        if self._gone():
+            return
         if isinstance(status, str):
+            if status[:3] in ERROR_CODES:
+                self._errors += 1
+                if self._errors > ERROR_LIMIT:
+                    await self._hang_up()
+                    return
             if not self._in_ehlo and not status.startswith("220 "):
                 status = enhance(status)
             # A reply that echoes the client's invalid UTF-8 (VRFY, a hook's text) must
             # still encode: the lone surrogates become "?".
             status = status.encode("utf-8", "replace").decode("utf-8")
         await super().push(status)
+        if not self._starting_tls:
+            await asyncio.sleep(0)
+
+    def _gone(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    async def _hang_up(self) -> None:
+        """`TOO_MANY_ERRORS`, then close; what the client had sent after is thrown away, so
+        that aiosmtpd's loop waits for more input instead of parsing the rest of a flood."""
+        log.info("%s: %d protocol errors, closing", peer_text(self.session), self._errors)
+        with contextlib.suppress(Exception):
+            await SMTP.push(self, TOO_MANY_ERRORS)
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        close(self)
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         """Every handler hook passes here: the MAIL/RCPT address is checked first, and a fault
@@ -120,11 +165,17 @@ class EnhancedSMTP(SMTP):
         return self._fault(error, "command")
 
     def _fault(self, error: Exception, stage: str) -> str:
-        peer = self.session.peer if self.session is not None else None
+        """Log a fault and give the reply to it. A client that went away mid-command (a
+        reset, a closed transport, or asyncio's TLS layer failing to write for want of its
+        connection: AttributeError '_write_appdata') is no fault of ours: one INFO line, and
+        `push` drops the reply."""
+        peer = peer_text(self.session)
         if isinstance(error, TLSSetupException):  # the client's handshake, not our fault
             log.info("TLS handshake with %s failed: %s", peer, error.__cause__)
+        elif self._gone():  # not "ConnectionError": asyncpg's refused connection is one
+            log.info("%s %s: client gone (%s)", stage, peer, type(error).__name__)
         else:
-            log.error("%s %s failed; answered 451", stage, peer, exc_info=error)
+            FAULTS.log(error, "%s %s failed; answered 451", stage, peer)
         return TEMPORARY
 
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -134,7 +185,11 @@ class EnhancedSMTP(SMTP):
         the rule does not rest on where a later aiosmtpd puts that line."""
         if not arg and self.tls_context and not self._tls_protocol:
             self._reader._buffer.clear()  # type: ignore[attr-defined]
-        await super().smtp_STARTTLS(arg)
+        self._starting_tls = True
+        try:
+            await super().smtp_STARTTLS(arg)
+        finally:
+            self._starting_tls = False
 
     async def smtp_HELO(self, hostname: str) -> None:
         if hostname and not valid_text(hostname):
@@ -151,6 +206,35 @@ class EnhancedSMTP(SMTP):
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+
+
+class FaultLog:
+    """Logs faults with their traceback once per burst: an engine outage fails every RCPT of
+    every connection with the same exception, and a traceback each would bury the log. The
+    first of a type within `window` seconds gets its traceback; the others one line each."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self._last: dict[type[BaseException], float] = {}
+
+    def log(self, error: BaseException, message: str, *args: object) -> None:
+        now = time.monotonic()
+        kind = type(error)
+        last = self._last.get(kind)
+        if last is None or now - last >= self.window:
+            self._last[kind] = now
+            log.error(message, *args, exc_info=error)
+            return
+        text = str(error).replace("\n", " ")[:200]
+        log.error(message + ": %s: %s (traceback logged within the last %d s)", *args,
+                  kind.__name__, text, int(self.window))
+
+
+FAULTS = FaultLog()
+
+
+def peer_text(session: Session | None) -> str:
+    return str(session.peer) if session is not None else "unknown"
 
 
 def valid_text(value: str) -> bool:
