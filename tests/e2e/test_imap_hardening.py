@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -290,3 +293,48 @@ def test_a_pipelined_flood_does_not_hold_the_other_connections(server: Server) -
     assert ends["other"] < ends["flood"], ends
     flood.close()
     other.close()
+
+
+# ---------------------------------------------------------------------- clients that vanish
+
+def _reset_after(port: int, data: bytes, times: int = 20) -> None:
+    """Send `data` after the greeting and reset the connection at once (SO_LINGER 0)."""
+    for _ in range(times):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            assert sock.recv(4096)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(data)
+
+
+def _bad_record_after_handshake(port: int) -> None:
+    """Finish a TLS handshake, then send a record that does not decrypt (a broken or hostile
+    peer, or a scanner aborting): the server's next read fails with an SSL error."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, \
+            ctx.wrap_socket(sock) as tls:
+        assert tls.recv(4096)  # the greeting, over TLS
+        raw = socket.socket(fileno=os.dup(tls.fileno()))
+        raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        raw.close()
+        with contextlib.suppress(OSError):
+            while tls.recv(4096):
+                pass
+
+
+def _no_traceback_since(server: Server, offset: int) -> None:
+    # Each failed session is logged (or not) before its connection is gone; a login after
+    # them proves the server went on, and gives the log time to be written in order.
+    login(server.imap_port).close()
+    log = server.log_path.read_bytes()[offset:]
+    assert b"Traceback" not in log, log.decode(errors="replace")
+
+
+def test_clients_that_vanish_around_tls_leave_no_traceback(server: Server) -> None:
+    offset = server.log_path.stat().st_size
+    _reset_after(server.imap_port, b"a STARTTLS\r\n")
+    _reset_after(server.imap_port, b"a NOOP\r\nb NOOP\r\n")
+    for _ in range(5):
+        _bad_record_after_handshake(server.imaps_port)
+    _no_traceback_since(server, offset)

@@ -82,9 +82,13 @@ async def starttls(s: Session, cmd: Command) -> None:
     s.ok(cmd, "Begin TLS negotiation now")
     try:
         await s.start_tls()
-    except (ssl.SSLError, OSError, TimeoutError):
+    except (ssl.SSLError, OSError, TimeoutError, RuntimeError) as e:
         # A failed handshake (a probe, a client that does not like our ciphers) leaves no
         # usable stream: the session just ends, quietly, as a dropped connection does.
+        # RuntimeError: uvloop's answer when the peer had closed the connection before the
+        # switch.
+        if isinstance(e, RuntimeError) and not s.writer.transport.is_closing():
+            raise
         s.state = State.LOGOUT
 
 

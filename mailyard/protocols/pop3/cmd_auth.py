@@ -38,9 +38,12 @@ async def stls(s: Session, cmd: Command) -> None:
     s.ok("Begin TLS negotiation")
     try:
         await s.start_tls()
-    except (ssl.SSLError, OSError, TimeoutError):
+    except (ssl.SSLError, OSError, TimeoutError, RuntimeError) as e:
         # A failed handshake leaves no usable stream: the session ends quietly, as a dropped
-        # connection does (no traceback for what a client did).
+        # connection does (no traceback for what a client did). RuntimeError: uvloop's answer
+        # when the peer had closed the connection before the switch.
+        if isinstance(e, RuntimeError) and not s.writer.transport.is_closing():
+            raise
         s.state = State.CLOSED
 
 

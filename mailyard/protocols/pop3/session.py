@@ -185,7 +185,11 @@ class Session:
                 await self.execute(line)
                 await self.flush()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
+            pass  # the client went away, or broke its TLS session: no one to answer
+        except RuntimeError:
+            if not self.writer.transport.is_closing():
+                raise
+            # uvloop refuses any operation on a transport the peer has already closed
         finally:
             services.connections.release(self.peer_ip)
             if self.account is not None and self.maildrop is not None:
