@@ -295,3 +295,19 @@ async def test_clear_forgets_one_account(search_index: Any, report: IndexDocumen
     assert await search(search_index, BOB, "quarterly") != []
     await search_index.index([report])
     assert await search(search_index, ALICE, "quarterly") == [report.email_id]
+
+
+async def test_more_documents_in_one_millisecond_than_its_slot_holds(search_index: Any) -> None:
+    """An mbox import whose 3,000 messages share one Date: every one indexed, found, in
+    order, and a message of the next millisecond indexed before or after them too."""
+    at = 1_700_000_000_000
+    later = doc(subject="sametime later", received_at=at + 1)
+    await search_index.index([later])
+    docs = [doc(subject=f"sametime {n}", received_at=at) for n in range(3000)]
+    for start in range(0, len(docs), 500):
+        await search_index.index(docs[start:start + 500])
+    after = doc(subject="sametime after", received_at=at + 1)
+    await search_index.index([after])
+    hits = await search_index.query(ALICE, q.Text("sametime"), total=True)
+    assert hits.total == 3002
+    assert set(hits.ids) == {d.email_id for d in [*docs, later, after]}

@@ -368,6 +368,10 @@ class Database:
         to run twice (a read that builds its answer from what it reads)."""
         if self._closed:
             raise WriterStopped(f"database {self.path} is closed")
+        # A scheduling point first: a command that runs many short reads in a row (an IMAP
+        # SEARCH OR of a thousand words asks the index a thousand times) lets the other
+        # connections in between them, not only when one read runs long.
+        await asyncio.sleep(0)
         started = time.monotonic()
         try:
             return self._read_until(fn, started + min(budget, _ON_LOOP), None)

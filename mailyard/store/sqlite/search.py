@@ -195,10 +195,7 @@ class SqliteSearchIndex:
         def write(conn: sqlite3.Connection) -> None:
             for doc in documents:
                 _remove(conn, doc.account_id, doc.email_id)
-                base = max(doc.received_at, 0) * _TIES
-                top = conn.execute("SELECT max(rowid) FROM docs WHERE rowid BETWEEN ? AND ?",
-                                   (base, base + _TIES - 1)).fetchone()[0]
-                rowid = base if top is None else top + 1
+                rowid = _free_rowid(conn, max(doc.received_at, 0) * _TIES)
                 conn.execute(
                     "INSERT INTO docs (rowid, acct, email_id, subject, from_, to_, cc, bcc, body,"
                     " filenames, attachments, list_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -343,6 +340,23 @@ def _remove(conn: sqlite3.Connection, account_id: str, email_id: str) -> None:
     if row:
         conn.execute("DELETE FROM docs WHERE rowid = ?", (row[0],))
         conn.execute("DELETE FROM grams WHERE rowid = ?", (row[0],))
+
+
+def _free_rowid(conn: sqlite3.Connection, base: int) -> int:
+    """The rowid for a document received at millisecond base / _TIES: after every document of
+    that millisecond (rowid order is received order). More than _TIES documents in one
+    millisecond (an mbox import whose messages share one date) spill into the following
+    slots, after whatever is there: the window grows by a slot until its top is free. (It
+    used to look in the first slot only, so the 1,026th such document reused a rowid.)"""
+    span = _TIES
+    while True:
+        top = conn.execute("SELECT max(rowid) FROM docs WHERE rowid BETWEEN ? AND ?",
+                           (base, base + span - 1)).fetchone()[0]
+        if top is None:
+            return base
+        if top < base + span - 1:
+            return int(top) + 1
+        span += _TIES
 
 
 def _rowids(conn: sqlite3.Connection, account_id: str, email_ids: Sequence[str]) -> list[int]:
