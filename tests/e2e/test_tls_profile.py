@@ -248,3 +248,12 @@ def test_listener_follows_the_intermediate_profile(
     assert not not_aead, f"{listener} accepts CBC (or other non-AEAD) suites: {not_aead}"
     assert profile.tls12_suites, f"{listener}: no TLS 1.2 handshake with the profile's suites"
     assert "TLSv1.3" in profile.versions and profile.tls13_suites, f"{listener}: no TLS 1.3"
+
+
+def test_the_scans_leave_no_traceback(server: Server,
+                                      profiles: dict[str, dict[str, Profile]]) -> None:
+    """Hundreds of refused handshakes, aborted sessions and scanner tricks are what a
+    listener on the Internet sees all day: none of them is a server error."""
+    assert set(profiles) == set(SCANNERS)  # the scans ran (the fixture), then the log
+    log = server.log_path.read_bytes()
+    assert b"Traceback" not in log and b"Unhandled" not in log, log.decode(errors="replace")
