@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -431,3 +433,75 @@ def test_any_text_is_a_draft_or_invalid_properties_never_a_field_more(
         "subject", "header:X-Note:asText", "attachments"])["list"][0]
     assert got["header:X-Note:asText"] == note.strip(" \t") or not note.strip()
     assert got["attachments"][0]["name"] in (file_name, None)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def tls_socket(port: int) -> ssl.SSLSocket:
+    plain = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return insecure().wrap_socket(plain)
+
+
+def read_all(sock: ssl.SSLSocket) -> bytes:
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def wait_log(server: Server, text: str, after: int) -> str:
+    """The log from `after` once `text` is in it (the server logs a connection's end after
+    the client has seen it)."""
+    deadline = time.monotonic() + 30
+    while True:
+        log = server.log_path.read_bytes()[after:].decode(errors="replace")
+        if text in log or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
+def test_websocket_text_frame_of_invalid_utf8_is_closed_1007_without_a_traceback(
+        server: Server) -> None:
+    """RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection with 1007."""
+    start = server.log_path.stat().st_size
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    with tls_socket(server.http_port) as sock:
+        sock.sendall((f"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1:{server.http_port}\r\n"
+                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n"
+                      f"Authorization: {basic()}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        payload, mask = b"\xff\xfe{", b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        frames = read_all(sock)
+    assert frames[:1] == b"\x88", frames[:20]  # a close frame, FIN set, unmasked
+    assert int.from_bytes(frames[2:4], "big") == 1007, frames[:20]
+    log = wait_log(server, "Invalid UTF-8", start)
+    assert "Invalid UTF-8" in log, "the 1007 is logged (as INFO)"
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+
+
+def test_malformed_body_after_a_request_answered_early_logs_no_asgi_exception(
+        server: Server) -> None:
+    """A chunked body that breaks HTTP framing after the headers of a request that is
+    answered without reading its body (401: no credentials): uvicorn answers the framing
+    error with 400 on its own, and the app's 401 then finds the connection past its response;
+    that is the client's doing, not an "Exception in ASGI application"."""
+    start = server.log_path.stat().st_size
+    for path in ("/jmap/api", "/jmap/session", "/healthz"):
+        with tls_socket(server.http_port) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+                         + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                         b"\r\n5\r\n{\"a\":\r\nzz-not-a-chunk-size\r\n\r\n")
+            answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+    log = wait_log(server, "Invalid HTTP request", start)
+    assert "Invalid HTTP request" in log, "uvicorn saw the framing error"
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
+    assert Jmap(server, ALICE).call("Core/echo", hi=1)["hi"] == 1

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Sequence
 from ssl import SSLContext
 from typing import Any
 
+import h11
 import orjson
 import uvicorn
 from starlette.applications import Starlette
@@ -22,7 +24,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailyard.core.ratelimit import ConcurrencyLimiter
 from mailyard.protocols.jmap.auth import JMAPAuth, RequireTLS, on_auth_error, problem_response
@@ -166,6 +168,60 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+log = logging.getLogger("mailyard.jmap")
+
+
+class ClientFraming:
+    """The app as uvicorn runs it, for one fault of the client that uvicorn leaves to the app.
+
+    A request whose body breaks HTTP/1.1 framing (a bad chunk size after the headers) is
+    answered `400` by uvicorn itself, which closes the connection, while the app already runs
+    for that request; the app's own response then meets h11 past its one response
+    (`LocalProtocolError ... state=MUST_CLOSE`), and uvicorn would log it as "Exception in ASGI
+    application" with a traceback. Only that error of `send` is caught here: the client already
+    has its 400, so the rest of the app's response is dropped and one line logged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answered = False
+
+        async def guarded(message: Message) -> None:
+            nonlocal answered
+            if answered:
+                return
+            try:
+                await send(message)
+            except h11.LocalProtocolError as error:
+                answered = True
+                log.info("%s %s: response dropped, the client's malformed request was already"
+                         " answered 400 (%s)", scope.get("method"), scope.get("path"), error)
+
+        await self.app(scope, receive, guarded)
+
+
+class ClientInputRecords(logging.Filter):
+    """uvicorn's websockets-sansio protocol answers a text frame of invalid UTF-8 rightly, a
+    close with 1007 (RFC 6455 §8.1), but logs it with `logger.exception`: an ERROR record and
+    a traceback for a client's input. That record, and only it, becomes one INFO line."""
+
+    MESSAGES = frozenset({"Invalid UTF-8 sequence received from client."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.MESSAGES and record.levelno >= logging.ERROR:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+            record.msg = f"{record.msg} Closed with 1007."
+        return True
+
+
+CLIENT_INPUT_RECORDS = ClientInputRecords()
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its signal handlers (`serve` owns SIGTERM and SIGINT for every
     listener) and telling us when it listens."""
@@ -205,8 +261,9 @@ async def start_http(app: ASGIApp, host: str, port: int, ssl: SSLContext | None 
     exiting the process, and port 0 reports the port it got.
     """
     sock = _listening_socket(host, port)
+    logging.getLogger("uvicorn.error").addFilter(CLIENT_INPUT_RECORDS)  # once: same filter
     config = uvicorn.Config(
-        app, lifespan="off", log_config=None, access_log=False, proxy_headers=False,
+        ClientFraming(app), lifespan="off", log_config=None, access_log=False, proxy_headers=False,
         server_header=False, timeout_graceful_shutdown=5,
         ssl_context_factory=(lambda _config, _default: ssl) if ssl is not None else None)
     server = _Server(config)
