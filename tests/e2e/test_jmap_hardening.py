@@ -505,3 +505,34 @@ def test_malformed_body_after_a_request_answered_early_logs_no_asgi_exception(
     assert "Invalid HTTP request" in log, "uvicorn saw the framing error"
     assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
     assert Jmap(server, ALICE).call("Core/echo", hi=1)["hi"] == 1
+
+
+# --------------------------------------------------------------------------- one sending rule
+
+
+def test_identity_addresses_follow_the_one_sending_rule(server: Server) -> None:
+    """Identity/set asks SubmissionService.may_send_as, as SMTP MAIL FROM does: the account's
+    own address in another case is accepted by both, another user's refused by both (and an
+    empty one is no address at all). Today no address that passes JMAP's syntax check tells
+    this rule from the `address.lower() in senders()` it replaced; the test holds the two
+    protocols to one answer as the rule grows (aliases)."""
+    from tests.e2e.smtp_client import RawSMTP
+
+    j = Jmap(server, ALICE, using=(CORE, MAIL, SUBMISSION))
+    own, theirs = "Alice@Example.TEST", BOB
+    result = j.call("Identity/set", create={
+        "own": {"name": "Alice", "email": own}, "theirs": {"email": theirs},
+        "empty": {"email": ""}})
+    assert set(result.get("created") or {}) == {"own"}, result
+    assert {k: v["type"] for k, v in result["notCreated"].items()} == {
+        "theirs": "forbiddenFrom", "empty": "invalidProperties"}, result
+    smtp = RawSMTP(server.submission_port)
+    try:
+        assert smtp.cmd("EHLO client.test").startswith("250")
+        auth = base64.b64encode(f"\0{ALICE}\0{PASSWORD}".encode()).decode()
+        assert smtp.cmd(f"AUTH PLAIN {auth}").startswith("235")
+        assert smtp.cmd(f"MAIL FROM:<{own}>").startswith("250"), "the same rule at SMTP"
+        assert smtp.cmd("RSET").startswith("250")
+        assert smtp.cmd(f"MAIL FROM:<{theirs}>").startswith("553")
+    finally:
+        smtp.close()

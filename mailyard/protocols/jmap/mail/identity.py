@@ -123,7 +123,7 @@ async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                 raise SetError("invalidProperties", "an Identity is an object")
             values = _values({k: v for k, v in obj.items() if k != "mayDelete"}, True)
             address = values.get("email", "")
-            if address.lower() not in submission.senders(ctx.account):
+            if not submission.may_send_as(ctx.account, address):  # SMTP's rule too
                 raise SetError("forbiddenFrom", f"{address} is not an address you may send as")
             identity_id = new_id("i")
             data = {**_default(ctx.account), "mayDelete": True, **values}
