@@ -370,7 +370,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                            loopback_http=config.limits.push_loopback_http)
         jmap = JMAPServices(runtime.accounts, tokens=runtime.tokens.check, policy=JMAPPolicy(
             allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-            push_loopback_http=config.limits.push_loopback_http), extra={
+            push_loopback_http=config.limits.push_loopback_http,
+            allowed_origins=frozenset(config.http.allowed_origins)), extra={
                 "push": push,
                 "mailbox": runtime.mailbox, "search": runtime.search,
                 "submission": runtime.submission, "bus": runtime.bus,

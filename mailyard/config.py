@@ -35,6 +35,15 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class HTTP:
+    allowed_origins: list[str] = field(default_factory=list)
+    """Origins (scheme://host[:port]) whose pages may open /jmap/ws or POST with a user's
+    browser credentials besides the origin a request is addressed to: the public URL when a
+    proxy in front rewrites Host, the webmail's origin when another host serves it. Another
+    site's page is refused with 403 (mailyard/protocols/jmap/origin.py)."""
+
+
+@dataclass(frozen=True)
 class Limits:
     message_size: int = 36_700_160
     """SMTP SIZE; 35 MB so that a 25 MB attachment fits after base64."""
@@ -248,6 +257,7 @@ class Config:
     hostname: str = "localhost"
     domains: tuple[str, ...] = ()
     listen: Listen = field(default_factory=Listen)
+    http: HTTP = field(default_factory=HTTP)
     limits: Limits = field(default_factory=Limits)
     queue: Queue = field(default_factory=Queue)
     tls: TLS = field(default_factory=TLS)
@@ -271,7 +281,8 @@ class Config:
         return self.data_dir / "blobs"
 
 
-_TABLES: dict[str, type] = {"listen": Listen, "limits": Limits, "queue": Queue, "tls": TLS,
+_TABLES: dict[str, type] = {"listen": Listen, "http": HTTP, "limits": Limits, "queue": Queue,
+                            "tls": TLS,
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
                             "checks": Checks, "spam": SpamPolicy,
@@ -352,6 +363,12 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             config = replace(config, domains=tuple(d.lower().rstrip(".") for d in value))
         else:
             raise ConfigError(f"{key}: unknown key")
+    for n, origin in enumerate(config.http.allowed_origins):
+        from mailyard.protocols.jmap.origin import parse_origin  # the listener's own reading
+
+        if parse_origin(origin) is None:
+            raise ConfigError(f"http.allowed_origins[{n}]: expected \"scheme://host[:port]\","
+                              f" got {origin!r}")
     if config.limits.message_size < 1024:
         raise ConfigError("limits.message_size: must be at least 1024")
     if config.queue.max_attempts < 1:

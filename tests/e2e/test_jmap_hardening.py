@@ -536,3 +536,43 @@ def test_identity_addresses_follow_the_one_sending_rule(server: Server) -> None:
         assert smtp.cmd(f"MAIL FROM:<{theirs}>").startswith("553")
     finally:
         smtp.close()
+
+
+# --------------------------------------------------------------------------- [http] config
+
+
+def test_origins_from_the_config_file_are_accepted_by_a_real_server(tmp_path: Path) -> None:
+    """`[http] allowed_origins` reaches the listener: a configured origin's page may open the
+    WebSocket and POST; any other is still refused with 403."""
+    srv = Server(tmp_path)
+    srv.add_user(ALICE)
+    with srv.config_path.open("a") as config:
+        config.write('[http]\nallowed_origins = ["https://webmail.example.test"]\n')
+    srv.start()
+    try:
+        wait_port(srv.http_port)
+        with open_ws(srv.http_port, "https://webmail.example.test") as ws:
+            echo(ws)
+        with pytest.raises(InvalidStatus) as refused:
+            open_ws(srv.http_port, "https://evil.example")
+        assert refused.value.response.status_code == 403
+        body = {"using": [CORE], "methodCalls": [["Core/echo", {"hi": 1}, "c"]]}
+        with httpx.Client(base_url=f"https://127.0.0.1:{srv.http_port}", verify=False,
+                          timeout=30) as c:
+            ok = c.post("/jmap/api", json=body, headers={
+                "Authorization": basic(), "Origin": "https://WEBMAIL.example.test:443"})
+            assert ok.status_code == 200, ok.text
+            foreign = c.post("/jmap/api", json=body, headers={
+                "Authorization": basic(), "Origin": "https://webmail.example.test:8443"})
+            assert foreign.status_code == 403, foreign.text
+    finally:
+        srv.stop()
+
+
+def test_a_bad_configured_origin_stops_start_up_with_its_key(tmp_path: Path) -> None:
+    srv = Server(tmp_path)
+    with srv.config_path.open("a") as config:
+        config.write('[http]\nallowed_origins = ["webmail.example.test"]\n')
+    result = srv.cli("user", "list", check=False)
+    assert result.returncode != 0
+    assert b"http.allowed_origins[0]" in result.stdout + result.stderr
