@@ -18,7 +18,8 @@ BIN=.venv/bin
 # The end-to-end suites of issue 9's "done when" (SMTP in, IMAP, JMAP, search), the two
 # that exercise the same ports hardest (POP3's maildrop, the store path's dedup and corpus), and
 # issue 16's IMAP trust suites (new message per APPEND/COPY, UIDVALIDITY, the model-based
-# concurrency test, subscriptions kept through the store).
+# concurrency test, subscriptions kept through the store), and issue 18's head-of-line test
+# (a search's reads and highlighting off the loop on either engine).
 PG_S3_E2E=(
   tests/e2e/test_smtp_inbound.py
   tests/e2e/test_imap.py
@@ -27,6 +28,7 @@ PG_S3_E2E=(
   tests/e2e/test_rfc3501_mailbox.py
   tests/e2e/test_jmap_mail.py
   tests/e2e/test_search.py
+  tests/e2e/test_head_of_line.py
   tests/e2e/test_pop3.py
   tests/e2e/test_store_path.py
 )

@@ -31,10 +31,12 @@ plan cannot tell a word in every message from one in two, and picks badly for on
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import re
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -493,6 +495,7 @@ class PostgresSearchIndex:
         queries = [compile_tsquery(leaf) for leaf in leaves]
         asked = [q for q in queries if isinstance(q, str)]
         tests = ", ".join(f"doc @@ ${4 + n}::text::tsquery" for n in range(len(asked)))
+        deadline = time.monotonic() + self.query_seconds
         with _budgeted(self.query_seconds):
             rows = await (await self._ready()).fetch(
                 f"SELECT email_id, subject, body, ARRAY[{tests}]::boolean[] FROM search_docs"
@@ -501,17 +504,28 @@ class PostgresSearchIndex:
                 clean(account_id), [clean(e) for e in email_ids],
                 f"{_account_lexeme(account_id)} & ({expr})", *asked,
                 timeout=self.query_seconds)
-        found: dict[str, Snippet] = {}
-        for email_id, subject, body, answers in rows:
-            answer = iter(answers)
-            leaf = {id(t): next(answer) if isinstance(q, str) else isinstance(q, _All)
-                    for t, q in zip(leaves, queries, strict=True)}
-            wanted = _matched(node, leaf)[1]
-            found[email_id] = Snippet(
-                email_id,
-                highlight(subject, [w.words for w in wanted if w.field in (None, "subject")]),
-                highlight(body, [w.words for w in wanted if w.field in (None, "body")],
-                          _SNIPPET_TOKENS))
+
+        def mark() -> dict[str, Snippet]:
+            """Highlighting is Python's work, seconds for many words over many emails: on a
+            thread (the loop serves others meanwhile) and within what is left of the budget."""
+            found: dict[str, Snippet] = {}
+            for email_id, subject, body, answers in rows:
+                if time.monotonic() > deadline:
+                    raise QueryTimeout("the snippets ran past the query's time budget"
+                                       f" ({self.query_seconds:g} s)")
+                answer = iter(answers)
+                leaf = {id(t): next(answer) if isinstance(q, str) else isinstance(q, _All)
+                        for t, q in zip(leaves, queries, strict=True)}
+                wanted = _matched(node, leaf)[1]
+                found[email_id] = Snippet(
+                    email_id,
+                    highlight(subject,
+                              [w.words for w in wanted if w.field in (None, "subject")]),
+                    highlight(body, [w.words for w in wanted if w.field in (None, "body")],
+                              _SNIPPET_TOKENS))
+            return found
+
+        found = await asyncio.to_thread(mark)
         return [found.get(e, Snippet(e, None, None)) for e in email_ids]
 
     async def substring(self, account_id: str, field: str | None,
