@@ -12,18 +12,21 @@ between loses one auto-reply, which is the side to err on).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 from email.policy import SMTP
 from typing import Any
 
 from mailyard.core.addresses import normalize
+from mailyard.core.mime import header_text
+from mailyard.core.sections import header_fields
 from mailyard.services.submission import SubmissionRefused, SubmissionService
 from mailyard.store.ports import Account, MailStore, NotFound
 
@@ -44,20 +47,42 @@ def _parse_date(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def is_automatic(headers: Any, sender: str) -> str | None:
-    """Why a message must not be answered automatically, or None (RFC 3834 §2)."""
+_LIST_FIELDS = ("list-id", "list-unsubscribe", "list-post", "x-auto-response-suppress")
+_FIELDS = ("auto-submitted", "precedence", *_LIST_FIELDS)
+_FIELD_BREAK = re.compile(rb"\r?\n(?![ \t])")
+"""A line break that ends a field (the next line is no continuation)."""
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+
+
+def automatic_fields(head: bytes) -> dict[str, str]:
+    """The fields `is_automatic` reads, by lower-case name: the first occurrence of each,
+    unfolded and RFC 2047-decoded. Only these fields are picked out (by the same field reader
+    as IMAP's HEADER.FIELDS) and no structured parser runs on them: the standard library's
+    header parser is quadratic in a long field's length, and a sender picks those lengths."""
+    found: dict[str, str] = {}
+    block = header_fields(head, _FIELDS, exclude=False)
+    for field in _FIELD_BREAK.split(block):
+        name, colon, value = field.partition(b":")
+        key = name.strip().lower().decode("ascii", "replace")
+        if colon and key in _FIELDS and key not in found:
+            found[key] = header_text(_FOLD.sub(b"", value)).strip()
+    return found
+
+
+def is_automatic(headers: Mapping[str, str], sender: str) -> str | None:
+    """Why a message must not be answered automatically, or None (RFC 3834 §2); `headers`
+    as `automatic_fields` gives them."""
     local = normalize(sender).partition("@")[0]
     if not sender:
         return "null reverse-path"
     if local in _NEVER_ANSWER or local.startswith("owner-") or local.endswith("-request"):
         return f"sender {local} is a robot or list"
-    auto = (headers.get("Auto-Submitted") or "no").strip().lower()
+    auto = (headers.get("auto-submitted") or "no").strip().lower()
     if auto.split(";")[0] != "no":
         return f"Auto-Submitted: {auto}"
-    if (headers.get("Precedence") or "").strip().lower() in ("bulk", "list", "junk"):
+    if (headers.get("precedence") or "").strip().lower() in ("bulk", "list", "junk"):
         return "Precedence bulk/list/junk"
-    if any(headers.get(h) for h in ("List-Id", "List-Unsubscribe", "List-Post",
-                                    "X-Auto-Response-Suppress")):
+    if any(headers.get(h) for h in _LIST_FIELDS):
         return "mailing list"
     return None
 
@@ -105,7 +130,9 @@ class VacationResponder:
         if "inbox" not in {boxes.get(name) for name in record.mailboxes}:
             return  # Junk, or filed away: not a message a person is waiting on
         [head] = await self.store.get_heads(account_id, [email_id])
-        headers = BytesHeaderParser(policy=SMTP).parsebytes(head.head)
+        # In a thread: a stored header block can be 14 MB, and this runs in the process
+        # of the listeners.
+        headers = await asyncio.to_thread(automatic_fields, head.head)
         reason = is_automatic(headers, mail_from)
         own = normalize(account.address)
         named = {normalize(a["email"]) for a in (*record.to, *record.cc) if a.get("email")}
