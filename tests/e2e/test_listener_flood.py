@@ -114,7 +114,9 @@ def test_empty_lines_flood_is_closed_after_the_error_limit_and_others_keep_answe
     assert replies[0].startswith(b"250 "), replies[:3]
     errors = [r for r in replies[1:] if r.startswith(b"500 ")]
     assert len(errors) <= ERROR_LIMIT, f"{len(errors)} errors answered before the close"
-    assert replies[-1].startswith(b"421 4.7.0 Too many errors"), replies[-3:]
+    # The 421 is written, but closing with the flood's unread octets in the kernel's buffer
+    # sends a RST, which may discard it at the client: the interactive test below sees it.
+    assert replies[-1].startswith((b"421 4.7.0 Too many errors", b"500 ")), replies[-3:]
 
 
 def test_pipelined_noop_flood_yields_to_other_connections(server: Server) -> None:
@@ -202,3 +204,39 @@ def test_submission_counts_errors_before_auth(server: Server, tmp_path: Path) ->
         assert len(codes) == ERROR_LIMIT + 1, codes
     finally:
         client.close()
+
+
+def test_unknown_verbs_flood_is_closed_without_reading_the_rest(server: Server) -> None:
+    """aiosmtpd closes after 5 unknown verbs; the 16,000 lines after them are not run (the
+    fuzzer's folded header sent as commands held EHLO elsewhere 3.7 s)."""
+    probe = RawSMTP(server.smtp_port)
+    try:
+        limit = max(0.25, 5 * baseline(probe))
+    finally:
+        probe.close()
+    flood = Flood(server.smtp_port, b"Subject: a\r\n" + b" b\r\n" * 200_000)
+    try:
+        times = probe_during(server.smtp_port, flood, limit)
+        worst = max((t for t, _ in times), default=0.0)
+        assert worst <= limit, f"EHLO took {worst:.3f} s during the flood (limit {limit:.3f} s)"
+        assert flood.done.wait(60), "the flood's connection was not closed"
+    finally:
+        flood.close()
+    replies = [line for line in flood.lines if line[3:4] == b" "]
+    assert len(replies) <= 6 and replies[-1].startswith(b"502 "), replies
+
+
+def test_auth_response_line_over_the_limit_is_500_5_5_6(server: Server) -> None:
+    client = RawSMTP(server.submission_port)
+    start = server.log_path.stat().st_size
+    try:
+        assert client.cmd("EHLO client.test").startswith("250-")
+        assert client.cmd("AUTH PLAIN").startswith("334")
+        reply = client.cmd("A" * 200_000)
+        assert reply.startswith("500 5.5.6"), reply
+        # The rest of the long line may still be read as a command (500 too long): then on.
+        assert any(client.cmd("NOOP").startswith("250") for _ in range(3))
+    finally:
+        client.close()
+    log = server.log_path.read_bytes()[start:].decode(errors="replace")
+    assert "Traceback" not in log and " ERROR " not in log, log[-2000:]

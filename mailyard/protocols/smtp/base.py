@@ -116,6 +116,10 @@ class EnhancedSMTP(SMTP):
         layer), counted if it is a protocol error, and followed by a yield to the event loop
         so that one client's pipelined read cannot hold the other connections."""
         if self._gone():
+            # What a closed connection had sent is never run: aiosmtpd's loop would otherwise
+            # go through the whole buffer (its own 502 close of a flood of unknown verbs).
+            self._reader._buffer.clear()  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
             return
         if isinstance(status, str):
             if status[:3] in ERROR_CODES:
@@ -161,7 +165,13 @@ class EnhancedSMTP(SMTP):
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's hook for an exception out of a command (AUTH's password check reaches
-        the store outside the handler hooks): the same 451 as a hook's fault."""
+        the store outside the handler hooks): the same 451 as a hook's fault. An AUTH response
+        line over the reader's limit (aiosmtpd's readline raises ValueError for it) is the
+        client's: RFC 4954 §4's 500 5.5.6."""
+        if isinstance(error, ValueError) and isinstance(error.__context__,
+                                                        asyncio.LimitOverrunError):
+            log.info("%s: AUTH response line too long", peer_text(self.session))
+            return "500 5.5.6 Authentication exchange line is too long"
         return self._fault(error, "command")
 
     def _fault(self, error: Exception, stage: str) -> str:
