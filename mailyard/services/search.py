@@ -47,6 +47,9 @@ PROBE = 2000
 """A metadata condition matching fewer emails than this is answered first."""
 FIRST_PAGE = 500
 """Text hits read in the first streamed page; each next page is four times larger."""
+HIDDEN_SET = 5000
+"""Spam and Trash holding fewer emails than this together are left out of a Gmail-scoped
+search by subtracting their matching ids; more: as a NOT condition of the query."""
 
 _ROLE_NAMES = {"inbox": "inbox", "sent": "sent", "drafts": "drafts", "draft": "drafts",
                "trash": "trash", "spam": "junk", "junk": "junk", "archive": "archive",
@@ -89,6 +92,10 @@ def _conjuncts(node: q.Node) -> list[q.Node]:
     return list(node.items) if isinstance(node, q.And) else [node]
 
 
+def _or(items: Sequence[q.Node]) -> q.Node:
+    return items[0] if len(items) == 1 else q.Or(tuple(items))
+
+
 def _and(items: Sequence[q.Node]) -> q.Node:
     return items[0] if len(items) == 1 else q.And(tuple(items))
 
@@ -102,9 +109,10 @@ class _Scope:
 
 class SearchService:
     def __init__(self, store: MailStore, index: SearchIndex, *, probe: int = PROBE,
-                 first_page: int = FIRST_PAGE) -> None:
+                 first_page: int = FIRST_PAGE, hidden_set: int = HIDDEN_SET) -> None:
         self.store = store
         self.index = index
+        self.hidden_set = hidden_set
         self.probe = probe
         self.first_page = first_page
 
@@ -115,8 +123,34 @@ class SearchService:
         JMAP). Raises core.query.QueryError for a malformed query text."""
         with metrics.SEARCH.time():
             node = q.gmail_meaning(q.parse(query)) if isinstance(query, str) else query
-            node = await self.resolve(account, node, gmail_scope=gmail_scope, now=now)
-            return await self._run(account.id, node, order, limit, position, total)
+            scope = _Scope(await self.store.list_mailboxes(account.id))
+            node = self._resolve(node, scope, now or datetime.now(UTC))
+            hidden = [] if not gmail_scope or scope.wants_hidden else \
+                [b for b in scope.boxes if b.role in ("trash", "junk") and b.total]
+            if not hidden:
+                return await self._run(account.id, node, order, limit, position, total)
+            if sum(b.total for b in hidden) > self.hidden_set:
+                return await self._run(account.id, _and([*_conjuncts(node), *(
+                    q.Not(q.Mailbox(b.id, by_id=True)) for b in hidden)]), order, limit,
+                    position, total)
+            return await self._without(account.id, node, hidden, order, limit, position,
+                                       total)
+
+    async def _without(self, account_id: str, node: q.Node, hidden: list[Mailbox],
+                       order: Order, limit: int | None, position: int, total: bool) -> Hits:
+        """`node`'s hits outside the `hidden` mailboxes (Gmail's Spam and Trash), when those
+        hold few emails: the query runs as asked and the few hidden ones it matches are
+        taken out, instead of every word query becoming a text + metadata plan (5-30 ms for
+        a first page, against 0.1-1.5 ms for the words alone)."""
+        held = set((await self.store.query_emails(account_id, _or(
+            [q.Mailbox(b.id, by_id=True) for b in hidden]))).ids)
+        excluded = await self._among(account_id, node, held) if held else set()
+        wanted = None if limit is None else position + limit + len(excluded)
+        hits = await self._run(account_id, node, order, wanted, 0, total)
+        kept = [e for e in hits.ids if e not in excluded]
+        page = kept[position:] if limit is None else kept[position:position + limit]
+        count = None if hits.total is None else hits.total - len(excluded)
+        return Hits(page, count)
 
     async def snippets(self, account: Account, query: str | q.Node,
                        email_ids: Sequence[str]) -> list[Snippet]:

@@ -138,6 +138,33 @@ async def test_planner_agrees_with_a_plain_evaluation(
     assert nonempty > 50, "the random queries must mostly find something to be a test"
 
 
+@pytest.mark.parametrize("hidden_set", [5000, 0], ids=["subtracted", "as-a-condition"])
+async def test_gmail_scope_agrees_with_a_plain_evaluation(
+        mailstore: Any, search_index: Any, account: Account,
+        corpus: tuple[list[Mail], dict[str, str]], hidden_set: int) -> None:
+    """Gmail's scope (not in Spam, not in Trash) over random queries, pages and totals: the
+    few hidden ids taken out of the query's hits, or the scope made part of the query."""
+    mails, labels = corpus
+    boxes = {b.role: b.id for b in await mailstore.list_mailboxes(account.id)}
+    rng = random.Random(hidden_set)
+    hidden: set[str] = set()
+    for m in mails:
+        if rng.random() < 0.2:
+            role = rng.choice(["trash", "junk"])
+            await mailstore.add_to_mailbox(account.id, [m.id], boxes[role])
+            hidden.add(m.id)
+    service = SearchService(mailstore, search_index, hidden_set=hidden_set)
+    newest = sorted(mails, key=lambda m: -m.received_at)
+    for _ in range(100):
+        node = random_query(rng, labels)
+        expected = [m.id for m in newest if m.id not in hidden and matches(node, m, labels)]
+        hits = await service.search(account, node, limit=None, total=True)
+        assert hits.ids == expected, q.format(node)
+        assert hits.total == len(expected)
+        page = await service.search(account, node, limit=5, position=2, total=True)
+        assert page.ids == expected[2:7] and page.total == len(expected), q.format(node)
+
+
 async def test_gmail_scope_hides_trash_and_spam_unless_named(
         mailstore: Any, search_index: Any, account: Account,
         new_email: NewEmailFactory) -> None:
