@@ -22,6 +22,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/
 { command -v radosgw >/dev/null 2>&1 && command -v ceph-osd >/dev/null 2>&1 \
   && command -v ceph-mon >/dev/null 2>&1; } || need+=(ceph-mon ceph-osd radosgw ceph-common)
 if [ ${#need[@]} -gt 0 ]; then
+  # One line per package, so a CI log shows what the machine lacked (nothing when all are present)
+  printf 'test-deps: installing %s\n' "${need[@]}"
   preseed="postfix postfix/main_mailer_type select No configuration"
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
