@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -21,6 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.services.loginguard import LoginGuard, Refusal
 from mailyard.store.ports import Account, MailStore, NotFound
+
+log = logging.getLogger("mailyard.auth")
 
 HASHER = PasswordHasher(time_cost=3, memory_cost=12_288, parallelism=1)
 
@@ -97,10 +100,18 @@ class AccountService:
         if self.guard is not None:
             refusal = await self.guard.refusal(ip, address)
             if refusal is not None:
+                log.warning("authentication refused: protocol=%s user=%r reason=%s ip=%s",
+                            protocol, address[:320], refusal.name.lower(), ip)
                 raise LoginRefused(refusal)
         account = await self.authenticate(address, password)
-        if account is None and self.guard is not None:
-            await self.guard.failed(ip, address, protocol)
+        if account is None:
+            # One line per failure, whatever the protocol, in the form docs/fail2ban.md's
+            # filter matches: the address as repr (a client's bytes cannot forge a line),
+            # the IP last.
+            log.warning("authentication failed: protocol=%s user=%r ip=%s", protocol,
+                        address[:320], ip)
+            if self.guard is not None:
+                await self.guard.failed(ip, address, protocol)
         return account
 
     async def authenticate(self, address: str, password: str) -> Account | None:
