@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailyard.core import query as q
 from mailyard.core.ids import id_u64
-from mailyard.core.mime import decode_words
+from mailyard.core.mime import header_text
 from mailyard.core.query import QueryError
 from mailyard.core.sections import header_fields
 from mailyard.protocols.imap import grammar as g
@@ -53,9 +53,18 @@ _FLAG_KEYWORD = {"\\answered": "$answered", "\\deleted": "$deleted", "\\draft": 
                  "\\flagged": "$flagged", "\\seen": "$seen"}
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc"})
 _FIELD_NAME = re.compile(r"^[^:\s]+\s*:", re.MULTILINE)
+_FIELD_NAME_BYTES = re.compile(rb"^[^:\s]+\s*:")
+_FIELD_BREAK = re.compile(rb"\n(?![ \t])")
+"""A line break that ends a header field (the next line is no continuation)."""
 _DATE_OPS = {"before": "before", "on": "on", "since": "after"}
 _EVERYTHING = q.And(())
 _NOTHING = q.Or(())
+
+
+def _value(field: bytes) -> bytes:
+    """A field's octets after its name and colon."""
+    m = _FIELD_NAME_BYTES.match(field)
+    return field if m is None else field[m.end():]
 
 
 _NO_RECORD: Any = object()
@@ -220,13 +229,19 @@ def field_text(head: bytes, name: str) -> str | None:
     block = header_fields(head, [name], exclude=False)
     if block == b"\r\n":
         return None
-    text = decode_words(_FIELD_NAME.sub(" ", block.decode("utf-8", "replace")))
+    text = " ".join(header_text(_value(f)) for f in _FIELD_BREAK.split(block))
     return " ".join(text.split()).lower()
 
 
 def head_text(head: bytes) -> str:
-    """The whole header block decoded as `field_text` decodes one field (names included)."""
-    return " ".join(decode_words(head.decode("utf-8", "replace")).split()).lower()
+    """The whole header block decoded as `field_text` decodes one field (names included).
+
+    Each field's octets are read on their own (`mime.header_text`: UTF-8 when they are, else
+    one character per octet, so that raw 8-bit text inside an encoded word is decoded in the
+    word's charset): decoding the block with "replace" first turned the raw octet 0xF6 in
+    `=?iso-8859-1?Q?Fr?sche?=` into "?", not "ö"; and a Latin-1 field must not change how
+    a UTF-8 field next to it reads."""
+    return " ".join(" ".join(header_text(f) for f in _FIELD_BREAK.split(head)).split()).lower()
 
 
 def sent_day(head: bytes) -> date | None:

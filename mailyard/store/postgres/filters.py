@@ -18,10 +18,18 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from mailyard.core import query as q
-from mailyard.core.mime import decode_words
+from mailyard.core.mime import header_text
 from mailyard.core.sections import header_fields
 
-_FIELD_NAME = re.compile(r"^[^:\s]+\s*:", re.MULTILINE)
+_FIELD_NAME = re.compile(rb"^[^:\s]+\s*:")
+_FIELD_BREAK = re.compile(rb"\n(?![ \t])")
+"""A line break that ends a header field (the next line is no continuation)."""
+
+
+def _value(field: bytes) -> bytes:
+    """A field's octets after its name and colon."""
+    m = _FIELD_NAME.match(field)
+    return field if m is None else field[m.end():]
 
 TRUE, FALSE = "TRUE", "FALSE"
 
@@ -119,5 +127,8 @@ def header_matches(head: bytes | None, name: str, value: str) -> bool:
         return False
     if not value:
         return True
-    text = decode_words(_FIELD_NAME.sub(" ", block.decode("utf-8", "replace")))
+    # Each field's octets go to `header_text` as they are: decoding them with "replace"
+    # first turned raw 8-bit text inside an encoded word (the octet 0xF6 in
+    # =?iso-8859-1?Q?Fr?sche?=) into "?", which no search for "Frösche" finds.
+    text = " ".join(header_text(_value(f)) for f in _FIELD_BREAK.split(block))
     return value.lower() in " ".join(text.split()).lower()
