@@ -150,8 +150,9 @@ class VacationResponder:
             return
         await self.store.put_object(account_id, REPLIED, key,
                                     {"at": now, "since": settings.get("fromDate")}, log=False)
-        raw = self._reply(account, settings, record.subject, record.message_id,
-                          record.references, mail_from)
+        # The email package folds a subject of 64 KB (the stored cap) in half a second.
+        raw = await asyncio.to_thread(self._reply, account, settings, record.subject,
+                                      record.message_id, record.references, mail_from)
         try:
             await self.submission.submit(account, "", [mail_from], raw, protocol="LOCAL",
                                          file_in_sent=False)
