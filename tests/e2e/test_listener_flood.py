@@ -240,3 +240,31 @@ def test_auth_response_line_over_the_limit_is_500_5_5_6(server: Server) -> None:
         client.close()
     log = server.log_path.read_bytes()[start:].decode(errors="replace")
     assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
+
+
+def test_a_second_starttls_is_503_and_the_session_goes_on(server: Server) -> None:
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    start = server.log_path.stat().st_size
+    sock = socket.create_connection(("127.0.0.1", server.smtp_port), timeout=30)
+    try:
+        plain = sock.makefile("rb")
+        assert plain.readline().startswith(b"220 ")
+        sock.sendall(b"STARTTLS\r\n")
+        assert plain.readline().startswith(b"220 ")
+        with ctx.wrap_socket(sock) as tls:
+            f = tls.makefile("rb")
+            tls.sendall(b"EHLO x\r\nSTARTTLS\r\n")
+            lines = [f.readline()]
+            while lines[-1][3:4] != b" ":
+                lines.append(f.readline())
+            second = f.readline()
+            assert second.startswith(b"503 5.5.1"), second
+            tls.sendall(b"NOOP\r\n")
+            assert f.readline().startswith(b"250")
+    finally:
+        sock.close()
+    log = server.log_path.read_bytes()[start:].decode(errors="replace")
+    assert "Traceback" not in log and "Fatal error" not in log, log[-2000:]

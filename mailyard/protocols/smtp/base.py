@@ -193,6 +193,12 @@ class EnhancedSMTP(SMTP):
         run inside TLS (RFC 3207 §4.2, the CVE-2011-0411 class of injection). aiosmtpd clears
         its buffer once the handshake is done; it is cleared here too, at the command, so that
         the rule does not rest on where a later aiosmtpd puts that line."""
+        if not arg and self._tls_protocol is not None:
+            # A second STARTTLS (RFC 3207 §4.2: not offered after TLS) would stack a TLS layer
+            # on the first; its failed handshake hits a CPython 3.11 sslproto bug
+            # (SSLProtocol._abort() TypeError, "Fatal error on SSL protocol" in the log).
+            await self.push("503 5.5.1 TLS already active")
+            return
         if not arg and self.tls_context and not self._tls_protocol:
             self._reader._buffer.clear()  # type: ignore[attr-defined]
         self._starting_tls = True
