@@ -202,6 +202,13 @@ class ClientFraming:
                          " answered 400 (%s)", scope.get("method"), scope.get("path"), error)
 
         await self.app(scope, receive, guarded)
+        if answered:  # uvicorn closed the connection: wait for it to say so (5 s at most),
+            # or it takes the app's unfinished response for our bug ("ASGI callable returned
+            # without completing response", an ERROR)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
 
 
 class ClientInputRecords(logging.Filter):
