@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,8 @@ def test_no_relay_without_auth_on_any_port(server: Server, mx: FakeMX) -> None:
         smtp.ehlo()
         code, _ = smtp.mail("spammer@evil.test")
         assert code == 530
-    time.sleep(1.0)
+    # The server's own record: nothing was queued, so nothing can leave later either.
+    assert server.queue_stats() == {"ready": 0, "leased": 0, "delayed": 0, "dead": 0}
     assert mx.received == []
 
 
@@ -307,32 +309,81 @@ def test_unreachable_mx_delays_then_expires(tmp_path: Path, mx: FakeMX, dns: Tes
         srv.stop()
 
 
-def test_held_send_leaves_on_time_and_cancelled_send_never(server: Server,
-                                                            mx: FakeMX) -> None:
-    submit(server, mail(["later@remote.test"], "Later"), ["later@remote.test"],
-           mail_options=["HOLDFOR=15"])  # longer than the CLI calls below take
-    submit(server, mail(["never@remote.test"], "Never"), ["never@remote.test"],
-           mail_options=["HOLDFOR=600"])
-    listing = server.cli("queue", "list").stdout.decode()
-    held = [line for line in listing.splitlines() if "never@remote.test" in line]
-    assert len(held) == 1 and "held until" in held[0], listing
-    submission = held[0].split("\t")[0].rsplit(".", 1)[0]
-    out = server.cli("queue", "cancel", submission).stdout.decode()
-    assert "cancelled" in out
-    time.sleep(1.0)
-    assert mx.received == [], "held: nothing leaves before its time"
-    [later] = mx.wait(1, timeout=60)
-    assert later.recipients == ["later@remote.test"]
-    time.sleep(1.0)
-    assert [r.recipients for r in mx.received] == [["later@remote.test"]]
-    assert "never@remote.test" not in server.cli("queue", "list").stdout.decode()
-    with smtplib.SMTP("127.0.0.1", server.submission_port) as smtp:
-        smtp.starttls(context=unverified())
-        smtp.ehlo()
-        assert smtp.has_extn("futurerelease")
-        smtp.login(ALICE, PASSWORD)
-        code, reply = smtp.mail(ALICE, ["HOLDFOR=99999999"])
-        assert code == 501, reply
+HOLD = 60
+"""Seconds the held sends wait: far longer than the steps taken while they wait (an SMTP
+submission and one CLI call, several seconds each on a machine at load 30)."""
+
+
+def _queued_as(reply: bytes) -> str:
+    """The submission id from "250 2.0.0 OK queued as <id>"."""
+    return reply.decode().rsplit(" ", 1)[-1]
+
+
+def _delivered_at(srv: Server, item_id: str) -> float:
+    """When the server logged delivering `item_id`: its own record, not the test's clock."""
+    for line in srv.log_path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        if event.get("queue_id") == item_id and event["msg"].startswith(f"item {item_id}: "
+                                                                         "delivered"):
+            return datetime.fromisoformat(event["ts"]).timestamp()
+    raise AssertionError(f"no delivery of {item_id} in the log")
+
+
+def test_held_send_leaves_on_time_and_cancelled_send_never(tmp_path: Path, mx: FakeMX,
+                                                            dns: TestDNS) -> None:
+    srv = make_server(tmp_path / "srv", mx, dns)
+    with srv.config_path.open("a") as config:
+        config.write('[log]\nformat = "json"\n')  # timestamps with milliseconds, in UTC
+    srv.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", srv.submission_port) as smtp:
+            smtp.starttls(context=unverified())
+            smtp.ehlo()
+            assert smtp.has_extn("futurerelease")
+            smtp.login(ALICE, PASSWORD)
+            code, reply = smtp.mail(ALICE, ["HOLDFOR=99999999"])
+            assert code == 501, reply
+            smtp.rset()
+            # The send to cancel comes due first: had the cancel not taken it back, it would
+            # leave before the other one does. Two domains: two queue items, both cancelled.
+            asked = time.time()
+            never = ["never@remote.test", "never@implicit.test"]
+            smtp.mail(ALICE, [f"HOLDFOR={HOLD}"])
+            for rcpt in never:
+                smtp.rcpt(rcpt)
+            code, reply = smtp.data(mail(never, "Never").as_bytes())
+            assert code == 250, reply
+            cancel = _queued_as(reply)
+            smtp.mail(ALICE, [f"HOLDFOR={HOLD}"])
+            smtp.rcpt("later@remote.test")
+            code, reply = smtp.data(mail(["later@remote.test"], "Later").as_bytes())
+            assert code == 250, reply
+            later = _queued_as(reply)
+        out = srv.cli("queue", "cancel", cancel).stdout.decode()
+        assert sorted(out.split()) == sorted([f"{cancel}.1", f"{cancel}.2", "cancelled",
+                                              "cancelled"]), (
+            f"{out} (cancelled {time.time() - asked:.0f} s after submitting: more than the"
+            f" {HOLD} s hold?)")
+        listing = srv.cli("queue", "list").stdout.decode()
+        assert cancel not in listing, listing
+        assert [line.split("\t")[2].split()[:2] for line in listing.splitlines()] == [
+            ["held", "until"]], listing
+        shown = srv.cli("queue", "show", f"{later}.1").stdout.decode()
+        [next_line] = [line for line in shown.splitlines() if line.startswith("next: ")]
+        release = datetime.strptime(next_line.removeprefix("next: "), "%Y-%m-%d %H:%M:%S"
+                                    ).replace(tzinfo=UTC).timestamp()
+        assert release >= int(asked + HOLD), f"held until {next_line}: the hold is {HOLD} s"
+
+        [sent] = mx.wait(1, timeout=HOLD + 120)
+        assert sent.recipients == ["later@remote.test"] and b"Subject: Later" in sent.data
+        assert _delivered_at(srv, f"{later}.1") >= asked + HOLD, "it left before its time"
+        srv.wait_queue_empty()  # the cancelled items were due first: they would be gone too
+        assert [r.recipients for r in mx.received] == [["later@remote.test"]]
+        assert srv.queue_stats()["dead"] == 0
+    finally:
+        srv.stop()
 
 
 def test_sending_limits(tmp_path: Path, mx: FakeMX, dns: TestDNS) -> None:
@@ -461,10 +512,17 @@ def test_mta_sts_enforce_uses_only_policy_mx_with_verified_tls(tmp_path: Path) -
             submit(srv, mail(["no@badmx.test"], "Policy mismatch"), ["no@badmx.test"])
             [received] = mx.wait(1)
             assert received.recipients == ["ok@sts.test"] and received.tls
-            time.sleep(3.0)  # several retries of the mismatching domain: still nothing
+            # Until the mismatching domain has been tried again and again: still nothing.
+            deadline = time.monotonic() + 60
+            while True:
+                listing = srv.cli("queue", "list").stdout.decode()
+                [line] = [x for x in listing.splitlines() if "no@badmx.test" in x] or [""]
+                attempts = int(line.split("attempts ")[1].split("\t")[0]) if line else 0
+                if attempts >= 3 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert attempts >= 3 and "MTA-STS" in line, listing
             assert [r.recipients for r in mx.received] == [["ok@sts.test"]]
-            listing = srv.cli("queue", "list").stdout.decode()
-            assert "no@badmx.test" in listing and "MTA-STS" in listing, listing
         finally:
             srv.stop()
             https.stop()
