@@ -12,12 +12,15 @@ Choices the grammar makes, each where Gmail is silent or where a server needs mo
   `( )` groups, `{a b c}` is Gmail's OR-group, and an operator before a group applies to each
   bare word or phrase inside it: `subject:(a OR b)` is `subject:a OR subject:b`. An operator
   written inside such a group keeps its own meaning (`subject:(a from:b)`).
-- A query is never rejected for its vocabulary, only for its structure. An unknown operator, or a
-  known one whose value does not parse (`foo:bar`, `is:muted`, `before:someday`, `larger:abc`),
-  is searched as the word it is: `Text("foo:bar")` (a phrase if its value was quoted). The text
-  index tokenizes it as the words "foo" and "bar" next to each other, which is what a user who
-  typed it most likely wants found.
-- Malformed structure raises QueryError naming a 1-based position: unbalanced brackets, an
+- An unknown operator (`foo:bar`, `category:x`, a pasted `http://...`) is searched as the word it
+  is: `Text("foo:bar")` (a phrase if its value was quoted). The text index tokenizes it as the
+  words "foo" and "bar" next to each other, which is what a user who typed it most likely wants
+  found. An operator with no value (`before:` alone) is such a word too.
+- A known operator whose value it cannot read (`before:someday`, `larger:huge`,
+  `older_than:xyz`, `is:muted`, `has:drive`) raises QueryError naming the operator and what
+  it takes: read as words, these found nothing and answered "0 found" to a query the user
+  believed was a filter.
+- Malformed structure raises QueryError naming a 1-based position too: unbalanced brackets, an
   unterminated quote, `OR`/`|`/`AND` with nothing on one side, `-` with nothing after it, and
   nesting (groups plus negations) deeper than MAX_DEPTH, which bounds the recursion of every
   tree walker downstream. A `-` standing alone between spaces (`a - b`) is punctuation and is
@@ -349,45 +352,70 @@ def _mailbox(name: str) -> Mailbox:
     return Mailbox(name.lower() if name.lower() in ROLE_NAMES else name)
 
 
-def _apply(name: str, value: str, quoted: bool, now: datetime.date | None) -> Node | None:
-    """The node for operator `name` (lower-case) with `value`; None if the value is not one the
-    operator takes, so that the caller searches it as a word instead."""
+class _Unreadable(Exception):
+    """A value operator `name` does not take; the message says what it takes."""
+
+
+_DATE_FORMS = "a date: 2026/11/28, 2026-11-28, 11/28/2026 or seconds since 1970"
+
+
+def _apply(name: str, value: str, quoted: bool, now: datetime.date | None) -> Node:
+    """The node for operator `name` (lower-case, one of _SINGLE) with `value`; raises
+    _Unreadable if the value is not one the operator takes."""
     if name in TEXT_FIELDS:
         return Text(value, name, phrase=quoted)
     key = value.lower()
     if name == "has":
-        return HasAttachment() if key == "attachment" else None
+        if key != "attachment":
+            raise _Unreadable("only has:attachment")
+        return HasAttachment()
     if name == "in" and key == "anywhere":
         return Anywhere()
     if name in ("in", "label"):
-        return _mailbox(value) if value else None
+        if not value:
+            raise _Unreadable("a mailbox name")
+        return _mailbox(value)
     if name == "is":
-        return _IS.get(key)
+        if key not in _IS:
+            raise _Unreadable(f"one of {', '.join(_IS)}")
+        return _IS[key]
     if name in _DATE_OPS:
         op, field = _DATE_OPS[name]
         day = _day(value, now)
-        return Date(op, day, field) if day else None
+        if day is None:
+            raise _Unreadable(_DATE_FORMS)
+        return Date(op, day, field)
     if name in ("older_than", "newer_than"):
         m = _AGE.fullmatch(value)
-        return Age(name[:5], int(m[1]), m[2].lower()) if m else None
+        if not m:
+            raise _Unreadable("a number of days, months or years: 7d, 2m, 1y")
+        return Age(name[:5], int(m[1]), m[2].lower())
     if name in ("larger", "smaller", "size"):
         m = _SIZE.fullmatch(value)
         if not m:
-            return None
+            raise _Unreadable("a size in bytes, or with K, M or G: 1000, 500K, 10M, 2G")
         size = int(m[1]) * _SIZE_UNITS[(m[2] or m[3] or "").lower()]
         return Size("smaller" if name == "smaller" else "larger", size)
     if name == "rfc822msgid":
         value = value[1:] if value.startswith("<") else value
         value = value[:-1] if value.endswith(">") else value
-        return MessageId(value) if value else None
+        if not value:
+            raise _Unreadable("a Message-ID")
+        return MessageId(value)
     if name == "keyword":
-        return Keyword(key) if value else None
+        if not value:
+            raise _Unreadable("a keyword")
+        return Keyword(key)
     if name == "mailbox-id":
-        return Mailbox(value, by_id=True) if value else None
+        if not value:
+            raise _Unreadable("a mailbox id")
+        return Mailbox(value, by_id=True)
     if name in ("received-before", "received-after"):
         at = _instant(value)
-        return Received(name[9:], at) if at else None
-    return None
+        if at is None:
+            raise _Unreadable("an instant: 2026-11-28T10:00:00Z")
+        return Received(name[9:], at)
+    raise AssertionError(f"{name} is in _SINGLE but has no value reader")
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -505,7 +533,7 @@ class _Parser:
         if c in "({":
             return self.group(ctx)
         if c == '"':
-            return self.term(ctx, self.quoted(), True)
+            return self.term(ctx, self.quoted(), True, start)
         m = _OPERATOR.match(self.s, start)
         if m:
             node = self.operator(m[1].lower(), m[1], m.end())
@@ -516,7 +544,7 @@ class _Parser:
         if not w:  # unreachable: callers stop at brackets, quotes, spaces and keywords
             raise self.error(f'unexpected "{c}"', start)
         self.pos = w.end()
-        return self.term(ctx, w.group(), False)
+        return self.term(ctx, w.group(), False, start)
 
     def group(self, ctx: _Context) -> Node:
         opened = self.pos
@@ -558,12 +586,16 @@ class _Parser:
         self.pos = m.end()
         return m.group(), False
 
-    def term(self, ctx: _Context, value: str, quoted: bool) -> Node:
+    def term(self, ctx: _Context, value: str, quoted: bool, at: int) -> Node:
+        """The node of a value that starts at `at`, for the operator of `ctx` if any."""
         if ctx is None:
             return Text(value, phrase=quoted)
         name, written = ctx
-        node = _apply(name, value, quoted, self.now)
-        return node if node is not None else Text(f"{written}:{value}", phrase=quoted)
+        try:
+            return _apply(name, value, quoted, self.now)
+        except _Unreadable as e:
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            raise self.error(f'{written}: cannot read "{shown}", expected {e}', at) from None
 
     def operator(self, name: str, written: str, after: int) -> Node | None:
         """The operator whose value starts at `after`; None: not an operator, read as a word."""
@@ -574,7 +606,7 @@ class _Parser:
             got = self.value(after, _WORD)
             if got is None:
                 return None
-            return self.term((name, written), *got)
+            return self.term((name, written), *got, after)
         if name in _TEXT_FLAGS:
             phrase, substring = _TEXT_FLAGS[name]
             field = None
@@ -593,17 +625,21 @@ class _Parser:
             if name == "header":
                 return Header(first[0].lower(), second[0])
             mode = first[0].lower()
-            if mode not in _THREAD_MODES or not second[0]:
+            if mode not in _THREAD_MODES:
+                raise self.error(f'{written}: cannot read "{first[0][:40]}", expected all, some'
+                                 " or none", after)
+            if not second[0]:
                 return None
             return ThreadKeyword(mode, second[0].lower())
         return None
 
 
 def parse(query: str, *, now: datetime.date | None = None) -> Node:
-    """The tree of a Gmail-style query; raises QueryError (only) for malformed structure.
+    """The tree of a Gmail-style query; raises QueryError (only) for malformed structure or an
+    operator value that cannot be read.
 
     `now` is the day a date written without a year (`after:11/28`) belongs to; without it such
-    a value is searched as a word. Ages (`older_than:7d`) are not resolved here: they stay
+    a value is a QueryError. Ages (`older_than:7d`) are not resolved here: they stay
     relative so a stored query keeps meaning "the last week"."""
     parser = _Parser(query, now)
     return _and(parser.sequence(None, None, -1))
