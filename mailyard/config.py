@@ -9,6 +9,7 @@ mail server's config must never silently fall back to a default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -22,20 +23,94 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the offending key."""
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""What `[log] level` and `serve --log-level` take (any case)."""
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def domain_name(text: str) -> str:
+    """`text` as a domain name in its stored form: lower-case, no final dot, every label in
+    ASCII (an internationalised label as its A-label, "xn--...", which is what DNS and SMTP
+    carry, so that `bücher.example` and `xn--bcher-kva.example` are one domain). Raises
+    ValueError saying why `text` is not a domain name: labels are letters, digits and inner
+    hyphens, 1 to 63 octets each, 253 in all (RFC 1035 §2.3.1, RFC 5890)."""
+    name = text[:-1] if text.endswith(".") else text
+    if not name:
+        raise ValueError(f"{text!r} is not a domain name: it is empty")
+    if not name.isascii():
+        import idna  # only for the rare non-ASCII name: admin commands start faster without
+
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except UnicodeError as e:  # idna.IDNAError is one
+            raise ValueError(f"{text!r} is not a domain name: {e}") from None
+    name = name.lower()
+    if len(name) > 253:
+        raise ValueError(f"{text!r} is not a domain name: {len(name)} octets, 253 at most")
+    labels = name.split(".")
+    for label in labels:
+        if not label:
+            raise ValueError(f"{text!r} is not a domain name: an empty label (\"..\")")
+        if len(label) > 63:
+            raise ValueError(f"{text!r} is not a domain name: label {label[:20]!r}... has"
+                             f" {len(label)} octets, 63 at most")
+        if not _LABEL.fullmatch(label):
+            raise ValueError(f"{text!r} is not a domain name: label {label!r} (letters, digits"
+                             " and hyphens, not at either end)")
+        if label.startswith("xn--"):
+            import idna
+
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError) as e:
+                raise ValueError(f"{text!r} is not a domain name: {label!r} is no valid"
+                                 f" A-label ({e})") from None
+    if labels[-1].isdigit():
+        raise ValueError(f"{text!r} is not a domain name: it ends in a number (an IP address?)")
+    return name
+
+
+def domain_display(name: str) -> str:
+    """A stored domain as an admin reads it: its Unicode form beside an xn-- name."""
+    if "xn--" not in name:
+        return name
+    import idna
+
+    try:
+        return f"{name} ({idna.decode(name)})"
+    except (idna.IDNAError, UnicodeError):
+        return name
+
+
 @dataclass(frozen=True)
 class Listen:
+    """Where each listener binds, as "host:port" ("[::1]:port" for IPv6); "" turns it off.
+    The defaults are loopback ports above 1024 so that a first run needs no privileges; a
+    public server uses 0.0.0.0 (or ::) and the standard ports."""
+
     smtp: str = "127.0.0.1:2525"
+    """SMTP from other servers (the MX; 25 in production)."""
     submission: str = "127.0.0.1:2587"
+    """Mail submission with STARTTLS and AUTH (587 in production)."""
     submissions: str = "127.0.0.1:2465"
+    """Mail submission over implicit TLS (465 in production, RFC 8314)."""
     imap: str = "127.0.0.1:2143"
+    """IMAP with STARTTLS (143 in production)."""
     imaps: str = "127.0.0.1:2993"
+    """IMAP over implicit TLS (993 in production)."""
     pop3: str = "127.0.0.1:2110"
+    """POP3 with STLS (110 in production)."""
     pop3s: str = "127.0.0.1:2995"
+    """POP3 over implicit TLS (995 in production)."""
     http: str = "127.0.0.1:8080"
+    """HTTPS: JMAP, its push and WebSocket, the webmail and /metrics."""
 
 
 @dataclass(frozen=True)
 class HTTP:
+    """The HTTPS listener (JMAP and the webmail)."""
+
     allowed_origins: list[str] = field(default_factory=list)
     """Origins (scheme://host[:port]) whose pages may open /jmap/ws or POST with a user's
     browser credentials besides the origin a request is addressed to: the public URL when a
@@ -45,14 +120,23 @@ class HTTP:
 
 @dataclass(frozen=True)
 class Limits:
+    """What one message, client or account may take."""
+
     message_size: int = 36_700_160
-    """SMTP SIZE; 35 MB so that a 25 MB attachment fits after base64."""
+    """Bytes (SMTP SIZE, IMAP APPEND, JMAP upload); 35 MB so that a 25 MB attachment fits
+    after base64."""
     recipients_per_message: int = 100
+    """RCPT TO per inbound message; more get 452 4.5.3."""
     connections_per_ip: int = 20
+    """Simultaneous SMTP connections from one client address."""
     messages_per_ip_per_minute: int = 600
+    """Inbound messages per minute from one client address; more get 451 4.7.1."""
     smtp_timeout: float = 300.0
+    """Seconds of silence before an SMTP connection is closed (RFC 5321 §4.5.3.2)."""
     default_quota: int = 10 * 1024**3
+    """Bytes per account unless `mailyard user add --quota` says otherwise."""
     attachment_dedup_min_size: int = 2048
+    """Attachments from this size (bytes) up are stored once however many emails carry them."""
     query_seconds: float = 10.0
     """How long one search or count (IMAP SEARCH/SORT, JMAP Email/query, `mailyard search`) may
     run before it is cancelled and answered with the protocol's "too much" error (IMAP NO
@@ -65,13 +149,20 @@ class Limits:
 
 @dataclass(frozen=True)
 class Queue:
+    """The work queue between the listeners and the pipeline (delivery, sending, indexing)."""
+
     max_attempts: int = 5
+    """Tries of one item before it goes to the dead-letter queue (`mailyard dlq`)."""
     backoff_base: float = 30.0
     """Seconds before the first retry; doubles per attempt up to backoff_max."""
     backoff_max: float = 3600.0
+    """Longest wait (seconds) between two retries."""
     lease_seconds: float = 60.0
+    """Seconds a worker holds an item; one it has not finished by then is taken back."""
     batch_size: int = 32
+    """Items a worker takes at once."""
     poll_interval: float = 0.5
+    """Seconds between looks at an empty queue when no event woke the worker."""
     worker_nice: int = 10
     """Niceness of `--workers N` processes (0 = as the listeners). Stored mail waits safely in
     the queue; a client waits for its reply. When the cores are all busy, the listeners go
@@ -82,13 +173,18 @@ class Queue:
 
 @dataclass(frozen=True)
 class IMAP:
+    """The IMAP and IMAPS listeners."""
+
     max_line: int = 65_536
     """Longest command line (literals not counted); longer gets BAD [TOOBIG]."""
     idle_timeout: float = 1800.0
     """Seconds of silence (outside IDLE: RFC 9051 §5.4 asks at least 30 minutes) before BYE."""
     connections_per_ip: int = 50
+    """Simultaneous connections from one client address."""
     connections_per_user: int = 50
+    """Simultaneous logged-in connections of one account."""
     auth_failures_per_ip_per_hour: int = 30
+    """Failed logins from one address before its logins are refused for the hour."""
     processes: int = 1
     """Processes accepting IMAP connections on the same ports (SO_REUSEPORT; the kernel spreads
     new connections over them). One event loop runs Python on one core: on 2 cores the IMAP
@@ -99,6 +195,8 @@ class IMAP:
 
 @dataclass(frozen=True)
 class POP3:
+    """The POP3 and POP3S listeners."""
+
     dele: str = "trash"
     """What DELE does at QUIT: "trash" moves the message to Trash, "expunge" removes it for
     good (unless a mailbox other than the Inbox still holds it)."""
@@ -107,11 +205,15 @@ class POP3:
     idle_timeout: float = 600.0
     """Seconds of silence before the connection is closed (RFC 1939 §3: at least 10 minutes)."""
     connections_per_ip: int = 50
+    """Simultaneous connections from one client address."""
     auth_failures_per_ip_per_hour: int = 30
+    """Failed logins from one address before its logins are refused for the hour."""
 
 
 @dataclass(frozen=True)
 class Auth:
+    """Logins on every protocol."""
+
     plaintext_on_loopback: bool = False
     """Allow LOGIN / AUTH PLAIN without TLS from 127.0.0.1 and ::1 (tests, local tools)."""
     failures_per_network_per_hour: int = 30
@@ -126,6 +228,8 @@ class Auth:
 
 @dataclass(frozen=True)
 class DNS:
+    """The resolver of outbound delivery and the inbound checks."""
+
     nameservers: list[str] = field(default_factory=list)
     """"host" or "host:port" of the resolvers every lookup of the server uses (MX, A/AAAA,
     TXT for DKIM, SPF, DMARC, MTA-STS); empty: the system's /etc/resolv.conf."""
@@ -135,17 +239,22 @@ class DNS:
 
 @dataclass(frozen=True)
 class Submission:
+    """Mail that users send (the submission ports and JMAP EmailSubmission)."""
+
     messages_per_hour: int = 500
     """Per authenticated user; more gets 450 4.7.1 until the hour has passed."""
     recipients_per_message: int = 100
     """More gets 452 4.5.3 for the extra recipients (RFC 5321 §4.5.3.1.8)."""
     auth_failures_per_ip_per_hour: int = 30
+    """Failed AUTH from one address before its logins are refused for the hour."""
     undo_seconds: int = 0
     """Hold every submitted message this long before it leaves (undo send); 0: off."""
 
 
 @dataclass(frozen=True)
 class Outbound:
+    """Delivery to other domains' MX hosts."""
+
     retry_schedule: list[float] = field(default_factory=lambda: [
         300.0, 600.0, 1200.0, 2400.0, 4800.0, 9600.0, 14400.0])
     """Seconds to wait before each retry of a temporary failure; the last entry repeats."""
@@ -156,7 +265,9 @@ class Outbound:
     per_domain_per_minute: int = 600
     """Messages per minute to one destination domain from this node."""
     connect_timeout: float = 30.0
+    """Seconds to connect to a remote MX before trying the next."""
     command_timeout: float = 300.0
+    """Seconds to wait for a remote MX's reply to one command."""
     port: int = 25
     """The remote MX port (tests point it at a loopback MX)."""
     require_tls: bool = False
@@ -183,6 +294,7 @@ class Checks:
     dnsbl_zones: list[str] = field(default_factory=list)
     """DNS blocklist zones (e.g. "zen.spamhaus.org"); a listed client gets 554 5.7.1."""
     greylisting: bool = False
+    """Answer a first attempt from an unknown (client /24, sender, recipient) with 451."""
     greylist_delay: float = 300.0
     """Seconds before a greylisted (client /24, sender, recipient) may retry successfully."""
     greylist_window: float = 14_400.0
@@ -209,9 +321,11 @@ class S3:
     endpoint: str = ""
     """"http://host:port" of an S3-compatible service (Ceph radosgw, MinIO); "": AWS."""
     region: str = "us-east-1"
+    """The region requests are signed for."""
     access_key: str = ""
     """"" takes the usual AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws)."""
     secret_key: str = ""
+    """The secret of access_key; "" with the AWS chain."""
     cache_bytes: int = 64 * 1024 * 1024
     """Memory per process for small hot blobs (up to 1 MiB each); 0: no cache."""
     max_attempts: int = 5
@@ -234,7 +348,7 @@ class Store:
     counters: str = ""
     """Where rate-limit counters (failed logins) live: "redis://host:port/db" (shared by every
     node of a cluster), "": counters.db in data_dir (shared by the node's processes)."""
-    shards: tuple[str, ...] = ()
+    shards: tuple[str, ...] = field(default=(), metadata={"key": False})
     """Set from `metadata = ["postgresql://...", ...]`: the MailStore spread over these
     databases (store/postgres/sharded.py); `metadata` is then the first, which holds the
     directory. Empty: one database (or SQLite)."""
@@ -247,15 +361,28 @@ class Store:
 
 @dataclass(frozen=True)
 class TLS:
+    """The certificate every TLS listener presents (STARTTLS and implicit TLS alike)."""
+
     certificate: str = ""
+    """PEM file of the certificate chain; "": a self-signed one made in data_dir (tests and
+    a first look only: clients will warn)."""
     private_key: str = ""
+    """PEM file of the certificate's private key."""
 
 
 @dataclass(frozen=True)
 class Config:
+    """Mailyard configuration: every key with its default."""
+
     data_dir: Path = Path("mailyard-data")
+    """Where the SQLite databases, blob files, queue and keys live; a relative path is taken
+    from the config file's directory. `--data-dir` overrides it."""
     hostname: str = "localhost"
+    """The name this server gives itself: SMTP greeting and EHLO, Received fields, bounces,
+    the self-signed certificate."""
     domains: tuple[str, ...] = ()
+    """Local domains (mail to them is delivered here), besides those added with `mailyard
+    domain add`. Internationalised names are kept in their ASCII (xn--) form."""
     listen: Listen = field(default_factory=Listen)
     http: HTTP = field(default_factory=HTTP)
     limits: Limits = field(default_factory=Limits)
@@ -265,16 +392,16 @@ class Config:
     pop3: POP3 = field(default_factory=POP3)
     auth: Auth = field(default_factory=Auth)
     search: IndexLimits = field(default_factory=IndexLimits)
+    """What of each message the full-text index holds."""
     dns: DNS = field(default_factory=DNS)
     submission: Submission = field(default_factory=Submission)
     outbound: Outbound = field(default_factory=Outbound)
-    """What of each message the full-text index holds ([search] body, attachment_text,
-    attachment_bytes, unpacked_bytes, pdf)."""
     checks: Checks = field(default_factory=Checks)
     spam: SpamPolicy = field(default_factory=SpamPolicy)
     store: Store = field(default_factory=Store)
     log: Log = field(default_factory=Log)
-    source: Path | None = None
+    source: Path | None = field(default=None, metadata={"key": False})
+    """The file this was read from (None: built-in defaults)."""
 
     @property
     def blob_dir(self) -> Path:
@@ -312,7 +439,7 @@ def _check_hostport(key: str, value: str) -> None:
 def _table(name: str, cls: type, data: Any) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"[{name}]: expected a table")
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name: f for f in fields(cls) if f.metadata.get("key", True)}
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
@@ -360,7 +487,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         elif key == "domains":
             if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
                 raise ConfigError("domains: expected a list of strings")
-            config = replace(config, domains=tuple(d.lower().rstrip(".") for d in value))
+            config = replace(config, domains=tuple(_domain(n, d) for n, d in enumerate(value)))
         else:
             raise ConfigError(f"{key}: unknown key")
     for n, origin in enumerate(config.http.allowed_origins):
@@ -401,10 +528,20 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     if config.log.format not in ("text", "json"):
         raise ConfigError(f"log.format: expected \"text\" or \"json\", "
                           f"got {config.log.format!r}")
+    if config.log.level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"log.level: expected one of {', '.join(LOG_LEVELS)}, "
+                          f"got {config.log.level!r}")
     if config.pop3.dele not in ("trash", "expunge"):
         raise ConfigError(f"pop3.dele: expected \"trash\" or \"expunge\", "
                           f"got {config.pop3.dele!r}")
     return config
+
+
+def _domain(n: int, value: str) -> str:
+    try:
+        return domain_name(value)
+    except ValueError as e:
+        raise ConfigError(f"domains[{n}]: {e}") from None
 
 
 def locate(explicit: str | None) -> Path | None:
@@ -427,7 +564,9 @@ def load(explicit: str | None = None, *, data_dir: str | None = None) -> Config:
                 data = tomllib.load(f)
         except FileNotFoundError as e:
             raise ConfigError(f"config file {path} not found") from e
-        except tomllib.TOMLDecodeError as e:
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror or e}") from e
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: {e}") from e
         config = parse(data, source=path)
         if not config.data_dir.is_absolute():
