@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailyard.config import Config
+from mailyard.config import Config, ConfigError
 from mailyard.dns import Resolver
 from mailyard.log import configure as configure_logging
 from mailyard.mtasts import MTASTS
@@ -49,6 +49,7 @@ from mailyard.services.checks.content import ContentCheck, SpamPlacement
 from mailyard.services.checks.policy import PolicyCheck, PolicySettings
 from mailyard.services.checks.training import SpamTrainer
 from mailyard.services.delivery import DeliveryService
+from mailyard.services.loginguard import LoginGuard, LoginLimits
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
 from mailyard.services.submission import SubmissionPolicy, SubmissionService
@@ -56,6 +57,8 @@ from mailyard.services.tokens import TokenService
 from mailyard.services.vacation import VacationResponder
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
+from mailyard.store.ports import Counters
+from mailyard.store.sqlite.counters import SqliteCounters
 from mailyard.store.sqlite.db import Database, SchemaTooNew, WriterStopped
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.store.sqlite.policy import SqlitePolicyStore
@@ -104,8 +107,13 @@ class Runtime:
         queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
         index = open_search_index(config)
         bus = LocalEventBus()
+        auth = config.auth
+        guard = LoginGuard(open_counters(config), LoginLimits(
+            failures_per_network=auth.failures_per_network_per_hour,
+            failures_per_account=auth.failures_per_account_per_hour,
+            ipv6_prefix=auth.ipv6_prefix))
         accounts = AccountService(store, config_domains=config.domains,
-                                  default_quota=config.limits.default_quota)
+                                  default_quota=config.limits.default_quota, guard=guard)
         spam_model = SqliteSpamModel(data / "spam.db")
         pipeline = InboundPipeline(store, blobs,
                                    dedup_min_size=config.limits.attachment_dedup_min_size,
@@ -168,6 +176,21 @@ class Runtime:
         self.bus.close()
         for part in (self.queue, self.index, self.store, self.blobs, self.spam_model):
             part.close()
+
+
+def open_counters(config: Config) -> Counters:
+    """`[store] counters`: Redis, shared by every node ("redis://host:port/db"), or "":
+    counters.db in data_dir, shared by this node's processes (the listener, IMAP processes,
+    workers). The Redis client is imported only when configured."""
+    url = config.store.counters
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from mailyard.store.redis.counters import RedisCounters
+
+        return RedisCounters(url)
+    if url:
+        raise ConfigError(f"[store] counters: expected \"redis://host:port/db\" or \"\","
+                          f" got {url!r}")
+    return SqliteCounters(config.data_dir / "counters.db")
 
 
 def open_mailstore(config: Config) -> SqliteMailStore | PostgresMailStore | ShardedMailStore:
@@ -250,8 +273,7 @@ def imap_services(config: Config, runtime: Runtime, tls: ssl.SSLContext) -> IMAP
             max_literal=config.limits.message_size, idle_timeout=config.imap.idle_timeout,
             allow_plaintext_loopback=config.auth.plaintext_on_loopback,
             connections_per_ip=config.imap.connections_per_ip,
-            connections_per_user=config.imap.connections_per_user,
-            auth_failures_per_ip_per_hour=config.imap.auth_failures_per_ip_per_hour))
+            connections_per_user=config.imap.connections_per_user))
 
 
 async def start_imap_listeners(config: Config, runtime: Runtime, tls: ssl.SSLContext,
@@ -323,8 +345,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 hostname=config.hostname, dele=config.pop3.dele, max_line=config.pop3.max_line,
                 idle_timeout=config.pop3.idle_timeout,
                 allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-                connections_per_ip=config.pop3.connections_per_ip,
-                auth_failures_per_ip_per_hour=config.pop3.auth_failures_per_ip_per_hour))
+                connections_per_ip=config.pop3.connections_per_ip))
         for address, implicit in ((config.listen.pop3, False), (config.listen.pop3s, True)):
             if address:
                 host, port = _hostport(address)
@@ -347,7 +368,6 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     if config.listen.submission or config.listen.submissions:
         msa = SubmissionHandler(runtime.accounts, runtime.submission, MSAPolicy(
             hostname=config.hostname, message_size=config.limits.message_size,
-            auth_failures_per_ip_per_hour=config.submission.auth_failures_per_ip_per_hour,
             allow_plaintext_loopback=config.auth.plaintext_on_loopback,
             timeout=config.limits.smtp_timeout))
         for address, implicit in ((config.listen.submission, False),

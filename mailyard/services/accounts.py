@@ -105,14 +105,24 @@ class AccountService:
                 raise LoginRefused(refusal)
         account = await self.authenticate(address, password)
         if account is None:
-            # One line per failure, whatever the protocol, in the form docs/fail2ban.md's
-            # filter matches: the address as repr (a client's bytes cannot forge a line),
-            # the IP last.
-            log.warning("authentication failed: protocol=%s user=%r ip=%s", protocol,
-                        address[:320], ip)
-            if self.guard is not None:
-                await self.guard.failed(ip, address, protocol)
+            await self.failed(ip, address, protocol)
         return account
+
+    async def failed(self, ip: str, address: str, protocol: str) -> None:
+        """A login that failed some other way than a wrong password (an authorization
+        identity not the user's, credentials that name no one, a bad token): logged and
+        counted as one. One line per failure, whatever the protocol, in the form
+        docs/fail2ban.md's filter matches: the address as repr (a client's bytes cannot
+        forge a line), the IP last."""
+        log.warning("authentication failed: protocol=%s user=%r ip=%s", protocol,
+                    address[:320], ip)
+        if self.guard is not None:
+            await self.guard.failed(ip, address, protocol)
+
+    async def refused(self, ip: str, address: str = "") -> bool:
+        """Whether a login from `ip` (as `address`, if known) would be refused now
+        (LoginGuard), for a protocol that checks before it has the credentials."""
+        return self.guard is not None and await self.guard.refusal(ip, address) is not None
 
     async def authenticate(self, address: str, password: str) -> Account | None:
         """The account when the password is right, else None (never says which part was wrong)."""

@@ -126,6 +126,8 @@ class Server:
     imaps_port: int = 0
     imap: dict[str, Any] = field(default_factory=dict)
     plaintext_on_loopback: bool = True
+    auth: dict[str, Any] = field(default_factory=dict)
+    """More [auth] keys (failed-login limits)."""
     submission: dict[str, Any] = field(default_factory=dict)
     outbound: dict[str, Any] = field(default_factory=dict)
     dns: dict[str, Any] = field(default_factory=dict)
@@ -178,6 +180,7 @@ class Server:
             f'pop3s = "127.0.0.1:{self.pop3s_port}"',
             "[auth]",
             f"plaintext_on_loopback = {str(self.plaintext_on_loopback).lower()}",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.auth.items()),
             "[pop3]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.pop3.items()),
             "[imap]",

@@ -29,7 +29,9 @@ from mailyard.protocols.jmap.http import (
     start_http,
 )
 from mailyard.services.accounts import AccountService
+from mailyard.services.loginguard import LoginGuard, LoginLimits
 from mailyard.store.ports import Account
+from mailyard.store.sqlite.counters import SqliteCounters
 from mailyard.store.sqlite.mailstore import SqliteMailStore
 from mailyard.tls import ensure_self_signed, server_context
 
@@ -192,9 +194,14 @@ def test_basic_logins_are_cached_failures_are_not(base: str, served: Served) -> 
 
 
 def test_repeated_failures_are_refused_for_a_while(served: Served) -> None:
-    port = served.listen(JMAPPolicy(allow_plaintext_loopback=True,
-                                    auth_failures_per_ip_per_hour=2))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+    """The LoginGuard every protocol shares (tests/e2e/test_login_guard.py has the rest)."""
+    guard = LoginGuard(SqliteCounters(served.root / "guard-counters.db"),
+                       LoginLimits(failures_per_network=2, failures_per_account=0))
+    accounts = AccountService(served.store, config_domains=("example.test",), guard=guard)
+    app = build_app(JMAPServices(accounts, policy=JMAPPolicy(allow_plaintext_loopback=True)))
+    server = served.run(start_http(app, "127.0.0.1", 0, None))
+    served.servers.append(server)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as c:
         for _ in range(2):
             assert c.get("/jmap/session", auth=(ALICE, "guess")).status_code == 401
         r = c.get("/jmap/session", auth=(ALICE, PASSWORD))

@@ -5,7 +5,6 @@ RFC 4959 SASL-IR, RFC 6855 UTF8=ACCEPT, RFC 4978 COMPRESS)."""
 from __future__ import annotations
 
 import ssl
-import time
 
 from mailyard.protocols.imap.grammar import (
     Command,
@@ -25,6 +24,7 @@ from mailyard.protocols.imap.session import (
     State,
     command,
 )
+from mailyard.services.accounts import LoginRefused
 
 
 @command("CAPABILITY", states=ANY)
@@ -93,14 +93,14 @@ async def starttls(s: Session, cmd: Command) -> None:
 
 
 async def _login(s: Session, cmd: Command, user: str, password: str) -> None:
-    failures = s.services.auth_failures
-    if failures.exhausted(s.peer_ip, time.monotonic()):
+    try:
+        account = await s.services.accounts.login(user, password, ip=s.peer_ip,
+                                                  protocol="imap")
+    except LoginRefused:
         s.untagged("BYE Too many authentication failures; try again later")
         s.state = State.LOGOUT
-        raise No("Too many authentication failures", "UNAVAILABLE")
-    account = await s.services.accounts.authenticate(user, password)
+        raise No("Too many authentication failures", "UNAVAILABLE") from None
     if account is None:
-        failures.allow(s.peer_ip, time.monotonic())
         raise No("Invalid credentials", "AUTHENTICATIONFAILED")
     if not s.services.user_connections.acquire(account.id):
         raise No("Too many connections for this account", "LIMIT")

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailyard import metrics
-from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
+from mailyard.core.netaddr import is_loopback
+from mailyard.core.ratelimit import ConcurrencyLimiter
 from mailyard.protocols.imap.compress import DeflateWriter, Inflater
 from mailyard.protocols.imap.grammar import (
     BadCharset,
@@ -74,7 +75,6 @@ class IMAPPolicy:
     allow_plaintext_loopback: bool = False
     connections_per_ip: int = 50
     connections_per_user: int = 50
-    auth_failures_per_ip_per_hour: int = 30
 
 
 @dataclass
@@ -87,7 +87,6 @@ class IMAPServices:
     tls: ssl.SSLContext | None
     connections: ConcurrencyLimiter = field(init=False)
     user_connections: ConcurrencyLimiter = field(init=False)
-    auth_failures: WindowLimiter = field(init=False)
     views: ViewHub = field(init=False)
     sessions: set[Session] = field(init=False)
     """The open sessions, for the idle-timeout sweep."""
@@ -101,7 +100,6 @@ class IMAPServices:
     def __post_init__(self) -> None:
         self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
         self.user_connections = ConcurrencyLimiter(self.policy.connections_per_user)
-        self.auth_failures = WindowLimiter(self.policy.auth_failures_per_ip_per_hour, 3600.0)
         self.views = ViewHub(self.mailbox, self.bus)
         self.sessions = set()
         LIVE.track(self.sessions)  # the server's goodbye reaches every session, hibernated too
@@ -315,7 +313,7 @@ class Session:
     @property
     def plaintext_allowed(self) -> bool:
         return self.tls or (self.services.policy.allow_plaintext_loopback
-                            and self.peer_ip in ("127.0.0.1", "::1"))
+                            and is_loopback(self.peer_ip))
 
     def capabilities(self) -> list[str]:
         caps = list(BASE_CAPABILITIES)

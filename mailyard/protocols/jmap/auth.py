@@ -13,7 +13,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 import time
@@ -30,9 +29,11 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mailyard.core.ratelimit import WindowLimiter
+from mailyard.core.netaddr import is_loopback
 from mailyard.protocols.jmap.errors import PROBLEM_JSON, problem
 from mailyard.protocols.jmap.services import JMAPPolicy, JMAPServices
+from mailyard.services.accounts import LoginRefused
+from mailyard.services.loginguard import Refusal
 from mailyard.store.ports import Account
 
 REALM = "Mailyard"
@@ -119,7 +120,6 @@ class JMAPAuth(AuthenticationBackend):
         self.services = services
         policy = services.policy
         self.cache = LoginCache(policy.auth_cache_seconds, policy.auth_cache_size)
-        self.failures = WindowLimiter(policy.auth_failures_per_ip_per_hour, 3600.0)
         self._pending: dict[tuple[str, bytes], asyncio.Task[Account | None]] = {}
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
@@ -127,25 +127,23 @@ class JMAPAuth(AuthenticationBackend):
         if not header:
             raise Unauthorized("credentials are required")
         ip = conn.client.host if conn.client else "unknown"
-        if self.failures.exhausted(ip, time.monotonic()):
-            raise TooManyFailures("too many failed logins from your address; try later")
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
-        if scheme == "basic":
-            account = await self._basic(value.strip())
-        elif scheme == "bearer":
-            account = await self._bearer(value.strip())
-        else:
-            raise Unauthorized(f"unsupported authentication scheme {scheme[:20]!r}")
+        try:
+            if scheme == "basic":
+                account = await self._basic(value.strip(), ip)
+            elif scheme == "bearer":
+                account = await self._bearer(value.strip(), ip)
+            else:
+                raise Unauthorized(f"unsupported authentication scheme {scheme[:20]!r}")
+        except LoginRefused:
+            raise TooManyFailures("too many failed logins; try later") from None
         if account is None:
-            now = time.monotonic()
-            self.failures.allow(ip, now)
-            self.failures.forget_idle(now)
             raise Unauthorized("wrong credentials",
                                bearer_error="invalid_token" if scheme == "bearer" else None)
         return AuthCredentials(["authenticated"]), AccountUser(account)
 
-    async def _basic(self, value: str) -> Account | None:
+    async def _basic(self, value: str, ip: str) -> Account | None:
         """RFC 7617 user-pass, base64 of UTF-8 (the charset our challenge names).
 
         Starlette hands header values decoded as Latin-1, so a client's raw 8-bit octets
@@ -167,7 +165,8 @@ class JMAPAuth(AuthenticationBackend):
         # Concurrent first requests of one client share a single verification.
         task = self._pending.get(key)
         if task is None:
-            task = asyncio.ensure_future(self.services.accounts.authenticate(username, password))
+            task = asyncio.ensure_future(self.services.accounts.login(
+                username, password, ip=ip, protocol="jmap"))
             self._pending[key] = task
             task.add_done_callback(lambda _: self._pending.pop(key, None))
         account = await asyncio.shield(task)
@@ -175,11 +174,17 @@ class JMAPAuth(AuthenticationBackend):
             self.cache.put(key, account, time.monotonic())
         return account
 
-    async def _bearer(self, token: str) -> Account | None:
+    async def _bearer(self, token: str, ip: str) -> Account | None:
+        """A token is checked only while the client's network is not blocked (LoginGuard);
+        a wrong one counts as a failed login."""
+        accounts = self.services.accounts
+        if await accounts.refused(ip):
+            raise LoginRefused(Refusal.NETWORK)
         check = self.services.tokens
-        if check is None or not token:
-            return None
-        return await check(token)
+        account = await check(token) if check is not None and token else None
+        if account is None:
+            await accounts.failed(ip, "", "jmap")
+        return account
 
 
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
@@ -208,7 +213,7 @@ class RequireTLS:
             host = str(client[0]) if client else ""
             self._believe_proxy(scope, host)
             if scope.get("scheme") not in ("https", "wss") and not (
-                    self.policy.allow_plaintext_loopback and _is_loopback(host)):
+                    self.policy.allow_plaintext_loopback and is_loopback(host)):
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
@@ -232,11 +237,3 @@ class RequireTLS:
                 return
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback

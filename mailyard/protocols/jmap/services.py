@@ -58,7 +58,6 @@ class JMAPPolicy:
     trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"})
     auth_cache_seconds: float = 300.0
     auth_cache_size: int = 1024
-    auth_failures_per_ip_per_hour: int = 30
     allowed_origins: frozenset[str] = frozenset()
     """Origins (scheme://host[:port]) besides the one a request is addressed to whose pages
     may open the WebSocket or POST with a user's browser credentials: the public URL when a

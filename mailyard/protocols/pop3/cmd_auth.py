@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import binascii
 import ssl
-import time
 
 from mailyard.protocols.imap.reader import CommandTooLong
 from mailyard.protocols.pop3.grammar import Command, multiline
@@ -18,6 +17,7 @@ from mailyard.protocols.pop3.session import (
     State,
     command,
 )
+from mailyard.services.accounts import LoginRefused
 
 
 @command("CAPA", states=ANY)
@@ -120,13 +120,13 @@ async def auth(s: Session, cmd: Command) -> None:
 
 
 async def _log_in(s: Session, name: str, password: str) -> None:
-    failures = s.services.auth_failures
-    if failures.exhausted(s.peer_ip, time.monotonic()):
+    try:
+        account = await s.services.accounts.login(name, password, ip=s.peer_ip,
+                                                  protocol="pop3")
+    except LoginRefused:
         s.state = State.CLOSED
-        raise Err("Too many authentication failures; try again later", "SYS/TEMP")
-    account = await s.services.accounts.authenticate(name, password)
+        raise Err("Too many authentication failures; try again later", "SYS/TEMP") from None
     if account is None:
-        failures.allow(s.peer_ip, time.monotonic())
         raise Err("Invalid credentials", "AUTH")
     await s.enter_transaction(account)
 

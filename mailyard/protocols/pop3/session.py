@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailyard import metrics
-from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
+from mailyard.core.netaddr import is_loopback
+from mailyard.core.ratelimit import ConcurrencyLimiter
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong
 from mailyard.protocols.pop3.grammar import Command, ParseError, parse_command
 from mailyard.protocols.pop3.maildrop import Maildrop, MaildropLocks
@@ -52,7 +53,6 @@ class POP3Policy:
     idle_timeout: float = 600.0
     allow_plaintext_loopback: bool = False
     connections_per_ip: int = 50
-    auth_failures_per_ip_per_hour: int = 30
 
 
 @dataclass
@@ -63,11 +63,9 @@ class POP3Services:
     tls: ssl.SSLContext | None
     locks: MaildropLocks = field(default_factory=MaildropLocks)
     connections: ConcurrencyLimiter = field(init=False)
-    auth_failures: WindowLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
-        self.auth_failures = WindowLimiter(self.policy.auth_failures_per_ip_per_hour, 3600.0)
 
 
 Handler = Callable[["Session", Command], Awaitable[None]]
@@ -144,7 +142,7 @@ class Session:
         """USER/PASS and AUTH PLAIN only under TLS (RFC 2595 §2.1), or from loopback when the
         config says so (tests, local tools), as IMAP's LOGINDISABLED does."""
         return self.tls or (self.policy.allow_plaintext_loopback
-                            and self.peer_ip in ("127.0.0.1", "::1"))
+                            and is_loopback(self.peer_ip))
 
     def capabilities(self) -> list[str]:
         """RFC 2449 §6: what CAPA lists in the current state."""

@@ -17,16 +17,14 @@ import binascii
 import logging
 import socket
 import ssl
-import time
 from base64 import b64decode
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from ipaddress import ip_address
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
 
-from mailyard.core.ratelimit import WindowLimiter
+from mailyard.core.netaddr import is_loopback
 from mailyard.protocols.smtp.base import (
     EnhancedSMTP,
     close,
@@ -34,7 +32,7 @@ from mailyard.protocols.smtp.base import (
     peer_ip,
     valid_text,
 )
-from mailyard.services.accounts import AccountService
+from mailyard.services.accounts import AccountService, LoginRefused
 from mailyard.services.submission import (
     MAX_HOLD,
     SubmissionRefused,
@@ -52,7 +50,6 @@ IDENT = "Mailyard ESMTP MSA"
 class MSAPolicy:
     hostname: str
     message_size: int
-    auth_failures_per_ip_per_hour: int = 30
     allow_plaintext_loopback: bool = False
     timeout: float = 300.0
 
@@ -65,7 +62,6 @@ class SubmissionHandler:
         self.accounts = accounts
         self.submission = submission
         self.policy = policy
-        self.failed_logins = WindowLimiter(policy.auth_failures_per_ip_per_hour, 3600.0)
 
     async def handle_EHLO(self, server: SubmissionSMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
@@ -140,26 +136,30 @@ class SubmissionHandler:
         like a wrong password (535 5.7.8), so it tells nothing about the password."""
         assert server.session is not None
         ip = peer_ip(server.session)
-        if self.failed_logins.exhausted(ip, time.monotonic()):
+        try:
+            name, secret = user.decode(), password.decode()
+        except UnicodeDecodeError:
+            name, secret = "", ""
+        account: Account | None = None
+        try:
+            if name and valid_text(name):
+                account = await self.accounts.login(name, secret, ip=ip, protocol="smtp")
+            else:
+                # A control character (a NUL through AUTH LOGIN) or bytes that are not UTF-8
+                # name no account; they must not reach a database that refuses them and turn
+                # a wrong login into a 451.
+                await self.accounts.failed(ip, name if valid_text(name) else "", "smtp")
+        except LoginRefused:
             await server.push("454 4.7.0 Too many authentication failures, try again later")
             asyncio.get_running_loop().call_soon(close, server)
             return AuthResult(success=False, handled=True)
-        try:
-            name = user.decode()
-            # A control character (a NUL through AUTH LOGIN) names no account; it must not
-            # reach a database that refuses it and turn a wrong login into a 451.
-            account = await self.accounts.authenticate(name, password.decode()) \
-                if valid_text(name) else None
-            if account is not None and authzid and \
-                    not self.submission.may_send_as(account, authzid.decode()):
-                log.warning("submission AUTH from %s: %s may not act as another identity",
-                            ip, account.address)
-                account = None
-        except UnicodeDecodeError:
+        if account is not None and authzid and \
+                not self.submission.may_send_as(account, authzid.decode("utf-8", "replace")):
+            log.warning("submission AUTH from %s: %s may not act as another identity",
+                        ip, account.address)
+            await self.accounts.failed(ip, name, "smtp")
             account = None
         if account is None:
-            self.failed_logins.allow(ip, time.monotonic())
-            log.info("submission AUTH failed from %s", ip)
             return AuthResult(success=False, handled=False,
                               message="535 5.7.8 Authentication credentials invalid")
         return AuthResult(success=True, auth_data=account)
@@ -187,7 +187,8 @@ class SubmissionSMTP(EnhancedSMTP):
         if not first:
             return  # the STARTTLS upgrade of a connection already set up
         implicit_tls = transport.get_extra_info("sslcontext") is not None
-        loopback = _is_loopback(transport.get_extra_info("peername"))
+        peer = transport.get_extra_info("peername")
+        loopback = isinstance(peer, tuple) and is_loopback(str(peer[0]))
         if implicit_tls or (loopback and self.submission.policy.allow_plaintext_loopback):
             self._auth_require_tls = False
             self.require_starttls = False
@@ -237,11 +238,6 @@ class SubmissionSMTP(EnhancedSMTP):
         return await self.submission.login(self, user, password)
 
 
-def _is_loopback(peer: Any) -> bool:
-    try:
-        return bool(isinstance(peer, tuple) and ip_address(peer[0]).is_loopback)
-    except ValueError:
-        return False
 
 
 async def start_submission(handler: SubmissionHandler, host: str, port: int,
