@@ -54,6 +54,10 @@ PY
 )"
 fi
 
+# sslyze for tests/e2e/test_tls_profile.py, in a venv of its own (scripts/test-deps.sh makes
+# it): sslyze 6 pins cryptography below the version Mailyard runs on.
+export MAILYARD_SSLYZE_PYTHON=${MAILYARD_SSLYZE_PYTHON:-$PWD/.venv-sslyze/bin/python}
+
 workers=${TEST_WORKERS:-3}
 failed=()
 summary=()
