@@ -11,7 +11,6 @@ and `cancel` takes them back while no worker holds them.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from datetime import datetime
 
 from mailyard import metrics
 from mailyard.core.addresses import domain_of, normalize
+from mailyard.core.dates import header_date
 from mailyard.core.ids import new_id
 from mailyard.core.mime import ParsedMessage, parse_message
 from mailyard.core.ratelimit import WindowLimiter
@@ -262,7 +262,7 @@ class SubmissionService:
         self.check_authors(account, raw, parsed)
         added = b""
         if parsed.date is None:
-            added += f"Date: {email.utils.formatdate(localtime=False)}\r\n".encode()
+            added += f"Date: {header_date()}\r\n".encode()
         if not parsed.message_id:
             domain = domain_of(normalize(account.address))
             added += f"Message-ID: <{new_id('m')}@{domain}>\r\n".encode()
@@ -297,7 +297,7 @@ class SubmissionService:
 
     def _received(self, sub_id: str, peer: str, helo: str, protocol: str, now: float) -> bytes:
         helo = "".join(c for c in helo if c.isprintable())[:200] or "unknown"
-        date = email.utils.formatdate(now, localtime=False)
+        date = header_date(now)
         source = f"from {helo} ([{peer}])\r\n\t" if peer else ""
         return (f"Received: {source}by {self.policy.hostname} (Mailyard) with {protocol}"
                 f" id {sub_id};\r\n\t{date}\r\n").encode()

@@ -22,7 +22,6 @@ splits DATA only at CRLF, so a bare LF or CR around the dot is just message cont
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import socket
 import ssl
@@ -34,6 +33,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailyard.core.addresses import normalize
 from mailyard.core.authresults import strip_ours
+from mailyard.core.dates import header_date
 from mailyard.core.ids import new_id
 from mailyard.core.mime import ParsedMessage, parse_head
 from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
@@ -208,7 +208,7 @@ class InboundHandler:
         if session.ssl is not None:
             with_ += "S"
         recipient = header_safe(envelope.rcpt_tos[0]) if len(envelope.rcpt_tos) == 1 else ""
-        date = email.utils.formatdate(received_at, localtime=False)
+        date = header_date(received_at)
         received = (f"Received: from {helo} ([{ip}])\r\n\tby {self.policy.hostname} (Mailyard)"
                     f" with {with_} id {queue_id}\r\n\t"
                     + (f"for <{recipient}>; " if recipient else "") + f"{date}\r\n")
