@@ -160,7 +160,7 @@ def test_sizes_that_do_not_parse_name_the_operator() -> None:
     for query in ("larger:abc", "larger:huge", "larger:1.5M", "size:10T"):
         with pytest.raises(QueryError, match=query.partition(":")[0] + ": cannot read"):
             parse(query)
-    with pytest.raises(QueryError, match='smaller: cannot read "9{37}\\.\\.\\.", expected a size'):
+    with pytest.raises(QueryError, match=r'smaller: cannot read "9{37}\.\.\.", expected a size'):
         parse("smaller:" + "9" * 5000)
 
 
