@@ -448,10 +448,28 @@ class Session:
             self.tagged(cmd, "NO", str(e), e.code)
         except QueryTimeout:  # RFC 5530 LIMIT: the server's budget for one command is spent
             self.tagged(cmd, "NO", "The search took too long; narrow it down", "LIMIT")
-        except Exception:
+        except Exception as e:
+            if self.client_gone(e):
+                # IDLE's continuation, FETCH's batches, AUTHENTICATE's challenge: a command
+                # that writes while it runs finds the client gone. Not the server's fault:
+                # one INFO line, and _serve ends the session as for any dropped connection.
+                log.info("IMAP %s: the client went away (%s)", cmd.name, type(e).__name__)
+                raise
             log.exception("IMAP %s failed", cmd.name)
             self.tagged(cmd, "NO", "Internal error; the failure was logged", "SERVERBUG")
         metrics.command("imap", cmd.name, time.perf_counter() - started)
+
+    def client_gone(self, error: BaseException) -> bool:
+        """`error` is the client's connection ending (a reset, an EOF mid-read, a broken TLS
+        record, uvloop refusing a closed transport), not a fault of the server's: the kind of
+        error a socket gives, on a connection that is closing. A ConnectionRefusedError from a
+        database, with the client still there, is the server's and stays an error."""
+        if not isinstance(error, (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError,
+                                  RuntimeError)):
+            return False
+        with contextlib.suppress(Exception):
+            return bool(self.writer.transport.is_closing())
+        return True  # no transport left to ask: it is gone
 
     def tagged(self, cmd: Command, status: str, text: str, code: str | None = None) -> None:
         code_part = f"[{code}] " if code else ""

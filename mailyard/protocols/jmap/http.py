@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
 
 from mailyard.core.ratelimit import ConcurrencyLimiter
 from mailyard.protocols.jmap.auth import JMAPAuth, RequireTLS, on_auth_error, problem_response
@@ -172,19 +173,35 @@ log = logging.getLogger("mailyard.jmap")
 
 
 class ClientFraming:
-    """The app as uvicorn runs it, for one fault of the client that uvicorn leaves to the app.
+    """The app as uvicorn runs it, for two faults of the client that uvicorn leaves to the app.
 
     A request whose body breaks HTTP/1.1 framing (a bad chunk size after the headers) is
     answered `400` by uvicorn itself, which closes the connection, while the app already runs
     for that request; the app's own response then meets h11 past its one response
     (`LocalProtocolError ... state=MUST_CLOSE`), and uvicorn would log it as "Exception in ASGI
     application" with a traceback. Only that error of `send` is caught here: the client already
-    has its 400, so the rest of the app's response is dropped and one line logged."""
+    has its 400, so the rest of the app's response is dropped and one line logged.
+
+    And a client that goes away while a route reads its body (Starlette's ClientDisconnect,
+    WebSocketDisconnect) ends that request with one INFO line, on every route at once: the
+    upload, the API, the WebSocket, the webmail's forms."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._framed(scope, receive, send)
+        except (ClientDisconnect, WebSocketDisconnect):
+            # The client went away while a route read its body (an upload cut short, a
+            # webmail form, a WebSocket dropped mid-message): nobody is left to answer, and it
+            # is no fault of the server's, so one INFO line instead of uvicorn's "Exception
+            # in ASGI application" traceback. Starlette's error middleware already tried its
+            # 500, which uvicorn drops for a closed connection.
+            log.info("%s %s: the client went away mid-request", scope.get("method", "WS"),
+                     scope.get("path"))
+
+    async def _framed(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
