@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -151,7 +152,10 @@ class AccountService:
         return RecipientStatus.OK
 
 
-_DUMMY_HASH = HASHER.hash("mailyard-timing-equaliser")
+@functools.cache
+def _dummy_hash() -> str:
+    """Made on first use, not at import: a hash costs ~30 ms, which every CLI command paid."""
+    return HASHER.hash("mailyard-timing-equaliser")
 
 
 def _verify(hashed: str, password: str) -> bool:
@@ -163,4 +167,4 @@ def _verify(hashed: str, password: str) -> bool:
 
 def _burn_equal_time(password: str) -> None:
     """Spend a verification's time on unknown users so timing does not reveal who exists."""
-    _verify(_DUMMY_HASH, password)
+    _verify(_dummy_hash(), password)
