@@ -309,6 +309,40 @@ def _tls_context(config: Config) -> ssl.SSLContext:
     return server_context(cert, key)
 
 
+def client_tls_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler: a client's broken TLS session that CPython 3.11.7's
+    asyncio SSL protocol (aiosmtpd's STARTTLS uses it, under uvloop too) reports as "Fatal
+    error on SSL protocol" with an error of its own making is one INFO line, no traceback:
+    the TypeError of `_abort()` called with an argument it does not take (CPython #113214,
+    fixed in 3.11.8; SSL stacked on SSL) and an AssertionError of its flow-control asserts.
+    The connection is closed either way and nothing of the server's is wrong. Everything
+    else goes to the loop's default handler, as before."""
+    error = context.get("exception")
+    protocol = context.get("protocol")
+    if (context.get("message") == "Fatal error on SSL protocol"
+            and isinstance(protocol, asyncio.sslproto.SSLProtocol)
+            and _sslproto_bug(error)):
+        peer = None
+        with contextlib.suppress(Exception):
+            peer = protocol._get_extra_info("peername")  # type: ignore[attr-defined]
+        log.info("TLS session from %s ended: the client broke it (asyncio sslproto: %s: %s)",
+                 peer[0] if isinstance(peer, tuple) else "?", type(error).__name__, error)
+        return
+    loop.default_exception_handler(context)
+
+
+def _sslproto_bug(error: object) -> bool:
+    """`error` is one of the known asyncio.sslproto failures, raised inside that module."""
+    if isinstance(error, TypeError) and "_abort()" in str(error):
+        return True
+    if isinstance(error, AssertionError) and error.__traceback__ is not None:
+        tb = error.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        return tb.tb_frame.f_code.co_filename == asyncio.sslproto.__file__
+    return False
+
+
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
     limit_malloc_arenas()
@@ -326,6 +360,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
             from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(client_tls_errors)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
@@ -628,6 +663,7 @@ async def _imap_main(config: Config, parent_pid: int, index: int,
     runtime.bus.relay_to(socket_address(config.data_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(client_tls_errors)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the parent decides when we stop
     servers = await start_imap_listeners(config, runtime, _tls_context(config), ports)
