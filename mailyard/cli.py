@@ -5,23 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import logging
+import re
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import fields
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
 
 import orjson
 
 from mailyard import config as configuration
 from mailyard.app import Runtime, open_policy_store, serve
-from mailyard.config import Config, ConfigError
+from mailyard.config import LOG_LEVELS, Config, ConfigError, domain_display, domain_name
 from mailyard.core import dkim
 from mailyard.log import configure as configure_logging
 from mailyard.services.checks.policy import parse_entry
 from mailyard.services.search import reindex
-from mailyard.store.ports import Conflict, DKIMKeyRecord, NotFound, QueryTimeout
+from mailyard.store.ports import DKIMKeyRecord, NotFound, QueryTimeout, StoreError
+from mailyard.store.sqlite.db import SchemaTooNew
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -42,12 +49,26 @@ def _when(ms_or_s: float) -> str:
 
 
 def _read_password(args: argparse.Namespace) -> str:
+    """From the terminal, asked twice; or the first line of stdin with --password-stdin.
+    Without either, refused: getpass would read the terminal behind a pipe, or echo it."""
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ValueError("standard input is not a terminal to ask the password on: give"
+                         " --password-stdin and the password on its first line")
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Repeat password: "):
         raise ValueError("the passwords do not match")
     return first
+
+
+def _cut(items: list[Any], limit: int, what: str) -> str:
+    """Trim `items` (fetched with limit + 1) to `limit`; the note to print when there were
+    more, so that a listing cut short never passes for a complete one."""
+    if len(items) <= limit:
+        return ""
+    del items[limit:]
+    return f"mailyard: stopped at --limit {limit}: there are more {what} (raise --limit)"
 
 
 # ---------------------------------------------------------------------------- commands
@@ -56,15 +77,17 @@ async def cmd_domain(rt: Runtime, args: argparse.Namespace) -> None:
     if args.action == "dkim":
         await _dkim(rt, args)
     elif args.action == "add":
-        await rt.store.add_domain(args.name)
-        print(f"domain {args.name} added")
+        name = domain_name(args.name)
+        await rt.store.add_domain(name)
+        print(f"domain {domain_display(name)} added")
     elif args.action == "remove":
-        await rt.store.remove_domain(args.name)
-        print(f"domain {args.name} removed")
+        name = domain_name(args.name)
+        await rt.store.remove_domain(name)
+        print(f"domain {domain_display(name)} removed")
     else:
         for name in sorted(await rt.accounts.domains()):
             origin = " (config)" if name in rt.config.domains else ""
-            print(name + origin)
+            print(domain_display(name) + origin)
 
 
 async def cmd_user(rt: Runtime, args: argparse.Namespace) -> None:
@@ -89,7 +112,7 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
     """generate: a new key (first, or beside the current one for a rotation);
     rotate: generate with a dated selector and retire the old keys once the new record is
     published; show: the DNS records to publish."""
-    domain = args.name.lower().rstrip(".")
+    domain = domain_name(args.name)
     if args.dkim_action in ("generate", "rotate"):
         existing = await rt.store.dkim_keys(domain)
         old = [k for k in existing if k.active]
@@ -131,7 +154,8 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
 
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
     if args.action == "list":
-        items = await rt.queue.pending(limit=args.limit)
+        items = await rt.queue.pending(limit=args.limit + 1)
+        more = _cut(items, args.limit, "queued items")
         for p in items:
             state = "sending" if p.leased else ("held until " + _when(p.available_at)
                                                 if p.available_at > time.time() else "ready")
@@ -141,6 +165,8 @@ async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
                   f"{p.payload.get('mail_from') or '<>'} -> {rcpts}{error}")
         if not items:
             print("the queue is empty")
+        if more:
+            print(more, file=sys.stderr)
         return
     if args.action == "show":
         found = [p for p in await rt.queue.pending(prefix=args.id, limit=1) if p.id == args.id]
@@ -173,12 +199,15 @@ async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
 
 async def cmd_dlq(rt: Runtime, args: argparse.Namespace) -> None:
     if args.action == "list":
-        letters = await rt.queue.dead_letters(limit=args.limit)
+        letters = await rt.queue.dead_letters(limit=args.limit + 1)
+        more = _cut(letters, args.limit, "dead items")
         for d in letters:
             rcpts = ",".join(d.payload.get("recipients", []))
             print(f"{d.id}\t{_when(d.died_at)}\t{d.kind}\t{rcpts}\t{d.error}")
         if not letters:
             print("the dead-letter queue is empty")
+        if more:
+            print(more, file=sys.stderr)
     elif args.action == "show":
         d = await rt.queue.dead_letter(args.id)
         print(f"id: {d.id}\nkind: {d.kind}\nattempts: {d.attempts}\n"
@@ -195,7 +224,10 @@ async def cmd_dlq(rt: Runtime, args: argparse.Namespace) -> None:
 async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
     account = await rt.mailbox.account(args.address)
     if args.action == "list":
-        emails = await rt.mailbox.emails(account, args.label, args.limit)
+        emails = await rt.mailbox.emails(account, args.label, args.limit + 1)
+        more = _cut(emails, args.limit, "emails")
+        if more:  # on stderr, so that stdout (the JSON too) stays what was asked
+            print(more, file=sys.stderr)
         if args.json:
             rows = [{
                 "id": e.id, "threadId": e.thread_id, "messageId": e.message_id,
@@ -286,113 +318,195 @@ class _ProgressBar:
 
 # ---------------------------------------------------------------------------- parser
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: a usage mistake prints one line naming the command and
+    its --help, with exit status 2, like every other user error of mailyard."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """--version, read from the installed package's metadata only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("mailyard")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        sys.stdout.write(f"mailyard {number}\n")
+        parser.exit(0)
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a log level (one of {', '.join(LOG_LEVELS)})")
+    return text.upper()
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--config and --data-dir, which may stand before or after the subcommand. Below the top
+    level their default is SUPPRESS: a subparser writes the default of every option it knows
+    into the namespace, which silently replaced a value given before the subcommand."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", metavar="FILE", default=default,
+                        help="config file (default: $MAILYARD_CONFIG, then ./mailyard.toml,"
+                             " then built-in defaults)")
+    parser.add_argument("--data-dir", metavar="DIR", default=default,
+                        help="use this data directory instead of the config's data_dir")
+
+
 def build_parser(*, admin: bool = True) -> argparse.ArgumentParser:
     """All the subcommands; with admin=False, not those of cli_transfer and cli_ops (import,
     export, fsck, gc), whose modules `serve` then never imports (tqdm and the rest: megabytes
     a long-running listener would hold for nothing)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: $MAILYARD_CONFIG, then"
-                        " ./mailyard.toml, then built-in defaults)")
-    common.add_argument("--data-dir", help="override data_dir")
-    parser = argparse.ArgumentParser(prog="mailyard", description=__doc__, parents=[common])
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = _Parser(add_help=False)
+    _global_options(common, top=False)
+    parser = _Parser(prog="mailyard", description=__doc__,
+                     epilog="--config and --data-dir may stand before or after the command."
+                            " `mailyard COMMAND --help` tells more.")
+    parser.add_argument("--version", action=_Version)
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", parents=[common], help="run the server")
+    def command(group: Any, name: str, text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        made: argparse.ArgumentParser = group.add_parser(
+            name, parents=[common], help=text, description=kwargs.pop("description", text),
+            **kwargs)
+        return made
+
+    def actions(p: argparse.ArgumentParser, dest: str = "action") -> Any:
+        return p.add_subparsers(dest=dest, required=True, metavar="ACTION")
+
+    p = command(sub, "serve", "run the server: every listener, and the pipeline")
     p.add_argument("--workers", type=int, default=0,
                    help="pipeline worker processes (0: run the pipeline in this process)")
-    p.add_argument("--log-level", default=None, help="default: [log] level (INFO)")
+    p.add_argument("--log-level", type=_log_level, default=None,
+                   help=f"one of {', '.join(LOG_LEVELS)} (default: [log] level, INFO)")
 
-    p = sub.add_parser("domain", parents=[common], help="local domains")
-    ds = p.add_subparsers(dest="action", required=True)
-    for action in ("add", "remove"):
-        ds.add_parser(action, parents=[common]).add_argument("name")
-    ds.add_parser("list", parents=[common])
-    q = ds.add_parser("dkim", parents=[common], help="DKIM signing keys of a domain")
-    dk = q.add_subparsers(dest="dkim_action", required=True)
-    for action in ("generate", "rotate", "show"):
-        r = dk.add_parser(action, parents=[common])
-        r.add_argument("name")
+    p = command(sub, "config", "check the configuration, or print a commented sample")
+    cs = actions(p)
+    q = command(cs, "check", "validate a config file and print the configuration it gives"
+                " (TOML, every key, secrets masked)")
+    q.add_argument("file", nargs="?", help="the file to check (default: the one every command"
+                   " uses: --config, $MAILYARD_CONFIG, ./mailyard.toml)")
+    command(cs, "sample", "print every key with its default and what it does (the"
+            " repository's mailyard.example.toml)")
+
+    p = command(sub, "domain", "local domains and their DKIM keys")
+    ds = actions(p)
+    command(ds, "add", "make a domain local: mail to it is delivered here").add_argument(
+        "name", help="e.g. example.org (an internationalised name is stored as xn--...)")
+    command(ds, "remove", "stop accepting mail for a domain").add_argument(
+        "name", help="a domain added with `domain add`")
+    command(ds, "list", "the local domains, from the config and from `domain add`")
+    q = command(ds, "dkim", "DKIM signing keys of a domain")
+    dk = actions(q, "dkim_action")
+    for action, text in (
+            ("generate", "make a key (the first, or a second beside the current one) and print"
+                         " its DNS record"),
+            ("rotate", "make a key with a new dated selector and retire the old ones"),
+            ("show", "print the DNS records of a domain's keys")):
+        r = command(dk, action, text)
+        r.add_argument("name", help="the domain")
         if action != "show":
-            r.add_argument("--algorithm", choices=["rsa", "ed25519", "both"], default="rsa")
+            r.add_argument("--algorithm", choices=["rsa", "ed25519", "both"], default="rsa",
+                           help="rsa (2048 bits, every verifier), ed25519 (RFC 8463), or both"
+                                " (default: rsa)")
             r.add_argument("--selector", help="default: a dated selector like my202611")
 
-    p = sub.add_parser("user", parents=[common], help="accounts")
-    us = p.add_subparsers(dest="action", required=True)
-    for action in ("add", "passwd"):
-        q = us.add_parser(action, parents=[common])
-        q.add_argument("address")
+    p = command(sub, "user", "accounts: add, list, remove, passwd, quota")
+    us = actions(p)
+    for action, text in (("add", "create an account"), ("passwd", "set a new password")):
+        q = command(us, action, text)
+        q.add_argument("address", help="user@domain, in a local domain")
         q.add_argument("--password-stdin", action="store_true",
-                       help="read the password from the first line of standard input")
+                       help="read the password from the first line of standard input (needed"
+                            " when standard input is not a terminal)")
         if action == "add":
-            q.add_argument("--quota", type=parse_size, default=None)
-    us.add_parser("list", parents=[common])
-    us.add_parser("remove", parents=[common]).add_argument("address")
-    q = us.add_parser("quota", parents=[common])
-    q.add_argument("address")
-    q.add_argument("bytes", type=parse_size)
+            q.add_argument("--quota", type=parse_size, default=None,
+                           help="e.g. 500M, 10G (default: [limits] default_quota)")
+    command(us, "list", "every account with its use and quota")
+    command(us, "remove", "delete an account and all its mail").add_argument(
+        "address", help="the account's address")
+    q = command(us, "quota", "set an account's quota")
+    q.add_argument("address", help="the account's address")
+    q.add_argument("bytes", type=parse_size, help="e.g. 5000, 500K, 10M, 2G")
 
-    p = sub.add_parser("queue", parents=[common], help="the work queue")
-    qs = p.add_subparsers(dest="action", required=True)
-    qs.add_parser("stats", parents=[common])
-    qs.add_parser("list", parents=[common]).add_argument("--limit", type=int, default=1000)
-    qs.add_parser("show", parents=[common]).add_argument("id")
-    qs.add_parser("cancel", parents=[common]).add_argument(
+    p = command(sub, "queue", "the work queue: deliveries, sending, indexing")
+    qs = actions(p)
+    command(qs, "stats", "counts of ready, leased, delayed and dead items")
+    command(qs, "list", "the items waiting").add_argument(
+        "--limit", type=int, default=1000, help="at most this many (default 1000)")
+    command(qs, "show", "one item in full").add_argument("id", help="the item's id")
+    command(qs, "cancel", "take back a held or waiting send").add_argument(
         "id", help="an item id, or a submission id (cancels all of its items)")
 
-    p = sub.add_parser("dlq", parents=[common], help="the dead-letter queue")
-    dl = p.add_subparsers(dest="action", required=True)
-    dl.add_parser("list", parents=[common]).add_argument("--limit", type=int, default=100)
-    for action in ("show", "drop"):
-        dl.add_parser(action, parents=[common]).add_argument("id")
-    dl.add_parser("retry", parents=[common]).add_argument("id", help="an item id, or 'all'")
+    p = command(sub, "dlq", "the dead-letter queue: items that failed every attempt")
+    dl = actions(p)
+    command(dl, "list", "the dead items").add_argument(
+        "--limit", type=int, default=100, help="at most this many (default 100)")
+    command(dl, "show", "one dead item in full").add_argument("id", help="the item's id")
+    command(dl, "drop", "delete a dead item").add_argument("id", help="the item's id")
+    command(dl, "retry", "put dead items back in the queue").add_argument(
+        "id", help="an item id, or 'all'")
 
-    p = sub.add_parser("mail", parents=[common], help="read mailboxes (for admins and tests)")
-    ms = p.add_subparsers(dest="action", required=True)
-    q = ms.add_parser("list", parents=[common])
-    q.add_argument("address")
+    p = command(sub, "mail", "read mailboxes (for admins and tests)")
+    ms = actions(p)
+    q = command(ms, "list", "an account's emails, newest first")
+    q.add_argument("address", help="the account's address")
     q.add_argument("--label", default=None, help="a mailbox name or role (inbox, sent, ...)")
-    q.add_argument("--limit", type=int, default=1000)
-    q.add_argument("--json", action="store_true")
-    q = ms.add_parser("show", parents=[common])
-    q.add_argument("address")
-    q.add_argument("id")
+    q.add_argument("--limit", type=int, default=1000,
+                   help="at most this many (default 1000; says so when there are more)")
+    q.add_argument("--json", action="store_true", help="JMAP-style JSON objects")
+    q = command(ms, "show", "one email's fields, or its octets")
+    q.add_argument("address", help="the account's address")
+    q.add_argument("id", help="the email id (from `mail list`)")
     q.add_argument("--raw", action="store_true", help="the message octets, byte-exact")
 
-    p = sub.add_parser("search", parents=[common],
-                       help="search an account with the Gmail-style query language",
-                       epilog="A query that starts with '-' goes after '--':"
-                              " mailyard search -- alice@example.com -has:attachment")
-    p.add_argument("address")
+    p = command(sub, "search", "search an account with the Gmail-style query language",
+                epilog="A query that starts with '-' goes after '--':"
+                       " mailyard search -- alice@example.com -has:attachment")
+    p.add_argument("address", help="the account's address")
     p.add_argument("query", help='e.g. \'from:alice has:attachment after:2026/1/1 "exact words"\'')
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true", help="JSON, with snippets")
     p.add_argument("--relevance", action="store_true", help="best match first, not newest")
     p.add_argument("--anywhere", action="store_true", help="include Spam and Trash")
 
-    p = sub.add_parser("reindex", parents=[common],
-                       help="rebuild the full-text index from the stored mail")
+    p = command(sub, "reindex", "rebuild the full-text index from the stored mail")
     p.add_argument("address", nargs="?", help="one account (default: every account)")
 
-    p = sub.add_parser("token", parents=[common], help="API tokens (JMAP bearer credentials)")
-    ts = p.add_subparsers(dest="action", required=True)
-    q = ts.add_parser("create", parents=[common])
-    q.add_argument("address")
+    p = command(sub, "token", "API tokens (JMAP bearer credentials)")
+    ts = actions(p)
+    q = command(ts, "create", "make a token; it is printed once")
+    q.add_argument("address", help="the account the token acts for")
     q.add_argument("--name", default="", help="what the token is for")
     q.add_argument("--days", type=float, default=0, help="lifetime (default: no expiry)")
-    ts.add_parser("list", parents=[common]).add_argument("address")
-    q = ts.add_parser("revoke", parents=[common])
-    q.add_argument("address")
-    q.add_argument("id")
+    command(ts, "list", "an account's tokens").add_argument(
+        "address", help="the account's address")
+    q = command(ts, "revoke", "make a token stop working")
+    q.add_argument("address", help="the account's address")
+    q.add_argument("id", help="the token's id (from `token list`)")
 
-    p = sub.add_parser("policy", parents=[common],
-                       help="the MX's allow and deny lists of IPs, networks and domains")
-    ps = p.add_subparsers(dest="action", required=True)
-    for action in ("allow", "deny"):
-        q = ps.add_parser(action, parents=[common])
+    p = command(sub, "policy", "the MX's allow and deny lists of IPs, networks and domains")
+    ps = actions(p)
+    for action, text in (("allow", "let mail from an IP, network or domain skip the checks"),
+                         ("deny", "refuse mail from an IP, network or domain")):
+        q = command(ps, action, text)
         q.add_argument("entry", help="an IP address, a network (CIDR) or a sender domain")
         q.add_argument("--reason", default="", help="said in the 554 5.7.1 reply (deny)")
-    ps.add_parser("remove", parents=[common]).add_argument("entry")
-    ps.add_parser("list", parents=[common])
+    command(ps, "remove", "take an entry off its list").add_argument(
+        "entry", help="as it was added")
+    command(ps, "list", "both lists")
 
     if admin:
         from mailyard.cli_ops import add_parsers as add_ops_parsers
@@ -401,14 +515,12 @@ def build_parser(*, admin: bool = True) -> argparse.ArgumentParser:
         add_transfer_parsers(sub, common)
         add_ops_parsers(sub, common)
 
-    p = sub.add_parser("account", parents=[common],
-                       help="where accounts live, with [store] metadata a list of shards")
-    acs = p.add_subparsers(dest="action", required=True)
-    q = acs.add_parser("move", parents=[common],
-                       help="move an account to another shard while it is in use")
-    q.add_argument("address")
+    p = command(sub, "account", "where accounts live, with [store] metadata a list of shards")
+    acs = actions(p)
+    q = command(acs, "move", "move an account to another shard while it is in use")
+    q.add_argument("address", help="the account's address")
     q.add_argument("shard", help='the shard\'s position in [store] metadata: "0", "1", ...')
-    acs.add_parser("shards", parents=[common], help="the shards and their account counts")
+    command(acs, "shards", "the shards and their account counts")
     return parser
 
 
@@ -529,38 +641,147 @@ def _command_of(argv: list[str]) -> str | None:
         elif word.startswith(("--config=", "--data-dir=")):
             continue
         else:
-            return None  # --help, or something argparse will refuse
+            return None  # --help, --version, or something argparse will refuse
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(admin=_command_of(argv) != "serve").parse_args(argv)
+def cmd_config(args: argparse.Namespace) -> None:
+    """check: the file loads (every key known, every value of its type and range) and this is
+    what the server would run with; sample: the commented defaults."""
+    from mailyard import configdoc
+
+    if args.action == "sample":
+        sys.stdout.write(configdoc.sample())
+        return
+    config = configuration.load(args.file or args.config, data_dir=args.data_dir)
+    if config.source is None:
+        print("mailyard: no config file (--config, $MAILYARD_CONFIG, ./mailyard.toml):"
+              " the built-in defaults", file=sys.stderr)
+    for key in ("certificate", "private_key"):
+        path = getattr(config.tls, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"tls.{key}: {path} is not a file")
+    sys.stdout.write(configdoc.effective(config))
+    if config.source is not None:
+        print(f"mailyard: {config.source}: valid", file=sys.stderr)
+
+
+def _check_listeners(config: Config) -> None:
+    """Bind every configured listener address once, all at the same time, before anything
+    starts, so that a port already taken (another server, or two keys on one port) stops
+    start-up with the [listen] key that names it rather than a traceback from the middle of
+    it. The sockets are closed again; the server binds its own right after."""
+    bound: list[socket.socket] = []
     try:
-        config = configuration.load(args.config, data_dir=args.data_dir)
-    except ConfigError as e:
-        print(f"mailyard: configuration error: {e}", file=sys.stderr)
+        for f in fields(config.listen):
+            address = getattr(config.listen, f.name)
+            if not address:
+                continue
+            host, _, port = address.rpartition(":")
+            if int(port) == 0:
+                continue
+            try:
+                infos = socket.getaddrinfo(host.strip("[]"), int(port),
+                                           type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            except socket.gaierror as e:
+                raise ValueError(f'[listen] {f.name} = "{address}": {e.strerror}') from None
+            for family, kind, proto, _, sockaddr in infos:
+                s = socket.socket(family, kind, proto)
+                bound.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    s.bind(sockaddr)
+                    s.listen()  # two bound but idle SO_REUSEADDR sockets may share a port
+                except OSError as e:
+                    raise ValueError(f'[listen] {f.name} = "{address}": cannot listen there:'
+                                     f" {e.strerror or e}") from None
+    finally:
+        for s in bound:
+            s.close()
+
+
+def _bind_error(config: Config, error: OSError) -> str:
+    """One line for a listener that failed to bind after the check (a race with another
+    program): the [listen] key whose port the error names, when one does."""
+    ports = {int(p) for p in re.findall(r"', (\d+)\)", str(error))}
+    for f in fields(config.listen):
+        address = getattr(config.listen, f.name)
+        if address and int(address.rpartition(":")[2]) in ports:
+            return f'[listen] {f.name} = "{address}": cannot listen there: {error.strerror}'
+    return f"cannot start: {error.strerror or error}"
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    """Any error but a listener's is the server's own, and keeps its traceback."""
+    try:
+        _check_listeners(config)
+    except ValueError as e:
+        print(f"mailyard: {e}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        configure_logging(config.log.format, args.log_level or config.log.level)
-        # aiosmtpd logs every command line at INFO: a fifth of the listener's CPU under load.
-        logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.root.level))
-        with contextlib.suppress(ImportError):
-            import uvloop
-            uvloop.install()
-        asyncio.run(serve(config, workers=args.workers))
-        return 0
+    configure_logging(config.log.format, args.log_level or config.log.level)
+    # aiosmtpd logs every command line at INFO: a fifth of the listener's CPU under load.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.root.level))
+    with contextlib.suppress(ImportError):
+        import uvloop
+        uvloop.install()
     try:
+        asyncio.run(serve(config, workers=args.workers))
+    except OSError as e:
+        if e.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        print(f"mailyard: {_bind_error(config, e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                PermissionError)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 0, or 2 for a user's mistake (usage, config, a name that does not exist,
+    a value that does not parse), or 1 when a command ran but failed (fsck found problems it
+    left, a search over its time budget, a store that could not be reached); in every case
+    one line on stderr, never a traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = _command_of(argv)
+    args = build_parser(admin=command not in ("serve", "config")).parse_args(argv)
+    try:
+        if args.command == "config":
+            cmd_config(args)
+            return 0
+        config = configuration.load(args.config, data_dir=args.data_dir)
+        if args.command == "serve":
+            return _serve(config, args)
         if args.command == "policy":
             cmd_policy(config, args)
         else:
             asyncio.run(_admin(config, args))
-    except (NotFound, Conflict, QueryTimeout, ValueError) as e:  # QueryError: a ValueError
-        print(f"mailyard: {e}", file=sys.stderr)
+    except ConfigError as e:
+        print(f"mailyard: configuration error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except QueryTimeout as e:  # ran, but over its budget
+        print(f"mailyard: {_one_line(e)}", file=sys.stderr)
         return 1
+    except (StoreError, ValueError, EOFError, *_FILE_ERRORS) as e:  # QueryError: a ValueError
+        text = _one_line(e) if not isinstance(e, EOFError) else "no input"
+        if isinstance(e, OSError) and e.filename is not None:
+            text = f"{e.filename}: {e.strerror}"
+        print(f"mailyard: {text}", file=sys.stderr)
+        return 2
+    except (OSError, SchemaTooNew) as e:  # the store or a network peer: not the user's doing
+        print(f"mailyard: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mailyard: interrupted", file=sys.stderr)
+        return 130
     return int(getattr(args, "exit_code", 0))
-
-
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ from mailyard.services.gc import DEFAULT_GRACE, collect
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("fsck", parents=[common],
-                       help="check blobs, counters, UIDs, threads and the index; --repair")
+    text = "check blobs, counters, UIDs, threads and the index; --repair"
+    p = sub.add_parser("fsck", parents=[common], help=text,
+                       description=text + " (exit status 1 when a problem is left)")
     p.add_argument("address", nargs="?", help="one account (default: every account)")
     p.add_argument("--repair", action="store_true",
                    help="fix what can be fixed (counters, attachment refs, index documents)")
-    p = sub.add_parser("gc", parents=[common],
-                       help="remove blobs no email, upload or queued message refers to")
+    text = "remove blobs no email, upload or queued message refers to"
+    p = sub.add_parser("gc", parents=[common], help=text, description=text)
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                    help="keep anything younger than this (default 24 h), for deliveries in"
                         " flight")

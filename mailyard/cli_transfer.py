@@ -19,9 +19,9 @@ PASSWORD_ENV = "MAILYARD_IMAP_PASSWORD"
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("import", parents=[common],
-                       help="bring mail in: mbox, Maildir, .eml files, or another IMAP account")
-    p.add_argument("address")
+    text = "bring mail in: mbox, Maildir, .eml files, or another IMAP account"
+    p = sub.add_parser("import", parents=[common], help=text, description=text)
+    p.add_argument("address", help="the account the mail goes to")
     p.add_argument("path", nargs="?", help="mbox file, Maildir, or a directory of .eml/mbox")
     p.add_argument("--imap", metavar="URL", help="imaps://user@host[:port] (or imap:// with"
                    " STARTTLS); the password from --password-file or $" + PASSWORD_ENV)
@@ -31,11 +31,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gmail", action="store_true",
                    help="read every mailbox even if the server has Gmail's X-GM-EXT-1")
     p.add_argument("--label", help="mailbox for messages that come with none (default INBOX)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p = sub.add_parser("export", parents=[common], help="write an account's mail out")
-    p.add_argument("address")
-    p.add_argument("path")
-    p.add_argument("--format", choices=["mbox", "maildir"], default="mbox")
+    p.add_argument("--batch-size", type=int, default=100,
+                   help="messages stored per transaction (default 100)")
+    text = "write an account's mail out, byte-exact"
+    p = sub.add_parser("export", parents=[common], help=text, description=text)
+    p.add_argument("address", help="the account's address")
+    p.add_argument("path", help="the mbox file or Maildir to write")
+    p.add_argument("--format", choices=["mbox", "maildir"], default="mbox",
+                   help="mboxrd file or Maildir (default mbox)")
     p.add_argument("--label", help="only this mailbox")
 
 

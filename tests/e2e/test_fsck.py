@@ -145,7 +145,7 @@ def test_one_account_only(delivered: tuple[Server, dict[str, str]]) -> None:
     assert fsck(srv, "bob@example.test")[0] == 0
     assert fsck(srv, ALICE)[0] == 1
     result = srv.cli("fsck", "nobody@example.test", check=False)
-    assert result.returncode == 1 and b"no account" in result.stderr
+    assert result.returncode == 2 and b"no account" in result.stderr, "a user error"
 
 
 def test_uid_modseq_and_thread_invariants(delivered: tuple[Server, dict[str, str]]) -> None:

@@ -292,5 +292,5 @@ def test_imap_pull_from_another_server(server: Server, fresh: Server,
 def test_imap_pull_needs_a_password_not_in_argv(server: Server, fresh: Server) -> None:
     result = fresh.cli("import", "carol@example.test", "--imap",
                        f"imaps://alice@127.0.0.1:{server.imaps_port}", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2, "a user error (issue 19)"
     assert b"MAILYARD_IMAP_PASSWORD" in result.stderr

@@ -196,7 +196,7 @@ def test_snippets_mark_the_matched_words(searched: Server) -> None:
 
 def test_malformed_query_names_the_position(searched: Server) -> None:
     result = searched.cli("search", ALICE, "(pizza OR revenue", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2, "a user error (issue 19)"
     assert re.search(rb"position \d+", result.stderr), result.stderr
 
 
