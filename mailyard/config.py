@@ -183,8 +183,6 @@ class IMAP:
     """Simultaneous connections from one client address."""
     connections_per_user: int = 50
     """Simultaneous logged-in connections of one account."""
-    auth_failures_per_ip_per_hour: int = 30
-    """Failed logins from one address before its logins are refused for the hour."""
     processes: int = 1
     """Processes accepting IMAP connections on the same ports (SO_REUSEPORT; the kernel spreads
     new connections over them). One event loop runs Python on one core: on 2 cores the IMAP
@@ -206,8 +204,6 @@ class POP3:
     """Seconds of silence before the connection is closed (RFC 1939 §3: at least 10 minutes)."""
     connections_per_ip: int = 50
     """Simultaneous connections from one client address."""
-    auth_failures_per_ip_per_hour: int = 30
-    """Failed logins from one address before its logins are refused for the hour."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +211,7 @@ class Auth:
     """Logins on every protocol."""
 
     plaintext_on_loopback: bool = False
-    """Allow LOGIN / AUTH PLAIN without TLS from 127.0.0.1 and ::1 (tests, local tools)."""
+    """Allow LOGIN / AUTH PLAIN without TLS from loopback (127.0.0.0/8, ::1: tests, local tools)."""
     failures_per_network_per_hour: int = 30
     """Failed logins (any protocol) from one IPv4 address or IPv6 prefix before its logins are
     refused, the right password included, until failures age out of the hour; 0 = no limit."""
@@ -245,8 +241,6 @@ class Submission:
     """Per authenticated user; more gets 450 4.7.1 until the hour has passed."""
     recipients_per_message: int = 100
     """More gets 452 4.5.3 for the extra recipients (RFC 5321 §4.5.3.1.8)."""
-    auth_failures_per_ip_per_hour: int = 30
-    """Failed AUTH from one address before its logins are refused for the hour."""
     undo_seconds: int = 0
     """Hold every submitted message this long before it leaves (undo send); 0: off."""
 

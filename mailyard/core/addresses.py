@@ -6,6 +6,7 @@ mail system (RFC 5321 §2.4 allows otherwise, but users expect it), on the local
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 
@@ -26,12 +27,21 @@ class Address:
 
 
 def normalize(address: str) -> str:
-    """The canonical form used as a lookup key: no angle brackets, lower case, IDNA-free."""
+    """The canonical form used as a lookup key: no angle brackets, lower case, and an
+    internationalised domain as its A-label (`anna@bücher.example` and
+    `anna@xn--bcher-kva.example` are one account, as `mailyard domain add` stores the
+    domain); a domain IDNA refuses stays as written (it names no local domain)."""
     address = address.strip().strip("<>").strip()
     local, at, domain = address.rpartition("@")
     if not at:
         return address.lower()
-    return f"{local.lower()}@{domain.lower().rstrip('.')}"
+    domain = domain.lower().rstrip(".")
+    if not domain.isascii():
+        import idna  # only for the rare non-ASCII domain
+
+        with contextlib.suppress(UnicodeError):  # idna.IDNAError is one
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local.lower()}@{domain}"
 
 
 def domain_of(address: str) -> str:

@@ -71,7 +71,7 @@ class AccountService:
         return set(self.config_domains) | set(await self.store.list_domains())
 
     async def is_local_domain(self, domain: str) -> bool:
-        domain = domain.lower().rstrip(".")
+        domain = domain_of(f"x@{domain}")  # lower case, an IDN as its A-label
         return domain in self.config_domains or domain in await self.store.list_domains()
 
     # ------------------------------------------------------------------ users

@@ -173,3 +173,26 @@ def test_x_gm_raw_answers_bad_for_a_value_it_cannot_read(tmp_path: Path) -> None
         imap.logout()
     finally:
         srv.stop()
+
+
+def test_an_idn_user_is_one_account_in_either_form(tmp_path: Path) -> None:
+    """`user add` with the U-label domain finds the domain stored as its A-label, and mail
+    to either form reaches the one account (issue 19)."""
+    srv = Server(tmp_path)
+    srv.cli("domain", "add", "bücher.example")
+    srv.add_user("anna@bücher.example")
+    listed = srv.cli("user", "list").stdout.decode()
+    assert "anna@xn--bcher-kva.example" in listed, listed
+    srv.start()
+    try:
+        import smtplib
+
+        with smtplib.SMTP("127.0.0.1", srv.smtp_port) as smtp:
+            smtp.sendmail("x@remote.test", ["anna@xn--bcher-kva.example"],
+                          b"Subject: a-label\r\n\r\nhi\r\n")
+            smtp.sendmail("x@remote.test", ["anna@b\xfccher.example"],
+                          b"Subject: u-label\r\n\r\nhi\r\n", mail_options=["SMTPUTF8"])
+        found = srv.wait_emails("anna@xn--bcher-kva.example", 2)
+        assert sorted(e["subject"] for e in found) == ["a-label", "u-label"]
+    finally:
+        srv.stop()
