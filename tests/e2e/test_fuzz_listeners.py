@@ -2,7 +2,8 @@
 implicit TLS), IMAP and IMAPS, POP3 and POP3S, and the HTTPS listener (the JMAP API, upload,
 download, EventSource, /jmap/ws, /metrics /healthz /readyz and the webmail's paths), with
 random and mutated input, while EHLO, NOOP and a JMAP call on other connections must keep
-answering within max(250 ms, 5x their baseline measured here before the fuzzing), the
+answering within max(250 ms, 5x their baseline measured here before the fuzzing) (less the
+time the kernel kept the server's event loop or the probe runnable but off the CPU), the
 server's RSS stays within its baseline + 150 MB, the server stays up and ready, and its log
 gets no traceback and no ERROR record, and no reply carries one.
 
