@@ -57,7 +57,7 @@ from mailyard.services.tokens import TokenService
 from mailyard.services.vacation import VacationResponder
 from mailyard.store.fs.blobstore import FsBlobStore
 from mailyard.store.local.eventbus import LocalEventBus, socket_address
-from mailyard.store.ports import Counters
+from mailyard.store.ports import Counters, NotFound
 from mailyard.store.sqlite.counters import SqliteCounters
 from mailyard.store.sqlite.db import Database, SchemaTooNew, WriterStopped
 from mailyard.store.sqlite.mailstore import SqliteMailStore
@@ -113,12 +113,15 @@ class Runtime:
             failures_per_account=auth.failures_per_account_per_hour,
             ipv6_prefix=auth.ipv6_prefix))
         accounts = AccountService(store, config_domains=config.domains,
-                                  default_quota=config.limits.default_quota, guard=guard)
+                                  default_quota=config.limits.default_quota, guard=guard,
+                                  roles={"postmaster": config.addresses.postmaster,
+                                         "abuse": config.addresses.abuse})
         spam_model = SqliteSpamModel(data / "spam.db")
         pipeline = InboundPipeline(store, blobs,
                                    dedup_min_size=config.limits.attachment_dedup_min_size,
                                    index_limits=config.search,
-                                   placement=SpamPlacement(spam_model, config.spam))
+                                   placement=SpamPlacement(spam_model, config.spam),
+                                   recipient_account=accounts.recipient_account)
         mailbox = MailboxService(store, blobs, index, bus, pipeline)
         mailbox.junk_observers.append(
             SpamTrainer(spam_model, mailbox, config.spam).junk_changed)
@@ -343,6 +346,22 @@ def _sslproto_bug(error: object) -> bool:
     return False
 
 
+async def _warn_about_setup(config: Config, runtime: Runtime) -> None:
+    """What an admin should fix before real mail arrives, said once at start-up."""
+    if config.hostname in ("localhost", "localhost.localdomain"):
+        log.warning("hostname is still %r: other servers see it in the greeting, Received"
+                    " fields and bounces; set `hostname` to this server's public name",
+                    config.hostname)
+    if not config.addresses.postmaster:
+        for domain in sorted(await runtime.accounts.domains()):
+            try:
+                await runtime.store.get_account(f"postmaster@{domain}")
+            except NotFound:
+                log.warning("postmaster@%s has no account and [addresses] postmaster is not"
+                            " set: mail to it is refused with 451 until one of them is",
+                            domain)
+
+
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
     limit_malloc_arenas()
@@ -365,6 +384,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     tls = _tls_context(config)
+    await _warn_about_setup(config, runtime)
 
     servers: list[asyncio.Server] = []
     policy_store = open_policy_store(config)

@@ -108,6 +108,20 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class Addresses:
+    """Role addresses (RFC 2142) of every local domain."""
+
+    postmaster: str = ""
+    """The account that receives postmaster@ every local domain (RFC 5321 §4.5.1 requires
+    the address to be accepted): mail to postmaster@example.org goes to the account
+    postmaster@example.org if there is one, else to this account. "" with no such account:
+    RCPT answers 451 and start-up warns."""
+    abuse: str = ""
+    """The account that receives abuse@ every local domain, the same way; "": abuse@ only
+    where such an account exists."""
+
+
+@dataclass(frozen=True)
 class HTTP:
     """The HTTPS listener (JMAP and the webmail)."""
 
@@ -378,6 +392,7 @@ class Config:
     """Local domains (mail to them is delivered here), besides those added with `mailyard
     domain add`. Internationalised names are kept in their ASCII (xn--) form."""
     listen: Listen = field(default_factory=Listen)
+    addresses: Addresses = field(default_factory=Addresses)
     http: HTTP = field(default_factory=HTTP)
     limits: Limits = field(default_factory=Limits)
     queue: Queue = field(default_factory=Queue)
@@ -402,8 +417,8 @@ class Config:
         return self.data_dir / "blobs"
 
 
-_TABLES: dict[str, type] = {"listen": Listen, "http": HTTP, "limits": Limits, "queue": Queue,
-                            "tls": TLS,
+_TABLES: dict[str, type] = {"listen": Listen, "addresses": Addresses, "http": HTTP,
+                            "limits": Limits, "queue": Queue, "tls": TLS,
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
                             "checks": Checks, "spam": SpamPolicy,

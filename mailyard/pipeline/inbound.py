@@ -21,6 +21,7 @@ from mailyard.core.ids import new_id
 from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, Limits, index_text
 from mailyard.core.mime import ParsedMessage, normalize_subject, parse_message
 from mailyard.store.ports import (
+    Account,
     BlobStore,
     IndexDocument,
     MailStore,
@@ -103,10 +104,14 @@ class InboundPipeline:
     message, whether it arrived by SMTP (through the queue) or by IMAP APPEND / JMAP import."""
 
     def __init__(self, store: MailStore, blobs: BlobStore, *, dedup_min_size: int = 2048,
-                 index_limits: Limits = DEFAULT_LIMITS, placement: Placement | None = None
+                 index_limits: Limits = DEFAULT_LIMITS, placement: Placement | None = None,
+                 recipient_account: Callable[[str], Awaitable[Account]] | None = None
                  ) -> None:
         self.placement = placement
         self.store = store
+        self.recipient_account = recipient_account or store.get_account
+        """Who receives mail to an address (AccountService.recipient_account: role
+        addresses such as postmaster@ included); the store's own lookup by default."""
         self.blobs = blobs
         self.dedup_min_size = dedup_min_size
         self.index_limits = index_limits
@@ -130,7 +135,7 @@ class InboundPipeline:
             verdict, added = await self.placement.complete(verdict, message)
         for rcpt in payload["recipients"]:
             try:
-                account_id = (await self.store.get_account(rcpt)).id
+                account_id = (await self.recipient_account(rcpt)).id
             except NotFound:
                 raise NotFound(f"recipient {rcpt} has no account (removed after acceptance?)")\
                     from None

@@ -44,6 +44,9 @@ class RecipientStatus(enum.Enum):
     UNKNOWN_USER = "unknown user"
     NOT_LOCAL = "not a local domain"
     OVER_QUOTA = "over quota"
+    NO_POSTMASTER = "postmaster has no account"
+    """postmaster@ a local domain with neither its own account nor [addresses] postmaster:
+    a temporary refusal (the address must exist, RFC 5321 §4.5.1; the admin must say where)."""
 
 
 class LoginRefused(Exception):
@@ -58,8 +61,12 @@ class LoginRefused(Exception):
 
 class AccountService:
     def __init__(self, store: MailStore, *, config_domains: tuple[str, ...] = (),
-                 default_quota: int = 10 * 1024**3, guard: LoginGuard | None = None) -> None:
+                 default_quota: int = 10 * 1024**3, guard: LoginGuard | None = None,
+                 roles: dict[str, str] | None = None) -> None:
         self.store = store
+        self.roles = {k.lower(): normalize(v) for k, v in (roles or {}).items() if v}
+        """Role local parts (postmaster, abuse) of every local domain -> the account that
+        receives them when the domain has no account of that name."""
         self.config_domains = frozenset(config_domains)
         self.default_quota = default_quota
         self.guard = guard
@@ -139,13 +146,28 @@ class AccountService:
             await self.set_password(address, password)
         return account
 
+    async def recipient_account(self, address: str) -> Account:
+        """The account mail to `address` is delivered to: its own, or for a role address
+        (postmaster@, abuse@ any local domain) the configured one. Raises NotFound."""
+        address = normalize(address)
+        try:
+            return await self.store.get_account(address)
+        except NotFound:
+            local, _, domain = address.rpartition("@")
+            target = self.roles.get(local)
+            if target is None or not await self.is_local_domain(domain):
+                raise
+            return await self.store.get_account(target)
+
     async def check_recipient(self, address: str, size: int = 0) -> RecipientStatus:
         address = normalize(address)
         if not await self.is_local_domain(domain_of(address)):
             return RecipientStatus.NOT_LOCAL
         try:
-            account = await self.store.get_account(address)
+            account = await self.recipient_account(address)
         except NotFound:
+            if address.rpartition("@")[0] == "postmaster":
+                return RecipientStatus.NO_POSTMASTER
             return RecipientStatus.UNKNOWN_USER
         if account.used >= account.quota or account.used + size > account.quota:
             return RecipientStatus.OVER_QUOTA

@@ -128,6 +128,9 @@ class Server:
     plaintext_on_loopback: bool = True
     auth: dict[str, Any] = field(default_factory=dict)
     """More [auth] keys (failed-login limits)."""
+    addresses: dict[str, Any] = field(default_factory=dict)
+    """[addresses] keys (postmaster, abuse)."""
+    hostname: str = "mx.example.test"
     submission: dict[str, Any] = field(default_factory=dict)
     outbound: dict[str, Any] = field(default_factory=dict)
     dns: dict[str, Any] = field(default_factory=dict)
@@ -167,7 +170,7 @@ class Server:
         self.config_path = self.root / "mailyard.toml"
         lines = [
             f'data_dir = "{self.data_dir}"',
-            'hostname = "mx.example.test"',
+            f'hostname = "{self.hostname}"',
             "domains = [" + ", ".join(f'"{d}"' for d in self.domains) + "]",
             "[listen]",
             f'smtp = "127.0.0.1:{self.smtp_port}"',
@@ -181,6 +184,8 @@ class Server:
             "[auth]",
             f"plaintext_on_loopback = {str(self.plaintext_on_loopback).lower()}",
             *(f"{k} = {json.dumps(v)}" for k, v in self.auth.items()),
+            "[addresses]",
+            *(f"{k} = {json.dumps(v)}" for k, v in self.addresses.items()),
             "[pop3]",
             *(f"{k} = {json.dumps(v)}" for k, v in self.pop3.items()),
             "[imap]",

@@ -135,6 +135,9 @@ class InboundHandler:
             return "550 5.7.1 Relaying denied: not a local domain and no authentication"
         if status is RecipientStatus.UNKNOWN_USER:
             return "550 5.1.1 No such user here"
+        if status is RecipientStatus.NO_POSTMASTER:
+            log.warning("mail to %s refused for now: set [addresses] postmaster", address)
+            return "451 4.3.0 Postmaster mailbox not configured, try again later"
         if status is RecipientStatus.OVER_QUOTA:
             return "452 4.2.2 Mailbox full, try again later"
         env: SMTPEnvelope | None = getattr(session, "checks_envelope", None)
