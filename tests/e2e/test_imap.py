@@ -222,7 +222,7 @@ def test_other_users_mail_is_invisible(server: Server) -> None:
 
 
 def test_auth_failures_are_rate_limited(tmp_path: Path) -> None:
-    srv = Server(tmp_path, imap={"auth_failures_per_ip_per_hour": 3})
+    srv = Server(tmp_path, auth={"failures_per_network_per_hour": 3})
     srv.add_user("alice@example.test")
     srv.start()
     try:

@@ -323,7 +323,8 @@ def test_expunge_mode_removes_for_good(tmp_path: Path) -> None:
 
 
 def test_auth_failures_are_limited_and_idle_clients_closed(tmp_path: Path) -> None:
-    srv = Server(tmp_path, pop3={"auth_failures_per_ip_per_hour": 2, "idle_timeout": 1})
+    srv = Server(tmp_path, pop3={"idle_timeout": 1},
+                 auth={"failures_per_network_per_hour": 2})
     srv.add_user(ALICE)
     srv.start()
     try:

@@ -175,7 +175,7 @@ def test_no_relay_without_auth_on_any_port(server: Server, mx: FakeMX) -> None:
 
 def test_login_failures_are_limited_per_ip(tmp_path: Path, mx: FakeMX, dns: TestDNS) -> None:
     srv = make_server(tmp_path / "srv", mx, dns)
-    srv.submission = {"auth_failures_per_ip_per_hour": 3}
+    srv.auth = {"failures_per_network_per_hour": 3}
     srv.__post_init__()
     srv.start()
     try:
