@@ -35,3 +35,10 @@ if [ ${#need[@]} -gt 0 ]; then
     sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 fi
+# sslyze for tests/e2e/test_tls_profile.py, in a venv of its own: sslyze 6 pins cryptography
+# below the version Mailyard runs on (scripts/test-run.sh names it in MAILYARD_SSLYZE_PYTHON).
+if [ ! -x .venv-sslyze/bin/sslyze ]; then
+  echo "test-deps: installing sslyze into .venv-sslyze" >&2
+  python3 -m venv .venv-sslyze
+  .venv-sslyze/bin/python -m pip install --quiet 'sslyze>=6.3,<7'
+fi
