@@ -36,4 +36,4 @@ bench: install
 	$(BIN)/python bench/smtp_ingest.py
 
 clean:
-	rm -rf $(VENV) mailyard-data .pytest_cache .mypy_cache
+	rm -rf $(VENV) .venv-sslyze mailyard-data .pytest_cache .mypy_cache
