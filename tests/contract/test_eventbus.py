@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.contract.conftest import Engine, local_relay_address
 
-TIMEOUT = 2.0
+TIMEOUT = 30.0  # generous: an event is delivered in milliseconds; only a lost one waits this long
 
 
 async def next_event(sub: AsyncIterator[int]) -> int:

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,7 +37,8 @@ def deliver(server: Server, *subjects: str) -> None:
     before = len(server.emails("alice@example.test"))
     for n, subject in enumerate(subjects, 1):
         send(server, message(subject))
-        server.wait_emails("alice@example.test", before + n)
+        found = server.wait_emails("alice@example.test", before + n, timeout=60)
+        assert len(found) == before + n, f"{subject!r} not delivered"
     server.wait_queue_empty()
 
 
@@ -178,14 +180,27 @@ def test_two_sessions_see_each_others_changes(server: Server) -> None:
     b.logout()
 
 
+def _logged_delivery(server: Server) -> float:
+    """When the server's log says the pipeline stored a message (the first such line)."""
+    deadline = time.monotonic() + 60
+    while True:
+        for line in server.log_path.read_text(errors="replace").splitlines():
+            if " mailyard.worker delivered " in line:
+                stamp = " ".join(line.split()[:2])  # asctime: local time, as this process's
+                return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        assert time.monotonic() < deadline, "no delivery in the log"
+        time.sleep(0.1)
+
+
 def test_idle_wakes_on_delivery(server: Server) -> None:
     sock, f = _idle_session(server, b"c")
-    started = time.monotonic()
     threading.Thread(target=send, args=(server, message("wake up"))).start()
     line = f.readline()
-    waited = time.monotonic() - started
+    heard = time.time()
     assert line == b"* 1 EXISTS\r\n", line
-    assert waited < 5
+    # Woken by the delivery itself, not by a later poll: measured from the server's record of
+    # the delivery, so the time SMTP and the pipeline take on a busy machine does not count.
+    assert heard - _logged_delivery(server) < 5
     assert f.readline() == b"* 1 RECENT\r\n"  # an IMAP4rev1 session: \Recent is its own
     sock.sendall(b"DONE\r\n")
     assert f.readline().startswith(b"c OK")
@@ -193,7 +208,7 @@ def test_idle_wakes_on_delivery(server: Server) -> None:
 
 
 def test_bad_commands_get_bad_and_the_session_survives(server: Server) -> None:
-    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
+    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=60)
     f = sock.makefile("rb")
     f.readline()
     for line in (b"\r\n", b"nonsense\r\n", b"a FROB\r\n", b"b SELECT INBOX\r\n",
@@ -344,9 +359,17 @@ def test_connection_limits_per_user_and_ip(tmp_path: Path) -> None:
         assert fourth.makefile("rb").readline().startswith(b"* BYE [UNAVAILABLE]")
         fourth.close()
         first.logout()
-        time.sleep(0.2)
-        again = imaplib.IMAP4("127.0.0.1", srv.imap_port)
-        assert again.login("alice@example.test", PASSWORD)[0] == "OK"
+        # The server frees the slot once it has closed the first connection: wait for that.
+        deadline = time.monotonic() + 60
+        while True:
+            again = imaplib.IMAP4("127.0.0.1", srv.imap_port)
+            try:
+                assert again.login("alice@example.test", PASSWORD)[0] == "OK"
+                break
+            except imaplib.IMAP4.error as e:
+                assert "LIMIT" in str(e) and time.monotonic() < deadline, e
+                again.logout()
+                time.sleep(0.1)
         for c in (second, third, again):
             c.logout()
     finally:
@@ -429,7 +452,7 @@ def test_idle_timeout_says_bye(tmp_path: Path) -> None:
     srv.add_user("alice@example.test")
     srv.start()
     try:
-        sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=60)
         f = sock.makefile("rb")
         assert f.readline().startswith(b"* OK")
         assert f.readline().startswith(b"* BYE")
@@ -446,10 +469,10 @@ def test_idle_timeout_in_idle_says_bye(tmp_path: Path) -> None:
     srv.add_user("alice@example.test")
     srv.start()
     try:
+        started = time.monotonic()  # before any activity of the session the timer counts from
         sock, f = _idle_session(srv, b"c")
-        started = time.monotonic()
-        assert f.readline() == b"* BYE Idle for too long\r\n"
-        assert 0.9 < time.monotonic() - started < 5
+        assert f.readline() == b"* BYE Idle for too long\r\n"  # within the socket's timeout
+        assert time.monotonic() - started >= 1.0, "BYE before idle_timeout"
         assert f.readline() == b""
         sock.close()
     finally:
@@ -458,7 +481,7 @@ def test_idle_timeout_in_idle_says_bye(tmp_path: Path) -> None:
 
 def _idle_session(server: Server, tag: bytes) -> tuple[socket.socket, BinaryIO]:
     """A raw socket logged in as alice, INBOX selected, in IDLE under `tag`."""
-    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
+    sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=60)
     f = sock.makefile("rb")
     f.readline()
     sock.sendall(b"a LOGIN alice@example.test secret-password\r\nb SELECT INBOX\r\n")

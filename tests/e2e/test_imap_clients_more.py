@@ -136,7 +136,7 @@ class Tmux:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["tmux", "-S", str(self.socket), *args], capture_output=True,
-                              text=True, timeout=20)
+                              text=True, timeout=60)
 
     def start(self, command: str) -> None:
         started = self.run("new-session", "-d", "-x", "200", "-y", "50", command)
@@ -151,7 +151,7 @@ class Tmux:
     def alive(self) -> bool:
         return self.run("has-session").returncode == 0
 
-    def wait(self, predicate: Callable[[str], bool], what: str, timeout: float = 20.0) -> str:
+    def wait(self, predicate: Callable[[str], bool], what: str, timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
@@ -225,7 +225,7 @@ set arrow_cursor = yes
         tmux.keys("q")
         tmux.wait(lambda s: "q:Quit" in s, "back to the index")
         tmux.keys("q")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while tmux.alive() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not tmux.alive(), "neomutt did not quit:\n" + tmux.screen()

@@ -60,16 +60,16 @@ def test_aioimaplib_idle_sees_a_delivery(server: Server) -> None:
     deliver(server, "before idle")
 
     async def go() -> list[bytes]:
-        client = aioimaplib.IMAP4(host="127.0.0.1", port=server.imap_port, timeout=10)
+        client = aioimaplib.IMAP4(host="127.0.0.1", port=server.imap_port, timeout=60)
         await client.wait_hello_from_server()
         await client.login("alice@example.test", PASSWORD)
         await client.select("INBOX")
-        idle = await client.idle_start(timeout=10)
+        idle = await client.idle_start(timeout=60)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, send, server, message("during idle"))
-        pushed = await client.wait_server_push(timeout=10)
+        pushed = await client.wait_server_push(timeout=60)
         client.idle_done()
-        await asyncio.wait_for(idle, 10)
+        await asyncio.wait_for(idle, 60)
         await client.logout()
         return list(pushed) if isinstance(pushed, list) else [pushed]
 

@@ -51,7 +51,7 @@ class Idler:
     """A raw IMAP connection in IDLE on INBOX."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.file = self.sock.makefile("rb")
         self.file.readline()
         self.command(f'a LOGIN {USER} "{PASSWORD}"')
@@ -71,7 +71,7 @@ class Idler:
                 assert got.split()[1] == b"OK", got
                 return lines
 
-    def wait_for(self, pattern: bytes, timeout: float = 10.0) -> bytes:
+    def wait_for(self, pattern: bytes, timeout: float = 60.0) -> bytes:
         self.sock.settimeout(timeout)
         while True:
             line = self.file.readline()
@@ -131,7 +131,7 @@ def test_sessions_of_both_processes_get_bye_at_shutdown(server: Server) -> None:
         for idler in idlers:
             idler.wait_for(rb"^\* BYE")
         server.process.wait(30)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while serving_pids(server.imap_port) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not serving_pids(server.imap_port)

@@ -32,7 +32,7 @@ class Wire:
     """A raw IMAP client over a socket that can switch itself to raw deflate (wbits -15)."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.buffer = b""
         self.inflate: zlib._Decompress | None = None
         self.deflate: zlib._Compress | None = None

@@ -223,10 +223,14 @@ def test_connection_limit_per_ip(tmp_path: Path) -> None:
         first.cmd("QUIT")
         first.close()
         third.close()
+        # The slot is free once the server has seen the first connection end: wait for that.
         import time
-        time.sleep(0.3)
-        fourth = RawSMTP(srv.smtp_port)
-        assert fourth.greeting.startswith("220")
+        deadline = time.monotonic() + 60
+        while not (fourth := RawSMTP(srv.smtp_port)).greeting.startswith("220"):
+            assert fourth.greeting.startswith("421 4.7.0"), fourth.greeting
+            assert time.monotonic() < deadline, "the first connection's slot stays taken"
+            fourth.close()
+            time.sleep(0.1)
         fourth.close()
         second.close()
     finally:

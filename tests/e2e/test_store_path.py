@@ -151,7 +151,7 @@ def test_poison_mail_goes_to_the_dlq_and_comes_back(tmp_path: Path) -> None:
         assert reply.startswith("250 2.0.0 OK queued as ")
         queue_id = reply.rsplit(" ", 1)[1]
         smtp.close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while srv.queue_stats()["dead"] == 0 and time.monotonic() < deadline:
             time.sleep(0.2)
         listing = srv.cli("dlq", "list").stdout.decode()

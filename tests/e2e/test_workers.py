@@ -34,7 +34,7 @@ def test_workers_run_niced_and_deliver(tmp_path: Path) -> None:
     try:
         assert srv.process is not None
         own = int(Path(f"/proc/{srv.process.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-        deadline = time.monotonic() + 30  # a spawned worker imports before it renices
+        deadline = time.monotonic() + 60  # a spawned worker imports before it renices
         while True:
             workers = [nice for cmd, nice in _children(srv.process.pid).values()
                        if "multiprocessing-fork" in cmd]
