@@ -109,7 +109,7 @@ class InboundPipeline:
                  ) -> None:
         self.placement = placement
         self.store = store
-        self.recipient_account = recipient_account or store.get_account
+        self.recipient_account = recipient_account
         """Who receives mail to an address (AccountService.recipient_account: role
         addresses such as postmaster@ included); the store's own lookup by default."""
         self.blobs = blobs
@@ -135,7 +135,8 @@ class InboundPipeline:
             verdict, added = await self.placement.complete(verdict, message)
         for rcpt in payload["recipients"]:
             try:
-                account_id = (await self.recipient_account(rcpt)).id
+                lookup = self.recipient_account or self.store.get_account
+                account_id = (await lookup(rcpt)).id
             except NotFound:
                 raise NotFound(f"recipient {rcpt} has no account (removed after acceptance?)")\
                     from None

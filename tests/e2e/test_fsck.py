@@ -79,8 +79,11 @@ def test_finds_and_repairs_deleted_index_row_and_missing_attachment_ref(
 
     search = sqlite3.connect(srv.data_dir / "search.db")
     with search:
-        assert search.execute("DELETE FROM doc_ids WHERE email_id = ?",
-                              (zanzibar,)).rowcount == 1
+        # The email's whole index row: its id entry, its words and its trigrams.
+        [(rowid,)] = search.execute("DELETE FROM doc_ids WHERE email_id = ? RETURNING rowid_",
+                                    (zanzibar,)).fetchall()
+        search.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
+        search.execute("DELETE FROM grams WHERE rowid = ?", (rowid,))
         # And a document of an email that no longer exists.
         search.execute("INSERT INTO doc_ids VALUES ((SELECT account_id FROM doc_ids LIMIT 1),"
                        " 'eGHOST0000000', 1)")

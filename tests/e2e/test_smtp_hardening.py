@@ -337,7 +337,9 @@ def probes(server: Server, listener: str) -> None:
         probe.close()
     assert replied and replied[0].startswith("552 5.3.4"), replied
     worst = max(during)
-    allowed = 0.1 + 10 * statistics.median(baseline) + max(baseline)
+    # 250 ms at least, as the fuzz stage's probes (a busy CI machine's scheduling alone
+    # reaches 100 ms); the stall this guards against was 390-490 ms.
+    allowed = max(0.25, 0.1 + 10 * statistics.median(baseline) + max(baseline))
     assert worst <= allowed, (f"EHLO took {worst:.3f} s during a folded 14 MB header "
                               f"(baseline max {max(baseline):.4f} s, allowed {allowed:.3f} s;"
                               f" probes: {sorted(during)[-3:]} of {len(during)})")
