@@ -5,71 +5,21 @@ client; once it is back, mail is accepted and delivered without restarting Maily
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import glob
-import os
-import shutil
 import smtplib
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from tests.e2e.server import Server
+from tests.faults import PrivatePostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "postgres-up.sh"
 ALICE, PASSWORD = "alice@example.test", "secret-password"
 CAROL = "carol@remote.test"
-
-
-class PrivatePostgres:
-    """A cluster of this test's own (scripts/postgres-up.sh), stopped and started on the same
-    port so that the server's DSN stays right."""
-
-    def __init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="mailyard-outage-pg-")
-        out = subprocess.run([str(SCRIPT), self.directory], check=True, capture_output=True,
-                             text=True, timeout=180)
-        self.dsn = out.stdout.strip().splitlines()[-1]
-        self.port = urlsplit(self.dsn).port
-
-    def _pg_ctl(self, *args: str) -> None:
-        [pg_ctl, *_] = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True) \
-            or [shutil.which("pg_ctl") or "pg_ctl"]
-        owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*owner, pg_ctl, "-D", f"{self.directory}/data", *args], check=True,
-                       capture_output=True, timeout=120)
-
-    def stop(self) -> None:
-        self._pg_ctl("-m", "fast", "-w", "stop")
-
-    def start(self) -> None:
-        self._pg_ctl("-l", f"{self.directory}/server.log", "-w", "-t", "60", "-o",
-                     f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory}"
-                     " -c max_connections=200", "start")
-
-    def database(self, name: str) -> str:
-        async def create() -> None:
-            conn = await asyncpg.connect(self.dsn)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
-        return urlsplit(self.dsn)._replace(path="/" + name).geturl()
-
-    def remove(self) -> None:
-        subprocess.run([str(SCRIPT), "stop", self.directory], check=False,
-                       capture_output=True, timeout=60)
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @pytest.fixture
