@@ -10,11 +10,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mailyard.protocols.imap.reader import PRE_AUTH_COMMAND_MAX, PRE_AUTH_LITERAL_MAX
+from tests.clientfaults import bad_record_after_handshake, reset_after
 from tests.e2e.server import Server, serving
 
 PASSWORD = b"secret-password"
@@ -297,30 +295,8 @@ def test_a_pipelined_flood_does_not_hold_the_other_connections(server: Server) -
 
 # ---------------------------------------------------------------------- clients that vanish
 
-def _reset_after(port: int, data: bytes, times: int = 20) -> None:
-    """Send `data` after the greeting and reset the connection at once (SO_LINGER 0)."""
-    for _ in range(times):
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            assert sock.recv(4096)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.sendall(data)
 
 
-def _bad_record_after_handshake(port: int) -> None:
-    """Finish a TLS handshake, then send a record that does not decrypt (a broken or hostile
-    peer, or a scanner aborting): the server's next read fails with an SSL error."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, \
-            ctx.wrap_socket(sock) as tls:
-        assert tls.recv(4096)  # the greeting, over TLS
-        raw = socket.socket(fileno=os.dup(tls.fileno()))
-        raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
-        raw.close()
-        with contextlib.suppress(OSError):
-            while tls.recv(4096):
-                pass
 
 
 def _no_traceback_since(server: Server, offset: int) -> None:
@@ -333,8 +309,8 @@ def _no_traceback_since(server: Server, offset: int) -> None:
 
 def test_clients_that_vanish_around_tls_leave_no_traceback(server: Server) -> None:
     offset = server.log_path.stat().st_size
-    _reset_after(server.imap_port, b"a STARTTLS\r\n")
-    _reset_after(server.imap_port, b"a NOOP\r\nb NOOP\r\n")
+    reset_after(server.imap_port, b"a STARTTLS\r\n")
+    reset_after(server.imap_port, b"a NOOP\r\nb NOOP\r\n")
     for _ in range(5):
-        _bad_record_after_handshake(server.imaps_port)
+        bad_record_after_handshake(server.imaps_port)
     _no_traceback_since(server, offset)

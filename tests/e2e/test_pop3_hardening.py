@@ -4,17 +4,15 @@ middle must not log the TLS session in), and a failed handshake leaves no traceb
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.clientfaults import bad_record_after_handshake, reset_after
 from tests.e2e.server import Server, serving
 
 PASSWORD = b"secret-password"
@@ -167,38 +165,16 @@ def test_a_pipelined_flood_does_not_hold_the_other_connections(server: Server) -
     other.close()
 
 
-def _reset_after(port: int, data: bytes, times: int = 20) -> None:
-    """Send `data` after the greeting and reset the connection at once (SO_LINGER 0)."""
-    for _ in range(times):
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            assert sock.recv(4096)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.sendall(data)
 
 
-def _bad_record_after_handshake(port: int) -> None:
-    """Finish a TLS handshake, then send a record that does not decrypt: the server's next
-    read fails with an SSL error."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, \
-            ctx.wrap_socket(sock) as tls:
-        assert tls.recv(4096)  # the greeting, over TLS
-        raw = socket.socket(fileno=os.dup(tls.fileno()))
-        raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
-        raw.close()
-        with contextlib.suppress(OSError):
-            while tls.recv(4096):
-                pass
 
 
 def test_clients_that_vanish_around_tls_leave_no_traceback(server: Server) -> None:
     offset = server.log_path.stat().st_size
-    _reset_after(server.pop3_port, b"STLS\r\n")
-    _reset_after(server.pop3_port, b"CAPA\r\nCAPA\r\n")
+    reset_after(server.pop3_port, b"STLS\r\n")
+    reset_after(server.pop3_port, b"CAPA\r\nCAPA\r\n")
     for _ in range(5):
-        _bad_record_after_handshake(server.pop3s_port)
+        bad_record_after_handshake(server.pop3s_port)
     w = Wire(server.pop3_port)  # the server goes on
     w.send(b"QUIT\r\n")
     assert w.line().startswith(b"+OK")
