@@ -2,145 +2,224 @@
 
 `Runtime` builds the adapters from the config; `serve` starts the listeners and the pipeline
 workers (in this process, or in `--workers N` processes beside it so both cores work).
+
+Each adapter, service, protocol and pipeline module is imported by the function or Runtime
+part that uses it, not here: an admin command imports what it runs and nothing else
+(`mailyard search` no listener, no check, no engine it is not configured for), which
+tests/unit/test_cli_imports.py checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import multiprocessing
 import os
 import signal
-import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailyard.config import Config, ConfigError
-from mailyard.dns import Resolver
-from mailyard.log import configure as configure_logging
-from mailyard.mtasts import MTASTS
-from mailyard.pipeline.inbound import InboundPipeline
-from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
-from mailyard.pipeline.worker import RetryPolicy, Supervised, Worker, parent_alive, pause
-from mailyard.protocols.imap.server import start_imap
-from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
-from mailyard.protocols.jmap.http import HTTPServer, JMAPPolicy, JMAPServices, build_app, start_http
-from mailyard.protocols.jmap.push import routes as push_routes
-from mailyard.protocols.jmap.pushsub import PushService
-from mailyard.protocols.jmap.sync import routes as sync_routes
-from mailyard.protocols.jmap.webpush import WebPushDeliverer
-from mailyard.protocols.jmap.websocket import routes as websocket_routes
-from mailyard.protocols.live import LIVE
-from mailyard.protocols.ops import OpsRouter, OpsServices, build_ops_app
-from mailyard.protocols.pop3.server import start_pop3
-from mailyard.protocols.pop3.session import POP3Policy, POP3Services
-from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
-from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
-from mailyard.services.accounts import AccountService
-from mailyard.services.blobs import BlobService
-from mailyard.services.checks import Check, CheckChain
-from mailyard.services.checks.auth import AuthCheck
-from mailyard.services.checks.content import ContentCheck, SpamPlacement
-from mailyard.services.checks.policy import PolicyCheck, PolicySettings
-from mailyard.services.checks.training import SpamTrainer
-from mailyard.services.delivery import DeliveryService
-from mailyard.services.loginguard import LoginGuard, LoginLimits
-from mailyard.services.mailbox import MailboxService
-from mailyard.services.search import SearchService
-from mailyard.services.submission import SubmissionPolicy, SubmissionService
-from mailyard.services.tokens import TokenService
-from mailyard.services.vacation import VacationResponder
-from mailyard.store.fs.blobstore import FsBlobStore
-from mailyard.store.local.eventbus import LocalEventBus, socket_address
-from mailyard.store.ports import Counters, NotFound
-from mailyard.store.sqlite.counters import SqliteCounters
-from mailyard.store.sqlite.db import Database, SchemaTooNew, WriterStopped
-from mailyard.store.sqlite.mailstore import SqliteMailStore
-from mailyard.store.sqlite.policy import SqlitePolicyStore
-from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
-from mailyard.store.sqlite.queue import WATCH_INTERVAL, SqliteQueue
-from mailyard.store.sqlite.search import SqliteSearchIndex
-from mailyard.store.sqlite.spam import SqliteSpamModel
-from mailyard.tls import ensure_self_signed, server_context
 
 if TYPE_CHECKING:
+    import ssl
+
+    from mailyard.dns import Resolver
+    from mailyard.pipeline.inbound import InboundPipeline, MessageLoader
+    from mailyard.pipeline.outbound import OutboundWorker
+    from mailyard.pipeline.worker import Supervised, Worker
+    from mailyard.protocols.imap.session import IMAPServices
+    from mailyard.services.accounts import AccountService
+    from mailyard.services.blobs import BlobService
+    from mailyard.services.checks import CheckChain
+    from mailyard.services.checks.content import SpamPlacement
+    from mailyard.services.checks.training import SpamTrainer
+    from mailyard.services.delivery import DeliveryService
+    from mailyard.services.mailbox import MailboxService
+    from mailyard.services.search import SearchService
+    from mailyard.services.submission import SubmissionService
+    from mailyard.services.tokens import TokenService
+    from mailyard.services.vacation import VacationResponder
+    from mailyard.store.fs.blobstore import FsBlobStore
+    from mailyard.store.local.eventbus import LocalEventBus
+    from mailyard.store.ports import Account, Counters
     from mailyard.store.postgres.mailstore import PostgresMailStore
     from mailyard.store.postgres.search import PostgresSearchIndex
     from mailyard.store.postgres.sharded import ShardedMailStore
     from mailyard.store.s3.blobstore import S3BlobStore
+    from mailyard.store.sqlite.mailstore import SqliteMailStore
+    from mailyard.store.sqlite.policy import SqlitePolicyStore
+    from mailyard.store.sqlite.queue import SqliteQueue
+    from mailyard.store.sqlite.search import SqliteSearchIndex
+    from mailyard.store.sqlite.spam import SqliteSpamModel
 
 log = logging.getLogger("mailyard")
 
 
-@dataclass
 class Runtime:
-    config: Config
-    store: SqliteMailStore | PostgresMailStore | ShardedMailStore
-    blobs: FsBlobStore | S3BlobStore
-    queue: SqliteQueue
-    index: SqliteSearchIndex | PostgresSearchIndex
-    bus: LocalEventBus
-    pipeline: InboundPipeline
-    accounts: AccountService
-    delivery: DeliveryService
-    mailbox: MailboxService
-    search: SearchService
-    submission: SubmissionService
-    resolver: Resolver
-    blob_access: BlobService
-    vacation: VacationResponder
-    tokens: TokenService
-    spam_model: SqliteSpamModel
+    """The adapters and services for one config, each built when first used: `Runtime(config)`
+    for an admin command (`user list` opens the MailStore only, `search` no queue and no
+    checks), `Runtime.open(config)` for the server and its workers, which build every part at
+    once so that a store that cannot open stops start-up."""
+
+    PARTS = ("store", "blobs", "queue", "index", "bus", "accounts", "spam_model", "pipeline",
+             "mailbox", "submission", "delivery", "search", "resolver", "blob_access",
+             "vacation", "tokens", "placement", "spam_trainer")
+    """Every part, in the order `open` builds them (the order the server always used)."""
+
+    def __init__(self, config: Config) -> None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
         """Build every adapter and service for `config` (no listener, no worker yet)."""
-        data = config.data_dir
-        data.mkdir(parents=True, exist_ok=True)
-        store = open_mailstore(config)
-        blobs = open_blobstore(config)
-        queue = SqliteQueue(data / "queue.db", poll_interval=config.queue.poll_interval)
-        index = open_search_index(config)
-        bus = LocalEventBus()
+        runtime = cls(config)
+        for part in cls.PARTS:
+            getattr(runtime, part)
+        return runtime
+
+    @cached_property
+    def store(self) -> SqliteMailStore | PostgresMailStore | ShardedMailStore:
+        return open_mailstore(self.config)
+
+    @cached_property
+    def blobs(self) -> FsBlobStore | S3BlobStore:
+        return open_blobstore(self.config)
+
+    @cached_property
+    def queue(self) -> SqliteQueue:
+        from mailyard.store.sqlite.queue import SqliteQueue
+
+        return SqliteQueue(self.config.data_dir / "queue.db",
+                           poll_interval=self.config.queue.poll_interval)
+
+    @cached_property
+    def index(self) -> SqliteSearchIndex | PostgresSearchIndex:
+        return open_search_index(self.config)
+
+    @cached_property
+    def bus(self) -> LocalEventBus:
+        from mailyard.store.local.eventbus import LocalEventBus
+
+        return LocalEventBus()
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        from mailyard.services.accounts import AccountService
+        from mailyard.services.loginguard import LoginGuard, LoginLimits
+
+        config = self.config
         auth = config.auth
         guard = LoginGuard(open_counters(config), LoginLimits(
             failures_per_network=auth.failures_per_network_per_hour,
             failures_per_account=auth.failures_per_account_per_hour,
             ipv6_prefix=auth.ipv6_prefix))
-        accounts = AccountService(store, config_domains=config.domains,
-                                  default_quota=config.limits.default_quota, guard=guard,
-                                  roles={"postmaster": config.addresses.postmaster,
-                                         "abuse": config.addresses.abuse})
-        spam_model = SqliteSpamModel(data / "spam.db")
-        pipeline = InboundPipeline(store, blobs,
-                                   dedup_min_size=config.limits.attachment_dedup_min_size,
-                                   index_limits=config.search,
-                                   placement=SpamPlacement(spam_model, config.spam),
-                                   recipient_account=accounts.recipient_account)
-        mailbox = MailboxService(store, blobs, index, bus, pipeline)
-        mailbox.junk_observers.append(
-            SpamTrainer(spam_model, mailbox, config.spam).junk_changed)
+        return AccountService(self.store, config_domains=config.domains,
+                              default_quota=config.limits.default_quota, guard=guard,
+                              roles={"postmaster": config.addresses.postmaster,
+                                     "abuse": config.addresses.abuse})
+
+    @cached_property
+    def spam_model(self) -> SqliteSpamModel:
+        from mailyard.store.sqlite.spam import SqliteSpamModel
+
+        return SqliteSpamModel(self.config.data_dir / "spam.db")
+
+    @cached_property
+    def pipeline(self) -> InboundPipeline:
+        """Its spam placement and its recipients' accounts are asked for per message, and
+        built then (`placement`, `accounts`): reading mail needs neither."""
+        from mailyard.pipeline.inbound import InboundPipeline
+
+        config = self.config
+        return InboundPipeline(self.store, self.blobs,
+                               dedup_min_size=config.limits.attachment_dedup_min_size,
+                               index_limits=config.search, placement=_Placement(self),
+                               recipient_account=self._recipient_account)
+
+    async def _recipient_account(self, address: str) -> Account:
+        return await self.accounts.recipient_account(address)
+
+    @cached_property
+    def placement(self) -> SpamPlacement:
+        from mailyard.services.checks.content import SpamPlacement
+
+        return SpamPlacement(self.spam_model, self.config.spam)
+
+    @cached_property
+    def mailbox(self) -> MailboxService:
+        from mailyard.services.mailbox import MailboxService
+
+        mailbox = MailboxService(self.store, self.blobs, self.index, self.bus, self.pipeline)
+        mailbox.junk_observers.append(self._junk_changed)
+        return mailbox
+
+    def _junk_changed(self, account: Account, email_ids: Sequence[str], is_spam: bool) -> None:
+        self.spam_trainer.junk_changed(account, email_ids, is_spam)
+
+    @cached_property
+    def spam_trainer(self) -> SpamTrainer:
+        """Trains the spam models on what users mark Junk or not (MailboxService's observer)."""
+        from mailyard.services.checks.training import SpamTrainer
+
+        return SpamTrainer(self.spam_model, self.mailbox, self.config.spam)
+
+    @cached_property
+    def submission(self) -> SubmissionService:
+        from mailyard.services.submission import SubmissionPolicy, SubmissionService
+
+        config = self.config
         sub = config.submission
-        submission = SubmissionService(accounts, mailbox, blobs, queue, SubmissionPolicy(
-            hostname=config.hostname, messages_per_hour=sub.messages_per_hour,
-            recipients_per_message=sub.recipients_per_message, undo_seconds=sub.undo_seconds))
-        return cls(
-            config=config, store=store, blobs=blobs, queue=queue, index=index, bus=bus,
-            pipeline=pipeline, accounts=accounts, delivery=DeliveryService(blobs, queue),
-            mailbox=mailbox, search=SearchService(store, index),
-            submission=submission, resolver=Resolver.from_config(config.dns),
-            blob_access=BlobService(store, blobs, mailbox),
-            vacation=VacationResponder(store, submission),
-            tokens=TokenService(store),
-            spam_model=spam_model,
-        )
+        return SubmissionService(self.accounts, self.mailbox, self.blobs, self.queue,
+                                 SubmissionPolicy(
+                                     hostname=config.hostname,
+                                     messages_per_hour=sub.messages_per_hour,
+                                     recipients_per_message=sub.recipients_per_message,
+                                     undo_seconds=sub.undo_seconds))
+
+    @cached_property
+    def delivery(self) -> DeliveryService:
+        from mailyard.services.delivery import DeliveryService
+
+        return DeliveryService(self.blobs, self.queue)
+
+    @cached_property
+    def search(self) -> SearchService:
+        from mailyard.services.search import SearchService
+
+        return SearchService(self.store, self.index)
+
+    @cached_property
+    def resolver(self) -> Resolver:
+        from mailyard.dns import Resolver
+
+        return Resolver.from_config(self.config.dns)
+
+    @cached_property
+    def blob_access(self) -> BlobService:
+        from mailyard.services.blobs import BlobService
+
+        return BlobService(self.store, self.blobs, self.mailbox)
+
+    @cached_property
+    def vacation(self) -> VacationResponder:
+        from mailyard.services.vacation import VacationResponder
+
+        return VacationResponder(self.store, self.submission)
+
+    @cached_property
+    def tokens(self) -> TokenService:
+        from mailyard.services.tokens import TokenService
+
+        return TokenService(self.store)
 
     def worker(self) -> Worker:
+        from mailyard.pipeline.worker import RetryPolicy, Worker
+
         c = self.config
         return Worker(self.queue, self.pipeline, self.index, self.bus,
                       RetryPolicy(c.queue.max_attempts, c.queue.backoff_base,
@@ -149,6 +228,9 @@ class Runtime:
                       after_delivery=self.vacation.after_delivery)
 
     def outbound(self) -> OutboundWorker:
+        from mailyard.mtasts import MTASTS
+        from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
+
         c = self.config
         o = c.outbound
         sts = MTASTS(self.resolver, port=o.mta_sts_port, cafile=o.cafile or None) \
@@ -166,25 +248,52 @@ class Runtime:
 
     def loops(self) -> list[Supervised]:
         """The pipeline and outbound loops, each restarted should it ever end early."""
+        from mailyard.pipeline.worker import Supervised
+
         return [Supervised("pipeline worker", lambda: self.worker().run),
                 Supervised("outbound worker", lambda: self.outbound().run)]
 
     def stopped_writers(self) -> list[str]:
         """The SQLite files of this runtime whose writer thread is gone (none, normally)."""
-        parts = (self.store, self.queue, self.index, self.spam_model)
+        from mailyard.store.sqlite.db import Database
+
+        built = self.__dict__
+        parts = (built.get(name) for name in ("store", "queue", "index", "spam_model"))
         return [db.path.name for part in parts
                 if isinstance(db := getattr(part, "db", None), Database) and not db.alive]
 
     def close(self) -> None:
-        self.bus.close()
-        for part in (self.queue, self.index, self.store, self.blobs, self.spam_model):
-            part.close()
+        """Close the parts that were built (the others never opened anything)."""
+        built = self.__dict__
+        if "bus" in built:
+            self.bus.close()
+        for name in ("queue", "index", "store", "blobs", "spam_model"):
+            if name in built:
+                built[name].close()
+
+
+class _Placement:
+    """The pipeline's spam placement (services/checks/content.py SpamPlacement), built on the
+    first message placed: a command that reads mail imports no content check (nor httpx)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def complete(self, verdict: dict[str, Any], message: MessageLoader
+                       ) -> tuple[dict[str, Any], bytes]:
+        return await self.runtime.placement.complete(verdict, message)
+
+    async def junk(self, account_id: str, verdict: dict[str, Any],
+                   message: MessageLoader) -> bool:
+        return await self.runtime.placement.junk(account_id, verdict, message)
 
 
 def open_counters(config: Config) -> Counters:
     """`[store] counters`: Redis, shared by every node ("redis://host:port/db"), or "":
     counters.db in data_dir, shared by this node's processes (the listener, IMAP processes,
     workers). The Redis client is imported only when configured."""
+    from mailyard.store.sqlite.counters import SqliteCounters
+
     url = config.store.counters
     if url.startswith(("redis://", "rediss://", "unix://")):
         from mailyard.store.redis.counters import RedisCounters
@@ -208,6 +317,8 @@ def open_mailstore(config: Config) -> SqliteMailStore | PostgresMailStore | Shar
         from mailyard.store.postgres.mailstore import PostgresMailStore
 
         return PostgresMailStore(config.store.metadata)
+    from mailyard.store.sqlite.mailstore import SqliteMailStore
+
     return SqliteMailStore(config.data_dir / "mail.db", query_seconds=config.limits.query_seconds)
 
 
@@ -218,6 +329,8 @@ def open_search_index(config: Config) -> SqliteSearchIndex | PostgresSearchIndex
 
         return PostgresSearchIndex(config.store.search_dsn,
                                    query_seconds=config.limits.query_seconds)
+    from mailyard.store.sqlite.search import SqliteSearchIndex
+
     return SqliteSearchIndex(config.data_dir / "search.db",
                              query_seconds=config.limits.query_seconds)
 
@@ -226,6 +339,8 @@ def open_blobstore(config: Config) -> FsBlobStore | S3BlobStore:
     """`[store] blobs`: files under data_dir (the default) or an S3 bucket. The S3 adapter
     (and aiobotocore) is imported only when configured: admin commands start faster."""
     if not config.store.blobs:
+        from mailyard.store.fs.blobstore import FsBlobStore
+
         return FsBlobStore(config.blob_dir)
     from mailyard.store.s3.blobstore import S3BlobStore, S3Options
 
@@ -237,6 +352,8 @@ def open_blobstore(config: Config) -> FsBlobStore | S3BlobStore:
 
 def open_policy_store(config: Config) -> SqlitePolicyStore:
     """The allow/deny lists and greylist of `[checks]`, shared by the server and the CLI."""
+    from mailyard.store.sqlite.policy import SqlitePolicyStore
+
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return SqlitePolicyStore(config.data_dir / "policy.db")
 
@@ -246,6 +363,12 @@ def inbound_checks(config: Config, policy_store: SqlitePolicyStore,
     """The MX's checks, in order: connection policy (layer 1), authentication (layer 2),
     then content (layers 3 and 4). Their lookups get the `[dns]` nameservers with the short
     `[checks] dns_timeout`, since an SMTP client is waiting."""
+    from mailyard.dns import Resolver
+    from mailyard.services.checks import Check, CheckChain
+    from mailyard.services.checks.auth import AuthCheck
+    from mailyard.services.checks.content import ContentCheck
+    from mailyard.services.checks.policy import PolicyCheck, PolicySettings
+
     c = config.checks
     resolver = Resolver(config.dns.nameservers, c.dns_timeout)
     checks: list[Check] = [PolicyCheck(policy_store, resolver, PolicySettings(
@@ -268,6 +391,8 @@ def _hostport(value: str) -> tuple[str, int]:
 
 
 def imap_services(config: Config, runtime: Runtime, tls: ssl.SSLContext) -> IMAPServices:
+    from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
+
     return IMAPServices(
         accounts=runtime.accounts, mailbox=runtime.mailbox, search=runtime.search,
         bus=runtime.bus, tls=tls,
@@ -283,6 +408,8 @@ async def start_imap_listeners(config: Config, runtime: Runtime, tls: ssl.SSLCon
                                ports: tuple[int, int] = (0, 0)) -> list[asyncio.Server]:
     """The IMAP and IMAPS listeners of this process; `ports` (an IMAP process beyond the
     first) overrides the configured ports with the ones the first process bound."""
+    from mailyard.protocols.imap.server import start_imap
+
     imap = imap_services(config, runtime, tls)
     shared = config.imap.processes > 1
     servers: list[asyncio.Server] = []
@@ -305,6 +432,8 @@ def _bound_ports(config: Config, servers: list[asyncio.Server]) -> tuple[int, in
 
 
 def _tls_context(config: Config) -> ssl.SSLContext:
+    from mailyard.tls import ensure_self_signed, server_context
+
     if config.tls.certificate:
         cert, key = Path(config.tls.certificate), Path(config.tls.private_key)
     else:
@@ -348,6 +477,8 @@ def _sslproto_bug(error: object) -> bool:
 
 async def _warn_about_setup(config: Config, runtime: Runtime) -> None:
     """What an admin should fix before real mail arrives, said once at start-up."""
+    from mailyard.store.ports import NotFound
+
     if config.hostname in ("localhost", "localhost.localdomain"):
         log.warning("hostname is still %r: other servers see it in the greeting, Received"
                     " fields and bounces; set `hostname` to this server's public name",
@@ -364,6 +495,34 @@ async def _warn_about_setup(config: Config, runtime: Runtime) -> None:
 
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
+    import multiprocessing
+
+    from mailyard.protocols.jmap.http import (
+        HTTPServer,
+        JMAPPolicy,
+        JMAPServices,
+        build_app,
+        start_http,
+    )
+    from mailyard.protocols.jmap.push import routes as push_routes
+    from mailyard.protocols.jmap.pushsub import PushService
+    from mailyard.protocols.jmap.sync import routes as sync_routes
+    from mailyard.protocols.jmap.webpush import WebPushDeliverer
+    from mailyard.protocols.jmap.websocket import routes as websocket_routes
+    from mailyard.protocols.live import LIVE
+    from mailyard.protocols.ops import OpsRouter
+    from mailyard.protocols.pop3.server import start_pop3
+    from mailyard.protocols.pop3.session import POP3Policy, POP3Services
+    from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
+    from mailyard.protocols.smtp.submission import (
+        MSAPolicy,
+        SubmissionHandler,
+        start_submission,
+    )
+    from mailyard.store.local.eventbus import socket_address
+    from mailyard.store.sqlite.db import SchemaTooNew
+    from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
+
     limit_malloc_arenas()
     try:
         runtime = Runtime.open(config)
@@ -530,6 +689,8 @@ BLOB_USAGE_TTL = 300.0
 
 
 def _start_worker(config: Config, n: int) -> Any:
+    import multiprocessing
+
     proc = multiprocessing.get_context("spawn").Process(
         target=worker_process, args=(config, os.getpid()), name=f"mailyard-worker-{n}",
         daemon=True)
@@ -551,6 +712,8 @@ async def _supervise_workers(config: Config, processes: list[Any], stop: asyncio
     """Start a worker process again when one ends before shutdown (killed, or it left
     because a store of its own failed for good): otherwise the queue only grows while SMTP
     keeps answering 250. `processes` is updated in place, for the shutdown and /readyz."""
+    from mailyard.pipeline.worker import pause
+
     loop = asyncio.get_running_loop()
     failures, calm_since = 0, loop.time()
     while not stop.is_set():
@@ -583,6 +746,9 @@ def ops_app(runtime: Runtime, pipeline: Sequence[Callable[[], str | None]] = ())
     answers and its SQLite writers (if any) run; the queue, when it answers and the loops in
     `pipeline` (each says why it is not running, or None) consume it: a server that would
     say 250 to mail it cannot deliver must not look ready."""
+    from mailyard.protocols.ops import OpsServices, build_ops_app
+    from mailyard.store.sqlite.db import Database, WriterStopped
+
     data = runtime.config.data_dir
     blob_usage: list[float] = []  # [valid until (monotonic), octets]
 
@@ -631,6 +797,8 @@ def ops_app(runtime: Runtime, pipeline: Sequence[Callable[[], str | None]] = ())
 
 def worker_process(config: Config, parent_pid: int) -> None:
     """Entry point of a `--workers N` process."""
+    from mailyard.log import configure as configure_logging
+
     _die_with_parent()
     limit_malloc_arenas(2)
     if config.queue.worker_nice:
@@ -645,6 +813,9 @@ def worker_process(config: Config, parent_pid: int) -> None:
 
 
 async def _worker_main(config: Config, parent_pid: int) -> None:
+    from mailyard.store.local.eventbus import socket_address
+    from mailyard.store.sqlite.queue import WATCH_INTERVAL
+
     runtime = Runtime.open(config)
     runtime.queue.watch_interval = WATCH_INTERVAL  # the listener enqueues, in another process
     runtime.bus.relay_to(socket_address(config.data_dir))
@@ -667,6 +838,8 @@ def imap_process(config: Config, parent_pid: int, index: int, ports: tuple[int, 
     is the first). It serves IMAP only, on the listener's ports (SO_REUSEPORT: the kernel
     spreads new connections), and exchanges account events with the listener, the bus's hub.
     `listening` (a multiprocessing Event) is set once its listeners are up."""
+    from mailyard.log import configure as configure_logging
+
     _die_with_parent()
     limit_malloc_arenas()
     configure_logging(config.log.format, config.log.level)
@@ -678,6 +851,9 @@ def imap_process(config: Config, parent_pid: int, index: int, ports: tuple[int, 
 
 async def _imap_main(config: Config, parent_pid: int, index: int,
                      ports: tuple[int, int], listening: Any) -> None:
+    from mailyard.protocols.live import LIVE
+    from mailyard.store.local.eventbus import socket_address
+
     runtime = Runtime.open(config)
     await runtime.bus.listen(socket_address(config.data_dir, f"imap-{index}"))
     runtime.bus.relay_to(socket_address(config.data_dir))
@@ -703,6 +879,8 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event,
                         runtime: Runtime | None = None) -> None:
     """Stop when the listener is gone; a worker process (`runtime`) also stops when one of
     its SQLite writers has, so that the listener starts a healthy one in its place."""
+    from mailyard.pipeline.worker import parent_alive
+
     while not stop.is_set():
         if not parent_alive(parent_pid):
             stop.set()
@@ -724,6 +902,8 @@ def limit_malloc_arenas(arenas: int = 1) -> None:
     logins and a trim, 87 MiB with one arena against 99 MiB with two. Its threads mostly wait
     (the event loop holds the GIL), so sharing one arena's lock costs little. Worker processes
     (parsing on threads) keep two."""
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         m_arena_max = -8
         ctypes.CDLL(None).mallopt(m_arena_max, arenas)
@@ -731,6 +911,8 @@ def limit_malloc_arenas(arenas: int = 1) -> None:
 
 def _die_with_parent() -> None:
     """Linux: have the kernel SIGKILL this worker when the listener process dies."""
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
