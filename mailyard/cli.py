@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import errno
-import getpass
-import logging
-import re
-import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import fields
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import orjson
+if TYPE_CHECKING:
+    from mailyard.app import Runtime
+    from mailyard.config import Config
 
-from mailyard import config as configuration
-from mailyard.app import Runtime, open_policy_store, serve
-from mailyard.config import LOG_LEVELS, Config, ConfigError, domain_display, domain_name
-from mailyard.core import dkim
-from mailyard.log import configure as configure_logging
-from mailyard.services.checks.policy import parse_entry
-from mailyard.services.search import reindex
-from mailyard.store.ports import DKIMKeyRecord, NotFound, QueryTimeout, StoreError
-from mailyard.store.sqlite.db import SchemaTooNew
+# Every other import is made by the command that uses it, so that `mailyard search` does not
+# load the listeners, the pipeline's checks or the libraries of engines it does not use, and
+# `--help` and `--version` load nearly nothing (tests/unit/test_cli_imports.py).
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -56,10 +43,19 @@ def _read_password(args: argparse.Namespace) -> str:
     if not sys.stdin.isatty():
         raise ValueError("standard input is not a terminal to ask the password on: give"
                          " --password-stdin and the password on its first line")
+    import getpass
+
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Repeat password: "):
         raise ValueError("the passwords do not match")
     return first
+
+
+def _json(value: Any) -> str:
+    """`value` as indented JSON (orjson, imported by the commands that print JSON)."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 def _cut(items: list[Any], limit: int, what: str) -> str:
@@ -74,6 +70,8 @@ def _cut(items: list[Any], limit: int, what: str) -> str:
 # ---------------------------------------------------------------------------- commands
 
 async def cmd_domain(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.config import domain_display, domain_name
+
     if args.action == "dkim":
         await _dkim(rt, args)
     elif args.action == "add":
@@ -112,6 +110,10 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
     """generate: a new key (first, or beside the current one for a rotation);
     rotate: generate with a dated selector and retire the old keys once the new record is
     published; show: the DNS records to publish."""
+    from mailyard.config import domain_name
+    from mailyard.core import dkim
+    from mailyard.store.ports import DKIMKeyRecord
+
     domain = domain_name(args.name)
     if args.dkim_action in ("generate", "rotate"):
         existing = await rt.store.dkim_keys(domain)
@@ -153,6 +155,8 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.store.ports import NotFound
+
     if args.action == "list":
         items = await rt.queue.pending(limit=args.limit + 1)
         more = _cut(items, args.limit, "queued items")
@@ -176,7 +180,7 @@ async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
         print(f"id: {item.id}\nkind: {item.kind}\nattempts: {item.attempts}\n"
               f"created: {_when(item.created_at)}\nnext: {_when(item.available_at)}\n"
               f"leased: {item.leased}\nlast error: {item.last_error}\n"
-              f"payload: {orjson.dumps(item.payload, option=orjson.OPT_INDENT_2).decode()}")
+              f"payload: {_json(item.payload)}")
         return
     if args.action == "cancel":
         ids = [p.id for p in await rt.queue.pending(prefix=args.id)
@@ -212,7 +216,7 @@ async def cmd_dlq(rt: Runtime, args: argparse.Namespace) -> None:
         d = await rt.queue.dead_letter(args.id)
         print(f"id: {d.id}\nkind: {d.kind}\nattempts: {d.attempts}\n"
               f"queued: {_when(d.created_at)}\ndied: {_when(d.died_at)}\nerror: {d.error}\n"
-              f"payload: {orjson.dumps(d.payload, option=orjson.OPT_INDENT_2).decode()}")
+              f"payload: {_json(d.payload)}")
     elif args.action == "retry":
         n = await rt.queue.revive(None if args.id == "all" else args.id)
         print(f"{n} item(s) back in the queue")
@@ -237,7 +241,7 @@ async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
                 "attachments": e.attachments, "preview": e.preview,
                 "inReplyTo": e.in_reply_to, "references": e.references,
             } for e in emails]
-            sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+            sys.stdout.write(_json(rows) + "\n")
             return
         for e in emails:
             sender = e.from_[0]["email"] if e.from_ else "-"
@@ -270,7 +274,7 @@ async def cmd_search(rt: Runtime, args: argparse.Namespace) -> None:
             "mailboxes": r.mailboxes, "hasAttachment": r.has_attachment,
             "snippet": {"subject": snippets[r.id].subject, "preview": snippets[r.id].preview},
         } for r in rows]}
-        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(_json(out) + "\n")
         return
     for r in rows:
         sender = r.from_[0]["email"] if r.from_ else "-"
@@ -280,6 +284,8 @@ async def cmd_search(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 async def cmd_reindex(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.services.search import reindex
+
     if args.address:
         accounts = [await rt.mailbox.account(args.address)]
     else:
@@ -345,7 +351,22 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
+class _LogLevels:
+    """config.LOG_LEVELS as argparse `choices`, read only when --log-level is given or its help
+    shown: the config module (and the parsers it imports) stays out of `--help`."""
+
+    def __iter__(self) -> Iterator[str]:
+        from mailyard.config import LOG_LEVELS
+
+        return iter(LOG_LEVELS)
+
+    def __contains__(self, value: object) -> bool:
+        return value in list(self)
+
+
 def _log_level(text: str) -> str:
+    from mailyard.config import LOG_LEVELS
+
     if text.upper() not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a log level (one of {', '.join(LOG_LEVELS)})")
@@ -389,8 +410,8 @@ def build_parser(*, admin: bool = True) -> argparse.ArgumentParser:
     p = command(sub, "serve", "run the server: every listener, and the pipeline")
     p.add_argument("--workers", type=int, default=0,
                    help="pipeline worker processes (0: run the pipeline in this process)")
-    p.add_argument("--log-level", type=_log_level, default=None,
-                   help=f"one of {', '.join(LOG_LEVELS)} (default: [log] level, INFO)")
+    p.add_argument("--log-level", type=_log_level, default=None, choices=_LogLevels(),
+                   metavar="LOG_LEVEL", help="one of %(choices)s (default: [log] level, INFO)")
 
     p = command(sub, "config", "check the configuration, or print a commented sample")
     cs = actions(p)
@@ -604,6 +625,10 @@ COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = 
 
 def cmd_policy(config: Config, args: argparse.Namespace) -> None:
     """Takes effect at the running server's next check: it re-reads the lists on change."""
+    from mailyard.app import open_policy_store
+    from mailyard.services.checks.policy import parse_entry
+    from mailyard.store.ports import NotFound
+
     store = open_policy_store(config)
     try:
         if args.action in ("allow", "deny"):
@@ -623,7 +648,11 @@ def cmd_policy(config: Config, args: argparse.Namespace) -> None:
 
 
 async def _admin(config: Config, args: argparse.Namespace) -> None:
-    runtime = Runtime.open(config)
+    """The command gets a Runtime whose parts are built on first use: `user list` opens the
+    MailStore and imports nothing of the services it does not call."""
+    from mailyard.app import Runtime
+
+    runtime = Runtime(config)
     try:
         await COMMANDS[args.command](runtime, args)
     finally:
@@ -648,7 +677,11 @@ def _command_of(argv: list[str]) -> str | None:
 def cmd_config(args: argparse.Namespace) -> None:
     """check: the file loads (every key known, every value of its type and range) and this is
     what the server would run with; sample: the commented defaults."""
+    from pathlib import Path
+
+    from mailyard import config as configuration
     from mailyard import configdoc
+    from mailyard.config import ConfigError
 
     if args.action == "sample":
         sys.stdout.write(configdoc.sample())
@@ -671,6 +704,9 @@ def _check_listeners(config: Config) -> None:
     starts, so that a port already taken (another server, or two keys on one port) stops
     start-up with the [listen] key that names it rather than a traceback from the middle of
     it. The sockets are closed again; the server binds its own right after."""
+    import socket
+    from dataclasses import fields
+
     bound: list[socket.socket] = []
     try:
         for f in fields(config.listen):
@@ -705,6 +741,9 @@ def _check_listeners(config: Config) -> None:
 def _bind_error(config: Config, error: OSError) -> str:
     """One line for a listener that failed to bind after the check (a race with another
     program): the [listen] key whose port the error names, when one does."""
+    import re
+    from dataclasses import fields
+
     ports = {int(p) for p in re.findall(r"', (\d+)\)", str(error))}
     for f in fields(config.listen):
         address = getattr(config.listen, f.name)
@@ -715,6 +754,14 @@ def _bind_error(config: Config, error: OSError) -> str:
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
     """Any error but a listener's is the server's own, and keeps its traceback."""
+    import asyncio
+    import contextlib
+    import errno
+    import logging
+
+    from mailyard.app import serve
+    from mailyard.log import configure as configure_logging
+
     try:
         _check_listeners(config)
     except ValueError as e:
@@ -752,35 +799,54 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = _command_of(argv)
     args = build_parser(admin=command not in ("serve", "config")).parse_args(argv)
+    from mailyard import config as configuration  # not before: --help, --version need none
+
     try:
         if args.command == "config":
             cmd_config(args)
             return 0
-        config = configuration.load(args.config, data_dir=args.data_dir)
+        return _run(configuration.load(args.config, data_dir=args.data_dir), args)
+    except configuration.ConfigError as e:
+        print(f"mailyard: configuration error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (ValueError, EOFError, *_FILE_ERRORS) as e:  # QueryError: a ValueError
+        text = _one_line(e) if not isinstance(e, EOFError) else "no input"
+        if isinstance(e, OSError) and e.filename is not None:
+            text = f"{e.filename}: {e.strerror}"
+        print(f"mailyard: {text}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the store or a network peer: not the user's doing
+        print(f"mailyard: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mailyard: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    """A command on the stores, with their errors (imported here, not by `config`): over its
+    time budget or a schema too new to open, 1; anything else a store refuses, 2."""
+    import asyncio
+
+    from mailyard.store.ports import QueryTimeout, StoreError
+    from mailyard.store.sqlite.db import SchemaTooNew
+
+    try:
         if args.command == "serve":
             return _serve(config, args)
         if args.command == "policy":
             cmd_policy(config, args)
         else:
             asyncio.run(_admin(config, args))
-    except ConfigError as e:
-        print(f"mailyard: configuration error: {_one_line(e)}", file=sys.stderr)
-        return 2
     except QueryTimeout as e:  # ran, but over its budget
         print(f"mailyard: {_one_line(e)}", file=sys.stderr)
         return 1
-    except (StoreError, ValueError, EOFError, *_FILE_ERRORS) as e:  # QueryError: a ValueError
-        text = _one_line(e) if not isinstance(e, EOFError) else "no input"
-        if isinstance(e, OSError) and e.filename is not None:
-            text = f"{e.filename}: {e.strerror}"
-        print(f"mailyard: {text}", file=sys.stderr)
+    except StoreError as e:
+        print(f"mailyard: {_one_line(e)}", file=sys.stderr)
         return 2
-    except (OSError, SchemaTooNew) as e:  # the store or a network peer: not the user's doing
+    except SchemaTooNew as e:  # the store is not the user's doing
         print(f"mailyard: {_one_line(e)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("mailyard: interrupted", file=sys.stderr)
-        return 130
     return int(getattr(args, "exit_code", 0))
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailyard.app import Runtime
-from mailyard.services.fsck import Fsck
-from mailyard.services.gc import DEFAULT_GRACE, collect
+if TYPE_CHECKING:
+    from mailyard.app import Runtime
+
+# The services are imported by the commands: every admin command builds these parsers.
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="fix what can be fixed (counters, attachment refs, index documents)")
     text = "remove blobs no email, upload or queued message refers to"
     p = sub.add_parser("gc", parents=[common], help=text, description=text)
-    p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+    p.add_argument("--grace", type=float, default=None, metavar="SECONDS",
                    help="keep anything younger than this (default 24 h), for deliveries in"
                         " flight")
     p.add_argument("--dry-run", action="store_true", help="only list what would be freed")
@@ -28,6 +29,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 async def cmd_fsck(rt: Runtime, args: argparse.Namespace) -> None:
     """Exit status 1 when a problem is left (found without --repair, or not repairable)."""
+    from mailyard.services.fsck import Fsck
+
     accounts = [await rt.store.get_account(args.address)] if args.address \
         else await rt.store.list_accounts()
     report = await Fsck(rt.mailbox, repair=args.repair).run(accounts)
@@ -42,10 +45,13 @@ async def cmd_fsck(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 async def cmd_gc(rt: Runtime, args: argparse.Namespace) -> None:
-    report = await collect(rt.store, rt.blobs, rt.queue, grace=args.grace, dry_run=args.dry_run)
+    from mailyard.services.gc import DEFAULT_GRACE, collect
+
+    grace = DEFAULT_GRACE if args.grace is None else args.grace
+    report = await collect(rt.store, rt.blobs, rt.queue, grace=grace, dry_run=args.dry_run)
     verb = "would free" if args.dry_run else "freed"
     for info in report.freed:
         print(f"{verb}\t{info.blob_id}\t{info.size}")
     print(f"{report.examined} blob(s): {report.referenced} referenced, {report.young} younger"
-          f" than {args.grace:g} s, {len(report.freed)} {verb} ({report.freed_bytes} bytes)",
+          f" than {grace:g} s, {len(report.freed)} {verb} ({report.freed_bytes} bytes)",
           file=sys.stderr)

@@ -4,16 +4,18 @@ with tqdm, the password kept out of argv, the summary at the end)."""
 from __future__ import annotations
 
 import argparse
-import imaplib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-from mailyard.app import Runtime
-from mailyard.services import transfer
+    from mailyard.app import Runtime
+
+# tqdm, imaplib and services/transfer.py are imported by the commands: every admin command
+# builds these parsers.
 
 PASSWORD_ENV = "MAILYARD_IMAP_PASSWORD"
 
@@ -43,6 +45,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _bar(total: int | None, what: str) -> tqdm[Any]:
+    from tqdm import tqdm
+
     return tqdm(total=total, unit="msg", desc=what, file=sys.stderr, mininterval=0.5,
                 disable=None)
 
@@ -56,6 +60,10 @@ def _password(args: argparse.Namespace) -> str:
 
 
 async def cmd_import(rt: Runtime, args: argparse.Namespace) -> None:
+    import imaplib
+
+    from mailyard.services import transfer
+
     account = await rt.mailbox.account(args.address)
     if args.imap:
         source = transfer.ImapSource(args.imap, _password(args), verify_tls=not args.insecure,
@@ -82,6 +90,8 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 async def cmd_export(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.services import transfer
+
     account = await rt.mailbox.account(args.address)
     path = Path(args.path)
     export = transfer.export_mbox if args.format == "mbox" else transfer.export_maildir
