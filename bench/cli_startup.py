@@ -3,7 +3,7 @@
 Makes a data directory with one account and a few messages (or uses --data-dir), then runs
 each command --runs times in a fresh process, alternating the commands, and prints the
 median, min and max wall time of each, with the load average before and after. What a
-command imports is asserted by tests/unit/test_cli_imports.py; this prints the figures.
+command imports is asserted by tests/e2e/test_cli_imports.py; this prints the figures.
 
 Each command runs twice per round: as the environment says (with PYTHONDONTWRITEBYTECODE=1
 and an editable install, every mailyard module is compiled from source at each start), and

@@ -6,7 +6,7 @@ workers (in this process, or in `--workers N` processes beside it so both cores 
 Each adapter, service, protocol and pipeline module is imported by the function or Runtime
 part that uses it, not here: an admin command imports what it runs and nothing else
 (`mailyard search` no listener, no check, no engine it is not configured for), which
-tests/unit/test_cli_imports.py checks.
+tests/e2e/test_cli_imports.py checks.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # Every other import is made by the command that uses it, so that `mailyard search` does not
 # load the listeners, the pipeline's checks or the libraries of engines it does not use, and
-# `--help` and `--version` load nearly nothing (tests/unit/test_cli_imports.py).
+# `--help` and `--version` load nearly nothing (tests/e2e/test_cli_imports.py).
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
