@@ -5,6 +5,15 @@ Runs once per delivered message, after `parse_message`: everything the parser al
 common case, a message without attachments, costs a few string joins. Only attachments are opened
 here, and each one that fails is skipped: whatever arrived was accepted and must be indexed as far
 as it can be, never rejected.
+
+This module is also the one definition of what IMAP's substring keys search (RFC 3501 §6.4.4,
+RFC 9051 §6.4.4), so that the trigram index, the reading of a message for a needle too short for
+it, and the word index of X-GM-RAW and JMAP all see the same text:
+- BODY is `body_substring_text`: the decoded text parts (quoted-printable and base64 undone,
+  charsets decoded), the MIME headers of every part below the top-level header, the attachments'
+  file names and the text of text attachments (text/plain, text/csv, text/html as text ...)
+  and Office documents. Dovecot searches the same: the message's body with its parts' headers.
+- TEXT is BODY and every top-level header field (`header_block_text`): Message-ID, Received ...
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ from mailyard.core.mime import (
     decode_bytes,
     decode_words,
     decoded_content,
+    header_text,
     html_to_text,
+    is_attachment,
     iter_parts,
     parse_address_list,
 )
@@ -72,7 +83,43 @@ class IndexText:
     body: str
     filenames: str
     attachment_text: str
+    """The text of the attachments, and of text parts that are neither the body nor an
+    attachment (an inline text/calendar or text/csv part): what a user reads in them."""
     list_id: str
+    part_headers: str = ""
+    """The header fields of every MIME part below the top-level header (Content-Type with its
+    name=, Content-Disposition with its filename=, Content-Description ...) and those of
+    encapsulated messages, decoded as `header_block_text` decodes: for IMAP BODY and TEXT,
+    which search the body with its parts' headers (the word index leaves them out: "base64"
+    or "charset" would find every multipart message)."""
+
+
+PART_HEADER_CHARS = 64 * 1024
+"""Characters of part headers kept per message: a message of a thousand parts is abuse."""
+
+_FIELD_BREAK = re.compile(rb"\n(?![ \t])")
+"""A line break that ends a header field (the next line is no continuation)."""
+
+
+def header_block_text(block: bytes) -> str:
+    """A header block as one line of text: each field's octets decoded on their own
+    (`mime.header_text`: RFC 2047 words, UTF-8 when they are, else one character per octet),
+    folding undone, runs of white space as one space. Field names are kept: TEXT "Message-ID"
+    finds every message with one, as Dovecot's does."""
+    return " ".join(" ".join(header_text(f) for f in _FIELD_BREAK.split(block)).split())
+
+
+def body_substring_text(body: str, filenames: str, attachment_text: str,
+                        part_headers: str = "") -> str:
+    """What IMAP BODY searches, from the fields the index keeps: one string, the pieces on
+    lines of their own (a needle never spans two of them unless it holds a line break)."""
+    return "\n".join(t for t in (body, part_headers, filenames, attachment_text) if t)
+
+
+def message_body_text(text: IndexText) -> str:
+    """`body_substring_text` of a message's IndexText."""
+    return body_substring_text(text.body, text.filenames, text.attachment_text,
+                               text.part_headers)
 
 
 def index_text(raw: bytes, parsed: ParsedMessage, limits: Limits = DEFAULT_LIMITS) -> IndexText:
@@ -90,6 +137,7 @@ def index_text(raw: bytes, parsed: ParsedMessage, limits: Limits = DEFAULT_LIMIT
         filenames=_words(a.filename for a in parsed.attachments if a.filename),
         attachment_text=_attachment_text(raw, parsed, limits),
         list_id=_list_id_text(raw, parsed),
+        part_headers=_part_headers(raw, parsed),
     )
 
 
@@ -127,6 +175,31 @@ def _list_id_text(raw: bytes, parsed: ParsedMessage) -> str:
         return parsed.list_id
 
 
+def _parts(part: Part) -> Iterable[Part]:
+    """Every part below `part`, encapsulated messages' roots included (iter_parts leaves out
+    an encapsulated multipart message, whose header block is still a part header)."""
+    for child in part.children:
+        yield child
+        yield from _parts(child)
+
+
+def _part_headers(raw: bytes, parsed: ParsedMessage) -> str:
+    try:
+        chunks: list[str] = []
+        left = PART_HEADER_CHARS
+        for part in _parts(parsed.root):
+            if left <= 0:
+                break
+            text = header_block_text(raw[part.header_start:part.body_start])
+            if text:
+                chunks.append(text[:left])
+                left -= len(text) + 1
+        return "\n".join(chunks)
+    except Exception:
+        log.debug("part headers not indexed", exc_info=True)
+        return ""
+
+
 # --------------------------------------------------------------------------------------------
 # Attachments
 
@@ -139,28 +212,39 @@ _Extractor = Callable[[bytes, Part, int, Limits], str]
 
 def _attachment_text(raw: bytes, parsed: ParsedMessage, limits: Limits) -> str:
     budget = limits.attachment_text
-    wanted = [(a, kind) for a in parsed.attachments
+    wanted = [(a.section, kind) for a in parsed.attachments
               if a.size <= limits.attachment_bytes and (kind := _kind(a, limits)) is not None]
-    if not wanted or budget <= 0:
+    inline = _inline_texts(parsed.root, limits)
+    if (not wanted and not inline) or budget <= 0:
         return ""
     parts = dict(iter_parts(parsed.root))
+    found = [(section, parts.get(section), kind) for section, kind in wanted]
+    found += [(part.section, part, "text") for part in inline]
     chunks: list[str] = []
     left = budget
-    for attachment, kind in wanted:
-        part = parts.get(attachment.section)
+    for section, part, kind in found:
         if part is None or left <= 0:
             continue
         try:
             text = _EXTRACTORS[kind](_content(raw, part, parsed), part, left, limits)
         except Exception:
-            log.debug("attachment %s (%s, %r) not indexed", attachment.section,
-                      attachment.content_type, attachment.filename, exc_info=True)
+            log.debug("attachment %s (%s, %r) not indexed", section, part.content_type,
+                      part.filename, exc_info=True)
             continue
         text = text.strip()[:left]
         if text:
             chunks.append(text)
             left -= len(text) + 2
     return "\n\n".join(chunks)[:budget]
+
+
+def _inline_texts(root: Part, limits: Limits) -> list[Part]:
+    """Text parts that are neither the body (text/plain, text/html: mime's body text) nor an
+    attachment: an inline text/calendar invitation, text/csv, text/x-diff. A user reads them
+    as part of the message, and IMAP BODY finds their words (RFC 3501: the body's text)."""
+    return [p for p in _parts(root) if not p.children and p.content_type.startswith("text/")
+            and p.content_type not in ("text/plain", "text/html") and not is_attachment(p)
+            and p.body_end - p.body_start <= limits.attachment_bytes]
 
 
 def _content(raw: bytes, part: Part, parsed: ParsedMessage) -> bytes:

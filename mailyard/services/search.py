@@ -28,10 +28,12 @@ from datetime import UTC, datetime, timedelta
 
 from mailyard import metrics
 from mailyard.core import query as q
+from mailyard.core.indextext import message_body_text
 from mailyard.pipeline.inbound import document
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import (
     Account,
+    EmailRecord,
     Hits,
     Mailbox,
     MailStore,
@@ -109,9 +111,13 @@ class _Scope:
 
 class SearchService:
     def __init__(self, store: MailStore, index: SearchIndex, *, probe: int = PROBE,
-                 first_page: int = FIRST_PAGE, hidden_set: int = HIDDEN_SET) -> None:
+                 first_page: int = FIRST_PAGE, hidden_set: int = HIDDEN_SET,
+                 query_seconds: float = 10.0) -> None:
         self.store = store
         self.index = index
+        self.query_seconds = query_seconds
+        """The budget of a search that reads the messages themselves (an IMAP needle too short
+        for the trigram index), as the engines' own queries have ([limits] query_seconds)."""
         self.hidden_set = hidden_set
         self.probe = probe
         self.first_page = first_page
@@ -390,6 +396,15 @@ def _text_part(node: q.Node) -> q.Node | None:
         kept = [t for n in node.items if (t := _text_part(n)) is not None]
         return q.Or(tuple(kept)) if kept else None
     return None
+
+
+async def body_text(mailbox: MailboxService, record: EmailRecord) -> str:
+    """What IMAP BODY searches in one stored message (core.indextext.message_body_text, the
+    text the trigram index holds), for a needle too short for that index: parsed on a thread
+    with the pipeline's own limits, so the event loop serves others meanwhile."""
+    raw = await mailbox.raw_of(record)
+    _, text = await asyncio.to_thread(mailbox.pipeline.analyse_text, raw)
+    return message_body_text(text)
 
 
 async def reindex(mailbox: MailboxService, account: Account,

@@ -11,15 +11,20 @@ What only this session knows stays here: sequence numbers, UIDs, \\Recent and `$
 belong to the session's view, and a key made only of those and flags is answered from the view
 with no query at all (UNSEEN, UID ranges: what clients send most). MODSEQ, EMAILID, THREADID and
 X-GM-MSGID/THRID read the stored record. A substring too short for the index to answer falls
-back to reading the messages here.
+back to reading the messages here, within the search's time budget (QueryTimeout: NO [LIMIT]).
+
+BODY and TEXT search the text core.indextext defines once for the index and for that reading:
+BODY the decoded text parts, text attachments, attachments' file names and the MIME headers of
+the parts (as Dovecot: `BODY ".pdf"` finds a report.pdf attachment); TEXT that and every
+top-level header field (Message-ID, Received ...).
 
 Some keys mean more than the index and the stored columns hold, and are read from each
 candidate's stored header block (one `get_heads` for all of them) instead:
 - FROM/TO/CC/BCC are substrings of the field's decoded value (RFC 2047 words decoded, folding
   undone), display names, comments and group names included: `To: friends: a@x, b@y;` is found
   by `TO friends` (as Dovecot matches them; the index keeps only names and addresses).
-- TEXT is header + body (RFC 3501 §6.4.4): the index answers the body, the decoded header
-  block the words that appear only in a header.
+- TEXT is header + body (RFC 3501 §6.4.4): the index answers the body (and subject and
+  addresses), the decoded header block what appears only in a header.
 - SENTBEFORE/SENTON/SENTSINCE compare the calendar day the Date: field itself names, in its own
   zone ("disregarding time and timezone"): `Date: Mon, 1 Jan 2024 23:30 -0500` is SENTON
   1-Jan-2024 although it is 2 January in UTC. BEFORE/ON/SINCE compare the internal date's day
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_tz
@@ -39,12 +45,14 @@ from typing import TYPE_CHECKING, Any
 
 from mailyard.core import query as q
 from mailyard.core.ids import id_u64
+from mailyard.core.indextext import header_block_text
 from mailyard.core.mime import header_text
 from mailyard.core.query import QueryError
 from mailyard.core.sections import header_fields
 from mailyard.protocols.imap import grammar as g
 from mailyard.protocols.imap.session import Bad
-from mailyard.store.ports import EmailRecord
+from mailyard.services.search import body_text
+from mailyard.store.ports import EmailRecord, QueryTimeout
 
 if TYPE_CHECKING:
     from mailyard.protocols.imap.session import Session
@@ -146,7 +154,10 @@ class _Context:
     def __init__(self, session: Session, records: dict[str, EmailRecord]) -> None:
         self.session = session
         self.records = records
-        self.raw: dict[str, bytes] = {}
+        self.bodies: dict[str, str] = {}
+        """What BODY searches in each message read so far (core.indextext)."""
+        self.deadline: float | None = None
+        """When reading messages must stop: set by the first one read."""
         self.exact: dict[int, set[str]] = {}
         """Per key (by id): exactly the view's emails that match it."""
         self.text_hits: dict[int, set[str]] = {}
@@ -192,10 +203,19 @@ class _Context:
         for child in _children(key):
             await self.prepare(child)
 
-    async def raw_of(self, record: EmailRecord) -> bytes:
-        if record.id not in self.raw:
-            self.raw[record.id] = await self.session.mailbox.raw_of(record)
-        return self.raw[record.id]
+    async def body_of(self, record: EmailRecord) -> str:
+        """BODY's text of one message, lower-cased, for a needle the index cannot answer;
+        raises QueryTimeout once reading them has taken the search's whole budget."""
+        if record.id not in self.bodies:
+            s = self.session
+            now = time.monotonic()
+            if self.deadline is None:
+                self.deadline = now + s.search.query_seconds
+            elif now > self.deadline:
+                raise QueryTimeout("reading the messages for a short needle ran past the"
+                                   f" search's time budget ({s.search.query_seconds:g} s)")
+            self.bodies[record.id] = (await body_text(s.mailbox, record)).lower()
+        return self.bodies[record.id]
 
     async def head_of(self, email_id: str) -> bytes:
         """The stored header block; the first call reads those of every candidate at once."""
@@ -234,14 +254,15 @@ def field_text(head: bytes, name: str) -> str | None:
 
 
 def head_text(head: bytes) -> str:
-    """The whole header block decoded as `field_text` decodes one field (names included).
+    """The whole header block decoded as `field_text` decodes one field (names included),
+    lower-cased: core.indextext.header_block_text, which decodes part headers for BODY too.
 
     Each field's octets are read on their own (`mime.header_text`: UTF-8 when they are, else
     one character per octet, so that raw 8-bit text inside an encoded word is decoded in the
     word's charset): decoding the block with "replace" first turned the raw octet 0xF6 in
     `=?iso-8859-1?Q?Fr?sche?=` into "?", not "ö"; and a Latin-1 field must not change how
     a UTF-8 field next to it reads."""
-    return " ".join(" ".join(header_text(f) for f in _FIELD_BREAK.split(head)).split()).lower()
+    return header_block_text(head).lower()
 
 
 def sent_day(head: bytes) -> date | None:
@@ -328,11 +349,8 @@ async def _matches(ctx: _Context, key: Any, index: int, record: EmailRecord) -> 
             return True
         if hits is not None:
             return False
-    if kind in ("Text", "Body"):
-        raw = await ctx.raw_of(record)
-        end = raw.find(b"\r\n\r\n")
-        scope = raw if kind == "Text" else raw[end + 4:] if end >= 0 else b""
-        return key.value.lower().encode() in scope.lower()
+    if kind in ("Text", "Body"):  # a needle too short for the index: read the message
+        return key.value.lower() in await ctx.body_of(record)
     if kind == "GmLabel":
         label = key.label
         if label.lower() == "\\inbox":

@@ -45,6 +45,7 @@ from typing import Any
 
 import asyncpg
 
+from mailyard.core.indextext import body_substring_text
 from mailyard.core.query import And, Node, Not, Or, Text
 from mailyard.store.ports import Hits, IndexDocument, Order, QueryTimeout, Snippet
 from mailyard.store.postgres import schema
@@ -77,7 +78,17 @@ MIGRATIONS: tuple[str, ...] = (
         ON search_docs USING gin (addresses_fold gin_trgm_ops);
     CREATE INDEX search_docs_body_grams ON search_docs USING gin (body_fold gin_trgm_ops);
     """,
+    # 2: body_fold is what IMAP BODY searches (core.indextext.body_substring_text): the body,
+    # attachment names and attachment text. The rows written before hold the body alone and
+    # only `mailyard reindex` can rebuild them (this table keeps no attachment text): they are
+    # marked, and counted when the pool opens.
+    """
+    ALTER TABLE search_docs ADD COLUMN text_version smallint NOT NULL DEFAULT 1;
+    CREATE INDEX search_docs_stale ON search_docs (account_id) WHERE text_version < 2;
+    """,
 )
+TEXT_VERSION = 2
+"""What a row written now holds (see MIGRATIONS); older rows are listed by search_docs_stale."""
 
 MIN_SUBSTRING = 3
 """pg_trgm answers substrings of three characters or more (as the SQLite trigram table)."""
@@ -402,7 +413,7 @@ class PostgresSearchIndex:
         self.dsn = dsn
         self.query_seconds = query_seconds
         self._pool = LazyPool(
-            dsn, lambda conn: schema.migrate(conn, COMPONENT, MIGRATIONS), min_size=min_size,
+            dsn, _migrate, min_size=min_size,
             max_size=max_size, server_settings={"plan_cache_mode": "force_custom_plan"})
 
     @classmethod
@@ -433,13 +444,14 @@ class PostgresSearchIndex:
         async with pool.acquire() as conn, conn.transaction():
             await conn.executemany(
                 "INSERT INTO search_docs (account_id, email_id, received_at, doc, subject, body,"
-                " subject_fold, addresses_fold, body_fold)"
-                " VALUES ($1, $2, $3, $4::text::tsvector, $5, $6, $7, $8, $9)"
+                " subject_fold, addresses_fold, body_fold, text_version)"
+                f" VALUES ($1, $2, $3, $4::text::tsvector, $5, $6, $7, $8, $9, {TEXT_VERSION})"
                 " ON CONFLICT (account_id, email_id) DO UPDATE SET"
                 " received_at = EXCLUDED.received_at, doc = EXCLUDED.doc,"
                 " subject = EXCLUDED.subject, body = EXCLUDED.body,"
                 " subject_fold = EXCLUDED.subject_fold,"
-                " addresses_fold = EXCLUDED.addresses_fold, body_fold = EXCLUDED.body_fold",
+                " addresses_fold = EXCLUDED.addresses_fold, body_fold = EXCLUDED.body_fold,"
+                " text_version = EXCLUDED.text_version",
                 rows)
 
     async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
@@ -561,11 +573,23 @@ class PostgresSearchIndex:
         return {r[0] for r in rows}
 
 
+async def _migrate(conn: asyncpg.Connection) -> None:
+    """The schema, then a warning while documents from before TEXT_VERSION remain: IMAP BODY
+    and TEXT do not find their attachments' names and text until `mailyard reindex`."""
+    await schema.migrate(conn, COMPONENT, MIGRATIONS)
+    stale = await conn.fetchval("SELECT count(DISTINCT account_id) FROM search_docs"
+                                f" WHERE text_version < {TEXT_VERSION}")
+    if stale:
+        log.warning("search index: %d accounts have documents indexed before IMAP BODY/TEXT"
+                    " searched attachment names and text; run `mailyard reindex`", stale)
+
+
 def _row(doc: IndexDocument) -> tuple[Any, ...]:
     addresses = " ".join(filter(None, (doc.from_, doc.to, doc.cc, doc.bcc)))
+    body = body_substring_text(doc.body, doc.filenames, doc.attachment_text)
     return (clean(doc.account_id), clean(doc.email_id), doc.received_at, tsvector(doc),
             clean(doc.subject), clean(doc.body), clean(doc.subject).casefold(),
-            clean(addresses).casefold(), clean(doc.body).casefold())
+            clean(addresses).casefold(), clean(body).casefold())
 
 
 @contextlib.contextmanager

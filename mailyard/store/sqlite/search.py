@@ -10,7 +10,8 @@ that delivery and flag changes need. Two FTS5 tables:
   every query is `acct AND (...)`: FTS5 intersects the doclists, so one account's query never
   walks another account's postings and can never return them.
 - `grams` (trigram) answers IMAP SEARCH's case-insensitive substrings of three characters or
-  more (RFC 3501 §6.4.4).
+  more (RFC 3501 §6.4.4). Its `body` is what IMAP BODY searches (core.indextext's
+  body_substring_text): the body text, the attachments' names and text.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import TypeVar
 
+from mailyard.core.indextext import body_substring_text
 from mailyard.core.query import And, Node, Not, Or, Text
 from mailyard.store.ports import Hits, IndexDocument, Order, Snippet
 from mailyard.store.sqlite.db import Database
@@ -43,8 +45,9 @@ CREATE TABLE IF NOT EXISTS doc_ids (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS doc_ids_rowid ON doc_ids (rowid_);
 """
-SCHEMA_VERSION = 2
-"""2: doc_ids_rowid (made by SCHEMA's CREATE INDEX IF NOT EXISTS on an older file)."""
+SCHEMA_VERSION = 3
+"""2: doc_ids_rowid (made by SCHEMA's CREATE INDEX IF NOT EXISTS on an older file).
+3: grams.body holds attachment names and text too (rebuilt from `docs` by _migrate)."""
 
 MIN_SUBSTRING = 3
 """A trigram index answers substrings of three characters or more."""
@@ -171,20 +174,33 @@ def _marked(text: str | None) -> str | None:
     return escape(text).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, found: int) -> None:
     """The index is derived data: an index file of an older layout is dropped and rebuilt
-    empty (`mailyard reindex` fills it again from the stored mail)."""
+    empty (`mailyard reindex` fills it again from the stored mail). Before version 3 the
+    trigram body held the body alone; `docs` keeps the attachments' names and text, so the
+    documents that have any get their trigram body again here, with no reindex (only those:
+    a tenth of a mailbox, typically)."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(docs)")}
     if columns and "acct" not in columns:
         log.warning("search index has an old layout: dropped; run `mailyard reindex`")
         conn.executescript("DROP TABLE docs; DROP TABLE grams; DROP TABLE doc_ids;")
         conn.executescript(SCHEMA)
+        return
+    if found < 3:
+        rows = conn.execute("SELECT rowid, body, filenames, attachments FROM docs"
+                            " WHERE filenames != '' OR attachments != ''").fetchall()
+        for rowid, body, filenames, attachments in rows:
+            conn.execute("UPDATE grams SET body = ? WHERE rowid = ?",
+                         (body_substring_text(body, filenames, attachments), rowid))
+        if rows:
+            log.warning("search index: IMAP BODY/TEXT now search attachment names and text;"
+                        " %d documents updated", len(rows))
 
 
 class SqliteSearchIndex:
     def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, version=SCHEMA_VERSION,
-                           migrate=lambda conn, _found: _migrate(conn))
+                           migrate=_migrate)
         self.query_seconds = query_seconds
         """The budget of one query, snippets or substring read (Database.read_long)."""
 
@@ -205,7 +221,8 @@ class SqliteSearchIndex:
                 conn.execute(
                     "INSERT INTO grams (rowid, account_id, email_id, subject, addresses, body)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (rowid, doc.account_id, doc.email_id, doc.subject, addresses, doc.body))
+                    (rowid, doc.account_id, doc.email_id, doc.subject, addresses,
+                     body_substring_text(doc.body, doc.filenames, doc.attachment_text)))
                 conn.execute("INSERT INTO doc_ids VALUES (?, ?, ?)",
                              (doc.account_id, doc.email_id, rowid))
 
