@@ -33,20 +33,16 @@ def test_corpus_is_present() -> None:
 
 
 def test_every_corpus_message_comes_back_byte_exact(server: Server) -> None:
+    """Every corpus message is taken, the Outlook one with lines of up to 11,677 octets too
+    (issue 19: lines over RFC 5321's 998 are stored byte-exact, as Postfix takes them)."""
     sent: dict[str, bytes] = {}
-    too_long: list[str] = []
     with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
         for n, path in enumerate(corpus_files()):
             wire = smtplib_wire_form(path.read_bytes())
             tag = f"corpus-{n}"
-            if any(len(line) > 1000 for line in wire.split(b"\n")):
-                with pytest.raises(smtplib.SMTPDataError) as refused:
-                    smtp.sendmail(f"{tag}@remote.test", ["alice@example.test"], wire)
-                assert refused.value.smtp_code == 500
-                too_long.append(path.name)
-                continue
             smtp.sendmail(f"{tag}@remote.test", ["alice@example.test"], wire)
             sent[tag] = wire
+    assert any(len(line) > 998 for wire in sent.values() for line in wire.split(b"\r\n"))
     emails = server.wait_emails("alice@example.test", len(sent), timeout=120)
     assert len(emails) == len(sent)
     server.wait_queue_empty()

@@ -16,7 +16,8 @@ into the queue item, where the pipeline places the message (Junk, quarantine).
 
 SMTP smuggling (a DATA end other than CRLF.CRLF) is closed by aiosmtpd itself since 1.4.5: it
 splits DATA only at CRLF, so a bare LF or CR around the dot is just message content. Lines over
-998 octets make the whole message fail with 500 5.5.2 after the data is drained.
+998 octets are taken byte-exact, as Postfix takes them; only a line over `[limits]
+smtp_line_octets` makes the whole message fail with 500 5.5.2 after the data is drained.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailyard.config import Limits
 from mailyard.core.addresses import normalize
 from mailyard.core.authresults import strip_ours
 from mailyard.core.dates import header_date
@@ -61,6 +63,7 @@ class InboundPolicy:
     connections_per_ip: int
     messages_per_ip_per_minute: int
     timeout: float = 300.0
+    line_octets: int = Limits.smtp_line_octets
 
 
 class InboundHandler:
@@ -159,7 +162,7 @@ class InboundHandler:
             return "552 5.3.4 Message too big for this system"
         # Every look at the octets (line lengths, the header block) runs in a thread: a
         # 14 MB header folded over 16,000 lines must not stall the other connections.
-        prepared = await asyncio.to_thread(_prepare, content, self.policy.hostname,
+        prepared = await asyncio.to_thread(_prepare, content, self.policy,
                                            bool(self.checks.checks))
         if isinstance(prepared, str):
             return prepared
@@ -251,17 +254,17 @@ class InboundSMTP(EnhancedSMTP):
             self.inbound.connections.release(ip)
 
 
-def _prepare(content: bytes, hostname: str, checked: bool
+def _prepare(content: bytes, policy: InboundPolicy, checked: bool
              ) -> str | tuple[bytes, ParsedMessage | None]:
     """In a thread: a reply refusing the message for its shape; else the client's octets
     without any Authentication-Results claiming our hostname, and their header block for the
     checks (None when no check is configured)."""
-    problem = message_problem(content)
+    problem = message_problem(content, policy.line_octets)
     if problem:
         return problem
     if not checked:
         return content, None
-    content = strip_ours(content, hostname)
+    content = strip_ours(content, policy.hostname)
     return content, parse_head(content)
 
 
@@ -284,6 +287,7 @@ async def start_inbound(handler: InboundHandler, host: str, port: int,
             handler, hostname=policy.hostname, ident=IDENT, data_size_limit=policy.message_size,
             enable_SMTPUTF8=True, decode_data=False, tls_context=tls, require_starttls=False,
             timeout=policy.timeout, auth_required=False, auth_require_tls=True,
+            line_octets=policy.line_octets,
         )
 
     loop = asyncio.get_running_loop()

@@ -13,8 +13,6 @@ _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}\b")
 
 # Stock aiosmtpd texts that need a more precise code than their reply class alone gives.
 _STOCK = {
-    "500 Line too long (see RFC5321 4.5.3.1.6)":
-        "500 5.5.2 Line too long: at most 998 octets per line (RFC 5321 4.5.3.1.6)",
     "500 Command line too long": "500 5.5.2 Command line too long",
     "552 Error: Too much mail data": "552 5.3.4 Message too big for this system",
     "552 Error: message size exceeds fixed maximum message size":

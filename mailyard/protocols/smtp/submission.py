@@ -24,6 +24,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
 
+from mailyard.config import Limits
 from mailyard.core.netaddr import is_loopback
 from mailyard.protocols.smtp.base import (
     EnhancedSMTP,
@@ -52,6 +53,7 @@ class MSAPolicy:
     message_size: int
     allow_plaintext_loopback: bool = False
     timeout: float = 300.0
+    line_octets: int = Limits.smtp_line_octets
 
 
 class SubmissionHandler:
@@ -115,7 +117,8 @@ class SubmissionHandler:
         content = envelope.original_content or b""
         if len(content) > self.policy.message_size:
             return "552 5.3.4 Message too big for this system"
-        problem = await asyncio.to_thread(message_problem, content)  # 14 MB: off the loop
+        problem = await asyncio.to_thread(message_problem, content,
+                                          self.policy.line_octets)  # 14 MB: off the loop
         if problem:
             return problem
         try:
@@ -251,7 +254,7 @@ async def start_submission(handler: SubmissionHandler, host: str, port: int,
             data_size_limit=policy.message_size, enable_SMTPUTF8=True, decode_data=False,
             tls_context=None if implicit_tls else tls, require_starttls=not implicit_tls,
             timeout=policy.timeout, auth_required=True, auth_require_tls=True,
-            auth_exclude_mechanism=["CRAM-MD5"],
+            auth_exclude_mechanism=["CRAM-MD5"], line_octets=policy.line_octets,
         )
 
     loop = asyncio.get_running_loop()
