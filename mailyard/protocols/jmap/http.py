@@ -35,6 +35,7 @@ from mailyard.protocols.jmap.errors import PROBLEM_JSON, RequestError
 from mailyard.protocols.jmap.origin import CheckOrigin, configured_origins
 from mailyard.protocols.jmap.services import CoreLimits, JMAPPolicy, JMAPServices, TokenChecker
 from mailyard.protocols.jmap.session import CAPABILITIES, session_resource
+from mailyard.protocols.jmap.wsprotocol import WebSocketProtocol
 from mailyard.store.ports import Account
 
 __all__ = ["CoreLimits", "HTTPServer", "JMAPPolicy", "JMAPServices", "TokenChecker",
@@ -288,7 +289,7 @@ async def start_http(app: ASGIApp, host: str, port: int, ssl: SSLContext | None 
     logging.getLogger("uvicorn.error").addFilter(CLIENT_INPUT_RECORDS)  # once: same filter
     config = uvicorn.Config(
         ClientFraming(app), lifespan="off", log_config=None, access_log=False, proxy_headers=False,
-        server_header=False, timeout_graceful_shutdown=5,
+        server_header=False, timeout_graceful_shutdown=5, ws=WebSocketProtocol,
         ssl_context_factory=(lambda _config, _default: ssl) if ssl is not None else None)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http {host}:{port}")
