@@ -96,6 +96,14 @@ def test_a_terminator_split_over_every_boundary() -> None:
         assert (got.content, rest) == (b"Subject: x\r\n\r\nbody\r\n", b"NOOP\r\n"), cut
 
 
+def test_a_stuffed_dot_split_over_every_boundary() -> None:
+    wire = b"a\r\n..b\r\n.c\r\n...\r\n.\r\n"
+    for cut in range(1, len(wire)):
+        for second in range(cut + 1, len(wire)):
+            got, rest = feed_and_read([wire[:cut], wire[cut:second], wire[second:]])
+            assert got.content == b"a\r\n.b\r\nc\r\n..\r\n" and rest == b"", (cut, second)
+
+
 def test_millions_of_short_lines_are_read_in_chunks() -> None:
     """4,000,000 lines of one octet: the reader hands back the loop once per chunk, not per
     line (counted by a task that runs whenever the reader yields)."""

@@ -37,11 +37,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
 
 from mailyard import metrics
 from mailyard.config import Limits
 from mailyard.protocols.live import LIVE
+from mailyard.protocols.smtp.dataread import ClientGone, read_mail_data
 from mailyard.protocols.smtp.replies import enhance
 
 log = logging.getLogger("mailyard.smtp")
@@ -62,7 +63,8 @@ count."""
 
 class EnhancedSMTP(SMTP):
     """aiosmtpd's protocol answering with RFC 3463 codes once ENHANCEDSTATUSCODES is said;
-    every command timed for /metrics, and a 421 at shutdown once no command is running."""
+    every command timed for /metrics, and a 421 at shutdown once no command is running.
+    Messages are bytes: both listeners run with `decode_data=False`, which DATA assumes."""
 
     protocol_name = "smtp"
 
@@ -138,9 +140,7 @@ class EnhancedSMTP(SMTP):
                 if self._errors > ERROR_LIMIT:
                     await self._hang_up()
                     return
-            if status == STOCK_LINE_TOO_LONG:
-                status = line_too_long(self.line_octets)
-            elif not self._in_ehlo and not status.startswith("220 "):
+            if not self._in_ehlo and not status.startswith("220 "):
                 status = enhance(status)
             # A reply that echoes the client's invalid UTF-8 (VRFY, a hook's text) must
             # still encode: the lone surrogates become "?".
@@ -222,19 +222,34 @@ class EnhancedSMTP(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA with room for lines of `line_octets`. Its reader's limit (1001
-        octets, also the bound on a command line) is raised for the message only: a line of
-        `line_octets` + 1 (a transparency dot) + CRLF is read whole, a longer one is drained and
-        answered `line_too_long` after the final dot. `message_problem` then checks the
-        unstuffed lines against `line_octets` exactly."""
-        reader = self._reader
-        reader._limit = self.line_octets + 1  # type: ignore[attr-defined]
-        self.line_length_limit = self.line_octets + 3
+        """aiosmtpd's DATA, with the mail data read by `dataread.read_mail_data`: in chunks,
+        giving the loop back after each, instead of aiosmtpd's line at a time (see there).
+        Lines of any length are read; `message_problem`, in the DATA hook, then refuses one
+        over `line_octets` (unstuffed) with `line_too_long` once the final dot has come."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            await super().smtp_DATA(arg)
-        finally:
-            reader._limit = SMTP.line_length_limit  # type: ignore[attr-defined]
-            self.line_length_limit = SMTP.line_length_limit
+            data = await read_mail_data(self._reader, self.data_size_limit)
+        except ClientGone:
+            log.info("%s: connection closed during DATA", peer_text(self.session))
+            close(self)
+            return
+        if data.problem is not None:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(data.problem.value)
+            return
+        self.envelope.content = self.envelope.original_content = data.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
 
     async def smtp_HELO(self, hostname: str) -> None:
         if hostname and not valid_text(hostname):
@@ -309,10 +324,6 @@ MAX_HEADER_BLOCK = 1 << 20
 block of one field folded over 16,000 lines is an attack on every parser after us, not mail."""
 
 HEADER_TOO_BIG = "552 5.3.4 Message header too big: at most 1 MiB of header fields"
-STOCK_LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
-"""aiosmtpd's reply when a DATA line outgrows its reader's limit; `EnhancedSMTP.push` puts
-`line_too_long` with the configured limit in its place."""
-
 _CHUNK = 1 << 20
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 

@@ -11,7 +11,7 @@ size and the time per chunk is bounded whatever the line lengths.
 The terminator is the line "." (CRLF "." CRLF, with the CRLF before it belonging to the last
 line, and the message's first line counting as following a CRLF). Octets the client sent
 behind it (pipelined commands, RFC 2920) are put back into the reader for the next command.
-Transparency (§4.5.2) is undone once at the end: a line beginning with "." loses that dot.
+Transparency (§4.5.2) is undone chunk by chunk: a line beginning with "." loses that dot.
 Line lengths are left to the caller, which checks the unstuffed message off the loop.
 """
 
@@ -53,6 +53,7 @@ async def read_mail_data(reader: asyncio.StreamReader, size_limit: int | None) -
     too_much = False
     pending = bytearray(b"\r\n")  # the line start before the first line
     virtual = 2  # octets of `pending` that are that line start, not data
+    line_start = True  # the next octet kept begins a line
     while True:
         data = await reader.read(CHUNK)
         if not data:
@@ -64,6 +65,8 @@ async def read_mail_data(reader: asyncio.StreamReader, size_limit: int | None) -
             _put_back(reader, pending[end + len(TERMINATOR):])
         else:
             cut = len(pending) - _KEEP
+            if cut > 0 and pending[cut - 1] == 0x0D:  # never between a CR and its LF
+                cut -= 1
             last = bytes(pending[virtual:cut]) if cut > virtual else b""
             if cut > 0:
                 del pending[:cut]
@@ -74,19 +77,24 @@ async def read_mail_data(reader: asyncio.StreamReader, size_limit: int | None) -
                 too_much = True
                 chunks.clear()  # nothing more is kept: the memory goes now
             else:
-                chunks.append(last)
+                chunks.append(unstuff(last, line_start))
+        if last:
+            line_start = last.endswith(b"\r\n")
         if end >= 0:
             break
         await asyncio.sleep(0)  # a chunk at a time: every other session runs meanwhile
     if too_much:
         return MailData(b"", DataProblem.TOO_MUCH)
-    return MailData(unstuff(b"".join(chunks)))
+    return MailData(b"".join(chunks))
 
 
-def unstuff(data: bytes) -> bytes:
-    """RFC 5321 §4.5.2: the first character of a line that is a period is removed."""
+def unstuff(data: bytes, line_start: bool = True) -> bytes:
+    """RFC 5321 §4.5.2: the first character of a line that is a period is removed. `data`
+    is a piece of the mail data that ends at a line end or not inside a CRLF, so that every
+    CRLF "." is whole in one piece or split after its CRLF; `line_start`: it begins a line.
+    Done a piece at a time: on 12 MB of short lines one replace held the loop for 70 ms."""
     data = data.replace(b"\r\n.", b"\r\n")
-    return data[1:] if data.startswith(b".") else data
+    return data[1:] if line_start and data.startswith(b".") else data
 
 
 def _put_back(reader: asyncio.StreamReader, rest: bytes | bytearray) -> None:
