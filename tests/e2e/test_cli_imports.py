@@ -99,6 +99,9 @@ def test_help_and_version_load_no_more_than_the_cli(home: Path, args: list[str])
     (["fsck"], ()),
     (["gc", "--dry-run"], ()),
     (["export", ALICE, "EXPORT"], ("tqdm",)),
+    (["import", ALICE, "MBOX"], ("tqdm",)),
+    (["reindex", ALICE], ()),
+    (["user", "add", "carol@example.test", "--password-stdin"], ("argon2",)),
     (["config", "sample"], ()),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_admin_command_imports_no_server_part(home: Path, args: list[str],
@@ -106,8 +109,9 @@ def test_admin_command_imports_no_server_part(home: Path, args: list[str],
     if "ID" in args:
         listed = ok(run(home, "mail", "list", ALICE)[0])
         args = [listed.split("\t")[0] if a == "ID" else a for a in args]
-    args = [str(home / "out.mbox") if a == "EXPORT" else a for a in args]
-    result, modules = run(home, *args)
+    paths = {"EXPORT": str(home / "out.mbox"), "MBOX": str(home / "in.mbox")}
+    args = [paths.get(a, a) for a in args]
+    result, modules = run(home, *args, input=b"secret\n")
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout or result.stderr
     assert loaded(modules, SERVER_ONLY) == []
