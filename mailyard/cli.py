@@ -385,10 +385,13 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="use this data directory instead of the config's data_dir")
 
 
-def build_parser(*, admin: bool = True) -> argparse.ArgumentParser:
+def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.ArgumentParser:
     """All the subcommands; with admin=False, not those of cli_transfer and cli_ops (import,
     export, fsck, gc), whose modules `serve` then never imports (tqdm and the rest: megabytes
-    a long-running listener would hold for nothing)."""
+    a long-running listener would hold for nothing). With `only` (the command on the command
+    line), the other commands get their name and help line but neither their options nor
+    their actions: each parser costs argparse a few gettext look-ups for its translations,
+    and building all of them was a tenth of `mailyard search`'s start-up."""
     common = _Parser(add_help=False)
     _global_options(common, top=False)
     parser = _Parser(prog="mailyard", description=__doc__,
@@ -407,127 +410,142 @@ def build_parser(*, admin: bool = True) -> argparse.ArgumentParser:
     def actions(p: argparse.ArgumentParser, dest: str = "action") -> Any:
         return p.add_subparsers(dest=dest, required=True, metavar="ACTION")
 
+    def wanted(name: str) -> bool:
+        return only is None or only == name
+
     p = command(sub, "serve", "run the server: every listener, and the pipeline")
-    p.add_argument("--workers", type=int, default=0,
-                   help="pipeline worker processes (0: run the pipeline in this process)")
-    p.add_argument("--log-level", type=_log_level, default=None, choices=_LogLevels(),
-                   metavar="LOG_LEVEL", help="one of %(choices)s (default: [log] level, INFO)")
+    if wanted("serve"):
+        p.add_argument("--workers", type=int, default=0,
+                       help="pipeline worker processes (0: run the pipeline in this process)")
+        p.add_argument("--log-level", type=_log_level, default=None, choices=_LogLevels(),
+                       metavar="LOG_LEVEL", help="one of %(choices)s (default: [log] level, INFO)")
 
     p = command(sub, "config", "check the configuration, or print a commented sample")
-    cs = actions(p)
-    q = command(cs, "check", "validate a config file and print the configuration it gives"
-                " (TOML, every key, secrets masked)")
-    q.add_argument("file", nargs="?", help="the file to check (default: the one every command"
-                   " uses: --config, $MAILYARD_CONFIG, ./mailyard.toml)")
-    command(cs, "sample", "print every key with its default and what it does (the"
-            " repository's mailyard.example.toml)")
+    if wanted("config"):
+        cs = actions(p)
+        q = command(cs, "check", "validate a config file and print the configuration it gives"
+                    " (TOML, every key, secrets masked)")
+        q.add_argument("file", nargs="?", help="the file to check (default: the one every command"
+                       " uses: --config, $MAILYARD_CONFIG, ./mailyard.toml)")
+        command(cs, "sample", "print every key with its default and what it does (the"
+                " repository's mailyard.example.toml)")
 
     p = command(sub, "domain", "local domains and their DKIM keys")
-    ds = actions(p)
-    command(ds, "add", "make a domain local: mail to it is delivered here").add_argument(
-        "name", help="e.g. example.org (an internationalised name is stored as xn--...)")
-    command(ds, "remove", "stop accepting mail for a domain").add_argument(
-        "name", help="a domain added with `domain add`")
-    command(ds, "list", "the local domains, from the config and from `domain add`")
-    q = command(ds, "dkim", "DKIM signing keys of a domain")
-    dk = actions(q, "dkim_action")
-    for action, text in (
-            ("generate", "make a key (the first, or a second beside the current one) and print"
-                         " its DNS record"),
-            ("rotate", "make a key with a new dated selector and retire the old ones"),
-            ("show", "print the DNS records of a domain's keys")):
-        r = command(dk, action, text)
-        r.add_argument("name", help="the domain")
-        if action != "show":
-            r.add_argument("--algorithm", choices=["rsa", "ed25519", "both"], default="rsa",
-                           help="rsa (2048 bits, every verifier), ed25519 (RFC 8463), or both"
-                                " (default: rsa)")
-            r.add_argument("--selector", help="default: a dated selector like my202611")
+    if wanted("domain"):
+        ds = actions(p)
+        command(ds, "add", "make a domain local: mail to it is delivered here").add_argument(
+            "name", help="e.g. example.org (an internationalised name is stored as xn--...)")
+        command(ds, "remove", "stop accepting mail for a domain").add_argument(
+            "name", help="a domain added with `domain add`")
+        command(ds, "list", "the local domains, from the config and from `domain add`")
+        q = command(ds, "dkim", "DKIM signing keys of a domain")
+        dk = actions(q, "dkim_action")
+        for action, text in (
+                ("generate", "make a key (the first, or a second beside the current one) and print"
+                             " its DNS record"),
+                ("rotate", "make a key with a new dated selector and retire the old ones"),
+                ("show", "print the DNS records of a domain's keys")):
+            r = command(dk, action, text)
+            r.add_argument("name", help="the domain")
+            if action != "show":
+                r.add_argument("--algorithm", choices=["rsa", "ed25519", "both"], default="rsa",
+                               help="rsa (2048 bits, every verifier), ed25519 (RFC 8463), or both"
+                                    " (default: rsa)")
+                r.add_argument("--selector", help="default: a dated selector like my202611")
 
     p = command(sub, "user", "accounts: add, list, remove, passwd, quota")
-    us = actions(p)
-    for action, text in (("add", "create an account"), ("passwd", "set a new password")):
-        q = command(us, action, text)
-        q.add_argument("address", help="user@domain, in a local domain")
-        q.add_argument("--password-stdin", action="store_true",
-                       help="read the password from the first line of standard input (needed"
-                            " when standard input is not a terminal)")
-        if action == "add":
-            q.add_argument("--quota", type=parse_size, default=None,
-                           help="e.g. 500M, 10G (default: [limits] default_quota)")
-    command(us, "list", "every account with its use and quota")
-    command(us, "remove", "delete an account and all its mail").add_argument(
-        "address", help="the account's address")
-    q = command(us, "quota", "set an account's quota")
-    q.add_argument("address", help="the account's address")
-    q.add_argument("bytes", type=parse_size, help="e.g. 5000, 500K, 10M, 2G")
+    if wanted("user"):
+        us = actions(p)
+        for action, text in (("add", "create an account"), ("passwd", "set a new password")):
+            q = command(us, action, text)
+            q.add_argument("address", help="user@domain, in a local domain")
+            q.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of standard input (needed"
+                                " when standard input is not a terminal)")
+            if action == "add":
+                q.add_argument("--quota", type=parse_size, default=None,
+                               help="e.g. 500M, 10G (default: [limits] default_quota)")
+        command(us, "list", "every account with its use and quota")
+        command(us, "remove", "delete an account and all its mail").add_argument(
+            "address", help="the account's address")
+        q = command(us, "quota", "set an account's quota")
+        q.add_argument("address", help="the account's address")
+        q.add_argument("bytes", type=parse_size, help="e.g. 5000, 500K, 10M, 2G")
 
     p = command(sub, "queue", "the work queue: deliveries, sending, indexing")
-    qs = actions(p)
-    command(qs, "stats", "counts of ready, leased, delayed and dead items")
-    command(qs, "list", "the items waiting").add_argument(
-        "--limit", type=int, default=1000, help="at most this many (default 1000)")
-    command(qs, "show", "one item in full").add_argument("id", help="the item's id")
-    command(qs, "cancel", "take back a held or waiting send").add_argument(
-        "id", help="an item id, or a submission id (cancels all of its items)")
+    if wanted("queue"):
+        qs = actions(p)
+        command(qs, "stats", "counts of ready, leased, delayed and dead items")
+        command(qs, "list", "the items waiting").add_argument(
+            "--limit", type=int, default=1000, help="at most this many (default 1000)")
+        command(qs, "show", "one item in full").add_argument("id", help="the item's id")
+        command(qs, "cancel", "take back a held or waiting send").add_argument(
+            "id", help="an item id, or a submission id (cancels all of its items)")
 
     p = command(sub, "dlq", "the dead-letter queue: items that failed every attempt")
-    dl = actions(p)
-    command(dl, "list", "the dead items").add_argument(
-        "--limit", type=int, default=100, help="at most this many (default 100)")
-    command(dl, "show", "one dead item in full").add_argument("id", help="the item's id")
-    command(dl, "drop", "delete a dead item").add_argument("id", help="the item's id")
-    command(dl, "retry", "put dead items back in the queue").add_argument(
-        "id", help="an item id, or 'all'")
+    if wanted("dlq"):
+        dl = actions(p)
+        command(dl, "list", "the dead items").add_argument(
+            "--limit", type=int, default=100, help="at most this many (default 100)")
+        command(dl, "show", "one dead item in full").add_argument("id", help="the item's id")
+        command(dl, "drop", "delete a dead item").add_argument("id", help="the item's id")
+        command(dl, "retry", "put dead items back in the queue").add_argument(
+            "id", help="an item id, or 'all'")
 
     p = command(sub, "mail", "read mailboxes (for admins and tests)")
-    ms = actions(p)
-    q = command(ms, "list", "an account's emails, newest first")
-    q.add_argument("address", help="the account's address")
-    q.add_argument("--label", default=None, help="a mailbox name or role (inbox, sent, ...)")
-    q.add_argument("--limit", type=int, default=1000,
-                   help="at most this many (default 1000; says so when there are more)")
-    q.add_argument("--json", action="store_true", help="JMAP-style JSON objects")
-    q = command(ms, "show", "one email's fields, or its octets")
-    q.add_argument("address", help="the account's address")
-    q.add_argument("id", help="the email id (from `mail list`)")
-    q.add_argument("--raw", action="store_true", help="the message octets, byte-exact")
+    if wanted("mail"):
+        ms = actions(p)
+        q = command(ms, "list", "an account's emails, newest first")
+        q.add_argument("address", help="the account's address")
+        q.add_argument("--label", default=None, help="a mailbox name or role (inbox, sent, ...)")
+        q.add_argument("--limit", type=int, default=1000,
+                       help="at most this many (default 1000; says so when there are more)")
+        q.add_argument("--json", action="store_true", help="JMAP-style JSON objects")
+        q = command(ms, "show", "one email's fields, or its octets")
+        q.add_argument("address", help="the account's address")
+        q.add_argument("id", help="the email id (from `mail list`)")
+        q.add_argument("--raw", action="store_true", help="the message octets, byte-exact")
 
     p = command(sub, "search", "search an account with the Gmail-style query language",
                 epilog="A query that starts with '-' goes after '--':"
                        " mailyard search -- alice@example.com -has:attachment")
-    p.add_argument("address", help="the account's address")
-    p.add_argument("query", help='e.g. \'from:alice has:attachment after:2026/1/1 "exact words"\'')
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--json", action="store_true", help="JSON, with snippets")
-    p.add_argument("--relevance", action="store_true", help="best match first, not newest")
-    p.add_argument("--anywhere", action="store_true", help="include Spam and Trash")
+    if wanted("search"):
+        p.add_argument("address", help="the account's address")
+        p.add_argument("query", help="e.g. 'from:alice has:attachment after:2026/1/1"
+                       " \"exact words\"'")
+        p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+        p.add_argument("--json", action="store_true", help="JSON, with snippets")
+        p.add_argument("--relevance", action="store_true", help="best match first, not newest")
+        p.add_argument("--anywhere", action="store_true", help="include Spam and Trash")
 
     p = command(sub, "reindex", "rebuild the full-text index from the stored mail")
-    p.add_argument("address", nargs="?", help="one account (default: every account)")
+    if wanted("reindex"):
+        p.add_argument("address", nargs="?", help="one account (default: every account)")
 
     p = command(sub, "token", "API tokens (JMAP bearer credentials)")
-    ts = actions(p)
-    q = command(ts, "create", "make a token; it is printed once")
-    q.add_argument("address", help="the account the token acts for")
-    q.add_argument("--name", default="", help="what the token is for")
-    q.add_argument("--days", type=float, default=0, help="lifetime (default: no expiry)")
-    command(ts, "list", "an account's tokens").add_argument(
-        "address", help="the account's address")
-    q = command(ts, "revoke", "make a token stop working")
-    q.add_argument("address", help="the account's address")
-    q.add_argument("id", help="the token's id (from `token list`)")
+    if wanted("token"):
+        ts = actions(p)
+        q = command(ts, "create", "make a token; it is printed once")
+        q.add_argument("address", help="the account the token acts for")
+        q.add_argument("--name", default="", help="what the token is for")
+        q.add_argument("--days", type=float, default=0, help="lifetime (default: no expiry)")
+        command(ts, "list", "an account's tokens").add_argument(
+            "address", help="the account's address")
+        q = command(ts, "revoke", "make a token stop working")
+        q.add_argument("address", help="the account's address")
+        q.add_argument("id", help="the token's id (from `token list`)")
 
     p = command(sub, "policy", "the MX's allow and deny lists of IPs, networks and domains")
-    ps = actions(p)
-    for action, text in (("allow", "let mail from an IP, network or domain skip the checks"),
-                         ("deny", "refuse mail from an IP, network or domain")):
-        q = command(ps, action, text)
-        q.add_argument("entry", help="an IP address, a network (CIDR) or a sender domain")
-        q.add_argument("--reason", default="", help="said in the 554 5.7.1 reply (deny)")
-    command(ps, "remove", "take an entry off its list").add_argument(
-        "entry", help="as it was added")
-    command(ps, "list", "both lists")
+    if wanted("policy"):
+        ps = actions(p)
+        for action, text in (("allow", "let mail from an IP, network or domain skip the checks"),
+                             ("deny", "refuse mail from an IP, network or domain")):
+            q = command(ps, action, text)
+            q.add_argument("entry", help="an IP address, a network (CIDR) or a sender domain")
+            q.add_argument("--reason", default="", help="said in the 554 5.7.1 reply (deny)")
+        command(ps, "remove", "take an entry off its list").add_argument(
+            "entry", help="as it was added")
+        command(ps, "list", "both lists")
 
     if admin:
         from mailyard.cli_ops import add_parsers as add_ops_parsers
@@ -537,11 +555,12 @@ def build_parser(*, admin: bool = True) -> argparse.ArgumentParser:
         add_ops_parsers(sub, common)
 
     p = command(sub, "account", "where accounts live, with [store] metadata a list of shards")
-    acs = actions(p)
-    q = command(acs, "move", "move an account to another shard while it is in use")
-    q.add_argument("address", help="the account's address")
-    q.add_argument("shard", help='the shard\'s position in [store] metadata: "0", "1", ...')
-    command(acs, "shards", "the shards and their account counts")
+    if wanted("account"):
+        acs = actions(p)
+        q = command(acs, "move", "move an account to another shard while it is in use")
+        q.add_argument("address", help="the account's address")
+        q.add_argument("shard", help='the shard\'s position in [store] metadata: "0", "1", ...')
+        command(acs, "shards", "the shards and their account counts")
     return parser
 
 
@@ -798,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     one line on stderr, never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     command = _command_of(argv)
-    args = build_parser(admin=command not in ("serve", "config")).parse_args(argv)
+    args = build_parser(admin=command not in ("serve", "config"), only=command).parse_args(argv)
     from mailyard import config as configuration  # not before: --help, --version need none
 
     try:
