@@ -112,11 +112,7 @@ def header_block_text(block: bytes) -> str:
 def body_substring_text(body: str, filenames: str, attachment_text: str,
                         part_headers: str = "") -> str:
     """What IMAP BODY searches, from the fields the index keeps: one string, the pieces on
-    lines of their own (a needle never spans two of them unless it holds a line break).
-
-    The engines' trigram bodies are built without `part_headers` for now: the store port's
-    IndexDocument does not carry them yet, so only a needle too short for the index (read
-    from the message, `message_body_text`) finds what is only in a part header."""
+    lines of their own (a needle never spans two of them unless it holds a line break)."""
     return "\n".join(t for t in (body, part_headers, filenames, attachment_text) if t)
 
 

@@ -86,7 +86,7 @@ def document(account_id: str, email_id: str, received_at: int,
         account_id=account_id, email_id=email_id, received_at=received_at,
         subject=text.subject, from_=text.from_, to=text.to, cc=text.cc, bcc=text.bcc,
         body=text.body, filenames=text.filenames, attachment_text=text.attachment_text,
-        list_id=text.list_id)
+        list_id=text.list_id, part_headers=text.part_headers)
 
 
 @dataclass(slots=True)

@@ -536,6 +536,8 @@ class IndexDocument:
     filenames: str = ""
     attachment_text: str = ""
     list_id: str = ""
+    part_headers: str = ""
+    """MIME part headers (core.indextext.IndexText.part_headers): for IMAP BODY/TEXT only."""
 
 
 @dataclass(slots=True)

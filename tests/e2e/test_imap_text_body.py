@@ -69,10 +69,14 @@ INVITE = _mixed("invite", [
     "Content-Type: text/calendar; method=REQUEST\\n\\nBEGIN:VCALENDAR\\n"
     "SUMMARY:axolotl review\\nEND:VCALENDAR",
 ])
+PARTHDR = _mixed("parthdr", [
+    "Content-Type: text/plain\\nContent-Description: quokkalike notes\\n\\nplain body",
+])
 HEADER = ("From: header@sender.test\\nTo: alice@example.test\\nSubject: header\\n"
           "X-Tracker: wombatish\\nMessage-ID: <uniq.4711@sender.test>\\n\\n"
           "nothing special in here\\n")
-MESSAGES = {"report": REPORT, "notes": NOTES, "qp": QP, "invite": INVITE, "header": HEADER}
+MESSAGES = {"report": REPORT, "notes": NOTES, "qp": QP, "invite": INVITE, "header": HEADER,
+            "parthdr": PARTHDR}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -146,11 +150,17 @@ C: b12 UID SEARCH BODY notes.txt
 S: * SEARCH {u['notes']}
 S~ b12 OK .*
 C: b13 UID SEARCH NOT BODY ".pdf"
-S: * SEARCH {u['notes']} {u['qp']} {u['invite']} {u['header']}
+S: * SEARCH {u['notes']} {u['qp']} {u['invite']} {u['header']} {u['parthdr']}
 S~ b13 OK .*
 C: b14 UID SEARCH OR BODY axolotl BODY zyxwvutonic
 S: * SEARCH {u['notes']} {u['invite']}
 S~ b14 OK .*
+C: b15 UID SEARCH BODY quokkalike
+S: * SEARCH {u['parthdr']}
+S~ b15 OK .*
+C: b16 UID SEARCH TEXT "content-description: quokka"
+S: * SEARCH {u['parthdr']}
+S~ b16 OK .*
 """)
 
 
@@ -179,7 +189,7 @@ C: t7 UID SEARCH TEXT zyxwvutonic
 S: * SEARCH {u['notes']}
 S~ t7 OK .*
 C: t8 UID SEARCH TEXT 4711@sender.test
-S: * SEARCH {u['report']} {u['notes']} {u['qp']} {u['invite']} {u['header']}
+S: * SEARCH {u['report']} {u['notes']} {u['qp']} {u['invite']} {u['header']} {u['parthdr']}
 S~ t8 OK .*
 C: t9 UID SEARCH TEXT wombatish BODY nothing
 S: * SEARCH {u['header']}

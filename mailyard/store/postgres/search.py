@@ -586,7 +586,7 @@ async def _migrate(conn: asyncpg.Connection) -> None:
 
 def _row(doc: IndexDocument) -> tuple[Any, ...]:
     addresses = " ".join(filter(None, (doc.from_, doc.to, doc.cc, doc.bcc)))
-    body = body_substring_text(doc.body, doc.filenames, doc.attachment_text)
+    body = body_substring_text(doc.body, doc.filenames, doc.attachment_text, doc.part_headers)
     return (clean(doc.account_id), clean(doc.email_id), doc.received_at, tsvector(doc),
             clean(doc.subject), clean(doc.body), clean(doc.subject).casefold(),
             clean(addresses).casefold(), clean(body).casefold())

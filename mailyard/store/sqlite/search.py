@@ -222,7 +222,8 @@ class SqliteSearchIndex:
                     "INSERT INTO grams (rowid, account_id, email_id, subject, addresses, body)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (rowid, doc.account_id, doc.email_id, doc.subject, addresses,
-                     body_substring_text(doc.body, doc.filenames, doc.attachment_text)))
+                     body_substring_text(doc.body, doc.filenames, doc.attachment_text,
+                                         doc.part_headers)))
                 conn.execute("INSERT INTO doc_ids VALUES (?, ?, ?)",
                              (doc.account_id, doc.email_id, rowid))
 
