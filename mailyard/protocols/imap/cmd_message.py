@@ -16,7 +16,7 @@ from mailyard.core.ids import id_u64
 from mailyard.core.imapfmt import binary_data, literal
 from mailyard.core.mime import Part
 from mailyard.protocols.imap.esearch import partial_window
-from mailyard.protocols.imap.flags import to_keywords
+from mailyard.protocols.imap.flags import flags_text, to_keywords
 from mailyard.protocols.imap.grammar import (
     Command,
     FetchItem,
@@ -316,6 +316,24 @@ def _fetch_flags(s: Session, indexes: list[int], with_uid: bool, with_flags: boo
     every client runs, with no store round trip."""
     sel = s.sel
     recent, condstore = s.rev1, "CONDSTORE" in s.enabled
+    if with_uid and with_flags and not condstore:
+        # The common sync, `FETCH 1:* (UID FLAGS)`, once per message of the mailbox: one
+        # format per line, the flags text made once per distinct keyword set.
+        uids, keywords = sel.uids, sel.all_keywords()
+        marked = sel.recent if recent else None
+        cache: dict[tuple[str, ...], bytes] = {}
+        lines = []
+        for i in indexes:
+            kw = keywords[i]
+            text = cache.get(kw)
+            if text is None:
+                text = cache[kw] = flags_text(kw).encode()
+            uid = uids[i]
+            if marked and uid in marked:
+                text = sel.flags_text(i, recent=True).encode()
+            lines.append(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (i + 1, uid, text))
+        s.raw(b"".join(lines))
+        return
     for i in indexes:
         items = [b"UID %d" % sel.uids[i]] if with_uid else []
         if with_flags:

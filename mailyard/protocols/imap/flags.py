@@ -37,6 +37,21 @@ def to_flags(keywords: Iterable[str]) -> list[str]:
     return [_BACK.get(k, k) for k in keywords]
 
 
+_TEXTS: dict[tuple[str, ...], str] = {}
+
+
+def flags_text(keywords: tuple[str, ...]) -> str:
+    """The IMAP flags of a keyword set, space separated: made once per distinct set (views
+    share one tuple per set, see selected.shared_keywords), since `FETCH 1:* (FLAGS)`, the
+    sync every client runs after each SELECT, writes one per message of the mailbox."""
+    text = _TEXTS.get(keywords)
+    if text is None:
+        if len(_TEXTS) > 10_000:  # a flood of distinct custom keywords: no unbounded growth
+            _TEXTS.clear()
+        text = _TEXTS[keywords] = " ".join(to_flags(keywords))
+    return text
+
+
 SYSTEM_KEYWORDS = frozenset(SYSTEM.values())
 
 

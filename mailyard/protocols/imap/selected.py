@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mailyard.protocols.imap.flags import SYSTEM_KEYWORDS, flag_list, to_flags
+from mailyard.protocols.imap.flags import SYSTEM_KEYWORDS, flag_list, flags_text
 from mailyard.store.ports import Mailbox, MailboxDelta, MailboxSnapshot
 
 if TYPE_CHECKING:
@@ -219,10 +219,10 @@ class Selected:
         """The FLAGS list of the message at `index` (or of `uid` with its `keywords`) as this
         client is to read it: with \\Recent for an IMAP4rev1 client (`recent`) when this
         session holds it."""
-        flags = to_flags(self.keywords_at(index) if keywords is None else keywords)
+        text = flags_text(self.keywords_at(index) if keywords is None else keywords)
         if recent and (self.version.uids[index] if uid is None else uid) in self.recent:
-            flags.append("\\Recent")
-        return " ".join(flags)
+            return text + " \\Recent" if text else "\\Recent"
+        return text
 
     def set_keywords(self, index: int, keywords: tuple[str, ...], modseq: int) -> None:
         """This session changed the message's flags (at `modseq`) and told its client."""

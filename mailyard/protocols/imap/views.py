@@ -68,22 +68,44 @@ class MailboxView:
         """Sessions in IDLE on this view: told (synchronously, push_updates) after each
         refresh. The values mean nothing (None: no object per session)."""
         self.users = 0
-        self._pending: asyncio.Future[None] | None = None
+        self._pending: asyncio.Future[bool] | None = None
+        """Settled when the refresh running now ends: True once it brought the view up to
+        date, False if it failed or was cancelled."""
 
     def stale(self) -> bool:
         return self.dirty or time.monotonic() - self.refreshed > STALE_AFTER
 
     async def refresh(self) -> None:
-        """Bring the view up to the store. Sessions asking at once share one query."""
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self._refresh())
-        await asyncio.shield(self._pending)
+        """Bring the view up to the store. Sessions asking at once share one query.
+
+        The first session to ask runs the query in its own task, and the others wait on a
+        future it settles: a task of its own for the query (as this was) cost two more turns
+        of the event loop before and after it, for every command that followed a change, and
+        under ten busy clients each turn waits behind the other sessions' work. If the asking
+        session is cancelled meanwhile (its client went away), the sessions waiting with it
+        ask again themselves."""
+        while True:
+            pending = self._pending
+            if pending is None:
+                break
+            await asyncio.shield(pending)
+            if pending.result():
+                return
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending = done
+        try:
+            await self._refresh()
+        except BaseException:
+            done.set_result(False)  # the others retry (and meet the error, if it lasts)
+            raise
+        done.set_result(True)
+        self._push()
 
     def refresh_soon(self) -> None:
         """Refresh in the background (for the IDLE sessions, which are told when it is done)."""
         if self._pending is None:
-            self._pending = asyncio.ensure_future(self._refresh())
-            self._pending.add_done_callback(_log_failure)
+            task = asyncio.ensure_future(self.refresh())
+            task.add_done_callback(_log_failure)
 
     async def _refresh(self) -> None:
         try:
@@ -96,6 +118,8 @@ class MailboxView:
             raise
         finally:
             self._pending = None
+
+    def _push(self) -> None:
         for session in list(self.idlers):
             session.push_updates()
 
