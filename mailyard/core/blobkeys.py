@@ -13,6 +13,14 @@
   bare digest: the store spreads those by the hash's tail), spool copies by queue item, and
   bodies stored before this layout existed (bare SHA-256 hex, still valid and still read).
 
+- The octets a message was imported with, when they had bare LF line ends, are kept beside its
+  body as ``original-<the body's SHA-256>`` (flat): the body holds the CRLF form every door
+  serves (IMAP, POP3, sizes, sections, search), and `mailyard export` gives back the original.
+  Its name follows from the body's, so no row (and no schema change) records it: gc keeps it
+  exactly as long as its body, fsck checks that its CRLF form is the message, and export uses
+  it only when that holds. Two imports whose CRLF forms are one message share one body, and so
+  one side blob: the export of either gives the octets of one of them.
+
 No other form is accepted: ids reach file paths and object keys, so "..", empty segments,
 absolute paths and control characters must never get through (`check`).
 """
@@ -28,6 +36,9 @@ BODIES = "bodies/"
 _FLAT = re.compile(r"[A-Za-z0-9_-]{8,128}")
 _BODY = re.compile(r"bodies/([0-9]{4})/(0[1-9]|1[0-2])/(0[1-9]|[12][0-9]|3[01])/([0-9a-f]{64})")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+ORIGINAL = "original-"
+"""The prefix of a side blob holding a message's octets as imported (see the module doc)."""
 _LAST_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
 
 
@@ -67,3 +78,24 @@ def content_sha256(blob_id: str) -> str | None:
     if _SHA256.fullmatch(blob_id):
         return blob_id
     return None
+
+
+def original_id(body: str) -> str | None:
+    """The id of the side blob that keeps the imported octets of the message whose body
+    (skeleton) is `body`; None for a body id that names no SHA-256 (none is ever written)."""
+    digest = content_sha256(body)
+    return None if digest is None else ORIGINAL + digest
+
+
+def original_of(blob_id: str) -> str | None:
+    """The body SHA-256 a side blob id names, or None if `blob_id` is no such id."""
+    digest = blob_id.removeprefix(ORIGINAL)
+    if blob_id.startswith(ORIGINAL) and _SHA256.fullmatch(digest):
+        return digest
+    return None
+
+
+def served_form(raw: bytes) -> bytes:
+    """`raw` with every bare LF made CRLF: the form a message is stored and served in (RFC
+    5322 §2.3, IMAP and POP3 send CRLF lines), and what an original side blob must come to."""
+    return _BARE_LF.sub(b"\r\n", raw) if b"\n" in raw else raw

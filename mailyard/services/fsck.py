@@ -5,6 +5,9 @@ Checked per account, through the ports (so every engine can be checked):
   dated `bodies/YYYY/MM/DD/<sha256>` id, or the whole id in stores older than that layout),
   and so does every attachment blob the skeleton refers to (core/blobkeys.py); the
   re-assembled message has the recorded size (the skeleton's CRC is verified on the way);
+- the octets an import kept beside the body (a message that came with bare LFs:
+  `original-<sha256>`, core/blobkeys.py) come to the message once their LFs are CRLF, which
+  is what export relies on to give them back;
 - the attachment references the email's row records (what `mailyard gc` trusts) are the ones
   its skeleton needs;
 - UIDs strictly increasing and below UIDNEXT per mailbox; no email or mailbox MODSEQ above the
@@ -174,6 +177,7 @@ class Fsck:
                 if len(raw) != record.size:
                     self._problem(account, "size", f"email {record.id}: {len(raw)} octets,"
                                   f" {record.size} recorded", False)
+                await self._check_original(account, record, raw)
         if recorded is not None and sorted(set(recorded)) != sorted(set(refs)):
             missing = sorted(set(refs) - set(recorded))
             detail = f"email {record.id} records attachment refs {sorted(set(recorded))}," \
@@ -185,6 +189,23 @@ class Fsck:
             if self.repair and isinstance(self.store, Maintainable):
                 await self.store.set_blob_refs(account.id, record.id, list(dict.fromkeys(refs)))
                 problem.repaired = True
+
+    async def _check_original(self, account: Account, record: EmailRecord, raw: bytes) -> None:
+        """The imported octets kept beside the body, if any, must be the message with bare LFs
+        (export falls back to the stored octets otherwise, which is not what was imported)."""
+        side = blobkeys.original_id(record.blob_id)
+        if side is None or side in self._verified:
+            return
+        try:
+            original = await self.blobs.get(side)
+        except NotFound:
+            return
+        self.report.blobs += 1
+        same = await asyncio.to_thread(lambda: blobkeys.served_form(original) == raw)
+        self._verified[side] = None if same else "bad-original"
+        if not same:
+            self._problem(account, "bad-original", f"email {record.id}: {side} is not the"
+                          " message with bare LFs", False)
 
     def _check_counters(self, account: Account, sizes: dict[str, int]) -> list[Problem]:
         used = sum(sizes.values())

@@ -8,6 +8,10 @@ Ids are compared whole, whatever their form (a dated `bodies/YYYY/MM/DD/<sha256>
 bare SHA-256 skeleton of an older store, attachments by SHA-256, spool ids): the inventory
 reports each blob under the very id that names it.
 
+The octets a message was imported with, kept beside its body when they had bare LFs
+(`original-<sha256>`, core/blobkeys.py), are named by no row: such a side blob is kept while
+the body whose SHA-256 it names is, and goes with it.
+
 Everything younger than the grace period is kept whatever the references say: a delivery in
 flight writes its blobs before the email row that names them commits. The file blob store
 refreshes the time of a blob written again (a deduplicated attachment), so an old orphan that
@@ -20,7 +24,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-from mailyard.core import skeleton
+from mailyard.core import blobkeys, skeleton
 from mailyard.services.blobs import UPLOAD
 from mailyard.services.fsck import Maintainable
 from mailyard.store.ports import BlobInfo, BlobStore, MailStore, NotFound, Queue
@@ -68,6 +72,17 @@ async def referenced(store: MailStore, blobs: BlobStore, queue: Queue) -> set[st
     return keep
 
 
+def _kept_originals(inventory: list[BlobInfo], keep: set[str]) -> set[str]:
+    """The side blobs (imported octets) whose body is kept. Looked up from the few side blobs
+    the inventory holds, so the whole reference set is read once and not doubled."""
+    sides = {digest: info.blob_id for info in inventory
+             if (digest := blobkeys.original_of(info.blob_id)) is not None}
+    if not sides:
+        return set()
+    return {sides[digest] for blob_id in keep
+            if (digest := blobkeys.content_sha256(blob_id)) in sides}
+
+
 async def collect(store: MailStore, blobs: BlobStore, queue: Queue, *,
                   grace: float = DEFAULT_GRACE, dry_run: bool = False,
                   now: float | None = None) -> GcReport:
@@ -76,6 +91,7 @@ async def collect(store: MailStore, blobs: BlobStore, queue: Queue, *,
     report = GcReport()
     before = await blobs.inventory()  # before the references: a later blob is never a candidate
     keep = await referenced(store, blobs, queue)
+    keep |= _kept_originals(before, keep)
     candidates: set[str] = set()
     for info in before:
         report.examined += 1

@@ -10,11 +10,17 @@ Resumable: a progress record in `state_dir` names the batch in flight. After a k
 sends that batch through the store again (it may be stored but not yet indexed) and skips the
 rest by key. The record is removed when a run completes.
 
-Export writes the stored octets unchanged. mbox: mboxrd quoting, and a sidecar JSON index
-(PATH.mailyard.json) with each message's SHA-256, size, labels, keywords and receivedAt, because
-headers added to carry them would break byte-exactness. Maildir: one folder per label
-(Maildir++ names, INBOX at the top), flags in the file names, other keywords as Dovecot keyword
-letters, the file's mtime = receivedAt (what Dovecot reads back).
+Line ends: a message that comes with bare LFs (Unix mbox and Maildir files often do) is stored
+and served in its CRLF form, so IMAP and POP3 send CRLF lines and RFC822.SIZE counts them; the
+octets it came with are kept beside it (core/blobkeys.py `original_id`) and export gives them
+back.
+
+Export writes the stored octets unchanged (the imported ones, see above). mbox: mboxrd
+quoting, and a sidecar JSON index (PATH.mailyard.json) with each message's SHA-256, size,
+labels, keywords and receivedAt, because headers added to carry them would break
+byte-exactness. Maildir: one folder per label (Maildir++ names, INBOX at the top), flags in
+the file names, other keywords as Dovecot keyword letters, the file's mtime = receivedAt (what
+Dovecot reads back).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from mailyard.core import blobkeys
 from mailyard.core import mailformats as mf
 from mailyard.services.mailbox import ImportItem, MailboxService
 from mailyard.store.ports import Account, Conflict, EmailRecord, Mailbox, NotFound
@@ -372,6 +379,15 @@ class _Fetcher:
 
 # ---------------------------------------------------------------------------- import
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    item: ImportItem
+    digest: str
+    """SHA-256 of the octets as they came (the delivery key's and `Importer.seen`'s)."""
+    original: bytes | None
+    """Those octets when they differ from the served form (bare LFs), else None."""
+
+
 class Importer:
     """Feeds a source into MailboxService.import_batch, with a progress record."""
 
@@ -397,15 +413,16 @@ class Importer:
         for start in range(0, len(messages), self.batch_size):
             batch = messages[start:start + self.batch_size]
             self._write_record(start, start + len(batch))
-            items: list[tuple[int, SourceMessage, ImportItem]] = []
+            items: list[tuple[SourceMessage, _Prepared]] = []
             for offset, message in enumerate(batch):
                 try:
-                    items.append((start + offset, message,
-                                  await self._item(message, start + offset in recheck)))
+                    items.append((message, await self._item(message, start + offset in recheck)))
                 except (OSError, ValueError, UnicodeError, Conflict, NotFound) as e:
                     summary.failed.append((message.origin, f"{type(e).__name__}: {e}"))
-            results = await self.mailbox.import_batch(self.account, [i for _, _, i in items])
-            for (_, message, item), result in zip(items, results, strict=True):
+            results = await self.mailbox.import_batch(self.account,
+                                                      [p.item for _, p in items])
+            originals: dict[str, bytes] = {}
+            for (message, prepared), result in zip(items, results, strict=True):
                 if result.error:
                     summary.failed.append((message.origin, result.error))
                 elif result.created:
@@ -413,23 +430,42 @@ class Importer:
                 else:
                     summary.duplicates += 1
                 if result.email_id:
-                    self.seen.setdefault(hashlib.sha256(item.raw).hexdigest(), result.email_id)
+                    self.seen.setdefault(prepared.digest, result.email_id)
+                    if prepared.original is not None:
+                        originals[result.email_id] = prepared.original
+            # Before the record moves on: a kill in between sends this batch through again.
+            await self._keep_originals(originals)
             if progress:
                 progress(len(batch))
         self.record.unlink(missing_ok=True)
         return summary
 
-    async def _item(self, message: SourceMessage, recheck: bool) -> ImportItem:
+    async def _item(self, message: SourceMessage, recheck: bool) -> _Prepared:
+        """The message in its served form (CRLF), keyed by the octets as they came: the same
+        source imported again, before or after bare LFs were served as CRLF, is a no-op."""
         loaded = message.load()
         raw = loaded.raw
+        served = blobkeys.served_form(raw)
         boxes = [b for b in [await self._box(n) for n in dict.fromkeys(loaded.labels)] if b]
         received = loaded.received_at or int(time.time() * 1000)
         digest = hashlib.sha256(raw).hexdigest()
         where = hashlib.sha256("\0".join(sorted(b.id for b in boxes)).encode()).hexdigest()
-        return ImportItem(raw=raw, mailboxes=boxes, keywords=loaded.keywords,
+        item = ImportItem(raw=served, mailboxes=boxes, keywords=loaded.keywords,
                           received_at=received,
                           delivery_key=f"import:{digest[:40]}:{where[:12]}",
                           recheck=recheck, existing=self.seen.get(digest))
+        return _Prepared(item, digest, raw if served != raw else None)
+
+    async def _keep_originals(self, originals: dict[str, bytes]) -> None:
+        """The octets of messages that came with bare LFs, beside their bodies
+        (core/blobkeys.py `original_id`), for export to give back."""
+        if not originals:
+            return
+        records = await self.mailbox.get_emails(self.account, list(originals), brief=True)
+        for record in records:
+            side = blobkeys.original_id(record.blob_id)
+            if side is not None:
+                await self.mailbox.blobs.put(side, originals[record.id])
 
     async def _box(self, label: str) -> Mailbox | None:
         """The mailbox of a label, made when missing; None for All Mail (every email is in
@@ -474,6 +510,22 @@ class ExportSummary:
         return f"{self.exported} messages exported ({self.files} files), {len(self.failed)} failed"
 
 
+async def exported_raw(mailbox: MailboxService, record: EmailRecord) -> bytes:
+    """The octets export writes: those the message was imported with when it came with bare
+    LFs (its side blob, core/blobkeys.py), else the stored ones. The side blob is used only if
+    its CRLF form is the stored message, so an email that shares a body with an import but
+    came otherwise (an APPEND of the CRLF form) is never given octets it did not come with."""
+    raw = await mailbox.raw_of(record)
+    side = blobkeys.original_id(record.blob_id)
+    if side is None:
+        return raw
+    try:
+        original = await mailbox.blobs.get(side)
+    except NotFound:
+        return raw
+    return original if blobkeys.served_form(original) == raw else raw
+
+
 async def all_records(mailbox: MailboxService, account: Account,
                       label: str | None = None) -> list[EmailRecord]:
     """Every email of the account (or with `label`), oldest first."""
@@ -508,7 +560,7 @@ async def export_mbox(mailbox: MailboxService, account: Account, path: Path,
     with tmp.open("wb") as f:
         for record in records:
             try:
-                raw = await mailbox.raw_of(record)
+                raw = await exported_raw(mailbox, record)
             except (OSError, NotFound) as e:
                 summary.failed.append((record.id, f"{type(e).__name__}: {e}"))
                 continue
@@ -560,7 +612,7 @@ async def export_maildir(mailbox: MailboxService, account: Account, path: Path,
     folders: set[Path] = set()
     for record in records:
         try:
-            raw = await mailbox.raw_of(record)
+            raw = await exported_raw(mailbox, record)
         except (OSError, NotFound) as e:
             summary.failed.append((record.id, f"{type(e).__name__}: {e}"))
             continue

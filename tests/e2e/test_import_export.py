@@ -53,6 +53,17 @@ def _raws(server: Server, address: str) -> list[bytes]:
     return sorted(server.raws(address).values())
 
 
+def _crlf(raw: bytes) -> bytes:
+    """The form a message with bare LFs is stored and served in (issue 18)."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _exported(server: Server, address: str, path: Path) -> list[bytes]:
+    """The messages as `mailyard export --format maildir` writes them."""
+    server.cli("export", address, str(path), "--format", "maildir")
+    return sorted(p.read_bytes() for p in path.rglob("cur/*"))
+
+
 @pytest.fixture
 def fresh(tmp_path: Path) -> Server:
     """A second server's data (never started: the CLI works on the data directory)."""
@@ -77,9 +88,11 @@ def test_mbox_with_from_lines_imports_byte_exact_once_and_is_searchable(
                                  [*tricky, no_id]]))
     out = _import(server, "alice@example.test", str(mbox))
     assert "5 imported, 0 skipped as duplicates, 0 failed" in out
-    raws = _raws(server, "alice@example.test")
     # mbox cannot carry "no final newline" without a sidecar: one newline is added, no more.
-    assert raws == sorted([*tricky[:2], tricky[2] + b"\n", tricky[3], no_id])
+    came = [*tricky[:2], tricky[2] + b"\n", tricky[3], no_id]
+    # Stored and served with CRLF; exported as they came.
+    assert _raws(server, "alice@example.test") == sorted(_crlf(r) for r in came)
+    assert _exported(server, "alice@example.test", tmp_path / "out") == sorted(came)
     out = _import(server, "alice@example.test", str(mbox))
     assert "0 imported, 5 skipped as duplicates" in out
     assert len(server.emails("alice@example.test")) == 5
@@ -91,7 +104,7 @@ def test_mbox_with_from_lines_imports_byte_exact_once_and_is_searchable(
         typ, data = imap.select("INBOX")
         assert data == [b"5"]
         typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
-        assert tricky[0] in [part[1] for part in data if isinstance(part, tuple)]
+        assert _crlf(tricky[0]) in [part[1] for part in data if isinstance(part, tuple)]
 
 
 def test_mboxcl2_content_length_honoured(server: Server, tmp_path: Path) -> None:
@@ -102,7 +115,8 @@ def test_mboxcl2_content_length_honoured(server: Server, tmp_path: Path) -> None
     mbox.write_bytes(b"From a@b Mon Jan  1 00:00:00 2024\n" + first + b"\n"
                      b"From a@b Mon Jan  1 00:00:00 2024\n" + second + b"\n")
     assert "2 imported" in _import(server, "alice@example.test", str(mbox))
-    assert _raws(server, "alice@example.test") == sorted([first, second])
+    assert _raws(server, "alice@example.test") == sorted([_crlf(first), _crlf(second)])
+    assert _exported(server, "alice@example.test", tmp_path / "out") == sorted([first, second])
 
 
 # ---------------------------------------------------------------------------- Maildir, eml
