@@ -3,11 +3,19 @@
 A message's trace id is its queue id: every line about one message (SMTP acceptance, the
 pipeline's delivery, each outbound attempt) carries it as `queue_id` (`extra={"queue_id":
 ...}`), so `grep`/`jq` on one id follows a mail from SMTP to the mailbox.
+
+No line carries a terminal escape code, in either format: uvicorn (the HTTPS/JMAP listener)
+logs its start and stop with `extra={"color_message": ...}`, the same text with ANSI colours
+for its own formatter, which is dropped here; and any escape sequence left in a message, an
+extra or a traceback (a client's input quoted in a line, a library's colours) is removed, so
+that `less`, `grep` and fail2ban read plain text and a log viewer's terminal takes no orders
+from what a client sent.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +27,24 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 """LogRecord attributes every record has; anything else came in through `extra`."""
 
 
+_NOT_OURS = frozenset({"color_message"})
+"""Extras that libraries add for their own formatters: uvicorn's coloured copy of the message."""
+
+_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: ESC [ ... final (colours among them)
+                     r"|\x9b[0-?]*[ -/]*[@-~]"  # the same with the one-character C1 CSI
+                     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: titles, links, to BEL or ST
+                     r"|\x1b[@-_]?|\x9b")  # any other ESC (and its next character), alone
+"""A terminal escape sequence; what is left of an unfinished one is plain text."""
+
+
+def plain(text: str) -> str:
+    """`text` without terminal escape sequences."""
+    return _ESCAPE.sub("", text) if "\x1b" in text or "\x9b" in text else text
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    return {k: plain(v) if isinstance(v, str) else v for k, v in vars(record).items()
+            if k not in _STANDARD and k not in _NOT_OURS}
 
 
 class JSONFormatter(logging.Formatter):
@@ -29,12 +53,13 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+            "level": record.levelname, "logger": record.name,
+            "msg": plain(record.getMessage()),
             "pid": record.process,
         }
         event.update(_extras(record))
         if record.exc_info:
-            event["exc"] = self.formatException(record.exc_info)
+            event["exc"] = plain(self.formatException(record.exc_info))
         return orjson.dumps(event, default=str).decode()
 
 
@@ -45,7 +70,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = plain(super().format(record))
         extras = _extras(record)
         if extras:
             first, nl, rest = line.partition("\n")
