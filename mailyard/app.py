@@ -191,7 +191,8 @@ class Runtime:
     def search(self) -> SearchService:
         from mailyard.services.search import SearchService
 
-        return SearchService(self.store, self.index)
+        return SearchService(self.store, self.index,
+                             query_seconds=self.config.limits.query_seconds)
 
     @cached_property
     def resolver(self) -> Resolver:
