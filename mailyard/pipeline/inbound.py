@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from mailyard.core import blobkeys, skeleton
 from mailyard.core.addresses import Address
 from mailyard.core.ids import new_id
-from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, Limits, index_text
+from mailyard.core.indexlimits import Limits
+from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, index_text
 from mailyard.core.mime import ParsedMessage, normalize_subject, parse_message
 from mailyard.store.ports import (
     Account,

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, Limits, index_text
+from mailyard.core.indexlimits import Limits
+from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, index_text
 from mailyard.core.mime import parse_message
 
 CORPUS_DIR = Path(__file__).parent.parent / "data/corpora/mime"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailyard.core import spam, spamrules
+from mailyard.core import spam, spampolicy, spamrules
 from mailyard.core.mime import parse_message
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -126,7 +126,7 @@ def test_executable_attachments() -> None:
     assert symbols["ATTACH_EXECUTABLE"] == 4.0
     _, symbols = analyse(multipart("<p>invoice</p>", plain="invoice",
                                    attachment=("invoice.pdf.scr", "application/pdf", b"x")))
-    assert symbols["ATTACH_DOUBLE_EXTENSION"] >= spamrules.JUNK_THRESHOLD
+    assert symbols["ATTACH_DOUBLE_EXTENSION"] >= spampolicy.JUNK_THRESHOLD
     _, symbols = analyse(multipart("<p>report</p>", plain="report",
                                    attachment=("report.pdf", "application/pdf", b"%PDF")))
     assert not any(s.startswith("ATTACH") for s in symbols)

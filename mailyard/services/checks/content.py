@@ -21,7 +21,7 @@ from typing import Any
 
 from mailyard.core import spam, spamrules
 from mailyard.core.mime import ParsedMessage, parse_message
-from mailyard.core.spamrules import SpamPolicy
+from mailyard.core.spampolicy import SpamPolicy
 from mailyard.pipeline.inbound import MessageLoader
 from mailyard.services.checks import Action, SMTPEnvelope, Verdict
 from mailyard.services.checks.clamd import ClamdError, scan

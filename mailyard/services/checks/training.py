@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from mailyard.core import spam
 from mailyard.core.mime import parse_message
-from mailyard.core.spamrules import SpamPolicy
+from mailyard.core.spampolicy import SpamPolicy
 from mailyard.services.checks.content import sender_of
 from mailyard.store.ports import Account, NotFound, SpamModel
 
