@@ -800,6 +800,15 @@ def runqueue_seconds(pid: int, tid: int) -> float:
         return 0.0
 
 
+def thread_waits(pid: int) -> dict[int, float]:
+    """`runqueue_seconds` of every thread of process `pid`."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return {}
+    return {tid: runqueue_seconds(pid, tid) for tid in tids}
+
+
 # --------------------------------------------------------------------------- probes
 
 class Probes:
@@ -877,15 +886,17 @@ class Probes:
             return fn()
 
     def timed(self, name: str) -> tuple[float, float]:
-        """One probe's seconds, and how long of them the machine kept the server's event
-        loop (its main thread) or this probing thread waiting for a CPU: on a machine busy
-        with other work (2 cores, other test runs) that wait is the scheduler's, not a stall
-        of the server. The larger of the two waits counts (they may overlap), never more."""
+        """One probe's seconds, and how long of them the machine kept one of the server's
+        threads (the event loop, or the SQLite reader or TLS thread the request needed) or
+        this probing thread runnable but waiting for a CPU: on a machine busy with other work
+        (2 cores, other test runs) that wait is the scheduler's, not a stall of the server.
+        The largest of those waits counts (they may overlap), never more than the probe."""
         me = threading.get_native_id()
-        server0, mine0 = runqueue_seconds(self.pid, self.pid), runqueue_seconds(os.getpid(), me)
+        server0, mine0 = thread_waits(self.pid), runqueue_seconds(os.getpid(), me)
         took = self.one(name)
-        stalled = max(runqueue_seconds(self.pid, self.pid) - server0,
-                      runqueue_seconds(os.getpid(), me) - mine0, 0.0)
+        server = thread_waits(self.pid)
+        stalled = max([runqueue_seconds(os.getpid(), me) - mine0, 0.0]
+                      + [w - server0.get(tid, 0.0) for tid, w in server.items()])
         return took, min(stalled, took)
 
     def close_connections(self) -> None:
