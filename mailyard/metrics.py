@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from mailyard.core import mime
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -35,6 +37,10 @@ QUEUE_DEPTH = Gauge("mailyard_queue_items", "Queue items by state (ready, leased
                     " dead)", ["state"], registry=REGISTRY)
 QUEUE_OLDEST = Gauge("mailyard_queue_oldest_age_seconds", "Age of the oldest item waiting in"
                      " the queue (0 when empty)", registry=REGISTRY)
+MIME_PARSE_FAILURES = Gauge("mailyard_mime_parse_failures", "Messages the MIME parser failed on"
+                            " since start-up (each stored and shown as one text body; a bug"
+                            " to report)", registry=REGISTRY)
+MIME_PARSE_FAILURES.set_function(lambda: mime.PARSE_FAILURES.count)
 STORE_BYTES = Gauge("mailyard_store_bytes", "Bytes on disk by store", ["store"],
                     registry=REGISTRY)
 

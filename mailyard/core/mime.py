@@ -11,7 +11,9 @@ import binascii
 import functools
 import hashlib
 import html
+import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +23,8 @@ from urllib.parse import unquote_to_bytes
 
 from mailyard.core import imapfmt
 from mailyard.core.addresses import Address
+
+log = logging.getLogger(__name__)
 
 MAX_DEPTH = 50
 MAX_PARTS = 10_000
@@ -940,11 +944,38 @@ def _references(headers: _Headers) -> list[str]:
 
 
 def parse_message(raw: bytes, *, text_limit: int = 1_000_000) -> ParsedMessage:
-    """Never raises: whatever arrives was accepted over SMTP and must be stored and shown."""
+    """Never raises: whatever arrives was accepted over SMTP and must be stored and shown. A
+    failure of the parser is a bug of ours: it is logged (with its traceback once a minute
+    per kind, since one sender can repeat it) and counted in `PARSE_FAILURES`, exported as
+    mailyard_mime_parse_failures, and the message is read by `_fallback`."""
     try:
         return _parse(raw, text_limit)
-    except Exception:
+    except Exception as error:
+        PARSE_FAILURES.seen(error, len(raw))
         return _fallback(raw)
+
+
+class ParseFailures:
+    """Messages the parser failed on since start-up, and when each kind was last logged."""
+
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged: dict[type, float] = {}
+
+    def seen(self, error: Exception, size: int) -> None:
+        self.count += 1
+        now = time.monotonic()
+        first = now - self._logged.get(type(error), -self.WINDOW) >= self.WINDOW
+        if first:
+            self._logged[type(error)] = now
+        log.error("MIME parser failed on a %d-octet message (%s: %s); stored and shown as one"
+                  " text body", size, type(error).__name__, str(error)[:200],
+                  exc_info=error if first else None)
+
+
+PARSE_FAILURES = ParseFailures()
 
 
 def parse_head(raw: bytes) -> ParsedMessage:

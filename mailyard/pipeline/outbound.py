@@ -28,7 +28,6 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from mailyard import metrics
 from mailyard.core import dsn
@@ -383,9 +382,3 @@ def _all(recipients: list[str], reply: Reply, *, temporary: bool = False) -> Att
     for rcpt in recipients:
         target[rcpt] = reply
     return result
-
-
-def describe(payload: dict[str, Any]) -> str:
-    """One line about an outbound item, for `mailyard queue list`."""
-    return (f"{payload.get('mail_from') or '<>'} -> {', '.join(payload['recipients'])}"
-            f" ({payload.get('domain', 'local')})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import logging
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -402,3 +403,27 @@ def test_parse_head_reads_only_the_header_block() -> None:
     assert head.root.body_start == full.root.body_start
     assert head.root.body_end < full.root.body_end  # the body was not read
     assert parse_head(b"Subject: no body at all\r\n").subject == "no body at all"
+
+
+def test_a_parser_failure_is_logged_counted_and_exported(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """core.mime.ParseFailures: the count /metrics exports, an ERROR line per failure, the
+    traceback once a minute per kind (one sender can repeat the message that trips it)."""
+    import prometheus_client
+
+    from mailyard import metrics
+    from mailyard.core import mime as mime_module
+
+    failures = mime_module.PARSE_FAILURES
+    before = failures.count
+    for _ in range(2):
+        try:
+            raise LookupError("a bug")
+        except LookupError as error:
+            with caplog.at_level(logging.ERROR, logger="mailyard.core.mime"):
+                failures.seen(error, 1234)
+    assert failures.count == before + 2
+    lines = [r for r in caplog.records if "MIME parser failed on a 1234-octet" in r.getMessage()]
+    assert len(lines) == 2 and lines[0].exc_info and not lines[1].exc_info
+    exported = prometheus_client.generate_latest(metrics.REGISTRY).decode()
+    assert f"mailyard_mime_parse_failures {float(before + 2)}" in exported

@@ -414,10 +414,6 @@ class AuthCheck:
         return out
 
 
-async def _nothing() -> None:
-    return None
-
-
 def _from_domain(parsed: ParsedMessage) -> str | None:
     """The RFC5322.From domain; "" when From names several domains, None when none."""
     domains = {a.email.rpartition("@")[2].lower().rstrip(".") for a in parsed.from_

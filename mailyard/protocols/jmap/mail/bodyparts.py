@@ -8,7 +8,6 @@ Email/get parses the message again when (and only when) a body property is asked
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
@@ -31,14 +30,6 @@ def header_fields(block: bytes) -> list[tuple[str, str]]:
             fields.append((m.group(1).decode("ascii"),
                            m.group(2).decode("utf-8", "replace")))
     return fields
-
-
-@dataclass
-class Leaf:
-    """A body part with what JMAP needs of it beside the stored offsets."""
-
-    part: Part
-    part_id: str | None
 
 
 class Body:
