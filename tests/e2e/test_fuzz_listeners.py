@@ -3,7 +3,9 @@ implicit TLS), IMAP and IMAPS, POP3 and POP3S, and the HTTPS listener (the JMAP 
 download, EventSource, /jmap/ws, /metrics /healthz /readyz and the webmail's paths), with
 random and mutated input, while EHLO, NOOP and a JMAP call on other connections must keep
 answering within max(250 ms, 5x their baseline measured here before the fuzzing) (less the
-time the kernel kept the server's event loop or the probe runnable but off the CPU), the
+time the kernel kept a server thread or the probe runnable but off the CPU; one lone slow
+probe that no input open then makes slow again alone is an outlier of a busy machine, shown
+with the figures), the
 server's RSS stays within its baseline + 150 MB, the server stays up and ready, and its log
 gets no traceback and no ERROR record, and no reply carries one.
 
