@@ -574,7 +574,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
             recipients_per_message=limits.recipients_per_message,
             connections_per_ip=limits.connections_per_ip,
             messages_per_ip_per_minute=limits.messages_per_ip_per_minute,
-            timeout=limits.smtp_timeout,
+            timeout=limits.smtp_timeout, line_octets=limits.smtp_line_octets,
         ), checks=inbound_checks(config, policy_store, runtime.spam_model))
         host, port = _hostport(config.listen.smtp)
         servers.append(await start_inbound(handler, host, port, tls))
@@ -584,7 +584,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         msa = SubmissionHandler(runtime.accounts, runtime.submission, MSAPolicy(
             hostname=config.hostname, message_size=config.limits.message_size,
             allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-            timeout=config.limits.smtp_timeout))
+            timeout=config.limits.smtp_timeout, line_octets=config.limits.smtp_line_octets))
         for address, implicit in ((config.listen.submission, False),
                                   (config.listen.submissions, True)):
             if address:

@@ -145,8 +145,6 @@ def test_the_default_limit_is_exact_and_counts_no_transparency_dot(server: Serve
                       + b"\r\n"}
 
 
-@pytest.mark.xfail(strict=True, reason="mailyard/app.py does not yet pass [limits]"
-                   " smtp_line_octets to InboundPolicy and MSAPolicy (line_octets=)")
 def test_a_configured_limit_is_applied_on_both_listeners(tmp_path: Path) -> None:
     srv = Server(tmp_path, limits={"smtp_line_octets": 4096})
     srv.add_user("alice@example.test")
