@@ -34,11 +34,13 @@ if TYPE_CHECKING:
     from mailyard.protocols.imap.session import IMAPServices
     from mailyard.services.accounts import AccountService
     from mailyard.services.blobs import BlobService
+    from mailyard.services.changes import ChangeService
     from mailyard.services.checks import CheckChain
     from mailyard.services.checks.content import SpamPlacement
     from mailyard.services.checks.training import SpamTrainer
     from mailyard.services.delivery import DeliveryService
     from mailyard.services.mailbox import MailboxService
+    from mailyard.services.objects import ObjectService
     from mailyard.services.search import SearchService
     from mailyard.services.submission import SubmissionService
     from mailyard.services.tokens import TokenService
@@ -67,7 +69,7 @@ class Runtime:
 
     PARTS = ("store", "blobs", "queue", "index", "bus", "accounts", "spam_model", "pipeline",
              "mailbox", "submission", "delivery", "search", "resolver", "blob_access",
-             "vacation", "tokens", "placement", "spam_trainer")
+             "vacation", "tokens", "placement", "spam_trainer", "changes", "objects")
     """Every part, in the order `open` builds them (the order the server always used)."""
 
     def __init__(self, config: Config) -> None:
@@ -211,6 +213,18 @@ class Runtime:
         from mailyard.services.vacation import VacationResponder
 
         return VacationResponder(self.store, self.submission)
+
+    @cached_property
+    def changes(self) -> ChangeService:
+        from mailyard.services.changes import ChangeService
+
+        return ChangeService(self.store)
+
+    @cached_property
+    def objects(self) -> ObjectService:
+        from mailyard.services.objects import ObjectService
+
+        return ObjectService(self.store)
 
     @cached_property
     def tokens(self) -> TokenService:
@@ -506,7 +520,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         start_http,
     )
     from mailyard.protocols.jmap.push import routes as push_routes
-    from mailyard.protocols.jmap.pushsub import PushService
+    from mailyard.protocols.jmap.services import DataServices
     from mailyard.protocols.jmap.sync import routes as sync_routes
     from mailyard.protocols.jmap.webpush import WebPushDeliverer
     from mailyard.protocols.jmap.websocket import routes as websocket_routes
@@ -520,6 +534,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         SubmissionHandler,
         start_submission,
     )
+    from mailyard.services.pushsubs import PushSubscriptionService
     from mailyard.store.local.eventbus import socket_address
     from mailyard.store.sqlite.db import SchemaTooNew
     from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
@@ -596,28 +611,28 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     pipeline: list[Callable[[], str | None]] = []  # why a pipeline loop is not running
     http: HTTPServer | None = None
     push_store: SqlitePushSubscriptionStore | None = None
-    push: PushService | None = None
+    push_delivery: WebPushDeliverer | None = None
     if config.listen.http:
         # JMAP push subscriptions (RFC 8620 §7.2): delivered from the listener process,
         # where the event bus of every worker arrives.
         push_store = SqlitePushSubscriptionStore(config.data_dir / "push.db")
-        push = PushService(push_store, WebPushDeliverer(push_store, runtime.bus),
-                           loopback_http=config.limits.push_loopback_http)
+        push = PushSubscriptionService(push_store,
+                                       loopback_http=config.limits.push_loopback_http)
+        push_delivery = WebPushDeliverer(push, runtime.bus)
         jmap = JMAPServices(runtime.accounts, tokens=runtime.tokens.check, policy=JMAPPolicy(
             allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-            push_loopback_http=config.limits.push_loopback_http,
-            allowed_origins=frozenset(config.http.allowed_origins)), extra={
-                "push": push,
-                "mailbox": runtime.mailbox, "search": runtime.search,
-                "submission": runtime.submission, "bus": runtime.bus,
-                "blobs": runtime.blob_access, "vacation": runtime.vacation})
+            allowed_origins=frozenset(config.http.allowed_origins)), data=DataServices(
+                mailbox=runtime.mailbox, changes=runtime.changes, objects=runtime.objects,
+                search=runtime.search, submission=runtime.submission,
+                blobs=runtime.blob_access, vacation=runtime.vacation, push=push,
+                push_delivery=push_delivery))
         host, port = _hostport(config.listen.http)
         http = await start_http(OpsRouter(ops_app(runtime, pipeline), build_app(jmap, routes=[
             *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
-            *sync_routes(runtime.mailbox)])), host, port,
+            *sync_routes(runtime.changes)])), host, port,
                                 ssl=tls)
         log.info("HTTPS (JMAP) listening on %s", config.listen.http)
-        await push.deliverer.start()
+        await push_delivery.start()
 
     released = await runtime.queue.release_leases()
     if released:
@@ -670,8 +685,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     await LIVE.goodbye(timeout=15.0)
     if http is not None:
         await http.close()
-    if push is not None and push_store is not None:
-        await push.deliverer.close()
+    if push_delivery is not None and push_store is not None:
+        await push_delivery.close()
         push_store.close()
     for proc in processes:
         if proc.pid is not None and proc not in imap_processes:

@@ -146,6 +146,11 @@ class AccountService:
             await self.set_password(address, password)
         return account
 
+    async def fresh(self, account: Account) -> Account:
+        """The account as stored now (its counters, quota and state): a session holds the
+        copy read at its login, which every later change leaves behind."""
+        return await self.store.get_account_by_id(account.id)
+
     async def recipient_account(self, address: str) -> Account:
         """The account mail to `address` is delivered to: its own, or for a role address
         (postmaster@, abuse@ any local domain) the configured one. Raises NotFound."""

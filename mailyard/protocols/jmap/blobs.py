@@ -29,8 +29,7 @@ DEFAULT_TYPE = "application/octet-stream"
 
 
 def blob_service(services: JMAPServices) -> BlobService:
-    service: BlobService = services.extra["blobs"]
-    return service
+    return services.need_data().blobs
 
 
 def media_type(value: str | None) -> str:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -20,6 +20,9 @@ from mailyard import metrics
 from mailyard.protocols.jmap.errors import MethodError, RequestError
 from mailyard.protocols.jmap.references import Invocation, resolve
 from mailyard.store.ports import Account, QueryTimeout
+
+if TYPE_CHECKING:
+    from mailyard.protocols.jmap.services import JMAPServices
 
 log = logging.getLogger("mailyard.jmap")
 
@@ -72,8 +75,8 @@ class Context:
 
     account: Account
     """The authenticated account (the only one a user reaches until sharing exists)."""
-    services: Any
-    """The JMAPServices of the listener; core reads nothing from it."""
+    services: JMAPServices
+    """The services of the listener; core reads nothing from it."""
     using: frozenset[str]
     created_ids: dict[str, str]
     """Creation id -> server id, shared by every call of the request (§5.3 "#" references)."""
@@ -130,7 +133,7 @@ def method(name: str, *, capability: str = CORE) -> Callable[[M], M]:
     return register
 
 
-async def execute(request: Request, *, account: Account, services: Any,
+async def execute(request: Request, *, account: Account, services: JMAPServices,
                   session_state: str) -> dict[str, Any]:
     """Run the calls in order (§3.6): each sees the responses before it, none stops the rest."""
     responses: list[Invocation] = []

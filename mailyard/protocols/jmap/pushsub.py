@@ -11,41 +11,27 @@ PushVerification POST to its url and gets StateChanges only once the client has 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from mailyard.core.ids import new_id
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.webpush import WebPushDeliverer, check_keys
-from mailyard.store.ports import NotFound, PushSubscriptionRecord, PushSubscriptionStore
+from mailyard.protocols.jmap.services import DataServices
+from mailyard.protocols.jmap.webpush import check_keys
+from mailyard.services.pushsubs import (
+    BadSubscription,
+    PushSubscriptionService,
+    TooManySubscriptions,
+)
+from mailyard.store.ports import NotFound, PushSubscriptionRecord
 
 PROPERTIES: tuple[str, ...] = ("id", "deviceClientId", "verificationCode", "expires", "types")
 SECRET = ("url", "keys")
 MUTABLE = ("verificationCode", "expires", "types")
-MAX_LIFE = 7 * 86_400.0
-"""Seconds a subscription lives at most; a client renews by updating `expires`."""
-MAX_PER_ACCOUNT = 50
-MAX_URL = 2048
-
-
-@dataclass
-class PushService:
-    """What the methods need, handed to the listener as services.extra["push"]."""
-
-    store: PushSubscriptionStore
-    deliverer: WebPushDeliverer
-    loopback_http: bool = False
-
-
-def push_service(ctx: Context) -> PushService:
-    service: PushService = ctx.services.extra["push"]
-    return service
 
 
 class Invalid(Exception):
@@ -77,12 +63,16 @@ def parse_utc_date(value: Any) -> float:
 
 
 def clamp_expires(value: Any, now: float) -> float:
-    if value is None:
-        return now + MAX_LIFE
-    expires = parse_utc_date(value)
-    if expires <= now:
-        raise Invalid("invalidProperties", "expires is in the past", ["expires"])
-    return min(expires, now + MAX_LIFE)
+    """The expiry the server gives for a requested UTCDate (or null)."""
+    requested = None if value is None else parse_utc_date(value)
+    try:
+        return PushSubscriptionService.expires(requested, now)
+    except BadSubscription as e:
+        raise _invalid(e) from None
+
+
+def _invalid(e: BadSubscription) -> Invalid:
+    return Invalid("invalidProperties", str(e), [e.prop])
 
 
 def check_types(value: Any) -> tuple[str, ...] | None:
@@ -92,35 +82,6 @@ def check_types(value: Any) -> tuple[str, ...] | None:
         raise Invalid("invalidProperties", "types must be null or an array of strings",
                       ["types"])
     return tuple(value)
-
-
-def check_url(value: Any, loopback_http: bool) -> str:
-    """https:// to a public host; http:// only to loopback when the policy allows (tests).
-    The server POSTs wherever this points, so internal addresses are refused (§9.4)."""
-    bad = Invalid("invalidProperties", "url must be an absolute https URL of a push service",
-                  ["url"])
-    if not isinstance(value, str) or len(value) > MAX_URL:
-        raise bad
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-        _ = parts.port
-    except ValueError:
-        raise bad from None
-    if not host or parts.username is not None or parts.password is not None:
-        raise bad
-    local = host == "localhost" or host.endswith(".localhost")
-    try:
-        address = ipaddress.ip_address(host)
-        local = local or not address.is_global
-        loopback = address.is_loopback
-    except ValueError:
-        loopback = local
-    if parts.scheme == "https" and not local:
-        return value
-    if parts.scheme in ("http", "https") and loopback_http and loopback:
-        return value
-    raise bad
 
 
 def check_keys_value(value: Any) -> dict[str, str] | None:
@@ -172,7 +133,7 @@ async def get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                 u[:50] for u in unknown[:10]))
         properties = ("id", *(p for p in PROPERTIES if p in wanted and p != "id"))
     resolved = None if ids is None else [ctx.resolve_id(i) or i for i in ids]
-    records = await push_service(ctx).store.get(ctx.account.id, resolved)
+    records = await ctx.services.need_data().push.get(ctx.account.id, resolved)
     found = {r.id for r in records}
     return {"list": [to_json(r, properties) for r in records],
             "notFound": [] if resolved is None else [i for i in resolved if i not in found]}
@@ -195,7 +156,7 @@ async def set_(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     total = len(create or {}) + len(update or {}) + len(destroy or [])
     if total > ctx.services.policy.limits.max_objects_in_set:
         raise MethodError("requestTooLarge")
-    service = push_service(ctx)
+    service = ctx.services.need_data()
     out: dict[str, Any] = {"created": None, "updated": None, "destroyed": None,
                            "notCreated": None, "notUpdated": None, "notDestroyed": None}
     for creation_id, props in (create or {}).items():
@@ -217,20 +178,17 @@ async def set_(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         out["updated"] = (out["updated"] or {}) | {raw_id: changed}
     for raw_id in destroy or []:
         sub_id = ctx.resolve_id(raw_id) or raw_id
-        records = await service.store.get(ctx.account.id, [sub_id])
         try:
-            if not records:
-                raise NotFound(sub_id)
-            await service.store.delete(ctx.account.id, sub_id)
+            record = await service.push.delete(ctx.account.id, sub_id)
         except NotFound:
             out["notDestroyed"] = (out["notDestroyed"] or {}) | {raw_id: {"type": "notFound"}}
             continue
-        await service.deliverer.forget(records[0])
+        await service.push_delivery.forget(record)
         out["destroyed"] = [*(out["destroyed"] or []), raw_id]
     return out
 
 
-async def _create(ctx: Context, service: PushService, props: Any) -> PushSubscriptionRecord:
+async def _create(ctx: Context, service: DataServices, props: Any) -> PushSubscriptionRecord:
     if not isinstance(props, dict):
         raise Invalid("invalidProperties", "a PushSubscription is an object")
     unknown = [p for p in props if p not in (*PROPERTIES, *SECRET) or p == "id"]
@@ -244,24 +202,28 @@ async def _create(ctx: Context, service: PushService, props: Any) -> PushSubscri
         raise Invalid("invalidProperties", "deviceClientId must be a string",
                       ["deviceClientId"])
     now = time.time()
+    try:
+        url = service.push.check_url(props.get("url"))
+    except BadSubscription as e:
+        raise _invalid(e) from None
     record = PushSubscriptionRecord(
-        id=new_id("P"), account_id=ctx.account.id, device_client_id=device,
-        url=check_url(props.get("url"), service.loopback_http),
+        id=new_id("P"), account_id=ctx.account.id, device_client_id=device, url=url,
         keys=check_keys_value(props.get("keys")), verification_code=secrets.token_urlsafe(24),
         verified=False, expires=clamp_expires(props.get("expires"), now),
         types=check_types(props.get("types")))
-    if len(await service.store.get(ctx.account.id)) >= MAX_PER_ACCOUNT:
-        raise Invalid("overQuota", f"at most {MAX_PER_ACCOUNT} push subscriptions")
-    await service.store.put(record)
-    service.deliverer.verify(record)
+    try:
+        await service.push.create(record)
+    except TooManySubscriptions as e:
+        raise Invalid("overQuota", str(e)) from None
+    service.push_delivery.verify(record)
     return record
 
 
-async def _update(ctx: Context, service: PushService, sub_id: str, patch: Any
+async def _update(ctx: Context, service: DataServices, sub_id: str, patch: Any
                   ) -> dict[str, Any] | None:
     if not isinstance(patch, dict):
         raise Invalid("invalidPatch", "a patch is an object")
-    records = await service.store.get(ctx.account.id, [sub_id])
+    records = await service.push.get(ctx.account.id, [sub_id])
     if not records:
         raise Invalid("notFound", "no such push subscription")
     record = records[0]
@@ -284,7 +246,7 @@ async def _update(ctx: Context, service: PushService, sub_id: str, patch: Any
         record = replace(record, expires=expires)
     if "types" in patch:
         record = replace(record, types=check_types(patch["types"]))
-    await service.store.put(record)
+    await service.push.update(record)
     if record.verified:
-        service.deliverer.watch(record)
+        service.push_delivery.watch(record)
     return changed or None

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailyard.services.accounts import AccountService
 from mailyard.store.ports import Account
+
+if TYPE_CHECKING:
+    from mailyard.protocols.jmap.webpush import WebPushDeliverer
+    from mailyard.services.blobs import BlobService
+    from mailyard.services.changes import ChangeService
+    from mailyard.services.mailbox import MailboxService
+    from mailyard.services.objects import ObjectService
+    from mailyard.services.pushsubs import PushSubscriptionService
+    from mailyard.services.search import SearchService
+    from mailyard.services.submission import SubmissionService
+    from mailyard.services.vacation import VacationResponder
 
 TokenChecker = Callable[[str], Awaitable[Account | None]]
 """Maps a Bearer token to its account (None: unknown, expired or revoked)."""
@@ -62,9 +73,26 @@ class JMAPPolicy:
     """Origins (scheme://host[:port]) besides the one a request is addressed to whose pages
     may open the WebSocket or POST with a user's browser credentials: the public URL when a
     proxy in front rewrites Host, the webmail's origin when it is served from another host."""
-    push_loopback_http: bool = False
-    """PushSubscription urls may be plain http:// to 127.0.0.1/::1/localhost (a receiver the
-    tests start); otherwise only https:// to a host that is no loopback or private address."""
+
+
+@dataclass(frozen=True)
+class DataServices:
+    """What the methods of the data types call (Mail, Submission, Vacation, Quota, blobs,
+    PushSubscription): the services, never a store."""
+
+    mailbox: MailboxService
+    changes: ChangeService
+    objects: ObjectService
+    search: SearchService
+    submission: SubmissionService
+    blobs: BlobService
+    vacation: VacationResponder
+    push: PushSubscriptionService
+    push_delivery: WebPushDeliverer
+
+
+class NoDataServices(LookupError):
+    """A listener built for the core alone (RFC 8620 tests) was asked for a data type."""
 
 
 @dataclass
@@ -72,5 +100,10 @@ class JMAPServices:
     accounts: AccountService
     tokens: TokenChecker | None = None
     policy: JMAPPolicy = field(default_factory=JMAPPolicy)
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Services of later modules (mailbox, search, submission, bus), by name."""
+    data: DataServices | None = None
+    """None: the core only (session, echo, auth); every data-type method then fails."""
+
+    def need_data(self) -> DataServices:
+        if self.data is None:
+            raise NoDataServices("this JMAP listener was built without its data services")
+        return self.data

@@ -7,9 +7,10 @@ calls a state and IMAP a MODSEQ, so "what changed after N" is one read of the lo
     {"since": 41, "state": 57, "hasMore": false,
      "changes": [{"modseq": 42, "type": "Email", "id": "e...", "op": "created"}, ...]}
 
-A client keeps `state` and asks `since=state` next time. A page ends only between two
-modification sequences (the changes of one sequence, such as a rename and its children, are
-never split), so resuming from `state` after `hasMore` misses nothing. The route sits behind
+A client keeps `state` and asks `since=state` next time. A page holds the changes of at most
+`limit` objects and ends only between two modification sequences (the changes of one sequence,
+such as a rename and its children, are never split, so a page may hold more when one sequence
+alone does), so resuming from `state` after `hasMore` misses nothing. The route sits behind
 the JMAP listener's authentication middleware: it answers for the authenticated account only.
 """
 
@@ -21,22 +22,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailyard.protocols.jmap.auth import problem_response
-from mailyard.services.mailbox import MailboxService
-from mailyard.store.ports import Account, Change
+from mailyard.services.changes import ChangeService, FutureState
+from mailyard.store.ports import Account
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
-
-
-def page(log: list[Change], limit: int) -> tuple[list[Change], bool]:
-    """The first changes of `log` (ordered by modseq), about `limit` of them, cut only
-    between modseqs; (page, whether changes are left after it)."""
-    if len(log) <= limit:
-        return log, False
-    end = limit
-    while end < len(log) and log[end].modseq == log[end - 1].modseq:
-        end += 1
-    return log[:end], end < len(log)
 
 
 def _number(text: str, digits: int) -> bool:
@@ -45,8 +35,8 @@ def _number(text: str, digits: int) -> bool:
 
 
 class Sync:
-    def __init__(self, mailbox: MailboxService) -> None:
-        self.mailbox = mailbox
+    def __init__(self, changes: ChangeService) -> None:
+        self.service = changes
 
     async def changes(self, request: Request) -> Response:
         account: Account = request.user.account
@@ -56,19 +46,17 @@ class Sync:
             return problem_response(400, "since must be a modification sequence (0 or more),"
                                          " limit a positive number")
         since, limit = int(since_text), min(int(limit_text), MAX_LIMIT)
-        store = self.mailbox.store
-        current = (await store.get_account_by_id(account.id)).modseq
-        if since > current:
+        try:
+            page = await self.service.changes(account, since, limit=limit)
+        except FutureState as e:
             return problem_response(409, f"since={since} is after the account's state"
-                                         f" {current}; sync again from 0")
-        log, more = page(await store.changes_since(account.id, since), limit)
-        state = log[-1].modseq if more else current
-        body = {"since": since, "state": state, "hasMore": more,
+                                         f" {e.state}; sync again from 0")
+        body = {"since": since, "state": page.state, "hasMore": page.has_more,
                 "changes": [{"modseq": c.modseq, "type": c.kind, "id": c.object_id,
-                             "op": c.op} for c in log]}
+                             "op": c.op} for c in page.changes]}
         return Response(orjson.dumps(body), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
 
-def routes(mailbox: MailboxService) -> list[Route]:
-    return [Route("/sync", Sync(mailbox).changes, methods=["GET"])]
+def routes(changes: ChangeService) -> list[Route]:
+    return [Route("/sync", Sync(changes).changes, methods=["GET"])]

@@ -29,13 +29,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mailyard.protocols.jmap.push import state_change, wanted_types
-from mailyard.store.ports import (
-    EventBus,
-    NotFound,
-    PushSubscriptionRecord,
-    PushSubscriptionStore,
-    Subscription,
-)
+from mailyard.services.pushsubs import PushSubscriptionService
+from mailyard.store.ports import EventBus, NotFound, PushSubscriptionRecord, Subscription
 
 log = logging.getLogger("mailyard.jmap.push")
 
@@ -157,11 +152,11 @@ class Sender:
 class WebPushDeliverer:
     """Pushes StateChanges to every verified subscription, PushVerifications on creation."""
 
-    def __init__(self, store: PushSubscriptionStore, bus: EventBus,
+    def __init__(self, subscriptions: PushSubscriptionService, bus: EventBus,
                  policy: WebPushPolicy | None = None,
                  client_factory: Callable[[WebPushPolicy], WebPushClient] = WebPushClient
                  ) -> None:
-        self.store = store
+        self.subscriptions = subscriptions
         self.bus = bus
         self.policy = policy or WebPushPolicy()
         self.client = client_factory(self.policy)
@@ -170,7 +165,7 @@ class WebPushDeliverer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        for record in await self.store.verified(time.time()):
+        for record in await self.subscriptions.verified(time.time()):
             self.watch(record)
         self._spawn(self._purge_expired())
 
@@ -219,7 +214,7 @@ class WebPushDeliverer:
         sender = self._senders.pop(record.id, None)
         if destroy:
             with contextlib.suppress(NotFound):
-                await self.store.delete(record.account_id, record.id)
+                await self.subscriptions.delete(record.account_id, record.id)
         if not any(s.record.account_id == record.account_id for s in self._senders.values()):
             watcher = self._watchers.pop(record.account_id, None)
             if watcher is not None:
@@ -241,7 +236,7 @@ class WebPushDeliverer:
                 if sender.record.expires <= now:
                     await self.forget(sender.record)
             with contextlib.suppress(Exception):
-                await self.store.delete_expired(now)
+                await self.subscriptions.delete_expired(now)
             await asyncio.sleep(3600)
 
     def _spawn(self, work: Awaitable[None]) -> None:

@@ -147,8 +147,7 @@ class Connection:
             self._subscription = self.bus.subscribe(self.account.id)
             self._pusher = asyncio.create_task(self._push(self._subscription))
         if push_state is not None:
-            current = (await self.services.accounts.store.get_account_by_id(
-                self.account.id)).modseq
+            current = (await self.services.accounts.fresh(self.account)).modseq
             if push_state != str(current) and self._types:
                 await self.send(state_change(self.account.id, current, self._types,
                                              str(current)))

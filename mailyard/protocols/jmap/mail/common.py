@@ -13,27 +13,46 @@ from typing import Any
 
 from mailyard.protocols.jmap.core import Context
 from mailyard.protocols.jmap.errors import MethodError
+from mailyard.services.changes import ChangePage, ChangeService, FutureState
 from mailyard.services.mailbox import MailboxService
+from mailyard.services.objects import ObjectService
 from mailyard.services.search import SearchService
-from mailyard.store.ports import Change, Mailbox
+from mailyard.store.ports import Mailbox
 
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
 
 
 def mailbox_service(ctx: Context) -> MailboxService:
-    service: MailboxService = ctx.services.extra["mailbox"]
-    return service
+    return ctx.services.need_data().mailbox
 
 
 def search_service(ctx: Context) -> SearchService:
-    service: SearchService = ctx.services.extra["search"]
-    return service
+    return ctx.services.need_data().search
+
+
+def change_service(ctx: Context) -> ChangeService:
+    return ctx.services.need_data().changes
+
+
+def object_service(ctx: Context) -> ObjectService:
+    return ctx.services.need_data().objects
 
 
 async def current_state(ctx: Context) -> int:
     """Read fresh: the Account the request was authenticated with may be a cached copy."""
-    return (await mailbox_service(ctx).store.get_account_by_id(ctx.account.id)).modseq
+    return await change_service(ctx).state(ctx.account)
+
+
+async def changes_after(ctx: Context, since: int, kinds: Collection[str],
+                        limit: int | None = None) -> ChangePage:
+    """The change log after `since` (ChangeService.changes), cannotCalculateChanges for a
+    state this server never gave."""
+    try:
+        return await change_service(ctx).changes(ctx.account, since, kinds, limit)
+    except FutureState:
+        raise MethodError("cannotCalculateChanges", "that state is newer than the"
+                                                    " account's") from None
 
 
 def max_objects(ctx: Context) -> int:
@@ -104,25 +123,10 @@ async def changes(ctx: Context, args: dict[str, Any], kind: str) -> Changes:
     if max_changes is not None and (isinstance(max_changes, bool)
                                     or not isinstance(max_changes, int) or max_changes < 1):
         raise MethodError("invalidArguments", "maxChanges must be a positive integer")
-    state = await current_state(ctx)
-    if since > state:
-        raise MethodError("cannotCalculateChanges", "that state is newer than the account's")
-    # Only the log up to the state read above: a change committed since then belongs to the
-    # next call, or it would be reported twice (here, and again after `state`).
-    log = [c for c in await mailbox_service(ctx).store.changes_since(ctx.account.id, since)
-           if c.kind == kind and c.modseq <= state]
-    groups: dict[int, list[Change]] = {}
-    for change in log:
-        groups.setdefault(change.modseq, []).append(change)
+    page = await changes_after(ctx, since, (kind,), max_changes)
     ops: dict[str, list[str]] = {}
-    new_state, has_more = state, False
-    for modseq in sorted(groups):
-        fresh = {c.object_id for c in groups[modseq]} - ops.keys()
-        if max_changes is not None and ops and len(ops) + len(fresh) > max_changes:
-            has_more, new_state = True, max(m for m in groups if m < modseq)
-            break
-        for c in groups[modseq]:
-            ops.setdefault(c.object_id, []).append(c.op)
+    for change in page.changes:
+        ops.setdefault(change.object_id, []).append(change.op)
     created, updated, destroyed = [], [], []
     for object_id, seen in ops.items():
         if seen[0] == "created":
@@ -132,7 +136,7 @@ async def changes(ctx: Context, args: dict[str, Any], kind: str) -> Changes:
             destroyed.append(object_id)
         else:
             updated.append(object_id)
-    return Changes(created, updated, destroyed, has_more, new_state)
+    return Changes(created, updated, destroyed, page.has_more, page.state)
 
 
 def changes_response(ctx: Context, account_id: str, since: str, result: Changes

@@ -35,8 +35,7 @@ from mailyard.store.ports import EmailRecord, Mailbox, NotFound, QuotaExceeded
 
 
 def blob_service(ctx: Context) -> BlobService:
-    service: BlobService = ctx.services.extra["blobs"]
-    return service
+    return ctx.services.need_data().blobs
 
 
 def _mailboxes(value: Any, boxes: dict[str, Mailbox], ctx: Context) -> list[Mailbox]:

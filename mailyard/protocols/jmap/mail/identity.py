@@ -20,14 +20,14 @@ from mailyard.protocols.jmap.mail.common import (
     changes,
     changes_response,
     current_state,
-    mailbox_service,
+    object_service,
     requested_ids,
     requested_properties,
     set_response,
 )
 from mailyard.protocols.jmap.services import JMAPServices
 from mailyard.protocols.jmap.session import CAPABILITIES, capability
-from mailyard.services.submission import MAX_HOLD, SubmissionService
+from mailyard.services.submission import MAX_HOLD
 from mailyard.store.ports import Account, NotFound
 
 KIND = "Identity"
@@ -52,7 +52,7 @@ def _default(account: Account) -> dict[str, Any]:
 
 async def identities(ctx: Context) -> dict[str, dict[str, Any]]:
     """Every identity of the account, the built-in one first."""
-    stored = await mailbox_service(ctx).store.get_objects(ctx.account.id, KIND)
+    stored = await object_service(ctx).get(ctx.account, KIND)
     out = {ctx.account.id: _default(ctx.account)}
     for obj in stored:
         base = out.get(obj.id, {"mayDelete": True})
@@ -110,8 +110,8 @@ async def identity_changes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]
 @method("Identity/set", capability=SUBMISSION)
 async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
-    store = mailbox_service(ctx).store
-    submission: SubmissionService = ctx.services.extra["submission"]
+    objects = object_service(ctx)
+    submission = ctx.services.need_data().submission
     request = await SetRequest.read(ctx, args)
     create, update, destroy = request.create, request.update, request.destroy
     every = await identities(ctx)
@@ -128,7 +128,7 @@ async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             identity_id = new_id("i")
             data = {**_default(ctx.account), "mayDelete": True, **values}
             del data["id"]
-            await store.put_object(ctx.account.id, KIND, identity_id, data)
+            await objects.put(ctx.account, KIND, identity_id, data)
             created[creation_id] = {"id": identity_id, "mayDelete": True}
             ctx.created(creation_id, identity_id)
         except SetError as e:
@@ -147,12 +147,12 @@ async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                     and current.get(k) == v}
             values = _values({k: v for k, v in patch.items() if k not in same}, False)
             data = {k: v for k, v in {**current, **values}.items() if k != "id"}
-            if identity_id == ctx.account.id and not await store.get_objects(
-                    ctx.account.id, KIND, [identity_id]):
+            if identity_id == ctx.account.id and not await objects.get(
+                    ctx.account, KIND, [identity_id]):
                 # The built-in identity existed before it was stored: its first change is an
                 # update to clients, not a creation.
-                await store.put_object(ctx.account.id, KIND, identity_id, data, log=False)
-            await store.put_object(ctx.account.id, KIND, identity_id, data)
+                await objects.put(ctx.account, KIND, identity_id, data, log=False)
+            await objects.put(ctx.account, KIND, identity_id, data)
             updated[identity_id] = None
         except SetError as e:
             not_updated[identity_id] = e.body
@@ -165,7 +165,7 @@ async def identity_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                                           "description": "the account's own identity stays"}
             continue
         try:
-            await store.delete_object(ctx.account.id, KIND, identity_id)
+            await objects.delete(ctx.account, KIND, identity_id)
             destroyed.append(identity_id)
         except NotFound:
             not_destroyed[identity_id] = {"type": "notFound"}

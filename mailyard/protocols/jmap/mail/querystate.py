@@ -15,7 +15,7 @@ from typing import Any
 
 from mailyard.protocols.jmap.core import Context
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import current_state, mailbox_service
+from mailyard.protocols.jmap.mail.common import changes_after
 
 
 def integer(args: dict[str, Any], key: str, default: int, minimum: int | None) -> int:
@@ -64,13 +64,8 @@ async def changed_since(ctx: Context, args: dict[str, Any], kind: str) -> tuple[
     if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19):
         raise MethodError("invalidArguments", "sinceQueryState must be a state this server"
                                               " gave")
-    since = int(value)
-    state = await current_state(ctx)
-    if since > state:
-        raise MethodError("cannotCalculateChanges", "that query state is newer than the "
-                                                    "account's")
-    log = await mailbox_service(ctx).store.changes_since(ctx.account.id, since)
-    return state, {c.object_id for c in log if c.kind == kind}
+    page = await changes_after(ctx, int(value), (kind,))
+    return page.state, {c.object_id for c in page.changes}
 
 
 def query_changes_response(ctx: Context, args: dict[str, Any], account_id: str, state: int,

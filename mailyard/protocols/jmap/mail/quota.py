@@ -15,7 +15,11 @@ from typing import Any
 
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import mailbox_service, requested_ids, requested_properties
+from mailyard.protocols.jmap.mail.common import (
+    changes_after,
+    requested_ids,
+    requested_properties,
+)
 from mailyard.protocols.jmap.mail.querystate import boolean, integer, window
 from mailyard.protocols.jmap.services import JMAPServices
 from mailyard.protocols.jmap.session import capability
@@ -56,7 +60,7 @@ def to_jmap(account: Account) -> dict[str, Any]:
 
 
 async def _fresh(ctx: Context) -> Account:
-    return await mailbox_service(ctx).store.get_account_by_id(ctx.account.id)
+    return await ctx.services.accounts.fresh(ctx.account)
 
 
 def state_of(account: Account) -> str:
@@ -98,9 +102,10 @@ async def quota_changes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account = await _fresh(ctx)
     if since > account.modseq:
         raise MethodError("cannotCalculateChanges", "that state is newer than the account's")
-    log = await mailbox_service(ctx).store.changes_since(account.id, since)
+    # Only the log up to the state read above counts; a later change is the next call's.
+    page = await changes_after(ctx, since, ("Email",))
     properties = []
-    if any(c.kind == "Email" and c.op in ("created", "destroyed") for c in log):
+    if any(c.op in ("created", "destroyed") for c in page.changes if c.modseq <= account.modseq):
         properties.append("used")
     if old_limit != account.quota:
         properties += ["hardLimit", "warnLimit"]

@@ -26,6 +26,7 @@ from mailyard.protocols.jmap.mail.common import (
     changes_response,
     current_state,
     mailbox_service,
+    object_service,
     requested_ids,
     requested_properties,
     set_response,
@@ -46,8 +47,7 @@ PROPERTIES = ("id", "identityId", "emailId", "threadId", "envelope", "sendAt", "
 
 
 def submission_service(ctx: Context) -> SubmissionService:
-    service: SubmissionService = ctx.services.extra["submission"]
-    return service
+    return ctx.services.need_data().submission
 
 
 def utc(seconds: float) -> str:
@@ -159,8 +159,7 @@ async def submission_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     ids = requested_ids(ctx, args)
     props = requested_properties(args, "properties", PROPERTIES, PROPERTIES)
     state = await current_state(ctx)
-    store = mailbox_service(ctx).store
-    objects = await store.get_objects(ctx.account.id, KIND, ids)
+    objects = await object_service(ctx).get(ctx.account, KIND, ids)
     found = {o.id for o in objects}
     listed = []
     for obj in objects:
@@ -215,7 +214,7 @@ async def submission_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]
         raise MethodError("invalidArguments", "position and limit are non-negative integers")
     state = await current_state(ctx)
     views = [await _view(ctx, o) for o in
-             await mailbox_service(ctx).store.get_objects(ctx.account.id, KIND)]
+             await object_service(ctx).get(ctx.account, KIND)]
     hits = sorted((v for v in views if _matches(v, condition)), key=lambda v: (v[key], v["id"]),
                   reverse=sort[0].get("isAscending", True) is False)
     ids = [v["id"] for v in hits]
@@ -258,14 +257,14 @@ async def _create(ctx: Context, spec: Any) -> dict[str, Any]:
         raise _refusal(e) from None
     data = {"identityId": identity_id, "emailId": email_id, "threadId": record.thread_id,
             "envelope": envelope, "sendAt": utc(submitted.send_at), "undoStatus": "pending"}
-    await mailbox.store.put_object(ctx.account.id, KIND, submitted.id, data)
+    await object_service(ctx).put(ctx.account, KIND, submitted.id, data)
     return {"id": submitted.id, "threadId": record.thread_id, "sendAt": data["sendAt"]}
 
 
 @method("EmailSubmission/set", capability=SUBMISSION)
 async def submission_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
-    store = mailbox_service(ctx).store
+    objects = object_service(ctx)
     request = await SetRequest.read(ctx, args)
     create, update, destroy = request.create, request.update, request.destroy
     on_update = args.get("onSuccessUpdateEmail") or {}
@@ -286,7 +285,7 @@ async def submission_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     for sub_id, patch in update.items():
         sub_id = ctx.resolve_id(sub_id) or sub_id
         try:
-            found = await store.get_objects(ctx.account.id, KIND, [sub_id])
+            found = await objects.get(ctx.account, KIND, [sub_id])
             if not found:
                 raise SetError("notFound", f"no submission {sub_id}")
             obj = found[0]
@@ -301,8 +300,8 @@ async def submission_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                     raise NotFound(sub_id)
             except NotFound:
                 raise SetError("cannotUnsend", "the message has already been sent") from None
-            await store.put_object(ctx.account.id, KIND, sub_id,
-                                   {**obj.data, "undoStatus": "canceled"})
+            await objects.put(ctx.account, KIND, sub_id,
+                              {**obj.data, "undoStatus": "canceled"})
             updated[sub_id] = None
         except SetError as e:
             not_updated[sub_id] = e.body
@@ -311,7 +310,7 @@ async def submission_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     for sub_id in destroy:
         sub_id = ctx.resolve_id(sub_id) or sub_id
         try:
-            await store.delete_object(ctx.account.id, KIND, sub_id)
+            await objects.delete(ctx.account, KIND, sub_id)
             destroyed.append(sub_id)
         except NotFound:
             not_destroyed[sub_id] = {"type": "notFound"}
@@ -348,6 +347,5 @@ def _succeeded(ref: str, created: dict[str, Any], updated: dict[str, Any], ctx: 
 
 
 async def _email_ids(ctx: Context, submission_ids: list[str]) -> dict[str, str]:
-    objects = await mailbox_service(ctx).store.get_objects(ctx.account.id, KIND,
-                                                           submission_ids)
+    objects = await object_service(ctx).get(ctx.account, KIND, submission_ids)
     return {o.id: o.data["emailId"] for o in objects}

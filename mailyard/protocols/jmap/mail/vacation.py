@@ -30,8 +30,7 @@ capability(VACATION, account=lambda services, account: {})
 
 
 def responder(ctx: Context) -> VacationResponder:
-    service: VacationResponder = ctx.services.extra["vacation"]
-    return service
+    return ctx.services.need_data().vacation
 
 
 def _check(key: str, value: Any) -> Any:

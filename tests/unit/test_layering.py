@@ -1,0 +1,72 @@
+"""The services are the protocols' only door to mail: no protocol module reaches a store.
+
+Read from the source, not by running it: every module under mailyard/protocols is parsed and
+walked, and these are refused:
+
+- any attribute named `store` (`service.store.get(...)`, `self.store = ...`): a service's store
+  reached through it, or a protocol object holding one;
+- an import of a store engine (mailyard.store.sqlite, .postgres, .redis, .s3, .fs, .local) or
+  of a store port (MailStore, BlobStore, SearchIndex, PushSubscriptionStore) from
+  mailyard.store.ports. The rest of the ports module (Account, Mailbox, NotFound, the records)
+  is the vocabulary services speak, and is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import mailyard.protocols
+
+PROTOCOLS = Path(mailyard.protocols.__file__).parent
+ENGINES = frozenset({"sqlite", "postgres", "redis", "s3", "fs", "local"})
+STORE_PORTS = frozenset({"MailStore", "BlobStore", "SearchIndex", "PushSubscriptionStore"})
+
+
+def _engine(module: str) -> bool:
+    parts = module.split(".")
+    return parts[:2] == ["mailyard", "store"] and len(parts) > 2 and parts[2] in ENGINES
+
+
+def reaches(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for every way `tree` reaches a store."""
+    hits: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "store":
+            hits.append((node.lineno, f"{ast.unparse(node)}"))
+        elif isinstance(node, ast.Import):
+            hits += [(node.lineno, f"import {a.name}") for a in node.names if _engine(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [a.name for a in node.names]
+            if _engine(node.module):
+                hits.append((node.lineno, f"from {node.module} import ..."))
+            elif node.module == "mailyard.store":
+                hits += [(node.lineno, f"from mailyard.store import {n}") for n in names
+                         if n in ENGINES]
+            elif node.module == "mailyard.store.ports":
+                hits += [(node.lineno, f"from mailyard.store.ports import {n}") for n in names
+                         if n in STORE_PORTS]
+    return sorted(hits)
+
+
+def test_no_protocol_module_reaches_a_store() -> None:
+    modules = sorted(PROTOCOLS.rglob("*.py"))
+    assert len(modules) > 50  # the walk found the protocols
+    found = [f"{path.relative_to(PROTOCOLS.parent.parent)}:{line}: {what}"
+             for path in modules
+             for line, what in reaches(ast.parse(path.read_text(), str(path)))]
+    assert not found, "protocols reach a store; call a service instead:\n" + "\n".join(found)
+
+
+def test_each_way_of_reaching_a_store_is_seen() -> None:
+    """The check itself: each form it refuses is found, and the port's vocabulary is not."""
+    source = """
+from mailyard.store.ports import Account, NotFound, StoredObject
+from mailyard.store.ports import PushSubscriptionStore
+from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
+from mailyard.store import postgres
+import mailyard.store.redis.counters
+x = service.store.get_objects(1)
+self.store = store
+"""
+    assert [line for line, _ in reaches(ast.parse(source))] == [3, 4, 5, 6, 7, 8]
