@@ -15,6 +15,7 @@ import pytest
 from mailyard.core import query as q
 from mailyard.services.search import SearchService
 from mailyard.store.ports import Account, IndexDocument, NewEmail
+from tests.contract.conftest import Engine
 
 NewEmailFactory = Callable[..., NewEmail]
 BODY_WORDS = [("omni", 0.95), ("plura", 0.6), ("medi", 0.35), ("raro", 0.08), ("unico", 0.02)]
@@ -179,3 +180,34 @@ async def test_count_is_the_length_of_the_list(
                                         gmail_scope=gmail)
             assert page.ids == expected[3:8] and page.total == len(expected), where
     assert big >= 2, "some queries must match most of the mailbox, as the common word does"
+
+
+async def test_counts_follow_writes_from_another_process(search_engine: Engine) -> None:
+    """A count and a many-candidate intersection asked again after another adapter on the same
+    index (another process) indexed or deleted a matching document, or cleared the account:
+    the answers are those of the index as it is now, never remembered ones."""
+    reader, writer = await search_engine.open(), await search_engine.open()
+    word = q.Text("omni")
+    docs = [IndexDocument("a-alice", f"e-{n}", T0 + n * 1000, subject=f"omni {n}")
+            for n in range(600)]
+    await writer.index(docs)
+    among = [d.email_id for d in docs]  # more than one statement names: the MATCH runs once
+
+    async def answers() -> tuple[int | None, int | None]:
+        counted = await reader.query("a-alice", word, limit=0, total=True)
+        found = await reader.query("a-alice", word, among=among, total=True)
+        return counted.total, found.total
+
+    assert await answers() == (600, 600)
+    assert await answers() == (600, 600)  # asked again, nothing written
+    await writer.index([IndexDocument("a-alice", "e-600", T0 + 600_000, subject="omni new")])
+    among.append("e-600")
+    assert await answers() == (601, 601)
+    await writer.delete("a-alice", ["e-3", "e-4"])
+    assert await answers() == (599, 599)
+    await writer.index([IndexDocument("a-bob", "e-bob", T0, subject="omni for bob")])
+    assert await answers() == (599, 599)
+    await writer.index([IndexDocument("a-alice", "e-5", T0 + 5000, subject="changed")])
+    assert await answers() == (598, 598)
+    await writer.clear("a-alice")
+    assert await answers() == (0, 0)
