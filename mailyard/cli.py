@@ -131,7 +131,7 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
             key = dkim.generate(domain, sel, algorithm)
             await rt.store.add_dkim_key(DKIMKeyRecord(domain, sel, algorithm, key.private_key))
             name, value = dkim.dns_record(key)
-            print(f"{name}. IN TXT \"{value}\"")
+            print(dkim.zone_line(name, value))
         if args.dkim_action == "rotate":
             for k in old:
                 await rt.store.retire_dkim_key(domain, k.selector)
@@ -151,7 +151,7 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
                                                    k.private_key))
         state = "active" if k.active else "retired"
         print(f"; {k.selector} {k.algorithm} {state} since {_when(k.created_at)}")
-        print(f"{name}. IN TXT \"{value}\"")
+        print(dkim.zone_line(name, value))
 
 
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:

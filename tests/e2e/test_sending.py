@@ -9,6 +9,7 @@ import base64
 import email
 import email.policy
 import json
+import re
 import smtplib
 import ssl
 import subprocess
@@ -205,7 +206,9 @@ def test_local_and_remote_recipients_sent_copy_bcc_and_dkim(server: Server, mx: 
     records: dict[str, str] = {}
     for line in out.splitlines():
         name, _, value = line.partition(". IN TXT ")
-        records[name] = json.loads(value)
+        strings = re.findall(r'"([^"]*)"', value)  # zone file character-strings
+        assert strings and all(len(s) <= 255 for s in strings), value
+        records[name] = "".join(strings)
         dns.set(name, "TXT", [records[name]])  # published, as the operator would
 
     resolver = Resolver([dns.address])

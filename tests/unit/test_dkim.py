@@ -405,3 +405,20 @@ def test_known_key_and_body_hash() -> None:
     assert tags(ours)["bh"] == tags(KAT_RELAXED)["bh"]
     assert tags(ours)["h"] == tags(KAT_RELAXED)["h"]
     assert dkim.verify(ours + KAT_MESSAGE, kat_dns)
+
+
+@pytest.mark.parametrize("algorithm", ["rsa-sha256", "ed25519-sha256"])
+def test_the_zone_line_cuts_the_value_into_255_octet_strings(algorithm: str) -> None:
+    """A 2048-bit RSA record's value (~400 octets) is two character-strings (RFC 1035
+    §3.3.14: at most 255 octets each) that join back into the value; ed25519's fits in one."""
+    key = dkim.generate("example.test", "s1", algorithm)  # type: ignore[arg-type]
+    name, value = dkim.dns_record(key)
+    line = dkim.zone_line(name, value)
+    head, _, rest = line.partition(" IN TXT ")
+    assert head == "s1._domainkey.example.test."
+    strings = re.findall(r'"([^"]*)"', rest)
+    assert "".join(strings) == value
+    assert all(len(s) <= 255 for s in strings)
+    assert rest == " ".join(f'"{s}"' for s in strings)
+    assert len(strings) == (len(value) + 254) // 255
+    assert len(strings) == (2 if algorithm == "rsa-sha256" else 1)
