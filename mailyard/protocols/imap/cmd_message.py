@@ -165,7 +165,9 @@ def _section_data(item: FetchItem, raw: bytes, root: Part) -> bytes | None:
 
 
 async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[FetchItem],
-                     uid_cmd: bool, set_seen: bool) -> bytes:
+                     uid_cmd: bool, seen_now: bool) -> bytes:
+    """One message's FETCH response; `seen_now`: this FETCH has just set its \\Seen, so
+    FLAGS go with it (RFC 3501 §6.4.5)."""
     sel = s.sel
     uid = sel.uids[index]
     out: list[bytes] = []
@@ -232,12 +234,8 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
                 found = sections.partial(found, item.partial[0], item.partial[1])
             data = binary_data(found) if name.startswith("BINARY") else literal(found)
             out.append(_response_name(item) + b" " + data)
-    if set_seen and "$seen" not in sel.keywords_at(index):
-        result = await s.mailbox.set_keywords(s.user, [record.id], add=["$seen"])
-        if result.updated:
-            _, keywords, modseq = result.updated[0]
-            sel.set_keywords(index, shared_keywords(keywords), modseq)
-            names.add("FLAGS")
+    if seen_now:
+        names.add("FLAGS")
     if "FLAGS" in names:
         out.append(f"FLAGS ({sel.flags_text(index, recent=s.rev1)})".encode())
     if "MODSEQ" in names or ("CONDSTORE" in s.enabled and "FLAGS" in names):
@@ -417,15 +415,34 @@ async def _fetch_records(s: Session, indexes: list[int], items: list[FetchItem],
                   if (record := records.get(s.sel.email_ids[index])) is not None
                   # (None: expunged by another session; reported at the next chance)
                   and (changed_since is None or s.sel.modseq_at(index) > changed_since)]
+        seen_now = await _set_seen(s, wanted) if set_seen else set()
         for start_wave in range(0, len(wanted), _PARALLEL):
             # A wave of messages at once: their blob reads overlap instead of queueing.
             wave = wanted[start_wave:start_wave + _PARALLEL]
             for response in await asyncio.gather(*(
-                    _fetch_one(s, index, record, items, uid, set_seen)
+                    _fetch_one(s, index, record, items, uid, index in seen_now)
                     for index, record in wave)):
                 s.raw(response)
         if start + _BATCH < len(indexes):
             await s.flush()
+
+
+async def _set_seen(s: Session, wanted: list[tuple[int, EmailRecord]]) -> set[int]:
+    """The implicit \\Seen of a FETCH of body data, for a batch of messages in one storage
+    transaction (one MODSEQ step each, one change event), not one per message; the indexes
+    whose \\Seen this set."""
+    sel = s.sel
+    unseen = {record.id: index for index, record in wanted
+              if "$seen" not in sel.keywords_at(index)}
+    if not unseen:
+        return set()
+    result = await s.mailbox.set_keywords(s.user, list(unseen), add=["$seen"])
+    now: set[int] = set()
+    for email_id, keywords, modseq in result.updated:
+        index = unseen[email_id]
+        sel.set_keywords(index, shared_keywords(keywords), modseq)
+        now.add(index)
+    return now
 
 
 # ---------------------------------------------------------------------- STORE
