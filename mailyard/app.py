@@ -803,7 +803,8 @@ def ops_app(runtime: Runtime, pipeline: Sequence[Callable[[], str | None]] = ())
         writers(runtime.index)
         return await runtime.index.count("")
 
-    return build_ops_app(OpsServices(queue=runtime.queue, store_sizes=sizes, ready_checks={
+    return build_ops_app(OpsServices(
+        queue_state=runtime.delivery.queue_state, store_sizes=sizes, ready_checks={
         "mailstore": mailstore,
         "queue": queue,
         "search": search,

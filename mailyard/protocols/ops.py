@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailyard import metrics
 from mailyard.protocols.live import LIVE
-from mailyard.store.ports import Queue
+from mailyard.services.delivery import QueueState
 
 PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 READY_TIMEOUT = 2.0
@@ -32,7 +32,8 @@ READY_TIMEOUT = 2.0
 
 @dataclass
 class OpsServices:
-    queue: Queue
+    queue_state: Callable[[], Awaitable[QueueState]]
+    """The queue's depth and age (`DeliveryService.queue_state`)."""
     ready_checks: dict[str, Callable[[], Awaitable[object]]]
     """Name -> a cheap call on that store; ready when every one returns within 2 s."""
     store_sizes: Callable[[], Awaitable[dict[str, int]]]
@@ -89,11 +90,10 @@ def build_ops_app(services: OpsServices) -> Starlette:
 
 async def refresh(services: OpsServices) -> None:
     """Read the state gauges (queue, store sizes) at scrape time."""
-    stats = await services.queue.stats()
+    queue = await services.queue_state()
     for state in ("ready", "leased", "delayed", "dead"):
-        metrics.QUEUE_DEPTH.labels(state).set(getattr(stats, state))
-    oldest = await services.queue.pending(limit=1)
-    metrics.QUEUE_OLDEST.set(max(0.0, time.time() - oldest[0].created_at) if oldest else 0.0)
+        metrics.QUEUE_DEPTH.labels(state).set(getattr(queue.stats, state))
+    metrics.QUEUE_OLDEST.set(queue.oldest_age)
     now = time.monotonic()
     if now - services._sizes_at >= services._sizes_took * services.sizes_spacing:
         sizes = await services.store_sizes()

@@ -8,12 +8,13 @@ may acknowledge (SMTP 250). Everything after that is the pipeline's job and may 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mailyard import metrics
-from mailyard.store.ports import BlobStore, Queue
+from mailyard.store.ports import BlobStore, Queue, QueueStats
 
 log = logging.getLogger("mailyard.delivery")
 
@@ -30,10 +31,24 @@ class Accepted:
     queue_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """What /metrics and /readyz tell of the queue."""
+
+    stats: QueueStats
+    oldest_age: float
+    """Seconds the oldest item waiting has waited (0 when none does)."""
+
+
 class DeliveryService:
     def __init__(self, blobs: BlobStore, queue: Queue) -> None:
         self.blobs = blobs
         self.queue = queue
+
+    async def queue_state(self) -> QueueState:
+        stats = await self.queue.stats()
+        oldest = await self.queue.pending(limit=1)
+        return QueueState(stats, max(0.0, time.time() - oldest[0].created_at) if oldest else 0.0)
 
     async def accept(self, *, queue_id: str, mail_from: str, recipients: Sequence[str], raw: bytes,
                      trace_length: int, received_at: int, peer: str = "",

@@ -20,7 +20,8 @@ import mailyard.protocols
 
 PROTOCOLS = Path(mailyard.protocols.__file__).parent
 ENGINES = frozenset({"sqlite", "postgres", "redis", "s3", "fs", "local"})
-STORE_PORTS = frozenset({"MailStore", "BlobStore", "SearchIndex", "PushSubscriptionStore"})
+STORE_PORTS = frozenset({"MailStore", "BlobStore", "SearchIndex", "PushSubscriptionStore",
+                         "Queue"})
 
 
 def _engine(module: str) -> bool:
