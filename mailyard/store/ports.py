@@ -741,3 +741,51 @@ class PushSubscriptionStore(Protocol):
     async def delete_expired(self, now: float) -> int:
         """Drop the subscriptions whose `expires` has passed; returns how many."""
         ...
+
+
+# --------------------------------------------------------------------------- Maintenance
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounters:
+    """One mailbox's derived numbers as `mailyard fsck` counted them from its rows."""
+
+    mailbox_id: str
+    total: int
+    unseen: int
+    size: int
+    uidnext: int
+    """Only ever raised: the engine keeps the larger of this and what it holds, so a UID that
+    was given once is never given again."""
+
+
+class Maintenance(Protocol):
+    """What `mailyard fsck --repair` and `mailyard gc` need of a MailStore beyond the MailStore
+    port, implemented by every engine (store/*/maintenance.py). The engine only reads and
+    writes rows: what a counter should be is decided once, in services/fsck.py, from what the
+    MailStore port reads, so no engine can count by a rule of its own."""
+
+    async def blob_refs(self, account_id: str,
+                        email_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Email id -> the attachment blob ids its row records (what `mailyard gc` keeps);
+        unknown ids are left out."""
+        ...
+
+    async def set_blob_refs(self, account_id: str, email_id: str, refs: Sequence[str]) -> None:
+        """Replace the references the email's row records; NotFound when there is no such
+        email."""
+        ...
+
+    async def set_counters(self, account_id: str, *, modseq: int, used: int,
+                           mailboxes: Sequence[MailboxCounters]) -> bool:
+        """Compare-and-set: when the account's MODSEQ is still `modseq` (no write has changed
+        it since the numbers were counted: every write that moves a counter takes a MODSEQ),
+        set its quota usage to `used` and the given mailboxes' counters, in one transaction,
+        and return True. The mailboxes written get a new MODSEQ and a "Mailbox updated" change
+        (JMAP clients cache the counts by state). False, writing nothing, when the account
+        changed meanwhile; NotFound when it is gone."""
+        ...
+
+
+class MaintainedMailStore(MailStore, Maintenance, Protocol):
+    """A MailStore that can be checked and repaired: every engine's."""
