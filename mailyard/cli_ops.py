@@ -33,7 +33,7 @@ async def cmd_fsck(rt: Runtime, args: argparse.Namespace) -> None:
 
     accounts = [await rt.store.get_account(args.address)] if args.address \
         else await rt.store.list_accounts()
-    report = await Fsck(rt.mailbox, repair=args.repair).run(accounts)
+    report = await Fsck(rt.mailbox, rt.store, repair=args.repair).run(accounts)
     for problem in report.problems:
         print(problem)
     left = report.unresolved

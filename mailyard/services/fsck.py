@@ -17,7 +17,10 @@ Checked per account, through the ports (so every engine can be checked):
 - index coverage: every email has a search document and no document outlives its email.
 
 `repair` fixes what is derived data (counters, recorded references, index documents) and
-reports the rest: a lost blob cannot be made up.
+reports the rest: a lost blob cannot be made up. What each counter must be is decided here and
+only here (`counted`), from what the MailStore port reads; the engine is told the numbers
+through the Maintenance port (store/ports.py), as a compare-and-set on the account's MODSEQ,
+so a repair on a live server never writes a count some delivery has already made stale.
 """
 
 from __future__ import annotations
@@ -27,26 +30,18 @@ import hashlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 from mailyard.core import blobkeys, skeleton
 from mailyard.pipeline.inbound import document
 from mailyard.services.mailbox import MailboxService
-from mailyard.store.ports import Account, EmailRecord, NotFound
-
-
-@runtime_checkable
-class Maintainable(Protocol):
-    """What an engine offers beyond the MailStore port for checking and repair
-    (store/sqlite/maintenance.py); an engine without it gets the port-level checks only."""
-
-    async def blob_refs(self, account_id: str,
-                        email_ids: Sequence[str]) -> dict[str, list[str]]: ...
-
-    async def set_blob_refs(self, account_id: str, email_id: str,
-                            refs: Sequence[str]) -> None: ...
-
-    async def recount(self, account_id: str) -> None: ...
+from mailyard.store.ports import (
+    Account,
+    EmailRecord,
+    MailboxCounters,
+    MailboxSnapshot,
+    MaintainedMailStore,
+    NotFound,
+)
 
 
 @dataclass(slots=True)
@@ -76,14 +71,17 @@ class Report:
         return [p for p in self.problems if not p.repaired]
 
 
-_SEEN = "$seen"
+SEEN = "$seen"
+ATTEMPTS = 5
+"""Times the counters are counted again when the account changed before they could be set."""
 
 
 class Fsck:
-    def __init__(self, mailbox: MailboxService, *, repair: bool = False,
-                 batch: int = 200) -> None:
+    def __init__(self, mailbox: MailboxService, store: MaintainedMailStore, *,
+                 repair: bool = False, batch: int = 200) -> None:
+        """`store` is the mailbox service's own, seen through the Maintenance port too."""
         self.mailbox = mailbox
-        self.store = mailbox.store
+        self.store = store
         self.blobs = mailbox.blobs
         self.index = mailbox.index
         self.repair = repair
@@ -128,22 +126,26 @@ class Fsck:
         while ids := await self.store.email_ids(account.id, after=after, limit=self.batch):
             after = ids[-1]
             batch = await self.store.get_emails(account.id, ids, brief=True)
-            recorded = await self.store.blob_refs(account.id, ids) \
-                if isinstance(self.store, Maintainable) else None
+            recorded = await self.store.blob_refs(account.id, ids)
             for record in batch:
                 self.report.emails += 1
                 sizes[record.id] = record.size
                 records.append(_light(record))
-                await self._check_email(account, record,
-                                        None if recorded is None else recorded.get(record.id))
-        recount = self._check_counters(account, sizes) + await self._check_mailboxes(
-            account, sizes)
+                await self._check_email(account, record, recorded.get(record.id))
+        snaps = [await self.store.snapshot(account.id, box.id)
+                 for box in await self.store.list_mailboxes(account.id)]
+        self._check_mailboxes(account, snaps, sizes)
+        recount = self._check_counters(account, sizes, snaps)
         self._check_threads(account, records)
         await self._check_index(account, records)
-        if recount and self.repair and isinstance(self.store, Maintainable):
-            await self.store.recount(account.id)
-            for p in recount:
-                p.repaired = True
+        if recount and self.repair:
+            if await self._set_counters(account, sizes, snaps):
+                for p in recount:
+                    p.repaired = True
+            else:
+                for p in recount:
+                    p.detail += f" (the account changed {ATTEMPTS} times while counted:" \
+                                " run again)"
 
     async def _check_email(self, account: Account, record: EmailRecord,
                            recorded: list[str] | None) -> None:
@@ -186,7 +188,7 @@ class Fsck:
                 detail += f" (missing: {', '.join(missing)})"
             problem = self._problem(account, "missing-attachment-ref" if missing
                                     else "extra-attachment-ref", detail, True)
-            if self.repair and isinstance(self.store, Maintainable):
+            if self.repair:
                 await self.store.set_blob_refs(account.id, record.id, list(dict.fromkeys(refs)))
                 problem.repaired = True
 
@@ -207,26 +209,68 @@ class Fsck:
             self._problem(account, "bad-original", f"email {record.id}: {side} is not the"
                           " message with bare LFs", False)
 
-    def _check_counters(self, account: Account, sizes: dict[str, int]) -> list[Problem]:
+    def _check_counters(self, account: Account, sizes: dict[str, int],
+                        snaps: list[MailboxSnapshot]) -> list[Problem]:
+        """Quota usage and each mailbox's counters against what its rows add up to."""
+        problems = []
         used = sum(sizes.values())
-        if used == account.used:
-            return []
-        return [self._problem(account, "quota-usage",
-                              f"usage {account.used} recorded, emails sum to {used}",
-                              isinstance(self.store, Maintainable))]
+        if used != account.used:
+            problems.append(self._problem(account, "quota-usage", f"usage {account.used}"
+                                          f" recorded, emails sum to {used}", True))
+        for snap in snaps:
+            box, want = snap.mailbox, counted(snap, sizes)
+            if want.uidnext != box.uidnext:
+                problems.append(self._problem(
+                    account, "uidnext", f"{box.name}: UID {want.uidnext - 1} not below"
+                    f" UIDNEXT {box.uidnext}", True))
+            if (want.total, want.unseen, want.size) != (box.total, box.unread, box.size):
+                problems.append(self._problem(
+                    account, "mailbox-counters",
+                    f"{box.name}: total/unseen/bytes {box.total}/{box.unread}/{box.size}"
+                    f" recorded, {want.total}/{want.unseen}/{want.size} counted", True))
+        return problems
 
-    async def _check_mailboxes(self, account: Account, sizes: dict[str, int]) -> list[Problem]:
-        recount: list[Problem] = []
-        maintainable = isinstance(self.store, Maintainable)
-        for box in await self.store.list_mailboxes(account.id):
-            snap = await self.store.snapshot(account.id, box.id)
+    async def _set_counters(self, account: Account, sizes: dict[str, int],
+                            snaps: list[MailboxSnapshot]) -> bool:
+        """Write the counted numbers unless the account changed since it was read; then
+        count again (the emails' sizes and the mailboxes only, not the blobs) and retry."""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                account, sizes, snaps = await self._counts(account.id)
+            used = sum(sizes.values())
+            boxes = [want for snap in snaps if not _holds(snap, want := counted(snap, sizes))]
+            if used == account.used and not boxes:
+                return True
+            if await self.store.set_counters(account.id, modseq=account.modseq, used=used,
+                                             mailboxes=boxes):
+                return True
+        return False
+
+    async def _counts(self, account_id: str
+                      ) -> tuple[Account, dict[str, int], list[MailboxSnapshot]]:
+        """The account, then its emails' sizes and its mailboxes: read in that order, so any
+        write after the account was read shows in its MODSEQ."""
+        account = await self.store.get_account_by_id(account_id)
+        sizes: dict[str, int] = {}
+        after = ""
+        while ids := await self.store.email_ids(account_id, after=after, limit=self.batch):
+            after = ids[-1]
+            sizes.update((r.id, r.size) for r in
+                         await self.store.get_emails(account_id, ids, brief=True))
+        snaps = [await self.store.snapshot(account_id, box.id)
+                 for box in await self.store.list_mailboxes(account_id)]
+        return account, sizes, snaps
+
+    def _check_mailboxes(self, account: Account, snaps: list[MailboxSnapshot],
+                         sizes: dict[str, int]) -> None:
+        """What a recount cannot mend: UID order, MODSEQs from the future, UIDs of emails
+        that are gone."""
+        for snap in snaps:
+            box = snap.mailbox
             uids = [e.uid for e in snap.entries]
             if any(b <= a for a, b in itertools.pairwise(uids)):
                 self._problem(account, "uid-order", f"{box.name}: UIDs not strictly"
                               " increasing", False)
-            if uids and uids[-1] >= box.uidnext:
-                recount.append(self._problem(account, "uidnext", f"{box.name}: UID {uids[-1]}"
-                                             f" not below UIDNEXT {box.uidnext}", maintainable))
             if box.highest_modseq > account.modseq:
                 self._problem(account, "modseq", f"{box.name}: MODSEQ {box.highest_modseq}"
                               f" above the account's {account.modseq}", False)
@@ -234,15 +278,6 @@ class Fsck:
             if dangling:
                 self._problem(account, "dangling-uid", f"{box.name}: UIDs of missing emails"
                               f" {dangling[:5]}", False)
-            total = len(snap.entries)
-            unseen = sum(1 for e in snap.entries if _SEEN not in e.keywords)
-            size = sum(sizes.get(e.email_id, 0) for e in snap.entries)
-            if (total, unseen, size) != (box.total, box.unread, box.size):
-                recount.append(self._problem(
-                    account, "mailbox-counters",
-                    f"{box.name}: total/unseen/bytes {box.total}/{box.unread}/{box.size}"
-                    f" recorded, {total}/{unseen}/{size} counted", maintainable))
-        return recount
 
     def _check_threads(self, account: Account, records: list[EmailRecord]) -> None:
         by_msgid: dict[str, str] = {}
@@ -288,3 +323,22 @@ def _light(record: EmailRecord) -> EmailRecord:
     record.preview = ""
     record.attachments = []
     return record
+
+
+def counted(snap: MailboxSnapshot, sizes: dict[str, int]) -> MailboxCounters:
+    """What a mailbox's counters must be, from its rows: the one statement of the rule the
+    engines keep incrementally (an email is unseen unless its keywords hold $seen, exactly;
+    UIDNEXT is above every UID in use and never goes down)."""
+    entries = snap.entries
+    return MailboxCounters(
+        mailbox_id=snap.mailbox.id,
+        total=len(entries),
+        unseen=sum(1 for e in entries if SEEN not in e.keywords),
+        size=sum(sizes.get(e.email_id, 0) for e in entries),
+        uidnext=max(snap.mailbox.uidnext, 1 + max((e.uid for e in entries), default=0)))
+
+
+def _holds(snap: MailboxSnapshot, want: MailboxCounters) -> bool:
+    box = snap.mailbox
+    return (box.total, box.unread, box.size, box.uidnext) == (
+        want.total, want.unseen, want.size, want.uidnext)

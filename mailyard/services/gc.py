@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 
 from mailyard.core import blobkeys, skeleton
 from mailyard.services.blobs import UPLOAD
-from mailyard.services.fsck import Maintainable
-from mailyard.store.ports import BlobInfo, BlobStore, MailStore, NotFound, Queue
+from mailyard.store.ports import BlobInfo, BlobStore, MaintainedMailStore, NotFound, Queue
 
 DEFAULT_GRACE = 24 * 3600.0
 _ALL = 1 << 30
@@ -45,7 +44,7 @@ class GcReport:
         return sum(b.size for b in self.freed)
 
 
-async def referenced(store: MailStore, blobs: BlobStore, queue: Queue) -> set[str]:
+async def referenced(store: MaintainedMailStore, blobs: BlobStore, queue: Queue) -> set[str]:
     """Every blob id something names right now."""
     keep: set[str] = set()
     for account in await store.list_accounts():
@@ -53,9 +52,8 @@ async def referenced(store: MailStore, blobs: BlobStore, queue: Queue) -> set[st
         while ids := await store.email_ids(account.id, after=after, limit=500):
             after = ids[-1]
             records = await store.get_emails(account.id, ids, brief=True)
-            if isinstance(store, Maintainable):
-                for refs in (await store.blob_refs(account.id, ids)).values():
-                    keep.update(refs)
+            for refs in (await store.blob_refs(account.id, ids)).values():
+                keep.update(refs)
             for record in records:
                 keep.add(record.blob_id)
                 # A missing skeleton is fsck's to report; its recorded refs still count.
@@ -83,7 +81,7 @@ def _kept_originals(inventory: list[BlobInfo], keep: set[str]) -> set[str]:
             if (digest := blobkeys.content_sha256(blob_id)) in sides}
 
 
-async def collect(store: MailStore, blobs: BlobStore, queue: Queue, *,
+async def collect(store: MaintainedMailStore, blobs: BlobStore, queue: Queue, *,
                   grace: float = DEFAULT_GRACE, dry_run: bool = False,
                   now: float | None = None) -> GcReport:
     """Remove (or, dry_run, only list) the unreferenced blobs older than `grace` seconds."""

@@ -32,6 +32,7 @@ from mailyard.store.ports import (
     Hits,
     KeywordUpdate,
     Mailbox,
+    MailboxCounters,
     MailboxDelta,
     MailboxEntry,
     MailboxSnapshot,
@@ -40,7 +41,7 @@ from mailyard.store.ports import (
     Order,
     StoredObject,
 )
-from mailyard.store.postgres import filters, schema, writes
+from mailyard.store.postgres import filters, maintenance, schema, writes
 from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import ALL, DESTROYING_ROLES, SEEN, Tx, clean
 
@@ -709,6 +710,21 @@ class PostgresMailStore:
             return modseq
 
         return await self._write(delete)
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def blob_refs(self, account_id: str,
+                        email_ids: Sequence[str]) -> dict[str, list[str]]:
+        """ports.Maintenance (maintenance.py)."""
+        return await maintenance.blob_refs(await self._ready(), account_id, email_ids)
+
+    async def set_blob_refs(self, account_id: str, email_id: str, refs: Sequence[str]) -> None:
+        await maintenance.set_blob_refs(await self._ready(), account_id, email_id, refs)
+
+    async def set_counters(self, account_id: str, *, modseq: int, used: int,
+                           mailboxes: Sequence[MailboxCounters]) -> bool:
+        return await self._write(
+            lambda tx: maintenance.set_counters(tx, account_id, modseq, used, mailboxes))
 
 
 async def _held(conn: asyncpg.Connection, account_id: str, mailbox_id: str,

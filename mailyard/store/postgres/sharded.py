@@ -44,6 +44,7 @@ from mailyard.store.ports import (
     Hits,
     KeywordUpdate,
     Mailbox,
+    MailboxCounters,
     MailboxDelta,
     MailboxSnapshot,
     NewEmail,
@@ -478,6 +479,21 @@ class ShardedMailStore:
                             log: bool = True) -> int:
         return await self._on(
             account_id, lambda s: s.delete_object(account_id, kind, object_id, log=log))
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def blob_refs(self, account_id: str,
+                        email_ids: Sequence[str]) -> dict[str, list[str]]:
+        """ports.Maintenance, on the account's shard."""
+        return await self._on(account_id, lambda s: s.blob_refs(account_id, email_ids))
+
+    async def set_blob_refs(self, account_id: str, email_id: str, refs: Sequence[str]) -> None:
+        await self._on(account_id, lambda s: s.set_blob_refs(account_id, email_id, refs))
+
+    async def set_counters(self, account_id: str, *, modseq: int, used: int,
+                           mailboxes: Sequence[MailboxCounters]) -> bool:
+        return await self._on(account_id, lambda s: s.set_counters(
+            account_id, modseq=modseq, used=used, mailboxes=mailboxes))
 
 
 async def notify(conn: asyncpg.Connection, account_id: str) -> None:

@@ -1,6 +1,7 @@
-"""What `mailyard fsck` needs of the SQLite MailStore beyond the port: the attachment
-references each email records (which `mailyard gc` trusts) and a recount of the counters
-that are kept incrementally (quota usage; each mailbox's total, unseen and bytes).
+"""The Maintenance port (store/ports.py) on SQLite: the attachment references each email
+records (which `mailyard gc` trusts) and a compare-and-set of the counters kept incrementally
+(quota usage; each mailbox's total, unseen, bytes and UIDNEXT). What those counters should be
+is services/fsck.py's to decide; this only reads and writes rows.
 
 A mixin of SqliteMailStore, kept apart so the adapter's hot paths stay readable.
 """
@@ -12,9 +13,8 @@ from collections.abc import Sequence
 
 import orjson
 
+from mailyard.store.ports import MailboxCounters, NotFound
 from mailyard.store.sqlite.db import Database
-
-_SEEN = "%\"$seen\"%"
 
 
 class MaintenanceMixin:
@@ -36,28 +36,37 @@ class MaintenanceMixin:
         return await self.db.read(read)
 
     async def set_blob_refs(self, account_id: str, email_id: str, refs: Sequence[str]) -> None:
-        await self.db.write(lambda conn: conn.execute(
-            "UPDATE emails SET blob_refs = ? WHERE account_id = ? AND id = ?",
-            (orjson.dumps(list(refs)), account_id, email_id)))
-
-    async def recount(self, account_id: str) -> None:
-        """Set quota usage and the mailbox counters from what the account holds, and raise
-        a UIDNEXT that fell to or below a UID in use (a UID must never be given twice)."""
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE accounts SET used = (SELECT coalesce(sum(size), 0) FROM emails"
-                " WHERE account_id = accounts.id) WHERE id = ?", (account_id,))
-            conn.execute(
-                "UPDATE mailboxes SET"
-                " total = (SELECT count(*) FROM mailbox_emails me"
-                "  WHERE me.mailbox_id = mailboxes.id),"
-                " unseen = (SELECT count(*) FROM mailbox_emails me JOIN emails e"
-                "  ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id"
-                "  AND e.keywords NOT LIKE ?),"
-                " bytes = (SELECT coalesce(sum(e.size), 0) FROM mailbox_emails me"
-                "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id),"
-                " uidnext = max(uidnext, 1 + (SELECT coalesce(max(uid), 0) FROM mailbox_emails"
-                "  me WHERE me.mailbox_id = mailboxes.id))"
-                " WHERE account_id = ?", (_SEEN, account_id))
+            if conn.execute("UPDATE emails SET blob_refs = ? WHERE account_id = ? AND id = ?",
+                            (orjson.dumps(list(refs)), account_id, email_id)).rowcount != 1:
+                raise NotFound(f"no email {email_id}")
 
         await self.db.write(write)
+
+    async def set_counters(self, account_id: str, *, modseq: int, used: int,
+                           mailboxes: Sequence[MailboxCounters]) -> bool:
+        """The single writer makes the read of the account's MODSEQ and the writes one
+        transaction: no other write of the account can come between them."""
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT modseq FROM accounts WHERE id = ?",
+                               (account_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account {account_id}")
+            if row[0] != modseq:
+                return False
+            new = modseq + 1 if mailboxes else modseq
+            conn.execute("UPDATE accounts SET used = ?, modseq = ? WHERE id = ?",
+                         (used, new, account_id))
+            for box in mailboxes:
+                if conn.execute(
+                        "UPDATE mailboxes SET total = ?, unseen = ?, bytes = ?,"
+                        " uidnext = max(uidnext, ?), modseq = ? WHERE account_id = ? AND id = ?",
+                        (box.total, box.unseen, box.size, box.uidnext, new, account_id,
+                         box.mailbox_id)).rowcount:
+                    # The change log row every mailbox write makes (mailstore._log).
+                    conn.execute("INSERT OR REPLACE INTO changes (account_id, modseq, kind,"
+                                 " object_id, op) VALUES (?, ?, 'Mailbox', ?, 'updated')",
+                                 (account_id, new, box.mailbox_id))
+            return True
+
+        return await self.db.write(write)
