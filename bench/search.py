@@ -28,6 +28,13 @@ over a common word can take seconds) and prints the match counts.
     .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/mailyard-bench-100k \\
         --skip-load --repeat 20 --total
 
+`--notmuch [DIR]` compares with notmuch on the same mailbox (bench/search_notmuch.py: written
+as a Maildir and indexed by notmuch on first use): each query's first page and count on both
+engines, alternating, a Markdown table per query, and both engines' hit sets compared by
+Message-ID (equal where their rules agree; the rules' differences are printed).
+
+    .venv/bin/python bench/search.py --data-dir /tmp/mailyard-bench-100k --skip-load --notmuch
+
 `--engine postgres` keeps the mail store and the index in PostgreSQL (--pg-dsn); `--blobs s3`
 stores the loaded messages' blobs in S3: the gateway of MAILYARD_TEST_S3_ENDPOINT/_KEY/_SECRET,
 else a private Ceph radosgw (scripts/ceph-rgw-up.sh) stopped at the end of the run, with its
@@ -56,6 +63,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import search_notmuch as nm  # noqa: E402
 
 from mailyard.app import Runtime  # noqa: E402
 from mailyard.config import Config, Store  # noqa: E402
@@ -401,34 +410,72 @@ async def load(runtime: Runtime, args: argparse.Namespace, corpus: Corpus,
 # ---------------------------------------------------------------------------------- queries
 
 
-def queries(corpus: Corpus, end_ms: int) -> list[tuple[str, str]]:
-    """(what it stands for, query text): words picked by frequency rank."""
+@dataclasses.dataclass(frozen=True)
+class BenchQuery:
+    label: str
+    """What the query stands for."""
+    text: str
+    """Mailyard's query (Gmail's language)."""
+    notmuch: str | None
+    """The same question in notmuch's language; None: notmuch cannot ask it."""
+    rules: str = ""
+    """Where the two engines' rules differ for this query ("": they agree, so the hit sets
+    must be equal)."""
+    number: int = 0
+    """Its place among the 20 (1-based), as --only names it."""
+
+
+_WORDS = ("Mailyard words also match Cc/Bcc names, List-Id and attachment names; notmuch"
+          " words also match To/Cc addresses split at dots")
+
+
+def queries(corpus: Corpus, end_ms: int, now: datetime | None = None) -> list[BenchQuery]:
+    """The 20 queries: words picked by frequency rank. notmuch's words are capitalised: Xapian
+    then looks the word up as written instead of its English stem (Mailyard does not stem)."""
     w = corpus.words
     frequent = corpus.people[0].email
     rare = corpus.people[1900].email
-    before = (_dt(end_ms) - timedelta(days=730)).strftime("%Y/%m/%d")
-    return [
-        ("rare word (rank 25000)", w[24999]),
-        ("common word (rank 3)", w[2]),
-        ("phrase of two common words", f'"{w[1]} {w[3]}"'),
-        ("from: frequent sender + word", f"from:{frequent} {w[199]}"),
-        ("has:attachment before:", f"has:attachment before:{before}"),
-        ("label:work is:unread", "label:work is:unread"),
-        ("OR-group {a b c}", f"{{{w[999]} {w[1499]} {w[1999]}}}"),
-        ("a OR b", f"{w[499]} OR {w[799]}"),
-        ("negation word -other", f"{w[99]} -{w[49]}"),
-        ("subject:word", f"subject:{w[299]}"),
-        ("filename:pdf", "filename:pdf"),
-        ("larger:1M", "larger:1M"),
-        ("is:starred", "is:starred"),
-        ("older_than:1y + word", f"older_than:1y {w[399]}"),
-        ("in:inbox", "in:inbox"),
-        ("from: rare sender", f"from:{rare}"),
-        ("matches nothing", "qzxjvwk"),
-        ("newer_than:30d", "newer_than:30d"),
-        ("-is:read label:receipts", "-is:read label:receipts"),
-        ("two rare words", f"{w[14999]} {w[15999]}"),
-    ]
+    now = now or datetime.now(UTC)
+    before_day = (_dt(end_ms) - timedelta(days=730)).date()
+    before = before_day.strftime("%Y/%m/%d")
+    midnight = int(datetime.combine(before_day, datetime.min.time(), UTC).timestamp())
+    year_ago = int((now - timedelta(days=365)).timestamp())
+    month_ago = int((now - timedelta(days=30)).timestamp())
+    dates = "Mailyard dates are arrival times; notmuch's the Date header (a few minutes earlier)"
+
+    def c(word: str) -> str:
+        return word.capitalize()
+
+    return [dataclasses.replace(bq, number=n) for n, bq in enumerate([
+        BenchQuery("rare word (rank 25000)", w[24999], c(w[24999]), _WORDS),
+        BenchQuery("common word (rank 3)", w[2], c(w[2]), _WORDS),
+        BenchQuery("phrase of two common words", f'"{w[1]} {w[3]}"', f'"{w[1]} {w[3]}"',
+                   _WORDS),
+        BenchQuery("from: frequent sender + word", f"from:{frequent} {w[199]}",
+                   f"from:{frequent} and {c(w[199])}", _WORDS),
+        BenchQuery("has:attachment before:", f"has:attachment before:{before}",
+                   f"tag:attachment and date:..@{midnight - 1}", dates),
+        BenchQuery("label:work is:unread", "label:work is:unread", "tag:work and tag:unread"),
+        BenchQuery("OR-group {a b c}", f"{{{w[999]} {w[1499]} {w[1999]}}}",
+                   f"({c(w[999])} or {c(w[1499])} or {c(w[1999])})", _WORDS),
+        BenchQuery("a OR b", f"{w[499]} OR {w[799]}", f"{c(w[499])} or {c(w[799])}", _WORDS),
+        BenchQuery("negation word -other", f"{w[99]} -{w[49]}",
+                   f"{c(w[99])} and not {c(w[49])}", _WORDS),
+        BenchQuery("subject:word", f"subject:{w[299]}", f"subject:{c(w[299])}"),
+        BenchQuery("filename:pdf", "filename:pdf", "attachment:pdf"),
+        BenchQuery("larger:1M", "larger:1M", None),
+        BenchQuery("is:starred", "is:starred", "tag:flagged"),
+        BenchQuery("older_than:1y + word", f"older_than:1y {w[399]}",
+                   f"date:..@{year_ago} and {c(w[399])}", f"{dates}; {_WORDS}"),
+        BenchQuery("in:inbox", "in:inbox", "tag:inbox"),
+        BenchQuery("from: rare sender", f"from:{rare}", f"from:{rare}"),
+        BenchQuery("matches nothing", "qzxjvwk", "Qzxjvwk"),
+        BenchQuery("newer_than:30d", "newer_than:30d", f"date:@{month_ago}..", dates),
+        BenchQuery("-is:read label:receipts", "-is:read label:receipts",
+                   "tag:unread and tag:receipts"),
+        BenchQuery("two rare words", f"{w[14999]} {w[15999]}", f"{c(w[14999])} and {c(w[15999])}",
+                   _WORDS),
+    ], 1)]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -442,20 +489,21 @@ def pct(values: list[float], p: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-async def run_queries(runtime: Runtime, account: Account, qs: list[tuple[str, str]],
-                      repeat: int, total: bool) -> list[float]:
+async def run_queries(runtime: Runtime, account: Account, qs: list[BenchQuery],
+                      repeat: int, total: bool, now: datetime) -> list[float]:
     everything: list[float] = []
     print(f"\n{'query':<62} {'hits':>5} {'total' if total else '':>7} {'p50':>8} {'p95':>8}"
           f" {'p99':>8}  ms")
-    for label, text in qs:
-        hits = await runtime.search.search(account, text, limit=50, total=total)
+    for bq in qs:
+        hits = await runtime.search.search(account, bq.text, limit=50, total=total, now=now)
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            hits = await runtime.search.search(account, text, limit=50, total=total)
+            hits = await runtime.search.search(account, bq.text, limit=50, total=total,
+                                               now=now)
             times.append((time.perf_counter() - t0) * 1000)
         everything += times
-        shown = f"{label}: {text}"
+        shown = f"{bq.label}: {bq.text}"
         if len(shown) > 62:
             shown = shown[:59] + "..."
         count = f"{hits.total}" if total else ""
@@ -464,6 +512,183 @@ async def run_queries(runtime: Runtime, account: Account, qs: list[tuple[str, st
     print(f"{'ALL QUERIES (' + str(len(everything)) + ' runs)':<62} {'':>5} {'':>7}"
           f" {pct(everything, 50):8.1f} {pct(everything, 95):8.1f} {pct(everything, 99):8.1f}")
     return everything
+
+
+# ---------------------------------------------------------------------------------- notmuch
+
+
+def maildir_messages(corpus: Corpus, meta: dict[str, Any]) -> Iterator[nm.MaildirMessage]:
+    """The loaded mailbox again, from the same seed: the Generator is deterministic, so these
+    are the bytes, flags and labels the load delivered."""
+    names = {name: name.lower() for name, _ in LABELS}
+    gen = Generator(corpus, meta["seed"], meta["messages"], meta["end_ms"], names)
+    for m in itertools.islice(gen, meta["loaded"]):
+        t = m.target
+        yield nm.MaildirMessage(m.index, m.raw, t.mailbox_roles[0] if t.mailbox_roles else None,
+                                "$seen" in t.keywords, "$flagged" in t.keywords,
+                                tuple(t.mailbox_ids))
+
+
+def build_notmuch(home: Path, corpus: Corpus, meta: dict[str, Any]) -> None:
+    """Write the Maildir and index it with notmuch, once per --notmuch directory."""
+    mail = home / "mail"
+    mail.mkdir(parents=True, exist_ok=True)
+    nm.configure(home, mail)
+    print(f"writing {meta['loaded']} messages as a Maildir under {mail} ...", flush=True)
+    t0 = time.perf_counter()
+    lines = nm.write_maildir(mail, maildir_messages(corpus, meta))
+    written = time.perf_counter() - t0
+    print(f"  written in {written:.0f} s; notmuch new + tag ...", flush=True)
+    times = nm.index(home, lines)
+    size = nm.index_size(mail)
+    info = {"messages": meta["loaded"], "write_s": written, **times, "index_bytes": size}
+    (home / "bench-notmuch.json").write_text(json.dumps(info, indent=1))
+    print(f"  notmuch new {times['new_s']:.0f} s ({meta['loaded'] / times['new_s']:.0f} msg/s),"
+          f" tags {times['tag_s']:.0f} s; its database {mib(size)}", flush=True)
+
+
+async def message_ids(runtime: Runtime, account: Account) -> dict[str, str]:
+    """Mailyard email id -> Message-ID, for comparing hit sets with notmuch's."""
+    out: dict[str, str] = {}
+    after = ""
+    while ids := await runtime.store.email_ids(account.id, after=after, limit=1000):
+        after = ids[-1]
+        for r in await runtime.store.get_emails(account.id, ids, brief=True):
+            out[r.id] = (r.message_id or "").strip("<>")
+    return out
+
+
+@dataclasses.dataclass
+class Versus:
+    """One query's figures for both engines (ms)."""
+
+    bq: BenchQuery
+    mine: list[float]
+    theirs: list[float]
+    mine_count: list[float]
+    theirs_count: list[float]
+    mine_total: int
+    theirs_total: int
+    agreement: str = ""
+    mine_again: list[float] = dataclasses.field(default_factory=list)
+    """The count asked again at once: the index's remembered answers (see forget)."""
+
+
+def forget(runtime: Runtime) -> None:
+    """Drop the SQLite index's remembered counts, so a timed count is a first count (as after
+    any write to the account's documents), not a repeat of the warm-up's."""
+    index = runtime.search.index
+    answers = getattr(index, "answers", None)
+    if answers is not None:
+        index.answers = type(answers)()  # type: ignore[attr-defined]
+
+
+async def run_versus(runtime: Runtime, account: Account, notmuch: nm.Notmuch,
+                     qs: list[BenchQuery], repeat: int, now: datetime) -> list[Versus]:
+    """Each query's first page of 50 and its count on both engines, alternating run by run
+    (Mailyard, notmuch, Mailyard, ...), so both see the same machine load."""
+    out = []
+    search = runtime.search.search
+    for bq in qs:
+        mine_total = (await search(account, bq.text, limit=0, total=True, now=now)).total or 0
+        await search(account, bq.text, limit=50, now=now)
+        theirs_total = notmuch.count(bq.notmuch) if bq.notmuch else 0
+        if bq.notmuch:
+            notmuch.search(bq.notmuch)
+        v = Versus(bq, [], [], [], [], mine_total, theirs_total)
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await search(account, bq.text, limit=50, now=now)
+            t1 = time.perf_counter()
+            if bq.notmuch:
+                notmuch.search(bq.notmuch)
+            forget(runtime)
+            t2 = time.perf_counter()
+            await search(account, bq.text, limit=0, total=True, now=now)
+            t3 = time.perf_counter()
+            if bq.notmuch:
+                notmuch.count(bq.notmuch)
+            t4 = time.perf_counter()
+            await search(account, bq.text, limit=0, total=True, now=now)
+            t5 = time.perf_counter()
+            v.mine.append((t1 - t0) * 1000)
+            v.mine_count.append((t3 - t2) * 1000)
+            v.mine_again.append((t5 - t4) * 1000)
+            if bq.notmuch:
+                v.theirs.append((t2 - t1) * 1000)
+                v.theirs_count.append((t4 - t3) * 1000)
+        print(f"  {bq.label}: Mailyard {pct(v.mine, 50):.1f} ms, notmuch"
+              f" {pct(v.theirs, 50) if v.theirs else float('nan'):.1f} ms", flush=True)
+        out.append(v)
+    return out
+
+
+async def check_agreement(runtime: Runtime, account: Account, notmuch: nm.Notmuch,
+                          rows: list[Versus], now: datetime) -> None:
+    """Both engines' whole hit sets, by Message-ID: equal where the rules agree, and how far
+    apart where they differ. Also checks that Mailyard's count is the length of its list."""
+    ids = await message_ids(runtime, account)
+    for v in rows:
+        hits = await runtime.search.search(account, v.bq.text, limit=None, now=now)
+        if len(hits.ids) != v.mine_total:
+            raise SystemExit(f"{v.bq.text}: count {v.mine_total} but {len(hits.ids)} listed")
+        if v.bq.notmuch is None:
+            v.agreement = "n/a"
+            continue
+        mine = {ids[e] for e in hits.ids}
+        theirs = set(notmuch.search(v.bq.notmuch, limit=None))
+        if len(theirs) != v.theirs_total:
+            raise SystemExit(f"notmuch {v.bq.notmuch}: count {v.theirs_total} but"
+                             f" {len(theirs)} listed")
+        if mine == theirs:
+            v.agreement = "same"
+        else:
+            v.agreement = f"+{len(mine - theirs)} / -{len(theirs - mine)}"
+            if not v.bq.rules:
+                print(f"  DISAGREE where the rules agree: {v.bq.text!r} vs {v.bq.notmuch!r}:"
+                      f" only Mailyard {sorted(mine - theirs)[:5]}, only notmuch"
+                      f" {sorted(theirs - mine)[:5]}", flush=True)
+
+
+def print_versus(rows: list[Versus]) -> None:
+    """The per-query table (Markdown, as docs/BENCHMARKS.md keeps it)."""
+    def f(values: list[float], p: float) -> str:
+        return f"{pct(values, p):.1f}" if values else "-"
+
+    def ratio(a: list[float], b: list[float]) -> str:
+        return f"{pct(a, 50) / pct(b, 50):.2f}" if a and b and pct(b, 50) > 0 else "-"
+
+    print("\n| # | query | Mailyard page p50 / p99 | notmuch page p50 / p99 | page ratio"
+          " | Mailyard count p50 / p99 | notmuch count p50 / p99 | count ratio"
+          " | Mailyard count again p50 / p99"
+          " | matches Mailyard / notmuch | hit sets (+only Mailyard / -only notmuch) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for v in rows:
+        print(f"| {v.bq.number} | `{v.bq.text}` | {f(v.mine, 50)} / {f(v.mine, 99)}"
+              f" | {f(v.theirs, 50)} / {f(v.theirs, 99)} | {ratio(v.mine, v.theirs)}"
+              f" | {f(v.mine_count, 50)} / {f(v.mine_count, 99)}"
+              f" | {f(v.theirs_count, 50)} / {f(v.theirs_count, 99)}"
+              f" | {ratio(v.mine_count, v.theirs_count)}"
+              f" | {f(v.mine_again, 50)} / {f(v.mine_again, 99)}"
+              f" | {v.mine_total:,} / {v.theirs_total:,} | {v.agreement} |")
+    compared = [v for v in rows if v.theirs]
+    mine = [t for v in compared for t in v.mine]
+    theirs = [t for v in compared for t in v.theirs]
+    mine_c = [t for v in rows for t in v.mine_count]
+    theirs_c = [t for v in compared for t in v.theirs_count]
+    again = [t for v in rows for t in v.mine_again]
+    print(f"| | all runs (pages: the {len(compared)} queries notmuch can ask; Mailyard's counts:"
+          f" all {len(rows)}) | {f(mine, 50)} / {f(mine, 99)} | {f(theirs, 50)} / {f(theirs, 99)}"
+          f" | {ratio(mine, theirs)} | {f(mine_c, 50)} / {f(mine_c, 99)}"
+          f" | {f(theirs_c, 50)} / {f(theirs_c, 99)} | {ratio(mine_c, theirs_c)}"
+          f" | {f(again, 50)} / {f(again, 99)} | | |")
+    print("\nWhere the rules differ:")
+    for v in rows:
+        if v.bq.notmuch is None:
+            print(f"  {v.bq.number}. `{v.bq.text}`: notmuch has no such search")
+        elif v.bq.rules:
+            print(f"  {v.bq.number}. `{v.bq.text}` / `{v.bq.notmuch}`: {v.bq.rules}")
+    print(f"Load averages at the end: {os.getloadavg()}")
 
 
 def size_of(path: Path) -> int:
@@ -601,14 +826,30 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"loading {args.messages} messages into {data} ...", flush=True)
             await load(runtime, args, corpus, meta)
         account = await open_account(runtime)
-        qs = queries(corpus, meta["end_ms"])
+        now = datetime.now(UTC)
+        qs = queries(corpus, meta["end_ms"], now)
         if args.only:
             qs = [qs[i - 1] for i in args.only]
-        print(f"\nqueries: {args.repeat} runs each after one warm-up; limit=50 (first page)")
-        await run_queries(runtime, account, qs, args.repeat, False)
+        if args.notmuch is not None:
+            home = Path(args.notmuch or data / "notmuch")
+            if not (home / "bench-notmuch.json").exists():
+                build_notmuch(home, corpus, meta)
+            notmuch = nm.Notmuch(home)
+            try:
+                print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {meta['loaded']} messages,"
+                      f" load averages {os.getloadavg()}; {args.repeat} alternating runs of each"
+                      " query after one warm-up", flush=True)
+                rows = await run_versus(runtime, account, notmuch, qs, args.repeat, now)
+                await check_agreement(runtime, account, notmuch, rows, now)
+            finally:
+                notmuch.close()
+            print_versus(rows)
+        else:
+            print(f"\nqueries: {args.repeat} runs each after one warm-up; limit=50 (first page)")
+            await run_queries(runtime, account, qs, args.repeat, False, now)
         if args.total:
             print("\nwith total=True (every match counted):")
-            await run_queries(runtime, account, qs, args.total_repeat, True)
+            await run_queries(runtime, account, qs, args.total_repeat, True, now)
         if args.engine != "sqlite":
             await report_pg_sizes(args.pg_dsn, meta)
         if args.engine != "postgres":
@@ -644,6 +885,11 @@ def main() -> None:
                         help="where the load stores the messages' blobs: files in --data-dir or"
                              " S3 (a private Ceph radosgw unless MAILYARD_TEST_S3_ENDPOINT"
                              " names one)")
+    parser.add_argument("--notmuch", nargs="?", const="", default=None, metavar="DIR",
+                        help="compare with notmuch: the same mailbox as a Maildir indexed by"
+                             " notmuch in DIR (default DATA_DIR/notmuch; written and indexed"
+                             " on first use), each query's first page and count on both,"
+                             " alternating, and their hit sets compared")
     parser.add_argument("--only", type=int, nargs="*",
                         help="run only these queries (1-based numbers, as printed)")
     args = parser.parse_args()
