@@ -8,6 +8,7 @@ exists once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from mailyard.store.ports import (
     SearchIndex,
     StoreError,
 )
+
+SORT_ORDER = "Mailbox"
+"""MailStore object kind of a mailbox's client-given sortOrder (id: the mailbox's id)."""
 
 JunkObserver = Callable[[Account, Sequence[str], bool], None]
 """Told (account, email ids, is_spam) when a user marks mail as junk or not junk: moved into or
@@ -81,7 +85,29 @@ class MailboxService:
 
     async def delete_mailbox(self, account: Account, mailbox: Mailbox) -> None:
         await self.store.delete_mailbox(account.id, mailbox.id)
+        with contextlib.suppress(NotFound):  # its sortOrder, if a client gave one
+            await self.store.delete_object(account.id, SORT_ORDER, mailbox.id, log=False)
         await self._changed(account)
+
+    async def sort_orders(self, account: Account) -> dict[str, int]:
+        """The sortOrder (RFC 8621 §2) a client gave each mailbox, by mailbox id; mailboxes
+        missing here keep the order the protocol gives them by role."""
+        return {o.id: int(o.data["sortOrder"])
+                for o in await self.store.get_objects(account.id, SORT_ORDER)}
+
+    async def set_sort_order(self, account: Account, mailbox: Mailbox, order: int, *,
+                             created: bool = False) -> None:
+        """Stored as an object of kind "Mailbox" under the mailbox's id, so that its change
+        log entry is a Mailbox update and Mailbox/changes reports it. `created`: the mailbox
+        was just made, and its creation in the log already covers the value. The first value
+        of an older mailbox is written once outside the log: otherwise the log would call the
+        mailbox "created" to a client that has known it for long."""
+        data = {"sortOrder": order}
+        if created or not await self.store.get_objects(account.id, SORT_ORDER, [mailbox.id]):
+            await self.store.put_object(account.id, SORT_ORDER, mailbox.id, data, log=False)
+        if not created:
+            await self.store.put_object(account.id, SORT_ORDER, mailbox.id, data)
+            await self._changed(account)
 
     async def rename_mailbox(self, account: Account, mailbox: Mailbox, name: str) -> None:
         await self.store.rename_mailbox(account.id, mailbox.id, name)

@@ -261,10 +261,13 @@ def test_query_filters_and_sorts(bob: Jmap) -> None:
     assert q(filter={"operator": "AND", "conditions": [
         {"parentId": alpha}, {"operator": "NOT", "conditions": [{"isSubscribed": False}]}]}
              ) == [beta]
-    # sortOrder first (roles before labels), then name.
+    # sortOrder first (the server's mailboxes by role; a client's default to 0), then name.
     ordered = q(sort=[{"property": "sortOrder"}, {"property": "name"}])
-    assert ordered[0] == boxes["inbox"]["id"]
+    every = bob.call("Mailbox/get", ids=None)["list"]
+    assert ordered == [m["id"] for m in sorted(every, key=lambda m: (m["sortOrder"],
+                                                                     m["name"].casefold()))]
     assert ordered.index(alpha) < ordered.index(zeta)
+    assert ordered.index(boxes["inbox"]["id"]) < ordered.index(boxes["trash"]["id"])
     # As a tree: each parent right before its children.
     tree = q(filter={"hasAnyRole": False}, sort=[{"property": "name"}], sortAsTree=True)
     assert tree[tree.index(alpha) + 1 : tree.index(alpha) + 3] == [aard, beta]

@@ -65,11 +65,25 @@ def filter_node(args: dict[str, Any]) -> q.Node:
     value = args.get("filter")
     if value is None:
         return q.And(())
+    if _too_deep(value, 0):
+        raise MethodError("invalidArguments", f"the filter nests FilterOperators deeper than"
+                                              f" {q.MAX_DEPTH} levels")
     try:
         return q.from_jmap(value)
     except q.FilterError as e:
         raise MethodError("unsupportedFilter" if e.unsupported else "invalidArguments",
                           str(e)) from None
+
+
+def _too_deep(value: object, depth: int) -> bool:
+    """Whether FilterOperators nest past the query tree's MAX_DEPTH (the walk stops there,
+    so a hostile filter costs no more than a legal one)."""
+    if not isinstance(value, dict) or "operator" not in value:
+        return False
+    if depth >= q.MAX_DEPTH:
+        return True
+    conditions = value.get("conditions")
+    return isinstance(conditions, list) and any(_too_deep(c, depth + 1) for c in conditions)
 
 
 @method("Email/query", capability=MAIL)

@@ -40,9 +40,11 @@ _ROLE_ORDER = {"inbox": 1, "archive": 2, "drafts": 3, "sent": 4, "junk": 5, "tra
 """Where clients that honour sortOrder put the special mailboxes; user labels come after."""
 
 
-def to_jmap(box: Mailbox, by_name: dict[str, Mailbox]) -> dict[str, Any]:
+def to_jmap(box: Mailbox, by_name: dict[str, Mailbox], orders: dict[str, int]
+            ) -> dict[str, Any]:
     """totalThreads and unreadThreads repeat the email counts: the store counts emails per
-    label, not threads, and a thread count would cost a scan of the label on every get."""
+    label, not threads, and a thread count would cost a scan of the label on every get.
+    sortOrder is the client's (`orders`) where one was set, else the role's place."""
     parent, _, leaf = box.name.rpartition(SEPARATOR)
     parent_box = by_name.get(parent) if parent else None
     return {
@@ -50,7 +52,7 @@ def to_jmap(box: Mailbox, by_name: dict[str, Mailbox]) -> dict[str, Any]:
         "name": leaf if parent_box is not None else box.name,
         "parentId": parent_box.id if parent_box is not None else None,
         "role": mailbox_role(box),
-        "sortOrder": _ROLE_ORDER.get(box.role or "", 10),
+        "sortOrder": orders.get(box.id, _ROLE_ORDER.get(box.role or "", 10)),
         "totalEmails": box.total,
         "unreadEmails": box.unread,
         "totalThreads": box.total,
@@ -76,10 +78,11 @@ async def mailbox_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         raise MethodError("invalidArguments", "a Mailbox has no header properties")
     state = await current_state(ctx)
     boxes = await _mailboxes(ctx)
+    orders = await mailbox_service(ctx).sort_orders(ctx.account)
     by_name = {b.name: b for b in boxes}
     by_id = {b.id: b for b in boxes}
     wanted = [b.id for b in boxes] if ids is None else ids
-    found = [to_jmap(by_id[i], by_name) for i in wanted if i in by_id]
+    found = [to_jmap(by_id[i], by_name, orders) for i in wanted if i in by_id]
     listed = [{p: m[p] for p in ("id", *props)} for m in found]
     return {"accountId": account_id, "state": str(state), "list": listed,
             "notFound": [i for i in wanted if i not in by_id]}
@@ -171,6 +174,11 @@ def _check_properties(value: object, *, creating: bool) -> dict[str, Any]:
         if server_set:
             raise SetError("invalidProperties", "these properties are set by the server",
                            server_set)
+    order = value.get("sortOrder")
+    if "sortOrder" in value and (isinstance(order, bool) or not isinstance(order, int)
+                                 or not 0 <= order < 2**31):
+        raise SetError("invalidProperties", "sortOrder must be an integer from 0 to 2^31-1",
+                       ["sortOrder"])
     subscribed = value.get("isSubscribed")
     if "isSubscribed" in value and not isinstance(subscribed, bool):
         raise SetError("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
@@ -183,6 +191,18 @@ def _same_or_refuse(value: dict[str, Any], current: dict[str, Any], keys: tuple[
     different = [k for k in keys if k in value and value[k] != current[k]]
     if different:
         raise SetError("invalidProperties", why, different)
+
+
+def _refuse_sibling(tree: _Tree, parent: Mailbox | None, name: str, path: str) -> None:
+    """§2: no two mailboxes with the same parent may have the same name; the description
+    says which name clashes and where, so a client can show it."""
+    where = "at the top level" if parent is None else f"in {parent.name!r}"
+    if path in tree.by_name:
+        raise SetError("invalidProperties", f"a mailbox named {name!r} already exists {where}"
+                                            f" (id {tree.by_name[path].id})", ["name"])
+    if parent is None and name.upper() == "INBOX":
+        raise SetError("invalidProperties", f"{name!r} is the name of the inbox {where}"
+                                            " (IMAP: INBOX in any case)", ["name"])
 
 
 async def _create(ctx: Context, value: object) -> dict[str, Any]:
@@ -198,11 +218,7 @@ async def _create(ctx: Context, value: object) -> dict[str, Any]:
     if role is not None and any(b.role == role for b in tree.boxes):
         raise SetError("invalidProperties", f"a mailbox with role {role} exists", ["role"])
     path = name if parent is None else parent.name + SEPARATOR + name
-    if path in tree.by_name or (parent is None and name.upper() == "INBOX"):
-        raise SetError("invalidProperties", "a mailbox of that name exists there", ["name"])
-    if "sortOrder" in props and props["sortOrder"] != _ROLE_ORDER.get(role or "", 10):
-        raise SetError("invalidProperties", "sortOrder follows the role here and cannot be"
-                                            " set", ["sortOrder"])
+    _refuse_sibling(tree, parent, name, path)
     try:
         box = await service.create_mailbox(ctx.account, path, role)
     except Conflict as e:
@@ -211,7 +227,11 @@ async def _create(ctx: Context, value: object) -> dict[str, Any]:
     # themself"; the list may still hold the name from a mailbox deleted earlier.
     box.subscribed = props.get("isSubscribed", True)
     await service.subscriptions.subscribe(ctx.account, imap_name(box), box.subscribed)
-    full = to_jmap(box, {**tree.by_name, box.name: box})
+    # §2: sortOrder "(default: 0)" for a mailbox a client creates; the role's place is only
+    # for the mailboxes the server made.
+    order = props.get("sortOrder", 0)
+    await service.set_sort_order(ctx.account, box, order, created=True)
+    full = to_jmap(box, {**tree.by_name, box.name: box}, {box.id: order})
     return {k: v for k, v in full.items() if k not in props}
 
 
@@ -222,8 +242,8 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
     if box is None:
         raise SetError("notFound", "no such mailbox")
     props = _check_properties(value, creating=False)
-    current = to_jmap(box, tree.by_name)
-    _same_or_refuse(props, current, (*SERVER_SET, "role", "sortOrder"),
+    current = to_jmap(box, tree.by_name, await service.sort_orders(ctx.account))
+    _same_or_refuse(props, current, (*SERVER_SET, "role"),
                     "these properties cannot be changed")
     # An orphan (its parent deleted over IMAP) shows its whole path as name: sending that
     # back unchanged is no rename.
@@ -239,15 +259,15 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
                                    or parent.name.startswith(box.name + SEPARATOR)):
             raise SetError("invalidProperties", "a mailbox cannot move below itself",
                            ["parentId"])
-        if path in tree.by_name or (parent is None and name.upper() == "INBOX"):
-            raise SetError("invalidProperties", "a mailbox of that name exists there",
-                           ["name"])
+        _refuse_sibling(tree, parent, name, path)
         try:
             await service.rename_mailbox(ctx.account, box, path)
         except Conflict as e:
             raise SetError("invalidProperties", str(e), ["name"]) from None
         # isSubscribed belongs to the mailbox here: it (and its children's) moves along.
         await service.subscriptions.renamed(ctx.account, box.name, path)
+    if "sortOrder" in props and props["sortOrder"] != current["sortOrder"]:
+        await service.set_sort_order(ctx.account, box, props["sortOrder"])
     if "isSubscribed" in props and props["isSubscribed"] != box.subscribed:
         await service.subscriptions.subscribe(ctx.account, imap_name(box, path),
                                               props["isSubscribed"])
@@ -371,6 +391,8 @@ def _waits(value: object, pending: dict[str, Any]) -> bool:
 FILTER_CONDITIONS = ("parentId", "name", "role", "hasAnyRole", "isSubscribed")
 SORTS = ("name", "sortOrder")
 MAX_QUERY = 10_000
+MAX_FILTER_DEPTH = 16
+"""FilterOperators inside each other at most: bounds the recursion of the predicate."""
 Filter = Callable[[dict[str, Any]], bool]
 
 
@@ -379,8 +401,12 @@ def _filter(value: object, depth: int = 0) -> Filter:
     over Mailbox objects."""
     if value is None:
         return lambda _: True
-    if not isinstance(value, dict) or depth > 16:
-        raise MethodError("invalidArguments", "filter must be an object (at most 16 deep)")
+    if depth > MAX_FILTER_DEPTH:
+        raise MethodError("invalidArguments", f"the filter nests FilterOperators deeper than"
+                                              f" {MAX_FILTER_DEPTH} levels")
+    if not isinstance(value, dict):
+        raise MethodError("invalidArguments", "a filter must be a FilterOperator or a"
+                                              " FilterCondition object")
     if "operator" in value:
         operator, conditions = value.get("operator"), value.get("conditions")
         if operator not in ("AND", "OR", "NOT") or not isinstance(conditions, list) or set(
@@ -476,14 +502,15 @@ class _Desc:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _results(boxes: list[Mailbox], args: dict[str, Any]) -> list[str]:
+def _results(boxes: list[Mailbox], orders: dict[str, int], args: dict[str, Any]
+             ) -> list[str]:
     """Every id of the query's result, in order."""
     matches = _filter(args.get("filter"))
     key = _sort_key(args.get("sort"))
     as_tree = boolean(args, "sortAsTree")
     filter_as_tree = boolean(args, "filterAsTree")
     by_name = {b.name: b for b in boxes}
-    objects = {b.id: to_jmap(b, by_name) for b in boxes}
+    objects = {b.id: to_jmap(b, by_name, orders) for b in boxes}
     keep = {i for i, m in objects.items() if matches(m)}
     if filter_as_tree:  # §2.3: a mailbox is in only if every ancestor is
         def rooted(i: str) -> bool:
@@ -515,7 +542,8 @@ def _results(boxes: list[Mailbox], args: dict[str, Any]) -> list[str]:
 async def mailbox_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     state = await current_state(ctx)
-    results = _results(await _mailboxes(ctx), args)
+    results = _results(await _mailboxes(ctx),
+                       await mailbox_service(ctx).sort_orders(ctx.account), args)
     want_total = boolean(args, "calculateTotal")
     position, ids = window(results, args, MAX_QUERY)
     out: dict[str, Any] = {"accountId": account_id, "queryState": str(state),
@@ -533,7 +561,7 @@ async def mailbox_query_changes(ctx: Context, args: dict[str, Any]) -> dict[str,
     account_id = ctx.account_id(args)
     state, changed = await changed_since(ctx, args, "Mailbox")
     boxes = await _mailboxes(ctx)
-    results = _results(boxes, args)
+    results = _results(boxes, await mailbox_service(ctx).sort_orders(ctx.account), args)
     if changed:
         by_name = {b.name: b for b in boxes}
         changed |= {b.id for b in boxes if SEPARATOR in b.name
