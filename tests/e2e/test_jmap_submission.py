@@ -144,6 +144,43 @@ def test_held_send_is_pending_then_canceled(alice: Jmap, mx: FakeMX) -> None:
     assert len(mx.received) == before
 
 
+def test_created_holds_every_server_set_property(alice: Jmap) -> None:
+    """RFC 8620 §5.3: `created` has each property the server set, so a client need not
+    /get the object it just made (RFC 8621 §7: undoStatus, deliveryStatus, dsnBlobIds,
+    mdnBlobIds, and the envelope when the client gave none)."""
+    held_email = draft(alice, "Held for the created test", ["held@remote.test"])
+    ids = boxes(alice)
+    [[_, made, _], [_, result, _]] = alice.calls(
+        ("Email/set", {"create": {"d": {
+            "mailboxIds": {ids["drafts"]: True}, "from": [{"email": ALICE}],
+            "to": [{"email": "soon@remote.test"}], "subject": "Created in the same call",
+            "bodyValues": {"t": {"value": "hi\n"}},
+            "textBody": [{"partId": "t", "type": "text/plain"}]}}}),
+        ("EmailSubmission/set", {"create": {
+            "held": {"identityId": alice.account_id, "emailId": held_email, "envelope": {
+                "mailFrom": {"email": ALICE, "parameters": {"HOLDFOR": "600"}},
+                "rcptTo": [{"email": "held@remote.test", "parameters": None}]}},
+            "ref": {"identityId": alice.account_id, "emailId": "#d"}}}))
+    assert result["notCreated"] is None, result
+    held, ref = result["created"]["held"], result["created"]["ref"]
+    [stored] = alice.call("EmailSubmission/get", ids=[held["id"]])["list"]
+    assert held == {k: stored[k] for k in ("id", "threadId", "sendAt", "undoStatus",
+                                          "deliveryStatus", "dsnBlobIds", "mdnBlobIds")}
+    assert held["undoStatus"] == "pending" and held["dsnBlobIds"] == held["mdnBlobIds"] == []
+    assert held["deliveryStatus"] == {"held@remote.test": {
+        "smtpReply": "250 2.0.0 Queued", "delivered": "queued", "displayed": "unknown"}}
+    # No envelope given: the server's is returned; "#d" came back as the email's id.
+    email_id = made["created"]["d"]["id"]
+    assert ref["emailId"] == email_id and "identityId" not in ref
+    assert ref["envelope"] == {"mailFrom": {"email": ALICE, "parameters": None},
+                               "rcptTo": [{"email": "soon@remote.test", "parameters": None}]}
+    assert {"id", "threadId", "sendAt", "undoStatus", "deliveryStatus", "dsnBlobIds",
+            "mdnBlobIds"} <= set(ref)
+    assert set(ref["deliveryStatus"]) == {"soon@remote.test"}
+    canceled = alice.call("EmailSubmission/set", update={held["id"]: {"undoStatus": "canceled"}})
+    assert canceled["updated"] == {held["id"]: None}
+
+
 def test_sent_mail_cannot_be_unsent(alice: Jmap, mx: FakeMX) -> None:
     email_id = draft(alice, "Gone already", ["gone@remote.test"])
     sub = alice.call("EmailSubmission/set", create={"g": {

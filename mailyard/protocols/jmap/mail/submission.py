@@ -257,8 +257,12 @@ async def _create(ctx: Context, spec: Any) -> dict[str, Any]:
         raise _refusal(e) from None
     data = {"identityId": identity_id, "emailId": email_id, "threadId": record.thread_id,
             "envelope": envelope, "sendAt": utc(submitted.send_at), "undoStatus": "pending"}
-    await object_service(ctx).put(ctx.account, KIND, submitted.id, data)
-    return {"id": submitted.id, "threadId": record.thread_id, "sendAt": data["sendAt"]}
+    modseq = await object_service(ctx).put(ctx.account, KIND, submitted.id, data)
+    # RFC 8620 §5.3: `created` holds every property the server set or changed: the id,
+    # threadId, sendAt, undoStatus, deliveryStatus, dsnBlobIds, mdnBlobIds, the envelope when
+    # the client left it out, and identityId/emailId when given as "#creationId" references.
+    view = await _view(ctx, StoredObject(KIND, submitted.id, data, modseq))
+    return {k: v for k, v in view.items() if k == "id" or k not in spec or spec[k] != v}
 
 
 @method("EmailSubmission/set", capability=SUBMISSION)
