@@ -27,8 +27,9 @@ from mailyard.config import Config, ConfigError
 if TYPE_CHECKING:
     import ssl
 
+    from mailyard.core.workitems import MessageLoader, Verdict
     from mailyard.dns import Resolver
-    from mailyard.pipeline.inbound import InboundPipeline, MessageLoader
+    from mailyard.pipeline.inbound import InboundPipeline
     from mailyard.pipeline.outbound import OutboundWorker
     from mailyard.pipeline.worker import Supervised, Worker
     from mailyard.protocols.imap.session import IMAPServices
@@ -294,12 +295,11 @@ class _Placement:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def complete(self, verdict: dict[str, Any], message: MessageLoader
-                       ) -> tuple[dict[str, Any], bytes]:
+    async def complete(self, verdict: Verdict, message: MessageLoader
+                       ) -> tuple[Verdict, bytes]:
         return await self.runtime.placement.complete(verdict, message)
 
-    async def junk(self, account_id: str, verdict: dict[str, Any],
-                   message: MessageLoader) -> bool:
+    async def junk(self, account_id: str, verdict: Verdict, message: MessageLoader) -> bool:
         return await self.runtime.placement.junk(account_id, verdict, message)
 
 

@@ -13,23 +13,17 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from mailyard.core import blobkeys, skeleton
+from mailyard.core import blobkeys, skeleton, spam
 from mailyard.core.addresses import Address
 from mailyard.core.ids import new_id
 from mailyard.core.indexlimits import Limits
 from mailyard.core.indextext import DEFAULT_LIMITS, IndexText, index_text
 from mailyard.core.mime import ParsedMessage, normalize_subject, parse_message
-from mailyard.store.ports import (
-    Account,
-    BlobStore,
-    IndexDocument,
-    MailStore,
-    NewEmail,
-    NotFound,
-    QueueItem,
-)
+from mailyard.core.workitems import Action, InboundItem, Message, MessageLoader, Verdict
+from mailyard.pipeline import fields
+from mailyard.store.ports import Account, BlobStore, IndexDocument, MailStore, NewEmail, NotFound
 
 log = logging.getLogger("mailyard.pipeline")
 
@@ -38,22 +32,19 @@ class PermanentFailure(Exception):
     """Retrying cannot help; the item goes to the dead-letter queue at once."""
 
 
-MessageLoader = Callable[[], Awaitable[tuple[bytes, ParsedMessage]]]
-
-
 class Placement(Protocol):
     """Per-recipient say over Junk (services/checks/content.py SpamPlacement: the user's allow
     list and own model). `message` reads and parses the spooled message, once per item, and
-    only when asked: most recipients need no more than the verdict."""
+    only when asked: most recipients need no more than the verdict. Its parse is the one the
+    message is stored with."""
 
-    async def complete(self, verdict: dict[str, Any], message: MessageLoader
-                       ) -> tuple[dict[str, Any], bytes]:
+    async def complete(self, verdict: Verdict, message: MessageLoader
+                       ) -> tuple[Verdict, bytes]:
         """Finish what the SMTP-time checks left to the pipeline (the spam score when it could
         not change the reply): the verdict, and header fields to prepend to the stored copy."""
         ...
 
-    async def junk(self, account_id: str, verdict: dict[str, Any],
-                   message: MessageLoader) -> bool: ...
+    async def junk(self, account_id: str, verdict: Verdict, message: MessageLoader) -> bool: ...
 
 
 class Quarantined(PermanentFailure):
@@ -117,24 +108,26 @@ class InboundPipeline:
         self.dedup_min_size = dedup_min_size
         self.index_limits = index_limits
 
-    async def process(self, item: QueueItem) -> Outcome:
-        payload = item.payload
-        verdict = payload.get("verdict") or {}
-        if verdict.get("action") == "quarantine":
-            raise Quarantined(verdict.get("reason") or "quarantined by the inbound checks")
+    async def process(self, item_id: str, item: InboundItem) -> Outcome:
+        """Place and store one queued message (`item_id` is its queue id, the delivery key).
+        The spooled message is read and parsed once: the spam placement scores that parse,
+        and the stored copy is that parse, moved past the header fields the score added."""
+        verdict = item.verdict
+        if verdict is not None and verdict.action is Action.QUARANTINE:
+            raise Quarantined(verdict.reason or "quarantined by the inbound checks")
         targets = []
-        loaded: list[tuple[bytes, ParsedMessage]] = []
+        loaded: list[Message] = []
 
-        async def message() -> tuple[bytes, ParsedMessage]:
+        async def message() -> Message:
             if not loaded:
-                raw = await self.blobs.get(payload["spool"])
-                loaded.append((raw, await asyncio.to_thread(parse_message, raw)))
+                raw = await self.blobs.get(item.spool)
+                loaded.append((raw, await asyncio.to_thread(self.parse, raw)))
             return loaded[0]
 
         added = b""
-        if self.placement is not None and verdict:
+        if self.placement is not None and verdict is not None:
             verdict, added = await self.placement.complete(verdict, message)
-        for rcpt in payload["recipients"]:
+        for rcpt in item.recipients:
             try:
                 lookup = self.recipient_account or self.store.get_account
                 account_id = (await lookup(rcpt)).id
@@ -142,26 +135,27 @@ class InboundPipeline:
                 raise NotFound(f"recipient {rcpt} has no account (removed after acceptance?)")\
                     from None
             targets.append(await self.target(account_id, rcpt, verdict, message))
+        parsed: ParsedMessage | None = None
         try:
-            raw = loaded[0][0] if loaded else await self.blobs.get(payload["spool"])
+            raw, parsed = loaded[0] if loaded else (await self.blobs.get(item.spool), None)
         except NotFound:
-            if all([await self.store.has_delivery(t.account_id, item.id) for t in targets]):
+            if all([await self.store.has_delivery(t.account_id, item_id) for t in targets]):
                 return Outcome()  # a previous attempt finished everything but the ack
-            raise PermanentFailure(f"spooled message {payload['spool']} is missing") from None
-        trace_length = payload["trace_length"]
+            raise PermanentFailure(f"spooled message {item.spool} is missing") from None
+        trace_length = item.trace_length
         if added:  # after our trace fields and Authentication-Results, as SMTP would have
-            raw = raw[:trace_length] + added + raw[trace_length:]
-        return await self.ingest(raw, targets, delivery_key=item.id,
-                                 received_at=payload["received_at"],
-                                 trace_length=trace_length + len(added))
+            raw, parsed = fields.insert(raw, parsed, trace_length, added)
+        return await self.ingest(raw, targets, delivery_key=item_id,
+                                 received_at=item.received_at,
+                                 trace_length=trace_length + len(added), parsed=parsed)
 
-    async def target(self, account_id: str, recipient: str, verdict: dict[str, Any],
+    async def target(self, account_id: str, recipient: str, verdict: Verdict | None,
                      message: MessageLoader | None = None) -> Target:
-        """Where one recipient gets the message, from the checks' verdict (to_json form):
-        Junk for "junk", the Inbox otherwise. The one place for per-recipient placement
-        (a user's own allow list or model overriding the verdict goes here)."""
-        junk = verdict.get("action") == "junk"
-        if self.placement is not None and message is not None and verdict:
+        """Where one recipient gets the message, from the checks' verdict: Junk for JUNK, the
+        Inbox otherwise. The one place for per-recipient placement (a user's own allow list
+        or model overriding the verdict goes here)."""
+        junk = verdict is not None and verdict.action is Action.JUNK
+        if self.placement is not None and message is not None and verdict is not None:
             junk = await self.placement.junk(account_id, verdict, message)
         if junk:
             return Target(account_id, mailbox_roles=["junk"], keywords=["$junk"])
@@ -169,11 +163,13 @@ class InboundPipeline:
 
     async def ingest(self, raw: bytes, targets: list[Target], *, delivery_key: str,
                      received_at: int, trace_length: int = 0,
-                     new_message: bool = False) -> Outcome:
+                     new_message: bool = False, parsed: ParsedMessage | None = None
+                     ) -> Outcome:
         """Store `raw` for every target; safe to repeat with the same delivery key.
         `new_message`: a client asked for a new message (IMAP APPEND, COPY), so the same
-        content already stored is not this message again (NewEmail.same_content_is_same_email)."""
-        parsed, split, text = await asyncio.to_thread(self._analyse, raw)
+        content already stored is not this message again (NewEmail.same_content_is_same_email).
+        `parsed`: `raw` parsed already (by `parse`), which is then not parsed again."""
+        message, split, text = await asyncio.to_thread(self._analyse, raw, parsed)
         await self.blobs.put_many(split.blobs)
         # By the day it was received (so a retry names the same object), hash last.
         skeleton_id = blobkeys.body_id(hashlib.sha256(split.skeleton).hexdigest(), received_at)
@@ -181,7 +177,7 @@ class InboundPipeline:
         content_hash = hashlib.sha256(raw[trace_length:]).hexdigest()
         outcome = Outcome()
         for target in targets:
-            new = self._new_email(target, delivery_key, received_at, parsed, raw, skeleton_id,
+            new = self._new_email(target, delivery_key, received_at, message, raw, skeleton_id,
                                   content_hash, list(split.blobs))
             new.same_content_is_same_email = not new_message
             result = await self.store.deliver(new)
@@ -191,18 +187,27 @@ class InboundPipeline:
                                               received_at, text))
         return outcome
 
-    async def finish(self, item: QueueItem) -> None:
+    async def finish(self, item: InboundItem) -> None:
         """After the index has the documents: the spool copy is no longer needed."""
-        await self.blobs.delete(item.payload["spool"])
+        await self.blobs.delete(item.spool)
 
-    def analyse_text(self, raw: bytes) -> tuple[ParsedMessage, IndexText]:
-        """Parse and take the searchable text (reindexing needs no more than this)."""
-        parsed = parse_message(raw, text_limit=self.index_limits.body)
+    def parse(self, raw: bytes) -> ParsedMessage:
+        """The one parse of a message, for storing, indexing and scoring it: its text as long
+        as the index keeps and the spam features read (core.spam MAX_TEXT)."""
+        return parse_message(raw, text_limit=max(self.index_limits.body, spam.MAX_TEXT))
+
+    def analyse_text(self, raw: bytes, parsed: ParsedMessage | None = None
+                     ) -> tuple[ParsedMessage, IndexText]:
+        """Parse (unless given the parse) and take the searchable text (reindexing needs no
+        more than this)."""
+        if parsed is None:
+            parsed = self.parse(raw)
         return parsed, index_text(raw, parsed, self.index_limits)
 
-    def _analyse(self, raw: bytes) -> tuple[ParsedMessage, skeleton.Split, IndexText]:
+    def _analyse(self, raw: bytes, parsed: ParsedMessage | None = None
+                 ) -> tuple[ParsedMessage, skeleton.Split, IndexText]:
         """CPU work, off the event loop: parse once, split attachments out, verified."""
-        parsed, text = self.analyse_text(raw)
+        parsed, text = self.analyse_text(raw, parsed)
         try:
             split = skeleton.split(raw, parsed, min_size=self.dedup_min_size)
         except Exception:

@@ -26,22 +26,31 @@ import asyncio
 import logging
 import ssl
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from mailyard import metrics
 from mailyard.core import dsn
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.dkim import DKIMKey, sign, to_crlf
 from mailyard.core.ratelimit import WindowLimiter
+from mailyard.core.workitems import OUTBOUND, BadItem, FailedRecipient, OutboundItem
 from mailyard.dns import NullMX, PermanentDNSError, Resolver, TemporaryDNSError
 from mailyard.mtasts import MTASTS
 from mailyard.pipeline.smtpclient import UNSAFE, Broken, SmtpClient
-from mailyard.services.delivery import DeliveryService
-from mailyard.services.submission import OUTBOUND
 from mailyard.store.ports import BlobStore, MailStore, NotFound, Queue, QueueItem
 
 log = logging.getLogger("mailyard.outbound")
+
+
+class Acceptor(Protocol):
+    """Where a DSN goes: the one durable hand-off of a new message for local recipients
+    (services/delivery.py DeliveryService.accept, given by the composition root)."""
+
+    async def accept(self, *, queue_id: str, mail_from: str, recipients: Sequence[str],
+                     raw: bytes, trace_length: int, received_at: int) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ def _opportunistic_tls() -> ssl.SSLContext:
 
 class OutboundWorker:
     def __init__(self, queue: Queue, blobs: BlobStore, store: MailStore, resolver: Resolver,
-                 delivery: DeliveryService, policy: OutboundPolicy,
+                 delivery: Acceptor, policy: OutboundPolicy,
                  mta_sts: MTASTS | None = None) -> None:
         self.mta_sts = mta_sts
         self.queue = queue
@@ -143,61 +152,64 @@ class OutboundWorker:
             await self.queue.retry(item, f"{type(e).__name__}: {e}", 60.0)
 
     async def _handle(self, item: QueueItem) -> None:
-        p = item.payload
-        domain = p["domain"]
+        try:
+            p = OutboundItem.from_json(item.payload)
+        except BadItem as e:
+            await self.queue.bury(item, f"not an outbound item: {e}")
+            return
+        domain = p.domain
         now = time.time()
         if not self.domain_rate.allow(domain, time.monotonic()):
             await self.queue.retry(item, f"rate limit for {domain}", 5.0)
             return
         try:
-            raw = await self.blobs.get(p["spool"])
+            raw = await self.blobs.get(p.spool)
         except NotFound:
-            await self.queue.bury(item, f"spooled message {p['spool']} is missing")
+            await self.queue.bury(item, f"spooled message {p.spool} is missing")
             return
-        attempt = await self.attempt(domain, p["mail_from"], p["recipients"],
-                                     await self._signed(p["mail_from"], raw))
+        attempt = await self.attempt(domain, p.mail_from, list(p.recipients),
+                                     await self._signed(p.mail_from, raw))
         self.delivered += len(attempt.delivered)
         metrics.mail("delivered", len(attempt.delivered))
         if attempt.delivered:
             log.info("item %s: delivered to %s", item.id, ", ".join(attempt.delivered),
                      extra={"queue_id": item.id})
-        expired = now - p["submitted_at"] >= self.policy.give_up_after
+        expired = now - p.submitted_at >= self.policy.give_up_after
         if expired:
             for rcpt, reply in attempt.temporary.items():
                 attempt.permanent[rcpt] = Reply(reply.code, (
                     f"4.4.7 Gave up after {self.policy.give_up_after / 3600:g} h; last"
                     f" answer: {reply.text}"), reply.host)
             attempt.temporary.clear()
-        failed = [*p.get("failed", []),
-                  *({"recipient": r, "reply": f"{x.code} {x.text}", "host": x.host}
-                    for r, x in attempt.permanent.items())]
+        failed = (*p.failed, *(FailedRecipient(r, f"{x.code} {x.text}", x.host)
+                               for r, x in attempt.permanent.items()))
         if attempt.permanent:
-            await self._notify(item, "failed", attempt.permanent, raw)
+            await self._notify(item, p, "failed", attempt.permanent, raw)
         if attempt.temporary:
-            notified = p.get("delay_notified", False)
-            if not notified and now - p["submitted_at"] >= self.policy.delay_notice_after:
-                await self._notify(item, "delayed", attempt.temporary, raw)
+            notified = p.delay_notified
+            if not notified and now - p.submitted_at >= self.policy.delay_notice_after:
+                await self._notify(item, p, "delayed", attempt.temporary, raw)
                 notified = True
             schedule = self.policy.retry_schedule
             delay = schedule[min(item.attempts - 1, len(schedule) - 1)]
             error = "; ".join(f"{r}: {x.code} {x.text}" for r, x in attempt.temporary.items())
-            await self.queue.retry(item, error[:2000], delay, payload={
-                **p, "recipients": list(attempt.temporary), "failed": failed,
-                "delay_notified": notified})
+            await self.queue.retry(item, error[:2000], delay, payload=replace(
+                p, recipients=tuple(attempt.temporary), failed=failed,
+                delay_notified=notified).to_json())
             metrics.mail("deferred", len(attempt.temporary))
             log.info("item %s: deferred, retry in %.0fs: %s", item.id, delay, error[:500],
                      extra={"queue_id": item.id})
             return
         if failed:
-            error = "; ".join(f"{f['recipient']}: {f['reply']}" for f in failed)
-            await self.queue.bury(item, error[:4000], payload={
-                **p, "recipients": [f["recipient"] for f in failed], "failed": failed})
+            error = "; ".join(f"{f.recipient}: {f.reply}" for f in failed)
+            await self.queue.bury(item, error[:4000], payload=replace(
+                p, recipients=tuple(f.recipient for f in failed), failed=failed).to_json())
             metrics.mail("dead_lettered")
             log.warning("item %s: failed for good: %s", item.id, error[:500],
                         extra={"queue_id": item.id})
             return  # the spool stays for `mailyard dlq retry`
         await self.queue.ack(item)
-        await self.blobs.delete(p["spool"])
+        await self.blobs.delete(p.spool)
 
     # ------------------------------------------------------------------ sending
 
@@ -348,25 +360,24 @@ class OutboundWorker:
             log.exception("DKIM signing for %s failed; sending unsigned", domain)
             return raw
 
-    async def _notify(self, item: QueueItem, action: str, replies: dict[str, Reply],
-                      raw: bytes) -> None:
+    async def _notify(self, item: QueueItem, p: OutboundItem, action: str,
+                      replies: dict[str, Reply], raw: bytes) -> None:
         """A DSN to the sender's Inbox, through the inbound pipeline like any local mail.
         Its queue id is derived from the item, so a retried attempt never sends it twice."""
-        p = item.payload
-        sender = p["mail_from"]
-        if not sender or dsn.is_bounce(raw[p.get("trace_length", 0):]):
+        sender = p.mail_from
+        if not sender or dsn.is_bounce(raw[p.trace_length:]):
             return  # never a DSN about a DSN, nor to the null sender
         now = datetime.now(UTC)
-        until = datetime.fromtimestamp(p["submitted_at"] + self.policy.give_up_after, UTC)
+        until = datetime.fromtimestamp(p.submitted_at + self.policy.give_up_after, UTC)
         statuses = [dsn.RecipientStatus(
             recipient=rcpt, action=action,  # type: ignore[arg-type]
             status=reply.status, remote_mta=reply.host, diagnostic=reply.diagnostic(),
             last_attempt=now, will_retry_until=until if action == "delayed" else None)
             for rcpt, reply in replies.items()]
         report = dsn.build_dsn(
-            raw[p.get("trace_length", 0):], reporting_mta=self.policy.hostname, sender=sender,
+            raw[p.trace_length:], reporting_mta=self.policy.hostname, sender=sender,
             postmaster=f"postmaster@{self.policy.hostname}", recipients=statuses,
-            arrival=datetime.fromtimestamp(p["submitted_at"], UTC), envelope_id=p["submission"],
+            arrival=datetime.fromtimestamp(p.submitted_at, UTC), envelope_id=p.submission,
             now=now, message_id_domain=self.policy.hostname)
         suffix = "delay" if action == "delayed" else f"fail{item.attempts}"
         if action == "failed":

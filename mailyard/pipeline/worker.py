@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailyard import metrics
+from mailyard.core.workitems import INBOUND, BadItem, InboundItem
 from mailyard.pipeline.inbound import InboundPipeline, Outcome, PermanentFailure, Quarantined
-from mailyard.services.delivery import INBOUND
 from mailyard.store.ports import EventBus, Queue, QueueItem, SearchIndex
 
 log = logging.getLogger("mailyard.worker")
@@ -104,45 +104,52 @@ class Worker:
                           f" {item.last_error or 'lease expired'}"))
             else:
                 live.append(item)
-        results = await asyncio.gather(*(self.pipeline.process(i) for i in live),
+        results = await asyncio.gather(*(self._process(i) for i in live),
                                        return_exceptions=True)
-        done: list[tuple[QueueItem, Outcome]] = []
+        done: list[tuple[QueueItem, InboundItem, Outcome]] = []
         for item, result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
                 unrecorded += not await self._failed(item, result)
             else:
-                done.append((item, result))
+                done.append((item, *result))
         if done:
             unrecorded += await self._deliver(done)
         if unrecorded:
             raise NotRecorded(f"{unrecorded} of {len(items)} outcomes not recorded")
 
-    async def _deliver(self, done: list[tuple[QueueItem, Outcome]]) -> int:
+    async def _process(self, item: QueueItem) -> tuple[InboundItem, Outcome]:
+        try:
+            inbound = InboundItem.from_json(item.payload)
+        except BadItem as e:
+            raise PermanentFailure(str(e)) from None
+        return inbound, await self.pipeline.process(item.id, inbound)
+
+    async def _deliver(self, done: list[tuple[QueueItem, InboundItem, Outcome]]) -> int:
         """Index, announce and ack the items the pipeline stored; how many acks failed."""
         try:
-            await self.index.index([doc for _, o in done for doc in o.documents])
+            await self.index.index([doc for _, _, o in done for doc in o.documents])
         except Exception as e:
             log.exception("indexing failed")
-            return sum([not await self._failed(item, e) for item, _ in done])
-        for _, outcome in done:
+            return sum([not await self._failed(item, e) for item, _, _ in done])
+        for _, _, outcome in done:
             for d in outcome.delivered:
                 await self.bus.publish(d.account_id, d.modseq)
         if self.after_delivery is not None:
-            for item, outcome in done:
+            for _, inbound, outcome in done:
                 fresh = [(d.account_id, d.email_id) for d in outcome.delivered if d.created]
                 if fresh:
-                    await self.after_delivery(item.payload.get("mail_from", ""), fresh)
+                    await self.after_delivery(inbound.mail_from, fresh)
         # Concurrent, so the store's writer commits all the acks of a batch together.
-        finished = await asyncio.gather(*(self.pipeline.finish(item) for item, _ in done),
+        finished = await asyncio.gather(*(self.pipeline.finish(i) for _, i, _ in done),
                                         return_exceptions=True)
-        for (item, _), result in zip(done, finished, strict=True):
+        for (item, _, _), result in zip(done, finished, strict=True):
             if isinstance(result, Exception):
                 log.error("item %s: cannot finish it: %s", item.id, _why(result),
                           extra={"queue_id": item.id})
         acked = await asyncio.gather(*(self._record(item, self.queue.ack(item))
-                                       for item, _ in done))
+                                       for item, _, _ in done))
         self.processed += len(done)
-        for item, outcome in done:
+        for item, _, outcome in done:
             metrics.mail("delivered", sum(1 for d in outcome.delivered if d.created))
             for d in outcome.delivered:
                 log.info("delivered %s to account %s as %s%s", item.id, d.account_id,

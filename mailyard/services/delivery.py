@@ -11,14 +11,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mailyard import metrics
+from mailyard.core.workitems import INBOUND, InboundItem, Verdict
 from mailyard.store.ports import BlobStore, Queue, QueueStats
 
 log = logging.getLogger("mailyard.delivery")
 
-INBOUND = "inbound"
+__all__ = ["INBOUND", "Accepted", "DeliveryService", "QueueState", "spool_id"]
 
 
 def spool_id(queue_id: str) -> str:
@@ -52,27 +52,20 @@ class DeliveryService:
 
     async def accept(self, *, queue_id: str, mail_from: str, recipients: Sequence[str], raw: bytes,
                      trace_length: int, received_at: int, peer: str = "",
-                     helo: str = "", verdict: dict[str, Any] | None = None) -> Accepted:
+                     helo: str = "", verdict: Verdict | None = None) -> Accepted:
         """Make the message durable and queue it for the inbound pipeline under `queue_id`.
 
         `trace_length` is how many leading octets of `raw` are our own trace headers (Received,
         Return-Path); what follows is the message exactly as the client sent it, which is what
-        duplicate detection compares. `verdict` is the inbound checks' (`Verdict.to_json`):
+        duplicate detection compares. `verdict` is the inbound checks' (`Verdict.record`):
         the pipeline reads it to place the message (Junk, quarantine).
         """
         spool = spool_id(queue_id)
         await self.blobs.put(spool, raw)
-        extra: dict[str, Any] = {"verdict": verdict} if verdict is not None else {}
-        await self.queue.enqueue(INBOUND, {
-            **extra,
-            "spool": spool,
-            "mail_from": mail_from,
-            "recipients": list(recipients),
-            "trace_length": trace_length,
-            "received_at": received_at,
-            "peer": peer,
-            "helo": helo,
-        }, item_id=queue_id)
+        item = InboundItem(spool=spool, mail_from=mail_from, recipients=tuple(recipients),
+                           trace_length=trace_length, received_at=received_at, peer=peer,
+                           helo=helo, verdict=verdict)
+        await self.queue.enqueue(INBOUND, item.to_json(), item_id=queue_id)
         metrics.mail("accepted")
         log.info("accepted %s from <%s> for %d recipient(s), %d octets", queue_id, mail_from,
                  len(recipients), len(raw),

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mailyard.app import Runtime
 from mailyard.config import Config
 from mailyard.core.ids import new_id
-from mailyard.services.delivery import INBOUND
+from mailyard.core.workitems import INBOUND, Action, Verdict
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     rt.close()
 
 
-async def deliver(rt: Runtime, subject: str, verdict: dict[str, Any] | None) -> str:
+async def deliver(rt: Runtime, subject: str, verdict: Verdict | None) -> str:
     queue_id = new_id("q")
     raw = (f"From: a@remote.test\r\nTo: alice@example.test\r\nSubject: {subject}\r\n"
            f"Message-ID: <{subject}@remote.test>\r\n\r\nbody\r\n").encode()
@@ -39,12 +38,10 @@ async def deliver(rt: Runtime, subject: str, verdict: dict[str, Any] | None) -> 
 
 async def test_junk_goes_to_junk_and_quarantine_to_the_dead_letters(runtime: Runtime) -> None:
     rt = runtime
-    await deliver(rt, "q1clean", {"action": "accept", "reason": "", "score": 0.0,
-                                  "symbols": {}, "data": {}})
-    await deliver(rt, "q2junk", {"action": "junk", "reason": "DMARC quarantine policy",
-                                 "score": 0.0, "symbols": {}, "data": {}})
-    virus = await deliver(rt, "q3virus", {"action": "quarantine", "reason": "virus: Eicar-Test",
-                                  "score": 0.0, "symbols": {}, "data": {}})
+    await deliver(rt, "q1clean", Verdict())
+    await deliver(rt, "q2junk", Verdict(Action.JUNK, "DMARC quarantine policy"))
+    virus = await deliver(rt, "q3virus", Verdict(Action.QUARANTINE, "virus: Eicar-Test",
+                                                 virus="Eicar-Test"))
     await deliver(rt, "q4none", None)  # a queue item written before verdicts existed
     account = await rt.mailbox.account("alice@example.test")
     inbox = {e.subject for e in await rt.mailbox.emails(account, "inbox", 100)}

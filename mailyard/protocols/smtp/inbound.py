@@ -183,7 +183,7 @@ class InboundHandler:
             trace_length=len(trace) + len(added),
             received_at=int(received_at * 1000), peer=peer_ip(session),
             helo=session.host_name or "",
-            verdict=verdict.to_json() if self.checks.checks else None,
+            verdict=verdict.record() if self.checks.checks else None,
         )
         return f"250 2.0.0 OK queued as {queue_id}"
 

@@ -14,21 +14,14 @@ Connection-time policy (allow/deny lists, blocklists, greylisting) uses the same
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mailyard.core import workitems
 from mailyard.core.mime import ParsedMessage
+from mailyard.core.workitems import Action, SpamFacts
 
-
-class Action(enum.IntEnum):
-    """Ordered by strength: the chain keeps the strongest action any check asked for."""
-
-    ACCEPT = 0
-    JUNK = 1          # deliver, but to the Junk mailbox
-    QUARANTINE = 2    # accept, never deliver: dead-letter queue with the reason (viruses)
-    TEMPFAIL = 3      # 450/451 4.7.1: try again later (greylisting, DNS trouble)
-    REJECT = 4        # 550/554 5.7.1
+__all__ = ["Action", "Check", "CheckChain", "SMTPEnvelope", "Verdict"]
 
 
 @dataclass(slots=True)
@@ -48,13 +41,20 @@ class SMTPEnvelope:
 
 @dataclass(slots=True)
 class Verdict:
+    """What the checks of one message add up, while they run; `record` is what the queue item
+    keeps of it (core.workitems.Verdict)."""
+
     action: Action = Action.ACCEPT
     reason: str = ""            # the text of the SMTP reply or the dead-letter reason
     reply: str = ""             # a full SMTP reply, when a check wants a specific code
     score: float = 0.0
     symbols: dict[str, float] = field(default_factory=dict)
     headers: list[tuple[str, str]] = field(default_factory=list)  # prepended, in this order
-    data: dict[str, Any] = field(default_factory=dict)  # check results the pipeline needs
+    spam: SpamFacts | None = None
+    """The content check's facts for the pipeline's per-recipient placement."""
+    virus: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    """The other checks' records, kept with the queue item (workitems.Verdict.notes)."""
 
     def add(self, symbol: str, score: float = 0.0) -> None:
         self.symbols[symbol] = self.symbols.get(symbol, 0.0) + score
@@ -65,16 +65,17 @@ class Verdict:
         if action > self.action:
             self.action, self.reason, self.reply = action, reason, reply
 
-    def to_json(self) -> dict[str, Any]:
-        return {"action": self.action.name.lower(), "reason": self.reason, "score": self.score,
-                "symbols": self.symbols, "data": self.data}
+    def record(self) -> workitems.Verdict:
+        return workitems.Verdict(action=self.action, reason=self.reason, score=self.score,
+                                 symbols=dict(self.symbols), spam=self.spam, virus=self.virus,
+                                 notes=dict(self.data))
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Verdict:
-        """The verdict a queue item carries (`to_json`), for the checks the pipeline finishes."""
-        return cls(action=Action[str(value.get("action", "accept")).upper()],
-                   reason=str(value.get("reason", "")), score=float(value.get("score", 0.0)),
-                   symbols=dict(value.get("symbols", {})), data=dict(value.get("data", {})))
+    def from_record(cls, value: workitems.Verdict) -> Verdict:
+        """The verdict a queue item carries, for the checks the pipeline finishes."""
+        return cls(action=value.action, reason=value.reason, score=value.score,
+                   symbols=dict(value.symbols), spam=value.spam, virus=value.virus,
+                   data=dict(value.notes))
 
 
 class Check(Protocol):

@@ -17,12 +17,11 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from mailyard.core import spam, spamrules
+from mailyard.core import spam, spamrules, workitems
 from mailyard.core.mime import ParsedMessage, parse_message
 from mailyard.core.spampolicy import SpamPolicy
-from mailyard.pipeline.inbound import MessageLoader
+from mailyard.core.workitems import MessageLoader, SpamFacts
 from mailyard.services.checks import Action, SMTPEnvelope, Verdict
 from mailyard.services.checks.clamd import ClamdError, scan
 from mailyard.services.checks.rspamd import Rspamd, RspamdError
@@ -70,21 +69,22 @@ async def bayes(model: SpamModel, policy: SpamPolicy, ids: list[int],
 async def score(model: SpamModel, policy: SpamPolicy, raw: bytes, parsed: ParsedMessage,
                 sender: str, verdict: Verdict) -> None:
     """Rules, the global classifier and collaborative reports, added to `verdict`; what the
-    pipeline needs later (sender, fingerprint, the classifier's part) goes in its data."""
+    pipeline needs later (sender, fingerprint, the classifier's part) goes in its `spam`."""
     analysis = await asyncio.to_thread(analyse, raw, parsed)
     for symbol, value in analysis.symbols.items():
         verdict.add(symbol, value)
-    data: dict[str, Any] = {"fingerprint": analysis.fingerprint, "sender": sender}
+    facts = SpamFacts(sender=sender, fingerprint=analysis.fingerprint)
     result = await bayes(model, policy, analysis.token_ids)
     if result is not None:
-        data["p"], data["bayes"] = result
+        facts = SpamFacts(sender=sender, fingerprint=analysis.fingerprint, p=result[0],
+                          bayes=result[1])
         verdict.add("BAYES", result[1])
     since = time.time() - policy.collab_window
     if sender and await model.reporters("sender", sender, since) >= policy.collab_reporters:
         verdict.add("COLLAB_SENDER", policy.collab_score)
     if await model.reporters("content", analysis.fingerprint, since) >= policy.collab_reporters:
         verdict.add("COLLAB_CONTENT", policy.collab_score)
-    verdict.data["spam"] = data
+    verdict.spam = facts
 
 
 def _junk_if_over(verdict: Verdict, policy: SpamPolicy) -> None:
@@ -126,7 +126,7 @@ class ContentCheck:
                 return
         sender = sender_of(parsed, envelope.mail_from)
         if not self.scores_at_data:
-            verdict.data["spam"] = {"sender": sender, "scored": False}
+            verdict.spam = SpamFacts(sender=sender, scored=False)
             return
         full = await asyncio.to_thread(parse_message, raw)
         await score(self.model, self.policy, raw, full, sender, verdict)
@@ -157,7 +157,7 @@ class ContentCheck:
             return
         if result.infected:
             verdict.add("VIRUS", 0.0)
-            verdict.data["virus"] = result.name
+            verdict.virus = result.name
             verdict.ask(Action.QUARANTINE, f"virus: {result.name}")
 
     async def close(self) -> None:
@@ -177,32 +177,31 @@ class SpamPlacement:
         self.model = model
         self.policy = policy
 
-    async def complete(self, verdict: dict[str, Any], message: MessageLoader
-                       ) -> tuple[dict[str, Any], bytes]:
+    async def complete(self, verdict: workitems.Verdict, message: MessageLoader
+                       ) -> tuple[workitems.Verdict, bytes]:
         """Score a message the SMTP check left unscored (`ContentCheck.scores_at_data`):
         the verdict with the score, and the X-Spam-* fields to prepend to the stored copy.
         Anything else comes back as it is."""
-        data = verdict.get("data", {}).get("spam", {})
-        if data.get("scored", True):
+        if verdict.spam is None or verdict.spam.scored:
             return verdict, b""
         try:
             raw, parsed = await message()
         except NotFound:
             return verdict, b""  # delivered already, spool gone: the store dedupes anyway
-        done = Verdict.from_json(verdict)
-        await score(self.model, self.policy, raw, parsed, data.get("sender", ""), done)
+        done = Verdict.from_record(verdict)
+        await score(self.model, self.policy, raw, parsed, verdict.spam.sender, done)
         _junk_if_over(done, self.policy)
         added = b"".join(f"{name}: {value}\r\n".encode()
                          for name, value in status_headers(done, self.policy.junk_threshold))
-        return done.to_json(), added
+        return done.record(), added
 
-    async def junk(self, account_id: str, verdict: dict[str, Any],
+    async def junk(self, account_id: str, verdict: workitems.Verdict,
                    message: MessageLoader) -> bool:
-        """Whether this account's copy belongs in Junk. `verdict` is `Verdict.to_json()` of
-        the SMTP-time checks; `message` loads the raw and parsed message when needed."""
-        data = verdict.get("data", {}).get("spam", {})
-        was_junk = verdict.get("action") == Action.JUNK.name.lower()
-        sender = data.get("sender", "")
+        """Whether this account's copy belongs in Junk, from the SMTP-time checks' `verdict`;
+        `message` loads the raw and parsed message when needed."""
+        facts = verdict.spam or SpamFacts()
+        was_junk = verdict.action is Action.JUNK
+        sender = facts.sender
         if not sender:
             try:
                 sender = sender_of((await message())[1])
@@ -210,7 +209,7 @@ class SpamPlacement:
                 return was_junk  # delivered already, spool gone: the store dedupes anyway
         if sender and await self.model.sender_allowed(account_id, sender):
             return False
-        score = float(verdict.get("score", 0.0))
+        score = verdict.score
         if was_junk and score < self.policy.junk_threshold:
             return True  # Junk for another reason than the score (DMARC p=quarantine)
         nspam, nham = await self.model.totals(account_id)
@@ -223,5 +222,5 @@ class SpamPlacement:
         analysis = await asyncio.to_thread(analyse, raw, parsed)
         result = await bayes(self.model, self.policy, analysis.token_ids, account_id)
         if result is not None:
-            score += result[1] - float(data.get("bayes", 0.0))
+            score += result[1] - facts.bayes
         return score >= self.policy.junk_threshold
