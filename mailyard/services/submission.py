@@ -11,6 +11,7 @@ and `cancel` takes them back while no worker holds them.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Sequence
@@ -58,12 +59,33 @@ def release_time(key: str, value: str) -> float | None:
     return when if when <= now + MAX_HOLD else None
 
 
-class SubmissionRefused(Exception):
-    """The message cannot be sent as it is; `reply` is the SMTP answer ("553 5.7.1 ...")."""
+class Refusal(enum.Enum):
+    """Why a submission is refused, for a protocol to say in its own terms (JMAP's SetError
+    types, RFC 8621 §7.5) without reading the SMTP reply."""
 
-    def __init__(self, reply: str) -> None:
+    SENDER_NOT_YOURS = "sender not yours"
+    """An address in MAIL FROM, From or Sender the account may not send as."""
+    RATE_LIMITED = "rate limited"
+    TOO_MANY_RECIPIENTS = "too many recipients"
+    BAD_RECIPIENT = "bad recipient"
+    """A recipient address that is no address."""
+    NO_SUCH_USER = "no such user"
+    """A local recipient that does not exist."""
+    MAILBOX_FULL = "mailbox full"
+    """A local recipient over quota."""
+    NO_FROM = "no From"
+    AUTHOR_FIELDS = "author fields"
+    """From or Sender more than once, or a Sender that names no single mailbox."""
+
+
+class SubmissionRefused(Exception):
+    """The message cannot be sent as it is; `reply` is the SMTP answer ("553 5.7.1 ..."),
+    `refusal` why, for the protocols that do not speak SMTP."""
+
+    def __init__(self, reply: str, refusal: Refusal) -> None:
         super().__init__(reply)
         self.reply = reply
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -151,27 +173,31 @@ class SubmissionService:
     def check_sender(self, account: Account, mail_from: str) -> None:
         if mail_from and not self.may_send_as(account, mail_from):
             raise SubmissionRefused(
-                f"553 5.7.1 Sender address <{mail_from}> is not yours to send as")
+                f"553 5.7.1 Sender address <{mail_from}> is not yours to send as",
+                Refusal.SENDER_NOT_YOURS)
 
     def allow_message(self, account: Account) -> None:
         """Checked at MAIL; a message counts once it is accepted (an aborted one does not)."""
         if self.rate.exhausted(account.id, time.monotonic()):
             raise SubmissionRefused(
                 f"450 4.7.1 Sending limit of {self.policy.messages_per_hour} messages per hour"
-                " reached; try again later")
+                " reached; try again later", Refusal.RATE_LIMITED)
 
     async def check_recipient(self, count_so_far: int, address: str) -> None:
         if count_so_far >= self.policy.recipients_per_message:
             raise SubmissionRefused(
                 f"452 4.5.3 Too many recipients (at most"
-                f" {self.policy.recipients_per_message} per message)")
+                f" {self.policy.recipients_per_message} per message)",
+                Refusal.TOO_MANY_RECIPIENTS)
         if "@" not in address or not address.partition("@")[0]:
-            raise SubmissionRefused("501 5.1.3 Bad recipient address syntax")
+            raise SubmissionRefused("501 5.1.3 Bad recipient address syntax",
+                                    Refusal.BAD_RECIPIENT)
         status = await self.accounts.check_recipient(address)
         if status is RecipientStatus.UNKNOWN_USER:
-            raise SubmissionRefused("550 5.1.1 No such user here")
+            raise SubmissionRefused("550 5.1.1 No such user here", Refusal.NO_SUCH_USER)
         if status is RecipientStatus.OVER_QUOTA:
-            raise SubmissionRefused("452 4.2.2 The recipient's mailbox is full")
+            raise SubmissionRefused("452 4.2.2 The recipient's mailbox is full",
+                                    Refusal.MAILBOX_FULL)
 
     async def submit(self, account: Account, mail_from: str, recipients: Sequence[str],
                      raw: bytes, *, send_at: float | None = None, peer: str = "",
@@ -274,26 +300,27 @@ class SubmissionService:
         of the account's own (`may_send_as`)."""
         counts = _field_counts(raw, (b"from", b"sender"))
         if counts[b"from"] == 0 or not parsed.from_:
-            raise SubmissionRefused("550 5.6.0 The message has no From header")
+            raise SubmissionRefused("550 5.6.0 The message has no From header", Refusal.NO_FROM)
         for name, count in counts.items():
             if count > 1:
                 field_name = name.decode().capitalize()
                 raise SubmissionRefused(
                     f"554 5.6.0 The message has {count} {field_name} header fields;"
-                    " RFC 5322 section 3.6 allows one")
+                    " RFC 5322 section 3.6 allows one", Refusal.AUTHOR_FIELDS)
         for address in parsed.from_:
             if not self.may_send_as(account, address.email):
                 raise SubmissionRefused(
-                    f"553 5.7.1 From address <{address.email}> is not yours to send as")
+                    f"553 5.7.1 From address <{address.email}> is not yours to send as",
+                    Refusal.SENDER_NOT_YOURS)
         if counts[b"sender"] and len(parsed.sender) != 1:
             raise SubmissionRefused(
                 "554 5.6.0 The Sender header field must name one mailbox (RFC 5322"
-                " section 3.6.2)")
+                " section 3.6.2)", Refusal.AUTHOR_FIELDS)
         for address in parsed.sender:
             if not self.may_send_as(account, address.email):
                 raise SubmissionRefused(
                     f"550 5.7.1 Sender address <{address.email}> is not yours to send as:"
-                    " From and Sender name your own addresses")
+                    " From and Sender name your own addresses", Refusal.SENDER_NOT_YOURS)
 
     def _received(self, sub_id: str, peer: str, helo: str, protocol: str, now: float) -> bytes:
         helo = "".join(c for c in helo if c.isprintable())[:200] or "unknown"
