@@ -200,7 +200,7 @@ def test_import_errors(alice: Jmap) -> None:
         "badkw": {"blobId": good, "mailboxIds": {ids["inbox"]: True}, "keywords": {"a b": True}},
     })
     errors = {k: v["type"] for k, v in answer["notCreated"].items()}
-    assert errors == {"missing": "blobNotFound", "nobox": "invalidProperties",
+    assert errors == {"missing": "invalidProperties", "nobox": "invalidProperties",
                       "badbox": "invalidProperties", "garbage": "invalidEmail",
                       "badkw": "invalidProperties"}
     assert answer["created"] is None

@@ -102,7 +102,8 @@ def test_sets_answer_not_found(bob: Jmap, ids: dict[str, Any]) -> None:
     imported = bob.call("Email/import", emails={
         k: {"blobId": ids[k], "mailboxIds": {bob_inbox: True}}
         for k in ("email", "part", "upload")})
-    assert {v["type"] for v in imported["notCreated"].values()} == {"blobNotFound"}
+    assert {(v["type"], tuple(v["properties"])) for v in imported["notCreated"].values()
+            } == {("invalidProperties", ("blobId",))}
     created = bob.call("Email/set", create={"c": {
         "mailboxIds": {ids["mailbox"]: True}, "subject": "into Alice's inbox"}})
     assert created["notCreated"]["c"]["type"] == "invalidProperties"

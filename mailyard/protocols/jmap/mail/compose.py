@@ -40,24 +40,27 @@ ComposeError = InvalidProperty
 string that goes into a header field is checked by `headertext`, which raises it too."""
 
 
-def blob_ids(obj: Mapping[str, Any]) -> list[str]:
-    """Every blobId the object's body parts name (to fetch them before building)."""
-    found: list[str] = []
+def blob_ids(obj: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Every blobId the object's body parts name (to fetch them before building), with the
+    properties that name it (a blobNotFound error lists them)."""
+    found: dict[str, list[str]] = {}
 
-    def walk(part: Any, depth: int) -> None:
+    def walk(part: Any, depth: int, key: str) -> None:
         if isinstance(part, dict) and depth <= MAX_DEPTH:
             if isinstance(part.get("blobId"), str):
-                found.append(part["blobId"])
+                where = found.setdefault(part["blobId"], [])
+                if key not in where:
+                    where.append(key)
             children = part.get("subParts")
             for child in children if isinstance(children, list) else []:
-                walk(child, depth + 1)
+                walk(child, depth + 1, key)
 
-    walk(obj.get("bodyStructure"), 0)
+    walk(obj.get("bodyStructure"), 0, "bodyStructure")
     for key in ("textBody", "htmlBody", "attachments"):
         parts = obj.get(key)
         for part in parts if isinstance(parts, list) else []:
-            walk(part, 0)
-    return list(dict.fromkeys(found))
+            walk(part, 0, key)
+    return found
 
 
 def _addresses(key: str, value: Any) -> str:

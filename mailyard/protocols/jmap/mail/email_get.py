@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -127,8 +128,8 @@ def _parse_form(value: str, form: str) -> Any:
     if form == "asURLs":
         urls = re.findall(r"<([^<>\s]+)>", value)
         return urls or None
-    if form == "asText":
-        return " ".join(mime.decode_words(value).split())
+    if form == "asText":  # §4.1.2.2: unfolded, decoded, "converted to ... NFC"
+        return unicodedata.normalize("NFC", " ".join(mime.decode_words(value).split()))
     if form == "asAddresses":
         return address_list(value) or []
     if form == "asMessageIds":
@@ -166,7 +167,8 @@ class EmailView:
             return header_value(body, prop)
         simple: dict[str, Any] = {
             "id": r.id, "blobId": r.id, "threadId": r.thread_id, "size": r.size,
-            "subject": r.subject, "preview": r.preview, "hasAttachment": r.has_attachment,
+            "subject": unicodedata.normalize("NFC", r.subject),
+            "preview": r.preview, "hasAttachment": r.has_attachment,
         }
         if prop in simple:
             return simple[prop]

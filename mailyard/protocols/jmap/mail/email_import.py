@@ -89,6 +89,13 @@ async def store_email(ctx: Context, raw: bytes, boxes: Sequence[Mailbox],
             "size": record.size}
 
 
+def is_email(raw: bytes) -> bool:
+    """Whether `raw` can be taken for an RFC 5322 message: something, starting with a header
+    field. Email/import refuses what fails it (invalidEmail) and Email/parse calls it
+    notParsable, so the two methods agree on what an email is."""
+    return bool(raw.strip()) and b":" in raw.split(b"\n", 1)[0]
+
+
 def _check_state(args: dict[str, Any], state: int) -> None:
     if_in_state = args.get("ifInState")
     if if_in_state is not None and if_in_state != str(state):
@@ -120,8 +127,11 @@ async def email_import(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             try:
                 raw = await blob_service(ctx).read(ctx.account, blob_id)
             except (NotFound, ValueError):
-                raise SetError("blobNotFound", f"no blob {blob_id}", ["blobId"]) from None
-            if not raw.strip() or b":" not in raw.split(b"\n", 1)[0]:
+                # §4.8: a blobId that is "invalid (e.g., missing, wrong type, id not found)"
+                # is invalidProperties, as for mailboxIds and keywords.
+                raise SetError("invalidProperties", f"no blob {blob_id} in this account",
+                               ["blobId"]) from None
+            if not is_email(raw):
                 raise SetError("invalidEmail", "the blob is not an RFC 5322 message")
             created[creation_id] = await store_email(ctx, raw, targets, keywords,
                                                      received_at)
@@ -149,14 +159,20 @@ async def create_emails(ctx: Context, create: dict[str, Any], boxes: dict[str, M
             keywords = _keywords(obj.get("keywords"))
             received_at = _received_at(obj.get("receivedAt"))
             blobs: dict[str, bytes] = {}
-            for blob_id in compose.blob_ids(obj):
+            missing: dict[str, list[str]] = {}
+            for blob_id, where in compose.blob_ids(obj).items():
                 try:
                     blobs[blob_id] = await blob_service(ctx).read(
                         ctx.account, ctx.resolve_id(blob_id) or blob_id)
                 except (NotFound, ValueError):
-                    raise SetError("blobNotFound", f"no blob {blob_id}",
-                                   ["bodyStructure" if "bodyStructure" in obj
-                                    else "attachments"]) from None
+                    missing[blob_id] = where
+            if missing:
+                # §4.6: blobNotFound "SHOULD also include a notFound property", the blob ids.
+                error = SetError("blobNotFound", "no such blob in this account: "
+                                 + ", ".join(b[:100] for b in list(missing)[:10]),
+                                 list(dict.fromkeys(p for w in missing.values() for p in w)))
+                error.body["notFound"] = list(missing)
+                raise error
             raw = await asyncio.to_thread(compose.build, obj, blobs)  # or invalidProperties
             created[creation_id] = await store_email(ctx, raw, targets, keywords, received_at)
             ctx.created(creation_id, created[creation_id]["id"])
@@ -211,6 +227,9 @@ async def email_parse(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             raw = await blob_service(ctx).read(ctx.account, blob_id)
         except (NotFound, ValueError):
             not_found.append(blob_id)
+            continue
+        if not is_email(raw):  # what Email/import refuses as invalidEmail
+            not_parsable.append(blob_id)
             continue
         try:
             body = await asyncio.to_thread(Body, blob_id, raw)
