@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -211,3 +212,26 @@ async def test_counts_follow_writes_from_another_process(search_engine: Engine) 
     assert await answers() == (598, 598)
     await writer.clear("a-alice")
     assert await answers() == (0, 0)
+
+
+async def test_words_among_a_whole_mailbox_of_candidates(search_index: object) -> None:
+    """IMAP SEARCH of a word over a big mailbox: the candidates are most of the account's
+    documents. A rare word (few hits: its hits are looked up) and a common one (the candidates
+    are): the same answers as a plain evaluation, another account's documents never among
+    them."""
+    index: Any = search_index
+    docs = [IndexDocument("a-alice", f"e-{n:05d}", T0 + n * 1000,
+                          subject=("rara " if n % 1000 == 7 else "") + f"omni {n}")
+            for n in range(6000)]
+    await index.index([*docs, IndexDocument("a-bob", "e-00007", T0, subject="rara omni")])
+    among = [d.email_id for n, d in enumerate(docs) if n % 10 != 3] + ["e-unknown"]
+    kept = set(among)
+    for word in ("rara", "omni"):
+        expected = [d.email_id for d in reversed(docs)
+                    if word in d.subject.split() and d.email_id in kept]
+        found = await index.query("a-alice", q.Text(word), among=among, total=True)
+        assert found.ids == expected and found.total == len(expected), word
+        again = await index.query("a-alice", q.Text(word), among=among, order="oldest",
+                                  limit=3, position=1)
+        assert again.ids == expected[::-1][1:4], word
+    assert len(expected) > 4000
