@@ -73,7 +73,8 @@ class Report:
 
 SEEN = "$seen"
 ATTEMPTS = 5
-"""Times the counters are counted again when the account changed before they could be set."""
+"""Times the counters are read again when the account changed while they were read, and
+again when it changed before they could be set (a server delivering meanwhile)."""
 
 
 class Fsck:
@@ -132,10 +133,17 @@ class Fsck:
                 sizes[record.id] = record.size
                 records.append(_light(record))
                 await self._check_email(account, record, recorded.get(record.id))
-        snaps = [await self.store.snapshot(account.id, box.id)
-                 for box in await self.store.list_mailboxes(account.id)]
+        snaps = await self._snapshots(account.id)
+        account, sizes, snaps, settled = await self._settle(account, sizes, snaps)
+        for record in records:  # read before `account`: none may be above it
+            if record.modseq > account.modseq:
+                self._problem(account, "modseq", f"email {record.id} has MODSEQ"
+                              f" {record.modseq} above the account's {account.modseq}", False)
         self._check_mailboxes(account, snaps, sizes)
         recount = self._check_counters(account, sizes, snaps)
+        if not settled:
+            for p in recount:
+                p.detail += f" (the account changed {ATTEMPTS} times while counted)"
         self._check_threads(account, records)
         await self._check_index(account, records)
         if recount and self.repair:
@@ -144,14 +152,29 @@ class Fsck:
                     p.repaired = True
             else:
                 for p in recount:
-                    p.detail += f" (the account changed {ATTEMPTS} times while counted:" \
+                    p.detail += f" (the account changed {ATTEMPTS} times before the repair:" \
                                 " run again)"
+
+    async def _settle(self, account: Account, sizes: dict[str, int],
+                      snaps: list[MailboxSnapshot]
+                      ) -> tuple[Account, dict[str, int], list[MailboxSnapshot], bool]:
+        """One view of the account's numbers that no write cut through: the account read
+        again after the emails and mailboxes were; unchanged, what was read after it is what
+        it was then. Changed (a server delivering meanwhile), the sizes and mailboxes are read
+        again after it, and so on. False at the end when it never held still."""
+        for _ in range(ATTEMPTS):
+            latest = await self.store.get_account_by_id(account.id)
+            if latest.modseq == account.modseq:
+                return latest, sizes, snaps, True
+            account, sizes, snaps = await self._counts(account.id)
+        return account, sizes, snaps, False
+
+    async def _snapshots(self, account_id: str) -> list[MailboxSnapshot]:
+        return [await self.store.snapshot(account_id, box.id)
+                for box in await self.store.list_mailboxes(account_id)]
 
     async def _check_email(self, account: Account, record: EmailRecord,
                            recorded: list[str] | None) -> None:
-        if record.modseq > account.modseq:
-            self._problem(account, "modseq", f"email {record.id} has MODSEQ {record.modseq}"
-                          f" above the account's {account.modseq}", False)
         skel, kind = await self._blob(record.blob_id)
         if skel is None:
             self._problem(account, kind or "missing-blob",
@@ -257,9 +280,7 @@ class Fsck:
             after = ids[-1]
             sizes.update((r.id, r.size) for r in
                          await self.store.get_emails(account_id, ids, brief=True))
-        snaps = [await self.store.snapshot(account_id, box.id)
-                 for box in await self.store.list_mailboxes(account_id)]
-        return account, sizes, snaps
+        return account, sizes, await self._snapshots(account_id)
 
     def _check_mailboxes(self, account: Account, snaps: list[MailboxSnapshot],
                          sizes: dict[str, int]) -> None:
@@ -293,10 +314,15 @@ class Fsck:
                     break
 
     async def _check_index(self, account: Account, records: list[EmailRecord]) -> None:
+        """The emails read at the start against the documents indexed now. A server at work
+        meanwhile stores an email and then indexes it, or destroys it and then drops its
+        document: each difference is checked against the store as it is now, so that a repair
+        never drops the document of an email delivered since, nor indexes one destroyed."""
         stored = {r.id: r for r in records}
         indexed = await self.index.indexed_ids(account.id)
-        missing = [stored[e] for e in stored.keys() - indexed]
-        dangling = sorted(indexed - stored.keys())
+        missing = [stored[e] for e in await self._existing(account.id, stored.keys() - indexed)]
+        extra = indexed - stored.keys()
+        dangling = sorted(extra - set(await self._existing(account.id, extra)))
         problems = [self._problem(account, "index-missing", f"email {r.id} has no search"
                                   " document", True) for r in missing]
         if dangling:
@@ -316,6 +342,15 @@ class Fsck:
             _, text = await asyncio.to_thread(self.mailbox.pipeline.analyse_text, raw)
             await self.index.index([document(account.id, record.id, record.received_at, text)])
             problem.repaired = True
+
+    async def _existing(self, account_id: str, email_ids: set[str]) -> list[str]:
+        """Those of the emails the store holds now, in id order."""
+        found: set[str] = set()
+        wanted = sorted(email_ids)
+        for start in range(0, len(wanted), self.batch):
+            found.update(r.id for r in await self.store.get_emails(
+                account_id, wanted[start:start + self.batch], brief=True))
+        return [e for e in wanted if e in found]
 
 
 def _light(record: EmailRecord) -> EmailRecord:
