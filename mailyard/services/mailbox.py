@@ -107,7 +107,7 @@ class MailboxService:
             await self.store.put_object(account.id, SORT_ORDER, mailbox.id, data, log=False)
         if not created:
             await self.store.put_object(account.id, SORT_ORDER, mailbox.id, data)
-            await self._changed(account)
+        await self._changed(account)  # each write steps the state: push clients hear of it
 
     async def rename_mailbox(self, account: Account, mailbox: Mailbox, name: str) -> None:
         await self.store.rename_mailbox(account.id, mailbox.id, name)

@@ -50,7 +50,7 @@ def build_app(services: JMAPServices, routes: Sequence[BaseRoute] = ()) -> Starl
     # Checked now: Starlette builds its middleware at the first request, too late to stop
     # start-up on a configured origin that is none.
     origins = configured_origins(services.policy.allowed_origins)
-    return Starlette(
+    app = Starlette(
         routes=[
             *routes,
             # The session is served at the well-known URI itself, not through a redirect:
@@ -70,6 +70,8 @@ def build_app(services: JMAPServices, routes: Sequence[BaseRoute] = ()) -> Starl
         ],
         exception_handlers={RequestError: request_error},
     )
+    app.state.jmap_services = services  # for routes made without them (push.EventSource)
+    return app
 
 
 class API:
