@@ -233,9 +233,9 @@ def _migrate_first(conn: sqlite3.Connection) -> None:
             "UPDATE mailboxes SET"
             " total = (SELECT count(*) FROM mailbox_emails me WHERE me.mailbox_id = mailboxes.id),"
             " unseen = (SELECT count(*) FROM mailbox_emails me JOIN emails e ON e.id = me.email_id"
-            "  WHERE me.mailbox_id = mailboxes.id AND e.keywords NOT LIKE ?),"
+            f"  WHERE me.mailbox_id = mailboxes.id AND NOT {_SEEN}),"
             " bytes = (SELECT coalesce(sum(e.size), 0) FROM mailbox_emails me"
-            "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)", (_SEEN,))
+            "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)")
     if "modseq" not in boxes:
         conn.execute("ALTER TABLE mailboxes ADD COLUMN modseq INTEGER NOT NULL DEFAULT 0")
         conn.execute("UPDATE mailboxes SET modseq = (SELECT modseq FROM accounts a"
@@ -911,8 +911,9 @@ def _label(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id:
     return int(box[0])
 
 
-_SEEN = "%\"$seen\"%"
-"""LIKE pattern for an email whose keywords (a JSON list) hold $seen."""
+_SEEN = "EXISTS (SELECT 1 FROM json_each(keywords) WHERE value = '$seen')"
+"""SQL: the email (keywords: its JSON list) holds $seen, exactly as `set_keywords` and the other
+engines decide it (a LIKE ignored case, and counted "$Seen" as read)."""
 
 
 def _count(conn: sqlite3.Connection, mailbox_id: str, email_id: str, sign: int) -> None:
@@ -920,9 +921,9 @@ def _count(conn: sqlite3.Connection, mailbox_id: str, email_id: str, sign: int) 
     Mailbox/get read) in step with its membership, instead of counting on every read."""
     conn.execute(
         "UPDATE mailboxes SET total = total + ?,"
-        " unseen = unseen + ? * (SELECT keywords NOT LIKE ? FROM emails WHERE id = ?),"
+        f" unseen = unseen + ? * (SELECT NOT {_SEEN} FROM emails WHERE id = ?),"
         " bytes = bytes + ? * (SELECT size FROM emails WHERE id = ?) WHERE id = ?",
-        (sign, sign, _SEEN, email_id, sign, email_id, mailbox_id))
+        (sign, sign, email_id, sign, email_id, mailbox_id))
 
 
 def _unlabel(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id: str,
