@@ -332,6 +332,18 @@ async def test_mailbox_unread_counts(mailstore: Any, account: Account,
     assert (boxes["Trash"].total, boxes["Trash"].unread) == (0, 0)
 
 
+async def test_only_the_seen_keyword_itself_makes_an_email_read(
+        mailstore: Any, account: Account, new_email: NewEmailFactory) -> None:
+    """Keywords are matched exactly by every engine (the services write them lowercase): an
+    email stored with "$Seen", or a keyword merely containing "$seen", is unread. SQLite's
+    running count once matched by LIKE, which ignores case and finds substrings."""
+    await deliver(mailstore, new_email(account.id, keywords=["$Seen"]))
+    await deliver(mailstore, new_email(account.id, keywords=["x$seen"]))
+    await deliver(mailstore, new_email(account.id, keywords=["$seen"]))
+    boxes = {b.name: b for b in await mailstore.list_mailboxes(account.id)}
+    assert (boxes["INBOX"].total, boxes["INBOX"].unread) == (3, 2)
+
+
 async def test_same_delivery_key_is_a_noop(mailstore: Any, account: Account,
                                            new_email: NewEmailFactory) -> None:
     first = new_email(account.id, delivery_key="queue-item-1")
