@@ -138,7 +138,9 @@ def _imap(server: Server, user: str = ALICE) -> imaplib.IMAP4:
 
 def test_session_advertises_mail(alice: Jmap) -> None:
     cap = alice.session["accounts"][alice.account_id]["accountCapabilities"][MAIL]
-    assert cap["emailQuerySortOptions"] == ["receivedAt"]
+    assert cap["emailQuerySortOptions"] == [
+        "receivedAt", "size", "from", "to", "subject", "sentAt", "hasKeyword",
+        "allInThreadHaveKeyword", "someInThreadHaveKeyword"]
     assert cap["maxSizeMailboxName"] == 255 and cap["mayCreateTopLevelMailbox"] is True
     assert MAIL in alice.session["capabilities"]
 
@@ -225,7 +227,10 @@ def test_query_paging_and_anchor(alice: Jmap) -> None:
 
 
 def test_query_errors(alice: Jmap) -> None:
-    assert alice.error("Email/query", sort=[{"property": "subject"}]) == "unsupportedSort"
+    assert alice.error("Email/query", sort=[{"property": "colour"}]) == "unsupportedSort"
+    assert alice.error("Email/query", sort=[{"property": "subject", "collation": "i;klingon"}]
+                       ) == "unsupportedSort"
+    assert alice.error("Email/query", sort=[{"property": "hasKeyword"}]) == "invalidArguments"
     assert alice.error("Email/query", filter={"colour": "red"}) == "unsupportedFilter"
     assert alice.error("Email/query", filter={"minSize": "big"}) == "invalidArguments"
     assert alice.error("Email/query", limit=-1) == "invalidArguments"

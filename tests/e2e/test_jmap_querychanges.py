@@ -144,7 +144,10 @@ def test_errors_and_limits(server: Server, alice: Jmap) -> None:
                 {"sinceQueryState": state, "calculateTotal": "yes"}):
         assert alice.error("Email/queryChanges", **bad)["type"] == "invalidArguments", bad
     assert alice.error("Email/queryChanges", sinceQueryState=state,
-                       sort=[{"property": "subject"}])["type"] == "unsupportedSort"
+                       sort=[{"property": "colour"}])["type"] == "unsupportedSort"
+    assert alice.error("Email/queryChanges", sinceQueryState=state, sort=[
+        {"property": "someInThreadHaveKeyword", "keyword": "$flagged"}]
+                       )["type"] == "cannotCalculateChanges"
 
 
 def test_isolation(server: Server, alice: Jmap) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailyard.protocols.jmap.mail import common
+from mailyard.protocols.jmap.mail import common, email_sort
 from mailyard.protocols.jmap.services import JMAPServices
 from mailyard.protocols.jmap.session import capability
 from mailyard.store.ports import Account
@@ -22,7 +22,7 @@ def _account_capability(services: JMAPServices, account: Account) -> dict[str, A
         "maxMailboxDepth": None,
         "maxSizeMailboxName": 255,
         "maxSizeAttachmentsPerEmail": 35 * MiB,
-        "emailQuerySortOptions": ["receivedAt"],
+        "emailQuerySortOptions": list(email_sort.PROPERTIES),
         "mayCreateTopLevelMailbox": True,
     }
 

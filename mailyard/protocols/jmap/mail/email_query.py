@@ -18,6 +18,7 @@ from typing import Any
 from mailyard.core import query as q
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
+from mailyard.protocols.jmap.mail import email_sort
 from mailyard.protocols.jmap.mail.common import (
     MAIL,
     current_state,
@@ -28,25 +29,9 @@ from mailyard.protocols.jmap.mail.querystate import (
     changed_since,
     query_changes_response,
 )
-from mailyard.store.ports import Order
 
 MAX_LIMIT = 1000
 """Ids in one answer at most (the client pages with position or anchor beyond that)."""
-
-
-def _order(sort: object) -> Order:
-    if sort is None:
-        return "newest"
-    if not isinstance(sort, list) or not all(isinstance(s, dict) for s in sort):
-        raise MethodError("invalidArguments", "sort must be an array of Comparators")
-    if not sort:
-        return "newest"
-    if len(sort) > 1 or sort[0].get("property") != "receivedAt":
-        raise MethodError("unsupportedSort", "only receivedAt can be sorted on")
-    ascending = sort[0].get("isAscending", True)
-    if not isinstance(ascending, bool):
-        raise MethodError("invalidArguments", "isAscending must be a boolean")
-    return "oldest" if ascending else "newest"
 
 
 def _int(args: dict[str, Any], key: str, default: int, minimum: int | None) -> int:
@@ -90,7 +75,8 @@ def _too_deep(value: object, depth: int) -> bool:
 async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     node = filter_node(args)
-    order = _order(args.get("sort"))
+    sort = email_sort.comparators(args.get("sort"))
+    order = email_sort.store_order(sort)
     position = _int(args, "position", 0, None)
     limit = min(_int(args, "limit", MAX_LIMIT, 0), MAX_LIMIT)
     anchor = args.get("anchor")
@@ -104,14 +90,17 @@ async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     state = await current_state(ctx)
     search = search_service(ctx)
     total: int | None
-    if anchor is None and not collapse and position >= 0:
+    if anchor is None and not collapse and position >= 0 and order is not None:
         hits = await search.search(ctx.account, node, limit=limit, position=position,
                                    total=want_total, order=order, gmail_scope=False)
         ids, total = hits.ids, hits.total
     else:
-        # Anchors, negative positions and collapsed threads need the whole result.
-        every = (await search.search(ctx.account, node, limit=None, order=order,
+        # Anchors, negative positions, collapsed threads and our own sorts need the whole
+        # result.
+        every = (await search.search(ctx.account, node, limit=None, order=order or "newest",
                                      gmail_scope=False)).ids
+        if order is None:
+            every = await email_sort.sort_ids(ctx, every, sort)
         if collapse:
             every = await _first_of_threads(ctx, every)
         total = len(every)
@@ -122,7 +111,8 @@ async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         elif position < 0:
             position = max(total + position, 0)
         ids = every[position : position + limit]
-    tracked = not collapse and not _thread_dependent(args.get("filter"))
+    tracked = (not collapse and not _thread_dependent(args.get("filter"))
+               and not email_sort.thread_dependent(sort))
     out: dict[str, Any] = {"accountId": account_id, "queryState": str(state),
                            "canCalculateChanges": tracked, "position": position, "ids": ids}
     if want_total:
@@ -165,24 +155,27 @@ def _thread_dependent(value: object, depth: int = 0) -> bool:
 async def email_query_changes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     node = filter_node(args)
-    order = _order(args.get("sort"))
+    sort = email_sort.comparators(args.get("sort"))
+    order = email_sort.store_order(sort)
     collapse = args.get("collapseThreads", False)
     if collapse not in (None, False, True):
         raise MethodError("invalidArguments", "collapseThreads is a boolean")
-    if collapse or _thread_dependent(args.get("filter")):
+    if collapse or _thread_dependent(args.get("filter")) or email_sort.thread_dependent(sort):
         raise MethodError("cannotCalculateChanges", "collapsed threads and thread keyword"
-                                                    " filters are not tracked")
+                                                    " filters and sorts are not tracked")
     state, changed = await changed_since(ctx, args, "Email")
     search = search_service(ctx)
     if changed:
-        results = (await search.search(ctx.account, node, limit=None, order=order,
+        results = (await search.search(ctx.account, node, limit=None, order=order or "newest",
                                        gmail_scope=False)).ids
+        if order is None:
+            results = await email_sort.sort_ids(ctx, results, sort)
     else:
         # Nothing moved: only the total, if asked, needs the query run.
         results = []
         if args.get("calculateTotal") is True:
-            hits = await search.search(ctx.account, node, limit=0, total=True, order=order,
-                                       gmail_scope=False)
+            hits = await search.search(ctx.account, node, limit=0, total=True,
+                                       order=order or "newest", gmail_scope=False)
             answer = query_changes_response(ctx, args, account_id, state, changed, [])
             answer["total"] = hits.total
             return answer
