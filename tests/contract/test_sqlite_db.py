@@ -388,3 +388,45 @@ async def test_a_cancelled_long_read_frees_its_thread(db: Database) -> None:
     # The threads answer again within far less than the reads would have taken.
     await asyncio.wait_for(asyncio.gather(*(db.read_long(keys, budget=5.0) for _ in range(4))),
                            timeout=60)
+
+
+def _stat_rows(path: Path) -> int | None:
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 't' LIMIT 1").fetchone()
+    except sqlite3.OperationalError:
+        return None  # no statistics were ever taken
+    finally:
+        conn.close()
+    return int(row[0].split()[0]) if row else None
+
+
+def _grow(path: Path, to: int) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        start = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+        conn.executemany("INSERT INTO t (v) VALUES (?)", ((i,) for i in range(start, to)))
+    conn.close()
+
+
+def test_planner_statistics_follow_the_table_by_doublings(tmp_path: Path) -> None:
+    """Database(analyze=table): a full ANALYZE at opening once the table has rows enough to
+    matter, again when it has doubled or halved since, not for every change in between."""
+    from mailyard.store.sqlite.db import ANALYZE_MIN_ROWS
+
+    path = tmp_path / "a.db"
+    schema = "CREATE TABLE IF NOT EXISTS t (v INTEGER); CREATE INDEX IF NOT EXISTS t_v ON t (v);"
+
+    def reopen() -> int | None:
+        Database(path, schema, analyze="t").close()
+        return _stat_rows(path)
+
+    assert reopen() is None  # empty
+    _grow(path, ANALYZE_MIN_ROWS - 1)
+    assert reopen() is None  # small: any plan is fast
+    _grow(path, ANALYZE_MIN_ROWS + 1)
+    assert reopen() == ANALYZE_MIN_ROWS + 1
+    _grow(path, ANALYZE_MIN_ROWS * 2)
+    assert reopen() == ANALYZE_MIN_ROWS + 1  # not yet doubled: the statistics stand
+    _grow(path, ANALYZE_MIN_ROWS * 2 + 3)
+    assert reopen() == ANALYZE_MIN_ROWS * 2 + 3

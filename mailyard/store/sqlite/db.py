@@ -131,6 +131,38 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+ANALYZE_CHECK = 600.0
+"""Seconds between the writer's looks at whether the planner's statistics are stale."""
+ANALYZE_MIN_ROWS = 10_000
+"""Below this many rows any plan is fast: no statistics are kept."""
+
+
+def _analyze_if_stale(conn: sqlite3.Connection, path: Path, table: str) -> None:
+    """A full ANALYZE when `table` has doubled or halved since the statistics were taken
+    (its rowid as the count: one index look-up); a failure (a lock, a full disk) waits for the
+    next look and is logged, never raised into the writer."""
+    try:
+        rows = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+        if rows < ANALYZE_MIN_ROWS:
+            return
+        try:
+            stat = conn.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = ? LIMIT 1",
+                                (table,)).fetchone()
+        except sqlite3.OperationalError:  # no sqlite_stat1 yet
+            stat = None
+        counted = int(stat[0].split()[0]) if stat and stat[0] else 0
+        if counted and counted / 2 <= rows <= counted * 2:
+            return
+        started = time.monotonic()
+        conn.execute("PRAGMA analysis_limit = 0")
+        conn.execute("ANALYZE")
+        conn.commit()
+        log.info("planner statistics of %s taken (%d rows in %s) in %.2f s", path.name, rows,
+                 table, time.monotonic() - started)
+    except sqlite3.Error as error:
+        log.warning("ANALYZE of %s failed: %s", path.name, error)
+
+
 class WriterStopped(RuntimeError):
     """The database takes no more writes (closed, or its writer thread is gone)."""
 
@@ -169,9 +201,18 @@ class Database:
     def __init__(self, path: Path, schema: str, *,
                  setup: Callable[[sqlite3.Connection], None] | None = None,
                  version: int = 1,
-                 migrate: Callable[[sqlite3.Connection, int], None] | None = None) -> None:
+                 migrate: Callable[[sqlite3.Connection, int], None] | None = None,
+                 analyze: str | None = None) -> None:
         """`version` is the schema version this build writes (bump it with every change of
-        `schema`, and give `migrate` the step); a newer file raises SchemaTooNew."""
+        `schema`, and give `migrate` the step); a newer file raises SchemaTooNew.
+
+`analyze`: the table whose growth keeps the query planner's statistics fresh. Without
+        them SQLite guesses a table's shape and, at 100,000 emails, walks every email row for
+        `larger:1M` instead of the index that answers it (205 against 15 ms); sampled
+        statistics (`analysis_limit`) misjudge one account's share of the rows the same way.
+        So a full `ANALYZE` runs when the table has doubled or halved since the last one
+        (checked at opening and every `ANALYZE_CHECK` s after writes): a few times in a
+        file's life, 0.16 s at 100,000 emails."""
         self.path = path
         self._setup = setup
         """Run on every connection (SQL functions the adapter's queries call)."""
@@ -188,6 +229,10 @@ class Database:
         with conn:
             conn.executescript(schema)
         migrate_schema(conn, path, version, migrate, existed)
+        self._analyze = analyze
+        self._analyze_at = time.monotonic() + ANALYZE_CHECK
+        if analyze is not None:
+            _analyze_if_stale(conn, path, analyze)
         conn.execute("PRAGMA busy_timeout = 0")  # _begin_immediate polls instead
         self._writer_conn = conn
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -259,6 +304,9 @@ class Database:
                         _settle(fut, False, e)
                 if stop:
                     break
+                if self._analyze is not None and time.monotonic() >= self._analyze_at:
+                    _analyze_if_stale(conn, self.path, self._analyze)
+                    self._analyze_at = time.monotonic() + ANALYZE_CHECK
         finally:
             with self._state_lock:
                 self._running = False

