@@ -80,9 +80,12 @@ class Runtime:
     @classmethod
     def open(cls, config: Config) -> Runtime:
         """Build every adapter and service for `config` (no listener, no worker yet)."""
+        from mailyard import metrics
+
         runtime = cls(config)
         for part in cls.PARTS:
             getattr(runtime, part)
+        runtime.search.timer = metrics.SEARCH.time  # the server's /metrics times searches
         return runtime
 
     @cached_property
