@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from mailyard.core import query as q
 from mailyard.core.addresses import normalize
 from mailyard.core.ids import new_id, next_uidvalidity
 from mailyard.core.query import Node
@@ -564,8 +565,7 @@ class SqliteMailStore(MaintenanceMixin):
                 ids = [r[0] for r in conn.execute(
                     f"SELECT e.id {sql} ORDER BY {sort} LIMIT ? OFFSET ?",
                     (*args, -1 if limit is None else limit, position))]
-                count = conn.execute(f"SELECT count(*) {sql}", args).fetchone()[0] \
-                    if total else None
+                count = _count_emails(conn, account_id, node, sql, args) if total else None
                 return Hits(ids, count)
             found: list[tuple[int, str]] = []
             for start in range(0, len(among), 500):
@@ -919,6 +919,35 @@ def _label(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id:
 _SEEN = "EXISTS (SELECT 1 FROM json_each(keywords) WHERE value = '$seen')"
 """SQL: the email (keywords: its JSON list) holds $seen, exactly as `set_keywords` and the other
 engines decide it (a LIKE ignored case, and counted "$Seen" as read)."""
+
+
+def _count_emails(conn: sqlite3.Connection, account_id: str, node: Node, sql: str,
+                  args: list[Any]) -> int:
+    """How many emails match: from the mailbox's own rows when the query asks for one (a
+    label, in:inbox), instead of testing every email of the account for membership (one
+    EXISTS per email: 130 against 30 ms for in:inbox at 100,000 emails); `sql`/`args` is the
+    plain form, over the account's emails."""
+    split = _driving_mailbox(node)
+    if split is None:
+        return int(conn.execute(f"SELECT count(*) {sql}", args).fetchone()[0])
+    mailbox_id, rest = split
+    rest_args: list[Any] = [mailbox_id, account_id]
+    where = filters.compile_where(rest, rest_args)
+    return int(conn.execute(
+        "SELECT count(*) FROM mailbox_emails me CROSS JOIN emails e ON e.id = me.email_id"
+        f" WHERE me.mailbox_id = ? AND e.account_id = ? AND {where}", rest_args).fetchone()[0])
+
+
+def _driving_mailbox(node: Node) -> tuple[str, Node] | None:
+    """(mailbox id, the rest of the query) when `node` requires membership of one mailbox:
+    that mailbox itself, or an And with it among its items."""
+    if isinstance(node, q.Mailbox) and node.by_id:
+        return node.name, q.And(())
+    if isinstance(node, q.And):
+        for i, item in enumerate(node.items):
+            if isinstance(item, q.Mailbox) and item.by_id:
+                return item.name, q.And(node.items[:i] + node.items[i + 1:])
+    return None
 
 
 def _count(conn: sqlite3.Connection, mailbox_id: str, email_id: str, sign: int) -> None:
