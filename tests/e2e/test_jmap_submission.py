@@ -202,7 +202,15 @@ def test_submission_errors(alice: Jmap) -> None:
         "mailboxIds": {ids["drafts"]: True}, "from": [{"email": "ceo@bank.test"}],
         "to": [{"email": "x@remote.test"}], "subject": "forged"}})["created"]["f"]["id"]
     nobody = draft(alice, "To nobody", [])
+    # RFC 5322 §3.6.2: a Sender names one mailbox; two make the email itself invalid.
+    senders = alice.call("Email/set", create={"s": {
+        "mailboxIds": {ids["drafts"]: True}, "from": [{"email": ALICE}],
+        "sender": [{"email": ALICE}, {"email": "other@example.test"}],
+        "to": [{"email": "x@remote.test"}], "subject": "two senders"}})["created"]["s"]["id"]
+    unknown = draft(alice, "To no such user", ["nosuchuser@example.test"])
     answer = alice.call("EmailSubmission/set", create={
+        "senders": {"identityId": alice.account_id, "emailId": senders},
+        "unknown": {"identityId": alice.account_id, "emailId": unknown},
         "forged": {"identityId": alice.account_id, "emailId": forged},
         "noid": {"identityId": "someone-else", "emailId": forged},
         "noemail": {"identityId": alice.account_id, "emailId": "e-missing"},
@@ -214,7 +222,8 @@ def test_submission_errors(alice: Jmap) -> None:
     errors = {k: v["type"] for k, v in answer["notCreated"].items()}
     assert errors == {"forged": "forbiddenFrom", "noid": "invalidProperties",
                       "noemail": "invalidProperties", "norcpt": "noRecipients",
-                      "badhold": "invalidProperties"}
+                      "badhold": "invalidProperties", "senders": "invalidEmail",
+                      "unknown": "invalidRecipients"}
 
 
 def test_another_account_sees_no_submission(alice: Jmap, bob: Jmap) -> None:

@@ -35,6 +35,7 @@ from mailyard.protocols.jmap.mail.email_set import email_set
 from mailyard.protocols.jmap.mail.identity import identities
 from mailyard.services.submission import (
     MAX_HOLD,
+    Refusal,
     SubmissionRefused,
     SubmissionService,
     release_time,
@@ -54,19 +55,25 @@ def utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_SET_ERRORS = {
+    Refusal.SENDER_NOT_YOURS: "forbiddenFrom",
+    Refusal.NO_FROM: "forbiddenFrom",
+    Refusal.TOO_MANY_RECIPIENTS: "tooManyRecipients",
+    Refusal.BAD_RECIPIENT: "invalidRecipients",
+    Refusal.NO_SUCH_USER: "invalidRecipients",
+    Refusal.RATE_LIMITED: "forbiddenToSend",
+    Refusal.MAILBOX_FULL: "forbiddenToSend",
+    Refusal.AUTHOR_FIELDS: "invalidEmail",
+}
+"""The submission service's typed refusals as the SetErrors of RFC 8621 §7.5. Author fields
+that break RFC 5322 §3.6 (two From, a Sender naming no single mailbox) make the email itself
+invalid (`invalidEmail`), whoever sends it."""
+
+
 def _refusal(e: SubmissionRefused) -> SetError:
-    """The SMTP reply of the submission service as the SetError RFC 8621 §7.5 names."""
-    code = e.reply[:3]
-    text = e.reply[4:]
-    if "From" in text or code == "553":
-        return SetError("forbiddenFrom", text)
-    if code == "452" and "recipients" in text:
-        return SetError("tooManyRecipients", text)
-    if code in ("550", "501"):
-        return SetError("invalidRecipients", text)
-    if code == "450":
-        return SetError("forbiddenToSend", text)
-    return SetError("forbiddenToSend", text)
+    """The submission service's refusal as the SetError RFC 8621 §7.5 names; the SMTP reply's
+    text (its code stripped) is the description."""
+    return SetError(_SET_ERRORS[e.refusal], e.reply[4:])
 
 
 def _address(value: Any, what: str) -> tuple[str, dict[str, Any] | None]:
