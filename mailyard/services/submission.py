@@ -24,8 +24,9 @@ from mailyard.core.dates import header_date
 from mailyard.core.ids import new_id
 from mailyard.core.mime import ParsedMessage, parse_message
 from mailyard.core.ratelimit import WindowLimiter
+from mailyard.core.workitems import INBOUND, OUTBOUND, InboundItem, OutboundItem
 from mailyard.services.accounts import AccountService, RecipientStatus
-from mailyard.services.delivery import INBOUND, spool_id
+from mailyard.services.delivery import spool_id
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import (
     Account,
@@ -37,7 +38,13 @@ from mailyard.store.ports import (
     Queue,
 )
 
-OUTBOUND = "outbound"
+
+def _work(item: PendingItem) -> InboundItem | OutboundItem:
+    """A submission's queued item, read as the work item its kind says."""
+    if item.kind == OUTBOUND:
+        return OutboundItem.from_json(item.payload)
+    return InboundItem.from_json(item.payload)
+
 
 MAX_HOLD = 30 * 86400
 """FUTURERELEASE (RFC 4865): the longest a message may be held, in seconds."""
@@ -230,19 +237,20 @@ class SubmissionService:
                 local.append(rcpt)
         items: list[NewItem] = []
         data = trace + wire
-        common = {"mail_from": mail_from, "received_at": int(now * 1000), "peer": peer,
-                  "helo": helo, "account_id": account.id, "submission": sub_id}
-        groups: list[tuple[str, list[str], str | None]] = (
-            [(INBOUND, local, None)] if local else []) + [
-            (OUTBOUND, rcpts, domain) for domain, rcpts in sorted(remote.items())]
-        for n, (kind, rcpts, domain) in enumerate(groups, 1):
+        groups: list[tuple[list[str], str | None]] = [(local, None)] if local else []
+        groups += [(rcpts, domain) for domain, rcpts in sorted(remote.items())]
+        for n, (rcpts, domain) in enumerate(groups, 1):
             item_id = f"{sub_id}.{n}"
             spool = spool_id(item_id)
             await self.blobs.put(spool, data)
-            payload = {**common, "spool": spool, "recipients": rcpts,
-                       "trace_length": len(trace)}
-            if domain is not None:
-                payload |= {"domain": domain, "submitted_at": now, "delay_notified": False}
+            if domain is None:
+                kind, payload = INBOUND, InboundItem(
+                    spool, mail_from, tuple(rcpts), len(trace), int(now * 1000), peer, helo,
+                    account_id=account.id, submission=sub_id).to_json()
+            else:
+                kind, payload = OUTBOUND, OutboundItem(
+                    spool, mail_from, tuple(rcpts), domain, now, sub_id, len(trace),
+                    int(now * 1000), peer, helo, account.id).to_json()
             items.append(NewItem(kind, payload, item_id=item_id, delay=delay))
         ids = await self.queue.enqueue_many(items)
         self.rate.allow(account.id, time.monotonic())
@@ -262,13 +270,13 @@ class SubmissionService:
         for item in pending:
             if await self.queue.cancel(item.id):
                 cancelled += 1
-                await self.blobs.delete(item.payload["spool"])
+                await self.blobs.delete(_work(item).spool)
         return cancelled
 
     async def queued(self, account: Account, submission_id: str) -> list[PendingItem]:
         """The submission's items still in the queue (held, waiting or being retried)."""
         return [p for p in await self.queue.pending(prefix=submission_id + ".")
-                if p.payload.get("account_id") == account.id]
+                if _work(p).account_id == account.id]
 
     async def _sent(self, account: Account) -> Mailbox:
         for box in await self.mailbox.mailboxes(account):
