@@ -29,7 +29,7 @@ from tests.e2e.server import Server
 
 USER = "hol@example.test"
 PASSWORD = "secret-password"
-BUDGET = 4.0
+BUDGET = 1.5
 MESSAGES = 1000
 
 
