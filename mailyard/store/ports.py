@@ -7,7 +7,7 @@ drift apart. Every method is async: engines are I/O, and callers live on an even
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -292,6 +292,17 @@ class NewEmail:
     message arriving again (SMTP: a sender's retry after a lost 250). False for a client's
     explicit APPEND, COPY or import of a copy: it asked for a new message (RFC 3501 §6.3.11),
     and answering with the old one hands back its flags and UID."""
+
+    def __post_init__(self) -> None:
+        self.keywords = stored_keywords(self.keywords)
+
+
+def stored_keywords(keywords: Iterable[str]) -> list[str]:
+    """Keywords as every engine stores them: lowercase (IMAP and JMAP keywords are
+    case-insensitive, RFC 3501 §2.3.2, RFC 8621 §4.1.1), each once, in the order given, and
+    no NUL (which PostgreSQL's text cannot hold), so that SQLite and PostgreSQL keep the same
+    list for the same delivery."""
+    return list(dict.fromkeys(k.lower().replace("\x00", "\ufffd") for k in keywords))
 
 
 @dataclass(slots=True)

@@ -332,16 +332,26 @@ async def test_mailbox_unread_counts(mailstore: Any, account: Account,
     assert (boxes["Trash"].total, boxes["Trash"].unread) == (0, 0)
 
 
-async def test_only_the_seen_keyword_itself_makes_an_email_read(
+async def test_seen_is_read_in_any_case_and_nothing_else_is(
         mailstore: Any, account: Account, new_email: NewEmailFactory) -> None:
-    """Keywords are matched exactly by every engine (the services write them lowercase): an
-    email stored with "$Seen", or a keyword merely containing "$seen", is unread. SQLite's
-    running count once matched by LIKE, which ignores case and finds substrings."""
+    """Keywords are case-insensitive (stored lowercase): "$Seen" is read on every engine, and
+    a keyword that merely contains "$seen" is not (SQLite's running count once matched by a
+    LIKE over the JSON, its own rule beside the others')."""
     await deliver(mailstore, new_email(account.id, keywords=["$Seen"]))
     await deliver(mailstore, new_email(account.id, keywords=["x$seen"]))
-    await deliver(mailstore, new_email(account.id, keywords=["$seen"]))
+    await deliver(mailstore, new_email(account.id, keywords=["$seenx"]))
     boxes = {b.name: b for b in await mailstore.list_mailboxes(account.id)}
     assert (boxes["INBOX"].total, boxes["INBOX"].unread) == (3, 2)
+
+
+async def test_keywords_are_stored_alike_by_every_engine(
+        mailstore: Any, account: Account, new_email: NewEmailFactory) -> None:
+    """Lowercase, each once, no NUL: SQLite once kept "$seen" twice and a NUL that PostgreSQL
+    turned into U+FFFD, so the same delivery read back differently by engine."""
+    email = new_email(account.id, keywords=["$Seen", "$seen", "a\x00b", "$Flagged"])
+    await deliver(mailstore, email)
+    [stored] = await mailstore.get_emails(account.id, [email.email_id])
+    assert list(stored.keywords) == ["$seen", "a\ufffdb", "$flagged"]
 
 
 async def test_same_delivery_key_is_a_noop(mailstore: Any, account: Account,
