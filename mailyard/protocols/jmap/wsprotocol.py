@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
@@ -41,6 +42,22 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         log.info("WebSocket from %s failed by the client before the handshake: %s",
                  self.client[0] if self.client else "?", self.conn.parser_exc)
         self.queue.put_nowait({"type": "websocket.disconnect", "code": ABNORMAL_CLOSURE})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = self.disconnected = self.handshake_complete = True
+        self.transport.close()
+
+    def handle_close(self, event: Frame) -> None:
+        """A close frame before the handshake was answered: the client is gone before it
+        began. uvicorn would tell the application, then take its unanswered handshake for the
+        application's error ("ASGI callable returned without completing handshake") and
+        assert sending a 500 after the EOF `websockets` already sent."""
+        if self.handshake_complete or self.close_sent:
+            super().handle_close(event)
+            return
+        log.info("WebSocket from %s closed by the client before the handshake",
+                 self.client[0] if self.client else "?")
+        code = self.conn.close_rcvd.code if self.conn.close_rcvd else ABNORMAL_CLOSURE
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code})
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = self.disconnected = self.handshake_complete = True
         self.transport.close()
