@@ -133,12 +133,15 @@ def test_queue_gauges_see_a_waiting_item(tmp_path: Path) -> None:
             assert smtp.rcpt("bob@example.test")[0] == 250
             body = b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * 50
             assert smtp.data(body)[0] == 250
+        # One scrape reads the queue's gauges before it writes the counters, so it can see
+        # the deferral counted and the item not yet delayed: wait for a scrape with both.
         deadline = time.monotonic() + 60
         while True:
             found = samples(curl(srv, "/metrics")[1])
-            if value(found, "mailyard_mails_total", outcome="deferred") == 1:
+            if value(found, "mailyard_mails_total", outcome="deferred") == 1 \
+                    and value(found, "mailyard_queue_items", state="delayed") == 1:
                 break
-            assert time.monotonic() < deadline, "no deferral counted"
+            assert time.monotonic() < deadline, f"no deferral seen: {found}"
             time.sleep(0.1)
         assert value(found, "mailyard_mails_total", outcome="deferred") == 1
         assert value(found, "mailyard_queue_items", state="delayed") == 1
