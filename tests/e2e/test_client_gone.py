@@ -281,6 +281,27 @@ def test_a_websocket_frame_cut_short_logs_no_error(server: Server) -> None:
     assert_clean(log_since(server, offset))
 
 
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_an_unreadable_request_is_answered_400_without_an_error(server: Server,
+                                                                 method: str) -> None:
+    """An illegal chunk header (fuzz seed 77170): h11 cannot read the request, uvicorn
+    answers 400, and for a HEAD h11 refused the 400's body with an exception into the TLS
+    transport ("Fatal error on SSL protocol"). Answered, closed, nothing logged as ours."""
+    offset = server.log_path.stat().st_size
+    with insecure().wrap_socket(
+            socket.create_connection(("127.0.0.1", server.http_port), timeout=30)) as sock:
+        sock.sendall(f"{method} /webmail/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: {basic()}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "zz\r\n".encode())
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    Jmap(server, ALICE).call("Core/echo", hi=1)  # the server answers on
+    assert_clean(log_since(server, offset))
+
+
 # --------------------------------------------------------------------------- TLS records
 
 

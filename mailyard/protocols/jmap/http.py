@@ -32,6 +32,7 @@ from mailyard.protocols.jmap.auth import JMAPAuth, RequireTLS, on_auth_error, pr
 from mailyard.protocols.jmap.blobs import routes as blob_routes
 from mailyard.protocols.jmap.core import encode, execute, parse_request
 from mailyard.protocols.jmap.errors import PROBLEM_JSON, RequestError
+from mailyard.protocols.jmap.httpprotocol import HTTPProtocol
 from mailyard.protocols.jmap.origin import CheckOrigin, configured_origins
 from mailyard.protocols.jmap.services import CoreLimits, JMAPPolicy, JMAPServices, TokenChecker
 from mailyard.protocols.jmap.session import CAPABILITIES, session_resource
@@ -291,7 +292,7 @@ async def start_http(app: ASGIApp, host: str, port: int, ssl: SSLContext | None 
     logging.getLogger("uvicorn.error").addFilter(CLIENT_INPUT_RECORDS)  # once: same filter
     config = uvicorn.Config(
         ClientFraming(app), lifespan="off", log_config=None, access_log=False, proxy_headers=False,
-        server_header=False, timeout_graceful_shutdown=5, ws=WebSocketProtocol,
+        server_header=False, timeout_graceful_shutdown=5, ws=WebSocketProtocol, http=HTTPProtocol,
         ssl_context_factory=(lambda _config, _default: ssl) if ssl is not None else None)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http {host}:{port}")
