@@ -27,15 +27,15 @@ from mailyard.core.ids import new_id
 from mailyard.store.ports import Account, NewEmail
 
 BLOBSTORES = ["fs", "s3"]
-QUEUES = ["sqlite"]
+QUEUES = ["sqlite", "nats"]
 MAILSTORES = ["sqlite", "postgres", "postgres-sharded"]
 SEARCH_INDEXES = ["sqlite", "postgres"]
-EVENTBUSES = ["local"]
+EVENTBUSES = ["local", "nats"]
 COUNTERS = ["sqlite", "redis"]
 
 
 async def close_adapter(adapter: Any) -> None:
-    result = adapter.close()
+    result = adapter.aclose() if hasattr(adapter, "aclose") else adapter.close()
     if inspect.isawaitable(result):
         await result
 
@@ -256,7 +256,25 @@ def _open_eventbus(name: str, sock_dir: Path) -> Engine:
             worker.relay_to(address)
 
         return Engine(name, LocalEventBus, link)
+    if name == "nats":
+        # The machine's NATS (127.0.0.1:4222 unless MAILYARD_TEST_NATS); a subject prefix of
+        # this test's own. Every adapter is "a process" with its own connection: no link.
+        from mailyard.store.nats.connection import NatsConnection
+        from mailyard.store.nats.eventbus import NatsEventBus
+
+        prefix = nats_prefix()
+        return Engine(name, lambda: NatsEventBus(NatsConnection([nats_url()]), prefix=prefix))
     raise ValueError(f"unknown EventBus adapter {name}")
+
+
+def nats_url() -> str:
+    import os
+
+    return os.environ.get("MAILYARD_TEST_NATS", "nats://127.0.0.1:4222")
+
+
+def nats_prefix() -> str:
+    return "mytest" + new_id("").lower()
 
 
 def local_relay_address(directory: Path, name: str = "events.sock") -> Any:

@@ -1,0 +1,82 @@
+"""One NATS connection per process, opened on first use, shared by the bus and the queue.
+
+`Runtime` builds its parts synchronously (admin commands build only what they run), so the
+adapters cannot connect in their constructors; they ask `NatsConnection.client()` when they
+first talk to NATS, and every caller of one process waits on the same connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.manager import JetStreamManager
+
+log = logging.getLogger("mailyard.nats")
+
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def subject_token(value: str) -> str:
+    """`value` as one subject token: kept when it is only letters, digits, `-` and `_`, else
+    `~` and its UTF-8 in hex, so a `.` in an id never makes two tokens and two values never
+    share a token (`~` is never kept)."""
+    if _SAFE_TOKEN.fullmatch(value):
+        return value
+    return "~" + value.encode().hex()
+
+
+def stream_name(prefix: str, role: str) -> str:
+    """A JetStream stream name (no `.`, `*`, `>` or space) for `prefix` and `role`."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{prefix}_{role}").upper()
+
+
+class NatsConnection:
+    def __init__(self, servers: Sequence[str], *, name: str = "mailyard",
+                 connect_timeout: float = 5.0) -> None:
+        self.servers = list(servers)
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self._client: Client | None = None
+        self._connecting: asyncio.Task[Client] | None = None
+
+    async def client(self) -> Client:
+        if self._client is not None and not self._client.is_closed:
+            return self._client
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._connect())
+        self._client = await asyncio.shield(self._connecting)
+        return self._client
+
+    async def _connect(self) -> Client:
+        async def disconnected() -> None:
+            log.warning("NATS: disconnected from %s; reconnecting", self.servers)
+
+        async def reconnected() -> None:
+            log.warning("NATS: reconnected")
+
+        async def error(e: Exception) -> None:
+            log.debug("NATS: %s", e)
+
+        # no_echo: a bus delivers its own events to its own subscribers at once, so it must
+        # not get them again from the server. Reconnects never stop: a node whose NATS is
+        # away answers 4xx to SMTP (the publish fails) and resumes when NATS comes back.
+        return await nats.connect(
+            servers=self.servers, name=self.name, no_echo=True,
+            connect_timeout=self.connect_timeout, max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5, disconnected_cb=disconnected,
+            reconnected_cb=reconnected, error_cb=error)
+
+    async def jetstream(self, timeout: float = 10.0) -> tuple[JetStreamContext, JetStreamManager]:
+        nc = await self.client()
+        return nc.jetstream(timeout=timeout), nc.jsm(timeout=timeout)
+
+    async def close(self) -> None:
+        if self._client is not None and not self._client.is_closed:
+            await self._client.drain()
+        self._client = None

@@ -1,0 +1,169 @@
+"""EventBus over NATS core subjects: "account X is at state S" reaches every node.
+
+One subject per account (`<prefix>.events.<account id>`), so the server sends a node only the
+accounts its IDLE, push and web clients watch; a node subscribes to an account's subject
+once, however many local subscribers it has, and fans each message out to them. Events are
+at-most-once like the local bus's datagrams: a lost one only delays a client until its next
+poll, and the change log stays the truth.
+
+`subscribe` must be in place when it returns (IDLE subscribes, reads the state, then waits).
+Events published by this process reach its own subscribers at once; the server-side
+subscription follows a round trip later (the connection is `no_echo`, so nothing arrives
+twice). A change published by another node inside that round trip is seen at the reader's
+next check of the change log, as with the local bus's lost datagrams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from mailyard.store.nats.connection import NatsConnection, subject_token
+
+log = logging.getLogger("mailyard.nats")
+
+_background: set[asyncio.Future[None]] = set()
+"""Fire-and-forget unsubscribes and closes, held until done (asyncio keeps weak references)."""
+
+_BACKLOG = 64
+"""States kept per subscriber, as in the local bus: a subscriber that does not read must not
+grow memory, and every state only says "look again"."""
+
+
+class Subscription:
+    """The states published for one account, in order, until `aclose`."""
+
+    def __init__(self, queue: asyncio.Queue[int], cancel: Callable[[], None]) -> None:
+        self._queue = queue
+        self._cancel = cancel
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> int:
+        return await self._queue.get()
+
+    def drain(self) -> bool:
+        had = False
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            had = True
+        return had
+
+    def cancel(self) -> None:
+        self._cancel()
+
+    async def aclose(self) -> None:
+        self._cancel()
+
+
+class NatsEventBus:
+    def __init__(self, connection: NatsConnection, *, prefix: str = "mailyard") -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self._subscribers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
+        self._remote: dict[str, asyncio.Task[NatsSubscription | None]] = {}
+        self._warned = False
+
+    def subject(self, account_id: str) -> str:
+        return f"{self.prefix}.events.{subject_token(account_id)}"
+
+    async def publish(self, account_id: str, state: int) -> None:
+        self._deliver(account_id, state)
+        try:
+            nc = await self.connection.client()
+            await nc.publish(self.subject(account_id), str(state).encode())
+        except Exception as e:  # the change is committed; readers poll the change log
+            if not self._warned:
+                log.warning("NATS: cannot publish account events (%s); other nodes' clients"
+                            " see changes at their next poll", e)
+                self._warned = True
+            return
+        self._warned = False
+
+    def _deliver(self, account_id: str, state: int) -> None:
+        for q in list(self._subscribers.get(account_id, ())):
+            if not q.full():
+                q.put_nowait(state)
+
+    def subscribe(self, account_id: str) -> Subscription:
+        q: asyncio.Queue[int] = asyncio.Queue(maxsize=_BACKLOG)
+        self._subscribers[account_id].add(q)
+        if account_id not in self._remote:
+            self._remote[account_id] = asyncio.ensure_future(self._subscribe_remote(account_id))
+        return Subscription(q, lambda: self._unsubscribe(account_id, q))
+
+    async def _subscribe_remote(self, account_id: str) -> NatsSubscription | None:
+        async def received(msg: Msg) -> None:
+            with contextlib.suppress(ValueError):
+                state = int(msg.data)
+                if state >= 0:
+                    self._deliver(account_id, state)
+
+        try:
+            nc = await self.connection.client()
+            return await nc.subscribe(self.subject(account_id), cb=received)
+        except Exception as e:
+            log.warning("NATS: cannot subscribe to account events (%s)", e)
+            self._remote.pop(account_id, None)
+            return None
+
+    def _unsubscribe(self, account_id: str, q: asyncio.Queue[int]) -> None:
+        subscribers = self._subscribers.get(account_id)
+        if subscribers is None:
+            return
+        subscribers.discard(q)
+        if subscribers:
+            return
+        del self._subscribers[account_id]
+        task = self._remote.pop(account_id, None)
+        if task is not None:
+            task.add_done_callback(_unsubscribe_when_done)
+
+    # The local bus relays between the processes of one machine; here every process talks to
+    # NATS itself, so app.py's relay wiring has nothing to do.
+    async def listen(self, address: str) -> None:
+        await self.connection.client()  # connect at start-up: a wrong URL stops the server
+
+    def relay_to(self, address: str) -> None:
+        pass
+
+    def add_peer(self, address: str) -> None:
+        pass
+
+    def _stop(self) -> None:
+        for task in self._remote.values():
+            task.cancel()
+        self._remote.clear()
+        self._subscribers.clear()
+
+    def close(self) -> None:
+        self._stop()
+        with contextlib.suppress(RuntimeError):  # no loop running: the process is ending
+            asyncio.get_running_loop()
+            _background.add(t := asyncio.ensure_future(_quietly(self.connection.close())))
+            t.add_done_callback(_background.discard)
+
+    async def aclose(self) -> None:
+        self._stop()
+        await self.connection.close()
+
+
+def _unsubscribe_when_done(task: asyncio.Task[NatsSubscription | None]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    sub = task.result()
+    if sub is not None:
+        _background.add(t := asyncio.ensure_future(_quietly(sub.unsubscribe())))
+        t.add_done_callback(_background.discard)
+
+
+async def _quietly(call: asyncio.Future[None] | object) -> None:
+    with contextlib.suppress(Exception):
+        await call  # type: ignore[misc]
