@@ -537,6 +537,9 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         SubmissionHandler,
         start_submission,
     )
+    from mailyard.protocols.web.message import routes as message_routes
+    from mailyard.protocols.web.pages import WebRouter, build_web_app
+    from mailyard.protocols.web.services import WebServices
     from mailyard.services.pushsubs import PushSubscriptionService
     from mailyard.store.local.eventbus import socket_address
     from mailyard.store.sqlite.db import SchemaTooNew
@@ -630,9 +633,11 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 blobs=runtime.blob_access, vacation=runtime.vacation, push=push,
                 push_delivery=push_delivery))
         host, port = _hostport(config.listen.http)
-        http = await start_http(OpsRouter(ops_app(runtime, pipeline), build_app(jmap, routes=[
-            *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
-            *sync_routes(runtime.changes)])), host, port,
+        web = WebServices(runtime.accounts, runtime.tokens, runtime.mailbox, jmap.policy)
+        http = await start_http(OpsRouter(ops_app(runtime, pipeline), WebRouter(
+            build_web_app(web), build_app(jmap, routes=[
+                *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
+                *sync_routes(runtime.changes), *message_routes(web)]))), host, port,
                                 ssl=tls)
         log.info("HTTPS (JMAP) listening on %s", config.listen.http)
         await push_delivery.start()

@@ -11,6 +11,9 @@ command -v neomutt >/dev/null 2>&1 || need+=(neomutt)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
+# Debian's chromium, driven by Playwright in the webmail tests (Playwright's own browsers are
+# never downloaded)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Postfix: the receiving MX of the outbound tests, a private instance per test (tests/postfixmx.py);
 # the package's own mail system stays unconfigured (preseeded below) and is never started
 [ -x /usr/sbin/postfix ] || need+=(postfix)

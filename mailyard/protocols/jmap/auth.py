@@ -5,6 +5,14 @@ token checked by a pluggable checker (the token store comes later). Verifying a 
 an argon2 hash on purpose, which a client sending a few requests a second would pay each time,
 so successful Basic logins are remembered for a few minutes; failures never are, and count
 against the client's address like IMAP and SMTP login failures do.
+
+The webmail's page authenticates with its session cookie instead (SESSION_COOKIE: an API token
+that /login made, HttpOnly, Secure, SameSite=Strict). A cookie is ambient: the browser attaches
+it to whatever request any page starts, so a cookie-authenticated request must also prove it
+comes from our own page. Every one that is not a plain GET/HEAD must carry an Origin that is
+ours (CheckOrigin refuses a foreign one, this refuses none at all) and, over HTTP, the
+CSRF_HEADER, which no cross-site form can send and no cross-site script can add without a CORS
+preflight we never answer. Explicit credentials (an Authorization header) win over the cookie.
 """
 
 from __future__ import annotations
@@ -41,6 +49,12 @@ MAX_BASIC = 4096
 """Longest base64 user-pass we decode: an address and a password fit many times over, and a
 longer one is not worth an argon2 verification."""
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+SESSION_COOKIE = "__Host-mailyard-session"
+"""The webmail's session: `__Host-` makes the browser keep it only when set Secure, for
+path /, by this host alone (no Domain), so no sibling host can plant or read one."""
+CSRF_HEADER = "x-mailyard-csrf"
+"""Sent by the webmail's own scripts on every state-changing request made with the cookie."""
+_SAFE = frozenset({"GET", "HEAD"})
 
 
 def problem_response(status: int, detail: str, headers: dict[str, str] | None = None
@@ -67,9 +81,13 @@ class AccountUser(BaseUser):
 
 
 class Unauthorized(AuthenticationError):
-    def __init__(self, detail: str, bearer_error: str | None = None) -> None:
+    def __init__(self, detail: str, bearer_error: str | None = None,
+                 cookie: bool = False) -> None:
         super().__init__(detail)
         self.bearer_error = bearer_error
+        self.cookie = cookie
+        """Refused with the webmail's cookie: no Basic challenge, which a browser would answer
+        with its own login dialog over the page."""
 
 
 class TooManyFailures(AuthenticationError):
@@ -124,9 +142,12 @@ class JMAPAuth(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
         header = conn.headers.get("authorization")
-        if not header:
-            raise Unauthorized("credentials are required")
         ip = conn.client.host if conn.client else "unknown"
+        if not header:
+            session = conn.cookies.get(SESSION_COOKIE)
+            if not session:
+                raise Unauthorized("credentials are required")
+            return await self._cookie(conn, session, ip)
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         try:
@@ -174,6 +195,28 @@ class JMAPAuth(AuthenticationBackend):
             self.cache.put(key, account, time.monotonic())
         return account
 
+    async def _cookie(self, conn: HTTPConnection, session: str, ip: str
+                      ) -> tuple[AuthCredentials, BaseUser]:
+        """The webmail's session cookie, from our own page only (see the module's note).
+
+        A wrong or revoked cookie is not counted as a failed login: the browser replays a stale
+        one on every request until the page logs in again, and its 256-bit secret is not worth
+        guessing. A blocked network is still refused."""
+        unsafe = conn.scope["type"] == "websocket" or conn.scope.get("method") not in _SAFE
+        if unsafe and not from_own_page(conn.scope, self.services.policy.allowed_origins):
+            raise Unauthorized("a request made with the session cookie must come from the "
+                               "webmail's own page", cookie=True)
+        if unsafe and conn.scope["type"] == "http" and CSRF_HEADER not in conn.headers:
+            raise Unauthorized(f"a request made with the session cookie needs {CSRF_HEADER}",
+                               cookie=True)
+        if await self.services.accounts.refused(ip):
+            raise TooManyFailures("too many failed logins; try later")
+        check = self.services.tokens
+        account = await check(session) if check is not None else None
+        if account is None:
+            raise Unauthorized("the session has ended; log in again", cookie=True)
+        return AuthCredentials(["authenticated", "session"]), AccountUser(account)
+
     async def _bearer(self, token: str, ip: str) -> Account | None:
         """A token is checked only while the client's network is not blocked (LoginGuard);
         a wrong one counts as a failed login."""
@@ -187,6 +230,20 @@ class JMAPAuth(AuthenticationBackend):
         return account
 
 
+def from_own_page(scope: Scope, allowed: frozenset[str]) -> bool:
+    """Whether the request carries an Origin, and it is ours: the one it was addressed to or
+    a configured one. Absent is not enough here, unlike in CheckOrigin: a browser sends
+    Origin with every request of this kind that a page makes."""
+    from mailyard.protocols.jmap import origin  # imports this module for problem_response
+
+    values = [v for k, v in scope.get("headers", ()) if k == b"origin"]
+    if len(values) != 1:
+        return False
+    parsed = origin.parse_origin(values[0].decode("latin-1"))
+    return parsed is not None and (parsed == origin.own_origin(scope)
+                                   or parsed in origin.configured_origins(allowed))
+
+
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
     if isinstance(exc, TooManyFailures):
         return problem_response(429, str(exc), {"Retry-After": "600"})
@@ -194,7 +251,8 @@ def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
     bearer = f'Bearer realm="{REALM}"'
     if isinstance(exc, Unauthorized) and exc.bearer_error:
         bearer += f', error="{exc.bearer_error}"'
-    response.headers.append("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+    if not (isinstance(exc, Unauthorized) and exc.cookie):
+        response.headers.append("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
     response.headers.append("WWW-Authenticate", bearer)
     return response
 
