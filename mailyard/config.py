@@ -122,6 +122,25 @@ class Addresses:
 
 
 @dataclass(frozen=True)
+class Routing:
+    """Aliases, plus-addressing and forwarding (`mailyard alias`, `mailyard domain alias`)."""
+
+    recipient_delimiter: str = "+"
+    """Subaddressing (RFC 5233): alice+news@example.org is delivered to alice@example.org,
+    with the address kept in a Delivered-To field (searchable as deliveredto:). "" turns it
+    off."""
+    srs_domain: str = ""
+    """The domain of the envelope sender written on forwarded mail (SRS), whose SPF must
+    authorise this server and whose MX must be this server, so bounces come back; "": the
+    hostname."""
+    srs_secret: str = ""
+    """The SRS key; "": one generated on first use in data_dir/srs.secret. Every node of a
+    cluster needs the same one."""
+    max_received: int = 30
+    """A message with more Received fields than this is looping: it is stopped with a DSN."""
+
+
+@dataclass(frozen=True)
 class HTTP:
     """The HTTPS listener (JMAP and the webmail)."""
 
@@ -401,6 +420,7 @@ class Config:
     domain add`. Internationalised names are kept in their ASCII (xn--) form."""
     listen: Listen = field(default_factory=Listen)
     addresses: Addresses = field(default_factory=Addresses)
+    routing: Routing = field(default_factory=Routing)
     http: HTTP = field(default_factory=HTTP)
     limits: Limits = field(default_factory=Limits)
     queue: Queue = field(default_factory=Queue)
@@ -426,6 +446,7 @@ class Config:
 
 
 _TABLES: dict[str, type] = {"listen": Listen, "addresses": Addresses, "http": HTTP,
+                            "routing": Routing,
                             "limits": Limits, "queue": Queue, "tls": TLS,
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,

@@ -754,6 +754,61 @@ class PushSubscriptionStore(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- Sieve scripts
+
+
+@dataclass(frozen=True, slots=True)
+class SieveScriptRecord:
+    """One of an account's Sieve scripts (RFC 5804's model: named scripts, at most one
+    active); the content is stored as the user wrote it, checked by services/sieve.py."""
+
+    account_id: str
+    name: str
+    content: str
+    active: bool
+    updated_at: float
+
+
+class SieveScriptStore(Protocol):
+    """Each account's Sieve scripts and the duplicate test's memory (RFC 7352)."""
+
+    async def put_script(self, account_id: str, name: str, content: str) -> None:
+        """Create or replace; a replaced script keeps its active flag."""
+        ...
+
+    async def list_scripts(self, account_id: str) -> list[SieveScriptRecord]:
+        """By name."""
+        ...
+
+    async def get_script(self, account_id: str, name: str) -> SieveScriptRecord:
+        """Raises NotFound."""
+        ...
+
+    async def get_active(self, account_id: str) -> SieveScriptRecord | None: ...
+
+    async def set_active(self, account_id: str, name: str | None) -> None:
+        """Make `name` the one active script (None: none); raises NotFound."""
+        ...
+
+    async def rename_script(self, account_id: str, old: str, new: str) -> None:
+        """Raises NotFound for `old`, Conflict when `new` exists."""
+        ...
+
+    async def delete_script(self, account_id: str, name: str) -> None:
+        """Raises NotFound."""
+        ...
+
+    async def duplicate_seen(self, account_id: str, key: str, now: float) -> bool:
+        """Whether `key` was recorded and has not expired at `now`."""
+        ...
+
+    async def record_duplicate(self, account_id: str, key: str, expires: float, *,
+                               last: bool) -> None:
+        """Remember `key` until `expires`; an unexpired record keeps its expiry unless
+        `last` (RFC 7352 §3.3 :last: the period counts from the latest message)."""
+        ...
+
+
 # --------------------------------------------------------------------------- Maintenance
 
 
@@ -800,3 +855,43 @@ class Maintenance(Protocol):
 
 class MaintainedMailStore(MailStore, Maintenance, Protocol):
     """A MailStore that can be checked and repaired: every engine's."""
+
+
+RouteKind = Literal["alias", "domain", "catchall"]
+"""alias: an address to a target address (several rows: several targets); domain: every
+address at a domain to the same local part at the target domain; catchall: any address at a
+domain that nothing else accepts, to one target address."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRow:
+    """One routing rule as stored: addresses and domains lower case, IDNs as A-labels."""
+
+    kind: RouteKind
+    source: str
+    target: str
+
+
+class RoutingStore(Protocol):
+    """The routing rules (services/routing.py reads and keeps them): global, like domains,
+    so one table of rows on every engine (on sharded PostgreSQL, in the directory shard)."""
+
+    async def add_route(self, row: RouteRow) -> None:
+        """Conflict when that very row exists."""
+        ...
+
+    async def remove_routes(self, kind: RouteKind, source: str,
+                            target: str | None = None) -> int:
+        """Remove the source's rows of that kind (only the one to `target`, if given); how
+        many were removed."""
+        ...
+
+    async def targets(self, kind: RouteKind, source: str) -> list[str]:
+        """The targets of one source, in the order they were added."""
+        ...
+
+    async def routes(self, kind: RouteKind | None = None) -> list[RouteRow]:
+        """Every row (of one kind), by kind, source, then the order added."""
+        ...
+
+    def close(self) -> None: ...
