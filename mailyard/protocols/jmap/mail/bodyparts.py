@@ -8,6 +8,7 @@ Email/get parses the message again when (and only when) a body property is asked
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email.utils import getaddresses
 from typing import Any
 
@@ -58,7 +59,9 @@ class Body:
     def content(self, part: Part) -> bytes:
         return mime.decoded_content(self.raw, part)
 
-    def to_json(self, part: Part, props: list[str]) -> dict[str, Any]:
+    def to_json(self, part: Part, props: list[str],
+                header: Callable[[Part, str], Any] | None = None) -> dict[str, Any]:
+        """The EmailBodyPart; `header` answers its header: properties."""
         part_id = self.part_id(part)
         multipart = part.is_multipart
         out: dict[str, Any] = {}
@@ -89,7 +92,10 @@ class Body:
             elif p == "location":
                 out[p] = part.location
             elif p == "subParts":
-                out[p] = [self.to_json(c, props) for c in part.children] if multipart else None
+                out[p] = ([self.to_json(c, props, header) for c in part.children]
+                          if multipart else None)
+            elif p.startswith("header:") and header is not None:
+                out[p] = header(part, p)
         return out
 
     def value(self, part: Part, max_bytes: int) -> dict[str, Any]:

@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from email.message import MIMEPart
 from typing import Any
 
-from mailyard.protocols.jmap.mail import headertext
+from mailyard.protocols.jmap.mail import headerforms, headertext
 from mailyard.protocols.jmap.mail.headertext import InvalidProperty
 
-POLICY = email.policy.SMTP.clone(max_line_length=78)
+POLICY = email.policy.SMTP.clone(max_line_length=78, refold_source="none")
+"""refold_source none: a body part's header: field is folded by headertext and stored as it
+is (set_raw); the email package would otherwise parse a long one again, decoding its words."""
 
 ADDRESS_HEADERS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "replyTo": "Reply-To",
                    "sender": "Sender"}
@@ -29,8 +31,15 @@ ID_HEADERS = {"messageId": "Message-ID", "inReplyTo": "In-Reply-To", "references
 SETTABLE = frozenset({"mailboxIds", "keywords", "receivedAt", "subject", "sentAt",
                       "bodyStructure", "textBody", "htmlBody", "attachments", "bodyValues",
                       *ADDRESS_HEADERS, *ID_HEADERS})
+PROPERTY_FIELDS = {**{k: v.lower() for k, v in (*ADDRESS_HEADERS.items(), *ID_HEADERS.items())},
+                   "sentAt": "date", "subject": "subject"}
+"""The header field each convenience property sets (§4.1.3 `header:` forms give the same)."""
 _BODY_PART_KEYS = frozenset({"partId", "blobId", "type", "charset", "name", "disposition",
-                             "cid", "language", "location", "subParts", "headers", "size"})
+                             "cid", "language", "location", "subParts", "size"})
+_PART_FIELDS = {"type": "content-type", "charset": "content-type", "name": "content-type",
+                "disposition": "content-disposition", "cid": "content-id",
+                "language": "content-language", "location": "content-location"}
+"""The header field each EmailBodyPart property writes."""
 MAX_DEPTH = 20
 """Nesting of multiparts in a bodyStructure: the email package writes a part by recursion,
 and the depth orjson allows (1024) ran the writer out of stack, a serverFail."""
@@ -63,39 +72,22 @@ def blob_ids(obj: Mapping[str, Any]) -> dict[str, list[str]]:
     return found
 
 
-def _addresses(key: str, value: Any) -> str:
-    if not isinstance(value, list):
-        raise ComposeError(f"{key} must be an array of EmailAddress", [key])
+def header_properties(obj: Mapping[str, Any], claimed: dict[str, str],
+                      where: str | None = None) -> list[headerforms.HeaderProperty]:
+    """The `header:` properties of an Email or a body part, each checked; `claimed` (field
+    -> property) gains each one, and a field two properties set is invalidProperties
+    naming both (§4.6), or the Email's property `where` that holds the part."""
     out = []
-    for item in value:
-        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
-            raise ComposeError(f"{key} holds something that is not an EmailAddress", [key])
-        name = headertext.text(item.get("name") or "", key, f"{key}: a name")
-        addr = headertext.address(item["email"], key, key)
-        out.append(f"{headertext.display_name(name)} <{addr}>" if name else addr)
-    return ", ".join(out)
-
-
-def _message_ids(key: str, value: Any) -> str:
-    if not isinstance(value, list) or not value or len(value) > 1000:
-        raise ComposeError(f"{key} must be an array of message ids (without <>)", [key])
-    return " ".join(f"<{headertext.message_id(v, key)}>" for v in value)
-
-
-def _date(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ComposeError("sentAt must be a Date", ["sentAt"])
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ComposeError("sentAt must be an RFC 3339 date", ["sentAt"]) from None
-    if when.tzinfo is None:
-        raise ComposeError("sentAt needs a time zone", ["sentAt"])
-    return email.utils.format_datetime(when)
-
-
-def _check_header_value(prop: str, value: Any) -> str:
-    return headertext.text(value, prop, prop)
+    for prop in obj:
+        if not prop.startswith("header:"):
+            continue
+        header = headerforms.parse(prop)
+        if header.key in claimed:
+            raise ComposeError(f"{claimed[header.key]} and {prop} both set the {header.name}"
+                               " field", [where] if where else [claimed[header.key], prop])
+        claimed[header.key] = prop
+        out.append(header)
+    return out
 
 
 class Builder:
@@ -120,8 +112,11 @@ class Builder:
                                                              "attachments")):
             raise ComposeError("give bodyStructure or textBody/htmlBody/attachments, not both",
                                ["bodyStructure"])
-        root = (self._part(obj["bodyStructure"], "bodyStructure") if "bodyStructure" in obj
-                else self._shorthand())
+        headers, claimed = self._top_headers()
+        if "bodyStructure" in obj:
+            root = self._part(obj["bodyStructure"], "bodyStructure", top=claimed)
+        else:
+            root = self._shorthand()
         # The header fields of the message are written here (headertext), not by the email
         # package: it re-parses any value it is given as a raw field, structured by its name,
         # so client text came out decoded (an encoded word in a subject became a real Bcc
@@ -129,25 +124,28 @@ class Builder:
         fields: list[bytes] = []
         for key, name in ADDRESS_HEADERS.items():
             if obj.get(key):  # null and [] both mean no such header
-                fields.append(headertext.fold(name, _addresses(key, obj[key]), key))
-        fields.append(headertext.fold("Date", _date(obj["sentAt"]) if obj.get("sentAt")
-                                      is not None else email.utils.format_datetime(
-                                          datetime.now(UTC)), "sentAt"))
+                fields.append(headertext.fold(name, headerforms.addresses(key, obj[key]), key))
+        if obj.get("sentAt") is not None:
+            fields.append(headertext.fold("Date", headerforms.date("sentAt", obj["sentAt"]),
+                                          "sentAt"))
+        elif "date" not in claimed:
+            fields.append(headertext.fold("Date", email.utils.format_datetime(
+                datetime.now(UTC)), "sentAt"))
         if obj.get("subject") is not None:
             fields.append(headertext.fold("Subject", headertext.unstructured(
-                _check_header_value("subject", obj["subject"])), "subject"))
+                headertext.text(obj["subject"], "subject", "subject")), "subject"))
         for key, name in ID_HEADERS.items():
             if obj.get(key) is not None:
-                fields.append(headertext.fold(name, _message_ids(key, obj[key]), key))
-        if obj.get("messageId") is None:
+                fields.append(headertext.fold(name, headerforms.message_ids(key, obj[key]), key))
+        if "message-id" not in claimed:
             # Given now, so the draft and the copy a later submission files in Sent are one
             # message (RFC 5322 §3.6.4: every message SHOULD have one).
             domain = (headertext.address(obj["from"][0]["email"], "from", "from")
                       .rpartition("@")[2] if obj.get("from") else "mailyard.invalid")
             fields.append(f"Message-ID: <{secrets.token_hex(12)}@{domain}>\r\n".encode())
-        for prop, value in obj.items():
-            if prop.startswith("header:"):
-                fields.append(self._header(prop, value))
+        for header in headers:
+            for name, value in headerforms.fields(header, obj[header.prop]):
+                fields.append(headertext.fold(name, value, header.prop))
         fields.append(b"MIME-Version: 1.0\r\n")
         unused = set(self.values) - self.used
         if unused:
@@ -157,25 +155,18 @@ class Builder:
         # (Content-Type, Content-Transfer-Encoding) end the header block.
         return b"".join(fields) + root.as_bytes(policy=POLICY)
 
-    @staticmethod
-    def _header(prop: str, value: Any) -> bytes:
-        """header:Name[:asRaw|:asText] (RFC 8621 §4.1.3); no form is the raw form."""
-        name, _, form = prop[len("header:"):].partition(":")
-        if not name or form not in ("", "asRaw", "asText") or not all(
-                33 <= ord(c) <= 126 and c != ":" for c in name):
-            raise ComposeError(f"{prop}: only header:Name, :asRaw and :asText can be set",
-                               [prop])
-        if name.lower() in {"mime-version", "content-type", "content-transfer-encoding",
-                            *(h.lower() for h in (*ADDRESS_HEADERS.values(),
-                                                  *ID_HEADERS.values(), "Subject", "Date"))}:
-            raise ComposeError(f"{prop}: set this header through its own property", [prop])
-        text = _check_header_value(prop, value)
-        if form == "asText":
-            return headertext.fold(name, headertext.unstructured(text), prop)
-        if not text.isascii():
-            raise ComposeError(f"{prop}: a raw value is US-ASCII (set :asText for other "
-                               "text)", [prop])
-        return headertext.fold(name, text.strip(" \t"), prop)
+    def _top_headers(self) -> tuple[list[headerforms.HeaderProperty], dict[str, str]]:
+        """The Email's header: properties, and the property that sets each field (by lower
+        case name): §4.6 forbids two properties for one field (`from` and `header:From`),
+        and Content-* fields on the Email rather than on a body part."""
+        claimed = {field: key for key, field in PROPERTY_FIELDS.items()
+                   if self.obj.get(key) is not None}
+        headers = header_properties(self.obj, claimed)
+        for header in headers:
+            if header.key.startswith("content-") or header.key == "mime-version":
+                raise ComposeError(f"{header.prop}: MIME-Version and Content-* fields are "
+                                   "not set on the Email (a body part's are)", [header.prop])
+        return headers, claimed
 
     def _shorthand(self) -> MIMEPart:
         obj = self.obj
@@ -203,9 +194,9 @@ class Builder:
         if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
             raise ComposeError(f"{key} must hold exactly one part", [key])
         part = value[0]
-        if part.get("type", kind) != kind or "partId" not in part:
-            raise ComposeError(f"{key} must be one {kind} part with a partId", [key])
-        return self._part(part, key)
+        if part.get("type") not in (None, kind):
+            raise ComposeError(f"{key} must be one {kind} part", [key])
+        return self._part({**part, "type": kind}, key, body=True)  # by partId or blobId
 
     def _text(self, text: str, kind: str) -> MIMEPart:
         part = MIMEPart(policy=POLICY)
@@ -213,23 +204,39 @@ class Builder:
                          charset="utf-8")
         return part
 
-    def _part(self, spec: Any, key: str, depth: int = 0) -> MIMEPart:
-        if not isinstance(spec, dict) or set(spec) - _BODY_PART_KEYS:
+    def _part(self, spec: Any, key: str, depth: int = 0,
+              top: dict[str, str] | None = None, body: bool = False) -> MIMEPart:
+        """One EmailBodyPart; `top` holds the fields the Email itself sets, which the root
+        of a bodyStructure may not set again (§4.6). A blob is an attachment unless it is
+        the text or HTML `body` or has a cid (or the client says otherwise)."""
+        if not isinstance(spec, dict):
+            raise ComposeError(f"{key} holds a part that is not an EmailBodyPart", [key])
+        if "headers" in spec:
+            raise ComposeError(f"{key}: a part's header fields are given as header: "
+                               "properties, not headers (RFC 8621 §4.6)", [key])
+        if set(k for k in spec if not k.startswith("header:")) - _BODY_PART_KEYS:
             raise ComposeError(f"{key} holds a part that is not an EmailBodyPart", [key])
         if depth > MAX_DEPTH:
             raise ComposeError(f"{key} nests more than {MAX_DEPTH} multiparts", [key])
+        headers = self._part_headers(spec, key, top)
         kind = None if spec.get("type") is None else headertext.media_type(spec["type"], key)
         sub_parts = spec.get("subParts")
         if sub_parts is not None:
             if (kind is None or not kind.startswith("multipart/")
                     or not isinstance(sub_parts, list) or not sub_parts):
                 raise ComposeError("subParts belong to a multipart type", [key])
-            return _multipart(kind.split("/", 1)[1],
+            part = _multipart(kind.split("/", 1)[1],
                               [self._part(s, key, depth + 1) for s in sub_parts])
+            _add_fields(part, spec, headers, key)
+            return part
         part_id, blob_id = spec.get("partId"), spec.get("blobId")
         if (part_id is None) == (blob_id is None):
             raise ComposeError("a part has either a partId or a blobId", [key])
         if part_id is not None:
+            for given in ("charset", "size"):
+                if spec.get(given) is not None:
+                    raise ComposeError(f"{key}: a part given by partId has no {given} (the "
+                                       "server encodes its body value; RFC 8621 §4.6)", [key])
             kind = kind or "text/plain"
             if (not isinstance(part_id, str) or part_id not in self.values
                     or kind not in ("text/plain", "text/html")):
@@ -240,10 +247,38 @@ class Builder:
         else:
             if not isinstance(blob_id, str) or blob_id not in self.blobs:
                 raise ComposeError(f"no blob {str(blob_id)[:100]}", [key])
-            part = self._blob(self.blobs[blob_id], kind or "application/octet-stream",
-                              spec.get("charset"), key)
-        self._describe(part, spec, key, blob_id is not None)
+            kind = kind or "application/octet-stream"
+            if spec.get("charset") is not None and not kind.startswith("text/"):
+                raise ComposeError(f"{key}: charset is for a text/* part, not {kind}", [key])
+            part = self._blob(self.blobs[blob_id], kind, spec.get("charset"), key)
+        self._describe(part, spec, key, blob_id is not None and not body and not any(
+            h.key == "content-disposition" for h in headers))
+        _add_fields(part, spec, headers, key)
         return part
+
+    @staticmethod
+    def _part_headers(spec: dict[str, Any], key: str, top: dict[str, str] | None
+                      ) -> list[headerforms.HeaderProperty]:
+        """A part's header: properties. The part's own properties write Content-Type
+        (type, charset, name), -Disposition, -ID, -Language and -Location, so a header:
+        form of one of those given beside them sets the field twice; the server chooses
+        the Content-Transfer-Encoding (§4.6 forbids the field) and, from type and charset,
+        the Content-Type."""
+        claimed = {field: prop for prop, field in _PART_FIELDS.items()
+                   if spec.get(prop) is not None}
+        try:
+            headers = header_properties(spec, claimed, key)
+        except InvalidProperty as e:  # a bad header: name or form inside the part
+            raise ComposeError(f"{key}: {e.body.get('description')}", [key]) from None
+        for header in headers:
+            if header.key in ("content-transfer-encoding", "content-type", "mime-version"):
+                raise ComposeError(f"{key}: {header.prop} is not given (the server writes "
+                                   "MIME-Version, Content-Type from type and charset, and "
+                                   "the Content-Transfer-Encoding)", [key])
+            if top is not None and header.key in top:
+                raise ComposeError(f"{key}: {header.prop} sets a field the Email sets "
+                                   f"({top[header.key]})", [key, top[header.key]])
+        return headers
 
     @staticmethod
     def _blob(data: bytes, kind: str, given_charset: Any, key: str) -> MIMEPart:
@@ -294,6 +329,22 @@ class Builder:
         if spec.get("location") is not None:
             part["Content-Location"] = headertext.single_word(
                 spec["location"], key, f"{key}: a location", limit=2000)
+
+
+def _add_fields(part: MIMEPart, spec: dict[str, Any],
+                headers: list[headerforms.HeaderProperty], key: str) -> None:
+    """A part's header: fields, folded by headertext and kept as they are (see POLICY)."""
+    for header in headers:
+        try:
+            values = headerforms.fields(header, spec[header.prop])
+        except InvalidProperty as e:
+            raise ComposeError(f"{key}: {e.body.get('description')}", [key]) from None
+        for name, value in values:
+            if name.lower() in part:  # set by the builder from the part's own properties
+                raise ComposeError(f"{key}: {header.prop} sets a field the part's "
+                                   "properties set", [key])
+            folded = headertext.fold(name, value, header.prop).decode()
+            part.set_raw(name, folded[len(name) + 2:].removesuffix("\r\n"))
 
 
 def _multipart(subtype: str, parts: list[MIMEPart]) -> MIMEPart:

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from mailyard.core import mime
+from mailyard.core.mime import Part
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
 from mailyard.protocols.jmap.mail.bodyparts import (
@@ -141,9 +142,11 @@ def _parse_form(value: str, form: str) -> Any:
         return None
 
 
-def header_value(body: Body, prop: str) -> Any:
+def header_value(body: Body, prop: str, part: Part | None = None) -> Any:
+    """header:{name}[:{form}][:all] of the message, or of one body part (§4.1.4 lets
+    bodyProperties name them too)."""
     name, form, every = header_form(prop)
-    values = [_parse_form(v, form) for n, v in body.headers() if n.lower() == name]
+    values = [_parse_form(v, form) for n, v in body.headers(part) if n.lower() == name]
     if every:
         return values
     return values[-1] if values else None
@@ -159,6 +162,10 @@ class EmailView:
         self.box_ids = box_ids
         self.body_props = body_props
         self.values = values
+
+    def _part_header(self, part: Part, prop: str) -> Any:
+        assert self.body is not None
+        return header_value(self.body, prop, part)
 
     def get(self, prop: str) -> Any:
         r, body = self.record, self.body
@@ -199,11 +206,11 @@ class EmailView:
             # A tree without its branches says nothing: subParts always comes with it.
             props = self.body_props if "subParts" in self.body_props \
                 else [*self.body_props, "subParts"]
-            return body.to_json(body.root, props)
+            return body.to_json(body.root, props, self._part_header)
         if prop in ("textBody", "htmlBody", "attachments"):
             parts = {"textBody": body.text_body, "htmlBody": body.html_body,
                      "attachments": body.attachments}[prop]
-            return [body.to_json(p, self.body_props) for p in parts]
+            return [body.to_json(p, self.body_props, self._part_header) for p in parts]
         if prop == "bodyValues":
             return self.values
         raise MethodError("invalidArguments", f"unknown property {prop}")
@@ -237,8 +244,8 @@ async def email_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     props = requested_properties(args, "properties", PROPERTIES, DEFAULT,
                                  headers=True)
     body_props = requested_properties(args, "bodyProperties", BODY_PROPERTIES,
-                                      DEFAULT_BODY_PROPERTIES)
-    for p in props:
+                                      DEFAULT_BODY_PROPERTIES, headers=True)
+    for p in (*props, *body_props):
         if p.startswith("header:"):
             header_form(p)
     service = mailbox_service(ctx)

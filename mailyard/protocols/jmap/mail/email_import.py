@@ -215,8 +215,8 @@ async def email_parse(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     props = requested_properties(args, "properties", PROPERTIES, PARSE_DEFAULT,
                                  headers=True)
     body_props = requested_properties(args, "bodyProperties", BODY_PROPERTIES,
-                                      DEFAULT_BODY_PROPERTIES)
-    for p in props:
+                                      DEFAULT_BODY_PROPERTIES, headers=True)
+    for p in (*props, *body_props):
         if p.startswith("header:"):
             header_form(p)
     parsed: dict[str, Any] = {}
