@@ -1,0 +1,485 @@
+// Mailyard webmail: Preact + htm, no build step. Talks only JMAP (jmap.js) to its own server.
+import { h, render } from './vendor/preact.mjs';
+import { useState, useEffect, useRef, useCallback } from './vendor/hooks.mjs';
+import htm from './vendor/htm.mjs';
+import { Client, CSRF, SessionEnded, gmailFilter } from './jmap.js';
+
+const html = htm.bind(h);
+const PAGE = 50;
+const LIST_PROPS = ['id', 'threadId', 'mailboxIds', 'keywords', 'from', 'subject', 'preview',
+  'receivedAt', 'hasAttachment'];
+const READ_PROPS = [...LIST_PROPS, 'to', 'cc', 'replyTo', 'messageId', 'references', 'sentAt',
+  'textBody', 'htmlBody', 'attachments', 'bodyValues'];
+const SYSTEM = ['inbox', 'drafts', 'sent', 'archive', 'junk', 'trash'];
+const ROLE_NAMES = { inbox: 'Inbox', drafts: 'Drafts', sent: 'Sent', archive: 'Archive', junk: 'Spam', trash: 'Trash' };
+
+function sender(e) {
+  const f = (e.from || [])[0];
+  return f ? (f.name || f.email) : '(no sender)';
+}
+
+function shortDate(iso) {
+  const d = new Date(iso);
+  const now = new Date();
+  return d.toDateString() === now.toDateString()
+    ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleDateString([], { month: 'short', day: 'numeric', year: d.getFullYear() === now.getFullYear() ? undefined : 'numeric' });
+}
+
+function size(n) {
+  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(0)} KB` : `${(n / 1048576).toFixed(1)} MB`;
+}
+
+function addresses(list) {
+  return (list || []).map((a) => (a.name ? `${a.name} <${a.email}>` : a.email)).join(', ');
+}
+
+function parseAddresses(text) {
+  return text.split(/[,;]/).map((s) => s.trim()).filter(Boolean).map((s) => {
+    const m = /^(.*)<([^>]+)>$/.exec(s);
+    return m ? { name: m[1].trim().replace(/^"|"$/g, '') || null, email: m[2].trim() } : { name: null, email: s };
+  });
+}
+
+// Plain text with its http(s) links made clickable; everything else stays text.
+function Linked({ text }) {
+  const out = [];
+  const re = /\bhttps?:\/\/[^\s<>"')\]]+/g;
+  let last = 0;
+  let m;
+  while ((m = re.exec(text)) !== null) {
+    out.push(text.slice(last, m.index));
+    out.push(html`<a href=${m[0]} target="_blank" rel="noopener noreferrer">${m[0]}</a>`);
+    last = m.index + m[0].length;
+  }
+  out.push(text.slice(last));
+  return html`<pre class="text">${out}</pre>`;
+}
+
+function Login({ onLogin }) {
+  const [error, setError] = useState('');
+  const [useToken, setUseToken] = useState(false);
+  const submit = async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    const body = useToken ? { token: form.get('token') }
+      : { username: form.get('username'), password: form.get('password') };
+    const r = await fetch('/login', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', ...CSRF }, body: JSON.stringify(body),
+    });
+    if (r.ok) onLogin();
+    else setError(r.status === 429 ? 'Too many failed logins; try later.' : 'Wrong address, password or token.');
+  };
+  return html`<form class="login" onSubmit=${submit}>
+    <h1>Mailyard</h1>
+    ${useToken
+      ? html`<label>App token<input name="token" type="password" autocomplete="off" required /></label>`
+      : html`<label>Address<input name="username" type="email" autocomplete="username" required /></label>
+             <label>Password<input name="password" type="password" autocomplete="current-password" required /></label>`}
+    <button type="submit">Log in</button>
+    <button type="button" class="link" onClick=${() => setUseToken(!useToken)}>
+      ${useToken ? 'Use a password' : 'Use an app token'}</button>
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+  </form>`;
+}
+
+function Sidebar({ mailboxes, view, go, compose }) {
+  const system = SYSTEM.map((r) => mailboxes.find((b) => b.role === r)).filter(Boolean);
+  const labels = mailboxes.filter((b) => !SYSTEM.includes(b.role) && b.role !== 'all')
+    .sort((a, b) => a.name.localeCompare(b.name));
+  const item = (b) => html`<li key=${b.id}>
+    <button class=${view.mailboxId === b.id ? 'box current' : 'box'} data-mailbox=${b.role || b.name}
+      onClick=${() => go({ mailboxId: b.id })}>
+      <span>${ROLE_NAMES[b.role] || b.name}</span>
+      ${b.unreadThreads > 0 && html`<span class="count" aria-label="unread">${b.unreadThreads}</span>`}
+    </button></li>`;
+  return html`<nav class="sidebar" aria-label="Mailboxes">
+    <button class="compose" onClick=${compose}>Compose</button>
+    <ul>${system.map(item)}</ul>
+    ${labels.length > 0 && html`<h2>Labels</h2><ul>${labels.map(item)}</ul>`}
+  </nav>`;
+}
+
+function Row({ e, selected, labels, open }) {
+  const unread = !e.keywords.$seen;
+  return html`<li class=${`row${unread ? ' unread' : ''}${selected ? ' selected' : ''}`}
+      data-email=${e.id} data-thread=${e.threadId} onClick=${() => open(e)} aria-selected=${selected}>
+    <span class=${e.keywords.$flagged ? 'star on' : 'star'} aria-label=${e.keywords.$flagged ? 'starred' : 'not starred'}>★</span>
+    <span class="from">${sender(e)}${e.count > 1 ? html` <span class="n">${e.count}</span>` : ''}</span>
+    <span class="subject">${labels.map((l) => html`<span class="chip" key=${l}>${l}</span>`)}
+      <b>${e.subject || '(no subject)'}</b><span class="preview"> — ${e.preview}</span></span>
+    ${e.hasAttachment && html`<span class="clip" aria-label="has attachment">📎</span>`}
+    <time datetime=${e.receivedAt}>${shortDate(e.receivedAt)}</time>
+  </li>`;
+}
+
+function Message({ client, e, last }) {
+  const [open, setOpen] = useState(last || !e.keywords.$seen);
+  const [images, setImages] = useState(false);
+  const [blocked, setBlocked] = useState(0);
+  const hasHtml = (e.htmlBody || []).some((p) => p.type === 'text/html');
+  const src = `/web/message/${encodeURIComponent(e.id)}/html${images ? '?images=1' : ''}`;
+  useEffect(() => {
+    if (!open || !hasHtml || images) return;
+    fetch(src, { method: 'HEAD', credentials: 'same-origin' })
+      .then((r) => setBlocked(Number(r.headers.get('X-Mailyard-Remote-Images') || 0)));
+  }, [open, e.id]);
+  const text = (e.textBody || []).map((p) => e.bodyValues[p.partId]?.value || '').join('\n');
+  return html`<article class="message" data-email=${e.id}>
+    <header onClick=${() => setOpen(!open)}>
+      <b class="from">${sender(e)}</b> <span class="addr">${(e.from || [])[0]?.email || ''}</span>
+      <time datetime=${e.receivedAt}>${new Date(e.receivedAt).toLocaleString()}</time>
+      ${open && html`<div class="to">to ${addresses(e.to)}${e.cc ? `, cc ${addresses(e.cc)}` : ''}</div>`}
+    </header>
+    ${open && (hasHtml
+      ? html`${blocked > 0 && !images && html`<p class="images">Remote images are hidden.
+            <button class="link" onClick=${() => setImages(true)}>Show images</button></p>`}
+          <iframe class="body" title="Message" sandbox="allow-popups allow-popups-to-escape-sandbox"
+            referrerpolicy="no-referrer" src=${src}></iframe>`
+      : html`<${Linked} text=${text} />`)}
+    ${open && (e.attachments || []).length > 0 && html`<ul class="attachments">
+      ${e.attachments.map((a) => html`<li key=${a.blobId}>
+        <a href=${client.downloadUrl(a.blobId, a.name, a.type)} download=${a.name || 'attachment'}>
+          📎 ${a.name || 'attachment'}</a> <span class="size">${size(a.size)}</span></li>`)}
+    </ul>`}
+  </article>`;
+}
+
+function Composer({ client, identities, draft, close, mailboxes, notify }) {
+  const [to, setTo] = useState(draft.to || '');
+  const [cc, setCc] = useState(draft.cc || '');
+  const [subject, setSubject] = useState(draft.subject || '');
+  const [body, setBody] = useState(draft.body || '');
+  const [identity, setIdentity] = useState(identities[0]?.id || '');
+  const [files, setFiles] = useState([]);
+  const [busy, setBusy] = useState('');
+  const first = useRef(null);
+  useEffect(() => { first.current && first.current.focus(); }, []);
+  const attach = async (ev) => {
+    for (const file of ev.target.files) {
+      setBusy(`Uploading ${file.name}…`);
+      const up = await client.upload(file);
+      setFiles((fs) => [...fs, { blobId: up.blobId, type: up.type, size: up.size, name: file.name }]);
+    }
+    ev.target.value = '';
+    setBusy('');
+  };
+  const send = async (ev) => {
+    ev.preventDefault();
+    const id = identities.find((i) => i.id === identity);
+    const drafts = mailboxes.find((b) => b.role === 'drafts');
+    const sent = mailboxes.find((b) => b.role === 'sent');
+    const email = {
+      mailboxIds: { [drafts.id]: true }, keywords: { $draft: true, $seen: true },
+      from: [{ name: id.name || null, email: id.email }], to: parseAddresses(to), subject,
+      bodyValues: { b: { value: body } }, textBody: [{ partId: 'b', type: 'text/plain' }],
+    };
+    if (cc.trim()) email.cc = parseAddresses(cc);
+    if (draft.inReplyTo) { email.inReplyTo = draft.inReplyTo; email.references = draft.references; }
+    if (files.length) email.attachments = files.map((f) => ({ blobId: f.blobId, type: f.type, name: f.name, disposition: 'attachment' }));
+    setBusy('Sending…');
+    try {
+      const [[, set], [, sub]] = await client.call([
+        ['Email/set', { create: { draft: email } }],
+        ['EmailSubmission/set', {
+          create: { send: { emailId: '#draft', identityId: id.id } },
+          onSuccessUpdateEmail: { '#send': { [`mailboxIds/${drafts.id}`]: null, [`mailboxIds/${sent.id}`]: true, 'keywords/$draft': null } },
+        }],
+      ]);
+      const problem = (set.notCreated || {}).draft || (sub.notCreated || {}).send;
+      if (problem) { setBusy(`Not sent: ${problem.description || problem.type}`); return; }
+      notify('Message sent.');
+      close();
+    } catch (err) {
+      setBusy(`Not sent: ${err.message}`);
+    }
+  };
+  return html`<form class="composer" onSubmit=${send} aria-label="Compose">
+    <label>From<select value=${identity} onChange=${(e) => setIdentity(e.target.value)}>
+      ${identities.map((i) => html`<option value=${i.id}>${i.name ? `${i.name} <${i.email}>` : i.email}</option>`)}
+    </select></label>
+    <label>To<input name="to" ref=${first} value=${to} onInput=${(e) => setTo(e.target.value)} required /></label>
+    <label>Cc<input name="cc" value=${cc} onInput=${(e) => setCc(e.target.value)} /></label>
+    <label>Subject<input name="subject" value=${subject} onInput=${(e) => setSubject(e.target.value)} /></label>
+    <textarea name="body" rows="12" aria-label="Message" value=${body} onInput=${(e) => setBody(e.target.value)}></textarea>
+    <ul class="attachments">${files.map((f) => html`<li key=${f.blobId}>📎 ${f.name} <span class="size">${size(f.size)}</span></li>`)}</ul>
+    <div class="actions">
+      <button type="submit" disabled=${busy.endsWith('…')}>Send</button>
+      <label class="attach">Attach<input type="file" name="attachment" multiple onChange=${attach} /></label>
+      <button type="button" onClick=${close}>Discard</button>
+      <span class="status" role="status">${busy}</span>
+    </div>
+  </form>`;
+}
+
+const HELP = [['j / k', 'next / previous conversation'], ['o, Enter', 'open'], ['u, Esc', 'back to the list'],
+  ['e', 'archive'], ['#', 'delete'], ['s', 'star'], ['r', 'reply'], ['a', 'reply all'], ['f', 'forward'],
+  ['c', 'compose'], ['/', 'search'], ['?', 'this help']];
+
+function Mail({ client, username, logout }) {
+  const [mailboxes, setMailboxes] = useState([]);
+  const [identities, setIdentities] = useState([]);
+  const [view, setView] = useState({ mailboxId: null, search: '' });
+  const [position, setPosition] = useState(0);
+  const [list, setList] = useState({ emails: [], total: 0 });
+  const [cursor, setCursor] = useState(0);
+  const [thread, setThread] = useState(null);
+  const [draft, setDraft] = useState(null);
+  const [help, setHelp] = useState(false);
+  const [notice, setNotice] = useState('');
+  const searchBox = useRef(null);
+  const state = useRef({});
+  state.current = { mailboxes, view, position, list, cursor, thread, draft };
+
+  const role = (r) => mailboxes.find((b) => b.role === r);
+  const notify = (text) => { setNotice(text); setTimeout(() => setNotice(''), 4000); };
+
+  const loadMailboxes = useCallback(async () => {
+    const [[, boxes]] = await client.call([['Mailbox/get', { properties: ['id', 'name', 'role', 'parentId', 'unreadThreads', 'totalThreads', 'sortOrder'] }]]);
+    setMailboxes(boxes.list);
+    return boxes.list;
+  }, []);
+
+  const loadList = useCallback(async () => {
+    const { view: v, position: pos, mailboxes: boxes } = state.current;
+    if (!v.mailboxId && !v.search) return;
+    const filter = v.search ? gmailFilter(v.search, boxes) : { inMailbox: v.mailboxId };
+    const [[, query], [, got], [, threads]] = await client.call([
+      ['Email/query', { filter, sort: [{ property: 'receivedAt', isAscending: false }], collapseThreads: true, position: pos, limit: PAGE, calculateTotal: true }],
+      ['Email/get', { '#ids': { resultOf: 'c0', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }],
+      ['Thread/get', { '#ids': { resultOf: 'c1', name: 'Email/get', path: '/list/*/threadId' } }],
+    ]);
+    const counts = Object.fromEntries(threads.list.map((x) => [x.id, x.emailIds.length]));
+    got.list.forEach((e) => { e.count = counts[e.threadId] || 1; });
+    setList({ emails: got.list, total: query.total });
+  }, []);
+
+  const openThread = useCallback(async (e) => {
+    const [, [, emails]] = await client.call([
+      ['Thread/get', { ids: [e.threadId] }],
+      ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: READ_PROPS, fetchTextBodyValues: true }],
+    ]);
+    setThread({ threadId: e.threadId, emails: emails.list });
+    const unread = emails.list.filter((m) => !m.keywords.$seen);
+    if (unread.length) {
+      await client.call([['Email/set', { update: Object.fromEntries(unread.map((m) => [m.id, { 'keywords/$seen': true }])) }]]);
+    }
+  }, []);
+
+  const refresh = useCallback(async () => {
+    await loadMailboxes();
+    await loadList();
+    const t = state.current.thread;
+    if (t) {
+      const [, [, emails]] = await client.call([
+        ['Thread/get', { ids: [t.threadId] }],
+        ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: READ_PROPS, fetchTextBodyValues: true }],
+      ]);
+      if (emails.list.length) setThread({ threadId: t.threadId, emails: emails.list });
+    }
+  }, []);
+
+  useEffect(() => {
+    (async () => {
+      const boxes = await loadMailboxes();
+      const [[, ids]] = await client.call([['Identity/get', {}]]);
+      setIdentities(ids.list);
+      setView({ mailboxId: boxes.find((b) => b.role === 'inbox')?.id, search: '' });
+    })();
+    let timer = null;
+    const stop = client.listen(() => { clearTimeout(timer); timer = setTimeout(refresh, 100); });
+    return stop;
+  }, []);
+  useEffect(() => { loadList(); }, [view, position]);
+
+  const go = (v) => { setThread(null); setPosition(0); setCursor(0); setView({ search: '', ...v }); };
+  const current = () => thread ? list.emails.find((e) => e.threadId === thread.threadId) || thread.emails[thread.emails.length - 1] : list.emails[cursor];
+  const threadEmails = async (e) => {
+    if (thread && thread.threadId === e.threadId) return thread.emails;
+    const [, [, emails]] = await client.call([
+      ['Thread/get', { ids: [e.threadId] }],
+      ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: ['id', 'mailboxIds', 'keywords'] }],
+    ]);
+    return emails.list;
+  };
+  const update = async (patch, message, leave = false) => {
+    const e = current();
+    if (!e) return;
+    const emails = await threadEmails(e);
+    const updates = Object.fromEntries(emails.map((m) => [m.id, patch(m)]));
+    const [[, result]] = await client.call([['Email/set', { update: updates }]]);
+    if (result.notUpdated && Object.keys(result.notUpdated).length) {
+      notify(`Not done: ${Object.values(result.notUpdated)[0].description || Object.values(result.notUpdated)[0].type}`);
+    } else if (message) notify(message);
+    if (leave) setThread(null);
+    await refresh();
+  };
+  const actions = {
+    archive: () => update((m) => ({ [`mailboxIds/${role('inbox').id}`]: null, ...(role('archive') ? { [`mailboxIds/${role('archive').id}`]: true } : {}) }), 'Archived.', true),
+    trash: () => update(() => ({ mailboxIds: { [role('trash').id]: true } }), 'Moved to Trash.', true),
+    spam: () => update(() => ({ mailboxIds: { [role('junk').id]: true }, 'keywords/$junk': true, 'keywords/$notjunk': null }), 'Reported as spam.', true),
+    notSpam: () => update(() => ({ mailboxIds: { [role('inbox').id]: true }, 'keywords/$notjunk': true, 'keywords/$junk': null }), 'Moved to Inbox.', true),
+    read: () => update(() => ({ 'keywords/$seen': true }), 'Marked as read.'),
+    unread: () => update(() => ({ 'keywords/$seen': null }), 'Marked as unread.', true),
+    star: async () => {
+      const e = current();
+      if (!e) return;
+      const emails = await threadEmails(e);
+      const on = emails.some((m) => m.keywords.$flagged);
+      const lastId = emails[emails.length - 1].id;
+      await update((m) => ({ 'keywords/$flagged': on ? null : (m.id === lastId || null) }), on ? 'Unstarred.' : 'Starred.');
+    },
+    label: (box) => update(() => ({ [`mailboxIds/${box.id}`]: true }), `Labelled ${box.name}.`),
+    move: (box) => update(() => ({ mailboxIds: { [box.id]: true } }), `Moved to ${box.name}.`, true),
+  };
+
+  const reply = (all, forward) => {
+    const t = thread;
+    if (!t) return;
+    const last = t.emails[t.emails.length - 1];
+    const text = (last.textBody || []).map((p) => last.bodyValues[p.partId]?.value || '').join('\n');
+    const quoted = text.split('\n').map((l) => `> ${l}`).join('\n');
+    const me = identities.map((i) => i.email.toLowerCase());
+    const subject = last.subject || '';
+    if (forward) {
+      setDraft({ subject: /^fwd?:/i.test(subject) ? subject : `Fwd: ${subject}`,
+        body: `\n\n---------- Forwarded message ----------\nFrom: ${addresses(last.from)}\nSubject: ${subject}\n\n${text}` });
+      return;
+    }
+    const to = addresses(last.replyTo || last.from);
+    const cc = all ? addresses([...(last.to || []), ...(last.cc || [])].filter((a) => !me.includes(a.email.toLowerCase()))) : '';
+    setDraft({ to, cc, subject: /^re:/i.test(subject) ? subject : `Re: ${subject}`,
+      body: `\n\nOn ${new Date(last.receivedAt).toLocaleString()}, ${sender(last)} wrote:\n${quoted}`,
+      inReplyTo: last.messageId, references: [...(last.references || []), ...(last.messageId || [])] });
+  };
+
+  useEffect(() => {
+    const onKey = (ev) => {
+      const tag = ev.target.tagName;
+      if (tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || ev.ctrlKey || ev.metaKey || ev.altKey) {
+        if (ev.key === 'Escape') ev.target.blur();
+        return;
+      }
+      const s = state.current;
+      const n = s.list.emails.length;
+      const keys = {
+        j: () => setCursor((c) => Math.min(c + 1, n - 1)),
+        k: () => setCursor((c) => Math.max(c - 1, 0)),
+        o: () => s.list.emails[s.cursor] && openThread(s.list.emails[s.cursor]),
+        Enter: () => s.list.emails[s.cursor] && openThread(s.list.emails[s.cursor]),
+        u: () => setThread(null), Escape: () => { setThread(null); setHelp(false); },
+        e: actions.archive, '#': actions.trash, s: actions.star,
+        r: () => reply(false), a: () => reply(true), f: () => reply(false, true),
+        c: () => setDraft({}), '/': () => searchBox.current && searchBox.current.focus(),
+        '?': () => setHelp((x) => !x),
+      };
+      if (s.draft || !keys[ev.key]) return;
+      ev.preventDefault();
+      keys[ev.key]();
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  });
+
+  const byId = Object.fromEntries(mailboxes.map((b) => [b.id, b]));
+  const labelsOf = (e) => Object.keys(e.mailboxIds).map((id) => byId[id])
+    .filter((b) => b && b.id !== view.mailboxId && b.role !== 'inbox' && b.role !== 'all' && b.role !== 'sent' && b.role !== 'drafts')
+    .map((b) => ROLE_NAMES[b.role] || b.name);
+  const userLabels = mailboxes.filter((b) => !SYSTEM.includes(b.role) && b.role !== 'all');
+  const moveTargets = mailboxes.filter((b) => b.role !== 'all' && b.role !== 'drafts');
+  const inJunk = view.mailboxId && byId[view.mailboxId]?.role === 'junk';
+  const search = (ev) => { ev.preventDefault(); const q = new FormData(ev.target).get('q').trim(); if (q) go({ mailboxId: null, search: q }); };
+
+  return html`<div class="mail">
+    <header class="top">
+      <b class="brand">Mailyard</b>
+      <form class="search" role="search" onSubmit=${search}>
+        <input name="q" ref=${searchBox} type="search" placeholder="Search mail (from: subject: is:unread has:attachment in: …)" aria-label="Search mail" />
+      </form>
+      <span class="me">${username}</span>
+      <button class="logout" onClick=${logout}>Log out</button>
+    </header>
+    <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => setDraft({})} />
+    <main>
+      <div class="toolbar" role="toolbar" aria-label="Actions">
+        ${thread && html`<button onClick=${() => setThread(null)} title="Back (u)">←</button>`}
+        <button data-action="archive" onClick=${actions.archive} title="Archive (e)">Archive</button>
+        <button data-action="delete" onClick=${actions.trash} title="Delete (#)">Delete</button>
+        ${inJunk ? html`<button data-action="notspam" onClick=${actions.notSpam}>Not spam</button>`
+          : html`<button data-action="spam" onClick=${actions.spam}>Spam</button>`}
+        <button data-action="read" onClick=${actions.read}>Mark read</button>
+        <button data-action="unread" onClick=${actions.unread}>Mark unread</button>
+        <button data-action="star" onClick=${actions.star} title="Star (s)">Star</button>
+        <select data-action="label" aria-label="Label" value="" onChange=${(ev) => { const b = byId[ev.target.value]; ev.target.value = ''; if (b) actions.label(b); }}>
+          <option value="">Label…</option>
+          ${userLabels.map((b) => html`<option value=${b.id}>${b.name}</option>`)}
+        </select>
+        <select data-action="move" aria-label="Move to" value="" onChange=${(ev) => { const b = byId[ev.target.value]; ev.target.value = ''; if (b) actions.move(b); }}>
+          <option value="">Move to…</option>
+          ${moveTargets.map((b) => html`<option value=${b.id}>${ROLE_NAMES[b.role] || b.name}</option>`)}
+        </select>
+        ${!thread && html`<span class="paging">
+          ${list.total ? `${position + 1}–${position + list.emails.length} of ${list.total}` : ''}
+          <button aria-label="Newer" disabled=${position === 0} onClick=${() => setPosition(Math.max(0, position - PAGE))}>‹</button>
+          <button aria-label="Older" disabled=${position + PAGE >= list.total} onClick=${() => setPosition(position + PAGE)}>›</button>
+        </span>`}
+      </div>
+      ${thread
+        ? html`<section class="thread" aria-label="Conversation">
+            <h1>${thread.emails[0]?.subject || '(no subject)'}</h1>
+            ${thread.emails.map((e, i) => html`<${Message} key=${e.id} client=${client} e=${e} last=${i === thread.emails.length - 1} />`)}
+            <div class="replies">
+              <button data-action="reply" onClick=${() => reply(false)}>Reply</button>
+              <button data-action="replyall" onClick=${() => reply(true)}>Reply all</button>
+              <button data-action="forward" onClick=${() => reply(false, true)}>Forward</button>
+            </div>
+          </section>`
+        : html`<ul class="list" aria-label="Conversations">
+            ${list.emails.length === 0 && html`<li class="empty">No conversations.</li>`}
+            ${list.emails.map((e, i) => html`<${Row} key=${e.id} e=${e} selected=${i === cursor} labels=${labelsOf(e)} open=${(x) => { setCursor(i); openThread(x); }} />`)}
+          </ul>`}
+    </main>
+    ${draft && html`<${Composer} client=${client} identities=${identities} draft=${draft} mailboxes=${mailboxes}
+        notify=${notify} close=${() => { setDraft(null); refresh(); }} />`}
+    ${help && html`<div class="help" role="dialog" aria-label="Keyboard shortcuts">
+        <h2>Keyboard shortcuts</h2><dl>${HELP.map(([k, d]) => html`<dt>${k}</dt><dd>${d}</dd>`)}</dl>
+        <button onClick=${() => setHelp(false)}>Close</button></div>`}
+    ${notice && html`<div class="notice" role="status">${notice}</div>`}
+  </div>`;
+}
+
+function App() {
+  const [who, setWho] = useState(undefined);
+  const [client, setClient] = useState(null);
+  const check = async () => {
+    const r = await fetch('/web/session', { credentials: 'same-origin' });
+    const body = await r.json();
+    if (body.username) {
+      try {
+        setClient(await Client.open());
+      } catch (err) {
+        if (!(err instanceof SessionEnded)) throw err;
+        setWho(null);
+        return;
+      }
+    }
+    setWho(body.username);
+  };
+  useEffect(() => {
+    check();
+    const ended = (ev) => { if (ev.reason instanceof SessionEnded) { setClient(null); setWho(null); } };
+    window.addEventListener('unhandledrejection', ended);
+    return () => window.removeEventListener('unhandledrejection', ended);
+  }, []);
+  const logout = async () => {
+    await fetch('/logout', { method: 'POST', credentials: 'same-origin', headers: CSRF });
+    setClient(null);
+    setWho(null);
+  };
+  if (who === undefined) return html`<p class="loading">Loading…</p>`;
+  if (!who || !client) return html`<${Login} onLogin=${check} />`;
+  return html`<${Mail} client=${client} username=${who} logout=${logout} />`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

@@ -1,0 +1,111 @@
+// The webmail's only way to the server: JMAP (RFC 8620, 8621) over the session cookie.
+// Every state-changing request carries the CSRF header; the server refuses the cookie without it.
+
+export const CSRF = { 'X-Mailyard-CSRF': '1' };
+const USING = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
+  'urn:ietf:params:jmap:submission', 'urn:ietf:params:jmap:vacationresponse'];
+
+export class SessionEnded extends Error {}
+
+export class Client {
+  constructor(session) {
+    this.session = session;
+    this.accountId = session.primaryAccounts['urn:ietf:params:jmap:mail'];
+  }
+
+  static async open() {
+    const r = await fetch('/jmap/session', { credentials: 'same-origin' });
+    if (r.status === 401) throw new SessionEnded();
+    if (!r.ok) throw new Error(`session: ${r.status}`);
+    return new Client(await r.json());
+  }
+
+  // Calls: [[name, args], ...]; answers: a list of [name, args] in the same order.
+  async call(calls) {
+    const methodCalls = calls.map(([name, args], i) => [name, { accountId: this.accountId, ...args }, `c${i}`]);
+    const r = await fetch('/jmap/api', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', ...CSRF },
+      body: JSON.stringify({ using: USING, methodCalls }),
+    });
+    if (r.status === 401) throw new SessionEnded();
+    if (!r.ok) throw new Error(`JMAP request failed: ${r.status}`);
+    const body = await r.json();
+    for (const [name, args] of body.methodResponses) {
+      if (name === 'error') throw new Error(`JMAP error: ${args.type} ${args.description || ''}`);
+    }
+    return body.methodResponses.map(([name, args]) => [name, args]);
+  }
+
+  async upload(file) {
+    const url = this.session.uploadUrl.replace('{accountId}', encodeURIComponent(this.accountId));
+    const r = await fetch(url, {
+      method: 'POST', credentials: 'same-origin', body: file,
+      headers: { 'Content-Type': file.type || 'application/octet-stream', ...CSRF },
+    });
+    if (r.status === 401) throw new SessionEnded();
+    if (!r.ok) throw new Error(`upload failed: ${r.status}`);
+    return r.json();
+  }
+
+  downloadUrl(blobId, name, type) {
+    return this.session.downloadUrl
+      .replace('{accountId}', encodeURIComponent(this.accountId))
+      .replace('{blobId}', encodeURIComponent(blobId))
+      .replace('{name}', encodeURIComponent(name || 'attachment'))
+      .replace('{type}', encodeURIComponent(type || 'application/octet-stream'));
+  }
+
+  // Push: calls `onChange` whenever the account's state moves (EventSource, RFC 8620 §7.3).
+  listen(onChange) {
+    const source = new EventSource('/jmap/eventsource?types=*&closeafter=no&ping=60');
+    source.addEventListener('state', () => onChange());
+    return () => source.close();
+  }
+}
+
+// Gmail's query language, as far as a JMAP filter can say it; anything else is searched as text.
+export function gmailFilter(query, mailboxes) {
+  const conditions = [];
+  const words = [];
+  const re = /(-?)(\w+):("[^"]*"|\S+)|(-?)("[^"]*"|\S+)/g;
+  let m;
+  const byName = (name) => mailboxes.find((b) => b.name.toLowerCase() === name.toLowerCase()
+    || (b.role && b.role === name.toLowerCase()) || (name === 'spam' && b.role === 'junk'));
+  while ((m = re.exec(query)) !== null) {
+    if (m[2] === undefined) {
+      const word = m[5].replace(/^"|"$/g, '');
+      conditions.push(m[4] ? { operator: 'NOT', conditions: [{ text: word }] } : null);
+      if (!m[4]) words.push(m[5]);
+      continue;
+    }
+    const [neg, op, raw] = [m[1], m[2].toLowerCase(), m[3].replace(/^"|"$/g, '')];
+    let c = null;
+    if (['from', 'to', 'cc', 'bcc', 'subject', 'body'].includes(op)) c = { [op]: raw };
+    else if (op === 'is' && raw === 'unread') c = { notKeyword: '$seen' };
+    else if (op === 'is' && raw === 'read') c = { hasKeyword: '$seen' };
+    else if (op === 'is' && raw === 'starred') c = { hasKeyword: '$flagged' };
+    else if (op === 'has' && raw === 'attachment') c = { hasAttachment: true };
+    else if (op === 'in' || op === 'label') {
+      const box = byName(raw);
+      c = box ? { inMailbox: box.id } : { text: raw };
+    } else if (op === 'before' || op === 'after') {
+      const d = new Date(raw.replace(/\//g, '-'));
+      if (!isNaN(d)) c = { [op]: d.toISOString().replace(/\.\d+Z$/, 'Z') };
+    } else if (op === 'larger' || op === 'smaller') {
+      const n = parseSize(raw);
+      if (n !== null) c = op === 'larger' ? { minSize: n + 1 } : { maxSize: n };
+    }
+    if (c === null) { words.push(m[0]); continue; }
+    conditions.push(neg ? { operator: 'NOT', conditions: [c] } : c);
+  }
+  const all = conditions.filter(Boolean);
+  if (words.length) all.push({ text: words.join(' ') });
+  return all.length === 1 ? all[0] : { operator: 'AND', conditions: all };
+}
+
+function parseSize(text) {
+  const m = /^(\d+)([kKmM]?)$/.exec(text);
+  if (!m) return null;
+  return Number(m[1]) * ({ k: 1024, m: 1024 * 1024 }[m[2].toLowerCase()] || 1);
+}
