@@ -12,6 +12,7 @@ open several adapter objects: a second object on the same backing store is how t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -138,7 +139,35 @@ def _open_queue(name: str, tmp_path: Path) -> Engine:
 
         path = tmp_path / "queue.db"
         return Engine(name, lambda: SqliteQueue(path, poll_interval=0.05))
+    if name == "nats":
+        # JetStream on the machine's NATS; streams of this test's own (a prefix), removed after.
+        from mailyard.store.nats.connection import NatsConnection
+        from mailyard.store.nats.queue import NatsQueue
+
+        prefix = nats_prefix()
+        holders = itertools.count()
+
+        def open_nats() -> NatsQueue:
+            return NatsQueue(NatsConnection([nats_url()]), prefix=prefix, poll_interval=0.05,
+                             holder=f"node-{next(holders)}")
+
+        return DatabaseEngine(name, open_nats, lambda: drop_nats_streams(prefix))
     raise ValueError(f"unknown Queue adapter {name}")
+
+
+async def drop_nats_streams(prefix: str) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    from mailyard.store.nats.connection import stream_name
+
+    nc = await nats.connect(nats_url())
+    try:
+        for role in ("queue", "dead"):
+            with contextlib.suppress(NotFoundError):
+                await nc.jsm().delete_stream(stream_name(prefix, role))
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(params=QUEUES)

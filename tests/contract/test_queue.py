@@ -404,3 +404,59 @@ async def test_cancel_a_waiting_item_but_not_one_being_worked_on(queue: Any) -> 
     assert [p.id for p in await queue.pending()] == [busy]
     with pytest.raises(NotFound):
         await queue.cancel(held)
+
+
+# --------------------------------------------------------------------------- NATS JetStream
+
+_KILLED_WORKER = """
+import asyncio, os, signal, sys
+from mailyard.store.nats.connection import NatsConnection
+from mailyard.store.nats.queue import NatsQueue
+
+async def main(url, prefix, how):
+    queue = NatsQueue(NatsConnection([url]), prefix=prefix, holder="doomed",
+                      delivery_ack_wait=2.0)
+    if how == "holding":   # leased the item, then dies before ack
+        items = await queue.lease(["inbound"], 10, 2.0)
+    else:                  # JetStream delivered the item's state; dies before leasing it
+        items = await queue._pull(queue.items_stream, await queue._consumer("inbound"), 10)
+    print(len(items), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("how", ["holding", "mid-lease"])
+async def test_nats_item_of_a_sigkilled_worker_is_delivered_again(how: str) -> None:
+    """A worker process SIGKILLed with an item (leased, or delivered by JetStream and not yet
+    answered) loses nothing: another worker gets it once the lease, or JetStream's ack wait,
+    runs out, exactly once."""
+    import sys
+
+    from mailyard.store.nats.connection import NatsConnection
+    from mailyard.store.nats.queue import NatsQueue
+    from tests.contract.conftest import drop_nats_streams, nats_prefix, nats_url
+
+    prefix = nats_prefix()
+    queue = NatsQueue(NatsConnection([nats_url()]), prefix=prefix, holder="survivor",
+                      delivery_ack_wait=2.0, poll_interval=0.05)
+    try:
+        item_id = await queue.enqueue(KIND, {"precious": True})
+        before = time.time()
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _KILLED_WORKER, nats_url(), prefix, how,
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(worker.communicate(), 60)
+        assert worker.returncode == -9 and out.strip() == b"1", (worker.returncode, out)
+        assert await queue.lease([KIND], 10, LONG) == []  # not before the lease runs out
+        item = await lease_when_due(queue, before + SHORT)
+        assert (item.id, item.payload) == (item_id, {"precious": True})
+        assert item.attempts == (2 if how == "holding" else 1)
+        assert await queue.ack(item) is True
+        await asyncio.sleep(2.5)  # past another ack wait: nothing comes back
+        assert await queue.lease([KIND], 10, LONG) == []
+        assert (await queue.stats()).ready == 0
+    finally:
+        await queue.aclose()
+        await drop_nats_streams(prefix)

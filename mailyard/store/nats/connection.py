@@ -55,6 +55,8 @@ class NatsConnection:
 
     async def _connect(self) -> Client:
         async def disconnected() -> None:
+            if self._client is None or self._client.is_closed or self._client.is_draining:
+                return  # our own close
             log.warning("NATS: disconnected from %s; reconnecting", self.servers)
 
         async def reconnected() -> None:
