@@ -42,13 +42,14 @@ if TYPE_CHECKING:
     from mailyard.services.delivery import DeliveryService
     from mailyard.services.mailbox import MailboxService
     from mailyard.services.objects import ObjectService
+    from mailyard.services.routing import RoutingService
     from mailyard.services.search import SearchService
     from mailyard.services.submission import SubmissionService
     from mailyard.services.tokens import TokenService
     from mailyard.services.vacation import VacationResponder
     from mailyard.store.fs.blobstore import FsBlobStore
     from mailyard.store.local.eventbus import LocalEventBus
-    from mailyard.store.ports import Account, Counters
+    from mailyard.store.ports import Account, Counters, RoutingStore
     from mailyard.store.postgres.mailstore import PostgresMailStore
     from mailyard.store.postgres.search import PostgresSearchIndex
     from mailyard.store.postgres.sharded import ShardedMailStore
@@ -68,7 +69,8 @@ class Runtime:
     checks), `Runtime.open(config)` for the server and its workers, which build every part at
     once so that a store that cannot open stops start-up."""
 
-    PARTS = ("store", "blobs", "queue", "index", "bus", "accounts", "spam_model", "pipeline",
+    PARTS = ("store", "blobs", "queue", "index", "bus", "accounts", "routing", "spam_model",
+             "pipeline",
              "mailbox", "submission", "delivery", "search", "resolver", "blob_access",
              "vacation", "tokens", "placement", "spam_trainer", "changes", "objects")
     """Every part, in the order `open` builds them (the order the server always used)."""
@@ -148,7 +150,25 @@ class Runtime:
                                recipient_account=self._recipient_account)
 
     async def _recipient_account(self, address: str) -> Account:
-        return await self.accounts.recipient_account(address)
+        return await self.routing.recipient_account(address)
+
+    @cached_property
+    def routing_store(self) -> RoutingStore:
+        return open_routing_store(self.config)
+
+    @cached_property
+    def routing(self) -> RoutingService:
+        """The routing rules; once built, they decide AccountService.check_recipient (RCPT
+        at the MX, submission's recipients)."""
+        from mailyard.core.routing import SRS
+        from mailyard.services.routing import RoutingService
+
+        r = self.config.routing
+        srs = SRS(srs_secret(self.config), r.srs_domain or self.config.hostname)
+        routing = RoutingService(self.accounts, self.routing_store,
+                                 delimiter=r.recipient_delimiter, srs=srs)
+        self.accounts.router = routing
+        return routing
 
     @cached_property
     def placement(self) -> SpamPlacement:
@@ -180,18 +200,22 @@ class Runtime:
 
         config = self.config
         sub = config.submission
-        return SubmissionService(self.accounts, self.mailbox, self.blobs, self.queue,
+        submission = SubmissionService(self.accounts, self.mailbox, self.blobs, self.queue,
                                  SubmissionPolicy(
                                      hostname=config.hostname,
                                      messages_per_hour=sub.messages_per_hour,
                                      recipients_per_message=sub.recipients_per_message,
                                      undo_seconds=sub.undo_seconds))
+        submission.routing = self.routing
+        return submission
 
     @cached_property
     def delivery(self) -> DeliveryService:
         from mailyard.services.delivery import DeliveryService
 
-        return DeliveryService(self.blobs, self.queue)
+        return DeliveryService(self.blobs, self.queue, self.routing,
+                               hostname=self.config.hostname,
+                               max_received=self.config.routing.max_received)
 
     @cached_property
     def search(self) -> SearchService:
@@ -286,7 +310,7 @@ class Runtime:
         built = self.__dict__
         if "bus" in built:
             self.bus.close()
-        for name in ("queue", "index", "store", "blobs", "spam_model"):
+        for name in ("queue", "index", "store", "blobs", "spam_model", "routing_store"):
             if name in built:
                 built[name].close()
 
@@ -321,6 +345,41 @@ def open_counters(config: Config) -> Counters:
         raise ConfigError(f"[store] counters: expected \"redis://host:port/db\" or \"\","
                           f" got {url!r}")
     return SqliteCounters(config.data_dir / "counters.db")
+
+
+def open_routing_store(config: Config) -> RoutingStore:
+    """The routing rules beside the MailStore: routing.db in data_dir, or the (first, the
+    directory's) PostgreSQL database of `[store] metadata`."""
+    dsn = config.store.shards[0] if config.store.shards else config.store.metadata
+    if dsn:
+        from mailyard.store.postgres.routing import PostgresRoutingStore
+
+        return PostgresRoutingStore(dsn)
+    from mailyard.store.sqlite.routing import SqliteRoutingStore
+
+    return SqliteRoutingStore(config.data_dir / "routing.db")
+
+
+def srs_secret(config: Config) -> bytes:
+    """`[routing] srs_secret`, else the key in data_dir/srs.secret, made on first use."""
+    if config.routing.srs_secret:
+        return config.routing.srs_secret.encode()
+    import secrets
+
+    path = config.data_dir / "srs.secret"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(32).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as f:
+            f.write(key + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return key
 
 
 def open_mailstore(config: Config) -> SqliteMailStore | PostgresMailStore | ShardedMailStore:

@@ -74,6 +74,10 @@ async def cmd_domain(rt: Runtime, args: argparse.Namespace) -> None:
 
     if args.action == "dkim":
         await _dkim(rt, args)
+    elif args.action in ("alias", "catchall"):
+        from mailyard.cli_routing import cmd_domain_routing
+
+        await cmd_domain_routing(rt, args)
     elif args.action == "add":
         name = domain_name(args.name)
         await rt.store.add_domain(name)
@@ -392,6 +396,8 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
     line), the other commands get their name and help line but neither their options nor
     their actions: each parser costs argparse a few gettext look-ups for its translations,
     and building all of them was a tenth of `mailyard search`'s start-up."""
+    from mailyard.cli_routing import add_alias_parser, add_domain_actions
+
     common = _Parser(add_help=False)
     _global_options(common, top=False)
     parser = _Parser(prog="mailyard", description=__doc__,
@@ -430,9 +436,10 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
         command(cs, "sample", "print every key with its default and what it does (the"
                 " repository's mailyard.example.toml)")
 
-    p = command(sub, "domain", "local domains and their DKIM keys")
+    p = command(sub, "domain", "local domains, their DKIM keys, alias domains and catch-alls")
     if wanted("domain"):
         ds = actions(p)
+        add_domain_actions(ds, command, actions)
         command(ds, "add", "make a domain local: mail to it is delivered here").add_argument(
             "name", help="e.g. example.org (an internationalised name is stored as xn--...)")
         command(ds, "remove", "stop accepting mail for a domain").add_argument(
@@ -453,6 +460,7 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
                                     " (default: rsa)")
                 r.add_argument("--selector", help="default: a dated selector like my202611")
 
+    add_alias_parser(sub, command, actions, wanted("alias"))
     p = command(sub, "user", "accounts: add, list, remove, passwd, quota")
     if wanted("user"):
         us = actions(p)
@@ -564,6 +572,12 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
     return parser
 
 
+async def cmd_alias(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.cli_routing import cmd_alias as run
+
+    await run(rt, args)
+
+
 async def cmd_account(rt: Runtime, args: argparse.Namespace) -> None:
     """Only a sharded PostgreSQL MailStore has shards; any other store refuses."""
     from mailyard.store.postgres.move import move_account
@@ -638,7 +652,7 @@ COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = 
     "fsck": cmd_fsck, "gc": cmd_gc,
     "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
     "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex, "token": cmd_token,
-    "account": cmd_account,
+    "account": cmd_account, "alias": cmd_alias,
 }
 
 

@@ -15,7 +15,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -49,6 +49,14 @@ class RecipientStatus(enum.Enum):
     a temporary refusal (the address must exist, RFC 5321 §4.5.1; the admin must say where)."""
 
 
+class Router(Protocol):
+    """The routing rules (services/routing.py RoutingService), when the composition root
+    gives them: aliases, plus-addressing, domain aliases and catch-alls decide which
+    recipients are accepted, at RCPT time, for every protocol that asks `check_recipient`."""
+
+    async def check(self, address: str, size: int = 0) -> RecipientStatus: ...
+
+
 class LoginRefused(Exception):
     """A login refused before its password was looked at (LoginGuard): the client's network or
     the account is blocked after too many failures. Protocols answer it as a temporary
@@ -71,6 +79,9 @@ class AccountService:
         self.default_quota = default_quota
         self.guard = guard
         """Failed-login limits shared by every protocol; None: no limits (the CLI)."""
+        self.router: Router | None = None
+        """The routing rules, when set: they decide `check_recipient` (accounts alone
+        otherwise)."""
 
     # ------------------------------------------------------------------ domains
 
@@ -165,6 +176,8 @@ class AccountService:
             return await self.store.get_account(target)
 
     async def check_recipient(self, address: str, size: int = 0) -> RecipientStatus:
+        if self.router is not None:
+            return await self.router.check(address, size)
         address = normalize(address)
         if not await self.is_local_domain(domain_of(address)):
             return RecipientStatus.NOT_LOCAL

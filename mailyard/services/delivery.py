@@ -11,10 +11,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailyard import metrics
 from mailyard.core.workitems import INBOUND, InboundItem, Verdict
 from mailyard.store.ports import BlobStore, Queue, QueueStats
+
+if TYPE_CHECKING:
+    from mailyard.services.routing import RoutingService
 
 log = logging.getLogger("mailyard.delivery")
 
@@ -41,9 +45,15 @@ class QueueState:
 
 
 class DeliveryService:
-    def __init__(self, blobs: BlobStore, queue: Queue) -> None:
+    def __init__(self, blobs: BlobStore, queue: Queue, routing: RoutingService | None = None,
+                 *, hostname: str = "localhost", max_received: int = 30) -> None:
         self.blobs = blobs
         self.queue = queue
+        self.routing = routing
+        """The routing rules: with them, `accept` queues a copy per account and forwards
+        to remote targets (services/routing_delivery.py); without, one item as given."""
+        self.hostname = hostname
+        self.max_received = max_received
 
     async def queue_state(self) -> QueueState:
         stats = await self.queue.stats()
@@ -60,6 +70,13 @@ class DeliveryService:
         duplicate detection compares. `verdict` is the inbound checks' (`Verdict.record`):
         the pipeline reads it to place the message (Junk, quarantine).
         """
+        if self.routing is not None:
+            from mailyard.services.routing_delivery import accept_routed
+
+            return await accept_routed(
+                self, self.routing, queue_id=queue_id, mail_from=mail_from,
+                recipients=recipients, raw=raw, trace_length=trace_length,
+                received_at=received_at, peer=peer, helo=helo, verdict=verdict)
         spool = spool_id(queue_id)
         await self.blobs.put(spool, raw)
         item = InboundItem(spool=spool, mail_from=mail_from, recipients=tuple(recipients),

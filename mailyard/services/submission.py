@@ -28,6 +28,7 @@ from mailyard.core.workitems import INBOUND, OUTBOUND, InboundItem, OutboundItem
 from mailyard.services.accounts import AccountService, RecipientStatus
 from mailyard.services.delivery import spool_id
 from mailyard.services.mailbox import MailboxService
+from mailyard.services.routing import RoutingService
 from mailyard.store.ports import (
     Account,
     BlobStore,
@@ -166,6 +167,9 @@ class SubmissionService:
         self.queue = queue
         self.policy = policy
         self.rate = WindowLimiter(policy.messages_per_hour, 3600.0)
+        self.routing: RoutingService | None = None
+        """The routing rules (set by the composition root): local recipients are expanded
+        to accounts, alias forwards join the remote ones."""
 
     def senders(self, account: Account) -> set[str]:
         """Addresses the account may send as (its own; aliases when the store has them)."""
@@ -229,7 +233,12 @@ class SubmissionService:
         delay = max(0.0, (send_at or 0.0) - now, float(self.policy.undo_seconds))
         local: list[str] = []
         remote: dict[str, list[str]] = {}
-        for rcpt in dict.fromkeys(recipients):
+        if self.routing is not None:  # aliases expanded: each account once, forwards out
+            plan = await self.routing.plan(recipients)
+            local = [t.recipient for t in plan.local]
+            for target in plan.remote:
+                remote.setdefault(domain_of(target.address), []).append(target.address)
+        for rcpt in dict.fromkeys(recipients) if self.routing is None else ():
             status = await self.accounts.check_recipient(rcpt)
             if status is RecipientStatus.NOT_LOCAL:
                 remote.setdefault(domain_of(normalize(rcpt)), []).append(rcpt)

@@ -1,0 +1,156 @@
+"""The durable hand-off of an accepted message when routing rules apply (DeliveryService.accept
+with a RoutingService): the envelope's recipients are expanded once, here, before anything is
+queued, so the pipeline only ever sees accounts.
+
+- Each account gets one copy, whichever recipients led to it (alice@ and an alias of alice@ in
+  one envelope: one copy). Accounts reached by their own address share one queue item with
+  the message as it came, exactly as before routing existed; an account reached another way
+  (alice+news@, an alias, a domain alias, the catch-all, a role address) gets an item of its
+  own whose copy starts with `Delivered-To: <the address the sender used>` (RFC 9228), which
+  `deliveredto:` searches and Sieve's envelope and subaddress tests read.
+- Remote targets of aliases (forwarding) get one outbound item per domain, with the envelope
+  sender rewritten by SRS (core/routing.py) so the receiver's SPF check passes, and a
+  Delivered-To naming the local address that forwarded it.
+- Loops are stopped: a message with more than `max_received` Received fields, or one that
+  already carries our Delivered-To for the address that would forward it again, is not
+  forwarded; the sender gets a DSN (RFC 3464, status 5.4.6) instead, as they do for a
+  recipient whose rule was removed between RCPT and now (5.1.1).
+
+All items of one message are enqueued together (Queue.enqueue_many): a crash leaves all of
+them or none, and the client saw no 250 in the second case.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from mailyard import metrics
+from mailyard.core import dsn
+from mailyard.core.addresses import domain_of, normalize
+from mailyard.core.routing import trace_counts
+from mailyard.core.workitems import INBOUND, OUTBOUND, Action, InboundItem, OutboundItem, Verdict
+from mailyard.store.ports import NewItem
+
+if TYPE_CHECKING:
+    from mailyard.services.delivery import Accepted, DeliveryService
+    from mailyard.services.routing import RemoteTarget, RoutingService
+
+log = logging.getLogger("mailyard.delivery")
+
+
+def delivered_to(address: str) -> bytes:
+    """A Delivered-To field (RFC 9228) for `address`, safe in a header."""
+    clean = "".join(ch for ch in address if ch >= " " and ch != "\x7f")[:320]
+    return f"Delivered-To: {clean}\r\n".encode("utf-8", "surrogateescape")
+
+
+async def accept_routed(service: DeliveryService, routing: RoutingService, *, queue_id: str,
+                        mail_from: str, recipients: Sequence[str], raw: bytes,
+                        trace_length: int, received_at: int, peer: str, helo: str,
+                        verdict: Verdict | None) -> Accepted:
+    from mailyard.services.delivery import Accepted, spool_id
+
+    plan = await routing.plan(recipients)
+    received, _ = trace_counts(raw)
+    failed: list[dsn.RecipientStatus] = [
+        dsn.RecipientStatus(r, "failed", "5.1.1", diagnostic="smtp; 550 5.1.1 No such user"
+                            " here (the address was removed after the message was accepted)")
+        for r in plan.unknown]
+    if received > service.max_received:
+        log.warning("%s: %d Received fields: a mail loop; not delivered", queue_id, received)
+        failed += [dsn.RecipientStatus(
+            t.delivered_to or t.recipient, "failed", "5.4.6",
+            diagnostic=f"smtp; 554 5.4.6 Mail loop: {received} Received fields")
+            for t in plan.local]
+        failed += [dsn.RecipientStatus(
+            t.via or t.address, "failed", "5.4.6",
+            diagnostic=f"smtp; 554 5.4.6 Mail loop: {received} Received fields")
+            for t in plan.remote]
+        plan.local, plan.remote = [], []
+    remote: list[RemoteTarget] = []
+    for fwd in plan.remote:
+        if fwd.via and trace_counts(raw, fwd.via)[1]:
+            log.warning("%s: forwarding loop at %s (Delivered-To present)", queue_id, fwd.via)
+            failed.append(dsn.RecipientStatus(
+                fwd.via, "failed", "5.4.6",
+                diagnostic=f"smtp; 554 5.4.6 Mail forwarding loop for {fwd.via}"))
+        else:
+            remote.append(fwd)
+    if remote and verdict is not None and verdict.action >= Action.QUARANTINE:
+        log.warning("%s: not forwarded to %d remote address(es): %s", queue_id, len(remote),
+                    verdict.reason)
+        remote = []
+
+    items: list[tuple[NewItem, bytes]] = []
+
+    def next_id() -> str:
+        return queue_id if not items else f"{queue_id}.{len(items) + 1}"
+
+    direct = [t.recipient for t in plan.local
+              if t.delivered_to == normalize(t.account.address)]
+    if direct:
+        item_id = next_id()
+        item = InboundItem(spool=spool_id(item_id), mail_from=mail_from,
+                           recipients=tuple(direct), trace_length=trace_length,
+                           received_at=received_at, peer=peer, helo=helo, verdict=verdict)
+        items.append((NewItem(INBOUND, item.to_json(), item_id=item_id), raw))
+    for target in plan.local:
+        if target.delivered_to == normalize(target.account.address):
+            continue
+        field = delivered_to(target.delivered_to)
+        item_id = next_id()
+        item = InboundItem(spool=spool_id(item_id), mail_from=mail_from,
+                           recipients=(target.recipient,),
+                           trace_length=trace_length + len(field), received_at=received_at,
+                           peer=peer, helo=helo, verdict=verdict)
+        items.append((NewItem(INBOUND, item.to_json(), item_id=item_id), field + raw))
+    if remote:
+        sender = await routing.forward_sender(mail_from)
+        by_domain: dict[str, list[RemoteTarget]] = {}
+        for fwd in remote:
+            by_domain.setdefault(domain_of(fwd.address), []).append(fwd)
+        now = time.time()
+        for domain, targets in sorted(by_domain.items()):
+            fields = b"".join(delivered_to(v) for v in dict.fromkeys(
+                t.via for t in targets if t.via))
+            item_id = next_id()
+            out = OutboundItem(spool=spool_id(item_id), mail_from=sender,
+                               recipients=tuple(t.address for t in targets), domain=domain,
+                               submitted_at=now, submission=queue_id,
+                               trace_length=trace_length + len(fields),
+                               received_at=received_at, peer=peer, helo=helo)
+            items.append((NewItem(OUTBOUND, out.to_json(), item_id=item_id), fields + raw))
+    for new, data in items:
+        await service.blobs.put(spool_id(str(new.item_id)), data)
+    if items:
+        await service.queue.enqueue_many([new for new, _ in items])
+        metrics.mail("accepted")
+    log.info("accepted %s from <%s> for %d recipient(s): %d account(s), %d forward(s), %d"
+             " failed, %d octets", queue_id, mail_from, len(recipients), len(plan.local),
+             len(remote), len(failed), len(raw),
+             extra={"queue_id": queue_id, "peer": peer, "size": len(raw)})
+    if failed:
+        await _report(service, queue_id, mail_from, raw[trace_length:], failed)
+    return Accepted(queue_id=queue_id)
+
+
+async def _report(service: DeliveryService, queue_id: str, mail_from: str, original: bytes,
+                  failed: list[dsn.RecipientStatus]) -> None:
+    """A DSN to the sender about recipients that will not get the message (never to the
+    null sender, never about a DSN)."""
+    if not mail_from or dsn.is_bounce(original):
+        log.info("%s: %d recipient(s) failed; no report (null sender or a report)", queue_id,
+                 len(failed))
+        return
+    now = datetime.now(UTC)
+    report = dsn.build_dsn(original, reporting_mta=service.hostname, sender=mail_from,
+                           postmaster=f"postmaster@{service.hostname}", recipients=failed,
+                           arrival=now, envelope_id=queue_id, now=now,
+                           message_id_domain=service.hostname)
+    metrics.mail("bounced", len(failed))
+    await service.accept(queue_id=f"{queue_id}.dsn", mail_from="", recipients=[mail_from],
+                         raw=report, trace_length=0, received_at=int(time.time() * 1000))
