@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from mailyard.core.emailsort import SortKey
+
 if TYPE_CHECKING:
     from mailyard.core.query import Node
     from mailyard.core.spam import Counts
@@ -484,10 +486,13 @@ class MailStore(Protocol):
     async def query_emails(self, account_id: str, node: Node, *,
                            among: Sequence[str] | None = None, order: Order = "newest",
                            limit: int | None = None, position: int = 0,
-                           total: bool = False) -> Hits:
+                           total: bool = False, sort: Sequence[SortKey] = (),
+                           collapse_threads: bool = False) -> Hits:
         """Emails matching a core.query tree without Text nodes (keywords, mailboxes by id,
         dates, sizes, attachments, Message-ID, headers, thread keywords), from the store's own
-        columns, newest (or oldest) first; restricted to `among` when given."""
+        columns, newest (or oldest) first; restricted to `among` when given. A `sort` (JMAP's,
+        core.emailsort) replaces `order`, ties newest first; `collapse_threads` keeps the
+        first email of each thread in that order (the total counts those)."""
         ...
     async def thread_emails(self, account_id: str,
                             thread_ids: Sequence[str]) -> dict[str, list[str]]:

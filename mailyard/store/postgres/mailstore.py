@@ -19,8 +19,10 @@ import asyncpg
 import orjson
 
 from mailyard.core.addresses import normalize
+from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
+from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
     Change,
@@ -344,9 +346,7 @@ class PostgresMailStore:
 
     async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
         async def delete(tx: Tx) -> None:
-            row = await _mailbox_row(tx.conn, account_id, mailbox_id)
-            if row["role"] in ("inbox", ALL):
-                raise Conflict(f"the {row['name']} mailbox cannot be deleted")
+            await _mailbox_row(tx.conn, account_id, mailbox_id)  # NotFound for a wrong id
             modseq = await tx.next_modseq(account_id)
             for (email_id,) in await tx.conn.fetch(
                     "SELECT email_id FROM mailbox_emails WHERE account_id = $1"
@@ -474,8 +474,9 @@ class PostgresMailStore:
     async def query_emails(self, account_id: str, node: Node, *,
                            among: Sequence[str] | None = None, order: Order = "newest",
                            limit: int | None = None, position: int = 0,
-                           total: bool = False) -> Hits:
-        sort = "e.received_at ASC, e.id ASC" if order == "oldest" else \
+                           total: bool = False, sort: Sequence[SortKey] = (),
+                           collapse_threads: bool = False) -> Hits:
+        order_sql = "e.received_at ASC, e.id ASC" if order == "oldest" else \
             "e.received_at DESC, e.id DESC"
         async with self._snapshot() as conn:
             headers = {h: await self._header_ids(conn, account_id, h, among)
@@ -486,9 +487,30 @@ class PostgresMailStore:
             if among is not None:
                 where += f" AND e.id = ANY({compiler.param(list(among), '::text[]')})"
             body = f"FROM emails e WHERE e.account_id = $1 AND {where}"
+            if sort or collapse_threads:
+                # JMAP's sorts (store.sqlsort): ORDER BY in SQL, or the keys read and
+                # ordered in Python when a string property is sorted.
+                cols = sqlsort.columns(sort, "postgres", compiler.param)
+                if cols.in_python:
+                    rows = await conn.fetch(sqlsort.rows_select(cols, body), *args)
+                    every = sqlsort.order_rows([tuple(r) for r in rows], sort,
+                                               collapse_threads)
+                    page_ids = (every[position:] if limit is None
+                                else every[position:position + limit])
+                    return Hits(page_ids, len(every) if total else None)
+                select = sqlsort.select(sort, cols, body, collapse_threads)
+                page = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+                ids = [r[0] for r in await conn.fetch(f"{select}{page}", *args, limit,
+                                                      position)]
+                count = None
+                if total:
+                    count = await conn.fetchval(
+                        f"SELECT count({'DISTINCT e.thread_id' if collapse_threads else '*'})"
+                        f" {body}", *args)
+                return Hits(ids, count)
             page = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
             ids = [r[0] for r in await conn.fetch(
-                f"SELECT e.id {body} ORDER BY {sort}{page}", *args, limit, position)]
+                f"SELECT e.id {body} ORDER BY {order_sql}{page}", *args, limit, position)]
             count = await conn.fetchval(f"SELECT count(*) {body}", *args) if total else None
         return Hits(ids, count)
 

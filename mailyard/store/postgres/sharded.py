@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from mailyard.core.addresses import normalize
+from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
 from mailyard.store.ports import (
@@ -419,10 +420,11 @@ class ShardedMailStore:
     async def query_emails(self, account_id: str, node: Node, *,
                            among: Sequence[str] | None = None, order: Order = "newest",
                            limit: int | None = None, position: int = 0,
-                           total: bool = False) -> Hits:
+                           total: bool = False, sort: Sequence[SortKey] = (),
+                           collapse_threads: bool = False) -> Hits:
         return await self._on(account_id, lambda s: s.query_emails(
             account_id, node, among=among, order=order, limit=limit, position=position,
-            total=total))
+            total=total, sort=sort, collapse_threads=collapse_threads))
 
     async def thread_emails(self, account_id: str,
                             thread_ids: Sequence[str]) -> dict[str, list[str]]:

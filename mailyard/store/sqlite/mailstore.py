@@ -12,9 +12,11 @@ import orjson
 
 from mailyard.core import query as q
 from mailyard.core.addresses import normalize
+from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id, next_uidvalidity
 from mailyard.core.query import Node
 from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
+from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
     Change,
@@ -451,9 +453,7 @@ class SqliteMailStore(MaintenanceMixin):
 
     async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
-            row = _mailbox_row(conn, account_id, mailbox_id)
-            if row["role"] in ("inbox", ALL):
-                raise Conflict(f"the {row['name']} mailbox cannot be deleted")
+            _mailbox_row(conn, account_id, mailbox_id)  # NotFound for a wrong id
             modseq = _next_modseq(conn, account_id)
             for (email_id,) in conn.execute("SELECT email_id FROM mailbox_emails"
                                             " WHERE mailbox_id = ?", (mailbox_id,)).fetchall():
@@ -553,17 +553,21 @@ class SqliteMailStore(MaintenanceMixin):
     async def query_emails(self, account_id: str, node: Node, *,
                            among: Sequence[str] | None = None, order: Order = "newest",
                            limit: int | None = None, position: int = 0,
-                           total: bool = False) -> Hits:
+                           total: bool = False, sort: Sequence[SortKey] = (),
+                           collapse_threads: bool = False) -> Hits:
+        if sort or collapse_threads:
+            return await self._sorted(account_id, node, among, sort, collapse_threads, limit,
+                                      position, total)
         args: list[Any] = [account_id]
         where = filters.compile_where(node, args)
-        sort = "e.received_at ASC, e.id ASC" if order == "oldest" else \
+        order_sql = "e.received_at ASC, e.id ASC" if order == "oldest" else \
             "e.received_at DESC, e.id DESC"
 
         def read(conn: sqlite3.Connection) -> Hits:
             if among is None:
                 sql = f"FROM emails e WHERE e.account_id = ? AND {where}"
                 ids = [r[0] for r in conn.execute(
-                    f"SELECT e.id {sql} ORDER BY {sort} LIMIT ? OFFSET ?",
+                    f"SELECT e.id {sql} ORDER BY {order_sql} LIMIT ? OFFSET ?",
                     (*args, -1 if limit is None else limit, position))]
                 count = _count_emails(conn, account_id, node, sql, args) if total else None
                 return Hits(ids, count)
@@ -578,6 +582,51 @@ class SqliteMailStore(MaintenanceMixin):
                     f" AND {where}", (*chunk, *args))]
             found.sort(reverse=order != "oldest")
             ids = [e for _, e in found]
+            page = ids[position:] if limit is None else ids[position:position + limit]
+            return Hits(page, len(ids) if total else None)
+
+        return await self.db.read_long(read, self.query_seconds)
+
+    async def _sorted(self, account_id: str, node: Node, among: Sequence[str] | None,
+                      sort: Sequence[SortKey], collapse: bool, limit: int | None,
+                      position: int, total: bool) -> Hits:
+        """JMAP's sorts (store.sqlsort): ORDER BY in SQL, or the keys read and ordered in
+        Python when a string property is sorted or the emails are given (`among`)."""
+        key_args: list[Any] = []
+
+        def param(value: Any) -> str:
+            key_args.append(value)
+            return "?"
+
+        cols = sqlsort.columns(sort, "sqlite", param)
+        args: list[Any] = [account_id]
+        where = filters.compile_where(node, args)
+
+        def read(conn: sqlite3.Connection) -> Hits:
+            if among is None and not cols.in_python:
+                body = f"FROM emails e WHERE e.account_id = ? AND {where}"
+                ids = [r[0] for r in conn.execute(
+                    f"{sqlsort.select(sort, cols, body, collapse)} LIMIT ? OFFSET ?",
+                    (*key_args, *args, -1 if limit is None else limit, position))]
+                count = None
+                if total:
+                    count = (int(conn.execute(f"SELECT count(DISTINCT e.thread_id) {body}",
+                                              args).fetchone()[0]) if collapse
+                             else _count_emails(conn, account_id, node, body, args))
+                return Hits(ids, count)
+            rows: list[Any] = []
+            if among is None:
+                rows = conn.execute(sqlsort.rows_select(
+                    cols, f"FROM emails e WHERE e.account_id = ? AND {where}"),
+                    (*key_args, *args)).fetchall()
+            for start in range(0, len(among or ()), 500):
+                chunk = list((among or ())[start:start + 500])
+                rows += conn.execute(sqlsort.rows_select(
+                    # "+e.account_id": by id, as in query_emails.
+                    cols, f"FROM emails e WHERE e.id IN ({','.join('?' * len(chunk))})"
+                    f" AND +e.account_id = ? AND {where}"), (*key_args, *chunk, *args)
+                ).fetchall()
+            ids = sqlsort.order_rows(rows, sort, collapse)
             page = ids[position:] if limit is None else ids[position:position + limit]
             return Hits(page, len(ids) if total else None)
 

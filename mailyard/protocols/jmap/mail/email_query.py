@@ -22,7 +22,6 @@ from mailyard.protocols.jmap.mail import email_sort
 from mailyard.protocols.jmap.mail.common import (
     MAIL,
     current_state,
-    mailbox_service,
     search_service,
 )
 from mailyard.protocols.jmap.mail.querystate import (
@@ -90,19 +89,22 @@ async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     state = await current_state(ctx)
     search = search_service(ctx)
     total: int | None
-    if anchor is None and not collapse and position >= 0 and order is not None:
-        hits = await search.search(ctx.account, node, limit=limit, position=position,
-                                   total=want_total, order=order, gmail_scope=False)
-        ids, total = hits.ids, hits.total
+    paged = anchor is None and position >= 0
+    if order is not None and not collapse:
+        # The store's own order; anchors and negative positions need the whole result.
+        hits = await search.search(ctx.account, node, limit=limit if paged else None,
+                                   position=position if paged else 0, total=want_total,
+                                   order=order, gmail_scope=False)
     else:
-        # Anchors, negative positions, collapsed threads and our own sorts need the whole
-        # result.
-        every = (await search.search(ctx.account, node, limit=None, order=order or "newest",
-                                     gmail_scope=False)).ids
-        if order is None:
-            every = await email_sort.sort_ids(ctx, every, sort)
-        if collapse:
-            every = await _first_of_threads(ctx, every)
+        hits = await search.sorted_search(ctx.account, node, sort or email_sort.NEWEST,
+                                          collapse_threads=collapse,
+                                          limit=limit if paged else None,
+                                          position=position if paged else 0,
+                                          total=want_total or not paged)
+    total = hits.total
+    ids = hits.ids
+    if not paged:
+        every = ids
         total = len(every)
         if anchor is not None:
             if anchor not in every:
@@ -120,19 +122,6 @@ async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if "limit" in args and args["limit"] is not None and args["limit"] > MAX_LIMIT:
         out["limit"] = MAX_LIMIT
     return out
-
-
-async def _first_of_threads(ctx: Context, ids: list[str]) -> list[str]:
-    records = await mailbox_service(ctx).get_emails(ctx.account, ids, brief=True)
-    thread_of = {r.id: r.thread_id for r in records}
-    seen: set[str] = set()
-    kept = []
-    for email_id in ids:
-        thread = thread_of.get(email_id, email_id)
-        if thread not in seen:
-            seen.add(thread)
-            kept.append(email_id)
-    return kept
 
 
 _THREAD_CONDITIONS = ("allInThreadHaveKeyword", "someInThreadHaveKeyword",
@@ -166,10 +155,11 @@ async def email_query_changes(ctx: Context, args: dict[str, Any]) -> dict[str, A
     state, changed = await changed_since(ctx, args, "Email")
     search = search_service(ctx)
     if changed:
-        results = (await search.search(ctx.account, node, limit=None, order=order or "newest",
-                                       gmail_scope=False)).ids
         if order is None:
-            results = await email_sort.sort_ids(ctx, results, sort)
+            results = (await search.sorted_search(ctx.account, node, sort, limit=None)).ids
+        else:
+            results = (await search.search(ctx.account, node, limit=None, order=order,
+                                           gmail_scope=False)).ids
     else:
         # Nothing moved: only the total, if asked, needs the query run.
         results = []

@@ -1,0 +1,113 @@
+"""JMAP Email/query sorts (core.emailsort) as SQL, for the SQLite and PostgreSQL mail stores.
+
+Numbers and keyword tests are ordered by the engine (ORDER BY, with ROW_NUMBER per thread for
+collapsed threads); a string property's collated key is computed by core.emailsort in Python
+from the raw column, so both engines order strings alike (see `in_python`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from mailyard.core import emailsort
+from mailyard.core.emailsort import SortKey
+
+Dialect = Literal["sqlite", "postgres"]
+TIE_BREAK = ("e.received_at", False), ("e.id", False)
+"""The order of an unsorted query (newest first) breaks every tie."""
+
+
+@dataclass(frozen=True, slots=True)
+class SortColumns:
+    """One SELECT expression per SortKey (k0, k1, ...) over `emails e`."""
+
+    exprs: list[str]
+    in_python: bool
+    """A string property is sorted: the rows are read and ordered by `order_rows`."""
+
+
+def _has(dialect: Dialect, alias: str, param: str) -> str:
+    if dialect == "postgres":
+        return f"({param}::text = ANY({alias}.keywords))"
+    return f"EXISTS (SELECT 1 FROM json_each({alias}.keywords) WHERE value = {param})"
+
+
+def columns(sort: Sequence[SortKey], dialect: Dialect, param: Callable[[Any], str]
+            ) -> SortColumns:
+    """The expressions; `param(value)` adds a bound value and returns its placeholder (in
+    SELECT order: SQLite's `?` are positional)."""
+    exprs = []
+    for key in sort:
+        prop = key.property
+        if prop == "receivedAt":
+            exprs.append("e.received_at")
+        elif prop == "size":
+            exprs.append("e.size")
+        elif prop == "sentAt":
+            exprs.append(f"coalesce(e.sent_at, {emailsort.NO_DATE})")
+        elif prop == "subject":
+            exprs.append("e.subject")
+        elif prop in ("from", "to"):
+            exprs.append("e.headers")
+        elif prop == "hasKeyword":
+            exprs.append(_has(dialect, "e", param(key.keyword or "")))
+        else:
+            same_thread = ("SELECT 1 FROM emails t WHERE t.account_id = e.account_id"
+                           " AND t.thread_id = e.thread_id AND ")
+            has = _has(dialect, "t", param(key.keyword or ""))
+            exprs.append(f"EXISTS ({same_thread}{has})" if prop == "someInThreadHaveKeyword"
+                         else f"NOT EXISTS ({same_thread}NOT {has})")
+    return SortColumns(exprs, any(k.property in emailsort.STRING_PROPERTIES for k in sort))
+
+
+def order_by(sort: Sequence[SortKey], names: Sequence[str], tie: Sequence[str]) -> str:
+    """ORDER BY terms: each key by its column name, then the tie-break columns (newest
+    first)."""
+    terms = [f"{n} {'ASC' if k.ascending else 'DESC'}" for k, n in zip(sort, names, strict=True)]
+    return ", ".join([*terms, *(f"{t} DESC" for t in tie)])
+
+
+def select(sort: Sequence[SortKey], cols: SortColumns, body: str, collapse: bool) -> str:
+    """SELECT id ... ordered by the sort, `body` being `FROM emails e WHERE ...`; with
+    `collapse`, the first email of each thread in that order."""
+    names = [f"k{n}" for n in range(len(sort))]
+    keyed = ", ".join(f"{x} AS {n}" for x, n in zip(cols.exprs, names, strict=True))
+    inner = (f"SELECT e.id AS id, e.thread_id AS thread_id, e.received_at AS received_at"
+             f"{', ' + keyed if keyed else ''} {body}")
+    order = order_by(sort, names, ("received_at", "id"))
+    if not collapse:
+        return f"SELECT id FROM ({inner}) s ORDER BY {order}"
+    ranked = (f"SELECT s.*, row_number() OVER (PARTITION BY thread_id ORDER BY {order}) AS rn"
+              f" FROM ({inner}) s")
+    return f"SELECT id FROM ({ranked}) r WHERE rn = 1 ORDER BY {order}"
+
+
+def rows_select(cols: SortColumns, body: str) -> str:
+    """The rows `order_rows` sorts: id, thread id, arrival, then one column per key."""
+    keyed = "".join(f", {x}" for x in cols.exprs)
+    return f"SELECT e.id, e.thread_id, e.received_at{keyed} {body}"
+
+
+def order_rows(rows: Sequence[Sequence[Any]], sort: Sequence[SortKey], collapse: bool
+               ) -> list[str]:
+    """Ids of rows from `rows_select`, sorted: string columns become their collated keys."""
+    newest = sorted(rows, key=lambda r: (r[1 + 1], r[0]), reverse=True)
+    keyed = []
+    for row in newest:
+        keys: list[Any] = []
+        for n, key in enumerate(sort):
+            value = row[3 + n]
+            if key.property == "subject":
+                value = emailsort.string_key(key, value or "", {})
+            elif key.property in ("from", "to"):
+                addresses = orjson.loads(value) if value else {}
+                value = emailsort.string_key(key, "", addresses)
+            elif isinstance(value, bool):
+                value = int(value)
+            keys.append(value)
+        keyed.append((row[0], row[1], tuple(keys)))
+    return emailsort.order_rows(keyed, sort, collapse)
