@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from mailyard.services.vacation import VacationResponder
     from mailyard.store.fs.blobstore import FsBlobStore
     from mailyard.store.local.eventbus import LocalEventBus
+    from mailyard.store.nats.connection import NatsConnection
+    from mailyard.store.nats.eventbus import NatsEventBus
+    from mailyard.store.nats.queue import NatsQueue
     from mailyard.store.ports import Account, Counters, RoutingStore
     from mailyard.store.postgres.mailstore import PostgresMailStore
     from mailyard.store.postgres.search import PostgresSearchIndex
@@ -99,18 +102,39 @@ class Runtime:
         return open_blobstore(self.config)
 
     @cached_property
-    def queue(self) -> SqliteQueue:
+    def queue(self) -> SqliteQueue | NatsQueue:
+        """`[cluster] queue`: JetStream shared by every node, or queue.db in data_dir."""
+        c = self.config.cluster
+        if c.queue == "nats":
+            from mailyard.store.nats.queue import NatsQueue
+
+            return NatsQueue(self.nats, prefix=c.prefix, replicas=c.replicas,
+                             holder=node_name(self.config),
+                             poll_interval=self.config.queue.poll_interval)
         from mailyard.store.sqlite.queue import SqliteQueue
 
         return SqliteQueue(self.config.data_dir / "queue.db",
                            poll_interval=self.config.queue.poll_interval)
 
     @cached_property
+    def nats(self) -> NatsConnection:
+        """This process's one connection to `[cluster] nats`, for the queue and the bus."""
+        from mailyard.store.nats.connection import NatsConnection
+
+        return NatsConnection(self.config.cluster.nats, name=f"mailyard {node_name(self.config)}")
+
+    @cached_property
     def index(self) -> SqliteSearchIndex | PostgresSearchIndex:
         return open_search_index(self.config)
 
     @cached_property
-    def bus(self) -> LocalEventBus:
+    def bus(self) -> LocalEventBus | NatsEventBus:
+        """`[cluster] events`: NATS subjects (every node), or in-process with a relay between
+        this node's processes."""
+        if self.config.cluster.events == "nats":
+            from mailyard.store.nats.eventbus import NatsEventBus
+
+            return NatsEventBus(self.nats, prefix=self.config.cluster.prefix)
         from mailyard.store.local.eventbus import LocalEventBus
 
         return LocalEventBus()
@@ -328,6 +352,13 @@ class _Placement:
 
     async def junk(self, account_id: str, verdict: Verdict, message: MessageLoader) -> bool:
         return await self.runtime.placement.junk(account_id, verdict, message)
+
+
+def node_name(config: Config) -> str:
+    """`[cluster] node`, else the host's name."""
+    import socket
+
+    return config.cluster.node or socket.gethostname()
 
 
 def open_counters(config: Config) -> Counters:
@@ -898,10 +929,11 @@ def worker_process(config: Config, parent_pid: int) -> None:
 
 async def _worker_main(config: Config, parent_pid: int) -> None:
     from mailyard.store.local.eventbus import socket_address
-    from mailyard.store.sqlite.queue import WATCH_INTERVAL
+    from mailyard.store.sqlite.queue import WATCH_INTERVAL, SqliteQueue
 
     runtime = Runtime.open(config)
-    runtime.queue.watch_interval = WATCH_INTERVAL  # the listener enqueues, in another process
+    if isinstance(runtime.queue, SqliteQueue):  # the listener enqueues, in another process
+        runtime.queue.watch_interval = WATCH_INTERVAL
     runtime.bus.relay_to(socket_address(config.data_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -395,6 +395,32 @@ class Store:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """`[cluster]`: the engines that let several identical nodes share the work (issue 21).
+    Left out, a node keeps its queue and events to itself (SQLite, in-process), as always;
+    the MailStore, blobs, search and counters are chosen in [store]."""
+
+    node: str = ""
+    """This node's name: its leases in the queue and its heartbeat. "": the host's name. Give
+    each node of a cluster its own, kept across restarts (a restarted node takes back its
+    own leases at once; other nodes' run out)."""
+    nats: list[str] = field(default_factory=list)
+    """NATS servers, e.g. ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"] (the client
+    finds the rest of the cluster from any one). Needed by queue = "nats", events = "nats"."""
+    queue: str = ""
+    """The work queue: "nats" (JetStream streams, shared by every node), "": queue.db in
+    data_dir (this node only)."""
+    events: str = ""
+    """Account change events for IDLE and push: "nats" (every node hears every node), "":
+    in-process, relayed between this node's processes."""
+    replicas: int = 1
+    """Copies JetStream keeps of the queue and dead letters: 3 on a 3-server NATS cluster
+    (an acknowledged item then survives the loss of any one server), 1 on a single one."""
+    prefix: str = "mailyard"
+    """Start of the subjects and stream names, so several installations can share NATS."""
+
+
+@dataclass(frozen=True)
 class TLS:
     """The certificate every TLS listener presents (STARTTLS and implicit TLS alike)."""
 
@@ -436,6 +462,7 @@ class Config:
     checks: Checks = field(default_factory=Checks)
     spam: SpamPolicy = field(default_factory=SpamPolicy)
     store: Store = field(default_factory=Store)
+    cluster: Cluster = field(default_factory=Cluster)
     log: Log = field(default_factory=Log)
     source: Path | None = field(default=None, metadata={"key": False})
     """The file this was read from (None: built-in defaults)."""
@@ -451,7 +478,7 @@ _TABLES: dict[str, type] = {"listen": Listen, "addresses": Addresses, "http": HT
                             "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
                             "checks": Checks, "spam": SpamPolicy,
-                            "pop3": POP3, "store": Store, "log": Log}
+                            "pop3": POP3, "store": Store, "log": Log, "cluster": Cluster}
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:
@@ -571,10 +598,28 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     if config.log.level.upper() not in LOG_LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(LOG_LEVELS)}, "
                           f"got {config.log.level!r}")
+    _check_cluster(config.cluster)
     if config.pop3.dele not in ("trash", "expunge"):
         raise ConfigError(f"pop3.dele: expected \"trash\" or \"expunge\", "
                           f"got {config.pop3.dele!r}")
     return config
+
+
+def _check_cluster(c: Cluster) -> None:
+    for key in ("queue", "events"):
+        value = getattr(c, key)
+        if value not in ("", "nats"):
+            raise ConfigError(f"cluster.{key}: expected \"nats\" or \"\" (this node only),"
+                              f" got {value!r}")
+        if value == "nats" and not c.nats:
+            raise ConfigError(f"cluster.{key}: \"nats\" needs cluster.nats, the servers")
+    for n, url in enumerate(c.nats):
+        if not url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"cluster.nats[{n}]: expected \"nats://host:port\", got {url!r}")
+    if not 1 <= c.replicas <= 5:
+        raise ConfigError("cluster.replicas: from 1 to 5 (JetStream's limit)")
+    if not c.prefix or not all(ch.isalnum() or ch in "-_" for ch in c.prefix):
+        raise ConfigError(f"cluster.prefix: letters, digits, - and _ only, got {c.prefix!r}")
 
 
 def _domain(n: int, value: str) -> str:
