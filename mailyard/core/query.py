@@ -396,6 +396,13 @@ def _apply(name: str, value: str, quoted: bool, now: datetime.date | None) -> No
             raise _Unreadable("a size in bytes, or with K, M or G: 1000, 500K, 10M, 2G")
         size = int(m[1]) * _SIZE_UNITS[(m[2] or m[3] or "").lower()]
         return Size("smaller" if name == "smaller" else "larger", size)
+    if name == "deliveredto":
+        # Gmail's operator: the Delivered-To field, which delivery writes for mail that
+        # reached the account through a routing rule (plus address, alias, domain alias,
+        # catch-all: services/routing_delivery.py).
+        if not value:
+            raise _Unreadable("an address")
+        return Header("delivered-to", value)
     if name == "rfc822msgid":
         value = value[1:] if value.startswith("<") else value
         value = value[:-1] if value.endswith(">") else value
@@ -429,7 +436,7 @@ _FIELD_PREFIX = re.compile(r"(" + "|".join(TEXT_FIELDS) + r"):", re.IGNORECASE)
 
 _SINGLE = frozenset(
     (*TEXT_FIELDS, "has", "in", "label", "is", *_DATE_OPS, "older_than", "newer_than", "larger",
-     "smaller", "size", "rfc822msgid", "keyword", "mailbox-id", "received-before",
+     "smaller", "size", "rfc822msgid", "deliveredto", "keyword", "mailbox-id", "received-before",
      "received-after"))
 """Operators taking one value, which may also be a group: `from:(a OR b)`."""
 _TEXT_FLAGS = {"words": (False, False), "substring": (False, True),
