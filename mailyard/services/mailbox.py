@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mailyard.core import skeleton
+from mailyard.core import mailboxrules, skeleton
 from mailyard.core.ids import new_id
 from mailyard.pipeline.inbound import InboundPipeline, Target
 from mailyard.services.subscriptions import Subscriptions
@@ -79,11 +79,15 @@ class MailboxService:
 
     async def create_mailbox(self, account: Account, name: str,
                              role: str | None = None) -> Mailbox:
+        """Raises MailboxRefused for a name or role the rules (core/mailboxrules) refuse, and
+        Conflict when another session created the same name first."""
+        mailboxrules.check_create(await self.mailboxes(account), name, role)
         box = await self.store.create_mailbox(account.id, name, role)
         await self._changed(account)
         return box
 
     async def delete_mailbox(self, account: Account, mailbox: Mailbox) -> None:
+        mailboxrules.check_destroy(mailbox)
         await self.store.delete_mailbox(account.id, mailbox.id)
         with contextlib.suppress(NotFound):  # its sortOrder, if a client gave one
             await self.store.delete_object(account.id, SORT_ORDER, mailbox.id, log=False)
@@ -110,6 +114,8 @@ class MailboxService:
         await self._changed(account)  # each write steps the state: push clients hear of it
 
     async def rename_mailbox(self, account: Account, mailbox: Mailbox, name: str) -> None:
+        """Children follow; raises MailboxRefused as create_mailbox does."""
+        mailboxrules.check_rename(await self.mailboxes(account), mailbox, name)
         await self.store.rename_mailbox(account.id, mailbox.id, name)
         await self._changed(account)
 

@@ -9,6 +9,7 @@ import contextlib
 import re
 
 from mailyard.core.imapfmt import astring, quoted
+from mailyard.core.mailboxrules import MAX_PATH_OCTETS, MailboxRefused, Refusal
 from mailyard.protocols.imap.grammar import (
     Command,
     encode_mailbox_name,
@@ -24,8 +25,19 @@ DELIMITER = "/"
 SPECIAL_USE = {"sent": "\\Sent", "drafts": "\\Drafts", "trash": "\\Trash", "junk": "\\Junk",
                "archive": "\\Archive", "all": "\\All"}
 ROLE_OF_USE = {v.lower(): k for k, v in SPECIAL_USE.items()}
-MAX_NAME_OCTETS = 1024
-"""Longest mailbox name CREATE, RENAME and SUBSCRIBE accept (UTF-8 octets), as LIST patterns."""
+MAX_NAME_OCTETS = MAX_PATH_OCTETS
+"""Longest mailbox name SUBSCRIBE accepts (UTF-8 octets), as CREATE and RENAME (the mailbox
+rules, core/mailboxrules) and LIST patterns."""
+CODE_OF_REFUSAL = {Refusal.EXISTS: "ALREADYEXISTS", Refusal.INBOX_NAME: "ALREADYEXISTS",
+                   Refusal.TOO_LONG: "LIMIT", Refusal.BAD_NAME: "CANNOT",
+                   Refusal.UNKNOWN_ROLE: "USEATTR", Refusal.ROLE_TAKEN: "USEATTR",
+                   Refusal.FIXED: "CANNOT", Refusal.BELOW_ITSELF: "CANNOT"}
+"""The response code (RFC 5530, RFC 6154 USEATTR) that says why the rules refused."""
+
+
+def refused(e: MailboxRefused) -> No:
+    """The tagged NO for a mailbox operation the rules refuse."""
+    return No(str(e), CODE_OF_REFUSAL[e.reason])
 
 
 _UTF8_QUOTABLE = re.compile(r"[^\x00-\x1f\x7f]*\Z")
@@ -72,10 +84,8 @@ async def create(s: Session, cmd: Command) -> None:
             raise No("Unsupported special use", "USEATTR")
         role = roles[0] if roles else None
     tok.end()
-    if not name or name.upper() == "INBOX":
+    if name.upper() == "INBOX":
         raise No("Mailbox exists", "ALREADYEXISTS")
-    if len(name.encode()) > MAX_NAME_OCTETS:
-        raise No(f"Mailbox names are at most {MAX_NAME_OCTETS} octets", "LIMIT")
     # CREATE does not subscribe (RFC 3501 §6.3.3, §6.3.6): the list is written out before
     # the mailbox exists, so the old default of the store cannot slip it in.
     await s.mailbox.subscriptions.materialise(s.user)
@@ -84,12 +94,14 @@ async def create(s: Session, cmd: Command) -> None:
     for depth in range(1, len(parts)):  # RFC 3501 §6.3.3: create the superiors too
         parent = DELIMITER.join(parts[:depth])
         if parent not in existing:
-            with contextlib.suppress(Conflict):
+            with contextlib.suppress(Conflict, MailboxRefused):
                 await s.mailbox.create_mailbox(s.user, parent)
     try:
         box = await s.mailbox.create_mailbox(s.user, name, role)
-    except Conflict as e:
-        raise No(str(e), "ALREADYEXISTS" if "exists" in str(e) else "USEATTR") from None
+    except MailboxRefused as e:
+        raise refused(e) from None
+    except Conflict as e:  # another session made the same name first
+        raise No(str(e), "ALREADYEXISTS") from None
     s.ok(cmd, "CREATE completed", f"MAILBOXID ({box.id})")
 
 
@@ -102,8 +114,8 @@ async def delete(s: Session, cmd: Command) -> None:
     tok.end()
     try:
         await s.mailbox.delete_mailbox(s.user, box)
-    except Conflict as e:
-        raise No(str(e), "CANNOT") from None
+    except MailboxRefused as e:
+        raise refused(e) from None
     if s.selected is not None and s.selected.mailbox.id == box.id:
         s.select(None)
     s.ok(cmd)
@@ -117,14 +129,10 @@ async def rename(s: Session, cmd: Command) -> None:
     tok.sp()
     new = tok.mailbox().rstrip(DELIMITER)
     tok.end()
-    if box.role == "inbox":
-        raise No("Renaming INBOX is not supported", "CANNOT")
-    if not new or new.upper() == "INBOX":
-        raise No("Mailbox exists", "ALREADYEXISTS")
-    if len(new.encode()) > MAX_NAME_OCTETS:
-        raise No(f"Mailbox names are at most {MAX_NAME_OCTETS} octets", "LIMIT")
     try:
         await s.mailbox.rename_mailbox(s.user, box, new)
+    except MailboxRefused as e:
+        raise refused(e) from None
     except Conflict as e:
         raise No(str(e), "ALREADYEXISTS") from None
     await s.mailbox.subscriptions.renamed(s.user, box.name, new)

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from mailyard.core import sections
 from mailyard.core.ids import id_u64
 from mailyard.core.imapfmt import binary_data, literal
+from mailyard.core.mailboxrules import MailboxRefused
 from mailyard.core.mime import Part
+from mailyard.protocols.imap.cmd_mailbox import refused
 from mailyard.protocols.imap.esearch import partial_window
 from mailyard.protocols.imap.flags import flags_text, to_keywords
 from mailyard.protocols.imap.grammar import (
@@ -256,7 +258,10 @@ async def _label_mailbox(s: Session, label: str) -> Mailbox:
             return box
     if role or label.startswith("\\"):
         raise No(f"Unknown system label {label[:40]}", "CANNOT")
-    return await s.mailbox.create_mailbox(s.user, label)
+    try:
+        return await s.mailbox.create_mailbox(s.user, label)
+    except MailboxRefused as e:
+        raise refused(e) from None
 
 
 async def _store_labels(s: Session, indexes: list[int], ids: list[str], mode: str,

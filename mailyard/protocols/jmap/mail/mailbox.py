@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mailyard.core import mailboxrules
+from mailyard.core.mailboxrules import MailboxRefused, Refusal
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
 from mailyard.protocols.jmap.mail.common import (
@@ -35,8 +37,7 @@ PROPERTIES = ("id", "name", "parentId", "role", "sortOrder", "totalEmails", "unr
               "totalThreads", "unreadThreads", "myRights", "isSubscribed")
 RIGHTS = ("mayReadItems", "mayAddItems", "mayRemoveItems", "maySetSeen", "maySetKeywords",
           "mayCreateChild", "mayRename", "mayDelete", "maySubmit")
-_ROLE_ORDER = {"inbox": 1, "archive": 2, "drafts": 3, "sent": 4, "junk": 5, "trash": 6,
-               "all": 7}
+_ROLE_ORDER = {role: place for place, role in enumerate(mailboxrules.ROLES, 1)}
 """Where clients that honour sortOrder put the special mailboxes; user labels come after."""
 
 
@@ -98,12 +99,7 @@ async def mailbox_changes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- Mailbox/set
 
-CREATABLE_ROLES = frozenset(r for r in _ROLE_ORDER if r not in ("inbox", "all"))
-"""Every account has its one inbox and All Mail from the start; the other roles can be given
-to a new mailbox while no mailbox of the account has them."""
 SERVER_SET = ("id", "totalEmails", "unreadEmails", "totalThreads", "unreadThreads", "myRights")
-UNDELETABLE = ("inbox", "all")
-MAX_NAME = 255
 
 
 class SetError(Exception):
@@ -127,16 +123,35 @@ def _object_map(args: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _leaf_name(value: object) -> str:
-    """A mailbox `name`: one level of our "/"-separated paths, so "/" cannot be in it."""
+    """A mailbox `name`: one level of our "/"-separated paths, so "/" cannot be in it. What
+    else a name may be is the mailbox rules' (core/mailboxrules), checked by the service."""
     if not isinstance(value, str) or not value.strip():
         raise SetError("invalidProperties", "name must be a non-empty string", ["name"])
     if SEPARATOR in value:
         raise SetError("invalidProperties", f"name cannot contain {SEPARATOR!r}: it separates"
                                             " the levels of the mailbox tree", ["name"])
-    if len(value) > MAX_NAME or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise SetError("invalidProperties", f"name must be at most {MAX_NAME} characters,"
-                                            " without control characters", ["name"])
     return value
+
+
+_PROPERTY_OF_REFUSAL = {Refusal.UNKNOWN_ROLE: "role", Refusal.ROLE_TAKEN: "role",
+                        Refusal.BELOW_ITSELF: "parentId"}
+
+
+def _refused(e: MailboxRefused, tree: _Tree, parent: Mailbox | None, name: str,
+             path: str) -> SetError:
+    """The SetError for what the mailbox rules refused. §2: no two mailboxes with the same
+    parent may have the same name; that description says which name clashes and where, so a
+    client can show it."""
+    if e.reason is Refusal.FIXED:
+        return SetError("forbidden", str(e))
+    where = "at the top level" if parent is None else f"in {parent.name!r}"
+    if e.reason is Refusal.EXISTS and path in tree.by_name:
+        return SetError("invalidProperties", f"a mailbox named {name!r} already exists {where}"
+                                             f" (id {tree.by_name[path].id})", ["name"])
+    if e.reason is Refusal.INBOX_NAME:
+        return SetError("invalidProperties", f"{name!r} is the name of the inbox {where}"
+                                             " (IMAP: INBOX in any case)", ["name"])
+    return SetError("invalidProperties", str(e), [_PROPERTY_OF_REFUSAL.get(e.reason, "name")])
 
 
 class _Tree:
@@ -193,18 +208,6 @@ def _same_or_refuse(value: dict[str, Any], current: dict[str, Any], keys: tuple[
         raise SetError("invalidProperties", why, different)
 
 
-def _refuse_sibling(tree: _Tree, parent: Mailbox | None, name: str, path: str) -> None:
-    """§2: no two mailboxes with the same parent may have the same name; the description
-    says which name clashes and where, so a client can show it."""
-    where = "at the top level" if parent is None else f"in {parent.name!r}"
-    if path in tree.by_name:
-        raise SetError("invalidProperties", f"a mailbox named {name!r} already exists {where}"
-                                            f" (id {tree.by_name[path].id})", ["name"])
-    if parent is None and name.upper() == "INBOX":
-        raise SetError("invalidProperties", f"{name!r} is the name of the inbox {where}"
-                                            " (IMAP: INBOX in any case)", ["name"])
-
-
 async def _create(ctx: Context, value: object) -> dict[str, Any]:
     service = mailbox_service(ctx)
     props = _check_properties(value, creating=True)
@@ -212,16 +215,14 @@ async def _create(ctx: Context, value: object) -> dict[str, Any]:
     name = _leaf_name(props.get("name"))
     parent = tree.parent(ctx, props.get("parentId"))
     role = props.get("role")
-    if role is not None and role not in CREATABLE_ROLES:
-        raise SetError("invalidProperties", "role must be null or one of "
-                       + ", ".join(sorted(CREATABLE_ROLES)), ["role"])
-    if role is not None and any(b.role == role for b in tree.boxes):
-        raise SetError("invalidProperties", f"a mailbox with role {role} exists", ["role"])
+    if role is not None and not isinstance(role, str):
+        raise SetError("invalidProperties", "role must be null or a string", ["role"])
     path = name if parent is None else parent.name + SEPARATOR + name
-    _refuse_sibling(tree, parent, name, path)
     try:
         box = await service.create_mailbox(ctx.account, path, role)
-    except Conflict as e:
+    except MailboxRefused as e:
+        raise _refused(e, tree, parent, name, path) from None
+    except Conflict as e:  # another session made the same name first
         raise SetError("invalidProperties", str(e), ["name"]) from None
     # §2: isSubscribed "SHOULD default to ... true for any new Mailboxes created by the user
     # themself"; the list may still hold the name from a mailbox deleted earlier.
@@ -253,16 +254,11 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
               else tree.by_id.get(current["parentId"] or ""))
     path = name if parent is None else parent.name + SEPARATOR + name
     if path != box.name:
-        if box.role == "inbox":
-            raise SetError("forbidden", "the inbox cannot be renamed or moved")
-        if parent is not None and (parent.id == box.id
-                                   or parent.name.startswith(box.name + SEPARATOR)):
-            raise SetError("invalidProperties", "a mailbox cannot move below itself",
-                           ["parentId"])
-        _refuse_sibling(tree, parent, name, path)
         try:
             await service.rename_mailbox(ctx.account, box, path)
-        except Conflict as e:
+        except MailboxRefused as e:
+            raise _refused(e, tree, parent, name, path) from None
+        except Conflict as e:  # another session took the name first
             raise SetError("invalidProperties", str(e), ["name"]) from None
         # isSubscribed belongs to the mailbox here: it (and its children's) moves along.
         await service.subscriptions.renamed(ctx.account, box.name, path)
@@ -279,8 +275,10 @@ async def _destroy(ctx: Context, mailbox_id: str, remove_emails: bool) -> None:
     box = tree.by_id.get(mailbox_id)
     if box is None:
         raise SetError("notFound", "no such mailbox")
-    if box.role in UNDELETABLE:
-        raise SetError("forbidden", f"the {box.role} mailbox cannot be destroyed")
+    try:  # before the checks on its content: the inbox is never destroyable, full or empty
+        mailboxrules.check_destroy(box)
+    except MailboxRefused as e:
+        raise SetError("forbidden", str(e)) from None
     if tree.children(box):
         raise SetError("mailboxHasChild", "the mailbox has child mailboxes")
     email_ids = [e.email_id for e in (await service.snapshot(ctx.account, box)).entries]
@@ -297,10 +295,7 @@ async def _destroy(ctx: Context, mailbox_id: str, remove_emails: bool) -> None:
         orphans += [r.id for r in records if set(r.mailboxes) <= keep]
     if orphans:
         await service.destroy(ctx.account, orphans)
-    try:
-        await service.delete_mailbox(ctx.account, box)
-    except Conflict as e:
-        raise SetError("forbidden", str(e)) from None
+    await service.delete_mailbox(ctx.account, box)
 
 
 @method("Mailbox/set", capability=MAIL)
