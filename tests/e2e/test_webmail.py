@@ -1,0 +1,266 @@
+"""The webmail in a real browser (Debian's chromium through Playwright) against a real server:
+log in, read mail delivered over SMTP, reply with an attachment that reaches a second user's
+open page live, star, label, archive, search, spam and not spam, log out; the session cookie is
+refused to other sites' pages, and one account never reaches another's mail by id or URL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.jmapclient import PASSWORD, Jmap
+from tests.e2e.server import Server, wait_port
+from tests.e2e.webmail_browser import Guarded, browser, login, row, submit, wait_for
+
+__all__ = ["browser"]
+
+ALICE, BOB = "alice@example.test", "bob@example.test"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+FIGURES = bytes(range(256)) * 64  # every octet value: a download must give them back exactly
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path)
+    srv.add_user(ALICE)
+    srv.add_user(BOB)
+    srv.start()
+    wait_port(srv.http_port)  # the HTTP listener starts after SMTP's
+    yield srv
+    srv.stop()
+
+
+def emails_with(jmap: Jmap, subject: str) -> list[dict[str, Any]]:
+    ids = jmap.call("Email/query", filter={"subject": subject})["ids"]
+    got: list[dict[str, Any]] = jmap.call(
+        "Email/get", ids=ids, properties=["subject", "mailboxIds", "keywords"])["list"]
+    return got
+
+
+def in_only(jmap: Jmap, subject: str, box: dict[str, Any]) -> bool:
+    """Whether every email with `subject` is in `box` and no other mailbox but All Mail
+    (which holds every email)."""
+    everything = jmap.boxes()["all"]["id"]
+    found = emails_with(jmap, subject)
+    return bool(found) and all(set(e["mailboxIds"]) - {everything} == {box["id"]} for e in found)
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def test_webmail_read_reply_live_actions(server: Server, browser: Browser) -> None:
+    alice_api, bob_api = Jmap(server, ALICE), Jmap(server, BOB)
+    alice_api.call("Mailbox/set", create={"l": {"name": "Projects"}})
+    submit(server, BOB, ALICE, "Quarterly plan", "Draft at https://example.org/plan today.\n")
+
+    bob = Guarded(browser, server)
+    login(bob.page, BOB)
+    bob.page.evaluate("window.__sameDocument = true")  # gone if the page ever reloads
+
+    alice = Guarded(browser, server)
+    page = alice.page
+    tool = page.get_by_role("toolbar", name="Actions")
+    login(page, ALICE)
+    row(page, "Quarterly plan").wait_for()
+    expect(row(page, "Quarterly plan")).to_have_class(re.compile(r"\bunread\b"))
+    expect(page.locator(".box.current .count")).to_have_text("1")
+    shot(page, "list")
+
+    # Reading: the text body with its link, and the message marked read.
+    row(page, "Quarterly plan").click()
+    link = page.locator("article.message pre.text a")
+    expect(link).to_have_attribute("href", "https://example.org/plan")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    wait_for(lambda: all(e["keywords"].get("$seen") for e in emails_with(alice_api, "Quarterly")),
+             what="the message marked read")
+
+    # Reply with an attachment; it reaches Bob's open page without a reload.
+    page.get_by_role("button", name="Reply", exact=True).click()
+    composer = page.locator("form.composer")
+    expect(composer.get_by_label("To")).to_have_value(BOB)
+    expect(composer.get_by_label("Subject")).to_have_value("Re: Quarterly plan")
+    composer.get_by_label("Message").press("Control+Home")
+    composer.get_by_label("Message").type("Looks good; figures attached.")
+    composer.locator("input[type=file]").set_input_files(files=[{
+        "name": "figures.ods", "mimeType": "application/vnd.oasis.opendocument.spreadsheet",
+        "buffer": FIGURES}])
+    expect(composer.locator(".attachments")).to_contain_text("figures.ods")
+    shot(page, "compose")
+    composer.get_by_role("button", name="Send").click()
+    expect(composer).to_have_count(0)
+
+    reply = row(bob.page, "Re: Quarterly plan")
+    reply.wait_for(timeout=30_000)
+    assert bob.page.evaluate("window.__sameDocument") is True
+    expect(reply).to_have_class(re.compile(r"\bunread\b"))
+    expect(reply.locator(".clip")).to_have_count(1)
+    reply.click()
+    bob_message = bob.page.locator("article.message").last
+    expect(bob_message.locator("pre.text")).to_contain_text("Looks good; figures attached.")
+    with bob.page.expect_download() as download:
+        bob_message.get_by_role("link", name=re.compile("figures.ods")).click()
+    assert Path(download.value.path()).read_bytes() == FIGURES
+    [received] = emails_with(bob_api, "Re: Quarterly plan")
+    assert received["keywords"].get("$seen")
+
+    # Alice's sent reply threads with the original.
+    tool.get_by_role("button", name="←").click()
+    row(page, "Quarterly plan").click()
+    expect(page.locator("article.message")).to_have_count(2)
+    shot(page, "conversation")
+
+    # Star, label, archive: each lands in the store.
+    tool.get_by_role("button", name="Star", exact=True).click()
+    wait_for(lambda: any(e["keywords"].get("$flagged")
+                         for e in emails_with(alice_api, "Quarterly plan")), what="star")
+    tool.get_by_label("Label").select_option(label="Projects")
+    boxes = alice_api.boxes()
+    wait_for(lambda: all(boxes["Projects"]["id"] in e["mailboxIds"]
+                         for e in emails_with(alice_api, "Quarterly plan")), what="label")
+    tool.get_by_role("button", name="Archive", exact=True).click()
+    wait_for(lambda: all(boxes["inbox"]["id"] not in e["mailboxIds"]
+                         for e in emails_with(alice_api, "Quarterly plan")), what="archive")
+    expect(row(page, "Quarterly plan")).to_have_count(0)
+    page.locator(".box", has_text="Projects").click()
+    expect(row(page, "Quarterly plan").locator(".star.on")).to_have_count(1)
+
+    # Search in Gmail's language.
+    search = page.get_by_label("Search mail")
+    search.fill("from:bob plan")
+    search.press("Enter")
+    row(page, "Quarterly plan").wait_for()
+    search.fill("subject:nothing-like-this")
+    search.press("Enter")
+    expect(page.locator(".list .empty")).to_be_visible()
+
+    # Spam, then not spam, from the keyboard and the toolbar.
+    submit(server, BOB, ALICE, "Cheap watches", "Buy now.\n")
+    page.locator(".box", has_text="Inbox").click()
+    row(page, "Cheap watches").click()
+    tool.get_by_role("button", name="Spam", exact=True).click()
+    wait_for(lambda: in_only(alice_api, "Cheap watches", boxes["junk"]), what="spam")
+    page.locator(".box", has_text="Spam").click()
+    row(page, "Cheap watches").click()
+    tool.get_by_role("button", name="Not spam", exact=True).click()
+    wait_for(lambda: in_only(alice_api, "Cheap watches", boxes["inbox"]), what="not spam")
+
+    # Keyboard: back to the inbox list, j/k, # deletes to Trash, ? shows the help.
+    page.keyboard.press("u")
+    page.locator(".box", has_text="Inbox").click()
+    row(page, "Cheap watches").wait_for()
+    page.keyboard.press("?")
+    expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
+    page.keyboard.press("Escape")
+    page.keyboard.press("#")
+    wait_for(lambda: in_only(alice_api, "Cheap watches", boxes["trash"]), what="delete")
+
+    # Log out: the session's token is revoked, so the old cookie is worth nothing.
+    [cookie] = [c for c in alice.context.cookies() if c["name"] == "__Host-mailyard-session"]
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    old = httpx.get(f"{alice.base}/jmap/session", verify=False,
+                    cookies={cookie["name"]: cookie["value"]})
+    assert old.status_code == 401
+    assert "basic" not in old.headers.get("www-authenticate", "").lower()
+
+    assert alice.errors == [] and bob.errors == []
+    assert alice.remote == [] and bob.remote == []
+    alice.close()
+    bob.close()
+
+
+def test_webmail_accounts_are_isolated(server: Server, browser: Browser) -> None:
+    submit(server, BOB, ALICE, "For Alice only", "Secret.\n", html="<p>Secret</p>")
+    alice_api = Jmap(server, ALICE)
+    wait_for(lambda: emails_with(alice_api, "For Alice only"), what="delivery")
+    [email] = emails_with(alice_api, "For Alice only")
+    blob = alice_api.call("Email/get", ids=[email["id"]], properties=["blobId"])["list"][0]
+
+    bob = Guarded(browser, server)
+    login(bob.page, BOB)
+    answers = bob.page.evaluate("""async ([id, aliceAccount, blob]) => {
+        const html = await fetch(`/web/message/${id}/html`);
+        const session = await (await fetch('/jmap/session')).json();
+        const account = session.primaryAccounts['urn:ietf:params:jmap:mail'];
+        const api = await fetch('/jmap/api', {method: 'POST', headers: {
+            'Content-Type': 'application/json', 'X-Mailyard-CSRF': '1'}, body: JSON.stringify({
+            using: ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail'],
+            methodCalls: [['Email/get', {accountId: account, ids: [id]}, 'a'],
+                          ['Email/get', {accountId: aliceAccount, ids: [id]}, 'b']]})});
+        const own = await fetch(`/jmap/download/${account}/${blob}/x`);
+        const theirs = await fetch(`/jmap/download/${aliceAccount}/${blob}/x`);
+        return {html: html.status, api: await api.json(), own: own.status,
+                theirs: theirs.status};
+    }""", [email["id"], alice_api.account_id, blob["blobId"]])
+    assert answers["html"] == 404
+    [mine, theirs] = answers["api"]["methodResponses"]
+    assert mine[0] == "Email/get" and mine[1]["notFound"] == [email["id"]]
+    assert mine[1]["list"] == []
+    assert theirs[0] == "error" and theirs[1]["type"] == "accountNotFound"
+    assert answers["own"] == 404 and answers["theirs"] == 404
+
+    # Opening Alice's message URL in Bob's browser shows nothing of it.
+    response = bob.page.goto(f"/web/message/{email['id']}/html")
+    assert response is not None and response.status == 404
+    assert "Secret" not in bob.page.content()
+    assert bob.remote == []
+    bob.close()
+
+
+def test_webmail_cookie_is_refused_to_other_sites(server: Server, browser: Browser) -> None:
+    """The session cookie authenticates only requests from the webmail's own page: a
+    state-changing one needs our Origin and the CSRF header; login and logout likewise."""
+    base = f"https://127.0.0.1:{server.http_port}"
+    own = {"Origin": base, "X-Mailyard-CSRF": "1"}
+    with httpx.Client(base_url=base, verify=False) as client:
+        foreign = client.post("/login", json={"username": ALICE, "password": PASSWORD},
+                              headers={"Origin": "https://evil.test", "X-Mailyard-CSRF": "1"})
+        assert foreign.status_code == 403
+        assert client.post("/login", json={"username": ALICE, "password": PASSWORD},
+                           headers={"Origin": base}).status_code == 403  # no CSRF header
+        assert client.post("/login", json={"username": ALICE, "password": "wrong"},
+                           headers=own).status_code == 401
+        logged = client.post("/login", json={"username": ALICE, "password": PASSWORD},
+                             headers=own)
+        assert logged.status_code == 200
+        set_cookie = logged.headers["set-cookie"].lower()
+        for part in ("httponly", "secure", "samesite=strict", "path=/"):
+            assert part in set_cookie
+        call = {"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {}, "e"]]}
+        assert client.post("/jmap/api", json=call, headers=own).status_code == 200
+        assert client.get("/jmap/session").status_code == 200  # a GET changes nothing
+        for headers, status in (({}, 401), ({"X-Mailyard-CSRF": "1"}, 401),
+                                ({"Origin": base}, 401),
+                                ({"Origin": "https://evil.test", "X-Mailyard-CSRF": "1"}, 403),
+                                ({"Origin": "null", "X-Mailyard-CSRF": "1"}, 403)):
+            refused = client.post("/jmap/api", json=call, headers=headers)
+            assert refused.status_code == status, (headers, refused.text)
+            assert "basic" not in refused.headers.get("www-authenticate", "").lower()
+        assert client.post("/logout", headers={"Origin": "https://evil.test",
+                                               "X-Mailyard-CSRF": "1"}).status_code == 403
+        assert client.post("/jmap/api", json=call, headers=own).status_code == 200
+        assert client.post("/logout", headers=own).status_code == 204
+        # The cookie the client kept is revoked on the server, not only dropped here.
+        stale = httpx.post(f"{base}/jmap/api", json=call, headers=own, verify=False,
+                           cookies={"__Host-mailyard-session":
+                                    logged.cookies["__Host-mailyard-session"]})
+        assert stale.status_code == 401
+
+    # Every page carries the strict policy; the message frame's forbids scripts outright.
+    page = httpx.get(f"{base}/", verify=False)
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp and page.headers["x-frame-options"] == "DENY"
+    for name in ("app.js", "jmap.js", "app.css", "vendor/preact.mjs", "vendor/hooks.mjs",
+                 "vendor/htm.mjs", "vendor/LICENSE-preact", "vendor/LICENSE-htm"):
+        assert httpx.get(f"{base}/web/static/{name}", verify=False).status_code == 200, name
