@@ -370,8 +370,10 @@ def open_counters(config: Config) -> Counters:
     url = config.store.counters
     if url.startswith(("redis://", "rediss://", "unix://")):
         from mailyard.store.redis.counters import RedisCounters
+        from mailyard.store.redis.fallback import DegradingCounters
 
-        return RedisCounters(url)
+        return DegradingCounters(RedisCounters(url),
+                                 SqliteCounters(config.data_dir / "counters.db"))
     if url:
         raise ConfigError(f"[store] counters: expected \"redis://host:port/db\" or \"\","
                           f" got {url!r}")

@@ -14,8 +14,11 @@ import redis.asyncio as aioredis
 
 
 class RedisCounters:
-    def __init__(self, url: str, *, prefix: str = "mailyard:") -> None:
-        self._redis = aioredis.Redis.from_url(url)
+    def __init__(self, url: str, *, prefix: str = "mailyard:", timeout: float = 2.0) -> None:
+        """`timeout`: seconds for a connect or an answer; a login waits no longer on a Redis
+        that is away (store/redis/fallback.py then counts on the node)."""
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout,
+                                              socket_connect_timeout=timeout)
         self._prefix = prefix
 
     async def hit(self, key: str, window: float, now: float) -> int:
