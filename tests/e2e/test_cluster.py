@@ -1,0 +1,236 @@
+"""Three `mailyard serve` nodes over shared engines (issue 21), with real clients.
+
+The engines: a private 3-server NATS cluster with JetStream started here on free ports (queue
+with replicas = 3, events), two PostgreSQL shard databases on the session's server, Redis on
+127.0.0.1:6379 for the counters, and one blob directory every node's data_dir links to (one
+machine standing in for an S3 bucket; the S3 adapter has its own suites). Each node has its
+own data_dir, ports and node name, and nothing else of its own.
+
+What is proven: a delivery through node A wakes IMAP IDLE on node B; the message is visible
+over IMAP on every node; and under SMTP load spread over the nodes, with senders that resend
+on another node whatever got no 250, a SIGKILL of node A loses no acknowledged message and
+duplicates none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import re
+import smtplib
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import Server, _in_thread
+from tests.natsserver import NatsCluster
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "secret-password"
+DEADLINE = 120.0
+"""Generous: every wait below is on a condition, this only bounds a failure."""
+
+
+class Cluster:
+    def __init__(self, root: Path) -> None:
+        from tests.pgserver import TestDatabase
+
+        self.root = root
+        self.nats = NatsCluster(root / "nats", size=3).start()
+        self.shards = [TestDatabase(), TestDatabase()]
+        dsns = [_in_thread(d.dsn()) for d in self.shards]
+        blobs = root / "shared-blobs"
+        blobs.mkdir()
+        prefix = f"mycluster{int(time.time() * 1000) % 10**10}"
+        self.nodes: dict[str, Server] = {}
+        for name in ("a", "b", "c"):
+            node = Server(root / name, metadata="", blobs="",
+                          store={"metadata": dsns, "search": "postgresql",
+                                 "counters": "redis://127.0.0.1:6379/0"},
+                          queue={"lease_seconds": 5.0})
+            with node.config_path.open("a") as f:
+                f.write("[cluster]\n"
+                        f'node = "{name}"\n'
+                        "nats = [" + ", ".join(f'"{u}"' for u in self.nats.urls) + "]\n"
+                        'queue = "nats"\nevents = "nats"\nreplicas = 3\n'
+                        f'prefix = "{prefix}"\n')
+            node.data_dir.mkdir(parents=True)
+            (node.data_dir / "blobs").symlink_to(blobs, target_is_directory=True)
+            self.nodes[name] = node
+        for user in ("alice", "bob"):
+            self.nodes["a"].add_user(f"{user}@example.test", PASSWORD)
+        for node in self.nodes.values():
+            node.start()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+        self.nats.stop()
+        for shard in self.shards:
+            with contextlib.suppress(Exception):
+                _in_thread(shard.drop())
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def message(subject: str, to: str = "alice@example.test") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "sender@remote.test"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject}@remote.test>"
+    msg.set_content(f"body of {subject}\n")
+    return msg
+
+
+def send(node: Server, msg: EmailMessage, timeout: float = 30.0) -> None:
+    with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=timeout) as smtp:
+        smtp.send_message(msg)
+
+
+def imap(node: Server, user: str) -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", node.imap_port, timeout=30)
+    client.login(user, PASSWORD)
+    return client
+
+
+def subjects(node: Server, user: str) -> list[str]:
+    """The Subject of every message in the user's INBOX, read over IMAP on `node`."""
+    client = imap(node, user)
+    try:
+        typ, data = client.select("INBOX", readonly=True)
+        assert typ == "OK", data
+        if int(data[0] or 0) == 0:
+            return []
+        typ, fetched = client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK", fetched
+        out = []
+        for part in fetched:
+            if isinstance(part, tuple):
+                m = re.search(rb"Subject: (\S+)", part[1])
+                if m:
+                    out.append(m.group(1).decode())
+        return out
+    finally:
+        client.logout()
+
+
+def test_idle_on_node_b_wakes_on_delivery_through_node_a(cluster: Cluster) -> None:
+    a, b, c = (cluster.nodes[n] for n in "abc")
+    subject = f"idle-{time.time_ns()}"
+    client = imap(b, "alice@example.test")
+    try:
+        typ, data = client.select("INBOX")
+        before = int(data[0] or 0)
+        tag = client._new_tag().decode()  # type: ignore[attr-defined]
+        client.send(f"{tag} IDLE\r\n".encode())
+        assert client.readline().startswith(b"+")
+        sent = time.monotonic()
+        threading.Thread(target=send, args=(a, message(subject)), daemon=True).start()
+        client.sock.settimeout(DEADLINE)
+        while True:  # untagged responses until the new message's EXISTS
+            line = client.readline()
+            assert line, "the connection closed while idling"
+            m = re.match(rb"\* (\d+) EXISTS", line)
+            if m and int(m.group(1)) > before:
+                break
+        woke = time.monotonic() - sent
+        client.send(b"DONE\r\n")
+        while not client.readline().startswith(tag.encode()):
+            pass
+    finally:
+        with contextlib.suppress(Exception):
+            client.logout()
+    print(f"IDLE on node b woke {woke * 1000:.0f} ms after SMTP to node a began")
+    for node in (a, b, c):
+        assert subject in subjects(node, "alice@example.test"), node.root.name
+
+
+def test_sigkill_of_a_node_under_load_loses_and_duplicates_nothing(cluster: Cluster) -> None:
+    """Four senders spread 240 messages over the three nodes; any message that got no 250
+    (the node died, refused, or the connection broke) is sent again to the next node. Node
+    A is SIGKILLed a third of the way in. Every acknowledged message must arrive exactly
+    once; none may arrive twice."""
+    nodes = [cluster.nodes[n] for n in "abc"]
+    a = nodes[0]
+    total, senders = 240, 4
+    run = time.time_ns()
+    acknowledged: set[str] = set()
+    resent: list[str] = []
+    lock = threading.Lock()
+    progress = threading.Semaphore(0)
+
+    def sender(k: int) -> None:
+        for i in range(k, total, senders):
+            subject = f"load-{run}-{i}"
+            start = i % 3
+            deadline = time.monotonic() + DEADLINE
+            for attempt in range(1000):
+                node = nodes[(start + attempt) % 3]
+                try:
+                    send(node, message(subject, "bob@example.test"), timeout=15)
+                except (OSError, smtplib.SMTPException):
+                    assert time.monotonic() < deadline, f"{subject} never got a 250"
+                    with lock:
+                        resent.append(subject)
+                    time.sleep(0.05)
+                    continue
+                with lock:
+                    acknowledged.add(subject)
+                progress.release()
+                break
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
+    for t in threads:
+        t.start()
+    for _ in range(total // 3):
+        assert progress.acquire(timeout=DEADLINE)
+    a.kill()  # SIGKILL, mid-load: sessions in DATA, items leased by its worker
+    killed_at = len(acknowledged)
+    for t in threads:
+        t.join(DEADLINE)
+    assert len(acknowledged) == total, "every message ends with a 250 from some node"
+
+    b, c = nodes[1], nodes[2]
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        got = Counter(s for s in subjects(b, "bob@example.test") if s.startswith(f"load-{run}-"))
+        if set(got) >= acknowledged or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    lost = acknowledged - set(got)
+    duplicated = {s: n for s, n in got.items() if n > 1}
+    print(f"killed node a after {killed_at} acknowledged; {len(resent)} sends retried on"
+          f" another node; {len(got)} distinct delivered, lost {len(lost)},"
+          f" duplicated {len(duplicated)}")
+    assert not lost, f"acknowledged but lost: {sorted(lost)[:10]}"
+    assert not duplicated, f"delivered twice: {duplicated}"
+    on_c = Counter(s for s in subjects(c, "bob@example.test") if s.startswith(f"load-{run}-"))
+    assert on_c == got, "node c shows the same mailbox"
+
+
+def test_nodes_share_one_queue(cluster: Cluster) -> None:
+    """`mailyard queue stats` on any node reads the one JetStream queue (drained)."""
+    for name in ("b", "c"):
+        node = cluster.nodes[name]
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            stats = node.queue_stats()
+            if stats["ready"] + stats["leased"] + stats["delayed"] == 0:
+                break
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.5)
+
