@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-postgres lint typecheck bench clean
+.PHONY: install run test test-postgres lint typecheck bench clean cluster cluster-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test-postgres: install
 lint: install
 	$(BIN)/ruff check mailyard tests bench
 	$(BIN)/mypy
+
+# Three nodes on loopback over NATS JetStream, PostgreSQL shards, Redis and S3 (issue 21);
+# prints the ports. BLOBS=fs shares a directory instead of starting Ceph.
+cluster: install
+	scripts/cluster-up.sh
+
+cluster-down:
+	scripts/cluster-down.sh
 
 bench: install
 	$(BIN)/python bench/smtp_ingest.py
