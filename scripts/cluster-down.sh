@@ -8,7 +8,8 @@ set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(realpath -m "${1:-$root/.cluster}")
-[ -f "$dir/pids" ] || { echo "cluster-down: nothing running in $dir"; exit 0; }
+[ -d "$dir" ] || { echo "cluster-down: nothing in $dir"; exit 0; }
+touch "$dir/pids"
 
 stop_pids() {  # TERM, wait up to 20 s, then KILL
   local pids=("$@") alive
