@@ -153,6 +153,7 @@ def effective(config: Config) -> str:
         ("store", "search"): _mask_dsn(store.search),
         ("store", "counters"): _mask_dsn(store.counters),
         ("store.s3", "secret_key"): MASK if store.s3.secret_key else "",
+        ("routing", "srs_secret"): MASK if config.routing.srs_secret else "",
     }
     out = [f"# effective configuration of {config.source or 'the built-in defaults'}"
            + (" (secrets masked)" if any(MASK in str(v) for v in values.values()) else "")]

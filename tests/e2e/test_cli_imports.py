@@ -43,7 +43,8 @@ SERVER_ONLY = ("mailyard.protocols", "mailyard.pipeline.outbound", "mailyard.pip
 
 ROOT = Path(__file__).resolve().parents[2]
 
-CLI = {"mailyard", "mailyard.cli", "mailyard.cli_ops", "mailyard.cli_transfer"}
+CLI = {"mailyard", "mailyard.cli", "mailyard.cli_ops", "mailyard.cli_transfer",
+       "mailyard.cli_routing"}
 
 
 @pytest.fixture(scope="module")
