@@ -262,8 +262,8 @@ async def test_body_ids_survive_reopen(blob_engine: Engine) -> None:
 
 
 async def test_fs_paths_of_each_id_form(tmp_path: Path) -> None:
-    """Bodies by day under bodies/, flat ids at the hash-tail fan-out every store has used
-    (pinned: a store written before this layout must be found where it was put)."""
+    """Bodies by day under bodies/, flat ids one level under their last two characters
+    (pinned: a store must find its files where it put them)."""
     from mailyard.store.fs.blobstore import FsBlobStore
 
     root = tmp_path / "blobs"
@@ -271,17 +271,76 @@ async def test_fs_paths_of_each_id_form(tmp_path: Path) -> None:
     try:
         sha = blob_id_of(b"x")
         assert store.path(f"bodies/2025/06/01/{sha}") == root / "bodies/2025/06/01" / sha
-        assert store.path(sha) == root / sha[-2:] / sha[-4:-2] / sha
-        assert store.path("s01jx0abcdefghjkmnpqrstvwx") == root / "wx/tv/s01jx0abcdefghjkmnpqrstvwx"
+        assert store.path(sha) == root / sha[-2:] / sha
+        assert store.path("s01jx0abcdefghjkmnpqrstvwx") == root / "wx/s01jx0abcdefghjkmnpqrstvwx"
         await store.put(f"bodies/2025/06/01/{sha}", b"x")
         assert (root / "bodies/2025/06/01" / sha).read_bytes() == b"x"
-        # A file an old store holds at the fan-out path is read under its bare id.
-        legacy = blob_id_of(b"an old skeleton")
-        store.path(legacy).parent.mkdir(parents=True)
-        store.path(legacy).write_bytes(b"an old skeleton")
+        await store.put(sha, b"x")
+        assert (root / sha[-2:] / sha).read_bytes() == b"x"
+        # One directory level per flat id, whatever the id: no leaf directory per blob.
+        for n in range(50):
+            await store.put(f"s01jx0abcdefghjkmnpqrst{n:03d}", b"spool %d" % n)
+        assert {p.name for p in root.iterdir()} == {"bodies", sha[-2:]} | {
+            f"{n:03d}"[-2:] for n in range(50)}
+        assert not any(p.is_dir() for d in root.iterdir() if d.name != "bodies"
+                       for p in d.iterdir())
+    finally:
+        store.close()
+
+
+async def test_fs_blobs_of_the_old_two_level_layout_are_read_listed_and_deleted(
+        tmp_path: Path) -> None:
+    """A data directory written before issue 24 keeps flat ids at
+    <id[-2:]>/<id[-4:-2]>/<id>: they are read, found, listed, counted, kept young by a
+    repeated put (not written twice) and deleted where they are, with new blobs beside."""
+    from mailyard.store.fs.blobstore import FsBlobStore
+
+    root = tmp_path / "blobs"
+    legacy = blob_id_of(b"an old skeleton")
+    spool = "s01jx0abcdefghjkmnpqrstvwx"
+    for blob_id, data in ((legacy, b"an old skeleton"), (spool, b"an old spool copy")):
+        old = root / blob_id[-2:] / blob_id[-4:-2] / blob_id
+        old.parent.mkdir(parents=True, exist_ok=True)
+        old.write_bytes(data)
+        a_day_ago = time.time() - 86400
+        os.utime(old, (a_day_ago, a_day_ago))
+    store = FsBlobStore(root)
+    try:
         assert await store.get(legacy) == b"an old skeleton"
-        assert {b.blob_id for b in await store.inventory()} == {f"bodies/2025/06/01/{sha}",
-                                                               legacy}
+        assert await store.get(spool) == b"an old spool copy"
+        assert await store.exists(legacy) and await store.exists(spool)
+        fresh = blob_id_of(b"a new attachment")
+        await store.put(fresh, b"a new attachment")
+        assert {b.blob_id for b in await store.inventory()} == {legacy, spool, fresh}
+        assert await store.usage() == len(b"an old skeleton") + len(b"an old spool copy") + len(
+            b"a new attachment")
+        # The same content put again is found in the old place: young again, no second copy.
+        await store.put(legacy, b"an old skeleton")
+        old_file = root / legacy[-2:] / legacy[-4:-2] / legacy
+        assert old_file.stat().st_mtime > time.time() - 3600
+        assert not store.path(legacy).exists()
+        await store.delete(spool)
+        assert not await store.exists(spool)
+        with pytest.raises(NotFound):
+            await store.get(spool)
+        assert {b.blob_id for b in await store.inventory()} == {legacy, fresh}
+    finally:
+        store.close()
+
+
+async def test_fs_concurrent_puts_into_one_directory_are_all_durable_and_readable(
+        tmp_path: Path) -> None:
+    """Puts into one directory at once share its fsync (group commit): every one of them
+    returns, and every blob is there, whole, once they have."""
+    from mailyard.store.fs.blobstore import FsBlobStore
+
+    root = tmp_path / "blobs"
+    store = FsBlobStore(root, threads=8)
+    try:
+        items = {f"bodies/2025/06/01/{blob_id_of(b'%d' % n)}": b"%d" % n for n in range(200)}
+        await asyncio.gather(*(store.put(k, v) for k, v in items.items()))
+        for blob_id, data in items.items():
+            assert (root / blob_id).read_bytes() == data
     finally:
         store.close()
 

@@ -139,7 +139,7 @@ def fsck(srv: Server, *args: str) -> tuple[int, list[str], str]:
 
 
 def blob_path(srv: Server, blob_id: str) -> Path:
-    return srv.data_dir / "blobs" / blob_id[-2:] / blob_id[-4:-2] / blob_id
+    return srv.data_dir / "blobs" / blob_id[-2:] / blob_id  # FsBlobStore.path (issue 24)
 
 
 def test_clean_store_has_no_problem(delivered: tuple[Server, dict[str, str]]) -> None:

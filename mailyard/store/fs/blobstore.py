@@ -2,7 +2,9 @@
 
 A blob is written to a temporary name, fsync'd, renamed into place and its directory fsync'd:
 after `put` returns, a power cut leaves either the whole blob or nothing (never a torn file), and
-a SIGKILL in the middle leaves only a temporary file that start-up sweeps away.
+a SIGKILL in the middle leaves only a temporary file that start-up sweeps away. Concurrent puts
+into one directory share its fsync (`DirSync`, a group commit): a directory fsync that starts
+after a rename makes that rename durable, whoever asked for it.
 
 Paths (ids are core/blobkeys.py's):
 - a dated body id is its own relative path, `<root>/bodies/YYYY/MM/DD/<sha256>`: one directory
@@ -10,10 +12,16 @@ Paths (ids are core/blobkeys.py's):
   move to other storage with ordinary tools, and a directory holds one day's messages (tens of
   thousands on a busy single machine, which ext4/xfs hashed directories look up in O(1));
 - a flat id (attachments and uploads by SHA-256, spool copies, bodies of stores made before
-  the dated layout) is `<root>/<id[-2:]>/<id[-4:-2]>/<id>`: the tail of a hash or of a random
-  id spreads files evenly over 65,536 directories. This is the layout stores have always had,
-  so old stores are read unchanged. The two never collide: fan-out directories are two
-  characters long, `bodies` is not.
+  the dated layout) is `<root>/<id[-2:]>/<id>`: one level of fan-out by the id's last two
+  characters (256 directories for SHA-256 hex, 1,024 for the base32 queue ids of spool
+  copies). Each fan-out directory is made once, and its creation made durable once; ext4 and
+  xfs look names up in hashed directories, so a few thousand files each cost nothing.
+- stores written before issue 24 put flat ids one level deeper, `<root>/<id[-2:]>/<id[-4:-2]>/
+  <id>` (65,536 leaf directories: the ingest made and fsync'd a new directory for nearly every
+  spool copy). Those files are read, listed, found and deleted where they are (`legacy_path`),
+  so an old data directory needs no migration; new blobs are never written there. The layouts
+  never collide: ids are at least 8 characters, old second-level directories 2, and `bodies`
+  is no 2-character name.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +43,8 @@ from mailyard.store.ports import BlobInfo, NotFound
 T = TypeVar("T")
 
 # Where each id form lives, relative to the root (globs for the walks below).
-_FLAT_GLOB = "??/??/*"
+_FLAT_GLOB = "??/*"
+_LEGACY_GLOB = "??/??/*"
 _BODY_GLOB = blobkeys.BODIES + "*/*/*/*"
 
 
@@ -47,21 +57,44 @@ class FsBlobStore:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="blob-io")
+        self._dirsync = DirSync()
+        self._made: set[Path] = set()
+        """Directories known to exist with their creation durable (made here or found)."""
+        self._making = threading.Lock()
+        """One maker at a time: a put must not rename into a directory another put has
+        made but not yet made durable (fsync of its parent)."""
         self._sweep_temporaries()
 
     def path(self, blob_id: str) -> Path:
-        """Where the blob lives (ValueError for an id of neither form: nothing escapes root)."""
+        """Where the blob is written (ValueError for an id of neither form: nothing escapes
+        root)."""
         if blobkeys.is_body(blob_id):
             return self.root / blob_id
         if not blobkeys.is_flat(blob_id):
             raise ValueError(f"invalid blob id {blob_id!r}")
+        return self.root / blob_id[-2:] / blob_id
+
+    def legacy_path(self, blob_id: str) -> Path | None:
+        """Where a store made before issue 24 put a flat id (None for a body id)."""
+        if blobkeys.is_body(blob_id):
+            return None
+        if not blobkeys.is_flat(blob_id):
+            raise ValueError(f"invalid blob id {blob_id!r}")
         return self.root / blob_id[-2:] / blob_id[-4:-2] / blob_id
+
+    def _found(self, blob_id: str) -> Path | None:
+        """The file holding the blob, in either layout, or None."""
+        path = self.path(blob_id)
+        if path.exists():
+            return path
+        legacy = self.legacy_path(blob_id)
+        return legacy if legacy is not None and legacy.exists() else None
 
     def _sweep_temporaries(self) -> None:
         """Remove what a killed writer left. Only old files: another process (the server, while
         an admin command opens the store) may be writing a fresh one right now."""
         cutoff = time.time() - 3600
-        for tmp in itertools.chain(self.root.glob("??/??/.tmp-*"),
+        for tmp in itertools.chain(self.root.glob("??/.tmp-*"), self.root.glob("??/??/.tmp-*"),
                                    self.root.glob(blobkeys.BODIES + "*/*/*/.tmp-*")):
             with contextlib.suppress(FileNotFoundError):
                 if tmp.stat().st_mtime < cutoff:
@@ -71,15 +104,19 @@ class FsBlobStore:
 
     def _put(self, blob_id: str, data: bytes) -> None:
         final = self.path(blob_id)
-        if final.exists():
-            # Written again (a deduplicated attachment): young again for `mailyard gc`.
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(final)
-            if final.exists():
-                return
+        for stored in (final, self.legacy_path(blob_id)):
+            if stored is not None and stored.exists():
+                # Written again (a deduplicated attachment): young again for `mailyard gc`.
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(stored)
+                if stored.exists():
+                    return
         directory = final.parent
-        if not directory.exists():
-            _make_dirs(directory)
+        if directory not in self._made:
+            with self._making:
+                if not directory.exists():
+                    _make_dirs(directory)
+                self._made.add(directory)
         tmp = directory / f".tmp-{final.name}-{os.urandom(8).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
@@ -91,12 +128,16 @@ class FsBlobStore:
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(directory)
+        self._dirsync.sync(directory)
 
     def _get(self, blob_id: str) -> bytes:
         try:
             return self.path(blob_id).read_bytes()
         except FileNotFoundError:
+            legacy = self.legacy_path(blob_id)
+            if legacy is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    return legacy.read_bytes()
             raise NotFound(f"blob {blob_id}") from None
 
     def _usage(self) -> int:
@@ -104,7 +145,8 @@ class FsBlobStore:
 
     def _inventory(self) -> list[BlobInfo]:
         out = []
-        for p in self.root.glob(_FLAT_GLOB):
+        for p in itertools.chain(self.root.glob(_FLAT_GLOB), self.root.glob(_LEGACY_GLOB)):
+            # Names of 8+ characters only: the old layout's 2-character directories are not.
             if blobkeys.is_flat(p.name):
                 with contextlib.suppress(FileNotFoundError):
                     st = p.stat()
@@ -139,17 +181,30 @@ class FsBlobStore:
         try:
             size = self.path(blob_id).stat().st_size
         except FileNotFoundError:
-            raise NotFound(f"blob {blob_id}") from None
+            legacy = self.legacy_path(blob_id)
+            try:
+                if legacy is None:
+                    raise
+                size = legacy.stat().st_size
+            except FileNotFoundError:
+                raise NotFound(f"blob {blob_id}") from None
         if size <= INLINE_READ:
             return self._get(blob_id)
         data: bytes = await self._run(self._get, blob_id)
         return data
 
     async def exists(self, blob_id: str) -> bool:
-        return bool(await self._run(self.path(blob_id).exists))
+        self.path(blob_id)  # an invalid id raises here, on the caller's side
+        return await self._run(self._found, blob_id) is not None
 
     async def delete(self, blob_id: str) -> None:
-        await self._run(self.path(blob_id).unlink, True)
+        await self._run(self._delete, blob_id)
+
+    def _delete(self, blob_id: str) -> None:
+        self.path(blob_id).unlink(missing_ok=True)
+        legacy = self.legacy_path(blob_id)
+        if legacy is not None:
+            legacy.unlink(missing_ok=True)
 
     async def usage(self) -> int:
         total: int = await self._run(self._usage)
@@ -171,6 +226,43 @@ def _make_dirs(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for made in created:
         _fsync_dir(made.parent)
+
+
+class DirSync:
+    """Group commit of directory fsyncs. A put asks for its directory to be synced after its
+    rename; if a sync of that directory is running, it may have begun before the rename, so
+    the put waits for it to end and then for one more, which one of the waiting puts runs
+    for all of them. Every rename is thus covered by an fsync begun after it, and N puts
+    into one directory at once cost about two fsyncs instead of N."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._asked: dict[Path, int] = {}
+        """Per directory: how many syncs have been asked for (a ticket counter; one entry
+        per directory ever written, i.e. the fan-out plus one per day of bodies)."""
+        self._done: dict[Path, int] = {}
+        """Per directory: every ticket up to this one is covered by a finished fsync."""
+        self._running: set[Path] = set()
+
+    def sync(self, directory: Path) -> None:
+        with self._cond:
+            ticket = self._asked[directory] = self._asked.get(directory, 0) + 1
+            while self._done.get(directory, 0) < ticket:
+                if directory in self._running:
+                    self._cond.wait()
+                    continue
+                self._running.add(directory)
+                covers = self._asked[directory]  # every rename asked for before this fsync
+                try:
+                    self._cond.release()
+                    try:
+                        _fsync_dir(directory)
+                    finally:
+                        self._cond.acquire()
+                finally:
+                    self._running.discard(directory)
+                    self._cond.notify_all()
+                self._done[directory] = max(self._done.get(directory, 0), covers)
 
 
 def _fsync_dir(directory: Path) -> None:
