@@ -490,6 +490,7 @@ class PostgresMailStore:
             if sort or collapse_threads:
                 # JMAP's sorts (store.sqlsort): ORDER BY in SQL, or the keys read and
                 # ordered in Python when a string property is sorted.
+                where_args = list(args)  # the count reads none of the keys' values
                 cols = sqlsort.columns(sort, "postgres", compiler.param)
                 if cols.in_python:
                     rows = await conn.fetch(sqlsort.rows_select(cols, body), *args)
@@ -506,7 +507,7 @@ class PostgresMailStore:
                 if total:
                     count = await conn.fetchval(
                         f"SELECT count({'DISTINCT e.thread_id' if collapse_threads else '*'})"
-                        f" {body}", *args)
+                        f" {body}", *where_args)
                 return Hits(ids, count)
             page = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
             ids = [r[0] for r in await conn.fetch(
