@@ -159,6 +159,7 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.core.workitems import try_decode
     from mailyard.store.ports import NotFound
 
     if args.action == "list":
@@ -167,10 +168,11 @@ async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
         for p in items:
             state = "sending" if p.leased else ("held until " + _when(p.available_at)
                                                 if p.available_at > time.time() else "ready")
-            rcpts = ", ".join(p.payload.get("recipients", []))
+            work = try_decode(p.kind, p.payload)
+            rcpts = ", ".join(work.recipients) if work else "(damaged item)"
             error = f"\t{p.last_error}" if p.last_error else ""
             print(f"{p.id}\t{p.kind}\t{state}\tattempts {p.attempts}\t"
-                  f"{p.payload.get('mail_from') or '<>'} -> {rcpts}{error}")
+                  f"{(work.mail_from if work else '') or '<>'} -> {rcpts}{error}")
         if not items:
             print("the queue is empty")
         if more:
@@ -206,11 +208,14 @@ async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 async def cmd_dlq(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.core.workitems import try_decode
+
     if args.action == "list":
         letters = await rt.queue.dead_letters(limit=args.limit + 1)
         more = _cut(letters, args.limit, "dead items")
         for d in letters:
-            rcpts = ",".join(d.payload.get("recipients", []))
+            dead = try_decode(d.kind, d.payload)
+            rcpts = ",".join(dead.recipients) if dead else "(damaged item)"
             print(f"{d.id}\t{_when(d.died_at)}\t{d.kind}\t{rcpts}\t{d.error}")
         if not letters:
             print("the dead-letter queue is empty")

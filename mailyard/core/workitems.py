@@ -248,3 +248,25 @@ Message = tuple[bytes, "ParsedMessage"]
 MessageLoader = Callable[[], Awaitable[Message]]
 """Reads and parses an item's spooled message on the first call, and gives the same parse to
 every later one: the pipeline's placement and its ingest share it."""
+
+
+WorkItem = InboundItem | OutboundItem
+
+
+def decode(kind: str, payload: Mapping[str, Any]) -> WorkItem:
+    """The typed item of a queued payload, for every reader of the queue (the pipeline, the
+    CLI's listings, the garbage collector, JMAP's delivery status); BadItem for a payload no
+    producer writes, so a reader never guesses at string keys."""
+    if kind == INBOUND:
+        return InboundItem.from_json(payload)
+    if kind == OUTBOUND:
+        return OutboundItem.from_json(payload)
+    raise BadItem(f"no work item of kind {kind!r}")
+
+
+def try_decode(kind: str, payload: Mapping[str, Any]) -> WorkItem | None:
+    """decode, or None for a damaged item (listings show what they can of the others)."""
+    try:
+        return decode(kind, payload)
+    except BadItem:
+        return None

@@ -23,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailyard.core import blobkeys, skeleton
+from mailyard.core.workitems import try_decode
 from mailyard.services.blobs import UPLOAD
 from mailyard.store.ports import BlobInfo, BlobStore, MaintainedMailStore, NotFound, Queue
 
@@ -61,12 +63,14 @@ async def referenced(store: MaintainedMailStore, blobs: BlobStore, queue: Queue)
                     keep.update(skeleton.blob_refs(await blobs.get(record.blob_id)))
         for upload in await store.get_objects(account.id, UPLOAD):
             keep.add(upload.id.removeprefix("U"))
-    for item in await queue.pending(limit=_ALL):
-        if spool := item.payload.get("spool"):
-            keep.add(spool)
-    for dead in await queue.dead_letters(limit=_ALL):
-        if spool := dead.payload.get("spool"):
-            keep.add(spool)
+    queued: list[tuple[str, dict[str, Any]]] = [
+        *((p.kind, p.payload) for p in await queue.pending(limit=_ALL)),
+        *((d.kind, d.payload) for d in await queue.dead_letters(limit=_ALL))]
+    for kind, payload in queued:
+        if (item := try_decode(kind, payload)) is not None:
+            keep.add(item.spool)
+        elif isinstance(spool := payload.get("spool"), str):
+            keep.add(spool)  # a damaged item keeps what it may still name
     return keep
 
 

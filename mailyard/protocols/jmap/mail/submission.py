@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailyard.core.mime import parse_message
+from mailyard.core.workitems import try_decode
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
 from mailyard.protocols.jmap.mail import headertext
@@ -143,7 +144,8 @@ async def _view(ctx: Context, obj: StoredObject) -> dict[str, Any]:
         undo = "pending"
     else:
         undo = "final"
-    waiting = {r for q in queued for r in q.payload.get("recipients", [])}
+    waiting = {r for q in queued if (item := try_decode(q.kind, q.payload))
+               for r in item.recipients}
     status = {}
     for rcpt in data["envelope"]["rcptTo"]:
         address = rcpt["email"]
