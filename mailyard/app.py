@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from mailyard.core.workitems import MessageLoader, Verdict
     from mailyard.dns import Resolver
-    from mailyard.pipeline.inbound import InboundPipeline
+    from mailyard.pipeline.inbound import InboundPipeline, Target
     from mailyard.pipeline.outbound import OutboundWorker
     from mailyard.pipeline.worker import Supervised, Worker
     from mailyard.protocols.imap.session import IMAPServices
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mailyard.services.objects import ObjectService
     from mailyard.services.routing import RoutingService
     from mailyard.services.search import SearchService
+    from mailyard.services.sieve import SieveService
     from mailyard.services.submission import SubmissionService
     from mailyard.services.tokens import TokenService
     from mailyard.services.vacation import VacationResponder
@@ -56,11 +57,13 @@ if TYPE_CHECKING:
     from mailyard.store.postgres.mailstore import PostgresMailStore
     from mailyard.store.postgres.search import PostgresSearchIndex
     from mailyard.store.postgres.sharded import ShardedMailStore
+    from mailyard.store.postgres.sieve import PostgresSieveStore
     from mailyard.store.s3.blobstore import S3BlobStore
     from mailyard.store.sqlite.mailstore import SqliteMailStore
     from mailyard.store.sqlite.policy import SqlitePolicyStore
     from mailyard.store.sqlite.queue import SqliteQueue
     from mailyard.store.sqlite.search import SqliteSearchIndex
+    from mailyard.store.sqlite.sieve import SqliteSieveStore
     from mailyard.store.sqlite.spam import SqliteSpamModel
 
 log = logging.getLogger("mailyard")
@@ -75,7 +78,8 @@ class Runtime:
     PARTS = ("store", "blobs", "queue", "index", "bus", "accounts", "routing", "spam_model",
              "pipeline",
              "mailbox", "submission", "delivery", "search", "resolver", "blob_access",
-             "vacation", "tokens", "placement", "spam_trainer", "changes", "objects")
+             "vacation", "tokens", "placement", "spam_trainer", "changes", "objects",
+             "sieve_scripts", "sieve")
     """Every part, in the order `open` builds them (the order the server always used)."""
 
     def __init__(self, config: Config) -> None:
@@ -171,7 +175,8 @@ class Runtime:
         return InboundPipeline(self.store, self.blobs,
                                dedup_min_size=config.limits.attachment_dedup_min_size,
                                index_limits=config.search, placement=_Placement(self),
-                               recipient_account=self._recipient_account)
+                               recipient_account=self._recipient_account,
+                               filters=_Filters(self))
 
     async def _recipient_account(self, address: str) -> Account:
         return await self.routing.recipient_account(address)
@@ -261,6 +266,31 @@ class Runtime:
         return BlobService(self.store, self.blobs, self.mailbox)
 
     @cached_property
+    def sieve_scripts(self) -> SqliteSieveStore | PostgresSieveStore:
+        """Sieve scripts beside the directory: sieve.db, or the (first) PostgreSQL database."""
+        dsn = (self.config.store.shards or [self.config.store.metadata])[0]
+        if dsn:
+            from mailyard.store.postgres.sieve import PostgresSieveStore
+
+            return PostgresSieveStore(dsn)
+        from mailyard.store.sqlite.sieve import SqliteSieveStore
+
+        return SqliteSieveStore(self.config.data_dir / "sieve.db")
+
+    @cached_property
+    def sieve(self) -> SieveService:
+        from mailyard.services.sieve import SieveService
+
+        return SieveService(self.sieve_scripts, self.store, self.blobs, self.queue,
+                            hostname=self.config.hostname, is_local=self._is_local,
+                            mailbox=self.mailbox, vacation=self.vacation)
+
+    async def _is_local(self, address: str) -> bool:
+        from mailyard.services.accounts import RecipientStatus
+
+        return await self.accounts.check_recipient(address) is not RecipientStatus.NOT_LOCAL
+
+    @cached_property
     def vacation(self) -> VacationResponder:
         from mailyard.services.vacation import VacationResponder
 
@@ -325,7 +355,8 @@ class Runtime:
         from mailyard.store.sqlite.db import Database
 
         built = self.__dict__
-        parts = (built.get(name) for name in ("store", "queue", "index", "spam_model"))
+        parts = (built.get(name) for name in ("store", "queue", "index", "spam_model",
+                                              "sieve_scripts"))
         return [db.path.name for part in parts
                 if isinstance(db := getattr(part, "db", None), Database) and not db.alive]
 
@@ -334,7 +365,8 @@ class Runtime:
         built = self.__dict__
         if "bus" in built:
             self.bus.close()
-        for name in ("queue", "index", "store", "blobs", "spam_model", "routing_store"):
+        for name in ("queue", "index", "store", "blobs", "spam_model", "routing_store",
+                     "sieve_scripts"):
             if name in built:
                 built[name].close()
 
@@ -352,6 +384,18 @@ class _Placement:
 
     async def junk(self, account_id: str, verdict: Verdict, message: MessageLoader) -> bool:
         return await self.runtime.placement.junk(account_id, verdict, message)
+
+
+class _Filters:
+    """The pipeline's per-recipient Sieve run (services/sieve.py), built on first use."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def file(self, target: Target, recipient: str, mail_from: str,
+                   message: MessageLoader, delivery_key: str) -> Target:
+        return await self.runtime.sieve.file(target, recipient, mail_from, message,
+                                             delivery_key)
 
 
 def node_name(config: Config) -> str:
@@ -680,6 +724,13 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 servers.append(await start_pop3(pop3, host, port,
                                                 implicit_tls=tls if implicit else None))
                 log.info("POP3%s listening on %s", "S" if implicit else "", address)
+    if config.listen.managesieve:
+        from mailyard.protocols.managesieve.server import ManageSieveServices, start_managesieve
+
+        host, port = _hostport(config.listen.managesieve)
+        servers.append(await start_managesieve(
+            ManageSieveServices(runtime.accounts, runtime.sieve, tls), host, port))
+        log.info("ManageSieve listening on %s", config.listen.managesieve)
     if config.listen.smtp:
         limits = config.limits
         handler = InboundHandler(runtime.accounts, runtime.delivery, InboundPolicy(

@@ -466,6 +466,9 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
                 r.add_argument("--selector", help="default: a dated selector like my202611")
 
     add_alias_parser(sub, command, actions, wanted("alias"))
+    from mailyard.cli_sieve import add_sieve_parser
+
+    add_sieve_parser(sub, command, actions, wanted("sieve"))
     p = command(sub, "user", "accounts: add, list, remove, passwd, quota")
     if wanted("user"):
         us = actions(p)
@@ -583,6 +586,12 @@ async def cmd_alias(rt: Runtime, args: argparse.Namespace) -> None:
     await run(rt, args)
 
 
+async def cmd_sieve(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.cli_sieve import cmd_sieve as run
+
+    await run(rt, args)
+
+
 async def cmd_account(rt: Runtime, args: argparse.Namespace) -> None:
     """Only a sharded PostgreSQL MailStore has shards; any other store refuses."""
     from mailyard.store.postgres.move import move_account
@@ -657,7 +666,7 @@ COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = 
     "fsck": cmd_fsck, "gc": cmd_gc,
     "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
     "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex, "token": cmd_token,
-    "account": cmd_account, "alias": cmd_alias,
+    "account": cmd_account, "alias": cmd_alias, "sieve": cmd_sieve,
 }
 
 

@@ -105,6 +105,9 @@ class Listen:
     """POP3 over implicit TLS (995 in production)."""
     http: str = "127.0.0.1:8080"
     """HTTPS: JMAP, its push and WebSocket, the webmail and /metrics."""
+    managesieve: str = ""
+    """ManageSieve (RFC 5804), STARTTLS then AUTH, for Sieve filter editors: off by
+    default; "0.0.0.0:4190" (its port everywhere) turns it on."""
 
 
 @dataclass(frozen=True)

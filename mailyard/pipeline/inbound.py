@@ -9,6 +9,7 @@ is deleted only after every recipient has the email, so a crash at any point los
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,14 @@ class Placement(Protocol):
         ...
 
     async def junk(self, account_id: str, verdict: Verdict, message: MessageLoader) -> bool: ...
+
+
+class Filters(Protocol):
+    """The recipient's own rules (services/sieve.py SieveService: the active Sieve script),
+    run after the spam placement: the Target it returns says where the message goes."""
+
+    async def file(self, target: Target, recipient: str, mail_from: str,
+                   message: MessageLoader, delivery_key: str) -> Target: ...
 
 
 class Quarantined(PermanentFailure):
@@ -89,6 +98,12 @@ class Target:
     mailbox_roles: list[str] = field(default_factory=lambda: ["inbox"])
     mailbox_ids: list[str] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
+    head: bytes | None = None
+    """A header block of its own (Sieve editheader) for this account's copy."""
+    discard: bool = False
+    """The recipient's filters stored it nowhere (discard, redirect, reject)."""
+    after: Callable[[str], Awaitable[None]] | None = None
+    """Called with the email id once stored (the filters' duplicate memory, vacation)."""
 
 
 class InboundPipeline:
@@ -97,9 +112,10 @@ class InboundPipeline:
 
     def __init__(self, store: MailStore, blobs: BlobStore, *, dedup_min_size: int = 2048,
                  index_limits: Limits = DEFAULT_LIMITS, placement: Placement | None = None,
-                 recipient_account: Callable[[str], Awaitable[Account]] | None = None
-                 ) -> None:
+                 recipient_account: Callable[[str], Awaitable[Account]] | None = None,
+                 filters: Filters | None = None) -> None:
         self.placement = placement
+        self.filters = filters
         self.store = store
         self.recipient_account = recipient_account
         """Who receives mail to an address (AccountService.recipient_account: role
@@ -127,6 +143,19 @@ class InboundPipeline:
         added = b""
         if self.placement is not None and verdict is not None:
             verdict, added = await self.placement.complete(verdict, message)
+        stored: list[Message] = []
+
+        async def final() -> Message:
+            """The message as stored: with the fields the spam score added (Sieve sees
+            them, as a script testing X-Spam-* expects)."""
+            if not stored:
+                octets, parse = await message()
+                if added:
+                    octets, again = fields.insert(octets, parse, item.trace_length, added)
+                    parse = again if again is not None else self.parse(octets)
+                stored.append((octets, parse))
+            return stored[0]
+
         for rcpt in item.recipients:
             try:
                 lookup = self.recipient_account or self.store.get_account
@@ -134,20 +163,54 @@ class InboundPipeline:
             except NotFound:
                 raise NotFound(f"recipient {rcpt} has no account (removed after acceptance?)")\
                     from None
-            targets.append(await self.target(account_id, rcpt, verdict, message))
+            target = await self.target(account_id, rcpt, verdict, message)
+            if self.filters is not None:
+                # A spool that is gone is handled below like any other missing spool.
+                with contextlib.suppress(NotFound):
+                    target = await self.filters.file(target, rcpt, item.mail_from, final,
+                                                     item_id)
+            targets.append(target)
         parsed: ParsedMessage | None = None
+        trace_length = item.trace_length + len(added)
         try:
-            raw, parsed = loaded[0] if loaded else (await self.blobs.get(item.spool), None)
+            if stored:
+                raw, parsed = stored[0]
+            else:
+                raw, parsed = loaded[0] if loaded else (await self.blobs.get(item.spool), None)
+                if added:  # after our trace fields and Authentication-Results, as SMTP would
+                    raw, parsed = fields.insert(raw, parsed, item.trace_length, added)
         except NotFound:
             if all([await self.store.has_delivery(t.account_id, item_id) for t in targets]):
                 return Outcome()  # a previous attempt finished everything but the ack
             raise PermanentFailure(f"spooled message {item.spool} is missing") from None
-        trace_length = item.trace_length
-        if added:  # after our trace fields and Authentication-Results, as SMTP would have
-            raw, parsed = fields.insert(raw, parsed, trace_length, added)
-        return await self.ingest(raw, targets, delivery_key=item_id,
-                                 received_at=item.received_at,
-                                 trace_length=trace_length + len(added), parsed=parsed)
+        return await self.deliver(raw, parsed, targets, delivery_key=item_id,
+                                  received_at=item.received_at, trace_length=trace_length)
+
+    async def deliver(self, raw: bytes, parsed: ParsedMessage | None, targets: list[Target],
+                      *, delivery_key: str, received_at: int, trace_length: int) -> Outcome:
+        """Store the message for the targets the filters did not discard: those with a
+        header block of their own (editheader) each as its own message, the rest as one;
+        then tell each target's filters the email id."""
+        kept = [t for t in targets if not t.discard]
+        same = [t for t in kept if t.head is None]
+        outcome = Outcome()
+        if same:
+            outcome = await self.ingest(raw, same, delivery_key=delivery_key,
+                                        received_at=received_at, trace_length=trace_length,
+                                        parsed=parsed)
+        body = raw[parsed.root.body_start:] if parsed is not None else \
+            raw.partition(b"\r\n\r\n")[2]
+        for target in kept:
+            if target.head is not None:
+                edited = await self.ingest(target.head + b"\r\n" + body, [target],
+                                           delivery_key=delivery_key, received_at=received_at)
+                outcome.delivered += edited.delivered
+                outcome.documents += edited.documents
+                same.append(target)
+        for target, done in zip(same, outcome.delivered, strict=True):
+            if target.after is not None:
+                await target.after(done.email_id)
+        return outcome
 
     async def target(self, account_id: str, recipient: str, verdict: Verdict | None,
                      message: MessageLoader | None = None) -> Target:

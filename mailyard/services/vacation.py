@@ -1,10 +1,12 @@
 """The vacation auto-reply (JMAP VacationResponse, RFC 8621 §8), sent by the inbound pipeline.
 
-The rules are RFC 3834's for automatic responses, with the once-per-sender memory of Sieve's
-vacation extension (RFC 5230 §4.1, seven days by default): never answer an automatic message, a
-mailing list, bulk mail, a message the user was not named in (To/Cc), mail filed as Junk, or
-the null sender; answer from the null reverse-path with Auto-Submitted: auto-replied, so
-that two responders cannot talk to each other for ever.
+One engine for both the JMAP VacationResponse and Sieve's vacation action (RFC 5230):
+`VacationResponder` below. The rules are RFC 3834's for automatic responses, with the
+once-per-sender memory of Sieve's vacation extension (RFC 5230 §4.1, seven days by
+default): never answer an automatic message, a mailing list, bulk mail, a message the
+user was not named in (To/Cc), mail filed as Junk, or the null sender; answer from the null
+reverse-path with Auto-Submitted: auto-replied, so that two responders cannot talk to each
+other for ever.
 
 A reply is recorded before it is queued, so a retried delivery never answers twice (a crash in
 between loses one auto-reply, which is the side to err on).
@@ -27,6 +29,7 @@ from typing import Any
 from mailyard.core.addresses import normalize
 from mailyard.core.mime import header_text
 from mailyard.core.sections import header_fields
+from mailyard.core.sieve.actions import Vacation
 from mailyard.services.submission import SubmissionRefused, SubmissionService
 from mailyard.store.ports import Account, MailStore, NotFound
 
@@ -88,11 +91,25 @@ def is_automatic(headers: Mapping[str, str], sender: str) -> str | None:
 
 
 class VacationResponder:
+    """The one vacation engine: Sieve's `vacation` action (RFC 5230), whether it comes from
+    the user's active Sieve script (services/sieve.py hands it over with `expect`) or from
+    the JMAP VacationResponse, which is compiled to the same action (`settings_action`).
+    Both then go through the same rules: RFC 3834's never-answer list, the user named in
+    To/Cc (or in the action's :addresses), once per sender per period and per response
+    (the handle), from the null reverse-path with Auto-Submitted: auto-replied.
+
+    When the script produced a vacation action, it is the one answered; otherwise an active
+    VacationResponse is."""
+
     def __init__(self, store: MailStore, submission: SubmissionService, *,
                  period: float = 7 * 86400) -> None:
         self.store = store
         self.submission = submission
         self.period = period
+        self._expected: dict[tuple[str, str], Vacation | None] = {}
+        """(account id, email id) -> the Sieve vacation action of that delivery (None: the
+        script ran and asked for none), from the pipeline to `after_delivery`, which runs
+        in the same process right after it."""
 
     async def get(self, account: Account) -> dict[str, Any]:
         found = await self.store.get_objects(account.id, KIND, [SINGLETON])
@@ -107,6 +124,20 @@ class VacationResponder:
         return bool(settings["isEnabled"]) and (start is None or start <= now) and (
             end is None or now < end)
 
+    def settings_action(self, settings: dict[str, Any]) -> Vacation:
+        """The VacationResponse as the Sieve action `vacation :days 7 :subject S "text"`;
+        the handle is its fromDate, so a new absence answers everyone anew."""
+        return Vacation(
+            reason=settings["textBody"] or "I am away and will read your message when I am"
+                                            " back.",
+            subject=settings["subject"] or None, seconds=int(self.period),
+            handle=f"jmap:{settings.get('fromDate')}")
+
+    def expect(self, account_id: str, email_id: str, action: Vacation | None) -> None:
+        if len(self._expected) > 10_000:  # deliveries whose after_delivery never came
+            self._expected.clear()
+        self._expected[(account_id, email_id)] = action
+
     async def after_delivery(self, mail_from: str, delivered: Sequence[tuple[str, str]]
                              ) -> None:
         """Answer, where the user is away, each (account id, email id) just delivered."""
@@ -119,39 +150,52 @@ class VacationResponder:
     async def _answer(self, mail_from: str, account_id: str, email_id: str) -> None:
         now = time.time()
         account = await self.store.get_account_by_id(account_id)
-        settings = await self.get(account)
-        if not self.active(settings, now):
-            return
+        action = self._expected.pop((account_id, email_id), None)
+        html = None
+        if action is None:
+            settings = await self.get(account)
+            if not self.active(settings, now):
+                return
+            action = self.settings_action(settings)
+            html = settings["htmlBody"]
         try:
             record = await self.store.get_email(account_id, email_id)
         except NotFound:
             return
         boxes = {b.name: b.role for b in await self.store.list_mailboxes(account_id)}
-        if "inbox" not in {boxes.get(name) for name in record.mailboxes}:
-            return  # Junk, or filed away: not a message a person is waiting on
+        roles = {boxes.get(name) for name in record.mailboxes}
+        if "junk" in roles or ((html is not None or action.handle.startswith("jmap:")) and \
+                "inbox" not in roles):
+            return  # Junk, or (for the JMAP responder) filed away: no person waits on it
         [head] = await self.store.get_heads(account_id, [email_id])
         # In a thread: a stored header block can be 14 MB, and this runs in the process
         # of the listeners.
         headers = await asyncio.to_thread(automatic_fields, head.head)
         reason = is_automatic(headers, mail_from)
-        own = normalize(account.address)
+        own = {normalize(account.address), *(normalize(a) for a in action.addresses)}
         named = {normalize(a["email"]) for a in (*record.to, *record.cc) if a.get("email")}
-        if reason is None and own not in named:
+        if reason is None and not own & named:
             reason = "not named in To or Cc"
-        if reason is None and normalize(mail_from) == own:
+        if reason is None and normalize(mail_from) in own:
             reason = "from the user"
         if reason is not None:
             log.debug("no vacation reply to %s: %s", mail_from, reason)
             return
+        since = action.handle or hashlib.sha256(
+            f"{action.subject}\x00{action.reason}".encode()).hexdigest()[:16]
+        if since.startswith("jmap:"):  # as records made before Sieve held it
+            since_value: Any = since[5:] if since[5:] != "None" else None
+        else:
+            since_value = since
         key = hashlib.sha256(normalize(mail_from).encode()).hexdigest()[:32]
         replied = await self.store.get_objects(account_id, REPLIED, [key])
-        if replied and now - replied[0].data["at"] < self.period \
-                and replied[0].data.get("since") == settings.get("fromDate"):
+        if replied and now - replied[0].data["at"] < action.seconds \
+                and replied[0].data.get("since") == since_value:
             return
         await self.store.put_object(account_id, REPLIED, key,
-                                    {"at": now, "since": settings.get("fromDate")}, log=False)
+                                    {"at": now, "since": since_value}, log=False)
         # The email package folds a subject of 64 KB (the stored cap) in half a second.
-        raw = await asyncio.to_thread(self._reply, account, settings, record.subject,
+        raw = await asyncio.to_thread(self._reply, account, action, html, record.subject,
                                       record.message_id, record.references, mail_from)
         try:
             await self.submission.submit(account, "", [mail_from], raw, protocol="LOCAL",
@@ -159,20 +203,28 @@ class VacationResponder:
         except SubmissionRefused as e:
             log.warning("vacation reply to %s refused: %s", mail_from, e.reply)
 
-    def _reply(self, account: Account, settings: dict[str, Any], subject: str,
+    def _reply(self, account: Account, action: Vacation, html: str | None, subject: str,
                message_id: str | None, references: list[str], to: str) -> bytes:
         reply = EmailMessage(policy=SMTP)
-        reply["From"] = account.address
+        sender = action.from_ if action.from_ and self.submission.may_send_as(
+            account, action.from_) else account.address
+        reply["From"] = sender
         reply["To"] = to
-        reply["Subject"] = settings["subject"] or f"Auto: {subject}".strip()
+        reply["Subject"] = action.subject or f"Auto: {subject}".strip()
         reply["Date"] = email.utils.format_datetime(datetime.now(UTC))
         reply["Auto-Submitted"] = "auto-replied"
         reply["Precedence"] = "bulk"
         if message_id:
             reply["In-Reply-To"] = f"<{message_id}>"
             reply["References"] = " ".join(f"<{r}>" for r in [*references, message_id][-10:])
-        text = settings["textBody"] or "I am away and will read your message when I am back."
-        reply.set_content(text)
-        if settings["htmlBody"]:
-            reply.add_alternative(settings["htmlBody"], subtype="html")
+        if action.mime:  # RFC 5230 §4.6: the reason is a MIME entity of its own
+            part = email.message_from_string(action.reason, policy=SMTP)
+            for name, value in part.items():
+                if name.lower().startswith("content-"):
+                    reply[name] = value
+            reply.set_payload(part.get_payload())
+            return reply.as_bytes()
+        reply.set_content(action.reason)
+        if html:
+            reply.add_alternative(html, subtype="html")
         return reply.as_bytes()

@@ -140,6 +140,7 @@ class Server:
     http_port: int = 0
     pop3_port: int = 0
     pop3s_port: int = 0
+    managesieve_port: int = 0
     pop3: dict[str, Any] = field(default_factory=dict)
     store: dict[str, Any] = field(default_factory=dict)
     blobs: str = field(default_factory=lambda: os.environ.get("MAILYARD_TEST_BLOBS", ""))
@@ -165,6 +166,7 @@ class Server:
         self.http_port = free_port()
         self.pop3_port = free_port()
         self.pop3s_port = free_port()
+        self.managesieve_port = free_port()
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
         self.config_path = self.root / "mailyard.toml"
@@ -181,6 +183,7 @@ class Server:
             f'http = "127.0.0.1:{self.http_port}"',
             f'pop3 = "127.0.0.1:{self.pop3_port}"',
             f'pop3s = "127.0.0.1:{self.pop3s_port}"',
+            f'managesieve = "127.0.0.1:{self.managesieve_port}"',
             "[auth]",
             f"plaintext_on_loopback = {str(self.plaintext_on_loopback).lower()}",
             *(f"{k} = {json.dumps(v)}" for k, v in self.auth.items()),

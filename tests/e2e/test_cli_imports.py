@@ -44,7 +44,7 @@ SERVER_ONLY = ("mailyard.protocols", "mailyard.pipeline.outbound", "mailyard.pip
 ROOT = Path(__file__).resolve().parents[2]
 
 CLI = {"mailyard", "mailyard.cli", "mailyard.cli_ops", "mailyard.cli_transfer",
-       "mailyard.cli_routing"}
+       "mailyard.cli_routing", "mailyard.cli_sieve"}
 
 
 @pytest.fixture(scope="module")

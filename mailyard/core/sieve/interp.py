@@ -70,6 +70,9 @@ class Budget:
         self._deadline = time.monotonic() + self.max_seconds
         self._next_clock = 10_000
 
+    def remaining(self) -> float:
+        return self._deadline - time.monotonic()
+
     def spend(self, units: int) -> None:
         self.used += units
         if self.used > self.max_steps:
@@ -125,6 +128,9 @@ class _Run:
             raise SieveRuntimeError("script nested too deeply") from None
         except match.MatchError as e:
             raise SieveRuntimeError(str(e)) from None
+        except match.TooSlow as e:
+            raise ScriptTooLong(f"script stopped after {self.budget.max_seconds:g} seconds"
+                                f" ({e})") from None
         result = self.result
         rejects = [a for a in result.actions if isinstance(a, Reject)]
         if rejects and any(isinstance(a, Keep | FileInto | Vacation) for a in result.actions):
@@ -369,7 +375,7 @@ class _Run:
         for value in values:
             for key in keys:
                 ok, groups = match.matches(kind, comparator, value, key, self.budget.spend,
-                                           relational)
+                                           relational, self.budget.remaining())
                 if ok:
                     if groups is not None and "variables" in self.requires:
                         self.match_vars = [g[:MAX_VARIABLE] for g in groups]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any
 
 from mailyard.core.sieve import regex
 
@@ -117,12 +118,16 @@ def _same(tok: str, char: str) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _compiled(pattern: str, casefold: bool) -> re.Pattern[str]:
+def _compiled(pattern: str, casefold: bool) -> Any:
     return regex.compile_pattern(pattern, casefold=casefold)
 
 
+class TooSlow(Exception):
+    """A regex search used up the time it was given."""
+
+
 def matches(match_type: str, comparator: str, value: str, key: str, spend: Spend,
-            relational: str = "") -> tuple[bool, list[str] | None]:
+            relational: str = "", timeout: float = 1.0) -> tuple[bool, list[str] | None]:
     """Whether `value` matches `key`, and the match variables when the type has them."""
     spend(1 + (len(value) + len(key)) // 64)
     if match_type == "is":
@@ -140,8 +145,11 @@ def matches(match_type: str, comparator: str, value: str, key: str, spend: Spend
             pattern = _compiled(key, comparator == "i;ascii-casemap")
         except regex.BadRegex as e:
             raise MatchError(str(e)) from None
-        spend(len(value) * max(1, len(key) // 8))
-        m = pattern.search(value)
+        spend(len(value) // 16)
+        try:
+            m = pattern.search(value, timeout=max(timeout, 0.001))
+        except TimeoutError:
+            raise TooSlow(f"regex {key[:60]!r} ran out of time") from None
         if m is None:
             return False, None
         return True, [m.group(0), *[g or "" for g in m.groups()]]

@@ -1,0 +1,1 @@
+"""ManageSieve (RFC 5804): Sieve scripts managed over port 4190."""
