@@ -14,6 +14,7 @@ duplicates none.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import imaplib
 import re
@@ -234,3 +235,45 @@ def test_nodes_share_one_queue(cluster: Cluster) -> None:
             assert time.monotonic() < deadline, stats
             time.sleep(0.5)
 
+
+
+def readyz(node: Server) -> int:
+    import httpx
+
+    try:
+        return httpx.get(f"https://127.0.0.1:{node.http_port}/readyz", verify=False,
+                         timeout=30).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_with_nats_down_smtp_never_says_250_and_readyz_fails(cluster: Cluster) -> None:
+    """Every NATS server stopped: a node cannot make mail durable in the queue, so SMTP
+    answers 4xx (the sender keeps the message) and /readyz 503 (a load balancer takes the
+    node out); when NATS is back, both recover on their own and the mail flows again."""
+    b = cluster.nodes["b"]
+    assert readyz(b) == 200
+    run = time.time_ns()
+    for server in cluster.nats.nodes:
+        server.kill()
+    try:
+        with pytest.raises(smtplib.SMTPResponseException) as refused:
+            send(b, message(f"outage-{run}", "bob@example.test"), timeout=60)
+        assert 400 <= refused.value.smtp_code < 500, refused.value
+        assert readyz(b) == 503
+    finally:
+        for server in cluster.nats.nodes:
+            server.start()
+    asyncio.run(cluster.nats.wait_ready())
+    deadline = time.monotonic() + DEADLINE
+    while True:  # the node reconnects by itself; until it has, 4xx again is fine
+        try:
+            send(b, message(f"after-{run}", "bob@example.test"))
+            break
+        except smtplib.SMTPResponseException as e:
+            assert 400 <= e.smtp_code < 500 and time.monotonic() < deadline, e
+            time.sleep(0.5)
+    while f"after-{run}" not in subjects(b, "bob@example.test"):
+        assert time.monotonic() < deadline, "the message after the outage never arrived"
+        time.sleep(0.5)
+    assert readyz(b) == 200
