@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.routing import SRS, SRSError, split_detail
@@ -50,6 +50,13 @@ class LocalTarget:
     delivered_to: str
     """The envelope recipient as it reached us (alias, plus or domain-alias address);
     recorded as Delivered-To when it is not the account's own address."""
+    also: tuple[str, ...] = ()
+    """Other envelope recipients of the same message that reached this account (`plan`):
+    one copy, a Delivered-To for each."""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (self.delivered_to, *self.also)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +215,7 @@ class RoutingService:
         """The envelope's recipients expanded, each account and remote address once (the
         first recipient that reaches it names it)."""
         plan = Plan()
-        accounts: set[str] = set()
+        accounts: dict[str, int] = {}
         remote: set[str] = set()
         for rcpt in dict.fromkeys(normalize(r) for r in recipients):
             resolution = await self.resolve(rcpt)
@@ -220,9 +227,13 @@ class RoutingService:
             if not resolution.local and not resolution.remote:
                 plan.unknown.append(rcpt)
             for target in resolution.local:
-                if target.account.id not in accounts:
-                    accounts.add(target.account.id)
+                at = accounts.get(target.account.id)
+                if at is None:
+                    accounts[target.account.id] = len(plan.local)
                     plan.local.append(target)
+                elif target.delivered_to not in plan.local[at].addresses:
+                    first = plan.local[at]
+                    plan.local[at] = replace(first, also=(*first.also, target.delivered_to))
             for r in resolution.remote:
                 if r.address not in remote:
                     remote.add(r.address)

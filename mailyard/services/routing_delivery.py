@@ -6,8 +6,8 @@ queued, so the pipeline only ever sees accounts.
   one envelope: one copy). Accounts reached by their own address share one queue item with
   the message as it came, exactly as before routing existed; an account reached another way
   (alice+news@, an alias, a domain alias, the catch-all, a role address) gets an item of its
-  own whose copy starts with `Delivered-To: <the address the sender used>` (RFC 9228), which
-  `deliveredto:` searches and Sieve's envelope and subaddress tests read.
+  own whose copy starts with `Delivered-To: <the address the sender used>` (RFC 9228), one
+  per envelope address that reached it, which `deliveredto:` searches.
 - Remote targets of aliases (forwarding) get one outbound item per domain, with the envelope
   sender rewritten by SRS (core/routing.py) so the receiver's SPF check passes, and a
   Delivered-To naming the local address that forwarded it.
@@ -37,7 +37,7 @@ from mailyard.store.ports import NewItem
 
 if TYPE_CHECKING:
     from mailyard.services.delivery import Accepted, DeliveryService
-    from mailyard.services.routing import RemoteTarget, RoutingService
+    from mailyard.services.routing import LocalTarget, RemoteTarget, RoutingService
 
 log = logging.getLogger("mailyard.delivery")
 
@@ -90,8 +90,10 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
     def next_id() -> str:
         return queue_id if not items else f"{queue_id}.{len(items) + 1}"
 
-    direct = [t.recipient for t in plan.local
-              if t.delivered_to == normalize(t.account.address)]
+    def own(target: LocalTarget) -> bool:
+        return all(a == normalize(target.account.address) for a in target.addresses)
+
+    direct = [t.recipient for t in plan.local if own(t)]
     if direct:
         item_id = next_id()
         item = InboundItem(spool=spool_id(item_id), mail_from=mail_from,
@@ -99,9 +101,9 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
                            received_at=received_at, peer=peer, helo=helo, verdict=verdict)
         items.append((NewItem(INBOUND, item.to_json(), item_id=item_id), raw))
     for target in plan.local:
-        if target.delivered_to == normalize(target.account.address):
+        if own(target):
             continue
-        field = delivered_to(target.delivered_to)
+        field = b"".join(delivered_to(a) for a in target.addresses)
         item_id = next_id()
         item = InboundItem(spool=spool_id(item_id), mail_from=mail_from,
                            recipients=(target.recipient,),

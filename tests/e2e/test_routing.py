@@ -86,9 +86,14 @@ def test_an_account_and_its_alias_in_one_envelope_get_one_copy(server: Server) -
     server.wait_queue_empty()
     for user in ("alice", "bob", "carol"):
         assert len(imap_subjects(server, user, "once only", 1)) == 1, user
-    # alice's own address came first: her copy is the message as sent, no Delivered-To
+    # one copy, with a Delivered-To for each of the envelope's addresses that reached her
     [raw] = imap_subjects(server, "alice", "once only", 1)
-    assert not raw.startswith(b"Delivered-To:")
+    assert raw.startswith(b"Delivered-To: alice@example.test\r\nDelivered-To: me@example.test"
+                          b"\r\nDelivered-To: alice+x@example.test\r\nReturn-Path:"), raw[:300]
+    # and a message to her own address alone is stored as it came
+    send(server, "direct only", ["alice@example.test"])
+    [raw] = imap_subjects(server, "alice", "direct only", 1)
+    assert raw.startswith(b"Return-Path: <dora@remote.test>\r\n"), raw[:200]
 
 
 def test_plus_address_is_delivered_to_the_account_and_searchable(server: Server) -> None:
