@@ -11,6 +11,7 @@ command -v neomutt >/dev/null 2>&1 || need+=(neomutt)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
+command -v sieve-connect >/dev/null 2>&1 || need+=(sieve-connect)
 # Debian's chromium, driven by Playwright in the webmail tests (Playwright's own browsers are
 # never downloaded)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

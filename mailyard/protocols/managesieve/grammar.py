@@ -29,8 +29,8 @@ class Command:
 def quote(text: str) -> bytes:
     """A string as RFC 5804 §4 writes it: quoted when it can be, else a literal."""
     data = text.encode()
-    if len(data) < 1024 and not re.search(rb'[\r\n"\\\x00]', data):
-        return b'"' + data + b'"'
+    if len(data) < 1024 and not re.search(rb"[\r\n\x00]", data):
+        return b'"' + re.sub(rb'(["\\])', rb"\\\1", data) + b'"'
     return b"{%d}\r\n" % len(data) + data
 
 
