@@ -95,7 +95,21 @@ class _Filter:
             return None
         if attr == "cite":
             return None  # a URL no one needs, and a request some readers make
+        if attr == "style":
+            return safe_style(value)
         return value
+
+
+_CSS_HAZARD = re.compile(r"expression|url|image|javascript|behavior|binding|@import|\\|/\*",
+                         re.IGNORECASE)
+
+
+def safe_style(value: str) -> str | None:
+    """The declarations of a style attribute that name nothing to fetch or run: none with a
+    URL, an image function, IE's expression() or behaviors, an escape or a comment that
+    could hide one. The allowed properties alone would let `width: expression(...)` through."""
+    kept = [d.strip() for d in value.split(";") if d.strip() and not _CSS_HAZARD.search(d)]
+    return "; ".join(kept) or None
 
 
 def _cid(value: str) -> str:

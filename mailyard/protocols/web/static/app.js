@@ -276,7 +276,10 @@ function Mail({ client, username, logout }) {
         ['Thread/get', { ids: [t.threadId] }],
         ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: READ_PROPS, fetchTextBodyValues: true }],
       ]);
-      if (emails.list.length) setThread({ threadId: t.threadId, emails: emails.list });
+      // Only if the reader is still on it: a refresh that began before "back" must not reopen it.
+      if (emails.list.length && state.current.thread?.threadId === t.threadId) {
+        setThread({ threadId: t.threadId, emails: emails.list });
+      }
     }
   }, []);
 
