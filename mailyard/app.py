@@ -405,6 +405,26 @@ def node_name(config: Config) -> str:
     return config.cluster.node or socket.gethostname()
 
 
+def start_heartbeat(runtime: Runtime) -> asyncio.Task[None] | None:
+    """With `[cluster] nats`, announce this node (its name, pid and listeners) in NATS every
+    10 s until cancelled; the entry expires 30 s after the last one."""
+    import socket
+    from dataclasses import fields
+
+    c = runtime.config.cluster
+    if not c.nats:
+        return None
+    from mailyard.store.nats.membership import NatsMembership, NodeCard
+
+    listen = runtime.config.listen
+    card = NodeCard(node=node_name(runtime.config), pid=os.getpid(), host=socket.gethostname(),
+                    started_at=time.time(),
+                    listeners={f.name: getattr(listen, f.name) for f in fields(listen)
+                               if getattr(listen, f.name)})
+    membership = NatsMembership(runtime.nats, prefix=c.prefix, replicas=c.replicas)
+    return asyncio.create_task(membership.run(card))
+
+
 def open_counters(config: Config) -> Counters:
     """`[store] counters`: Redis, shared by every node ("redis://host:port/db"), or "":
     counters.db in data_dir, shared by this node's processes (the listener, IMAP processes,
@@ -819,10 +839,13 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 log.error("IMAP process %d did not start listening within 60 s", n)
         log.info("IMAP served by %d processes", config.imap.processes)
     processes += imap_processes
+    heartbeat = start_heartbeat(runtime)  # [cluster] nats: `mailyard cluster status` sees us
     print(f"mailyard: serving (data in {config.data_dir})", flush=True)
 
     await stop.wait()
     log.info("shutting down")
+    if heartbeat is not None:
+        heartbeat.cancel()
     # Stop accepting, then end each session politely (IMAP BYE, POP3 -ERR, SMTP 421 once a
     # DATA in progress has its answer): nothing acknowledged is lost, since a 250 is only
     # said once the message is durable. The pipeline finishes its batch; anything leased and

@@ -577,6 +577,11 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
         q.add_argument("address", help="the account's address")
         q.add_argument("shard", help='the shard\'s position in [store] metadata: "0", "1", ...')
         command(acs, "shards", "the shards and their account counts")
+
+    p = command(sub, "cluster", "the nodes, queue, shards and engines of a cluster ([cluster])")
+    if wanted("cluster"):
+        command(actions(p), "status", "nodes seen (heartbeats), queue depth and streams, shard"
+                " sizes, each engine's health (exit status 1 when a required one is down)")
     return parser
 
 
@@ -588,6 +593,12 @@ async def cmd_alias(rt: Runtime, args: argparse.Namespace) -> None:
 
 async def cmd_sieve(rt: Runtime, args: argparse.Namespace) -> None:
     from mailyard.cli_sieve import cmd_sieve as run
+
+    await run(rt, args)
+
+
+async def cmd_cluster(rt: Runtime, args: argparse.Namespace) -> None:
+    from mailyard.cli_cluster import cmd_cluster as run
 
     await run(rt, args)
 
@@ -666,7 +677,7 @@ COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], Awaitable[None]]] = 
     "fsck": cmd_fsck, "gc": cmd_gc,
     "domain": cmd_domain, "user": cmd_user, "queue": cmd_queue, "dlq": cmd_dlq,
     "mail": cmd_mail, "search": cmd_search, "reindex": cmd_reindex, "token": cmd_token,
-    "account": cmd_account, "alias": cmd_alias, "sieve": cmd_sieve,
+    "account": cmd_account, "alias": cmd_alias, "sieve": cmd_sieve, "cluster": cmd_cluster,
 }
 
 

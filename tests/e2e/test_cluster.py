@@ -160,6 +160,27 @@ def test_idle_on_node_b_wakes_on_delivery_through_node_a(cluster: Cluster) -> No
         assert subject in subjects(node, "alice@example.test"), node.root.name
 
 
+def test_cluster_status_sees_every_node_the_queue_and_the_engines(cluster: Cluster) -> None:
+    """`mailyard cluster status` on any node: the three heartbeats, the one JetStream queue
+    with its replicas, both shards, every engine up (exit status 0)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        result = cluster.nodes["c"].cli("cluster", "status", check=False)
+        out = result.stdout.decode()
+        if all(f"\n  {n}\t" in out for n in "abc") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 0, out + result.stderr.decode()
+    for name in "abc":
+        assert f"\n  {name}\tpid " in out, out
+    assert "nodes (3 seen in NATS" in out, out
+    assert "queue (NATS JetStream): ready" in out, out
+    assert "replicas 3 (leader n" in out, out
+    for engine in ("nats: ok", "mailstore: ok", "blobs: ok", "redis: ok"):
+        assert engine in out, out
+    assert out.count("shard ") == 2 and "/mailyard_test_" in out, out
+
+
 def test_sigkill_of_a_node_under_load_loses_and_duplicates_nothing(cluster: Cluster) -> None:
     """Four senders spread 240 messages over the three nodes; any message that got no 250
     (the node died, refused, or the connection broke) is sent again to the next node. Node
@@ -261,6 +282,9 @@ def test_with_nats_down_smtp_never_says_250_and_readyz_fails(cluster: Cluster) -
             send(b, message(f"outage-{run}", "bob@example.test"), timeout=60)
         assert 400 <= refused.value.smtp_code < 500, refused.value
         assert readyz(b) == 503
+        down = b.cli("cluster", "status", check=False)
+        assert down.returncode == 1, down.stdout.decode()
+        assert "nats: DOWN" in down.stdout.decode(), down.stdout.decode()
     finally:
         for server in cluster.nats.nodes:
             server.start()
