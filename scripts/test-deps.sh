@@ -21,6 +21,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # PostgreSQL: tests use the one on 127.0.0.1:5432, else start their own (scripts/postgres-up.sh)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
   || need+=(postgresql)
+# NATS and Redis: private servers of the cluster tests (tests/natsserver.py, the Redis outage
+# test), beside the machine's own on 4222 and 6379
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # S3: a private single-node Ceph radosgw, started once per test session by tests/s3.py
 # (scripts/ceph-rgw-up.sh) unless $MAILYARD_TEST_S3_ENDPOINT names a running one
 { command -v radosgw >/dev/null 2>&1 && command -v ceph-osd >/dev/null 2>&1 \
