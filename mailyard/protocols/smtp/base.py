@@ -31,13 +31,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import re
+import socket
 import time
-from collections.abc import Awaitable, Callable
+import types
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
+import aiosmtpd
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    Session,
+    TLSSetupException,
+    _AuthMechAttr,
+    login_always_fail,
+    syntax,
+)
 
 from mailyard import metrics
 from mailyard.config import Limits
@@ -61,16 +77,125 @@ address or message (550, 553, 554) is the mail's fault, not the protocol's: it d
 count."""
 
 
+REFLECTED_FOR = "1.4.6"
+"""The aiosmtpd release whose SMTP.__init__ `EnhancedSMTP._init_reflected` does in its own
+way; under any other, aiosmtpd's own __init__ runs (correct, only slower)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassTable:
+    """What aiosmtpd's SMTP.__init__ finds by reflection on the protocol class, found once
+    per class: the commands (each wrapped in the /metrics timer) and the AUTH mechanisms."""
+
+    commands: tuple[tuple[str, Callable[..., Awaitable[None]]], ...]
+    auth: tuple[tuple[str, str], ...]
+    """(mechanism, method name) of the class's own auth_* methods."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerTable:
+    """What SMTP.__init__ finds by reflection on the handler, found once per handler."""
+
+    hooks: dict[str, Callable[..., Any]]
+    auth: dict[str, _AuthMechAttr]
+    ehlo_hook_ver: str | None
+
+
+_CLASS_TABLES: dict[type, ClassTable] = {}
+_HANDLER_TABLES: weakref.WeakKeyDictionary[Any, HandlerTable] = weakref.WeakKeyDictionary()
+
+
+def _mechanism(name: str, fn: Any) -> str:
+    return str(getattr(fn, "__auth_mechanism_name__",
+                       name.replace("auth_", "").replace("__", "-")))
+
+
+def _class_table(cls: type) -> ClassTable:
+    table = _CLASS_TABLES.get(cls)
+    if table is None:
+        names = dir(cls)
+        commands = tuple((name.replace("smtp_", ""), _timed(name.replace("smtp_", ""),
+                                                            getattr(cls, name)))
+                         for name in names if name.startswith("smtp_"))
+        auth = tuple((_mechanism(name, getattr(cls, name)), name)
+                     for name in names if name.startswith("auth_"))
+        table = _CLASS_TABLES[cls] = ClassTable(commands, auth)
+    return table
+
+
+def _handler_table(handler: Any) -> HandlerTable:
+    try:
+        table = _HANDLER_TABLES.get(handler)
+    except TypeError:  # not weakly referable or not hashable: found for each connection
+        return _reflect_handler(handler)
+    if table is None:
+        table = _reflect_handler(handler)
+        with contextlib.suppress(TypeError):
+            _HANDLER_TABLES[handler] = table
+    return table
+
+
+def _reflect_handler(handler: Any) -> HandlerTable:
+    """SMTP.__init__'s reflection on the handler, as it does it (aiosmtpd 1.4.6)."""
+    auth = {_mechanism(name, fn): _AuthMechAttr(fn, False)
+            for name, fn in inspect.getmembers(handler) if name.startswith("auth_")}
+    hooks = {m.replace("handle_", ""): getattr(handler, m) for m in dir(handler)
+             if m.startswith("handle_")}
+    ehlo = hooks.get("EHLO")
+    version = None
+    if ehlo is not None:
+        params = len(inspect.signature(ehlo).parameters)
+        if params == 4:
+            version = "old"
+        elif params == 5:
+            version = "new"
+        else:
+            raise RuntimeError("Unsupported EHLO Hook")
+    return HandlerTable(hooks, auth, version)
+
+
+def _timed(name: str, fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """`fn` (an smtp_* method of a class) timed for /metrics, and followed by the shutdown's
+    421 when one was asked for during it. Made once per class; bound per connection."""
+
+    @functools.wraps(fn)
+    async def run(self: EnhancedSMTP, arg: str) -> None:
+        self._busy = True
+        started = time.perf_counter()
+        try:
+            await fn(self, arg)
+        finally:
+            self._busy = False
+            metrics.command(self.protocol_name, name, time.perf_counter() - started)
+        if self._closing:
+            await self._shutdown()
+
+    return run
+
+
 class EnhancedSMTP(SMTP):
     """aiosmtpd's protocol answering with RFC 3463 codes once ENHANCEDSTATUSCODES is said;
     every command timed for /metrics, and a 421 at shutdown once no command is running.
-    Messages are bytes: both listeners run with `decode_data=False`, which DATA assumes."""
+    Messages are bytes: both listeners run with `decode_data=False`, which DATA assumes.
+
+    Set-up per connection: aiosmtpd's SMTP.__init__ finds the commands, AUTH mechanisms and
+    handler hooks by reflection (`inspect.getmembers` and `dir` over the protocol and the
+    handler, every property evaluated) on every connection: 11 % of the listener's Python
+    time with one mail per connection (issue 24). Here that is found once per class and per
+    handler (`ClassTable`, `HandlerTable`) and only bound per connection; the rest of the
+    set-up is aiosmtpd's, attribute for attribute (`_init_reflected`; a test compares the
+    two). Under another aiosmtpd release its own __init__ runs."""
 
     protocol_name = "smtp"
 
     def __init__(self, handler: Any, *, line_octets: int = Limits.smtp_line_octets,
                  **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+        if aiosmtpd.__version__ == REFLECTED_FOR:
+            self._init_reflected(handler, **kwargs)
+        else:
+            super().__init__(handler, **kwargs)
+            self._smtp_methods = {command: types.MethodType(fn, self)
+                                  for command, fn in _class_table(type(self)).commands}
         self.line_octets = line_octets
         """The longest line (without CRLF) a message may carry: far above RFC 5321's 998, as
         Postfix and Dovecot take what real senders send (see `Limits.smtp_line_octets`)."""
@@ -81,24 +206,98 @@ class EnhancedSMTP(SMTP):
         self._starting_tls = False
         """No yield after STARTTLS's 220: the client's ClientHello could then reach this
         protocol before aiosmtpd puts the TLS layer in its place, and the handshake fail."""
-        self._smtp_methods = {name: self._timed(name, fn)
-                              for name, fn in self._smtp_methods.items()}
 
-    def _timed(self, name: str, fn: Callable[[str], Awaitable[None]]
-               ) -> Callable[[str], Awaitable[None]]:
-        @functools.wraps(fn)
-        async def run(arg: str) -> None:
-            self._busy = True
-            started = time.perf_counter()
-            try:
-                await fn(arg)
-            finally:
-                self._busy = False
-                metrics.command(self.protocol_name, name, time.perf_counter() - started)
-            if self._closing:
-                await self._shutdown()
+    def _init_reflected(
+            self, handler: Any, *, data_size_limit: int | None = 2**25,
+            enable_SMTPUTF8: bool = False, decode_data: bool = False,
+            hostname: str | None = None, ident: str | None = None,
+            tls_context: Any = None, require_starttls: bool = False, timeout: float = 300,
+            auth_required: bool = False, auth_require_tls: bool = True,
+            auth_exclude_mechanism: Iterable[str] | None = None, auth_callback: Any = None,
+            command_call_limit: int | dict[str, int] | None = None, authenticator: Any = None,
+            proxy_protocol_timeout: float | None = None,
+            loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """aiosmtpd 1.4.6's SMTP.__init__ with its reflection taken from the per-class and
+        per-handler tables. Its warnings about TLS settings and AUTH without TLS, and its
+        INFO line listing the AUTH mechanisms, are left out: our listeners' settings are
+        fixed (tests/unit/test_smtp_setup.py compares the outcome with aiosmtpd's own)."""
+        self.__ident__ = ident or aiosmtpd.smtp.__ident__
+        self.loop = loop if loop else aiosmtpd.smtp.make_loop()
+        asyncio.StreamReaderProtocol.__init__(
+            self, asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected, loop=self.loop)
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = decode_data
+        self.command_size_limits.clear()
+        if hostname:
+            self.hostname = hostname
+        else:
+            self.hostname = socket.getfqdn()
+        self.tls_context = tls_context
+        self.require_starttls = tls_context and require_starttls
+        self._timeout_duration = timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = auth_require_tls
+        if proxy_protocol_timeout is not None and proxy_protocol_timeout <= 0:
+            raise ValueError("proxy_protocol_timeout must be > 0")
+        self._proxy_timeout = proxy_protocol_timeout
+        if authenticator is not None:
+            self._authenticator = authenticator
+            self._auth_callback = None
+        else:
+            self._auth_callback = auth_callback or login_always_fail
+            self._authenticator = None
+        self._auth_required = auth_required
+        cls = _class_table(type(self))
+        found = _handler_table(handler)
+        auth = {mechanism: _AuthMechAttr(getattr(self, name), True)
+                for mechanism, name in cls.auth}
+        auth.update(found.auth)
+        for mechanism in auth_exclude_mechanism or []:
+            auth.pop(mechanism, None)
+        self._auth_methods = auth
+        self._handle_hooks = found.hooks
+        self._ehlo_hook_ver = found.ehlo_hook_ver
+        self._smtp_methods = {command: types.MethodType(fn, self) for command, fn in cls.commands}
+        if command_call_limit is None:
+            self._enforce_call_limit = False
+        else:
+            self._enforce_call_limit = True
+            if isinstance(command_call_limit, int):
+                self._call_limit_base = {}
+                self._call_limit_default = command_call_limit
+            else:
+                self._call_limit_base = command_call_limit
+                self._call_limit_default = command_call_limit.get(
+                    "*", aiosmtpd.smtp.CALL_LIMIT_DEFAULT)
 
-        return run
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's, without the typing.Protocol class it defines on every call (a class
+        made per MAIL and per RCPT command: `ABCMeta.__new__` in the listener's profile)."""
+        if not arg:
+            return "", ""
+        address: Any
+        try:
+            if arg.lstrip().startswith("<"):
+                address, rest = get_angle_addr(arg)
+            else:
+                address, rest = get_addr_spec(arg)
+        except HeaderParseError:
+            return None, None
+        addr: str = address.addr_spec
+        localpart = addr.rpartition("@")[0]
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # called again by STARTTLS on the same connection
