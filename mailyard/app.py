@@ -693,8 +693,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         SubmissionHandler,
         start_submission,
     )
-    from mailyard.protocols.web.message import routes as message_routes
-    from mailyard.protocols.web.pages import WebRouter, build_web_app
+    from mailyard.protocols.web.pages import WebRouter, behind_auth, build_web_app
     from mailyard.protocols.web.services import WebServices
     from mailyard.services.pushsubs import PushSubscriptionService
     from mailyard.store.local.eventbus import socket_address
@@ -800,7 +799,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         http = await start_http(OpsRouter(ops_app(runtime, pipeline), WebRouter(
             build_web_app(web), build_app(jmap, routes=[
                 *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
-                *sync_routes(runtime.changes), *message_routes(web)]))), host, port,
+                *sync_routes(runtime.changes), *behind_auth(web)]))), host, port,
                                 ssl=tls)
         log.info("HTTPS (JMAP) listening on %s", config.listen.http)
         await push_delivery.start()

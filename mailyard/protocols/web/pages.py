@@ -33,7 +33,7 @@ from mailyard.protocols.jmap.auth import (
     problem_response,
 )
 from mailyard.protocols.jmap.origin import CheckOrigin
-from mailyard.protocols.web import headers
+from mailyard.protocols.web import headers, message, settings
 from mailyard.protocols.web.services import WebServices
 from mailyard.services.accounts import LoginRefused
 from mailyard.services.loginguard import Refusal
@@ -189,6 +189,12 @@ class Pages:
     async def _cookie_account(self, request: Request) -> Account | None:
         session = request.cookies.get(SESSION_COOKIE)
         return await self.services.tokens.check(session) if session else None
+
+
+def behind_auth(services: WebServices) -> list[Route]:
+    """The webmail's routes that need a logged-in caller: given to the JMAP app, whose
+    authentication (the session cookie included) runs before them."""
+    return [*message.routes(services), *settings.routes(services)]
 
 
 def build_web_app(services: WebServices) -> Starlette:

@@ -109,7 +109,7 @@ function Row({ e, selected, labels, open }) {
     <span class="from">${sender(e)}${e.count > 1 ? html` <span class="n">${e.count}</span>` : ''}</span>
     <span class="subject">${labels.map((l) => html`<span class="chip" key=${l}>${l}</span>`)}
       <b>${e.subject || '(no subject)'}</b><span class="preview"> — ${e.preview}</span></span>
-    ${e.hasAttachment && html`<span class="clip" aria-label="has attachment">📎</span>`}
+    ${e.hasAttachment ? html`<img class="clip" src="/web/static/clip.svg" alt="has attachment" />` : html`<span></span>`}
     <time datetime=${e.receivedAt}>${shortDate(e.receivedAt)}</time>
   </li>`;
 }
@@ -133,7 +133,7 @@ function Message({ client, e, last }) {
       ${open && html`<div class="to">to ${addresses(e.to)}${e.cc ? `, cc ${addresses(e.cc)}` : ''}</div>`}
     </header>
     ${open && (hasHtml
-      ? html`${blocked > 0 && !images && html`<p class="images">Remote images are hidden.
+      ? html`${blocked > 0 && !images && html`<p class="images">Remote images are hidden.${' '}
             <button class="link" onClick=${() => setImages(true)}>Show images</button></p>`}
           <iframe class="body" title="Message" sandbox="allow-popups allow-popups-to-escape-sandbox"
             referrerpolicy="no-referrer" src=${src}></iframe>`
@@ -141,7 +141,7 @@ function Message({ client, e, last }) {
     ${open && (e.attachments || []).length > 0 && html`<ul class="attachments">
       ${e.attachments.map((a) => html`<li key=${a.blobId}>
         <a href=${client.downloadUrl(a.blobId, a.name, a.type)} download=${a.name || 'attachment'}>
-          📎 ${a.name || 'attachment'}</a> <span class="size">${size(a.size)}</span></li>`)}
+          <img src="/web/static/clip.svg" alt="" /> ${a.name || 'attachment'}</a> <span class="size">${size(a.size)}</span></li>`)}
     </ul>`}
   </article>`;
 }
@@ -203,7 +203,7 @@ function Composer({ client, identities, draft, close, mailboxes, notify }) {
     <label>Cc<input name="cc" value=${cc} onInput=${(e) => setCc(e.target.value)} /></label>
     <label>Subject<input name="subject" value=${subject} onInput=${(e) => setSubject(e.target.value)} /></label>
     <textarea name="body" rows="12" aria-label="Message" value=${body} onInput=${(e) => setBody(e.target.value)}></textarea>
-    <ul class="attachments">${files.map((f) => html`<li key=${f.blobId}>📎 ${f.name} <span class="size">${size(f.size)}</span></li>`)}</ul>
+    <ul class="attachments">${files.map((f) => html`<li key=${f.blobId}><img src="/web/static/clip.svg" alt="" /> ${f.name} <span class="size">${size(f.size)}</span></li>`)}</ul>
     <div class="actions">
       <button type="submit" disabled=${busy.endsWith('…')}>Send</button>
       <label class="attach">Attach<input type="file" name="attachment" multiple onChange=${attach} /></label>
@@ -341,7 +341,7 @@ function Mail({ client, username, logout }) {
     const t = thread;
     if (!t) return;
     const last = t.emails[t.emails.length - 1];
-    const text = (last.textBody || []).map((p) => last.bodyValues[p.partId]?.value || '').join('\n');
+    const text = (last.textBody || []).map((p) => last.bodyValues[p.partId]?.value || '').join('\n').trimEnd();
     const quoted = text.split('\n').map((l) => `> ${l}`).join('\n');
     const me = identities.map((i) => i.email.toLowerCase());
     const subject = last.subject || '';
