@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_DEPTH = 64
 """Blocks and tests nested deeper than this are refused (Dovecot's limit is 32)."""
@@ -73,6 +74,9 @@ class Command:
 class Script:
     commands: tuple[Command, ...]
     requires: frozenset[str] = field(default_factory=frozenset)
+    parsed: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Each command's and test's arguments sorted out once (spec.Parsed by id of the node,
+    which lives as long as the script): the interpreter reads them on every run."""
 
 
 # --------------------------------------------------------------------------------------------

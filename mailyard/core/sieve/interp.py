@@ -205,8 +205,9 @@ class _Run:
                     self.block(cmd.block or ())
                 taken = True
                 continue
-            self.command(cmd, split_args(name, cmd.args, COMMANDS[name], self.requires,
-                                         cmd.line))
+            parsed = self.script.parsed.get(id(cmd)) or split_args(
+                name, cmd.args, COMMANDS[name], self.requires, cmd.line)
+            self.command(cmd, parsed)
 
     def add(self, action: Keep | FileInto | Redirect | Reject | Discard | Vacation) -> None:
         if len(self.result.actions) >= MAX_ACTIONS:
@@ -358,7 +359,8 @@ class _Run:
             return all(self.test(sub) for sub in t.tests)
         if name == "anyof":
             return any(self.test(sub) for sub in t.tests)
-        p = split_args(name, t.args, TESTS[name], self.requires, t.line)
+        p = self.script.parsed.get(id(t)) or split_args(name, t.args, TESTS[name],
+                                                         self.requires, t.line)
         return bool(getattr(self, f"t_{name}")(p))
 
     def compare(self, values: list[str], keys: list[str], p: Parsed) -> bool:

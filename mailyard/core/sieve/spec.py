@@ -231,11 +231,13 @@ def check(commands: tuple[Command, ...]) -> Script:
     if "vacation-seconds" in requires:
         requires.add("vacation")
     frozen = frozenset(requires)
-    _check_block(commands, frozen, top=True)
-    return Script(commands, frozen)
+    by_node: dict[int, Parsed] = {}
+    _check_block(commands, frozen, by_node, top=True)
+    return Script(commands, frozen, by_node)
 
 
-def _check_block(commands: tuple[Command, ...], requires: frozenset[str], *, top: bool) -> None:
+def _check_block(commands: tuple[Command, ...], requires: frozenset[str],
+                 parsed_args: dict[int, Parsed], *, top: bool) -> None:
     previous = ""
     for cmd in commands:
         if cmd.name == "require":
@@ -257,10 +259,11 @@ def _check_block(commands: tuple[Command, ...], requires: frozenset[str], *, top
         _check_tests(cmd.name, cmd.tests, cmd.listed, spec, cmd.line)
         parsed = split_args(cmd.name, cmd.args, spec, requires, cmd.line)
         _check_values(cmd.name, parsed, requires, cmd.line)
+        parsed_args[id(cmd)] = parsed
         for test in cmd.tests:
-            _check_test(test, requires)
+            _check_test(test, requires, parsed_args)
         if cmd.block is not None:
-            _check_block(cmd.block, requires, top=False)
+            _check_block(cmd.block, requires, parsed_args, top=False)
         previous = cmd.name
 
 
@@ -274,7 +277,8 @@ def _check_tests(name: str, tests: tuple[Test, ...], listed: bool, spec: Spec,
         raise SieveSyntaxError(line, f"{name} takes no test")
 
 
-def _check_test(test: Test, requires: frozenset[str]) -> None:
+def _check_test(test: Test, requires: frozenset[str], parsed_args: dict[int, Parsed]
+                ) -> None:
     spec = TESTS.get(test.name)
     if spec is None:
         raise SieveSyntaxError(test.line, f"unknown test {test.name}")
@@ -285,8 +289,9 @@ def _check_test(test: Test, requires: frozenset[str]) -> None:
     _check_values(test.name, parsed, requires, test.line)
     if test.name == "size" and not parsed.tags:
         raise SieveSyntaxError(test.line, "size needs :over or :under")
+    parsed_args[id(test)] = parsed
     for sub in test.tests:
-        _check_test(sub, requires)
+        _check_test(sub, requires, parsed_args)
 
 
 def _strings(arg: Argument | None) -> tuple[str, ...]:
