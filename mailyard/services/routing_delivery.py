@@ -54,6 +54,8 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
                         verdict: Verdict | None) -> Accepted:
     from mailyard.services.delivery import Accepted, spool_id
 
+    if mail_from.strip("<> ") == "":
+        mail_from = ""  # the null reverse-path, which aiosmtpd hands over as "<>"
     plan = await routing.plan(recipients)
     received, _ = trace_counts(raw)
     failed: list[dsn.RecipientStatus] = [
@@ -112,6 +114,7 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
         items.append((NewItem(INBOUND, item.to_json(), item_id=item_id), field + raw))
     if remote:
         sender = await routing.forward_sender(mail_from)
+        relayed, relayed_trace = _without_return_path(raw, trace_length)
         by_domain: dict[str, list[RemoteTarget]] = {}
         for fwd in remote:
             by_domain.setdefault(domain_of(fwd.address), []).append(fwd)
@@ -123,9 +126,10 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
             out = OutboundItem(spool=spool_id(item_id), mail_from=sender,
                                recipients=tuple(t.address for t in targets), domain=domain,
                                submitted_at=now, submission=queue_id,
-                               trace_length=trace_length + len(fields),
+                               trace_length=relayed_trace + len(fields),
                                received_at=received_at, peer=peer, helo=helo)
-            items.append((NewItem(OUTBOUND, out.to_json(), item_id=item_id), fields + raw))
+            items.append((NewItem(OUTBOUND, out.to_json(), item_id=item_id),
+                          fields + relayed))
     for new, data in items:
         await service.blobs.put(spool_id(str(new.item_id)), data)
     if items:
@@ -138,6 +142,16 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
     if failed:
         await _report(service, queue_id, mail_from, raw[trace_length:], failed)
     return Accepted(queue_id=queue_id)
+
+
+def _without_return_path(raw: bytes, trace_length: int) -> tuple[bytes, int]:
+    """The copy to forward: without the Return-Path our MX put first, which only the final
+    delivery writes (RFC 5321 §4.4; the receiver writes its own, the SRS address)."""
+    if raw.startswith(b"Return-Path:") and trace_length:
+        end = raw.find(b"\n") + 1
+        if 0 < end <= trace_length:
+            return raw[end:], trace_length - end
+    return raw, trace_length
 
 
 async def _report(service: DeliveryService, queue_id: str, mail_from: str, original: bytes,
