@@ -26,7 +26,26 @@ command -v nats-server >/dev/null || { echo "cluster-up: nats-server is not inst
 mkdir -p "$dir"
 : > "$dir/pids"
 step() { echo "cluster-up: $*" >&2; }
-port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Every port this script needs, distinct and free now, from 10000-19999: below the kernel's
+# ephemeral range (where clients' source ports, and so collisions, come from) and the test
+# suite's port ranges (tests/e2e/server.py). port() hands them out in turn.
+read -r -a ports <<< "$("$py" - <<'PY'
+import random, socket
+held, out = [], []
+while len(out) < 30:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, 20000)))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+    out.append(str(s.getsockname()[1]))
+print(" ".join(out))
+PY
+)"
+next_port=0
+take() { REPLY=${ports[$next_port]}; next_port=$((next_port + 1)); }
 wait_port() {
   for _ in $(seq 1 300); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -37,10 +56,11 @@ wait_port() {
 
 # ------------------------------------------------------------------------------------- NATS
 step "NATS: three servers with JetStream"
-routes=("$(port)" "$(port)" "$(port)")
+routes=()
+for _ in 1 2 3; do take; routes+=("$REPLY"); done
 nats_urls=()
 for n in 1 2 3; do
-  client=$(port)
+  take; client=$REPLY
   nats_urls+=("nats://127.0.0.1:$client")
   mkdir -p "$dir/nats/n$n"
   cat > "$dir/nats/n$n.conf" <<CONF
@@ -115,7 +135,7 @@ if command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev
   redis_url="redis://127.0.0.1:6379/0"
   step "Redis: the machine's, 127.0.0.1:6379"
 else
-  rport=$(port)
+  take; rport=$REPLY
   mkdir -p "$dir/redis"
   nohup redis-server --port "$rport" --bind 127.0.0.1 --dir "$dir/redis" --save "" \
     >"$dir/redis/redis.log" 2>&1 &
@@ -146,8 +166,8 @@ fi
 nats_list=$(printf '"%s", ' "${nats_urls[@]}"); nats_list="[${nats_list%, }]"
 declare -A smtp imap http submission pop3
 for node in a b c; do
-  smtp[$node]=$(port); imap[$node]=$(port); http[$node]=$(port)
-  submission[$node]=$(port); pop3[$node]=$(port)
+  take; smtp[$node]=$REPLY; take; imap[$node]=$REPLY; take; http[$node]=$REPLY
+  take; submission[$node]=$REPLY; take; pop3[$node]=$REPLY
   mkdir -p "$dir/$node/data"
   if [ "$blobs" = fs ] && [ ! -e "$dir/$node/data/blobs" ]; then
     ln -s "$dir/blobs" "$dir/$node/data/blobs"
