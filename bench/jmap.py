@@ -19,6 +19,15 @@ the message is durable in the queue, so the time covers the pipeline (parse, thr
 index) and the push path (event bus, SSE).
 
     .venv/bin/python bench/jmap.py --clients 8 --seconds 30 --rate 20 --deliveries 200
+
+Sort (--mode sort): Email/query of each RFC 8621 §4.4.2 sort (and collapseThreads) on a
+mailbox bench/search.py loaded (--data-dir; 100,000 messages of me@bench.example), first page
+of 50, over HTTPS against a `mailyard serve` on that data directory; --source runs the server
+from another checkout (a `git worktree` of an older commit) for before/after figures. Prints
+the wall time of each request (p50 and max of --repeat runs after one warm-up).
+
+    .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/jmap-100k --only 1
+    .venv/bin/python bench/jmap.py --mode sort --data-dir /tmp/jmap-100k --repeat 5
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import os
 import smtplib
 import statistics
 import sys
@@ -251,6 +262,98 @@ async def run_push(port: int, smtp_port: int, deliveries: int) -> None:
           f" missed {missed}; {negative} events read before the 250 itself")
 
 
+# ---------------------------------------------------------------------- sort
+
+SORT_USER = "me@bench.example"
+SORTS: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
+    ("receivedAt desc (the store's own order)", [{"property": "receivedAt",
+                                                  "isAscending": False}], {}),
+    ("size asc", [{"property": "size"}], {}),
+    ("size desc", [{"property": "size", "isAscending": False}], {}),
+    ("sentAt desc", [{"property": "sentAt", "isAscending": False}], {}),
+    ("subject asc", [{"property": "subject"}], {}),
+    ("from asc", [{"property": "from"}], {}),
+    ("to desc", [{"property": "to", "isAscending": False}], {}),
+    ("hasKeyword $flagged desc", [{"property": "hasKeyword", "keyword": "$flagged",
+                                   "isAscending": False}], {}),
+    ("someInThreadHaveKeyword $flagged desc", [{"property": "someInThreadHaveKeyword",
+                                                "keyword": "$flagged", "isAscending": False}],
+     {}),
+    ("allInThreadHaveKeyword $seen asc", [{"property": "allInThreadHaveKeyword",
+                                           "keyword": "$seen"}], {}),
+    ("hasKeyword $seen asc, size desc", [{"property": "hasKeyword", "keyword": "$seen"},
+                                         {"property": "size", "isAscending": False}], {}),
+    ("receivedAt desc, collapseThreads", [{"property": "receivedAt", "isAscending": False}],
+     {"collapseThreads": True}),
+    ("size desc, collapseThreads", [{"property": "size", "isAscending": False}],
+     {"collapseThreads": True}),
+    ("from asc, inMailbox Inbox", [{"property": "from"}], {"inbox": True}),
+    ("size asc, text (a word of the newest subject)", [{"property": "size"}], {"text": True}),
+]
+
+
+def run_sort(port: int, repeat: int) -> None:
+    with httpx.Client(base_url=f"https://{HOST}:{port}", verify=False, timeout=600,
+                      auth=(SORT_USER, PASSWORD)) as client:
+        session = client.get("/jmap/session").json()
+        account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+
+        def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+            r = client.post("/jmap/api", headers={"Content-Type": "application/json"},
+                            content=orjson.dumps({"using": USING, "methodCalls": [
+                [name, {"accountId": account, **args}, "0"]]}))
+            [[answer, result, _]] = r.json()["methodResponses"]
+            assert answer == name, result
+            return result  # type: ignore[no-any-return]
+
+        boxes = call("Mailbox/get", {"ids": None})["list"]
+        inbox = next(b["id"] for b in boxes if b["role"] == "inbox")
+        newest = call("Email/query", {"limit": 1})["ids"]
+        subject = call("Email/get", {"ids": newest, "properties": ["subject"]}
+                       )["list"][0]["subject"]
+        word = max(subject.split(), key=len)
+        print(f"text filter: {word!r}")
+        print(f"{'sort':<46} {'ids':>4} {'page':>8} {'p50':>9} {'max':>9}  ms ({repeat} runs"
+              " after a warm-up; page: a digest of the ids, equal when two runs agree)")
+        for label, sort, extra in SORTS:
+            args: dict[str, Any] = {"sort": sort, "limit": 50}
+            if extra.get("collapseThreads"):
+                args["collapseThreads"] = True
+            if extra.get("inbox"):
+                args["filter"] = {"inMailbox": inbox}
+            if extra.get("text"):
+                args["filter"] = {"text": word}
+            first = call("Email/query", args)["ids"]
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                assert call("Email/query", args)["ids"] == first
+                times.append(time.perf_counter() - t0)
+            digest = hashlib.sha1(" ".join(first).encode()).hexdigest()[:8]
+            print(f"{label:<46} {len(first):>4} {digest:>8}"
+                  f" {statistics.median(times) * 1000:9.1f}"
+                  f" {max(times) * 1000:9.1f}", flush=True)
+
+
+def sort_mode(args: argparse.Namespace) -> None:
+    """A server on the loaded data directory (from --source's code when given)."""
+    with tempfile.TemporaryDirectory(prefix="bench-jmap-sort-") as tmp:
+        root = Path(tmp)
+        (root / "data").symlink_to(Path(args.data_dir).resolve())
+        server = Server(root, domains=("bench.example",),
+                        limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0})
+        if args.source:
+            os.environ["PYTHONPATH"] = str(Path(args.source).resolve())
+        server.start()
+        wait_port(server.http_port)
+        try:
+            print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, code from"
+                  f" {args.source or ROOT}, load averages {os.getloadavg()}", flush=True)
+            run_sort(server.http_port, args.repeat)
+        finally:
+            server.stop()
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -273,8 +376,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=50, help="messages per account first")
     parser.add_argument("--deliveries", type=int, default=200, help="push samples")
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--mode", choices=("both", "mix", "push"), default="both")
+    parser.add_argument("--mode", choices=("both", "mix", "push", "sort"), default="both")
+    parser.add_argument("--data-dir", help="sort: a mailbox loaded by bench/search.py")
+    parser.add_argument("--source", help="sort: run the server from this checkout")
+    parser.add_argument("--repeat", type=int, default=5, help="sort: timed runs each")
     args = parser.parse_args()
+    if args.mode == "sort":
+        sort_mode(args)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-jmap-") as tmp:
         server = Server(Path(tmp), workers=args.workers,
                         limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0})
