@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from mailyard.core import dsn
@@ -225,6 +226,12 @@ class SieveService:
             return target
         log.debug("sieve %r for %s: %s in %.1f ms (%d steps)", active.name, account_id,
                   result.actions, (time.monotonic() - started) * 1000, result.steps)
+        if any(isinstance(a, Redirect) for a in result.actions) and _looping(raw, recipient):
+            log.warning("sieve script %r of account %s redirects a message it redirected"
+                        " before (a loop): kept instead", active.name, account_id,
+                        extra={"account_id": account_id, "queue_id": delivery_key})
+            result.actions = [a for a in result.actions if not isinstance(a, Redirect)]
+            result.implicit_keep = True
         return await self._target(target, result, raw, mail_from, recipient, delivery_key,
                                   boxes)
 
@@ -261,7 +268,10 @@ class SieveService:
         base = f"{delivery_key}.s{hashlib.sha256(account_id.encode()).hexdigest()[:8]}"
         for n, action in enumerate(result.actions):
             if isinstance(action, Redirect):
-                await self._send(f"{base}.r{n}", mail_from, [action.address], raw)
+                trace = (f"Received: by {self.hostname} (Mailyard Sieve redirect) for"
+                         f" <{recipient}>; {format_datetime(datetime.now(UTC))}\r\n")
+                await self._send(f"{base}.r{n}", mail_from, [action.address],
+                                 trace.encode("utf-8", "replace") + raw)
             elif isinstance(action, Reject):
                 await self._reject(f"{base}.j{n}", mail_from, recipient, raw, action)
         vacation = next((a for a in result.actions if isinstance(a, Vacation)), None)
@@ -317,6 +327,18 @@ class SieveService:
                                postmaster=f"postmaster@{self.hostname}", recipients=[status],
                                arrival=datetime.now(UTC), message_id_domain=self.hostname)
         await self._send(item_id, "", [mail_from], report)
+
+
+MAX_RECEIVED = 50
+
+
+def _looping(raw: bytes, recipient: str) -> bool:
+    """Whether redirecting `raw` again would loop (RFC 5228 §4.2): our redirect trace for
+    this recipient is in its header already, or it has been relayed too often."""
+    head = raw[:raw.find(b"\r\n\r\n") + 2 if b"\r\n\r\n" in raw else len(raw)]
+    mark = b"(Mailyard Sieve redirect) for <" + recipient.encode("utf-8", "replace") + b">"
+    return mark.lower() in head.lower() or len(re.findall(rb"(?im)^received:", head)) > \
+        MAX_RECEIVED
 
 
 def _hash(key: str) -> str:

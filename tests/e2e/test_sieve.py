@@ -156,6 +156,23 @@ if header :contains "subject" "for bob too" {{ redirect :copy "{BOB}"; }}
     assert imap.find("INBOX", "this is for carol") == []
 
 
+def test_a_redirect_loop_is_stopped(server: Server, imap: Imap) -> None:
+    """alice redirects to carol, carol back to alice: the second redirect of the same
+    message by alice is a loop (our redirect trace for her is in it), so she keeps it."""
+    put_script(server, f'redirect "{CAROL}";')
+    put_script(server, f'redirect "{ALICE}";', user=CAROL)
+    try:
+        send(server, "round and round")
+        kept = imap.wait("INBOX", "round and round")
+        assert len(kept) == 1
+        assert kept[0][1].count(b"(Mailyard Sieve redirect) for <") == 2
+        settle(server)
+        assert len(imap.find("INBOX", "round and round")) == 1
+        assert not delivered(server, CAROL, "round and round", timeout=1)
+    finally:
+        server.cli("sieve", "deactivate", CAROL)
+
+
 def test_reject_sends_a_report_to_the_sender(server: Server, imap: Imap) -> None:
     put_script(server, """require ["reject", "ereject"];
 if header :contains "subject" "sell" { reject "I do not buy anything."; }
