@@ -264,3 +264,49 @@ def test_webmail_cookie_is_refused_to_other_sites(server: Server, browser: Brows
     for name in ("app.js", "jmap.js", "app.css", "vendor/preact.mjs", "vendor/hooks.mjs",
                  "vendor/htm.mjs", "vendor/LICENSE-preact", "vendor/LICENSE-htm"):
         assert httpx.get(f"{base}/web/static/{name}", verify=False).status_code == 200, name
+
+
+def test_webmail_settings_vacation_and_tokens(server: Server, browser: Browser) -> None:
+    alice = Guarded(browser, server)
+    page = alice.page
+    login(page, ALICE)
+    page.get_by_role("button", name="Settings").click()
+    settings = page.get_by_role("region", name="Settings")
+    expect(settings.locator(".quota")).to_contain_text("used")
+
+    settings.get_by_label("Reply automatically").check()
+    settings.get_by_label("Subject").fill("Away until Monday")
+    settings.get_by_label("Message").fill("I am away; back on Monday.")
+    settings.get_by_role("button", name="Save").click()
+    api = Jmap(server, ALICE, using=("urn:ietf:params:jmap:core",
+                                     "urn:ietf:params:jmap:vacationresponse"))
+    wait_for(lambda: api.call("VacationResponse/get", ids=["singleton"])["list"][0]["isEnabled"],
+             what="the vacation responder on")
+    [vacation] = api.call("VacationResponse/get", ids=["singleton"])["list"]
+    assert vacation["subject"] == "Away until Monday"
+    assert vacation["textBody"] == "I am away; back on Monday."
+    # The page shows what is saved when it comes back to the settings.
+    expect(page.locator(".notice")).to_have_text("Vacation responder saved.")
+    page.locator(".box", has_text="Inbox").click()
+    page.get_by_role("button", name="Settings").click()
+    expect(settings.get_by_label("Subject")).to_have_value("Away until Monday")
+    expect(settings.get_by_label("Reply automatically")).to_be_checked()
+
+    # An app token: created (shown once), usable as a Bearer token, then revoked.
+    expect(settings.locator("tr", has_text="(this session)")).to_have_count(1)
+    settings.get_by_label("Name").fill("phone")
+    settings.get_by_label("Days").fill("30")
+    settings.get_by_role("button", name="Create token").click()
+    token = settings.locator(".created code").inner_text()
+    assert token.startswith("myt1.")
+    base = alice.base
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{base}/jmap/session", headers=bearer, verify=False).status_code == 200
+    # A token cannot manage tokens: only a webmail session can.
+    assert httpx.get(f"{base}/web/tokens", headers=bearer, verify=False).status_code == 403
+    shot(page, "settings")
+    settings.locator("tr", has_text="phone").get_by_role("button", name="Revoke").click()
+    expect(settings.locator("tr", has_text="phone")).to_have_count(0)
+    assert httpx.get(f"{base}/jmap/session", headers=bearer, verify=False).status_code == 401
+    assert alice.errors == [] and alice.remote == []
+    alice.close()

@@ -213,6 +213,68 @@ function Composer({ client, identities, draft, close, mailboxes, notify }) {
   </form>`;
 }
 
+function Settings({ client, notify }) {
+  const [vacation, setVacation] = useState(null);
+  const [tokens, setTokens] = useState([]);
+  const [quota, setQuota] = useState(null);
+  const [created, setCreated] = useState(null);
+  const loadTokens = async () => {
+    const r = await fetch('/web/tokens', { credentials: 'same-origin' });
+    if (r.ok) setTokens(await r.json());
+  };
+  useEffect(() => {
+    (async () => {
+      const [[, v], [, q]] = await client.call([['VacationResponse/get', { ids: ['singleton'] }], ['Quota/get', { ids: null }]]);
+      setVacation(v.list[0]);
+      setQuota(q.list ? q.list[0] : null);
+    })();
+    loadTokens();
+  }, []);
+  const saveVacation = async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const [[, r]] = await client.call([['VacationResponse/set', { update: { singleton: {
+      isEnabled: f.get('enabled') === 'on', subject: f.get('subject') || null, textBody: f.get('text') || null } } }]]);
+    notify(r.notUpdated ? 'Not saved.' : 'Vacation responder saved.');
+  };
+  const createToken = async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const days = Number(f.get('days')) || null;
+    const r = await fetch('/web/tokens', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', ...CSRF }, body: JSON.stringify({ name: f.get('name'), days }) });
+    if (r.ok) { setCreated(await r.json()); ev.target.reset(); loadTokens(); } else notify('Token not created.');
+  };
+  const revoke = async (t) => {
+    const r = await fetch(`/web/tokens/${encodeURIComponent(t.id)}`, { method: 'DELETE', credentials: 'same-origin', headers: CSRF });
+    if (r.ok) { notify(`Revoked ${t.name}.`); loadTokens(); }
+  };
+  const day = (t) => (t ? new Date(t * 1000).toLocaleDateString() : 'never');
+  return html`<section class="settings" aria-label="Settings">
+    <h1>Settings</h1>
+    ${quota && html`<p class="quota">Storage: ${size(quota.used)} of ${size(quota.hardLimit)} used.</p>`}
+    <h2>Vacation responder</h2>
+    ${vacation && html`<form class="vacation" onSubmit=${saveVacation}>
+      <label class="check"><input type="checkbox" name="enabled" defaultChecked=${vacation.isEnabled} /> Reply automatically</label>
+      <label>Subject<input name="subject" defaultValue=${vacation.subject || ''} /></label>
+      <label>Message<textarea name="text" rows="5" defaultValue=${vacation.textBody || ''}></textarea></label>
+      <button type="submit">Save</button>
+    </form>`}
+    <h2>App tokens</h2>
+    <p class="hint">For IMAP-less JMAP clients and scripts: a token logs in as you until it expires or is revoked.</p>
+    <table class="tokens"><thead><tr><th>Name</th><th>Created</th><th>Expires</th><th></th></tr></thead>
+      <tbody>${tokens.map((t) => html`<tr key=${t.id} data-token=${t.name}><td>${t.name}${t.current ? ' (this session)' : ''}</td>
+        <td>${day(t.created)}</td><td>${day(t.expires)}</td>
+        <td>${!t.current && html`<button onClick=${() => revoke(t)}>Revoke</button>`}</td></tr>`)}</tbody></table>
+    <form class="newtoken" onSubmit=${createToken}>
+      <label>Name<input name="name" required maxlength="100" /></label>
+      <label>Days<input name="days" type="number" min="1" max="3650" /></label>
+      <button type="submit">Create token</button>
+    </form>
+    ${created && html`<p class="created" role="status">New token for ${created.name}, shown once: <code>${created.token}</code></p>`}
+  </section>`;
+}
+
 const HELP = [['j / k', 'next / previous conversation'], ['o, Enter', 'open'], ['u, Esc', 'back to the list'],
   ['e', 'archive'], ['#', 'delete'], ['s', 'star'], ['r', 'reply'], ['a', 'reply all'], ['f', 'forward'],
   ['c', 'compose'], ['/', 'search'], ['?', 'this help']];
@@ -294,7 +356,7 @@ function Mail({ client, username, logout }) {
     const stop = client.listen(() => { clearTimeout(timer); timer = setTimeout(refresh, 100); });
     return stop;
   }, []);
-  useEffect(() => { loadList(); }, [view, position]);
+  useEffect(() => { if (!view.settings) loadList(); }, [view, position]);
 
   const go = (v) => { setThread(null); setPosition(0); setCursor(0); setView({ search: '', ...v }); };
   const current = () => thread ? list.emails.find((e) => e.threadId === thread.threadId) || thread.emails[thread.emails.length - 1] : list.emails[cursor];
@@ -401,11 +463,12 @@ function Mail({ client, username, logout }) {
         <input name="q" ref=${searchBox} type="search" placeholder="Search mail (from: subject: is:unread has:attachment in: …)" aria-label="Search mail" />
       </form>
       <span class="me">${username}</span>
+      <button class="settings-button" onClick=${() => { setThread(null); setView({ settings: true }); }}>Settings</button>
       <button class="logout" onClick=${logout}>Log out</button>
     </header>
     <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => setDraft({})} />
     <main>
-      <div class="toolbar" role="toolbar" aria-label="Actions">
+      ${!view.settings && html`<div class="toolbar" role="toolbar" aria-label="Actions">
         ${thread && html`<button onClick=${() => setThread(null)} title="Back (u)">←</button>`}
         <button data-action="archive" onClick=${actions.archive} title="Archive (e)">Archive</button>
         <button data-action="delete" onClick=${actions.trash} title="Delete (#)">Delete</button>
@@ -427,8 +490,8 @@ function Mail({ client, username, logout }) {
           <button aria-label="Newer" disabled=${position === 0} onClick=${() => setPosition(Math.max(0, position - PAGE))}>‹</button>
           <button aria-label="Older" disabled=${position + PAGE >= list.total} onClick=${() => setPosition(position + PAGE)}>›</button>
         </span>`}
-      </div>
-      ${thread
+      </div>`}
+      ${view.settings ? html`<${Settings} client=${client} notify=${notify} />` : thread
         ? html`<section class="thread" aria-label="Conversation">
             <h1>${thread.emails[0]?.subject || '(no subject)'}</h1>
             ${thread.emails.map((e, i) => html`<${Message} key=${e.id} client=${client} e=${e} last=${i === thread.emails.length - 1} />`)}
