@@ -460,3 +460,44 @@ async def test_nats_item_of_a_sigkilled_worker_is_delivered_again(how: str) -> N
     finally:
         await queue.aclose()
         await drop_nats_streams(prefix)
+
+
+@pytest.mark.parametrize("committed", [False, True])
+async def test_nats_enqueue_many_cut_short_is_all_or_nothing(committed: bool) -> None:
+    """An enqueuer that dies inside `enqueue_many`: its items were published held; without
+    the commit marker (the client got no 250) a worker deletes them, with it (the 250 may
+    have gone out) a worker releases every one of them. Nothing in between."""
+    from mailyard.store.nats.connection import NatsConnection
+    from mailyard.store.nats.queue import ItemState, NatsQueue
+    from tests.contract.conftest import drop_nats_streams, nats_prefix, nats_url
+
+    prefix = nats_prefix()
+    queue = NatsQueue(NatsConnection([nats_url()]), prefix=prefix, poll_interval=0.05,
+                      batch_grace=1.0)
+    try:
+        now = time.time()
+        for n in range(3):  # what the dead enqueuer got as far as
+            state = ItemState(id=f"cut.{n}", kind=KIND, payload={"n": n}, attempts=0,
+                              available_at=now, created_at=now, batch="b-dead")
+            assert await queue._put(queue._subject(KIND, state.id), state, expected=0)
+        if committed:
+            js, _ = await queue._js()
+            await js.publish(queue._commit_subject("b-dead"), b"")
+        assert await queue.lease([KIND], 10, LONG) == []  # held: not before the grace
+        deadline = time.monotonic() + 60
+        got: list[Any] = []
+        while time.monotonic() < deadline:
+            got += await queue.lease([KIND], 10, LONG)
+            if len(got) == 3 or (not committed and not await queue.pending()):
+                break
+            await asyncio.sleep(0.05)
+        if committed:
+            assert sorted(i.payload["n"] for i in got) == [0, 1, 2]
+            assert all(i.attempts == 1 for i in got)
+        else:
+            assert got == [] and await queue.pending() == []
+            await asyncio.sleep(0.3)
+            assert await queue.lease([KIND], 10, LONG) == []
+    finally:
+        await queue.aclose()
+        await drop_nats_streams(prefix)

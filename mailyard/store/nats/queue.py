@@ -16,7 +16,8 @@ message that JetStream redelivers after `ack_wait`.
 
 Enqueue publishes with `Nats-Expected-Last-Subject-Sequence: 0` (only if no item has that id),
 and the caller's 250 waits for JetStream's acknowledgement, which with replicas = 3 means a
-quorum of the cluster has the item. Dead letters are a second stream, one subject per id.
+quorum of the cluster has the item; `enqueue_many` is all or none through a commit marker.
+Dead letters are a second stream, one subject per id.
 
 `stats`, `pending` and the dead-letter listing read the stream through a short-lived ordered
 consumer: O(items). Fine for `mailyard queue` and a metrics scrape at the depths a healthy
@@ -61,6 +62,9 @@ DELIVERY_ACK_WAIT = 30.0
 """How long JetStream waits for a worker to answer a delivered state (ack or NAK, within
 milliseconds of receiving it) before giving it to another: only a worker killed inside
 `lease` lets it run out."""
+BATCH_GRACE = 30.0
+"""How long an item of an unfinished `enqueue_many` is left to its enqueuer (which needs
+milliseconds) before a worker settles it."""
 BURY_GRACE = 30.0
 """A buried state left by a worker that died between it and the dead letter is finished by
 another worker after this long (sooner, it is the burying worker's own, still at work)."""
@@ -83,6 +87,8 @@ class ItemState:
     buried: str | None = None
     """The error of a bury in progress: the dead letter is being written."""
     died_at: float = 0.0
+    batch: str | None = None
+    """Set while the item is part of an `enqueue_many` not yet released: nobody takes it."""
 
     def encode(self) -> bytes:
         return orjson.dumps(self)
@@ -103,7 +109,8 @@ class NatsQueue:
     def __init__(self, connection: NatsConnection, *, prefix: str = "mailyard",
                  replicas: int = 1, holder: str = "node", poll_interval: float = 0.5,
                  max_ack_pending: int = 1_000_000,
-                 delivery_ack_wait: float = DELIVERY_ACK_WAIT) -> None:
+                 delivery_ack_wait: float = DELIVERY_ACK_WAIT,
+                 batch_grace: float = BATCH_GRACE) -> None:
         """`holder`: this node's name, recorded in its leases; `release_leases` at start-up
         takes back only this node's (other nodes' workers are alive). `replicas`: 3 in a
         cluster, 1 on a single server."""
@@ -114,6 +121,7 @@ class NatsQueue:
         self.poll_interval = poll_interval
         self.max_ack_pending = max_ack_pending
         self.delivery_ack_wait = delivery_ack_wait
+        self.batch_grace = batch_grace
         self.items_stream = stream_name(prefix, "queue")
         self.dead_stream = stream_name(prefix, "dead")
         self._ready = False
@@ -136,10 +144,11 @@ class NatsQueue:
     async def _js(self) -> tuple[Any, Any]:
         js, jsm = await self.connection.jetstream()
         if not self._ready:
-            for name, subject in ((self.items_stream, f"{self.prefix}.q.>"),
-                                  (self.dead_stream, f"{self.prefix}.dead.>")):
+            for name, subjects in (
+                    (self.items_stream, [f"{self.prefix}.q.>", f"{self.prefix}.commit.>"]),
+                    (self.dead_stream, [f"{self.prefix}.dead.>"])):
                 config = api.StreamConfig(
-                    name=name, subjects=[subject], retention=api.RetentionPolicy.LIMITS,
+                    name=name, subjects=subjects, retention=api.RetentionPolicy.LIMITS,
                     max_msgs_per_subject=1, discard=api.DiscardPolicy.OLD,
                     storage=api.StorageType.FILE, num_replicas=self.replicas,
                     duplicate_window=120.0, allow_direct=True)
@@ -251,31 +260,57 @@ class NatsQueue:
         return ident
 
     async def enqueue_many(self, items: Sequence[NewItem]) -> list[str]:
-        """Each item is published in turn, and acknowledged by JetStream before the next;
-        when one fails, those this call made are deleted again before the error goes up.
-        Unlike the SQLite queue this is not atomic against a crash of this process between
-        two publishes: the client saw no 250, sends again, and the items already queued are
-        kept (same ids: not twice) or, under new ids, delivered twice; never lost."""
+        """All or none, like the SQLite queue's one transaction, in three steps: every item is
+        published held (`batch` set: no worker takes it), then a commit marker (the point of
+        no return, acknowledged by JetStream before the caller may say 250), then each item
+        is released. A crash before the marker leaves held items that a worker deletes after
+        `batch_grace`; a crash after it, held items a worker releases then."""
+        if len(items) == 1:
+            return [await self._enqueue_one(items[0])]
         now = time.time()
-        made: list[tuple[str, int]] = []
+        batch = new_id("b")
+        held: list[tuple[str, int, ItemState]] = []
         ids: list[str] = []
         try:
             for item in items:
                 ident = item.item_id or new_id("q")
                 subject = self._subject(item.kind, ident)
-                seq = await self._put(subject, ItemState(
-                    id=ident, kind=item.kind, payload=item.payload, attempts=0,
-                    available_at=now + item.delay, created_at=now), expected=0)
-                if seq is not None:
-                    made.append((subject, seq))
+                state = ItemState(id=ident, kind=item.kind, payload=item.payload, attempts=0,
+                                  available_at=now + item.delay, created_at=now, batch=batch)
+                seq = await self._put(subject, state, expected=0)
+                if seq is not None:  # None: an item with this id is queued already
+                    held.append((subject, seq, state))
                 ids.append(ident)
+            if not held:
+                return ids
+            js, _ = await self._js()
+            marker = (await js.publish(self._commit_subject(batch), b"")).seq
         except BaseException:
-            for _, seq in made:
+            for _, seq, _ in held:
                 with contextlib.suppress(Exception):
                     await self._delete(self.items_stream, seq)
             raise
+        try:  # committed: from here on a failure only delays the items (batch_grace)
+            for subject, seq, state in held:
+                await self._put(subject, replace(state, batch=None), expected=seq)
+            await self._delete(self.items_stream, marker)
+        except Exception as e:
+            log.warning("NATS queue: batch %s committed but not released (%s); workers"
+                        " release it in %.0f s", batch, e, self.batch_grace)
         await self._ring()
         return ids
+
+    async def _enqueue_one(self, item: NewItem) -> str:
+        ident = item.item_id or new_id("q")
+        now = time.time()
+        await self._put(self._subject(item.kind, ident), ItemState(
+            id=ident, kind=item.kind, payload=item.payload, attempts=0,
+            available_at=now + item.delay, created_at=now), expected=0)
+        await self._ring()
+        return ident
+
+    def _commit_subject(self, batch: str) -> str:
+        return f"{self.prefix}.commit.{subject_token(batch)}"
 
     async def lease(
         self, kinds: Sequence[str], limit: int, lease_seconds: float
@@ -303,6 +338,9 @@ class NatsQueue:
                 await self._finish_bury(msg.subject, seq, state)
                 await msg.ack()
             return None
+        if state.batch is not None:
+            await self._settle_batch(msg, seq, state, now)
+            return None
         if state.available_at > now:
             await msg.nak(delay=max(0.001, state.available_at - now))
             return None
@@ -315,6 +353,19 @@ class NatsQueue:
         return QueueItem(id=state.id, kind=state.kind, payload=state.payload,
                          attempts=leased.attempts, lease_token=str(token),
                          last_error=state.last_error, created_at=state.created_at)
+
+    async def _settle_batch(self, msg: Msg, seq: int, state: ItemState, now: float) -> None:
+        """A held item: wait for its enqueuer (`batch_grace`), then finish its work for it:
+        release the item if the batch committed, delete it if it never did."""
+        if now < state.created_at + self.batch_grace:
+            await msg.nak(delay=state.created_at + self.batch_grace - now)
+            return
+        assert state.batch is not None
+        if await self._last(self.items_stream, self._commit_subject(state.batch)) is not None:
+            await self._put(msg.subject, replace(state, batch=None), expected=seq)
+        else:
+            await self._delete(self.items_stream, seq)
+        await msg.ack()
 
     async def ack(self, item: QueueItem) -> bool:
         return await self._delete(self.items_stream, int(item.lease_token))
