@@ -1,8 +1,9 @@
 """JMAP Email/query sorts (core.emailsort) as SQL, for the SQLite and PostgreSQL mail stores.
 
 Numbers and keyword tests are ordered by the engine (ORDER BY, with ROW_NUMBER per thread for
-collapsed threads); a string property's collated key is computed by core.emailsort in Python
-from the raw column, so both engines order strings alike (see `in_python`).
+collapsed threads); a string property (the subject, the first From or To address's name or
+email, which the engine reads) is collated by core.emailsort in Python, so both engines order
+strings alike (see `in_python`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import orjson
 
 from mailyard.core import emailsort
 from mailyard.core.emailsort import SortKey
@@ -36,6 +35,18 @@ def _has(dialect: Dialect, alias: str, param: str) -> str:
     return f"EXISTS (SELECT 1 FROM json_each({alias}.keywords) WHERE value = {param})"
 
 
+def _first_address(dialect: Dialect, prop: str) -> str:
+    """The name of the field's first address, else its email (§4.4.2), read from the stored
+    JSON of the address fields by the engine: parsing it in Python cost 0.3 s at 100,000."""
+    if dialect == "postgres":
+        doc = "convert_from(e.headers, 'UTF8')::jsonb"
+        return (f"coalesce(nullif({doc} #>> '{{{prop},0,name}}', ''),"
+                f" {doc} #>> '{{{prop},0,email}}', '')")
+    doc = "CAST(e.headers AS TEXT)"
+    return (f"coalesce(nullif(json_extract({doc}, '$.{prop}[0].name'), ''),"
+            f" json_extract({doc}, '$.{prop}[0].email'), '')")
+
+
 def columns(sort: Sequence[SortKey], dialect: Dialect, param: Callable[[Any], str]
             ) -> SortColumns:
     """The expressions; `param(value)` adds a bound value and returns its placeholder (in
@@ -52,7 +63,7 @@ def columns(sort: Sequence[SortKey], dialect: Dialect, param: Callable[[Any], st
         elif prop == "subject":
             exprs.append("e.subject")
         elif prop in ("from", "to"):
-            exprs.append("e.headers")
+            exprs.append(_first_address(dialect, prop))
         elif prop == "hasKeyword":
             exprs.append(_has(dialect, "e", param(key.keyword or "")))
         else:
@@ -104,8 +115,7 @@ def order_rows(rows: Sequence[Sequence[Any]], sort: Sequence[SortKey], collapse:
             if key.property == "subject":
                 value = emailsort.string_key(key, value or "", {})
             elif key.property in ("from", "to"):
-                addresses = orjson.loads(value) if value else {}
-                value = emailsort.string_key(key, "", addresses)
+                value = emailsort.COLLATIONS[key.collation](value or "")
             elif isinstance(value, bool):
                 value = int(value)
             keys.append(value)
