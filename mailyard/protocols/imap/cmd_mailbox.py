@@ -116,6 +116,8 @@ async def delete(s: Session, cmd: Command) -> None:
         await s.mailbox.delete_mailbox(s.user, box)
     except MailboxRefused as e:
         raise refused(e) from None
+    except NotFound:  # another session deleted or renamed it since it was looked up
+        raise No("No such mailbox", "NONEXISTENT") from None
     if s.selected is not None and s.selected.mailbox.id == box.id:
         s.select(None)
     s.ok(cmd)
@@ -133,6 +135,8 @@ async def rename(s: Session, cmd: Command) -> None:
         await s.mailbox.rename_mailbox(s.user, box, new)
     except MailboxRefused as e:
         raise refused(e) from None
+    except NotFound:  # another session deleted it since it was looked up
+        raise No("No such mailbox", "NONEXISTENT") from None
     except Conflict as e:
         raise No(str(e), "ALREADYEXISTS") from None
     await s.mailbox.subscriptions.renamed(s.user, box.name, new)

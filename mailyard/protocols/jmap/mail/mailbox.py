@@ -30,7 +30,7 @@ from mailyard.protocols.jmap.mail.querystate import (
     window,
 )
 from mailyard.services.subscriptions import imap_name
-from mailyard.store.ports import Conflict, Mailbox
+from mailyard.store.ports import Conflict, Mailbox, NotFound
 
 SEPARATOR = "/"
 PROPERTIES = ("id", "name", "parentId", "role", "sortOrder", "totalEmails", "unreadEmails",
@@ -260,6 +260,8 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
             raise _refused(e, tree, parent, name, path) from None
         except Conflict as e:  # another session took the name first
             raise SetError("invalidProperties", str(e), ["name"]) from None
+        except NotFound:  # another session destroyed it since it was read
+            raise SetError("notFound", "no such mailbox") from None
         # isSubscribed belongs to the mailbox here: it (and its children's) moves along.
         await service.subscriptions.renamed(ctx.account, box.name, path)
     if "sortOrder" in props and props["sortOrder"] != current["sortOrder"]:
@@ -295,7 +297,10 @@ async def _destroy(ctx: Context, mailbox_id: str, remove_emails: bool) -> None:
         orphans += [r.id for r in records if set(r.mailboxes) <= keep]
     if orphans:
         await service.destroy(ctx.account, orphans)
-    await service.delete_mailbox(ctx.account, box)
+    try:
+        await service.delete_mailbox(ctx.account, box)
+    except NotFound:  # another session destroyed it first
+        raise SetError("notFound", "no such mailbox") from None
 
 
 @method("Mailbox/set", capability=MAIL)
