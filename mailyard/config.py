@@ -139,8 +139,9 @@ class Routing:
     srs_secret: str = ""
     """The SRS key; "": one generated on first use in data_dir/srs.secret. Every node of a
     cluster needs the same one."""
-    max_received: int = 30
-    """A message with more Received fields than this is looping: it is stopped with a DSN."""
+    max_received: int = 100
+    """A message with more Received fields than this is looping: it is stopped with a DSN
+    (RFC 5321 §6.3: a large threshold, normally at least 100)."""
 
 
 @dataclass(frozen=True)

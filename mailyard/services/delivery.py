@@ -46,7 +46,7 @@ class QueueState:
 
 class DeliveryService:
     def __init__(self, blobs: BlobStore, queue: Queue, routing: RoutingService | None = None,
-                 *, hostname: str = "localhost", max_received: int = 30) -> None:
+                 *, hostname: str = "localhost", max_received: int = 100) -> None:
         self.blobs = blobs
         self.queue = queue
         self.routing = routing

@@ -171,3 +171,26 @@ def test_cli_lists_and_refuses_mistakes_with_one_line(server: Server) -> None:
         assert err.count("\n") == 1 and words in err, (args, err)
     help_text = server.cli("alias", "add", "--help").stdout.decode()
     assert "--keep-copy" in help_text
+
+
+def test_a_message_with_too_many_hops_is_stopped_with_a_report(server: Server) -> None:
+    hops = b"".join(b"Received: from hop%d.example (hop%d.example [192.0.2.1])\r\n"
+                    b"\tby relay.example; Sat, 5 Dec 2026 10:00:00 +0000\r\n" % (n, n)
+                    for n in range(101))
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
+        smtp.sendmail("alice@example.test", ["team@example.test"],
+                      hops + message("looping hops", "team@example.test"))
+    deadline = time.monotonic() + 30
+    while True:
+        reports = [e for e in server.emails("alice@example.test")
+                   if "looping hops" not in (e["subject"] or "")
+                   and "Undelivered" in (e["subject"] or "")]
+        if reports or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(reports) == 1, server.emails("alice@example.test")
+    raw = server.raw("alice@example.test", reports[0]["id"])
+    assert b"5.4.6" in raw and b"Subject: looping hops" in raw
+    server.wait_queue_empty()
+    for user in ("bob", "carol"):
+        assert imap_subjects(server, user, "looping hops", 1, timeout=0.5) == []
