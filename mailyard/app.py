@@ -283,7 +283,7 @@ class Runtime:
 
         return SieveService(self.sieve_scripts, self.store, self.blobs, self.queue,
                             hostname=self.config.hostname, is_local=self._is_local,
-                            mailbox=self.mailbox, vacation=self.vacation)
+                            mailbox=lambda: self.mailbox, vacation=lambda: self.vacation)
 
     async def _is_local(self, address: str) -> bool:
         from mailyard.services.accounts import RecipientStatus

@@ -105,8 +105,11 @@ class SieveService:
     def __init__(self, scripts: SieveScriptStore, store: MailStore, blobs: BlobStore,
                  queue: Queue, *, hostname: str, limits: SieveLimits | None = None,
                  is_local: Callable[[str], Awaitable[bool]] | None = None,
-                 mailbox: MailboxService | None = None,
-                 vacation: VacationResponder | None = None) -> None:
+                 mailbox: Callable[[], MailboxService] | None = None,
+                 vacation: Callable[[], VacationResponder] | None = None) -> None:
+        """`mailbox` and `vacation` are asked for when a run first needs them (the
+        composition root builds them then): managing scripts (the CLI, ManageSieve) needs
+        neither."""
         self.scripts = scripts
         self.store = store
         self.blobs = blobs
@@ -252,7 +255,7 @@ class SieveService:
             if box_id is None and d.create and self.mailbox is not None:
                 try:
                     account = await self.store.get_account_by_id(account_id)
-                    box_id = (await self.mailbox.create_mailbox(account, d.mailbox)).id
+                    box_id = (await self.mailbox().create_mailbox(account, d.mailbox)).id
                 except Exception as e:
                     log.warning("sieve fileinto :create %r for account %s failed: %s",
                                 d.mailbox, account_id, e)
@@ -363,6 +366,5 @@ class _After:
         for key, seconds, last in self.duplicates:
             await self.service.scripts.record_duplicate(self.account_id, _hash(key),
                                                         now + seconds, last=last)
-        responder = self.service.vacation
-        if responder is not None:
-            responder.expect(self.account_id, email_id, self.vacation)
+        if self.service.vacation is not None:
+            self.service.vacation().expect(self.account_id, email_id, self.vacation)
