@@ -39,7 +39,7 @@ from mailyard.protocols.live import LIVE
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
 from mailyard.services.search import SearchService
-from mailyard.store.ports import Account, EventBus, QueryTimeout
+from mailyard.store.ports import Account, EventBus, NotFound, QueryTimeout
 
 if TYPE_CHECKING:
     from mailyard.protocols.imap.cmd_notify import Notifier
@@ -448,6 +448,12 @@ class Session:
             self.tagged(cmd, "NO", str(e), e.code)
         except QueryTimeout:  # RFC 5530 LIMIT: the server's budget for one command is spent
             self.tagged(cmd, "NO", "The search took too long; narrow it down", "LIMIT")
+        except NotFound:
+            # A mailbox or message this command looked up was deleted or expunged by another
+            # session before its write: the race every multi-session server has, the
+            # client's to retry after it learns the new state (RFC 5530 NONEXISTENT).
+            self.tagged(cmd, "NO", "Another session removed the mailbox or message meanwhile",
+                        "NONEXISTENT")
         except Exception as e:
             if self.client_gone(e):
                 # IDLE's continuation, FETCH's batches, AUTHENTICATE's challenge: a command
