@@ -1,0 +1,110 @@
+"""Webmail benchmark: time to the first thread list and to an open conversation, in Debian's
+chromium (Playwright, /usr/bin/chromium), on a mailbox bench/search.py loaded.
+
+A `mailyard serve` runs on the loaded data directory (me@bench.example). Each run opens a new
+browser context, logs in (not timed), then times:
+- list: a fresh load of `/` (the app shell, its modules, /web/session, the JMAP session,
+  Mailbox/get, Identity/get, then Email/query with collapseThreads + Email/get + Thread/get for the
+  first 50 threads of the Inbox) until the first row is in the page;
+- open: a click on the Nth row until its conversation's last message is shown (Thread/get and
+  Email/get with bodies; an HTML body's frame is sanitised on the server and loaded);
+- older: a click on "Older" (the next 50 threads, Email/query at position 50) until its first
+  row has replaced the first page's.
+Prints p50 and max of --repeat runs after one warm-up, the load averages, the message count.
+
+    .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/mailyard-bench-100k
+    .venv/bin/python bench/webmail.py --data-dir /tmp/mailyard-bench-100k --repeat 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.server import Server, wait_port  # noqa: E402
+
+USER, PASSWORD = "me@bench.example", "bench-password-123"
+
+
+def run(port: int, repeat: int) -> dict[str, list[float]]:
+    base = f"https://127.0.0.1:{port}"
+    times: dict[str, list[float]] = {"list": [], "open": [], "older": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            for n in range(repeat + 1):
+                context = browser.new_context(ignore_https_errors=True, base_url=base,
+                                              viewport={"width": 1280, "height": 800})
+                page = context.new_page()
+                page.goto("/")
+                page.get_by_label("Address").fill(USER)
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Log in").click()
+                page.locator(".row").first.wait_for(timeout=120_000)
+
+                t0 = time.perf_counter()
+                page.goto("/")
+                page.locator(".row").first.wait_for(timeout=120_000)
+                listed = time.perf_counter() - t0
+
+                t0 = time.perf_counter()
+                page.locator(".row").nth(n % 20).click()
+                page.locator("article.message").last.locator("pre.text, iframe.body").wait_for(
+                    timeout=120_000)
+                opened = time.perf_counter() - t0
+
+                page.get_by_role("toolbar", name="Actions").get_by_role(
+                    "button", name="←").click()
+                first = page.locator(".row").first.get_attribute("data-email")
+                t0 = time.perf_counter()
+                page.get_by_role("button", name="Older").click()
+                page.wait_for_function(
+                    "id => document.querySelector('.row')?.dataset.email !== id", arg=first,
+                    timeout=120_000)
+                older = time.perf_counter() - t0
+                context.close()
+                if n:  # the first run warms the caches
+                    times["list"].append(listed)
+                    times["open"].append(opened)
+                    times["older"].append(older)
+        finally:
+            browser.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True, help="a mailbox bench/search.py loaded")
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-webmail-") as tmp:
+        root = Path(tmp)
+        (root / "data").symlink_to(Path(args.data_dir).resolve())
+        server = Server(root, domains=("bench.example",))
+        server.start()
+        wait_port(server.http_port)
+        try:
+            print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {args.data_dir},"
+                  f" load averages before {os.getloadavg()}", flush=True)
+            times = run(server.http_port, args.repeat)
+            print(f"load averages after {os.getloadavg()}")
+            for name, values in times.items():
+                print(f"{name:<6} p50 {statistics.median(values) * 1000:7.0f} ms"
+                      f"   max {max(values) * 1000:7.0f} ms   ({len(values)} runs)")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
