@@ -793,7 +793,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
                 mailbox=runtime.mailbox, changes=runtime.changes, objects=runtime.objects,
                 search=runtime.search, submission=runtime.submission,
                 blobs=runtime.blob_access, vacation=runtime.vacation, push=push,
-                push_delivery=push_delivery))
+                push_delivery=push_delivery, sieve=runtime.sieve))
         host, port = _hostport(config.listen.http)
         web = WebServices(runtime.accounts, runtime.tokens, runtime.mailbox, jmap.policy)
         http = await start_http(OpsRouter(ops_app(runtime, pipeline), WebRouter(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mailyard.services.objects import ObjectService
     from mailyard.services.pushsubs import PushSubscriptionService
     from mailyard.services.search import SearchService
+    from mailyard.services.sieve import SieveService
     from mailyard.services.submission import SubmissionService
     from mailyard.services.vacation import VacationResponder
 
@@ -89,6 +90,8 @@ class DataServices:
     vacation: VacationResponder
     push: PushSubscriptionService
     push_delivery: WebPushDeliverer
+    sieve: SieveService | None = None
+    """SieveScript (RFC 9661); None: the capability's methods answer unknownMethod."""
 
 
 class NoDataServices(LookupError):

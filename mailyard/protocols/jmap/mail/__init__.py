@@ -37,6 +37,7 @@ from mailyard.protocols.jmap.mail import email_set as email_set  # noqa: E402
 from mailyard.protocols.jmap.mail import identity as identity  # noqa: E402
 from mailyard.protocols.jmap.mail import mailbox as mailbox  # noqa: E402
 from mailyard.protocols.jmap.mail import quota as quota  # noqa: E402
+from mailyard.protocols.jmap.mail import sieve as sieve  # noqa: E402
 from mailyard.protocols.jmap.mail import snippet as snippet  # noqa: E402
 from mailyard.protocols.jmap.mail import submission as submission  # noqa: E402
 from mailyard.protocols.jmap.mail import thread as thread  # noqa: E402

@@ -1,0 +1,89 @@
+"""JMAP for Sieve Scripts (RFC 9661) over HTTPS: a script uploaded as a blob, created and
+activated in one SieveScript/set, read back, validated, refused when invalid, kept from
+deletion while active; the active script then files mail sent over SMTP."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import Server
+from tests.e2e.test_jmap_mail import ALICE, CORE, MAIL, Jmap
+
+SIEVE = "urn:ietf:params:jmap:sieve"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(Path(tmp_path_factory.mktemp("jmap-sieve")))
+    srv.add_user(ALICE)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def jmap(server: Server) -> Jmap:
+    return Jmap(server, ALICE, (CORE, MAIL, SIEVE))
+
+
+def upload(j: Jmap, text: str) -> str:
+    r = j.client.post(f"/jmap/upload/{j.account_id}/", content=text.encode(),
+                      headers={"Content-Type": "application/sieve"})
+    assert r.status_code == 201, r.text
+    blob_id: str = r.json()["blobId"]
+    return blob_id
+
+
+def test_capability(jmap: Jmap) -> None:
+    caps: dict[str, Any] = jmap.session["accounts"][jmap.account_id]["accountCapabilities"]
+    sieve = caps[SIEVE]
+    assert "fileinto" in sieve["sieveExtensions"] and sieve["maxSizeScript"] == 65536
+
+
+def test_create_activate_get_and_filter(server: Server, jmap: Jmap) -> None:
+    script = ('require ["fileinto", "mailbox"];\n'
+              'if header :contains "subject" "via jmap" { fileinto :create "ByJmap"; }\n')
+    blob = upload(jmap, script)
+    result = jmap.call("SieveScript/set", create={"a": {"name": "jmap-rules", "blobId": blob}},
+                       onSuccessActivateScript="#a")
+    assert list(result["created"]) == ["a"], result
+    script_id = result["created"]["a"]["id"]
+    got = jmap.call("SieveScript/get", ids=[script_id])
+    [obj] = got["list"]
+    assert (obj["name"], obj["isActive"]) == ("jmap-rules", True)
+    content = jmap.client.get(f"/jmap/download/{jmap.account_id}/{obj['blobId']}/s.sieve")
+    assert content.text == script
+    assert jmap.call("SieveScript/query", filter={"isActive": True})["ids"] == [script_id]
+    refused = jmap.call("SieveScript/set", destroy=[script_id])
+    assert refused["notDestroyed"][script_id]["type"] == "scriptIsActive"
+    assert "* jmap-rules" in server.cli("sieve", "list", ALICE).stdout.decode()
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("x@remote.test", [ALICE], f"From: x@remote.test\r\nTo: {ALICE}\r\n"
+                      "Subject: sent via jmap rules\r\n\r\nhi\r\n")
+    deadline = time.monotonic() + 30
+    while not any(e.get("subject") == "sent via jmap rules"
+                  for e in server.emails(ALICE, label="ByJmap")):
+        assert time.monotonic() < deadline, server.emails(ALICE)
+        time.sleep(0.3)
+    done = jmap.call("SieveScript/set", onSuccessDeactivateScript=True, destroy=[])
+    assert done["newState"] != done["oldState"]
+    gone = jmap.call("SieveScript/set", destroy=[script_id])
+    assert gone["destroyed"] == [script_id]
+
+
+def test_invalid_scripts(jmap: Jmap) -> None:
+    bad = upload(jmap, 'fileinto "x";\n')
+    answer = jmap.call("SieveScript/validate", blobId=bad)
+    assert answer["error"]["type"] == "invalidSieve"
+    assert "line 1" in answer["error"]["description"]
+    assert jmap.call("SieveScript/validate", blobId=upload(jmap, "keep;"))["error"] is None
+    result = jmap.call("SieveScript/set", create={"b": {"name": "bad", "blobId": bad}})
+    assert result["notCreated"]["b"]["type"] == "invalidSieve"
+    result = jmap.call("SieveScript/set", create={"c": {"name": "x", "blobId": "Unope"}})
+    assert result["notCreated"]["c"]["type"] == "blobNotFound"
