@@ -256,3 +256,31 @@ def test_sievelib_client(server: Server, monkeypatch: pytest.MonkeyPatch) -> Non
         client.logout()
     _send(server, "via sievelib")
     assert _wait_subject_in(server, "Lib", "via sievelib")
+
+
+def test_malformed_commands_are_refused_and_the_session_goes_on(server: Server) -> None:
+    w = Wire(server.managesieve_port)
+    try:
+        w.until_status()
+        w.starttls()
+        w.login()
+        for line, answer in [
+            (b"PUTSCRIPT\r\n", b'NO "PUTSCRIPT takes 2 string arguments"'),
+            (b'PUTSCRIPT "a"\r\n', b'NO "PUTSCRIPT takes 2 string arguments"'),
+            (b'GETSCRIPT "unterminated\r\n', b'NO "syntax error in the arguments"'),
+            (b'"no command"\r\n', b'NO "a command starts with its name"'),
+            (b"\r\n", b'NO "empty command"'),
+            (b'HAVESPACE "a" "b"\r\n', b'NO "HAVESPACE takes a script name and a size"'),
+            (b"GETSCRIPT \xff\xfe\r\n", b'NO "syntax error in the arguments"'),
+            (b'PUTSCRIPT "\x01bad" "keep;"\r\n', b'NO "bad script name \'\\\\x01bad\'"'),
+        ]:
+            w.send(line)
+            assert w.line() == answer, line
+        w.send(b'NOOP\r\n')
+        assert w.line() == b'OK "Done"'
+        w.send(b'PUTSCRIPT "huge" {99999999+}\r\n')
+        assert w.line() == (b'BYE (QUOTA/MAXSIZE) "literal of 99999999 octets is over the'
+                            b' limit of 66560"')
+        assert w.line() == b""  # closed
+    finally:
+        w.close()
