@@ -52,6 +52,12 @@ def in_only(jmap: Jmap, subject: str, box: dict[str, Any]) -> bool:
     return bool(found) and all(set(e["mailboxIds"]) - {everything} == {box["id"]} for e in found)
 
 
+def seen(jmap: Jmap, subject: str) -> bool | None:
+    """Whether every email with `subject` is read (None when there is none)."""
+    found = emails_with(jmap, subject)
+    return all(e["keywords"].get("$seen", False) for e in found) if found else None
+
+
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -162,6 +168,18 @@ def test_webmail_read_reply_live_actions(server: Server, browser: Browser) -> No
     page.keyboard.press("Escape")
     page.keyboard.press("#")
     wait_for(lambda: in_only(alice_api, "Cheap watches", boxes["trash"]), what="delete")
+
+    # Mark unread, then read again from the list; move out of Trash into a label.
+    page.locator(".box", has_text="Trash").click()
+    row(page, "Cheap watches").click()
+    wait_for(lambda: seen(alice_api, "Cheap watches") is True, what="read on opening")
+    tool.get_by_role("button", name="Mark unread").click()
+    wait_for(lambda: seen(alice_api, "Cheap watches") is False, what="mark unread")
+    expect(row(page, "Cheap watches")).to_have_class(re.compile(r"\bunread\b"))
+    tool.get_by_role("button", name="Mark read").click()
+    wait_for(lambda: seen(alice_api, "Cheap watches") is True, what="mark read")
+    tool.get_by_label("Move to").select_option(label="Projects")
+    wait_for(lambda: in_only(alice_api, "Cheap watches", boxes["Projects"]), what="move")
 
     # Log out: the session's token is revoked, so the old cookie is worth nothing.
     [cookie] = [c for c in alice.context.cookies() if c["name"] == "__Host-mailyard-session"]
