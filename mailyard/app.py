@@ -325,6 +325,7 @@ class Runtime:
                       after_delivery=self.vacation.after_delivery)
 
     def outbound(self) -> OutboundWorker:
+        from mailyard.core.smarthost import parse_relays
         from mailyard.mtasts import MTASTS
         from mailyard.pipeline.outbound import OutboundPolicy, OutboundWorker
 
@@ -332,6 +333,7 @@ class Runtime:
         o = c.outbound
         sts = MTASTS(self.resolver, port=o.mta_sts_port, cafile=o.cafile or None) \
             if o.mta_sts else None
+        relayhost, relays = parse_relays(o.relayhost, o.relayhost_by_domain)  # checked at load
         return OutboundWorker(self.queue, self.blobs, self.store, self.resolver, self.delivery,
                               OutboundPolicy(
                                   hostname=c.hostname, retry_schedule=tuple(o.retry_schedule),
@@ -340,7 +342,8 @@ class Runtime:
                                   per_domain_per_minute=o.per_domain_per_minute,
                                   connect_timeout=o.connect_timeout,
                                   command_timeout=o.command_timeout, port=o.port,
-                                  require_tls=o.require_tls, cafile=o.cafile or None),
+                                  require_tls=o.require_tls, cafile=o.cafile or None,
+                                  relayhost=relayhost, relays=relays),
                               mta_sts=sts)
 
     def loops(self) -> list[Supervised]:

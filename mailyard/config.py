@@ -317,6 +317,15 @@ class Outbound:
     """Where policies are fetched (tests point it at a loopback HTTPS server)."""
     cafile: str = ""
     """CA bundle for verified TLS (MTA-STS policy hosts, enforced MX); "": the system's."""
+    relayhost: str = ""
+    """A smarthost every remote message goes through instead of the recipients' MX:
+    "smtp://user:password@host:587" (STARTTLS, required), "smtps://user:password@host:465"
+    (implicit TLS) or "smtp+insecure://host:25" (no TLS, no AUTH: a relay on a trusted
+    network); the certificate must be valid for the host (`cafile` to trust another CA).
+    "": deliver by MX."""
+    relayhost_by_domain: list[str] = field(default_factory=list)
+    """Smarthosts per sender domain, which win over `relayhost`:
+    ["example.org=smtps://user:password@smtp.provider.example:465"]."""
 
 
 @dataclass(frozen=True)
@@ -524,6 +533,13 @@ def _table(name: str, cls: type, data: Any) -> Any:
                            for n, v in enumerate(value)]
         if cls is Listen:
             _check_hostport(f"listen.{key}", value)
+        if cls is Outbound and key in ("relayhost", "relayhost_by_domain"):
+            from mailyard.core.smarthost import parse_relays
+
+            try:
+                parse_relays(value, []) if key == "relayhost" else parse_relays("", value)
+            except ValueError as e:
+                raise ConfigError(f"outbound.{e}") from None
     return cls(**values)
 
 

@@ -154,6 +154,10 @@ def effective(config: Config) -> str:
         ("store", "counters"): _mask_dsn(store.counters),
         ("store.s3", "secret_key"): MASK if store.s3.secret_key else "",
         ("routing", "srs_secret"): MASK if config.routing.srs_secret else "",
+        ("outbound", "relayhost"): _mask_dsn(config.outbound.relayhost),
+        ("outbound", "relayhost_by_domain"): [
+            f"{d}={_mask_dsn(u)}" for d, _, u in
+            (e.partition("=") for e in config.outbound.relayhost_by_domain)],
     }
     out = [f"# effective configuration of {config.source or 'the built-in defaults'}"
            + (" (secrets masked)" if any(MASK in str(v) for v in values.values()) else "")]

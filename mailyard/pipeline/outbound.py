@@ -26,7 +26,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -36,6 +36,7 @@ from mailyard.core import dsn
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.dkim import DKIMKey, sign, to_crlf
 from mailyard.core.ratelimit import WindowLimiter
+from mailyard.core.smarthost import Relay
 from mailyard.core.workitems import OUTBOUND, BadItem, FailedRecipient, OutboundItem
 from mailyard.dns import NullMX, PermanentDNSError, Resolver, TemporaryDNSError
 from mailyard.mtasts import MTASTS
@@ -66,6 +67,10 @@ class OutboundPolicy:
     require_tls: bool = False
     cafile: str | None = None
     """Trusted CAs for verified TLS (MTA-STS); None: the system's."""
+    relayhost: Relay | None = None
+    """A smarthost for every sender (core/smarthost.py); None: by MX."""
+    relays: Mapping[str, Relay] = field(default_factory=dict)
+    """Smarthosts per sender domain, before `relayhost`."""
     concurrency: int = 16
     lease_seconds: float = 600.0
 
@@ -216,6 +221,9 @@ class OutboundWorker:
     async def attempt(self, domain: str, mail_from: str, recipients: list[str],
                       message: bytes) -> Attempt:
         """One delivery attempt of `message` to the recipients at `domain`."""
+        relay = self._relay(mail_from)
+        if relay is not None:
+            return await self._via_relay(relay, mail_from, recipients, message)
         result = Attempt()
         try:
             hosts = await self.resolver.mx(domain)
@@ -256,6 +264,57 @@ class OutboundWorker:
                     log.info("%s", last.text)
         result.temporary = {r: last for r in recipients}
         return result
+
+    def _relay(self, mail_from: str) -> Relay | None:
+        domain = domain_of(normalize(mail_from)) if "@" in mail_from else ""
+        return self.policy.relays.get(domain, self.policy.relayhost)
+
+    async def _via_relay(self, relay: Relay, mail_from: str, recipients: list[str],
+                         message: bytes) -> Attempt:
+        """One attempt through a smarthost: TLS (implicit, or STARTTLS required) with its
+        certificate checked, AUTH PLAIN when configured, then the one transaction. A refused
+        login is temporary: it is the admin's to fix, not the sender's to be told."""
+        client = SmtpClient(self.policy.command_timeout)
+        where = f"smarthost {relay.host}:{relay.port}"
+        try:
+            try:
+                answer = await client.connect(
+                    relay.host, relay.port, self.policy.connect_timeout,
+                    tls=self._verified if relay.implicit_tls else None,
+                    server_hostname=relay.host)
+                if answer.code != 220:
+                    raise _NoConnection(f"greeting: {answer.code} {answer.text}")
+                answer = await client.hello(self.policy.hostname)
+                if answer.code != 250:
+                    raise _NoConnection(f"EHLO: {answer.code} {answer.text}")
+                if not relay.implicit_tls and not relay.insecure:
+                    if not client.supports("STARTTLS"):
+                        raise _NoConnection("offers no STARTTLS and TLS is required")
+                    answer = await client.starttls(self._verified, relay.host)
+                    if answer.code != 220:
+                        raise _NoConnection(f"STARTTLS: {answer.code} {answer.text}")
+                    answer = await client.hello(self.policy.hostname)
+                    if answer.code != 250:
+                        raise _NoConnection(f"EHLO after STARTTLS: {answer.code}"
+                                            f" {answer.text}")
+                if relay.username:
+                    answer = await client.auth_plain(relay.username, relay.password)
+                    if answer.code != 235:
+                        raise _NoConnection(f"AUTH refused: {answer.code} {answer.text}")
+            except Broken as e:
+                raise _NoConnection(str(e)) from None
+            try:
+                return await self._transaction(client, relay.host, mail_from, recipients,
+                                               message)
+            except Broken as e:
+                return _all(recipients, Reply(451, f"4.4.2 {where}: connection lost: {e}",
+                                              relay.host), temporary=True)
+        except _NoConnection as e:
+            log.warning("%s: %s", where, e)
+            return _all(recipients, Reply(451, f"4.4.1 {where}: {e}", relay.host),
+                        temporary=True)
+        finally:
+            await client.quit()
 
     async def _session(self, host: str, address: str, mail_from: str, recipients: list[str],
                        message: bytes, *, verify: bool = False) -> Attempt:

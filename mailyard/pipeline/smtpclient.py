@@ -96,15 +96,19 @@ class SmtpClient:
         self.broken = False
         """A reply went unread or half read: the session can only be closed."""
 
-    async def connect(self, address: str, port: int, timeout: float) -> Answer:
+    async def connect(self, address: str, port: int, timeout: float,
+                      tls: ssl.SSLContext | None = None, server_hostname: str = "") -> Answer:
+        """`tls`: implicit TLS from the first byte (a smarthost on port 465, RFC 8314)."""
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: self.wire, address, port),
-                                   timeout)
+            await asyncio.wait_for(loop.create_connection(
+                lambda: self.wire, address, port, ssl=tls,
+                server_hostname=(server_hostname or address) if tls else None), timeout)
         except TimeoutError:
             raise Broken("connect timed out") from None
-        except OSError as e:
+        except (OSError, ssl.SSLError) as e:
             raise Broken(f"{type(e).__name__}: {e}") from None
+        self.tls = tls is not None
         return await self.reply()
 
     def supports(self, keyword: str) -> bool:
@@ -205,6 +209,13 @@ class SmtpClient:
         self.wire.transport = transport  # type: ignore[assignment]
         self.tls = True
         return answer
+
+    async def auth_plain(self, username: str, password: str) -> Answer:
+        """AUTH PLAIN with an initial response (RFC 4954, RFC 4616)."""
+        import base64
+
+        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+        return await self.command(f"AUTH PLAIN {token}")
 
     async def data(self, message: bytes) -> Answer:
         answer = await self.command("DATA")
