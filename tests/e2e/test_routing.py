@@ -194,3 +194,26 @@ def test_a_message_with_too_many_hops_is_stopped_with_a_report(server: Server) -
     server.wait_queue_empty()
     for user in ("bob", "carol"):
         assert imap_subjects(server, user, "looping hops", 1, timeout=0.5) == []
+
+
+def test_submission_to_an_alias_reaches_each_member_once(server: Server) -> None:
+    m = EmailMessage()
+    m["From"] = "alice@example.test"
+    m["To"] = "team@example.test"
+    m["Subject"] = "from inside"
+    m.set_content("Sent by a user to a local alias.\n")
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as smtp:
+        smtp.login("alice@example.test", PASSWORD)
+        smtp.send_message(m, to_addrs=["team@example.test", "bob@example.test",
+                                       "carol+x@example.test"])
+        # a local address no rule accepts is refused at RCPT here too
+        smtp.ehlo()
+        smtp.mail("alice@example.test")
+        code, text = smtp.rcpt("nobody@example.test")
+        assert code == 550 and text.startswith(b"5.1.1"), (code, text)
+        smtp.rset()
+    for user in ("bob", "carol"):
+        assert len(imap_subjects(server, user, "from inside", 1)) == 1, user
+    server.wait_queue_empty()
+    for user in ("bob", "carol"):
+        assert len(imap_subjects(server, user, "from inside", 2, timeout=0.5)) == 1, user
