@@ -236,10 +236,11 @@ class SieveService:
             result.actions = [a for a in result.actions if not isinstance(a, Redirect)]
             result.implicit_keep = True
         return await self._target(target, result, raw, mail_from, recipient, delivery_key,
-                                  boxes)
+                                  boxes, message)
 
     async def _target(self, target: Target, result: Result, raw: bytes, mail_from: str,
-                      recipient: str, delivery_key: str, boxes: Sequence[object]) -> Target:
+                      recipient: str, delivery_key: str, boxes: Sequence[object],
+                      message: MessageLoader) -> Target:
         account_id = target.account_id
         by_name = {getattr(b, "name", ""): getattr(b, "id", "") for b in boxes}
         roles: list[str] = []
@@ -278,6 +279,13 @@ class SieveService:
             elif isinstance(action, Reject):
                 await self._reject(f"{base}.j{n}", mail_from, recipient, raw, action)
         vacation = next((a for a in result.actions if isinstance(a, Vacation)), None)
+        if vacation is not None and not roles and not ids and self.vacation is not None:
+            # Nothing is stored, so no after-delivery hook: answer from the parse now.
+            _, parsed = await message()
+            await self.vacation().answer_unstored(
+                account_id, vacation, mail_from, raw[:parsed.root.body_start],
+                [a.email for a in (*parsed.to, *parsed.cc)], parsed.subject,
+                parsed.message_id, parsed.references)
         after = _After(self, account_id, result.duplicates, vacation, mail_from)
         new = replace(target, mailbox_roles=roles, mailbox_ids=ids,
                       keywords=list(dict.fromkeys(kws)), head=result.edited_head,

@@ -168,12 +168,34 @@ class VacationResponder:
                 "inbox" not in roles):
             return  # Junk, or (for the JMAP responder) filed away: no person waits on it
         [head] = await self.store.get_heads(account_id, [email_id])
+        named = frozenset(normalize(a["email"]) for a in (*record.to, *record.cc)
+                          if a.get("email"))
+        await self._respond(account, action, html, mail_from, head.head, named,
+                            record.subject, record.message_id, record.references)
+
+    async def answer_unstored(self, account_id: str, action: Vacation, mail_from: str,
+                              head: bytes, to_cc: list[str], subject: str,
+                              message_id: str | None, references: list[str]) -> None:
+        """A Sieve vacation action for a message the script did not keep (`vacation` with
+        `discard`, RFC 5230 §4.7 allows both): the same rules, from the message's parse."""
+        try:
+            account = await self.store.get_account_by_id(account_id)
+            await self._respond(account, action, None, mail_from, head,
+                                frozenset(normalize(a) for a in to_cc), subject, message_id,
+                                references)
+        except Exception:
+            log.exception("vacation reply for %s failed", account_id)
+
+    async def _respond(self, account: Account, action: Vacation, html: str | None,
+                       mail_from: str, head: bytes, named: frozenset[str], subject: str,
+                       message_id: str | None, references: list[str]) -> None:
+        now = time.time()
+        account_id = account.id
         # In a thread: a stored header block can be 14 MB, and this runs in the process
         # of the listeners.
-        headers = await asyncio.to_thread(automatic_fields, head.head)
+        headers = await asyncio.to_thread(automatic_fields, head)
         reason = is_automatic(headers, mail_from)
         own = {normalize(account.address), *(normalize(a) for a in action.addresses)}
-        named = {normalize(a["email"]) for a in (*record.to, *record.cc) if a.get("email")}
         if reason is None and not own & named:
             reason = "not named in To or Cc"
         if reason is None and normalize(mail_from) in own:
@@ -195,8 +217,8 @@ class VacationResponder:
         await self.store.put_object(account_id, REPLIED, key,
                                     {"at": now, "since": since_value}, log=False)
         # The email package folds a subject of 64 KB (the stored cap) in half a second.
-        raw = await asyncio.to_thread(self._reply, account, action, html, record.subject,
-                                      record.message_id, record.references, mail_from)
+        raw = await asyncio.to_thread(self._reply, account, action, html, subject,
+                                      message_id, references, mail_from)
         try:
             await self.submission.submit(account, "", [mail_from], raw, protocol="LOCAL",
                                          file_in_sent=False)

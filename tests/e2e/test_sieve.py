@@ -221,6 +221,23 @@ vacation :days 3 :subject "Away until Monday" :addresses ["alice@example.test"]
         bob.close()
 
 
+def test_vacation_with_discard_still_replies(server: Server, imap: Imap) -> None:
+    """RFC 5230 §4.7: vacation goes with discard; nothing is stored, the sender is answered."""
+    put_script(server, """require "vacation";
+if header :contains "subject" "to the void" {
+    vacation :subject "Nobody reads this address" "Write to someone else.";
+    discard;
+}""")
+    send(server, "into the void we go", sender=CAROL, to=ALICE)
+    carol = Imap(server, CAROL)
+    try:
+        assert len(carol.wait("INBOX", "Nobody reads this address")) == 1
+    finally:
+        carol.close()
+    settle(server)
+    assert not delivered(server, ALICE, "into the void we go", timeout=1)
+
+
 def test_envelope_body_variables_and_editheader(server: Server, imap: Imap) -> None:
     imap.create("Invoices")
     imap.create("From-remote.test")
