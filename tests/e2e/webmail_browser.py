@@ -54,7 +54,7 @@ class Guarded:
     def _watch(self, page: Page) -> None:
         page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
         page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}")
-                if m.type == "error" and "401" not in m.text else None)
+                if m.type == "error" else None)
 
     def close(self) -> None:
         self.context.close()
