@@ -283,7 +283,11 @@ class Runtime:
 
         return SieveService(self.sieve_scripts, self.store, self.blobs, self.queue,
                             hostname=self.config.hostname, is_local=self._is_local,
-                            mailbox=lambda: self.mailbox, vacation=lambda: self.vacation)
+                            mailbox=lambda: self.mailbox, vacation=lambda: self.vacation,
+                            forward_sender=self._forward_sender)
+
+    async def _forward_sender(self, mail_from: str) -> str:
+        return await self.routing.forward_sender(mail_from)
 
     async def _is_local(self, address: str) -> bool:
         from mailyard.services.accounts import RecipientStatus

@@ -106,7 +106,8 @@ class SieveService:
                  queue: Queue, *, hostname: str, limits: SieveLimits | None = None,
                  is_local: Callable[[str], Awaitable[bool]] | None = None,
                  mailbox: Callable[[], MailboxService] | None = None,
-                 vacation: Callable[[], VacationResponder] | None = None) -> None:
+                 vacation: Callable[[], VacationResponder] | None = None,
+                 forward_sender: Callable[[str], Awaitable[str]] | None = None) -> None:
         """`mailbox` and `vacation` are asked for when a run first needs them (the
         composition root builds them then): managing scripts (the CLI, ManageSieve) needs
         neither."""
@@ -119,6 +120,9 @@ class SieveService:
         self.is_local = is_local
         self.mailbox = mailbox
         self.vacation = vacation
+        self.forward_sender = forward_sender
+        """The envelope sender of a copy redirected to another domain (RoutingService's
+        SRS rewriting, so the receiver's SPF check passes), as forwarding has it."""
         self._compiled: OrderedDict[str, Script] = OrderedDict()
         """Parsed scripts by the SHA-256 of their text: the active script is read per
         delivery (cheap, and right in every process), parsed once."""
@@ -310,14 +314,17 @@ class SieveService:
         groups += [(r, d) for d, r in sorted(remote.items())]
         for n, (rcpts, domain) in enumerate(groups, 1):
             iid = f"{item_id}.{n}"
+            sender = mail_from
+            if domain is not None and mail_from and self.forward_sender is not None:
+                sender = await self.forward_sender(mail_from)
             spool = spool_id(iid)
             await self.blobs.put(spool, raw)
             if domain is None:
                 kind, payload = INBOUND, InboundItem(
-                    spool, mail_from, tuple(rcpts), 0, int(now * 1000)).to_json()
+                    spool, sender, tuple(rcpts), 0, int(now * 1000)).to_json()
             else:
                 kind, payload = OUTBOUND, OutboundItem(
-                    spool, mail_from, tuple(rcpts), domain, now, iid).to_json()
+                    spool, sender, tuple(rcpts), domain, now, iid).to_json()
             items.append(NewItem(kind, payload, item_id=iid))
         if items:
             await self.queue.enqueue_many(items)

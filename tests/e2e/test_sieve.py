@@ -352,3 +352,30 @@ def test_cli_errors_are_one_line(server: Server, tmp_path: Path) -> None:
     server.cli("sieve", "deactivate", ALICE)
     server.cli("sieve", "delete", ALICE, "good")
     assert server.cli("sieve", "get", ALICE, "test").stdout
+
+
+def test_a_redirect_to_another_domain_leaves_with_an_srs_sender(tmp_path: Path) -> None:
+    """The redirected copy goes by MX to the other domain's server (a loopback aiosmtpd)
+    from an SRS address of ours, so that the receiver's SPF check asks our domain."""
+    from tests.dnsserver import TestDNS
+    from tests.fakemx import FakeMX
+
+    with FakeMX(tmp_path / "mx") as mx, TestDNS({
+            ("elsewhere.test", "MX"): ["10 mx.elsewhere.test."],
+            ("mx.elsewhere.test", "A"): ["127.0.0.1"]}) as dns:
+        srv = Server(tmp_path / "srv", outbound={"port": mx.port, "retry_schedule": [1.0]},
+                     dns={"nameservers": [dns.address], "timeout": 2.0})
+        srv.add_user(ALICE, PASSWORD)
+        srv.start()
+        try:
+            put_script(srv, 'redirect "friend@elsewhere.test";')
+            send(srv, "off to a friend", sender="someone@remote.test")
+            [got] = mx.wait(1, timeout=60)
+            assert got.recipients == ["friend@elsewhere.test"]
+            assert got.mail_from.startswith("SRS0="), got.mail_from
+            assert got.mail_from.endswith("@mx.example.test")
+            assert b"(Mailyard Sieve redirect) for <alice@example.test>" in got.data
+            assert b"Subject: off to a friend" in got.data
+            assert not delivered(srv, ALICE, "off to a friend", timeout=1)
+        finally:
+            srv.stop()
