@@ -328,3 +328,26 @@ def test_webmail_settings_vacation_and_tokens(server: Server, browser: Browser) 
     assert httpx.get(f"{base}/jmap/session", headers=bearer, verify=False).status_code == 401
     assert alice.errors == [] and alice.remote == []
     alice.close()
+
+
+def test_webmail_on_a_phone_screen(server: Server, browser: Browser) -> None:
+    """At a phone's width the mailboxes fold into a menu; the list and reading still work."""
+    submit(server, BOB, ALICE, "Lunch on Friday?", "Shall we meet at noon?\n")
+    phone = Guarded(browser, server, width=390, height=844)
+    page = phone.page
+    login(page, ALICE)
+    row(page, "Lunch on Friday?").wait_for()
+    nav = page.get_by_role("navigation", name="Mailboxes")
+    expect(nav).to_be_hidden()
+    shot(page, "phone")
+    page.get_by_role("button", name="Mailboxes").click()
+    expect(nav).to_be_visible()
+    nav.locator(".box", has_text="Sent").click()
+    expect(nav).to_be_hidden()
+    expect(page.locator(".list .empty")).to_be_visible()
+    page.get_by_role("button", name="Mailboxes").click()
+    nav.locator(".box", has_text="Inbox").click()
+    row(page, "Lunch on Friday?").click()
+    expect(page.locator("article.message pre.text")).to_contain_text("meet at noon")
+    assert phone.errors == [] and phone.remote == []
+    phone.close()

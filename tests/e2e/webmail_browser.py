@@ -33,11 +33,12 @@ def browser() -> Iterator[Browser]:
 class Guarded:
     """A browser context on the server whose outgoing requests and page errors are recorded."""
 
-    def __init__(self, browser: Browser, server: Server) -> None:
+    def __init__(self, browser: Browser, server: Server, width: int = 1280,
+                 height: int = 800) -> None:
         self.base = f"https://127.0.0.1:{server.http_port}"
         self.context: BrowserContext = browser.new_context(
             ignore_https_errors=True, base_url=self.base,  # the server's self-signed certificate
-            viewport={"width": 1280, "height": 800}, accept_downloads=True)
+            viewport={"width": width, "height": height}, accept_downloads=True)
         self.remote: list[str] = []
         self.errors: list[str] = []
         self.context.on("request", self._request)
@@ -65,8 +66,8 @@ def login(page: Page, user: str, password: str = PASSWORD) -> None:
     page.get_by_label("Address").fill(user)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.locator(".me", has_text=user).wait_for()
-    page.locator(".box.current").wait_for()
+    page.locator(".me", has_text=user).wait_for(state="attached")
+    page.locator(".box.current").wait_for(state="attached")
 
 
 def row(page: Page, subject: str) -> Any:

@@ -358,7 +358,8 @@ function Mail({ client, username, logout }) {
   }, []);
   useEffect(() => { if (!view.settings) loadList(); }, [view, position]);
 
-  const go = (v) => { setThread(null); setPosition(0); setCursor(0); setView({ search: '', ...v }); };
+  const [menu, setMenu] = useState(false);  // the mailboxes over the page, on a phone's width
+  const go = (v) => { setMenu(false); setThread(null); setPosition(0); setCursor(0); setView({ search: '', ...v }); };
   const current = () => thread ? list.emails.find((e) => e.threadId === thread.threadId) || thread.emails[thread.emails.length - 1] : list.emails[cursor];
   const threadEmails = async (e) => {
     if (thread && thread.threadId === e.threadId) return thread.emails;
@@ -456,8 +457,9 @@ function Mail({ client, username, logout }) {
   const inJunk = view.mailboxId && byId[view.mailboxId]?.role === 'junk';
   const search = (ev) => { ev.preventDefault(); const q = new FormData(ev.target).get('q').trim(); if (q) go({ mailboxId: null, search: q }); };
 
-  return html`<div class="mail">
+  return html`<div class=${menu ? 'mail menu' : 'mail'}>
     <header class="top">
+      <button class="menu-button" aria-label="Mailboxes" aria-expanded=${menu} onClick=${() => setMenu(!menu)}>☰</button>
       <b class="brand">Mailyard</b>
       <form class="search" role="search" onSubmit=${search}>
         <input name="q" ref=${searchBox} type="search" placeholder="Search mail (from: subject: is:unread has:attachment in: …)" aria-label="Search mail" />
