@@ -379,3 +379,21 @@ def test_a_redirect_to_another_domain_leaves_with_an_srs_sender(tmp_path: Path) 
             assert not delivered(srv, ALICE, "off to a friend", timeout=1)
         finally:
             srv.stop()
+
+
+def test_filters_run_in_worker_processes(tmp_path: Path) -> None:
+    """With `serve --workers 2` the pipeline runs in other processes than the listeners:
+    they read the script ManageSieve's process stored, and answer vacation there."""
+    srv = Server(tmp_path / "srv", workers=2)
+    for user in (ALICE, BOB):
+        srv.add_user(user, PASSWORD)
+    srv.start()
+    try:
+        put_script(srv, """require ["fileinto", "mailbox", "vacation"];
+vacation :subject "Auto from a worker" "Away.";
+fileinto :create "Filed";""")
+        send(srv, "to a worker", sender=BOB, to=ALICE)
+        assert delivered(srv, BOB, "Auto from a worker")
+        assert any(e.get("subject") == "to a worker" for e in srv.emails(ALICE, label="Filed"))
+    finally:
+        srv.stop()
