@@ -59,7 +59,9 @@ def columns(sort: Sequence[SortKey], dialect: Dialect, param: Callable[[Any], st
         elif prop == "size":
             exprs.append("e.size")
         elif prop == "sentAt":
-            exprs.append(f"coalesce(e.sent_at, {emailsort.NO_DATE})")
+            # No Date sorts before every date: SQLite's NULL is the smallest value already,
+            # PostgreSQL's is told so in order_by (the index on sent_at serves both).
+            exprs.append("e.sent_at")
         elif prop == "subject":
             exprs.append("e.subject")
         elif prop in ("from", "to"):
@@ -75,21 +77,28 @@ def columns(sort: Sequence[SortKey], dialect: Dialect, param: Callable[[Any], st
     return SortColumns(exprs, any(k.property in emailsort.STRING_PROPERTIES for k in sort))
 
 
-def order_by(sort: Sequence[SortKey], names: Sequence[str], tie: Sequence[str]) -> str:
+def order_by(sort: Sequence[SortKey], names: Sequence[str], tie: Sequence[str],
+             dialect: Dialect) -> str:
     """ORDER BY terms: each key by its column name, then the tie-break columns (newest
     first)."""
-    terms = [f"{n} {'ASC' if k.ascending else 'DESC'}" for k, n in zip(sort, names, strict=True)]
+    terms = []
+    for key, name in zip(sort, names, strict=True):
+        term = f"{name} {'ASC' if key.ascending else 'DESC'}"
+        if key.property == "sentAt" and dialect == "postgres":
+            term += " NULLS FIRST" if key.ascending else " NULLS LAST"
+        terms.append(term)
     return ", ".join([*terms, *(f"{t} DESC" for t in tie)])
 
 
-def select(sort: Sequence[SortKey], cols: SortColumns, body: str, collapse: bool) -> str:
+def select(sort: Sequence[SortKey], cols: SortColumns, body: str, collapse: bool,
+           dialect: Dialect) -> str:
     """SELECT id ... ordered by the sort, `body` being `FROM emails e WHERE ...`; with
     `collapse`, the first email of each thread in that order."""
     names = [f"k{n}" for n in range(len(sort))]
     keyed = ", ".join(f"{x} AS {n}" for x, n in zip(cols.exprs, names, strict=True))
     inner = (f"SELECT e.id AS id, e.thread_id AS thread_id, e.received_at AS received_at"
              f"{', ' + keyed if keyed else ''} {body}")
-    order = order_by(sort, names, ("received_at", "id"))
+    order = order_by(sort, names, ("received_at", "id"), dialect)
     if not collapse:
         return f"SELECT id FROM ({inner}) s ORDER BY {order}"
     ranked = (f"SELECT s.*, row_number() OVER (PARTITION BY thread_id ORDER BY {order}) AS rn"
@@ -116,6 +125,8 @@ def order_rows(rows: Sequence[Sequence[Any]], sort: Sequence[SortKey], collapse:
                 value = emailsort.string_key(key, value or "", {})
             elif key.property in ("from", "to"):
                 value = emailsort.COLLATIONS[key.collation](value or "")
+            elif key.property == "sentAt" and value is None:
+                value = emailsort.NO_DATE
             elif isinstance(value, bool):
                 value = int(value)
             keys.append(value)

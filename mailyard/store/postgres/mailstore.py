@@ -499,7 +499,7 @@ class PostgresMailStore:
                     page_ids = (every[position:] if limit is None
                                 else every[position:position + limit])
                     return Hits(page_ids, len(every) if total else None)
-                select = sqlsort.select(sort, cols, body, collapse_threads)
+                select = sqlsort.select(sort, cols, body, collapse_threads, "postgres")
                 page = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
                 ids = [r[0] for r in await conn.fetch(f"{select}{page}", *args, limit,
                                                       position)]

@@ -148,6 +148,15 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE accounts a SET last_uidvalidity = coalesce(
         (SELECT max(uidvalidity) FROM mailboxes m WHERE m.account_id = a.id), 0);
     """,
+    # 3: JMAP Email/query's size and sentAt sorts read these in order (ties newest first),
+    # and the subject sort reads its rows from the last one, not the wide emails rows.
+    """
+    CREATE INDEX emails_sort_size ON emails (account_id, size, received_at DESC, id DESC);
+    CREATE INDEX emails_sort_sent ON emails
+        (account_id, sent_at NULLS FIRST, received_at DESC, id DESC);
+    CREATE INDEX emails_sort_subject ON emails (account_id, received_at, id)
+        INCLUDE (thread_id, subject);
+    """,
 )
 
 
