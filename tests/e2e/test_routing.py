@@ -217,3 +217,24 @@ def test_submission_to_an_alias_reaches_each_member_once(server: Server) -> None
     server.wait_queue_empty()
     for user in ("bob", "carol"):
         assert len(imap_subjects(server, user, "from inside", 2, timeout=0.5)) == 1, user
+
+
+def test_routing_with_pipeline_worker_processes(tmp_path_factory: pytest.TempPathFactory
+                                                ) -> None:
+    """With --workers 2 the pipeline runs in other processes, which read the same rules
+    (routing.db) and deliver plus addresses and aliases to the right accounts."""
+    srv = Server(tmp_path_factory.mktemp("routing-workers"), workers=2)
+    for user in ("alice", "bob"):
+        srv.add_user(f"{user}@example.test", PASSWORD)
+    srv.cli("alias", "add", "both@example.test", "alice@example.test", "bob@example.test")
+    srv.start()
+    try:
+        send(srv, "in workers", ["both@example.test", "alice+w@example.test"])
+        [raw] = imap_subjects(srv, "alice", "in workers", 1)
+        assert raw.startswith(b"Delivered-To: both@example.test\r\n"
+                              b"Delivered-To: alice+w@example.test\r\n"), raw[:200]
+        assert len(imap_subjects(srv, "bob", "in workers", 1)) == 1
+        srv.wait_queue_empty()
+        assert srv.queue_stats()["dead"] == 0
+    finally:
+        srv.stop()
