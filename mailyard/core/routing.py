@@ -11,12 +11,18 @@ to an address we rewrote ourselves (no open relay through forged SRS addresses):
 
     SRS0=HHHH=TT=orig-domain=orig-local@our-domain
 
-HHHH is the first four characters of the base64 HMAC-SHA1 (key: the configured secret) of
-TT + orig-domain + orig-local (lower case, as the draft says: the hash must survive a case
-change by a relay); TT is the day number modulo 1024 in two base32 characters, and a reversal
-is refused after `max_age_days`. An address that is already SRS0 is not wrapped again but
-re-signed as SRS1 (SRS1=HHHH=first-forwarder==SRS0-part@our-domain), so the bounce goes back
-one hop to the forwarder that wrote the SRS0 address, which reverses it once more.
+HHHH is the first `HASH_CHARS` (8) characters of the base32 HMAC-SHA256 (key: the configured
+secret) of TT + orig-domain + orig-local, all lower case: the hash must survive a relay that
+changes the case, and base32 has one case, so all 40 bits count (libsrs2's default of four
+base64 characters compared without case leaves 21 bits, which a sender guesses in seconds
+with RCPT after RCPT); TT is the day number modulo 1024 in two base32 characters, and a
+reversal is refused after `max_age_days`. Only a bounce (the null sender) may be addressed to
+an SRS address: anything else to one is refused at RCPT, so a valid address seen in one
+forwarded message's Return-Path relays nothing but bounces.
+
+An address that is already SRS0 is not wrapped again but re-signed as SRS1
+(SRS1=HHHH=first-forwarder==SRS0-part@our-domain), so the bounce goes back one hop to the
+forwarder that wrote the SRS0 address, which reverses it once more.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import time
 from dataclasses import dataclass
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+HASH_CHARS = 8
 _DAY = 86400
 _PERIOD = 1024
 
@@ -59,15 +66,15 @@ class SRS:
 
     def _hash(self, *parts: str) -> str:
         mac = hmac.new(self.secret, "".join(parts).lower().encode("utf-8", "surrogateescape"),
-                       hashlib.sha1).digest()
-        return base64.b64encode(mac).decode()[:4]
+                       hashlib.sha256).digest()
+        return base64.b32encode(mac).decode()[:HASH_CHARS]
 
     @staticmethod
     def _same(given: str, expected: str) -> bool:
-        """Compared without case, as libsrs2 does: a relay may lower-case the address (and
-        the recipient lookup here does), which a base64 hash would not survive otherwise."""
-        return hmac.compare_digest(given.lower().encode("utf-8", "surrogateescape"),
-                                   expected.lower().encode())
+        """Compared without case: a relay may change the address's case (and the recipient
+        lookup here lower-cases it), which base32 survives with every bit intact."""
+        return len(given) == HASH_CHARS and hmac.compare_digest(
+            given.upper().encode("utf-8", "surrogateescape"), expected.encode())
 
     @staticmethod
     def _timestamp(now: float) -> str:

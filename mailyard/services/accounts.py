@@ -47,6 +47,9 @@ class RecipientStatus(enum.Enum):
     NO_POSTMASTER = "postmaster has no account"
     """postmaster@ a local domain with neither its own account nor [addresses] postmaster:
     a temporary refusal (the address must exist, RFC 5321 §4.5.1; the admin must say where)."""
+    BOUNCES_ONLY = "takes bounces only"
+    """An SRS address of mail we forwarded, given with a sender: only a bounce (the null
+    sender) may go back through it, or it would relay anyone's mail (core/routing.py)."""
 
 
 class Router(Protocol):
@@ -54,7 +57,8 @@ class Router(Protocol):
     gives them: aliases, plus-addressing, domain aliases and catch-alls decide which
     recipients are accepted, at RCPT time, for every protocol that asks `check_recipient`."""
 
-    async def check(self, address: str, size: int = 0) -> RecipientStatus: ...
+    async def check(self, address: str, size: int = 0,
+                    mail_from: str | None = None) -> RecipientStatus: ...
 
 
 class LoginRefused(Exception):
@@ -175,9 +179,12 @@ class AccountService:
                 raise
             return await self.store.get_account(target)
 
-    async def check_recipient(self, address: str, size: int = 0) -> RecipientStatus:
+    async def check_recipient(self, address: str, size: int = 0,
+                              mail_from: str | None = None) -> RecipientStatus:
+        """May mail to `address` be accepted here; `mail_from` is the envelope sender where
+        one was given (None: not known, as for a submission's own check)."""
         if self.router is not None:
-            return await self.router.check(address, size)
+            return await self.router.check(address, size, mail_from)
         address = normalize(address)
         if not await self.is_local_domain(domain_of(address)):
             return RecipientStatus.NOT_LOCAL

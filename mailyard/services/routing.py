@@ -117,11 +117,16 @@ class RoutingService:
 
     # ------------------------------------------------------------------ resolving
 
-    async def check(self, address: str, size: int = 0) -> RecipientStatus:
-        """RCPT time: may mail to `address` be accepted, and if not, why."""
+    async def check(self, address: str, size: int = 0,
+                    mail_from: str | None = None) -> RecipientStatus:
+        """RCPT time: may mail to `address` be accepted from `mail_from`, and if not, why."""
         resolution = await self.resolve(address)
         if resolution.status is not RecipientStatus.OK:
             return resolution.status
+        if resolution.bounce and mail_from:
+            log.info("refused mail from %s to SRS address %s: bounces only", mail_from,
+                     address)
+            return RecipientStatus.BOUNCES_ONLY
         for target in resolution.local:
             used, quota = target.account.used, target.account.quota
             if used >= quota or used + size > quota:

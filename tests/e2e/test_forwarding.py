@@ -172,7 +172,7 @@ def test_forwarded_mail_passes_spf_by_srs_and_keeps_its_dkim_signature(
         forged = srs.replace("=sender.test=", "=sender.test=x", 1)
         code, text = smtp.rcpt(forged)
         assert code == 550 and text.startswith(b"5.1.1"), (code, text)
-        assert smtp.rcpt(srs)[0] == 250
+        assert (reply := smtp.rcpt(srs))[0] == 250, reply
         assert smtp.data(bounce)[0] == 250
     assert len(find(receiver, "dora@sender.test", "Undelivered: forward me")) == 1
 
@@ -193,3 +193,39 @@ def test_a_forwarding_loop_is_stopped_with_a_report(servers: tuple[Server, Serve
     receiver.wait_queue_empty()
     assert forwarder.queue_stats()["dead"] == 0 and receiver.queue_stats()["dead"] == 0
     assert b"forwarding loop at loop@example.test" in forwarder.log_path.read_bytes()
+
+
+def test_an_srs_address_takes_bounces_only_and_guessing_ends_the_connection(
+        servers: tuple[Server, Server], key: tuple[bytes, str]) -> None:
+    """An SRS address relays nothing but bounces: the one a forwarded copy carries, given with
+    a sender, is refused (it relayed anyone's mail before), its hash is 8 base32 characters
+    (40 bits, not the 21 that four base64 characters compared without case gave), and a
+    client guessing addresses is cut off after 20 refused recipients (421, as Postfix's
+    smtpd_hard_error_limit)."""
+    forwarder, receiver = servers
+    with smtplib.SMTP("127.0.0.1", forwarder.smtp_port) as smtp:
+        smtp.sendmail("dora@sender.test", ["alice@example.test"],
+                      signed("srs abuse", "alice@example.test", key))
+    [copy] = find(receiver, "ann@remote.test", "srs abuse")
+    srs = copy.split(b"\r\n", 1)[0][len(b"Return-Path: <"):-1].decode()
+    digest = srs.split("=")[1]
+    assert len(digest) == 8 and digest == digest.upper(), srs
+    with smtplib.SMTP("127.0.0.1", forwarder.smtp_port) as smtp:
+        smtp.ehlo("spam.example")
+        smtp.mail("spammer@spam.example")
+        code, text = smtp.rcpt(srs)
+        assert (code, text) == (550, b"5.7.1 This address takes bounces only (null sender)")
+        smtp.rset()
+        smtp.mail("")
+        assert smtp.rcpt(srs.lower())[0] == 250, "a relay that lower-cased it still bounces"
+    with smtplib.SMTP("127.0.0.1", forwarder.smtp_port) as smtp:
+        smtp.ehlo("guess.example")
+        smtp.mail("")
+        local, domain = srs.rsplit("@", 1)
+        for n in range(20):
+            guess = f"SRS0={n:08d}=" + local.split("=", 2)[2] + "@" + domain
+            assert smtp.rcpt(guess)[0] == 550, guess
+        code, text = smtp.rcpt("nobody@example.test")
+        assert (code, text) == (421, b"4.7.0 Too many errors, closing the connection")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            smtp.noop()

@@ -133,11 +133,18 @@ class InboundHandler:
         if not address or "@" not in address:
             return "501 5.1.3 Bad recipient address syntax"
         size = getattr(session, "declared_size", 0)
-        status = await self.accounts.check_recipient(address, size)
+        # aiosmtpd keeps the null reverse-path as "<>"; the services know it as ""
+        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+        status = await self.accounts.check_recipient(address, size, sender)
         if status is RecipientStatus.NOT_LOCAL:
-            return "550 5.7.1 Relaying denied: not a local domain and no authentication"
+            return await _refused(server, session,
+                                  "550 5.7.1 Relaying denied: not a local domain and no "
+                                  "authentication")
         if status is RecipientStatus.UNKNOWN_USER:
-            return "550 5.1.1 No such user here"
+            return await _refused(server, session, "550 5.1.1 No such user here")
+        if status is RecipientStatus.BOUNCES_ONLY:
+            return await _refused(server, session,
+                                  "550 5.7.1 This address takes bounces only (null sender)")
         if status is RecipientStatus.NO_POSTMASTER:
             log.warning("mail to %s refused for now: set [addresses] postmaster", address)
             return "451 4.3.0 Postmaster mailbox not configured, try again later"
@@ -220,6 +227,23 @@ class InboundHandler:
                     + (f"for <{recipient}>; " if recipient else "") + f"{date}\r\n")
         return_path = f"Return-Path: <{header_safe(envelope.mail_from or '')}>\r\n"
         return (return_path + received).encode("utf-8", "surrogateescape")
+
+
+REFUSED_RECIPIENTS = 20
+"""Recipients one connection may have refused with 550; the next ends it with 421 4.7.0, as
+Postfix's smtpd_hard_error_limit (20) would: guessing addresses (user names, SRS hashes) then
+costs a connection per 20 guesses, and the per-IP connection limits apply."""
+
+
+async def _refused(server: SMTP, session: Session, reply: str) -> str:
+    """`reply` to a refused RCPT, counted; past REFUSED_RECIPIENTS the connection is closed
+    (the reply is then not sent: the 421 was)."""
+    count = getattr(session, "refused_recipients", 0) + 1
+    session.refused_recipients = count  # type: ignore[attr-defined]
+    if count > REFUSED_RECIPIENTS and isinstance(server, EnhancedSMTP):
+        log.info("%s: %d recipients refused, closing", peer_ip(session), count)
+        await server._hang_up()
+    return reply
 
 
 class InboundSMTP(EnhancedSMTP):
