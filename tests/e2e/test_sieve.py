@@ -272,6 +272,21 @@ if header :regex "subject" "^ticket #([0-9]+)$" {
     assert imap.wait("Urgent", "urgent thing")
 
 
+def test_date_and_currentdate(server: Server, imap: Imap) -> None:
+    """RFC 5260: the Date field's parts in its own zone, and today's date compared with
+    :value; the mailbox name is built from the match."""
+    year = time.strftime("%Y", time.gmtime())
+    put_script(server, """require ["date", "relational", "fileinto", "mailbox", "variables"];
+if date :originalzone :is "date" "year" "1997" {
+    if date :originalzone :matches "date" "date" "*" { fileinto :create "Old-${1}"; }
+}
+if currentdate :zone "+0000" :value "ge" "year" "YEAR" { fileinto :create "This-Year"; }
+""".replace("YEAR", year))
+    send(server, "from the past", Date="Tue, 1 Apr 1997 09:06:31 -0800")
+    assert imap.wait("Old-1997-04-01", "from the past")
+    assert imap.wait("This-Year", "from the past")
+
+
 def test_subaddress_and_duplicate(server: Server, imap: Imap) -> None:
     put_script(server, """require ["subaddress", "envelope", "fileinto", "duplicate", "imap4flags",
                    "mailbox"];
