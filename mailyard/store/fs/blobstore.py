@@ -201,7 +201,11 @@ class FsBlobStore:
         await self._run(self._delete, blob_id)
 
     def _delete(self, blob_id: str) -> None:
-        self.path(blob_id).unlink(missing_ok=True)
+        try:
+            self.path(blob_id).unlink()
+            return  # a blob is in one place only: put never writes a second copy
+        except FileNotFoundError:
+            pass
         legacy = self.legacy_path(blob_id)
         if legacy is not None:
             legacy.unlink(missing_ok=True)
