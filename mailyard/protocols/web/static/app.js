@@ -308,13 +308,16 @@ function Mail({ client, username, logout }) {
     if (!v.mailboxId && !v.search) return;
     const filter = v.search ? gmailFilter(v.search, boxes) : { inMailbox: v.mailboxId };
     const [[, query], [, got], [, threads]] = await client.call([
-      ['Email/query', { filter, sort: [{ property: 'receivedAt', isAscending: false }], collapseThreads: true, position: pos, limit: PAGE, calculateTotal: true }],
+      ['Email/query', { filter, sort: [{ property: 'receivedAt', isAscending: false }], collapseThreads: true, position: pos, limit: PAGE, calculateTotal: !!v.search }],
       ['Email/get', { '#ids': { resultOf: 'c0', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }],
       ['Thread/get', { '#ids': { resultOf: 'c1', name: 'Email/get', path: '/list/*/threadId' } }],
     ]);
     const counts = Object.fromEntries(threads.list.map((x) => [x.id, x.emailIds.length]));
     got.list.forEach((e) => { e.count = counts[e.threadId] || 1; });
-    setList({ emails: got.list, total: query.total });
+    // A mailbox's thread count is its collapsed total (RFC 8621 totalThreads), already known:
+    // asking Email/query to count the threads again costs as much as the page itself.
+    const box = boxes.find((b) => b.id === v.mailboxId);
+    setList({ emails: got.list, total: v.search ? query.total : box?.totalThreads ?? query.total ?? 0 });
   }, []);
 
   const openThread = useCallback(async (e) => {
