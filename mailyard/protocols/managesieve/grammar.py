@@ -34,11 +34,20 @@ def quote(text: str) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
+MAX_LITERALS = 8
+"""Literals one command may carry: the most any command takes is two (PUTSCRIPT's name and
+script, RENAMESCRIPT's names); a bound keeps a client from holding memory with many."""
+
+
 async def read_command(reader: asyncio.StreamReader, *, max_line: int = 8192,
                        max_literal: int = 1 << 20) -> Command | None:
-    """One command, or None at the end of the stream."""
+    """One command, or None at the end of the stream. What one command may hold is bounded:
+    each literal by `max_literal`, their number by MAX_LITERALS and all its octets together
+    by `max_literal` plus a few lines, so no client grows the server's memory without end."""
     parts: list[bytes] = []
     literals: list[bytes] = []
+    total = 0
+    budget = max_literal + 4 * max_line
     while True:
         try:
             line = await reader.readuntil(b"\n")
@@ -53,8 +62,12 @@ async def read_command(reader: asyncio.StreamReader, *, max_line: int = 8192,
             parts.append(line.rstrip(b"\r\n"))
             break
         size = int(m.group(1))
+        total += len(line) + size
         if size > max_literal:
             raise TooLarge(f"literal of {size} octets is over the limit of {max_literal}")
+        if len(literals) >= MAX_LITERALS or total > budget:
+            raise TooLarge(f"a command may hold at most {MAX_LITERALS} literals and"
+                           f" {budget} octets")
         parts.append(line[:m.start()] + b"\x00LIT%d\x00" % len(literals))
         try:
             literals.append(await reader.readexactly(size))
@@ -63,8 +76,10 @@ async def read_command(reader: asyncio.StreamReader, *, max_line: int = 8192,
     return _tokens(b"".join(parts), literals)
 
 
-_TOKEN = re.compile(rb'\s*(?:"((?:[^"\\\r\n]|\\["\\])*)"|\x00LIT(\d+)\x00|(\d+)(?![A-Za-z])'
-                    rb'|([A-Za-z][A-Za-z0-9_-]*))')
+_TOKEN = re.compile(rb'\s*(?:"((?:[^"\\\r\n]|\\["\\])*)"|\x00LIT(\d+)\x00'
+                    rb'|(\d{1,10})(?![0-9A-Za-z])|([A-Za-z][A-Za-z0-9_-]*))')
+"""A number is at most 10 digits (RFC 5804 §4: numbers are 32-bit); a longer run of digits is
+a syntax error, never a conversion of thousands of digits."""
 
 
 def _tokens(line: bytes, literals: list[bytes]) -> Command:

@@ -32,6 +32,9 @@ from mailyard.store.ports import Account, Conflict, NotFound
 
 log = logging.getLogger("mailyard.managesieve")
 IMPLEMENTATION = "Mailyard"
+PRE_AUTH_LITERAL = 8192
+"""The longest literal before AUTHENTICATE succeeds (a PLAIN response is a few hundred
+octets): an unauthenticated client holds no more memory than this."""
 
 
 @dataclass(slots=True)
@@ -104,8 +107,10 @@ class Session:
             await self.flush()
             while not self.closed:
                 try:
+                    # Before AUTHENTICATE only a SASL response can need a literal
                     cmd = await asyncio.wait_for(
-                        read_command(self.reader, max_literal=limit + 1024),
+                        read_command(self.reader, max_literal=limit + 1024
+                                     if self.account is not None else PRE_AUTH_LITERAL),
                         self.services.idle_timeout)
                 except TimeoutError:
                     self.respond("BYE", "Idle too long")
@@ -193,6 +198,9 @@ async def starttls(s: Session, cmd: Command) -> None:
         raise _No("STARTTLS before AUTHENTICATE")
     s.respond("OK", "Begin TLS negotiation")
     await s.flush()
+    # What the client sent after STARTTLS in plaintext is thrown away, never run as if it
+    # came over TLS (a man in the middle's injected AUTHENTICATE: CVE-2011-0411's class).
+    s.reader._buffer.clear()  # type: ignore[attr-defined]
     try:
         await s.writer.start_tls(s.services.tls)
     except (ssl.SSLError, OSError, TimeoutError, RuntimeError):
@@ -250,18 +258,24 @@ async def authenticate(s: Session, cmd: Command) -> None:
 
 
 async def read_command_string(s: Session) -> str | None:
-    """The client's SASL response: one string (quoted or literal) on a line of its own."""
-    line = await s.reader.readline()
-    if not line:
+    """The client's SASL response: one string (quoted or literal) on a line of its own, at
+    most PRE_AUTH_LITERAL octets (None ends the session: too long, or the stream ended)."""
+    try:
+        line = await s.reader.readline()
+    except ValueError:  # longer than the reader's limit
+        return None
+    if not line or len(line) > PRE_AUTH_LITERAL:
         return None
     text = line.rstrip(b"\r\n")
     if text.startswith(b"{") and text.endswith((b"}", b"+}")):
+        digits = text.strip(b"{}+")
+        if not digits.isdigit() or len(digits) > 6 or int(digits) > PRE_AUTH_LITERAL:
+            return None
         try:
-            size = int(text.strip(b"{}+"))
-            data = await s.reader.readexactly(size)
+            data = await s.reader.readexactly(int(digits))
+            await s.reader.readline()
         except (ValueError, asyncio.IncompleteReadError):
             return None
-        await s.reader.readline()
         return data.decode("ascii", "replace")
     return text.strip(b'"').decode("ascii", "replace")
 
