@@ -107,15 +107,18 @@ def select(sort: Sequence[SortKey], cols: SortColumns, body: str, collapse: bool
 
 
 def rows_select(cols: SortColumns, body: str) -> str:
-    """The rows `order_rows` sorts: id, thread id, arrival, then one column per key."""
+    """The rows `order_rows` sorts: id, thread id, arrival, then one column per key; newest
+    first already (the arrival index gives them so) when `body` is the whole WHERE."""
     keyed = "".join(f", {x}" for x in cols.exprs)
-    return f"SELECT e.id, e.thread_id, e.received_at{keyed} {body}"
+    return (f"SELECT e.id, e.thread_id, e.received_at{keyed} {body}"
+            " ORDER BY e.received_at DESC, e.id DESC")
 
 
-def order_rows(rows: Sequence[Sequence[Any]], sort: Sequence[SortKey], collapse: bool
-               ) -> list[str]:
-    """Ids of rows from `rows_select`, sorted: string columns become their collated keys."""
-    newest = sorted(rows, key=lambda r: (r[1 + 1], r[0]), reverse=True)
+def order_rows(rows: Sequence[Sequence[Any]], sort: Sequence[SortKey], collapse: bool,
+               newest_first: bool = False) -> list[str]:
+    """Ids of rows from `rows_select`, sorted: string columns become their collated keys.
+    `newest_first`: the rows came in that order (one query, not chunks)."""
+    newest = rows if newest_first else sorted(rows, key=lambda r: (r[2], r[0]), reverse=True)
     keyed = []
     for row in newest:
         keys: list[Any] = []

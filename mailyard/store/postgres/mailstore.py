@@ -495,7 +495,7 @@ class PostgresMailStore:
                 if cols.in_python:
                     rows = await conn.fetch(sqlsort.rows_select(cols, body), *args)
                     every = sqlsort.order_rows([tuple(r) for r in rows], sort,
-                                               collapse_threads)
+                                               collapse_threads, newest_first=True)
                     page_ids = (every[position:] if limit is None
                                 else every[position:position + limit])
                     return Hits(page_ids, len(every) if total else None)

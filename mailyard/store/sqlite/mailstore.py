@@ -635,7 +635,7 @@ class SqliteMailStore(MaintenanceMixin):
                     cols, f"FROM emails e WHERE e.id IN ({','.join('?' * len(chunk))})"
                     f" AND +e.account_id = ? AND {where}"), (*key_args, *chunk, *args)
                 ).fetchall()
-            ids = sqlsort.order_rows(rows, sort, collapse)
+            ids = sqlsort.order_rows(rows, sort, collapse, newest_first=among is None)
             page = ids[position:] if limit is None else ids[position:position + limit]
             return Hits(page, len(ids) if total else None)
 
