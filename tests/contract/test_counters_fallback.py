@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from mailyard.store.redis.counters import RedisCounters
 from mailyard.store.redis.fallback import DegradingCounters
@@ -76,5 +77,28 @@ async def test_redis_outage_counts_per_node_then_shares_again(
     finally:
         await node.close()
         await other.close()
+        server.kill()
+        server.wait()
+
+
+async def test_redis_answering_errors_counts_per_node(tmp_path: Path) -> None:
+    """A Redis that answers but refuses writes (OOM here; READONLY and MISCONF alike) is an
+    outage too: every hit is still counted, on the node (a ResponseError used to escape, so
+    a login guesser's failures were never counted)."""
+    port = free_port()
+    server = start_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    node = DegradingCounters(RedisCounters(url, timeout=1.0),
+                             SqliteCounters(tmp_path / "node-a.db"), retry_after=60)
+    admin = aioredis.Redis.from_url(url)
+    try:  # as an operator would make it full
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", "1")
+        for n in range(1, 6):
+            assert await node.hit("guess", 60, time.time()) == n
+        assert node.degraded
+    finally:
+        await node.close()
+        await admin.aclose()
         server.kill()
         server.wait()

@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import time
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from mailyard.store.ports import Counters
 
 log = logging.getLogger("mailyard.redis")
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_UNAVAILABLE = (RedisError, OSError)
+"""Any failure of Redis's, not only a refused connection: a Redis that answers OOM, READONLY
+or MISCONF counts nothing, and a failed login it did not count must still be counted here,
+or a brute-force guesser goes unlimited while Redis is full."""
 
 
 class DegradingCounters:
