@@ -5,7 +5,9 @@ refused to other sites' pages, and one account never reaches another's mail by i
 
 from __future__ import annotations
 
+import json
 import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Origin, Subprotocol
 
 from tests.e2e.jmapclient import PASSWORD, Jmap
 from tests.e2e.server import Server, wait_port
@@ -35,6 +40,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
     wait_port(srv.http_port)  # the HTTP listener starts after SMTP's
     yield srv
     srv.stop()
+
+
+def insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate
+    return context
 
 
 def emails_with(jmap: Jmap, subject: str) -> list[dict[str, Any]]:
@@ -264,6 +276,22 @@ def test_webmail_cookie_is_refused_to_other_sites(server: Server, browser: Brows
             refused = client.post("/jmap/api", json=call, headers=headers)
             assert refused.status_code == status, (headers, refused.text)
             assert "basic" not in refused.headers.get("www-authenticate", "").lower()
+        # JMAP over WebSocket with the cookie: only from our own page (an Origin that is ours;
+        # no page can add the CSRF header to an upgrade, and none is asked for).
+        session_cookie = f"__Host-mailyard-session={logged.cookies['__Host-mailyard-session']}"
+        with ws_connect(f"wss://127.0.0.1:{server.http_port}/jmap/ws", ssl=insecure(),
+                        subprotocols=[Subprotocol("jmap")], origin=Origin(base),
+                        additional_headers={"Cookie": session_cookie}, open_timeout=10) as ws:
+            ws.send(json.dumps({"@type": "Request", "using": ["urn:ietf:params:jmap:core"],
+                                "methodCalls": [["Core/echo", {"hi": 1}, "e"]]}))
+            assert json.loads(ws.recv(timeout=10))["methodResponses"] == [
+                ["Core/echo", {"hi": 1}, "e"]]
+        for origin in (None, Origin("https://evil.test")):
+            with pytest.raises(InvalidStatus) as refused_ws:
+                ws_connect(f"wss://127.0.0.1:{server.http_port}/jmap/ws", ssl=insecure(),
+                           subprotocols=[Subprotocol("jmap")], origin=origin,
+                           additional_headers={"Cookie": session_cookie}, open_timeout=10)
+            assert refused_ws.value.response.status_code == 403
         assert client.post("/logout", headers={"Origin": "https://evil.test",
                                                "X-Mailyard-CSRF": "1"}).status_code == 403
         assert client.post("/jmap/api", json=call, headers=own).status_code == 200
