@@ -28,6 +28,9 @@ the wall time of each request (p50 and max of --repeat runs after one warm-up).
 
     .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/jmap-100k --only 1
     .venv/bin/python bench/jmap.py --mode sort --data-dir /tmp/jmap-100k --repeat 5
+
+--pg-dsn DSN serves the mail store and the index of a `bench/search.py --engine postgres
+--pg-dsn DSN` load instead (its --data-dir holds the blobs).
 """
 
 from __future__ import annotations
@@ -341,14 +344,17 @@ def sort_mode(args: argparse.Namespace) -> None:
         root = Path(tmp)
         (root / "data").symlink_to(Path(args.data_dir).resolve())
         server = Server(root, domains=("bench.example",),
-                        limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0})
+                        limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0},
+                        store={"metadata": args.pg_dsn, "search": args.pg_dsn}
+                        if args.pg_dsn else {})
         if args.source:
             os.environ["PYTHONPATH"] = str(Path(args.source).resolve())
         server.start()
         wait_port(server.http_port)
         try:
             print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, code from"
-                  f" {args.source or ROOT}, load averages {os.getloadavg()}", flush=True)
+                  f" {args.source or ROOT}, {'PostgreSQL' if args.pg_dsn else 'SQLite'},"
+                  f" load averages {os.getloadavg()}", flush=True)
             run_sort(server.http_port, args.repeat)
         finally:
             server.stop()
@@ -379,6 +385,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("both", "mix", "push", "sort"), default="both")
     parser.add_argument("--data-dir", help="sort: a mailbox loaded by bench/search.py")
     parser.add_argument("--source", help="sort: run the server from this checkout")
+    parser.add_argument("--pg-dsn", help="sort: the mail store and index bench/search.py"
+                        " --engine postgres loaded there")
     parser.add_argument("--repeat", type=int, default=5, help="sort: timed runs each")
     args = parser.parse_args()
     if args.mode == "sort":
