@@ -13,6 +13,8 @@ from typing import Any
 import aiosmtpd
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailyard.protocols.smtp.base import REFLECTED_FOR, EnhancedSMTP
 from mailyard.protocols.smtp.inbound import InboundSMTP
@@ -101,6 +103,9 @@ async def test_set_up_equals_aiosmtpds_own(cls: type[EnhancedSMTP], kwargs: dict
     "<alice@example.test>", "<alice@example.test> SIZE=100", "alice@example.test", "<>", "",
     "<alice@example.test", "<@relay.test:alice@example.test>", "<\"a b\"@example.test>",
     "<" + "a" * 64 + "@example.test>", "<" + "a" * 65 + "@example.test>", "<a(comment)@x.test>",
+    "<a@b.c>  SIZE=1", "<a@b.c>\tX", "<a@b.c> (x) S", "<a@b..c>", "<a@[1.2.3.4]>",
+    "<a@b.c>BODY=8BITMIME", "<A@B.C>", "<a@b.c.>", "<a@-b>", "<.a@b>", "<a.@b>", "<a@b>(",
+    "<a@b> ", "<a@b>\r\n x", "<a!#$%&'*+/=?^_`{|}~-@x.test>", "<ü@x.test>", " <a@b.c>",
 ])
 async def test_getaddr_answers_as_aiosmtpds(arg: str) -> None:
     """MAIL and RCPT addresses are parsed as aiosmtpd parses them, without the class its
@@ -111,3 +116,30 @@ async def test_getaddr_answers_as_aiosmtpds(arg: str) -> None:
     assert server._getaddr(arg) == SMTP._getaddr(theirs, arg)
     assert server._getaddr("<alice@example.test> SIZE=100") == ("alice@example.test",
                                                                  "SIZE=100")
+
+
+PATH_CHARS = st.sampled_from(list("ab.@<>() \t\"\\[]:,;-_+=!~üZ09\r\n"))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(PATH_CHARS, max_size=24).map("".join))
+def test_getaddr_fast_path_agrees_with_aiosmtpds_parser(arg: str) -> None:
+    """Whatever the client writes, the fast path for plain `<a@b>` forms and the standard
+    library's parser behind it answer what aiosmtpd's own _getaddr answers (or both raise
+    the same exception)."""
+    loop = asyncio.new_event_loop()
+    try:
+        ours = EnhancedSMTP(Handler(), loop=loop)
+        theirs = aiosmtpds_own(EnhancedSMTP, Handler(), loop=loop)
+        for text in (arg, "<" + arg, "<a@b" + arg, "<a@b>" + arg, "<" + arg + "@x.test>"):
+            try:
+                expected: object = SMTP._getaddr(theirs, text)
+            except Exception as error:
+                expected = type(error)
+            try:
+                got: object = ours._getaddr(text)
+            except Exception as error:
+                got = type(error)
+            assert got == expected, text
+    finally:
+        loop.close()

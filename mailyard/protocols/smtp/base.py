@@ -282,9 +282,18 @@ class EnhancedSMTP(SMTP):
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's, without the typing.Protocol class it defines on every call (a class
-        made per MAIL and per RCPT command: `ABCMeta.__new__` in the listener's profile)."""
+        made per MAIL and per RCPT command: `ABCMeta.__new__` in the listener's profile), and
+        with a fast path for the common `<dot-atom@dot-atom>` form, which the standard
+        library's RFC 5322 parser (3 % of the listener) reads the same way: the address
+        as written and the rest after any spaces (anything else goes to that parser)."""
         if not arg:
             return "", ""
+        plain = _PLAIN_PATH.match(arg)
+        if plain is not None and arg[plain.end():plain.end() + 1] not in ("(", "\r", "\n"):
+            path = plain.group(1)
+            if self.local_part_limit and len(path.rpartition("@")[0]) > self.local_part_limit:
+                return None, None
+            return path, arg[plain.end():]
         address: Any
         try:
             if arg.lstrip().startswith("<"):
@@ -465,6 +474,11 @@ class EnhancedSMTP(SMTP):
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*)>[ \t]*")
+"""A reverse- or forward-path of ASCII dot-atoms (RFC 5322 §3.2.3), the spaces after it."""
 
 
 class FaultLog:
