@@ -93,6 +93,17 @@ def _new_database() -> str:
     return str(_in_thread(database.dsn()))
 
 
+_nats_prefixes: list[str] = []
+
+
+def _drop_nats_streams() -> None:
+    from tests.contract.conftest import drop_nats_streams
+
+    for prefix in _nats_prefixes:
+        with contextlib.suppress(Exception):
+            _in_thread(drop_nats_streams(prefix))
+
+
 _RAWS = """
 import asyncio, base64, json, sys
 from mailyard import config
@@ -154,6 +165,10 @@ class Server:
     the second stage of `make test`, with MAILYARD_TEST_BLOBS=s3).
     The databases outlive stop() (a restarted server finds its mail) and are dropped when the
     test process exits. Keys given in `store` win."""
+    cluster: str = field(default_factory=lambda: os.environ.get("MAILYARD_TEST_CLUSTER", ""))
+    """"nats": the queue and the event bus on the machine's NATS JetStream
+    (MAILYARD_TEST_NATS, else 127.0.0.1:4222) under a prefix of this server's own, its
+    streams removed when the test process exits; "": SQLite queue, in-process bus."""
     s3_prefix: str = field(default="", init=False)
     """The key prefix of this server's blobs in the session's bucket when `blobs` is "s3"."""
 
@@ -207,6 +222,7 @@ class Server:
             "poll_interval = 0.1",
             *(f"{k} = {json.dumps(v)}" for k, v in self.queue.items()),
             *self._store_lines(),
+            *self._cluster_lines(),
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
         self.log_path = self.root / "server.log"
@@ -227,6 +243,21 @@ class Server:
         if s3_table:
             lines += ["[store.s3]", *(f"{k} = {json.dumps(v)}" for k, v in s3_table.items())]
         return lines
+
+    def _cluster_lines(self) -> list[str]:
+        if not self.cluster:
+            return []
+        if self.cluster != "nats":
+            raise ValueError(f"cluster: expected \"nats\" or \"\", got {self.cluster!r}")
+        from mailyard.core.ids import new_id
+
+        prefix = "mytest" + new_id("").lower()
+        if not _nats_prefixes:
+            atexit.register(_drop_nats_streams)
+        _nats_prefixes.append(prefix)
+        url = os.environ.get("MAILYARD_TEST_NATS", "nats://127.0.0.1:4222")
+        return ["[cluster]", f'nats = ["{url}"]', 'queue = "nats"', 'events = "nats"',
+                f'prefix = "{prefix}"', f'node = "{prefix}"']
 
     def _metadata_store(self) -> dict[str, Any]:
         if not self.metadata:

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import APIError, NotFoundError
 
@@ -174,9 +175,12 @@ class NatsQueue:
             self._consumers.add(name)
         return name
 
-    async def _pull(self, stream: str, consumer: str, batch: int) -> list[Msg]:
+    async def _pull(self, stream: str, consumer: str, batch: int, *,
+                    partial: bool = False) -> list[Msg]:
         """What the consumer has for us now, up to `batch` (a no-wait pull: an empty answer
-        comes back at once as a 404 status)."""
+        comes back at once as a 404 status). `partial`: a server too slow to finish its
+        answer within 10 s gives what came so far (a worker's lease: what did not come is
+        handed out again after the delivery ack wait) instead of an error."""
         nc = await self.connection.client()
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
@@ -186,7 +190,14 @@ class NatsQueue:
                              json.dumps({"batch": batch, "no_wait": True}).encode(),
                              reply=inbox)
             while len(out) < batch:
-                msg = await sub.next_msg(timeout=10.0)
+                try:
+                    msg = await sub.next_msg(timeout=10.0)
+                except NatsTimeoutError:
+                    if not partial:
+                        raise
+                    log.warning("NATS queue: a pull on %s got %d items and no end within 10 s",
+                                consumer, len(out))
+                    break
                 if msg.headers and msg.headers.get("Status"):
                     if msg.headers["Status"] in ("404", "408", "409"):
                         break  # no (more) messages, or the pull ended
@@ -320,7 +331,8 @@ class NatsQueue:
             if len(out) >= limit:
                 break
             consumer = await self._consumer(kind)
-            for msg in await self._pull(self.items_stream, consumer, limit - len(out)):
+            for msg in await self._pull(self.items_stream, consumer, limit - len(out),
+                                        partial=True):
                 item = await self._take(msg, lease_seconds)
                 if item is not None:
                     out.append(item)
