@@ -82,15 +82,24 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
                 diagnostic=f"smtp; 554 5.4.6 Mail forwarding loop for {fwd.via}"))
         else:
             remote.append(fwd)
-    if remote and verdict is not None and verdict.action >= Action.QUARANTINE:
-        log.warning("%s: not forwarded to %d remote address(es): %s", queue_id, len(remote),
-                    verdict.reason)
-        remote = []
-
     items: list[tuple[NewItem, bytes]] = []
 
     def next_id() -> str:
         return queue_id if not items else f"{queue_id}.{len(items) + 1}"
+
+    if remote and verdict is not None and verdict.action >= Action.QUARANTINE:
+        # Never forwarded, never lost: an inbound item for the forwarding addresses carries
+        # the verdict, and the pipeline puts it into quarantine (the dead letters) as it
+        # does a local recipient's copy, where an admin finds it with `mailyard dlq list`.
+        log.warning("%s: not forwarded to %d remote address(es), quarantined: %s", queue_id,
+                    len(remote), verdict.reason)
+        item_id = next_id()
+        held = InboundItem(spool=spool_id(item_id), mail_from=mail_from,
+                           recipients=tuple(dict.fromkeys(f.via or f.address for f in remote)),
+                           trace_length=trace_length, received_at=received_at, peer=peer,
+                           helo=helo, verdict=verdict)
+        items.append((NewItem(INBOUND, held.to_json(), item_id=item_id), raw))
+        remote = []
 
     def own(target: LocalTarget) -> bool:
         return all(a == normalize(target.account.address) for a in target.addresses)

@@ -404,6 +404,26 @@ def test_eicar_in_a_zip_is_quarantined(tmp_path: Path, clamd: str) -> None:
         srv.stop()
 
 
+def test_a_virus_for_a_remote_forward_is_quarantined_not_dropped(tmp_path: Path,
+                                                                   clamd: str) -> None:
+    """An alias that only forwards to another domain: the infected message is neither
+    forwarded nor lost after its 250, it waits in quarantine under the alias's address (the
+    security review found it dropped with one log line)."""
+    srv = make_server(tmp_path, clamd=clamd)
+    try:
+        srv.cli("alias", "add", "fwd@example.test", "someone@remote.test")
+        send(srv, "mallory@sender.test", eicar_mail(), to="fwd@example.test")
+        deadline = time.monotonic() + 60
+        while "virus:" not in (out := srv.cli("dlq", "list").stdout.decode()):
+            assert time.monotonic() < deadline, out
+            time.sleep(0.2)
+        assert "virus: Local.EICAR" in out and "fwd@example.test" in out, out
+        assert "the queue is empty" in srv.cli("queue", "list").stdout.decode(), \
+            "nothing waits to be forwarded"
+    finally:
+        srv.stop()
+
+
 def test_unreachable_clamd_is_a_temporary_failure(tmp_path: Path) -> None:
     srv = make_server(tmp_path, clamd=f"127.0.0.1:{free_port()}", clamd_timeout=2.0)
     try:
