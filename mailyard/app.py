@@ -406,10 +406,11 @@ class _Filters:
 
 
 def node_name(config: Config) -> str:
-    """`[cluster] node`, else the host's name."""
+    """`[cluster] node`, else the host's name and data_dir: a restarted node takes back the
+    leases of its previous run only, never those of another node on the same host."""
     import socket
 
-    return config.cluster.node or socket.gethostname()
+    return config.cluster.node or f"{socket.gethostname()}:{config.data_dir.resolve()}"
 
 
 def start_heartbeat(runtime: Runtime) -> asyncio.Task[None] | None:

@@ -414,9 +414,9 @@ class Cluster:
     the MailStore, blobs, search and counters are chosen in [store]."""
 
     node: str = ""
-    """This node's name: its leases in the queue and its heartbeat. "": the host's name. Give
-    each node of a cluster its own, kept across restarts (a restarted node takes back its
-    own leases at once; other nodes' run out)."""
+    """This node's name: its leases in the queue and its heartbeat. "": the host's name and
+    data_dir (two nodes on one host differ). Give each node of a cluster its own, kept across
+    restarts (a restarted node takes back its own leases at once; other nodes' run out)."""
     nats: list[str] = field(default_factory=list)
     """NATS servers, e.g. ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"] (the client
     finds the rest of the cluster from any one). Needed by queue = "nats", events = "nats"."""
