@@ -136,6 +136,12 @@ def test_webmail_read_reply_live_actions(server: Server, browser: Browser) -> No
     expect(page.locator("article.message")).to_have_count(2)
     shot(page, "conversation")
 
+    # A new label from the sidebar.
+    page.get_by_label("New label").fill("Travel")
+    page.get_by_label("New label").press("Enter")
+    expect(page.locator(".box", has_text="Travel")).to_be_visible()
+    assert "Travel" in alice_api.boxes()
+
     # Star, label, archive: each lands in the store.
     tool.get_by_role("button", name="Star", exact=True).click()
     wait_for(lambda: any(e["keywords"].get("$flagged")

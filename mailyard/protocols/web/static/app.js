@@ -84,7 +84,7 @@ function Login({ onLogin }) {
   </form>`;
 }
 
-function Sidebar({ mailboxes, view, go, compose }) {
+function Sidebar({ mailboxes, view, go, compose, createLabel }) {
   const system = SYSTEM.map((r) => mailboxes.find((b) => b.role === r)).filter(Boolean);
   const labels = mailboxes.filter((b) => !SYSTEM.includes(b.role) && b.role !== 'all')
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -97,7 +97,11 @@ function Sidebar({ mailboxes, view, go, compose }) {
   return html`<nav class="sidebar" aria-label="Mailboxes">
     <button class="compose" onClick=${compose}>Compose</button>
     <ul>${system.map(item)}</ul>
-    ${labels.length > 0 && html`<h2>Labels</h2><ul>${labels.map(item)}</ul>`}
+    <h2>Labels</h2>
+    <ul>${labels.map(item)}</ul>
+    <form class="newlabel" onSubmit=${(ev) => { ev.preventDefault(); const name = ev.target.label.value.trim(); if (name) createLabel(name); ev.target.reset(); }}>
+      <input name="label" placeholder="New label" aria-label="New label" maxlength="255" />
+    </form>
   </nav>`;
 }
 
@@ -403,6 +407,11 @@ function Mail({ client, username, logout }) {
     move: (box) => update(() => ({ mailboxIds: { [box.id]: true } }), `Moved to ${box.name}.`, true),
   };
 
+  const createLabel = async (name) => {
+    const [[, r]] = await client.call([['Mailbox/set', { create: { l: { name } } }]]);
+    if (r.notCreated) notify(`Label not created: ${r.notCreated.l.description || r.notCreated.l.type}`);
+    else { notify(`Label ${name} created.`); await loadMailboxes(); }
+  };
   const reply = (all, forward) => {
     const t = thread;
     if (!t) return;
@@ -471,7 +480,7 @@ function Mail({ client, username, logout }) {
       <button class="settings-button" onClick=${() => { setThread(null); setView({ settings: true }); }}>Settings</button>
       <button class="logout" onClick=${logout}>Log out</button>
     </header>
-    <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => setDraft({})} />
+    <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => setDraft({})} createLabel=${createLabel} />
     <main>
       ${!view.settings && html`<div class="toolbar" role="toolbar" aria-label="Actions">
         ${thread && html`<button onClick=${() => setThread(null)} title="Back (u)">←</button>`}
