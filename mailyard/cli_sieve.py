@@ -26,21 +26,24 @@ def add_sieve_parser(sub: Any, command: Command, actions: Callable[..., Any],
     if not wanted:
         return
     acts = actions(p)
+    account = "the account's address"
+    script = "the script's name (as ManageSieve lists it)"
     q = command(acts, "put", "check and store a script (from FILE, or - for stdin)")
-    q.add_argument("address")
-    q.add_argument("name")
+    q.add_argument("address", help=account)
+    q.add_argument("name", help=script)
     q.add_argument("file", help="the script's file; - reads standard input")
     q.add_argument("--activate", action="store_true", help="and make it the active one")
     command(acts, "list", "the account's scripts; * marks the active one").add_argument(
-        "address")
+        "address", help=account)
     for name, text in (("get", "print a script"), ("activate", "make a script the active one"),
                        ("delete", "delete a script (not the active one)")):
         q = command(acts, name, text)
-        q.add_argument("address")
-        q.add_argument("name")
-    command(acts, "deactivate", "no script runs any more").add_argument("address")
+        q.add_argument("address", help=account)
+        q.add_argument("name", help=script)
+    command(acts, "deactivate", "no script runs any more").add_argument("address",
+                                                                        help=account)
     q = command(acts, "check", "check a script without storing it")
-    q.add_argument("address")
+    q.add_argument("address", help=account)
     q.add_argument("file", help="the script's file; - reads standard input")
 
 
