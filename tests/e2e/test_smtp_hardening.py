@@ -115,6 +115,26 @@ def test_mx_refuses_bad_addresses_at_mail_and_rcpt_and_then_delivers(server: Ser
     assert any(e["subject"] == "after bad octets" for e in server.wait_emails(ALICE, 1))
 
 
+def test_unclosed_angle_paths_are_malformed_not_a_fault(server: Server) -> None:
+    """`MAIL FROM:<` and kin made the standard library's address parser read past the end
+    (IndexError: answered 451 with a traceback in the log; fuzz seed 904): a path it cannot
+    read is 553 5.1.3, the session goes on, and mail is still taken."""
+    client = RawSMTP(server.smtp_port)
+    try:
+        assert raw_cmd(client, b"EHLO client.remote.test").startswith("250-")
+        for line in (b"MAIL FROM:<", b"MAIL FROM: <", b"MAIL FROM:<a@", b'MAIL FROM:<"'):
+            reply = raw_cmd(client, line)
+            assert reply.startswith("553 5.1.3"), (line, reply)
+        assert raw_cmd(client, b"MAIL FROM:<carol@remote.test>").startswith("250 2.1.0")
+        for line in (b"RCPT TO:<", b"RCPT TO:<@", b"RCPT TO:<alice@"):
+            reply = raw_cmd(client, line)
+            assert reply.startswith("553 5.1.3"), (line, reply)
+        assert raw_cmd(client, b"RCPT TO:<alice@example.test>").startswith("250 2.1.5")
+    finally:
+        client.close()
+    assert "IndexError" not in server.log_path.read_text()
+
+
 def test_mx_takes_utf8_addresses_with_the_smtputf8_parameter(server: Server) -> None:
     client = RawSMTP(server.smtp_port)
     try:

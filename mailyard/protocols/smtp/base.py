@@ -300,9 +300,9 @@ class EnhancedSMTP(SMTP):
                 address, rest = get_angle_addr(arg)
             else:
                 address, rest = get_addr_spec(arg)
-        except HeaderParseError:
+            addr: str = address.addr_spec
+        except (HeaderParseError, IndexError):  # `<`, `<"`: the parser reads past the end
             return None, None
-        addr: str = address.addr_spec
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None
