@@ -385,3 +385,43 @@ def test_webmail_on_a_phone_screen(server: Server, browser: Browser) -> None:
     expect(page.locator("article.message pre.text")).to_contain_text("meet at noon")
     assert phone.errors == [] and phone.remote == []
     phone.close()
+
+
+def test_webmail_send_later_then_undo_then_send(server: Server, browser: Browser) -> None:
+    """A scheduled send is held by FUTURERELEASE and taken back with Undo (the message goes
+    back to Drafts and the composer reopens); sent again now, it leaves after the undo window
+    and reaches its recipient once."""
+    alice = Guarded(browser, server)
+    page = alice.page
+    login(page, ALICE)
+    page.get_by_role("button", name="Compose").click()
+    composer = page.locator("form.composer")
+    composer.get_by_label("To").fill(BOB)
+    composer.get_by_label("Subject").fill("Later plan")
+    composer.get_by_label("Message").fill("Talk tomorrow.")
+    composer.get_by_label("When").select_option(label="in 1 hour")
+    composer.get_by_role("button", name="Send").click()
+    notice = page.locator(".notice")
+    expect(notice).to_contain_text("Scheduled for")
+
+    api = Jmap(server, ALICE, using=("urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
+                                     "urn:ietf:params:jmap:submission"))
+    [held] = api.call("EmailSubmission/get", ids=None)["list"]
+    assert held["undoStatus"] == "pending"
+    assert held["envelope"]["mailFrom"]["parameters"] == {"HOLDFOR": "3600"}
+    notice.get_by_role("button", name="Undo").click()
+    expect(composer.get_by_label("Subject")).to_have_value("Later plan")
+    [canceled] = api.call("EmailSubmission/get", ids=[held["id"]])["list"]
+    assert canceled["undoStatus"] == "canceled"
+    boxes = api.boxes()
+    wait_for(lambda: in_only(api, "Later plan", boxes["drafts"]), what="back in Drafts")
+
+    composer.get_by_role("button", name="Send").click()
+    expect(notice).to_contain_text("Message sent.")
+    expect(notice.get_by_role("button", name="Undo")).to_be_visible()
+    bob_api = Jmap(server, BOB)
+    wait_for(lambda: emails_with(bob_api, "Later plan"), timeout=60, what="delivery to Bob")
+    assert len(emails_with(bob_api, "Later plan")) == 1
+    wait_for(lambda: in_only(api, "Later plan", boxes["sent"]), what="the copy in Sent only")
+    assert alice.errors == [] and alice.remote == []
+    alice.close()

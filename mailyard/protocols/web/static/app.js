@@ -6,6 +6,7 @@ import { Client, CSRF, SessionEnded, gmailFilter } from './jmap.js';
 
 const html = htm.bind(h);
 const PAGE = 50;
+const UNDO_SECONDS = 10;  // how long "Undo" stays offered after Send
 const LIST_PROPS = ['id', 'threadId', 'mailboxIds', 'keywords', 'from', 'subject', 'preview',
   'receivedAt', 'hasAttachment'];
 const READ_PROPS = [...LIST_PROPS, 'to', 'cc', 'replyTo', 'messageId', 'references', 'sentAt',
@@ -169,6 +170,7 @@ function Composer({ client, identities, draft, close, mailboxes, notify }) {
     ev.target.value = '';
     setBusy('');
   };
+  const [when, setWhen] = useState('0');
   const send = async (ev) => {
     ev.preventDefault();
     const id = identities.find((i) => i.id === identity);
@@ -182,18 +184,25 @@ function Composer({ client, identities, draft, close, mailboxes, notify }) {
     if (cc.trim()) email.cc = parseAddresses(cc);
     if (draft.inReplyTo) { email.inReplyTo = draft.inReplyTo; email.references = draft.references; }
     if (files.length) email.attachments = files.map((f) => ({ blobId: f.blobId, type: f.type, name: f.name, disposition: 'attachment' }));
+    // Every message is held UNDO_SECONDS (or until the chosen time) by FUTURERELEASE, so it
+    // can be taken back: the server sends nothing before then.
+    const hold = Number(when) || UNDO_SECONDS;
+    const envelope = { mailFrom: { email: id.email, parameters: { HOLDFOR: String(hold) } },
+      rcptTo: [...email.to, ...(email.cc || [])].map((a) => ({ email: a.email, parameters: null })) };
     setBusy('Sending…');
     try {
       const [[, set], [, sub]] = await client.call([
-        ['Email/set', { create: { draft: email } }],
+        ['Email/set', { create: { draft: email }, ...(draft.draftId ? { destroy: [draft.draftId] } : {}) }],
         ['EmailSubmission/set', {
-          create: { send: { emailId: '#draft', identityId: id.id } },
+          create: { send: { emailId: '#draft', identityId: id.id, envelope } },
           onSuccessUpdateEmail: { '#send': { [`mailboxIds/${drafts.id}`]: null, [`mailboxIds/${sent.id}`]: true, 'keywords/$draft': null } },
         }],
       ]);
       const problem = (set.notCreated || {}).draft || (sub.notCreated || {}).send;
       if (problem) { setBusy(`Not sent: ${problem.description || problem.type}`); return; }
-      notify('Message sent.');
+      const again = { to, cc, subject, body, inReplyTo: draft.inReplyTo, references: draft.references, draftId: set.created.draft.id };
+      notify(Number(when) ? `Scheduled for ${new Date(Date.now() + hold * 1000).toLocaleString()}.` : 'Message sent.',
+        { submissionId: sub.created.send.id, again, seconds: Number(when) ? 0 : hold });
       close();
     } catch (err) {
       setBusy(`Not sent: ${err.message}`);
@@ -210,6 +219,10 @@ function Composer({ client, identities, draft, close, mailboxes, notify }) {
     <ul class="attachments">${files.map((f) => html`<li key=${f.blobId}><img src="/web/static/clip.svg" alt="" /> ${f.name} <span class="size">${size(f.size)}</span></li>`)}</ul>
     <div class="actions">
       <button type="submit" disabled=${busy.endsWith('…')}>Send</button>
+      <select aria-label="When" value=${when} onChange=${(e) => setWhen(e.target.value)}>
+        <option value="0">now</option><option value="3600">in 1 hour</option>
+        <option value="86400">in 1 day</option>
+      </select>
       <label class="attach">Attach<input type="file" name="attachment" multiple onChange=${attach} /></label>
       <button type="button" onClick=${close}>Discard</button>
       <span class="status" role="status">${busy}</span>
@@ -299,7 +312,22 @@ function Mail({ client, username, logout }) {
   state.current = { mailboxes, view, position, list, cursor, thread, draft };
 
   const role = (r) => mailboxes.find((b) => b.role === r);
-  const notify = (text) => { setNotice(text); setTimeout(() => setNotice(''), 4000); };
+  const noticeTimer = useRef(null);
+  const notify = (text, undo = null) => {
+    clearTimeout(noticeTimer.current);
+    setNotice({ text, undo });
+    // A scheduled send keeps its Undo until dismissed; the undo window's goes with the window.
+    if (!undo || undo.seconds) noticeTimer.current = setTimeout(() => setNotice(''), undo ? undo.seconds * 1000 : 4000);
+  };
+  const undoSend = async (undo) => {
+    const drafts = role('drafts');
+    const sent = role('sent');
+    const [[, r]] = await client.call([['EmailSubmission/set', { update: { [undo.submissionId]: { undoStatus: 'canceled' } } }]]);
+    if (r.notUpdated && r.notUpdated[undo.submissionId]) { notify('Too late: the message has left.'); return; }
+    await client.call([['Email/set', { update: { [undo.again.draftId]: { [`mailboxIds/${sent.id}`]: null, [`mailboxIds/${drafts.id}`]: true, 'keywords/$draft': true } } }]]);
+    notify('Sending undone.');
+    setDraft(undo.again);
+  };
 
   const loadMailboxes = useCallback(async () => {
     const [[, boxes]] = await client.call([['Mailbox/get', { properties: ['id', 'name', 'role', 'parentId', 'unreadThreads', 'totalThreads', 'sortOrder'] }]]);
@@ -525,7 +553,9 @@ function Mail({ client, username, logout }) {
     ${help && html`<div class="help" role="dialog" aria-label="Keyboard shortcuts">
         <h2>Keyboard shortcuts</h2><dl>${HELP.map(([k, d]) => html`<dt>${k}</dt><dd>${d}</dd>`)}</dl>
         <button onClick=${() => setHelp(false)}>Close</button></div>`}
-    ${notice && html`<div class="notice" role="status">${notice}</div>`}
+    ${notice && html`<div class="notice" role="status">${notice.text}
+      ${notice.undo && html` <button class="link undo" onClick=${() => undoSend(notice.undo)}>Undo</button>`}
+      ${notice.undo && !notice.undo.seconds && html` <button class="link undo" aria-label="Dismiss" onClick=${() => setNotice('')}>×</button>`}</div>`}
   </div>`;
 }
 
