@@ -27,7 +27,7 @@ from mailyard.config import Config, ConfigError
 if TYPE_CHECKING:
     import ssl
 
-    from mailyard.core.workitems import MessageLoader, Verdict
+    from mailyard.core.workitems import InboundItem, MessageLoader, Verdict
     from mailyard.dns import Resolver
     from mailyard.pipeline.inbound import InboundPipeline, Target
     from mailyard.pipeline.outbound import OutboundWorker
@@ -282,17 +282,9 @@ class Runtime:
         from mailyard.services.sieve import SieveService
 
         return SieveService(self.sieve_scripts, self.store, self.blobs, self.queue,
-                            hostname=self.config.hostname, is_local=self._is_local,
-                            mailbox=lambda: self.mailbox, vacation=lambda: self.vacation,
-                            forward_sender=self._forward_sender)
-
-    async def _forward_sender(self, mail_from: str) -> str:
-        return await self.routing.forward_sender(mail_from)
-
-    async def _is_local(self, address: str) -> bool:
-        from mailyard.services.accounts import RecipientStatus
-
-        return await self.accounts.check_recipient(address) is not RecipientStatus.NOT_LOCAL
+                            hostname=self.config.hostname, routing=lambda: self.routing,
+                            delivery=lambda: self.delivery, mailbox=lambda: self.mailbox,
+                            vacation=lambda: self.vacation)
 
     @cached_property
     def vacation(self) -> VacationResponder:
@@ -400,9 +392,10 @@ class _Filters:
         self.runtime = runtime
 
     async def file(self, target: Target, recipient: str, mail_from: str,
-                   message: MessageLoader, delivery_key: str) -> Target:
+                   message: MessageLoader, delivery_key: str, *,
+                   item: InboundItem | None = None) -> Target:
         return await self.runtime.sieve.file(target, recipient, mail_from, message,
-                                             delivery_key)
+                                             delivery_key, item=item)
 
 
 def node_name(config: Config) -> str:

@@ -50,10 +50,13 @@ class Placement(Protocol):
 
 class Filters(Protocol):
     """The recipient's own rules (services/sieve.py SieveService: the active Sieve script),
-    run after the spam placement: the Target it returns says where the message goes."""
+    run after the spam placement: the Target it returns says where the message goes.
+    `item` is the queue item, for what the filters decide from how it came (a rejection
+    report goes only to a sender the checks authenticated)."""
 
     async def file(self, target: Target, recipient: str, mail_from: str,
-                   message: MessageLoader, delivery_key: str) -> Target: ...
+                   message: MessageLoader, delivery_key: str, *,
+                   item: InboundItem | None = None) -> Target: ...
 
 
 class Quarantined(PermanentFailure):
@@ -168,7 +171,7 @@ class InboundPipeline:
                 # A spool that is gone is handled below like any other missing spool.
                 with contextlib.suppress(NotFound):
                     target = await self.filters.file(target, rcpt, item.mail_from, final,
-                                                     item_id)
+                                                     item_id, item=item)
             targets.append(target)
         parsed: ParsedMessage | None = None
         trace_length = item.trace_length + len(added)

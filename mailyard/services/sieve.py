@@ -11,7 +11,21 @@ duplicate test's memory (recorded once the email is stored, RFC 7352 §3).
 
 A script that fails at run time, or runs out of its budget, leaves the message where the
 spam placement put it (the Inbox, or Junk): mail is never lost to a script. The error is
-logged with the account and script name.
+logged with the account and script name. So does a redirect or rejection report that cannot
+be queued.
+
+Abuse limits, since a script's effects reach other people:
+- redirect targets are resolved by the routing rules (aliases, alias domains, catch-alls
+  expand; remote copies leave from an SRS address) and queued through DeliveryService, as
+  if the message had been sent to the target; a local address no rule accepts is refused at
+  the script (the message kept, a log line), never dead-lettered later;
+- a message that went through MAX_HOPS Sieve redirects (our trace fields, whoever's) is not
+  redirected again, and one message may be redirected MAX_REDIRECTS times in all, across
+  hops: each redirected copy carries what is left of that budget in our trace field, split
+  between the copies; a redirect refused by either limit keeps the message (implicit keep);
+- a rejection report after acceptance goes only to a sender the MX authenticated (SPF pass,
+  or DMARC pass with the MAIL FROM domain aligned) or an account that submitted it; any
+  other reject discards silently (RFC 5429 §2.1), so forged senders get no backscatter.
 """
 
 from __future__ import annotations
@@ -20,9 +34,10 @@ import asyncio
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -45,13 +60,13 @@ from mailyard.core.sieve import (
     parse,
     run,
 )
-from mailyard.core.workitems import INBOUND, OUTBOUND, InboundItem, MessageLoader, OutboundItem
-from mailyard.services.delivery import spool_id
+from mailyard.core.sieve.interp import MAX_REDIRECTS
+from mailyard.core.workitems import InboundItem, MessageLoader
+from mailyard.services.accounts import RecipientStatus
 from mailyard.store.ports import (
     Account,
     BlobStore,
     MailStore,
-    NewItem,
     Queue,
     SieveScriptRecord,
     SieveScriptStore,
@@ -59,7 +74,9 @@ from mailyard.store.ports import (
 
 if TYPE_CHECKING:
     from mailyard.pipeline.inbound import Target
+    from mailyard.services.delivery import DeliveryService
     from mailyard.services.mailbox import MailboxService
+    from mailyard.services.routing import RoutingService
     from mailyard.services.vacation import VacationResponder
 
 log = logging.getLogger("mailyard.sieve")
@@ -101,31 +118,44 @@ def keywords(flags: Sequence[str]) -> list[str]:
     return out
 
 
+MAX_HOPS = 2
+"""Sieve redirects (ours, for any recipient) a message may have been through and still be
+redirected again: RFC 5228 §4.2 leaves the loop limit to the implementation."""
+MAX_RECEIVED = 50
+_TRACE = b"(Mailyard Sieve redirect)"
+_LEFT = re.compile(rb"\(Mailyard Sieve redirect\)[^\r\n]*?\(redirects left ([0-9]{1,3})\)",
+                   re.IGNORECASE)
+
+
 class SieveService:
     def __init__(self, scripts: SieveScriptStore, store: MailStore, blobs: BlobStore,
                  queue: Queue, *, hostname: str, limits: SieveLimits | None = None,
-                 is_local: Callable[[str], Awaitable[bool]] | None = None,
+                 routing: Callable[[], RoutingService] | None = None,
+                 delivery: Callable[[], DeliveryService] | None = None,
                  mailbox: Callable[[], MailboxService] | None = None,
-                 vacation: Callable[[], VacationResponder] | None = None,
-                 forward_sender: Callable[[str], Awaitable[str]] | None = None) -> None:
-        """`mailbox` and `vacation` are asked for when a run first needs them (the
-        composition root builds them then): managing scripts (the CLI, ManageSieve) needs
-        neither."""
+                 vacation: Callable[[], VacationResponder] | None = None) -> None:
+        """`routing`, `delivery`, `mailbox` and `vacation` are asked for when a run first
+        needs them (the composition root builds them then): managing scripts (the CLI,
+        ManageSieve) needs none of them."""
         self.scripts = scripts
         self.store = store
         self.blobs = blobs
         self.queue = queue
         self.hostname = hostname
         self.limits = limits or SieveLimits()
-        self.is_local = is_local
+        self.routing = routing
+        """Where a redirect target's mail goes (RoutingService.resolve): refused at the
+        script when no rule accepts it."""
+        self.delivery = delivery
+        """The durable hand-off redirected copies and rejection reports go through
+        (DeliveryService.accept: a copy per account, forwards with SRS, loop stops)."""
         self.mailbox = mailbox
         self.vacation = vacation
-        self.forward_sender = forward_sender
-        """The envelope sender of a copy redirected to another domain (RoutingService's
-        SRS rewriting, so the receiver's SPF check passes), as forwarding has it."""
         self._compiled: OrderedDict[str, Script] = OrderedDict()
         """Parsed scripts by the SHA-256 of their text: the active script is read per
         delivery (cheap, and right in every process), parsed once."""
+        self._lock = threading.Lock()
+        """The cache is shared by the parses running in worker threads."""
 
     # ----------------------------------------------------------------------------------------
     # Management (RFC 5804's operations)
@@ -136,23 +166,44 @@ class SieveService:
             raise ScriptRefused(f"bad script name {name!r}")
 
     def check(self, content: str) -> Script:
-        """Raises SieveSyntaxError (the message names the line)."""
+        """Raises SieveSyntaxError (the message names the line). Parses in the caller's
+        thread: from the event loop, `validate` parses in a worker thread instead."""
+        self._check_size(content)
+        return self.compile(content)
+
+    async def validate(self, content: str) -> Script:
+        """`check` with the parse off the event loop (a 64 KB script takes a few hundred ms
+        to parse, which no other session should wait for)."""
+        self._check_size(content)
+        return await self._compile_off_loop(content)
+
+    def _check_size(self, content: str) -> None:
         if len(content.encode()) > self.limits.max_script_bytes:
             raise ScriptRefused(f"script larger than {self.limits.max_script_bytes} octets",
                                 "QUOTA/MAXSIZE")
-        return self.compile(content)
 
     def compile(self, content: str) -> Script:
         key = hashlib.sha256(content.encode()).hexdigest()
-        script = self._compiled.get(key)
-        if script is None:
-            script = parse(content)
+        with self._lock:
+            script = self._compiled.get(key)
+            if script is not None:
+                self._compiled.move_to_end(key)
+                return script
+        script = parse(content)
+        with self._lock:
             self._compiled[key] = script
             if len(self._compiled) > 512:
                 self._compiled.popitem(last=False)
-        else:
-            self._compiled.move_to_end(key)
         return script
+
+    async def _compile_off_loop(self, content: str) -> Script:
+        key = hashlib.sha256(content.encode()).hexdigest()
+        with self._lock:
+            script = self._compiled.get(key)
+            if script is not None:
+                self._compiled.move_to_end(key)
+                return script
+        return await asyncio.to_thread(self.compile, content)
 
     async def have_space(self, account: Account, name: str, size: int) -> None:
         """Raises ScriptRefused (QUOTA/...) when a script of `size` octets would not fit."""
@@ -168,7 +219,7 @@ class SieveService:
         """Check and store (replacing a script of that name)."""
         self.check_name(name)
         await self.have_space(account, name, len(content.encode()))
-        self.check(content)
+        await self.validate(content)
         await self.scripts.put_script(account.id, name, content)
 
     async def list(self, account: Account) -> list[SieveScriptRecord]:
@@ -195,13 +246,15 @@ class SieveService:
     # Filing (the inbound pipeline)
 
     async def file(self, target: Target, recipient: str, mail_from: str,
-                   message: MessageLoader, delivery_key: str) -> Target:
-        """Run the recipient's active script and say where the message goes."""
+                   message: MessageLoader, delivery_key: str, *,
+                   item: InboundItem | None = None) -> Target:
+        """Run the recipient's active script and say where the message goes. `item` is the
+        queue item (whether its sender was authenticated decides a rejection report)."""
         active = await self.scripts.get_active(target.account_id)
         if active is None:
             return target
         try:
-            script = self.compile(active.content)
+            script = await self._compile_off_loop(active.content)
         except Exception as e:  # stored before a stricter check: keep the mail
             log.error("sieve script %r of account %s does not parse any more: %s",
                       active.name, target.account_id, e,
@@ -233,18 +286,82 @@ class SieveService:
             return target
         log.debug("sieve %r for %s: %s in %.1f ms (%d steps)", active.name, account_id,
                   result.actions, (time.monotonic() - started) * 1000, result.steps)
-        if any(isinstance(a, Redirect) for a in result.actions) and _looping(raw, recipient):
-            log.warning("sieve script %r of account %s redirects a message it redirected"
-                        " before (a loop): kept instead", active.name, account_id,
-                        extra={"account_id": account_id, "queue_id": delivery_key})
-            result.actions = [a for a in result.actions if not isinstance(a, Redirect)]
+        redirects = await self._allowed_redirects(result, raw, mail_from, recipient,
+                                                  f"script {active.name!r} of account"
+                                                  f" {account_id}", delivery_key)
+        try:
+            await self._effects(result, redirects, raw, mail_from, recipient, account_id,
+                                delivery_key, item)
+        except Exception as e:  # a copy that cannot be queued: as if the script failed
+            log.error("sieve script %r of account %s: its redirect or report could not be"
+                      " queued, message kept where the spam placement put it: %s",
+                      active.name, account_id, e,
+                      extra={"account_id": account_id, "queue_id": delivery_key})
+            return target
+        return await self._target(target, result, raw, mail_from, boxes, message)
+
+    async def _allowed_redirects(self, result: Result, raw: bytes, mail_from: str,
+                                 recipient: str, who: str, delivery_key: str) -> int:
+        """How many copies each of the run's redirects may carry on (the budget each
+        redirected copy gets), after refusing those over the limits: a refused redirect
+        keeps the message (implicit keep), logged."""
+        redirects = [i for i, a in enumerate(result.actions) if isinstance(a, Redirect)]
+        if not redirects:
+            return 0
+        head = _head(raw)
+        hops = head.lower().count(_TRACE.lower())
+        left = _budget(head)
+        refused: dict[int, str] = {}
+        if _looping(head, recipient):
+            refused = dict.fromkeys(redirects, "a loop: this recipient redirected it before")
+        elif hops >= MAX_HOPS:
+            refused = dict.fromkeys(redirects, f"it was redirected {hops} times already")
+        else:
+            refused = dict.fromkeys(redirects[max(left, 0):], f"at most {MAX_REDIRECTS}"
+                                    f" redirects of one message across hops ({left} left)")
+        routing = self.routing() if self.routing is not None else None
+        for i in redirects:
+            action = result.actions[i]
+            assert isinstance(action, Redirect)
+            if i in refused:
+                continue
+            if routing is None or self.delivery is None:
+                refused[i] = "no delivery service to redirect through"
+                continue
+            resolution = await routing.resolve(action.address)
+            if resolution.status is RecipientStatus.NOT_LOCAL:
+                continue
+            if resolution.status is not RecipientStatus.OK or (resolution.bounce and mail_from):
+                refused[i] = f"no such recipient here ({resolution.status.name.lower()})"
+        if refused:
+            for i, why in sorted(refused.items()):
+                address = getattr(result.actions[i], "address", "")
+                log.warning("sieve %s: redirect to <%s> refused, message kept: %s", who,
+                            address, why, extra={"queue_id": delivery_key})
+            result.actions = [a for i, a in enumerate(result.actions) if i not in refused]
             result.implicit_keep = True
-        return await self._target(target, result, raw, mail_from, recipient, delivery_key,
-                                  boxes, message)
+        sent = len(redirects) - len(refused)
+        return (left - sent) // sent if sent else 0
+
+    async def _effects(self, result: Result, budget: int, raw: bytes, mail_from: str,
+                       recipient: str, account_id: str, delivery_key: str,
+                       item: InboundItem | None) -> None:
+        """Queue what leaves the account: redirected copies and rejection reports, each
+        under an id derived from the delivery's (a retry queues nothing twice)."""
+        for n, action in enumerate(result.actions):
+            if isinstance(action, Redirect):
+                trace = (f"Received: by {self.hostname} (Mailyard Sieve redirect) for"
+                         f" <{recipient}> (redirects left {budget});"
+                         f" {format_datetime(datetime.now(UTC))}\r\n").encode("utf-8", "replace")
+                await self._accept(child_id(delivery_key, f"{account_id}/r{n}"), mail_from,
+                                   action.address, trace + _without_return_path(raw),
+                                   len(trace))
+            elif isinstance(action, Reject):
+                await self._reject(child_id(delivery_key, f"{account_id}/j{n}"), mail_from,
+                                   recipient, raw, action, item)
 
     async def _target(self, target: Target, result: Result, raw: bytes, mail_from: str,
-                      recipient: str, delivery_key: str, boxes: Sequence[object],
-                      message: MessageLoader) -> Target:
+                      boxes: Sequence[object], message: MessageLoader) -> Target:
         account_id = target.account_id
         by_name = {getattr(b, "name", ""): getattr(b, "id", "") for b in boxes}
         roles: list[str] = []
@@ -273,15 +390,6 @@ class SieveService:
                 ids.append(box_id)
                 if "junk" in target.mailbox_roles and "$junk" in kws:
                     kws.remove("$junk")  # filed out of Junk by the user's own rule
-        base = f"{delivery_key}.s{hashlib.sha256(account_id.encode()).hexdigest()[:8]}"
-        for n, action in enumerate(result.actions):
-            if isinstance(action, Redirect):
-                trace = (f"Received: by {self.hostname} (Mailyard Sieve redirect) for"
-                         f" <{recipient}>; {format_datetime(datetime.now(UTC))}\r\n")
-                await self._send(f"{base}.r{n}", mail_from, [action.address],
-                                 trace.encode("utf-8", "replace") + raw)
-            elif isinstance(action, Reject):
-                await self._reject(f"{base}.j{n}", mail_from, recipient, raw, action)
         vacation = next((a for a in result.actions if isinstance(a, Vacation)), None)
         if vacation is not None and not roles and not ids and self.vacation is not None:
             # Nothing is stored, so no after-delivery hook: answer from the parse now.
@@ -296,47 +404,34 @@ class SieveService:
                       discard=not roles and not ids, after=after.delivered)
         return new
 
-    async def _send(self, item_id: str, mail_from: str, recipients: Sequence[str],
-                    raw: bytes) -> None:
-        """Queue `raw` for `recipients`, local ones to the inbound pipeline, remote ones by
-        domain to the outbound worker; idempotent by `item_id` (the queue ignores an id it
-        has)."""
-        local: list[str] = []
-        remote: dict[str, list[str]] = {}
-        for rcpt in recipients:
-            if self.is_local is not None and await self.is_local(rcpt):
-                local.append(rcpt)
-            else:
-                remote.setdefault(domain_of(normalize(rcpt)), []).append(rcpt)
-        now = time.time()
-        items: list[NewItem] = []
-        groups: list[tuple[list[str], str | None]] = [(local, None)] if local else []
-        groups += [(r, d) for d, r in sorted(remote.items())]
-        for n, (rcpts, domain) in enumerate(groups, 1):
-            iid = f"{item_id}.{n}"
-            sender = mail_from
-            if domain is not None and mail_from and self.forward_sender is not None:
-                sender = await self.forward_sender(mail_from)
-            spool = spool_id(iid)
-            await self.blobs.put(spool, raw)
-            if domain is None:
-                kind, payload = INBOUND, InboundItem(
-                    spool, sender, tuple(rcpts), 0, int(now * 1000)).to_json()
-            else:
-                kind, payload = OUTBOUND, OutboundItem(
-                    spool, sender, tuple(rcpts), domain, now, iid).to_json()
-            items.append(NewItem(kind, payload, item_id=iid))
-        if items:
-            await self.queue.enqueue_many(items)
-            log.info("sieve queued %s for %s", item_id, ", ".join(recipients),
-                     extra={"queue_id": item_id})
+    async def _accept(self, item_id: str, mail_from: str, recipient: str, raw: bytes,
+                      trace_length: int) -> None:
+        """Hand `raw` to DeliveryService as if it had been sent to `recipient`: the routing
+        rules expand it (a copy per account, remote copies from an SRS address);
+        idempotent by `item_id` (the queue ignores an id it has)."""
+        if self.delivery is None:
+            raise RuntimeError("no delivery service to queue a Sieve copy through")
+        await self.delivery().accept(queue_id=item_id, mail_from=mail_from,
+                                     recipients=[recipient], raw=raw,
+                                     trace_length=trace_length,
+                                     received_at=int(time.time() * 1000))
+        log.info("sieve queued %s for %s", item_id, recipient, extra={"queue_id": item_id})
 
     async def _reject(self, item_id: str, mail_from: str, recipient: str, raw: bytes,
-                      action: Reject) -> None:
+                      action: Reject, item: InboundItem | None) -> None:
         """A delivery report saying the recipient refused the message (RFC 5429 §2.1 allows
-        a DSN); never to the null sender or about a report."""
+        a DSN); never to the null sender or about a report. The message was accepted with a
+        250 already, so its envelope sender may be forged: the report goes only to a sender
+        that was authenticated (`sender_verified`); for any other the reject is a silent
+        discard, which §2.1 allows ("MAY ... discard"), so that spam with a forged sender
+        makes no backscatter."""
         if not mail_from or dsn.is_bounce(raw):
             log.info("sieve reject for %s: no report to <%s>", recipient, mail_from)
+            return
+        if not sender_verified(item, mail_from):
+            log.info("sieve reject for %s: sender <%s> not authenticated (no SPF pass, no"
+                     " aligned DMARC pass); discarded without a report", recipient, mail_from,
+                     extra={"queue_id": item_id})
             return
         reason = " ".join(action.reason.split())[:900] or "rejected"
         status = dsn.RecipientStatus(recipient=recipient, action="failed", status="5.7.1",
@@ -344,17 +439,67 @@ class SieveService:
         report = dsn.build_dsn(raw, reporting_mta=self.hostname, sender=mail_from,
                                postmaster=f"postmaster@{self.hostname}", recipients=[status],
                                arrival=datetime.now(UTC), message_id_domain=self.hostname)
-        await self._send(item_id, "", [mail_from], report)
+        await self._accept(item_id, "", mail_from, report, 0)
 
 
-MAX_RECEIVED = 50
+def sender_verified(item: InboundItem | None, mail_from: str) -> bool:
+    """Whether the envelope sender of `item` was authenticated, so that a report to it
+    reaches who sent the message: an account submitted it, or the MX's checks found SPF
+    pass for MAIL FROM, or DMARC pass (an aligned DKIM signature) for a From domain that
+    MAIL FROM's domain is aligned with (relaxed, RFC 7489 §3.1)."""
+    if item is None:
+        return False
+    if item.account_id:
+        return True
+    if item.verdict is None:
+        return False
+    auth = item.verdict.notes.get("auth")
+    if not isinstance(auth, dict):
+        return False
+    spf = auth.get("spf")
+    if isinstance(spf, dict) and spf.get("mailfrom") == "pass":
+        return True
+    from_domain = auth.get("from_domain")
+    if auth.get("dmarc") == "pass" and isinstance(from_domain, str) and from_domain:
+        from mailyard.services.checks.auth import aligned
+
+        return aligned(domain_of(normalize(mail_from)), from_domain, "r")
+    return False
 
 
-def _looping(raw: bytes, recipient: str) -> bool:
-    """Whether redirecting `raw` again would loop (RFC 5228 §4.2): our redirect trace for
-    this recipient is in its header already, or it has been relayed too often."""
-    head = raw[:raw.find(b"\r\n\r\n") + 2 if b"\r\n\r\n" in raw else len(raw)]
-    mark = b"(Mailyard Sieve redirect) for <" + recipient.encode("utf-8", "replace") + b">"
+def child_id(parent: str, suffix: str) -> str:
+    """The queue id of a copy a Sieve run sends: the original message's id (what the logs
+    group by) and a hash of the whole parent id with `suffix`, so a chain of redirects
+    keeps the id at a fixed length (blob ids are at most 128 characters)."""
+    root = re.sub(r"[^A-Za-z0-9]", "", parent.partition(".")[0])[:32] or "Q"
+    return f"{root}.s{hashlib.sha256(f'{parent}/{suffix}'.encode()).hexdigest()[:20]}"
+
+
+def _head(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    return raw[:end + 2] if end >= 0 else raw
+
+
+def _budget(head: bytes) -> int:
+    """Redirects left to a message: MAX_REDIRECTS, or less as our trace fields say (the
+    least of them: a forged field can only lower it)."""
+    return min([MAX_REDIRECTS, *(int(m) for m in _LEFT.findall(head))])
+
+
+def _without_return_path(raw: bytes) -> bytes:
+    """The copy to redirect: without the Return-Path our MX put first, which only the final
+    delivery writes (RFC 5321 §4.4)."""
+    if raw[:12].lower() == b"return-path:":
+        end = raw.find(b"\n") + 1
+        if end > 0:
+            return raw[end:]
+    return raw
+
+
+def _looping(head: bytes, recipient: str) -> bool:
+    """Whether redirecting again would loop (RFC 5228 §4.2): our redirect trace for this
+    recipient is in its header already, or it has been relayed too often."""
+    mark = _TRACE + b" for <" + recipient.encode("utf-8", "replace") + b">"
     return mark.lower() in head.lower() or len(re.findall(rb"(?im)^received:", head)) > \
         MAX_RECEIVED
 
