@@ -216,3 +216,34 @@ def reports(server: Server, user: str) -> list[bytes]:
         return out
     finally:
         conn.logout()
+
+
+def test_reject_reports_to_a_remote_sender_only_on_spf_pass(tmp_path: Path) -> None:
+    """Over the MX, with DNS: sender.test's SPF passes for 127.0.0.1, so its sender gets
+    the report (by MX, from the null sender); nobody.test publishes no SPF, so its sender
+    (perhaps forged) gets nothing, though its MX would take it."""
+    from tests.dnsserver import TestDNS
+    from tests.fakemx import FakeMX
+
+    with FakeMX(tmp_path / "mx") as mx, TestDNS({
+            ("sender.test", "TXT"): ["v=spf1 ip4:127.0.0.0/8 -all"],
+            ("sender.test", "MX"): ["10 mx.remote.test."],
+            ("nobody.test", "MX"): ["10 mx.remote.test."],
+            ("mx.remote.test", "A"): ["127.0.0.1"]}) as dns:
+        srv = Server(tmp_path / "srv", outbound={"port": mx.port, "retry_schedule": [1.0]},
+                     dns={"nameservers": [dns.address], "timeout": 2.0})
+        srv.add_user(ALICE, PASSWORD)
+        srv.start()
+        try:
+            put_script(srv, 'require "reject";\nreject "Not wanted here.";\n', ALICE)
+            send(srv, "spf passes", ALICE, sender="someone@sender.test")
+            send(srv, "no spf at all", ALICE, sender="someone@nobody.test")
+            [got] = mx.wait(1, timeout=60)
+            assert got.recipients == ["someone@sender.test"] and got.mail_from in ("", "<>")
+            assert b"Not wanted here." in got.data and b"spf passes" in got.data
+            srv.wait_queue_empty(timeout=90)
+            assert len(mx.received) == 1
+            log = srv.log_path.read_text(errors="replace")
+            assert "sender <someone@nobody.test> not authenticated" in log
+        finally:
+            srv.stop()
