@@ -425,3 +425,35 @@ def test_webmail_send_later_then_undo_then_send(server: Server, browser: Browser
     wait_for(lambda: in_only(api, "Later plan", boxes["sent"]), what="the copy in Sent only")
     assert alice.errors == [] and alice.remote == []
     alice.close()
+
+
+def test_webmail_actions_on_several_conversations(server: Server, browser: Browser) -> None:
+    for subject in ("Batch one", "Batch two", "Batch three"):
+        submit(server, BOB, ALICE, subject, f"{subject}.\n")
+    api = Jmap(server, ALICE)
+    wait_for(lambda: len(api.call("Email/query", filter={"subject": "Batch"})["ids"]) == 3,
+             what="three deliveries")
+    alice = Guarded(browser, server)
+    page = alice.page
+    login(page, ALICE)
+    row(page, "Batch three").wait_for()
+    row(page, "Batch one").get_by_role("checkbox").check()
+    row(page, "Batch two").get_by_role("checkbox").check()
+    page.get_by_role("toolbar", name="Actions").get_by_role("button", name="Star").click()
+    wait_for(lambda: all(e["keywords"].get("$flagged") for e in emails_with(api, "Batch one")
+                         + emails_with(api, "Batch two")), what="both starred")
+    assert not emails_with(api, "Batch three")[0]["keywords"].get("$flagged")
+    # Selected with the keyboard: k/j move, x ticks.
+    page.keyboard.press("j")  # from "Batch three" (newest, first) to "Batch two"
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    page.get_by_role("toolbar", name="Actions").get_by_role("button", name="Archive").click()
+    boxes = api.boxes()
+    wait_for(lambda: all(boxes["inbox"]["id"] not in e["mailboxIds"]
+                         for e in emails_with(api, "Batch one") + emails_with(api, "Batch two")),
+             what="both archived")
+    assert boxes["inbox"]["id"] in emails_with(api, "Batch three")[0]["mailboxIds"]
+    expect(page.locator(".row")).to_have_count(1)
+    assert alice.errors == [] and alice.remote == []
+    alice.close()

@@ -106,10 +106,12 @@ function Sidebar({ mailboxes, view, go, compose, createLabel }) {
   </nav>`;
 }
 
-function Row({ e, selected, labels, open }) {
+function Row({ e, selected, labels, open, ticked, tick }) {
   const unread = !e.keywords.$seen;
   return html`<li class=${`row${unread ? ' unread' : ''}${selected ? ' selected' : ''}`}
       data-email=${e.id} data-thread=${e.threadId} onClick=${() => open(e)} aria-selected=${selected}>
+    <input type="checkbox" class="tick" aria-label=${`Select ${e.subject || 'conversation'}`} checked=${ticked}
+      onClick=${(ev) => { ev.stopPropagation(); tick(e.threadId); }} />
     <span class=${e.keywords.$flagged ? 'star on' : 'star'} aria-label=${e.keywords.$flagged ? 'starred' : 'not starred'}>★</span>
     <span class="from">${sender(e)}${e.count > 1 ? html` <span class="n">${e.count}</span>` : ''}</span>
     <span class="subject">${labels.map((l) => html`<span class="chip" key=${l}>${l}</span>`)}
@@ -292,7 +294,7 @@ function Settings({ client, notify }) {
   </section>`;
 }
 
-const HELP = [['j / k', 'next / previous conversation'], ['o, Enter', 'open'], ['u, Esc', 'back to the list'],
+const HELP = [['j / k', 'next / previous conversation'], ['o, Enter', 'open'], ['x', 'select (actions apply to all selected)'], ['u, Esc', 'back to the list'],
   ['e', 'archive'], ['#', 'delete'], ['s', 'star'], ['r', 'reply'], ['a', 'reply all'], ['f', 'forward'],
   ['c', 'compose'], ['/', 'search'], ['?', 'this help']];
 
@@ -393,27 +395,42 @@ function Mail({ client, username, logout }) {
   }, []);
   useEffect(() => { if (!view.settings) loadList(); }, [view, position]);
 
-  const [menu, setMenu] = useState(false);  // the mailboxes over the page, on a phone's width
-  const go = (v) => { setMenu(false); setThread(null); setPosition(0); setCursor(0); setView({ search: '', ...v }); };
+  const [menu, setMenu] = useState(false);
+  const [checked, setChecked] = useState(new Set());  // thread ids ticked in the list
+  const tick = (threadId) => setChecked((c) => { const n = new Set(c); if (n.has(threadId)) n.delete(threadId); else n.add(threadId); return n; });  // the mailboxes over the page, on a phone's width
+  const go = (v) => { setMenu(false); setChecked(new Set()); setThread(null); setPosition(0); setCursor(0); setView({ search: '', ...v }); };
   const current = () => thread ? list.emails.find((e) => e.threadId === thread.threadId) || thread.emails[thread.emails.length - 1] : list.emails[cursor];
-  const threadEmails = async (e) => {
-    if (thread && thread.threadId === e.threadId) return thread.emails;
+  // The conversations an action applies to: those ticked in the list, else the open or
+  // highlighted one; each with the ids, mailboxes and keywords of all its emails.
+  const targets = async () => {
+    if (!thread && checked.size) {
+      const ids = list.emails.filter((e) => checked.has(e.threadId)).map((e) => e.threadId);
+      const [[, threads], [, emails]] = await client.call([
+        ['Thread/get', { ids }],
+        ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: ['id', 'threadId', 'mailboxIds', 'keywords'] }],
+      ]);
+      const byId = Object.fromEntries(emails.list.map((m) => [m.id, m]));
+      return threads.list.map((t) => t.emailIds.map((id) => byId[id]).filter(Boolean));
+    }
+    const e = current();
+    if (!e) return [];
+    if (thread && thread.threadId === e.threadId) return [thread.emails];
     const [, [, emails]] = await client.call([
       ['Thread/get', { ids: [e.threadId] }],
       ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: ['id', 'mailboxIds', 'keywords'] }],
     ]);
-    return emails.list;
+    return [emails.list];
   };
-  const update = async (patch, message, leave = false) => {
-    const e = current();
-    if (!e) return;
-    const emails = await threadEmails(e);
-    const updates = Object.fromEntries(emails.map((m) => [m.id, patch(m)]));
+  const update = async (patch, message, leave = false, found = null) => {
+    const threads = found || await targets();
+    if (!threads.length) return;
+    const updates = Object.fromEntries(threads.flatMap((emails) => emails.map((m) => [m.id, patch(m, emails)])));
     const [[, result]] = await client.call([['Email/set', { update: updates }]]);
     if (result.notUpdated && Object.keys(result.notUpdated).length) {
       notify(`Not done: ${Object.values(result.notUpdated)[0].description || Object.values(result.notUpdated)[0].type}`);
-    } else if (message) notify(message);
+    } else if (message) notify(threads.length > 1 ? `${message} (${threads.length} conversations)` : message);
     if (leave) setThread(null);
+    setChecked(new Set());
     await refresh();
   };
   const actions = {
@@ -424,12 +441,10 @@ function Mail({ client, username, logout }) {
     read: () => update(() => ({ 'keywords/$seen': true }), 'Marked as read.'),
     unread: () => update(() => ({ 'keywords/$seen': null }), 'Marked as unread.', true),
     star: async () => {
-      const e = current();
-      if (!e) return;
-      const emails = await threadEmails(e);
-      const on = emails.some((m) => m.keywords.$flagged);
-      const lastId = emails[emails.length - 1].id;
-      await update((m) => ({ 'keywords/$flagged': on ? null : (m.id === lastId || null) }), on ? 'Unstarred.' : 'Starred.');
+      const threads = await targets();
+      const on = threads.some((emails) => emails.some((m) => m.keywords.$flagged));
+      await update((m, emails) => ({ 'keywords/$flagged': on ? null : (m.id === emails[emails.length - 1].id || null) }),
+        on ? 'Unstarred.' : 'Starred.', false, threads);
     },
     label: (box) => update(() => ({ [`mailboxIds/${box.id}`]: true }), `Labelled ${box.name}.`),
     move: (box) => update(() => ({ mailboxIds: { [box.id]: true } }), `Moved to ${box.name}.`, true),
@@ -479,6 +494,7 @@ function Mail({ client, username, logout }) {
         r: () => reply(false), a: () => reply(true), f: () => reply(false, true),
         c: () => setDraft({}), '/': () => searchBox.current && searchBox.current.focus(),
         '?': () => setHelp((x) => !x),
+        x: () => s.list.emails[s.cursor] && tick(s.list.emails[s.cursor].threadId),
       };
       if (s.draft || !keys[ev.key]) return;
       ev.preventDefault();
@@ -545,7 +561,7 @@ function Mail({ client, username, logout }) {
           </section>`
         : html`<ul class="list" aria-label="Conversations">
             ${list.emails.length === 0 && html`<li class="empty">No conversations.</li>`}
-            ${list.emails.map((e, i) => html`<${Row} key=${e.id} e=${e} selected=${i === cursor} labels=${labelsOf(e)} open=${(x) => { setCursor(i); openThread(x); }} />`)}
+            ${list.emails.map((e, i) => html`<${Row} key=${e.id} e=${e} selected=${i === cursor} labels=${labelsOf(e)} ticked=${checked.has(e.threadId)} tick=${tick} open=${(x) => { setCursor(i); openThread(x); }} />`)}
           </ul>`}
     </main>
     ${draft && html`<${Composer} client=${client} identities=${identities} draft=${draft} mailboxes=${mailboxes}
