@@ -247,3 +247,18 @@ def test_reject_reports_to_a_remote_sender_only_on_spf_pass(tmp_path: Path) -> N
             assert "sender <someone@nobody.test> not authenticated" in log
         finally:
             srv.stop()
+
+
+def test_more_than_five_redirects_in_one_run_keeps_the_message(server: Server) -> None:
+    """MAXREDIRECTS, as ManageSieve advertises it (5): a sixth redirect is a run-time error,
+    so the script fails, nothing is redirected and the message stays in the Inbox."""
+    put_script(server, "\n".join(f'redirect "bob+{n}@example.test";' for n in range(6)),
+               ALICE)
+    offset = server.log_path.stat().st_size
+    send(server, "six redirects", ALICE)
+    assert len(inbox(ALICE, server, "six redirects")) == 1
+    settled(server)
+    log = log_since(server, offset)
+    assert "more than 5 redirects" in log, log[-3000:]
+    assert "sieve queued" not in log
+    assert inbox(BOB, server, "six redirects", timeout=1) == []
