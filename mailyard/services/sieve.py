@@ -286,11 +286,11 @@ class SieveService:
             return target
         log.debug("sieve %r for %s: %s in %.1f ms (%d steps)", active.name, account_id,
                   result.actions, (time.monotonic() - started) * 1000, result.steps)
-        redirects = await self._allowed_redirects(result, raw, mail_from, recipient,
+        carried = await self._allowed_redirects(result, raw, mail_from, recipient,
                                                   f"script {active.name!r} of account"
                                                   f" {account_id}", delivery_key)
         try:
-            await self._effects(result, redirects, raw, mail_from, recipient, account_id,
+            await self._effects(result, carried, raw, mail_from, recipient, account_id,
                                 delivery_key, item)
         except Exception as e:  # a copy that cannot be queued: as if the script failed
             log.error("sieve script %r of account %s: its redirect or report could not be"
