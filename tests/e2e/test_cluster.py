@@ -1,8 +1,8 @@
 """Three `mailyard serve` nodes over shared engines (issue 21), with real clients.
 
 The engines: a private 3-server NATS cluster with JetStream started here on free ports (queue
-with replicas = 3, events), two PostgreSQL shard databases on the session's server, Redis on
-127.0.0.1:6379 for the counters, and one blob directory every node's data_dir links to (one
+with replicas = 3, events), two PostgreSQL shard databases on the session's server, a private
+redis-server for the counters, and one blob directory every node's data_dir links to (one
 machine standing in for an S3 bucket; the S3 adapter has its own suites). Each node has its
 own data_dir, ports and node name, and nothing else of its own.
 
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import Server, _in_thread
+from tests.contract.test_counters_fallback import start_redis
+from tests.e2e.server import Server, _in_thread, free_port
 from tests.natsserver import NatsCluster
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,8 @@ class Cluster:
         self.nats = NatsCluster(root / "nats", size=3).start()
         self.shards = [TestDatabase(), TestDatabase()]
         dsns = [_in_thread(d.dsn()) for d in self.shards]
+        self.redis_port = free_port()
+        self.redis = start_redis(self.redis_port, root)
         blobs = root / "shared-blobs"
         blobs.mkdir()
         prefix = self.prefix = f"mycluster{int(time.time() * 1000) % 10**10}"
@@ -53,7 +56,7 @@ class Cluster:
         for name in ("a", "b", "c"):
             node = Server(root / name, metadata="", blobs="",
                           store={"metadata": dsns, "search": "postgresql",
-                                 "counters": "redis://127.0.0.1:6379/0"},
+                                 "counters": f"redis://127.0.0.1:{self.redis_port}/0"},
                           queue={"lease_seconds": 5.0})
             with node.config_path.open("a") as f:
                 f.write("[cluster]\n"
@@ -73,6 +76,8 @@ class Cluster:
         for node in self.nodes.values():
             node.stop()
         self.nats.stop()
+        self.redis.kill()
+        self.redis.wait()
         for shard in self.shards:
             with contextlib.suppress(Exception):
                 _in_thread(shard.drop())
@@ -326,3 +331,25 @@ def test_with_nats_down_smtp_never_says_250_and_readyz_fails(cluster: Cluster) -
         assert time.monotonic() < deadline, "the message after the outage never arrived"
         time.sleep(0.5)
     assert readyz(b) == 200
+
+
+def test_with_redis_down_mail_and_logins_go_on_counted_per_node(cluster: Cluster) -> None:
+    """Redis only holds counters: stopped, a node logs one warning and counts login failures
+    on its own; logins, SMTP and /readyz are not affected. Back, it is used again."""
+    b = cluster.nodes["b"]
+    cluster.redis.kill()
+    cluster.redis.wait()
+    run = time.time_ns()
+    try:
+        send(b, message(f"no-redis-{run}", "bob@example.test"))
+        deadline = time.monotonic() + DEADLINE
+        while f"no-redis-{run}" not in subjects(b, "bob@example.test"):  # an IMAP login
+            assert time.monotonic() < deadline, "no delivery while Redis is down"
+            time.sleep(0.5)
+        assert readyz(b) == 200
+        log = b.log_path.read_text()
+        assert log.count("Redis counters unavailable") == 1, log[-3000:]
+    finally:
+        cluster.redis = start_redis(cluster.redis_port, cluster.root)
+    status = b.cli("cluster", "status", check=False)
+    assert status.returncode == 0 and "redis: ok" in status.stdout.decode(), status
