@@ -318,7 +318,7 @@ async def putscript(s: Session, cmd: Command) -> None:
 async def checkscript(s: Session, cmd: Command) -> None:
     [content] = s.strings(cmd, 1)
     try:
-        s.services.sieve.check(content)
+        await s.services.sieve.validate(content)  # the parse runs off the event loop
     except SieveSyntaxError as e:
         raise _syntax(e) from None
     except ScriptRefused as e:

@@ -226,7 +226,7 @@ async def sieve_validate(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     error: dict[str, Any] | None = None
     try:
-        _service(ctx).check(await _content(ctx, args.get("blobId")))
+        await _service(ctx).validate(await _content(ctx, args.get("blobId")))
     except SetError as e:
         error = e.body
     except SieveSyntaxError as e:
