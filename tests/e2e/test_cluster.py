@@ -165,6 +165,40 @@ def test_idle_on_node_b_wakes_on_delivery_through_node_a(cluster: Cluster) -> No
         assert subject in subjects(node, "alice@example.test"), node.root.name
 
 
+def test_jmap_eventsource_on_node_c_hears_delivery_through_node_a(cluster: Cluster) -> None:
+    """RFC 8620 7.3 push across nodes: an EventSource opened on node C gets a StateChange
+    for alice's Email when a message arrives through node A."""
+    import json
+
+    import httpx
+
+    a, c = cluster.nodes["a"], cluster.nodes["c"]
+    url = (f"https://127.0.0.1:{c.http_port}/jmap/eventsource"
+           "?types=Email&closeafter=state&ping=0")
+    opened, changes = threading.Event(), []
+
+    def listen() -> None:
+        with httpx.stream("GET", url, auth=("alice@example.test", PASSWORD), timeout=DEADLINE,
+                          verify=False) as r:  # the node's self-signed certificate
+            assert r.status_code == 200
+            opened.set()
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    changes.append(json.loads(line[6:]))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert opened.wait(DEADLINE)
+    # The node subscribed before answering 200; its NATS subscription follows one round trip
+    # later, far sooner than an SMTP session and the pipeline can publish a delivery.
+    send(a, message(f"push-{time.time_ns()}"))
+    listener.join(DEADLINE)  # closeafter=state: the stream ends after the first change
+    assert not listener.is_alive(), "no push on node c"
+    assert changes and changes[0]["@type"] == "StateChange", changes
+    [states] = changes[0]["changed"].values()
+    assert "Email" in states, changes
+
+
 def test_cluster_status_sees_every_node_the_queue_and_the_engines(cluster: Cluster) -> None:
     """`mailyard cluster status` on any node: the three heartbeats, the one JetStream queue
     with its replicas, both shards, every engine up (exit status 0)."""
