@@ -163,9 +163,10 @@ async def drop_nats_streams(prefix: str) -> None:
 
     nc = await nats.connect(nats_url())
     try:
-        for role in ("queue", "dead"):
+        for stream in (stream_name(prefix, "queue"), stream_name(prefix, "dead"),
+                       "KV_" + stream_name(prefix, "nodes")):  # the heartbeats' bucket
             with contextlib.suppress(NotFoundError):
-                await nc.jsm().delete_stream(stream_name(prefix, role))
+                await nc.jsm().delete_stream(stream)
     finally:
         await nc.close()
 
