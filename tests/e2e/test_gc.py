@@ -33,10 +33,12 @@ def message(to: str, subject: str, attachment: bytes) -> bytes:
 
 
 def blob_files(srv: Server) -> dict[str, Path]:
-    """Blob files by blob id: flat ids at their hash-tail fan-out, message bodies by the day
-    received (bodies/YYYY/MM/DD/<sha256>, the id being the path)."""
+    """Blob files by blob id: flat ids one level under their last two characters (the old
+    two-level fan-out too, which stores still read), message bodies by the day received
+    (bodies/YYYY/MM/DD/<sha256>, the id being the path)."""
     root = srv.data_dir / "blobs"
-    flat = {p.name: p for p in root.glob("??/??/*") if not p.name.startswith(".tmp-")}
+    flat = {p.name: p for pattern in ("??/*", "??/??/*") for p in root.glob(pattern)
+            if p.is_file() and not p.name.startswith(".tmp-")}
     return flat | {p.relative_to(root).as_posix(): p for p in root.glob("bodies/*/*/*/*")
                    if not p.name.startswith(".tmp-")}
 
