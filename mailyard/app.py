@@ -599,6 +599,27 @@ async def start_imap_listeners(config: Config, runtime: Runtime, tls: ssl.SSLCon
     return servers
 
 
+async def start_mx_listener(config: Config, runtime: Runtime, policy_store: SqlitePolicyStore,
+                            tls: ssl.SSLContext, port: int = 0) -> asyncio.Server:
+    """The MX listener of this process; `port` (an SMTP process beyond the first) overrides
+    the configured port with the one the first process bound."""
+    from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
+
+    limits = config.limits
+    handler = InboundHandler(runtime.accounts, runtime.delivery, InboundPolicy(
+        hostname=config.hostname, message_size=limits.message_size,
+        recipients_per_message=limits.recipients_per_message,
+        connections_per_ip=limits.connections_per_ip,
+        messages_per_ip_per_minute=limits.messages_per_ip_per_minute,
+        timeout=limits.smtp_timeout, line_octets=limits.smtp_line_octets,
+    ), checks=inbound_checks(config, policy_store, runtime.spam_model))
+    host, configured = _hostport(config.listen.smtp)
+    server = await start_inbound(handler, host, port or configured, tls,
+                                 reuse_port=config.smtp.processes > 1)
+    log.info("SMTP (MX) listening on %s", config.listen.smtp)
+    return server
+
+
 def _bound_ports(config: Config, servers: list[asyncio.Server]) -> tuple[int, int]:
     """The ports the IMAP and IMAPS listeners bound (a configured port 0 picks one)."""
     ports = [int(server.sockets[0].getsockname()[1]) for server in servers]
@@ -688,7 +709,6 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     from mailyard.protocols.ops import OpsRouter
     from mailyard.protocols.pop3.server import start_pop3
     from mailyard.protocols.pop3.session import POP3Policy, POP3Services
-    from mailyard.protocols.smtp.inbound import InboundHandler, InboundPolicy, start_inbound
     from mailyard.protocols.smtp.submission import (
         MSAPolicy,
         SubmissionHandler,
@@ -751,18 +771,10 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         servers.append(await start_managesieve(
             ManageSieveServices(runtime.accounts, runtime.sieve, tls), host, port))
         log.info("ManageSieve listening on %s", config.listen.managesieve)
+    smtp_port = 0
     if config.listen.smtp:
-        limits = config.limits
-        handler = InboundHandler(runtime.accounts, runtime.delivery, InboundPolicy(
-            hostname=config.hostname, message_size=limits.message_size,
-            recipients_per_message=limits.recipients_per_message,
-            connections_per_ip=limits.connections_per_ip,
-            messages_per_ip_per_minute=limits.messages_per_ip_per_minute,
-            timeout=limits.smtp_timeout, line_octets=limits.smtp_line_octets,
-        ), checks=inbound_checks(config, policy_store, runtime.spam_model))
-        host, port = _hostport(config.listen.smtp)
-        servers.append(await start_inbound(handler, host, port, tls))
-        log.info("SMTP (MX) listening on %s", config.listen.smtp)
+        servers.append(await start_mx_listener(config, runtime, policy_store, tls))
+        smtp_port = int(servers[-1].sockets[0].getsockname()[1])
 
     if config.listen.submission or config.listen.submissions:
         msa = SubmissionHandler(runtime.accounts, runtime.submission, MSAPolicy(
@@ -810,6 +822,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         log.warning("took back %d queue items leased by workers of a previous run", released)
     tasks: list[asyncio.Task[None]] = []
     processes: list[Any] = []
+    smtp_processes = await _start_smtp_processes(config, smtp_port, runtime, workers, stop,
+                                                 tasks)
     if workers <= 0:
         for loop_ in runtime.loops():
             pipeline.append(loop_.problem)
@@ -852,7 +866,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     # unfinished is taken back by the next start.
     for server in servers:
         server.close()
-    for proc in imap_processes:  # they say goodbye to their own sessions meanwhile
+    for proc in [*imap_processes, *smtp_processes]:  # they say goodbye to their sessions
         if proc.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
@@ -869,7 +883,7 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
             await asyncio.wait_for(task, 30)
-    for proc in processes:
+    for proc in [*processes, *smtp_processes]:
         await asyncio.to_thread(proc.join, 30)
     runtime.close()
     policy_store.close()
@@ -897,11 +911,12 @@ WORKER_CHECK = 0.5
 """How often the listener looks for a worker process that ended (seconds)."""
 
 
-async def _supervise_workers(config: Config, processes: list[Any], stop: asyncio.Event
-                             ) -> None:
+async def _supervise_workers(config: Config, processes: list[Any], stop: asyncio.Event,
+                             start: Callable[[int], Any] | None = None) -> None:
     """Start a worker process again when one ends before shutdown (killed, or it left
     because a store of its own failed for good): otherwise the queue only grows while SMTP
-    keeps answering 250. `processes` is updated in place, for the shutdown and /readyz."""
+    keeps answering 250. `processes` is updated in place, for the shutdown and /readyz.
+    `start(n)` starts process n again (default: a worker; SMTP processes pass their own)."""
     from mailyard.pipeline.worker import pause
 
     loop = asyncio.get_running_loop()
@@ -917,13 +932,13 @@ async def _supervise_workers(config: Config, processes: list[Any], stop: asyncio
             continue
         failures += 1
         for n in ended:
-            log.error("worker process %s ended (exit code %s); starting it again",
+            log.error("process %s ended (exit code %s); starting it again",
                       processes[n].name, processes[n].exitcode)
         await pause(stop, min(30.0, 0.5 * 2 ** (failures - 1)))
         if stop.is_set():
             return
         for n in ended:
-            processes[n] = _start_worker(config, n)
+            processes[n] = start(n) if start is not None else _start_worker(config, n)
         calm_since = loop.time()
 
 
@@ -1065,6 +1080,91 @@ async def _imap_main(config: Config, parent_pid: int, index: int,
             server.close()
         await LIVE.goodbye(timeout=15.0)
         runtime.close()
+
+
+async def _start_smtp_processes(config: Config, port: int, runtime: Runtime, workers: int,
+                                stop: asyncio.Event, tasks: list[asyncio.Task[None]]
+                                ) -> list[Any]:
+    """`[smtp] processes` - 1 more MX listeners on `port` (the listener's own is the first),
+    supervised (a dead one is started again) by a task added to `tasks`. Their mail reaches
+    the same queue file; when this process runs the pipeline itself, its queue now watches
+    for other processes' commits, as a `--workers` process does."""
+    from mailyard.store.sqlite.queue import WATCH_INTERVAL, SqliteQueue
+
+    if not config.listen.smtp or config.smtp.processes <= 1:
+        return []
+    started = [_start_smtp_process(config, n, port, True)
+               for n in range(1, config.smtp.processes)]
+    for n, (_, listening) in enumerate(started, 1):
+        if listening is not None and not await asyncio.to_thread(listening.wait, 60):
+            log.error("SMTP process %d did not start listening within 60 s", n)
+    processes = [proc for proc, _ in started]
+    tasks.append(asyncio.create_task(_supervise_workers(
+        config, processes, stop, lambda n: _start_smtp_process(config, n + 1, port)[0])))
+    if workers <= 0 and isinstance(runtime.queue, SqliteQueue):
+        runtime.queue.watch_interval = WATCH_INTERVAL
+    log.info("SMTP (MX) served by %d processes", config.smtp.processes)
+    return processes
+
+
+def _start_smtp_process(config: Config, index: int, port: int, wait: bool = False
+                        ) -> tuple[Any, Any]:
+    """The process and, if `wait`, the Event it sets once listening (which the caller must
+    hold until then: one dropped before the child unpickled it is gone, and so is the child).
+    A process started again by the supervisor is not waited for."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    listening = ctx.Event() if wait else None
+    proc = ctx.Process(target=smtp_process, args=(config, os.getpid(), index, port, listening),
+                       name=f"mailyard-smtp-{index}", daemon=True)
+    proc.start()
+    return proc, listening
+
+
+def smtp_process(config: Config, parent_pid: int, index: int, port: int,
+                 listening: Any) -> None:
+    """Entry point of SMTP process `index` (1 .. `[smtp] processes` - 1; the listener process
+    is the first). It serves the MX port only, on the listener's port (SO_REUSEPORT: the
+    kernel spreads new connections), and makes each message durable in the same blob store
+    and queue file as the listener before its 250 (SQLite's write lock orders the processes'
+    group commits). `listening` (a multiprocessing Event, or None) is set once its listener
+    is up."""
+    from mailyard.log import configure as configure_logging
+
+    _die_with_parent()
+    limit_malloc_arenas()
+    configure_logging(config.log.format, config.log.level)
+    with contextlib.suppress(ImportError):
+        import uvloop
+        uvloop.install()
+    asyncio.run(_smtp_main(config, parent_pid, port, listening))
+
+
+async def _smtp_main(config: Config, parent_pid: int, port: int, listening: Any) -> None:
+    from mailyard.protocols.live import LIVE
+    from mailyard.store.local.eventbus import socket_address
+
+    runtime = Runtime.open(config)
+    runtime.bus.relay_to(socket_address(config.data_dir))
+    policy_store = open_policy_store(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(client_tls_errors)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the parent decides when we stop
+    server = await start_mx_listener(config, runtime, policy_store, _tls_context(config), port)
+    if listening is not None:
+        listening.set()
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop, runtime))
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        server.close()
+        await LIVE.goodbye(timeout=15.0)  # a DATA in progress gets its 250 first
+        runtime.close()
+        policy_store.close()
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event,

@@ -237,6 +237,19 @@ class IMAP:
 
 
 @dataclass(frozen=True)
+class SMTP:
+    """The MX listener (`[listen] smtp`)."""
+
+    processes: int = 1
+    """Processes accepting MX connections on the same port (SO_REUSEPORT; the kernel spreads
+    new connections over them), each making mail durable in the same queue. One event loop
+    runs Python on one core: several let an SMTP burst use every core. `[limits]
+    connections_per_ip` and `messages_per_ip_per_minute` are counted in each process, so with
+    N processes a client may get up to N times them; the listener's /metrics counts only the
+    mail it accepted itself."""
+
+
+@dataclass(frozen=True)
 class POP3:
     """The POP3 and POP3S listeners."""
 
@@ -465,6 +478,7 @@ class Config:
     queue: Queue = field(default_factory=Queue)
     tls: TLS = field(default_factory=TLS)
     imap: IMAP = field(default_factory=IMAP)
+    smtp: SMTP = field(default_factory=SMTP)
     pop3: POP3 = field(default_factory=POP3)
     auth: Auth = field(default_factory=Auth)
     search: IndexLimits = field(default_factory=IndexLimits)
@@ -488,7 +502,8 @@ class Config:
 _TABLES: dict[str, type] = {"listen": Listen, "addresses": Addresses, "http": HTTP,
                             "routing": Routing,
                             "limits": Limits, "queue": Queue, "tls": TLS,
-                            "imap": IMAP, "auth": Auth, "search": IndexLimits, "dns": DNS,
+                            "imap": IMAP, "smtp": SMTP, "auth": Auth, "search": IndexLimits,
+                            "dns": DNS,
                             "submission": Submission, "outbound": Outbound,
                             "checks": Checks, "spam": SpamPolicy,
                             "pop3": POP3, "store": Store, "log": Log, "cluster": Cluster}
@@ -589,6 +604,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("queue.max_attempts: must be at least 1")
     if not 1 <= config.imap.processes <= 64:
         raise ConfigError("imap.processes: from 1 to 64")
+    if not 1 <= config.smtp.processes <= 64:
+        raise ConfigError("smtp.processes: from 1 to 64")
     if config.queue.worker_nice > 19:
         raise ConfigError("queue.worker_nice: at most 19 (the lowest priority)")
     if shards:

@@ -302,8 +302,10 @@ def _reply(verdict: Verdict) -> str:
 
 
 async def start_inbound(handler: InboundHandler, host: str, port: int,
-                        tls: ssl.SSLContext | None) -> asyncio.Server:
-    """Listen for SMTP on host:port; STARTTLS is offered when a TLS context is given."""
+                        tls: ssl.SSLContext | None, *, reuse_port: bool = False
+                        ) -> asyncio.Server:
+    """Listen for SMTP on host:port; STARTTLS is offered when a TLS context is given.
+    `reuse_port`: other processes listen on the same port too (`[smtp] processes`)."""
     policy = handler.policy
 
     def factory() -> InboundSMTP:
@@ -316,4 +318,4 @@ async def start_inbound(handler: InboundHandler, host: str, port: int,
 
     loop = asyncio.get_running_loop()
     return await loop.create_server(factory, host=host, port=port, reuse_address=True,
-                                    family=socket.AF_UNSPEC)
+                                    reuse_port=reuse_port or None, family=socket.AF_UNSPEC)
