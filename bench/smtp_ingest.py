@@ -33,6 +33,12 @@ averages; the medians and the ratios to Postfix + Dovecot come last.
     git archive --prefix=after/ HEAD | tar -x -C /tmp/ingest
     .venv/bin/python bench/smtp_ingest.py --compare --tree after=/tmp/ingest/after \
         --sizes 5000,50000 --rounds 3
+
+`--smtp-processes N` (or, with --compare, NAME=N for one tree, repeatable) sets the server's
+`[smtp] processes`: one tree can run twice under two names, default and with N MX processes.
+
+    .venv/bin/python bench/smtp_ingest.py --compare --tree smtp1=/tmp/ingest/after \
+        --tree smtp2=/tmp/ingest/after --smtp-processes smtp2=2
 """
 
 from __future__ import annotations
@@ -241,6 +247,7 @@ def mailyard_run(name: str, tree: str, size: int, args: argparse.Namespace,
         with tempfile.TemporaryDirectory(prefix="mailyard-bench-") as tmp:
             srv = Server(Path(tmp), workers=args.workers, dns=dns_config(dns),
                          limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0})
+            smtp_processes(srv, processes_of(args, name))
             srv.add_user("alice@example.test")
             srv.start()
             try:
@@ -260,11 +267,29 @@ def mailyard_run(name: str, tree: str, size: int, args: argparse.Namespace,
             os.environ["PYTHONPATH"] = saved
 
 
+def processes_of(args: argparse.Namespace, name: str = "") -> int:
+    """`[smtp] processes` for tree `name` (--smtp-processes N or NAME=N; default 1)."""
+    found = 1
+    for value in args.smtp_processes:
+        key, sep, count = value.rpartition("=")
+        if not sep or key == name:
+            found = int(count)
+    return found
+
+
+def smtp_processes(srv: Server, processes: int) -> None:
+    """`[smtp] processes` in the config Server wrote (it writes no [smtp] table itself)."""
+    if processes > 1:
+        with srv.config_path.open("a") as config:
+            config.write(f"[smtp]\nprocesses = {processes}\n")
+
+
 def compare(args: argparse.Namespace) -> None:
     trees = dict(t.split("=", 1) for t in args.tree) or {"mailyard": str(ROOT)}
     sizes = [int(v) for v in args.sizes.split(",")]
     runs: list[Run] = []
-    print(f"smtp-source -s {args.sessions} -m {args.mails}; mailyard --workers {args.workers};"
+    print(f"smtp-source -s {args.sessions} -m {args.mails}; mailyard --workers {args.workers}"
+          f" smtp processes {[f'{t}={processes_of(args, t)}' for t in trees]};"
           f" {args.rounds} alternated rounds; {os.cpu_count()} cores", flush=True)
     with bench_dns(args.dns) as dns:
         for n in range(args.rounds):
@@ -315,6 +340,8 @@ def main() -> None:
                              " of smtp-source (see the module doc; --mails is the total)")
     parser.add_argument("--tree", action="append", default=[],
                         help="with --compare: NAME=DIR, a mailyard tree to run (repeatable)")
+    parser.add_argument("--smtp-processes", action="append", default=[],
+                        help="[smtp] processes: N, or with --compare NAME=N for one tree")
     parser.add_argument("--sizes", default="5000,50000", help="with --compare: message sizes")
     parser.add_argument("--rounds", type=int, default=3, help="with --compare")
     parser.add_argument("--reverse", type=int, choices=(0, 1), default=0,
@@ -344,6 +371,7 @@ def main() -> None:
                      limits={"messages_per_ip_per_minute": 0, "connections_per_ip": 0},
                      metadata="postgres" if args.store == "postgres" else "",
                      blobs="s3" if args.blobs == "s3" else "")
+        smtp_processes(srv, processes_of(args))
         srv.add_user("alice@example.test")
         srv.start()
         try:
