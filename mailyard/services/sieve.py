@@ -369,6 +369,14 @@ class SieveService:
         kws = list(target.keywords)
         for d in result.deliveries():
             kws += keywords(d.flags)
+            if not isinstance(d, Keep) and d.mailbox.upper() == "INBOX" \
+                    and "junk" in target.mailbox_roles:
+                # An explicit fileinto "INBOX" (a "never spam" filter) overrides the spam
+                # placement; `keep` means "where it would have gone", Junk included.
+                roles += [] if "inbox" in roles else ["inbox"]
+                if "$junk" in kws:
+                    kws.remove("$junk")
+                continue
             if isinstance(d, Keep) or d.mailbox.upper() == "INBOX":
                 roles += [r for r in target.mailbox_roles if r not in roles]
                 ids += [i for i in target.mailbox_ids if i not in ids]
