@@ -34,6 +34,7 @@ from mailyard.protocols.jmap.mail import email_get as email_get  # noqa: E402
 from mailyard.protocols.jmap.mail import email_import as email_import  # noqa: E402
 from mailyard.protocols.jmap.mail import email_query as email_query  # noqa: E402
 from mailyard.protocols.jmap.mail import email_set as email_set  # noqa: E402
+from mailyard.protocols.jmap.mail import filters as filters  # noqa: E402
 from mailyard.protocols.jmap.mail import identity as identity  # noqa: E402
 from mailyard.protocols.jmap.mail import mailbox as mailbox  # noqa: E402
 from mailyard.protocols.jmap.mail import quota as quota  # noqa: E402

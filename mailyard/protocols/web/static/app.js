@@ -279,6 +279,7 @@ function Settings({ client, notify }) {
       <label>Message<textarea name="text" rows="5" defaultValue=${vacation.textBody || ''}></textarea></label>
       <button type="submit">Save</button>
     </form>`}
+    <${Filters} client=${client} notify=${notify} />
     <h2>App tokens</h2>
     <p class="hint">For IMAP-less JMAP clients and scripts: a token logs in as you until it expires or is revoked.</p>
     <table class="tokens"><thead><tr><th>Name</th><th>Created</th><th>Expires</th><th></th></tr></thead>
@@ -292,6 +293,69 @@ function Settings({ client, notify }) {
     </form>
     ${created && html`<p class="created" role="status">New token for ${created.name}, shown once: <code>${created.token}</code></p>`}
   </section>`;
+}
+
+// Gmail-style filters (Filters/get, /set): the server compiles them to the account's Sieve script.
+const FILTER_TEXT = [['from', 'From'], ['to', 'To'], ['subject', 'Subject'], ['hasWords', 'Has the words'], ['doesntHave', "Doesn't have"]];
+const FILTER_FLAGS = [['archive', 'Skip the Inbox (archive)'], ['star', 'Star it'], ['markRead', 'Mark as read'], ['neverSpam', 'Never send it to Spam']];
+
+function describeFilter(f) {
+  const when = FILTER_TEXT.filter(([k]) => f[k]).map(([k, name]) => `${name}: ${f[k]}`).join(', ');
+  const then = [f.label && `label ${f.label}`, ...FILTER_FLAGS.filter(([k]) => f[k]).map(([, name]) => name.toLowerCase()),
+    f.forwardTo && `forward to ${f.forwardTo}`].filter(Boolean).join(', ');
+  return `${when} \u2192 ${then}`;
+}
+
+function Filters({ client, notify }) {
+  const [filters, setFilters] = useState(null);
+  const [labels, setLabels] = useState([]);
+  const [error, setError] = useState(null);
+  const load = async () => {
+    const [[, r], [, boxes]] = await client.call([['Filters/get', { ids: null }], ['Mailbox/get', { properties: ['name', 'role'] }]]);
+    setFilters(r.list);
+    setLabels(boxes.list.filter((b) => !b.role).map((b) => b.name));
+  };
+  useEffect(() => { load(); }, []);
+  const create = async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    const f = {};
+    for (const [k] of FILTER_TEXT) f[k] = (form.get(k) || '').trim();
+    for (const [k] of FILTER_FLAGS) f[k] = form.get(k) === 'on';
+    f.label = (form.get('label') || '').trim();
+    f.forwardTo = (form.get('forwardTo') || '').trim();
+    const [[, r]] = await client.call([['Filters/set', { create: { n: f } }]]);
+    if (r.notCreated) { setError(r.notCreated.n.description); return; }
+    setError(null);
+    ev.target.reset();
+    notify('Filter created.');
+    load();
+  };
+  const remove = async (f) => {
+    const [[, r]] = await client.call([['Filters/set', { destroy: [f.id] }]]);
+    notify(r.destroyed ? 'Filter deleted.' : 'Filter not deleted.');
+    load();
+  };
+  return html`<div class="filters">
+    <h2>Filters</h2>
+    <p class="hint">Applied to new mail as it arrives (compiled to the account's Sieve script).</p>
+    ${filters && (filters.length ? html`<ul class="filter-list" aria-label="Filters">${filters.map((f) => html`<li key=${f.id} data-filter=${f.id}>
+        <span>${describeFilter(f)}</span> <button onClick=${() => remove(f)} aria-label=${`Delete filter ${describeFilter(f)}`}>Delete</button></li>`)}</ul>`
+      : html`<p class="empty">No filters.</p>`)}
+    <form class="newfilter" onSubmit=${create} aria-label="New filter">
+      <fieldset><legend>Matches</legend>
+        ${FILTER_TEXT.map(([k, name]) => html`<label key=${k}>${name}<input name=${k} maxlength="500" /></label>`)}
+      </fieldset>
+      <fieldset><legend>Then</legend>
+        <label>Apply the label<input name="label" list="filter-labels" maxlength="200" /></label>
+        <datalist id="filter-labels">${labels.map((l) => html`<option key=${l} value=${l} />`)}</datalist>
+        ${FILTER_FLAGS.map(([k, name]) => html`<label key=${k} class="check"><input type="checkbox" name=${k} /> ${name}</label>`)}
+        <label>Forward to<input name="forwardTo" type="email" maxlength="254" /></label>
+      </fieldset>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <button type="submit">Create filter</button>
+    </form>
+  </div>`;
 }
 
 const HELP = [['j / k', 'next / previous conversation'], ['o, Enter', 'open'], ['x', 'select (actions apply to all selected)'], ['u, Esc', 'back to the list'],

@@ -4,7 +4,7 @@
 export const CSRF = { 'X-Mailyard-CSRF': '1' };
 const USING = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
   'urn:ietf:params:jmap:submission', 'urn:ietf:params:jmap:vacationresponse',
-  'urn:ietf:params:jmap:quota'];
+  'urn:ietf:params:jmap:quota', 'urn:ietf:params:jmap:sieve', 'urn:mailyard:params:jmap:filters'];
 
 export class SessionEnded extends Error {}
 
