@@ -324,10 +324,11 @@ def test_webmail_settings_vacation_and_tokens(server: Server, browser: Browser) 
     login(page, ALICE)
     page.get_by_role("button", name="Settings").click()
     settings = page.get_by_role("region", name="Settings")
+    away = settings.locator("form.vacation")  # the filters' form has a Subject too
     expect(settings.locator(".quota")).to_contain_text("used")
 
     settings.get_by_label("Reply automatically").check()
-    settings.get_by_label("Subject").fill("Away until Monday")
+    away.get_by_label("Subject").fill("Away until Monday")
     settings.get_by_label("Message").fill("I am away; back on Monday.")
     settings.get_by_role("button", name="Save").click()
     api = Jmap(server, ALICE, using=("urn:ietf:params:jmap:core",
@@ -341,7 +342,7 @@ def test_webmail_settings_vacation_and_tokens(server: Server, browser: Browser) 
     expect(page.locator(".notice")).to_have_text("Vacation responder saved.")
     page.locator(".box", has_text="Inbox").click()
     page.get_by_role("button", name="Settings").click()
-    expect(settings.get_by_label("Subject")).to_have_value("Away until Monday")
+    expect(away.get_by_label("Subject")).to_have_value("Away until Monday")
     expect(settings.get_by_label("Reply automatically")).to_be_checked()
 
     # An app token: created (shown once), usable as a Bearer token, then revoked.
