@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, expect
 
+from mailyard.core.sieve.gmailfilters import compile_filters, parse_filters
 from tests.e2e.jmapclient import CORE, MAIL, Jmap
 from tests.e2e.server import Server, wait_port
 from tests.e2e.webmail_browser import Guarded, browser, login, wait_for
@@ -92,6 +93,7 @@ def test_filter_created_in_webmail_runs_in_sieve(server: Server, browser: Browse
     assert name == "mailyard-filters"
     assert f'header :contains "from" "{BOSS}"' in text
     assert 'fileinto :copy :create "Work";' in text and "addflag" in text
+    assert text == compile_filters(parse_filters(text))  # exactly what the compiler writes
 
     deliver(server, BOSS, "Budget review")
     deliver(server, "other@remote.test", "Lunch plans")
