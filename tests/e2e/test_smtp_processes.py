@@ -75,9 +75,10 @@ def mail(tag: str, n: int) -> bytes:
 
 
 def send_share(port: int, tag: str, numbers: list[int], acked: set[int],
-               lock: threading.Lock, deadline: float) -> None:
+               lock: threading.Lock, deadline: float, broken: list[int] | None = None) -> None:
     """One sender: one session for as many messages as it lasts; a message that got no 250
-    (the session broke, a 4xx) is sent again, on a new session, until the deadline."""
+    (the session broke, a 4xx) is sent again, on a new session, until the deadline. Each
+    broken session is appended to `broken`."""
     todo = list(numbers)
     while todo and time.monotonic() < deadline:
         try:
@@ -89,15 +90,18 @@ def send_share(port: int, tag: str, numbers: list[int], acked: set[int],
                         acked.add(n)
                     todo.pop(0)
         except (OSError, smtplib.SMTPException):
+            with lock:
+                if broken is not None:
+                    broken.append(todo[0])
             time.sleep(0.05)
 
 
-def send_all(port: int, tag: str, acked: set[int]) -> None:
+def send_all(port: int, tag: str, acked: set[int], broken: list[int] | None = None) -> None:
     lock = threading.Lock()
     deadline = time.monotonic() + 240
     with ThreadPoolExecutor(CONNECTIONS) as pool:
         futures = [pool.submit(send_share, port, tag, list(range(MESSAGES))[i::CONNECTIONS],
-                               acked, lock, deadline) for i in range(CONNECTIONS)]
+                               acked, lock, deadline, broken) for i in range(CONNECTIONS)]
         for future in futures:
             future.result()
 
@@ -150,7 +154,9 @@ def test_two_smtp_processes_share_the_port_lose_nothing_and_restart(server: Serv
 
     # Phase 2: the other SMTP process is SIGKILLed under load; senders retry what got no 250.
     acked_kill: set[int] = set()
-    senders = threading.Thread(target=send_all, args=(server.smtp_port, "kill", acked_kill))
+    broken: list[int] = []
+    senders = threading.Thread(target=send_all,
+                               args=(server.smtp_port, "kill", acked_kill, broken))
     senders.start()
     deadline = time.monotonic() + 120
     while accepted_by(server)[other] < served[other] + 10:
@@ -162,6 +168,7 @@ def test_two_smtp_processes_share_the_port_lose_nothing_and_restart(server: Serv
     senders.join(300)
     assert not senders.is_alive()
     assert acked_kill == set(range(MESSAGES)), "every message got its 250 in the end"
+    assert broken, "the kill broke no session: nothing was retried"
 
     # Started again: a new process says its MX listener is up, and serves.
     deadline = killed_at + 60
