@@ -852,7 +852,21 @@ async def serve(config: Config, *, workers: int = 0) -> None:
             if not await asyncio.to_thread(listening.wait, 60):
                 log.error("IMAP process %d did not start listening within 60 s", n)
         log.info("IMAP served by %d processes", config.imap.processes)
-    processes += imap_processes
+
+        def restart_imap(n: int) -> Any:
+            """IMAP process n + 1 again, on the same ports and event-bus socket; not waited
+            for (its Event would be dropped before the child set it)."""
+            proc = ctx.Process(target=imap_process,
+                               args=(config, os.getpid(), n + 1, imap_ports, None),
+                               name=f"mailyard-imap-{n + 1}", daemon=True)
+            proc.start()
+            return proc
+
+        # Their own supervisor: in the workers' list a dead IMAP process was started again
+        # as a pipeline worker (and /readyz called it a dead worker); with no workers it was
+        # never started again at all.
+        tasks.append(asyncio.create_task(_supervise_workers(config, imap_processes, stop,
+                                                            restart_imap)))
     heartbeat = start_heartbeat(runtime)  # [cluster] nats: `mailyard cluster status` sees us
     print(f"mailyard: serving (data in {config.data_dir})", flush=True)
 
@@ -877,13 +891,13 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         await push_delivery.close()
         push_store.close()
     for proc in processes:
-        if proc.pid is not None and proc not in imap_processes:
+        if proc.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
             await asyncio.wait_for(task, 30)
-    for proc in [*processes, *smtp_processes]:
+    for proc in [*processes, *imap_processes, *smtp_processes]:
         await asyncio.to_thread(proc.join, 30)
     runtime.close()
     policy_store.close()
@@ -1070,7 +1084,8 @@ async def _imap_main(config: Config, parent_pid: int, index: int,
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the parent decides when we stop
     servers = await start_imap_listeners(config, runtime, _tls_context(config), ports)
-    listening.set()
+    if listening is not None:  # None when the supervisor started it again
+        listening.set()
     watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
     try:
         await stop.wait()

@@ -139,3 +139,51 @@ def test_sessions_of_both_processes_get_bye_at_shutdown(server: Server) -> None:
         for idler in idlers:
             idler.close()
         server.process = None
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_imap_process_that_dies_is_started_again_as_one(tmp_path: Path, workers: int
+                                                           ) -> None:
+    """SIGKILL of the second IMAP process: it is started again as an IMAP process (with
+    `--workers` it used to come back as a pipeline worker, and /readyz to call it a dead
+    worker; without, never), and both processes serve and hear each other again."""
+    srv = Server(tmp_path, imap={"processes": 2, "connections_per_ip": 0,
+                                 "connections_per_user": 0}, workers=workers)
+    srv.add_user(USER, PASSWORD)
+    srv.start()
+    try:
+        assert srv.process is not None
+        idlers = [Idler(srv.imap_port) for _ in range(CONNECTIONS)]
+        pids = serving_pids(srv.imap_port)
+        other = {pids[i.client_port()] for i in idlers} - {srv.process.pid}
+        for idler in idlers:
+            idler.close()
+        assert len(other) == 1, pids
+        [victim] = other
+        subprocess.run(["kill", "-KILL", str(victim)], check=True)
+        deadline = time.monotonic() + 120
+        while "process mailyard-imap-1 ended" not in srv.log_path.read_text():
+            assert time.monotonic() < deadline, srv.log_path.read_text()[-2000:]
+            time.sleep(0.2)
+        served_by: set[int] = set()
+        while len(served_by) < 2:  # until the new process takes connections too
+            assert time.monotonic() < deadline, served_by
+            idlers = [Idler(srv.imap_port) for _ in range(CONNECTIONS)]
+            pids = serving_pids(srv.imap_port)
+            served_by = {pids[i.client_port()] for i in idlers}
+            if len(served_by) == 2:
+                with imaplib.IMAP4("127.0.0.1", srv.imap_port) as writer:
+                    writer.login(USER, PASSWORD)
+                    writer.append("INBOX", None, None,
+                                  b"From: a@example.test\r\nSubject: back\r\n\r\nhi\r\n")
+                for idler in idlers:
+                    idler.wait_for(rb"^\* 1 EXISTS")
+            for idler in idlers:
+                idler.close()
+            time.sleep(0.2)
+        assert victim not in served_by and srv.process.pid in served_by
+        log = srv.log_path.read_text()
+        assert "worker process ended" not in log and "mailyard-worker" not in \
+            log[log.index("process mailyard-imap-1 ended"):]
+    finally:
+        srv.stop()
