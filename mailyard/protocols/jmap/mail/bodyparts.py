@@ -48,10 +48,18 @@ class Body:
         self.html_body: list[Part] = []
         self.attachments: list[Part] = []
         _split([self.root], "mixed", False, self.html_body, self.text_body, self.attachments)
+        self._fields: dict[int, list[tuple[str, str]]] = {}
 
     def headers(self, part: Part | None = None) -> list[tuple[str, str]]:
+        """A part's fields, split once per Body: an Email/get asking for several header:
+        properties read the whole header block again for each (a 14 MB folded header three
+        times over)."""
         part = part or self.root
-        return header_fields(self.raw[part.header_start : part.body_start])
+        found = self._fields.get(id(part))
+        if found is None:
+            found = header_fields(self.raw[part.header_start : part.body_start])
+            self._fields[id(part)] = found
+        return found
 
     def part_id(self, part: Part) -> str | None:
         return self.ids.get(id(part))
