@@ -282,6 +282,27 @@ _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
+def top_fields(raw: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(lower-cased name, the first line of the value) of each field of the top-level header
+    block, which ends at the first empty line or the first line that is no field, as
+    `parse_message` reads it; one pass, no decoding, for the callers that only count or
+    compare fields (loop detection, a submission's author fields)."""
+    pos = 0
+    while pos < len(raw):
+        end = raw.find(b"\n", pos)
+        end = len(raw) if end < 0 else end + 1
+        line = raw[pos:end].rstrip(b"\r\n")
+        pos = end
+        if not line:
+            return
+        if line[:1] in (b" ", b"\t"):
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return
+        yield name.rstrip(b" \t").lower(), value
+
+
 def _unfold(value: bytes) -> bytes:
     return _FOLD.sub(b"", value).strip()
 

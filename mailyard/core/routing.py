@@ -33,6 +33,8 @@ import hmac
 import time
 from dataclasses import dataclass
 
+from mailyard.core.mime import top_fields
+
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 HASH_CHARS = 8
 _DAY = 86400
@@ -154,20 +156,7 @@ def trace_counts(raw: bytes, delivered_to: str = "") -> tuple[int, bool]:
     received = 0
     seen = False
     want = delivered_to.lower().encode("utf-8", "surrogateescape")
-    pos = 0
-    while pos < len(raw):
-        end = raw.find(b"\n", pos)
-        end = len(raw) if end < 0 else end + 1
-        line = raw[pos:end].rstrip(b"\r\n")
-        pos = end
-        if not line:
-            break
-        if line[:1] in (b" ", b"\t"):
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon:
-            break
-        key = name.rstrip(b" \t").lower()
+    for key, value in top_fields(raw):
         if key == b"received":
             received += 1
         elif key == b"delivered-to" and want and value.strip().lower() == want:

@@ -22,7 +22,7 @@ from mailyard import metrics
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.dates import header_date
 from mailyard.core.ids import new_id
-from mailyard.core.mime import ParsedMessage, parse_message
+from mailyard.core.mime import ParsedMessage, parse_message, top_fields
 from mailyard.core.ratelimit import WindowLimiter
 from mailyard.core.workitems import INBOUND, OUTBOUND, InboundItem, OutboundItem
 from mailyard.services.accounts import AccountService, RecipientStatus
@@ -136,23 +136,9 @@ def strip_bcc(raw: bytes) -> bytes:
 
 
 def _field_counts(raw: bytes, names: Sequence[bytes]) -> dict[bytes, int]:
-    """How often each named field occurs in the top-level header block, which ends at the
-    first empty line or the first line that is no field (as core.mime reads it); one pass."""
+    """How often each named field occurs in the top-level header block."""
     counts = dict.fromkeys(names, 0)
-    pos = 0
-    while pos < len(raw):
-        end = raw.find(b"\n", pos)
-        end = len(raw) if end < 0 else end + 1
-        line = raw[pos:end].rstrip(b"\r\n")
-        pos = end
-        if not line:
-            break
-        if line[:1] in (b" ", b"\t"):
-            continue
-        name, colon, _ = line.partition(b":")
-        if not colon:
-            break
-        key = name.rstrip(b" \t").lower()
+    for key, _ in top_fields(raw):
         if key in counts:
             counts[key] += 1
     return counts
