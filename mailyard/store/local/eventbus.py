@@ -16,46 +16,9 @@ import hashlib
 import os
 import socket
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
-_BACKLOG = 64
-"""States kept per subscriber. A subscriber that does not read (an IMAP session sitting
-authenticated, ten thousand idle ones) must not grow memory; since every state only says
-"look again", dropping the newest when full loses nothing a reader needs."""
-
-
-def _offer(q: asyncio.Queue[int], state: int) -> None:
-    if not q.full():
-        q.put_nowait(state)
-
-
-class Subscription:
-    """The states published for one account, in order, until `aclose`."""
-
-    def __init__(self, queue: asyncio.Queue[int], cancel: Callable[[], None]) -> None:
-        self._queue = queue
-        self._cancel = cancel
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> int:
-        return await self._queue.get()
-
-    def drain(self) -> bool:
-        """Take every state waiting; say whether there was any (a cheap "anything changed?")."""
-        had = False
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            had = True
-        return had
-
-    def cancel(self) -> None:
-        self._cancel()
-
-    async def aclose(self) -> None:
-        self._cancel()
+from mailyard.store.subscription import BACKLOG, Subscription, offer
 
 
 def socket_address(data_dir: Path, peer: str = "") -> str:
@@ -87,7 +50,7 @@ class LocalEventBus:
 
     def _deliver(self, account_id: str, state: int) -> None:
         for q in list(self._subscribers.get(account_id, ())):
-            _offer(q, state)
+            offer(q, state)
 
     def _send(self, data: bytes, address: str) -> None:
         sock = self._relay_socket
@@ -100,7 +63,7 @@ class LocalEventBus:
     def subscribe(self, account_id: str) -> Subscription:
         """Registered when this returns, so nothing published after it is missed (IDLE reads
         the state after subscribing, then waits)."""
-        q: asyncio.Queue[int] = asyncio.Queue(maxsize=_BACKLOG)
+        q: asyncio.Queue[int] = asyncio.Queue(maxsize=BACKLOG)
         self._subscribers[account_id].add(q)
         return Subscription(q, lambda: self._subscribers[account_id].discard(q))
 

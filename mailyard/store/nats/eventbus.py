@@ -19,49 +19,17 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from mailyard.store.nats.connection import NatsConnection, subject_token
+from mailyard.store.subscription import BACKLOG, Subscription, offer
 
 log = logging.getLogger("mailyard.nats")
 
 _background: set[asyncio.Future[None]] = set()
 """Fire-and-forget unsubscribes and closes, held until done (asyncio keeps weak references)."""
-
-_BACKLOG = 64
-"""States kept per subscriber, as in the local bus: a subscriber that does not read must not
-grow memory, and every state only says "look again"."""
-
-
-class Subscription:
-    """The states published for one account, in order, until `aclose`."""
-
-    def __init__(self, queue: asyncio.Queue[int], cancel: Callable[[], None]) -> None:
-        self._queue = queue
-        self._cancel = cancel
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> int:
-        return await self._queue.get()
-
-    def drain(self) -> bool:
-        had = False
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            had = True
-        return had
-
-    def cancel(self) -> None:
-        self._cancel()
-
-    async def aclose(self) -> None:
-        self._cancel()
-
 
 class NatsEventBus:
     def __init__(self, connection: NatsConnection, *, prefix: str = "mailyard") -> None:
@@ -89,11 +57,10 @@ class NatsEventBus:
 
     def _deliver(self, account_id: str, state: int) -> None:
         for q in list(self._subscribers.get(account_id, ())):
-            if not q.full():
-                q.put_nowait(state)
+            offer(q, state)
 
     def subscribe(self, account_id: str) -> Subscription:
-        q: asyncio.Queue[int] = asyncio.Queue(maxsize=_BACKLOG)
+        q: asyncio.Queue[int] = asyncio.Queue(maxsize=BACKLOG)
         self._subscribers[account_id].add(q)
         if account_id not in self._remote:
             self._remote[account_id] = asyncio.ensure_future(self._subscribe_remote(account_id))
