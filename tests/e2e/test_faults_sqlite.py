@@ -322,7 +322,7 @@ def test_a_worker_process_that_dies_is_started_again(tmp_path: Path) -> None:
                              lambda: [p for p in worker_pids(srv) if p != first])
         wait_subject(srv, ALICE, "after the kill")
         assert second != first
-        assert "worker process mailyard-worker-0 ended" in srv.log_path.read_text()
+        assert "process mailyard-worker-0 ended" in srv.log_path.read_text()
     finally:
         srv.stop()
 

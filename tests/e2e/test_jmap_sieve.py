@@ -87,3 +87,14 @@ def test_invalid_scripts(jmap: Jmap) -> None:
     assert result["notCreated"]["b"]["type"] == "invalidSieve"
     result = jmap.call("SieveScript/set", create={"c": {"name": "x", "blobId": "Unope"}})
     assert result["notCreated"]["c"]["type"] == "blobNotFound"
+
+
+@pytest.mark.parametrize("args", [{"destroy": [None]}, {"destroy": [{}]}, {"destroy": [1]},
+                                  {"properties": [[]]}])
+def test_malformed_arguments_are_invalid_arguments(server: Server, jmap: Jmap,
+                                                   args: dict[str, object]) -> None:
+    """What the JMAP fuzz stage sent (`destroy: [null]` and `[{}]` to /set, `[[]]` as
+    properties to /get): invalidArguments, never serverFail, and no traceback in the log."""
+    method = "SieveScript/get" if "properties" in args else "SieveScript/set"
+    assert jmap.error(method, **args) == "invalidArguments"
+    assert "Traceback" not in server.log_path.read_text()

@@ -121,8 +121,9 @@ async def filters_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     update = args.get("update") or {}
     destroy = args.get("destroy") or []
     if not isinstance(create, dict) or not isinstance(update, dict) \
-            or not isinstance(destroy, list):
-        raise MethodError("invalidArguments", "create, update and destroy are maps / a list")
+            or not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy):
+        raise MethodError("invalidArguments", "create and update are maps, destroy a list of"
+                                              " ids")
     filters, old = await _current(ctx)
     if args.get("ifInState") not in (None, old):
         raise MethodError("stateMismatch")

@@ -153,8 +153,9 @@ async def sieve_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     update = args.get("update") or {}
     destroy = args.get("destroy") or []
     if not isinstance(create, dict) or not isinstance(update, dict) \
-            or not isinstance(destroy, list):
-        raise MethodError("invalidArguments", "create, update and destroy are maps / a list")
+            or not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy):
+        raise MethodError("invalidArguments", "create and update are maps, destroy a list of"
+                                              " ids")
     old = _state(await service.list(ctx.account))
     if args.get("ifInState") not in (None, old):
         raise MethodError("stateMismatch")
@@ -195,7 +196,7 @@ async def sieve_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     destroyed: list[str] = []
     not_destroyed: dict[str, Any] = {}
     for object_id in destroy:
-        name = script_name(str(object_id))
+        name = script_name(ctx.resolve_id(object_id) or object_id)
         try:
             if name is None:
                 raise NotFound(str(object_id))
