@@ -340,7 +340,9 @@ def test_auth_failures_are_limited_and_idle_clients_closed(tmp_path: Path) -> No
         idle = Raw(srv.pop3_port)
         assert idle.greeting.startswith(b"+OK"), idle.greeting
         assert idle.line() == b""  # RFC 1939 §3: closed without a response
-        assert time.monotonic() - started >= 1.0, "closed before idle_timeout"
+        # not at once: after about the second (the event loop's timers may fire a fraction
+        # of a millisecond early: 0.99985 s was seen in CI)
+        assert time.monotonic() - started >= 0.9, "closed before idle_timeout"
         idle.close()
     finally:
         srv.stop()
