@@ -80,7 +80,10 @@ class SmtpLoad:
         body = (f"From: sender@load.test\r\nTo: {self.rcpt}\r\nSubject: fault load {mid}\r\n"
                 f"Message-ID: {mid}\r\n\r\n" + "load line\r\n" * 40)
         try:
-            with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as smtp:
+            # A sender waits as RFC 5321 §4.5.3.2 says (10 minutes for the reply to DATA's
+            # end): a server waiting out an engine's read timeout (S3's 60 s on a pooled
+            # connection that the fault froze) must not look like a dropped connection.
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=600) as smtp:
                 code, _ = smtp.ehlo("load.test")
                 if code != 250:
                     return str(code)
