@@ -314,3 +314,19 @@ def test_clients_that_vanish_around_tls_leave_no_traceback(server: Server) -> No
     for _ in range(5):
         bad_record_after_handshake(server.imaps_port)
     _no_traceback_since(server, offset)
+
+
+def test_an_overlong_authenticate_response_is_bad_and_the_session_goes_on(server: Server
+                                                                          ) -> None:
+    """A SASL response line over the line limit (1 MiB of "A"): tagged BAD [TOOBIG], no
+    SERVERBUG and no traceback (the random-seed fuzz stage found it, seed 88432)."""
+    with socket.create_connection(("127.0.0.1", server.imap_port), timeout=60) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"t0 AUTHENTICATE PLAIN\r\n")
+        assert f.readline() == b"+ \r\n"
+        sock.sendall(b"A" * 1_048_594 + b"\r\n")
+        assert f.readline() == b"t0 BAD [TOOBIG] SASL response too long\r\n"
+        sock.sendall(b"t1 NOOP\r\n")
+        assert f.readline() == b"t1 OK NOOP done\r\n"
+    assert "CommandTooLong" not in server.log_path.read_text()

@@ -14,6 +14,7 @@ from mailyard.protocols.imap.grammar import (
     parse_enable,
     parse_login,
 )
+from mailyard.protocols.imap.reader import CommandTooLong
 from mailyard.protocols.imap.session import (
     ANY,
     AUTH,
@@ -125,7 +126,10 @@ async def authenticate(s: Session, cmd: Command) -> None:
         raise No("Use STARTTLS first", "PRIVACYREQUIRED")
     if initial is None:
         await s._continuation(b"+ \r\n")
-        line = await s.reader.read_line()
+        try:
+            line = await s.reader.read_line()
+        except CommandTooLong:  # the reader has dropped it; the session goes on (fuzz seed 88432)
+            raise Bad("[TOOBIG] SASL response too long") from None
         if line is None:
             s.state = State.LOGOUT
             return
