@@ -30,7 +30,7 @@ from mailyard.core.sieve.gmailfilters import (
 )
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import SetError
+from mailyard.protocols.jmap.mail.common import SetError, requested_ids
 from mailyard.protocols.jmap.session import capability
 from mailyard.services.sieve import ScriptRefused, SieveService
 from mailyard.store.ports import NotFound
@@ -93,10 +93,7 @@ def _state(content: str) -> str:
 @method("Filters/get", capability=FILTERS)
 async def filters_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
-    ids = args.get("ids")
-    if ids is not None and (not isinstance(ids, list)
-                            or not all(isinstance(i, str) for i in ids)):
-        raise MethodError("invalidArguments", "ids must be null or an array of ids")
+    ids = requested_ids(ctx, args)  # checked, bounded and creation ids resolved as every /get
     filters, state = await _current(ctx)
     by_id = {f.id: f for f in filters}
     wanted = [f.id for f in filters] if ids is None else ids

@@ -20,7 +20,7 @@ from typing import Any
 from mailyard.core.sieve import EXTENSIONS, SieveSyntaxError
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import SetError, requested_properties
+from mailyard.protocols.jmap.mail.common import SetError, requested_ids, requested_properties
 from mailyard.protocols.jmap.session import capability
 from mailyard.services.sieve import MAX_NAME, ScriptRefused, SieveService
 from mailyard.store.ports import NotFound, SieveScriptRecord
@@ -80,15 +80,12 @@ async def _json(ctx: Context, script: SieveScriptRecord) -> dict[str, Any]:
 @method("SieveScript/get", capability=SIEVE)
 async def sieve_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
-    ids = args.get("ids")
-    if ids is not None and (not isinstance(ids, list)
-                            or not all(isinstance(i, str) for i in ids)):
-        raise MethodError("invalidArguments", "ids must be null or an array of ids")
+    ids = requested_ids(ctx, args)  # checked, bounded and creation ids resolved as every /get
     # Checked as every /get checks it: a list of names we know (`[[]]` was a serverFail)
     props = requested_properties(args, "properties", PROPERTIES, PROPERTIES)
     scripts = await _service(ctx).list(ctx.account)
     by_id = {script_id(s.name): s for s in scripts}
-    wanted = list(by_id) if ids is None else [ctx.resolve_id(i) or i for i in ids]
+    wanted = list(by_id) if ids is None else ids
     found = []
     for object_id in wanted:
         if object_id in by_id:
