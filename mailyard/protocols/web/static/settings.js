@@ -1,0 +1,130 @@
+// Settings: vacation responder, filters, app tokens, quota.
+import { useState, useEffect } from './vendor/hooks.mjs';
+import { html, size } from './util.js';
+import { CSRF } from './jmap.js';
+
+export function Settings({ client, notify }) {
+  const [vacation, setVacation] = useState(null);
+  const [tokens, setTokens] = useState([]);
+  const [quota, setQuota] = useState(null);
+  const [created, setCreated] = useState(null);
+  const loadTokens = async () => {
+    const r = await fetch('/web/tokens', { credentials: 'same-origin' });
+    if (r.ok) setTokens(await r.json());
+  };
+  useEffect(() => {
+    (async () => {
+      const [[, v], [, q]] = await client.call([['VacationResponse/get', { ids: ['singleton'] }], ['Quota/get', { ids: null }]]);
+      setVacation(v.list[0]);
+      setQuota(q.list ? q.list[0] : null);
+    })();
+    loadTokens();
+  }, []);
+  const saveVacation = async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const [[, r]] = await client.call([['VacationResponse/set', { update: { singleton: {
+      isEnabled: f.get('enabled') === 'on', subject: f.get('subject') || null, textBody: f.get('text') || null } } }]]);
+    notify(r.notUpdated ? 'Not saved.' : 'Vacation responder saved.');
+  };
+  const createToken = async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const days = Number(f.get('days')) || null;
+    const r = await fetch('/web/tokens', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', ...CSRF }, body: JSON.stringify({ name: f.get('name'), days }) });
+    if (r.ok) { setCreated(await r.json()); ev.target.reset(); loadTokens(); } else notify('Token not created.');
+  };
+  const revoke = async (t) => {
+    const r = await fetch(`/web/tokens/${encodeURIComponent(t.id)}`, { method: 'DELETE', credentials: 'same-origin', headers: CSRF });
+    if (r.ok) { notify(`Revoked ${t.name}.`); loadTokens(); }
+  };
+  const day = (t) => (t ? new Date(t * 1000).toLocaleDateString() : 'never');
+  return html`<section class="settings" aria-label="Settings">
+    <h1>Settings</h1>
+    ${quota && html`<p class="quota">Storage: ${size(quota.used)} of ${size(quota.hardLimit)} used.</p>`}
+    <h2>Vacation responder</h2>
+    ${vacation && html`<form class="vacation" onSubmit=${saveVacation}>
+      <label class="check"><input type="checkbox" name="enabled" defaultChecked=${vacation.isEnabled} /> Reply automatically</label>
+      <label>Subject<input name="subject" defaultValue=${vacation.subject || ''} /></label>
+      <label>Message<textarea name="text" rows="5" defaultValue=${vacation.textBody || ''}></textarea></label>
+      <button type="submit">Save</button>
+    </form>`}
+    <${Filters} client=${client} notify=${notify} />
+    <h2>App tokens</h2>
+    <p class="hint">For IMAP-less JMAP clients and scripts: a token logs in as you until it expires or is revoked.</p>
+    <table class="tokens"><thead><tr><th>Name</th><th>Created</th><th>Expires</th><th></th></tr></thead>
+      <tbody>${tokens.map((t) => html`<tr key=${t.id} data-token=${t.name}><td>${t.name}${t.current ? ' (this session)' : ''}</td>
+        <td>${day(t.created)}</td><td>${day(t.expires)}</td>
+        <td>${!t.current && html`<button onClick=${() => revoke(t)}>Revoke</button>`}</td></tr>`)}</tbody></table>
+    <form class="newtoken" onSubmit=${createToken}>
+      <label>Name<input name="name" required maxlength="100" /></label>
+      <label>Days<input name="days" type="number" min="1" max="3650" /></label>
+      <button type="submit">Create token</button>
+    </form>
+    ${created && html`<p class="created" role="status">New token for ${created.name}, shown once: <code>${created.token}</code></p>`}
+  </section>`;
+}
+
+// Gmail-style filters (Filters/get, /set): the server compiles them to the account's Sieve script.
+const FILTER_TEXT = [['from', 'From'], ['to', 'To'], ['subject', 'Subject'], ['hasWords', 'Has the words'], ['doesntHave', "Doesn't have"]];
+const FILTER_FLAGS = [['archive', 'Skip the Inbox (archive)'], ['star', 'Star it'], ['markRead', 'Mark as read'], ['neverSpam', 'Never send it to Spam']];
+
+function describeFilter(f) {
+  const when = FILTER_TEXT.filter(([k]) => f[k]).map(([k, name]) => `${name}: ${f[k]}`).join(', ');
+  const then = [f.label && `label ${f.label}`, ...FILTER_FLAGS.filter(([k]) => f[k]).map(([, name]) => name.toLowerCase()),
+    f.forwardTo && `forward to ${f.forwardTo}`].filter(Boolean).join(', ');
+  return `${when} \u2192 ${then}`;
+}
+
+function Filters({ client, notify }) {
+  const [filters, setFilters] = useState(null);
+  const [labels, setLabels] = useState([]);
+  const [error, setError] = useState(null);
+  const load = async () => {
+    const [[, r], [, boxes]] = await client.call([['Filters/get', { ids: null }], ['Mailbox/get', { properties: ['name', 'role'] }]]);
+    setFilters(r.list);
+    setLabels(boxes.list.filter((b) => !b.role).map((b) => b.name));
+  };
+  useEffect(() => { load(); }, []);
+  const create = async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    const f = {};
+    for (const [k] of FILTER_TEXT) f[k] = (form.get(k) || '').trim();
+    for (const [k] of FILTER_FLAGS) f[k] = form.get(k) === 'on';
+    f.label = (form.get('label') || '').trim();
+    f.forwardTo = (form.get('forwardTo') || '').trim();
+    const [[, r]] = await client.call([['Filters/set', { create: { n: f } }]]);
+    if (r.notCreated) { setError(r.notCreated.n.description); return; }
+    setError(null);
+    ev.target.reset();
+    notify('Filter created.');
+    load();
+  };
+  const remove = async (f) => {
+    const [[, r]] = await client.call([['Filters/set', { destroy: [f.id] }]]);
+    notify(r.destroyed ? 'Filter deleted.' : 'Filter not deleted.');
+    load();
+  };
+  return html`<div class="filters">
+    <h2>Filters</h2>
+    <p class="hint">Applied to new mail as it arrives (compiled to the account's Sieve script).</p>
+    ${filters && (filters.length ? html`<ul class="filter-list" aria-label="Filters">${filters.map((f) => html`<li key=${f.id} data-filter=${f.id}>
+        <span>${describeFilter(f)}</span> <button onClick=${() => remove(f)} aria-label=${`Delete filter ${describeFilter(f)}`}>Delete</button></li>`)}</ul>`
+      : html`<p class="empty">No filters.</p>`)}
+    <form class="newfilter" onSubmit=${create} aria-label="New filter">
+      <fieldset><legend>Matches</legend>
+        ${FILTER_TEXT.map(([k, name]) => html`<label key=${k}>${name}<input name=${k} maxlength="500" /></label>`)}
+      </fieldset>
+      <fieldset><legend>Then</legend>
+        <label>Apply the label<input name="label" list="filter-labels" maxlength="200" /></label>
+        <datalist id="filter-labels">${labels.map((l) => html`<option key=${l} value=${l} />`)}</datalist>
+        ${FILTER_FLAGS.map(([k, name]) => html`<label key=${k} class="check"><input type="checkbox" name=${k} /> ${name}</label>`)}
+        <label>Forward to<input name="forwardTo" type="email" maxlength="254" /></label>
+      </fieldset>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <button type="submit">Create filter</button>
+    </form>
+  </div>`;
+}
