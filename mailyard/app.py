@@ -18,6 +18,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,11 +34,14 @@ if TYPE_CHECKING:
     from mailyard.pipeline.outbound import OutboundWorker
     from mailyard.pipeline.worker import Supervised, Worker
     from mailyard.protocols.imap.session import IMAPServices
+    from mailyard.protocols.jmap.http import HTTPServer
+    from mailyard.protocols.jmap.webpush import WebPushDeliverer
     from mailyard.services.accounts import AccountService
     from mailyard.services.blobs import BlobService
     from mailyard.services.changes import ChangeService
     from mailyard.services.checks import CheckChain
     from mailyard.services.checks.content import SpamPlacement
+    from mailyard.services.checks.policy import PolicyStore
     from mailyard.services.checks.training import SpamTrainer
     from mailyard.services.delivery import DeliveryService
     from mailyard.services.mailbox import MailboxService
@@ -48,23 +52,21 @@ if TYPE_CHECKING:
     from mailyard.services.submission import SubmissionService
     from mailyard.services.tokens import TokenService
     from mailyard.services.vacation import VacationResponder
-    from mailyard.store.fs.blobstore import FsBlobStore
-    from mailyard.store.local.eventbus import LocalEventBus
     from mailyard.store.nats.connection import NatsConnection
-    from mailyard.store.nats.eventbus import NatsEventBus
-    from mailyard.store.nats.queue import NatsQueue
-    from mailyard.store.ports import Account, Counters, RoutingStore
-    from mailyard.store.postgres.mailstore import PostgresMailStore
-    from mailyard.store.postgres.search import PostgresSearchIndex
-    from mailyard.store.postgres.sharded import ShardedMailStore
-    from mailyard.store.postgres.sieve import PostgresSieveStore
-    from mailyard.store.s3.blobstore import S3BlobStore
-    from mailyard.store.sqlite.mailstore import SqliteMailStore
+    from mailyard.store.ports import (
+        Account,
+        BlobStore,
+        Counters,
+        MaintainedMailStore,
+        NodeEventBus,
+        PushSubscriptionStore,
+        Queue,
+        RoutingStore,
+        SearchIndex,
+        SieveScriptStore,
+        SpamModel,
+    )
     from mailyard.store.sqlite.policy import SqlitePolicyStore
-    from mailyard.store.sqlite.queue import SqliteQueue
-    from mailyard.store.sqlite.search import SqliteSearchIndex
-    from mailyard.store.sqlite.sieve import SqliteSieveStore
-    from mailyard.store.sqlite.spam import SqliteSpamModel
 
 log = logging.getLogger("mailyard")
 
@@ -82,43 +84,35 @@ class Runtime:
              "sieve_scripts", "sieve")
     """Every part, in the order `open` builds them (the order the server always used)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, others_enqueue: bool = False) -> None:
+        """`others_enqueue`: this process consumes a queue other processes of the node feed
+        (a `--workers` process; the listener beside SMTP processes), see `open_queue`."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
+        self.others_enqueue = others_enqueue
 
     @classmethod
-    def open(cls, config: Config) -> Runtime:
+    def open(cls, config: Config, *, others_enqueue: bool = False) -> Runtime:
         """Build every adapter and service for `config` (no listener, no worker yet)."""
         from mailyard import metrics
 
-        runtime = cls(config)
+        runtime = cls(config, others_enqueue=others_enqueue)
         for part in cls.PARTS:
             getattr(runtime, part)
         runtime.search.timer = metrics.SEARCH.time  # the server's /metrics times searches
         return runtime
 
     @cached_property
-    def store(self) -> SqliteMailStore | PostgresMailStore | ShardedMailStore:
+    def store(self) -> MaintainedMailStore:
         return open_mailstore(self.config)
 
     @cached_property
-    def blobs(self) -> FsBlobStore | S3BlobStore:
+    def blobs(self) -> BlobStore:
         return open_blobstore(self.config)
 
     @cached_property
-    def queue(self) -> SqliteQueue | NatsQueue:
-        """`[cluster] queue`: JetStream shared by every node, or queue.db in data_dir."""
-        c = self.config.cluster
-        if c.queue == "nats":
-            from mailyard.store.nats.queue import NatsQueue
-
-            return NatsQueue(self.nats, prefix=c.prefix, replicas=c.replicas,
-                             holder=node_name(self.config),
-                             poll_interval=self.config.queue.poll_interval)
-        from mailyard.store.sqlite.queue import SqliteQueue
-
-        return SqliteQueue(self.config.data_dir / "queue.db",
-                           poll_interval=self.config.queue.poll_interval)
+    def queue(self) -> Queue:
+        return open_queue(self.config, lambda: self.nats, others_enqueue=self.others_enqueue)
 
     @cached_property
     def nats(self) -> NatsConnection:
@@ -128,20 +122,13 @@ class Runtime:
         return NatsConnection(self.config.cluster.nats, name=f"mailyard {node_name(self.config)}")
 
     @cached_property
-    def index(self) -> SqliteSearchIndex | PostgresSearchIndex:
-        return open_search_index(self.config)
+    def index(self) -> SearchIndex:
+        return open_search_index(self.config,
+                                 self.store if self.config.store.shards else None)
 
     @cached_property
-    def bus(self) -> LocalEventBus | NatsEventBus:
-        """`[cluster] events`: NATS subjects (every node), or in-process with a relay between
-        this node's processes."""
-        if self.config.cluster.events == "nats":
-            from mailyard.store.nats.eventbus import NatsEventBus
-
-            return NatsEventBus(self.nats, prefix=self.config.cluster.prefix)
-        from mailyard.store.local.eventbus import LocalEventBus
-
-        return LocalEventBus()
+    def bus(self) -> NodeEventBus:
+        return open_event_bus(self.config, lambda: self.nats)
 
     @cached_property
     def accounts(self) -> AccountService:
@@ -160,10 +147,8 @@ class Runtime:
                                      "abuse": config.addresses.abuse})
 
     @cached_property
-    def spam_model(self) -> SqliteSpamModel:
-        from mailyard.store.sqlite.spam import SqliteSpamModel
-
-        return SqliteSpamModel(self.config.data_dir / "spam.db")
+    def spam_model(self) -> SpamModel:
+        return open_spam_model(self.config)
 
     @cached_property
     def pipeline(self) -> InboundPipeline:
@@ -195,7 +180,9 @@ class Runtime:
         r = self.config.routing
         srs = SRS(srs_secret(self.config), r.srs_domain or self.config.hostname)
         routing = RoutingService(self.accounts, self.routing_store,
-                                 delimiter=r.recipient_delimiter, srs=srs)
+                                 delimiter=r.recipient_delimiter, srs=srs,
+                                 spam_score=_Placement(self).complete,
+                                 hold_spam=r.hold_spam_forwards)
         self.accounts.router = routing
         return routing
 
@@ -266,16 +253,8 @@ class Runtime:
         return BlobService(self.store, self.blobs, self.mailbox)
 
     @cached_property
-    def sieve_scripts(self) -> SqliteSieveStore | PostgresSieveStore:
-        """Sieve scripts beside the directory: sieve.db, or the (first) PostgreSQL database."""
-        dsn = (self.config.store.shards or [self.config.store.metadata])[0]
-        if dsn:
-            from mailyard.store.postgres.sieve import PostgresSieveStore
-
-            return PostgresSieveStore(dsn)
-        from mailyard.store.sqlite.sieve import SqliteSieveStore
-
-        return SqliteSieveStore(self.config.data_dir / "sieve.db")
+    def sieve_scripts(self) -> SieveScriptStore:
+        return open_sieve_store(self.config)
 
     @cached_property
     def sieve(self) -> SieveService:
@@ -480,7 +459,69 @@ def srs_secret(config: Config) -> bytes:
         return key
 
 
-def open_mailstore(config: Config) -> SqliteMailStore | PostgresMailStore | ShardedMailStore:
+# ------------------------------------------------------------------ one engine per role
+# Each role's engine is chosen here from the configuration and nowhere else; the rest of
+# the server sees the role's port (store/ports.py) only.
+
+
+def open_queue(config: Config, nats: Callable[[], NatsConnection], *,
+               others_enqueue: bool = False) -> Queue:
+    """`[cluster] queue`: JetStream shared by every node, or queue.db in data_dir. On SQLite,
+    a process fed by other processes of the node (`others_enqueue`) looks for their commits
+    every few milliseconds; one that feeds itself only at `poll_interval` (its own enqueue
+    wakes it at once, and a 10 ms watch cost the event loop 7 % of its time under IMAP
+    load)."""
+    c = config.cluster
+    if c.queue == "nats":
+        from mailyard.store.nats.queue import NatsQueue
+
+        return NatsQueue(nats(), prefix=c.prefix, replicas=c.replicas,
+                         holder=node_name(config), poll_interval=config.queue.poll_interval)
+    from mailyard.store.sqlite.queue import WATCH_INTERVAL, SqliteQueue
+
+    return SqliteQueue(config.data_dir / "queue.db", poll_interval=config.queue.poll_interval,
+                       watch_interval=WATCH_INTERVAL if others_enqueue else None)
+
+
+def open_event_bus(config: Config, nats: Callable[[], NatsConnection]) -> NodeEventBus:
+    """`[cluster] events`: NATS subjects (every node), or in-process with a relay between
+    this node's processes."""
+    if config.cluster.events == "nats":
+        from mailyard.store.nats.eventbus import NatsEventBus
+
+        return NatsEventBus(nats(), prefix=config.cluster.prefix)
+    from mailyard.store.local.eventbus import LocalEventBus
+
+    return LocalEventBus()
+
+
+def open_spam_model(config: Config) -> SpamModel:
+    """What the content classifier learns: spam.db in data_dir."""
+    from mailyard.store.sqlite.spam import SqliteSpamModel
+
+    return SqliteSpamModel(config.data_dir / "spam.db")
+
+
+def open_sieve_store(config: Config) -> SieveScriptStore:
+    """Sieve scripts beside the directory: sieve.db, or the (first) PostgreSQL database."""
+    dsn = (config.store.shards or [config.store.metadata])[0]
+    if dsn:
+        from mailyard.store.postgres.sieve import PostgresSieveStore
+
+        return PostgresSieveStore(dsn)
+    from mailyard.store.sqlite.sieve import SqliteSieveStore
+
+    return SqliteSieveStore(config.data_dir / "sieve.db")
+
+
+def open_push_store(config: Config) -> PushSubscriptionStore:
+    """JMAP push subscriptions: push.db in data_dir."""
+    from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
+
+    return SqlitePushSubscriptionStore(config.data_dir / "push.db")
+
+
+def open_mailstore(config: Config) -> MaintainedMailStore:
     """`[store] metadata`: SQLite in data_dir (the default), one PostgreSQL database, or
     shards. The PostgreSQL adapters (and asyncpg) are imported only when configured: a
     listener on SQLite holds megabytes less of modules it never runs."""
@@ -497,8 +538,18 @@ def open_mailstore(config: Config) -> SqliteMailStore | PostgresMailStore | Shar
     return SqliteMailStore(config.data_dir / "mail.db", query_seconds=config.limits.query_seconds)
 
 
-def open_search_index(config: Config) -> SqliteSearchIndex | PostgresSearchIndex:
-    """`[store] search`: SQLite FTS in data_dir, or PostgreSQL (imported only then)."""
+def open_search_index(config: Config, store: object = None
+                      ) -> SearchIndex:
+    """`[store] search`: SQLite FTS in data_dir, or PostgreSQL (imported only then); with
+    the MailStore sharded and `search = "postgresql"`, each account's index in its own shard
+    (search_shards.py), routed by the directory of `store`."""
+    if config.store.shards and config.store.search == "postgresql":
+        from mailyard.store.postgres.search_shards import ShardedSearchIndex
+        from mailyard.store.postgres.sharded import ShardedMailStore
+
+        if not isinstance(store, ShardedMailStore):
+            raise TypeError("the sharded search index needs the sharded MailStore")
+        return ShardedSearchIndex(store, query_seconds=config.limits.query_seconds)
     if config.store.search_dsn:
         from mailyard.store.postgres.search import PostgresSearchIndex
 
@@ -510,7 +561,7 @@ def open_search_index(config: Config) -> SqliteSearchIndex | PostgresSearchIndex
                              query_seconds=config.limits.query_seconds)
 
 
-def open_blobstore(config: Config) -> FsBlobStore | S3BlobStore:
+def open_blobstore(config: Config) -> BlobStore:
     """`[store] blobs`: files under data_dir (the default) or an S3 bucket. The S3 adapter
     (and aiobotocore) is imported only when configured: admin commands start faster."""
     if not config.store.blobs:
@@ -533,8 +584,8 @@ def open_policy_store(config: Config) -> SqlitePolicyStore:
     return SqlitePolicyStore(config.data_dir / "policy.db")
 
 
-def inbound_checks(config: Config, policy_store: SqlitePolicyStore,
-                   spam_model: SqliteSpamModel | None = None) -> CheckChain:
+def inbound_checks(config: Config, policy_store: PolicyStore,
+                   spam_model: SpamModel | None = None) -> CheckChain:
     """The MX's checks, in order: connection policy (layer 1), authentication (layer 2),
     then content (layers 3 and 4). Their lookups get the `[dns]` nameservers with the short
     `[checks] dns_timeout`, since an SMTP client is waiting."""
@@ -599,7 +650,7 @@ async def start_imap_listeners(config: Config, runtime: Runtime, tls: ssl.SSLCon
     return servers
 
 
-async def start_mx_listener(config: Config, runtime: Runtime, policy_store: SqlitePolicyStore,
+async def start_mx_listener(config: Config, runtime: Runtime, policy_store: PolicyStore,
                             tls: ssl.SSLContext, port: int = 0) -> asyncio.Server:
     """The MX listener of this process; `port` (an SMTP process beyond the first) overrides
     the configured port with the one the first process bound."""
@@ -689,51 +740,27 @@ async def _warn_about_setup(config: Config, runtime: Runtime) -> None:
                             domain)
 
 
+@dataclass
+class Served:
+    """What `serve` started and must stop again, in the order it stops them."""
+
+    servers: list[asyncio.Server] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    workers: list[Any] = field(default_factory=list)
+    imap_processes: list[Any] = field(default_factory=list)
+    smtp_processes: list[Any] = field(default_factory=list)
+    pipeline: list[Callable[[], str | None]] = field(default_factory=list)
+    """Why a pipeline loop is not running (each says so, or None): /readyz asks them."""
+    http: HTTPServer | None = None
+    push_store: PushSubscriptionStore | None = None
+    push_delivery: WebPushDeliverer | None = None
+    heartbeat: asyncio.Task[None] | None = None
+
+
 async def serve(config: Config, *, workers: int = 0) -> None:
     """Run until SIGTERM or SIGINT: listeners here, pipeline here or in worker processes."""
-    import multiprocessing
-
-    from mailyard.protocols.jmap.http import (
-        HTTPServer,
-        JMAPPolicy,
-        JMAPServices,
-        build_app,
-        start_http,
-    )
-    from mailyard.protocols.jmap.push import routes as push_routes
-    from mailyard.protocols.jmap.services import DataServices
-    from mailyard.protocols.jmap.sync import routes as sync_routes
-    from mailyard.protocols.jmap.webpush import WebPushDeliverer
-    from mailyard.protocols.jmap.websocket import routes as websocket_routes
-    from mailyard.protocols.live import LIVE
-    from mailyard.protocols.ops import OpsRouter
-    from mailyard.protocols.pop3.server import start_pop3
-    from mailyard.protocols.pop3.session import POP3Policy, POP3Services
-    from mailyard.protocols.smtp.submission import (
-        MSAPolicy,
-        SubmissionHandler,
-        start_submission,
-    )
-    from mailyard.protocols.web.pages import WebRouter, behind_auth, build_web_app
-    from mailyard.protocols.web.services import WebServices
-    from mailyard.services.pushsubs import PushSubscriptionService
-    from mailyard.store.local.eventbus import socket_address
-    from mailyard.store.sqlite.db import SchemaTooNew
-    from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
-
     limit_malloc_arenas()
-    try:
-        runtime = Runtime.open(config)
-    except SchemaTooNew as e:
-        raise SystemExit(f"mailyard: refusing to start: {e}") from None
-    # Binding the event socket also proves no other server runs on this data_dir, so the
-    # leases left in the queue belong to dead workers of a previous run.
-    try:
-        await runtime.bus.listen(socket_address(config.data_dir))
-    except OSError as e:
-        runtime.close()
-        raise SystemExit(f"mailyard: another server is running on {config.data_dir} ({e})")\
-            from None
+    runtime = await _open_listener_runtime(config, workers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(client_tls_errors)
@@ -742,165 +769,253 @@ async def serve(config: Config, *, workers: int = 0) -> None:
 
     tls = _tls_context(config)
     await _warn_about_setup(config, runtime)
-
-    servers: list[asyncio.Server] = []
+    served = Served()
     policy_store = open_policy_store(config)
     imap_ports: tuple[int, int] = (0, 0)
     if config.listen.imap or config.listen.imaps:
         imap_servers = await start_imap_listeners(config, runtime, tls)
-        servers += imap_servers
+        served.servers += imap_servers
         imap_ports = _bound_ports(config, imap_servers)
-    if config.listen.pop3 or config.listen.pop3s:
-        pop3 = POP3Services(
-            accounts=runtime.accounts, mailbox=runtime.mailbox, tls=tls,
-            policy=POP3Policy(
-                hostname=config.hostname, dele=config.pop3.dele, max_line=config.pop3.max_line,
-                idle_timeout=config.pop3.idle_timeout,
-                allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-                connections_per_ip=config.pop3.connections_per_ip))
-        for address, implicit in ((config.listen.pop3, False), (config.listen.pop3s, True)):
-            if address:
-                host, port = _hostport(address)
-                servers.append(await start_pop3(pop3, host, port,
-                                                implicit_tls=tls if implicit else None))
-                log.info("POP3%s listening on %s", "S" if implicit else "", address)
-    if config.listen.managesieve:
-        from mailyard.protocols.managesieve.server import ManageSieveServices, start_managesieve
-
-        host, port = _hostport(config.listen.managesieve)
-        servers.append(await start_managesieve(
-            ManageSieveServices(runtime.accounts, runtime.sieve, tls), host, port))
-        log.info("ManageSieve listening on %s", config.listen.managesieve)
+    served.servers += await start_pop3_listeners(config, runtime, tls)
+    served.servers += await start_managesieve_listener(config, runtime, tls)
     smtp_port = 0
     if config.listen.smtp:
-        servers.append(await start_mx_listener(config, runtime, policy_store, tls))
-        smtp_port = int(servers[-1].sockets[0].getsockname()[1])
-
-    if config.listen.submission or config.listen.submissions:
-        msa = SubmissionHandler(runtime.accounts, runtime.submission, MSAPolicy(
-            hostname=config.hostname, message_size=config.limits.message_size,
-            allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-            timeout=config.limits.smtp_timeout, line_octets=config.limits.smtp_line_octets))
-        for address, implicit in ((config.listen.submission, False),
-                                  (config.listen.submissions, True)):
-            if address:
-                host, port = _hostport(address)
-                servers.append(await start_submission(msa, host, port, tls,
-                                                      implicit_tls=implicit))
-                log.info("SMTP submission%s listening on %s", "s" if implicit else "", address)
-
-    pipeline: list[Callable[[], str | None]] = []  # why a pipeline loop is not running
-    http: HTTPServer | None = None
-    push_store: SqlitePushSubscriptionStore | None = None
-    push_delivery: WebPushDeliverer | None = None
+        served.servers.append(await start_mx_listener(config, runtime, policy_store, tls))
+        smtp_port = int(served.servers[-1].sockets[0].getsockname()[1])
+    served.servers += await start_submission_listeners(config, runtime, tls)
     if config.listen.http:
-        # JMAP push subscriptions (RFC 8620 §7.2): delivered from the listener process,
-        # where the event bus of every worker arrives.
-        push_store = SqlitePushSubscriptionStore(config.data_dir / "push.db")
-        push = PushSubscriptionService(push_store,
-                                       loopback_http=config.limits.push_loopback_http)
-        push_delivery = WebPushDeliverer(push, runtime.bus)
-        jmap = JMAPServices(runtime.accounts, tokens=runtime.tokens.check, policy=JMAPPolicy(
-            allow_plaintext_loopback=config.auth.plaintext_on_loopback,
-            allowed_origins=frozenset(config.http.allowed_origins)), data=DataServices(
-                mailbox=runtime.mailbox, changes=runtime.changes, objects=runtime.objects,
-                search=runtime.search, submission=runtime.submission,
-                blobs=runtime.blob_access, vacation=runtime.vacation, push=push,
-                push_delivery=push_delivery, sieve=runtime.sieve))
-        host, port = _hostport(config.listen.http)
-        web = WebServices(runtime.accounts, runtime.tokens, runtime.mailbox, jmap.policy)
-        http = await start_http(OpsRouter(ops_app(runtime, pipeline), WebRouter(
-            build_web_app(web), build_app(jmap, routes=[
-                *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
-                *sync_routes(runtime.changes), *behind_auth(web)]))), host, port,
-                                ssl=tls)
-        log.info("HTTPS (JMAP) listening on %s", config.listen.http)
-        await push_delivery.start()
+        await _start_http(config, runtime, tls, served)
 
     released = await runtime.queue.release_leases()
     if released:
         log.warning("took back %d queue items leased by workers of a previous run", released)
-    tasks: list[asyncio.Task[None]] = []
-    processes: list[Any] = []
-    smtp_processes = await _start_smtp_processes(config, smtp_port, runtime, workers, stop,
-                                                 tasks)
-    if workers <= 0:
-        for loop_ in runtime.loops():
-            pipeline.append(loop_.problem)
-            tasks.append(asyncio.create_task(loop_.run(stop)))
-    else:
-        for n in range(workers):
-            processes.append(_start_worker(config, n))
-        pipeline.append(lambda: _dead_workers(processes))
-        tasks.append(asyncio.create_task(_supervise_workers(config, processes, stop)))
-        log.info("pipeline running in %d worker processes", workers)
-    imap_processes: list[Any] = []
-    if (config.listen.imap or config.listen.imaps) and config.imap.processes > 1:
-        ctx = multiprocessing.get_context("spawn")
-        started = []
-        for n in range(1, config.imap.processes):
-            runtime.bus.add_peer(socket_address(config.data_dir, f"imap-{n}"))
-            listening = ctx.Event()
-            proc = ctx.Process(target=imap_process,
-                               args=(config, os.getpid(), n, imap_ports, listening),
-                               name=f"mailyard-imap-{n}", daemon=True)
-            proc.start()
-            imap_processes.append(proc)
-            started.append(listening)
-        # "serving" means every process listens: until then a connection could only reach us.
-        for n, listening in enumerate(started, 1):
-            if not await asyncio.to_thread(listening.wait, 60):
-                log.error("IMAP process %d did not start listening within 60 s", n)
-        log.info("IMAP served by %d processes", config.imap.processes)
-
-        def restart_imap(n: int) -> Any:
-            """IMAP process n + 1 again, on the same ports and event-bus socket; not waited
-            for (its Event would be dropped before the child set it)."""
-            proc = ctx.Process(target=imap_process,
-                               args=(config, os.getpid(), n + 1, imap_ports, None),
-                               name=f"mailyard-imap-{n + 1}", daemon=True)
-            proc.start()
-            return proc
-
-        # Their own supervisor: in the workers' list a dead IMAP process was started again
-        # as a pipeline worker (and /readyz called it a dead worker); with no workers it was
-        # never started again at all.
-        tasks.append(asyncio.create_task(_supervise_workers(config, imap_processes, stop,
-                                                            restart_imap)))
-    heartbeat = start_heartbeat(runtime)  # [cluster] nats: `mailyard cluster status` sees us
+    served.smtp_processes = await _start_smtp_processes(config, smtp_port, stop, served.tasks)
+    _start_pipeline(config, runtime, workers, stop, served)
+    await _start_imap_processes(config, runtime, imap_ports, stop, served)
+    served.heartbeat = start_heartbeat(runtime)  # [cluster] nats: `mailyard cluster status`
     print(f"mailyard: serving (data in {config.data_dir})", flush=True)
 
     await stop.wait()
     log.info("shutting down")
-    if heartbeat is not None:
-        heartbeat.cancel()
-    # Stop accepting, then end each session politely (IMAP BYE, POP3 -ERR, SMTP 421 once a
-    # DATA in progress has its answer): nothing acknowledged is lost, since a 250 is only
-    # said once the message is durable. The pipeline finishes its batch; anything leased and
-    # unfinished is taken back by the next start.
-    for server in servers:
+    await _shut_down(runtime, served)
+    policy_store.close()
+
+
+async def _open_listener_runtime(config: Config, workers: int) -> Runtime:
+    """The listener process's runtime, its event bus the node's hub. Binding the hub's socket
+    also proves no other server runs on this data_dir, so the leases left in the queue belong
+    to dead workers of a previous run. When SMTP processes feed the queue this process
+    consumes (no `--workers`), the queue watches for their commits."""
+    from mailyard.store.local.eventbus import socket_address
+    from mailyard.store.sqlite.db import SchemaTooNew
+
+    others_enqueue = (workers <= 0 and bool(config.listen.smtp)
+                      and config.smtp.processes > 1)
+    try:
+        runtime = Runtime.open(config, others_enqueue=others_enqueue)
+    except SchemaTooNew as e:
+        raise SystemExit(f"mailyard: refusing to start: {e}") from None
+    try:
+        await runtime.bus.listen(socket_address(config.data_dir))
+    except OSError as e:
+        runtime.close()
+        raise SystemExit(f"mailyard: another server is running on {config.data_dir} ({e})")\
+            from None
+    return runtime
+
+
+async def start_pop3_listeners(config: Config, runtime: Runtime, tls: ssl.SSLContext
+                               ) -> list[asyncio.Server]:
+    """The POP3 and POP3S listeners `[listen]` asks for (none, one or both)."""
+    if not (config.listen.pop3 or config.listen.pop3s):
+        return []
+    from mailyard.protocols.pop3.server import start_pop3
+    from mailyard.protocols.pop3.session import POP3Policy, POP3Services
+
+    pop3 = POP3Services(
+        accounts=runtime.accounts, mailbox=runtime.mailbox, tls=tls,
+        policy=POP3Policy(
+            hostname=config.hostname, dele=config.pop3.dele, max_line=config.pop3.max_line,
+            idle_timeout=config.pop3.idle_timeout,
+            allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+            connections_per_ip=config.pop3.connections_per_ip))
+    servers = []
+    for address, implicit in ((config.listen.pop3, False), (config.listen.pop3s, True)):
+        if address:
+            host, port = _hostport(address)
+            servers.append(await start_pop3(pop3, host, port,
+                                            implicit_tls=tls if implicit else None))
+            log.info("POP3%s listening on %s", "S" if implicit else "", address)
+    return servers
+
+
+async def start_managesieve_listener(config: Config, runtime: Runtime, tls: ssl.SSLContext
+                                     ) -> list[asyncio.Server]:
+    """The ManageSieve listener, if `[listen] managesieve` is set."""
+    if not config.listen.managesieve:
+        return []
+    from mailyard.protocols.managesieve.server import ManageSieveServices, start_managesieve
+
+    host, port = _hostport(config.listen.managesieve)
+    server = await start_managesieve(
+        ManageSieveServices(runtime.accounts, runtime.sieve, tls), host, port)
+    log.info("ManageSieve listening on %s", config.listen.managesieve)
+    return [server]
+
+
+async def start_submission_listeners(config: Config, runtime: Runtime, tls: ssl.SSLContext
+                                     ) -> list[asyncio.Server]:
+    """The submission (STARTTLS) and submissions (implicit TLS) listeners `[listen]` asks
+    for."""
+    if not (config.listen.submission or config.listen.submissions):
+        return []
+    from mailyard.protocols.smtp.submission import MSAPolicy, SubmissionHandler, start_submission
+
+    msa = SubmissionHandler(runtime.accounts, runtime.submission, MSAPolicy(
+        hostname=config.hostname, message_size=config.limits.message_size,
+        allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+        timeout=config.limits.smtp_timeout, line_octets=config.limits.smtp_line_octets))
+    servers = []
+    for address, implicit in ((config.listen.submission, False),
+                              (config.listen.submissions, True)):
+        if address:
+            host, port = _hostport(address)
+            servers.append(await start_submission(msa, host, port, tls, implicit_tls=implicit))
+            log.info("SMTP submission%s listening on %s", "s" if implicit else "", address)
+    return servers
+
+
+async def _start_http(config: Config, runtime: Runtime, tls: ssl.SSLContext,
+                      served: Served) -> None:
+    """HTTPS: JMAP, the webmail and the ops endpoints. JMAP push subscriptions (RFC 8620
+    §7.2) are delivered from the listener process, where the event bus of every worker
+    arrives."""
+    from mailyard.protocols.jmap.http import JMAPPolicy, JMAPServices, build_app, start_http
+    from mailyard.protocols.jmap.push import routes as push_routes
+    from mailyard.protocols.jmap.services import DataServices
+    from mailyard.protocols.jmap.sync import routes as sync_routes
+    from mailyard.protocols.jmap.webpush import WebPushDeliverer
+    from mailyard.protocols.jmap.websocket import routes as websocket_routes
+    from mailyard.protocols.ops import OpsRouter
+    from mailyard.protocols.web.pages import WebRouter, behind_auth, build_web_app
+    from mailyard.protocols.web.services import WebServices
+    from mailyard.services.pushsubs import PushSubscriptionService
+
+    served.push_store = open_push_store(config)
+    push = PushSubscriptionService(served.push_store,
+                                   loopback_http=config.limits.push_loopback_http)
+    served.push_delivery = WebPushDeliverer(push, runtime.bus)
+    jmap = JMAPServices(runtime.accounts, tokens=runtime.tokens.check, policy=JMAPPolicy(
+        allow_plaintext_loopback=config.auth.plaintext_on_loopback,
+        allowed_origins=frozenset(config.http.allowed_origins)), data=DataServices(
+            mailbox=runtime.mailbox, changes=runtime.changes, objects=runtime.objects,
+            search=runtime.search, submission=runtime.submission,
+            blobs=runtime.blob_access, vacation=runtime.vacation, push=push,
+            push_delivery=served.push_delivery, sieve=runtime.sieve))
+    host, port = _hostport(config.listen.http)
+    web = WebServices(runtime.accounts, runtime.tokens, runtime.mailbox, jmap.policy,
+                      runtime.blob_access, config.hostname)
+    served.http = await start_http(OpsRouter(ops_app(runtime, served.pipeline), WebRouter(
+        build_web_app(web), build_app(jmap, routes=[
+            *push_routes(runtime.bus), *websocket_routes(jmap, runtime.bus),
+            *sync_routes(runtime.changes), *behind_auth(web)]))), host, port, ssl=tls)
+    log.info("HTTPS (JMAP) listening on %s", config.listen.http)
+    await served.push_delivery.start()
+
+
+def _start_pipeline(config: Config, runtime: Runtime, workers: int, stop: asyncio.Event,
+                    served: Served) -> None:
+    """The pipeline and outbound loops: in this process (`workers` 0), or in that many
+    supervised worker processes."""
+    if workers <= 0:
+        for loop_ in runtime.loops():
+            served.pipeline.append(loop_.problem)
+            served.tasks.append(asyncio.create_task(loop_.run(stop)))
+        return
+    processes = served.workers
+    for n in range(workers):
+        processes.append(_start_worker(config, n))
+    served.pipeline.append(lambda: _dead_workers(processes))
+    served.tasks.append(asyncio.create_task(_supervise_workers(config, processes, stop)))
+    log.info("pipeline running in %d worker processes", workers)
+
+
+async def _start_imap_processes(config: Config, runtime: Runtime, imap_ports: tuple[int, int],
+                                stop: asyncio.Event, served: Served) -> None:
+    """`[imap] processes` - 1 more IMAP processes on the ports this one bound, each a peer of
+    this process's event bus, with their own supervisor."""
+    import multiprocessing
+
+    from mailyard.store.local.eventbus import socket_address
+
+    if not (config.listen.imap or config.listen.imaps) or config.imap.processes <= 1:
+        return
+    ctx = multiprocessing.get_context("spawn")
+    started = []
+    for n in range(1, config.imap.processes):
+        runtime.bus.add_peer(socket_address(config.data_dir, f"imap-{n}"))
+        listening = ctx.Event()
+        proc = ctx.Process(target=imap_process,
+                           args=(config, os.getpid(), n, imap_ports, listening),
+                           name=f"mailyard-imap-{n}", daemon=True)
+        proc.start()
+        served.imap_processes.append(proc)
+        started.append(listening)
+    # "serving" means every process listens: until then a connection could only reach us.
+    for n, listening in enumerate(started, 1):
+        if not await asyncio.to_thread(listening.wait, 60):
+            log.error("IMAP process %d did not start listening within 60 s", n)
+    log.info("IMAP served by %d processes", config.imap.processes)
+
+    def restart_imap(n: int) -> Any:
+        """IMAP process n + 1 again, on the same ports and event-bus socket; not waited
+        for (its Event would be dropped before the child set it)."""
+        proc = ctx.Process(target=imap_process,
+                           args=(config, os.getpid(), n + 1, imap_ports, None),
+                           name=f"mailyard-imap-{n + 1}", daemon=True)
+        proc.start()
+        return proc
+
+    # Their own supervisor: in the workers' list a dead IMAP process was started again
+    # as a pipeline worker (and /readyz called it a dead worker); with no workers it was
+    # never started again at all.
+    served.tasks.append(asyncio.create_task(_supervise_workers(
+        config, served.imap_processes, stop, restart_imap)))
+
+
+async def _shut_down(runtime: Runtime, served: Served) -> None:
+    """Stop accepting, then end each session politely (IMAP BYE, POP3 -ERR, SMTP 421 once a
+    DATA in progress has its answer): nothing acknowledged is lost, since a 250 is only said
+    once the message is durable. The pipeline finishes its batch; anything leased and
+    unfinished is taken back by the next start."""
+    from mailyard.protocols.live import LIVE
+
+    if served.heartbeat is not None:
+        served.heartbeat.cancel()
+    for server in served.servers:
         server.close()
-    for proc in [*imap_processes, *smtp_processes]:  # they say goodbye to their sessions
-        if proc.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
+    children = [*served.imap_processes, *served.smtp_processes]
+    _terminate(children)  # they say goodbye to their sessions
     await LIVE.goodbye(timeout=15.0)
-    if http is not None:
-        await http.close()
-    if push_delivery is not None and push_store is not None:
-        await push_delivery.close()
-        push_store.close()
+    if served.http is not None:
+        await served.http.close()
+    if served.push_delivery is not None and served.push_store is not None:
+        await served.push_delivery.close()
+        served.push_store.close()
+    _terminate(served.workers)
+    for task in served.tasks:
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(task, 30)
+    for proc in [*served.workers, *children]:
+        await asyncio.to_thread(proc.join, 30)
+    runtime.close()
+
+
+def _terminate(processes: Sequence[Any]) -> None:
     for proc in processes:
         if proc.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(task, 30)
-    for proc in [*processes, *imap_processes, *smtp_processes]:
-        await asyncio.to_thread(proc.join, 30)
-    runtime.close()
-    policy_store.close()
 
 
 BLOB_USAGE_TTL = 300.0
@@ -1034,11 +1149,8 @@ def worker_process(config: Config, parent_pid: int) -> None:
 
 async def _worker_main(config: Config, parent_pid: int) -> None:
     from mailyard.store.local.eventbus import socket_address
-    from mailyard.store.sqlite.queue import WATCH_INTERVAL, SqliteQueue
 
-    runtime = Runtime.open(config)
-    if isinstance(runtime.queue, SqliteQueue):  # the listener enqueues, in another process
-        runtime.queue.watch_interval = WATCH_INTERVAL
+    runtime = Runtime.open(config, others_enqueue=True)  # the listener enqueues
     runtime.bus.relay_to(socket_address(config.data_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1097,15 +1209,12 @@ async def _imap_main(config: Config, parent_pid: int, index: int,
         runtime.close()
 
 
-async def _start_smtp_processes(config: Config, port: int, runtime: Runtime, workers: int,
-                                stop: asyncio.Event, tasks: list[asyncio.Task[None]]
-                                ) -> list[Any]:
+async def _start_smtp_processes(config: Config, port: int, stop: asyncio.Event,
+                                tasks: list[asyncio.Task[None]]) -> list[Any]:
     """`[smtp] processes` - 1 more MX listeners on `port` (the listener's own is the first),
     supervised (a dead one is started again) by a task added to `tasks`. Their mail reaches
-    the same queue file; when this process runs the pipeline itself, its queue now watches
-    for other processes' commits, as a `--workers` process does."""
-    from mailyard.store.sqlite.queue import WATCH_INTERVAL, SqliteQueue
-
+    the same queue file; when this process runs the pipeline itself, its queue watches for
+    other processes' commits, as a `--workers` process does (`_open_listener_runtime`)."""
     if not config.listen.smtp or config.smtp.processes <= 1:
         return []
     started = [_start_smtp_process(config, n, port, True)
@@ -1116,8 +1225,6 @@ async def _start_smtp_processes(config: Config, port: int, runtime: Runtime, wor
     processes = [proc for proc, _ in started]
     tasks.append(asyncio.create_task(_supervise_workers(
         config, processes, stop, lambda n: _start_smtp_process(config, n + 1, port)[0])))
-    if workers <= 0 and isinstance(runtime.queue, SqliteQueue):
-        runtime.queue.watch_interval = WATCH_INTERVAL
     log.info("SMTP (MX) served by %d processes", config.smtp.processes)
     return processes
 

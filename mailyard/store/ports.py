@@ -71,6 +71,8 @@ class BlobStore(Protocol):
         which must leave alone what an in-flight delivery wrote a moment ago)."""
         ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
@@ -203,6 +205,8 @@ class Queue(Protocol):
     async def wait(self, timeout: float) -> None:
         """Return when new work may be available, or after `timeout` seconds."""
         ...
+
+    def close(self) -> None: ...
 
 
 # --------------------------------------------------------------------------- MailStore
@@ -618,6 +622,8 @@ class SearchIndex(Protocol):
         the stored emails: a missing document is a message search cannot find)."""
         ...
 
+    def close(self) -> None: ...
+
 
 # --------------------------------------------------------------------------- EventBus
 
@@ -630,6 +636,21 @@ class EventBus(Protocol):
     def subscribe(self, account_id: str) -> Subscription:
         """Registered when this returns: nothing published afterwards is missed."""
         ...
+
+
+class NodeEventBus(EventBus, Protocol):
+    """An EventBus as the server's processes on one node hold it: the listener process is the
+    hub (`listen` on the node's socket, which also proves no other server runs on this
+    data_dir), the others `relay_to` it, and the hub forwards to each `add_peer`. A bus that
+    already reaches every process (NATS) takes these as no-ops beyond its own checks."""
+
+    async def listen(self, address: str) -> None: ...
+
+    def relay_to(self, address: str) -> None: ...
+
+    def add_peer(self, address: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Subscription(Protocol):
@@ -706,6 +727,8 @@ class SpamModel(Protocol):
 
     async def sender_allowed(self, account_id: str, sender: str) -> bool: ...
 
+    def close(self) -> None: ...
+
 
 # --------------------------------------------------------------------------- PushSubscriptions
 
@@ -757,6 +780,8 @@ class PushSubscriptionStore(Protocol):
     async def delete_expired(self, now: float) -> int:
         """Drop the subscriptions whose `expires` has passed; returns how many."""
         ...
+
+    def close(self) -> None: ...
 
 
 # --------------------------------------------------------------------------- Sieve scripts
@@ -813,6 +838,8 @@ class SieveScriptStore(Protocol):
         `last` (RFC 7352 §3.3 :last: the period counts from the latest message)."""
         ...
 
+    def close(self) -> None: ...
+
 
 # --------------------------------------------------------------------------- Maintenance
 
@@ -860,6 +887,8 @@ class Maintenance(Protocol):
 
 class MaintainedMailStore(MailStore, Maintenance, Protocol):
     """A MailStore that can be checked and repaired: every engine's."""
+
+    def close(self) -> None: ...
 
 
 RouteKind = Literal["alias", "domain", "catchall"]
