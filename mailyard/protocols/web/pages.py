@@ -34,7 +34,7 @@ from mailyard.protocols.jmap.auth import (
     problem_response,
 )
 from mailyard.protocols.jmap.origin import CheckOrigin
-from mailyard.protocols.web import headers, message, settings
+from mailyard.protocols.web import attachment, headers, message, settings
 from mailyard.protocols.web.services import WebServices
 from mailyard.services.accounts import LoginRefused
 from mailyard.services.loginguard import Refusal
@@ -127,8 +127,8 @@ class Pages:
         """Who the cookie logs in, or null: the page asks before any JMAP call, which would
         otherwise answer a first visit with a Basic challenge and the browser's own dialog."""
         account = await self._cookie_account(request)
-        body = {"username": account.address, "accountId": account.id} if account else {
-            "username": None}
+        body = {"username": account.address, "accountId": account.id,
+                "authservId": self.services.authserv_id} if account else {"username": None}
         return Response(orjson.dumps(body), media_type="application/json",
                         headers={**headers.COMMON, "Cache-Control": "no-store"})
 
@@ -205,7 +205,8 @@ class Pages:
 def behind_auth(services: WebServices) -> list[Route]:
     """The webmail's routes that need a logged-in caller: given to the JMAP app, whose
     authentication (the session cookie included) runs before them."""
-    return [*message.routes(services), *settings.routes(services)]
+    return [*message.routes(services), *settings.routes(services),
+            *attachment.routes(services)]
 
 
 def build_web_app(services: WebServices) -> Starlette:

@@ -3,8 +3,9 @@
 import { render } from './vendor/preact.mjs';
 import { useState, useEffect, useRef, useCallback } from './vendor/hooks.mjs';
 import { Client, CSRF, SessionEnded, gmailFilter } from './jmap.js';
-import { html, PAGE, LIST_PROPS, READ_PROPS, SYSTEM, ROLE_NAMES, sender, addresses } from './util.js';
-import { Sidebar } from './sidebar.js';
+import { html, PAGE, LIST_PROPS, READ_PROPS, ROLE_NAMES, sender, addresses } from './util.js';
+import { Sidebar, labelTree, labelPath } from './sidebar.js';
+import { SearchBox } from './search.js';
 import { Row } from './list.js';
 import { Message } from './reader.js';
 import { Composer } from './compose.js';
@@ -85,11 +86,17 @@ function Mail({ client, username, logout }) {
     const { view: v, position: pos, mailboxes: boxes } = state.current;
     if (!v.mailboxId && !v.search) return;
     const filter = v.search ? gmailFilter(v.search, boxes) : { inMailbox: v.mailboxId };
-    const [[, query], [, got], [, threads]] = await client.call([
+    const [[, query], [, got], [, threads], [, snippets] = []] = await client.call([
       ['Email/query', { filter, sort: [{ property: 'receivedAt', isAscending: false }], collapseThreads: true, position: pos, limit: PAGE, calculateTotal: !!v.search }],
       ['Email/get', { '#ids': { resultOf: 'c0', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }],
       ['Thread/get', { '#ids': { resultOf: 'c1', name: 'Email/get', path: '/list/*/threadId' } }],
+      // Why each result matched, its terms marked (RFC 8621 §5); only a search has any.
+      ...(v.search ? [['SearchSnippet/get', { filter, '#emailIds': { resultOf: 'c0', name: 'Email/query', path: '/ids' } }]] : []),
     ]);
+    if (v.search && snippets) {
+      const byEmail = Object.fromEntries(snippets.list.map((x) => [x.emailId, x]));
+      got.list.forEach((e) => { e.snippet = byEmail[e.id]; });
+    }
     const counts = Object.fromEntries(threads.list.map((x) => [x.id, x.emailIds.length]));
     got.list.forEach((e) => { e.count = counts[e.threadId] || 1; });
     // A mailbox's thread count is its collapsed total (RFC 8621 totalThreads), already known:
@@ -99,6 +106,7 @@ function Mail({ client, username, logout }) {
   }, []);
 
   const openThread = useCallback(async (e) => {
+    if (e.keywords.$draft && e.count === 1) { await openDraft(e.id); return; }
     const [, [, emails]] = await client.call([
       ['Thread/get', { ids: [e.threadId] }],
       ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: READ_PROPS, fetchTextBodyValues: true }],
@@ -109,6 +117,40 @@ function Mail({ client, username, logout }) {
       await client.call([['Email/set', { update: Object.fromEntries(unread.map((m) => [m.id, { 'keywords/$seen': true }])) }]]);
     }
   }, []);
+
+  // A saved draft opens in the composer again, where it goes on being saved.
+  const openDraft = async (id) => {
+    const [[, got]] = await client.call([['Email/get', { ids: [id], properties: [...READ_PROPS, 'bodyValues'], fetchAllBodyValues: true }]]);
+    const m = got.list[0];
+    if (!m) return;
+    const value = (parts) => (parts || []).map((p) => m.bodyValues[p.partId]?.value || '').join('\n');
+    const rich = (m.htmlBody || []).some((p) => p.type === 'text/html');
+    setDraft({ to: addresses(m.to), cc: addresses(m.cc), subject: m.subject || '', body: value(m.textBody),
+      html: rich ? value(m.htmlBody) : '', draftId: m.id, inReplyTo: m.inReplyTo, references: m.references,
+      files: (m.attachments || []).map((a) => ({ blobId: a.blobId, type: a.type, size: a.size, name: a.name || 'attachment' })) });
+  };
+
+  // The people the user's mail names, for address completion: loaded when a composer first opens.
+  const [contacts, setContacts] = useState(null);
+  const loadContacts = async () => {
+    const [, [, got]] = await client.call([
+      ['Email/query', { sort: [{ property: 'receivedAt', isAscending: false }], limit: 500 }],
+      ['Email/get', { '#ids': { resultOf: 'c0', name: 'Email/query', path: '/ids' }, properties: ['from', 'to', 'cc', 'replyTo'] }],
+    ]);
+    const me = new Set(identities.map((i) => i.email.toLowerCase()));
+    const seen = {};
+    for (const m of got.list) {
+      for (const a of [...(m.from || []), ...(m.to || []), ...(m.cc || []), ...(m.replyTo || [])]) {
+        const key = (a.email || '').toLowerCase();
+        if (!key || me.has(key)) continue;
+        const c = seen[key] || (seen[key] = { email: a.email, name: a.name || '', n: 0 });
+        c.n += 1;
+        if (!c.name && a.name) c.name = a.name;
+      }
+    }
+    setContacts(Object.values(seen).sort((x, y) => y.n - x.n));
+  };
+  useEffect(() => { if (draft && contacts === null) loadContacts(); }, [draft]);
 
   const refresh = useCallback(async () => {
     await loadMailboxes();
@@ -199,6 +241,17 @@ function Mail({ client, username, logout }) {
     if (r.notCreated) notify(`Label not created: ${r.notCreated.l.description || r.notCreated.l.type}`);
     else { notify(`Label ${name} created.`); await loadMailboxes(); }
   };
+  // Rename, nest or delete a label; the problem as text, or null when done.
+  const editLabel = async (box, { update: patch, destroy }) => {
+    const call = destroy ? { destroy: [box.id], onDestroyRemoveEmails: true } : { update: { [box.id]: patch } };
+    const [[, r]] = await client.call([['Mailbox/set', call]]);
+    const problem = (r.notUpdated || {})[box.id] || (r.notDestroyed || {})[box.id];
+    if (problem) return problem.type === 'mailboxHasChild' ? 'Move or delete the labels under it first.' : (problem.description || problem.type);
+    notify(destroy ? `Label ${box.name} deleted.` : `Label ${patch.name || box.name} saved.`);
+    if (destroy && state.current.view.mailboxId === box.id) go({ mailboxId: role('inbox')?.id });
+    await loadMailboxes();
+    return null;
+  };
   const reply = (all, forward) => {
     const t = thread;
     if (!t) return;
@@ -208,8 +261,10 @@ function Mail({ client, username, logout }) {
     const me = identities.map((i) => i.email.toLowerCase());
     const subject = last.subject || '';
     if (forward) {
+      // The original's attachments go along: their blobs are reused as they are, not uploaded again.
       setDraft({ subject: /^fwd?:/i.test(subject) ? subject : `Fwd: ${subject}`,
-        body: `\n\n---------- Forwarded message ----------\nFrom: ${addresses(last.from)}\nSubject: ${subject}\n\n${text}` });
+        body: `\n\n---------- Forwarded message ----------\nFrom: ${addresses(last.from)}\nSubject: ${subject}\n\n${text}`,
+        files: (last.attachments || []).map((a) => ({ blobId: a.blobId, type: a.type, size: a.size, name: a.name || 'attachment' })) });
       return;
     }
     const to = addresses(last.replyTo || last.from);
@@ -252,23 +307,20 @@ function Mail({ client, username, logout }) {
   const labelsOf = (e) => Object.keys(e.mailboxIds).map((id) => byId[id])
     .filter((b) => b && b.id !== view.mailboxId && b.role !== 'inbox' && b.role !== 'all' && b.role !== 'sent' && b.role !== 'drafts')
     .map((b) => ROLE_NAMES[b.role] || b.name);
-  const userLabels = mailboxes.filter((b) => !SYSTEM.includes(b.role) && b.role !== 'all');
+  const userLabels = labelTree(mailboxes).map(({ box }) => box);
   const moveTargets = mailboxes.filter((b) => b.role !== 'all' && b.role !== 'drafts');
   const inJunk = view.mailboxId && byId[view.mailboxId]?.role === 'junk';
-  const search = (ev) => { ev.preventDefault(); const q = new FormData(ev.target).get('q').trim(); if (q) go({ mailboxId: null, search: q }); };
 
   return html`<div class=${menu ? 'mail menu' : 'mail'}>
     <header class="top">
       <button class="menu-button" aria-label="Mailboxes" aria-expanded=${menu} onClick=${() => setMenu(!menu)}>☰</button>
       <b class="brand">Mailyard</b>
-      <form class="search" role="search" onSubmit=${search}>
-        <input name="q" ref=${searchBox} type="search" placeholder="Search mail (from: subject: is:unread has:attachment in: …)" aria-label="Search mail" />
-      </form>
+      <${SearchBox} mailboxes=${mailboxes} inputRef=${searchBox} onSearch=${(q) => go({ mailboxId: null, search: q })} />
       <span class="me">${username}</span>
       <button class="settings-button" onClick=${() => { setThread(null); setView({ settings: true }); }}>Settings</button>
       <button class="logout" onClick=${logout}>Log out</button>
     </header>
-    <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => setDraft({})} createLabel=${createLabel} />
+    <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => setDraft({})} createLabel=${createLabel} editLabel=${editLabel} />
     <main>
       ${!view.settings && html`<div class="toolbar" role="toolbar" aria-label="Actions">
         ${thread && html`<button onClick=${() => setThread(null)} title="Back (u)">←</button>`}
@@ -281,11 +333,11 @@ function Mail({ client, username, logout }) {
         <button data-action="star" onClick=${actions.star} title="Star (s)">Star</button>
         <select data-action="label" aria-label="Label" value="" onChange=${(ev) => { const b = byId[ev.target.value]; ev.target.value = ''; if (b) actions.label(b); }}>
           <option value="">Label…</option>
-          ${userLabels.map((b) => html`<option value=${b.id}>${b.name}</option>`)}
+          ${userLabels.map((b) => html`<option value=${b.id}>${labelPath(b, byId)}</option>`)}
         </select>
         <select data-action="move" aria-label="Move to" value="" onChange=${(ev) => { const b = byId[ev.target.value]; ev.target.value = ''; if (b) actions.move(b); }}>
           <option value="">Move to…</option>
-          ${moveTargets.map((b) => html`<option value=${b.id}>${ROLE_NAMES[b.role] || b.name}</option>`)}
+          ${moveTargets.map((b) => html`<option value=${b.id}>${ROLE_NAMES[b.role] || labelPath(b, byId)}</option>`)}
         </select>
         ${!thread && html`<span class="paging">
           ${list.total ? `${position + 1}–${position + list.emails.length} of ${list.total}` : ''}
@@ -309,7 +361,7 @@ function Mail({ client, username, logout }) {
           </ul>`}
     </main>
     ${draft && html`<${Composer} client=${client} identities=${identities} draft=${draft} mailboxes=${mailboxes}
-        notify=${notify} close=${() => { setDraft(null); refresh(); }} />`}
+        notify=${notify} contacts=${contacts || []} close=${() => { setDraft(null); refresh(); }} />`}
     ${help && html`<div class="help" role="dialog" aria-label="Keyboard shortcuts">
         <h2>Keyboard shortcuts</h2><dl>${HELP.map(([k, d]) => html`<dt>${k}</dt><dd>${d}</dd>`)}</dl>
         <button onClick=${() => setHelp(false)}>Close</button></div>`}
@@ -327,7 +379,9 @@ function App() {
     const body = await r.json();
     if (body.username) {
       try {
-        setClient(await Client.open());
+        const opened = await Client.open();
+        opened.authservId = body.authservId;  // whose Authentication-Results the reader trusts
+        setClient(opened);
       } catch (err) {
         if (!(err instanceof SessionEnded)) throw err;
         setWho(null);

@@ -1,6 +1,6 @@
 // Settings: vacation responder, filters, app tokens, quota.
-import { useState, useEffect } from './vendor/hooks.mjs';
-import { html, size } from './util.js';
+import { useState, useEffect, useRef } from './vendor/hooks.mjs';
+import { html, size, UNDO_CHOICES, undoSeconds, setUndoSeconds } from './util.js';
 import { CSRF } from './jmap.js';
 
 export function Settings({ client, notify }) {
@@ -50,6 +50,13 @@ export function Settings({ client, notify }) {
       <label>Message<textarea name="text" rows="5" defaultValue=${vacation.textBody || ''}></textarea></label>
       <button type="submit">Save</button>
     </form>`}
+    <h2>Sending</h2>
+    <label class="inline">Undo send: hold every message for
+      <select name="undo" aria-label="Undo send window" value=${String(undoSeconds())}
+        onChange=${(e) => { setUndoSeconds(Number(e.target.value)); notify(`Messages are held ${e.target.value} seconds.`); }}>
+        ${UNDO_CHOICES.map((n) => html`<option value=${String(n)}>${n} seconds</option>`)}
+      </select></label>
+    <p class="hint">A sent message waits this long on the server before it leaves; Undo takes it back to Drafts. Kept in this browser.</p>
     <${Filters} client=${client} notify=${notify} />
     <h2>App tokens</h2>
     <p class="hint">For IMAP-less JMAP clients and scripts: a token logs in as you until it expires or is revoked.</p>
@@ -81,25 +88,40 @@ function Filters({ client, notify }) {
   const [filters, setFilters] = useState(null);
   const [labels, setLabels] = useState([]);
   const [error, setError] = useState(null);
+  const [editing, setEditing] = useState(null);  // the filter the form edits, or null for a new one
+  const form = useRef(null);
   const load = async () => {
     const [[, r], [, boxes]] = await client.call([['Filters/get', { ids: null }], ['Mailbox/get', { properties: ['name', 'role'] }]]);
     setFilters(r.list);
     setLabels(boxes.list.filter((b) => !b.role).map((b) => b.name));
   };
   useEffect(() => { load(); }, []);
-  const create = async (ev) => {
+  // The form shows the filter being edited; a new filter starts from an empty form.
+  const fill = (f) => {
+    const el = form.current;
+    for (const [k] of FILTER_TEXT) el.elements[k].value = f ? f[k] || '' : '';
+    for (const [k] of FILTER_FLAGS) el.elements[k].checked = f ? !!f[k] : false;
+    el.elements.label.value = f ? f.label || '' : '';
+    el.elements.forwardTo.value = f ? f.forwardTo || '' : '';
+  };
+  const edit = (f) => { setEditing(f); setError(null); fill(f); form.current.elements.from.focus(); };
+  const cancel = () => { setEditing(null); setError(null); fill(null); };
+  const save = async (ev) => {
     ev.preventDefault();
-    const form = new FormData(ev.target);
+    const data = new FormData(ev.target);
     const f = {};
-    for (const [k] of FILTER_TEXT) f[k] = (form.get(k) || '').trim();
-    for (const [k] of FILTER_FLAGS) f[k] = form.get(k) === 'on';
-    f.label = (form.get('label') || '').trim();
-    f.forwardTo = (form.get('forwardTo') || '').trim();
-    const [[, r]] = await client.call([['Filters/set', { create: { n: f } }]]);
-    if (r.notCreated) { setError(r.notCreated.n.description); return; }
+    for (const [k] of FILTER_TEXT) f[k] = (data.get(k) || '').trim();
+    for (const [k] of FILTER_FLAGS) f[k] = data.get(k) === 'on';
+    f.label = (data.get('label') || '').trim();
+    f.forwardTo = (data.get('forwardTo') || '').trim();
+    const call = editing ? { update: { [editing.id]: f } } : { create: { n: f } };
+    const [[, r]] = await client.call([['Filters/set', call]]);
+    const problem = editing ? (r.notUpdated || {})[editing.id] : (r.notCreated || {}).n;
+    if (problem) { setError(problem.description || problem.type); return; }
     setError(null);
-    ev.target.reset();
-    notify('Filter created.');
+    setEditing(null);
+    fill(null);
+    notify(editing ? 'Filter saved.' : 'Filter created.');
     load();
   };
   const remove = async (f) => {
@@ -111,9 +133,10 @@ function Filters({ client, notify }) {
     <h2>Filters</h2>
     <p class="hint">Applied to new mail as it arrives (compiled to the account's Sieve script).</p>
     ${filters && (filters.length ? html`<ul class="filter-list" aria-label="Filters">${filters.map((f) => html`<li key=${f.id} data-filter=${f.id}>
-        <span>${describeFilter(f)}</span> <button onClick=${() => remove(f)} aria-label=${`Delete filter ${describeFilter(f)}`}>Delete</button></li>`)}</ul>`
+        <span>${describeFilter(f)}</span> <button onClick=${() => edit(f)} aria-label=${`Edit filter ${describeFilter(f)}`}>Edit</button>
+        <button onClick=${() => remove(f)} aria-label=${`Delete filter ${describeFilter(f)}`}>Delete</button></li>`)}</ul>`
       : html`<p class="empty">No filters.</p>`)}
-    <form class="newfilter" onSubmit=${create} aria-label="New filter">
+    <form class="newfilter" ref=${form} onSubmit=${save} aria-label=${editing ? 'Edit filter' : 'New filter'}>
       <fieldset><legend>Matches</legend>
         ${FILTER_TEXT.map(([k, name]) => html`<label key=${k}>${name}<input name=${k} maxlength="500" /></label>`)}
       </fieldset>
@@ -124,7 +147,8 @@ function Filters({ client, notify }) {
         <label>Forward to<input name="forwardTo" type="email" maxlength="254" /></label>
       </fieldset>
       ${error && html`<p class="error" role="alert">${error}</p>`}
-      <button type="submit">Create filter</button>
+      <div class="row-buttons"><button type="submit">${editing ? 'Save filter' : 'Create filter'}</button>
+        ${editing && html`<button type="button" onClick=${cancel}>Cancel</button>`}</div>
     </form>
   </div>`;
 }

@@ -4,11 +4,19 @@ import htm from './vendor/htm.mjs';
 
 export const html = htm.bind(h);
 export const PAGE = 50;
-export const UNDO_SECONDS = 10;  // how long "Undo" stays offered after Send
+export const UNDO_CHOICES = [5, 10, 20, 30];
+const UNDO_KEY = 'mailyard.undoSeconds';
+// How long every sent message is held so that Undo can take it back: a choice of this browser's
+// (Settings), 10 s unless changed.
+export function undoSeconds() {
+  const n = Number(localStorage.getItem(UNDO_KEY));
+  return UNDO_CHOICES.includes(n) ? n : 10;
+}
+export function setUndoSeconds(n) { localStorage.setItem(UNDO_KEY, String(n)); }
 export const LIST_PROPS = ['id', 'threadId', 'mailboxIds', 'keywords', 'from', 'subject', 'preview',
   'receivedAt', 'hasAttachment'];
 export const READ_PROPS = [...LIST_PROPS, 'to', 'cc', 'replyTo', 'messageId', 'references', 'sentAt',
-  'textBody', 'htmlBody', 'attachments', 'bodyValues'];
+  'textBody', 'htmlBody', 'attachments', 'bodyValues', 'header:Authentication-Results:asText:all'];
 export const SYSTEM = ['inbox', 'drafts', 'sent', 'archive', 'junk', 'trash'];
 export const ROLE_NAMES = { inbox: 'Inbox', drafts: 'Drafts', sent: 'Sent', archive: 'Archive', junk: 'Spam', trash: 'Trash' };
 
