@@ -619,14 +619,25 @@ async def cmd_account(rt: Runtime, args: argparse.Namespace) -> None:
         for name, count in counts.items():
             print(f"{name}\t{count} accounts")
         return
-    report = await move_account(rt.store, args.address, args.shard)
+    index = ""
+    if rt.config.store.search == "postgresql":  # the index is in the shards: it moves too
+        from mailyard.store.postgres.search_move import move_with_index
+        from mailyard.store.postgres.search_shards import ShardedSearchIndex
+
+        assert isinstance(rt.index, ShardedSearchIndex)
+        report, moved = await move_with_index(rt.store, rt.index, args.address, args.shard)
+        index = (f"; search index: {moved.copied} documents copied, {moved.caught_up}"
+                 " caught up")
+    else:
+        report = await move_account(rt.store, args.address, args.shard)
     if report.source == report.target:
         print(f"{args.address} is on shard {args.shard}"
-              + (f" ({report.cleaned} left-over rows removed)" if report.cleaned else ""))
+              + (f" ({report.cleaned} left-over rows removed)" if report.cleaned else "")
+              + index)
         return
     print(f"{args.address} moved from shard {report.source} to {report.target}:"
           f" {report.copied} rows copied, {report.caught_up} caught up, writers held"
-          f" {report.final_seconds * 1000:.0f} ms, {report.seconds:.2f} s in all")
+          f" {report.final_seconds * 1000:.0f} ms, {report.seconds:.2f} s in all{index}")
 
 
 async def cmd_token(rt: Runtime, args: argparse.Namespace) -> None:

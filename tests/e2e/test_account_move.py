@@ -64,6 +64,7 @@ def test_account_move_while_smtp_delivers(tmp_path: Path) -> None:
         sender.join()
         assert not failures and len(sent) == 30
         assert re.search(r"moved from shard 0 to 1: \d+ rows copied", out), out
+        assert re.search(r"search index: \d+ documents copied, \d+ caught up", out), out
         assert _shard_counts(srv) == {"0": 0, "1": 2}
 
         srv.wait_emails(ALICE, 4 + 30)
@@ -79,6 +80,12 @@ def test_account_move_while_smtp_delivers(tmp_path: Path) -> None:
         uids = [int(u) for u in data[0].split()]
         assert typ == "OK" and uids == sorted(set(uids)) and len(uids) == 34
         assert uids[:4] == [1, 3, 4, 5]
+        # The search index moved with the mail (search_move.py): what was indexed before the
+        # move, during it and after it is found on the new shard.
+        typ, data = imap.uid("SEARCH", "X-GM-RAW", '"during"')
+        assert typ == "OK" and len(data[0].split()) == 30, data
+        typ, data = imap.uid("SEARCH", "X-GM-RAW", '"before"')
+        assert typ == "OK" and [int(u) for u in data[0].split()] == [1, 3, 4, 5], data
         imap.logout()
 
         # A new session resyncs from the state saved before the move.

@@ -47,7 +47,7 @@ import asyncpg
 
 from mailyard.core.indextext import body_substring_text
 from mailyard.core.query import And, Node, Not, Or, Text
-from mailyard.store.ports import Hits, IndexDocument, Order, QueryTimeout, Snippet
+from mailyard.store.ports import Hits, IndexDocument, NotFound, Order, QueryTimeout, Snippet
 from mailyard.store.postgres import schema
 from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import clean
@@ -85,6 +85,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE search_docs ADD COLUMN text_version smallint NOT NULL DEFAULT 1;
     CREATE INDEX search_docs_stale ON search_docs (account_id) WHERE text_version < 2;
+    """,
+    # 3: the transaction that last wrote each row, so that moving an account between shards
+    # (search_shards.py) carries over only the rows written after its bulk copy's snapshot.
+    # Rows from before hold 0, which every snapshot sees (they were copied in bulk).
+    """
+    ALTER TABLE search_docs ADD COLUMN written xid8 NOT NULL DEFAULT '0';
+    ALTER TABLE search_docs ALTER COLUMN written SET DEFAULT pg_current_xact_id();
     """,
 )
 TEXT_VERSION = 2
@@ -431,7 +438,10 @@ class PostgresSearchIndex:
         """Synchronous, as the composition root closes every adapter."""
         self._pool.close()
 
-    async def index(self, documents: Sequence[IndexDocument]) -> None:
+    async def index(self, documents: Sequence[IndexDocument], *, hold: str | None = None
+                    ) -> None:
+        """`hold`: the one account the documents belong to, whose row in this database's
+        accounts table is locked (see _held) for the write."""
         latest: dict[tuple[str, str], IndexDocument] = {}
         for doc in documents:  # one row per key: the last document given wins
             latest[(doc.account_id, doc.email_id)] = doc
@@ -442,6 +452,7 @@ class PostgresSearchIndex:
             return
         pool = await self._ready()
         async with pool.acquire() as conn, conn.transaction():
+            await _held(conn, hold)
             await conn.executemany(
                 "INSERT INTO search_docs (account_id, email_id, received_at, doc, subject, body,"
                 " subject_fold, addresses_fold, body_fold, text_version)"
@@ -451,7 +462,7 @@ class PostgresSearchIndex:
                 " subject = EXCLUDED.subject, body = EXCLUDED.body,"
                 " subject_fold = EXCLUDED.subject_fold,"
                 " addresses_fold = EXCLUDED.addresses_fold, body_fold = EXCLUDED.body_fold,"
-                " text_version = EXCLUDED.text_version",
+                " text_version = EXCLUDED.text_version, written = pg_current_xact_id()",
                 rows)
 
     async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
@@ -553,15 +564,22 @@ class PostgresSearchIndex:
                 clean(account_id), pattern, timeout=self.query_seconds)
         return {r[0] for r in rows}
 
-    async def delete(self, account_id: str, email_ids: Sequence[str]) -> None:
+    async def delete(self, account_id: str, email_ids: Sequence[str], *,
+                     hold: bool = False) -> None:
+        """`hold`: lock the account's row in this database for the write (see _held)."""
         if email_ids:
-            await (await self._ready()).execute(
-                "DELETE FROM search_docs WHERE account_id = $1 AND email_id = ANY($2::text[])",
-                clean(account_id), [clean(e) for e in email_ids])
+            async with (await self._ready()).acquire() as conn, conn.transaction():
+                await _held(conn, account_id if hold else None)
+                await conn.execute(
+                    "DELETE FROM search_docs WHERE account_id = $1"
+                    " AND email_id = ANY($2::text[])",
+                    clean(account_id), [clean(e) for e in email_ids])
 
-    async def clear(self, account_id: str) -> None:
-        await (await self._ready()).execute("DELETE FROM search_docs WHERE account_id = $1",
-                                            clean(account_id))
+    async def clear(self, account_id: str, *, hold: bool = False) -> None:
+        async with (await self._ready()).acquire() as conn, conn.transaction():
+            await _held(conn, account_id if hold else None)
+            await conn.execute("DELETE FROM search_docs WHERE account_id = $1",
+                               clean(account_id))
 
     async def count(self, account_id: str) -> int:
         return int(await (await self._ready()).fetchval(
@@ -582,6 +600,16 @@ async def _migrate(conn: asyncpg.Connection) -> None:
     if stale:
         log.warning("search index: %d accounts have documents indexed before IMAP BODY/TEXT"
                     " searched attachment names and text; run `mailyard reindex`", stale)
+
+
+async def _held(conn: asyncpg.Connection, account_id: str | None) -> None:
+    """With the index in the MailStore's shard databases: lock the account's row (KEY SHARE,
+    which deliveries' modseq updates do not wait for, but a shard move's FOR UPDATE does) so
+    that this write lands before the move's final phase or fails after it with NotFound (the
+    account's row is gone from this shard) and is routed again, to the new shard."""
+    if account_id is not None and await conn.fetchval(
+            "SELECT 1 FROM accounts WHERE id = $1 FOR KEY SHARE", clean(account_id)) is None:
+        raise NotFound(f"no account {account_id} in this shard")
 
 
 def _row(doc: IndexDocument) -> tuple[Any, ...]:
