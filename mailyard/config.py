@@ -142,6 +142,10 @@ class Routing:
     max_received: int = 100
     """A message with more Received fields than this is looping: it is stopped with a DSN
     (RFC 5321 §6.3: a large threshold, normally at least 100)."""
+    hold_spam_forwards: bool = True
+    """Spam is never forwarded to a remote address (an alias's target, a Sieve redirect).
+    What would have gone there is held in quarantine (`mailyard dlq list`), or with false
+    dropped with a log line; an alias's local copy goes to Junk either way."""
 
 
 @dataclass(frozen=True)

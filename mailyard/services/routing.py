@@ -16,6 +16,14 @@ The rules, in the order they are tried for an address at a local domain:
    kept in the address delivered to (Delivered-To, Sieve's subaddress);
 5. the domain's catch-all.
 
+Spam is never forwarded (services/routing_delivery.py): a message the spam filter judges
+spam reaches a remote alias target neither from the alias nor from a Sieve redirect. The
+local copy of an alias that keeps one goes to Junk as any spam does; what would have gone to
+remote targets is held in quarantine (the dead-letter queue, `mailyard dlq list`) or, with
+`[routing] hold_spam_forwards = false`, dropped with a log line. Gmail and Fastmail do the
+same ("spam is not forwarded"): a forwarder that relays spam gets its own address and IP
+blocklisted, and a bounce of it goes to a forged sender (backscatter).
+
 An SRS address at the SRS domain that we wrote ourselves (a bounce of mail we forwarded) is
 reversed to the original sender, so the bounce reaches them. Alias chains are followed up to
 MAX_DEPTH and a cycle ends where it closes.
@@ -25,11 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.routing import SRS, SRSError, split_detail
+from mailyard.core.workitems import MessageLoader, Verdict
 from mailyard.services.accounts import AccountService, RecipientStatus
 from mailyard.store.ports import Account, Conflict, NotFound, RouteKind, RouteRow, RoutingStore
 
@@ -87,6 +96,11 @@ class Plan:
     """Recipients no rule accepts any more (a rule removed since RCPT)."""
 
 
+SpamScore = Callable[[Verdict, MessageLoader], Awaitable[tuple[Verdict, bytes]]]
+"""The spam placement's `complete` (services/checks/content.py SpamPlacement): the verdict
+with the score the SMTP-time check left to the pipeline, which a forward cannot wait for."""
+
+
 class RouteError(ValueError):
     """An admin's rule that cannot be (a loop to itself, a target that is no address)."""
 
@@ -109,11 +123,17 @@ def _domain(text: str) -> str:
 
 class RoutingService:
     def __init__(self, accounts: AccountService, store: RoutingStore, *,
-                 delimiter: str = "+", srs: SRS | None = None) -> None:
+                 delimiter: str = "+", srs: SRS | None = None,
+                 spam_score: SpamScore | None = None, hold_spam: bool = True) -> None:
         self.accounts = accounts
         self.store = store
         self.delimiter = delimiter
         self.srs = srs
+        self.spam_score = spam_score
+        """Scores a message to forward whose score the MX left to the pipeline; None: the
+        verdict as the MX gave it decides."""
+        self.hold_spam = hold_spam
+        """Spam for remote targets: held in quarantine (True) or dropped."""
 
     # ------------------------------------------------------------------ resolving
 

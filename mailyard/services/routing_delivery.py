@@ -11,6 +11,10 @@ queued, so the pipeline only ever sees accounts.
 - Remote targets of aliases (forwarding) get one outbound item per domain, with the envelope
   sender rewritten by SRS (core/routing.py) so the receiver's SPF check passes, and a
   Delivered-To naming the local address that forwarded it.
+- Spam is never forwarded: when the inbound checks' verdict says Junk (or, when the MX left
+  the score to the pipeline, the score taken here says so), the remote targets get nothing;
+  the message is held for them in quarantine, or dropped (`RoutingService.hold_spam`). Local
+  copies go on to the pipeline, which puts them in Junk.
 - Loops are stopped: a message with more than `max_received` Received fields, or one that
   already carries our Delivered-To for the address that would forward it again, is not
   forwarded; the sender gets a DSN (RFC 3464, status 5.4.6) instead, as they do for a
@@ -22,17 +26,28 @@ them or none, and the client saw no 250 in the second case.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mailyard import metrics
-from mailyard.core import dsn
+from mailyard.core import dsn, spam
 from mailyard.core.addresses import domain_of, normalize
+from mailyard.core.mime import parse_message
 from mailyard.core.routing import trace_counts
-from mailyard.core.workitems import INBOUND, OUTBOUND, Action, InboundItem, OutboundItem, Verdict
+from mailyard.core.workitems import (
+    INBOUND,
+    OUTBOUND,
+    Action,
+    InboundItem,
+    Message,
+    OutboundItem,
+    Verdict,
+)
 from mailyard.store.ports import NewItem
 
 if TYPE_CHECKING:
@@ -87,18 +102,34 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
     def next_id() -> str:
         return queue_id if not items else f"{queue_id}.{len(items) + 1}"
 
-    if remote and verdict is not None and verdict.action >= Action.QUARANTINE:
+    held = verdict if remote and verdict is not None \
+        and verdict.action >= Action.QUARANTINE else None
+    if remote and held is None and verdict is not None:
+        spam_verdict = await _spam(routing, verdict, raw)
+        if spam_verdict is not None:
+            where = ", ".join(dict.fromkeys(f.address for f in remote))
+            reason = (f"spam (score {spam_verdict.score:.1f}): not forwarded to {where}"
+                      if spam_verdict.score else f"{spam_verdict.reason or 'spam'}: not"
+                      f" forwarded to {where}")
+            metrics.mail("spam_not_forwarded", len(remote))
+            if routing.hold_spam:
+                held = replace(spam_verdict, action=Action.QUARANTINE, reason=reason)
+            else:
+                log.warning("%s: dropped, %s", queue_id, reason,
+                            extra={"queue_id": queue_id, "peer": peer})
+                remote = []
+    if remote and held is not None:
         # Never forwarded, never lost: an inbound item for the forwarding addresses carries
         # the verdict, and the pipeline puts it into quarantine (the dead letters) as it
         # does a local recipient's copy, where an admin finds it with `mailyard dlq list`.
         log.warning("%s: not forwarded to %d remote address(es), quarantined: %s", queue_id,
-                    len(remote), verdict.reason)
+                    len(remote), held.reason)
         item_id = next_id()
-        held = InboundItem(spool=spool_id(item_id), mail_from=mail_from,
+        item = InboundItem(spool=spool_id(item_id), mail_from=mail_from,
                            recipients=tuple(dict.fromkeys(f.via or f.address for f in remote)),
                            trace_length=trace_length, received_at=received_at, peer=peer,
-                           helo=helo, verdict=verdict)
-        items.append((NewItem(INBOUND, held.to_json(), item_id=item_id), raw))
+                           helo=helo, verdict=held)
+        items.append((NewItem(INBOUND, item.to_json(), item_id=item_id), raw))
         remote = []
 
     def own(target: LocalTarget) -> bool:
@@ -151,6 +182,26 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
     if failed:
         await _report(service, queue_id, mail_from, raw[trace_length:], failed)
     return Accepted(queue_id=queue_id)
+
+
+async def _spam(routing: RoutingService, verdict: Verdict, raw: bytes) -> Verdict | None:
+    """The verdict when the message is spam (it would go to Junk), else None. A score the MX
+    left to the pipeline is taken now, since the forward leaves before the pipeline runs;
+    the local copies are scored again by the pipeline, which writes the X-Spam fields."""
+    if verdict.action is Action.JUNK:
+        return verdict
+    if verdict.spam is None or verdict.spam.scored or routing.spam_score is None:
+        return None
+    parsed: list[Message] = []
+
+    async def message() -> Message:
+        if not parsed:
+            parsed.append((raw, await asyncio.to_thread(parse_message, raw,
+                                                        text_limit=spam.MAX_TEXT)))
+        return parsed[0]
+
+    done, _ = await routing.spam_score(verdict, message)
+    return done if done.action is Action.JUNK else None
 
 
 def _without_return_path(raw: bytes, trace_length: int) -> tuple[bytes, int]:

@@ -23,6 +23,11 @@ Abuse limits, since a script's effects reach other people:
   redirected again, and one message may be redirected MAX_REDIRECTS times in all, across
   hops: each redirected copy carries what is left of that budget in our trace field, split
   between the copies; a redirect refused by either limit keeps the message (implicit keep);
+- a message the spam placement put in Junk is not redirected at all (the redirect is
+  refused and the message stays in Junk): spam is never forwarded, by an alias
+  (services/routing_delivery.py) or by a script, and a local target would get it without
+  the spam verdict. A script that takes it out of Junk itself (an explicit `fileinto
+  "INBOX"`, the webmail's "never spam") has said it is not spam, and its redirects go;
 - a rejection report after acceptance goes only to a sender the MX authenticated (SPF pass,
   or DMARC pass with the MAIL FROM domain aligned) or an account that submitted it; any
   other reject discards silently (RFC 5429 §2.1), so forged senders get no backscatter.
@@ -288,7 +293,8 @@ class SieveService:
                   result.actions, (time.monotonic() - started) * 1000, result.steps)
         carried = await self._allowed_redirects(result, raw, mail_from, recipient,
                                                   f"script {active.name!r} of account"
-                                                  f" {account_id}", delivery_key)
+                                                  f" {account_id}", delivery_key,
+                                                  spam=_spam(target, result))
         try:
             await self._effects(result, carried, raw, mail_from, recipient, account_id,
                                 delivery_key, item)
@@ -301,10 +307,11 @@ class SieveService:
         return await self._target(target, result, raw, mail_from, boxes, message)
 
     async def _allowed_redirects(self, result: Result, raw: bytes, mail_from: str,
-                                 recipient: str, who: str, delivery_key: str) -> int:
+                                 recipient: str, who: str, delivery_key: str, *,
+                                 spam: bool = False) -> int:
         """How many copies each of the run's redirects may carry on (the budget each
-        redirected copy gets), after refusing those over the limits: a refused redirect
-        keeps the message (implicit keep), logged."""
+        redirected copy gets), after refusing those over the limits, and all of them for
+        `spam`: a refused redirect keeps the message (implicit keep), logged."""
         redirects = [i for i, a in enumerate(result.actions) if isinstance(a, Redirect)]
         if not redirects:
             return 0
@@ -312,7 +319,9 @@ class SieveService:
         hops = head.lower().count(_TRACE.lower())
         left = _budget(head)
         refused: dict[int, str] = {}
-        if _looping(head, recipient):
+        if spam:
+            refused = dict.fromkeys(redirects, "spam is not forwarded (it is in Junk)")
+        elif _looping(head, recipient):
             refused = dict.fromkeys(redirects, "a loop: this recipient redirected it before")
         elif hops >= MAX_HOPS:
             refused = dict.fromkeys(redirects, f"it was redirected {hops} times already")
@@ -481,6 +490,16 @@ def child_id(parent: str, suffix: str) -> str:
     keeps the id at a fixed length (blob ids are at most 128 characters)."""
     root = re.sub(r"[^A-Za-z0-9]", "", parent.partition(".")[0])[:32] or "Q"
     return f"{root}.s{hashlib.sha256(f'{parent}/{suffix}'.encode()).hexdigest()[:20]}"
+
+
+def _spam(target: Target, result: Result) -> bool:
+    """Whether the message is spam for this recipient once the script has run: the spam
+    placement put it in Junk, and the script did not take it out with an explicit
+    `fileinto "INBOX"` (which `_target` honours the same way)."""
+    if "junk" not in target.mailbox_roles:
+        return False
+    return not any(not isinstance(d, Keep) and d.mailbox.upper() == "INBOX"
+                   for d in result.deliveries())
 
 
 def _head(raw: bytes) -> bytes:
