@@ -797,13 +797,16 @@ class SieveScriptRecord:
     content: str
     active: bool
     updated_at: float
+    id: str = ""
+    """Given when the script is first stored and kept through replacing and renaming
+    (JMAP's immutable id, RFC 9661); "" only from an engine that predates it."""
 
 
 class SieveScriptStore(Protocol):
     """Each account's Sieve scripts and the duplicate test's memory (RFC 7352)."""
 
     async def put_script(self, account_id: str, name: str, content: str) -> None:
-        """Create or replace; a replaced script keeps its active flag."""
+        """Create or replace; a replaced script keeps its active flag and its id."""
         ...
 
     async def list_scripts(self, account_id: str) -> list[SieveScriptRecord]:
@@ -821,7 +824,7 @@ class SieveScriptStore(Protocol):
         ...
 
     async def rename_script(self, account_id: str, old: str, new: str) -> None:
-        """Raises NotFound for `old`, Conflict when `new` exists."""
+        """Raises NotFound for `old`, Conflict when `new` exists; the script keeps its id."""
         ...
 
     async def delete_script(self, account_id: str, name: str) -> None:

@@ -97,3 +97,50 @@ async def test_duplicate_memory(sieve_store: Any) -> None:
     assert not await sieve_store.duplicate_seen("a1", "k", now + 101)
     await sieve_store.record_duplicate("a1", "k", now + 1000, last=True)
     assert await sieve_store.duplicate_seen("a1", "k", now + 101)
+
+
+async def test_a_script_keeps_its_id_through_replace_and_rename(sieve_store: Any) -> None:
+    """JMAP's SieveScript id is immutable (RFC 9661): given once, kept when the content is
+    replaced and when the script is renamed, never the same for two scripts."""
+    await sieve_store.put_script("a1", "one", "keep;")
+    await sieve_store.put_script("a1", "two", "keep;")
+    first = (await sieve_store.get_script("a1", "one")).id
+    assert first and first != (await sieve_store.get_script("a1", "two")).id
+    await sieve_store.put_script("a1", "one", "discard;")
+    assert (await sieve_store.get_script("a1", "one")).id == first
+    await sieve_store.set_active("a1", "one")
+    await sieve_store.rename_script("a1", "one", "uno")
+    renamed = await sieve_store.get_script("a1", "uno")
+    assert (renamed.id, renamed.active, renamed.content) == (first, True, "discard;")
+    assert (await sieve_store.get_active("a1")).id == first
+    assert [s.id for s in await sieve_store.list_scripts("a1") if s.name == "uno"] == [first]
+
+
+def test_a_sieve_db_from_before_ids_gets_them(tmp_path: Path) -> None:
+    """A sieve.db written before script ids (schema version 1) is migrated on opening:
+    the column is added and every script given an id, its content and flag kept."""
+    import sqlite3
+
+    from mailyard.store.sqlite.sieve import SqliteSieveStore
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE sieve_scripts (account_id TEXT NOT NULL, name TEXT NOT NULL,
+            content TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL, PRIMARY KEY (account_id, name));
+        INSERT INTO sieve_scripts VALUES ('a1', 'old', 'keep;', 1, 1.0),
+                                         ('a1', 'older', 'stop;', 0, 1.0);
+        PRAGMA user_version = 1;
+    """)
+    conn.close()
+    store = SqliteSieveStore(path)
+    try:
+        scripts = store.db.read_sync(lambda c: c.execute(
+            "SELECT name, content, active, script_id FROM sieve_scripts ORDER BY name"
+        ).fetchall())
+    finally:
+        store.close()
+    assert [(n, c, a) for n, c, a, _ in scripts] == [("old", "keep;", 1), ("older", "stop;", 0)]
+    ids = [i for *_, i in scripts]
+    assert all(i.startswith("S") for i in ids) and len(set(ids)) == 2, ids

@@ -98,3 +98,58 @@ def test_malformed_arguments_are_invalid_arguments(server: Server, jmap: Jmap,
     method = "SieveScript/get" if "properties" in args else "SieveScript/set"
     assert jmap.error(method, **args) == "invalidArguments"
     assert "Traceback" not in server.log_path.read_text()
+
+
+def test_rename_keeps_the_id_and_gives_the_rfc_errors(server: Server, jmap: Jmap) -> None:
+    """RFC 9661 §2.2: a /set update of `name` renames (the id is immutable, RFC 8620 §1.2);
+    a name another script has is alreadyExists with that script's id; a name RFC 5804 §1.6
+    forbids is invalidProperties; isActive is server-set; a script over maxSizeScript is
+    tooLarge. The active script stays active when renamed, as ManageSieve's RENAMESCRIPT."""
+    made = jmap.call("SieveScript/set", create={
+        "one": {"name": "rename-one", "blobId": upload(jmap, "keep;")},
+        "two": {"name": "rename-two", "blobId": upload(jmap, "discard;")},
+        "anon": {"blobId": upload(jmap, "stop;")}}, onSuccessActivateScript="#one")
+    one, two = made["created"]["one"]["id"], made["created"]["two"]["id"]
+    assert made["created"]["one"]["isActive"] is True, made
+    assert made["created"]["anon"]["name"], "a script created without a name gets one"
+    renamed = jmap.call("SieveScript/set", update={one: {"name": "rename-uno"}})
+    assert renamed["updated"] == {one: None}, renamed
+    [obj] = jmap.call("SieveScript/get", ids=[one])["list"]
+    assert (obj["id"], obj["name"], obj["isActive"]) == (one, "rename-uno", True)
+    assert "* rename-uno" in server.cli("sieve", "list", ALICE).stdout.decode()
+
+    clash = jmap.call("SieveScript/set", update={one: {"name": "rename-two"}})
+    assert clash["notUpdated"][one]["type"] == "alreadyExists", clash
+    assert clash["notUpdated"][one]["existingId"] == two
+    clash = jmap.call("SieveScript/set", create={"c": {"name": "rename-two",
+                                                       "blobId": upload(jmap, "keep;")}})
+    assert clash["notCreated"]["c"]["type"] == "alreadyExists"
+    assert clash["notCreated"]["c"]["existingId"] == two
+    for bad in ("a/b", "tab\there", "", 7):
+        answer = jmap.call("SieveScript/set", update={two: {"name": bad}})
+        assert answer["notUpdated"][two]["type"] == "invalidProperties", (bad, answer)
+        assert answer["notUpdated"][two]["properties"] == ["name"], (bad, answer)
+    answer = jmap.call("SieveScript/set", update={two: {"isActive": True}})
+    assert answer["notUpdated"][two]["type"] == "invalidProperties", answer
+    huge = upload(jmap, "# " + "x" * 70_000 + "\nkeep;\n")
+    answer = jmap.call("SieveScript/set", update={two: {"blobId": huge}})
+    assert answer["notUpdated"][two]["type"] == "tooLarge", answer
+    bad_script = upload(jmap, "fileinto;\n")
+    answer = jmap.call("SieveScript/set", update={two: {"name": "rename-dos",
+                                                        "blobId": bad_script}})
+    assert answer["notUpdated"][two]["type"] == "invalidSieve", answer
+    [still] = jmap.call("SieveScript/get", ids=[two])["list"]
+    assert still["name"] == "rename-two", "a failed update changes nothing"
+
+    both = jmap.call("SieveScript/set", update={two: {"name": "rename-dos",
+                                                      "blobId": upload(jmap, "stop;")}},
+                     onSuccessActivateScript=two)
+    assert both["updated"] == {two: {"isActive": True}, one: {"isActive": False}}, both
+    [obj] = jmap.call("SieveScript/get", ids=[two])["list"]
+    assert (obj["name"], obj["isActive"]) == ("rename-dos", True)
+    text = jmap.client.get(f"/jmap/download/{jmap.account_id}/{obj['blobId']}/s.sieve").text
+    assert text == "stop;"
+    off = jmap.call("SieveScript/set", onSuccessDeactivateScript=True)
+    assert off["updated"] == {two: {"isActive": False}}, off
+    gone = jmap.call("SieveScript/set", destroy=[one, two, made["created"]["anon"]["id"]])
+    assert len(gone["destroyed"]) == 3, gone

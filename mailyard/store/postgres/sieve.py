@@ -8,6 +8,7 @@ import time
 
 import asyncpg
 
+from mailyard.core.ids import new_id
 from mailyard.store.ports import Conflict, NotFound, SieveScriptRecord
 from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.schema import migrate
@@ -31,8 +32,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account_id, key)
     );
     """,
+    # 2: an id given at creation and kept through replace and rename (JMAP's immutable id)
+    f"""
+    ALTER TABLE sieve_scripts ADD COLUMN script_id {T} NOT NULL DEFAULT '';
+    UPDATE sieve_scripts SET script_id = 'S' || md5(account_id || '/' || name || '/'
+        || random()::text) WHERE script_id = '';
+    """,
 )
-_COLUMNS = "account_id, name, content, active, updated_at"
+_COLUMNS = "account_id, name, content, active, updated_at, script_id"
 
 
 async def _migrate(conn: asyncpg.Connection) -> None:
@@ -41,7 +48,7 @@ async def _migrate(conn: asyncpg.Connection) -> None:
 
 def _record(row: asyncpg.Record) -> SieveScriptRecord:
     return SieveScriptRecord(row["account_id"], row["name"], row["content"], row["active"],
-                             row["updated_at"])
+                             row["updated_at"], row["script_id"])
 
 
 class PostgresSieveStore:
@@ -60,10 +67,10 @@ class PostgresSieveStore:
     async def put_script(self, account_id: str, name: str, content: str) -> None:
         pool = await self.pool.get()
         await pool.execute(
-            "INSERT INTO sieve_scripts (account_id, name, content, updated_at)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, name) DO UPDATE"
+            "INSERT INTO sieve_scripts (account_id, name, content, updated_at, script_id)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, name) DO UPDATE"
             " SET content = EXCLUDED.content, updated_at = EXCLUDED.updated_at",
-            account_id, name, content, time.time())
+            account_id, name, content, time.time(), new_id("S"))
 
     async def list_scripts(self, account_id: str) -> list[SieveScriptRecord]:
         pool = await self.pool.get()

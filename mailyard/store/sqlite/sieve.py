@@ -8,6 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from mailyard.core.ids import new_id
 from mailyard.store.ports import Conflict, NotFound, SieveScriptRecord
 from mailyard.store.sqlite.db import Database
 
@@ -18,6 +19,7 @@ CREATE TABLE IF NOT EXISTS sieve_scripts (
     content TEXT NOT NULL,
     active INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
+    script_id TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (account_id, name)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sieve_one_active ON sieve_scripts (account_id) WHERE active;
@@ -28,16 +30,30 @@ CREATE TABLE IF NOT EXISTS sieve_duplicates (
     PRIMARY KEY (account_id, key)
 );
 """
-_COLUMNS = "account_id, name, content, active, updated_at"
+_COLUMNS = "account_id, name, content, active, updated_at, script_id"
+VERSION = 2
+"""1: no script_id; 2: script_id, kept through replace and rename (JMAP's immutable id)."""
 
 
-def _record(row: tuple[str, str, str, int, float]) -> SieveScriptRecord:
-    return SieveScriptRecord(row[0], row[1], row[2], bool(row[3]), row[4])
+def _record(row: tuple[str, str, str, int, float, str]) -> SieveScriptRecord:
+    return SieveScriptRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+
+
+def _migrate(conn: sqlite3.Connection, found: int) -> None:
+    """Give a file from before script ids the column (a new file has it from SCHEMA), and
+    every script an id."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(sieve_scripts)")}
+    if "script_id" not in columns:
+        conn.execute("ALTER TABLE sieve_scripts ADD COLUMN script_id TEXT NOT NULL DEFAULT ''")
+    rows = conn.execute("SELECT account_id, name FROM sieve_scripts WHERE script_id = ''")
+    for account_id, name in rows.fetchall():
+        conn.execute("UPDATE sieve_scripts SET script_id = ? WHERE account_id = ? AND name = ?",
+                     (new_id("S"), account_id, name))
 
 
 class SqliteSieveStore:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, SCHEMA)
+        self.db = Database(path, SCHEMA, version=VERSION, migrate=_migrate)
 
     def close(self) -> None:
         self.db.close()
@@ -47,10 +63,10 @@ class SqliteSieveStore:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO sieve_scripts (account_id, name, content, updated_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (account_id, name) DO UPDATE"
+                "INSERT INTO sieve_scripts (account_id, name, content, updated_at, script_id)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, name) DO UPDATE"
                 " SET content = excluded.content, updated_at = excluded.updated_at",
-                (account_id, name, content, now))
+                (account_id, name, content, now, new_id("S")))
         await self.db.write(write)
 
     async def list_scripts(self, account_id: str) -> list[SieveScriptRecord]:
