@@ -1,4 +1,5 @@
-"""Spam is never forwarded, and what is forwarded still authenticates (issue 25).
+"""Forwarding to a remote MX (issue 25): spam never, the local copy as configured, and what
+is forwarded still authenticates.
 
 One Mailyard for example.test, whose remote MX for elsewhere.test is a loopback aiosmtpd
 (tests/fakemx.py) behind the loopback DNS double. The content check scores in the pipeline
@@ -11,7 +12,8 @@ One Mailyard for example.test, whose remote MX for elsewhere.test is a loopback 
 - a Gmail-style filter made over JMAP (Filters/set forwardTo) forwards over SMTP to the
   remote MX from an SRS address that passes SPF there, the sender's DKIM signature intact;
   with "never spam" the user has said the message is not spam, so it is forwarded too;
-- with `[routing] hold_spam_forwards = false` the spam for a remote target is dropped.
+- with `[routing] hold_spam_forwards = false` the spam for a remote target is dropped;
+- an alias on an account's own address forwards without a local copy unless --keep-copy.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tests.e2e.server import Server, wait_port
 from tests.e2e.test_checks_auth import dns_txt, rsa_key
 from tests.fakemx import FakeMX, Received
 
-ALICE, BOB = "alice@example.test", "bob@example.test"
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 PASSWORD = "secret-password"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 SIEVE = "urn:ietf:params:jmap:sieve"
@@ -70,9 +72,10 @@ def make_server(root: Path, mx: FakeMX, dns_double: TestDNS, routing: str = "") 
                  dns={"nameservers": [dns_double.address], "timeout": 2.0})
     with srv.config_path.open("a") as f:
         f.write(f'[routing]\nsrs_domain = "example.test"\n{routing}')
-    for user in (ALICE, BOB):
+    for user in (ALICE, BOB, CAROL):
         srv.add_user(user, PASSWORD)
     srv.cli("alias", "add", ALICE, "ann@elsewhere.test", "--keep-copy")
+    srv.cli("alias", "add", CAROL, "cee@elsewhere.test")
     srv.cli("alias", "add", "fwd@example.test", "far@elsewhere.test")
     return srv
 
@@ -153,6 +156,22 @@ def test_an_alias_forwards_ham_but_not_spam(server: Server, mx: FakeMX) -> None:
     for line in held.splitlines():  # released by hand, an admin's choice; here dropped
         if line.strip():
             server.cli("dlq", "drop", line.split()[0], check=False)
+
+
+def test_a_forward_keeps_a_local_copy_only_when_asked(server: Server, mx: FakeMX) -> None:
+    """alice@ forwards with --keep-copy, carol@ (an account too) without: both remote
+    targets get the message, only alice has a copy (RFC 5321 §3.9.1: aliasing replaces the
+    recipient), and a later message to carol is no different."""
+    send(server, CAROL, message("carol forward", CAROL, "Forward only.\n"))
+    send(server, ALICE, message("alice forward", ALICE, "Forward and keep.\n"))
+    [carols] = wait_mx(mx, "carol forward")
+    assert carols.recipients == ["cee@elsewhere.test"]
+    assert b"Delivered-To: carol@example.test" in carols.data
+    [alices] = wait_mx(mx, "alice forward")
+    assert alices.recipients == ["ann@elsewhere.test"]
+    assert mailboxes(server, ALICE, "alice forward") == ["INBOX"]
+    server.wait_queue_empty()
+    assert server.emails(CAROL) == [], "no local copy without --keep-copy"
 
 
 def put_script(server: Server, user: str, text: str) -> None:

@@ -419,3 +419,42 @@ fileinto :create "Filed";""")
         assert any(e.get("subject") == "to a worker" for e in srv.emails(ALICE, label="Filed"))
     finally:
         srv.stop()
+
+
+def test_imap4flags_relational_count_index_mailbox_and_encoded_character(
+        server: Server, imap: Imap) -> None:
+    """The extensions the other tests leave out, over SMTP: imap4flags' setflag, removeflag
+    and hasflag (RFC 5232), relational :count (RFC 5231) over To and Cc, index's :index
+    (RFC 5260 §6: the second X-Hop field), mailbox's mailboxexists (RFC 5490), and
+    encoded-character's ${hex:} (RFC 5228 §2.4.2.4) in a key."""
+    imap.create("Existing")
+    put_script(server, """require ["imap4flags", "relational", "comparator-i;ascii-numeric",
+                   "fileinto", "mailbox", "index", "encoded-character"];
+setflag ["$one", "$two"];
+removeflag "$two";
+if hasflag :is "$one" { addflag "$hasone"; }
+if hasflag :is "$two" { addflag "$wrong"; }
+if header :contains "subject" "${hex:63 72 6f 77 64}" { addflag "$encoded"; }
+if address :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] "3" {
+    fileinto :create "Crowd";
+}
+if header :index 2 :contains "X-Hop" "second" { fileinto :create "Indexed"; }
+if header :index 1 :contains "X-Hop" "second" { fileinto :create "Wrong-Index"; }
+if mailboxexists "Existing" { fileinto "Existing"; }
+if mailboxexists "Missing-Box" { fileinto :create "Wrong-Box"; }
+""")
+    raw = (f"From: {REMOTE}\r\nTo: {ALICE}, {BOB}\r\nCc: {CAROL}\r\n"
+           "Subject: a crowd scene\r\nX-Hop: first\r\nX-Hop: second\r\n"
+           f"Message-ID: <crowd.{time.monotonic_ns()}@remote.test>\r\n\r\nhello\r\n")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        smtp.sendmail(REMOTE, [ALICE], raw)
+    for box in ("Crowd", "Indexed", "Existing"):
+        [(flags, _)] = imap.wait(box, "a crowd scene")
+        low = flags.lower()
+        assert b"$one" in low and b"$hasone" in low and b"$encoded" in low, (box, flags)
+        assert b"$two" not in low and b"$wrong" not in low, (box, flags)
+    settle(server)
+    _, boxes = imap.conn.list()
+    names = b" ".join(b for b in boxes if isinstance(b, bytes))
+    assert b"Wrong-Box" not in names and b"Wrong-Index" not in names, names
+    assert imap.find("INBOX", "a crowd scene") == [], "fileinto cancels the implicit keep"
