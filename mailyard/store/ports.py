@@ -536,6 +536,60 @@ class MailStore(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- MailTx
+
+
+@dataclass(frozen=True, slots=True)
+class EmailFlags:
+    """What the keyword rules read of a stored email."""
+
+    keywords: Sequence[str]
+    modseq: int
+
+
+class MailTx(Protocol):
+    """One write transaction on one account's rows: the narrow port the mail model
+    (mailyard/model) decides over. Every method is a primitive of the engine's tables, with
+    no rule of mail in it; the model says what to read and write and when. An engine opens
+    the transaction, hands this to a model function, and commits when it returns (rolls
+    back when it raises).
+
+    Writers of one account are serialised (SQLite: the one writer; PostgreSQL: the
+    account's row lock, taken by `lock_account` or `next_modseq` and held to the commit), so
+    MODSEQs are handed out in commit order."""
+
+    account_id: str
+
+    async def lock_account(self) -> None:
+        """Hold the account against other writers until the commit; NotFound when it is gone
+        (deleted, or moved to another shard while this waited)."""
+        ...
+
+    async def next_modseq(self) -> int:
+        """The account's next MODSEQ (one step), for every change of this transaction."""
+        ...
+
+    def log(self, modseq: int, kind: str, object_id: str, op: str) -> None:
+        """Append to the change log: `kind` ("Email", "Mailbox", "Thread") `object_id` was
+        `op` ("created", "updated", "destroyed") at `modseq`. The last op of the same
+        (modseq, kind, object) wins."""
+        ...
+
+    async def email_flags(self, email_ids: Sequence[str]) -> dict[str, EmailFlags]:
+        """The account's emails among `email_ids` (unknown ids left out)."""
+        ...
+
+    async def write_keywords(self, email_id: str, keywords: Sequence[str]) -> None: ...
+
+    async def add_unread(self, email_id: str, change: int) -> None:
+        """Add `change` to the unread counter of every mailbox holding the email."""
+        ...
+
+    async def stamp_email(self, email_id: str, modseq: int) -> None:
+        """Set the MODSEQ of the email and of every mailbox holding it."""
+        ...
+
+
 # --------------------------------------------------------------------------- SearchIndex
 
 

@@ -22,6 +22,7 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
+from mailyard.model import keywords
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -45,7 +46,7 @@ from mailyard.store.ports import (
 )
 from mailyard.store.postgres import filters, maintenance, schema, writes
 from mailyard.store.postgres.pool import LazyPool
-from mailyard.store.postgres.writes import ALL, DESTROYING_ROLES, SEEN, Tx, clean
+from mailyard.store.postgres.writes import ALL, DESTROYING_ROLES, PostgresMailTx, Tx, clean
 
 R = TypeVar("R")
 
@@ -557,50 +558,9 @@ class PostgresMailStore:
                            add: Sequence[str] = (), remove: Sequence[str] = (),
                            replace: Sequence[str] | None = None,
                            unchanged_since: int | None = None) -> KeywordUpdate:
-        add = [clean(k) for k in add]
-        removed = {clean(k) for k in remove}
-        replace = None if replace is None else [clean(k) for k in replace]
-
-        async def update(tx: Tx) -> KeywordUpdate:
-            conn = tx.conn
-            result = KeywordUpdate(updated=[], conflicts=[])
-            modseq: int | None = None
-            # Lock the account before reading: UNCHANGEDSINCE compares against committed state.
-            # No row: the account is gone (or was moved to another shard while this waited).
-            if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
-                                   account_id) is None:
-                raise NotFound(f"no account {account_id}")
-            rows = {r["id"]: r for r in await conn.fetch(
-                "SELECT id, keywords, modseq FROM emails WHERE account_id = $1"
-                " AND id = ANY($2::text[])", account_id, list(email_ids))}
-            for email_id in email_ids:
-                row = rows.get(email_id)
-                if row is None:
-                    continue
-                if unchanged_since is not None and row["modseq"] > unchanged_since:
-                    result.conflicts.append(email_id)
-                    continue
-                before = list(row["keywords"])
-                after = list(dict.fromkeys(replace)) if replace is not None else [
-                    k for k in dict.fromkeys([*before, *add]) if k not in removed]
-                if sorted(after) == sorted(before):
-                    result.updated.append((email_id, before, row["modseq"]))
-                    continue
-                modseq = modseq or await tx.next_modseq(account_id)
-                await conn.execute("UPDATE emails SET keywords = $3 WHERE account_id = $1"
-                                   " AND id = $2", account_id, email_id, after)
-                if (SEEN in before) != (SEEN in after):
-                    await conn.execute(
-                        "UPDATE mailboxes SET unseen = unseen + $3 WHERE account_id = $1"
-                        " AND id IN (SELECT mailbox_id FROM mailbox_emails"
-                        " WHERE account_id = $1 AND email_id = $2)",
-                        account_id, email_id, -1 if SEEN in after else 1)
-                await writes.touch_email(tx, account_id, email_id, modseq)
-                rows[email_id] = {"keywords": after, "modseq": modseq}
-                result.updated.append((email_id, after, modseq))
-            return result
-
-        return await self._write(update)
+        return await self._write(lambda tx: keywords.set_keywords(
+            PostgresMailTx(tx, account_id), email_ids, add=add, remove=remove, replace=replace,
+            unchanged_since=unchanged_since))
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
                              mailbox_id: str, *, fresh_only: bool = False,

@@ -14,6 +14,7 @@ Change-log rows are gathered in the transaction and written in one statement at 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,14 @@ import orjson
 
 from mailyard.core.ids import next_uidvalidity
 from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
-from mailyard.store.ports import DeliveryResult, NewEmail, NotFound, QuotaExceeded
+from mailyard.model import keywords
+from mailyard.store.ports import (
+    DeliveryResult,
+    EmailFlags,
+    NewEmail,
+    NotFound,
+    QuotaExceeded,
+)
 
 ALL = "all"
 """The role of the mailbox every email is in (Gmail's All Mail)."""
@@ -81,6 +89,50 @@ class Tx:
         if modseq is None:
             raise NotFound(f"no account {account_id}")
         return int(modseq)
+
+
+class PostgresMailTx:
+    """The mail model's primitives (store.ports.MailTx) on one account's rows inside
+    `tx`."""
+
+    def __init__(self, tx: Tx, account_id: str) -> None:
+        self.tx = tx
+        self.conn = tx.conn
+        self.account_id = account_id
+
+    async def lock_account(self) -> None:
+        if await self.conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
+                                    self.account_id) is None:
+            raise NotFound(f"no account {self.account_id}")
+
+    async def next_modseq(self) -> int:
+        return await self.tx.next_modseq(self.account_id)
+
+    def log(self, modseq: int, kind: str, object_id: str, op: str) -> None:
+        self.tx.log(self.account_id, modseq, kind, object_id, op)
+
+    async def email_flags(self, email_ids: Sequence[str]) -> dict[str, EmailFlags]:
+        return {r["id"]: EmailFlags(list(r["keywords"]), r["modseq"]) for r in
+                await self.conn.fetch("SELECT id, keywords, modseq FROM emails"
+                                      " WHERE account_id = $1 AND id = ANY($2::text[])",
+                                      self.account_id, [clean(e) for e in email_ids])}
+
+    async def write_keywords(self, email_id: str, keywords: Sequence[str]) -> None:
+        await self.conn.execute("UPDATE emails SET keywords = $3 WHERE account_id = $1"
+                                " AND id = $2", self.account_id, email_id, list(keywords))
+
+    async def add_unread(self, email_id: str, change: int) -> None:
+        await self.conn.execute(
+            "UPDATE mailboxes SET unseen = unseen + $3 WHERE account_id = $1 AND id IN"
+            " (SELECT mailbox_id FROM mailbox_emails WHERE account_id = $1 AND email_id = $2)",
+            self.account_id, email_id, change)
+
+    async def stamp_email(self, email_id: str, modseq: int) -> None:
+        await self.conn.execute(
+            "WITH e AS (UPDATE emails SET modseq = $3 WHERE account_id = $1 AND id = $2)"
+            " UPDATE mailboxes SET modseq = $3 WHERE account_id = $1 AND id IN"
+            " (SELECT mailbox_id FROM mailbox_emails WHERE account_id = $1 AND email_id = $2)",
+            self.account_id, email_id, modseq)
 
 
 async def uidvalidity(conn: asyncpg.Connection, account_id: str) -> int:
@@ -170,13 +222,7 @@ async def destroy(tx: Tx, account_id: str, email_id: str, modseq: int, info: Inf
 
 
 async def touch_email(tx: Tx, account_id: str, email_id: str, modseq: int) -> None:
-    """An email's metadata changed: new MODSEQ for it and for every mailbox holding it."""
-    await tx.conn.execute(
-        "WITH e AS (UPDATE emails SET modseq = $3 WHERE account_id = $1 AND id = $2)"
-        " UPDATE mailboxes SET modseq = $3 WHERE account_id = $1 AND id IN"
-        " (SELECT mailbox_id FROM mailbox_emails WHERE account_id = $1 AND email_id = $2)",
-        account_id, email_id, modseq)
-    tx.log(account_id, modseq, "Email", email_id, "updated")
+    await keywords.touch(PostgresMailTx(tx, account_id), email_id, modseq)
 
 
 async def _find_duplicate(conn: asyncpg.Connection, email: NewEmail) -> Any:

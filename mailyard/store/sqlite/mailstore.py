@@ -16,6 +16,7 @@ from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id, next_uidvalidity
 from mailyard.core.query import Node
 from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
+from mailyard.model import keywords
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -39,6 +40,9 @@ from mailyard.store.ports import (
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
+from mailyard.store.sqlite.mailtx import SqliteMailTx, run_now
+from mailyard.store.sqlite.mailtx import log as _log
+from mailyard.store.sqlite.mailtx import next_modseq as _next_modseq
 from mailyard.store.sqlite.maintenance import MaintenanceMixin
 
 SCHEMA = """
@@ -193,23 +197,6 @@ def _uidvalidity(conn: sqlite3.Connection, account_id: str) -> int:
     value = next_uidvalidity(last[0] if last else 0, time.time())
     conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (value, account_id))
     return value
-
-
-def _next_modseq(conn: sqlite3.Connection, account_id: str) -> int:
-    row = conn.execute(
-        "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq", (account_id,)
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"no account {account_id}")
-    return int(row[0])
-
-
-def _log(conn: sqlite3.Connection, account_id: str, modseq: int, kind: str, object_id: str,
-         op: str) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO changes (account_id, modseq, kind, object_id, op)"
-        " VALUES (?, ?, ?, ?, ?)", (account_id, modseq, kind, object_id, op),
-    )
 
 
 SCHEMA_VERSION = 3
@@ -666,36 +653,9 @@ class SqliteMailStore(MaintenanceMixin):
                            add: Sequence[str] = (), remove: Sequence[str] = (),
                            replace: Sequence[str] | None = None,
                            unchanged_since: int | None = None) -> KeywordUpdate:
-        def update(conn: sqlite3.Connection) -> KeywordUpdate:
-            result = KeywordUpdate(updated=[], conflicts=[])
-            modseq: int | None = None
-            for email_id in email_ids:
-                row = conn.execute("SELECT keywords, modseq FROM emails WHERE account_id = ?"
-                                   " AND id = ?", (account_id, email_id)).fetchone()
-                if row is None:
-                    continue
-                if unchanged_since is not None and row["modseq"] > unchanged_since:
-                    result.conflicts.append(email_id)
-                    continue
-                before = orjson.loads(row["keywords"])
-                after = list(dict.fromkeys(replace)) if replace is not None else [
-                    k for k in dict.fromkeys([*before, *add]) if k not in set(remove)]
-                if sorted(after) == sorted(before):
-                    result.updated.append((email_id, before, row["modseq"]))
-                    continue
-                modseq = modseq or _next_modseq(conn, account_id)
-                conn.execute("UPDATE emails SET keywords = ? WHERE id = ?",
-                             (orjson.dumps(after).decode(), email_id))
-                if ("$seen" in before) != ("$seen" in after):
-                    conn.execute(
-                        "UPDATE mailboxes SET unseen = unseen + ? WHERE id IN"
-                        " (SELECT mailbox_id FROM mailbox_emails WHERE email_id = ?)",
-                        (-1 if "$seen" in after else 1, email_id))
-                _touch_email(conn, account_id, email_id, modseq)
-                result.updated.append((email_id, after, modseq))
-            return result
-
-        return await self.db.write(update)
+        return await self.db.write(lambda conn: run_now(keywords.set_keywords(
+            SqliteMailTx(conn, account_id), email_ids, add=add, remove=remove,
+            replace=replace, unchanged_since=unchanged_since)))
 
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
                              mailbox_id: str, *, fresh_only: bool = False,
@@ -1053,11 +1013,7 @@ def _destroy(conn: sqlite3.Connection, account_id: str, email_id: str, modseq: i
 
 
 def _touch_email(conn: sqlite3.Connection, account_id: str, email_id: str, modseq: int) -> None:
-    """An email's metadata changed: new MODSEQ for it and for every mailbox holding it."""
-    conn.execute("UPDATE emails SET modseq = ? WHERE id = ?", (modseq, email_id))
-    conn.execute("UPDATE mailboxes SET modseq = ? WHERE id IN"
-                 " (SELECT mailbox_id FROM mailbox_emails WHERE email_id = ?)", (modseq, email_id))
-    _log(conn, account_id, modseq, "Email", email_id, "updated")
+    run_now(keywords.touch(SqliteMailTx(conn, account_id), email_id, modseq))
 
 
 def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> sqlite3.Row:
