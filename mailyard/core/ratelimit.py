@@ -1,8 +1,16 @@
-"""Sliding-window counters for per-IP limits; pure logic, the caller supplies the clock."""
+"""Sliding-window counters and concurrency limits; pure logic, the caller supplies the clock.
+
+`Ledger` is where the protocols keep them when a cluster shares them: `LocalLedger` (this
+process, the embedded default) or Redis (store/redis/ledger.py) for every node at once.
+"""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 
 class WindowLimiter:
@@ -55,3 +63,94 @@ class ConcurrencyLimiter:
         self._open[key] -= 1
         if self._open[key] <= 0:
             del self._open[key]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One place taken under a concurrency limit (a connection, a maildrop lock)."""
+
+    key: str
+    holder: str
+    shared: bool
+    """Taken in the cluster's ledger (Redis), not in this process's: released there."""
+
+
+class Ledger(Protocol):
+    """Short-lived state that limits and locks keep: in this process by default
+    (`LocalLedger`), in Redis for every node of a cluster (store/redis/ledger.py, which falls
+    back to a `LocalLedger` while Redis is away). Every method answers: a ledger that cannot
+    reach its engine decides per process rather than stop mail."""
+
+    async def admit(self, key: str, limit: int, window: float) -> bool:
+        """Record one event for `key` if fewer than `limit` were admitted in the last
+        `window` seconds; say whether it was (limit <= 0: always)."""
+        ...
+
+    async def hold(self, key: str, limit: int) -> Hold | None:
+        """Take one of `limit` simultaneous places of `key`, or None when all are taken
+        (limit <= 0: no limit)."""
+        ...
+
+    async def release(self, hold: Hold) -> None: ...
+
+    async def claim(self, key: str, seconds: float) -> bool:
+        """True for the first claim of `key` in `seconds`, False for any other meanwhile
+        (an auto-reply sent once, whichever node delivers)."""
+        ...
+
+    async def greylist(self, key: str, delay: float, window: float,
+                       expire: float) -> float | None:
+        """RFC 6647: seconds the triplet `key` must still wait (0: let through), or None
+        when this ledger keeps no greylist (the node's own policy store decides)."""
+        ...
+
+
+class LocalLedger:
+    """The `Ledger` of one process: the in-memory limiters above, on the monotonic clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._windows: dict[tuple[int, float], WindowLimiter] = {}
+        self._open: dict[str, int] = {}
+        self._claims: dict[str, float] = {}
+        self._admitted = 0
+
+    async def admit(self, key: str, limit: int, window: float) -> bool:
+        if limit <= 0:
+            return True
+        limiter = self._windows.get((limit, window))
+        if limiter is None:
+            limiter = self._windows[(limit, window)] = WindowLimiter(limit, window)
+        now = self.clock()
+        self._admitted += 1
+        if self._admitted % 1024 == 0:  # keys of clients gone quiet cost nothing for long
+            for each in self._windows.values():
+                each.forget_idle(now)
+        return limiter.allow(key, now)
+
+    async def hold(self, key: str, limit: int) -> Hold | None:
+        taken = self._open.get(key, 0)
+        if 0 < limit <= taken:
+            return None
+        self._open[key] = taken + 1
+        return Hold(key, "", shared=False)
+
+    async def release(self, hold: Hold) -> None:
+        left = self._open.get(hold.key, 0) - 1
+        if left > 0:
+            self._open[hold.key] = left
+        else:
+            self._open.pop(hold.key, None)
+
+    async def claim(self, key: str, seconds: float) -> bool:
+        now = self.clock()
+        if len(self._claims) > 10_000:
+            self._claims = {k: t for k, t in self._claims.items() if t > now}
+        if self._claims.get(key, 0.0) > now:
+            return False
+        self._claims[key] = now + seconds
+        return True
+
+    async def greylist(self, key: str, delay: float, window: float,
+                       expire: float) -> float | None:
+        return None

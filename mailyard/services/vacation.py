@@ -9,7 +9,10 @@ reverse-path with Auto-Submitted: auto-replied, so that two responders cannot ta
 other for ever.
 
 A reply is recorded before it is queued, so a retried delivery never answers twice (a crash in
-between loses one auto-reply, which is the side to err on).
+between loses one auto-reply, which is the side to err on). The record is read and written
+in the MailStore, which two deliveries from one sender on two nodes at once could both read as
+"not yet answered": a claim in the `Ledger` (Redis in a cluster) before it makes the one
+answer atomic, whichever node delivers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 from mailyard.core.addresses import normalize
 from mailyard.core.mime import header_text
+from mailyard.core.ratelimit import Ledger, LocalLedger
 from mailyard.core.sections import header_fields
 from mailyard.core.sieve.actions import Vacation
 from mailyard.services.submission import SubmissionRefused, SubmissionService
@@ -102,10 +106,11 @@ class VacationResponder:
     VacationResponse is."""
 
     def __init__(self, store: MailStore, submission: SubmissionService, *,
-                 period: float = 7 * 86400) -> None:
+                 period: float = 7 * 86400, ledger: Ledger | None = None) -> None:
         self.store = store
         self.submission = submission
         self.period = period
+        self.ledger = ledger if ledger is not None else LocalLedger()
         self._expected: dict[tuple[str, str], Vacation | None] = {}
         """(account id, email id) -> the Sieve vacation action of that delivery (None: the
         script ran and asked for none), from the pipeline to `after_delivery`, which runs
@@ -214,6 +219,8 @@ class VacationResponder:
         if replied and now - replied[0].data["at"] < action.seconds \
                 and replied[0].data.get("since") == since_value:
             return
+        if not await self.ledger.claim(f"vacation:{account_id}:{key}:{since}", action.seconds):
+            return  # another delivery of this sender's, maybe on another node, answers
         await self.store.put_object(account_id, REPLIED, key,
                                     {"at": now, "since": since_value}, log=False)
         # The email package folds a subject of 64 KB (the stored cap) in half a second.

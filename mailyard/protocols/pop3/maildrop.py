@@ -14,27 +14,6 @@ from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import Account, Mailbox
 
 
-class MaildropLocks:
-    """Which accounts a session of this process holds (RFC 1939 §8: "exclusive-access lock").
-
-    In-process only: two nodes of a scaled-out cluster do not see each other's locks. Since
-    UPDATE applies only marked messages by their email ids, a second session elsewhere can at
-    worst fail to find a message another already removed, which is harmless.
-    """
-
-    def __init__(self) -> None:
-        self._held: set[str] = set()
-
-    def acquire(self, account_id: str) -> bool:
-        if account_id in self._held:
-            return False
-        self._held.add(account_id)
-        return True
-
-    def release(self, account_id: str) -> None:
-        self._held.discard(account_id)
-
-
 @dataclass
 class Maildrop:
     inbox: Mailbox

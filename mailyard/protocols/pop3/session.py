@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 from mailyard import metrics
 from mailyard.core.netaddr import is_loopback
-from mailyard.core.ratelimit import ConcurrencyLimiter
+from mailyard.core.ratelimit import Hold, Ledger, LocalLedger
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong
 from mailyard.protocols.pop3.grammar import Command, ParseError, parse_command
-from mailyard.protocols.pop3.maildrop import Maildrop, MaildropLocks
+from mailyard.protocols.pop3.maildrop import Maildrop
 from mailyard.services.accounts import AccountService
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import Account
@@ -61,11 +61,10 @@ class POP3Services:
     mailbox: MailboxService
     policy: POP3Policy
     tls: ssl.SSLContext | None
-    locks: MaildropLocks = field(default_factory=MaildropLocks)
-    connections: ConcurrencyLimiter = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
+    ledger: Ledger = field(default_factory=LocalLedger)
+    """Where the per-IP connection counts and the maildrop locks live: this process, or
+    Redis for every node of a cluster (a second session of a maildrop on another node is
+    then refused too)."""
 
 
 Handler = Callable[["Session", Command], Awaitable[None]]
@@ -102,6 +101,8 @@ class Session:
         """The name given by USER, waiting for PASS."""
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
+        self.lock: Hold | None = None
+        """The maildrop's exclusive-access lock, held from PASS to the end."""
         peer = writer.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else "local"
         self.reader = CommandReader(reader, max_line=services.policy.max_line,
@@ -159,7 +160,9 @@ class Session:
 
     async def run(self) -> None:
         services = self.services
-        if not services.connections.acquire(self.peer_ip):
+        connection = await services.ledger.hold(f"pop3-conn:{self.peer_ip}",
+                                                services.policy.connections_per_ip)
+        if connection is None:
             self.err("Too many connections from your address", "SYS/TEMP")
             await self.flush()
             self.writer.close()
@@ -189,9 +192,9 @@ class Session:
                 raise
             # uvloop refuses any operation on a transport the peer has already closed
         finally:
-            services.connections.release(self.peer_ip)
-            if self.account is not None and self.maildrop is not None:
-                services.locks.release(self.account.id)
+            await services.ledger.release(connection)
+            if self.lock is not None:
+                await services.ledger.release(self.lock)
             with contextlib.suppress(Exception):
                 await self.flush()
                 self.writer.close()
@@ -244,15 +247,16 @@ class Session:
     async def enter_transaction(self, account: Account) -> None:
         """Lock the maildrop and take its snapshot (RFC 1939 §4: "acquire an exclusive-access
         lock on the maildrop"), or answer -ERR [IN-USE] and stay in AUTHORIZATION."""
-        if not self.services.locks.acquire(account.id):
+        lock = await self.services.ledger.hold(f"pop3-maildrop:{account.id}", 1)
+        if lock is None:
             raise Err("Maildrop already locked by another session", "IN-USE")
         try:
             drop = await Maildrop.load(self.mailbox, account)
         except Exception:
-            self.services.locks.release(account.id)
+            await self.services.ledger.release(lock)
             log.exception("POP3: cannot open the maildrop of %s", account.address)
             raise Err("Cannot open the maildrop now", "SYS/TEMP") from None
-        self.account, self.maildrop = account, drop
+        self.account, self.maildrop, self.lock = account, drop, lock
         self.state = State.TRANSACTION
         self.ok(f"Maildrop has {drop.count} messages ({drop.octets} octets)")
 

@@ -38,7 +38,7 @@ from mailyard.core.authresults import strip_ours
 from mailyard.core.dates import header_date
 from mailyard.core.ids import new_id
 from mailyard.core.mime import ParsedMessage, parse_head
-from mailyard.core.ratelimit import ConcurrencyLimiter, WindowLimiter
+from mailyard.core.ratelimit import Ledger, LocalLedger
 from mailyard.protocols.smtp.base import (
     EnhancedSMTP,
     close,
@@ -70,13 +70,14 @@ class InboundHandler:
     """aiosmtpd handler hooks for the MX role."""
 
     def __init__(self, accounts: AccountService, delivery: DeliveryService,
-                 policy: InboundPolicy, checks: CheckChain | None = None) -> None:
+                 policy: InboundPolicy, checks: CheckChain | None = None,
+                 ledger: Ledger | None = None) -> None:
         self.accounts = accounts
         self.delivery = delivery
         self.policy = policy
         self.checks = checks if checks is not None else CheckChain([])
-        self.message_rate = WindowLimiter(policy.messages_per_ip_per_minute, 60.0)
-        self.connections = ConcurrencyLimiter(policy.connections_per_ip)
+        self.ledger = ledger if ledger is not None else LocalLedger()
+        """The per-IP counts: this process's, or (Redis) every node's."""
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
@@ -91,7 +92,8 @@ class InboundHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         ip = peer_ip(session)
-        if not self.message_rate.allow(ip, time.monotonic()):
+        if not await self.ledger.admit(f"smtp-mail:{ip}",
+                                       self.policy.messages_per_ip_per_minute, 60.0):
             log.warning("message rate limit for %s", ip)
             asyncio.get_running_loop().call_soon(close, server)
             return "421 4.7.0 Too many messages from your address, try again later"
@@ -256,7 +258,9 @@ class InboundSMTP(EnhancedSMTP):
     async def _handle_client(self) -> None:
         assert self.session is not None
         ip = peer_ip(self.session)
-        if not self.inbound.connections.acquire(ip):
+        ledger = self.inbound.ledger
+        connection = await ledger.hold(f"smtp-conn:{ip}", self.inbound.policy.connections_per_ip)
+        if connection is None:
             log.warning("connection limit for %s", ip)
             await super().push("421 4.7.0 Too many connections from your address")
             close(self)
@@ -275,7 +279,7 @@ class InboundSMTP(EnhancedSMTP):
                 self.session.connect_verdict = verdict  # type: ignore[attr-defined]
             await super()._handle_client()
         finally:
-            self.inbound.connections.release(ip)
+            await ledger.release(connection)
 
 
 def _prepare(content: bytes, policy: InboundPolicy, checked: bool

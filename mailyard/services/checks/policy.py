@@ -4,7 +4,9 @@ Per-IP connection and message rates live in the SMTP listener itself (protocols/
 `[limits]`), since they must act before any check runs; this layer adds the decisions that
 depend on data: the admin's lists (`mailyard policy allow|deny|remove|list`), the blocklist
 zones of `[checks] dnsbl_zones` (none by default) and, when `[checks] greylisting` is on,
-RFC 6647 greylisting of the (client /24 or /64, sender, recipient) triplet.
+RFC 6647 greylisting of the (client /24 or /64, sender, recipient) triplet, kept in the data
+dir's policy store or, in a cluster, in the `Ledger` (Redis) so that a client's retry to any
+node counts; while Redis is away, each node greylists on its own.
 
 An allow-listed client IP, network or sender domain skips the blocklists and greylisting (not
 authentication: a DMARC reject still applies). Deny-listed and blocklisted clients get
@@ -25,6 +27,7 @@ from typing import Protocol
 import dns.reversename
 
 from mailyard.core.mime import ParsedMessage
+from mailyard.core.ratelimit import Ledger
 from mailyard.dns import DNSError, Resolver
 from mailyard.services.checks import Action, SMTPEnvelope, Verdict
 
@@ -139,8 +142,9 @@ class PolicyCheck:
     name = "policy"
 
     def __init__(self, store: PolicyStore, resolver: Resolver,
-                 settings: PolicySettings) -> None:
+                 settings: PolicySettings, ledger: Ledger | None = None) -> None:
         self.store = store
+        self.ledger = ledger
         self.resolver = resolver
         self.settings = settings
         self._version = -1
@@ -212,7 +216,11 @@ class PolicyCheck:
             key = triplet_key(envelope.peer, envelope.mail_from, recipient)
         except ValueError:
             return
-        wait = await asyncio.to_thread(self._greylist, key, time.time())
+        s = self.settings
+        wait = None if self.ledger is None else await self.ledger.greylist(
+            key, s.greylist_delay, s.greylist_window, s.greylist_expire)
+        if wait is None:
+            wait = await asyncio.to_thread(self._greylist, key, time.time())
         if wait > 0:
             text = f"Greylisted, please try again in {wait:.0f} seconds"
             verdict.add("GREYLIST")
