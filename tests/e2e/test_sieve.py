@@ -458,3 +458,47 @@ if mailboxexists "Missing-Box" { fileinto :create "Wrong-Box"; }
     names = b" ".join(b for b in boxes if isinstance(b, bytes))
     assert b"Wrong-Box" not in names and b"Wrong-Index" not in names, names
     assert imap.find("INBOX", "a crowd scene") == [], "fileinto cancels the implicit keep"
+
+
+def test_vacation_seconds_answers_again_after_its_period(server: Server) -> None:
+    """vacation-seconds (RFC 6131): with :seconds 1 the same sender is answered again once
+    the second has passed (the wait is longer than the period, so no race)."""
+    put_script(server, """require ["vacation", "vacation-seconds"];
+vacation :seconds 1 :subject "Back in a second" "Soon.";
+""")
+    dora = "dora@example.test"
+    server.add_user(dora, PASSWORD)
+    send(server, "first knock", sender=dora, to=ALICE)
+    reader = Imap(server, dora)
+    try:
+        assert len(reader.wait("INBOX", "Back in a second")) == 1
+        time.sleep(1.5)
+        send(server, "second knock", sender=dora, to=ALICE)
+        deadline = time.monotonic() + 30
+        while len(reader.find("INBOX", "Back in a second")) < 2:
+            assert time.monotonic() < deadline, "no second reply after the period"
+            time.sleep(0.3)
+    finally:
+        reader.close()
+
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def test_the_script_runs_after_the_spam_placement(server: Server, imap: Imap) -> None:
+    """Sieve sees the X-Spam-* fields the pipeline's score added, and `keep` means where
+    the spam placement put the message (Junk for spam), not the Inbox."""
+    put_script(server, """require ["fileinto", "mailbox"];
+if allof (header :contains "X-Spam-Status" "Yes,", header :contains "subject" "sorted") {
+    fileinto :create "Spam-Seen";
+    stop;
+}
+keep;
+""")
+    send(server, "spam sorted", body=f"Buy {GTUBE}\r\n")
+    send(server, "spam kept", body=f"Buy {GTUBE}\r\n")
+    send(server, "ham kept")
+    assert imap.wait("Spam-Seen", "spam sorted")
+    assert imap.wait("Junk", "spam kept")
+    assert imap.wait("INBOX", "ham kept")
+    assert imap.find("INBOX", "spam kept") == [] and imap.find("Junk", "spam sorted") == []
