@@ -408,6 +408,12 @@ class SieveService:
                 if "junk" in target.mailbox_roles and "$junk" in kws:
                     kws.remove("$junk")  # filed out of Junk by the user's own rule
         vacation = next((a for a in result.actions if isinstance(a, Vacation)), None)
+        if vacation is not None and not roles and not ids and _spam(target, result):
+            # Spam discarded: no reply (the sender is most likely forged: backscatter), as
+            # the responder gives none to what it finds stored in Junk.
+            log.info("sieve vacation for account %s: no reply to spam from <%s>",
+                     account_id, mail_from)
+            vacation = None
         if vacation is not None and not roles and not ids and self.vacation is not None:
             # Nothing is stored, so no after-delivery hook: answer from the parse now.
             _, parsed = await message()

@@ -502,3 +502,25 @@ keep;
     assert imap.wait("Junk", "spam kept")
     assert imap.wait("INBOX", "ham kept")
     assert imap.find("INBOX", "spam kept") == [] and imap.find("Junk", "spam sorted") == []
+
+
+def test_vacation_with_discard_gives_spam_no_reply(server: Server) -> None:
+    """A script that answers and discards (RFC 5230 §4.7) answers ham, never spam: the
+    spam's sender is most likely forged, and a reply would be backscatter."""
+    put_script(server, """require "vacation";
+vacation :subject "Discarded but answered" "This address is closed.";
+discard;
+""")
+    erin = "erin@example.test"
+    server.add_user(erin, PASSWORD)
+    send(server, "closed spam", sender=erin, to=ALICE, body=f"Buy {GTUBE}\r\n")
+    send(server, "closed ham", sender=erin, to=ALICE)
+    reader = Imap(server, erin)
+    try:
+        [reply] = reader.wait("INBOX", "Discarded but answered")
+        assert b"In-Reply-To: <closed.ham." in reply[1], reply[1][:600]
+        settle(server)
+        assert len(reader.find("INBOX", "Discarded but answered")) == 1
+    finally:
+        reader.close()
+    assert b"no reply to spam from <erin@example.test>" in server.log_path.read_bytes()
