@@ -14,20 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin, Subprotocol
 
 from tests.e2e.jmapclient import PASSWORD, Jmap
 from tests.e2e.server import Server, wait_port
-from tests.e2e.webmail_browser import Guarded, browser, login, row, submit, wait_for
+from tests.e2e.webmail_browser import Guarded, browser, login, row, shot, submit, wait_for
 
 __all__ = ["browser"]
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 FIGURES = bytes(range(256)) * 64  # every octet value: a download must give them back exactly
 
 
@@ -68,11 +67,6 @@ def seen(jmap: Jmap, subject: str) -> bool | None:
     """Whether every email with `subject` is read (None when there is none)."""
     found = emails_with(jmap, subject)
     return all(e["keywords"].get("$seen", False) for e in found) if found else None
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 def test_webmail_read_reply_live_actions(server: Server, browser: Browser) -> None:

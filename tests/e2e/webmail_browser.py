@@ -9,6 +9,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +20,10 @@ from tests.e2e.jmapclient import PASSWORD
 from tests.e2e.server import Server
 
 CHROMIUM = "/usr/bin/chromium"
-LOCAL_SCHEMES = ("data:", "about:", "blob:")
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+LOCAL_SCHEMES = ("data:", "about:", "blob:", "chrome-extension:", "chrome:")
+"""Served by the browser itself (chrome-extension: is its built-in PDF viewer), never the
+network."""
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,9 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condi
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+def shot(page: Page, name: str) -> None:
+    """A screenshot for the README, taken by the test that shows the view."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
