@@ -256,3 +256,23 @@ def test_spam_for_a_remote_target_is_dropped_when_configured(
         assert b"dropped, spam (score" in srv.log_path.read_bytes()
     finally:
         srv.stop()
+
+
+def test_spam_is_held_with_pipeline_worker_processes(
+        tmp_path: Path, mx: FakeMX, dns_double: TestDNS) -> None:
+    """With `serve --workers 2` the MX's process scores the message it forwards (the spam
+    model is opened there too) and the workers quarantine what it held."""
+    srv = make_server(tmp_path / "workers", mx, dns_double)
+    srv.workers = 2
+    srv.start()
+    try:
+        send(srv, "fwd@example.test", message("worker spam", "fwd@example.test",
+                                              f"Win {GTUBE}\n"))
+        send(srv, "fwd@example.test", message("worker ham", "fwd@example.test", "Hi.\n"))
+        assert wait_mx(mx, "worker ham")
+        srv.wait_queue_empty()
+        assert srv.queue_stats()["dead"] == 1
+        assert "not forwarded to far@elsewhere.test" in dead_items(srv)
+        assert not arrived(mx, "worker spam")
+    finally:
+        srv.stop()
