@@ -195,3 +195,14 @@ class DegradingLedger:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.shared.close()
+
+
+def open_degrading(url: str, local_counters: Counters, *, prefix: str = "mailyard:"
+                   ) -> tuple[DegradingCounters, DegradingLedger]:
+    """The counters and the ledger of `[store] counters = url`, with one `Outage` between
+    them: a Redis outage is one warning per process, whichever notices it first."""
+    from mailyard.store.redis.counters import RedisCounters
+
+    outage = Outage()
+    return (DegradingCounters(RedisCounters(url, prefix=prefix), local_counters, outage=outage),
+            DegradingLedger(RedisLedger(url, prefix=prefix), outage=outage))
