@@ -82,7 +82,7 @@ async def test_group_commit_in_one_batch(db: Database) -> None:
     release.set()
     await held
     await asyncio.gather(*writes)
-    assert db.commits - before == 2  # the held job's batch, then one batch for all 50
+    assert db.commits - before == 1  # queued while the held job ran: they joined its batch
 
 
 async def test_failing_write_rolls_back_alone(db: Database) -> None:
@@ -105,10 +105,35 @@ async def test_failing_write_rolls_back_alone(db: Database) -> None:
     assert results[0] == "first"
     assert isinstance(results[1], Boom)
     assert results[2] == "last"
-    assert db.commits - before == 2  # they really shared a batch
+    assert db.commits - before == 1  # they really shared a batch (the held job's)
     assert await db.read(keys) == {"existing", "first", "last"}
     assert await db.read(lambda c: c.execute("SELECT v FROM t WHERE k='existing'").fetchone()[0]
                          ) == 1
+
+
+async def test_a_failing_first_job_rolls_back_alone(db: Database) -> None:
+    """The first job of a transaction runs without a savepoint: its failure rolls back the
+    transaction, which holds only its own changes, and the writes queued meanwhile still
+    commit, in that same batch."""
+    started, release = threading.Event(), threading.Event()
+
+    def first_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (k, v) VALUES ('bad', 1)")
+        started.set()
+        release.wait(10)
+        raise Boom("first")
+
+    before = db.commits
+    bad = asyncio.ensure_future(db.write(first_then_fail))
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+    later = [asyncio.ensure_future(db.write(insert(f"k{n}"))) for n in range(5)]
+    await asyncio.sleep(0.1)
+    release.set()
+    results = await asyncio.gather(bad, *later, return_exceptions=True)
+    assert isinstance(results[0], Boom)
+    assert results[1:] == [f"k{n}" for n in range(5)]
+    assert await db.read(keys) == {f"k{n}" for n in range(5)}
+    assert db.commits - before == 1
 
 
 async def test_constraint_violation_rolls_back_alone(db: Database) -> None:
@@ -318,7 +343,7 @@ async def test_a_full_disk_fails_the_batch_with_its_cause_and_recovers(tmp_path:
                           for n in range(9)]
                 await asyncio.sleep(0.1)
                 release.set()
-                await held
+                await asyncio.gather(held, return_exceptions=True)  # its batch, with them
                 results = await asyncio.wait_for(
                     asyncio.gather(*writes, return_exceptions=True), 60)
                 errors += [r for r in results if isinstance(r, BaseException)]

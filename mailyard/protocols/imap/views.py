@@ -45,6 +45,7 @@ class MailboxView:
         "account",
         "dirty",
         "idlers",
+        "listeners",
         "mailbox",
         "recent_mark",
         "refreshed",
@@ -53,8 +54,11 @@ class MailboxView:
     )
 
     def __init__(self, service: MailboxService, account: Account, mailbox: Mailbox,
-                 version: Version, recent_mark: list[int] | None = None) -> None:
+                 version: Version, recent_mark: list[int] | None = None,
+                 listeners: dict[Callable[[], None], None] | None = None) -> None:
         self._service = service
+        self.listeners = {} if listeners is None else listeners
+        """The account watch's NOTIFY listeners (AccountWatch.listeners, the same dict)."""
         self.recent_mark = [1] if recent_mark is None else recent_mark
         """The first UID no read-write session of this process has seen (\\Recent, RFC 3501
         §2.3.2): one cell, kept by the ViewHub beyond the view's life."""
@@ -94,10 +98,13 @@ class MailboxView:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending = done
         try:
-            # One turn first, as the refresh's own task used to give: what the change that
-            # made the view stale kicked (a NOTIFY session's pass, test_rfc5465_notify) runs
-            # before the view moves on. Without it, a NOTIFY client missed a FlagChange.
-            await asyncio.sleep(0)
+            # With a NOTIFY session on the account, one turn first, as the refresh's own task
+            # used to give: the pass that the change kicked (test_rfc5465_notify) runs before
+            # the view moves on. Without it, a NOTIFY client missed a FlagChange. Without one,
+            # no turn: under ten busy clients each turn waits behind the other sessions' work,
+            # and nearly every command meets a view made stale by someone's change.
+            if self.listeners:
+                await asyncio.sleep(0)
             await self._refresh()
         except BaseException:
             done.set_result(False)  # the others retry (and meet the error, if it lasts)
@@ -210,7 +217,8 @@ class ViewHub:
             if view is None:
                 view = MailboxView(self.service, watch.account, snapshot.mailbox,
                                    Version.from_snapshot(snapshot),
-                                   self.recent_marks.setdefault(mailbox.id, [1]))
+                                   self.recent_marks.setdefault(mailbox.id, [1]),
+                                   watch.listeners)
                 watch.views[mailbox.id] = view
         view.users += 1
         try:

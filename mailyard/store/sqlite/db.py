@@ -181,6 +181,74 @@ def _undo_job(conn: sqlite3.Connection, error: BaseException) -> None:
         raise error from None
 
 
+def _run_first(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any],
+               fut: Future[Any]) -> tuple[Future[Any], bool, Any]:
+    """The transaction's first job, with no savepoint: on failure the transaction is rolled
+    back, which undoes exactly it (SQLite may have done so already, on SQLITE_FULL)."""
+    try:
+        return fut, True, fn(conn)
+    except BaseException as e:  # one job's failure must not stop the batch
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return fut, False, e
+
+
+def _run_nested(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any],
+                fut: Future[Any]) -> tuple[Future[Any], bool, Any]:
+    """A later job of the transaction, inside its own savepoint (see _undo_job)."""
+    conn.execute("SAVEPOINT job")
+    try:
+        value = fn(conn)
+    except BaseException as e:  # one job's failure must not sink the batch
+        _undo_job(conn, e)
+        return fut, False, e
+    conn.execute("RELEASE job")
+    return fut, True, value
+
+
+class _Job:
+    """A write waiting for the writer: `fut` carries its outcome; `loop` and `waiter`, for a
+    write awaited on an event loop, are how that loop hears it (see `_wake`)."""
+
+    __slots__ = ("fn", "fut", "loop", "waiter")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any],
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 waiter: asyncio.Future[Any] | None = None) -> None:
+        self.fn = fn
+        self.fut = fut
+        self.loop = loop
+        self.waiter = waiter
+
+
+def _wake(jobs: list[_Job]) -> None:
+    """Tell the event loops of settled jobs, with one call into each loop for all of its jobs
+    (asyncio.wrap_future made one per job: each a write to the loop's self-pipe, after which
+    the writer waited for the GIL that the busy loop holds before it could go on)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in jobs:
+        if job.loop is not None:
+            by_loop.setdefault(job.loop, []).append(job)
+    for loop, mine in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_copy_outcomes, mine)
+
+
+def _copy_outcomes(jobs: list[_Job]) -> None:
+    """On the job's loop: give each waiter its write's outcome (a waiter already done was
+    cancelled by its caller)."""
+    for job in jobs:
+        waiter, fut = job.waiter, job.fut
+        if waiter is None or waiter.done():
+            continue
+        if fut.cancelled():
+            waiter.cancel()
+        elif (error := fut.exception()) is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(fut.result())
+
+
 def _settle(fut: Future[Any], ok: bool, value: Any) -> None:
     """Give a job's future its outcome; one already settled (it cannot be, once claimed, but
     the writer must not die on it if it is) is left as it is."""
@@ -239,7 +307,7 @@ class Database:
         self._state_lock = threading.Lock()
         self._running = True
         self._closed = False
-        self._pending: set[Future[Any]] = set()
+        self._pending: dict[Future[Any], _Job] = {}
         """Every write not settled yet: failed together if the writer ever stops."""
         self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-writer:{path.name}",
                                         daemon=True)
@@ -268,16 +336,22 @@ class Database:
         A caller cancelled while its write waits in the queue (a client that hung up) takes its
         write back: the writer skips it. Once the write has started it is committed or rolled
         back with its batch, and the caller just does not hear which."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
         fut: Future[T] = Future()
-        self._submit(fn, fut)
-        return await asyncio.wrap_future(fut)
+        self._submit(_Job(fn, fut, loop, waiter))
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            fut.cancel()  # takes the write back, unless the writer has claimed it already
+            raise
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         fut: Future[T] = Future()
-        self._submit(fn, fut)
+        self._submit(_Job(fn, fut))
         return fut.result()
 
-    def _submit(self, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
+    def _submit(self, job: _Job) -> None:
         """Queue a job, or raise WriterStopped at once: a write must never wait for a thread
         that will not take it (SMTP would hang instead of answering 451). The lock orders
         this against the writer's stopping, which fails every job still pending."""
@@ -286,22 +360,31 @@ class Database:
                 raise WriterStopped(f"database {self.path} is closed")
             if not self._running:
                 raise WriterStopped(f"the writer of {self.path} has stopped")
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
-            self._jobs.put((fn, fut))
+            fut = job.fut
+            self._pending[fut] = job
+            fut.add_done_callback(self._forget)
+            self._jobs.put(job)
+
+    def _forget(self, fut: Future[Any]) -> None:
+        self._pending.pop(fut, None)
 
     def _write_loop(self) -> None:
         conn = self._writer_conn
         try:
             while True:
-                batch, stop = self._next_batch()
+                job = self._jobs.get()
+                if job is _STOP:
+                    break
+                taken: list[_Job] = []
                 try:
-                    self._run_batch(conn, batch)
+                    stop = self._run_batch(conn, job, taken)
                 except Exception as e:  # a bug here must not end the writer: log, go on
                     log.exception("the writer of %s failed a batch of %d; it goes on",
-                                  self.path, len(batch))
-                    for _fn, fut in batch:
-                        _settle(fut, False, e)
+                                  self.path, len(taken))
+                    for job in taken:
+                        _settle(job.fut, False, e)
+                    stop = False
+                _wake(taken)
                 if stop:
                     break
                 if self._analyze is not None and time.monotonic() >= self._analyze_at:
@@ -314,51 +397,61 @@ class Database:
                 log.critical("the writer of %s has stopped: every write fails until a"
                              " restart", self.path)
             stopped = WriterStopped(f"the writer of {self.path} has stopped")
-            for fut in list(self._pending):  # queued, or taken and not finished
-                _settle(fut, False, stopped)
+            left = list(self._pending.values())  # queued, or taken and not finished
+            for job in left:
+                _settle(job.fut, False, stopped)
+            _wake(left)
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    def _next_batch(self) -> tuple[list[Any], bool]:
-        """Every job waiting now (at most _MAX_BATCH), after blocking for the first; True
-        when the stop mark came with them."""
-        job = self._jobs.get()
+    def _more(self) -> tuple[_Job | None, bool]:
+        """The next job already waiting, or None; True when it is the stop mark."""
+        try:
+            job = self._jobs.get_nowait()
+        except queue.Empty:
+            return None, False
         if job is _STOP:
-            return [], True
-        batch = [job]
-        while len(batch) < _MAX_BATCH:
-            try:
-                more = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if more is _STOP:
-                return batch, True
-            batch.append(more)
-        return batch, False
+            return None, True
+        return job, False
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        # Claim each future: one whose caller was cancelled meanwhile is skipped (claiming
-        # also makes a later cancel() a no-op, so the result below can always be set).
-        jobs = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
-        if not jobs:
-            return
+    def _run_batch(self, conn: sqlite3.Connection, first: _Job, taken: list[_Job]) -> bool:
+        """Run `first` and every job queued by the time the one before it ends (at most
+        _MAX_BATCH, each appended to `taken`) in one transaction, then COMMIT; True when the
+        stop mark came.
+
+        The queue is looked at again after each job, not only when the batch starts: a write
+        submitted while this batch's SQL runs joins it and is durable with its COMMIT, instead
+        of waiting for the whole batch, fsync included, and then for a batch of its own.
+
+        The first job of the transaction runs without a SAVEPOINT (should it fail, rolling the
+        transaction back undoes exactly it): two statements less per batch, each a trip for
+        the GIL that the busy event loop holds. Later jobs each run inside their own
+        SAVEPOINT, so one failing write rolls back alone and the others still commit."""
         results: list[tuple[Future[Any], bool, Any]] = []
+        claimed: list[Future[Any]] = []
+        stop = False
+        job: _Job | None = first
         try:
             if conn.in_transaction:  # left open by a ROLLBACK that failed in an earlier batch
                 conn.execute("ROLLBACK")
-            _begin_immediate(conn)
-            for fn, fut in jobs:
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = fn(conn)
-                except BaseException as e:  # one job's failure must not sink the batch
-                    _undo_job(conn, e)
-                    results.append((fut, False, e))
-                else:
-                    conn.execute("RELEASE job")
-                    results.append((fut, True, value))
-            conn.execute("COMMIT")
-            self.commits += 1
+            while job is not None:
+                taken.append(job)
+                fn, fut = job.fn, job.fut
+                # Claim the future: one whose caller was cancelled meanwhile is skipped
+                # (claiming also makes a later cancel() a no-op, so a result can always be set).
+                if fut.set_running_or_notify_cancel():
+                    claimed.append(fut)
+                    if conn.in_transaction:
+                        results.append(_run_nested(conn, fn, fut))
+                    else:
+                        _begin_immediate(conn)
+                        results.append(_run_first(conn, fn, fut))
+                job = None
+                if len(taken) < _MAX_BATCH:
+                    job, stop = self._more()
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+                self.commits += 1
         except BaseException as e:
             # The whole batch is lost: a disk full or an I/O error at COMMIT, or one that made
             # SQLite roll the transaction back itself. Every job gets that error; the next
@@ -368,11 +461,12 @@ class Database:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("cannot roll back on %s", self.path)
-            for _fn, fut in jobs:
+            for fut in claimed:
                 _settle(fut, False, e)
-            return
+            return stop
         for fut, ok, value in results:
             _settle(fut, ok, value)
+        return stop
 
     # ------------------------------------------------------------------ reads
 
