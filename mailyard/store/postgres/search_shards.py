@@ -32,7 +32,11 @@ class ShardedSearchIndex:
     """The SearchIndex port over one PostgresSearchIndex per shard of `store`."""
 
     def __init__(self, store: ShardedMailStore, *, query_seconds: float = 10.0,
-                 max_size: int = 10) -> None:
+                 max_size: int | None = None) -> None:
+        """`max_size`: connections per shard; by default the one unsharded index's 10 shared
+        out (at least 2 each), so that sharding does not multiply a node's connections."""
+        if max_size is None:
+            max_size = max(2, 10 // len(store.shards))
         self.store = store
         self.shards: dict[str, PostgresSearchIndex] = {
             name: PostgresSearchIndex(shard.dsn, query_seconds=query_seconds,
