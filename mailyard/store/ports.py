@@ -541,10 +541,30 @@ class MailStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EmailFlags:
-    """What the keyword rules read of a stored email."""
+    """What the mail model reads of a stored email (keywords, labels, destroy)."""
 
     keywords: Sequence[str]
     modseq: int
+    size: int = 0
+    received_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CountChange:
+    """How a mailbox's counters move (total messages, unread, octets): the model decides,
+    the engine adds."""
+
+    total: int
+    unread: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedEmail:
+    """What a destroyed email's row held that the model still needs."""
+
+    size: int
+    thread_id: str
 
 
 class MailTx(Protocol):
@@ -587,6 +607,94 @@ class MailTx(Protocol):
 
     async def stamp_email(self, email_id: str, modseq: int) -> None:
         """Set the MODSEQ of the email and of every mailbox holding it."""
+        ...
+
+    async def mailbox_role(self, mailbox_id: str) -> str | None:
+        """The account's mailbox's role (None: it has none); NotFound when there is no such
+        mailbox."""
+        ...
+
+    async def uids(self, mailbox_id: str, email_ids: Sequence[str]) -> dict[str, int]:
+        """The UID of each of `email_ids` the mailbox holds (the others left out)."""
+        ...
+
+    async def holders(self, email_id: str) -> dict[str, str | None]:
+        """Every mailbox holding the email: mailbox id -> its role."""
+        ...
+
+    async def insert_label(self, mailbox_id: str, email_id: str, modseq: int,
+                           received_at: int, counts: CountChange) -> int | None:
+        """Put the email in the mailbox under the mailbox's next UID (returned), add `counts`
+        to the mailbox's counters and give it `modseq`; None when there is no such mailbox."""
+        ...
+
+    async def delete_label(self, mailbox_id: str, email_id: str, modseq: int,
+                           counts: CountChange) -> int | None:
+        """Take the email out of the mailbox, remember its UID as vanished at `modseq`
+        (QRESYNC), add `counts` to the mailbox's counters and give it `modseq`; the UID, or
+        None (and nothing written) when the mailbox did not hold the email."""
+        ...
+
+    async def delete_email(self, email_id: str) -> RemovedEmail | None:
+        """Delete the email's row (its blobs stay, for `mailyard gc`); None when gone."""
+        ...
+
+    async def release_quota(self, size: int) -> None:
+        """Take `size` octets off the account's usage (never below 0)."""
+        ...
+
+    async def thread_exists(self, thread_id: str) -> bool:
+        """Whether any email of the account is still in the thread."""
+        ...
+
+    async def delete_thread_keys(self, thread_id: str) -> None:
+        """Forget the Message-IDs that led to the thread (it has no email left)."""
+        ...
+
+
+class DeliveryTx(MailTx, Protocol):
+    """The primitives a delivery needs beyond MailTx (mailyard/model/delivery.py)."""
+
+    async def lock_usage(self) -> tuple[int, int] | None:
+        """Hold the account against other writers until the commit, as lock_account; its
+        (quota, used) octets, or None when there is no such account."""
+        ...
+
+    async def find_delivery(self, delivery_key: str) -> DeliveryResult | None:
+        """The account's email stored under this delivery key (created False)."""
+        ...
+
+    async def find_same_content(self, message_id: str, content_sha256: str
+                                ) -> DeliveryResult | None:
+        """An email of the account with this Message-ID and content (created False)."""
+        ...
+
+    async def add_usage(self, size: int) -> None: ...
+
+    async def threads_of_keys(self, keys: Sequence[str]) -> set[str]:
+        """The threads any of these Message-ID keys lead to."""
+        ...
+
+    async def latest_thread_by_subject(self, thread_subject: str, after: int) -> str | None:
+        """The thread of the latest email with this base subject received after `after`."""
+        ...
+
+    async def merge_thread(self, source: str, target: str, modseq: int) -> list[str]:
+        """Move the emails (they take `modseq`) and the keys of thread `source` to `target`;
+        the ids of the emails moved."""
+        ...
+
+    async def put_thread_keys(self, keys: Sequence[str], thread_id: str) -> None:
+        """Let these keys lead to the thread (replacing where they led before)."""
+        ...
+
+    async def insert_email(self, email: NewEmail, thread_id: str, modseq: int) -> None:
+        """Write the email's row as given (its keywords already as stored_keywords makes
+        them)."""
+        ...
+
+    async def mailboxes_by_role(self, roles: Sequence[str]) -> dict[str, str]:
+        """Role -> the account's mailbox id, for those of `roles` it has."""
         ...
 
 

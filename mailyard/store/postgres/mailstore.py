@@ -22,7 +22,7 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import keywords
+from mailyard.model import delivery, keywords, labels
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -46,7 +46,7 @@ from mailyard.store.ports import (
 )
 from mailyard.store.postgres import filters, maintenance, schema, writes
 from mailyard.store.postgres.pool import LazyPool
-from mailyard.store.postgres.writes import ALL, DESTROYING_ROLES, PostgresMailTx, Tx, clean
+from mailyard.store.postgres.writes import PostgresMailTx, Tx, clean
 
 R = TypeVar("R")
 
@@ -429,7 +429,8 @@ class PostgresMailStore:
             account_id, clean(delivery_key)) is not None
 
     async def deliver(self, email: NewEmail) -> DeliveryResult:
-        return await self._write(lambda tx: writes.deliver(tx, email))
+        return await self._write(lambda tx: delivery.deliver(
+            PostgresMailTx(tx, email.account_id), email))
 
     # ------------------------------------------------------------------ reading
 
@@ -565,86 +566,21 @@ class PostgresMailStore:
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
                              mailbox_id: str, *, fresh_only: bool = False,
                              source_id: str | None = None) -> dict[str, int]:
-        async def add(tx: Tx) -> dict[str, int]:
-            await _mailbox_row(tx.conn, account_id, mailbox_id)
-            modseq = await tx.next_modseq(account_id)
-            info = await writes.infos(tx.conn, account_id, list(email_ids))
-            held = await _held(tx.conn, account_id, mailbox_id, email_ids) if fresh_only \
-                else set()
-            if source_id is not None:
-                there = await _held(tx.conn, account_id, source_id, email_ids)
-                info = {e: i for e, i in info.items() if e in there}
-            uids = {}
-            for email_id in email_ids:
-                if email_id in info and email_id not in held:
-                    uids[email_id] = await writes.label(tx, account_id, email_id, mailbox_id,
-                                                        modseq, info[email_id])
-                    await writes.touch_email(tx, account_id, email_id, modseq)
-            return uids
-
-        return await self._write(add)
+        return await self._write(lambda tx: labels.add_to_mailbox(
+            PostgresMailTx(tx, account_id), email_ids, mailbox_id, fresh_only=fresh_only,
+            source_id=source_id))
 
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
                                   email_ids: Sequence[str], *,
                                   if_keyword: str | None = None) -> list[int]:
-        async def remove(tx: Tx) -> list[int]:
-            conn = tx.conn
-            role = (await _mailbox_row(conn, account_id, mailbox_id))["role"]
-            modseq = await tx.next_modseq(account_id)  # locks the account: no STORE between
-            wanted = list(email_ids)
-            if if_keyword is not None:
-                wanted = [r[0] for r in await conn.fetch(
-                    "SELECT id FROM emails WHERE account_id = $1 AND id = ANY($2::text[])"
-                    " AND keywords @> ARRAY[$3::text]", account_id, wanted, if_keyword)]
-            info = await writes.infos(conn, account_id, wanted)
-            uids = []
-            for email_id in dict.fromkeys(email_ids):
-                if email_id not in info:
-                    continue
-                uid = await writes.unlabel(tx, account_id, email_id, mailbox_id, modseq,
-                                           info[email_id])
-                if uid is None:
-                    continue
-                uids.append(uid)
-                others = await conn.fetchval(
-                    "SELECT count(*) FROM mailbox_emails me JOIN mailboxes m"
-                    " ON m.account_id = me.account_id AND m.id = me.mailbox_id"
-                    " WHERE me.account_id = $1 AND me.email_id = $2"
-                    " AND m.role IS DISTINCT FROM $3", account_id, email_id, ALL)
-                if role == ALL or (role in DESTROYING_ROLES and others == 0):
-                    await writes.destroy(tx, account_id, email_id, modseq, info[email_id])
-                else:
-                    await writes.touch_email(tx, account_id, email_id, modseq)
-            return sorted(uids)
-
-        return await self._write(remove)
+        return await self._write(lambda tx: labels.remove_from_mailbox(
+            PostgresMailTx(tx, account_id), mailbox_id, email_ids, if_keyword=if_keyword))
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
                    target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
-        async def move(tx: Tx) -> dict[str, tuple[int, int]]:
-            await _mailbox_row(tx.conn, account_id, source_id)
-            await _mailbox_row(tx.conn, account_id, target_id)
-            modseq = await tx.next_modseq(account_id)
-            info = await writes.infos(tx.conn, account_id, list(email_ids))
-            held = await _held(tx.conn, account_id, target_id, email_ids) \
-                if fresh_only and source_id != target_id else set()
-            moved = {}
-            for email_id in email_ids:
-                if email_id not in info or email_id in held:
-                    continue
-                # Out of the source first: an email another session expunged from it
-                # meanwhile is not moved (it would turn up in the target unannounced).
-                gone = await writes.unlabel(tx, account_id, email_id, source_id, modseq,
-                                            info[email_id])
-                if gone is None:
-                    continue
-                moved[email_id] = (gone, await writes.label(
-                    tx, account_id, email_id, target_id, modseq, info[email_id],
-                    fresh=source_id == target_id))
-                await writes.touch_email(tx, account_id, email_id, modseq)
-            return moved
-
-        return await self._write(move)
+        return await self._write(lambda tx: labels.move(
+            PostgresMailTx(tx, account_id), email_ids, source_id, target_id,
+            fresh_only=fresh_only))
 
     # ------------------------------------------------------------------ objects
 
@@ -709,10 +645,3 @@ class PostgresMailStore:
         return await self._write(
             lambda tx: maintenance.set_counters(tx, account_id, modseq, used, mailboxes))
 
-
-async def _held(conn: asyncpg.Connection, account_id: str, mailbox_id: str,
-                email_ids: Sequence[str]) -> set[str]:
-    """Which of the emails the mailbox already holds."""
-    return {r[0] for r in await conn.fetch(
-        "SELECT email_id FROM mailbox_emails WHERE account_id = $1 AND mailbox_id = $2"
-        " AND email_id = ANY($3::text[])", account_id, mailbox_id, list(email_ids))}

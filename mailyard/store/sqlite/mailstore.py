@@ -15,8 +15,8 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id, next_uidvalidity
 from mailyard.core.query import Node
-from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
-from mailyard.model import keywords
+from mailyard.model import delivery, keywords, labels
+from mailyard.model.labels import ALL
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -35,7 +35,6 @@ from mailyard.store.ports import (
     NewEmail,
     NotFound,
     Order,
-    QuotaExceeded,
     StoredObject,
 )
 from mailyard.store.sqlite import filters
@@ -171,10 +170,6 @@ DEFAULT_MAILBOXES = (
     ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
     ("Junk", "junk"), ("Archive", "archive"), ("All Mail", "all"),
 )
-ALL = "all"
-"""The role of the mailbox every email is in (Gmail's All Mail): an email with no other label
-is still there, and only an expunge from it (or from Trash) destroys the email."""
-DESTROYING_ROLES = frozenset({"all", "trash"})
 
 
 def _account(row: sqlite3.Row) -> Account:
@@ -254,10 +249,13 @@ def _migrate_first(conn: sqlite3.Connection) -> None:
                      " VALUES (?, ?, ?, ?, ?, ?)",
                      (mailbox_id, account_id, "All Mail", ALL, int(time.time()), modseq))
         _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
-        for (email_id,) in conn.execute(
-                "SELECT id FROM emails WHERE account_id = ? ORDER BY received_at, id",
-                (account_id,)).fetchall():
-            _label(conn, account_id, email_id, mailbox_id, modseq)
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM emails WHERE account_id = ? ORDER BY received_at, id",
+            (account_id,)).fetchall()]
+        tx = SqliteMailTx(conn, account_id)
+        flags = run_now(tx.email_flags(ids))
+        for email_id in ids:
+            run_now(labels.label(tx, email_id, flags[email_id], mailbox_id, modseq, fresh=True))
 
 
 class SqliteMailStore(MaintenanceMixin):
@@ -422,7 +420,8 @@ class SqliteMailStore(MaintenanceMixin):
             (account_id, delivery_key)).fetchone() is not None)
 
     async def deliver(self, email: NewEmail) -> DeliveryResult:
-        return await self.db.write(lambda conn: _deliver(conn, email))
+        return await self.db.write(lambda conn: run_now(delivery.deliver(
+            SqliteMailTx(conn, email.account_id), email)))
 
     # ------------------------------------------------------------------ labels
 
@@ -660,73 +659,21 @@ class SqliteMailStore(MaintenanceMixin):
     async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
                              mailbox_id: str, *, fresh_only: bool = False,
                              source_id: str | None = None) -> dict[str, int]:
-        def add(conn: sqlite3.Connection) -> dict[str, int]:
-            _mailbox_row(conn, account_id, mailbox_id)
-            modseq = _next_modseq(conn, account_id)
-            uids = {}
-            for email_id in email_ids:
-                if fresh_only and _held(conn, mailbox_id, email_id):
-                    continue
-                if source_id is not None and not _held(conn, source_id, email_id):
-                    continue
-                if conn.execute("SELECT 1 FROM emails WHERE account_id = ? AND id = ?",
-                                (account_id, email_id)).fetchone():
-                    uids[email_id] = _label(conn, account_id, email_id, mailbox_id, modseq)
-                    _touch_email(conn, account_id, email_id, modseq)
-            return uids
-
-        return await self.db.write(add)
+        return await self.db.write(lambda conn: run_now(labels.add_to_mailbox(
+            SqliteMailTx(conn, account_id), email_ids, mailbox_id, fresh_only=fresh_only,
+            source_id=source_id)))
 
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
                                   email_ids: Sequence[str], *,
                                   if_keyword: str | None = None) -> list[int]:
-        def remove(conn: sqlite3.Connection) -> list[int]:
-            role = _mailbox_row(conn, account_id, mailbox_id)["role"]
-            modseq = _next_modseq(conn, account_id)
-            uids = []
-            for email_id in email_ids:
-                if if_keyword is not None:
-                    row = conn.execute("SELECT keywords FROM emails WHERE id = ?",
-                                       (email_id,)).fetchone()
-                    if row is None or if_keyword not in orjson.loads(row[0]):
-                        continue
-                uid = _unlabel(conn, account_id, email_id, mailbox_id, modseq)
-                if uid is None:
-                    continue
-                uids.append(uid)
-                others = conn.execute(
-                    "SELECT count(*) FROM mailbox_emails me JOIN mailboxes m"
-                    " ON m.id = me.mailbox_id WHERE me.email_id = ? AND m.role IS NOT ?",
-                    (email_id, ALL)).fetchone()[0]
-                if role == ALL or (role in DESTROYING_ROLES and others == 0):
-                    _destroy(conn, account_id, email_id, modseq)
-                else:
-                    _touch_email(conn, account_id, email_id, modseq)
-            return sorted(uids)
-
-        return await self.db.write(remove)
+        return await self.db.write(lambda conn: run_now(labels.remove_from_mailbox(
+            SqliteMailTx(conn, account_id), mailbox_id, email_ids, if_keyword=if_keyword)))
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
                    target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
-        def move(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-            _mailbox_row(conn, account_id, source_id)
-            _mailbox_row(conn, account_id, target_id)
-            modseq = _next_modseq(conn, account_id)
-            moved = {}
-            for email_id in email_ids:
-                if fresh_only and source_id != target_id and _held(conn, target_id, email_id):
-                    continue
-                # Out of the source first: an email another session expunged from it
-                # meanwhile is not moved (it would turn up in the target unannounced).
-                old_uid = _unlabel(conn, account_id, email_id, source_id, modseq)
-                if old_uid is None:
-                    continue
-                moved[email_id] = (old_uid, _label(conn, account_id, email_id, target_id,
-                                                   modseq))
-                _touch_email(conn, account_id, email_id, modseq)
-            return moved
-
-        return await self.db.write(move)
+        return await self.db.write(lambda conn: run_now(labels.move(
+            SqliteMailTx(conn, account_id), email_ids, source_id, target_id,
+            fresh_only=fresh_only)))
 
     # ------------------------------------------------------------------ reading
 
@@ -857,83 +804,6 @@ def _structures(row: sqlite3.Row) -> dict[str, Any]:
             "body": row["body"], "parts": orjson.loads(row["parts"])}
 
 
-def _find_duplicate(conn: sqlite3.Connection, email: NewEmail) -> sqlite3.Row | None:
-    row = conn.execute(
-        "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND delivery_key = ?",
-        (email.account_id, email.delivery_key)).fetchone()
-    if row is None and email.message_id and email.same_content_is_same_email:
-        row = conn.execute(
-            "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND message_id = ?"
-            " AND content_sha256 = ?",
-            (email.account_id, email.message_id, email.content_sha256)).fetchone()
-    return row if isinstance(row, sqlite3.Row) else None
-
-
-def _resolve_thread(conn: sqlite3.Connection, email: NewEmail, keys: list[str],
-                    modseq: int) -> str:
-    """The thread the email joins; merges every thread its keys touch into the oldest one."""
-    account = email.account_id
-    found: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        found.update(r[0] for r in conn.execute(
-            # No DISTINCT: with it SQLite walked every thread key of the account through
-            # thread_keys_thread on each delivery (the primary key answers these directly;
-            # the set drops the repeats).
-            f"SELECT thread_id FROM thread_keys WHERE account_id = ?"
-            f" AND msgid IN ({','.join('?' * len(chunk))})", (account, *chunk)))
-    if not found and wants_subject_fallback(
-            email.subject, email.thread_subject, bool(email.in_reply_to or email.references)):
-        row = conn.execute(
-            "SELECT thread_id FROM emails WHERE account_id = ? AND thread_subject = ?"
-            " AND received_at > ? ORDER BY received_at DESC LIMIT 1",
-            (account, email.thread_subject, email.received_at - REPLY_WINDOW_MS)).fetchone()
-        if row is not None:
-            found.add(row[0])
-    if not found:
-        thread_id = "t" + email.email_id[1:]
-        _log(conn, account, modseq, "Thread", thread_id, "created")
-        return thread_id
-    thread_id = min(found)  # ids are time-ordered: the oldest thread absorbs the others
-    for other in sorted(found - {thread_id}):
-        moved = conn.execute(
-            "UPDATE emails SET thread_id = ?, modseq = ? WHERE account_id = ? AND thread_id = ?"
-            " RETURNING id", (thread_id, modseq, account, other)).fetchall()
-        for (moved_id,) in moved:
-            _log(conn, account, modseq, "Email", moved_id, "updated")
-        conn.execute("UPDATE thread_keys SET thread_id = ? WHERE account_id = ? AND thread_id = ?",
-                     (thread_id, account, other))
-        _log(conn, account, modseq, "Thread", other, "destroyed")
-    _log(conn, account, modseq, "Thread", thread_id, "updated")
-    return thread_id
-
-
-def _held(conn: sqlite3.Connection, mailbox_id: str, email_id: str) -> bool:
-    """Whether the mailbox already holds the email."""
-    return conn.execute("SELECT 1 FROM mailbox_emails WHERE mailbox_id = ? AND email_id = ?",
-                        (mailbox_id, email_id)).fetchone() is not None
-
-
-def _label(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id: str,
-           modseq: int) -> int:
-    """Put an email in a mailbox under the mailbox's next UID (or return the UID it has)."""
-    have = conn.execute("SELECT uid FROM mailbox_emails WHERE mailbox_id = ? AND email_id = ?",
-                        (mailbox_id, email_id)).fetchone()
-    if have is not None:
-        return int(have[0])
-    box = conn.execute(
-        "UPDATE mailboxes SET uidnext = uidnext + 1, modseq = ? WHERE account_id = ? AND id = ?"
-        " RETURNING uidnext - 1", (modseq, account_id, mailbox_id)).fetchone()
-    if box is None:
-        raise NotFound(f"no mailbox {mailbox_id}")
-    conn.execute(
-        "INSERT INTO mailbox_emails (mailbox_id, uid, email_id, modseq) VALUES (?, ?, ?, ?)",
-        (mailbox_id, box[0], email_id, modseq))
-    _count(conn, mailbox_id, email_id, +1)
-    _log(conn, account_id, modseq, "Mailbox", mailbox_id, "updated")
-    return int(box[0])
-
-
 _SEEN = "EXISTS (SELECT 1 FROM json_each(keywords) WHERE value = '$seen')"
 """SQL: the email (keywords: its JSON list) holds $seen, exactly as `set_keywords` and the other
 engines decide it (a LIKE ignored case, and counted "$Seen" as read)."""
@@ -968,50 +838,6 @@ def _driving_mailbox(node: Node) -> tuple[str, Node] | None:
     return None
 
 
-def _count(conn: sqlite3.Connection, mailbox_id: str, email_id: str, sign: int) -> None:
-    """Keep the mailbox's message, unseen and byte counts (what STATUS, LIST-STATUS and JMAP
-    Mailbox/get read) in step with its membership, instead of counting on every read."""
-    conn.execute(
-        "UPDATE mailboxes SET total = total + ?,"
-        f" unseen = unseen + ? * (SELECT NOT {_SEEN} FROM emails WHERE id = ?),"
-        " bytes = bytes + ? * (SELECT size FROM emails WHERE id = ?) WHERE id = ?",
-        (sign, sign, email_id, sign, email_id, mailbox_id))
-
-
-def _unlabel(conn: sqlite3.Connection, account_id: str, email_id: str, mailbox_id: str,
-             modseq: int) -> int | None:
-    row = conn.execute(
-        "DELETE FROM mailbox_emails WHERE mailbox_id = ? AND email_id = ? RETURNING uid",
-        (mailbox_id, email_id)).fetchone()
-    if row is None:
-        return None
-    _count(conn, mailbox_id, email_id, -1)
-    conn.execute("INSERT OR REPLACE INTO vanished (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
-                 (mailbox_id, row[0], modseq))
-    conn.execute("UPDATE mailboxes SET modseq = ? WHERE id = ?", (modseq, mailbox_id))
-    _log(conn, account_id, modseq, "Mailbox", mailbox_id, "updated")
-    return int(row[0])
-
-
-def _destroy(conn: sqlite3.Connection, account_id: str, email_id: str, modseq: int) -> None:
-    """Remove an email everywhere; its blobs stay (shared, content-addressed) for a later GC."""
-    for (mailbox_id,) in conn.execute(
-            "SELECT mailbox_id FROM mailbox_emails WHERE email_id = ?", (email_id,)).fetchall():
-        _unlabel(conn, account_id, email_id, mailbox_id, modseq)
-    row = conn.execute("DELETE FROM emails WHERE id = ? RETURNING size, thread_id",
-                       (email_id,)).fetchone()
-    if row is None:
-        return
-    conn.execute("UPDATE accounts SET used = max(0, used - ?) WHERE id = ?", (row[0], account_id))
-    _log(conn, account_id, modseq, "Email", email_id, "destroyed")
-    left = conn.execute("SELECT 1 FROM emails WHERE account_id = ? AND thread_id = ? LIMIT 1",
-                        (account_id, row[1])).fetchone()
-    _log(conn, account_id, modseq, "Thread", row[1], "updated" if left else "destroyed")
-    if not left:
-        conn.execute("DELETE FROM thread_keys WHERE account_id = ? AND thread_id = ?",
-                     (account_id, row[1]))
-
-
 def _touch_email(conn: sqlite3.Connection, account_id: str, email_id: str, modseq: int) -> None:
     run_now(keywords.touch(SqliteMailTx(conn, account_id), email_id, modseq))
 
@@ -1035,56 +861,3 @@ def _mailbox(row: sqlite3.Row) -> Mailbox:
 def _entries(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[MailboxEntry]:
     return [MailboxEntry(uid=r[0], email_id=r[1], keywords=orjson.loads(r[2]), modseq=r[3])
             for r in conn.execute(sql, args)]
-
-
-def _deliver(conn: sqlite3.Connection, email: NewEmail) -> DeliveryResult:
-    existing = _find_duplicate(conn, email)
-    if existing is not None:
-        return DeliveryResult(email_id=existing["id"], thread_id=existing["thread_id"],
-                              created=False, modseq=existing["modseq"])
-    account = conn.execute("SELECT quota, used FROM accounts WHERE id = ?",
-                           (email.account_id,)).fetchone()
-    if account is None:
-        raise NotFound(f"no account {email.account_id}")
-    if account["used"] + email.size > account["quota"]:
-        raise QuotaExceeded(
-            f"mailbox full: {account['used']} + {email.size} bytes > quota {account['quota']}")
-    modseq = _next_modseq(conn, email.account_id)
-    keys = thread_keys(email.message_id, email.in_reply_to, email.references)
-    thread_id = _resolve_thread(conn, email, keys, modseq)
-    conn.executemany(
-        "INSERT OR REPLACE INTO thread_keys (account_id, msgid, thread_id) VALUES (?, ?, ?)",
-        [(email.account_id, key, thread_id) for key in keys])
-    headers: dict[str, Any] = {
-        "from": email.from_, "to": email.to, "cc": email.cc, "bcc": email.bcc,
-        "reply_to": email.reply_to, "sender": email.sender,
-        "in_reply_to": email.in_reply_to, "references": email.references,
-    }
-    conn.execute(
-        "INSERT INTO emails (id, account_id, thread_id, delivery_key, content_sha256, blob_id,"
-        " size, received_at, sent_at, message_id, subject, thread_subject, from_addr, headers,"
-        " preview, has_attachment, attachments, envelope, bodystructure, body, parts, blob_refs,"
-        " keywords, modseq, head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?, ?, ?, ?)",
-        (email.email_id, email.account_id, thread_id, email.delivery_key, email.content_sha256,
-         email.blob_id, email.size, email.received_at, email.sent_at, email.message_id,
-         email.subject, email.thread_subject,
-         email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers), email.preview,
-         int(email.has_attachment), orjson.dumps(email.attachments), email.envelope,
-         email.bodystructure, email.body, orjson.dumps(email.parts),
-         orjson.dumps(email.blob_refs), orjson.dumps(email.keywords).decode(), modseq, email.head),
-    )
-    _log(conn, email.account_id, modseq, "Email", email.email_id, "created")
-    targets: list[str] = []
-    for role in dict.fromkeys([*email.mailbox_roles, ALL]):
-        row = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND role = ?",
-                           (email.account_id, role)).fetchone()
-        if row is None:
-            raise NotFound(f"account {email.account_id} has no {role} mailbox")
-        targets.append(row[0])
-    uids = {mailbox_id: _label(conn, email.account_id, email.email_id, mailbox_id, modseq)
-            for mailbox_id in dict.fromkeys([*email.mailbox_ids, *targets])}
-    conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?",
-                 (email.size, email.account_id))
-    return DeliveryResult(email_id=email.email_id, thread_id=thread_id, created=True,
-                          modseq=modseq, uids=uids)

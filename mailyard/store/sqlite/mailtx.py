@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import orjson
 
-from mailyard.store.ports import EmailFlags, NotFound
+from mailyard.store.ports import (
+    CountChange,
+    DeliveryResult,
+    EmailFlags,
+    NewEmail,
+    NotFound,
+    RemovedEmail,
+)
 
 R = TypeVar("R")
 
@@ -52,10 +59,11 @@ class SqliteMailTx:
     async def email_flags(self, email_ids: Sequence[str]) -> dict[str, EmailFlags]:
         found = {}
         for email_id in dict.fromkeys(email_ids):
-            row = self.conn.execute("SELECT keywords, modseq FROM emails WHERE account_id = ?"
-                                    " AND id = ?", (self.account_id, email_id)).fetchone()
+            row = self.conn.execute(
+                "SELECT keywords, modseq, size, received_at FROM emails WHERE account_id = ?"
+                " AND id = ?", (self.account_id, email_id)).fetchone()
             if row is not None:
-                found[email_id] = EmailFlags(orjson.loads(row[0]), row[1])
+                found[email_id] = EmailFlags(orjson.loads(row[0]), row[1], row[2], row[3])
         return found
 
     async def write_keywords(self, email_id: str, keywords: Sequence[str]) -> None:
@@ -71,6 +79,159 @@ class SqliteMailTx:
         self.conn.execute("UPDATE emails SET modseq = ? WHERE id = ?", (modseq, email_id))
         self.conn.execute("UPDATE mailboxes SET modseq = ? WHERE id IN (SELECT mailbox_id"
                           " FROM mailbox_emails WHERE email_id = ?)", (modseq, email_id))
+
+    async def mailbox_role(self, mailbox_id: str) -> str | None:
+        row = self.conn.execute("SELECT role FROM mailboxes WHERE account_id = ? AND id = ?",
+                                (self.account_id, mailbox_id)).fetchone()
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return row[0]  # type: ignore[no-any-return]
+
+    async def uids(self, mailbox_id: str, email_ids: Sequence[str]) -> dict[str, int]:
+        found = {}
+        for email_id in dict.fromkeys(email_ids):
+            row = self.conn.execute("SELECT uid FROM mailbox_emails WHERE mailbox_id = ?"
+                                    " AND email_id = ?", (mailbox_id, email_id)).fetchone()
+            if row is not None:
+                found[email_id] = int(row[0])
+        return found
+
+    async def holders(self, email_id: str) -> dict[str, str | None]:
+        return dict(self.conn.execute(
+            "SELECT me.mailbox_id, m.role FROM mailbox_emails me JOIN mailboxes m"
+            " ON m.id = me.mailbox_id WHERE me.email_id = ?", (email_id,)).fetchall())
+
+    async def insert_label(self, mailbox_id: str, email_id: str, modseq: int,
+                           received_at: int, counts: CountChange) -> int | None:
+        box = self.conn.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, modseq = ?, total = total + ?,"
+            " unseen = unseen + ?, bytes = bytes + ? WHERE account_id = ? AND id = ?"
+            " RETURNING uidnext - 1", (modseq, counts.total, counts.unread, counts.size,
+                                       self.account_id, mailbox_id)).fetchone()
+        if box is None:
+            return None
+        self.conn.execute("INSERT INTO mailbox_emails (mailbox_id, uid, email_id, modseq)"
+                          " VALUES (?, ?, ?, ?)", (mailbox_id, box[0], email_id, modseq))
+        return int(box[0])
+
+    async def delete_label(self, mailbox_id: str, email_id: str, modseq: int,
+                           counts: CountChange) -> int | None:
+        row = self.conn.execute("DELETE FROM mailbox_emails WHERE mailbox_id = ?"
+                                " AND email_id = ? RETURNING uid", (mailbox_id, email_id)
+                                ).fetchone()
+        if row is None:
+            return None
+        self.conn.execute("UPDATE mailboxes SET total = total + ?, unseen = unseen + ?,"
+                          " bytes = bytes + ?, modseq = ? WHERE id = ?",
+                          (counts.total, counts.unread, counts.size, modseq, mailbox_id))
+        self.conn.execute("INSERT OR REPLACE INTO vanished (mailbox_id, uid, modseq)"
+                          " VALUES (?, ?, ?)", (mailbox_id, row[0], modseq))
+        return int(row[0])
+
+    async def delete_email(self, email_id: str) -> RemovedEmail | None:
+        row = self.conn.execute("DELETE FROM emails WHERE account_id = ? AND id = ?"
+                                " RETURNING size, thread_id", (self.account_id, email_id)
+                                ).fetchone()
+        return None if row is None else RemovedEmail(row[0], row[1])
+
+    async def release_quota(self, size: int) -> None:
+        self.conn.execute("UPDATE accounts SET used = max(0, used - ?) WHERE id = ?",
+                          (size, self.account_id))
+
+    async def thread_exists(self, thread_id: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM emails WHERE account_id = ? AND thread_id = ? LIMIT 1",
+            (self.account_id, thread_id)).fetchone() is not None
+
+    async def delete_thread_keys(self, thread_id: str) -> None:
+        self.conn.execute("DELETE FROM thread_keys WHERE account_id = ? AND thread_id = ?",
+                          (self.account_id, thread_id))
+
+    # ------------------------------------------------------------------ delivery
+
+    async def lock_usage(self) -> tuple[int, int] | None:
+        row = self.conn.execute("SELECT quota, used FROM accounts WHERE id = ?",
+                                (self.account_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    async def find_delivery(self, delivery_key: str) -> DeliveryResult | None:
+        return self._found(self.conn.execute(
+            "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND delivery_key = ?",
+            (self.account_id, delivery_key)).fetchone())
+
+    async def find_same_content(self, message_id: str, content_sha256: str
+                                ) -> DeliveryResult | None:
+        return self._found(self.conn.execute(
+            "SELECT id, thread_id, modseq FROM emails WHERE account_id = ? AND message_id = ?"
+            " AND content_sha256 = ?", (self.account_id, message_id, content_sha256)).fetchone())
+
+    @staticmethod
+    def _found(row: Any) -> DeliveryResult | None:
+        return None if row is None else DeliveryResult(email_id=row[0], thread_id=row[1],
+                                                       created=False, modseq=row[2])
+
+    async def add_usage(self, size: int) -> None:
+        self.conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?",
+                          (size, self.account_id))
+
+    async def threads_of_keys(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found.update(r[0] for r in self.conn.execute(
+                # No DISTINCT: with it SQLite walked every thread key of the account through
+                # thread_keys_thread on each delivery (the primary key answers these
+                # directly; the set drops the repeats).
+                f"SELECT thread_id FROM thread_keys WHERE account_id = ?"
+                f" AND msgid IN ({','.join('?' * len(chunk))})", (self.account_id, *chunk)))
+        return found
+
+    async def latest_thread_by_subject(self, thread_subject: str, after: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT thread_id FROM emails WHERE account_id = ? AND thread_subject = ?"
+            " AND received_at > ? ORDER BY received_at DESC LIMIT 1",
+            (self.account_id, thread_subject, after)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def merge_thread(self, source: str, target: str, modseq: int) -> list[str]:
+        moved = self.conn.execute(
+            "UPDATE emails SET thread_id = ?, modseq = ? WHERE account_id = ? AND thread_id = ?"
+            " RETURNING id", (target, modseq, self.account_id, source)).fetchall()
+        self.conn.execute("UPDATE thread_keys SET thread_id = ? WHERE account_id = ?"
+                          " AND thread_id = ?", (target, self.account_id, source))
+        return [r[0] for r in moved]
+
+    async def put_thread_keys(self, keys: Sequence[str], thread_id: str) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO thread_keys (account_id, msgid, thread_id) VALUES (?, ?, ?)",
+            [(self.account_id, key, thread_id) for key in keys])
+
+    async def insert_email(self, email: NewEmail, thread_id: str, modseq: int) -> None:
+        headers: dict[str, Any] = {
+            "from": email.from_, "to": email.to, "cc": email.cc, "bcc": email.bcc,
+            "reply_to": email.reply_to, "sender": email.sender,
+            "in_reply_to": email.in_reply_to, "references": email.references,
+        }
+        self.conn.execute(
+            "INSERT INTO emails (id, account_id, thread_id, delivery_key, content_sha256,"
+            " blob_id, size, received_at, sent_at, message_id, subject, thread_subject,"
+            " from_addr, headers, preview, has_attachment, attachments, envelope,"
+            " bodystructure, body, parts, blob_refs, keywords, modseq, head) VALUES (?, ?, ?,"
+            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (email.email_id, self.account_id, thread_id, email.delivery_key,
+             email.content_sha256, email.blob_id, email.size, email.received_at, email.sent_at,
+             email.message_id, email.subject, email.thread_subject,
+             email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers),
+             email.preview, int(email.has_attachment), orjson.dumps(email.attachments),
+             email.envelope, email.bodystructure, email.body, orjson.dumps(email.parts),
+             orjson.dumps(email.blob_refs), orjson.dumps(email.keywords).decode(), modseq,
+             email.head))
+
+    async def mailboxes_by_role(self, roles: Sequence[str]) -> dict[str, str]:
+        return dict(self.conn.execute(
+            f"SELECT role, id FROM mailboxes WHERE account_id = ?"
+            f" AND role IN ({','.join('?' * len(roles))})", (self.account_id, *roles)
+        ).fetchall())
 
 
 def next_modseq(conn: sqlite3.Connection, account_id: str) -> int:
