@@ -111,7 +111,6 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
             reason = (f"spam (score {spam_verdict.score:.1f}): not forwarded to {where}"
                       if spam_verdict.score else f"{spam_verdict.reason or 'spam'}: not"
                       f" forwarded to {where}")
-            metrics.mail("spam_not_forwarded", len(remote))
             if routing.hold_spam:
                 held = replace(spam_verdict, action=Action.QUARANTINE, reason=reason)
             else:
