@@ -1,4 +1,4 @@
-"""`mailyard sieve put|list|get|activate|deactivate|delete|check USER [NAME] [FILE]`: an
+"""`mailyard sieve put|list|get|activate|deactivate|delete|rename|check USER [NAME] [FILE]`: an
 account's Sieve scripts (the same service as ManageSieve: checked before they are stored).
 
 A user's mistake (a script that does not parse, a name that does not exist, an active script
@@ -40,6 +40,10 @@ def add_sieve_parser(sub: Any, command: Command, actions: Callable[..., Any],
         q = command(acts, name, text)
         q.add_argument("address", help=account)
         q.add_argument("name", help=script)
+    q = command(acts, "rename", "rename a script (the active one stays active)")
+    q.add_argument("address", help=account)
+    q.add_argument("name", help=script)
+    q.add_argument("new_name", metavar="new-name", help="the name it takes")
     command(acts, "deactivate", "no script runs any more").add_argument("address",
                                                                         help=account)
     q = command(acts, "check", "check a script without storing it")
@@ -56,7 +60,7 @@ def _read(file: str) -> str:
 async def cmd_sieve(rt: Runtime, args: argparse.Namespace) -> None:
     from mailyard.core.sieve import SieveSyntaxError
     from mailyard.services.sieve import ScriptRefused
-    from mailyard.store.ports import NotFound
+    from mailyard.store.ports import Conflict, NotFound
 
     sieve = rt.sieve
     try:
@@ -83,6 +87,13 @@ async def cmd_sieve(rt: Runtime, args: argparse.Namespace) -> None:
         elif args.action == "delete":
             await sieve.delete(account, args.name)
             print(f"script {args.name} deleted")
+        elif args.action == "rename":
+            try:
+                await sieve.rename(account, args.name, args.new_name)
+            except Conflict:
+                raise ValueError(f"{args.address} has a script {args.new_name!r} already"
+                                 ) from None
+            print(f"script {args.name} renamed to {args.new_name}")
         else:
             sieve.check(_read(args.file))
             print("script is valid")

@@ -524,3 +524,21 @@ discard;
     finally:
         reader.close()
     assert b"no reply to spam from <erin@example.test>" in server.log_path.read_bytes()
+
+
+def test_cli_rename_keeps_the_script_active(server: Server, imap: Imap) -> None:
+    """`mailyard sieve rename` (RENAMESCRIPT's twin): the active script stays active under
+    its new name and goes on filing; a name taken is one line and exit status 2."""
+    imap.create("Renamed")
+    put_script(server, 'require "fileinto";\nfileinto "Renamed";\n')
+    server.cli("sieve", "put", ALICE, "other", "-", input=b"keep;\n")
+    out = server.cli("sieve", "rename", ALICE, "test", "renamed").stdout.decode()
+    assert "renamed to renamed" in out
+    assert "* renamed" in server.cli("sieve", "list", ALICE).stdout.decode().splitlines()
+    send(server, "after the rename")
+    assert imap.wait("Renamed", "after the rename")
+    taken = server.cli("sieve", "rename", ALICE, "renamed", "other", check=False)
+    assert taken.returncode == 2 and taken.stderr.decode().count("\n") == 1, taken
+    assert "already" in taken.stderr.decode()
+    server.cli("sieve", "rename", ALICE, "renamed", "test")
+    server.cli("sieve", "delete", ALICE, "other")
