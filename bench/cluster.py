@@ -18,7 +18,8 @@ On one machine the nodes, NATS and PostgreSQL share the cores, so rates say litt
 real fleet. What carries over is CPU: for each phase it prints, per node, utime + stime of the
 node's process tree per message (ingest) or per IMAP command (mix), and the same for the three
 NATS servers and for the PostgreSQL backends serving the cluster's two shard databases (their
-pids from pg_stat_activity; a backend that ended within the phase is not counted).
+pids from pg_stat_activity; a backend that ended within the phase is not counted), or with
+`--postgres` (a server of the cluster's own) its whole process tree.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class Cluster:
     shards: list[str]
     """The shard DSNs ([store] metadata)."""
     running: set[str] = field(default_factory=set)
+    postmaster: int = 0
+    """With a PostgreSQL of the cluster's own (--postgres): its postmaster, whose process tree
+    (every backend, ended ones included) is the PostgreSQL CPU counted."""
 
     @classmethod
     def read(cls, directory: Path) -> Cluster:
@@ -168,6 +172,10 @@ async def move_postgres(cluster: Cluster, admin: str) -> None:
     other work (its connections run out, and its CPU is not the cluster's alone)."""
     conn = await asyncpg.connect(admin)
     try:
+        checkpointer = await conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+        cluster.postmaster = int(Path(f"/proc/{checkpointer}/stat").read_text().rsplit(
+            ")", 1)[1].split()[1])
         dsns = []
         for n in range(len(cluster.shards)):
             name = f"mailyard_cluster_s{n}"
@@ -225,10 +233,12 @@ class CPU:
 
     @classmethod
     async def take(cls, cluster: Cluster) -> CPU:
-        backends = await pg_backends(cluster.shards)
+        if cluster.postmaster:
+            pg = {0: cpu_seconds(cluster.postmaster)}
+        else:
+            pg = {p: _pid_cpu(p) for p in await pg_backends(cluster.shards)}
         return cls({n: cpu_seconds(cluster.nodes[n].pid) for n in sorted(cluster.running)},
-                   sum(_pid_cpu(p) for p in cluster.nats),
-                   {p: _pid_cpu(p) for p in backends})
+                   sum(_pid_cpu(p) for p in cluster.nats), pg)
 
     def since(self, before: CPU) -> CPU:
         return CPU({n: v - before.nodes.get(n, 0.0) for n, v in self.nodes.items()},
@@ -297,7 +307,8 @@ async def indexed(cluster: Cluster) -> int:
     for dsn in cluster.shards:
         conn = await asyncpg.connect(dsn)
         try:
-            total += int(await conn.fetchval("SELECT count(*) FROM search_docs"))
+            if await conn.fetchval("SELECT to_regclass('search_docs') IS NOT NULL"):
+                total += int(await conn.fetchval("SELECT count(*) FROM search_docs"))
         finally:
             await conn.close()
     return total
@@ -393,8 +404,9 @@ async def imap_mix(cluster: Cluster, names: list[str], users: list[str], clients
 
 
 def _idle_waiter(port: int, user: str, wakes: list[float], ready: threading.Event,
-                 stop: threading.Event) -> None:
-    """IDLE on `port` and time each untagged EXISTS (time.perf_counter, this process)."""
+                 stop: threading.Event, flags: bool = False) -> None:
+    """IDLE on `port` and time each untagged EXISTS (time.perf_counter, this process), and
+    with `flags` each untagged FETCH too."""
     imap = imaplib.IMAP4("127.0.0.1", port, timeout=120)
     imap.login(user, PASSWORD)
     imap.select("INBOX")
@@ -415,7 +427,7 @@ def _idle_waiter(port: int, user: str, wakes: list[float], ready: threading.Even
         buffer += chunk
         while b"\r\n" in buffer:
             line, buffer = buffer.split(b"\r\n", 1)
-            if line.endswith(b" EXISTS"):
+            if line.endswith(b" EXISTS") or (flags and b" FETCH " in line):
                 wakes.append(now)
     with contextlib.suppress(OSError):
         imap.send(b"DONE\r\n")
@@ -479,6 +491,57 @@ async def idle_latency(cluster: Cluster, users: list[str], samples: int,
           f" max {delays[-1] * 1000:.0f} ms; load {load0} -> {loadavg()}")
 
 
+async def flag_latency(cluster: Cluster, users: list[str], samples: int,
+                       background_rate: float, size: int) -> None:
+    """The event path alone: STORE +FLAGS/-FLAGS on node a (written and published before its
+    OK) timed to the untagged FETCH in an IDLE on node c, with the same background mail."""
+    target, others = users[0], users[1:]
+    wakes: list[float] = []
+    ready, stop = threading.Event(), threading.Event()
+    waiter = threading.Thread(target=_idle_waiter, args=(
+        cluster.nodes["c"].imap, target, wakes, ready, stop, True))
+    waiter.start()
+    await asyncio.to_thread(ready.wait, 30)
+    load0 = loadavg()
+    lat: list[float] = []
+    background = [asyncio.create_task(_send(
+        cluster.nodes["ab"[s % 2]].smtp, 200 + s, 100000, size, others, background_rate / 4,
+        lat)) for s in range(4)] if background_rate else []
+    writer = imaplib.IMAP4("127.0.0.1", cluster.nodes["a"].imap, timeout=60)
+    writer.login(target, PASSWORD)
+    writer.select("INBOX")
+    delays: list[float] = []
+    try:
+        await asyncio.sleep(2.0)
+        for n in range(samples):
+            seen = len(wakes)
+            await asyncio.to_thread(writer.store, "1", "+FLAGS" if n % 2 == 0 else "-FLAGS",
+                                    "(\\Flagged)")
+            done = time.perf_counter()
+            deadline = done + 30
+            while len(wakes) == seen and time.perf_counter() < deadline:
+                await asyncio.sleep(0.001)
+            if len(wakes) == seen:
+                raise RuntimeError(f"no FETCH on node c within 30 s (sample {n})")
+            delays.append(wakes[seen] - done)
+            await asyncio.sleep(0.1)
+    finally:
+        writer.logout()
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        stop.set()
+        await asyncio.to_thread(waiter.join)
+    delays.sort()
+    at = [delays[min(len(delays) - 1, int(len(delays) * q))] * 1000 for q in (0.5, 0.9, 0.99)]
+    print(f"IDLE on node c, STORE FLAGS through node a, background {background_rate:.1f}"
+          f" mails/s through a and b ({len(lat)} sent meanwhile): {len(delays)} samples,"
+          f" OK -> FETCH median {at[0]:.1f} ms, p90 {at[1]:.1f} ms, p99 {at[2]:.1f} ms,"
+          f" max {delays[-1] * 1000:.1f} ms; load {load0} -> {loadavg()}")
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -490,8 +553,8 @@ async def main(args: argparse.Namespace) -> None:
         set_dns(cluster, dns)
         cluster.only({"a"})
         users = add_users(cluster, args.users)
-        rates: dict[int, float] = {}
-        for _ in range(args.rounds):
+        rates: dict[int, float] = {3: args.idle_rate * 2}
+        for _ in range(0 if args.idle_rate else args.rounds):
             for k in (1, 2, 3):
                 names = list(NODES[:k])
                 cluster.only(set(names))
@@ -501,6 +564,8 @@ async def main(args: argparse.Namespace) -> None:
         cluster.only(set(NODES))
         await idle_latency(cluster, users, args.samples, 0.0, args.size)
         await idle_latency(cluster, users, args.samples, rates[3] / 2, args.size)
+        await flag_latency(cluster, users, args.samples, 0.0, args.size)
+        await flag_latency(cluster, users, args.samples, rates[3] / 2, args.size)
 
 
 if __name__ == "__main__":
@@ -517,4 +582,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20.0, help="of the IMAP mix")
     parser.add_argument("--samples", type=int, default=100, help="IDLE wake-ups timed")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--idle-rate", type=float, default=0.0,
+                        help="skip the throughput phases: IDLE only, at this background rate")
     asyncio.run(main(parser.parse_args()))
