@@ -8,9 +8,13 @@ browser context, logs in (not timed), then times:
   first 50 threads of the Inbox) until the first row is in the page;
 - open: a click on the Nth row until its conversation's last message is shown (Thread/get and
   Email/get with bodies; an HTML body's frame is sanitised on the server and loaded);
-- older: a click on "Older" (the next 50 threads, Email/query at position 50) until its first
-  row has replaced the first page's.
+- jump: the list scrolled at once to its middle (row total/2 + 100 n, thousands of threads
+  down) until that row is in the page (the page of 50 it falls in fetched: Email/query at that
+  position + Email/get + Thread/get);
+- frame: a fast scroll of 40 animation frames, 1,000 px (27 rows) each, from the top: the
+  median and the longest interval between frames (16.7 ms is 60 frames a second).
 Prints p50 and max of --repeat runs after one warm-up, the load averages, the message count.
+("frame" shows the p50 of the runs' median frame and the max of the runs' longest.)
 
     .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/mailyard-bench-100k
     .venv/bin/python bench/webmail.py --data-dir /tmp/mailyard-bench-100k --repeat 10
@@ -36,9 +40,24 @@ from tests.e2e.server import Server, wait_port  # noqa: E402
 USER, PASSWORD = "me@bench.example", "bench-password-123"
 
 
+FLICK = """s => new Promise((done) => {
+    const gaps = [];
+    let last = performance.now();
+    const step = (now) => {
+        gaps.push(now - last);
+        last = now;
+        if (gaps.length > 40) { done(gaps.slice(1)); return; }
+        s.scrollTop += 1000;
+        requestAnimationFrame(step);
+    };
+    requestAnimationFrame(step);
+})"""
+
+
 def run(port: int, repeat: int) -> dict[str, list[float]]:
     base = f"https://127.0.0.1:{port}"
-    times: dict[str, list[float]] = {"list": [], "open": [], "older": []}
+    times: dict[str, list[float]] = {"list": [], "open": [], "jump": [], "frame": [],
+                                     "frame max": []}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium")
         try:
@@ -65,18 +84,25 @@ def run(port: int, repeat: int) -> dict[str, list[float]]:
 
                 page.get_by_role("toolbar", name="Actions").get_by_role(
                     "button", name="←").click()
-                first = page.locator(".row").first.get_attribute("data-email")
+                scroller = page.locator(".scroller")
+                total = int(scroller.locator("ul").get_attribute("aria-rowcount") or 0)
+                target = min(total - 1, total // 2 + 100 * n)
+                page.locator(".row").first.wait_for()
                 t0 = time.perf_counter()
-                page.get_by_role("button", name="Older").click()
-                page.wait_for_function(
-                    "id => document.querySelector('.row')?.dataset.email !== id", arg=first,
-                    timeout=120_000)
-                older = time.perf_counter() - t0
+                scroller.evaluate("(s, y) => { s.scrollTop = y; }", target * 37)
+                page.locator(f'.row[aria-rowindex="{target + 1}"]').wait_for(timeout=120_000)
+                jumped = time.perf_counter() - t0
+
+                scroller.evaluate("s => { s.scrollTop = 0; }")
+                page.locator('.row[aria-rowindex="1"]').wait_for()
+                frames = scroller.evaluate(FLICK)
                 context.close()
                 if n:  # the first run warms the caches
                     times["list"].append(listed)
                     times["open"].append(opened)
-                    times["older"].append(older)
+                    times["jump"].append(jumped)
+                    times["frame"].append(statistics.median(frames) / 1000)
+                    times["frame max"].append(max(frames) / 1000)
         finally:
             browser.close()
     return times
@@ -100,8 +126,8 @@ def main() -> None:
             times = run(server.http_port, args.repeat)
             print(f"load averages after {os.getloadavg()}")
             for name, values in times.items():
-                print(f"{name:<6} p50 {statistics.median(values) * 1000:7.0f} ms"
-                      f"   max {max(values) * 1000:7.0f} ms   ({len(values)} runs)")
+                print(f"{name:<9} p50 {statistics.median(values) * 1000:7.1f} ms"
+                      f"   max {max(values) * 1000:7.1f} ms   ({len(values)} runs)")
         finally:
             server.stop()
 

@@ -7,6 +7,7 @@ Settings; forward with the original's attachments; a Gmail-style filter edited i
 
 from __future__ import annotations
 
+import imaplib
 import re
 import smtplib
 import struct
@@ -21,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.dnsserver import TestDNS
-from tests.e2e.jmapclient import CORE, MAIL, Jmap
+from tests.e2e.jmapclient import CORE, MAIL, PASSWORD, Jmap
 from tests.e2e.server import Server, wait_port
 from tests.e2e.webmail_browser import Guarded, browser, login, row, shot, submit, wait_for
 
@@ -436,5 +437,48 @@ def test_filter_edited_in_place(server: Server, browser: Browser) -> None:
     [script] = [s for s in api.call("SieveScript/get", ids=None)["list"] if s["isActive"]]
     text = api.client.get(f"/jmap/download/{api.account_id}/{script['blobId']}/s.sieve").text
     assert '"Urgent"' in text and '"Work"' not in text
+    assert alice.errors == [] and alice.remote == []
+    alice.close()
+
+
+def test_virtual_scrolling(server: Server, browser: Browser) -> None:
+    """Hundreds of conversations: the scroller is as tall as all of them, the page holds only
+    the rows in view, and a jump to the end loads the page there (the oldest conversation)."""
+    count = 260
+    with imaplib.IMAP4("127.0.0.1", server.imap_port) as imap:
+        imap.login(ALICE, PASSWORD)
+        for n in range(count):
+            raw = (f"From: Sender {n} <s{n}@remote.test>\r\nTo: {ALICE}\r\n"
+                   f"Subject: Bulk {n:03d}\r\nMessage-ID: <bulk{n}@remote.test>\r\n\r\n"
+                   f"Number {n}.\r\n").encode()
+            when = imaplib.Time2Internaldate(1_700_000_000 + n * 60)
+            imap.append("INBOX", "", when, raw)
+    alice = Guarded(browser, server)
+    page = alice.page
+    login(page, ALICE)
+    expect(page.locator(".paging")).to_have_text(f"{count} conversations")
+    row(page, "Bulk 259").wait_for()
+    scroller = page.locator(".scroller")
+    height = scroller.evaluate("s => s.scrollHeight")
+    assert height == count * 37, height
+    rendered = page.locator(".list > li").count()
+    assert 0 < rendered < 80, rendered  # the rows in view and the overscan, not all 260
+
+    # To the end: the last page is fetched, the first page's rows leave the page.
+    scroller.evaluate("s => { s.scrollTop = s.scrollHeight; }")
+    row(page, "Bulk 000").wait_for()
+    expect(row(page, "Bulk 259")).to_have_count(0)
+    assert page.locator(".list > li").count() < 80
+    # The keyboard's cursor scrolls the list: k from the top row brings nothing new, j down
+    # from the first row keeps the selected row in view.
+    scroller.evaluate("s => { s.scrollTop = 0; }")
+    row(page, "Bulk 259").wait_for()
+    for _ in range(40):
+        page.keyboard.press("j")
+    selected = page.locator(".row.selected")
+    expect(selected).to_contain_text("Bulk 219")
+    expect(selected).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    expect(page.locator("article.message pre.text")).to_contain_text("Number 219.")
     assert alice.errors == [] and alice.remote == []
     alice.close()

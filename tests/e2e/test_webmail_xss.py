@@ -105,7 +105,8 @@ def test_hostile_html_runs_nothing_and_loads_nothing(server: Server, browser: Br
     wait_for(lambda: len(api.call("Email/query", filter={"text": "xss"})["ids"]) >= total,
              what="the corpus delivered")
 
-    alice = Guarded(browser, server)
+    # Tall enough that the virtual list has every row of the corpus in the page at once.
+    alice = Guarded(browser, server, height=2000)
     page = alice.page
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

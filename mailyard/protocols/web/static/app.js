@@ -6,7 +6,7 @@ import { Client, CSRF, SessionEnded, gmailFilter } from './jmap.js';
 import { html, PAGE, LIST_PROPS, READ_PROPS, ROLE_NAMES, sender, addresses } from './util.js';
 import { Sidebar, labelTree, labelPath } from './sidebar.js';
 import { SearchBox } from './search.js';
-import { Row } from './list.js';
+import { Row, VirtualList } from './list.js';
 import { Message } from './reader.js';
 import { Composer } from './compose.js';
 import { Settings } from './settings.js';
@@ -47,8 +47,13 @@ function Mail({ client, username, logout }) {
   const [mailboxes, setMailboxes] = useState([]);
   const [identities, setIdentities] = useState([]);
   const [view, setView] = useState({ mailboxId: null, search: '' });
-  const [position, setPosition] = useState(0);
-  const [list, setList] = useState({ emails: [], total: 0 });
+  // The list: its total, and the pages of PAGE conversations loaded so far (pages.loaded[n]),
+  // of the view `pages.key` (a new view or a refresh starts a new key; late answers for an old
+  // one are dropped). `version` only makes a render when a page arrives.
+  const [list, setList] = useState({ total: 0, version: 0 });
+  const pages = useRef({ key: 0, loaded: {}, loading: {} });
+  const range = useRef([0, PAGE - 1]);  // the rows the list shows now
+  const scrollTop = useRef(0);
   const [cursor, setCursor] = useState(0);
   const [thread, setThread] = useState(null);
   const [draft, setDraft] = useState(null);
@@ -56,7 +61,7 @@ function Mail({ client, username, logout }) {
   const [notice, setNotice] = useState('');
   const searchBox = useRef(null);
   const state = useRef({});
-  state.current = { mailboxes, view, position, list, cursor, thread, draft };
+  state.current = { mailboxes, view, list, cursor, thread, draft };
 
   const role = (r) => mailboxes.find((b) => b.role === r);
   const noticeTimer = useRef(null);
@@ -79,15 +84,16 @@ function Mail({ client, username, logout }) {
   const loadMailboxes = useCallback(async () => {
     const [[, boxes]] = await client.call([['Mailbox/get', { properties: ['id', 'name', 'role', 'parentId', 'unreadThreads', 'totalThreads', 'sortOrder'] }]]);
     setMailboxes(boxes.list);
+    state.current.mailboxes = boxes.list;  // the list's total below reads them before a render
     return boxes.list;
   }, []);
 
-  const loadList = useCallback(async () => {
-    const { view: v, position: pos, mailboxes: boxes } = state.current;
-    if (!v.mailboxId && !v.search) return;
+  // One page of the view: PAGE conversations from `pos`, with their thread sizes and, for a
+  // search, snippets; and the view's total.
+  const fetchPage = async (v, boxes, pos) => {
     const filter = v.search ? gmailFilter(v.search, boxes) : { inMailbox: v.mailboxId };
     const [[, query], [, got], [, threads], [, snippets] = []] = await client.call([
-      ['Email/query', { filter, sort: [{ property: 'receivedAt', isAscending: false }], collapseThreads: true, position: pos, limit: PAGE, calculateTotal: !!v.search }],
+      ['Email/query', { filter, sort: [{ property: 'receivedAt', isAscending: false }], collapseThreads: true, position: pos, limit: PAGE, calculateTotal: !!v.search && pos === 0 }],
       ['Email/get', { '#ids': { resultOf: 'c0', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }],
       ['Thread/get', { '#ids': { resultOf: 'c1', name: 'Email/get', path: '/list/*/threadId' } }],
       // Why each result matched, its terms marked (RFC 8621 §5); only a search has any.
@@ -102,7 +108,47 @@ function Mail({ client, username, logout }) {
     // A mailbox's thread count is its collapsed total (RFC 8621 totalThreads), already known:
     // asking Email/query to count the threads again costs as much as the page itself.
     const box = boxes.find((b) => b.id === v.mailboxId);
-    setList({ emails: got.list, total: v.search ? query.total : box?.totalThreads ?? query.total ?? 0 });
+    let total = v.search ? query.total : box?.totalThreads ?? query.total;
+    if (got.list.length < PAGE) total = pos + got.list.length;  // the last page says where the end is
+    return { emails: got.list, total };
+  };
+  const atRow = (i) => pages.current.loaded[Math.floor(i / PAGE)]?.[i % PAGE];
+
+  // The pages of rows first..last that are not loaded yet, fetched for the current view.
+  const want = useCallback((first, last) => {
+    range.current = [first, last];
+    const s = pages.current;
+    const { view: v, mailboxes: boxes } = state.current;
+    const key = s.key;
+    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p += 1) {
+      if (s.loaded[p] || s.loading[p]) continue;
+      s.loading[p] = true;
+      fetchPage(v, boxes, p * PAGE).then(({ emails, total }) => {
+        if (pages.current.key !== key) return;
+        s.loaded[p] = emails;
+        delete s.loading[p];
+        setList((l) => ({ total: emails.length < PAGE ? total : l.total, version: l.version + 1 }));
+      }, () => { delete s.loading[p]; });
+    }
+  }, []);
+
+  // The view from the start, or again after a change: the pages in view are fetched anew and
+  // replace the old ones at once, so a refresh does not blank the list.
+  const loadList = useCallback(async () => {
+    const { view: v, mailboxes: boxes } = state.current;
+    if (!v.mailboxId && !v.search) return;
+    const key = pages.current.key + 1;
+    pages.current.key = key;
+    const [first, last] = range.current;
+    const wanted = [];
+    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p += 1) wanted.push(p);
+    if (!wanted.includes(0)) wanted.unshift(0);  // the first page carries a search's total
+    const got = await Promise.all(wanted.map((p) => fetchPage(v, boxes, p * PAGE)));
+    if (pages.current.key !== key) return;
+    const loaded = Object.fromEntries(wanted.map((p, i) => [p, got[i].emails]));
+    const ends = got.find((g) => g.emails.length < PAGE);
+    pages.current = { key, loaded, loading: {} };
+    setList((l) => ({ total: ends ? ends.total : got[0].total, version: l.version + 1 }));
   }, []);
 
   const openThread = useCallback(async (e) => {
@@ -179,18 +225,18 @@ function Mail({ client, username, logout }) {
     const stop = client.listen(() => { clearTimeout(timer); timer = setTimeout(refresh, 100); });
     return stop;
   }, []);
-  useEffect(() => { if (!view.settings) loadList(); }, [view, position]);
+  useEffect(() => { if (!view.settings) loadList(); }, [view]);
 
   const [menu, setMenu] = useState(false);
   const [checked, setChecked] = useState(new Set());  // thread ids ticked in the list
   const tick = (threadId) => setChecked((c) => { const n = new Set(c); if (n.has(threadId)) n.delete(threadId); else n.add(threadId); return n; });  // the mailboxes over the page, on a phone's width
-  const go = (v) => { setMenu(false); setChecked(new Set()); setThread(null); setPosition(0); setCursor(0); setView({ search: '', ...v }); };
-  const current = () => thread ? list.emails.find((e) => e.threadId === thread.threadId) || thread.emails[thread.emails.length - 1] : list.emails[cursor];
+  const go = (v) => { setMenu(false); setChecked(new Set()); setThread(null); setCursor(0); range.current = [0, PAGE - 1]; scrollTop.current = 0; setView({ search: '', ...v }); };
+  const current = () => (thread ? thread.emails[thread.emails.length - 1] : atRow(cursor));
   // The conversations an action applies to: those ticked in the list, else the open or
   // highlighted one; each with the ids, mailboxes and keywords of all its emails.
   const targets = async () => {
     if (!thread && checked.size) {
-      const ids = list.emails.filter((e) => checked.has(e.threadId)).map((e) => e.threadId);
+      const ids = [...checked];
       const [[, threads], [, emails]] = await client.call([
         ['Thread/get', { ids }],
         ['Email/get', { '#ids': { resultOf: 'c0', name: 'Thread/get', path: '/list/*/emailIds' }, properties: ['id', 'threadId', 'mailboxIds', 'keywords'] }],
@@ -282,18 +328,19 @@ function Mail({ client, username, logout }) {
         return;
       }
       const s = state.current;
-      const n = s.list.emails.length;
+      const n = s.list.total;
+      const here = atRow(s.cursor);
       const keys = {
         j: () => setCursor((c) => Math.min(c + 1, n - 1)),
         k: () => setCursor((c) => Math.max(c - 1, 0)),
-        o: () => s.list.emails[s.cursor] && openThread(s.list.emails[s.cursor]),
-        Enter: () => s.list.emails[s.cursor] && openThread(s.list.emails[s.cursor]),
+        o: () => here && openThread(here),
+        Enter: () => here && openThread(here),
         u: () => setThread(null), Escape: () => { setThread(null); setHelp(false); },
         e: actions.archive, '#': actions.trash, s: actions.star,
         r: () => reply(false), a: () => reply(true), f: () => reply(false, true),
         c: () => setDraft({}), '/': () => searchBox.current && searchBox.current.focus(),
         '?': () => setHelp((x) => !x),
-        x: () => s.list.emails[s.cursor] && tick(s.list.emails[s.cursor].threadId),
+        x: () => here && tick(here.threadId),
       };
       if (s.draft || !keys[ev.key]) return;
       ev.preventDefault();
@@ -340,9 +387,7 @@ function Mail({ client, username, logout }) {
           ${moveTargets.map((b) => html`<option value=${b.id}>${ROLE_NAMES[b.role] || labelPath(b, byId)}</option>`)}
         </select>
         ${!thread && html`<span class="paging">
-          ${list.total ? `${position + 1}–${position + list.emails.length} of ${list.total}` : ''}
-          <button aria-label="Newer" disabled=${position === 0} onClick=${() => setPosition(Math.max(0, position - PAGE))}>‹</button>
-          <button aria-label="Older" disabled=${position + PAGE >= list.total} onClick=${() => setPosition(position + PAGE)}>›</button>
+          ${list.total ? `${list.total.toLocaleString()} conversation${list.total === 1 ? '' : 's'}` : ''}
         </span>`}
       </div>`}
       ${view.settings ? html`<${Settings} client=${client} notify=${notify} />` : thread
@@ -355,10 +400,8 @@ function Mail({ client, username, logout }) {
               <button data-action="forward" onClick=${() => reply(false, true)}>Forward</button>
             </div>
           </section>`
-        : html`<ul class="list" aria-label="Conversations">
-            ${list.emails.length === 0 && html`<li class="empty">No conversations.</li>`}
-            ${list.emails.map((e, i) => html`<${Row} key=${e.id} e=${e} selected=${i === cursor} labels=${labelsOf(e)} ticked=${checked.has(e.threadId)} tick=${tick} open=${(x) => { setCursor(i); openThread(x); }} />`)}
-          </ul>`}
+        : html`<${VirtualList} key=${view.search || view.mailboxId} total=${list.total} at=${atRow} want=${want} saved=${scrollTop} cursor=${cursor}
+            row=${(e, i, top) => html`<${Row} key=${e.id} e=${e} index=${i} top=${top} selected=${i === cursor} labels=${labelsOf(e)} ticked=${checked.has(e.threadId)} tick=${tick} open=${(x) => { setCursor(i); openThread(x); }} />`} />`}
     </main>
     ${draft && html`<${Composer} client=${client} identities=${identities} draft=${draft} mailboxes=${mailboxes}
         notify=${notify} contacts=${contacts || []} close=${() => { setDraft(null); refresh(); }} />`}
