@@ -5,9 +5,10 @@ JMAP's download answers `Content-Disposition: attachment` under a sandbox policy
 right for saving but keeps a PDF viewer from opening it in a frame. This route serves only the
 caller's own blobs (another account's id is the same 404 as none), and only as one of PREVIEWED:
 the type is ours to choose, never the blob's content, and `nosniff` holds the browser to it, so
-a blob that holds HTML or SVG can never be shown as a document here. Images are also sandboxed;
-a PDF is not, because Chromium's viewer does not open in a sandboxed document, and it runs no
-script of the page's origin.
+a blob that holds HTML or SVG can never be shown as a document here. Images are also served
+under a CSP sandbox. A PDF is not, so that the browser's own viewer (Chromium's is an extension
+of its own origin) opens it in the frame; no script of ours or the mail's runs in our origin
+through it, since the document is a PDF and nothing else.
 """
 
 from __future__ import annotations
