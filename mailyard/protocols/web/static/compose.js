@@ -179,7 +179,9 @@ export function Composer({ client, identities, draft, close, mailboxes, notify, 
     close();
   };
   const keep = async () => {
-    await saveDraft();
+    const blank = !to.trim() && !cc.trim() && !subject.trim() && !files.length
+      && !(rich ? editor.current?.innerText.trim() : body.trim());
+    if (!(blank && !saved.current.id)) await saveDraft();  // an untouched composer leaves no draft
     saved.current.gone = true;
     close();
   };
