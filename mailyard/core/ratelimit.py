@@ -86,6 +86,11 @@ class Ledger(Protocol):
         `window` seconds; say whether it was (limit <= 0: always)."""
         ...
 
+    async def exhausted(self, key: str, limit: int, window: float) -> bool:
+        """Whether `limit` events of `key` were admitted in the last `window` seconds
+        (recording none; limit <= 0: never)."""
+        ...
+
     async def hold(self, key: str, limit: int) -> Hold | None:
         """Take one of `limit` simultaneous places of `key`, or None when all are taken
         (limit <= 0: no limit)."""
@@ -127,6 +132,10 @@ class LocalLedger:
             for each in self._windows.values():
                 each.forget_idle(now)
         return limiter.allow(key, now)
+
+    async def exhausted(self, key: str, limit: int, window: float) -> bool:
+        limiter = self._windows.get((limit, window))
+        return limit > 0 and limiter is not None and limiter.exhausted(key, self.clock())
 
     async def hold(self, key: str, limit: int) -> Hold | None:
         taken = self._open.get(key, 0)

@@ -23,7 +23,7 @@ from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.dates import header_date
 from mailyard.core.ids import new_id
 from mailyard.core.mime import ParsedMessage, parse_message, top_fields
-from mailyard.core.ratelimit import WindowLimiter
+from mailyard.core.ratelimit import Ledger, LocalLedger
 from mailyard.core.workitems import INBOUND, OUTBOUND, InboundItem, OutboundItem
 from mailyard.services.accounts import AccountService, RecipientStatus
 from mailyard.services.delivery import spool_id
@@ -146,13 +146,16 @@ def _field_counts(raw: bytes, names: Sequence[bytes]) -> dict[bytes, int]:
 
 class SubmissionService:
     def __init__(self, accounts: AccountService, mailbox: MailboxService, blobs: BlobStore,
-                 queue: Queue, policy: SubmissionPolicy) -> None:
+                 queue: Queue, policy: SubmissionPolicy, *,
+                 ledger: Ledger | None = None) -> None:
         self.accounts = accounts
         self.mailbox = mailbox
         self.blobs = blobs
         self.queue = queue
         self.policy = policy
-        self.rate = WindowLimiter(policy.messages_per_hour, 3600.0)
+        self.ledger = ledger if ledger is not None else LocalLedger()
+        """Where each account's messages of the last hour are counted: this process, or
+        (Redis) every node, so a cluster's limit is the configured one, not N times it."""
         self.routing: RoutingService | None = None
         """The routing rules (set by the composition root): local recipients are expanded
         to accounts, alias forwards join the remote ones."""
@@ -173,9 +176,10 @@ class SubmissionService:
                 f"553 5.7.1 Sender address <{mail_from}> is not yours to send as",
                 Refusal.SENDER_NOT_YOURS)
 
-    def allow_message(self, account: Account) -> None:
+    async def allow_message(self, account: Account) -> None:
         """Checked at MAIL; a message counts once it is accepted (an aborted one does not)."""
-        if self.rate.exhausted(account.id, time.monotonic()):
+        if await self.ledger.exhausted(f"submit:{account.id}", self.policy.messages_per_hour,
+                                       3600.0):
             raise SubmissionRefused(
                 f"450 4.7.1 Sending limit of {self.policy.messages_per_hour} messages per hour"
                 " reached; try again later", Refusal.RATE_LIMITED)
@@ -248,7 +252,7 @@ class SubmissionService:
                     int(now * 1000), peer, helo, account.id).to_json()
             items.append(NewItem(kind, payload, item_id=item_id, delay=delay))
         ids = await self.queue.enqueue_many(items)
-        self.rate.allow(account.id, time.monotonic())
+        await self.ledger.admit(f"submit:{account.id}", self.policy.messages_per_hour, 3600.0)
         metrics.mail("accepted")
         for item_id in ids:
             log.info("submission %s queued as %s", sub_id, item_id,

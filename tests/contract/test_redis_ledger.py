@@ -59,6 +59,8 @@ async def test_two_nodes_share_windows_holds_claims_and_greylist(redis: Redis) -
         assert await a.admit("ip", 2, 60) and await b.admit("ip", 2, 60)
         assert not await a.admit("ip", 2, 60) and not await b.admit("ip", 2, 60)
         assert await a.admit("other", 2, 60)
+        assert await a.exhausted("ip", 2, 60) and await b.exhausted("ip", 2, 60)
+        assert not await b.exhausted("other", 2, 60) and not await b.exhausted("none", 2, 60)
 
         lock = await a.hold("maildrop", 1)
         assert lock is not None and lock.shared
@@ -119,6 +121,7 @@ async def test_redis_outage_decides_per_node_with_one_warning(
             local = await b.hold("maildrop", 1)
             assert local is None  # ... but its own, yes
             assert await b.admit("ip", 1, 60) and not await b.admit("ip", 1, 60)
+            assert await b.exhausted("ip", 1, 60) and not await b.exhausted("ip2", 1, 60)
             assert await b.claim("v", 60) and not await b.claim("v", 60)
             assert await b.greylist("t", 1, 60, 60) is None  # the node's store decides
             await a.release(lock)  # the lease will run out in Redis
@@ -145,7 +148,9 @@ async def test_redis_outage_decides_per_node_with_one_warning(
 async def test_local_ledger_is_the_embedded_default() -> None:
     clock = [0.0]
     ledger = LocalLedger(clock=lambda: clock[0])
+    assert not await ledger.exhausted("k", 1, 10)
     assert await ledger.admit("k", 1, 10) and not await ledger.admit("k", 1, 10)
+    assert await ledger.exhausted("k", 1, 10)
     clock[0] = 10.5
     assert await ledger.admit("k", 1, 10)
     assert await ledger.admit("k", 0, 10)  # no limit

@@ -36,6 +36,7 @@ DEADLINE = 120.0
 """Every wait below is on a condition; this only bounds a failure."""
 CONNECTIONS_PER_IP = 3
 MESSAGES_PER_IP = 4
+SUBMISSIONS_PER_HOUR = 2
 GREYLIST_DELAY = 1.0
 
 
@@ -56,6 +57,7 @@ class Pair:
                           limits={"connections_per_ip": CONNECTIONS_PER_IP,
                                   "messages_per_ip_per_minute": MESSAGES_PER_IP},
                           checks={"greylisting": True, "greylist_delay": GREYLIST_DELAY},
+                          submission={"messages_per_hour": SUBMISSIONS_PER_HOUR},
                           outbound={"port": mx.port, "retry_schedule": [1.0]},
                           dns={"nameservers": [dns.address], "timeout": 2.0})
             node.data_dir.mkdir(parents=True)
@@ -195,6 +197,33 @@ def test_smtp_messages_per_ip_are_counted_over_both_nodes(pair: Pair) -> None:
 
 
 _rcpt_sources = itertools.cycle(range(100, 250))
+
+
+def test_submission_per_user_limit_is_counted_over_both_nodes(pair: Pair) -> None:
+    """`[submission] messages_per_hour`: one message through each node, then the account's
+    hour is full on both (450 4.7.1 at MAIL)."""
+    import ssl
+
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # the nodes' own certificates
+
+    def session(node: Server) -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", node.submission_port, timeout=30)
+        client.starttls(context=tls)
+        client.ehlo()
+        client.login("dave@example.test", PASSWORD)
+        return client
+
+    a, b = pair.nodes["a"], pair.nodes["b"]
+    for n, node in enumerate((a, b)[:SUBMISSIONS_PER_HOUR]):
+        with session(node) as client:
+            client.sendmail("dave@example.test", ["carol@example.test"],
+                            f"From: dave@example.test\r\nTo: carol@example.test\r\n"
+                            f"Subject: limit {n}\r\n\r\nbody\r\n".encode())
+    for node in (a, b):
+        with session(node) as client:
+            code, reply = client.mail("dave@example.test")
+            assert code == 450 and b"4.7.1" in reply, (node.root.name, code, reply)
 
 
 def rcpt(node: Server, sender: str, recipient: str) -> int:

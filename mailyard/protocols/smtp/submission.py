@@ -80,7 +80,7 @@ class SubmissionHandler:
         account = _account(session)
         try:
             self.submission.check_sender(account, address)
-            self.submission.allow_message(account)
+            await self.submission.allow_message(account)
         except SubmissionRefused as e:
             return e.reply
         session.send_at = None  # type: ignore[attr-defined]

@@ -130,6 +130,17 @@ class DegradingLedger:
                 return ok
         return await self.local.admit(key, limit, window)
 
+    async def exhausted(self, key: str, limit: int, window: float) -> bool:
+        if self.outage.use_shared():
+            try:
+                full = await self.shared.exhausted(key, limit, window)
+            except _UNAVAILABLE as e:
+                self.outage.failed(e)
+            else:
+                self.outage.answered()
+                return full
+        return await self.local.exhausted(key, limit, window)
+
     async def hold(self, key: str, limit: int) -> Hold | None:
         if self.outage.use_shared():
             try:

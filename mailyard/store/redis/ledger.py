@@ -36,6 +36,11 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
 return 1
 """
 
+_EXHAUSTED = _NOW + """
+return redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
+    >= tonumber(ARGV[1]) and 1 or 0
+"""
+
 _HOLD = _NOW + """
 local lease = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -89,6 +94,7 @@ class RedisLedger:
         self.lease = lease
         self._node = f"{os.uname().nodename}:{os.getpid()}"
         self._admit = self._redis.register_script(_ADMIT)
+        self._exhausted = self._redis.register_script(_EXHAUSTED)
         self._hold = self._redis.register_script(_HOLD)
         self._refresh = self._redis.register_script(_REFRESH)
         self._greylist = self._redis.register_script(_GREYLIST)
@@ -101,6 +107,12 @@ class RedisLedger:
             return True
         return bool(await self._admit(keys=[self._prefix + "rate:" + key],
                                       args=[limit, window, self._token()]))
+
+    async def exhausted(self, key: str, limit: int, window: float) -> bool:
+        if limit <= 0:
+            return False
+        return bool(await self._exhausted(keys=[self._prefix + "rate:" + key],
+                                          args=[limit, window]))
 
     async def hold(self, key: str, limit: int) -> Hold | None:
         holder = self._token()

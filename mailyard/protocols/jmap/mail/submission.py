@@ -257,7 +257,7 @@ async def _create(ctx: Context, spec: Any) -> dict[str, Any]:
                                                     known[identity_id]["email"], raw)
     service = submission_service(ctx)
     try:
-        service.allow_message(ctx.account)
+        await service.allow_message(ctx.account)
         for n, rcpt in enumerate(rcpts):
             await service.check_recipient(n, rcpt)
         submitted = await service.submit(ctx.account, mail_from, rcpts, raw, send_at=send_at,
