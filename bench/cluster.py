@@ -493,8 +493,9 @@ async def idle_latency(cluster: Cluster, users: list[str], samples: int,
 
 async def flag_latency(cluster: Cluster, users: list[str], samples: int,
                        background_rate: float, size: int) -> None:
-    """The event path alone: STORE +FLAGS/-FLAGS on node a (written and published before its
-    OK) timed to the untagged FETCH in an IDLE on node c, with the same background mail."""
+    """The event path alone: STORE +FLAGS/-FLAGS on node a, timed from the command sent (the
+    write, its commit and the publish included) to the untagged FETCH in an IDLE on node c,
+    with the same background mail."""
     target, others = users[0], users[1:]
     wakes: list[float] = []
     ready, stop = threading.Event(), threading.Event()
@@ -515,9 +516,9 @@ async def flag_latency(cluster: Cluster, users: list[str], samples: int,
         await asyncio.sleep(2.0)
         for n in range(samples):
             seen = len(wakes)
+            done = time.perf_counter()  # from the command sent: the FETCH on c can come
             await asyncio.to_thread(writer.store, "1", "+FLAGS" if n % 2 == 0 else "-FLAGS",
-                                    "(\\Flagged)")
-            done = time.perf_counter()
+                                    "(\\Flagged)")  # before this thread sees the OK
             deadline = done + 30
             while len(wakes) == seen and time.perf_counter() < deadline:
                 await asyncio.sleep(0.001)
@@ -538,8 +539,56 @@ async def flag_latency(cluster: Cluster, users: list[str], samples: int,
     at = [delays[min(len(delays) - 1, int(len(delays) * q))] * 1000 for q in (0.5, 0.9, 0.99)]
     print(f"IDLE on node c, STORE FLAGS through node a, background {background_rate:.1f}"
           f" mails/s through a and b ({len(lat)} sent meanwhile): {len(delays)} samples,"
-          f" OK -> FETCH median {at[0]:.1f} ms, p90 {at[1]:.1f} ms, p99 {at[2]:.1f} ms,"
+          f" STORE sent -> FETCH median {at[0]:.1f} ms, p90 {at[1]:.1f} ms, p99 {at[2]:.1f} ms,"
           f" max {delays[-1] * 1000:.1f} ms; load {load0} -> {loadavg()}")
+
+
+def _rss_kb(root: int) -> int:
+    """Resident memory of `root` and its descendants (kB)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+async def idle_memory(cluster: Cluster, users: list[str], sessions: int) -> None:
+    """Memory of `sessions` IMAP sessions in IDLE on node b: the node's resident memory
+    before and after they log in, select INBOX and start IDLE."""
+    node = cluster.nodes["b"]
+    before = _rss_kb(node.pid)
+    held: list[imaplib.IMAP4] = []
+
+    def open_one(n: int) -> imaplib.IMAP4:
+        imap = imaplib.IMAP4("127.0.0.1", node.imap, timeout=60)
+        imap.login(users[n % len(users)], PASSWORD)
+        imap.select("INBOX")
+        imap.send(f"{imap._new_tag().decode()} IDLE\r\n".encode())
+        assert imap.readline().startswith(b"+")
+        return imap
+
+    for n in range(sessions):
+        held.append(await asyncio.to_thread(open_one, n))
+    await asyncio.sleep(2.0)
+    after = _rss_kb(node.pid)
+    for imap in held:
+        with contextlib.suppress(OSError):
+            imap.shutdown()
+    print(f"IDLE sessions on node b: {sessions} sessions, resident memory {before / 1024:.0f}"
+          f" -> {after / 1024:.0f} MB = {(after - before) / sessions:.0f} kB per session")
 
 
 # ------------------------------------------------------------------ main
@@ -553,6 +602,10 @@ async def main(args: argparse.Namespace) -> None:
         set_dns(cluster, dns)
         cluster.only({"a"})
         users = add_users(cluster, args.users)
+        if args.idle_sessions:
+            cluster.only(set(NODES))
+            await idle_memory(cluster, users, args.idle_sessions)
+            return
         rates: dict[int, float] = {3: args.idle_rate * 2}
         for _ in range(0 if args.idle_rate else args.rounds):
             for k in (1, 2, 3):
@@ -582,6 +635,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20.0, help="of the IMAP mix")
     parser.add_argument("--samples", type=int, default=100, help="IDLE wake-ups timed")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--idle-sessions", type=int, default=0,
+                        help="only measure the memory of this many IDLE sessions on node b")
     parser.add_argument("--idle-rate", type=float, default=0.0,
                         help="skip the throughput phases: IDLE only, at this background rate")
     asyncio.run(main(parser.parse_args()))
