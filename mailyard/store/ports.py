@@ -698,6 +698,45 @@ class DeliveryTx(MailTx, Protocol):
         ...
 
 
+class MailboxTx(MailTx, Protocol):
+    """The primitives of mailbox writes beyond MailTx (mailyard/model/mailboxes.py)."""
+
+    async def mailbox(self, mailbox_id: str) -> Mailbox:
+        """NotFound when the account has no such mailbox."""
+        ...
+
+    async def mailbox_named(self, name: str) -> str | None:
+        """The id of the account's mailbox of that exact name."""
+        ...
+
+    async def role_taken(self, role: str) -> bool: ...
+
+    async def new_uidvalidity(self) -> int:
+        """A UIDVALIDITY the account never gave before (core.ids.next_uidvalidity)."""
+        ...
+
+    async def insert_mailboxes(self, rows: Sequence[tuple[str, str, str | None]],
+                               uidvalidity: int, modseq: int) -> None:
+        """New mailboxes (id, name, role), empty, all with this UIDVALIDITY and MODSEQ."""
+        ...
+
+    async def mailboxes_below(self, prefix: str) -> list[tuple[str, str]]:
+        """(id, name) of the account's mailboxes whose name starts with `prefix`."""
+        ...
+
+    async def rename_mailboxes(self, names: dict[str, str], modseq: int) -> None:
+        """Mailbox id -> its new name, all at once; each takes `modseq`."""
+        ...
+
+    async def write_subscribed(self, mailbox_id: str, subscribed: bool) -> None: ...
+
+    async def mailbox_email_ids(self, mailbox_id: str) -> list[str]: ...
+
+    async def delete_mailbox(self, mailbox_id: str) -> None:
+        """Delete the mailbox's row and its memberships (the emails stay)."""
+        ...
+
+
 # --------------------------------------------------------------------------- SearchIndex
 
 

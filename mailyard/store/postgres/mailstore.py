@@ -22,7 +22,8 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import delivery, keywords, labels
+from mailyard.model import delivery, keywords, labels, mailboxes
+from mailyard.model.mailboxes import DEFAULT_MAILBOXES
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -44,16 +45,13 @@ from mailyard.store.ports import (
     Order,
     StoredObject,
 )
-from mailyard.store.postgres import filters, maintenance, schema, writes
+from mailyard.store.postgres import filters, maintenance, schema
 from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import PostgresMailTx, Tx, clean
+from mailyard.store.postgres.writes import mailbox as _mailbox
 
 R = TypeVar("R")
 
-DEFAULT_MAILBOXES = (
-    ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
-    ("Junk", "junk"), ("Archive", "archive"), ("All Mail", "all"),
-)
 _RETRIES = 5
 """Attempts of a write that PostgreSQL aborted as a deadlock or serialization failure."""
 
@@ -66,13 +64,6 @@ _FULL = _BRIEF + ", envelope, bodystructure, body, parts"
 def _account(row: Any) -> Account:
     return Account(id=row["id"], address=row["address"], password_hash=row["password_hash"],
                    quota=row["quota"], used=row["used"], modseq=row["modseq"])
-
-
-def _mailbox(row: Any) -> Mailbox:
-    return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
-                   role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
-                   total=row["total"], unread=row["unseen"], subscribed=row["subscribed"],
-                   highest_modseq=row["modseq"], size=row["bytes"])
 
 
 def _email(row: Any, boxes: dict[str, int]) -> EmailRecord:
@@ -260,16 +251,8 @@ class PostgresMailStore:
                         account_id, address, password_hash, quota, time.time())
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"account {address} exists") from None
-            modseq = await tx.next_modseq(account_id)
-            uidvalidity = await writes.uidvalidity(conn, account_id)
-            ids = [new_id("m") for _ in DEFAULT_MAILBOXES]
-            await conn.executemany(
-                "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                [(account_id, mailbox_id, name, role, uidvalidity)
-                 for mailbox_id, (name, role) in zip(ids, DEFAULT_MAILBOXES, strict=True)])
-            for mailbox_id in ids:
-                tx.log(account_id, modseq, "Mailbox", mailbox_id, "created")
+            await mailboxes.create_defaults(PostgresMailTx(tx, account_id),
+                                            [new_id("m") for _ in DEFAULT_MAILBOXES])
             return _account(await conn.fetchrow("SELECT * FROM accounts WHERE id = $1",
                                                 account_id))
 
@@ -324,77 +307,20 @@ class PostgresMailStore:
 
     async def create_mailbox(self, account_id: str, name: str,
                              role: str | None = None) -> Mailbox:
-        mailbox_id, name = new_id("m"), clean(name)
-
-        async def create(tx: Tx) -> Mailbox:
-            modseq = await tx.next_modseq(account_id)  # locks the account: checks hold
-            conn = tx.conn
-            if await conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
-                                   " AND name = $2", account_id, name):
-                raise Conflict(f"mailbox {name} exists")
-            if role and await conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
-                                            " AND role = $2", account_id, role):
-                raise Conflict(f"a mailbox with role {role} exists")
-            row = await conn.fetchrow(
-                "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity, modseq)"
-                " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-                account_id, mailbox_id, name, role, await writes.uidvalidity(conn, account_id),
-                modseq)
-            tx.log(account_id, modseq, "Mailbox", mailbox_id, "created")
-            return _mailbox(row)
-
-        return await self._write(create)
+        return await self._write(lambda tx: mailboxes.create(
+            PostgresMailTx(tx, account_id), new_id("m"), name, role))
 
     async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
-        async def delete(tx: Tx) -> None:
-            await _mailbox_row(tx.conn, account_id, mailbox_id)  # NotFound for a wrong id
-            modseq = await tx.next_modseq(account_id)
-            for (email_id,) in await tx.conn.fetch(
-                    "SELECT email_id FROM mailbox_emails WHERE account_id = $1"
-                    " AND mailbox_id = $2", account_id, mailbox_id):
-                await writes.touch_email(tx, account_id, email_id, modseq)
-            await tx.conn.execute("DELETE FROM mailboxes WHERE account_id = $1 AND id = $2",
-                                  account_id, mailbox_id)
-            tx.log(account_id, modseq, "Mailbox", mailbox_id, "destroyed")
-
-        await self._write(delete)
+        await self._write(lambda tx: mailboxes.destroy(PostgresMailTx(tx, account_id),
+                                                       mailbox_id))
 
     async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
-        name = clean(name)
-
-        async def rename(tx: Tx) -> None:
-            conn = tx.conn
-            modseq = await tx.next_modseq(account_id)  # locks the account: checks hold
-            old = (await _mailbox_row(conn, account_id, mailbox_id))["name"]
-            if await conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
-                                   " AND name = $2", account_id, name):
-                raise Conflict(f"mailbox {name} exists")
-            children = await conn.fetch(
-                "SELECT id, name FROM mailboxes WHERE account_id = $1"
-                " AND left(name, $2) = $3", account_id, len(old) + 1, old + "/")
-            moves = [(mailbox_id, old), *((c["id"], c["name"]) for c in children)]
-            # One statement: the (account, name) uniqueness holds at its end, not per row.
-            await conn.execute(
-                "UPDATE mailboxes m SET name = n.name, modseq = $2 FROM"
-                " unnest($3::text[], $4::text[]) AS n(id, name)"
-                " WHERE m.account_id = $1 AND m.id = n.id",
-                account_id, modseq, [i for i, _ in moves],
-                [name + child[len(old):] for _, child in moves])
-            for child_id, _ in moves:
-                tx.log(account_id, modseq, "Mailbox", child_id, "updated")
-
-        await self._write(rename)
+        await self._write(lambda tx: mailboxes.rename(PostgresMailTx(tx, account_id),
+                                                      mailbox_id, name))
 
     async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool) -> None:
-        async def update(tx: Tx) -> None:
-            await _mailbox_row(tx.conn, account_id, mailbox_id)
-            modseq = await tx.next_modseq(account_id)
-            await tx.conn.execute(
-                "UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1 AND id = $2",
-                account_id, mailbox_id, subscribed)
-            tx.log(account_id, modseq, "Mailbox", mailbox_id, "updated")
-
-        await self._write(update)
+        await self._write(lambda tx: mailboxes.set_subscribed(
+            PostgresMailTx(tx, account_id), mailbox_id, subscribed))
 
     async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
         async with self._snapshot() as conn:

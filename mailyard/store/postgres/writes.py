@@ -21,11 +21,11 @@ import asyncpg
 import orjson
 
 from mailyard.core.ids import next_uidvalidity
-from mailyard.model import keywords
 from mailyard.store.ports import (
     CountChange,
     DeliveryResult,
     EmailFlags,
+    Mailbox,
     NewEmail,
     NotFound,
     RemovedEmail,
@@ -263,6 +263,68 @@ class PostgresMailTx:
             "SELECT id, role FROM mailboxes WHERE account_id = $1 AND role = ANY($2::text[])",
             self.account_id, list(roles))}
 
+    # ------------------------------------------------------------------ mailboxes
+
+    async def mailbox(self, mailbox_id: str) -> Mailbox:
+        row = await self.conn.fetchrow("SELECT * FROM mailboxes WHERE account_id = $1"
+                                       " AND id = $2", self.account_id, clean(mailbox_id))
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return mailbox(row)
+
+    async def mailbox_named(self, name: str) -> str | None:
+        found = await self.conn.fetchval("SELECT id FROM mailboxes WHERE account_id = $1"
+                                         " AND name = $2", self.account_id, clean(name))
+        return None if found is None else str(found)
+
+    async def role_taken(self, role: str) -> bool:
+        return await self.conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
+                                        " AND role = $2", self.account_id, role) is not None
+
+    async def new_uidvalidity(self) -> int:
+        return await uidvalidity(self.conn, self.account_id)
+
+    async def insert_mailboxes(self, rows: Sequence[tuple[str, str, str | None]],
+                               uidvalidity: int, modseq: int) -> None:
+        await self.conn.executemany(
+            "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity, modseq)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            [(self.account_id, i, clean(name), role, uidvalidity, modseq)
+             for i, name, role in rows])
+
+    async def mailboxes_below(self, prefix: str) -> list[tuple[str, str]]:
+        return [(r["id"], r["name"]) for r in await self.conn.fetch(
+            "SELECT id, name FROM mailboxes WHERE account_id = $1 AND left(name, $2) = $3",
+            self.account_id, len(prefix), clean(prefix))]
+
+    async def rename_mailboxes(self, names: dict[str, str], modseq: int) -> None:
+        # One statement: the (account, name) uniqueness holds at its end, not per row.
+        await self.conn.execute(
+            "UPDATE mailboxes m SET name = n.name, modseq = $2 FROM"
+            " unnest($3::text[], $4::text[]) AS n(id, name)"
+            " WHERE m.account_id = $1 AND m.id = n.id",
+            self.account_id, modseq, list(names), [clean(n) for n in names.values()])
+
+    async def write_subscribed(self, mailbox_id: str, subscribed: bool) -> None:
+        await self.conn.execute("UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1"
+                                " AND id = $2", self.account_id, mailbox_id, subscribed)
+
+    async def mailbox_email_ids(self, mailbox_id: str) -> list[str]:
+        return [r[0] for r in await self.conn.fetch(
+            "SELECT email_id FROM mailbox_emails WHERE account_id = $1 AND mailbox_id = $2",
+            self.account_id, mailbox_id)]
+
+    async def delete_mailbox(self, mailbox_id: str) -> None:
+        await self.conn.execute("DELETE FROM mailboxes WHERE account_id = $1 AND id = $2",
+                                self.account_id, mailbox_id)
+
+
+def mailbox(row: Any) -> Mailbox:
+    return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
+                   role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
+                   total=row["total"], unread=row["unseen"], subscribed=row["subscribed"],
+                   highest_modseq=row["modseq"], size=row["bytes"])
+
 
 def _found(row: Any) -> DeliveryResult | None:
     return None if row is None else DeliveryResult(email_id=row["id"],
@@ -281,5 +343,3 @@ async def uidvalidity(conn: asyncpg.Connection, account_id: str) -> int:
     return value
 
 
-async def touch_email(tx: Tx, account_id: str, email_id: str, modseq: int) -> None:
-    await keywords.touch(PostgresMailTx(tx, account_id), email_id, modseq)

@@ -13,10 +13,11 @@ import orjson
 from mailyard.core import query as q
 from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
-from mailyard.core.ids import new_id, next_uidvalidity
+from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import delivery, keywords, labels
+from mailyard.model import delivery, keywords, labels, mailboxes
 from mailyard.model.labels import ALL
+from mailyard.model.mailboxes import DEFAULT_MAILBOXES
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -41,6 +42,7 @@ from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
 from mailyard.store.sqlite.mailtx import SqliteMailTx, run_now
 from mailyard.store.sqlite.mailtx import log as _log
+from mailyard.store.sqlite.mailtx import mailbox as _mailbox
 from mailyard.store.sqlite.mailtx import next_modseq as _next_modseq
 from mailyard.store.sqlite.maintenance import MaintenanceMixin
 
@@ -166,10 +168,6 @@ CREATE TABLE IF NOT EXISTS objects (
 ) WITHOUT ROWID;
 """
 
-DEFAULT_MAILBOXES = (
-    ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
-    ("Junk", "junk"), ("Archive", "archive"), ("All Mail", "all"),
-)
 
 
 def _account(row: sqlite3.Row) -> Account:
@@ -183,15 +181,6 @@ def _account_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
         raise NotFound(f"no account {address}")
     assert isinstance(row, sqlite3.Row)
     return row
-
-
-def _uidvalidity(conn: sqlite3.Connection, account_id: str) -> int:
-    """A UIDVALIDITY the account never gave before (see next_uidvalidity)."""
-    last = conn.execute("SELECT last_uidvalidity FROM accounts WHERE id = ?",
-                        (account_id,)).fetchone()
-    value = next_uidvalidity(last[0] if last else 0, time.time())
-    conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (value, account_id))
-    return value
 
 
 SCHEMA_VERSION = 3
@@ -342,15 +331,8 @@ class SqliteMailStore(MaintenanceMixin):
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"account {address} exists") from None
-            modseq = _next_modseq(conn, account_id)
-            uidvalidity = _uidvalidity(conn, account_id)
-            for name, role in DEFAULT_MAILBOXES:
-                mailbox_id = new_id("m")
-                conn.execute(
-                    "INSERT INTO mailboxes (id, account_id, name, role, uidvalidity)"
-                    " VALUES (?, ?, ?, ?, ?)", (mailbox_id, account_id, name, role, uidvalidity),
-                )
-                _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
+            run_now(mailboxes.create_defaults(SqliteMailTx(conn, account_id),
+                                              [new_id("m") for _ in DEFAULT_MAILBOXES]))
             return _account(conn.execute(
                 "SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone())
 
@@ -427,64 +409,20 @@ class SqliteMailStore(MaintenanceMixin):
 
     async def create_mailbox(self, account_id: str, name: str,
                              role: str | None = None) -> Mailbox:
-        mailbox_id = new_id("m")
-
-        def create(conn: sqlite3.Connection) -> Mailbox:
-            if conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?",
-                            (account_id, name)).fetchone():
-                raise Conflict(f"mailbox {name} exists")
-            if role and conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND role = ?",
-                                     (account_id, role)).fetchone():
-                raise Conflict(f"a mailbox with role {role} exists")
-            modseq = _next_modseq(conn, account_id)
-            conn.execute(
-                "INSERT INTO mailboxes (id, account_id, name, role, uidvalidity, modseq)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (mailbox_id, account_id, name, role, _uidvalidity(conn, account_id), modseq))
-            _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
-            return _mailbox(_mailbox_row(conn, account_id, mailbox_id))
-
-        return await self.db.write(create)
+        return await self.db.write(lambda conn: run_now(mailboxes.create(
+            SqliteMailTx(conn, account_id), new_id("m"), name, role)))
 
     async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
-        def delete(conn: sqlite3.Connection) -> None:
-            _mailbox_row(conn, account_id, mailbox_id)  # NotFound for a wrong id
-            modseq = _next_modseq(conn, account_id)
-            for (email_id,) in conn.execute("SELECT email_id FROM mailbox_emails"
-                                            " WHERE mailbox_id = ?", (mailbox_id,)).fetchall():
-                _touch_email(conn, account_id, email_id, modseq)
-            conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
-            _log(conn, account_id, modseq, "Mailbox", mailbox_id, "destroyed")
-
-        await self.db.write(delete)
+        await self.db.write(lambda conn: run_now(mailboxes.destroy(
+            SqliteMailTx(conn, account_id), mailbox_id)))
 
     async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
-        def rename(conn: sqlite3.Connection) -> None:
-            row = _mailbox_row(conn, account_id, mailbox_id)
-            old = row["name"]
-            if conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?",
-                            (account_id, name)).fetchone():
-                raise Conflict(f"mailbox {name} exists")
-            modseq = _next_modseq(conn, account_id)
-            children = conn.execute(
-                "SELECT id, name FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
-                (account_id, len(old) + 1, old + "/")).fetchall()
-            for child_id, child_name in [(mailbox_id, old), *children]:
-                conn.execute("UPDATE mailboxes SET name = ?, modseq = ? WHERE id = ?",
-                             (name + child_name[len(old):], modseq, child_id))
-                _log(conn, account_id, modseq, "Mailbox", child_id, "updated")
-
-        await self.db.write(rename)
+        await self.db.write(lambda conn: run_now(mailboxes.rename(
+            SqliteMailTx(conn, account_id), mailbox_id, name)))
 
     async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool) -> None:
-        def update(conn: sqlite3.Connection) -> None:
-            _mailbox_row(conn, account_id, mailbox_id)
-            modseq = _next_modseq(conn, account_id)
-            conn.execute("UPDATE mailboxes SET subscribed = ? WHERE id = ?",
-                         (int(subscribed), mailbox_id))
-            _log(conn, account_id, modseq, "Mailbox", mailbox_id, "updated")
-
-        await self.db.write(update)
+        await self.db.write(lambda conn: run_now(mailboxes.set_subscribed(
+            SqliteMailTx(conn, account_id), mailbox_id, subscribed)))
 
     async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
         def read(conn: sqlite3.Connection) -> MailboxSnapshot:
@@ -838,10 +776,6 @@ def _driving_mailbox(node: Node) -> tuple[str, Node] | None:
     return None
 
 
-def _touch_email(conn: sqlite3.Connection, account_id: str, email_id: str, modseq: int) -> None:
-    run_now(keywords.touch(SqliteMailTx(conn, account_id), email_id, modseq))
-
-
 def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> sqlite3.Row:
     row = conn.execute("SELECT * FROM mailboxes WHERE account_id = ? AND id = ?",
                        (account_id, mailbox_id)).fetchone()
@@ -849,13 +783,6 @@ def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> 
         raise NotFound(f"no mailbox {mailbox_id}")
     assert isinstance(row, sqlite3.Row)
     return row
-
-
-def _mailbox(row: sqlite3.Row) -> Mailbox:
-    return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
-                   role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
-                   total=row["total"], unread=row["unseen"], subscribed=bool(row["subscribed"]),
-                   highest_modseq=row["modseq"], size=row["bytes"])
 
 
 def _entries(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[MailboxEntry]:

@@ -8,15 +8,18 @@ writer's transaction, with no event loop (the writer thread has none).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import orjson
 
+from mailyard.core.ids import next_uidvalidity
 from mailyard.store.ports import (
     CountChange,
     DeliveryResult,
     EmailFlags,
+    Mailbox,
     NewEmail,
     NotFound,
     RemovedEmail,
@@ -232,6 +235,66 @@ class SqliteMailTx:
             f"SELECT role, id FROM mailboxes WHERE account_id = ?"
             f" AND role IN ({','.join('?' * len(roles))})", (self.account_id, *roles)
         ).fetchall())
+
+    # ------------------------------------------------------------------ mailboxes
+
+    async def mailbox(self, mailbox_id: str) -> Mailbox:
+        row = self.conn.execute("SELECT * FROM mailboxes WHERE account_id = ? AND id = ?",
+                                (self.account_id, mailbox_id)).fetchone()
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return mailbox(row)
+
+    async def mailbox_named(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
+                                (self.account_id, name)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def role_taken(self, role: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND role = ?",
+                                 (self.account_id, role)).fetchone() is not None
+
+    async def new_uidvalidity(self) -> int:
+        last = self.conn.execute("SELECT last_uidvalidity FROM accounts WHERE id = ?",
+                                 (self.account_id,)).fetchone()
+        value = next_uidvalidity(last[0] if last else 0, time.time())
+        self.conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?",
+                          (value, self.account_id))
+        return value
+
+    async def insert_mailboxes(self, rows: Sequence[tuple[str, str, str | None]],
+                               uidvalidity: int, modseq: int) -> None:
+        self.conn.executemany(
+            "INSERT INTO mailboxes (id, account_id, name, role, uidvalidity, modseq)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(i, self.account_id, name, role, uidvalidity, modseq) for i, name, role in rows])
+
+    async def mailboxes_below(self, prefix: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT id, name FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
+            (self.account_id, len(prefix), prefix))]
+
+    async def rename_mailboxes(self, names: dict[str, str], modseq: int) -> None:
+        self.conn.executemany("UPDATE mailboxes SET name = ?, modseq = ? WHERE id = ?",
+                              [(name, modseq, i) for i, name in names.items()])
+
+    async def write_subscribed(self, mailbox_id: str, subscribed: bool) -> None:
+        self.conn.execute("UPDATE mailboxes SET subscribed = ? WHERE id = ?",
+                          (int(subscribed), mailbox_id))
+
+    async def mailbox_email_ids(self, mailbox_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT email_id FROM mailbox_emails WHERE mailbox_id = ?", (mailbox_id,))]
+
+    async def delete_mailbox(self, mailbox_id: str) -> None:
+        self.conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+
+
+def mailbox(row: sqlite3.Row) -> Mailbox:
+    return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
+                   role=row["role"], uidvalidity=row["uidvalidity"], uidnext=row["uidnext"],
+                   total=row["total"], unread=row["unseen"], subscribed=bool(row["subscribed"]),
+                   highest_modseq=row["modseq"], size=row["bytes"])
 
 
 def next_modseq(conn: sqlite3.Connection, account_id: str) -> int:

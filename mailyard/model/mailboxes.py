@@ -1,0 +1,76 @@
+"""Mailboxes of an account as stored: the defaults, create, rename, subscribe, destroy.
+
+Which names and roles a client may ask for is core/mailboxrules.py (every protocol checks
+there first); what a store does with an allowed request is decided here, once for every
+engine:
+- A new account has the DEFAULT_MAILBOXES, All Mail among them, made under one MODSEQ and
+  one UIDVALIDITY the account never gave before.
+- A name or a role is held by one mailbox of the account at most (Conflict otherwise); a new
+  mailbox gets a fresh UIDVALIDITY, so that no client mistakes it for one it knew by name.
+- Renaming a mailbox renames the mailboxes below it (their paths keep their tails), all under
+  one MODSEQ, each "Mailbox updated".
+- Destroying a mailbox leaves its emails (All Mail still holds them), touched so their
+  mailboxIds change is seen; the mailbox is "destroyed" in the change log.
+Each writes the change log entries JMAP Mailbox/changes and IMAP NOTIFY read.
+"""
+
+from __future__ import annotations
+
+from mailyard.core.mailboxrules import DELIMITER
+from mailyard.model.keywords import touch
+from mailyard.store.ports import Conflict, Mailbox, MailboxTx
+
+DEFAULT_MAILBOXES = (
+    ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
+    ("Junk", "junk"), ("Archive", "archive"), ("All Mail", "all"),
+)
+
+
+async def create_defaults(tx: MailboxTx, mailbox_ids: list[str]) -> None:
+    """The new account's DEFAULT_MAILBOXES under `mailbox_ids` (one each, in order)."""
+    modseq = await tx.next_modseq()
+    uidvalidity = await tx.new_uidvalidity()
+    await tx.insert_mailboxes([(mailbox_id, name, role) for mailbox_id, (name, role)
+                               in zip(mailbox_ids, DEFAULT_MAILBOXES, strict=True)],
+                              uidvalidity, 0)
+    for mailbox_id in mailbox_ids:
+        tx.log(modseq, "Mailbox", mailbox_id, "created")
+
+
+async def create(tx: MailboxTx, mailbox_id: str, name: str, role: str | None) -> Mailbox:
+    modseq = await tx.next_modseq()  # locks the account: the checks hold to the commit
+    if await tx.mailbox_named(name) is not None:
+        raise Conflict(f"mailbox {name} exists")
+    if role and await tx.role_taken(role):
+        raise Conflict(f"a mailbox with role {role} exists")
+    await tx.insert_mailboxes([(mailbox_id, name, role)], await tx.new_uidvalidity(), modseq)
+    tx.log(modseq, "Mailbox", mailbox_id, "created")
+    return await tx.mailbox(mailbox_id)
+
+
+async def rename(tx: MailboxTx, mailbox_id: str, name: str) -> None:
+    modseq = await tx.next_modseq()  # locks the account: the checks hold to the commit
+    old = (await tx.mailbox(mailbox_id)).name
+    if await tx.mailbox_named(name) is not None:
+        raise Conflict(f"mailbox {name} exists")
+    below = await tx.mailboxes_below(old + DELIMITER)
+    moves = {mailbox_id: name, **{child: name + path[len(old):] for child, path in below}}
+    await tx.rename_mailboxes(moves, modseq)
+    for moved in moves:
+        tx.log(modseq, "Mailbox", moved, "updated")
+
+
+async def set_subscribed(tx: MailboxTx, mailbox_id: str, subscribed: bool) -> None:
+    await tx.mailbox_role(mailbox_id)  # NotFound for a wrong id
+    modseq = await tx.next_modseq()
+    await tx.write_subscribed(mailbox_id, subscribed)
+    tx.log(modseq, "Mailbox", mailbox_id, "updated")
+
+
+async def destroy(tx: MailboxTx, mailbox_id: str) -> None:
+    await tx.mailbox_role(mailbox_id)  # NotFound for a wrong id
+    modseq = await tx.next_modseq()
+    for email_id in await tx.mailbox_email_ids(mailbox_id):
+        await touch(tx, email_id, modseq)
+    await tx.delete_mailbox(mailbox_id)
+    tx.log(modseq, "Mailbox", mailbox_id, "destroyed")
