@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from mailyard.core.indextext import body_substring_text
 from mailyard.store.ports import IndexDocument
 from mailyard.store.postgres import schema
 from mailyard.store.postgres.search import COMPONENT, MIGRATIONS, PostgresSearchIndex
@@ -44,19 +45,45 @@ async def test_body_substrings_cover_attachment_names_and_text(search_index: Any
     assert await search_index.substring(ALICE, "subject", ".pdf") == set()
 
 
+_SCHEMA_4 = """
+CREATE VIRTUAL TABLE docs USING fts5 (
+    acct, email_id UNINDEXED, subject, from_, to_, cc, bcc, body, filenames, attachments,
+    list_id, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE grams USING fts5 (
+    account_id UNINDEXED, email_id UNINDEXED, subject, addresses, body, tokenize = 'trigram');
+CREATE TABLE doc_ids (account_id TEXT NOT NULL, email_id TEXT NOT NULL,
+    rowid_ INTEGER NOT NULL, PRIMARY KEY (account_id, email_id)) WITHOUT ROWID;
+CREATE INDEX doc_ids_rowid ON doc_ids (rowid_);
+CREATE TABLE generations (account_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+def _write_schema_4_file(path: Path, docs: list[IndexDocument], version: int) -> None:
+    """A search.db as a build of `version` (2-4) wrote it: the trigram table with positions
+    and its own copy of the text; before 3 its body was the body alone."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SCHEMA_4)
+        for rowid, doc in enumerate(docs, 1):
+            conn.execute("INSERT INTO docs (rowid, acct, email_id, subject, from_, to_, cc,"
+                         " bcc, body, filenames, attachments, list_id) VALUES"
+                         " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (rowid, doc.account_id.lower(), doc.email_id, doc.subject, doc.from_,
+                          doc.to, doc.cc, doc.bcc, doc.body, doc.filenames,
+                          doc.attachment_text, doc.list_id))
+            body = doc.body if version < 3 else body_substring_text(
+                doc.body, doc.filenames, doc.attachment_text, doc.part_headers)
+            conn.execute("INSERT INTO grams (rowid, account_id, email_id, subject, addresses,"
+                         " body) VALUES (?, ?, ?, ?, ?, ?)",
+                         (rowid, doc.account_id, doc.email_id, doc.subject, doc.from_, body))
+            conn.execute("INSERT INTO doc_ids VALUES (?, ?, ?)",
+                         (doc.account_id, doc.email_id, rowid))
+        conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+
+
 async def test_sqlite_index_of_schema_2_gets_attachment_text_on_open(tmp_path: Path) -> None:
     path = tmp_path / "search.db"
-    index = SqliteSearchIndex(path)
-    await index.index(_docs())
-    index.close()
-    # What a schema-2 build wrote: the trigram body was the body alone.
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE grams SET body = (SELECT body FROM docs WHERE docs.rowid ="
-                     " grams.rowid)")
-        assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\".pdf\"'"
-                            ).fetchone() == (0,)
-        conn.execute("PRAGMA user_version = 2")
-    conn.close()
+    _write_schema_4_file(path, _docs(), version=2)
     old = SqliteSearchIndex(path)
     try:
         assert await old.substring(ALICE, "body", ".pdf") == {"report"}
@@ -64,6 +91,36 @@ async def test_sqlite_index_of_schema_2_gets_attachment_text_on_open(tmp_path: P
         assert await old.substring(ALICE, "body", "no pdf") == {"plain"}
     finally:
         old.close()
+
+
+async def test_sqlite_index_of_schema_4_keeps_part_headers_and_deletes_cleanly(
+        tmp_path: Path) -> None:
+    """Schema 5's trigram table keeps no text: a schema-4 file's part headers are carried
+    into `part_headers` on open, and deleting a document afterwards (FTS5 told the values it
+    indexed, rebuilt from docs and part_headers) leaves none of its trigrams behind."""
+    docs = [*_docs(), IndexDocument(
+        ALICE, "parts", 1_790_000_003_000, subject="with parts", body="hello there",
+        filenames="a.ics", part_headers="Content-Type: text/calendar; charset=qwkoi8")]
+    path = tmp_path / "search.db"
+    _write_schema_4_file(path, docs, version=4)
+    index = SqliteSearchIndex(path)
+    try:
+        assert await index.substring(ALICE, "body", "charset=QWKOI8") == {"parts"}
+        assert await index.substring(ALICE, None, "TEXT/calendar") == {"parts"}
+        assert await index.substring(ALICE, "body", "secret word") == {"notes"}
+        await index.delete(ALICE, ["parts", "notes"])
+        assert await index.substring(ALICE, "body", "qwkoi8") == set()
+        assert await index.substring(ALICE, "body", ".pdf") == {"report"}
+    finally:
+        index.close()
+    with sqlite3.connect(path) as conn:
+        for gram in ("qwk", "koi", "zyx", "Zyx", "a.i"):
+            assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH ?",
+                                (f'"{gram}"',)).fetchone() == (0,), gram
+        assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\".pd\"'"
+                            ).fetchone() == (1,)
+        conn.execute("INSERT INTO grams (grams) VALUES ('integrity-check')")
+    conn.close()
 
 
 async def test_postgres_rows_of_schema_1_are_named_until_reindexed(
@@ -98,3 +155,37 @@ async def test_postgres_rows_of_schema_1_are_named_until_reindexed(
         assert "indexed before" not in caplog.text
     finally:
         await database.drop()
+
+
+async def test_substring_is_the_characters_in_order_case_folded(search_index: Any) -> None:
+    """Every trigram of a needle being in a document is not enough (schema 5's trigram table
+    knows which columns hold a trigram, not where): the characters must be there in order,
+    in one column, in any case."""
+    await search_index.index([
+        IndexDocument(ALICE, "split", 1_790_000_000_000, subject="Été abcz",
+                      from_="zbcd@example.test", body="abcX then bcd, and ZBCD"),
+        IndexDocument(ALICE, "whole", 1_790_000_001_000, subject="summer",
+                      body="xxABCDxx été", filenames="été.pdf"),
+    ])
+    assert await search_index.substring(ALICE, "body", "abcd") == {"whole"}
+    assert await search_index.substring(ALICE, None, "aBcD") == {"whole"}
+    assert await search_index.substring(ALICE, "subject", "ÉTÉ ABC") == {"split"}
+    assert await search_index.substring(ALICE, "body", "ÉTÉ.PDF") == {"whole"}
+    assert await search_index.substring(ALICE, "addresses", "zbcd@EX") == {"split"}
+    assert await search_index.substring(ALICE, None, "abcz") == {"split"}
+    assert await search_index.substring(ALICE, "body", "x then b") == {"split"}
+    assert await search_index.substring(ALICE, "body", "then  bcd") == set()
+
+
+async def test_sqlite_substring_folds_as_fts5_does(tmp_path: Path) -> None:
+    """The candidates' check folds case as the trigram tokenizer does (capital, small and
+    final sigma alike)."""
+    index = SqliteSearchIndex(tmp_path / "search.db")
+    try:
+        body = "\u039f\u0394\u039f\u03a3 \u039f\u0394\u039f\u03a3\u0391"
+        await index.index([IndexDocument(ALICE, "greek", 1_790_000_000_000, body=body)])
+        for needle in ("\u03b4\u03bf\u03c3", "\u0394\u039f\u03a3 \u03bf",
+                       "\u03bf\u03b4\u03bf\u03c2", "\u03b4\u03bf\u03c2\u03b1"):
+            assert await index.substring(ALICE, "body", needle) == {"greek"}, needle
+    finally:
+        index.close()

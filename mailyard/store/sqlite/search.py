@@ -8,10 +8,16 @@ that delivery and flag changes need. Two FTS5 tables:
   first" is FTS5's own descending rowid scan and a first page stops after `limit` hits instead
   of sorting every match. Each document carries its account as a token in the `acct` column and
   every query is `acct AND (...)`: FTS5 intersects the doclists, so one account's query never
-  walks another account's postings and can never return them.
-- `grams` (trigram) answers IMAP SEARCH's case-insensitive substrings of three characters or
+  walks another account's postings and can never return them. It keeps the text (snippets).
+- `grams` (trigram) narrows IMAP SEARCH's case-insensitive substrings of three characters or
   more (RFC 3501 §6.4.4). Its `body` is what IMAP BODY searches (core.indextext's
-  body_substring_text): the body text, the attachments' names and text.
+  body_substring_text): the body text, the MIME part headers, the attachments' names and text.
+  It is contentless and `detail=column` (schema 5): it records which columns hold each
+  trigram, not where, and no copy of the text. A needle of three characters is one trigram and
+  its answer is exact; a longer one finds the documents holding all its trigrams, and each is
+  checked against its text, which `docs` already keeps (the part headers, the one piece it
+  does not, are in `part_headers`). Positions and the second copy of the text were 60 % of
+  the file at 20k messages (297 of 415 MiB for the trigram table alone, 139 without them).
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5 (
     list_id, tokenize = 'unicode61 remove_diacritics 2'
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5 (
-    account_id UNINDEXED, email_id UNINDEXED, subject, addresses, body,
-    tokenize = 'trigram'
+    subject, addresses, body, tokenize = 'trigram', detail = column, content = ''
+);
+CREATE TABLE IF NOT EXISTS part_headers (
+    rowid_ INTEGER PRIMARY KEY, text TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS doc_ids (
     account_id TEXT NOT NULL, email_id TEXT NOT NULL, rowid_ INTEGER NOT NULL,
@@ -52,11 +60,13 @@ CREATE TABLE IF NOT EXISTS generations (
     account_id TEXT PRIMARY KEY, n INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: doc_ids_rowid (made by SCHEMA's CREATE INDEX IF NOT EXISTS on an older file).
 3: grams.body holds attachment names and text too (rebuilt from `docs` by _migrate).
 4: generations, counted up by every write to an account's documents (made by SCHEMA; the
-version keeps a build that does not count them from writing to the file)."""
+version keeps a build that does not count them from writing to the file).
+5: grams contentless with detail=column, part_headers beside it (grams rebuilt by _migrate
+from its old content and `docs`)."""
 
 MIN_SUBSTRING = 3
 """A trigram index answers substrings of three characters or more."""
@@ -193,25 +203,117 @@ def _marked(text: str | None) -> str | None:
 
 def _migrate(conn: sqlite3.Connection, found: int) -> None:
     """The index is derived data: an index file of an older layout is dropped and rebuilt
-    empty (`mailyard reindex` fills it again from the stored mail). Before version 3 the
-    trigram body held the body alone; `docs` keeps the attachments' names and text, so the
-    documents that have any get their trigram body again here, with no reindex (only those:
-    a tenth of a mailbox, typically)."""
+    empty (`mailyard reindex` fills it again from the stored mail). A version 2-4 file keeps
+    its documents: its trigram table is rebuilt in the new layout (_rebuild_grams)."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(docs)")}
     if columns and "acct" not in columns:
         log.warning("search index has an old layout: dropped; run `mailyard reindex`")
-        conn.executescript("DROP TABLE docs; DROP TABLE grams; DROP TABLE doc_ids;")
-        conn.executescript(SCHEMA)
+        for table in ("docs", "grams", "doc_ids", "part_headers"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
         return
-    if found < 3:
-        rows = conn.execute("SELECT rowid, body, filenames, attachments FROM docs"
-                            " WHERE filenames != '' OR attachments != ''").fetchall()
-        for rowid, body, filenames, attachments in rows:
-            conn.execute("UPDATE grams SET body = ? WHERE rowid = ?",
-                         (body_substring_text(body, filenames, attachments), rowid))
-        if rows:
-            log.warning("search index: IMAP BODY/TEXT now search attachment names and text;"
-                        " %d documents updated", len(rows))
+    grams = {r[1] for r in conn.execute("PRAGMA table_info(grams)")}
+    if "account_id" in grams:
+        _rebuild_grams(conn, found)
+    if found < 5:
+        for table in ("docs", "grams"):
+            conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('automerge', ?)",
+                         (_AUTOMERGE,))
+
+
+_AUTOMERGE = 8
+"""FTS5 merges a level's segments when this many are there (its default: 4). Every commit
+of the writer (a batch of delivered mail) leaves a segment; with 4, the trigram table of 20k
+messages indexed 50 at a time wrote 2,030 MiB for a 140 MiB table, with 8 1,310 MiB (16:
+1,254), and took half the time. Queries read up to twice as many segments per level."""
+
+
+_GRAMS_TABLE = ("subject, addresses, body, tokenize = 'trigram', detail = column,"
+                " content = ''")
+
+
+def _rebuild_grams(conn: sqlite3.Connection, found: int) -> None:
+    """Schema 5: the trigram table of a version 2-4 file (positions, a copy of the text) made
+    again contentless with detail=column. Its old text gives each document's part headers
+    (the piece `docs` does not keep); before version 3 it held the body alone, and the new
+    one also holds the attachments' names and text. Tokenizes every document once: minutes
+    at 100k messages, once."""
+    count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+    log.warning("search index: rebuilding the substring (trigram) table of %d documents in"
+                " the smaller layout of schema 5", count)
+    conn.execute(f"CREATE VIRTUAL TABLE grams_new USING fts5 ({_GRAMS_TABLE})")
+    rows = conn.execute(
+        "SELECT d.rowid, d.subject, d.from_, d.to_, d.cc, d.bcc, d.body, d.filenames,"
+        " d.attachments, g.body FROM docs d LEFT JOIN grams g ON g.rowid = d.rowid")
+    lost = 0
+    for row in rows:
+        rowid, subject, from_, to, cc, bcc, body, filenames, attachments, old = tuple(row)
+        headers = "" if found < 3 or old is None else _part_headers_in(
+            old, body or "", filenames or "", attachments or "")
+        if headers is None:
+            lost += 1
+            headers = ""
+        if headers:
+            conn.execute("INSERT INTO part_headers VALUES (?, ?)", (rowid, headers))
+        conn.execute("INSERT INTO grams_new (rowid, subject, addresses, body)"
+                     " VALUES (?, ?, ?, ?)", (rowid, *_grams_values(
+                         subject, from_, to, cc, bcc, body, filenames, attachments,
+                         headers)))
+    conn.execute("DROP TABLE grams")
+    conn.execute("ALTER TABLE grams_new RENAME TO grams")
+    if lost:
+        log.warning("search index: %d documents' part headers could not be told apart from"
+                    " their text; IMAP BODY/TEXT will not find those headers until"
+                    " `mailyard reindex`", lost)
+
+
+def _part_headers_in(old: str, body: str, filenames: str, attachments: str) -> str | None:
+    """The part headers a version 3-4 trigram body held (body_substring_text's second
+    piece), or None when `old` is not of that form."""
+    if body_substring_text(body, filenames, attachments) == old:
+        return ""
+    head = body + "\n" if body else ""
+    tail = "\n".join(t for t in (filenames, attachments) if t)
+    tail = "\n" + tail if tail else ""
+    if not (old.startswith(head) and old.endswith(tail)) or len(old) < len(head) + len(tail):
+        return None
+    headers = old[len(head):len(old) - len(tail)]
+    same = body_substring_text(body, filenames, attachments, headers) == old
+    return headers if headers and same else None
+
+
+def _grams_values(subject: str | None, from_: str | None, to: str | None, cc: str | None,
+                  bcc: str | None, body: str | None, filenames: str | None,
+                  attachments: str | None, part_headers: str | None) -> tuple[str, str, str]:
+    """The subject, addresses and body columns of a document's trigram row. The table keeps
+    no copy of them: deleting a row tokenizes these values again, and a substring's
+    candidates are checked against them, so both are computed here from what `docs` and
+    `part_headers` keep, the same way every time."""
+    addresses = " ".join(filter(None, (from_, to, cc, bcc)))
+    return subject or "", addresses, body_substring_text(
+        body or "", filenames or "", attachments or "", part_headers or "")
+
+
+def _stored_grams(conn: sqlite3.Connection,
+                  rowids: Sequence[int]) -> dict[int, tuple[str, str, str]]:
+    """_grams_values of these documents, from `docs` and `part_headers`. Read from docs'
+    content table (FTS5's `docs_content`: id, then c0... in the order of docs' columns) by
+    its primary key: `docs` itself answers `rowid IN (...)` by scanning every row (3.7 s
+    for the 20k candidates of a common substring at 20k messages)."""
+    wanted = json.dumps(list(rowids))
+    headers = {r[0]: r[1] for r in conn.execute(
+        "SELECT rowid_, text FROM part_headers WHERE rowid_ IN"
+        " (SELECT value FROM json_each(?))", (wanted,))}
+    out: dict[int, tuple[str, str, str]] = {}
+    for row in conn.execute(
+            "SELECT id, c2, c3, c4, c5, c6, c7, c8, c9 FROM docs_content"
+            " WHERE id IN (SELECT value FROM json_each(?))", (wanted,)):
+        rowid, subject, from_, to, cc, bcc, body, filenames, attachments = tuple(row)
+        out[rowid] = _grams_values(subject, from_, to, cc, bcc, body, filenames,
+                                   attachments, headers.get(rowid))
+    return out
 
 
 class _Answers:
@@ -290,13 +392,14 @@ class SqliteSearchIndex:
                     " filenames, attachments, list_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (rowid, doc.account_id.lower(), doc.email_id, doc.subject, doc.from_, doc.to,
                      doc.cc, doc.bcc, doc.body, doc.filenames, doc.attachment_text, doc.list_id))
-                addresses = " ".join(filter(None, (doc.from_, doc.to, doc.cc, doc.bcc)))
                 conn.execute(
-                    "INSERT INTO grams (rowid, account_id, email_id, subject, addresses, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (rowid, doc.account_id, doc.email_id, doc.subject, addresses,
-                     body_substring_text(doc.body, doc.filenames, doc.attachment_text,
-                                         doc.part_headers)))
+                    "INSERT INTO grams (rowid, subject, addresses, body) VALUES (?, ?, ?, ?)",
+                    (rowid, *_grams_values(doc.subject, doc.from_, doc.to, doc.cc, doc.bcc,
+                                           doc.body, doc.filenames, doc.attachment_text,
+                                           doc.part_headers)))
+                if doc.part_headers:
+                    conn.execute("INSERT INTO part_headers VALUES (?, ?)",
+                                 (rowid, doc.part_headers))
                 conn.execute("INSERT INTO doc_ids VALUES (?, ?, ?)",
                              (doc.account_id, doc.email_id, rowid))
 
@@ -471,17 +574,23 @@ class SqliteSearchIndex:
                         needle: str) -> set[str] | None:
         if len(needle) < MIN_SUBSTRING or field not in (None, *SUBSTRING_FIELDS):
             return None
-        phrase = _string(needle)
-        query = f"{field} : {phrase}" if field else phrase
+        # What the trigram phrase of schema 4 looked for: control characters as spaces.
+        needle = "".join(ch if ch.isprintable() else " " for ch in needle)
+        grams = _needle_grams(needle)
+        query = " AND ".join(f"{field} : {_string(g)}" if field else _string(g) for g in grams)
+        exact = len(needle) == MIN_SUBSTRING
 
         def find(conn: sqlite3.Connection) -> set[str]:
-            return {r[0] for r in conn.execute(
-                # The ids come from doc_ids' covering index, not the grams content table:
-                # reading a content row per hit was most of the cost of a common substring
-                # (8.8 -> 4.3 ms for 1,656 hits of 2,049). CROSS JOIN keeps the FTS5 scan
+            found = conn.execute(
+                # The ids come from doc_ids' covering index. CROSS JOIN keeps the FTS5 scan
                 # outside, or SQLite ran the MATCH once per doc_ids row of the account.
-                "SELECT d.email_id FROM grams g CROSS JOIN doc_ids d ON d.rowid_ = g.rowid"
-                " WHERE grams MATCH ? AND d.account_id = ?", (query, account_id))}
+                "SELECT d.rowid_, d.email_id FROM grams g CROSS JOIN doc_ids d"
+                " ON d.rowid_ = g.rowid WHERE grams MATCH ? AND d.account_id = ?",
+                (query, account_id)).fetchall()
+            if exact:  # one trigram: the index's answer is the answer
+                return {r[1] for r in found}
+            hits = _substring_hits(conn, [r[0] for r in found], field, needle)
+            return {email_id for rowid, email_id in found if rowid in hits}
 
         return await self.db.read_long(find, self.query_seconds)
 
@@ -496,12 +605,21 @@ class SqliteSearchIndex:
     async def clear(self, account_id: str) -> None:
         def remove(conn: sqlite3.Connection) -> None:
             _bump(conn, {account_id})
+            if _alone(conn, account_id):
+                # The whole index (a reindex of a one-account server): emptied at once, not
+                # document by document (each delete tokenizes the document again).
+                conn.execute("DELETE FROM doc_ids")
+                conn.execute("DELETE FROM part_headers")
+                conn.execute("INSERT INTO grams (grams) VALUES ('delete-all')")
+                conn.execute("DROP TABLE docs")
+                conn.execute(SCHEMA[SCHEMA.index("CREATE VIRTUAL TABLE IF NOT EXISTS docs"):
+                                    SCHEMA.index(";")])
+                return
             rowids = [r[0] for r in conn.execute(
-                "DELETE FROM doc_ids WHERE account_id = ? RETURNING rowid_", (account_id,))]
+                "SELECT rowid_ FROM doc_ids WHERE account_id = ?", (account_id,))]
             for chunk in _chunks(rowids, 500):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM docs WHERE rowid IN ({marks})", chunk)
-                conn.execute(f"DELETE FROM grams WHERE rowid IN ({marks})", chunk)
+                _remove_rows(conn, chunk)
+            conn.execute("DELETE FROM doc_ids WHERE account_id = ?", (account_id,))
 
         await self.db.write(remove)
 
@@ -520,8 +638,63 @@ def _remove(conn: sqlite3.Connection, account_id: str, email_id: str) -> None:
         "DELETE FROM doc_ids WHERE account_id = ? AND email_id = ? RETURNING rowid_",
         (account_id, email_id)).fetchone()
     if row:
-        conn.execute("DELETE FROM docs WHERE rowid = ?", (row[0],))
-        conn.execute("DELETE FROM grams WHERE rowid = ?", (row[0],))
+        _remove_rows(conn, [row[0]])
+
+
+def _remove_rows(conn: sqlite3.Connection, rowids: Sequence[int]) -> None:
+    """Delete these documents from docs, grams and part_headers. grams keeps no text: it is
+    told the values it indexed (FTS5's 'delete' command), read from docs first."""
+    for rowid, values in _stored_grams(conn, rowids).items():
+        conn.execute("INSERT INTO grams (grams, rowid, subject, addresses, body)"
+                     " VALUES ('delete', ?, ?, ?, ?)", (rowid, *values))
+    marks = ",".join("?" * len(rowids))
+    conn.execute(f"DELETE FROM docs WHERE rowid IN ({marks})", list(rowids))
+    conn.execute(f"DELETE FROM part_headers WHERE rowid_ IN ({marks})", list(rowids))
+
+
+def _substring_hits(conn: sqlite3.Connection, rowids: list[int], field: str | None,
+                    needle: str) -> set[int]:
+    """The candidates (rowids) whose text holds `needle`, case folded (str.casefold on both
+    sides: two strings equal under FTS5's simple folding are equal under full folding).
+    Each column's pieces are read from docs' content table by primary key (`docs` itself
+    answers `rowid IN (...)` by scanning every row) and checked one by one: the body's pieces
+    are joined by line breaks, which a needle never holds (control characters are spaces).
+    Tried: LIKE and GLOB in SQL for ASCII needles, 5-10 times slower than this."""
+    folded = needle.casefold()
+    wanted = json.dumps(rowids)
+    hits: set[int] = set()
+    if field != "body":
+        for rowid, subject, from_, to, cc, bcc in conn.execute(
+                "SELECT id, c2, c3, c4, c5, c6 FROM docs_content"
+                " WHERE id IN (SELECT value FROM json_each(?))", (wanted,)):
+            text, addresses, _ = _grams_values(subject, from_, to, cc, bcc, "", "", "", "")
+            if ((field != "addresses" and folded in text.casefold())
+                    or (field != "subject" and folded in addresses.casefold())):
+                hits.add(rowid)
+    if field in (None, "body"):
+        for row in conn.execute(
+                "SELECT c.id, c.c7, c.c8, c.c9, p.text FROM docs_content c"
+                " LEFT JOIN part_headers p ON p.rowid_ = c.id"
+                " WHERE c.id IN (SELECT value FROM json_each(?))", (wanted,)):
+            if any(text and folded in text.casefold() for text in tuple(row)[1:]):
+                hits.add(row[0])
+    return hits
+
+
+_MAX_GRAMS = 24
+"""Trigrams of a long needle asked of the index: spread over it, first and last included.
+Their documents are a superset of the answer either way (each is checked against its text);
+more of them narrow it further but each is a doclist read."""
+
+
+def _needle_grams(needle: str) -> list[str]:
+    """The distinct trigrams of a needle (three characters or more), at most _MAX_GRAMS of
+    them; the tokenizer folds their case."""
+    grams = list(dict.fromkeys(needle[i:i + 3] for i in range(len(needle) - 2)))
+    if len(grams) <= _MAX_GRAMS:
+        return grams
+    step = (len(grams) - 1) / (_MAX_GRAMS - 1)
+    return [grams[round(i * step)] for i in range(_MAX_GRAMS)]
 
 
 def _free_rowid(conn: sqlite3.Connection, base: int) -> int:
