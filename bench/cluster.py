@@ -31,6 +31,7 @@ import imaplib
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -565,6 +566,19 @@ def _rss_kb(root: int) -> int:
     return total
 
 
+class _FromIMAP4(imaplib.IMAP4):
+    """An IMAP client connecting from a loopback address of its own (127.0.0.0/8 is all
+    local), to stay under the server's connections per address."""
+
+    def __init__(self, source: str, port: int) -> None:
+        self.source = source
+        super().__init__("127.0.0.1", port, timeout=60)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self.source, 0))
+
+
 async def idle_memory(cluster: Cluster, users: list[str], sessions: int) -> None:
     """Memory of `sessions` IMAP sessions in IDLE on node b: the node's resident memory
     before and after they log in, select INBOX and start IDLE."""
@@ -573,7 +587,7 @@ async def idle_memory(cluster: Cluster, users: list[str], sessions: int) -> None
     held: list[imaplib.IMAP4] = []
 
     def open_one(n: int) -> imaplib.IMAP4:
-        imap = imaplib.IMAP4("127.0.0.1", node.imap, timeout=60)
+        imap = _FromIMAP4(f"127.0.0.{2 + n // 40}", node.imap)  # [imap] connections_per_ip
         imap.login(users[n % len(users)], PASSWORD)
         imap.select("INBOX")
         imap.send(f"{imap._new_tag().decode()} IDLE\r\n".encode())
