@@ -370,10 +370,27 @@ def _digest(email_ids: Sequence[str]) -> bytes:
     return hashlib.blake2b("\0".join(email_ids).encode(), digest_size=16).digest()
 
 
+def _compact_if_mostly_free(path: Path) -> None:
+    """VACUUM the file when over a third of its pages are free: after the schema 5 rebuild
+    of the trigram table (a 20k-message file went from 420 to 558 MiB, 258 once compacted).
+    SQLite reuses free pages but never gives them back; VACUUM cannot run inside the
+    migration's transaction, so it runs here, once (afterwards few pages are free)."""
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        if free * 3 > pages and free > 256:
+            log.warning("search index: %d of %d pages free, compacting (VACUUM)", free, pages)
+            conn.execute("VACUUM")
+    finally:
+        conn.close()
+
+
 class SqliteSearchIndex:
     def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, version=SCHEMA_VERSION,
                            migrate=_migrate)
+        _compact_if_mostly_free(path)
         self.query_seconds = query_seconds
         """The budget of one query, snippets or substring read (Database.read_long)."""
         self.answers = _Answers()
