@@ -197,6 +197,18 @@ class Queue(Protocol):
 
     async def drop(self, item_id: str) -> None: ...
 
+    async def release(self, item_id: str, items: Sequence[NewItem]) -> None:
+        """Replace a dead letter by `items` (held spam an admin releases, turned into the
+        sends it would have been): NotFound when there is no such dead letter, so a second release
+        does nothing. The items' ids are the caller's (derived from the letter's), so a
+        release repeated after a crash queues each once."""
+        ...
+
+    async def expire_dead(self, before: float) -> int:
+        """Delete the dead letters that died before `before` (epoch seconds): the retention
+        `mailyard gc` applies (`[queue] dead_letter_days`). How many went."""
+        ...
+
     async def release_leases(self) -> int:
         """Make every leased item available now: at start-up, when no worker of a previous run
         can still hold one (the previous process is gone), so they need not wait out a lease."""

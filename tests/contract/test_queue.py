@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mailyard.store.ports import NotFound
+from mailyard.store.ports import NewItem, NotFound
 from tests.contract.conftest import Engine
 
 KIND = "inbound"
@@ -501,3 +501,46 @@ async def test_nats_enqueue_many_cut_short_is_all_or_nothing(committed: bool) ->
     finally:
         await queue.aclose()
         await drop_nats_streams(prefix)
+
+
+async def test_release_replaces_a_dead_letter_by_new_items_once(queue: Any) -> None:
+    """Held spam released by an admin (services/routing_delivery.py release_held): the dead
+    letter goes, the sends it stood for come; a second release finds nothing."""
+    item_id = await queue.enqueue(KIND, {"spool": "held"})
+    await queue.bury(await lease_one(queue), "spam: not forwarded")
+    sends = [NewItem("outbound", {"n": n}, item_id=f"{item_id}.r{n}") for n in (1, 2)]
+    await queue.release(item_id, sends)
+    with pytest.raises(NotFound):
+        await queue.dead_letter(item_id)
+    assert (await queue.stats()).dead == 0
+    items = await queue.lease(["outbound"], 10, LONG)
+    assert sorted((i.id, i.payload["n"]) for i in items) == [
+        (f"{item_id}.r1", 1), (f"{item_id}.r2", 2)]
+    assert all(i.attempts == 1 for i in items)
+    with pytest.raises(NotFound):
+        await queue.release(item_id, sends)
+    for item in items:
+        assert await queue.ack(item) is True
+    assert await queue.lease(["outbound"], 10, LONG) == []  # the second release queued none
+
+
+async def test_release_of_an_unknown_letter_queues_nothing(queue: Any) -> None:
+    with pytest.raises(NotFound):
+        await queue.release("no-such-letter", [NewItem("outbound", {}, item_id="x.r1")])
+    assert await queue.pending() == []
+
+
+async def test_expire_dead_deletes_only_letters_that_died_before(queue: Any) -> None:
+    """The retention `mailyard gc` applies: the cutoff is an argument, so the test names a
+    time on either side of the letters' death instead of waiting for one."""
+    ids = [await queue.enqueue(KIND, {"n": n}) for n in range(2)]
+    before = time.time() - 1
+    for item in await queue.lease([KIND], 10, LONG):
+        await queue.bury(item, "bad")
+    died = max(d.died_at for d in await queue.dead_letters())
+    assert await queue.expire_dead(before) == 0
+    assert sorted(d.id for d in await queue.dead_letters()) == sorted(ids)
+    assert await queue.expire_dead(died + 1) == 2
+    assert await queue.dead_letters() == []
+    assert (await queue.stats()).dead == 0
+    assert await queue.expire_dead(died + 1) == 0

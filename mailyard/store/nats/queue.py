@@ -509,6 +509,24 @@ class NatsQueue:
         if not await self._delete(self.dead_stream, seq):
             raise NotFound(f"no dead letter {item_id}")
 
+    async def release(self, item_id: str, items: Sequence[NewItem]) -> None:
+        """The items first (each only if no item has its id, so two releases at once queue
+        each once), then the dead letter goes. A crash in between leaves the letter: at
+        least once, as the queue is, never lost (released again, an item already sent goes
+        again)."""
+        seq, _ = await self._dead(item_id)
+        if items:
+            await self.enqueue_many(items)
+        if not await self._delete(self.dead_stream, seq):
+            raise NotFound(f"no dead letter {item_id}")  # another release took it meanwhile
+
+    async def expire_dead(self, before: float) -> int:
+        expired = 0
+        for seq, letter in await self._letters():
+            if letter.died_at < before and await self._delete(self.dead_stream, seq):
+                expired += 1
+        return expired
+
     async def release_leases(self) -> int:
         """This node's leases (`holder`), available now: at start-up, its workers of the
         previous run are gone. Other nodes' leases are theirs, alive or running out."""

@@ -265,6 +265,28 @@ class SqliteQueue:
 
         await self.db.write(delete)
 
+    async def release(self, item_id: str, items: Sequence[NewItem]) -> None:
+        """One transaction: the dead letter goes and the items come, or neither."""
+        now = time.time()
+        rows = [(i.item_id or new_id("q"), i.kind, orjson.dumps(i.payload), now + i.delay, now)
+                for i in items]
+
+        def swap(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM dead WHERE id = ?", (item_id,)).rowcount != 1:
+                raise NotFound(f"no dead letter {item_id}")
+            conn.executemany(
+                "INSERT OR IGNORE INTO items (id, kind, payload, available_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?)", rows)
+
+        await self.db.write(swap)
+        self._event().set()
+
+    async def expire_dead(self, before: float) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM dead WHERE died_at < ?", (before,)).rowcount
+
+        return await self.db.write(delete)
+
     async def pending(self, kinds: Sequence[str] = (), *, prefix: str = "",
                       limit: int = 1000) -> list[PendingItem]:
         where = ["id >= ? AND id < ?"] if prefix else []
