@@ -189,3 +189,27 @@ async def test_sqlite_substring_folds_as_fts5_does(tmp_path: Path) -> None:
             assert await index.substring(ALICE, "body", needle) == {"greek"}, needle
     finally:
         index.close()
+
+
+async def test_sqlite_clear_of_the_only_account_keeps_the_layout(tmp_path: Path) -> None:
+    """`mailyard reindex` of a one-account index empties the tables at once: they come back
+    with the same settings, and what is indexed next is found (words and substrings)."""
+    path = tmp_path / "search.db"
+    index = SqliteSearchIndex(path)
+    try:
+        await index.index(_docs())
+        await index.clear(ALICE)
+        assert await index.count(ALICE) == 0
+        assert await index.substring(ALICE, "body", "zyxwvuton") == set()
+        await index.index(_docs()[1:2])
+        assert await index.substring(ALICE, "body", "zyxwvuton") == {"notes"}
+        assert await index.count(ALICE) == 1
+    finally:
+        index.close()
+    with sqlite3.connect(path) as conn:
+        for table in ("docs", "grams"):
+            assert conn.execute(f"SELECT v FROM {table}_config WHERE k = 'automerge'"
+                                ).fetchone() == (8,), table
+        assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\"pdf\"'"
+                            ).fetchone() == (0,)
+    conn.close()

@@ -631,6 +631,8 @@ class SqliteSearchIndex:
                 conn.execute("DROP TABLE docs")
                 conn.execute(SCHEMA[SCHEMA.index("CREATE VIRTUAL TABLE IF NOT EXISTS docs"):
                                     SCHEMA.index(";")])
+                conn.execute("INSERT INTO docs (docs, rank) VALUES ('automerge', ?)",
+                             (_AUTOMERGE,))
                 return
             rowids = [r[0] for r in conn.execute(
                 "SELECT rowid_ FROM doc_ids WHERE account_id = ?", (account_id,))]
