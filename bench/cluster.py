@@ -280,7 +280,8 @@ def _source(sid: int) -> tuple[str, int]:
     return (f"127.0.{1 + sid // 250}.{1 + sid % 250}", 0)
 
 
-DNS = {**DNS_RECORDS, (HELO, "TXT"): ["v=spf1 ip4:127.0.0.0/8 -all"]}
+DNS: dict[tuple[str, str], list[str | bytes]] = {
+    **DNS_RECORDS, (HELO, "TXT"): ["v=spf1 ip4:127.0.0.0/8 -all"]}
 """smtp_ingest's records, the HELO name's SPF widened to every loopback sender address."""
 
 
