@@ -749,6 +749,19 @@ class MailboxTx(MailTx, Protocol):
         ...
 
 
+class ObjectTx(MailTx, Protocol):
+    """The primitives of account objects beyond MailTx (mailyard/model/objects.py)."""
+
+    async def upsert_object(self, kind: str, object_id: str, data: dict[str, Any],
+                            modseq: int) -> bool:
+        """Create or replace the object's row with `modseq`; whether it existed."""
+        ...
+
+    async def delete_object(self, kind: str, object_id: str) -> bool:
+        """Delete the object's row; whether there was one."""
+        ...
+
+
 # --------------------------------------------------------------------------- SearchIndex
 
 

@@ -22,7 +22,7 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import delivery, keywords, labels, mailboxes
+from mailyard.model import delivery, keywords, labels, mailboxes, objects
 from mailyard.model.mailboxes import DEFAULT_MAILBOXES
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
@@ -512,21 +512,8 @@ class PostgresMailStore:
 
     async def put_object(self, account_id: str, kind: str, object_id: str,
                          data: dict[str, Any], *, log: bool = True) -> int:
-        kind, object_id = clean(kind), clean(object_id)
-
-        async def put(tx: Tx) -> int:
-            modseq = await tx.next_modseq(account_id)
-            existed = await tx.conn.fetchval(
-                "INSERT INTO objects AS o (account_id, kind, id, data, modseq)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, kind, id)"
-                " DO UPDATE SET data = EXCLUDED.data, modseq = EXCLUDED.modseq"
-                " RETURNING (xmax <> 0)", account_id, kind, object_id, orjson.dumps(data),
-                modseq)
-            if log:
-                tx.log(account_id, modseq, kind, object_id, "updated" if existed else "created")
-            return modseq
-
-        return await self._write(put)
+        return await self._write(lambda tx: objects.put(
+            PostgresMailTx(tx, account_id), kind, object_id, data, log=log))
 
     async def get_objects(self, account_id: str, kind: str,
                           ids: Sequence[str] | None = None) -> list[StoredObject]:
@@ -542,19 +529,8 @@ class PostgresMailStore:
 
     async def delete_object(self, account_id: str, kind: str, object_id: str, *,
                             log: bool = True) -> int:
-        kind, object_id = clean(kind), clean(object_id)
-
-        async def delete(tx: Tx) -> int:
-            modseq = await tx.next_modseq(account_id)
-            if await tx.conn.fetchval(
-                    "DELETE FROM objects WHERE account_id = $1 AND kind = $2 AND id = $3"
-                    " RETURNING 1", account_id, kind, object_id) is None:
-                raise NotFound(f"no {kind} {object_id}")
-            if log:
-                tx.log(account_id, modseq, kind, object_id, "destroyed")
-            return modseq
-
-        return await self._write(delete)
+        return await self._write(lambda tx: objects.delete(
+            PostgresMailTx(tx, account_id), kind, object_id, log=log))
 
     # ------------------------------------------------------------------ maintenance
 

@@ -94,7 +94,7 @@ class PostgresMailTx:
         return await self.tx.next_modseq(self.account_id)
 
     def log(self, modseq: int, kind: str, object_id: str, op: str) -> None:
-        self.tx.log(self.account_id, modseq, kind, object_id, op)
+        self.tx.log(self.account_id, modseq, clean(kind), clean(object_id), op)
 
     async def email_flags(self, email_ids: Sequence[str]) -> dict[str, EmailFlags]:
         return {r["id"]: EmailFlags(list(r["keywords"]), r["modseq"], r["size"],
@@ -317,6 +317,22 @@ class PostgresMailTx:
     async def delete_mailbox(self, mailbox_id: str) -> None:
         await self.conn.execute("DELETE FROM mailboxes WHERE account_id = $1 AND id = $2",
                                 self.account_id, mailbox_id)
+
+    # ------------------------------------------------------------------ objects
+
+    async def upsert_object(self, kind: str, object_id: str, data: dict[str, Any],
+                            modseq: int) -> bool:
+        return bool(await self.conn.fetchval(
+            "INSERT INTO objects AS o (account_id, kind, id, data, modseq)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, kind, id)"
+            " DO UPDATE SET data = EXCLUDED.data, modseq = EXCLUDED.modseq"
+            " RETURNING (xmax <> 0)", self.account_id, clean(kind), clean(object_id),
+            orjson.dumps(data), modseq))
+
+    async def delete_object(self, kind: str, object_id: str) -> bool:
+        return await self.conn.fetchval(
+            "DELETE FROM objects WHERE account_id = $1 AND kind = $2 AND id = $3 RETURNING 1",
+            self.account_id, clean(kind), clean(object_id)) is not None
 
 
 def mailbox(row: Any) -> Mailbox:

@@ -15,7 +15,7 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import delivery, keywords, labels, mailboxes
+from mailyard.model import delivery, keywords, labels, mailboxes, objects
 from mailyard.model.labels import ALL
 from mailyard.model.mailboxes import DEFAULT_MAILBOXES
 from mailyard.store import sqlsort
@@ -646,21 +646,8 @@ class SqliteMailStore(MaintenanceMixin):
 
     async def put_object(self, account_id: str, kind: str, object_id: str,
                          data: dict[str, Any], *, log: bool = True) -> int:
-        def put(conn: sqlite3.Connection) -> int:
-            modseq = _next_modseq(conn, account_id)
-            existed = conn.execute(
-                "SELECT 1 FROM objects WHERE account_id = ? AND kind = ? AND id = ?",
-                (account_id, kind, object_id)).fetchone()
-            conn.execute(
-                "INSERT OR REPLACE INTO objects (account_id, kind, id, data, modseq)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (account_id, kind, object_id, orjson.dumps(data), modseq))
-            if log:
-                _log(conn, account_id, modseq, kind, object_id,
-                     "updated" if existed else "created")
-            return modseq
-
-        return await self.db.write(put)
+        return await self.db.write(lambda conn: run_now(objects.put(
+            SqliteMailTx(conn, account_id), kind, object_id, data, log=log)))
 
     async def get_objects(self, account_id: str, kind: str,
                           ids: Sequence[str] | None = None) -> list[StoredObject]:
@@ -680,16 +667,8 @@ class SqliteMailStore(MaintenanceMixin):
 
     async def delete_object(self, account_id: str, kind: str, object_id: str, *,
                             log: bool = True) -> int:
-        def delete(conn: sqlite3.Connection) -> int:
-            if conn.execute("DELETE FROM objects WHERE account_id = ? AND kind = ? AND id = ?"
-                            " RETURNING 1", (account_id, kind, object_id)).fetchone() is None:
-                raise NotFound(f"no {kind} {object_id}")
-            modseq = _next_modseq(conn, account_id)
-            if log:
-                _log(conn, account_id, modseq, kind, object_id, "destroyed")
-            return modseq
-
-        return await self.db.write(delete)
+        return await self.db.write(lambda conn: run_now(objects.delete(
+            SqliteMailTx(conn, account_id), kind, object_id, log=log)))
 
     async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
         return await self.db.read(lambda c: [

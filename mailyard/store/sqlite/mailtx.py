@@ -289,6 +289,23 @@ class SqliteMailTx:
     async def delete_mailbox(self, mailbox_id: str) -> None:
         self.conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
 
+    # ------------------------------------------------------------------ objects
+
+    async def upsert_object(self, kind: str, object_id: str, data: dict[str, Any],
+                            modseq: int) -> bool:
+        existed = self.conn.execute(
+            "SELECT 1 FROM objects WHERE account_id = ? AND kind = ? AND id = ?",
+            (self.account_id, kind, object_id)).fetchone() is not None
+        self.conn.execute("INSERT OR REPLACE INTO objects (account_id, kind, id, data, modseq)"
+                          " VALUES (?, ?, ?, ?, ?)",
+                          (self.account_id, kind, object_id, orjson.dumps(data), modseq))
+        return existed
+
+    async def delete_object(self, kind: str, object_id: str) -> bool:
+        return self.conn.execute(
+            "DELETE FROM objects WHERE account_id = ? AND kind = ? AND id = ? RETURNING 1",
+            (self.account_id, kind, object_id)).fetchone() is not None
+
 
 def mailbox(row: sqlite3.Row) -> Mailbox:
     return Mailbox(id=row["id"], account_id=row["account_id"], name=row["name"],
