@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from mailyard.app import Runtime
     from mailyard.config import Config
+    from mailyard.store.ports import DeadLetter
 
 # Every other import is made by the command that uses it, so that `mailyard search` does not
 # load the listeners, the pipeline's checks or the libraries of engines it does not use, and
@@ -227,11 +228,37 @@ async def cmd_dlq(rt: Runtime, args: argparse.Namespace) -> None:
               f"queued: {_when(d.created_at)}\ndied: {_when(d.died_at)}\nerror: {d.error}\n"
               f"payload: {_json(d.payload)}")
     elif args.action == "retry":
+        if args.id != "all" and _held_spam(await rt.queue.dead_letter(args.id)):
+            raise ValueError(f"{args.id} is spam held from remote targets: retry would hold"
+                             f" it again; `mailyard dlq release {args.id}` forwards it")
         n = await rt.queue.revive(None if args.id == "all" else args.id)
         print(f"{n} item(s) back in the queue")
+    elif args.action == "release":
+        from mailyard.services.routing_delivery import release_held
+        from mailyard.store.ports import NotFound
+
+        try:
+            letter = await rt.queue.dead_letter(args.id)
+        except NotFound:
+            raise NotFound(f"no dead letter {args.id} (already released or dropped?)")\
+                from None
+        sent = await release_held(rt.delivery, rt.routing, letter)
+        print(f"{args.id} released: {len(sent)} send(s) queued ({', '.join(sent)})")
     elif args.action == "drop":
         await rt.queue.drop(args.id)
         print(f"{args.id} dropped")
+
+
+def _held_spam(letter: DeadLetter) -> bool:
+    """Spam held from an alias's remote targets (services/routing_delivery.py)."""
+    from mailyard.core.workitems import INBOUND, BadItem, InboundItem
+    from mailyard.services.routing_delivery import HELD_FORWARDS
+
+    try:
+        held = InboundItem.from_json(letter.payload) if letter.kind == INBOUND else None
+    except BadItem:
+        return False
+    return bool(held and held.verdict and held.verdict.notes.get(HELD_FORWARDS))
 
 
 async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
@@ -507,6 +534,8 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
         command(dl, "drop", "delete a dead item").add_argument("id", help="the item's id")
         command(dl, "retry", "put dead items back in the queue").add_argument(
             "id", help="an item id, or 'all'")
+        command(dl, "release", "forward held spam to the remote targets it was held from"
+                ).add_argument("id", help="the item's id")
 
     p = command(sub, "mail", "read mailboxes (for admins and tests)")
     if wanted("mail"):

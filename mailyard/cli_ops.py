@@ -19,7 +19,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("address", nargs="?", help="one account (default: every account)")
     p.add_argument("--repair", action="store_true",
                    help="fix what can be fixed (counters, attachment refs, index documents)")
-    text = "remove blobs no email, upload or queued message refers to"
+    text = ("delete dead letters older than [queue] dead_letter_days, then remove blobs no"
+            " email, upload or queued message refers to")
     p = sub.add_parser("gc", parents=[common], help=text, description=text)
     p.add_argument("--grace", type=float, default=None, metavar="SECONDS",
                    help="keep anything younger than this (default 24 h), for deliveries in"
@@ -48,8 +49,13 @@ async def cmd_gc(rt: Runtime, args: argparse.Namespace) -> None:
     from mailyard.services.gc import DEFAULT_GRACE, collect
 
     grace = DEFAULT_GRACE if args.grace is None else args.grace
-    report = await collect(rt.store, rt.blobs, rt.queue, grace=grace, dry_run=args.dry_run)
+    days = rt.config.queue.dead_letter_days
+    report = await collect(rt.store, rt.blobs, rt.queue, grace=grace, dry_run=args.dry_run,
+                           dead_letter_days=days)
     verb = "would free" if args.dry_run else "freed"
+    if report.expired:
+        print(f"{report.expired} dead letter(s) older than {days:g} days"
+              f" {'would be ' if args.dry_run else ''}deleted", file=sys.stderr)
     for info in report.freed:
         print(f"{verb}\t{info.blob_id}\t{info.size}")
     print(f"{report.examined} blob(s): {report.referenced} referenced, {report.young} younger"

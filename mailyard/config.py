@@ -210,6 +210,10 @@ class Queue:
     """Seconds a worker holds an item; one it has not finished by then is taken back."""
     batch_size: int = 32
     """Items a worker takes at once."""
+    dead_letter_days: float = 30.0
+    """Days a dead letter (`mailyard dlq`: a failed delivery, a quarantined virus, spam held
+    from remote targets) is kept; `mailyard gc` deletes older ones, and then their spooled
+    message. 0 keeps them until dropped."""
     poll_interval: float = 0.5
     """Seconds between looks at an empty queue when no event woke the worker."""
     worker_nice: int = 10
@@ -606,6 +610,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.smtp_line_octets: must be at least 998 (RFC 5321 4.5.3.1.6)")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
+    if config.queue.dead_letter_days < 0:
+        raise ConfigError("queue.dead_letter_days: must be at least 0 (0 keeps them)")
     if not 1 <= config.imap.processes <= 64:
         raise ConfigError("imap.processes: from 1 to 64")
     if not 1 <= config.smtp.processes <= 64:

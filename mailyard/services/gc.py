@@ -12,6 +12,10 @@ The octets a message was imported with, kept beside its body when they had bare 
 (`original-<sha256>`, core/blobkeys.py), are named by no row: such a side blob is kept while
 the body whose SHA-256 it names is, and goes with it.
 
+Dead letters older than the retention (`[queue] dead_letter_days`) are deleted first, so
+held spam and failed deliveries do not pile up for ever, and their spooled messages are freed
+in the same run (once older than the grace period, as any blob).
+
 Everything younger than the grace period is kept whatever the references say: a delivery in
 flight writes its blobs before the email row that names them commits. The file blob store
 refreshes the time of a blob written again (a deduplicated attachment), so an old orphan that
@@ -40,6 +44,8 @@ class GcReport:
     referenced: int = 0
     young: int = 0
     freed: list[BlobInfo] = field(default_factory=list)
+    expired: int = 0
+    """Dead letters older than the retention, deleted (or, dry_run, that would be)."""
 
     @property
     def freed_bytes(self) -> int:
@@ -87,10 +93,20 @@ def _kept_originals(inventory: list[BlobInfo], keep: set[str]) -> set[str]:
 
 async def collect(store: MaintainedMailStore, blobs: BlobStore, queue: Queue, *,
                   grace: float = DEFAULT_GRACE, dry_run: bool = False,
-                  now: float | None = None) -> GcReport:
-    """Remove (or, dry_run, only list) the unreferenced blobs older than `grace` seconds."""
-    cutoff = (time.time() if now is None else now) - grace
+                  now: float | None = None, dead_letter_days: float = 0.0) -> GcReport:
+    """Delete the dead letters older than `dead_letter_days` (0: none), then remove (or,
+    dry_run, only list) the unreferenced blobs older than `grace` seconds. A dry run counts
+    the letters it would delete and keeps their spools as they are still named."""
+    at = time.time() if now is None else now
+    cutoff = at - grace
     report = GcReport()
+    if dead_letter_days > 0:
+        died_before = at - dead_letter_days * 86400
+        if dry_run:
+            report.expired = sum(d.died_at < died_before
+                                 for d in await queue.dead_letters(limit=_ALL))
+        else:
+            report.expired = await queue.expire_dead(died_before)
     before = await blobs.inventory()  # before the references: a later blob is never a candidate
     keep = await referenced(store, blobs, queue)
     keep |= _kept_originals(before, keep)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -48,13 +48,18 @@ from mailyard.core.workitems import (
     OutboundItem,
     Verdict,
 )
-from mailyard.store.ports import NewItem
+from mailyard.store.ports import DeadLetter, NewItem
 
 if TYPE_CHECKING:
     from mailyard.services.delivery import Accepted, DeliveryService
     from mailyard.services.routing import LocalTarget, RemoteTarget, RoutingService
 
 log = logging.getLogger("mailyard.delivery")
+
+
+HELD_FORWARDS = "held_forwards"
+"""The note of a held spam's verdict naming its remote targets ([address, via] pairs), what
+`release_held` sends it to; a quarantined virus has none and cannot be released."""
 
 
 def delivered_to(address: str) -> bytes:
@@ -112,7 +117,9 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
                       if spam_verdict.score else f"{spam_verdict.reason or 'spam'}: not"
                       f" forwarded to {where}")
             if routing.hold_spam:
-                held = replace(spam_verdict, action=Action.QUARANTINE, reason=reason)
+                held = replace(spam_verdict, action=Action.QUARANTINE, reason=reason,
+                               notes={**spam_verdict.notes,
+                                      HELD_FORWARDS: [[f.address, f.via] for f in remote]})
             else:
                 log.warning("%s: dropped, %s", queue_id, reason,
                             extra={"queue_id": queue_id, "peer": peer})
@@ -152,23 +159,9 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
                            peer=peer, helo=helo, verdict=verdict)
         items.append((NewItem(INBOUND, item.to_json(), item_id=item_id), field + raw))
     if remote:
-        sender = await routing.forward_sender(mail_from)
-        relayed, relayed_trace = _without_return_path(raw, trace_length)
-        by_domain: dict[str, list[RemoteTarget]] = {}
-        for fwd in remote:
-            by_domain.setdefault(domain_of(fwd.address), []).append(fwd)
-        now = time.time()
-        for domain, targets in sorted(by_domain.items()):
-            fields = b"".join(delivered_to(v) for v in dict.fromkeys(
-                t.via for t in targets if t.via))
-            item_id = next_id()
-            out = OutboundItem(spool=spool_id(item_id), mail_from=sender,
-                               recipients=tuple(t.address for t in targets), domain=domain,
-                               submitted_at=now, submission=queue_id,
-                               trace_length=relayed_trace + len(fields),
-                               received_at=received_at, peer=peer, helo=helo)
-            items.append((NewItem(OUTBOUND, out.to_json(), item_id=item_id),
-                          fields + relayed))
+        items += await _forwards(routing, remote, next_id, submission=queue_id,
+                                 mail_from=mail_from, raw=raw, trace_length=trace_length,
+                                 received_at=received_at, peer=peer, helo=helo)
     for new, data in items:
         await service.blobs.put(spool_id(str(new.item_id)), data)
     if items:
@@ -181,6 +174,74 @@ async def accept_routed(service: DeliveryService, routing: RoutingService, *, qu
     if failed:
         await _report(service, queue_id, mail_from, raw[trace_length:], failed)
     return Accepted(queue_id=queue_id)
+
+
+async def _forwards(routing: RoutingService, remote: Sequence[RemoteTarget],
+                    next_id: Callable[[], str], *, submission: str, mail_from: str,
+                    raw: bytes, trace_length: int, received_at: int, peer: str, helo: str
+                    ) -> list[tuple[NewItem, bytes]]:
+    """The sends to remote targets, one outbound item per domain: from the SRS address, with
+    a Delivered-To for each local address that forwards, without our Return-Path."""
+    from mailyard.services.delivery import spool_id
+
+    sender = await routing.forward_sender(mail_from)
+    relayed, relayed_trace = _without_return_path(raw, trace_length)
+    by_domain: dict[str, list[RemoteTarget]] = {}
+    for fwd in remote:
+        by_domain.setdefault(domain_of(fwd.address), []).append(fwd)
+    now = time.time()
+    items: list[tuple[NewItem, bytes]] = []
+    for domain, targets in sorted(by_domain.items()):
+        fields = b"".join(delivered_to(v) for v in dict.fromkeys(
+            t.via for t in targets if t.via))
+        item_id = next_id()
+        out = OutboundItem(spool=spool_id(item_id), mail_from=sender,
+                           recipients=tuple(t.address for t in targets), domain=domain,
+                           submitted_at=now, submission=submission,
+                           trace_length=relayed_trace + len(fields),
+                           received_at=received_at, peer=peer, helo=helo)
+        items.append((NewItem(OUTBOUND, out.to_json(), item_id=item_id), fields + relayed))
+    return items
+
+
+class NotHeldSpam(ValueError):
+    """A dead letter that is no spam held for remote targets (a virus, a failed delivery):
+    `mailyard dlq retry` or `drop` is for it, not release."""
+
+
+async def release_held(service: DeliveryService, routing: RoutingService,
+                       letter: DeadLetter) -> list[str]:
+    """Send held spam to the remote targets it was held for, as if it were not spam (an
+    admin's word, `mailyard dlq release`): the outbound items replace the dead letter in one
+    step (Queue.release), so a second release finds no letter. The targets are those recorded
+    when it was held, not today's rules. The item ids are the letter's with `.rN`; the held
+    spool stays until `mailyard gc` finds nothing naming it. Returns the outbound item ids."""
+    from mailyard.core.workitems import BadItem
+    from mailyard.services.delivery import spool_id
+    from mailyard.services.routing import RemoteTarget
+
+    try:
+        held = InboundItem.from_json(letter.payload) if letter.kind == INBOUND else None
+    except BadItem:
+        held = None
+    recorded = held.verdict.notes.get(HELD_FORWARDS) if held and held.verdict else None
+    if held is None or not isinstance(recorded, list) or not recorded:
+        raise NotHeldSpam(f"{letter.id} is not spam held from remote targets ({letter.error});"
+                          " use `mailyard dlq retry` or `drop`")
+    remote = [RemoteTarget(str(address), str(via)) for address, via in recorded]
+    raw = await service.blobs.get(held.spool)
+    count = iter(range(1, len(remote) + 1))
+    items = await _forwards(routing, remote, lambda: f"{letter.id}.r{next(count)}",
+                            submission=letter.id, mail_from=held.mail_from, raw=raw,
+                            trace_length=held.trace_length, received_at=held.received_at,
+                            peer=held.peer, helo=held.helo)
+    for new, data in items:
+        await service.blobs.put(spool_id(str(new.item_id)), data)
+    await service.queue.release(letter.id, [new for new, _ in items])
+    log.warning("%s: released by an admin, forwarded to %s", letter.id,
+                ", ".join(dict.fromkeys(t.address for t in remote)),
+                extra={"queue_id": letter.id})
+    return [str(new.item_id) for new, _ in items]
 
 
 async def _spam(routing: RoutingService, verdict: Verdict, raw: bytes) -> Verdict | None:
