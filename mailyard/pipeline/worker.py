@@ -1,4 +1,4 @@
-"""The worker loop: lease a batch, run the pipeline, index the batch, publish, ack.
+"""The worker loop: lease a batch, run the pipeline, index, publish and ack as items come out.
 
 Failures are retried with exponential backoff; after `max_attempts` (or at once for a
 PermanentFailure) the item goes to the dead-letter queue with the error, where `mailyard dlq`
@@ -31,6 +31,9 @@ log = logging.getLogger("mailyard.worker")
 AfterDelivery = Callable[[str, list[tuple[str, str]]], Awaitable[None]]
 """Called with the envelope sender and the (account id, email id) pairs a message from the
 internet has just added (the vacation responder); it must not raise."""
+
+Processed = tuple[QueueItem, InboundItem, Outcome]
+"""An item the pipeline stored, waiting to be indexed, announced and acked."""
 
 PAUSE_MIN = 0.5
 PAUSE_MAX = 30.0
@@ -94,7 +97,13 @@ class Worker:
     async def handle(self, items: list[QueueItem]) -> None:
         """Process one leased batch. Each item's outcome is recorded on its own; if any could
         not be, NotRecorded is raised at the end (after the rest of the batch is done), so
-        that the loop pauses before leasing again."""
+        that the loop pauses before leasing again.
+
+        Items are indexed, announced and acked as they come out of the pipeline, not once the
+        whole batch is through: a message announced only after the slowest of its batch (a
+        large one, a slow DNS answer) made IDLE and push wait for it. One `_deliver` runs at a
+        time and takes every item ready by then, so the index and the queue still get a
+        batch's writes together under load."""
         unrecorded = 0
         live: list[QueueItem] = []
         for item in items:
@@ -104,16 +113,31 @@ class Worker:
                           f" {item.last_error or 'lease expired'}"))
             else:
                 live.append(item)
-        results = await asyncio.gather(*(self._process(i) for i in live),
-                                       return_exceptions=True)
-        done: list[tuple[QueueItem, InboundItem, Outcome]] = []
-        for item, result in zip(live, results, strict=True):
-            if isinstance(result, BaseException):
-                unrecorded += not await self._failed(item, result)
-            else:
-                done.append((item, *result))
-        if done:
-            unrecorded += await self._deliver(done)
+        ready: asyncio.Queue[Processed | None] = asyncio.Queue()
+
+        async def one(item: QueueItem) -> int:
+            try:
+                result = await self._process(item)
+            except Exception as e:
+                ready.put_nowait(None)
+                return not await self._failed(item, e)
+            ready.put_nowait((item, *result))
+            return 0
+
+        async def deliver() -> int:
+            failed = taken = 0
+            while taken < len(live):
+                batch = [await ready.get()]
+                while not ready.empty():
+                    batch.append(ready.get_nowait())
+                taken += len(batch)
+                done = [p for p in batch if p is not None]
+                if done:
+                    failed += await self._deliver(done)
+            return failed
+
+        results = await asyncio.gather(deliver(), *(one(i) for i in live))
+        unrecorded += sum(results)
         if unrecorded:
             raise NotRecorded(f"{unrecorded} of {len(items)} outcomes not recorded")
 
@@ -124,7 +148,7 @@ class Worker:
             raise PermanentFailure(str(e)) from None
         return inbound, await self.pipeline.process(item.id, inbound)
 
-    async def _deliver(self, done: list[tuple[QueueItem, InboundItem, Outcome]]) -> int:
+    async def _deliver(self, done: list[Processed]) -> int:
         """Index, announce and ack the items the pipeline stored; how many acks failed."""
         try:
             await self.index.index([doc for _, _, o in done for doc in o.documents])
