@@ -160,7 +160,7 @@ class Server:
     metadata: str = field(default_factory=lambda: os.environ.get("MAILYARD_TEST_STORE", ""))
     """"postgres": the MailStore and the SearchIndex in a fresh PostgreSQL database of this
     server's own (tests/pgserver.py); "postgres-sharded": the MailStore over two such
-    databases (shards), the index in the first; "": SQLite in data_dir.
+    databases (shards), each account's search index in its own shard; "": SQLite in data_dir.
     MAILYARD_TEST_STORE=postgres runs the e2e suites on PostgreSQL (`make test-postgres`,
     the second stage of `make test`, with MAILYARD_TEST_BLOBS=s3).
     The databases outlive stop() (a restarted server finds its mail) and are dropped when the
@@ -284,18 +284,25 @@ class Server:
     def lose_search_index(self) -> None:
         """Throw the whole search index away, as a lost disk or database would (the server
         stopped): what `mailyard reindex` must rebuild."""
+        import tomllib
+
         for path in self.data_dir.glob("search.db*"):
             path.unlink()
-        dsn = self.search_database()
-        if dsn:
+        store = tomllib.loads(self.config_path.read_text()).get("store", {})
+        metadata = store.get("metadata", "")
+        shards = metadata if isinstance(metadata, list) else [metadata]
+        dsns = [str(dsn) for dsn in shards] if store.get("search") == "postgresql" else []
+        if dsns:
             import asyncpg
 
             async def truncate() -> None:
-                conn = await asyncpg.connect(dsn)
-                try:
-                    await conn.execute("TRUNCATE search_docs")
-                finally:
-                    await conn.close()
+                for dsn in dsns:  # sharded with the account: every shard holds a part
+                    conn = await asyncpg.connect(dsn)
+                    try:
+                        if await conn.fetchval("SELECT to_regclass('search_docs')"):
+                            await conn.execute("TRUNCATE search_docs")
+                    finally:
+                        await conn.close()
 
             _in_thread(truncate())
 
