@@ -7,15 +7,18 @@ a second release, a `retry` of held spam and the release of a dead letter that i
 spam each answer one line, exit status 2, no traceback.
 
 `mailyard gc` deletes dead letters older than `[queue] dead_letter_days` (30): the age is
-put into the stored `died_at` (no waiting for the clock), and a letter of today stays.
+put into the stored `died_at` (no waiting for the clock), and a letter of today stays. With
+MAILYARD_TEST_CLUSTER=nats all of it runs on the NATS JetStream queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import smtplib
 import sqlite3
 import time
+import tomllib
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -105,6 +108,37 @@ def wait_dead(server: Server, marker: str, timeout: float = 60.0) -> str:
     raise AssertionError(f"no dead letter with {marker!r}: {dead_letters(server)}")
 
 
+def age_dead_letter(server: Server, item_id: str, seconds: float) -> None:
+    """Make the dead letter `seconds` older by its stored `died_at`: in queue.db, or (with
+    MAILYARD_TEST_CLUSTER=nats) by publishing its JSON again on its subject of the dead
+    stream, which keeps one message per subject."""
+    if not server.cluster:
+        with sqlite3.connect(server.data_dir / "queue.db") as db:
+            assert db.execute("UPDATE dead SET died_at = died_at - ? WHERE id = ?",
+                              (seconds, item_id)).rowcount == 1
+        return
+    import nats
+    import orjson
+
+    from mailyard.store.nats.connection import stream_name, subject_token
+
+    cluster = tomllib.loads(server.config_path.read_text())["cluster"]
+    subject = f"{cluster['prefix']}.dead.{subject_token(item_id)}"
+
+    async def republish() -> None:
+        nc = await nats.connect(cluster["nats"][0])
+        try:
+            js = nc.jetstream()
+            last = await js.get_last_msg(stream_name(cluster["prefix"], "dead"), subject)
+            letter = orjson.loads(last.data or b"")
+            letter["died_at"] -= seconds
+            await js.publish(subject, orjson.dumps(letter))
+        finally:
+            await nc.close()
+
+    asyncio.run(republish())
+
+
 def one_line_error(server: Server, *args: str) -> str:
     result = server.cli(*args, check=False)
     err = result.stderr.decode()
@@ -159,8 +193,7 @@ def test_gc_deletes_dead_letters_older_than_the_retention(server: Server) -> Non
     send(server, BOB, "young failure", "Y" * 5000 + "\n")
     young = wait_dead(server, BOB)
     server.wait_queue_empty()
-    with sqlite3.connect(server.data_dir / "queue.db") as db:
-        db.execute("UPDATE dead SET died_at = died_at - 31 * 86400 WHERE id = ?", (old,))
+    age_dead_letter(server, old, 31 * 86400)
 
     result = server.cli("gc", "--dry-run")
     assert "1 dead letter(s) older than 30 days would be deleted" in result.stderr.decode()
@@ -187,7 +220,6 @@ def test_a_retention_of_0_keeps_dead_letters(tmp_path: Path) -> None:
         dead = wait_dead(srv, BOB)
     finally:
         srv.stop()
-    with sqlite3.connect(srv.data_dir / "queue.db") as db:
-        db.execute("UPDATE dead SET died_at = died_at - 3650 * 86400")
+    age_dead_letter(srv, dead, 3650 * 86400)
     assert "dead letter" not in srv.cli("gc").stderr.decode()
     assert set(dead_letters(srv)) == {dead}
