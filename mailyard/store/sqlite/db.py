@@ -1,9 +1,10 @@
 """One SQLite database file served to an event loop without blocking it.
 
-Writes go to a single writer thread that drains every write waiting at that moment and runs them
-in one transaction (group commit): under load, twenty SMTP sessions finishing DATA together cost
-one fsync, not twenty. Each write runs inside its own SAVEPOINT, so one failing write rolls back
-alone and the others still commit.
+Writes go to a single writer thread that runs every write waiting, and every one that arrives
+before the batch's last job ends, in one transaction (group commit): under load, twenty SMTP
+sessions finishing DATA together cost one fsync, not twenty. Each write but the transaction's
+first runs inside its own SAVEPOINT, so one failing write rolls back alone and the others still
+commit (see `_run_batch`).
 
 No caller and no batch can stop the writer: a caller cancelled while its write waits (an SMTP
 client that resets the connection after the final dot) has its write skipped, and a batch lost
