@@ -791,6 +791,12 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         log.warning("took back %d queue items leased by workers of a previous run", released)
     served.smtp_processes = await _start_smtp_processes(config, smtp_port, stop, served.tasks)
     _start_pipeline(config, runtime, workers, stop, served)
+    if config.queue.gc_interval > 0:
+        from mailyard.services import gc
+
+        served.tasks.append(asyncio.create_task(gc.periodically(
+            runtime.store, runtime.blobs, runtime.queue, interval=config.queue.gc_interval,
+            dead_letter_days=config.queue.dead_letter_days, stop=stop)))
     await _start_imap_processes(config, runtime, imap_ports, stop, served)
     served.heartbeat = start_heartbeat(runtime)  # [cluster] nats: `mailyard cluster status`
     print(f"mailyard: serving (data in {config.data_dir})", flush=True)

@@ -214,6 +214,10 @@ class Queue:
     """Days a dead letter (`mailyard dlq`: a failed delivery, a quarantined virus, spam held
     from remote targets) is kept; `mailyard gc` deletes older ones, and then their spooled
     message. 0 keeps them until dropped."""
+    gc_interval: float = 86400.0
+    """Seconds between the runs of `mailyard gc` that `serve` makes on its own (expired dead
+    letters, then unreferenced blobs past the grace period), the first one interval after
+    start; 0: only when an admin runs `mailyard gc`."""
     poll_interval: float = 0.5
     """Seconds between looks at an empty queue when no event woke the worker."""
     worker_nice: int = 10
@@ -610,6 +614,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.smtp_line_octets: must be at least 998 (RFC 5321 4.5.3.1.6)")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
+    if config.queue.gc_interval < 0:
+        raise ConfigError("queue.gc_interval: must be at least 0 seconds (0: no automatic gc)")
     if config.queue.dead_letter_days < 0:
         raise ConfigError("queue.dead_letter_days: must be at least 0 (0 keeps them)")
     if not 1 <= config.imap.processes <= 64:

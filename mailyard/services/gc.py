@@ -24,7 +24,9 @@ a new delivery re-uses becomes young again; the time is read again just before r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,8 @@ from mailyard.core import blobkeys, skeleton
 from mailyard.core.workitems import try_decode
 from mailyard.services.blobs import UPLOAD
 from mailyard.store.ports import BlobInfo, BlobStore, MaintainedMailStore, NotFound, Queue
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 24 * 3600.0
 _ALL = 1 << 30
@@ -129,3 +133,23 @@ async def collect(store: MaintainedMailStore, blobs: BlobStore, queue: Queue, *,
             await blobs.delete(info.blob_id)
         report.freed.append(info)
     return report
+
+
+async def periodically(store: MaintainedMailStore, blobs: BlobStore, queue: Queue, *,
+                       interval: float, dead_letter_days: float, stop: asyncio.Event) -> None:
+    """What `serve` runs when `[queue] gc_interval` is set: `collect` every `interval`
+    seconds until `stop`, so the retention of dead letters and the freeing of blobs happen
+    without a cron job. A run that fails is logged and tried again next interval; it never
+    ends the loop (a failed gc leaves everything in place). Deleting is idempotent, so two
+    nodes of a cluster running it at once only repeat each other's work."""
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+            return
+        try:
+            report = await collect(store, blobs, queue, dead_letter_days=dead_letter_days)
+        except Exception:
+            log.exception("gc: this run failed; trying again in %g s", interval)
+            continue
+        log.info("gc: %d dead letter(s) expired, %d of %d blob(s) freed (%d bytes)",
+                 report.expired, len(report.freed), report.examined, report.freed_bytes)
