@@ -28,6 +28,7 @@ from mailyard.config import Config, ConfigError
 if TYPE_CHECKING:
     import ssl
 
+    from mailyard.core.ratelimit import Ledger
     from mailyard.core.workitems import InboundItem, MessageLoader, Verdict
     from mailyard.dns import Resolver
     from mailyard.pipeline.inbound import InboundPipeline, Target
@@ -131,13 +132,18 @@ class Runtime:
         return open_event_bus(self.config, lambda: self.nats)
 
     @cached_property
+    def shared_state(self) -> SharedState:
+        """The login-failure counters and the limits and locks (open_shared_state)."""
+        return open_shared_state(self.config)
+
+    @cached_property
     def accounts(self) -> AccountService:
         from mailyard.services.accounts import AccountService
         from mailyard.services.loginguard import LoginGuard, LoginLimits
 
         config = self.config
         auth = config.auth
-        guard = LoginGuard(open_counters(config), LoginLimits(
+        guard = LoginGuard(self.shared_state.counters, LoginLimits(
             failures_per_network=auth.failures_per_network_per_hour,
             failures_per_account=auth.failures_per_account_per_hour,
             ipv6_prefix=auth.ipv6_prefix))
@@ -221,7 +227,8 @@ class Runtime:
                                      hostname=config.hostname,
                                      messages_per_hour=sub.messages_per_hour,
                                      recipients_per_message=sub.recipients_per_message,
-                                     undo_seconds=sub.undo_seconds))
+                                     undo_seconds=sub.undo_seconds),
+                                 ledger=self.shared_state.ledger)
         submission.routing = self.routing
         return submission
 
@@ -269,7 +276,7 @@ class Runtime:
     def vacation(self) -> VacationResponder:
         from mailyard.services.vacation import VacationResponder
 
-        return VacationResponder(self.store, self.submission)
+        return VacationResponder(self.store, self.submission, ledger=self.shared_state.ledger)
 
     @cached_property
     def changes(self) -> ChangeService:
@@ -405,23 +412,34 @@ def start_heartbeat(runtime: Runtime) -> asyncio.Task[None] | None:
     return asyncio.create_task(membership.run(card))
 
 
-def open_counters(config: Config) -> Counters:
-    """`[store] counters`: Redis, shared by every node ("redis://host:port/db"), or "":
+@dataclass(frozen=True)
+class SharedState:
+    counters: Counters
+    """Failed logins (services/loginguard.py)."""
+    ledger: Ledger
+    """Per-IP limits, the POP3 maildrop lock, greylisting, vacation claims."""
+
+
+def open_shared_state(config: Config) -> SharedState:
+    """`[store] counters`: Redis, shared by every node ("redis://host:port/db"; while it is
+    away each node decides alone, store/redis/fallback.py), or "": the counters in
     counters.db in data_dir, shared by this node's processes (the listener, IMAP processes,
-    workers). The Redis client is imported only when configured."""
+    workers), the limits and locks in each process. The Redis client is imported only when
+    configured."""
+    from mailyard.core.ratelimit import LocalLedger
     from mailyard.store.sqlite.counters import SqliteCounters
 
     url = config.store.counters
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from mailyard.store.redis.counters import RedisCounters
-        from mailyard.store.redis.fallback import DegradingCounters
-
-        return DegradingCounters(RedisCounters(url),
-                                 SqliteCounters(config.data_dir / "counters.db"))
-    if url:
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"[store] counters: expected \"redis://host:port/db\" or \"\","
                           f" got {url!r}")
-    return SqliteCounters(config.data_dir / "counters.db")
+    local = SqliteCounters(config.data_dir / "counters.db")
+    if not url:
+        return SharedState(local, LocalLedger())
+    from mailyard.store.redis.fallback import open_degrading
+
+    counters, ledger = open_degrading(url, local, prefix=f"{config.cluster.prefix}:")
+    return SharedState(counters, ledger)
 
 
 def open_routing_store(config: Config) -> RoutingStore:
@@ -585,7 +603,8 @@ def open_policy_store(config: Config) -> SqlitePolicyStore:
 
 
 def inbound_checks(config: Config, policy_store: PolicyStore,
-                   spam_model: SpamModel | None = None) -> CheckChain:
+                   spam_model: SpamModel | None = None,
+                   ledger: Ledger | None = None) -> CheckChain:
     """The MX's checks, in order: connection policy (layer 1), authentication (layer 2),
     then content (layers 3 and 4). Their lookups get the `[dns]` nameservers with the short
     `[checks] dns_timeout`, since an SMTP client is waiting."""
@@ -600,7 +619,7 @@ def inbound_checks(config: Config, policy_store: PolicyStore,
     checks: list[Check] = [PolicyCheck(policy_store, resolver, PolicySettings(
         dnsbl_zones=tuple(c.dnsbl_zones), greylisting=c.greylisting,
         greylist_delay=c.greylist_delay, greylist_window=c.greylist_window,
-        greylist_expire=c.greylist_expire))]
+        greylist_expire=c.greylist_expire), ledger=ledger)]
     if c.authenticate:
         checks.append(AuthCheck(resolver, authserv_id=config.hostname,
                                 enforce_dmarc=c.enforce_dmarc, timeout=c.dns_timeout))
@@ -663,7 +682,9 @@ async def start_mx_listener(config: Config, runtime: Runtime, policy_store: Poli
         connections_per_ip=limits.connections_per_ip,
         messages_per_ip_per_minute=limits.messages_per_ip_per_minute,
         timeout=limits.smtp_timeout, line_octets=limits.smtp_line_octets,
-    ), checks=inbound_checks(config, policy_store, runtime.spam_model))
+    ), checks=inbound_checks(config, policy_store, runtime.spam_model,
+                             runtime.shared_state.ledger),
+        ledger=runtime.shared_state.ledger)
     host, configured = _hostport(config.listen.smtp)
     server = await start_inbound(handler, host, port or configured, tls,
                                  reuse_port=config.smtp.processes > 1)
@@ -840,6 +861,7 @@ async def start_pop3_listeners(config: Config, runtime: Runtime, tls: ssl.SSLCon
 
     pop3 = POP3Services(
         accounts=runtime.accounts, mailbox=runtime.mailbox, tls=tls,
+        ledger=runtime.shared_state.ledger,
         policy=POP3Policy(
             hostname=config.hostname, dele=config.pop3.dele, max_line=config.pop3.max_line,
             idle_timeout=config.pop3.idle_timeout,
