@@ -419,8 +419,11 @@ class Store:
     own database), "": SQLite FTS5 in data_dir."""
     s3: S3 = field(default_factory=S3)
     counters: str = ""
-    """Where rate-limit counters (failed logins) live: "redis://host:port/db" (shared by every
-    node of a cluster), "": counters.db in data_dir (shared by the node's processes)."""
+    """Where the counters, limits and locks live: "redis://host:port/db", shared by every node
+    of a cluster (failed logins, per-IP SMTP and POP3 limits, submission's messages_per_hour,
+    greylisting, the POP3 maildrop lock, vacation claims; per node while Redis is away), or
+    "": failed logins in counters.db in data_dir (shared by the node's processes), the rest in
+    each process."""
     shards: tuple[str, ...] = field(default=(), metadata={"key": False})
     """Set from `metadata = ["postgresql://...", ...]`: the MailStore spread over these
     databases (store/postgres/sharded.py); `metadata` is then the first, which holds the
