@@ -165,16 +165,18 @@ def main() -> None:
     parser.add_argument("--tree", action="append", default=[],
                         help="NAME=DIR: a mailyard tree to run (repeatable); default: this one")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--worker-nice", type=int, default=None,
-                        help="[queue] worker_nice for the server (default: its own default)")
+    parser.add_argument("--worker-nice", action="append", default=[],
+                        help="NAME=N: [queue] worker_nice for tree NAME's server (repeatable;"
+                             " default: the server's own default); one tree may be named twice")
     args = parser.parse_args()
     trees: list[tuple[str, Path | None]] = [
         (t.split("=", 1)[0], Path(t.split("=", 1)[1])) for t in args.tree] or [("here", None)]
     runs: dict[str, list[Run]] = {name: [] for name, _ in trees}
+    nice = {n.split("=", 1)[0]: int(n.split("=", 1)[1]) for n in args.worker_nice}
     for r in range(args.rounds):
         order = trees if r % 2 == 0 else trees[::-1]
         for name, tree in order:
-            queue = {} if args.worker_nice is None else {"worker_nice": args.worker_nice}
+            queue = {"worker_nice": nice[name]} if name in nice else {}
             result = run(name, tree, args.workers, args.deliveries, args.load, queue)
             runs[name].append(result)
             print(result.line(), flush=True)
