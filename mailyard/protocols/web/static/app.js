@@ -51,7 +51,7 @@ function Mail({ client, username, logout }) {
   // of the view `pages.key` (a new view or a refresh starts a new key; late answers for an old
   // one are dropped). `version` only makes a render when a page arrives.
   const [list, setList] = useState({ total: 0, version: 0 });
-  const pages = useRef({ key: 0, loaded: {}, loading: {} });
+  const pages = useRef({ key: 0, loaded: {}, loading: {}, failures: {}, fetching: 0 });
   const range = useRef([0, PAGE - 1]);  // the rows the list shows now
   const scrollTop = useRef(0);
   const [cursor, setCursor] = useState(0);
@@ -114,22 +114,39 @@ function Mail({ client, username, logout }) {
   };
   const atRow = (i) => pages.current.loaded[Math.floor(i / PAGE)]?.[i % PAGE];
 
-  // The pages of rows first..last that are not loaded yet, fetched for the current view.
-  const want = useCallback((first, last) => {
-    range.current = [first, last];
+  // The pages of the rows in view that are not loaded yet, fetched for the current view, at most
+  // FETCHES at a time (the server takes maxConcurrentRequests, 4, per account, and a fast
+  // scroll passes many pages): each next one is chosen from the rows in view when a fetch ends,
+  // so pages scrolled past are never asked for. A refused or failed fetch is tried again while
+  // its rows are still in view (the server may be busy with another tab's requests).
+  const FETCHES = 2;
+  const pump = () => {
     const s = pages.current;
+    const [first, last] = range.current;
     const { view: v, mailboxes: boxes } = state.current;
     const key = s.key;
-    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p += 1) {
-      if (s.loaded[p] || s.loading[p]) continue;
+    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE) && s.fetching < FETCHES; p += 1) {
+      if (s.loaded[p] || s.loading[p] || (s.failures[p] || 0) > 5) continue;
       s.loading[p] = true;
+      s.fetching += 1;
       fetchPage(v, boxes, p * PAGE).then(({ emails, total }) => {
+        s.fetching -= 1;
+        delete s.loading[p];
         if (pages.current.key !== key) return;
         s.loaded[p] = emails;
-        delete s.loading[p];
         setList((l) => ({ total: emails.length < PAGE ? total : l.total, version: l.version + 1 }));
-      }, () => { delete s.loading[p]; });
+        pump();
+      }, () => {
+        s.fetching -= 1;
+        delete s.loading[p];
+        s.failures[p] = (s.failures[p] || 0) + 1;
+        if (pages.current.key === key) setTimeout(pump, 250 * s.failures[p]);
+      });
     }
+  };
+  const want = useCallback((first, last) => {
+    range.current = [first, last];
+    pump();
   }, []);
 
   // The view from the start, or again after a change: the pages in view are fetched anew and
@@ -147,7 +164,7 @@ function Mail({ client, username, logout }) {
     if (pages.current.key !== key) return;
     const loaded = Object.fromEntries(wanted.map((p, i) => [p, got[i].emails]));
     const ends = got.find((g) => g.emails.length < PAGE);
-    pages.current = { key, loaded, loading: {} };
+    pages.current = { key, loaded, loading: {}, failures: {}, fetching: 0 };
     setList((l) => ({ total: ends ? ends.total : got[0].total, version: l.version + 1 }));
   }, []);
 
@@ -400,7 +417,7 @@ function Mail({ client, username, logout }) {
               <button data-action="forward" onClick=${() => reply(false, true)}>Forward</button>
             </div>
           </section>`
-        : html`<${VirtualList} key=${view.search || view.mailboxId} total=${list.total} at=${atRow} want=${want} saved=${scrollTop} cursor=${cursor}
+        : html`<${VirtualList} key=${view.search || view.mailboxId} total=${list.total} at=${atRow} want=${want} saved=${scrollTop} cursor=${cursor} generation=${pages.current.key}
             row=${(e, i, top) => html`<${Row} key=${e.id} e=${e} index=${i} top=${top} selected=${i === cursor} labels=${labelsOf(e)} ticked=${checked.has(e.threadId)} tick=${tick} open=${(x) => { setCursor(i); openThread(x); }} />`} />`}
     </main>
     ${draft && html`<${Composer} client=${client} identities=${identities} draft=${draft} mailboxes=${mailboxes}

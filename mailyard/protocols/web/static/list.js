@@ -31,8 +31,10 @@ export function Row({ e, index, selected, labels, open, ticked, tick, top }) {
 
 // total: how many conversations; at(i): the i-th if its page is loaded; want(first, last): load
 // the pages of rows first..last; row(e, i, top): a Row. `saved` keeps the scroll position
-// while a conversation is open; `cursor` is kept in view.
-export function VirtualList({ total, at, want, row, saved, cursor }) {
+// while a conversation is open; `cursor` is kept in view. A new `generation` (the list
+// reloaded, its old pages dropped) asks again for the pages in view: a reload that began
+// before a scroll did not fetch them, and an answer for the old generation was dropped.
+export function VirtualList({ total, at, want, row, saved, cursor, generation }) {
   const scroller = useRef(null);
   const [top, setTop] = useState(saved.current || 0);
   const [height, setHeight] = useState(800);
@@ -48,7 +50,7 @@ export function VirtualList({ total, at, want, row, saved, cursor }) {
   }, []);
   const first = Math.max(0, Math.floor(top / unit) - OVERSCAN);
   const last = Math.min(total - 1, Math.ceil((top + height) / unit) + OVERSCAN);
-  useEffect(() => { if (total > 0) want(first, last); }, [first, last, total]);
+  useEffect(() => { if (total > 0) want(first, last); }, [first, last, total, generation]);
   useEffect(() => {  // j/k move the cursor: keep its row in view
     const node = scroller.current;
     if (!node || cursor < 0) return;
