@@ -646,7 +646,8 @@ def imap_services(config: Config, runtime: Runtime, tls: ssl.SSLContext) -> IMAP
             max_literal=config.limits.message_size, idle_timeout=config.imap.idle_timeout,
             allow_plaintext_loopback=config.auth.plaintext_on_loopback,
             connections_per_ip=config.imap.connections_per_ip,
-            connections_per_user=config.imap.connections_per_user))
+            connections_per_user=config.imap.connections_per_user),
+        ledger=runtime.shared_state.ledger)
 
 
 async def start_imap_listeners(config: Config, runtime: Runtime, tls: ssl.SSLContext,

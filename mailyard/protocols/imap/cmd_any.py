@@ -103,8 +103,11 @@ async def _login(s: Session, cmd: Command, user: str, password: str) -> None:
         raise No("Too many authentication failures", "UNAVAILABLE") from None
     if account is None:
         raise No("Invalid credentials", "AUTHENTICATIONFAILED")
-    if not s.services.user_connections.acquire(account.id):
-        raise No("Too many connections for this account", "LIMIT")
+    limit = s.services.policy.connections_per_user
+    if limit > 0:  # counted in the ledger: over every IMAP process and node that shares it
+        s.user_hold = await s.services.ledger.hold(f"imap-user:{account.id}", limit)
+        if s.user_hold is None:
+            raise No("Too many connections for this account", "LIMIT")
     s.log_in(account)
     s.ok(cmd, "Logged in", "CAPABILITY " + " ".join(s.capabilities()))
 

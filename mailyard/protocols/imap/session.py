@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailyard import metrics
 from mailyard.core.netaddr import is_loopback
-from mailyard.core.ratelimit import ConcurrencyLimiter
+from mailyard.core.ratelimit import Hold, Ledger, LocalLedger
 from mailyard.protocols.imap.compress import DeflateWriter, Inflater
 from mailyard.protocols.imap.grammar import (
     BadCharset,
@@ -85,8 +85,9 @@ class IMAPServices:
     bus: EventBus
     policy: IMAPPolicy
     tls: ssl.SSLContext | None
-    connections: ConcurrencyLimiter = field(init=False)
-    user_connections: ConcurrencyLimiter = field(init=False)
+    ledger: Ledger = field(default_factory=LocalLedger)
+    """Where the per-IP and per-user connection counts live: this process's, or the
+    cluster's (Redis), so that a client cannot open the limit on every node."""
     views: ViewHub = field(init=False)
     sessions: set[Session] = field(init=False)
     """The open sessions, for the idle-timeout sweep."""
@@ -98,8 +99,6 @@ class IMAPServices:
     this stops moving)."""
 
     def __post_init__(self) -> None:
-        self.connections = ConcurrencyLimiter(self.policy.connections_per_ip)
-        self.user_connections = ConcurrencyLimiter(self.policy.connections_per_user)
         self.views = ViewHub(self.mailbox, self.bus)
         self.sessions = set()
         LIVE.track(self.sessions)  # the server's goodbye reaches every session, hibernated too
@@ -219,6 +218,7 @@ class Session:
         "idle_tag",
         "idling",
         "inflater",
+        "ip_hold",
         "mailbox",
         "notify",
         "peer_ip",
@@ -229,6 +229,7 @@ class Session:
         "services",
         "state",
         "tls",
+        "user_hold",
         "watch",
         "writer",
     )
@@ -263,6 +264,10 @@ class Session:
         """The tag of the IDLE command in progress (its continuation sent), else None."""
         self.notify: Notifier | None = None
         """What NOTIFY SET asked for (RFC 5465, cmd_notify), else None."""
+        self.ip_hold: Hold | None = None
+        """The connection's place under connections_per_ip (None: no limit, or given back)."""
+        self.user_hold: Hold | None = None
+        """Its place under connections_per_user, taken at login (cmd_any)."""
 
     def _command_reader(self, stream: asyncio.StreamReader) -> CommandReader:
         policy = self.services.policy
@@ -331,11 +336,15 @@ class Session:
 
     async def run(self) -> None:
         services = self.services
-        if not services.connections.acquire(self.peer_ip):
-            self.writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
-            await self.writer.drain()
-            self.writer.close()
-            return
+        limit = services.policy.connections_per_ip
+        if limit > 0:  # no limit, no place to count (nor a Redis round trip per connection)
+            self.ip_hold = await services.ledger.hold(f"imap-conn:{self.peer_ip}", limit)
+            if self.ip_hold is None:
+                self.writer.write(
+                    b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+                await self.writer.drain()
+                self.writer.close()
+                return
         services.enrol(self)
         caps = " ".join(self.capabilities())
         self.untagged(f"OK [CAPABILITY {caps}] {services.policy.hostname} Mailyard ready")
@@ -391,9 +400,12 @@ class Session:
         finally:
             if not hibernated:
                 self._release()
-                with contextlib.suppress(Exception):
-                    await self.flush()
-                    self.writer.close()
+                try:
+                    await self.give_back()  # before the close: a client that saw it can retry
+                finally:
+                    with contextlib.suppress(Exception):
+                        await self.flush()
+                        self.writer.close()
 
     def _release(self) -> None:
         """The connection is over: give back what the session held (once)."""
@@ -413,9 +425,15 @@ class Session:
             self.watch = None
         if self.inflater is not None:
             self.inflater.close()
-        services.connections.release(self.peer_ip)
-        if self.account is not None:
-            services.user_connections.release(self.account.id)
+
+    async def give_back(self) -> None:
+        """Release the connection's places in the ledger (once): the per-IP one taken at the
+        greeting, the per-user one at login. Apart from `_release` because a shared ledger
+        answers over the network, and a hibernated session has no task to wait in."""
+        holds = [h for h in (self.ip_hold, self.user_hold) if h is not None]
+        self.ip_hold = self.user_hold = None
+        for hold in holds:
+            await self.services.ledger.release(hold)
 
     async def execute(self, data: bytes) -> None:
         try:
@@ -751,6 +769,10 @@ def _server_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     """Never called: marks a Connection as the server side for StreamWriter.start_tls."""
 
 
+_GIVING_BACK: set[asyncio.Task[None]] = set()
+"""The ledger releases of hibernated sessions whose connection ended, while they run."""
+
+
 class Hibernation(asyncio.Protocol):
     """An IMAP session resting in IDLE (like Dovecot's imap-hibernate): the transport's
     protocol and the session's writer, with no task, stream or coroutine frame behind it.
@@ -791,7 +813,12 @@ class Hibernation(asyncio.Protocol):
         return self._wake().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.session._release()
+        session = self.session
+        session._release()
+        if session.ip_hold is not None or session.user_hold is not None:
+            task = asyncio.get_running_loop().create_task(session.give_back())
+            _GIVING_BACK.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(_GIVING_BACK.discard)
 
     def pause_writing(self) -> None:
         self.paused = True
