@@ -1,6 +1,7 @@
 """Two `mailyard serve` nodes share their short-lived state in Redis (issue 21): the POP3
-maildrop lock, per-IP SMTP connection and message limits, greylisting and the vacation
-once-per-sender memory; and with Redis stopped, each node decides on its own and mail flows.
+maildrop lock, per-IP SMTP connection and message limits, IMAP connections per IP and per
+account, greylisting and the vacation once-per-sender memory; and with Redis stopped, each
+node decides on its own and mail flows.
 
 The nodes share one PostgreSQL database (accounts, mail, search) on a private server, one
 blob directory and a private redis-server; each keeps its own SQLite queue (the NATS queue
@@ -14,6 +15,7 @@ import contextlib
 import itertools
 import poplib
 import smtplib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +40,8 @@ CONNECTIONS_PER_IP = 3
 MESSAGES_PER_IP = 4
 SUBMISSIONS_PER_HOUR = 2
 GREYLIST_DELAY = 1.0
+IMAP_PER_IP = 3
+IMAP_PER_USER = 2
 
 
 class Pair:
@@ -54,6 +58,8 @@ class Pair:
             node = Server(root / name, metadata="", blobs="", cluster="",
                           store={"metadata": dsn, "search": "postgresql",
                                  "counters": f"redis://127.0.0.1:{self.redis_port}/0"},
+                          imap={"connections_per_ip": IMAP_PER_IP,
+                                "connections_per_user": IMAP_PER_USER},
                           limits={"connections_per_ip": CONNECTIONS_PER_IP,
                                   "messages_per_ip_per_minute": MESSAGES_PER_IP},
                           checks={"greylisting": True, "greylist_delay": GREYLIST_DELAY},
@@ -63,7 +69,7 @@ class Pair:
             node.data_dir.mkdir(parents=True)
             (node.data_dir / "blobs").symlink_to(blobs, target_is_directory=True)
             self.nodes[name] = node
-        for user in ("alice", "carol", "dave"):
+        for user in ("alice", "carol", "dave", "erin"):
             self.nodes["a"].add_user(f"{user}@example.test", PASSWORD)
         try:
             for node in self.nodes.values():
@@ -172,6 +178,90 @@ def test_smtp_connections_per_ip_are_counted_over_both_nodes(pair: Pair) -> None
         for client in open_:
             with contextlib.suppress(Exception):
                 client.quit()
+
+
+class RawImap:
+    """An IMAP connection from a chosen loopback address (imaplib cannot bind one), read
+    line by line: a refused greeting is a BYE line to look at, not an exception."""
+
+    def __init__(self, node: Server, source: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", node.imap_port), timeout=30,
+                                             source_address=(source, 0))
+        self.file = self.sock.makefile("rb")
+        self.greeting = self.file.readline()
+
+    def command(self, line: str) -> bytes:
+        """Send `line` tagged "t"; the tagged reply."""
+        self.sock.sendall(f"t {line}\r\n".encode())
+        while True:
+            reply = self.file.readline()
+            assert reply, f"connection closed before {line!r} was answered"
+            if reply.startswith(b"t "):
+                return reply
+
+    def logout(self) -> None:
+        """LOGOUT, then read until the server closes: it gives its places back before it
+        closes the connection, so they are free when this returns."""
+        assert self.command("LOGOUT").startswith(b"t OK")
+        self.sock.settimeout(DEADLINE)
+        self.file.read()
+        self.close()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_imap_connections_per_ip_are_counted_over_both_nodes(pair: Pair) -> None:
+    a, b = pair.nodes["a"], pair.nodes["b"]
+    ip = "127.0.0.7"
+    open_ = [RawImap(a, ip), RawImap(a, ip), RawImap(b, ip)]
+    try:
+        assert all(c.greeting.startswith(b"* OK") for c in open_), [c.greeting for c in open_]
+        assert len(open_) == IMAP_PER_IP
+        for node in (b, a):  # the limit was reached over both: each refuses the next one
+            refused = RawImap(node, ip)
+            assert refused.greeting.startswith(b"* BYE [UNAVAILABLE]"), refused.greeting
+            refused.close()
+        other = RawImap(b, "127.0.0.77")  # another address is not limited
+        assert other.greeting.startswith(b"* OK"), other.greeting
+        other.logout()
+        open_.pop(0).logout()  # a place on node a is free once a's session has ended
+        again = RawImap(b, ip)
+        open_.append(again)
+        assert again.greeting.startswith(b"* OK"), again.greeting
+    finally:
+        for client in open_:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def test_imap_connections_per_user_are_counted_over_both_nodes(pair: Pair) -> None:
+    """`[imap] connections_per_user`: one session on each node fills the account's places;
+    a third LOGIN is refused with [LIMIT] on either node until one session logs out."""
+    a, b = pair.nodes["a"], pair.nodes["b"]
+    sources = (f"127.0.0.{n}" for n in itertools.count(80))  # each its own per-IP count
+    login = "LOGIN erin@example.test " + PASSWORD
+    sessions = [RawImap(a, next(sources)), RawImap(b, next(sources))]
+    try:
+        assert [s.command(login)[:4] for s in sessions] == [b"t OK"] * IMAP_PER_USER
+        for node in (a, b):
+            third = RawImap(node, next(sources))
+            try:
+                reply = third.command(login)
+                assert reply.startswith(b"t NO [LIMIT]"), (node.root.name, reply)
+                assert third.command("LOGIN dave@example.test " + PASSWORD) \
+                    .startswith(b"t OK"), "another account is not limited"
+            finally:
+                third.logout()
+        sessions.pop(0).logout()  # node a's session gives the account's place back
+        again = RawImap(b, next(sources))
+        sessions.append(again)
+        assert again.command(login).startswith(b"t OK")
+    finally:
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                session.close()
 
 
 def mail_from(node: Server, ip: str, sender: str) -> int:
