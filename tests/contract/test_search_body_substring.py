@@ -120,6 +120,12 @@ async def test_sqlite_index_of_schema_4_keeps_part_headers_and_deletes_cleanly(
         assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\".pd\"'"
                             ).fetchone() == (1,)
         conn.execute("INSERT INTO grams (grams) VALUES ('integrity-check')")
+        # Schema 6's heads, filled on open from docs and part_headers, emptied as well.
+        assert conn.execute("SELECT count(*) FROM heads WHERE heads MATCH '\"qwkoi8\"'"
+                            ).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM heads WHERE heads MATCH '\"t.pdf\"'"
+                            ).fetchone() == (1,)
+        conn.execute("INSERT INTO heads (heads) VALUES ('integrity-check')")
     conn.close()
 
 
