@@ -91,3 +91,21 @@ def test_the_characters_left_to_the_check_are_all_that_fold_to_ascii() -> None:
     derived = {ch for ch in map(chr, range(0x80, 0x110000))
                if any(ord(x) < 0x80 for x in ch.casefold() + ch.lower())}
     assert derived == _ASCII_FOLDED
+
+
+async def test_sqlite_any_field_substring_without_unfolded_documents(tmp_path: Path) -> None:
+    """With no document left to the check, an ASCII needle of no field is the phrase's hits
+    among the short texts plus the checked candidates of the body's text alone."""
+    index = SqliteSearchIndex(tmp_path / "search.db")
+    try:
+        await index.index([d for d in _docs() if d.email_id != "sharp"])
+        assert await index.substring(ALICE, None, "asse") == {"ascii"}
+        assert await index.substring(ALICE, None, "PLAIN .P") == {"scattered"}
+        assert await index.substring(ALICE, None, "see attached") == {"ascii"}
+        assert await index.substring(ALICE, None, "be.net <x") == {"scattered"}
+        assert await index.substring(ALICE, None, "graisbe.net") == {"ascii"}
+        assert await index.substring(ALICE, None, "plan.pdf") == {"ascii"}
+        assert await index.substring(ALICE, None, "ss ss") == {"scattered"}
+        assert await index.substring(ALICE, None, "sse plain") == set()
+    finally:
+        index.close()

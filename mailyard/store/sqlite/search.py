@@ -677,16 +677,20 @@ class SqliteSearchIndex:
         def find(conn: sqlite3.Connection) -> set[str]:
             headers_only = field in ("subject", "addresses")
             known: dict[int, str] = {}
+            asked = query
             if not exact and needle.isascii():
                 known = _heads_hits(conn, account_id, field, needle)
-                if headers_only and not _any_unfolded(conn):
-                    return set(known.values())  # the phrase's answer is the answer
+                if not _any_unfolded(conn):
+                    if headers_only:
+                        return set(known.values())  # the phrase's answer is the answer
+                    if field is None:  # the headers are answered: the body's candidates
+                        asked = " AND ".join(f"body : {_string(g)}" for g in grams)
             found = conn.execute(
                 # The ids come from doc_ids' covering index. CROSS JOIN keeps the FTS5 scan
                 # outside, or SQLite ran the MATCH once per doc_ids row of the account.
                 "SELECT d.rowid_, d.email_id FROM grams g CROSS JOIN doc_ids d"
                 " ON d.rowid_ = g.rowid WHERE grams MATCH ? AND d.account_id = ?",
-                (query, account_id)).fetchall()
+                (asked, account_id)).fetchall()
             if exact:  # one trigram: the index's answer is the answer
                 return {r[1] for r in found}
             rest = [r[0] for r in found if r[0] not in known]
