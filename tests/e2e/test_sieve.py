@@ -320,10 +320,10 @@ def test_a_script_that_runs_too_long_is_stopped_and_the_mail_kept(server: Server
     put_script(server, """require ["body", "fileinto"];
 if body :text :matches "*%sb*" { fileinto "Never"; }
 """ % ("a" * 40))
-    started = time.monotonic()
     send(server, "slow body", body=("a" * 70 + "\r\n") * 3000)
     assert imap.wait("INBOX", "slow body")
-    assert time.monotonic() - started < 20
+    # Stopped, not finished: the log says which budget stopped it (no bound on the wall
+    # time, which a loaded machine stretches at will).
     log = server.log_path.read_text(errors="replace")
     # 1 million steps take about a second; on a loaded machine the 2 s clock may stop it
     # first, and either budget is the one this test is about.
@@ -335,10 +335,8 @@ def test_a_regex_that_runs_too_long_is_stopped(server: Server, imap: Imap) -> No
     put_script(server, """require ["body", "fileinto", "regex"];
 if body :text :regex "(x+x+)+y" { fileinto "Never"; }
 """)
-    started = time.monotonic()
     send(server, "slow regex", body=("x" * 900 + "\r\n") * 3)
     assert imap.wait("INBOX", "slow regex")
-    assert time.monotonic() - started < 20
     log = server.log_path.read_text(errors="replace")
     assert re.search(r"sieve script 'test' of account \S+ failed.*script stopped after 2"
                      r" seconds \(regex", log), log[-3000:]

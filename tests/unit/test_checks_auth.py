@@ -132,25 +132,27 @@ async def test_a_message_without_signatures_never_reaches_dkimpy(
     assert spent < baseline / 5, f"{spent:.3f}s in the check, {baseline:.3f}s loading"
 
 
-async def _worst_gap(work: Awaitable[object]) -> tuple[float, object]:
-    """The longest the event loop went without running a 2 ms ticker while `work` ran."""
+async def _loop_turns(work: Awaitable[object]) -> tuple[int, float, object]:
+    """How many times a 2 ms ticker ran on the event loop while `work` ran, and the longest
+    it went without running."""
     stop = asyncio.Event()
 
-    async def ticker() -> float:
-        worst, last = 0.0, time.perf_counter()
+    async def ticker() -> tuple[int, float]:
+        turns, worst, last = 0, 0.0, time.perf_counter()
         while not stop.is_set():
             await asyncio.sleep(0.002)
             now = time.perf_counter()
-            worst, last = max(worst, now - last), now
-        return worst
+            turns, worst, last = turns + 1, max(worst, now - last), now
+        return turns, worst
 
     task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the ticker is waiting on its first sleep when the work starts
     try:
         result = await work
     finally:
         stop.set()
-    return await task, result
+    turns, worst = await task
+    return turns, worst, result
 
 
 async def test_verifying_14mb_leaves_the_event_loop_running(
@@ -165,13 +167,13 @@ async def test_verifying_14mb_leaves_the_event_loop_running(
     start = time.perf_counter()
     assert dkim.verify(raw, dns_func) and dkim.arc_verify(raw, dns_func) == "pass"
     baseline = time.perf_counter() - start
-    gap, verdict = await _worst_gap(run(check, raw))
+    turns, gap, verdict = await _loop_turns(run(check, raw))
     assert isinstance(verdict, Verdict)
     assert verdict.data["auth"]["arc"] == "pass"
     assert verdict.data["auth"]["dkim"][0]["valid"] is True
-    # On the loop, the loop would stand still for the whole verification (the baseline);
-    # off it, only while one C call in the worker holds the GIL. Both are measured here, at
-    # the machine's load of the moment: the bound is 60% of the baseline (a busy machine
-    # can deschedule the loop's thread for a while in either case) or a quarter second.
-    assert gap < max(baseline * 0.6, 0.25), \
-        f"the loop stood still {gap:.3f}s; on it: {baseline:.3f}s"
+    # On the loop, the ticker could not run at all while the verification did (at most the
+    # one turn it was already due); off it, the loop keeps turning, stopped only while one
+    # C call in the worker holds the GIL. Counted in turns, not against a time bound, so a
+    # busy machine that deschedules the loop's thread for a while does not fail it.
+    assert turns >= 3, (f"the loop turned {turns} time(s) during the verification (longest"
+                        f" still: {gap:.3f}s; the verification on the loop: {baseline:.3f}s)")
