@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract.test_counters_fallback import start_redis
-from tests.e2e.server import Server, _in_thread, free_port
+from tests.e2e.server import Server, free_port
 from tests.natsserver import NatsCluster
 
 pytestmark = pytest.mark.slow
@@ -41,12 +41,14 @@ DEADLINE = 120.0
 
 class Cluster:
     def __init__(self, root: Path) -> None:
-        from tests.pgserver import TestDatabase
+        from tests.faults import PrivatePostgres
 
         self.root = root
         self.nats = NatsCluster(root / "nats", size=3).start()
-        self.shards = [TestDatabase(), TestDatabase()]
-        dsns = [_in_thread(d.dsn()) for d in self.shards]
+        # A PostgreSQL of the cluster's own: three nodes' pools over two shards would take a
+        # good share of the machine's server's connections from the suites beside it.
+        self.postgres = PrivatePostgres()
+        dsns = [self.postgres.database(f"mailyard_cluster_shard{i}") for i in (0, 1)]
         self.redis_port = free_port()
         self.redis = start_redis(self.redis_port, root)
         blobs = root / "shared-blobs"
@@ -78,9 +80,7 @@ class Cluster:
         self.nats.stop()
         self.redis.kill()
         self.redis.wait()
-        for shard in self.shards:
-            with contextlib.suppress(Exception):
-                _in_thread(shard.drop())
+        self.postgres.remove()
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_cluster_status_sees_every_node_the_queue_and_the_engines(cluster: Clust
     assert "replicas 3 (leader n" in out, out
     for engine in ("nats: ok", "mailstore: ok", "blobs: ok", "redis: ok"):
         assert engine in out, out
-    assert out.count("shard ") == 2 and "/mailyard_test_" in out, out
+    assert out.count("shard ") == 2 and "/mailyard_cluster_shard1" in out, out
 
 
 def spread_load(nodes: list[Server], total: int, fault: Callable[[], None],
