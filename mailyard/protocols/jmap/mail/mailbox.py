@@ -7,12 +7,15 @@ wants a tree, so `name` is the last component and `parentId` the mailbox of the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mailyard.core import mailboxrules
+from mailyard.core import query as q
 from mailyard.core.mailboxrules import MailboxRefused, Refusal
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
+from mailyard.protocols.jmap.mail import email_sort
 from mailyard.protocols.jmap.mail.common import (
     MAIL,
     changes,
@@ -22,6 +25,7 @@ from mailyard.protocols.jmap.mail.common import (
     mailbox_service,
     requested_ids,
     requested_properties,
+    search_service,
 )
 from mailyard.protocols.jmap.mail.querystate import (
     boolean,
@@ -41,11 +45,19 @@ _ROLE_ORDER = {role: place for place, role in enumerate(mailboxrules.ROLES, 1)}
 """Where clients that honour sortOrder put the special mailboxes; user labels come after."""
 
 
-def to_jmap(box: Mailbox, by_name: dict[str, Mailbox], orders: dict[str, int]
-            ) -> dict[str, Any]:
-    """totalThreads and unreadThreads repeat the email counts: the store counts emails per
-    label, not threads, and a thread count would cost a scan of the label on every get.
-    sortOrder is the client's (`orders`) where one was set, else the role's place."""
+@dataclass(frozen=True, slots=True)
+class ThreadCounts:
+    """A mailbox's threads (RFC 8621 §2 totalThreads: threads with at least one email in
+    it) and those of them with an unread email in it."""
+
+    total: int
+    unread: int
+
+
+def to_jmap(box: Mailbox, by_name: dict[str, Mailbox], orders: dict[str, int],
+            threads: ThreadCounts | None = None) -> dict[str, Any]:
+    """sortOrder is the client's (`orders`) where one was set, else the role's place.
+    `threads` is None when the client asked for neither thread count (none is then read)."""
     parent, _, leaf = box.name.rpartition(SEPARATOR)
     parent_box = by_name.get(parent) if parent else None
     return {
@@ -56,11 +68,32 @@ def to_jmap(box: Mailbox, by_name: dict[str, Mailbox], orders: dict[str, int]
         "sortOrder": orders.get(box.id, _ROLE_ORDER.get(box.role or "", 10)),
         "totalEmails": box.total,
         "unreadEmails": box.unread,
-        "totalThreads": box.total,
-        "unreadThreads": box.unread,
+        "totalThreads": threads.total if threads is not None else None,
+        "unreadThreads": threads.unread if threads is not None else None,
         "myRights": dict.fromkeys(RIGHTS, True),
         "isSubscribed": box.subscribed,
     }
+
+
+async def thread_counts(ctx: Context, box: Mailbox) -> ThreadCounts:
+    """The counts by the very query a client pages with (Email/query, inMailbox, collapseThreads,
+    calculateTotal), so a list sized from totalThreads has exactly that many rows; the store
+    counts distinct thread ids among the mailbox's emails. Emails count, not threads, would
+    over-state it by every reply filed beside its thread's first (webmail bench, issue 22).
+    unreadThreads counts the threads with an unseen email in the mailbox."""
+    if box.total == 0:
+        return ThreadCounts(0, 0)
+    search = search_service(ctx)
+
+    async def count(condition: dict[str, Any]) -> int:
+        hits = await search.sorted_search(ctx.account, q.from_jmap(condition),
+                                          email_sort.NEWEST, collapse_threads=True,
+                                          limit=0, total=True)
+        return hits.total or 0
+
+    total = await count({"inMailbox": box.id})
+    unread = await count({"inMailbox": box.id, "notKeyword": "$seen"}) if box.unread else 0
+    return ThreadCounts(total, unread)
 
 
 async def _mailboxes(ctx: Context) -> list[Mailbox]:
@@ -83,7 +116,10 @@ async def mailbox_get(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     by_name = {b.name: b for b in boxes}
     by_id = {b.id: b for b in boxes}
     wanted = [b.id for b in boxes] if ids is None else ids
-    found = [to_jmap(by_id[i], by_name, orders) for i in wanted if i in by_id]
+    counted = "totalThreads" in props or "unreadThreads" in props
+    found = [to_jmap(by_id[i], by_name, orders,
+                     await thread_counts(ctx, by_id[i]) if counted else None)
+             for i in wanted if i in by_id]
     listed = [{p: m[p] for p in ("id", *props)} for m in found]
     return {"accountId": account_id, "state": str(state), "list": listed,
             "notFound": [i for i in wanted if i not in by_id]}
@@ -232,7 +268,7 @@ async def _create(ctx: Context, value: object) -> dict[str, Any]:
     # for the mailboxes the server made.
     order = props.get("sortOrder", 0)
     await service.set_sort_order(ctx.account, box, order, created=True)
-    full = to_jmap(box, {**tree.by_name, box.name: box}, {box.id: order})
+    full = to_jmap(box, {**tree.by_name, box.name: box}, {box.id: order}, ThreadCounts(0, 0))
     return {k: v for k, v in full.items() if k not in props}
 
 
@@ -243,7 +279,9 @@ async def _update(ctx: Context, mailbox_id: str, value: object) -> None:
     if box is None:
         raise SetError("notFound", "no such mailbox")
     props = _check_properties(value, creating=False)
-    current = to_jmap(box, tree.by_name, await service.sort_orders(ctx.account))
+    counted = "totalThreads" in props or "unreadThreads" in props  # to compare, if sent
+    current = to_jmap(box, tree.by_name, await service.sort_orders(ctx.account),
+                      await thread_counts(ctx, box) if counted else None)
     _same_or_refuse(props, current, (*SERVER_SET, "role"),
                     "these properties cannot be changed")
     # An orphan (its parent deleted over IMAP) shows its whole path as name: sending that
