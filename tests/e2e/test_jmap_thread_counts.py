@@ -18,7 +18,6 @@ import pytest
 
 from tests.e2e.jmapclient import PASSWORD, Jmap
 from tests.e2e.server import Server, wait_port
-from tests.e2e.test_jmap_blobs import upload
 
 ALICE = "alice@example.test"
 
@@ -43,6 +42,13 @@ MESSAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "h1": (("inbox",), (), True),
 }
 DESTROYED = ("e1", "f1")
+
+
+def _upload(j: Jmap, raw: bytes) -> str:
+    r = j.client.post(f"/jmap/upload/{j.account_id}/", content=raw,
+                      headers={"Content-Type": "message/rfc822"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["blobId"])
 
 
 def _raw(key: str, parents: tuple[str, ...]) -> bytes:
@@ -70,7 +76,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     boxes = {k: b["id"] for k, b in j.boxes().items()}
     ids: dict[str, str] = {}
     for key, (where, parents, seen) in MESSAGES.items():  # one by one, in thread order
-        blob = upload(j, _raw(key, parents), "message/rfc822")["blobId"]
+        blob = _upload(j, _raw(key, parents))
         created = j.call("Email/import", emails={key: {
             "blobId": blob, "mailboxIds": {boxes[b]: True for b in where},
             "keywords": {"$seen": True} if seen else {}}})["created"]
