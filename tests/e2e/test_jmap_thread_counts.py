@@ -172,3 +172,17 @@ def test_imap_status_still_counts_messages(world: tuple[Server, Jmap, dict[str, 
     text = data[0].decode()
     assert f"MESSAGES {inbox['totalEmails']}" in text, text
     assert f"UNSEEN {inbox['unreadEmails']}" in text, text
+
+
+def test_counts_follow_a_flag_set_over_imap(world: tuple[Server, Jmap, dict[str, str]]
+                                            ) -> None:
+    """A change through the other door is seen by the next Mailbox/get (no stale count)."""
+    srv, j, _ = world
+    assert j.boxes()["inbox"]["unreadThreads"] > 0  # counted, and kept for this state
+    with imaplib.IMAP4("127.0.0.1", srv.imap_port) as imap:
+        imap.login(ALICE, PASSWORD)
+        assert imap.select("INBOX")[0] == "OK"
+        assert imap.store("1:*", "+FLAGS", "(\\Seen)")[0] == "OK"
+    inbox = j.boxes()["inbox"]
+    assert (inbox["unreadEmails"], inbox["unreadThreads"]) == (0, 0)
+    assert inbox["totalThreads"] == _collapsed(j, {"inMailbox": inbox["id"]})["total"]
