@@ -70,6 +70,11 @@ class MailboxService:
     async def mailboxes(self, account: Account) -> list[Mailbox]:
         return await self.store.list_mailboxes(account.id)
 
+    async def thread_counts(self, account: Account) -> dict[str, tuple[int, int]]:
+        """Mailbox id -> (threads with an email in it, those with an unseen email in it),
+        JMAP's totalThreads/unreadThreads; a mailbox with no email is absent."""
+        return await self.store.thread_counts(account.id)
+
     async def mailbox(self, account: Account, name: str) -> Mailbox:
         """By name; "INBOX" in any case is the inbox (RFC 3501 §5.1)."""
         for box in await self.store.list_mailboxes(account.id):

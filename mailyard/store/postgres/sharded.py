@@ -373,6 +373,9 @@ class ShardedMailStore:
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
         return await self._on(account_id, lambda s: s.list_mailboxes(account_id))
 
+    async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
+        return await self._on(account_id, lambda s: s.thread_counts(account_id))
+
     async def create_mailbox(self, account_id: str, name: str,
                              role: str | None = None) -> Mailbox:
         return await self._on(account_id, lambda s: s.create_mailbox(account_id, name, role))

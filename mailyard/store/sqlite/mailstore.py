@@ -394,6 +394,14 @@ class SqliteMailStore(MaintenanceMixin):
                 " subscribed, modseq, bytes FROM mailboxes WHERE account_id = ? ORDER BY rowid",
                 (account_id,)).fetchall()])
 
+    async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
+        return await self.db.read(lambda c: {r[0]: (r[1], r[2]) for r in c.execute(
+            "SELECT me.mailbox_id, count(DISTINCT e.thread_id),"
+            f" count(DISTINCT CASE WHEN NOT {_SEEN} THEN e.thread_id END)"
+            " FROM mailboxes m JOIN mailbox_emails me ON me.mailbox_id = m.id"
+            " JOIN emails e ON e.id = me.email_id"
+            " WHERE m.account_id = ? GROUP BY me.mailbox_id", (account_id,)).fetchall()})
+
     # ------------------------------------------------------------------ delivery
 
     async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
