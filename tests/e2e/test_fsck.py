@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from mailyard.store.sqlite import search as sqlite_search
 from tests.e2e.server import Server
 
 ALICE = "alice@example.test"
@@ -79,12 +80,12 @@ class Tables:
         if self.search_dsn is None:
             search = sqlite3.connect(self.srv.data_dir / "search.db")
             with search:
-                # The email's id entry, its words and its trigrams.
-                [(rowid,)] = search.execute(
-                    "DELETE FROM doc_ids WHERE email_id = ? RETURNING rowid_",
-                    (email_id,)).fetchall()
-                search.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
-                search.execute("DELETE FROM grams WHERE rowid = ?", (rowid,))
+                # The email's id entry, its words and its trigrams, all of it as the index's
+                # own delete takes it out (the trigram tables are contentless: FTS5 must be
+                # told the values it indexed, which a plain DELETE cannot).
+                [(account_id,)] = search.execute(
+                    "SELECT account_id FROM doc_ids WHERE email_id = ?", (email_id,)).fetchall()
+                sqlite_search._remove(search, account_id, email_id)
                 search.execute("INSERT INTO doc_ids VALUES ((SELECT account_id FROM doc_ids"
                                " LIMIT 1), 'eGHOST0000000', 1)")
             search.close()
