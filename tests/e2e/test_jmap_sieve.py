@@ -153,3 +153,16 @@ def test_rename_keeps_the_id_and_gives_the_rfc_errors(server: Server, jmap: Jmap
     assert off["updated"] == {two: {"isActive": False}}, off
     gone = jmap.call("SieveScript/set", destroy=[one, two, made["created"]["anon"]["id"]])
     assert len(gone["destroyed"]) == 3, gone
+
+
+@pytest.mark.parametrize("method", ["SieveScript/set", "Filters/set"])
+def test_a_set_over_max_objects_in_set_is_request_too_large(server: Server,
+                                                             method: str) -> None:
+    """RFC 8620 §5.3: more than the session's maxObjectsInSet (1000) objects in one /set is
+    requestTooLarge, here as for every other /set; and nothing is destroyed."""
+    api = Jmap(server, ALICE, (CORE, MAIL, SIEVE, "urn:mailyard:params:jmap:filters"))
+    limit = api.client.get("/.well-known/jmap").json()["capabilities"][CORE]["maxObjectsInSet"]
+    ids = [f"S{n}" for n in range(limit + 1)]
+    assert api.error(method, destroy=ids) == "requestTooLarge"
+    assert api.error(method, update={i: {} for i in ids}) == "requestTooLarge"
+    assert api.error(method, create="x") == "invalidArguments"

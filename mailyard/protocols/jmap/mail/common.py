@@ -176,16 +176,25 @@ class SetRequest:
         if_in_state = args.get("ifInState")
         if if_in_state is not None and if_in_state != str(old_state):
             raise MethodError("stateMismatch")
-        create = args.get("create") or {}
-        update = args.get("update") or {}
-        destroy = args.get("destroy") or []
-        if (not isinstance(create, dict) or not isinstance(update, dict)
-                or not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)):
-            raise MethodError("invalidArguments", "create, update and destroy have the wrong type")
-        limit: int = ctx.services.policy.limits.max_objects_in_set
-        if len(create) + len(update) + len(destroy) > limit:
-            raise MethodError("requestTooLarge", f"at most {limit} objects in a /set")
-        return cls(old_state, create, update, list(dict.fromkeys(destroy)))
+        create, update, destroy = set_maps(ctx, args)
+        return cls(old_state, create, update, destroy)
+
+
+def set_maps(ctx: Context, args: dict[str, Any]
+             ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """A /set's create, update and destroy (RFC 8620 §5.3), checked: their types, and no more
+    objects than maxObjectsInSet; destroy without repeats. Every /set reads them here, also
+    those whose state is not the account's (Filters, SieveScript)."""
+    create = args.get("create") or {}
+    update = args.get("update") or {}
+    destroy = args.get("destroy") or []
+    if (not isinstance(create, dict) or not isinstance(update, dict)
+            or not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy)):
+        raise MethodError("invalidArguments", "create, update and destroy have the wrong type")
+    limit: int = ctx.services.policy.limits.max_objects_in_set
+    if len(create) + len(update) + len(destroy) > limit:
+        raise MethodError("requestTooLarge", f"at most {limit} objects in a /set")
+    return create, update, list(dict.fromkeys(destroy))
 
 
 async def set_response(ctx: Context, account_id: str, request: SetRequest, *,

@@ -30,7 +30,7 @@ from mailyard.core.sieve.gmailfilters import (
 )
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import SetError, requested_ids
+from mailyard.protocols.jmap.mail.common import SetError, requested_ids, set_maps
 from mailyard.protocols.jmap.session import capability
 from mailyard.services.sieve import ScriptRefused, SieveService
 from mailyard.store.ports import NotFound
@@ -114,13 +114,7 @@ def _check(f: Filter) -> None:
 async def filters_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """create, update and destroy as in RFC 8620 §5.3; one compiled script for the result."""
     account_id = ctx.account_id(args)
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if not isinstance(create, dict) or not isinstance(update, dict) \
-            or not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy):
-        raise MethodError("invalidArguments", "create and update are maps, destroy a list of"
-                                              " ids")
+    create, update, destroy = set_maps(ctx, args)
     filters, old = await _current(ctx)
     if args.get("ifInState") not in (None, old):
         raise MethodError("stateMismatch")

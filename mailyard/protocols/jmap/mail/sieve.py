@@ -19,7 +19,12 @@ from typing import Any
 from mailyard.core.sieve import EXTENSIONS, SieveSyntaxError
 from mailyard.protocols.jmap.core import Context, method
 from mailyard.protocols.jmap.errors import MethodError
-from mailyard.protocols.jmap.mail.common import SetError, requested_ids, requested_properties
+from mailyard.protocols.jmap.mail.common import (
+    SetError,
+    requested_ids,
+    requested_properties,
+    set_maps,
+)
 from mailyard.protocols.jmap.session import capability
 from mailyard.services.sieve import MAX_NAME, ScriptRefused, SieveService
 from mailyard.store.ports import Conflict, NotFound, SieveScriptRecord
@@ -188,13 +193,7 @@ _WRITABLE = {"id", "name", "blobId", "isActive"}
 async def sieve_set(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     account_id = ctx.account_id(args)
     service = _service(ctx)
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if not isinstance(create, dict) or not isinstance(update, dict) \
-            or not isinstance(destroy, list) or not all(isinstance(i, str) for i in destroy):
-        raise MethodError("invalidArguments", "create and update are maps, destroy a list of"
-                                              " ids")
+    create, update, destroy = set_maps(ctx, args)
     old = _state(await service.list(ctx.account))
     if args.get("ifInState") not in (None, old):
         raise MethodError("stateMismatch")
