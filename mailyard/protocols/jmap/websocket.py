@@ -81,8 +81,14 @@ class Connection:
             await self.push_disable()
 
     async def send(self, body: bytes) -> None:
+        """A reply or a push. The client may have closed meanwhile (its close frame answered
+        by the server's): the ASGI server then refuses the send with a RuntimeError, which is
+        the connection's end, not the server's error (fuzz stage, CI seed 99807)."""
         async with self._send_lock:
-            await self.websocket.send_text(body.decode())
+            try:
+                await self.websocket.send_text(body.decode())
+            except RuntimeError as e:
+                raise WebSocketDisconnect(code=1006) from e
 
     async def handle(self, text: str | None) -> None:
         """One frame; every failure is answered with a RequestError and the connection stays."""
