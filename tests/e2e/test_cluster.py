@@ -69,10 +69,14 @@ class Cluster:
             node.data_dir.mkdir(parents=True)
             (node.data_dir / "blobs").symlink_to(blobs, target_is_directory=True)
             self.nodes[name] = node
-        for user in ("alice", "bob"):
-            self.nodes["a"].add_user(f"{user}@example.test", PASSWORD)
-        for node in self.nodes.values():
-            node.start()
+        try:
+            for user in ("alice", "bob"):
+                self.nodes["a"].add_user(f"{user}@example.test", PASSWORD)
+            for node in self.nodes.values():
+                node.start()
+        except BaseException:
+            self.stop()  # a node that does not start leaves no engine of the cluster running
+            raise
 
     def stop(self) -> None:
         for node in self.nodes.values():
