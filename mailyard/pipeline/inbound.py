@@ -59,6 +59,13 @@ class Filters(Protocol):
                    item: InboundItem | None = None) -> Target: ...
 
 
+class SpoolMissing(PermanentFailure):
+    """The spooled octets of an acknowledged message cannot be found. Permanent only once
+    it has been seen on several attempts (the worker's SPOOL_TRIES): an object store that is
+    restarting, or a gateway in front of it, may say "no such key" for a moment, and a
+    single such answer must not bury mail that a 250 promised."""
+
+
 class Quarantined(PermanentFailure):
     """The inbound checks' verdict says never deliver (a virus): dead-letter queue at once,
     with the verdict's reason as it is ("virus: NAME"), where `mailyard dlq` shows it."""
@@ -185,7 +192,7 @@ class InboundPipeline:
         except NotFound:
             if all([await self.store.has_delivery(t.account_id, item_id) for t in targets]):
                 return Outcome()  # a previous attempt finished everything but the ack
-            raise PermanentFailure(f"spooled message {item.spool} is missing") from None
+            raise SpoolMissing(f"spooled message {item.spool} is missing") from None
         return await self.deliver(raw, parsed, targets, delivery_key=item_id,
                                   received_at=item.received_at, trace_length=trace_length)
 

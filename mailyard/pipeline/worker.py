@@ -23,7 +23,13 @@ from typing import Any
 
 from mailyard import metrics
 from mailyard.core.workitems import INBOUND, BadItem, InboundItem
-from mailyard.pipeline.inbound import InboundPipeline, Outcome, PermanentFailure, Quarantined
+from mailyard.pipeline.inbound import (
+    InboundPipeline,
+    Outcome,
+    PermanentFailure,
+    Quarantined,
+    SpoolMissing,
+)
 from mailyard.store.ports import EventBus, Queue, QueueItem, SearchIndex
 
 log = logging.getLogger("mailyard.worker")
@@ -39,6 +45,10 @@ PAUSE_MIN = 0.5
 PAUSE_MAX = 30.0
 """Bounds of the pause after a failed round (doubling per failure in a row): a store that
 fails is not hammered, and one that is back is used again within half a minute."""
+
+SPOOL_TRIES = 3
+"""Attempts that must each find the spool missing before the item is buried: a store that
+answered "no such key" while restarting is asked again after the usual backoff."""
 
 
 class NotRecorded(Exception):
@@ -187,7 +197,9 @@ class Worker:
         reason = f"{type(error).__name__}: {error}"
         if isinstance(error, Quarantined):
             reason = str(error)  # the verdict's own words ("virus: NAME")
-        if isinstance(error, PermanentFailure) or item.attempts >= self.retry.max_attempts:
+        permanent = isinstance(error, PermanentFailure) and not (
+            isinstance(error, SpoolMissing) and item.attempts < SPOOL_TRIES)
+        if permanent or item.attempts >= self.retry.max_attempts:
             log.warning("item %s to the dead-letter queue: %s", item.id, reason,
                         extra={"queue_id": item.id})
             if not await self._record(item, self.queue.bury(item, reason)):

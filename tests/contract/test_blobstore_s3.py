@@ -66,7 +66,7 @@ class FaultProxy:
         status = self.fault(request)
         if status is not None:
             self.seen.append(Seen(request.method, request.path, dict(request.query), status))
-            code = "SlowDown" if status == 503 else "InternalError"
+            code = {503: "SlowDown", 404: "NoSuchBucket"}.get(status, "InternalError")
             return web.Response(status=status, content_type="application/xml",
                                 text=f"<Error><Code>{code}</Code><Message>injected</Message>"
                                      f"</Error>")
@@ -165,6 +165,22 @@ async def test_persistent_5xx_fails_the_put_after_max_attempts(
     assert [s.status for s in proxy.seen if s.method == "PUT" and "/blobs/" in s.path
             ] == [500, 500, 500]
     assert not await stores(prefix).exists(blob_id_of(data))
+
+
+async def test_only_no_such_key_says_a_blob_is_gone(
+        prefix: str, proxy: FaultProxy, stores: Callable[..., S3BlobStore]) -> None:
+    """A 404 NoSuchBucket (a gateway that has not loaded its buckets yet after a restart)
+    is an error to retry, not "not found": the worker buries an item whose spool is gone."""
+    data = b"stored before the gateway restarted"
+    await stores(prefix).put(blob_id_of(data), data)
+    proxy.fault = lambda request: 404 if request.method == "GET" else None
+    store = stores(prefix, endpoint=proxy.url, cache_bytes=0, max_attempts=1)
+    with pytest.raises(ClientError):
+        await store.get(blob_id_of(data))
+    proxy.fault = lambda request: None
+    assert await store.get(blob_id_of(data)) == data
+    with pytest.raises(NotFound):
+        await store.get(blob_id_of(b"never stored"))
 
 
 async def test_conditional_create_never_overwrites_what_is_stored(

@@ -279,8 +279,10 @@ def run_fault(cluster: FaultCluster, tag: str, stop: Callable[[], None],
         got = Counter(s for s in subjects(nodes[-1], USER) if s.startswith(load.run))
         if set(got) >= load.acknowledged:
             break
-        assert time.monotonic() < deadline, \
-            f"acknowledged but lost: {sorted(load.acknowledged - set(got))[:10]}"
+        if time.monotonic() > deadline:
+            dead = nodes[-1].cli("dlq", "list", check=False).stdout.decode()
+            lost = sorted(load.acknowledged - set(got))[:10]
+            raise AssertionError(f"acknowledged but lost: {lost}; dead letters: {dead[-3000:]}")
         time.sleep(0.5)
     duplicated = {s: n for s, n in got.items() if n > 1}
     assert not duplicated, f"delivered twice: {duplicated}"

@@ -315,7 +315,9 @@ class S3BlobStore:
         try:
             answer = await client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
-            if _status(e) == 404:
+            # Only NoSuchKey says the blob is gone: a 404 NoSuchBucket (a gateway that has
+            # not loaded its buckets yet, a wrong configuration) is an error to retry.
+            if _status(e) == 404 and _code(e) == "NoSuchKey":
                 raise NotFound(f"blob {self.blob_id(key) or key}") from None
             raise
         async with answer["Body"] as body:
