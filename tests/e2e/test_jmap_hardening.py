@@ -490,6 +490,73 @@ def test_websocket_text_frame_of_invalid_utf8_is_closed_1007_without_a_traceback
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
 
 
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client frame, FIN set (payloads under 64 KiB)."""
+    mask = b"\x01\x02\x03\x04"
+    size = (bytes([0x80 | len(payload)]) if len(payload) < 126
+            else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big"))
+    return (bytes([0x80 | opcode]) + size + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def connection_ends(server: Server, start: int) -> tuple[int, str]:
+    """WebSocket connections whose end the log shows since `start`, and that log."""
+    log = server.log_path.read_bytes()[start:].decode(errors="replace")
+    return log.count("JMAP WebSocket closed") + log.count("Exception in ASGI"), log
+
+
+def test_a_bad_frame_while_a_request_runs_ends_the_connection_without_a_traceback(
+        server: Server) -> None:
+    """A Request frame, then, once the server has read it, a frame with a reserved opcode
+    (RFC 6455 §5.2: fail the connection, 1002). The server sends its close at once, while the
+    Request is still being answered; the client keeps its end open, so the answer comes
+    after the close was sent and before the connection is gone. That answer has nowhere to
+    go, which is the client's doing, not an "Exception in ASGI application" (fuzz stage, CI
+    seed 99807). The Request is a long one (64 Email/query calls), so the close comes before
+    the answer; a try where the answer came first has not met the case, and another is made."""
+    start = server.log_path.stat().st_size
+    key = base64.b64encode(b"fedcba9876543210").decode()
+    account = Jmap(server, ALICE).account_id
+    calls = [["Email/query", {"accountId": account, "filter": {"text": f"w{n}"}}, str(n)]
+             for n in range(64)]
+    request = json.dumps({"@type": "Request", "id": "r1", "using": [CORE, MAIL],
+                          "methodCalls": calls}).encode()
+    met = tries = 0
+    while tries < 50 and met < 3:
+        tries += 1
+        with tls_socket(server.http_port) as sock:
+            sock.sendall((f"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1:{server.http_port}\r\n"
+                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                          "Sec-WebSocket-Protocol: jmap\r\n"
+                          f"Authorization: {basic()}\r\n\r\n").encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(1)
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            # The pong says the server has read the Request frame before it: the app has it.
+            sock.sendall(ws_frame(0x1, request) + ws_frame(0x9, b"p"))
+            first = b""
+            while len(first) < 3:
+                first += sock.recv(3 - len(first))
+            assert first == b"\x8a\x01p", first
+            sock.sendall(ws_frame(0x3, b"reserved"))
+            while len(first) < 7:
+                first += sock.recv(7 - len(first))
+            # Held open until the server is done with the connection (its answer included).
+            deadline = time.monotonic() + 60
+            while connection_ends(server, start)[0] < tries:
+                assert time.monotonic() < deadline, connection_ends(server, start)[1][-3000:]
+                time.sleep(0.05)
+        if first[3:4] == b"\x88":  # the close came first: the answer had nowhere to go
+            assert int.from_bytes(first[5:7], "big") == 1002, first
+            met += 1
+    assert met, "in 50 tries the answer always came before the close"
+    log = connection_ends(server, start)[1]
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
+    assert Jmap(server, ALICE).call("Core/echo", hi=2)["hi"] == 2
+
+
 def test_malformed_body_after_a_request_answered_early_logs_no_asgi_exception(
         server: Server) -> None:
     """A chunked body that breaks HTTP framing after the headers of a request that is

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import orjson
@@ -24,6 +25,8 @@ from mailyard.protocols.jmap.push import state_change, wanted_types
 from mailyard.protocols.jmap.services import JMAPServices
 from mailyard.protocols.jmap.session import CAPABILITIES, capability, session_resource
 from mailyard.store.ports import Account, EventBus, Subscription
+
+log = logging.getLogger("mailyard.jmap")
 
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 SUBPROTOCOL = "jmap"
@@ -67,6 +70,7 @@ class Connection:
         self._subscription: Subscription | None = None
         self._pusher: asyncio.Task[None] | None = None
         self._types: tuple[str, ...] = ()
+        self.requests = 0
 
     async def run(self) -> None:
         try:
@@ -111,6 +115,7 @@ class Connection:
                 request_id = value["id"]
             kind = value.get("@type")
             if kind == "Request":
+                self.requests += 1
                 await self.request(raw, request_id)
             elif kind == "WebSocketPushEnable":
                 await self.push_enable(value)
@@ -186,6 +191,9 @@ def routes(services: JMAPServices, bus: EventBus) -> list[WebSocketRoute]:
             await websocket.close(code=1002)
             return
         await websocket.accept(subprotocol=SUBPROTOCOL)
-        await Connection(websocket, services, bus).run()
+        connection = Connection(websocket, services, bus)
+        await connection.run()
+        log.info("JMAP WebSocket closed for %s after %d requests",
+                 connection.account.address, connection.requests)
 
     return [WebSocketRoute(WS_PATH, endpoint)]
