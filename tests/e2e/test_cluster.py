@@ -25,12 +25,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.contract.test_counters_fallback import start_redis
 from tests.e2e.server import Server, free_port
 from tests.natsserver import NatsCluster
+
+if TYPE_CHECKING:
+    from tests.faults import PrivatePostgres
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +44,19 @@ DEADLINE = 120.0
 
 
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, postgres: PrivatePostgres | None = None,
+                 **server: Any) -> None:
+        """`postgres`: a server of the caller's (set up its own way), else one started here;
+        `server`: more tests.e2e.server.Server options for every node (limits, dns)."""
         from tests.faults import PrivatePostgres
 
         self.root = root
         self.nats = NatsCluster(root / "nats", size=3).start()
         # A PostgreSQL of the cluster's own: three nodes' pools over two shards would take a
         # good share of the machine's server's connections from the suites beside it.
-        self.postgres = PrivatePostgres()
-        dsns = [self.postgres.database(f"mailyard_cluster_shard{i}") for i in (0, 1)]
+        self.postgres = postgres or PrivatePostgres()
+        dsns = self.dsns = [self.postgres.database(f"mailyard_cluster_shard{i}")
+                            for i in (0, 1)]
         self.redis_port = free_port()
         self.redis = start_redis(self.redis_port, root)
         blobs = root / "shared-blobs"
@@ -59,7 +67,7 @@ class Cluster:
             node = Server(root / name, metadata="", blobs="",
                           store={"metadata": dsns, "search": "postgresql",
                                  "counters": f"redis://127.0.0.1:{self.redis_port}/0"},
-                          queue={"lease_seconds": 5.0})
+                          queue={"lease_seconds": 5.0}, **server)
             with node.config_path.open("a") as f:
                 f.write("[cluster]\n"
                         f'node = "{name}"\n'
