@@ -49,9 +49,11 @@ function Mail({ client, username, logout }) {
   const [view, setView] = useState({ mailboxId: null, search: '' });
   // The list: its total, and the pages of PAGE conversations loaded so far (pages.loaded[n]),
   // of the view `pages.key` (a new view or a refresh starts a new key; late answers for an old
-  // one are dropped). `version` only makes a render when a page arrives.
-  const [list, setList] = useState({ total: 0, version: 0 });
-  const pages = useRef({ key: 0, loaded: {}, loading: {}, failures: {}, fetching: 0 });
+  // one are dropped). A refresh keeps the old key's pages as `stale`, shown until each page is
+  // fetched anew, so it does not blank the list. `need` holds pages to fetch even when out of
+  // view (the first, which carries the total). `version` only makes a render when a page arrives.
+  const [list, setList] = useState({ total: null, version: 0 });  // total: null while unknown
+  const pages = useRef({ key: 0, view: '', loaded: {}, stale: {}, loading: {}, failures: {}, need: new Set(), fetching: 0 });
   const range = useRef([0, PAGE - 1]);  // the rows the list shows now
   const scrollTop = useRef(0);
   const [cursor, setCursor] = useState(0);
@@ -112,21 +114,30 @@ function Mail({ client, username, logout }) {
     if (got.list.length < PAGE) total = pos + got.list.length;  // the last page says where the end is
     return { emails: got.list, total };
   };
-  const atRow = (i) => pages.current.loaded[Math.floor(i / PAGE)]?.[i % PAGE];
+  const atRow = (i) => {
+    const p = Math.floor(i / PAGE);
+    const s = pages.current;
+    return (s.loaded[p] || s.stale[p])?.[i % PAGE];
+  };
 
-  // The pages of the rows in view that are not loaded yet, fetched for the current view, at most
-  // FETCHES at a time (the server takes maxConcurrentRequests, 4, per account, and a fast
-  // scroll passes many pages): each next one is chosen from the rows in view when a fetch ends,
-  // so pages scrolled past are never asked for. A refused or failed fetch is tried again while
-  // its rows are still in view (the server may be busy with another tab's requests).
+  // The pages of the rows in view (and those `need`ed) that are not loaded yet, fetched for the
+  // current view, at most FETCHES at a time (the server takes maxConcurrentRequests, 4, per
+  // account, and a fast scroll passes many pages): each next one is chosen from the rows in view
+  // when a fetch ends, so pages scrolled past are never asked for. A refused or failed fetch is
+  // tried again, later each time, while its rows are still in view (the server may be busy with
+  // another tab's requests). Every path that changes the pages or the range calls this, so a
+  // page in view is always either loaded or on its way.
   const FETCHES = 2;
   const pump = () => {
     const s = pages.current;
     const [first, last] = range.current;
     const { view: v, mailboxes: boxes } = state.current;
     const key = s.key;
-    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE) && s.fetching < FETCHES; p += 1) {
-      if (s.loaded[p] || s.loading[p] || (s.failures[p] || 0) > 5) continue;
+    const wanted = [...s.need];
+    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p += 1) wanted.push(p);
+    for (const p of wanted) {
+      if (s.fetching >= FETCHES) break;
+      if (s.loaded[p] || s.loading[p]) continue;
       s.loading[p] = true;
       s.fetching += 1;
       fetchPage(v, boxes, p * PAGE).then(({ emails, total }) => {
@@ -134,13 +145,16 @@ function Mail({ client, username, logout }) {
         delete s.loading[p];
         if (pages.current.key !== key) return;
         s.loaded[p] = emails;
-        setList((l) => ({ total: emails.length < PAGE ? total : l.total, version: l.version + 1 }));
+        s.need.delete(p);
+        delete s.failures[p];
+        // The first page carries a search's total; a short page says where the end is.
+        setList((l) => ({ total: p === 0 || emails.length < PAGE ? total : l.total, version: l.version + 1 }));
         pump();
       }, () => {
         s.fetching -= 1;
         delete s.loading[p];
         s.failures[p] = (s.failures[p] || 0) + 1;
-        if (pages.current.key === key) setTimeout(pump, 250 * s.failures[p]);
+        if (pages.current.key === key) setTimeout(pump, Math.min(4000, 250 * s.failures[p]));
       });
     }
   };
@@ -149,23 +163,18 @@ function Mail({ client, username, logout }) {
     pump();
   }, []);
 
-  // The view from the start, or again after a change: the pages in view are fetched anew and
-  // replace the old ones at once, so a refresh does not blank the list.
+  // The view from the start, or again after a change: a new key, whose pages in view are
+  // fetched anew (the first page always: it carries the total); until each arrives, the same
+  // view's old page stands in for it, so a refresh does not blank the list.
   const loadList = useCallback(async () => {
-    const { view: v, mailboxes: boxes } = state.current;
+    const { view: v } = state.current;
     if (!v.mailboxId && !v.search) return;
-    const key = pages.current.key + 1;
-    pages.current.key = key;
-    const [first, last] = range.current;
-    const wanted = [];
-    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p += 1) wanted.push(p);
-    if (!wanted.includes(0)) wanted.unshift(0);  // the first page carries a search's total
-    const got = await Promise.all(wanted.map((p) => fetchPage(v, boxes, p * PAGE)));
-    if (pages.current.key !== key) return;
-    const loaded = Object.fromEntries(wanted.map((p, i) => [p, got[i].emails]));
-    const ends = got.find((g) => g.emails.length < PAGE);
-    pages.current = { key, loaded, loading: {}, failures: {}, fetching: 0 };
-    setList((l) => ({ total: ends ? ends.total : got[0].total, version: l.version + 1 }));
+    const old = pages.current;
+    const name = JSON.stringify([v.mailboxId, v.search]);
+    const stale = old.view === name ? { ...old.stale, ...old.loaded } : {};
+    pages.current = { key: old.key + 1, view: name, loaded: {}, stale, loading: {}, failures: {}, need: new Set([0]), fetching: 0 };
+    if (old.view !== name) setList((l) => ({ total: null, version: l.version + 1 }));
+    pump();
   }, []);
 
   const openThread = useCallback(async (e) => {

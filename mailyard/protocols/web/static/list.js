@@ -49,7 +49,7 @@ export function VirtualList({ total, at, want, row, saved, cursor, generation })
     return () => observer.disconnect();
   }, []);
   const first = Math.max(0, Math.floor(top / unit) - OVERSCAN);
-  const last = Math.min(total - 1, Math.ceil((top + height) / unit) + OVERSCAN);
+  const last = Math.min((total || 0) - 1, Math.ceil((top + height) / unit) + OVERSCAN);
   useEffect(() => { if (total > 0) want(first, last); }, [first, last, total, generation]);
   useEffect(() => {  // j/k move the cursor: keep its row in view
     const node = scroller.current;
@@ -74,8 +74,9 @@ export function VirtualList({ total, at, want, row, saved, cursor, generation })
       : html`<li key=${`wait-${i}`} class="placeholder" aria-busy="true" style=${{ transform: `translateY(${i * unit}px)` }}></li>`);
   }
   return html`<div class="scroller" ref=${scroller} onScroll=${scrolled}>
-    <ul class="list" aria-label="Conversations" aria-rowcount=${total} style=${{ height: total ? `${total * unit}px` : 'auto' }}>
-      ${total === 0 ? html`<li class="empty">No conversations.</li>` : rows}
+    <ul class="list" aria-label="Conversations" aria-rowcount=${total} aria-busy=${total === null} style=${{ height: total ? `${total * unit}px` : 'auto' }}>
+      ${total === 0 ? html`<li class="empty">No conversations.</li>`
+        : total === null ? html`<li class="empty" aria-busy="true">Loading…</li>` : rows}
     </ul>
   </div>`;
 }
