@@ -33,6 +33,8 @@ MAILSTORES = ["sqlite", "postgres", "postgres-sharded"]
 SEARCH_INDEXES = ["sqlite", "postgres"]
 EVENTBUSES = ["local", "nats"]
 COUNTERS = ["sqlite", "redis"]
+PUSH_STORES = ["sqlite", "postgres"]
+SPAM_MODELS = ["sqlite", "postgres"]
 
 
 async def close_adapter(adapter: Any) -> None:
@@ -354,6 +356,68 @@ def _open_counters(name: str, tmp_path: Path) -> Engine:
 async def counters_engine(request: pytest.FixtureRequest,
                           tmp_path: Path) -> AsyncIterator[Engine]:
     engine = _open_counters(request.param, tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.close_all()
+
+
+# --------------------------------------------------------------------------- PushSubscriptionStore
+
+
+def _open_push_store(name: str, tmp_path: Path) -> Engine:
+    if name == "sqlite":
+        from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
+
+        path = tmp_path / "push.db"
+        return Engine(name, lambda: SqlitePushSubscriptionStore(path))
+    if name == "postgres":
+        from mailyard.store.postgres.pushsubs import PostgresPushSubscriptionStore
+        from tests.pgserver import TestDatabase
+
+        database = TestDatabase()
+
+        async def open_postgres() -> PostgresPushSubscriptionStore:
+            return await PostgresPushSubscriptionStore.connect(await database.dsn())
+
+        return DatabaseEngine(name, open_postgres, database.drop)
+    raise ValueError(f"unknown PushSubscriptionStore adapter {name}")
+
+
+@pytest.fixture(params=PUSH_STORES)
+async def push_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    engine = _open_push_store(request.param, tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.close_all()
+
+
+# --------------------------------------------------------------------------- SpamModel
+
+
+def _open_spam_model(name: str, tmp_path: Path) -> Engine:
+    if name == "sqlite":
+        from mailyard.store.sqlite.spam import SqliteSpamModel
+
+        path = tmp_path / "spam.db"
+        return Engine(name, lambda: SqliteSpamModel(path))
+    if name == "postgres":
+        from mailyard.store.postgres.spam import PostgresSpamModel
+        from tests.pgserver import TestDatabase
+
+        database = TestDatabase()
+
+        async def open_postgres() -> PostgresSpamModel:
+            return await PostgresSpamModel.connect(await database.dsn())
+
+        return DatabaseEngine(name, open_postgres, database.drop)
+    raise ValueError(f"unknown SpamModel adapter {name}")
+
+
+@pytest.fixture(params=SPAM_MODELS)
+async def spam_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    engine = _open_spam_model(request.param, tmp_path)
     try:
         yield engine
     finally:

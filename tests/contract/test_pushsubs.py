@@ -3,35 +3,13 @@ unexpired subscriptions, expiry, and durability across a reopen."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailyard.store.ports import NotFound, PushSubscriptionRecord
 from tests.contract.conftest import Engine
-
-PUSH_STORES = ["sqlite"]
-
-
-def _open(name: str, tmp_path: Path) -> Engine:
-    if name == "sqlite":
-        from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
-
-        path = tmp_path / "push.db"
-        return Engine(name, lambda: SqlitePushSubscriptionStore(path))
-    raise ValueError(f"unknown PushSubscriptionStore adapter {name}")
-
-
-@pytest.fixture(params=PUSH_STORES)
-async def push_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open(request.param, tmp_path)
-    try:
-        yield engine
-    finally:
-        await engine.close_all()
 
 
 @pytest.fixture
@@ -103,3 +81,14 @@ async def test_durable_across_reopen(push_engine: Engine) -> None:
     await push_engine.close(first)
     second = await push_engine.open()
     assert await second.get("acct-a") == [record("s1", verified=True)]
+
+
+async def test_another_process_sees_what_one_made(push_engine: Engine) -> None:
+    """Two adapters on one store, as two nodes of a cluster (or two processes of one): a
+    subscription made or destroyed through one is what the other reads."""
+    one, other = await push_engine.open(), await push_engine.open()
+    await one.put(record("s1", verified=True))
+    assert await other.get("acct-a") == [record("s1", verified=True)]
+    assert await other.verified(1_500_000_000.0) == [record("s1", verified=True)]
+    await other.delete("acct-a", "s1")
+    assert await one.get("acct-a") == []
