@@ -323,8 +323,8 @@ def test_webmail_settings_vacation_and_tokens(server: Server, browser: Browser) 
 
     settings.get_by_label("Reply automatically").check()
     away.get_by_label("Subject").fill("Away until Monday")
-    settings.get_by_label("Message").fill("I am away; back on Monday.")
-    settings.get_by_role("button", name="Save").click()
+    away.get_by_label("Message").fill("I am away; back on Monday.")
+    away.get_by_role("button", name="Save").click()
     api = Jmap(server, ALICE, using=("urn:ietf:params:jmap:core",
                                      "urn:ietf:params:jmap:vacationresponse"))
     wait_for(lambda: api.call("VacationResponse/get", ids=["singleton"])["list"][0]["isEnabled"],
@@ -341,8 +341,8 @@ def test_webmail_settings_vacation_and_tokens(server: Server, browser: Browser) 
 
     # An app token: created (shown once), usable as a Bearer token, then revoked.
     expect(settings.locator("tr", has_text="(this session)")).to_have_count(1)
-    settings.get_by_label("Name").fill("phone")
-    settings.get_by_label("Days").fill("30")
+    settings.locator("form.newtoken").get_by_label("Name").fill("phone")
+    settings.locator("form.newtoken").get_by_label("Days").fill("30")
     settings.get_by_role("button", name="Create token").click()
     token = settings.locator(".created code").inner_text()
     assert token.startswith("myt1.")

@@ -416,7 +416,7 @@ function Mail({ client, username, logout }) {
           ${list.total ? `${list.total.toLocaleString()} conversation${list.total === 1 ? '' : 's'}` : ''}
         </span>`}
       </div>`}
-      ${view.settings ? html`<${Settings} client=${client} notify=${notify} />` : thread
+      ${view.settings ? html`<${Settings} client=${client} notify=${notify} identitiesChanged=${setIdentities} />` : thread
         ? html`<section class="thread" aria-label="Conversation">
             <h1>${thread.emails[0]?.subject || '(no subject)'}</h1>
             ${thread.emails.map((e, i) => html`<${Message} key=${e.id} client=${client} e=${e} last=${i === thread.emails.length - 1} />`)}

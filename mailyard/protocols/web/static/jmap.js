@@ -38,15 +38,26 @@ export class Client {
     return body.methodResponses.map(([name, args]) => [name, args]);
   }
 
-  async upload(file) {
+  // A blob upload (RFC 8620 §6.1); `onProgress(loaded, total)` follows it (XMLHttpRequest:
+  // fetch reports no upload progress).
+  upload(file, onProgress = null) {
     const url = this.session.uploadUrl.replace('{accountId}', encodeURIComponent(this.accountId));
-    const r = await fetch(url, {
-      method: 'POST', credentials: 'same-origin', body: file,
-      headers: { 'Content-Type': file.type || 'application/octet-stream', ...CSRF },
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', url);
+      xhr.withCredentials = true;
+      xhr.responseType = 'json';
+      xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+      for (const [name, value] of Object.entries(CSRF)) xhr.setRequestHeader(name, value);
+      if (onProgress) xhr.upload.onprogress = (ev) => onProgress(ev.loaded, ev.lengthComputable ? ev.total : file.size);
+      xhr.onload = () => {
+        if (xhr.status === 401) reject(new SessionEnded());
+        else if (xhr.status < 200 || xhr.status >= 300) reject(new Error(`upload failed: ${xhr.status}`));
+        else resolve(xhr.response);
+      };
+      xhr.onerror = () => reject(new Error('upload failed'));
+      xhr.send(file);
     });
-    if (r.status === 401) throw new SessionEnded();
-    if (!r.ok) throw new Error(`upload failed: ${r.status}`);
-    return r.json();
   }
 
   downloadUrl(blobId, name, type) {

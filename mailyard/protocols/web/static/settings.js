@@ -1,9 +1,9 @@
-// Settings: vacation responder, filters, app tokens, quota.
+// Settings: vacation responder, identities and their signatures, filters, app tokens, quota.
 import { useState, useEffect, useRef } from './vendor/hooks.mjs';
 import { html, size, UNDO_CHOICES, undoSeconds, setUndoSeconds } from './util.js';
 import { CSRF } from './jmap.js';
 
-export function Settings({ client, notify }) {
+export function Settings({ client, notify, identitiesChanged }) {
   const [vacation, setVacation] = useState(null);
   const [tokens, setTokens] = useState([]);
   const [quota, setQuota] = useState(null);
@@ -50,6 +50,7 @@ export function Settings({ client, notify }) {
       <label>Message<textarea name="text" rows="5" defaultValue=${vacation.textBody || ''}></textarea></label>
       <button type="submit">Save</button>
     </form>`}
+    <${Identities} client=${client} notify=${notify} changed=${identitiesChanged} />
     <h2>Sending</h2>
     <label class="inline">Undo send: hold every message for
       <select name="undo" aria-label="Undo send window" value=${String(undoSeconds())}
@@ -150,5 +151,57 @@ function Filters({ client, notify }) {
       <div class="row-buttons"><button type="submit">${editing ? 'Save filter' : 'Create filter'}</button>
         ${editing && html`<button type="button" onClick=${cancel}>Cancel</button>`}</div>
     </form>
+  </div>`;
+}
+
+// The names the user sends as, each with its signature (Identity/set): the account's own
+// identity can be renamed and signed but not deleted; more can be added for the same address
+// (a work signature and a private one, say).
+function Identity({ identity, save, remove }) {
+  const submit = (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    save(identity, { name: f.get('name').trim(), textSignature: f.get('signature').replace(/\s+$/, '') });
+  };
+  const title = identity ? `Identity ${identity.name || identity.email}` : 'New identity';
+  return html`<form class="identity" onSubmit=${submit} aria-label=${title}>
+    ${identity && html`<p class="hint">${identity.email}</p>`}
+    <label>Name<input name="name" maxlength="200" defaultValue=${identity?.name || ''} /></label>
+    <label>Signature<textarea name="signature" rows="3" defaultValue=${identity?.textSignature || ''}></textarea></label>
+    <div class="row-buttons"><button type="submit">${identity ? 'Save identity' : 'Add identity'}</button>
+      ${identity?.mayDelete && html`<button type="button" onClick=${() => remove(identity)}>Delete identity</button>`}</div>
+  </form>`;
+}
+
+function Identities({ client, notify, changed }) {
+  const [list, setList] = useState(null);
+  const [generation, setGeneration] = useState(0);  // remakes the forms with what is saved
+  const load = async () => {
+    const [[, r]] = await client.call([['Identity/get', {}]]);
+    setList(r.list);
+    setGeneration((g) => g + 1);
+    if (changed) changed(r.list);
+  };
+  useEffect(() => { load(); }, []);
+  const save = async (identity, values) => {
+    const call = identity ? { update: { [identity.id]: values } } : { create: { n: { ...values, email: list[0].email } } };
+    const [[, r]] = await client.call([['Identity/set', call]]);
+    const problem = identity ? (r.notUpdated || {})[identity.id] : (r.notCreated || {}).n;
+    if (problem) { notify(`Identity not saved: ${problem.description || problem.type}`); return; }
+    notify(identity ? 'Identity saved.' : 'Identity added.');
+    load();
+  };
+  const remove = async (identity) => {
+    const [[, r]] = await client.call([['Identity/set', { destroy: [identity.id] }]]);
+    notify((r.destroyed || []).length ? 'Identity deleted.' : 'Identity not deleted.');
+    load();
+  };
+  return html`<div class="identities">
+    <h2>Identities and signatures</h2>
+    <p class="hint">A new message starts with the signature of the identity it is sent as.</p>
+    ${list && html`<div key=${generation}>
+      ${list.map((i) => html`<${Identity} key=${i.id} identity=${i} save=${save} remove=${remove} />`)}
+      <details><summary>Add an identity</summary><${Identity} identity=${null} save=${save} /></details>
+    </div>`}
   </div>`;
 }
