@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, FilePayload, expect
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin, Subprotocol
@@ -102,9 +102,9 @@ def test_webmail_read_reply_live_actions(server: Server, browser: Browser) -> No
     expect(composer.get_by_label("Subject")).to_have_value("Re: Quarterly plan")
     composer.get_by_label("Message").press("Control+Home")
     composer.get_by_label("Message").type("Looks good; figures attached.")
-    composer.locator("input[type=file]").set_input_files(files=[{
-        "name": "figures.ods", "mimeType": "application/vnd.oasis.opendocument.spreadsheet",
-        "buffer": FIGURES}])
+    composer.locator("input[type=file]").set_input_files(files=[FilePayload(
+        name="figures.ods", mimeType="application/vnd.oasis.opendocument.spreadsheet",
+        buffer=FIGURES)])
     expect(composer.locator(".attachments")).to_contain_text("figures.ods")
     shot(page, "compose")
     composer.get_by_role("button", name="Send").click()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, FilePayload, expect
 
 from tests.e2e.jmapclient import CORE, MAIL, Jmap
 from tests.e2e.server import Server, wait_port
@@ -175,8 +175,8 @@ def test_large_attachment_upload_shows_progress(server: Server, browser: Browser
     composer = page.locator("form.composer")
     composer.get_by_role("combobox", name="To").fill(BOB)
     composer.get_by_label("Subject").fill("The big file")
-    composer.locator("input[type=file]").set_input_files(files=[{
-        "name": "big.bin", "mimeType": "application/octet-stream", "buffer": big}])
+    composer.locator("input[type=file]").set_input_files(files=[FilePayload(
+        name="big.bin", mimeType="application/octet-stream", buffer=big)])
     progress = composer.get_by_role("progressbar", name="Uploading big.bin")
     progress.wait_for()
     expect(composer.get_by_role("button", name="Send")).to_be_disabled()

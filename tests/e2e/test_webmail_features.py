@@ -14,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,7 @@ def test_sender_authentication_marks(tmp_path: Path, dns: TestDNS, browser: Brow
                 extra=forged)
         api = Jmap(server, ALICE)
         for subject in ("Real newsletter", "Wire the money", "Trust me"):
-            wait_for(lambda s=subject: emails(api, s), what=subject)
+            wait_for(partial(emails, api, subject), what=subject)
 
         alice = Guarded(browser, server)
         page = alice.page

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Dialog, expect
 
 from tests.e2e.jmapclient import Jmap
 from tests.e2e.server import Server, wait_port
@@ -109,7 +109,12 @@ def test_hostile_html_runs_nothing_and_loads_nothing(server: Server, browser: Br
     alice = Guarded(browser, server, height=2000)
     page = alice.page
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     home: list[str] = []
     alice.context.on("request", lambda r: home.append(r.url) if "__xss__" in r.url else None)
     login(page, ALICE)
@@ -148,8 +153,8 @@ def test_hostile_html_runs_nothing_and_loads_nothing(server: Server, browser: Br
         assert frame.get_attribute("sandbox") == "allow-popups allow-popups-to-escape-sandbox"
         # Links left in the message open outside; clicking what remains runs nothing.
         for link in page.frame_locator("iframe.body").first.locator("a").all():
-            assert link.get_attribute("href") is None or link.get_attribute(
-                "href").startswith(("http:", "https:", "mailto:"))
+            href = link.get_attribute("href")
+            assert href is None or href.startswith(("http:", "https:", "mailto:"))
         page.get_by_role("toolbar", name="Actions").get_by_role("button", name="←").click()
         opened += 1
     assert opened == len(CORPUS)
