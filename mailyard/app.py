@@ -514,7 +514,13 @@ def open_event_bus(config: Config, nats: Callable[[], NatsConnection]) -> NodeEv
 
 
 def open_spam_model(config: Config) -> SpamModel:
-    """What the content classifier learns: spam.db in data_dir."""
+    """What the content classifier learns: spam.db in data_dir, or the (first) PostgreSQL
+    database, where every node of a cluster learns and reads the same model."""
+    dsn = (config.store.shards or [config.store.metadata])[0]
+    if dsn:
+        from mailyard.store.postgres.spam import PostgresSpamModel
+
+        return PostgresSpamModel(dsn)
     from mailyard.store.sqlite.spam import SqliteSpamModel
 
     return SqliteSpamModel(config.data_dir / "spam.db")
@@ -533,7 +539,13 @@ def open_sieve_store(config: Config) -> SieveScriptStore:
 
 
 def open_push_store(config: Config) -> PushSubscriptionStore:
-    """JMAP push subscriptions: push.db in data_dir."""
+    """JMAP push subscriptions: push.db in data_dir, or the (first) PostgreSQL database, where
+    every node of a cluster sees the subscriptions any node made."""
+    dsn = (config.store.shards or [config.store.metadata])[0]
+    if dsn:
+        from mailyard.store.postgres.pushsubs import PostgresPushSubscriptionStore
+
+        return PostgresPushSubscriptionStore(dsn)
     from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
 
     return SqlitePushSubscriptionStore(config.data_dir / "push.db")
