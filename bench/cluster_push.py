@@ -8,8 +8,10 @@ private Redis, three `mailyard serve` nodes sharing one blob directory, a loopba
 (bench/smtp_ingest.py's records: SPF and DMARC pass for the senders). The private PostgreSQL
 runs with track_commit_timestamp = on, so each probe's commit time is read back afterwards
 (pg_xact_commit_timestamp of its `emails` row): the time from the SMTP 250 on node a is split
-into 250 -> commit (the queue, a pipeline on any node, the store) and commit -> wake-up (the
-worker's announce, NATS, the listener on the other node). Everything is stopped at the end.
+into 250 -> commit (the queue, a pipeline on any node, the store) and commit -> wake-up; and a
+NATS subscriber of the bench's own on the account's event subject splits that into commit ->
+announce (the worker's search indexing and publish) and announce -> wake-up (NATS to the
+node, the listener's own work, the client). Everything is stopped at the end.
 
     .venv/bin/python bench/cluster_push.py --samples 100 --rounds 2
 
@@ -146,11 +148,59 @@ def websocket_on(port: int, user: str) -> Listener:
     return listener
 
 
+def nats_tap(urls: list[str], subject: str) -> Listener:
+    """A NATS subscriber of the bench's own on the probe account's event subject, in a thread
+    with its own event loop: a wake is the worker's announce arriving from NATS, the moment
+    the nodes' subscribers can have it too."""
+    import nats
+
+    listener = Listener()
+
+    def run() -> None:
+        async def main() -> None:
+            nc = await nats.connect(urls)
+
+            async def received(msg: object) -> None:
+                listener.wakes.append(time.time())
+
+            await nc.subscribe(subject, cb=received)
+            await nc.flush()
+            listener.ready.set()
+            while not listener.stop.is_set():
+                await asyncio.sleep(0.05)
+            await nc.close()
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # reported by the phase
+            listener.error.append(e)
+            listener.ready.set()
+
+    listener.thread = threading.Thread(target=run, daemon=True)
+    listener.thread.start()
+    return listener
+
+
 def probe_mail(subject: str, to: str, size: int) -> bytes:
     head = (f"From: probe@remote.test\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{subject}@remote.test>\r\n\r\n").encode()
     line = b"The quick brown fox jumps over the lazy dog and keeps on running. \r\n"
     return head + line * max(1, (size - len(head)) // len(line))
+
+
+async def event_subject(dsns: list[str], prefix: str, address: str) -> str:
+    from mailyard.store.nats.connection import subject_token
+
+    for dsn in dsns:  # the account's shard has its row
+        conn = await asyncpg.connect(dsn)
+        try:
+            account_id = await conn.fetchval("SELECT id FROM accounts WHERE address = $1",
+                                             address)
+        finally:
+            await conn.close()
+        if account_id is not None:
+            return f"{prefix}.events.{subject_token(str(account_id))}"
+    raise RuntimeError(f"no account {address}")
 
 
 async def indexed(dsns: list[str]) -> int:
@@ -222,7 +272,9 @@ async def phase(cluster: object, dsns: list[str], target: str, others: list[str]
     nodes = cluster.nodes  # type: ignore[attr-defined]
     idle = idle_on(nodes["c"].imap_port, target)
     push = websocket_on(nodes["b"].http_port, target)
-    for listener in (idle, push):
+    tap = nats_tap(cluster.nats.urls, await event_subject(  # type: ignore[attr-defined]
+        dsns, cluster.prefix, target))  # type: ignore[attr-defined]
+    for listener in (idle, push, tap):
         await asyncio.to_thread(listener.ready.wait, 60)
         if listener.error:
             raise listener.error[0]
@@ -261,18 +313,34 @@ async def phase(cluster: object, dsns: list[str], target: str, others: list[str]
                 await task
         idle.close()
         push.close()
+        tap.close()
     load1 = loadavg()
     commits = await commit_times(dsns, prefix)
     out: dict[str, list[float]] = {k: [] for k in (
         "250->EXISTS c", "250->StateChange b", "250->commit", "commit->EXISTS c",
-        "commit->StateChange b")}
+        "commit->StateChange b", "commit->announce", "announce->EXISTS c",
+        "announce->StateChange b")}
     for i, (subject, sent, ok) in enumerate(probes):
         until = probes[i + 1][1] if i + 1 < len(probes) else float("inf")
         e = idle.first_after(sent)
         s = push.first_after(sent)
+        a = tap.first_after(sent)
         e = e if e is not None and e < until else None
         s = s if s is not None and s < until else None
+        a = a if a is not None and a < until else None
         commit = commits.get(subject)
+        if e is None or s is None or commit is None:
+            print(f"  {subject}: 250 after {(ok - sent) * 1000:.0f} ms, no"
+                  + "".join(f" {w}" for w, v in (("EXISTS", e), ("StateChange", s),
+                                                  ("commit", commit)) if v is None)
+                  + " before the next probe", flush=True)
+        if a is not None:
+            if commit is not None:
+                out["commit->announce"].append(a - commit)
+            if e is not None:
+                out["announce->EXISTS c"].append(e - a)
+            if s is not None:
+                out["announce->StateChange b"].append(s - a)
         if e is None:
             missed["IDLE"] += 1
         else:
