@@ -8,9 +8,11 @@ Rules, once for every engine:
   is touched (its MODSEQ, "Email updated").
 - Every write takes one MODSEQ for all it changes.
 - An expunge from All Mail destroys the email; so does one from a destroying role (Trash)
-  when no mailbox but All Mail holds it any more. Destroying takes the email out of every
-  mailbox, gives its octets back to the quota, logs "Email destroyed", and the thread is
-  "updated" while it has emails, else "destroyed" and its Message-ID keys forgotten.
+  when no mailbox but All Mail holds it any more, and, when the caller asks for `orphans`
+  (POP3 DELE in expunge mode, JMAP onDestroyRemoveEmails), one from any mailbox. Destroying
+  takes the email out of every mailbox, gives its octets back to the quota, logs "Email
+  destroyed", and the thread is "updated" while it has emails, else "destroyed" and its
+  Message-ID keys forgotten. JMAP Email/set destroy destroys outright (`destroy_emails`).
 - A MOVE takes the email out of the source first: one another session expunged meanwhile
   is not moved (it would turn up in the target unannounced).
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailyard.model.keywords import SEEN, touch
-from mailyard.store.ports import CountChange, EmailFlags, MailTx, NotFound
+from mailyard.store.ports import CountChange, EmailFlags, Expunged, MailTx, NotFound
 
 ALL = "all"
 """The role of the mailbox every email is in (Gmail's All Mail): an email with no other label
@@ -34,10 +36,16 @@ def counts(email: EmailFlags, sign: int) -> CountChange:
                        size=sign * email.size)
 
 
-def destroys(role: str | None, others: int) -> bool:
+def destroys(role: str | None, others: int, *, orphans: bool = False) -> bool:
     """Whether an expunge from a mailbox of `role` destroys the email, `others` being the
-    mailboxes other than All Mail that still hold it."""
-    return role == ALL or (role in DESTROYING_ROLES and others == 0)
+    mailboxes other than All Mail that still hold it; with `orphans`, an email left in no
+    such mailbox is destroyed whatever the role."""
+    return role == ALL or ((orphans or role in DESTROYING_ROLES) and others == 0)
+
+
+async def others(tx: MailTx, email_id: str, *, besides: str = "") -> int:
+    """How many mailboxes other than All Mail (and `besides`) hold the email."""
+    return sum(m != besides and r != ALL for m, r in (await tx.holders(email_id)).items())
 
 
 async def label(tx: MailTx, email_id: str, email: EmailFlags, mailbox_id: str, modseq: int,
@@ -99,14 +107,30 @@ async def add_to_mailbox(tx: MailTx, email_ids: Sequence[str], mailbox_id: str, 
     return uids
 
 
+async def destroy_emails(tx: MailTx, email_ids: Sequence[str]) -> list[str]:
+    """Destroy the emails (JMAP Email/set destroy), unknown ids skipped, all under one MODSEQ
+    (none taken when there is nothing to destroy); the ids destroyed."""
+    await tx.lock_account()
+    emails = await tx.email_flags(email_ids)
+    if not emails:
+        return []
+    modseq = await tx.next_modseq()
+    gone = [email_id for email_id in dict.fromkeys(email_ids) if email_id in emails]
+    for email_id in gone:
+        await destroy(tx, email_id, emails[email_id], modseq)
+    return gone
+
+
 async def remove_from_mailbox(tx: MailTx, mailbox_id: str, email_ids: Sequence[str], *,
-                              if_keyword: str | None = None) -> list[int]:
+                              if_keyword: str | None = None, orphans: bool = False
+                              ) -> Expunged:
     """Unlabel the emails (only those with `if_keyword`, when given: EXPUNGE of \\Deleted),
-    destroying those the rule says; the UIDs removed, ascending."""
+    destroying those the rule says (see `destroys`); the UIDs removed, ascending, and the
+    emails destroyed."""
     role = await tx.mailbox_role(mailbox_id)
     modseq = await tx.next_modseq()  # locks the account: no STORE in between
     emails = await tx.email_flags(email_ids)
-    uids = []
+    result = Expunged(uids=[], destroyed=[])
     for email_id in dict.fromkeys(email_ids):
         email = emails.get(email_id)
         if email is None or (if_keyword is not None and if_keyword not in email.keywords):
@@ -114,13 +138,14 @@ async def remove_from_mailbox(tx: MailTx, mailbox_id: str, email_ids: Sequence[s
         uid = await unlabel(tx, email_id, email, mailbox_id, modseq)
         if uid is None:
             continue
-        uids.append(uid)
-        others = sum(r != ALL for r in (await tx.holders(email_id)).values())
-        if destroys(role, others):
+        result.uids.append(uid)
+        if destroys(role, await others(tx, email_id), orphans=orphans):
             await destroy(tx, email_id, email, modseq)
+            result.destroyed.append(email_id)
         else:
             await touch(tx, email_id, modseq)
-    return sorted(uids)
+    result.uids.sort()
+    return result
 
 
 async def move(tx: MailTx, email_ids: Sequence[str], source_id: str, target_id: str, *,

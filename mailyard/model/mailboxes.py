@@ -10,13 +10,16 @@ engine:
 - Renaming a mailbox renames the mailboxes below it (their paths keep their tails), all under
   one MODSEQ, each "Mailbox updated".
 - Destroying a mailbox leaves its emails (All Mail still holds them), touched so their
-  mailboxIds change is seen; the mailbox is "destroyed" in the change log.
+  mailboxIds change is seen; with `remove_emails` (JMAP onDestroyRemoveEmails, RFC 8621
+  §2.5) those in no other mailbox (All Mail aside) are destroyed instead, in the same
+  transaction and MODSEQ. The mailbox is "destroyed" in the change log.
 Each writes the change log entries JMAP Mailbox/changes and IMAP NOTIFY read.
 """
 
 from __future__ import annotations
 
 from mailyard.core.mailboxrules import DELIMITER
+from mailyard.model import labels
 from mailyard.model.keywords import touch
 from mailyard.store.ports import Conflict, Mailbox, MailboxTx
 
@@ -67,10 +70,20 @@ async def set_subscribed(tx: MailboxTx, mailbox_id: str, subscribed: bool) -> No
     tx.log(modseq, "Mailbox", mailbox_id, "updated")
 
 
-async def destroy(tx: MailboxTx, mailbox_id: str) -> None:
+async def destroy(tx: MailboxTx, mailbox_id: str, *, remove_emails: bool = False) -> list[str]:
+    """The ids of the emails destroyed with the mailbox (only with `remove_emails`)."""
     await tx.mailbox_role(mailbox_id)  # NotFound for a wrong id
     modseq = await tx.next_modseq()
-    for email_id in await tx.mailbox_email_ids(mailbox_id):
-        await touch(tx, email_id, modseq)
+    email_ids = await tx.mailbox_email_ids(mailbox_id)
+    emails = await tx.email_flags(email_ids) if remove_emails else {}
+    destroyed = []
+    for email_id in email_ids:
+        email = emails.get(email_id)
+        if email is not None and not await labels.others(tx, email_id, besides=mailbox_id):
+            await labels.destroy(tx, email_id, email, modseq)
+            destroyed.append(email_id)
+        else:
+            await touch(tx, email_id, modseq)
     await tx.delete_mailbox(mailbox_id)
     tx.log(modseq, "Mailbox", mailbox_id, "destroyed")
+    return destroyed

@@ -91,12 +91,20 @@ class MailboxService:
         await self._changed(account)
         return box
 
-    async def delete_mailbox(self, account: Account, mailbox: Mailbox) -> None:
+    async def delete_mailbox(self, account: Account, mailbox: Mailbox, *,
+                             remove_emails: bool = False) -> list[str]:
+        """Deletes the mailbox; with `remove_emails` (JMAP onDestroyRemoveEmails) the emails
+        in no other mailbox (All Mail aside) are destroyed with it, in one transaction.
+        Returns the ids destroyed."""
         mailboxrules.check_destroy(mailbox)
-        await self.store.delete_mailbox(account.id, mailbox.id)
+        gone = await self.store.delete_mailbox(account.id, mailbox.id,
+                                               remove_emails=remove_emails)
+        if gone:
+            await self.index.delete(account.id, gone)
         with contextlib.suppress(NotFound):  # its sortOrder, if a client gave one
             await self.store.delete_object(account.id, SORT_ORDER, mailbox.id, log=False)
         await self._changed(account)
+        return gone
 
     async def sort_orders(self, account: Account) -> dict[str, int]:
         """The sortOrder (RFC 8621 §2) a client gave each mailbox, by mailbox id; mailboxes
@@ -261,19 +269,14 @@ class MailboxService:
 
     async def expunge(self, account: Account, mailbox: Mailbox, email_ids: Sequence[str],
                       *, if_deleted: bool = False) -> list[int]:
-        """Takes the label off; from Trash (last label) or All Mail it destroys the email.
-        `if_deleted`: only those still \\Deleted in the store's own transaction (IMAP
-        EXPUNGE, CLOSE: the session's view may be older than another session's STORE)."""
-        uids = await self.store.remove_from_mailbox(
+        """Takes the label off; from Trash (last label) or All Mail it destroys the email
+        (model/labels.py). `if_deleted`: only those still \\Deleted in the store's own
+        transaction (IMAP EXPUNGE, CLOSE: the session's view may be older than another
+        session's STORE)."""
+        done = await self.store.expunge(
             account.id, mailbox.id, email_ids, if_keyword="$deleted" if if_deleted else None)
-        if mailbox.role in ("trash", "all"):
-            # Destroyed emails leave the search index too, or text searches would name them.
-            left = {r.id for r in await self.store.get_emails(account.id, email_ids, brief=True)}
-            gone = [e for e in email_ids if e not in left]
-            if gone:
-                await self.index.delete(account.id, gone)
-        await self._changed(account)
-        return uids
+        await self._forget(account, done.destroyed)
+        return done.uids
 
     async def append(self, account: Account, mailbox: Mailbox, raw: bytes, *,
                      keywords: Sequence[str] = (), received_at: int | None = None,
@@ -301,20 +304,20 @@ class MailboxService:
         return Appended(delivered.email_id, uid, mailbox.uidvalidity)
 
     async def destroy(self, account: Account, email_ids: Sequence[str]) -> list[str]:
-        """JMAP Email/set destroy: out of every label, All Mail last (the expunge that
-        destroys), and out of the search index, whose text hits would otherwise still name
-        the email. Returns the ids that were there to destroy."""
-        records = await self.store.get_emails(account.id, email_ids, brief=True)
-        boxes = await self.store.list_mailboxes(account.id)
-        for record in records:
-            labelled = [b for b in boxes if b.name in record.mailboxes or b.role == "all"]
-            for box in sorted(labelled, key=lambda b: b.role == "all"):
-                await self.store.remove_from_mailbox(account.id, box.id, [record.id])
-        gone = [r.id for r in records]
+        """JMAP Email/set destroy: out of every mailbox and the quota in one transaction
+        (model/labels.py destroy_emails), then out of the search index. Returns the ids that
+        were there to destroy."""
+        gone = await self.store.destroy_emails(account.id, email_ids)
         if gone:
-            await self.index.delete(account.id, gone)
-            await self._changed(account)
+            await self._forget(account, gone)
         return gone
+
+    async def _forget(self, account: Account, destroyed: Sequence[str]) -> None:
+        """Destroyed emails leave the search index too, or text searches would name them;
+        then the change is published."""
+        if destroyed:
+            await self.index.delete(account.id, list(destroyed))
+        await self._changed(account)
 
     def _junk(self, account: Account, email_ids: Sequence[str], is_spam: bool) -> None:
         for observe in self.junk_observers:
@@ -327,16 +330,11 @@ class MailboxService:
     async def delete_from(self, account: Account, mailbox: Mailbox,
                           email_ids: Sequence[str]) -> list[str]:
         """Take the emails out of `mailbox` and destroy those no other mailbox holds (All Mail
-        aside): POP3 DELE in expunge mode, where deleted must mean gone, while a label the user
-        gave an email elsewhere is kept. Returns the destroyed ids."""
-        await self.store.remove_from_mailbox(account.id, mailbox.id, email_ids)
-        everything = {b.name for b in await self.store.list_mailboxes(account.id)
-                      if b.role == "all"}
-        records = await self.store.get_emails(account.id, email_ids, brief=True)
-        orphans = [r.id for r in records if not set(r.mailboxes) - everything]
-        gone = await self.destroy(account, orphans) if orphans else []
-        await self._changed(account)
-        return gone
+        aside), in one transaction: POP3 DELE in expunge mode, where deleted must mean gone,
+        while a label the user gave an email elsewhere is kept. Returns the destroyed ids."""
+        done = await self.store.expunge(account.id, mailbox.id, email_ids, orphans=True)
+        await self._forget(account, done.destroyed)
+        return done.destroyed
 
     # ------------------------------------------------------------------ import (services/transfer)
 

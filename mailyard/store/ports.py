@@ -414,6 +414,14 @@ class KeywordUpdate:
 
 
 @dataclass(slots=True)
+class Expunged:
+    uids: list[int]
+    """The UIDs taken out of the mailbox, ascending."""
+    destroyed: list[str]
+    """The emails destroyed by it (they left the search index's concern too)."""
+
+
+@dataclass(slots=True)
 class Change:
     modseq: int
     kind: str
@@ -475,7 +483,12 @@ class MailStore(Protocol):
     # mailboxes as labels: the operations IMAP, JMAP and the web share
     async def create_mailbox(self, account_id: str, name: str,
                              role: str | None = None) -> Mailbox: ...
-    async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None: ...
+    async def delete_mailbox(self, account_id: str, mailbox_id: str, *,
+                             remove_emails: bool = False) -> list[str]:
+        """Deletes the mailbox; its emails stay (All Mail holds them), except with
+        `remove_emails` those in no other mailbox but All Mail, which are destroyed in the
+        same transaction. Returns the ids destroyed."""
+        ...
     async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
         """Renames the mailbox and every mailbox below it (name + "/")."""
         ...
@@ -544,6 +557,16 @@ class MailStore(Protocol):
         only the emails that carry it inside the same transaction (EXPUNGE removes what is
         \\Deleted now, not what was when the session last looked: another session may have
         taken the flag off meanwhile)."""
+        ...
+    async def expunge(self, account_id: str, mailbox_id: str, email_ids: Sequence[str], *,
+                      if_keyword: str | None = None, orphans: bool = False) -> Expunged:
+        """remove_from_mailbox, answering the emails destroyed as well as the UIDs; with
+        `orphans`, an email left in no mailbox but All Mail is destroyed whatever the
+        mailbox's role (POP3 DELE in expunge mode)."""
+        ...
+    async def destroy_emails(self, account_id: str, email_ids: Sequence[str]) -> list[str]:
+        """Destroy the emails (out of every mailbox, off the quota) in one transaction and
+        one MODSEQ; unknown ids are skipped. Returns the ids destroyed."""
         ...
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
                    target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:

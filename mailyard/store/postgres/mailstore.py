@@ -33,6 +33,7 @@ from mailyard.store.ports import (
     DKIMKeyRecord,
     EmailHead,
     EmailRecord,
+    Expunged,
     Hits,
     KeywordUpdate,
     Mailbox,
@@ -318,9 +319,10 @@ class PostgresMailStore:
         return await self._write(lambda tx: mailboxes.create(
             PostgresMailTx(tx, account_id), new_id("m"), name, role))
 
-    async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
-        await self._write(lambda tx: mailboxes.destroy(PostgresMailTx(tx, account_id),
-                                                       mailbox_id))
+    async def delete_mailbox(self, account_id: str, mailbox_id: str, *,
+                             remove_emails: bool = False) -> list[str]:
+        return await self._write(lambda tx: mailboxes.destroy(
+            PostgresMailTx(tx, account_id), mailbox_id, remove_emails=remove_emails))
 
     async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
         await self._write(lambda tx: mailboxes.rename(PostgresMailTx(tx, account_id),
@@ -507,8 +509,18 @@ class PostgresMailStore:
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
                                   email_ids: Sequence[str], *,
                                   if_keyword: str | None = None) -> list[int]:
+        return (await self.expunge(account_id, mailbox_id, email_ids,
+                                   if_keyword=if_keyword)).uids
+
+    async def expunge(self, account_id: str, mailbox_id: str, email_ids: Sequence[str], *,
+                      if_keyword: str | None = None, orphans: bool = False) -> Expunged:
         return await self._write(lambda tx: labels.remove_from_mailbox(
-            PostgresMailTx(tx, account_id), mailbox_id, email_ids, if_keyword=if_keyword))
+            PostgresMailTx(tx, account_id), mailbox_id, email_ids, if_keyword=if_keyword,
+            orphans=orphans))
+
+    async def destroy_emails(self, account_id: str, email_ids: Sequence[str]) -> list[str]:
+        return await self._write(lambda tx: labels.destroy_emails(
+            PostgresMailTx(tx, account_id), email_ids))
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
                    target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:

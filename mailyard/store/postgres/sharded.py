@@ -42,6 +42,7 @@ from mailyard.store.ports import (
     DKIMKeyRecord,
     EmailHead,
     EmailRecord,
+    Expunged,
     Hits,
     KeywordUpdate,
     Mailbox,
@@ -380,8 +381,10 @@ class ShardedMailStore:
                              role: str | None = None) -> Mailbox:
         return await self._on(account_id, lambda s: s.create_mailbox(account_id, name, role))
 
-    async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
-        await self._on(account_id, lambda s: s.delete_mailbox(account_id, mailbox_id))
+    async def delete_mailbox(self, account_id: str, mailbox_id: str, *,
+                             remove_emails: bool = False) -> list[str]:
+        return await self._on(account_id, lambda s: s.delete_mailbox(
+            account_id, mailbox_id, remove_emails=remove_emails))
 
     async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
         await self._on(account_id, lambda s: s.rename_mailbox(account_id, mailbox_id, name))
@@ -463,6 +466,14 @@ class ShardedMailStore:
         return await self._on(
             account_id, lambda s: s.remove_from_mailbox(account_id, mailbox_id, email_ids,
                                                         if_keyword=if_keyword))
+
+    async def expunge(self, account_id: str, mailbox_id: str, email_ids: Sequence[str], *,
+                      if_keyword: str | None = None, orphans: bool = False) -> Expunged:
+        return await self._on(account_id, lambda s: s.expunge(
+            account_id, mailbox_id, email_ids, if_keyword=if_keyword, orphans=orphans))
+
+    async def destroy_emails(self, account_id: str, email_ids: Sequence[str]) -> list[str]:
+        return await self._on(account_id, lambda s: s.destroy_emails(account_id, email_ids))
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
                    target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:

@@ -27,6 +27,7 @@ from mailyard.store.ports import (
     DKIMKeyRecord,
     EmailHead,
     EmailRecord,
+    Expunged,
     Hits,
     KeywordUpdate,
     Mailbox,
@@ -415,9 +416,10 @@ class SqliteMailStore(MaintenanceMixin):
         return await self.db.write(lambda conn: run_now(mailboxes.create(
             SqliteMailTx(conn, account_id), new_id("m"), name, role)))
 
-    async def delete_mailbox(self, account_id: str, mailbox_id: str) -> None:
-        await self.db.write(lambda conn: run_now(mailboxes.destroy(
-            SqliteMailTx(conn, account_id), mailbox_id)))
+    async def delete_mailbox(self, account_id: str, mailbox_id: str, *,
+                             remove_emails: bool = False) -> list[str]:
+        return await self.db.write(lambda conn: run_now(mailboxes.destroy(
+            SqliteMailTx(conn, account_id), mailbox_id, remove_emails=remove_emails)))
 
     async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
         await self.db.write(lambda conn: run_now(mailboxes.rename(
@@ -607,8 +609,18 @@ class SqliteMailStore(MaintenanceMixin):
     async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
                                   email_ids: Sequence[str], *,
                                   if_keyword: str | None = None) -> list[int]:
+        return (await self.expunge(account_id, mailbox_id, email_ids,
+                                   if_keyword=if_keyword)).uids
+
+    async def expunge(self, account_id: str, mailbox_id: str, email_ids: Sequence[str], *,
+                      if_keyword: str | None = None, orphans: bool = False) -> Expunged:
         return await self.db.write(lambda conn: run_now(labels.remove_from_mailbox(
-            SqliteMailTx(conn, account_id), mailbox_id, email_ids, if_keyword=if_keyword)))
+            SqliteMailTx(conn, account_id), mailbox_id, email_ids, if_keyword=if_keyword,
+            orphans=orphans)))
+
+    async def destroy_emails(self, account_id: str, email_ids: Sequence[str]) -> list[str]:
+        return await self.db.write(lambda conn: run_now(labels.destroy_emails(
+            SqliteMailTx(conn, account_id), email_ids)))
 
     async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
                    target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:

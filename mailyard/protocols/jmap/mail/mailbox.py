@@ -337,18 +337,8 @@ async def _destroy(ctx: Context, mailbox_id: str, remove_emails: bool) -> None:
     if email_ids and not remove_emails:
         raise SetError("mailboxHasEmail", "the mailbox has emails; onDestroyRemoveEmails"
                                           " removes them")
-    # §2.5: emails in no other mailbox are destroyed. All Mail holds every email, so, as with
-    # an expunge from Trash, it does not count as another mailbox.
-    keep = {box.name} | {b.name for b in tree.boxes if b.role == "all"}
-    orphans: list[str] = []
-    for start in range(0, len(email_ids), 500):
-        records = await service.get_emails(ctx.account, email_ids[start : start + 500],
-                                           brief=True)
-        orphans += [r.id for r in records if set(r.mailboxes) <= keep]
-    if orphans:
-        await service.destroy(ctx.account, orphans)
-    try:
-        await service.delete_mailbox(ctx.account, box)
+    try:  # §2.5: the emails in no other mailbox (All Mail aside) are destroyed with it
+        await service.delete_mailbox(ctx.account, box, remove_emails=remove_emails)
     except NotFound:  # another session destroyed it first
         raise SetError("notFound", "no such mailbox") from None
 
