@@ -393,7 +393,7 @@ function Mail({ client, username, logout }) {
       <button class="settings-button" onClick=${() => { setThread(null); setView({ settings: true }); }}>Settings</button>
       <button class="logout" onClick=${logout}>Log out</button>
     </header>
-    <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => setDraft({})} createLabel=${createLabel} editLabel=${editLabel} />
+    <${Sidebar} mailboxes=${mailboxes} view=${view} go=${go} compose=${() => { setMenu(false); setDraft({}); }} createLabel=${createLabel} editLabel=${editLabel} />
     <main>
       ${!view.settings && html`<div class="toolbar" role="toolbar" aria-label="Actions">
         ${thread && html`<button onClick=${() => setThread(null)} title="Back (u)">←</button>`}
