@@ -777,6 +777,35 @@ class MailboxTx(MailTx, Protocol):
         ...
 
 
+class AccountTx(Protocol):
+    """One write transaction on the accounts table (mailyard/model/accounts.py): accounts by
+    normalised address, and the MailboxTx of one account for what a new account holds."""
+
+    async def insert_account(self, account_id: str, address: str, password_hash: str,
+                             quota: int, created_at: float) -> bool:
+        """A new account row (nothing used, MODSEQ 0); False (and nothing written) when the
+        address is taken."""
+        ...
+
+    async def account_id(self, address: str) -> str | None: ...
+
+    async def account(self, account_id: str) -> Account: ...
+
+    async def update_account(self, account_id: str, *, password_hash: str | None = None,
+                             quota: int | None = None) -> None:
+        """Write the fields given."""
+        ...
+
+    async def delete_account(self, account_id: str) -> None:
+        """Delete the account's rows in every table (the engine's cascades or not), waiting
+        for its other writers first."""
+        ...
+
+    def mail(self, account_id: str) -> MailboxTx:
+        """The account's mail primitives inside this transaction."""
+        ...
+
+
 class ObjectTx(MailTx, Protocol):
     """The primitives of account objects beyond MailTx (mailyard/model/objects.py)."""
 

@@ -22,8 +22,7 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import delivery, keywords, labels, mailboxes, objects
-from mailyard.model.mailboxes import DEFAULT_MAILBOXES
+from mailyard.model import accounts, delivery, keywords, labels, mailboxes, objects
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -48,7 +47,8 @@ from mailyard.store.ports import (
 )
 from mailyard.store.postgres import filters, maintenance, schema
 from mailyard.store.postgres.pool import LazyPool
-from mailyard.store.postgres.writes import PostgresMailTx, Tx, clean
+from mailyard.store.postgres.writes import PostgresAccountTx, PostgresMailTx, Tx, clean
+from mailyard.store.postgres.writes import account as _account
 from mailyard.store.postgres.writes import mailbox as _mailbox
 
 R = TypeVar("R")
@@ -60,11 +60,6 @@ _BRIEF = ("id, account_id, thread_id, blob_id, size, received_at, sent_at, messa
           " headers, preview, has_attachment, attachments, keywords, modseq")
 """Everything but the IMAP structures and the part tree: what searching and sorting read."""
 _FULL = _BRIEF + ", envelope, bodystructure, body, parts"
-
-
-def _account(row: Any) -> Account:
-    return Account(id=row["id"], address=row["address"], password_hash=row["password_hash"],
-                   quota=row["quota"], used=row["used"], modseq=row["modseq"])
 
 
 def _email(row: Any, boxes: dict[str, int]) -> EmailRecord:
@@ -183,13 +178,6 @@ class PostgresMailStore:
                 isolation="repeatable_read", readonly=True):
             yield conn
 
-    async def _account_id(self, conn: asyncpg.Connection, address: str) -> str:
-        account_id = await conn.fetchval("SELECT id FROM accounts WHERE address = $1",
-                                         clean(normalize(address)))
-        if account_id is None:
-            raise NotFound(f"no account {address}")
-        return str(account_id)
-
     # ------------------------------------------------------------------ domains
 
     async def add_domain(self, name: str) -> None:
@@ -239,25 +227,8 @@ class PostgresMailStore:
                              account_id: str | None = None) -> Account:
         """`account_id` is given by a sharded store, which records it in its directory before
         the account exists; otherwise a new one is made."""
-        address = clean(normalize(address))
-        account_id = account_id or new_id("a")
-
-        async def create(tx: Tx) -> Account:
-            conn = tx.conn
-            try:
-                async with conn.transaction():  # a savepoint: the conflict must not abort tx
-                    await conn.execute(
-                        "INSERT INTO accounts (id, address, password_hash, quota, created_at)"
-                        " VALUES ($1, $2, $3, $4, $5)",
-                        account_id, address, password_hash, quota, time.time())
-            except asyncpg.UniqueViolationError:
-                raise Conflict(f"account {address} exists") from None
-            await mailboxes.create_defaults(PostgresMailTx(tx, account_id),
-                                            [new_id("m") for _ in DEFAULT_MAILBOXES])
-            return _account(await conn.fetchrow("SELECT * FROM accounts WHERE id = $1",
-                                                account_id))
-
-        return await self._write(create)
+        return await self._write(lambda tx: accounts.create(
+            PostgresAccountTx(tx), account_id or new_id("a"), address, password_hash, quota))
 
     async def get_account(self, address: str) -> Account:
         row = await self._fetchrow("SELECT * FROM accounts WHERE address = $1",
@@ -277,28 +248,15 @@ class PostgresMailStore:
             "SELECT * FROM accounts ORDER BY address")]
 
     async def delete_account(self, address: str) -> None:
-        async def delete(tx: Tx) -> None:
-            account_id = await self._account_id(tx.conn, address)
-            # Lock the account first, as every writer does, then drop what has no cascade.
-            await tx.conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
-            for table in ("changes", "thread_keys", "objects"):
-                await tx.conn.execute(f"DELETE FROM {table} WHERE account_id = $1", account_id)
-            await tx.conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
-
-        await self._write(delete)
+        await self._write(lambda tx: accounts.delete(PostgresAccountTx(tx), address))
 
     async def set_password(self, address: str, password_hash: str) -> None:
-        status = await self._execute(
-            "UPDATE accounts SET password_hash = $2 WHERE address = $1",
-            clean(normalize(address)), password_hash)
-        if status != "UPDATE 1":
-            raise NotFound(f"no account {address}")
+        await self._write(lambda tx: accounts.set_password(PostgresAccountTx(tx), address,
+                                                           password_hash))
 
     async def set_quota(self, address: str, quota: int) -> None:
-        status = await self._execute("UPDATE accounts SET quota = $2 WHERE address = $1",
-                                         clean(normalize(address)), quota)
-        if status != "UPDATE 1":
-            raise NotFound(f"no account {address}")
+        await self._write(lambda tx: accounts.set_quota(PostgresAccountTx(tx), address,
+                                                        quota))
 
     # ------------------------------------------------------------------ mailboxes
 

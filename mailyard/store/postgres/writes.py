@@ -22,6 +22,7 @@ import orjson
 
 from mailyard.core.ids import next_uidvalidity
 from mailyard.store.ports import (
+    Account,
     CountChange,
     DeliveryResult,
     EmailFlags,
@@ -333,6 +334,51 @@ class PostgresMailTx:
         return await self.conn.fetchval(
             "DELETE FROM objects WHERE account_id = $1 AND kind = $2 AND id = $3 RETURNING 1",
             self.account_id, clean(kind), clean(object_id)) is not None
+
+
+class PostgresAccountTx:
+    """The accounts table inside one write transaction (store.ports.AccountTx)."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self.conn = tx.conn
+
+    async def insert_account(self, account_id: str, address: str, password_hash: str,
+                             quota: int, created_at: float) -> bool:
+        return await self.conn.fetchval(
+            "INSERT INTO accounts (id, address, password_hash, quota, created_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address) DO NOTHING RETURNING 1",
+            account_id, clean(address), password_hash, quota, created_at) is not None
+
+    async def account_id(self, address: str) -> str | None:
+        found = await self.conn.fetchval("SELECT id FROM accounts WHERE address = $1",
+                                         clean(address))
+        return None if found is None else str(found)
+
+    async def account(self, account_id: str) -> Account:
+        return account(await self.conn.fetchrow("SELECT * FROM accounts WHERE id = $1",
+                                                account_id))
+
+    async def update_account(self, account_id: str, *, password_hash: str | None = None,
+                             quota: int | None = None) -> None:
+        await self.conn.execute(
+            "UPDATE accounts SET password_hash = coalesce($2, password_hash),"
+            " quota = coalesce($3, quota) WHERE id = $1", account_id, password_hash, quota)
+
+    async def delete_account(self, account_id: str) -> None:
+        # Lock the account first, as every writer does, then drop what has no cascade.
+        await self.conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+        for table in ("changes", "thread_keys", "objects"):
+            await self.conn.execute(f"DELETE FROM {table} WHERE account_id = $1", account_id)
+        await self.conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+
+    def mail(self, account_id: str) -> PostgresMailTx:
+        return PostgresMailTx(self.tx, account_id)
+
+
+def account(row: Any) -> Account:
+    return Account(id=row["id"], address=row["address"], password_hash=row["password_hash"],
+                   quota=row["quota"], used=row["used"], modseq=row["modseq"])
 
 
 def mailbox(row: Any) -> Mailbox:

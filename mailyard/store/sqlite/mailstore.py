@@ -15,9 +15,8 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import delivery, keywords, labels, mailboxes, objects
+from mailyard.model import accounts, delivery, keywords, labels, mailboxes, objects
 from mailyard.model.labels import ALL
-from mailyard.model.mailboxes import DEFAULT_MAILBOXES
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -41,7 +40,8 @@ from mailyard.store.ports import (
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
-from mailyard.store.sqlite.mailtx import SqliteMailTx, run_now
+from mailyard.store.sqlite.mailtx import SqliteAccountTx, SqliteMailTx, run_now
+from mailyard.store.sqlite.mailtx import account as _account
 from mailyard.store.sqlite.mailtx import log as _log
 from mailyard.store.sqlite.mailtx import mailbox as _mailbox
 from mailyard.store.sqlite.mailtx import next_modseq as _next_modseq
@@ -169,11 +169,6 @@ CREATE TABLE IF NOT EXISTS objects (
 ) WITHOUT ROWID;
 """
 
-
-
-def _account(row: sqlite3.Row) -> Account:
-    return Account(id=row["id"], address=row["address"], password_hash=row["password_hash"],
-                   quota=row["quota"], used=row["used"], modseq=row["modseq"])
 
 
 def _account_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
@@ -320,24 +315,8 @@ class SqliteMailStore(MaintenanceMixin):
     # ------------------------------------------------------------------ accounts
 
     async def create_account(self, address: str, password_hash: str, quota: int) -> Account:
-        address = normalize(address)
-        account_id = new_id("a")
-
-        def create(conn: sqlite3.Connection) -> Account:
-            try:
-                conn.execute(
-                    "INSERT INTO accounts (id, address, password_hash, quota, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (account_id, address, password_hash, quota, time.time()),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"account {address} exists") from None
-            run_now(mailboxes.create_defaults(SqliteMailTx(conn, account_id),
-                                              [new_id("m") for _ in DEFAULT_MAILBOXES]))
-            return _account(conn.execute(
-                "SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone())
-
-        return await self.db.write(create)
+        return await self.db.write(lambda conn: run_now(accounts.create(
+            SqliteAccountTx(conn), new_id("a"), address, password_hash, quota)))
 
     async def get_account(self, address: str) -> Account:
         return await self.db.read(lambda c: _account(_account_row(c, address)))
@@ -357,28 +336,16 @@ class SqliteMailStore(MaintenanceMixin):
         )
 
     async def delete_account(self, address: str) -> None:
-        def delete(conn: sqlite3.Connection) -> None:
-            row = _account_row(conn, address)
-            for table in ("changes", "thread_keys", "objects"):
-                conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (row["id"],))
-            conn.execute("DELETE FROM accounts WHERE id = ?", (row["id"],))
-
-        await self.db.write(delete)
+        await self.db.write(lambda conn: run_now(accounts.delete(SqliteAccountTx(conn),
+                                                                 address)))
 
     async def set_password(self, address: str, password_hash: str) -> None:
-        def update(conn: sqlite3.Connection) -> None:
-            row = _account_row(conn, address)
-            conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?",
-                         (password_hash, row["id"]))
-
-        await self.db.write(update)
+        await self.db.write(lambda conn: run_now(accounts.set_password(
+            SqliteAccountTx(conn), address, password_hash)))
 
     async def set_quota(self, address: str, quota: int) -> None:
-        def update(conn: sqlite3.Connection) -> None:
-            row = _account_row(conn, address)
-            conn.execute("UPDATE accounts SET quota = ? WHERE id = ?", (quota, row["id"]))
-
-        await self.db.write(update)
+        await self.db.write(lambda conn: run_now(accounts.set_quota(
+            SqliteAccountTx(conn), address, quota)))
 
     # ------------------------------------------------------------------ mailboxes
 

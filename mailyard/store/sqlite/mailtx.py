@@ -16,6 +16,7 @@ import orjson
 
 from mailyard.core.ids import next_uidvalidity
 from mailyard.store.ports import (
+    Account,
     CountChange,
     DeliveryResult,
     EmailFlags,
@@ -305,6 +306,48 @@ class SqliteMailTx:
         return self.conn.execute(
             "DELETE FROM objects WHERE account_id = ? AND kind = ? AND id = ? RETURNING 1",
             (self.account_id, kind, object_id)).fetchone() is not None
+
+
+class SqliteAccountTx:
+    """The accounts table inside the writer's transaction (store.ports.AccountTx)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def insert_account(self, account_id: str, address: str, password_hash: str,
+                             quota: int, created_at: float) -> bool:
+        return self.conn.execute(
+            "INSERT INTO accounts (id, address, password_hash, quota, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (address) DO NOTHING RETURNING 1",
+            (account_id, address, password_hash, quota, created_at)).fetchone() is not None
+
+    async def account_id(self, address: str) -> str | None:
+        row = self.conn.execute("SELECT id FROM accounts WHERE address = ?",
+                                (address,)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def account(self, account_id: str) -> Account:
+        return account(self.conn.execute("SELECT * FROM accounts WHERE id = ?",
+                                          (account_id,)).fetchone())
+
+    async def update_account(self, account_id: str, *, password_hash: str | None = None,
+                             quota: int | None = None) -> None:
+        self.conn.execute("UPDATE accounts SET password_hash = coalesce(?, password_hash),"
+                          " quota = coalesce(?, quota) WHERE id = ?",
+                          (password_hash, quota, account_id))
+
+    async def delete_account(self, account_id: str) -> None:
+        for table in ("changes", "thread_keys", "objects"):  # the others cascade
+            self.conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
+        self.conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+
+    def mail(self, account_id: str) -> SqliteMailTx:
+        return SqliteMailTx(self.conn, account_id)
+
+
+def account(row: sqlite3.Row) -> Account:
+    return Account(id=row["id"], address=row["address"], password_hash=row["password_hash"],
+                   quota=row["quota"], used=row["used"], modseq=row["modseq"])
 
 
 def mailbox(row: sqlite3.Row) -> Mailbox:
