@@ -6,6 +6,14 @@ import { html, sender, addresses, size, Linked } from './util.js';
 export const AUTH_HEADER = 'header:Authentication-Results:asText:all';
 const IMAGES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
 const PDF = 'application/pdf';
+// Senders whose remote images the reader chose to always see: kept in this browser only.
+const IMAGE_SENDERS = 'mailyard.imagesFrom';
+function imageSenders() {
+  try { return JSON.parse(localStorage.getItem(IMAGE_SENDERS) || '[]'); } catch { return []; }
+}
+function trustImagesFrom(address) {
+  localStorage.setItem(IMAGE_SENDERS, JSON.stringify([...new Set([...imageSenders(), address.toLowerCase()])]));
+}
 
 // What our own Authentication-Results (RFC 8601) says of a message: only a field whose
 // authserv-id is our hostname counts; the server removed any the sender forged under that id,
@@ -66,7 +74,9 @@ function Attachment({ client, a }) {
 
 export function Message({ client, e, last }) {
   const [open, setOpen] = useState(last || !e.keywords.$seen);
-  const [images, setImages] = useState(false);
+  const from = (e.from || [])[0]?.email || '';
+  // Remote images stay hidden unless shown for this message, or always for this sender.
+  const [images, setImages] = useState(() => !!from && imageSenders().includes(from.toLowerCase()));
   const [blocked, setBlocked] = useState(0);
   const hasHtml = (e.htmlBody || []).some((p) => p.type === 'text/html');
   const src = `/web/message/${encodeURIComponent(e.id)}/html${images ? '?images=1' : ''}`;
@@ -76,7 +86,6 @@ export function Message({ client, e, last }) {
       .then((r) => setBlocked(Number(r.headers.get('X-Mailyard-Remote-Images') || 0)));
   }, [open, e.id]);
   const text = (e.textBody || []).map((p) => e.bodyValues[p.partId]?.value || '').join('\n');
-  const from = (e.from || [])[0]?.email || '';
   const verdict = authVerdict(e[AUTH_HEADER], client.authservId);
   return html`<article class="message" data-email=${e.id}>
     <header onClick=${() => setOpen(!open)}>
@@ -88,7 +97,8 @@ export function Message({ client, e, last }) {
     ${open && verdict && verdict.kind !== 'verified' && html`<${AuthMark} verdict=${verdict} from=${from} />`}
     ${open && (hasHtml
       ? html`${blocked > 0 && !images && html`<p class="images">Remote images are hidden.${' '}
-            <button class="link" onClick=${() => setImages(true)}>Show images</button></p>`}
+            <button class="link" onClick=${() => setImages(true)}>Show images</button>
+            ${from && html` · <button class="link" onClick=${() => { trustImagesFrom(from); setImages(true); }}>Always show images from ${from}</button>`}</p>`}
           <iframe class="body" title="Message" sandbox="allow-popups allow-popups-to-escape-sandbox"
             referrerpolicy="no-referrer" src=${src}></iframe>`
       : html`<${Linked} text=${text} />`)}
