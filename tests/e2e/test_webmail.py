@@ -5,6 +5,7 @@ refused to other sites' pages, and one account never reaches another's mail by i
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import ssl
@@ -450,5 +451,40 @@ def test_webmail_actions_on_several_conversations(server: Server, browser: Brows
              what="both archived")
     assert boxes["inbox"]["id"] in emails_with(api, "Batch three")[0]["mailboxIds"]
     expect(page.locator(".row")).to_have_count(1)
+    assert alice.errors == [] and alice.remote == []
+    alice.close()
+
+
+def test_webmail_script_budget_and_no_outside_requests(server: Server, browser: Browser) -> None:
+    """Every script the page loads (logged in, a conversation open, the composer and the
+    settings opened, so that every module is in) comes from the server itself, and all of
+    them together are under the issue's 200 KB compressed (gzip -9 of each, as a server or
+    proxy compressing them would send)."""
+    submit(server, BOB, ALICE, "Budget", "Small.\n")
+    alice = Guarded(browser, server)
+    page = alice.page
+    scripts: dict[str, bytes] = {}
+
+    def record(response: Any) -> None:
+        if response.request.resource_type == "script":
+            scripts[response.url] = response.body()
+
+    page.on("response", record)
+    login(page, ALICE)
+    row(page, "Budget").click()
+    page.locator("article.message pre.text").wait_for()
+    page.get_by_role("button", name="Reply", exact=True).click()
+    page.locator("form.composer").get_by_role("button", name="Discard").click()
+    page.get_by_role("button", name="Settings").click()
+    page.get_by_role("region", name="Settings").locator(".quota").wait_for()
+    names = sorted(url.rsplit("/web/static/", 1)[-1] for url in scripts)
+    assert names == ["app.js", "compose.js", "jmap.js", "list.js", "reader.js", "search.js",
+                     "settings.js", "sidebar.js", "util.js", "vendor/hooks.mjs",
+                     "vendor/htm.mjs", "vendor/preact.mjs"], names
+    assert all(url.startswith(f"{alice.base}/web/static/") for url in scripts)
+    raw = sum(len(b) for b in scripts.values())
+    compressed = sum(len(gzip.compress(b, 9)) for b in scripts.values())
+    print(f"scripts: {len(scripts)} files, {raw} bytes, {compressed} bytes gzip -9")
+    assert compressed < 200_000, compressed
     assert alice.errors == [] and alice.remote == []
     alice.close()

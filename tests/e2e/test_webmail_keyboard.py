@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.jmapclient import Jmap
 from tests.e2e.server import Server, wait_port
-from tests.e2e.webmail_browser import Guarded, browser, login, row, submit, wait_for
+from tests.e2e.webmail_browser import Guarded, browser, login, row, shot, submit, wait_for
 
 __all__ = ["browser"]
 
@@ -61,6 +61,7 @@ def test_every_keyboard_shortcut(server: Server, browser: Browser) -> None:
     for key in ("j / k", "o, Enter", "e", "#", "s", "r", "a", "f", "c", "/", "?", "x", "u, Esc"):
         expect(help_dialog.locator("dt", has_text=re.compile(f"^{re.escape(key)}$"))
                ).to_have_count(1)
+    shot(page, "shortcuts")
     page.keyboard.press("?")
     expect(help_dialog).to_have_count(0)
     page.keyboard.press("?")
