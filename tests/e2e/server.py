@@ -339,7 +339,9 @@ class Server:
         self.process = subprocess.Popen(args, env=self.env(), cwd=self.root, stdout=self._log,
                                         stderr=subprocess.STDOUT)
         # `serve` prints its "serving" line once every listener is up (SMTP, IMAP, POP3, HTTP).
-        deadline = time.monotonic() + 30
+        # The bound only ends a start that failed: at a load of 15-20 on two cores a healthy
+        # start was seen to take over 30 s (imports, TLS keys, the first SQLite opens).
+        deadline = time.monotonic() + 180
         while b"mailyard: serving" not in self.log_path.read_bytes()[offset:]:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop()
