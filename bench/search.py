@@ -785,6 +785,57 @@ async def s3_store(store: Store) -> Store:
                                access_key=gateway.access_key, secret_key=gateway.secret_key))
 
 
+SUBSTRINGS: list[tuple[str | None, str]] = [
+    ("body", "fyn"), ("body", "fi cel"), ("body", "zendproul"), ("body", ".pdf"),
+    (None, "procktexros@brackstex"), ("subject", "Re: fes"), ("addresses", "graisbe.net"),
+    (None, "graisbe.net"), (None, "application/pdf"), ("subject", "fyn"), (None, "fi cel"),
+    ("body", "the quick brown fox jumps"), ("body", "Fyn fi"), (None, "o xa"),
+]
+"""IMAP SEARCH substrings (`SqliteSearchIndex.substring`: BODY, SUBJECT, FROM/TO/CC/BCC,
+TEXT) of the seed-1 mailbox: common and rare body needles, a sender's address and domain, an
+attachment type, a needle found nowhere."""
+
+
+async def run_substrings(data: Path, repeat: int) -> None:
+    """--substrings: each needle once to warm up, then `repeat` times; median and min ms,
+    hit count and a digest of the hit set (to compare two builds' answers)."""
+    import hashlib
+    import sqlite3
+
+    from mailyard.store.sqlite.search import SqliteSearchIndex
+
+    with sqlite3.connect(data / "search.db") as conn:
+        account_id = conn.execute("SELECT account_id FROM doc_ids LIMIT 1").fetchone()[0]
+    conn.close()
+    index = SqliteSearchIndex(data / "search.db")
+
+    async def go() -> None:
+        print(f"substrings: {repeat} runs each after one warm-up; load averages"
+              f" {os.getloadavg()}")
+        print(f"{'field':<10} {'needle':<28} {'hits':>7} {'p50 ms':>8} {'min ms':>8}  digest")
+        everything: list[float] = []
+        for field, needle in SUBSTRINGS:
+            found = await index.substring(account_id, field, needle)
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                found = await index.substring(account_id, field, needle)
+                times.append((time.perf_counter() - t0) * 1000)
+            everything += times
+            digest = hashlib.blake2b("\0".join(sorted(found or ())).encode(),
+                                     digest_size=6).hexdigest()
+            print(f"{field or 'any':<10} {needle:<28} {len(found or ()):>7}"
+                  f" {pct(times, 50):>8.1f} {min(times):>8.1f}  {digest}", flush=True)
+        print(f"{'all':<10} {'':<28} {'':>7} {pct(everything, 50):>8.1f}"
+              f" {min(everything):>8.1f}   p99 {pct(everything, 99):.1f}; load averages"
+              f" {os.getloadavg()}")
+
+    try:
+        await go()
+    finally:
+        index.close()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     data = Path(args.data_dir)
     meta_path = data / META
@@ -804,6 +855,11 @@ async def main_async(args: argparse.Namespace) -> None:
     elif meta.get("loaded"):
         raise SystemExit(f"{data} already holds a loaded mailbox; use --skip-load or another"
                          " --data-dir")
+    if args.substrings:
+        if not meta.get("loaded"):
+            raise SystemExit(f"{data} holds no loaded mailbox")
+        await run_substrings(data, args.repeat)
+        return
     t0 = time.perf_counter()
     corpus = make_corpus(args.seed)
     print(f"corpus: {len(corpus.words)} words, {len(corpus.people)} senders,"
@@ -892,6 +948,9 @@ def main() -> None:
                              " notmuch in DIR (default DATA_DIR/notmuch; written and indexed"
                              " on first use), each query's first page and count on both,"
                              " alternating, and their hit sets compared")
+    parser.add_argument("--substrings", action="store_true",
+                        help="time only IMAP SEARCH's substrings (SUBSTRINGS) on the loaded"
+                             " mailbox's SQLite index, --repeat runs each")
     parser.add_argument("--only", type=int, nargs="*",
                         help="run only these queries (1-based numbers, as printed)")
     args = parser.parse_args()

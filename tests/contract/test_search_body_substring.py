@@ -219,3 +219,71 @@ async def test_sqlite_clear_of_the_only_account_keeps_the_layout(tmp_path: Path)
         assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\"pdf\"'"
                             ).fetchone() == (0,)
     conn.close()
+
+
+async def test_substring_needles_are_literal_text(search_index: Any) -> None:
+    """A needle's `%`, `_` and backslash are characters like any other (SQLite checks ASCII
+    needles with LIKE, which gives them meanings): candidates holding every trigram of the
+    needle, and what the needle would match as a pattern, are not hits."""
+    await search_index.index([
+        IndexDocument(ALICE, "percent", 1_790_000_000_000, subject="sale",
+                      body="now 50%_OFF everything"),
+        IndexDocument(ALICE, "pattern", 1_790_000_001_000, subject="sale",
+                      body="50%_o _off 50 big off, 50%Xoff"),
+        IndexDocument(ALICE, "path", 1_790_000_002_000, subject="paths",
+                      body="C:\\Temp\\new"),
+        IndexDocument(ALICE, "escaped", 1_790_000_003_000, subject="paths",
+                      body="c:t c:\\ :\\t"),
+    ])
+    assert await search_index.substring(ALICE, "body", "50%_off") == {"percent"}
+    assert await search_index.substring(ALICE, None, "0%_Of") == {"percent"}
+    assert await search_index.substring(ALICE, "body", "c:\\t") == {"path"}
+    assert await search_index.substring(ALICE, "body", "\\temp\\") == {"path"}
+    assert await search_index.substring(ALICE, "body", "c:\\ :") == {"escaped"}
+
+
+async def test_sqlite_body_check_folds_text_past_ascii(tmp_path: Path) -> None:
+    """An ASCII needle is looked for inside SQLite (LIKE folds ASCII letters only); a text
+    past ASCII it does not find the needle in is checked with str.casefold as before: "Maße"
+    holds "asse". The same answers with and without a document in `unfolded` (the short
+    texts' check) and with a second account in the index (its documents are candidates of
+    the trigram query too)."""
+    index = SqliteSearchIndex(tmp_path / "search.db")
+    docs = [
+        IndexDocument(ALICE, "sharp", 1_790_000_000_000, subject="one", body="Maße ass sse"),
+        IndexDocument(ALICE, "accent", 1_790_000_001_000, subject="two",
+                      body="café ass sse"),
+        IndexDocument(ALICE, "ascii", 1_790_000_002_000, subject="three", body="ass sse"),
+        IndexDocument(ALICE, "upper", 1_790_000_003_000, subject="four",
+                      body="été PASSE-partout"),
+        IndexDocument(ALICE, "attached", 1_790_000_004_000, subject="five", body="ass sse",
+                      attachment_text="GROẞE Kasse oss"),
+        IndexDocument(ALICE, "kelvin", 1_790_000_005_000, subject="six",
+                      body="200 \u212aelvin, kel elv lvi vin, 0 ke"),
+    ]
+    expected = {
+        ("body", "asse"): {"sharp", "upper", "attached"},
+        (None, "asse"): {"sharp", "upper", "attached"},
+        ("body", "osse"): {"attached"},
+        ("body", "200 kelvin"): {"kelvin"},
+        (None, "kelvin,"): {"kelvin"},
+        ("body", "ss ss"): {"sharp", "accent", "ascii", "attached"},
+        ("body", "é pa"): {"upper"},
+    }
+    try:
+        await index.index(docs)
+        for (field, needle), hits in expected.items():
+            assert await index.substring(ALICE, field, needle) == hits, (field, needle)
+        # A short text past ASCII folding to ASCII: the short texts are checked again.
+        await index.index([IndexDocument(ALICE, "subject", 1_790_000_006_000,
+                                         subject="Maße ass sse", body="none")])
+        expected[(None, "asse")] = {"sharp", "upper", "attached", "subject"}
+        for (field, needle), hits in expected.items():
+            assert await index.substring(ALICE, field, needle) == hits, (field, needle)
+        await index.index([IndexDocument("a-bob", "bob", 1_790_000_007_000,
+                                         body="Maße PASSE kelvin, 200 kelvin")])
+        for (field, needle), hits in expected.items():
+            assert await index.substring(ALICE, field, needle) == hits, (field, needle)
+        assert await index.substring("a-bob", "body", "asse") == {"bob"}
+    finally:
+        index.close()

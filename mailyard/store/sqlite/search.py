@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -460,9 +461,22 @@ def _compact_if_mostly_free(path: Path) -> None:
         conn.close()
 
 
+_MMAP = 0x7FFF0000
+"""Bytes of the file each connection reads through a memory map instead of read() calls
+(SQLite's own limit, about 2 GiB: the whole index up to ~150k messages). The check of a
+common substring reads most documents' text (60 MiB of `docs_content` at 20k messages):
+through SQLite's 2 MiB page cache every page was a read() into it, 157-300 ms for the 17k
+candidates of `fi cel`; mapped, 56-123 ms (same process, alternated, load 14-18). The pages
+are the OS's page cache, shared by every connection, not a copy per connection."""
+
+
+def _setup(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA mmap_size = {_MMAP}")
+
+
 class SqliteSearchIndex:
     def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
-        self.db = Database(path, SCHEMA, version=SCHEMA_VERSION,
+        self.db = Database(path, SCHEMA, setup=_setup, version=SCHEMA_VERSION,
                            migrate=_migrate)
         _compact_if_mostly_free(path)
         self.query_seconds = query_seconds
@@ -678,27 +692,35 @@ class SqliteSearchIndex:
             headers_only = field in ("subject", "addresses")
             known: dict[int, str] = {}
             asked = query
+            long_only = False  # heads answered the short texts of every candidate
             if not exact and needle.isascii():
                 known = _heads_hits(conn, account_id, field, needle)
                 if not _any_unfolded(conn):
+                    long_only = True
                     if headers_only:
                         return set(known.values())  # the phrase's answer is the answer
                     if field is None:  # the headers are answered: the body's candidates
                         asked = " AND ".join(f"body : {_string(g)}" for g in grams)
-            found = conn.execute(
-                # The ids come from doc_ids' covering index. CROSS JOIN keeps the FTS5 scan
-                # outside, or SQLite ran the MATCH once per doc_ids row of the account.
-                "SELECT d.rowid_, d.email_id FROM grams g CROSS JOIN doc_ids d"
-                " ON d.rowid_ = g.rowid WHERE grams MATCH ? AND d.account_id = ?",
-                (asked, account_id)).fetchall()
-            if exact:  # one trigram: the index's answer is the answer
-                return {r[1] for r in found}
-            rest = [r[0] for r in found if r[0] not in known]
+            if exact or not _alone(conn, account_id):
+                found = conn.execute(
+                    # The ids come from doc_ids' covering index. CROSS JOIN keeps the FTS5
+                    # scan outside, or SQLite ran the MATCH once per doc_ids row.
+                    "SELECT d.rowid_, d.email_id FROM grams g CROSS JOIN doc_ids d"
+                    " ON d.rowid_ = g.rowid WHERE grams MATCH ? AND d.account_id = ?",
+                    (asked, account_id)).fetchall()
+                if exact:  # one trigram: the index's answer is the answer
+                    return {r[1] for r in found}
+                candidates = [r[0] for r in found if r[0] not in known]
+            else:
+                # Every document is the account's: the candidates' rowids alone (mapping the
+                # 17k candidates of `fi cel` to their ids was a seek each), the hits' ids below.
+                candidates = [r[0] for r in conn.execute(
+                    "SELECT rowid FROM grams WHERE grams MATCH ?", (asked,))
+                    if r[0] not in known]
             if headers_only and needle.isascii():  # the phrase answered all but these
-                rest = _unfolded_of(conn, rest)
-            hits = _substring_hits(conn, rest, field, needle)
-            return set(known.values()) | {email_id for rowid, email_id in found
-                                          if rowid in hits}
+                candidates = _unfolded_of(conn, candidates)
+            hits = _substring_hits(conn, candidates, field, needle, long_only=long_only)
+            return set(known.values()) | set(_email_ids(conn, account_id, hits))
 
         return await self.db.read_long(find, self.query_seconds)
 
@@ -799,15 +821,77 @@ def _unfolded_of(conn: sqlite3.Connection, rowids: list[int]) -> list[int]:
 
 
 def _substring_hits(conn: sqlite3.Connection, rowids: list[int], field: str | None,
-                    needle: str) -> set[int]:
+                    needle: str, *, long_only: bool = False) -> set[int]:
     """The candidates (rowids) whose text holds `needle`, case folded (str.casefold on both
     sides: two strings equal under FTS5's simple folding are equal under full folding).
-    Each column's pieces are read from docs' content table by primary key (`docs` itself
-    answers `rowid IN (...)` by scanning every row) and checked one by one: the body's
-    pieces are joined by line breaks, which a needle never holds (control characters are
-    spaces). Tried: LIKE and GLOB in SQL for ASCII needles, 5-10 times slower than this;
-    instr(lower(...)) in SQL, no faster; a regular expression with ASCII case folding on the
-    unfolded text, twice as slow (`in` on str.casefold's copy, ASCII's fast path, is not)."""
+    `long_only`: only the body text and the attachments' text can hold it (`heads` answered
+    the short texts of every candidate). An ASCII needle is looked for inside SQLite first
+    (_like_hits): no text reaches Python but that of the few documents it cannot decide."""
+    if needle.isascii() and len(needle) <= _LIKE_MAX and rowids:
+        sure, unsure = _like_hits(conn, rowids, field, needle, long_only)
+        return sure | _checked_hits(conn, unsure, field, needle)
+    return _checked_hits(conn, rowids, field, needle)
+
+
+_LIKE_MAX = 1000
+"""Needles longer than this are checked in Python (SQLite refuses LIKE patterns over
+SQLITE_MAX_LIKE_PATTERN_LENGTH, 50,000 by default)."""
+
+
+def _sql_addresses(prefix: str) -> str:
+    """_grams_values' addresses in SQL: the non-empty address fields joined by spaces."""
+    parts = "||".join(f"iif({prefix}c{i} <> '', ' ' || {prefix}c{i}, '')" for i in (3, 4, 5, 6))
+    return f"substr({parts}, 2)"
+
+
+def _sql_ascii(column: str) -> str:
+    return f"({column} IS NULL OR length({column}) = length(CAST({column} AS BLOB)))"
+
+
+def _like_hits(conn: sqlite3.Connection, rowids: list[int], field: str | None,
+               needle: str, long_only: bool) -> tuple[set[int], list[int]]:
+    """The candidates whose text holds the ASCII `needle` by SQLite's LIKE, and those it
+    cannot decide. LIKE folds ASCII letters only: a text it finds the needle in holds it
+    under str.casefold too (an ASCII run of the text folds to the same run). One it does not
+    find the needle in can still hold it under casefold only if the text holds a character
+    past ASCII (one of _ASCII_FOLDED: "Maße" holds "asse"), so an all-ASCII text is a miss
+    and any other is left to the check in Python. Reading 17k candidates' text into Python
+    strings and folding them cost 200-400 ms for `fi cel` at 20k messages; the same LIKE
+    inside SQLite reads them without making a string of any."""
+    pattern = "%" + re.sub(r"([\\%_])", r"\\\1", needle) + "%"
+    columns: list[str] = []
+    if not long_only and field in (None, "subject"):
+        columns.append("c.c2")
+    if not long_only and field in (None, "addresses"):
+        columns.append(_sql_addresses("c."))
+    if field in (None, "body"):
+        columns += ["c.c7", "c.c9"]
+        if not long_only:
+            columns += ["c.c8", "p.text"]
+    found = " OR ".join(f"{c} LIKE :p ESCAPE '\\'" for c in columns)
+    plain = " AND ".join(_sql_ascii(c) for c in columns)
+    join = " LEFT JOIN part_headers p ON p.rowid_ = c.id" if "p.text" in columns else ""
+    sure: set[int] = set()
+    unsure: list[int] = []
+    for rowid, verdict in conn.execute(
+            f"SELECT c.id, CASE WHEN {found} THEN 1 WHEN {plain} THEN 0 END"
+            f" FROM docs_content c{join} WHERE c.id IN (SELECT value FROM json_each(:ids))",
+            {"p": pattern, "ids": json.dumps(rowids)}):
+        if verdict == 1:
+            sure.add(rowid)
+        elif verdict is None:
+            unsure.append(rowid)
+    return sure, unsure
+
+
+def _checked_hits(conn: sqlite3.Connection, rowids: list[int], field: str | None,
+                  needle: str) -> set[int]:
+    """_substring_hits in Python: each column's pieces are read from docs' content table by
+    primary key (`docs` itself answers `rowid IN (...)` by scanning every row) and checked
+    one by one: the body's pieces are joined by line breaks, which a needle never holds
+    (control characters are spaces)."""
+    if not rowids:
+        return set()
     folded = needle.casefold()
 
     def holds(text: str) -> bool:
@@ -895,6 +979,15 @@ def _rowid_map(conn: sqlite3.Connection, account_id: str,
         "SELECT rowid_, email_id FROM doc_ids WHERE account_id = ?"
         " AND email_id IN (SELECT value FROM json_each(?))",
         (account_id, json.dumps(list(email_ids))))}
+
+
+def _email_ids(conn: sqlite3.Connection, account_id: str, rowids: set[int]) -> list[str]:
+    """The account's email ids of these documents (doc_ids' covering rowid index)."""
+    if not rowids:
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT email_id FROM doc_ids WHERE rowid_ IN (SELECT value FROM json_each(?))"
+        " AND account_id = ?", (json.dumps(sorted(rowids)), account_id))]
 
 
 def _rowids(conn: sqlite3.Connection, account_id: str, email_ids: Sequence[str]) -> list[int]:
