@@ -1,9 +1,10 @@
 """Accounts as stored: create, delete, password, quota.
 
 Rules, once for every engine:
-- An account is known by its address as core.addresses.normalize makes it (the domain in
-  lower case); a second account of the same address is a Conflict, and an address with no
-  account is NotFound for every change.
+- An account is known by its address as core.addresses.normalize and then
+  store.ports.stored_text make it (the domain in lower case, no NUL); a second account of
+  the same address is a Conflict, and an address with no account is NotFound for every
+  change.
 - A new account starts empty (nothing used, MODSEQ 0) and with the DEFAULT_MAILBOXES
   (model/mailboxes.py), made in the same transaction: no one ever sees an account without
   its INBOX and All Mail.
@@ -18,12 +19,12 @@ import time
 from mailyard.core.addresses import normalize
 from mailyard.core.ids import new_id
 from mailyard.model import mailboxes
-from mailyard.store.ports import Account, AccountTx, Conflict, NotFound
+from mailyard.store.ports import Account, AccountTx, Conflict, NotFound, stored_text
 
 
 async def create(tx: AccountTx, account_id: str, address: str, password_hash: str,
                  quota: int) -> Account:
-    address = normalize(address)
+    address = stored_text(normalize(address))
     if not await tx.insert_account(account_id, address, password_hash, quota, time.time()):
         raise Conflict(f"account {address} exists")
     await mailboxes.create_defaults(tx.mail(account_id),
@@ -32,7 +33,7 @@ async def create(tx: AccountTx, account_id: str, address: str, password_hash: st
 
 
 async def account_id(tx: AccountTx, address: str) -> str:
-    found = await tx.account_id(normalize(address))
+    found = await tx.account_id(stored_text(normalize(address)))
     if found is None:
         raise NotFound(f"no account {address}")
     return found

@@ -5,6 +5,8 @@ there first); what a store does with an allowed request is decided here, once fo
 engine:
 - A new account has the DEFAULT_MAILBOXES, All Mail among them, made under one MODSEQ and
   one UIDVALIDITY the account never gave before.
+- A name is stored as store.ports.stored_text makes it (no NUL, no lone surrogate), on every
+  engine alike.
 - A name or a role is held by one mailbox of the account at most (Conflict otherwise); a new
   mailbox gets a fresh UIDVALIDITY, so that no client mistakes it for one it knew by name.
 - Renaming a mailbox renames the mailboxes below it (their paths keep their tails), all under
@@ -21,7 +23,7 @@ from __future__ import annotations
 from mailyard.core.mailboxrules import DELIMITER
 from mailyard.model import labels
 from mailyard.model.keywords import touch
-from mailyard.store.ports import Conflict, Mailbox, MailboxTx
+from mailyard.store.ports import Conflict, Mailbox, MailboxTx, stored_text
 
 DEFAULT_MAILBOXES = (
     ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
@@ -41,6 +43,7 @@ async def create_defaults(tx: MailboxTx, mailbox_ids: list[str]) -> None:
 
 
 async def create(tx: MailboxTx, mailbox_id: str, name: str, role: str | None) -> Mailbox:
+    name = stored_text(name)
     modseq = await tx.next_modseq()  # locks the account: the checks hold to the commit
     if await tx.mailbox_named(name) is not None:
         raise Conflict(f"mailbox {name} exists")
@@ -52,6 +55,7 @@ async def create(tx: MailboxTx, mailbox_id: str, name: str, role: str | None) ->
 
 
 async def rename(tx: MailboxTx, mailbox_id: str, name: str) -> None:
+    name = stored_text(name)
     modseq = await tx.next_modseq()  # locks the account: the checks hold to the commit
     old = (await tx.mailbox(mailbox_id)).name
     if await tx.mailbox_named(name) is not None:

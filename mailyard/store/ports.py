@@ -312,15 +312,49 @@ class NewEmail:
     and answering with the old one hands back its flags and UID."""
 
     def __post_init__(self) -> None:
+        # Text as every engine stores it (stored_text), once here for every field a parsed
+        # message fills from its headers.
         self.keywords = stored_keywords(self.keywords)
+        self.delivery_key = stored_text(self.delivery_key)
+        self.message_id = stored_text_opt(self.message_id)
+        self.in_reply_to = [stored_text(k) for k in self.in_reply_to]
+        self.references = [stored_text(k) for k in self.references]
+        self.subject = stored_text(self.subject)
+        self.thread_subject = stored_text(self.thread_subject)
+        self.preview = stored_text(self.preview)
+        self.from_, self.to, self.cc, self.bcc, self.reply_to, self.sender = (
+            [_stored_values(a) for a in addresses] for addresses in
+            (self.from_, self.to, self.cc, self.bcc, self.reply_to, self.sender))
+        self.attachments = [_stored_values(a) for a in self.attachments]
+
+
+def stored_text(value: str) -> str:
+    """Text as every engine stores it: no NUL (which PostgreSQL's text refuses) and no lone
+    surrogate (which is not UTF-8, so no engine can encode it). Parsed mail can carry either
+    in an encoded word, a client in a name; a NUL becomes U+FFFD, a surrogate '?'. The mail
+    model and NewEmail apply it to what they write, so SQLite and PostgreSQL store the same;
+    PostgreSQL's adapter applies it as well to every text it is asked to look up."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def stored_text_opt(value: str | None) -> str | None:
+    return None if value is None else stored_text(value)
+
+
+def _stored_values(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: stored_text(v) if isinstance(v, str) else v for k, v in item.items()}
 
 
 def stored_keywords(keywords: Iterable[str]) -> list[str]:
     """Keywords as every engine stores them: lowercase (IMAP and JMAP keywords are
-    case-insensitive, RFC 3501 §2.3.2, RFC 8621 §4.1.1), each once, in the order given, and
-    no NUL (which PostgreSQL's text cannot hold), so that SQLite and PostgreSQL keep the same
-    list for the same delivery."""
-    return list(dict.fromkeys(k.lower().replace("\x00", "\ufffd") for k in keywords))
+    case-insensitive, RFC 3501 §2.3.2, RFC 8621 §4.1.1), each once, in the order given, as
+    stored_text makes them, so that SQLite and PostgreSQL keep the same list for the same
+    delivery."""
+    return list(dict.fromkeys(stored_text(k.lower()) for k in keywords))
 
 
 @dataclass(slots=True)

@@ -681,6 +681,7 @@ async def test_thread_emails_in_arrival_order(mailstore: Any, account: Account,
                                               new_email: NewEmailFactory) -> None:
     bob = await mailstore.create_account(f"bob@{DOMAIN}", "h", MB)
     first = new_email(account.id, subject="Plan", received_at=1_800_000_000_000)
+    assert first.message_id is not None
     reply = new_email(account.id, subject="Re: Plan", in_reply_to=[first.message_id.strip("<>")],
                       references=[first.message_id.strip("<>")], received_at=1_800_000_100_000)
     other = new_email(account.id, subject="Unrelated", received_at=1_800_000_050_000)

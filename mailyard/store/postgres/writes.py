@@ -30,21 +30,14 @@ from mailyard.store.ports import (
     NewEmail,
     NotFound,
     RemovedEmail,
+    stored_text,
+    stored_text_opt,
 )
 
-
-def clean(value: str) -> str:
-    """Text PostgreSQL can store: no NUL (which `text` refuses), no lone surrogates (which are
-    not UTF-8). Parsed mail can carry either in an encoded word; both become U+FFFD / '?'."""
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
-
-
-def clean_opt(value: str | None) -> str | None:
-    return None if value is None else clean(value)
+clean = stored_text
+"""Text PostgreSQL can store (store.ports.stored_text): what the model writes is that already;
+the adapter applies it to every text it is asked to look up, which `text` could not carry."""
+clean_opt = stored_text_opt
 
 
 class Tx:
@@ -106,7 +99,7 @@ class PostgresMailTx:
     async def write_keywords(self, email_id: str, keywords: Sequence[str]) -> None:
         await self.conn.execute("UPDATE emails SET keywords = $3 WHERE account_id = $1"
                                 " AND id = $2", self.account_id, email_id,
-                                list(dict.fromkeys(clean(k) for k in keywords)))
+                                list(keywords))
 
     async def add_unread(self, email_id: str, change: int) -> None:
         await self.conn.execute(
@@ -196,14 +189,14 @@ class PostgresMailTx:
     async def find_delivery(self, delivery_key: str) -> DeliveryResult | None:
         return _found(await self.conn.fetchrow(
             "SELECT id, thread_id, modseq FROM emails WHERE account_id = $1"
-            " AND delivery_key = $2", self.account_id, clean(delivery_key)))
+            " AND delivery_key = $2", self.account_id, delivery_key))
 
     async def find_same_content(self, message_id: str, content_sha256: str
                                 ) -> DeliveryResult | None:
         return _found(await self.conn.fetchrow(
             "SELECT id, thread_id, modseq FROM emails WHERE account_id = $1"
             " AND message_id = $2 AND content_sha256 = $3 LIMIT 1",
-            self.account_id, clean(message_id), content_sha256))
+            self.account_id, message_id, content_sha256))
 
     async def add_usage(self, size: int) -> None:
         await self.conn.execute("UPDATE accounts SET used = used + $2 WHERE id = $1",
@@ -212,13 +205,13 @@ class PostgresMailTx:
     async def threads_of_keys(self, keys: Sequence[str]) -> set[str]:
         return {r[0] for r in await self.conn.fetch(
             "SELECT thread_id FROM thread_keys WHERE account_id = $1"
-            " AND msgid = ANY($2::text[])", self.account_id, [clean(k) for k in keys])}
+            " AND msgid = ANY($2::text[])", self.account_id, list(keys))}
 
     async def latest_thread_by_subject(self, thread_subject: str, after: int) -> str | None:
         found = await self.conn.fetchval(
             "SELECT thread_id FROM emails WHERE account_id = $1 AND thread_subject = $2"
             " AND received_at > $3 ORDER BY received_at DESC LIMIT 1",
-            self.account_id, clean(thread_subject), after)
+            self.account_id, thread_subject, after)
         return None if found is None else str(found)
 
     async def merge_thread(self, source: str, target: str, modseq: int) -> list[str]:
@@ -230,12 +223,12 @@ class PostgresMailTx:
         return [r[0] for r in moved]
 
     async def put_thread_keys(self, keys: Sequence[str], thread_id: str) -> None:
-        if keys:  # each once after cleaning: ON CONFLICT may not touch a row twice
+        if keys:  # each once: ON CONFLICT may not touch a row twice
             await self.conn.execute(
                 "INSERT INTO thread_keys (account_id, msgid, thread_id)"
                 " SELECT $1, unnest($2::text[]), $3"
                 " ON CONFLICT (account_id, msgid) DO UPDATE SET thread_id = EXCLUDED.thread_id",
-                self.account_id, list(dict.fromkeys(clean(k) for k in keys)), thread_id)
+                self.account_id, list(dict.fromkeys(keys)), thread_id)
 
     async def insert_email(self, email: NewEmail, thread_id: str, modseq: int) -> None:
         headers: dict[str, Any] = {
@@ -250,14 +243,13 @@ class PostgresMailTx:
             " bodystructure, body, parts, blob_refs, keywords, modseq, head) VALUES ($1, $2,"
             " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,"
             " $20, $21, $22, $23, $24, $25)",
-            self.account_id, email.email_id, thread_id, clean(email.delivery_key),
+            self.account_id, email.email_id, thread_id, email.delivery_key,
             email.content_sha256, email.blob_id, email.size, email.received_at, email.sent_at,
-            clean_opt(email.message_id), clean(email.subject), clean(email.thread_subject),
-            clean(email.from_[0]["email"]) if email.from_ else "", orjson.dumps(headers),
-            clean(email.preview), email.has_attachment, orjson.dumps(email.attachments),
+            email.message_id, email.subject, email.thread_subject,
+            email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers),
+            email.preview, email.has_attachment, orjson.dumps(email.attachments),
             email.envelope, email.bodystructure, email.body, orjson.dumps(email.parts),
-            orjson.dumps(email.blob_refs), list(dict.fromkeys(clean(k) for k in email.keywords)),
-            modseq, email.head)
+            orjson.dumps(email.blob_refs), email.keywords, modseq, email.head)
 
     async def mailboxes_by_role(self, roles: Sequence[str]) -> dict[str, str]:
         return {r["role"]: r["id"] for r in await self.conn.fetch(
@@ -275,7 +267,7 @@ class PostgresMailTx:
 
     async def mailbox_named(self, name: str) -> str | None:
         found = await self.conn.fetchval("SELECT id FROM mailboxes WHERE account_id = $1"
-                                         " AND name = $2", self.account_id, clean(name))
+                                         " AND name = $2", self.account_id, name)
         return None if found is None else str(found)
 
     async def role_taken(self, role: str) -> bool:
@@ -290,13 +282,13 @@ class PostgresMailTx:
         await self.conn.executemany(
             "INSERT INTO mailboxes (account_id, id, name, role, uidvalidity, modseq)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
-            [(self.account_id, i, clean(name), role, uidvalidity, modseq)
+            [(self.account_id, i, name, role, uidvalidity, modseq)
              for i, name, role in rows])
 
     async def mailboxes_below(self, prefix: str) -> list[tuple[str, str]]:
         return [(r["id"], r["name"]) for r in await self.conn.fetch(
             "SELECT id, name FROM mailboxes WHERE account_id = $1 AND left(name, $2) = $3",
-            self.account_id, len(prefix), clean(prefix))]
+            self.account_id, len(prefix), prefix)]
 
     async def rename_mailboxes(self, names: dict[str, str], modseq: int) -> None:
         # One statement: the (account, name) uniqueness holds at its end, not per row.
@@ -304,7 +296,7 @@ class PostgresMailTx:
             "UPDATE mailboxes m SET name = n.name, modseq = $2 FROM"
             " unnest($3::text[], $4::text[]) AS n(id, name)"
             " WHERE m.account_id = $1 AND m.id = n.id",
-            self.account_id, modseq, list(names), [clean(n) for n in names.values()])
+            self.account_id, modseq, list(names), list(names.values()))
 
     async def write_subscribed(self, mailbox_id: str, subscribed: bool) -> None:
         await self.conn.execute("UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1"
@@ -348,11 +340,11 @@ class PostgresAccountTx:
         return await self.conn.fetchval(
             "INSERT INTO accounts (id, address, password_hash, quota, created_at)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address) DO NOTHING RETURNING 1",
-            account_id, clean(address), password_hash, quota, created_at) is not None
+            account_id, address, password_hash, quota, created_at) is not None
 
     async def account_id(self, address: str) -> str | None:
         found = await self.conn.fetchval("SELECT id FROM accounts WHERE address = $1",
-                                         clean(address))
+                                         address)
         return None if found is None else str(found)
 
     async def account(self, account_id: str) -> Account:
