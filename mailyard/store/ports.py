@@ -840,6 +840,23 @@ class AccountTx(Protocol):
         ...
 
 
+class CounterTx(MailTx, Protocol):
+    """The primitives of a counter repair beyond MailTx (mailyard/model/maintenance.py)."""
+
+    async def current_modseq(self) -> int:
+        """The account's MODSEQ, holding the account against other writers as lock_account
+        does; NotFound when it is gone."""
+        ...
+
+    async def write_usage(self, used: int) -> None: ...
+
+    async def write_counters(self, mailboxes: Sequence[MailboxCounters], modseq: int
+                             ) -> list[str]:
+        """Set each mailbox's total, unseen and octets, raise its UIDNEXT to at least the one
+        given, and give it `modseq`; the ids of the account's mailboxes written."""
+        ...
+
+
 class ObjectTx(MailTx, Protocol):
     """The primitives of account objects beyond MailTx (mailyard/model/objects.py)."""
 

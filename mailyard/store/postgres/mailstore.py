@@ -23,6 +23,7 @@ from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
 from mailyard.model import accounts, delivery, keywords, labels, mailboxes, objects
+from mailyard.model import maintenance as model_maintenance
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
@@ -522,6 +523,6 @@ class PostgresMailStore:
 
     async def set_counters(self, account_id: str, *, modseq: int, used: int,
                            mailboxes: Sequence[MailboxCounters]) -> bool:
-        return await self._write(
-            lambda tx: maintenance.set_counters(tx, account_id, modseq, used, mailboxes))
+        return await self._write(lambda tx: model_maintenance.set_counters(
+            PostgresMailTx(tx, account_id), modseq=modseq, used=used, mailboxes=mailboxes))
 

@@ -27,6 +27,7 @@ from mailyard.store.ports import (
     DeliveryResult,
     EmailFlags,
     Mailbox,
+    MailboxCounters,
     NewEmail,
     NotFound,
     RemovedEmail,
@@ -180,6 +181,29 @@ class PostgresMailTx:
                                 " AND thread_id = $2", self.account_id, thread_id)
 
     # ------------------------------------------------------------------ delivery
+
+    async def current_modseq(self) -> int:
+        current = await self.conn.fetchval(
+            "SELECT modseq FROM accounts WHERE id = $1 FOR NO KEY UPDATE", self.account_id)
+        if current is None:
+            raise NotFound(f"no account {self.account_id}")
+        return int(current)
+
+    async def write_usage(self, used: int) -> None:
+        await self.conn.execute("UPDATE accounts SET used = $2 WHERE id = $1",
+                                self.account_id, used)
+
+    async def write_counters(self, mailboxes: Sequence[MailboxCounters], modseq: int
+                             ) -> list[str]:
+        return [r[0] for r in await self.conn.fetch(
+            "UPDATE mailboxes m SET total = n.total, unseen = n.unseen, bytes = n.bytes,"
+            " uidnext = greatest(m.uidnext, n.uidnext), modseq = $2"
+            " FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[],"
+            "  $7::bigint[]) AS n(id, total, unseen, bytes, uidnext)"
+            " WHERE m.account_id = $1 AND m.id = n.id RETURNING m.id",
+            self.account_id, modseq, [b.mailbox_id for b in mailboxes],
+            [b.total for b in mailboxes], [b.unseen for b in mailboxes],
+            [b.size for b in mailboxes], [b.uidnext for b in mailboxes])] if mailboxes else []
 
     async def lock_usage(self) -> tuple[int, int] | None:
         row = await self.conn.fetchrow(

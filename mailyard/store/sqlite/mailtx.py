@@ -21,6 +21,7 @@ from mailyard.store.ports import (
     DeliveryResult,
     EmailFlags,
     Mailbox,
+    MailboxCounters,
     NewEmail,
     NotFound,
     RemovedEmail,
@@ -150,6 +151,26 @@ class SqliteMailTx:
     async def delete_thread_keys(self, thread_id: str) -> None:
         self.conn.execute("DELETE FROM thread_keys WHERE account_id = ? AND thread_id = ?",
                           (self.account_id, thread_id))
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def current_modseq(self) -> int:
+        row = self.conn.execute("SELECT modseq FROM accounts WHERE id = ?",
+                                (self.account_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no account {self.account_id}")
+        return int(row[0])
+
+    async def write_usage(self, used: int) -> None:
+        self.conn.execute("UPDATE accounts SET used = ? WHERE id = ?", (used, self.account_id))
+
+    async def write_counters(self, mailboxes: Sequence[MailboxCounters], modseq: int
+                             ) -> list[str]:
+        return [box.mailbox_id for box in mailboxes if self.conn.execute(
+            "UPDATE mailboxes SET total = ?, unseen = ?, bytes = ?, uidnext = max(uidnext, ?),"
+            " modseq = ? WHERE account_id = ? AND id = ?",
+            (box.total, box.unseen, box.size, box.uidnext, modseq, self.account_id,
+             box.mailbox_id)).rowcount]
 
     # ------------------------------------------------------------------ delivery
 

@@ -1,7 +1,7 @@
 """The Maintenance port (store/ports.py) on SQLite: the attachment references each email
-records (which `mailyard gc` trusts) and a compare-and-set of the counters kept incrementally
-(quota usage; each mailbox's total, unseen, bytes and UIDNEXT). What those counters should be
-is services/fsck.py's to decide; this only reads and writes rows.
+records (which `mailyard gc` trusts), and the compare-and-set of the counters
+(model/maintenance.py over SqliteMailTx). What those counters should be is services/fsck.py's
+to decide.
 
 A mixin of SqliteMailStore, kept apart so the adapter's hot paths stay readable.
 """
@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 import orjson
 
+from mailyard.model import maintenance
 from mailyard.store.ports import MailboxCounters, NotFound
 from mailyard.store.sqlite.db import Database
+from mailyard.store.sqlite.mailtx import SqliteMailTx, run_now
 
 
 class MaintenanceMixin:
@@ -45,28 +47,5 @@ class MaintenanceMixin:
 
     async def set_counters(self, account_id: str, *, modseq: int, used: int,
                            mailboxes: Sequence[MailboxCounters]) -> bool:
-        """The single writer makes the read of the account's MODSEQ and the writes one
-        transaction: no other write of the account can come between them."""
-        def write(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT modseq FROM accounts WHERE id = ?",
-                               (account_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no account {account_id}")
-            if row[0] != modseq:
-                return False
-            new = modseq + 1 if mailboxes else modseq
-            conn.execute("UPDATE accounts SET used = ?, modseq = ? WHERE id = ?",
-                         (used, new, account_id))
-            for box in mailboxes:
-                if conn.execute(
-                        "UPDATE mailboxes SET total = ?, unseen = ?, bytes = ?,"
-                        " uidnext = max(uidnext, ?), modseq = ? WHERE account_id = ? AND id = ?",
-                        (box.total, box.unseen, box.size, box.uidnext, new, account_id,
-                         box.mailbox_id)).rowcount:
-                    # The change log row every mailbox write makes (mailstore._log).
-                    conn.execute("INSERT OR REPLACE INTO changes (account_id, modseq, kind,"
-                                 " object_id, op) VALUES (?, ?, 'Mailbox', ?, 'updated')",
-                                 (account_id, new, box.mailbox_id))
-            return True
-
-        return await self.db.write(write)
+        return await self.db.write(lambda conn: run_now(maintenance.set_counters(
+            SqliteMailTx(conn, account_id), modseq=modseq, used=used, mailboxes=mailboxes)))
