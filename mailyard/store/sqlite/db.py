@@ -347,11 +347,6 @@ class Database:
             fut.cancel()  # takes the write back, unless the writer has claimed it already
             raise
 
-    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        fut: Future[T] = Future()
-        self._submit(_Job(fn, fut))
-        return fut.result()
-
     def _submit(self, job: _Job) -> None:
         """Queue a job, or raise WriterStopped at once: a write must never wait for a thread
         that will not take it (SMTP would hang instead of answering 451). The lock orders
