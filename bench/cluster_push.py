@@ -34,6 +34,7 @@ import base64
 import contextlib
 import imaplib
 import json
+import shutil
 import ssl
 import sys
 import tempfile
@@ -289,15 +290,17 @@ async def phase(cluster: object, dsns: list[str], target: str, others: list[str]
     await client.connect()
     prefix = f"probe-{name}-{time.time_ns()}-"
     probes: list[tuple[str, float, float]] = []  # subject, sent, 250
+    replies: dict[str, str] = {}  # subject -> the 250's text (its queue id)
     missed = {"IDLE": 0, "JMAP": 0}
     try:
         await asyncio.sleep(2.0)
         for n in range(samples):
             subject = f"{prefix}{n}"
             sent = time.time()
-            await client.sendmail("probe@remote.test", [target],
-                                  probe_mail(subject, target, size))
+            _, reply = await client.sendmail("probe@remote.test", [target],
+                                             probe_mail(subject, target, size))
             probes.append((subject, sent, time.time()))
+            replies[subject] = reply
             deadline = time.monotonic() + 30
             while (idle.first_after(sent) is None or push.first_after(sent) is None) \
                     and time.monotonic() < deadline:
@@ -330,7 +333,8 @@ async def phase(cluster: object, dsns: list[str], target: str, others: list[str]
         a = a if a is not None and a < until else None
         commit = commits.get(subject)
         if e is None or s is None or commit is None:
-            print(f"  {subject}: 250 after {(ok - sent) * 1000:.0f} ms, no"
+            print(f"  {subject}: 250 ({replies.get(subject, '')}) at {ok:.3f} after"
+                  f" {(ok - sent) * 1000:.0f} ms, no"
                   + "".join(f" {w}" for w, v in (("EXISTS", e), ("StateChange", s),
                                                   ("commit", commit)) if v is None)
                   + " before the next probe", flush=True)
@@ -406,6 +410,11 @@ async def run(args: argparse.Namespace) -> None:
                     print(summary(label, values))
         finally:
             await asyncio.to_thread(cluster.stop)
+            if args.keep_logs:
+                keep = Path(args.keep_logs)
+                keep.mkdir(parents=True, exist_ok=True)
+                for name, node in cluster.nodes.items():
+                    shutil.copy(node.log_path, keep / f"{name}.log")
 
 
 if __name__ == "__main__":
@@ -417,6 +426,8 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=12)
     parser.add_argument("--mails", type=int, default=30, help="per session, sustained rate")
     parser.add_argument("--size", type=int, default=5000)
+    parser.add_argument("--keep-logs", default="",
+                        help="copy the nodes' logs into this directory at the end")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="the sustained rate (mails/s) if known; skips measuring it")
     asyncio.run(run(parser.parse_args()))

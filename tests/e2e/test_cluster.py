@@ -1,15 +1,16 @@
 """Three `mailyard serve` nodes over shared engines (issue 21), with real clients.
 
 The engines: a private 3-server NATS cluster with JetStream started here on free ports (queue
-with replicas = 3, events), two PostgreSQL shard databases on the session's server, a private
+with replicas = 3, events), two PostgreSQL shard databases on a private server, a private
 redis-server for the counters, and one blob directory every node's data_dir links to (one
 machine standing in for an S3 bucket; the S3 adapter has its own suites). Each node has its
 own data_dir, ports and node name, and nothing else of its own.
 
 What is proven: a delivery through node A wakes IMAP IDLE on node B; the message is visible
-over IMAP on every node; and under SMTP load spread over the nodes, with senders that resend
-on another node whatever got no 250, a SIGKILL of node A loses no acknowledged message and
-duplicates none.
+over IMAP on every node; a JMAP push subscription made through one node is verified, listed,
+delivered to and destroyed through the others; and under SMTP load spread over the nodes,
+with senders that resend on another node whatever got no 250, a SIGKILL of node A loses no
+acknowledged message and duplicates none.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import imaplib
+import json
 import re
 import smtplib
 import threading
@@ -97,7 +99,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    # Push subscriptions to a receiver of the test's own on loopback (plain http)
+    c = Cluster(tmp_path_factory.mktemp("cluster"), limits={"push_loopback_http": True})
     try:
         yield c
     finally:
@@ -180,8 +183,6 @@ def test_idle_on_node_b_wakes_on_delivery_through_node_a(cluster: Cluster) -> No
 def test_jmap_eventsource_on_node_c_hears_delivery_through_node_a(cluster: Cluster) -> None:
     """RFC 8620 7.3 push across nodes: an EventSource opened on node C gets a StateChange
     for alice's Email when a message arrives through node A."""
-    import json
-
     import httpx
 
     a, c = cluster.nodes["a"], cluster.nodes["c"]
@@ -209,6 +210,54 @@ def test_jmap_eventsource_on_node_c_hears_delivery_through_node_a(cluster: Clust
     assert changes and changes[0]["@type"] == "StateChange", changes
     [states] = changes[0]["changed"].values()
     assert "Email" in states, changes
+
+
+def test_push_subscription_made_on_one_node_is_the_same_on_every_node(cluster: Cluster
+                                                                      ) -> None:
+    """JMAP PushSubscription (RFC 8620 7.2) across nodes: created through node A (whose
+    PushVerification reaches the receiver), verified through node C, listed through node B;
+    a delivery through node B is then pushed; destroyed through node B, it is gone on A."""
+    import httpx
+
+    from tests.e2e.test_jmap_pushsub import Receiver
+
+    a, b, c = (cluster.nodes[n] for n in "abc")
+    user = "alice@example.test"
+
+    def call(node: Server, name: str, **args: Any) -> dict[str, Any]:
+        r = httpx.post(f"https://127.0.0.1:{node.http_port}/jmap/api", auth=(user, PASSWORD),
+                       verify=False, timeout=DEADLINE, json={
+                           "using": ["urn:ietf:params:jmap:core"],
+                           "methodCalls": [[name, args, "c0"]]})
+        assert r.status_code == 200, r.text
+        [[answer, result, _]] = r.json()["methodResponses"]
+        assert answer == name, result
+        return result  # type: ignore[no-any-return]
+
+    receiver = Receiver()
+    try:
+        path = f"/cluster/{time.time_ns()}"
+        created = call(a, "PushSubscription/set", create={"k": {
+            "deviceClientId": "phone", "url": receiver.url(path), "types": ["Email"]}})
+        assert created["notCreated"] is None, created
+        sub_id = created["created"]["k"]["id"]
+        [verification] = receiver.wait(path, 1, DEADLINE)
+        code = json.loads(verification.body)["verificationCode"]
+        updated = call(c, "PushSubscription/set", update={sub_id: {"verificationCode": code}})
+        assert sub_id in (updated["updated"] or {}), updated
+        listed = call(b, "PushSubscription/get", ids=None)["list"]
+        assert [(s["id"], s["verificationCode"]) for s in listed] == [(sub_id, code)], listed
+
+        send(b, message(f"webpush-{time.time_ns()}"))
+        pushes = receiver.wait(path, 2, DEADLINE)
+        assert len(pushes) >= 2, "no StateChange pushed after a delivery"
+        assert json.loads(pushes[1].body)["@type"] == "StateChange", pushes[1].body
+
+        destroyed = call(b, "PushSubscription/set", destroy=[sub_id])
+        assert destroyed["destroyed"] == [sub_id], destroyed
+        assert call(a, "PushSubscription/get", ids=None)["list"] == []
+    finally:
+        receiver.close()
 
 
 def test_cluster_status_sees_every_node_the_queue_and_the_engines(cluster: Cluster) -> None:

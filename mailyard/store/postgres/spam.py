@@ -101,15 +101,16 @@ class PostgresSpamModel:
 
     async def counts(self, model: str, tokens: Sequence[int]) -> Counts:
         pool = await self.pool.get()
-        async with pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT nspam, nham FROM spam_models WHERE model = $1",
-                                      model)
-            if row is None:
-                return Counts()
-            found = {r[0]: (r[1], r[2]) for r in await conn.fetch(
-                "SELECT token, spam, ham FROM spam_tokens WHERE model = $1"
-                " AND token = ANY($2::bigint[])", model, list(dict.fromkeys(tokens)))}
-        return Counts(row[0], row[1], found)
+        # One round trip (a delivery asks this twice): no row when the model has learnt
+        # nothing, else the totals on every row and the tokens seen (one NULL row if none).
+        rows = await pool.fetch(
+            "SELECT m.nspam, m.nham, t.token, t.spam, t.ham FROM spam_models m"
+            " LEFT JOIN spam_tokens t ON t.model = m.model AND t.token = ANY($2::bigint[])"
+            " WHERE m.model = $1", model, list(dict.fromkeys(tokens)))
+        if not rows:
+            return Counts()
+        found = {r[2]: (r[3], r[4]) for r in rows if r[2] is not None}
+        return Counts(rows[0][0], rows[0][1], found)
 
     async def totals(self, model: str) -> tuple[float, float]:
         pool = await self.pool.get()
