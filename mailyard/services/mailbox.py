@@ -258,10 +258,15 @@ class MailboxService:
                 if old_uid is None:
                     continue
                 new_uid = await self._duplicate(account, record, target, documents)
-                await self.store.remove_from_mailbox(account.id, source.id, [email_id])
                 moved[email_id] = (old_uid, new_uid)
             if documents:
                 await self.index.index(documents)
+            # The originals leave the source in one transaction (one MODSEQ), after their
+            # copies exist: a failure in between leaves a copy too many, never a message lost.
+            copied = [e for e in present if e in moved]
+            left = await self.store.expunge(account.id, source.id, copied) if copied else None
+            if left and left.destroyed:
+                await self.index.delete(account.id, left.destroyed)
         await self._changed(account)
         if target.role == "junk" or (source.role == "junk" and target.role != "trash"):
             self._junk(account, email_ids, target.role == "junk")
