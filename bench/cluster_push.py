@@ -319,6 +319,17 @@ async def phase(cluster: object, dsns: list[str], target: str, others: list[str]
         tap.close()
     load1 = loadavg()
     commits = await commit_times(dsns, prefix)
+    deadline = time.monotonic() + 120  # a probe not in yet: late (how late?) or lost
+    while len(commits) < len(probes) and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        commits = await commit_times(dsns, prefix)
+    for subject, _, ok in probes:
+        if subject in commits and commits[subject] - ok > 30:
+            print(f"  {subject} ({replies.get(subject, '')}): committed"
+                  f" {commits[subject] - ok:.1f} s after its 250", flush=True)
+        elif subject not in commits:
+            print(f"  {subject} ({replies.get(subject, '')}): not committed 120 s after the"
+                  " phase", flush=True)
     out: dict[str, list[float]] = {k: [] for k in (
         "250->EXISTS c", "250->StateChange b", "250->commit", "commit->EXISTS c",
         "commit->StateChange b", "commit->announce", "announce->EXISTS c",
