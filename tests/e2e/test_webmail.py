@@ -451,6 +451,52 @@ def test_webmail_actions_on_several_conversations(server: Server, browser: Brows
              what="both archived")
     assert boxes["inbox"]["id"] in emails_with(api, "Batch three")[0]["mailboxIds"]
     expect(page.locator(".row")).to_have_count(1)
+
+    # Every other action on the two ticked conversations, in the Archive.
+    api.call("Mailbox/set", create={"l": {"name": "Projects"}})
+    boxes = api.boxes()
+    page.locator(".box", has_text="Projects").wait_for()
+    page.locator(".box", has_text="Archive").click()
+    tools = page.get_by_role("toolbar", name="Actions")
+    both = ("Batch one", "Batch two")
+
+    def tick_both() -> None:
+        for subject in both:
+            row(page, subject).get_by_role("checkbox").check()
+
+    def each(check: Any) -> bool:
+        return all(check(e) for s in both for e in emails_with(api, s))
+
+    row(page, "Batch two").wait_for()
+    tick_both()
+    tools.get_by_role("button", name="Mark unread").click()
+    wait_for(lambda: each(lambda e: not e["keywords"].get("$seen")), what="both unread")
+    tick_both()
+    tools.get_by_role("button", name="Mark read").click()
+    wait_for(lambda: each(lambda e: e["keywords"].get("$seen")), what="both read")
+    tick_both()
+    tools.get_by_label("Label").select_option(label="Projects")
+    wait_for(lambda: each(lambda e: boxes["Projects"]["id"] in e["mailboxIds"]),
+             what="both labelled")
+    tick_both()
+    tools.get_by_role("button", name="Spam", exact=True).click()
+    wait_for(lambda: all(in_only(api, s, boxes["junk"]) for s in both), what="both spam")
+    page.locator(".box", has_text="Spam").click()
+    row(page, "Batch two").wait_for()
+    tick_both()
+    tools.get_by_role("button", name="Not spam", exact=True).click()
+    wait_for(lambda: all(in_only(api, s, boxes["inbox"]) for s in both), what="both not spam")
+    page.locator(".box", has_text="Inbox").click()
+    row(page, "Batch two").wait_for()
+    tick_both()
+    tools.get_by_role("button", name="Delete", exact=True).click()
+    wait_for(lambda: all(in_only(api, s, boxes["trash"]) for s in both), what="both deleted")
+    page.locator(".box", has_text="Trash").click()
+    row(page, "Batch two").wait_for()
+    tick_both()
+    tools.get_by_label("Move to").select_option(label="Projects")
+    wait_for(lambda: all(in_only(api, s, boxes["Projects"]) for s in both), what="both moved")
+    assert in_only(api, "Batch three", boxes["inbox"])  # never ticked, never touched
     assert alice.errors == [] and alice.remote == []
     alice.close()
 

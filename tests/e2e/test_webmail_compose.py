@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, expect
+from playwright.sync_api import Browser, expect
 
 from tests.e2e.jmapclient import CORE, MAIL, Jmap
 from tests.e2e.server import Server, wait_port
@@ -159,7 +159,8 @@ def test_rich_text_toolbar_sends_html_and_plain_text(server: Server, browser: Br
     bob.close()
 
 
-def test_large_attachment_upload_shows_progress(server: Server, browser: Browser) -> None:
+def test_large_attachment_upload_shows_progress(server: Server, browser: Browser,
+                                                tmp_path: Path) -> None:
     big = os.urandom(25 * 1024 * 1024)  # the 25 MB
     alice = Guarded(browser, server)
     page = alice.page
@@ -175,8 +176,11 @@ def test_large_attachment_upload_shows_progress(server: Server, browser: Browser
     composer = page.locator("form.composer")
     composer.get_by_role("combobox", name="To").fill(BOB)
     composer.get_by_label("Subject").fill("The big file")
-    composer.locator("input[type=file]").set_input_files(files=[FilePayload(
-        name="big.bin", mimeType="application/octet-stream", buffer=big)])
+    # From a file on disk: the browser reads it itself (a 25 MB buffer sent through
+    # Playwright's pipe takes longer than a busy machine allows).
+    path = tmp_path / "big.bin"
+    path.write_bytes(big)
+    composer.locator("input[type=file]").set_input_files(path, timeout=120_000)
     progress = composer.get_by_role("progressbar", name="Uploading big.bin")
     progress.wait_for()
     expect(composer.get_by_role("button", name="Send")).to_be_disabled()

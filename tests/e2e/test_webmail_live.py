@@ -70,8 +70,15 @@ def test_changes_from_imap_and_another_browser_show_live(server: Server,
         raw = (f"From: Carol <{CAROL}>\r\nTo: {ALICE}\r\nSubject: Appended live\r\n"
                f"Message-ID: <appended@example.test>\r\n\r\nOver IMAP.\r\n").encode()
         imap.append("INBOX", "", imaplib.Time2Internaldate(2_000_000_000), raw)
-        expect(row(page, "Appended live")).to_have_count(1)
-        expect(row(page, "Appended live")).to_have_class(re.compile(r"\bunread\b"))
+        appended = row(page, "Appended live")
+        expect(appended).to_have_count(1)
+        expect(appended).to_have_class(re.compile(r"\bunread\b"))
+        # The row: sender's name, subject, snippet, date.
+        expect(appended.locator(".from")).to_have_text("Carol")
+        expect(appended.locator(".subject b")).to_have_text("Appended live")
+        expect(appended.locator(".preview")).to_contain_text("Over IMAP.")
+        expect(appended.locator("time")).to_have_attribute("datetime", "2033-05-18T03:33:20Z")
+        expect(appended.locator("time")).to_have_text(re.compile(r"2033"))
 
     # A second browser on the same account: its star and its archive show in the first.
     other = Guarded(browser, server)

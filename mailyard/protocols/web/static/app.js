@@ -39,6 +39,8 @@ function Login({ onLogin }) {
   </form>`;
 }
 
+const MAILBOX_PROPS = ['id', 'name', 'role', 'parentId', 'unreadThreads', 'totalThreads', 'sortOrder'];
+
 const HELP = [['j / k', 'next / previous conversation'], ['o, Enter', 'open'], ['x', 'select (actions apply to all selected)'], ['u, Esc', 'back to the list'],
   ['e', 'archive'], ['#', 'delete'], ['s', 'star'], ['r', 'reply'], ['a', 'reply all'], ['f', 'forward'],
   ['c', 'compose'], ['/', 'search'], ['?', 'this help']];
@@ -84,7 +86,7 @@ function Mail({ client, username, logout }) {
   };
 
   const loadMailboxes = useCallback(async () => {
-    const [[, boxes]] = await client.call([['Mailbox/get', { properties: ['id', 'name', 'role', 'parentId', 'unreadThreads', 'totalThreads', 'sortOrder'] }]]);
+    const [[, boxes]] = await client.call([['Mailbox/get', { properties: MAILBOX_PROPS }]]);
     setMailboxes(boxes.list);
     state.current.mailboxes = boxes.list;  // the list's total below reads them before a render
     return boxes.list;
@@ -143,7 +145,16 @@ function Mail({ client, username, logout }) {
       fetchPage(v, boxes, p * PAGE).then(({ emails, total }) => {
         s.fetching -= 1;
         delete s.loading[p];
-        if (pages.current.key !== key) return;
+        if (pages.current.key !== key) {
+          // A refresh began while this page was on its way: the page still stands in for the
+          // refreshed one (fetched anew) until that arrives, rather than leaving a gap.
+          const now = pages.current;
+          if (now.view === s.view && !now.loaded[p]) {
+            now.stale[p] = emails;
+            setList((l) => ({ ...l, version: l.version + 1 }));
+          }
+          return;
+        }
         s.loaded[p] = emails;
         s.need.delete(p);
         delete s.failures[p];
@@ -242,8 +253,11 @@ function Mail({ client, username, logout }) {
 
   useEffect(() => {
     (async () => {
-      const boxes = await loadMailboxes();
-      const [[, ids]] = await client.call([['Identity/get', {}]]);
+      // The mailboxes and identities in one request: the list waits for the mailboxes.
+      const [[, got], [, ids]] = await client.call([['Mailbox/get', { properties: MAILBOX_PROPS }], ['Identity/get', {}]]);
+      const boxes = got.list;
+      setMailboxes(boxes);
+      state.current.mailboxes = boxes;
       setIdentities(ids.list);
       setView({ mailboxId: boxes.find((b) => b.role === 'inbox')?.id, search: '' });
     })();
@@ -461,11 +475,14 @@ function App() {
   };
   useEffect(() => {
     check();
-    const ended = (ev) => { if (ev.reason instanceof SessionEnded) { setClient(null); setWho(null); } };
+    const ended = (ev) => { if (ev.reason instanceof SessionEnded) { ev.preventDefault(); setClient(null); setWho(null); } };
     window.addEventListener('unhandledrejection', ended);
     return () => window.removeEventListener('unhandledrejection', ended);
   }, []);
   const logout = async () => {
+    // No request may still be on its way when the session's token is revoked (it would be
+    // refused, and the page would log the refusal): stop new ones, let those running finish.
+    if (client) await client.drain();
     await fetch('/logout', { method: 'POST', credentials: 'same-origin', headers: CSRF });
     setClient(null);
     setWho(null);

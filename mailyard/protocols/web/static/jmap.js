@@ -21,8 +21,26 @@ export class Client {
     return new Client(await r.json());
   }
 
+  // Ends the client's traffic before a logout: push closed, no new call started (each is
+  // refused with SessionEnded), and the calls already running finished.
+  async drain() {
+    this.closed = true;
+    if (this.source) this.source.close();
+    await Promise.allSettled([...(this.running || [])]);
+  }
+
   // Calls: [[name, args], ...]; answers: a list of [name, args] in the same order.
-  async call(calls) {
+  call(calls) {
+    if (this.closed) return Promise.reject(new SessionEnded());
+    this.running = this.running || new Set();
+    const done = this.send(calls);
+    this.running.add(done);
+    const forget = () => this.running.delete(done);
+    done.then(forget, forget);
+    return done;
+  }
+
+  async send(calls) {
     const methodCalls = calls.map(([name, args], i) => [name, { accountId: this.accountId, ...args }, `c${i}`]);
     const r = await fetch('/jmap/api', {
       method: 'POST', credentials: 'same-origin',
@@ -71,6 +89,7 @@ export class Client {
   // Push: calls `onChange` whenever the account's state moves (EventSource, RFC 8620 §7.3).
   listen(onChange) {
     const source = new EventSource('/jmap/eventsource?types=*&closeafter=no&ping=60');
+    this.source = source;
     source.addEventListener('state', () => onChange());
     return () => source.close();
   }
