@@ -18,6 +18,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Postfix: the receiving MX of the outbound tests, a private instance per test (tests/postfixmx.py);
 # the package's own mail system stays unconfigured (preseeded below) and is never started
 [ -x /usr/sbin/postfix ] || need+=(postfix)
+# Dovecot: the reference IMAP server that tests/e2e/test_imap_reference.py runs the same RFC
+# transcripts against (a private instance per module, tests/dovecotserver.py; the package's
+# own service is never started)
+command -v dovecot >/dev/null 2>&1 || need+=(dovecot-imapd)
 # PostgreSQL: tests use the one on 127.0.0.1:5432, else start their own (scripts/postgres-up.sh)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
   || need+=(postgresql)

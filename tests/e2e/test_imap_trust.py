@@ -304,21 +304,21 @@ def test_a_new_keyword_is_announced_to_every_session(server: Server) -> None:
             play(wire, SELECT_INBOX)
         play(first, r"""
 C: b STORE 1 +FLAGS ($Important)
-S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $important)
-S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $important \*)] Flags permitted
-S~ \* 1 FETCH \(FLAGS \(\$important( \\Recent)?\)\)
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important)
+S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important \*)] Flags permitted
+S~ \* 1 FETCH \(FLAGS \(\$Important( \\Recent)?\)\)
 S: b OK STORE done
 """)
         play(second, r"""
 C: c NOOP
-S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $important)
-S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $important \*)] Flags permitted
-S~ \* 1 FETCH \(UID 1 FLAGS \(\$important( \\Recent)?\)\)
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important)
+S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important \*)] Flags permitted
+S~ \* 1 FETCH \(UID 1 FLAGS \(\$Important( \\Recent)?\)\)
 S: c OK NOOP done
 C: d SELECT INBOX
 S: * OK [CLOSED] Previous mailbox closed
-S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $important)
-S~ \* OK \[PERMANENTFLAGS .*\$important \\\*\)\] .*
+S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important)
+S~ \* OK \[PERMANENTFLAGS .*\$Important \\\*\)\] .*
 """)
     finally:
         first.close()

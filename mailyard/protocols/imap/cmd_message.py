@@ -38,10 +38,16 @@ _PARALLEL = 16
 
 
 def resolve(s: Session, seqset: SequenceSet, *, uid: bool) -> list[int]:
-    """0-based indexes into the selected view named by a sequence set (or a UID set)."""
+    """0-based indexes into the selected view named by a sequence set (or a UID set).
+
+    A message sequence number beyond the mailbox's count is the client's error (BAD), and in
+    an empty mailbox that includes `*` (RFC 9051 §9, seq-number; Dovecot does the same); a UID
+    set may name UIDs that do not exist, and `$` may be empty."""
     sel = s.sel
     if not sel.uids:
-        return []
+        if uid or seqset.is_saved:
+            return []
+        raise Bad("Invalid message sequence number: the mailbox is empty")
     if seqset.is_saved:
         seqs = (sel.seq_of_uid(u) for u in s.saved_uids)
         return sorted(seq - 1 for seq in seqs if seq is not None)

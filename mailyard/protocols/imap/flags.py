@@ -1,7 +1,8 @@
 """IMAP flags <-> the store's keywords (JMAP's model, RFC 8621 §4.1.1).
 
 The store keeps JMAP keywords: lower case, `$seen` for \\Seen. IMAP system flags map one to one;
-other IMAP keywords are stored lower-cased, since JMAP keywords are case-insensitive.
+other IMAP keywords are stored lower-cased, since JMAP keywords are case-insensitive, and the
+registered ones are shown in their registered spelling (REGISTERED).
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ SYSTEM = {
     "\\draft": "$draft", "\\deleted": "$deleted",
 }
 _BACK = {v: "\\" + k[1:].capitalize() for k, v in SYSTEM.items()}
+REGISTERED = ("$Forwarded", "$MDNSent", "$SubmitPending", "$Submitted", "$Junk", "$NotJunk",
+              "$Phishing", "$Important", "$MailFlagBit0", "$MailFlagBit1", "$MailFlagBit2",
+              "$Muted", "$Followed", "$Memo", "$HasMemo", "$HasAttachment", "$HasNoAttachment",
+              "$AutoSent", "$Unsubscribed", "$CanUnsubscribe", "$Imported", "$IsTrusted",
+              "$Notify")
+"""Keywords of IANA's IMAP/JMAP keyword registry in their registered spelling. The store keeps
+keywords lower case (JMAP's rule); IMAP shows these as registered, as a server that keeps the
+client's spelling does (Dovecot answers `$Important` to `STORE +FLAGS ($Important)`), since
+some clients compare keywords case-sensitively. Other keywords are shown lower case."""
+_BACK.update({k.lower(): k for k in REGISTERED})
 
 SETTABLE_FLAGS = frozenset({"\\Seen", "\\Flagged", "\\Answered", "\\Draft", "\\Deleted"})
 """The system flags a client may set (\\Recent is the server's; others are unknown)."""
