@@ -95,6 +95,34 @@ class DatabaseEngine(Engine):
             await self._drop()
 
 
+def sqlite_or_postgres(name: str, port: str, *, sqlite: Callable[[], Any],
+                       postgres: Callable[[str], Awaitable[Any]]) -> Engine:
+    """The Engine of a port kept in SQLite (a file of the test's own) or in PostgreSQL (a
+    database of the test's own, dropped at the end): `postgres` connects an adapter to a
+    DSN."""
+    if name == "sqlite":
+        return Engine(name, sqlite)
+    if name == "postgres":
+        from tests.pgserver import TestDatabase
+
+        database = TestDatabase()
+
+        async def open_postgres() -> Any:
+            return await postgres(await database.dsn())
+
+        return DatabaseEngine(name, open_postgres, database.drop)
+    raise ValueError(f"unknown {port} adapter {name}")
+
+
+@contextlib.asynccontextmanager
+async def closing(engine: Engine) -> AsyncIterator[Engine]:
+    """An engine whose adapters are all closed (and its database dropped) at the end."""
+    try:
+        yield engine
+    finally:
+        await engine.close_all()
+
+
 # --------------------------------------------------------------------------- BlobStore
 
 
@@ -120,11 +148,8 @@ def _open_blobstore(name: str, tmp_path: Path) -> Engine:
 
 @pytest.fixture(params=BLOBSTORES)
 async def blob_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open_blobstore(request.param, tmp_path)
-    try:
+    async with closing(_open_blobstore(request.param, tmp_path)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 @pytest.fixture
@@ -175,11 +200,8 @@ async def drop_nats_streams(prefix: str) -> None:
 
 @pytest.fixture(params=QUEUES)
 async def queue_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open_queue(request.param, tmp_path)
-    try:
+    async with closing(_open_queue(request.param, tmp_path)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 @pytest.fixture
@@ -226,11 +248,8 @@ def _open_mailstore(name: str, tmp_path: Path) -> Engine:
 
 @pytest.fixture(params=MAILSTORES)
 async def mail_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open_mailstore(request.param, tmp_path)
-    try:
+    async with closing(_open_mailstore(request.param, tmp_path)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 @pytest.fixture
@@ -242,31 +261,17 @@ async def mailstore(mail_engine: Engine) -> Any:
 
 
 def _open_search(name: str, tmp_path: Path) -> Engine:
-    if name == "sqlite":
-        from mailyard.store.sqlite.search import SqliteSearchIndex
+    from mailyard.store.postgres.search import PostgresSearchIndex
+    from mailyard.store.sqlite.search import SqliteSearchIndex
 
-        path = tmp_path / "search.db"
-        return Engine(name, lambda: SqliteSearchIndex(path))
-    if name == "postgres":
-        from mailyard.store.postgres.search import PostgresSearchIndex
-        from tests.pgserver import TestDatabase
-
-        database = TestDatabase()
-
-        async def open_postgres() -> PostgresSearchIndex:
-            return await PostgresSearchIndex.connect(await database.dsn())
-
-        return DatabaseEngine(name, open_postgres, database.drop)
-    raise ValueError(f"unknown SearchIndex adapter {name}")
+    return sqlite_or_postgres(name, "SearchIndex", postgres=PostgresSearchIndex.connect,
+                              sqlite=lambda: SqliteSearchIndex(tmp_path / "search.db"))
 
 
 @pytest.fixture(params=SEARCH_INDEXES)
 async def search_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open_search(request.param, tmp_path)
-    try:
+    async with closing(_open_search(request.param, tmp_path)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 @pytest.fixture
@@ -328,11 +333,8 @@ def sock_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(params=EVENTBUSES)
 async def bus_engine(request: pytest.FixtureRequest, sock_dir: Path) -> AsyncIterator[Engine]:
-    engine = _open_eventbus(request.param, sock_dir)
-    try:
+    async with closing(_open_eventbus(request.param, sock_dir)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 @pytest.fixture
@@ -355,73 +357,43 @@ def _open_counters(name: str, tmp_path: Path) -> Engine:
 @pytest.fixture(params=COUNTERS)
 async def counters_engine(request: pytest.FixtureRequest,
                           tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open_counters(request.param, tmp_path)
-    try:
+    async with closing(_open_counters(request.param, tmp_path)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 # --------------------------------------------------------------------------- PushSubscriptionStore
 
 
 def _open_push_store(name: str, tmp_path: Path) -> Engine:
-    if name == "sqlite":
-        from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
+    from mailyard.store.postgres.pushsubs import PostgresPushSubscriptionStore
+    from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
 
-        path = tmp_path / "push.db"
-        return Engine(name, lambda: SqlitePushSubscriptionStore(path))
-    if name == "postgres":
-        from mailyard.store.postgres.pushsubs import PostgresPushSubscriptionStore
-        from tests.pgserver import TestDatabase
-
-        database = TestDatabase()
-
-        async def open_postgres() -> PostgresPushSubscriptionStore:
-            return await PostgresPushSubscriptionStore.connect(await database.dsn())
-
-        return DatabaseEngine(name, open_postgres, database.drop)
-    raise ValueError(f"unknown PushSubscriptionStore adapter {name}")
+    return sqlite_or_postgres(
+        name, "PushSubscriptionStore", postgres=PostgresPushSubscriptionStore.connect,
+        sqlite=lambda: SqlitePushSubscriptionStore(tmp_path / "push.db"))
 
 
 @pytest.fixture(params=PUSH_STORES)
 async def push_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open_push_store(request.param, tmp_path)
-    try:
+    async with closing(_open_push_store(request.param, tmp_path)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 # --------------------------------------------------------------------------- SpamModel
 
 
 def _open_spam_model(name: str, tmp_path: Path) -> Engine:
-    if name == "sqlite":
-        from mailyard.store.sqlite.spam import SqliteSpamModel
+    from mailyard.store.postgres.spam import PostgresSpamModel
+    from mailyard.store.sqlite.spam import SqliteSpamModel
 
-        path = tmp_path / "spam.db"
-        return Engine(name, lambda: SqliteSpamModel(path))
-    if name == "postgres":
-        from mailyard.store.postgres.spam import PostgresSpamModel
-        from tests.pgserver import TestDatabase
-
-        database = TestDatabase()
-
-        async def open_postgres() -> PostgresSpamModel:
-            return await PostgresSpamModel.connect(await database.dsn())
-
-        return DatabaseEngine(name, open_postgres, database.drop)
-    raise ValueError(f"unknown SpamModel adapter {name}")
+    return sqlite_or_postgres(name, "SpamModel", postgres=PostgresSpamModel.connect,
+                              sqlite=lambda: SqliteSpamModel(tmp_path / "spam.db"))
 
 
 @pytest.fixture(params=SPAM_MODELS)
 async def spam_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine = _open_spam_model(request.param, tmp_path)
-    try:
+    async with closing(_open_spam_model(request.param, tmp_path)) as engine:
         yield engine
-    finally:
-        await engine.close_all()
 
 
 # --------------------------------------------------------------------------- helpers
