@@ -192,6 +192,8 @@ async def test_several_properties_collapse_pages_totals_and_among(
          SortKey("size", False)],
         [SortKey("to", False), SortKey("receivedAt")],
         [SortKey("allInThreadHaveKeyword", True, "$seen"), SortKey("size")],
+        # Arrival, newest first: a collapsed page read from the arrival index until full.
+        [SortKey("receivedAt", False)],
     ]
     for sort in sorts:
         for collapse in (False, True):

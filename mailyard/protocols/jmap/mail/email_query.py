@@ -13,6 +13,7 @@ out of a search is switched off (gmail_scope=False).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from mailyard.core import query as q
@@ -24,6 +25,7 @@ from mailyard.protocols.jmap.mail.common import (
     current_state,
     search_service,
 )
+from mailyard.protocols.jmap.mail.mailbox import threads_in
 from mailyard.protocols.jmap.mail.querystate import (
     changed_since,
     query_changes_response,
@@ -42,6 +44,14 @@ def _int(args: dict[str, Any], key: str, default: int, minimum: int | None) -> i
         raise MethodError("invalidArguments", f"{key} must be an integer"
                           + ("" if minimum is None else f" >= {minimum}"))
     return value
+
+
+def _only_mailbox(value: object) -> str | None:
+    """The mailbox id of a filter that is exactly {"inMailbox": id}, else None."""
+    if isinstance(value, dict) and value.keys() == {"inMailbox"}:
+        box = value["inMailbox"]
+        return box if isinstance(box, str) else None
+    return None
 
 
 def filter_node(args: dict[str, Any]) -> q.Node:
@@ -96,11 +106,17 @@ async def email_query(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                                    position=position if paged else 0, total=want_total,
                                    order=order, gmail_scope=False)
     else:
+        # A page of one mailbox's threads (a mail client's list, sized from the total): the
+        # total is the mailbox's totalThreads, counted once per account state for Mailbox/get
+        # and this alike, instead of a count of every thread of the mailbox per page.
+        box_id = _only_mailbox(args.get("filter")) if collapse and paged else None
         hits = await search.sorted_search(ctx.account, node, sort or email_sort.NEWEST,
                                           collapse_threads=collapse,
                                           limit=limit if paged else None,
                                           position=position if paged else 0,
-                                          total=want_total or not paged)
+                                          total=(want_total and box_id is None) or not paged)
+        if want_total and box_id is not None:
+            hits = replace(hits, total=(await threads_in(ctx, box_id, state)).total)
     total = hits.total
     ids = hits.ids
     if not paged:

@@ -86,6 +86,12 @@ _NONE = ThreadCounts(0, 0)
 async def thread_counts(ctx: Context, box: Mailbox, state: int) -> ThreadCounts:
     """`box`'s counts at the account's `state` (read before them), from _COUNTED or counted
     for every mailbox of the account at once."""
+    return await threads_in(ctx, box.id, state)
+
+
+async def threads_in(ctx: Context, mailbox_id: str, state: int) -> ThreadCounts:
+    """The counts of the mailbox `mailbox_id` at `state` (see thread_counts): also the
+    total of Email/query's {inMailbox, collapseThreads}, which counts the same threads."""
     key = (ctx.account.id, state)
     known = _COUNTED.get(key)
     if known is None:
@@ -94,7 +100,7 @@ async def thread_counts(ctx: Context, box: Mailbox, state: int) -> ThreadCounts:
         while len(_COUNTED) > _COUNTED_MAX:
             _COUNTED.popitem(last=False)
     _COUNTED.move_to_end(key)
-    return known.get(box.id, _NONE)
+    return known.get(mailbox_id, _NONE)
 
 
 async def _count_threads(ctx: Context) -> dict[str, ThreadCounts]:
