@@ -454,6 +454,19 @@ def read_all(sock: ssl.SSLSocket) -> bytes:
     return data
 
 
+def ws_upgrade(sock: ssl.SSLSocket, port: int, key: bytes = b"0123456789abcdef") -> None:
+    """The WebSocket handshake of `sock` for /jmap/ws as alice (subprotocol jmap), up to the
+    end of the 101 answer."""
+    sock.sendall((f"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(key).decode()}"
+                  "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n"
+                  f"Authorization: {basic()}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+
+
 def wait_log(server: Server, text: str, after: int) -> str:
     """The log from `after` once `text` is in it (the server logs a connection's end after
     the client has seen it)."""
@@ -469,16 +482,8 @@ def test_websocket_text_frame_of_invalid_utf8_is_closed_1007_without_a_traceback
         server: Server) -> None:
     """RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection with 1007."""
     start = server.log_path.stat().st_size
-    key = base64.b64encode(b"0123456789abcdef").decode()
     with tls_socket(server.http_port) as sock:
-        sock.sendall((f"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1:{server.http_port}\r\n"
-                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n"
-                      f"Authorization: {basic()}\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 "), head
+        ws_upgrade(sock, server.http_port)
         payload, mask = b"\xff\xfe{", b"\x01\x02\x03\x04"
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
@@ -515,7 +520,6 @@ def test_a_bad_frame_while_a_request_runs_ends_the_connection_without_a_tracebac
     seed 99807). The Request is a long one (64 Email/query calls), so the close comes before
     the answer; a try where the answer came first has not met the case, and another is made."""
     start = server.log_path.stat().st_size
-    key = base64.b64encode(b"fedcba9876543210").decode()
     account = Jmap(server, ALICE).account_id
     calls = [["Email/query", {"accountId": account, "filter": {"text": f"w{n}"}}, str(n)]
              for n in range(64)]
@@ -525,15 +529,7 @@ def test_a_bad_frame_while_a_request_runs_ends_the_connection_without_a_tracebac
     while tries < 50 and met < 3:
         tries += 1
         with tls_socket(server.http_port) as sock:
-            sock.sendall((f"GET /jmap/ws HTTP/1.1\r\nHost: 127.0.0.1:{server.http_port}\r\n"
-                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                          "Sec-WebSocket-Protocol: jmap\r\n"
-                          f"Authorization: {basic()}\r\n\r\n").encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += sock.recv(1)
-            assert head.startswith(b"HTTP/1.1 101 "), head
+            ws_upgrade(sock, server.http_port, b"fedcba9876543210")
             # The pong says the server has read the Request frame before it: the app has it.
             sock.sendall(ws_frame(0x1, request) + ws_frame(0x9, b"p"))
             first = b""
