@@ -38,11 +38,15 @@ def _fields(head: bytes) -> Iterator[tuple[int, int]]:
 
 
 def _split_head(raw: bytes) -> int:
-    """Where the header block ends (the empty line's first octet), or len(raw)."""
+    """Where the header block ends (the empty line's first octet), or len(raw).
+
+    Two `bytes.find`, not a regex: on a message with no empty line (12 MB of three-octet
+    lines, fuzz stage seed 2417119311) `re.search(rb"\r?\n\r?\n")` held the GIL for ~0.5 s
+    in the thread that runs this, and with it the listener's event loop."""
     if raw.startswith((b"\r\n", b"\n")):
         return 0
-    m = re.search(rb"\r?\n\r?\n", raw)
-    return m.start() + (2 if raw[m.start()] == 13 else 1) if m else len(raw)
+    ends = [i for i in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return min(ends) + 1 if ends else len(raw)
 
 
 def authserv_id(value: bytes) -> str:
