@@ -302,7 +302,7 @@ class Runtime:
         c = self.config
         return Worker(self.queue, self.pipeline, self.index, self.bus,
                       RetryPolicy(c.queue.max_attempts, c.queue.backoff_base,
-                                  c.queue.backoff_max),
+                                  c.queue.backoff_max, c.queue.spool_tries),
                       batch_size=c.queue.batch_size, lease_seconds=c.queue.lease_seconds,
                       after_delivery=self.vacation.after_delivery)
 

@@ -202,6 +202,10 @@ class Queue:
 
     max_attempts: int = 5
     """Tries of one item before it goes to the dead-letter queue (`mailyard dlq`)."""
+    spool_tries: int = 3
+    """Tries that must each find an accepted message's spooled octets missing before its
+    item is buried: an object store that is restarting may answer "no such key" for a
+    moment, so it is asked again after the usual backoff. At most max_attempts."""
     backoff_base: float = 30.0
     """Seconds before the first retry; doubles per attempt up to backoff_max."""
     backoff_max: float = 3600.0
@@ -617,6 +621,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.smtp_line_octets: must be at least 998 (RFC 5321 4.5.3.1.6)")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
+    if not 1 <= config.queue.spool_tries <= config.queue.max_attempts:
+        raise ConfigError("queue.spool_tries: must be from 1 to queue.max_attempts")
     if config.queue.gc_interval < 0:
         raise ConfigError("queue.gc_interval: must be at least 0 seconds (0: no automatic gc)")
     if config.queue.dead_letter_days < 0:

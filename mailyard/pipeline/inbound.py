@@ -61,7 +61,7 @@ class Filters(Protocol):
 
 class SpoolMissing(PermanentFailure):
     """The spooled octets of an acknowledged message cannot be found. Permanent only once
-    it has been seen on several attempts (the worker's SPOOL_TRIES): an object store that is
+    it has been seen on several attempts (`[queue] spool_tries`): an object store that is
     restarting, or a gateway in front of it, may say "no such key" for a moment, and a
     single such answer must not bury mail that a 250 promised."""
 

@@ -46,11 +46,6 @@ PAUSE_MAX = 30.0
 """Bounds of the pause after a failed round (doubling per failure in a row): a store that
 fails is not hammered, and one that is back is used again within half a minute."""
 
-SPOOL_TRIES = 3
-"""Attempts that must each find the spool missing before the item is buried: a store that
-answered "no such key" while restarting is asked again after the usual backoff."""
-
-
 class NotRecorded(Exception):
     """Some outcomes of a batch could not be written to the queue (each is logged); the
     items come back when their leases run out."""
@@ -64,9 +59,14 @@ async def pause(stop: asyncio.Event, seconds: float) -> None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """When a failed item is tried again (`[queue]`)."""
+
     max_attempts: int = 5
     backoff_base: float = 30.0
     backoff_max: float = 3600.0
+    spool_tries: int = 3
+    """Attempts that must each find the spool missing before the item is buried: a store
+    that answered "no such key" while restarting is asked again after the usual backoff."""
 
     def delay(self, attempts: int) -> float:
         return float(min(self.backoff_max, self.backoff_base * 2 ** max(0, attempts - 1)))
@@ -198,7 +198,7 @@ class Worker:
         if isinstance(error, Quarantined):
             reason = str(error)  # the verdict's own words ("virus: NAME")
         permanent = isinstance(error, PermanentFailure) and not (
-            isinstance(error, SpoolMissing) and item.attempts < SPOOL_TRIES)
+            isinstance(error, SpoolMissing) and item.attempts < self.retry.spool_tries)
         if permanent or item.attempts >= self.retry.max_attempts:
             log.warning("item %s to the dead-letter queue: %s", item.id, reason,
                         extra={"queue_id": item.id})

@@ -17,8 +17,10 @@ from mailyard.app import Runtime
 from mailyard.config import Config, Queue
 from mailyard.core.ids import new_id
 from mailyard.core.workitems import INBOUND
-from mailyard.pipeline.worker import SPOOL_TRIES
 from mailyard.services.delivery import spool_id
+
+SPOOL_TRIES = 4
+"""Not the default (3), so that the setting is seen to be used."""
 
 RAW = (b"From: s@remote.test\r\nTo: alice@example.test\r\nSubject: spool back\r\n"
        b"Message-ID: <spool-back@remote.test>\r\n\r\nbody\r\n")
@@ -27,7 +29,8 @@ RAW = (b"From: s@remote.test\r\nTo: alice@example.test\r\nSubject: spool back\r\
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     config = Config(data_dir=tmp_path, domains=("example.test",),
-                    queue=Queue(backoff_base=0.01, backoff_max=0.01, max_attempts=10))
+                    queue=Queue(backoff_base=0.01, backoff_max=0.01, max_attempts=10,
+                                spool_tries=SPOOL_TRIES))
     rt = Runtime.open(config)
     await rt.store.create_account("alice@example.test", "x", 10**9)
     yield rt
