@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         SieveScriptStore,
         SpamModel,
     )
+    from mailyard.store.postgres.policy import PostgresPolicyStore
     from mailyard.store.sqlite.policy import SqlitePolicyStore
 
 log = logging.getLogger("mailyard")
@@ -606,8 +607,15 @@ def open_blobstore(config: Config) -> BlobStore:
         secret_key=s3.secret_key, cache_bytes=s3.cache_bytes, max_attempts=s3.max_attempts))
 
 
-def open_policy_store(config: Config) -> SqlitePolicyStore:
-    """The allow/deny lists and greylist of `[checks]`, shared by the server and the CLI."""
+def open_policy_store(config: Config) -> SqlitePolicyStore | PostgresPolicyStore:
+    """The allow/deny lists and greylist of `[checks]`, shared by the server and the CLI:
+    policy.db in data_dir, or the (first, the directory's) PostgreSQL database of `[store]
+    metadata`, where `mailyard policy` on any node sets the lists of every node."""
+    dsn = (config.store.shards or [config.store.metadata])[0]
+    if dsn:
+        from mailyard.store.postgres.policy import PostgresPolicyStore
+
+        return PostgresPolicyStore(dsn)
     from mailyard.store.sqlite.policy import SqlitePolicyStore
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
