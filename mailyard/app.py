@@ -457,12 +457,25 @@ def open_routing_store(config: Config) -> RoutingStore:
 
 
 def srs_secret(config: Config) -> bytes:
-    """`[routing] srs_secret`, else the key in data_dir/srs.secret, made on first use."""
+    """`[routing] srs_secret`, else one key made on first use: with PostgreSQL metadata in the
+    directory database, the same for every node (a bounce to an address one node rewrote is
+    reversed by any; store/postgres/secrets.py), else in data_dir/srs.secret. A node that kept
+    a data_dir/srs.secret from before offers it as the cluster's key, so that the first such
+    node to start keeps its rewritten addresses reversible."""
     if config.routing.srs_secret:
         return config.routing.srs_secret.encode()
     import secrets
 
     path = config.data_dir / "srs.secret"
+    dsn = (config.store.shards or [config.store.metadata])[0]
+    if dsn:
+        from mailyard.store.postgres.secrets import shared_secret_sync
+
+        try:
+            candidate = path.read_bytes().strip()
+        except FileNotFoundError:
+            candidate = b""
+        return shared_secret_sync(dsn, "srs", candidate or secrets.token_urlsafe(32).encode())
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
