@@ -38,10 +38,13 @@ def stream_name(prefix: str, role: str) -> str:
 
 class NatsConnection:
     def __init__(self, servers: Sequence[str], *, name: str = "mailyard",
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, request_timeout: float = 10.0) -> None:
+        """`request_timeout`: seconds a JetStream request (a publish, an API call) waits for
+        its answer before the caller may try again."""
         self.servers = list(servers)
         self.name = name
         self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
         self._client: Client | None = None
         self._connecting: asyncio.Task[Client] | None = None
 
@@ -74,9 +77,11 @@ class NatsConnection:
             reconnect_time_wait=0.5, disconnected_cb=disconnected,
             reconnected_cb=reconnected, error_cb=error)
 
-    async def jetstream(self, timeout: float = 10.0) -> tuple[JetStreamContext, JetStreamManager]:
+    async def jetstream(self, timeout: float | None = None
+                        ) -> tuple[JetStreamContext, JetStreamManager]:
         nc = await self.client()
-        return nc.jetstream(timeout=timeout), nc.jsm(timeout=timeout)
+        wait = self.request_timeout if timeout is None else timeout
+        return nc.jetstream(timeout=wait), nc.jsm(timeout=wait)
 
     async def close(self) -> None:
         if self._client is not None and not self._client.is_closed:

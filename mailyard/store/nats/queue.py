@@ -38,9 +38,10 @@ from typing import Any
 import orjson
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from mailyard.core.ids import new_id
 from mailyard.store.nats.connection import NatsConnection, stream_name, subject_token
@@ -56,6 +57,7 @@ from mailyard.store.ports import (
 log = logging.getLogger("mailyard.nats")
 
 EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+MSG_ID = "Nats-Msg-Id"
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's error code when the expected last sequence of a subject does not hold."""
 NO_MESSAGE = 10057
@@ -69,6 +71,15 @@ milliseconds) before a worker settles it."""
 BURY_GRACE = 30.0
 """A buried state left by a worker that died between it and the dead letter is finished by
 another worker after this long (sooner, it is the burying worker's own, still at work)."""
+PUBLISH_TRIES = 4
+"""Tries of one state change whose answer did not come (a stream leader busy or being
+elected): each try carries the same Nats-Msg-Id, so a change that landed on an earlier try is
+answered by JetStream's duplicate detection (the streams' 120 s window) with its sequence,
+never applied twice and never refused by its own compare-and-set."""
+PUBLISH_PAUSE = 0.25
+"""Seconds before the next try of a state change that got no answer."""
+UNANSWERED = (NatsTimeoutError, NoRespondersError, NoStreamResponseError)
+"""What a JetStream request raises when no answer came: the change may or may not be done."""
 
 
 @dataclass(slots=True)
@@ -241,25 +252,54 @@ class NatsQueue:
 
     async def _put(self, subject: str, state: ItemState, expected: int | None) -> int | None:
         """Publish `state`; with `expected`, only if the subject's last message is still that
-        sequence (0: no message). The new sequence, or None when the expectation failed."""
+        sequence (0: no message). The new sequence, or None when the expectation failed.
+
+        A publish whose acknowledgement does not come is tried again with the same message
+        id: had it been stored, JetStream answers the retry as a duplicate with the stored
+        sequence. Without that, a lease whose answer was lost left the item leased by a
+        worker that did not know it (found again only when the lease ran out), and the rest
+        of that worker's pull waited for JetStream's redelivery."""
         js, _ = await self._js()
-        headers = {EXPECTED_SUBJECT_SEQ: str(expected)} if expected is not None else None
-        try:
-            ack = await js.publish(subject, state.encode(), headers=headers)
-        except APIError as e:
-            if e.err_code == WRONG_LAST_SEQUENCE:
-                return None
-            raise
-        return int(ack.seq)
+        headers = {MSG_ID: new_id("p")}
+        if expected is not None:
+            headers[EXPECTED_SUBJECT_SEQ] = str(expected)
+        data = state.encode()
+        for attempt in range(1, PUBLISH_TRIES + 1):
+            try:
+                ack = await js.publish(subject, data, headers=headers)
+            except APIError as e:
+                if e.err_code == WRONG_LAST_SEQUENCE:
+                    return None
+                raise
+            except UNANSWERED as e:
+                if attempt == PUBLISH_TRIES:
+                    raise
+                log.warning("NATS queue: no answer to a change of %s (%s), try %d of %d",
+                            subject, type(e).__name__, attempt + 1, PUBLISH_TRIES)
+                await asyncio.sleep(PUBLISH_PAUSE)
+                continue
+            return int(ack.seq)
+        raise AssertionError("unreachable")
 
     async def _delete(self, stream: str, seq: int) -> bool:
+        """Delete message `seq`; False if it is not there. A delete whose answer did not come
+        is asked again; "not there" then means the first one did it (only the holder of a
+        sequence, a lease token, deletes or replaces it)."""
         _, jsm = await self._js()
-        try:
-            return bool(await jsm.delete_msg(stream, seq))
-        except APIError as e:
-            if e.err_code == NO_MESSAGE or e.code == 404 or isinstance(e, NotFoundError):
-                return False
-            raise
+        for attempt in range(1, PUBLISH_TRIES + 1):
+            try:
+                return bool(await jsm.delete_msg(stream, seq))
+            except APIError as e:
+                if e.err_code == NO_MESSAGE or e.code == 404 or isinstance(e, NotFoundError):
+                    return attempt > 1
+                raise
+            except UNANSWERED as e:
+                if attempt == PUBLISH_TRIES:
+                    raise
+                log.warning("NATS queue: no answer to deleting %s/%d (%s), try %d of %d",
+                            stream, seq, type(e).__name__, attempt + 1, PUBLISH_TRIES)
+                await asyncio.sleep(PUBLISH_PAUSE)
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ the Queue port
 
@@ -333,7 +373,17 @@ class NatsQueue:
             consumer = await self._consumer(kind)
             for msg in await self._pull(self.items_stream, consumer, limit - len(out),
                                         partial=True):
-                item = await self._take(msg, lease_seconds)
+                try:
+                    item = await self._take(msg, lease_seconds)
+                except Exception as e:
+                    # Hand it back at once; the others of the pull are still taken. An
+                    # error here used to leave every later message of the pull to
+                    # JetStream's redelivery, DELIVERY_ACK_WAIT later.
+                    log.warning("NATS queue: %s not taken, handed back: %s: %s",
+                                msg.subject, type(e).__name__, e)
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                    continue
                 if item is not None:
                     out.append(item)
         return out
