@@ -840,6 +840,28 @@ class AccountTx(Protocol):
         ...
 
 
+class DomainTx(Protocol):
+    """One write transaction on the installation's domains and DKIM keys
+    (mailyard/model/domains.py); names come as the model stores them."""
+
+    async def insert_domain(self, name: str, created_at: float) -> bool:
+        """A new domain row; False (and nothing written) when the name is taken."""
+        ...
+
+    async def delete_domain(self, name: str) -> bool:
+        """Whether there was such a domain (now deleted)."""
+        ...
+
+    async def insert_dkim_key(self, key: DKIMKeyRecord) -> bool:
+        """A new key row as given; False (and nothing written) when the domain has the
+        selector."""
+        ...
+
+    async def retire_dkim_key(self, domain: str, selector: str) -> bool:
+        """Mark the key inactive; whether the domain has that selector."""
+        ...
+
+
 class CounterTx(MailTx, Protocol):
     """The primitives of a counter repair beyond MailTx (mailyard/model/maintenance.py)."""
 

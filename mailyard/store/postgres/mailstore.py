@@ -10,7 +10,6 @@ commits share WAL flushes, which is the group commit the SQLite engine builds by
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -22,13 +21,12 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import accounts, delivery, keywords, labels, mailboxes, objects
+from mailyard.model import accounts, delivery, domains, keywords, labels, mailboxes, objects
 from mailyard.model import maintenance as model_maintenance
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
     Change,
-    Conflict,
     DeliveryResult,
     DKIMKeyRecord,
     EmailHead,
@@ -48,7 +46,13 @@ from mailyard.store.ports import (
 )
 from mailyard.store.postgres import filters, maintenance, schema
 from mailyard.store.postgres.pool import LazyPool
-from mailyard.store.postgres.writes import PostgresAccountTx, PostgresMailTx, Tx, clean
+from mailyard.store.postgres.writes import (
+    PostgresAccountTx,
+    PostgresDomainTx,
+    PostgresMailTx,
+    Tx,
+    clean,
+)
 from mailyard.store.postgres.writes import account as _account
 from mailyard.store.postgres.writes import mailbox as _mailbox
 
@@ -182,45 +186,27 @@ class PostgresMailStore:
     # ------------------------------------------------------------------ domains
 
     async def add_domain(self, name: str) -> None:
-        name = clean(name.lower().rstrip("."))
-        try:
-            await self._execute("INSERT INTO domains VALUES ($1, $2)", name, time.time())
-        except asyncpg.UniqueViolationError:
-            raise Conflict(f"domain {name} exists") from None
+        await self._write(lambda tx: domains.add(PostgresDomainTx(tx), name))
 
     async def remove_domain(self, name: str) -> None:
-        name = clean(name.lower().rstrip("."))
-        if await self._execute("DELETE FROM domains WHERE name = $1", name) != "DELETE 1":
-            raise NotFound(f"no domain {name}")
+        await self._write(lambda tx: domains.remove(PostgresDomainTx(tx), name))
 
     async def list_domains(self) -> list[str]:
         return [r[0] for r in await self._fetch("SELECT name FROM domains ORDER BY name")]
 
     async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
-        domain = clean(key.domain.lower().rstrip("."))
-        try:
-            await self._execute(
-                "INSERT INTO dkim_keys VALUES ($1, $2, $3, $4, $5, $6)",
-                domain, clean(key.selector), key.algorithm, key.private_key,
-                key.created_at or time.time(), key.active)
-        except asyncpg.UniqueViolationError:
-            raise Conflict(f"{domain} already has a DKIM selector {key.selector}") from None
+        await self._write(lambda tx: domains.add_dkim_key(PostgresDomainTx(tx), key))
 
     async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
-        domain = clean(domain.lower().rstrip("."))
         return [DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
                               r["created_at"], r["active"])
                 for r in await self._fetch(
                     "SELECT * FROM dkim_keys WHERE domain = $1"
-                    " ORDER BY created_at DESC, selector", domain)]
+                    " ORDER BY created_at DESC, selector", domains.domain_name(domain))]
 
     async def retire_dkim_key(self, domain: str, selector: str) -> None:
-        domain = clean(domain.lower().rstrip("."))
-        status = await self._execute(
-            "UPDATE dkim_keys SET active = false WHERE domain = $1 AND selector = $2",
-            domain, clean(selector))
-        if status != "UPDATE 1":
-            raise NotFound(f"{domain} has no DKIM selector {selector}")
+        await self._write(lambda tx: domains.retire_dkim_key(PostgresDomainTx(tx), domain,
+                                                             selector))
 
     # ------------------------------------------------------------------ accounts
 

@@ -25,6 +25,7 @@ from mailyard.store.ports import (
     Account,
     CountChange,
     DeliveryResult,
+    DKIMKeyRecord,
     EmailFlags,
     Mailbox,
     MailboxCounters,
@@ -390,6 +391,34 @@ class PostgresAccountTx:
 
     def mail(self, account_id: str) -> PostgresMailTx:
         return PostgresMailTx(self.tx, account_id)
+
+
+class PostgresDomainTx:
+    """The domains and DKIM keys inside one write transaction (store.ports.DomainTx)."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.conn = tx.conn
+
+    async def insert_domain(self, name: str, created_at: float) -> bool:
+        return await self.conn.fetchval(
+            "INSERT INTO domains VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+            name, created_at) is not None
+
+    async def delete_domain(self, name: str) -> bool:
+        status = await self.conn.execute("DELETE FROM domains WHERE name = $1", name)
+        return str(status) == "DELETE 1"
+
+    async def insert_dkim_key(self, key: DKIMKeyRecord) -> bool:
+        return await self.conn.fetchval(
+            "INSERT INTO dkim_keys VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+            " RETURNING 1", key.domain, key.selector, key.algorithm, key.private_key,
+            key.created_at, key.active) is not None
+
+    async def retire_dkim_key(self, domain: str, selector: str) -> bool:
+        status = await self.conn.execute(
+            "UPDATE dkim_keys SET active = false WHERE domain = $1 AND selector = $2",
+            domain, selector)
+        return str(status) == "UPDATE 1"
 
 
 def account(row: Any) -> Account:

@@ -15,13 +15,12 @@ from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import accounts, delivery, keywords, labels, mailboxes, objects
+from mailyard.model import accounts, delivery, domains, keywords, labels, mailboxes, objects
 from mailyard.model.labels import ALL
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
     Change,
-    Conflict,
     DeliveryResult,
     DKIMKeyRecord,
     EmailHead,
@@ -40,7 +39,7 @@ from mailyard.store.ports import (
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
-from mailyard.store.sqlite.mailtx import SqliteAccountTx, SqliteMailTx, run_now
+from mailyard.store.sqlite.mailtx import SqliteAccountTx, SqliteDomainTx, SqliteMailTx, run_now
 from mailyard.store.sqlite.mailtx import account as _account
 from mailyard.store.sqlite.mailtx import log as _log
 from mailyard.store.sqlite.mailtx import mailbox as _mailbox
@@ -261,24 +260,10 @@ class SqliteMailStore(MaintenanceMixin):
     # ------------------------------------------------------------------ domains
 
     async def add_domain(self, name: str) -> None:
-        name = name.lower().rstrip(".")
-
-        def add(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute("INSERT INTO domains VALUES (?, ?)", (name, time.time()))
-            except sqlite3.IntegrityError:
-                raise Conflict(f"domain {name} exists") from None
-
-        await self.db.write(add)
+        await self.db.write(lambda conn: run_now(domains.add(SqliteDomainTx(conn), name)))
 
     async def remove_domain(self, name: str) -> None:
-        name = name.lower().rstrip(".")
-
-        def remove(conn: sqlite3.Connection) -> None:
-            if conn.execute("DELETE FROM domains WHERE name = ?", (name,)).rowcount != 1:
-                raise NotFound(f"no domain {name}")
-
-        await self.db.write(remove)
+        await self.db.write(lambda conn: run_now(domains.remove(SqliteDomainTx(conn), name)))
 
     async def list_domains(self) -> list[str]:
         return await self.db.read(
@@ -286,20 +271,11 @@ class SqliteMailStore(MaintenanceMixin):
         )
 
     async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
-        domain = key.domain.lower().rstrip(".")
-
-        def add(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute("INSERT INTO dkim_keys VALUES (?, ?, ?, ?, ?, ?)",
-                             (domain, key.selector, key.algorithm, key.private_key,
-                              key.created_at or time.time(), int(key.active)))
-            except sqlite3.IntegrityError:
-                raise Conflict(f"{domain} already has a DKIM selector {key.selector}") from None
-
-        await self.db.write(add)
+        await self.db.write(lambda conn: run_now(domains.add_dkim_key(SqliteDomainTx(conn),
+                                                                      key)))
 
     async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
-        domain = domain.lower().rstrip(".")
+        domain = domains.domain_name(domain)
         return await self.db.read(lambda c: [
             DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
                           r["created_at"], bool(r["active"]))
@@ -307,14 +283,8 @@ class SqliteMailStore(MaintenanceMixin):
                                " ORDER BY created_at DESC, selector", (domain,))])
 
     async def retire_dkim_key(self, domain: str, selector: str) -> None:
-        domain = domain.lower().rstrip(".")
-
-        def retire(conn: sqlite3.Connection) -> None:
-            if conn.execute("UPDATE dkim_keys SET active = 0 WHERE domain = ? AND selector = ?",
-                            (domain, selector)).rowcount != 1:
-                raise NotFound(f"{domain} has no DKIM selector {selector}")
-
-        await self.db.write(retire)
+        await self.db.write(lambda conn: run_now(domains.retire_dkim_key(
+            SqliteDomainTx(conn), domain, selector)))
 
     # ------------------------------------------------------------------ accounts
 

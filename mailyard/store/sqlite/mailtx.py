@@ -19,6 +19,7 @@ from mailyard.store.ports import (
     Account,
     CountChange,
     DeliveryResult,
+    DKIMKeyRecord,
     EmailFlags,
     Mailbox,
     MailboxCounters,
@@ -364,6 +365,30 @@ class SqliteAccountTx:
 
     def mail(self, account_id: str) -> SqliteMailTx:
         return SqliteMailTx(self.conn, account_id)
+
+
+class SqliteDomainTx:
+    """The domains and DKIM keys inside the writer's transaction (store.ports.DomainTx)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def insert_domain(self, name: str, created_at: float) -> bool:
+        return self.conn.execute("INSERT INTO domains VALUES (?, ?) ON CONFLICT DO NOTHING"
+                                 " RETURNING 1", (name, created_at)).fetchone() is not None
+
+    async def delete_domain(self, name: str) -> bool:
+        return self.conn.execute("DELETE FROM domains WHERE name = ?", (name,)).rowcount == 1
+
+    async def insert_dkim_key(self, key: DKIMKeyRecord) -> bool:
+        return self.conn.execute(
+            "INSERT INTO dkim_keys VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+            (key.domain, key.selector, key.algorithm, key.private_key, key.created_at,
+             int(key.active))).fetchone() is not None
+
+    async def retire_dkim_key(self, domain: str, selector: str) -> bool:
+        return self.conn.execute("UPDATE dkim_keys SET active = 0 WHERE domain = ?"
+                                 " AND selector = ?", (domain, selector)).rowcount == 1
 
 
 def account(row: sqlite3.Row) -> Account:
