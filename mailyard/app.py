@@ -327,7 +327,7 @@ class Runtime:
                                   command_timeout=o.command_timeout, port=o.port,
                                   require_tls=o.require_tls, cafile=o.cafile or None,
                                   relayhost=relayhost, relays=relays),
-                              mta_sts=sts)
+                              mta_sts=sts, ledger=self.shared_state.ledger)
 
     def loops(self) -> list[Supervised]:
         """The pipeline and outbound loops, each restarted should it ever end early."""

@@ -35,7 +35,7 @@ from mailyard import metrics
 from mailyard.core import dsn
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.core.dkim import DKIMKey, sign, to_crlf
-from mailyard.core.ratelimit import WindowLimiter
+from mailyard.core.ratelimit import Ledger, LocalLedger
 from mailyard.core.smarthost import Relay
 from mailyard.core.workitems import OUTBOUND, BadItem, FailedRecipient, OutboundItem
 from mailyard.dns import NullMX, PermanentDNSError, Resolver, TemporaryDNSError
@@ -121,15 +121,18 @@ def _opportunistic_tls() -> ssl.SSLContext:
 class OutboundWorker:
     def __init__(self, queue: Queue, blobs: BlobStore, store: MailStore, resolver: Resolver,
                  delivery: Acceptor, policy: OutboundPolicy,
-                 mta_sts: MTASTS | None = None) -> None:
+                 mta_sts: MTASTS | None = None, ledger: Ledger | None = None) -> None:
         self.mta_sts = mta_sts
+        # `per_domain_per_minute` is counted in the ledger: with `[store] counters` (Redis)
+        # over every worker of every node, so N nodes together send a domain at most the
+        # limit; without it (or while Redis is away) in this process alone.
+        self.ledger = ledger if ledger is not None else LocalLedger()
         self.queue = queue
         self.blobs = blobs
         self.store = store
         self.resolver = resolver
         self.delivery = delivery
         self.policy = policy
-        self.domain_rate = WindowLimiter(policy.per_domain_per_minute, 60.0)
         self.delivered = 0
         self._tls = _opportunistic_tls()
         self._verified = ssl.create_default_context(cafile=policy.cafile)
@@ -164,7 +167,8 @@ class OutboundWorker:
             return
         domain = p.domain
         now = time.time()
-        if not self.domain_rate.allow(domain, time.monotonic()):
+        if not await self.ledger.admit(f"outbound-domain:{domain}",
+                                       self.policy.per_domain_per_minute, 60.0):
             await self.queue.retry(item, f"rate limit for {domain}", 5.0)
             return
         try:
