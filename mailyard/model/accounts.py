@@ -2,8 +2,9 @@
 
 Rules, once for every engine:
 - An account is known by its address as core.addresses.normalize and then
-  store.ports.stored_text make it (the domain in lower case, no NUL); a second account of
-  the same address is a Conflict, and an address with no account is NotFound for every
+  store.ports.stored_text make it (the domain in lower case, no NUL): `stored_address`, for
+  writes and look-ups alike, on every engine and in the sharded directory. A second account
+  of the same address is a Conflict, and an address with no account is NotFound for every
   change.
 - A new account starts empty (nothing used, MODSEQ 0) and with the DEFAULT_MAILBOXES
   (model/mailboxes.py), made in the same transaction: no one ever sees an account without
@@ -22,9 +23,15 @@ from mailyard.model import mailboxes
 from mailyard.store.ports import Account, AccountTx, Conflict, NotFound, stored_text
 
 
+def stored_address(address: str) -> str:
+    """The address an account is stored and looked up under, on every engine and in the
+    sharded store's directory."""
+    return stored_text(normalize(address))
+
+
 async def create(tx: AccountTx, account_id: str, address: str, password_hash: str,
                  quota: int) -> Account:
-    address = stored_text(normalize(address))
+    address = stored_address(address)
     if not await tx.insert_account(account_id, address, password_hash, quota, time.time()):
         raise Conflict(f"account {address} exists")
     await mailboxes.create_defaults(tx.mail(account_id),
@@ -33,7 +40,7 @@ async def create(tx: AccountTx, account_id: str, address: str, password_hash: st
 
 
 async def account_id(tx: AccountTx, address: str) -> str:
-    found = await tx.account_id(stored_text(normalize(address)))
+    found = await tx.account_id(stored_address(address))
     if found is None:
         raise NotFound(f"no account {address}")
     return found

@@ -31,3 +31,13 @@ async def test_a_refused_account_leaves_nothing(mailstore: Any, account: Account
     bob = await mailstore.create_account("Bob@Example.TEST", "hash-b", MB)
     assert bob.address == "bob@example.test" and bob.used == 0 and bob.quota == MB
     assert {b.role for b in await mailstore.list_mailboxes(bob.id)} >= {"inbox", "all"}
+
+
+async def test_an_account_is_found_under_the_address_it_is_stored_as(mailstore: Any,
+                                                                     account: Account) -> None:
+    made = await mailstore.create_account("Ev\x00e@Example.Test", "h", MB)
+    assert made.address == "ev\ufffde@example.test"
+    for spelling in ("Ev\x00e@example.test", "Ev\ufffde@EXAMPLE.test"):
+        assert (await mailstore.get_account(spelling)).id == made.id
+    await mailstore.set_quota("Ev\x00e@example.test", 2 * MB)
+    assert (await mailstore.get_account_by_id(made.id)).quota == 2 * MB

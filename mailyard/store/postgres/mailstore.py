@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
-from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
@@ -219,7 +218,7 @@ class PostgresMailStore:
 
     async def get_account(self, address: str) -> Account:
         row = await self._fetchrow("SELECT * FROM accounts WHERE address = $1",
-                                       clean(normalize(address)))
+                                       accounts.stored_address(address))
         if row is None:
             raise NotFound(f"no account {address}")
         return _account(row)

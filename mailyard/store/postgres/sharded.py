@@ -30,10 +30,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
+from mailyard.model import accounts
 from mailyard.store.ports import (
     Account,
     Change,
@@ -56,7 +56,6 @@ from mailyard.store.ports import (
 )
 from mailyard.store.postgres import schema
 from mailyard.store.postgres.mailstore import PostgresMailStore
-from mailyard.store.postgres.writes import clean
 
 R = TypeVar("R")
 
@@ -225,7 +224,7 @@ class ShardedMailStore:
         return self._remember(row)
 
     async def lookup_address(self, address: str, *, fresh: bool = False) -> Entry | None:
-        address = clean(normalize(address))
+        address = accounts.stored_address(address)
         if not fresh and self._listener is not None and address in self._by_address:
             return self._by_id[self._by_address[address]]
         row = await (await self.directory_pool()).fetchrow(
@@ -306,7 +305,7 @@ class ShardedMailStore:
     async def create_account(self, address: str, password_hash: str, quota: int) -> Account:
         """Claim the address in the directory first (its UNIQUE is what makes an address one
         account across shards), create the account on the chosen shard, then mark it active."""
-        address = clean(normalize(address))
+        address = accounts.stored_address(address)
         pool = await self.directory_pool()
         account_id = new_id("a")
         shard = await self.least_loaded()

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 
 from mailyard.core import query as q
-from mailyard.core.addresses import normalize
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
@@ -175,7 +174,8 @@ CREATE TABLE IF NOT EXISTS objects (
 
 
 def _account_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM accounts WHERE address = ?", (normalize(address),)).fetchone()
+    row = conn.execute("SELECT * FROM accounts WHERE address = ?",
+                       (accounts.stored_address(address),)).fetchone()
     if row is None:
         raise NotFound(f"no account {address}")
     assert isinstance(row, sqlite3.Row)
