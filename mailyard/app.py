@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mailyard.core.ratelimit import Ledger
     from mailyard.core.workitems import InboundItem, MessageLoader, Verdict
     from mailyard.dns import Resolver
+    from mailyard.mtasts import SeenPolicies
     from mailyard.pipeline.inbound import InboundPipeline, Target
     from mailyard.pipeline.outbound import OutboundWorker
     from mailyard.pipeline.worker import Supervised, Worker
@@ -307,6 +308,10 @@ class Runtime:
                       batch_size=c.queue.batch_size, lease_seconds=c.queue.lease_seconds,
                       after_delivery=self.vacation.after_delivery)
 
+    @cached_property
+    def mta_sts_seen(self) -> SeenPolicies | None:
+        return open_mta_sts_seen(self.config)
+
     def outbound(self) -> OutboundWorker:
         from mailyard.core.smarthost import parse_relays
         from mailyard.mtasts import MTASTS
@@ -314,8 +319,8 @@ class Runtime:
 
         c = self.config
         o = c.outbound
-        sts = MTASTS(self.resolver, port=o.mta_sts_port, cafile=o.cafile or None) \
-            if o.mta_sts else None
+        sts = MTASTS(self.resolver, port=o.mta_sts_port, cafile=o.cafile or None,
+                     seen=self.mta_sts_seen) if o.mta_sts else None
         relayhost, relays = parse_relays(o.relayhost, o.relayhost_by_domain)  # checked at load
         return OutboundWorker(self.queue, self.blobs, self.store, self.resolver, self.delivery,
                               OutboundPolicy(
@@ -352,8 +357,8 @@ class Runtime:
         if "bus" in built:
             self.bus.close()
         for name in ("queue", "index", "store", "blobs", "spam_model", "routing_store",
-                     "sieve_scripts"):
-            if name in built:
+                     "sieve_scripts", "mta_sts_seen"):
+            if built.get(name) is not None:
                 built[name].close()
 
 
@@ -618,6 +623,17 @@ def open_blobstore(config: Config) -> BlobStore:
     return S3BlobStore.from_url(config.store.blobs, S3Options(
         endpoint=s3.endpoint, region=s3.region, access_key=s3.access_key,
         secret_key=s3.secret_key, cache_bytes=s3.cache_bytes, max_attempts=s3.max_attempts))
+
+
+def open_mta_sts_seen(config: Config) -> SeenPolicies | None:
+    """The MTA-STS policies every node fetched, in the (first) PostgreSQL database; None with
+    SQLite metadata (one node: its memory holds them)."""
+    dsn = (config.store.shards or [config.store.metadata])[0]
+    if not dsn:
+        return None
+    from mailyard.store.postgres.mtasts import PostgresSeenPolicies
+
+    return PostgresSeenPolicies(dsn)
 
 
 def open_policy_store(config: Config) -> SqlitePolicyStore | PostgresPolicyStore:

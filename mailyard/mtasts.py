@@ -8,7 +8,9 @@ the HTTPS host still comes from our own Resolver (`[dns] nameservers`), like eve
 Policies are cached per domain for their max_age. The cache is the defence against an
 attacker on the path: stripping the TXT record or blocking the HTTPS fetch must not make a
 sender forget a policy it already holds (§5.1, §10.2). With no policy to be had, delivery
-goes on as if the domain had none (fail open), as the RFC prescribes.
+goes on as if the domain had none (fail open), as the RFC prescribes. In a cluster the policies
+any node fetched are shared (`SeenPolicies`, in the directory database), so that defence holds
+on a node that never fetched the domain's policy itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import dns.exception
 import dns.name
@@ -318,6 +320,26 @@ def _content_type_ok(headers: dict[str, list[str]]) -> bool:
 # ---------------------------------------------------------------------- MTA-STS
 
 
+class SeenPolicies(Protocol):
+    """The policies every node of a cluster has fetched (store/postgres/mtasts.py), so that a
+    node that never saw a domain's policy (or has just restarted) still holds it when an
+    attacker strips the TXT record or blocks the policy host.
+
+    The directory database keeps them rather than Redis: a policy is a security decision that
+    lives up to a year (max_age), which a database keeps across restarts of everything, where
+    Redis may run without persistence and is allowed to be away (a node then decides alone):
+    an emptied cache is exactly the downgrade window §10.2 closes. The load is small: a write
+    per policy fetched (a new id, or max_age ran out), a read per domain per process and when
+    a domain's TXT id changes. Without PostgreSQL metadata there is one node, and its memory.
+    """
+
+    async def get(self, domain: str) -> Policy | None: ...
+
+    async def put(self, domain: str, policy: Policy) -> None:
+        """Keep `policy` unless a policy fetched later is kept already."""
+        ...
+
+
 class MTASTS:
     """Policy lookups for outbound delivery, with the per-domain cache §5.1 relies on.
 
@@ -328,8 +350,10 @@ class MTASTS:
 
     def __init__(self, resolver: Resolver, *, port: int = 443, cafile: str | None = None,
                  timeout: float = 10.0, max_body: int = 64 * 1024, retry_after: float = 300.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 seen: SeenPolicies | None = None) -> None:
         self.resolver = resolver
+        self.seen = seen
         self.port = port
         self.timeout = timeout
         self.max_body = max_body
@@ -358,6 +382,9 @@ class MTASTS:
             return None
         now = self.clock()
         cached = self._cache.get(name)
+        asked = cached is None and self.seen is not None
+        if asked:  # first time here: what the other nodes have seen
+            cached = await self._seen(name, now)
         if cached is not None and cached.expired(now):
             del self._cache[name]
             cached = None
@@ -366,6 +393,10 @@ class MTASTS:
             return cached  # §5.1: a removed record does not undo a policy already held
         if cached is not None and cached.id == policy_id:
             return cached
+        if not asked and self.seen is not None:  # a new id: another node may have its policy
+            shared = await self._seen(name, now)
+            if shared is not None and shared.id == policy_id:
+                return shared
         failed = self._failed.get(name)
         if failed is not None:
             if failed[0] == policy_id and now < failed[1]:
@@ -379,6 +410,32 @@ class MTASTS:
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # Shielded: one caller giving up must not cancel the fetch the others wait for.
         return await asyncio.shield(task)
+
+    async def _seen(self, domain: str, now: float) -> Policy | None:
+        """The shared policy of `domain` if one is in force (kept in memory then, unless
+        memory holds a later one); a store that cannot answer means none (logged)."""
+        assert self.seen is not None
+        try:
+            policy = await self.seen.get(domain)
+        except Exception as e:
+            log.warning("MTA-STS: the policies seen by other nodes could not be read for %s:"
+                        " %s", domain, e)
+            return None
+        if policy is None or policy.expired(now):
+            return None
+        mine = self._cache.get(domain)
+        if mine is not None and mine.fetched_at >= policy.fetched_at:
+            return mine
+        self._cache[domain] = policy
+        return policy
+
+    async def _share(self, domain: str, policy: Policy) -> None:
+        if self.seen is None:
+            return
+        try:
+            await self.seen.put(domain, policy)
+        except Exception as e:  # the policy still applies here; other nodes fetch their own
+            log.warning("MTA-STS: the policy of %s could not be shared: %s", domain, e)
 
     async def _txt_id(self, domain: str) -> str | None:
         name = f"_mta-sts.{domain}"
@@ -417,6 +474,7 @@ class MTASTS:
         self._cache[domain] = policy
         log.info("MTA-STS: %s policy %s: mode %s, mx %s, max_age %d", domain, policy_id, mode,
                  ", ".join(mx) or "-", max_age)
+        await self._share(domain, policy)
         return policy
 
     async def fetch(self, domain: str) -> str:
