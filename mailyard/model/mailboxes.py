@@ -16,9 +16,13 @@ engine:
   §2.5) those in no other mailbox (All Mail aside) are destroyed instead, in the same
   transaction and MODSEQ. The mailbox is "destroyed" in the change log.
 Each writes the change log entries JMAP Mailbox/changes and IMAP NOTIFY read.
+- A mailbox named by a client outside IMAP and JMAP (`mailyard mail list --mailbox`) is
+  the one of that name in any case, or the one of that role (`named`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from mailyard.core.mailboxrules import DELIMITER
 from mailyard.model import labels
@@ -29,6 +33,13 @@ DEFAULT_MAILBOXES = (
     ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),
     ("Junk", "junk"), ("Archive", "archive"), ("All Mail", "all"),
 )
+
+
+def named(boxes: Sequence[Mailbox], name: str) -> list[str]:
+    """The ids of the account's `boxes` that `name` names: by name, in any case, or by
+    role ("inbox", "Sent")."""
+    folded = stored_text(name).lower()
+    return [box.id for box in boxes if box.name.lower() == folded or box.role == folded]
 
 
 async def create_defaults(tx: MailboxTx, mailbox_ids: list[str]) -> None:

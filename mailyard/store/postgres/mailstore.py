@@ -322,14 +322,13 @@ class PostgresMailStore:
                     f"SELECT {_FULL} FROM emails WHERE account_id = $1"
                     " ORDER BY received_at DESC, id DESC LIMIT $2", account_id, limit)
             else:
+                named = mailboxes.named([_mailbox(r) for r in await conn.fetch(
+                    "SELECT * FROM mailboxes WHERE account_id = $1", account_id)], mailbox)
                 rows = await conn.fetch(
-                    f"SELECT {', '.join('e.' + c.strip() for c in _FULL.split(','))}"
-                    " FROM mailboxes m JOIN mailbox_emails me"
-                    "  ON me.account_id = m.account_id AND me.mailbox_id = m.id"
-                    " JOIN emails e ON e.account_id = me.account_id AND e.id = me.email_id"
-                    " WHERE m.account_id = $1 AND (lower(m.name) = lower($2) OR m.role = $3)"
-                    " ORDER BY me.received_at DESC, me.email_id DESC LIMIT $4",
-                    account_id, clean(mailbox), clean(mailbox.lower()), limit)
+                    f"SELECT {_FULL} FROM emails WHERE account_id = $1 AND id IN"
+                    " (SELECT email_id FROM mailbox_emails WHERE account_id = $1"
+                    "  AND mailbox_id = ANY($2::text[]))"
+                    " ORDER BY received_at DESC, id DESC LIMIT $3", account_id, named, limit)
             return await _records(conn, account_id, rows)
 
     async def get_email(self, account_id: str, email_id: str) -> EmailRecord:

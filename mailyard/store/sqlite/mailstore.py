@@ -324,17 +324,7 @@ class SqliteMailStore(MaintenanceMixin):
     # ------------------------------------------------------------------ mailboxes
 
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
-        # Columns by position, not sqlite3.Row by name: IMAP finds a mailbox by name in this
-        # list for every SELECT, STATUS, APPEND and LIST, so it is read several times for
-        # each command loop of every client (a tenth of the listener's reads under the
-        # bench/imap_load.py mix).
-        return await self.db.read(lambda c: [Mailbox(
-            id=r[0], account_id=r[1], name=r[2], role=r[3], uidvalidity=r[4], uidnext=r[5],
-            total=r[6], unread=r[7], subscribed=bool(r[8]), highest_modseq=r[9], size=r[10])
-            for r in c.execute(
-                "SELECT id, account_id, name, role, uidvalidity, uidnext, total, unseen,"
-                " subscribed, modseq, bytes FROM mailboxes WHERE account_id = ? ORDER BY rowid",
-                (account_id,)).fetchall()])
+        return await self.db.read(lambda c: _mailboxes(c, account_id))
 
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
         return await self.db.read(lambda c: _thread_counts(c, account_id))
@@ -588,12 +578,11 @@ class SqliteMailStore(MaintenanceMixin):
                     "SELECT * FROM emails WHERE account_id = ? ORDER BY received_at DESC, id DESC"
                     " LIMIT ?", (account_id, limit)).fetchall()
             else:
+                named = mailboxes.named(_mailboxes(conn, account_id), mailbox)
                 rows = conn.execute(
-                    "SELECT e.* FROM emails e JOIN mailbox_emails me ON me.email_id = e.id"
-                    " JOIN mailboxes m ON m.id = me.mailbox_id"
-                    " WHERE m.account_id = ? AND (m.name = ? COLLATE NOCASE OR m.role = ?)"
-                    " ORDER BY e.received_at DESC, e.id DESC LIMIT ?",
-                    (account_id, mailbox, mailbox.lower(), limit)).fetchall()
+                    "SELECT * FROM emails WHERE id IN (SELECT email_id FROM mailbox_emails"
+                    f" WHERE mailbox_id IN ({','.join('?' * len(named))}))"
+                    " ORDER BY received_at DESC, id DESC LIMIT ?", (*named, limit)).fetchall()
             return [_email(conn, r) for r in rows]
 
         return await self.db.read(fetch)
@@ -717,6 +706,18 @@ def _driving_mailbox(node: Node) -> tuple[str, Node] | None:
             if isinstance(item, q.Mailbox) and item.by_id:
                 return item.name, q.And(node.items[:i] + node.items[i + 1:])
     return None
+
+
+def _mailboxes(conn: sqlite3.Connection, account_id: str) -> list[Mailbox]:
+    # Columns by position, not sqlite3.Row by name: IMAP finds a mailbox by name in this
+    # list for every SELECT, STATUS, APPEND and LIST, so it is read several times for
+    # each command loop of every client (a tenth of the listener's reads under the
+    # bench/imap_load.py mix).
+    return [Mailbox(id=r[0], account_id=r[1], name=r[2], role=r[3], uidvalidity=r[4],
+                    uidnext=r[5], total=r[6], unread=r[7], subscribed=bool(r[8]),
+                    highest_modseq=r[9], size=r[10]) for r in conn.execute(
+        "SELECT id, account_id, name, role, uidvalidity, uidnext, total, unseen, subscribed,"
+        " modseq, bytes FROM mailboxes WHERE account_id = ? ORDER BY rowid", (account_id,))]
 
 
 def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> sqlite3.Row:
