@@ -993,6 +993,22 @@ class EventBus(Protocol):
         """Registered when this returns: nothing published afterwards is missed."""
         ...
 
+    def subscribe_all(self, group: str) -> ChangeFeed:
+        """Every account's changes, each handed to one subscriber of `group` in the whole
+        cluster (one per node would make every node do the work once more): work that must
+        happen once per change, as a Web Push request does."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """(account id, state) pairs; a busy reader gets the newest state of each account."""
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, int]]: ...
+
+    async def __anext__(self) -> tuple[str, int]: ...
+
+    def cancel(self) -> None: ...
+
 
 class NodeEventBus(EventBus, Protocol):
     """An EventBus as the server's processes on one node hold it: the listener process is the

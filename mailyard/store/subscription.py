@@ -44,3 +44,35 @@ class Subscription:
 
     async def aclose(self) -> None:
         self._cancel()
+
+
+class AccountChanges:
+    """Every account's latest published state, for a reader that acts once per change of any
+    account (Web Push delivery) rather than watching one account.
+
+    It never drops a change and cannot grow past one entry per account: states that arrive
+    while the reader is busy collapse into the newest per account, which is all a reader
+    needs ("look again"). Accounts come out in the order they first changed."""
+
+    def __init__(self, cancel: Callable[[], None]) -> None:
+        self._pending: dict[str, int] = {}
+        self._ready = asyncio.Event()
+        self._cancel = cancel
+
+    def offer(self, account_id: str, state: int) -> None:
+        if state > self._pending.get(account_id, -1):
+            self._pending[account_id] = state
+        self._ready.set()
+
+    def __aiter__(self) -> AccountChanges:
+        return self
+
+    async def __anext__(self) -> tuple[str, int]:
+        while not self._pending:
+            self._ready.clear()
+            await self._ready.wait()
+        account_id = next(iter(self._pending))
+        return account_id, self._pending.pop(account_id)
+
+    def cancel(self) -> None:
+        self._cancel()

@@ -217,3 +217,84 @@ async def test_hub_forwards_to_peer_processes_and_a_peer_ignores_its_own(
     finally:
         for bus in (hub, worker, *peers):
             bus.close()
+
+
+# --------------------------------------------------------------------------- subscribe_all
+
+
+async def joined(bus: Any, feeds: list[Any]) -> None:
+    """Publish warm-up events until every feed has heard one: each has joined its group (a
+    NATS queue subscription is in place a round trip after subscribe_all returns)."""
+    heard = [False] * len(feeds)
+    pending = [asyncio.ensure_future(anext(f)) for f in feeds]
+    for n in range(3000):
+        await bus.publish(f"warm-{n}", 1)
+        await asyncio.sleep(0.01)
+        for i, task in enumerate(pending):
+            if task.done():
+                heard[i] = True
+                pending[i] = asyncio.ensure_future(anext(feeds[i]))
+        if all(heard):
+            break
+    for task in pending:
+        task.cancel()
+    assert all(heard), heard
+
+
+async def test_feed_hears_every_account_and_its_newest_state(bus: Any) -> None:
+    feed = bus.subscribe_all("webpush")
+    try:
+        await joined(bus, [feed])
+        for account, state in (("a1", 1), ("a2", 5), ("a1", 2), ("a1", 3)):
+            await bus.publish(account, state)
+        seen: dict[str, list[int]] = {}
+        while seen.get("a1", [0])[-1] != 3 or seen.get("a2") != [5]:
+            account, state = await asyncio.wait_for(anext(feed), TIMEOUT)
+            if not account.startswith("warm-"):
+                seen.setdefault(account, []).append(state)
+        assert seen["a1"] == sorted(seen["a1"]) and set(seen) == {"a1", "a2"}, seen
+    finally:
+        feed.cancel()
+
+
+async def test_a_group_hands_each_change_to_one_member(bus_engine: Engine) -> None:
+    """Two nodes' deliverers in one group: every change is heard by exactly one of them.
+    (NATS: a queue group across connections. Local: one node is the whole cluster, so a
+    second member only hears its own process's changes, never the hub's.)"""
+    publisher = await bus_engine.open()
+    members = [await bus_engine.open(), await bus_engine.open()]
+    feeds = [m.subscribe_all("webpush") for m in members]
+    try:
+        if bus_engine.name == "local":
+            await joined(members[0], feeds[:1])
+            await joined(members[1], feeds[1:])
+            publishers = members
+        else:
+            await joined(publisher, feeds)
+            publishers = [publisher]
+        heard: list[set[str]] = [set(), set()]
+        sent = {f"acct-{n}" for n in range(40)}
+        for n, account in enumerate(sorted(sent)):
+            await publishers[n % len(publishers)].publish(account, 7)
+
+        async def read(i: int) -> None:
+            while True:
+                account, _ = await anext(feeds[i])
+                if account in sent:
+                    heard[i].add(account)
+
+        readers = [asyncio.ensure_future(read(i)) for i in range(2)]
+        try:
+            for _ in range(int(TIMEOUT / 0.01)):
+                if heard[0] | heard[1] == sent:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)  # a change heard twice would arrive by now
+        finally:
+            for r in readers:
+                r.cancel()
+        assert heard[0] | heard[1] == sent
+        assert not heard[0] & heard[1], heard[0] & heard[1]
+    finally:
+        for feed in feeds:
+            feed.cancel()

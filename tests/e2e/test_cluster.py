@@ -80,7 +80,7 @@ class Cluster:
             (node.data_dir / "blobs").symlink_to(blobs, target_is_directory=True)
             self.nodes[name] = node
         try:
-            for user in ("alice", "bob"):
+            for user in ("alice", "bob", "carol"):
                 self.nodes["a"].add_user(f"{user}@example.test", PASSWORD)
             for node in self.nodes.values():
                 node.start()
@@ -217,22 +217,13 @@ def test_push_subscription_made_on_one_node_is_the_same_on_every_node(cluster: C
     """JMAP PushSubscription (RFC 8620 7.2) across nodes: created through node A (whose
     PushVerification reaches the receiver), verified through node C, listed through node B;
     a delivery through node B is then pushed; destroyed through node B, it is gone on A."""
-    import httpx
-
     from tests.e2e.test_jmap_pushsub import Receiver
 
     a, b, c = (cluster.nodes[n] for n in "abc")
     user = "alice@example.test"
 
     def call(node: Server, name: str, **args: Any) -> dict[str, Any]:
-        r = httpx.post(f"https://127.0.0.1:{node.http_port}/jmap/api", auth=(user, PASSWORD),
-                       verify=False, timeout=DEADLINE, json={
-                           "using": ["urn:ietf:params:jmap:core"],
-                           "methodCalls": [[name, args, "c0"]]})
-        assert r.status_code == 200, r.text
-        [[answer, result, _]] = r.json()["methodResponses"]
-        assert answer == name, result
-        return result  # type: ignore[no-any-return]
+        return jmap_call(node, user, name, **args)
 
     receiver = Receiver()
     try:
@@ -256,6 +247,76 @@ def test_push_subscription_made_on_one_node_is_the_same_on_every_node(cluster: C
         destroyed = call(b, "PushSubscription/set", destroy=[sub_id])
         assert destroyed["destroyed"] == [sub_id], destroyed
         assert call(a, "PushSubscription/get", ids=None)["list"] == []
+    finally:
+        receiver.close()
+
+
+def jmap_call(node: Server, user: str, name: str, **args: Any) -> dict[str, Any]:
+    import httpx
+
+    r = httpx.post(f"https://127.0.0.1:{node.http_port}/jmap/api", auth=(user, PASSWORD),
+                   verify=False, timeout=DEADLINE, json={
+                       "using": ["urn:ietf:params:jmap:core"],
+                       "methodCalls": [[name, args, "c0"]]})
+    assert r.status_code == 200, r.text
+    [[answer, result, _]] = r.json()["methodResponses"]
+    assert answer == name, result
+    return result  # type: ignore[no-any-return]
+
+
+def test_a_change_is_pushed_once_by_the_cluster_and_not_after_destroy(cluster: Cluster
+                                                                       ) -> None:
+    """Web Push (RFC 8620 7.2) is one cluster's work, not each node's: a subscription that
+    nodes A and C both handled (updated through A, verified through C) gets one StateChange
+    per delivery, whichever node delivers; destroyed through node B, no node pushes to it
+    once the other nodes' reading of the account's subscriptions (webpush.REFRESH) is old."""
+    from mailyard.protocols.jmap.webpush import REFRESH
+    from tests.e2e.test_jmap_pushsub import Receiver
+
+    a, b, c = (cluster.nodes[n] for n in "abc")
+    user = "carol@example.test"
+    receiver = Receiver()
+
+    def subscribe(path: str) -> str:
+        made = jmap_call(a, user, "PushSubscription/set", create={"k": {
+            "deviceClientId": path, "url": receiver.url(path), "types": ["Email"]}})
+        sub_id: str = made["created"]["k"]["id"]
+        [verification] = receiver.wait(path, 1, DEADLINE)
+        code = json.loads(verification.body)["verificationCode"]
+        done = jmap_call(c, user, "PushSubscription/set",
+                         update={sub_id: {"verificationCode": code}})
+        assert sub_id in (done["updated"] or {}), done
+        return sub_id
+
+    def states(path: str) -> list[str]:
+        """The Email states pushed to `path` (after its PushVerification)."""
+        return [state["Email"] for push in receiver.at(path)[1:]
+                for state in json.loads(push.body)["changed"].values()]
+
+    try:
+        one, other = f"/once/{time.time_ns()}", f"/other/{time.time_ns()}"
+        sub_id = subscribe(one)
+        subscribe(other)
+        renewed = jmap_call(a, user, "PushSubscription/set", update={sub_id: {
+            "expires": None}})  # node A has handled it too now
+        assert sub_id in (renewed["updated"] or {}), renewed
+        for n, node in enumerate((a, b, c, a, b, c)):
+            send(node, message(f"push-once-{n}-{time.time_ns()}", to=user))
+            assert len(receiver.wait(one, n + 2, DEADLINE)) >= n + 2, "no push"
+            receiver.wait(other, n + 2, DEADLINE)
+        time.sleep(2.0)  # let a duplicate, if a node were to send one, arrive
+        pushed = states(one)
+        assert len(pushed) == len(set(pushed)) == 6, pushed
+
+        assert jmap_call(b, user, "PushSubscription/set",
+                         destroy=[sub_id])["destroyed"] == [sub_id]
+        time.sleep(REFRESH + 1.0)  # the documented bound for the other nodes to notice
+        before, seen = len(receiver.at(one)), len(receiver.at(other))
+        for n, node in enumerate((a, b, c)):
+            send(node, message(f"push-gone-{n}-{time.time_ns()}", to=user))
+            assert len(receiver.wait(other, seen + n + 1, DEADLINE)) >= seen + n + 1
+        time.sleep(2.0)
+        assert len(receiver.at(one)) == before, states(one)
     finally:
         receiver.close()
 

@@ -5,7 +5,12 @@ keys, the body is encrypted for the user agent (RFC 8291: ECDH with its P-256 ke
 secret, aes128gcm content coding of RFC 8188) by `http_ece`, the library pywebpush uses; no
 cryptography of our own.
 
-The deliverer watches the event bus for every account with a verified subscription. Each
+The deliverer reads every account's changes from the event bus as one member of the
+cluster-wide "webpush" group (`EventBus.subscribe_all`): each change reaches one node's
+deliverer, which pushes it to the account's verified subscriptions, so a change is pushed once
+however many nodes there are. The subscriptions of an account are read from the (shared)
+store when a change comes and kept for `REFRESH` seconds; one created, verified, renewed or
+destroyed through another node is therefore used, or no longer used, within that time. Each
 subscription has one sender with at most one request in flight: a burst of changes while a push
 is under way collapses into one more push carrying the latest state, which is all a client
 needs ("look again"). Failures are retried with backoff; a push service answering 404 or 410
@@ -30,9 +35,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mailyard.protocols.jmap.push import state_change, wanted_types
 from mailyard.services.pushsubs import PushSubscriptionService
-from mailyard.store.ports import EventBus, NotFound, PushSubscriptionRecord, Subscription
+from mailyard.store.ports import ChangeFeed, EventBus, NotFound, PushSubscriptionRecord
 
 log = logging.getLogger("mailyard.jmap.push")
+
+GROUP = "webpush"
+"""The event bus group of every node's deliverer: each change goes to one of them."""
+REFRESH = 5.0
+"""Seconds an account's subscriptions, as read from the store, are used before being read
+again: how long a change made through another node may go unseen here."""
 
 
 @dataclass(frozen=True)
@@ -161,27 +172,28 @@ class WebPushDeliverer:
         self.policy = policy or WebPushPolicy()
         self.client = client_factory(self.policy)
         self._senders: dict[str, Sender] = {}
-        self._watchers: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
+        self._by_account: dict[str, dict[str, Sender]] = {}
+        self._read_at: dict[str, float] = {}
+        """When each account's subscriptions were last read from the store."""
+        self._feed: ChangeFeed | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        for record in await self.subscriptions.verified(time.time()):
-            self.watch(record)
+        self._feed = self.bus.subscribe_all(GROUP)
+        self._spawn(self._deliver(self._feed))
         self._spawn(self._purge_expired())
+        self._spawn(self._drop_old_reads())
 
     async def close(self) -> None:
+        if self._feed is not None:
+            self._feed.cancel()
         for sender in self._senders.values():
             sender.task.cancel()
-        for subscription, task in self._watchers.values():
-            subscription.cancel()
-            task.cancel()
         for task in list(self._tasks):
             task.cancel()
-        tasks = [s.task for s in self._senders.values()] + [t for _, t in
-                                                            self._watchers.values()]
+        tasks = [s.task for s in self._senders.values()]
         await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
         self._senders.clear()
-        self._watchers.clear()
         await self.client.close()
 
     # ---------------------------------------------------------------- subscriptions
@@ -198,36 +210,51 @@ class WebPushDeliverer:
         self._spawn(send())
 
     def watch(self, record: PushSubscriptionRecord) -> None:
-        """Start (or update) delivery to a verified subscription."""
+        """Start (or update) delivery to a verified subscription changed through this node."""
         sender = self._senders.get(record.id)
         if sender is not None:
             sender.record = record
         else:
-            self._senders[record.id] = Sender(record, self)
-        if record.account_id not in self._watchers:
-            subscription = self.bus.subscribe(record.account_id)
-            task = asyncio.create_task(self._fan_out(record.account_id, subscription))
-            self._watchers[record.account_id] = (subscription, task)
+            sender = self._senders[record.id] = Sender(record, self)
+            self._by_account.setdefault(record.account_id, {})[record.id] = sender
 
     async def forget(self, record: PushSubscriptionRecord, *, destroy: bool = False) -> None:
         """Stop delivering to a subscription (destroyed, or gone at the push service)."""
         sender = self._senders.pop(record.id, None)
+        of_account = self._by_account.get(record.account_id, {})
+        of_account.pop(record.id, None)
+        if not of_account:
+            self._by_account.pop(record.account_id, None)
         if destroy:
             with contextlib.suppress(NotFound):
                 await self.subscriptions.delete(record.account_id, record.id)
-        if not any(s.record.account_id == record.account_id for s in self._senders.values()):
-            watcher = self._watchers.pop(record.account_id, None)
-            if watcher is not None:
-                watcher[0].cancel()
-                watcher[1].cancel()
         if sender is not None and sender.task is not asyncio.current_task():
             sender.task.cancel()
 
-    async def _fan_out(self, account_id: str, subscription: Subscription) -> None:
-        async for state in subscription:
-            for sender in list(self._senders.values()):
-                if sender.record.account_id == account_id:
-                    sender.offer(state)
+    async def _deliver(self, feed: ChangeFeed) -> None:
+        async for account_id, state in feed:
+            try:
+                senders = await self._senders_of(account_id)
+            except Exception as e:  # the store is away: this change is not pushed
+                log.warning("push subscriptions of %s unreadable: %s", account_id, e)
+                continue
+            for sender in senders:
+                sender.offer(state)
+
+    async def _senders_of(self, account_id: str) -> list[Sender]:
+        """The account's senders, its subscriptions read again when older than REFRESH."""
+        now = time.time()
+        if now - self._read_at.get(account_id, 0.0) >= REFRESH:
+            live = [r for r in await self.subscriptions.get(account_id)
+                    if r.verified and r.expires > now]
+            for record in live:
+                self.watch(record)
+            ids = {r.id for r in live}
+            for sender in list(self._by_account.get(account_id, {}).values()):
+                if sender.record.id not in ids:  # destroyed or expired, maybe elsewhere
+                    await self.forget(sender.record)
+            self._read_at[account_id] = now
+        return list(self._by_account.get(account_id, {}).values())
 
     async def _purge_expired(self) -> None:
         while True:
@@ -238,6 +265,15 @@ class WebPushDeliverer:
             with contextlib.suppress(Exception):
                 await self.subscriptions.delete_expired(now)
             await asyncio.sleep(3600)
+
+    async def _drop_old_reads(self) -> None:
+        """Forget when idle accounts were read, so the map holds only recent ones."""
+        while True:
+            await asyncio.sleep(REFRESH * 12)
+            now = time.time()
+            for account_id, read in list(self._read_at.items()):
+                if now - read >= REFRESH:
+                    del self._read_at[account_id]
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:

@@ -18,7 +18,7 @@ import socket
 from collections import defaultdict
 from pathlib import Path
 
-from mailyard.store.subscription import BACKLOG, Subscription, offer
+from mailyard.store.subscription import BACKLOG, AccountChanges, Subscription, offer
 
 
 def socket_address(data_dir: Path, peer: str = "") -> str:
@@ -32,6 +32,7 @@ def socket_address(data_dir: Path, peer: str = "") -> str:
 class LocalEventBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
+        self._feeds: set[AccountChanges] = set()
         self._origin = os.urandom(6).hex()
         """Names this bus in the datagrams it sends, so that it can ignore them when the hub
         forwards them back."""
@@ -51,6 +52,8 @@ class LocalEventBus:
     def _deliver(self, account_id: str, state: int) -> None:
         for q in list(self._subscribers.get(account_id, ())):
             offer(q, state)
+        for feed in self._feeds:
+            feed.offer(account_id, state)
 
     def _send(self, data: bytes, address: str) -> None:
         sock = self._relay_socket
@@ -66,6 +69,13 @@ class LocalEventBus:
         q: asyncio.Queue[int] = asyncio.Queue(maxsize=BACKLOG)
         self._subscribers[account_id].add(q)
         return Subscription(q, lambda: self._subscribers[account_id].discard(q))
+
+    def subscribe_all(self, group: str) -> AccountChanges:
+        """One node is the whole cluster here: the hub process hears every process's events,
+        so its feed is every change once (`group` has no other members)."""
+        feed = AccountChanges(lambda: self._feeds.discard(feed))
+        self._feeds.add(feed)
+        return feed
 
     def relay_to(self, address: str) -> None:
         """In a worker or IMAP process: also send every event to the hub's socket."""

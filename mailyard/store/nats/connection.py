@@ -31,6 +31,13 @@ def subject_token(value: str) -> str:
     return "~" + value.encode().hex()
 
 
+def token_value(token: str) -> str:
+    """The value `subject_token` made `token` from."""
+    if token.startswith("~"):
+        return bytes.fromhex(token[1:]).decode()
+    return token
+
+
 def stream_name(prefix: str, role: str) -> str:
     """A JetStream stream name (no `.`, `*`, `>` or space) for `prefix` and `role`."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{prefix}_{role}").upper()
@@ -38,13 +45,17 @@ def stream_name(prefix: str, role: str) -> str:
 
 class NatsConnection:
     def __init__(self, servers: Sequence[str], *, name: str = "mailyard",
-                 connect_timeout: float = 5.0, request_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 5.0, request_timeout: float = 10.0,
+                 echo: bool = False) -> None:
         """`request_timeout`: seconds a JetStream request (a publish, an API call) waits for
-        its answer before the caller may try again."""
+        its answer before the caller may try again. `echo`: also receive what this
+        connection publishes (the event bus's own connection does not: it hands its events
+        to its subscribers itself)."""
         self.servers = list(servers)
         self.name = name
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
+        self.echo = echo
         self._client: Client | None = None
         self._connecting: asyncio.Task[Client] | None = None
 
@@ -68,11 +79,10 @@ class NatsConnection:
         async def error(e: Exception) -> None:
             log.debug("NATS: %s", e)
 
-        # no_echo: a bus delivers its own events to its own subscribers at once, so it must
-        # not get them again from the server. Reconnects never stop: a node whose NATS is
-        # away answers 4xx to SMTP (the publish fails) and resumes when NATS comes back.
+        # Reconnects never stop: a node whose NATS is away answers 4xx to SMTP (the publish
+        # fails) and resumes when NATS comes back.
         return await nats.connect(
-            servers=self.servers, name=self.name, no_echo=True,
+            servers=self.servers, name=self.name, no_echo=not self.echo,
             connect_timeout=self.connect_timeout, max_reconnect_attempts=-1,
             reconnect_time_wait=0.5, disconnected_cb=disconnected,
             reconnected_cb=reconnected, error_cb=error)

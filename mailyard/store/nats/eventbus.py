@@ -23,8 +23,8 @@ from collections import defaultdict
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from mailyard.store.nats.connection import NatsConnection, subject_token
-from mailyard.store.subscription import BACKLOG, Subscription, offer
+from mailyard.store.nats.connection import NatsConnection, subject_token, token_value
+from mailyard.store.subscription import BACKLOG, AccountChanges, Subscription, offer
 
 log = logging.getLogger("mailyard.nats")
 
@@ -38,6 +38,8 @@ class NatsEventBus:
         self._subscribers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
         self._remote: dict[str, asyncio.Task[NatsSubscription | None]] = {}
         self._warned = False
+        self._grouped: NatsConnection | None = None
+        self._group_tasks: set[asyncio.Task[None]] = set()
 
     def subject(self, account_id: str) -> str:
         return f"{self.prefix}.events.{subject_token(account_id)}"
@@ -81,6 +83,46 @@ class NatsEventBus:
             self._remote.pop(account_id, None)
             return None
 
+    def subscribe_all(self, group: str) -> AccountChanges:
+        """A NATS queue group on every account's subject: the server hands each event to one
+        member of `group` among all nodes. On a connection of its own that hears its own
+        publishes too (the bus's connection is `no_echo`), so an event published here may
+        land here or on any other node, once. Kept up through reconnects by the client."""
+        prefix = f"{self.prefix}.events."
+        joined: list[NatsSubscription] = []
+
+        def leave() -> None:
+            task.cancel()
+            for sub in joined:
+                _later(sub.unsubscribe())
+
+        feed = AccountChanges(leave)
+
+        async def received(msg: Msg) -> None:
+            with contextlib.suppress(ValueError):
+                state = int(msg.data)
+                if state >= 0 and msg.subject.startswith(prefix):
+                    feed.offer(token_value(msg.subject[len(prefix):]), state)
+
+        async def join() -> None:
+            if self._grouped is None:
+                self._grouped = NatsConnection(self.connection.servers,
+                                               name=f"{self.connection.name}-{group}",
+                                               echo=True)
+            while True:
+                try:
+                    nc = await self._grouped.client()
+                    joined.append(await nc.subscribe(f"{prefix}>", queue=group, cb=received))
+                    return
+                except Exception as e:
+                    log.warning("NATS: cannot join the %s group (%s); trying again", group, e)
+                    await asyncio.sleep(1.0)
+
+        task = asyncio.ensure_future(join())
+        self._group_tasks.add(task)
+        task.add_done_callback(self._group_tasks.discard)
+        return feed
+
     def _unsubscribe(self, account_id: str, q: asyncio.Queue[int]) -> None:
         subscribers = self._subscribers.get(account_id)
         if subscribers is None:
@@ -109,6 +151,11 @@ class NatsEventBus:
             task.cancel()
         self._remote.clear()
         self._subscribers.clear()
+        for joining in self._group_tasks:
+            joining.cancel()
+        if self._grouped is not None:
+            _later(self._grouped.close())
+            self._grouped = None
 
     def close(self) -> None:
         self._stop()
@@ -118,8 +165,19 @@ class NatsEventBus:
             t.add_done_callback(_background.discard)
 
     async def aclose(self) -> None:
+        grouped, self._grouped = self._grouped, None
         self._stop()
+        if grouped is not None:
+            await grouped.close()
         await self.connection.close()
+
+
+def _later(call: object) -> None:
+    """Run an unsubscribe or close in the background (held until done), if a loop runs."""
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop()
+        _background.add(t := asyncio.ensure_future(_quietly(call)))
+        t.add_done_callback(_background.discard)
 
 
 def _unsubscribe_when_done(task: asyncio.Task[NatsSubscription | None]) -> None:
