@@ -13,9 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mailyard.core import query as q
 from mailyard.store.ports import EmailFlags, KeywordUpdate, MailTx, stored_keywords
 
 SEEN = "$seen"
+UNREAD: q.Node = q.Not(q.Keyword(SEEN))
+"""An unread email as a core.query condition, which each engine compiles to SQL with its
+search filters (store/*/filters.py): a mailbox's unread threads are counted with the very
+test that searching for unread mail applies."""
 
 
 def updated_keywords(before: Sequence[str], *, add: Sequence[str], remove: frozenset[str],

@@ -251,12 +251,14 @@ class PostgresMailStore:
             "SELECT * FROM mailboxes WHERE account_id = $1 ORDER BY position", account_id)]
 
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
+        args: list[Any] = [account_id]
+        unread = filters.Compiler(args).where(keywords.UNREAD)
         return {r[0]: (r[1], r[2]) for r in await self._fetch(
             "SELECT me.mailbox_id, count(DISTINCT e.thread_id),"
-            " count(DISTINCT e.thread_id) FILTER (WHERE NOT ('$seen' = ANY (e.keywords)))"
+            f" count(DISTINCT e.thread_id) FILTER (WHERE {unread})"
             " FROM mailbox_emails me JOIN emails e"
             " ON e.account_id = me.account_id AND e.id = me.email_id"
-            " WHERE me.account_id = $1 GROUP BY me.mailbox_id", account_id)}
+            " WHERE me.account_id = $1 GROUP BY me.mailbox_id", *args)}
 
     async def create_mailbox(self, account_id: str, name: str,
                              role: str | None = None) -> Mailbox:

@@ -214,15 +214,17 @@ def _migrate_first(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE emails ADD COLUMN head BLOB NOT NULL DEFAULT x''")
     boxes = {r[1] for r in conn.execute("PRAGMA table_info(mailboxes)")}
     if "total" not in boxes:
+        args: list[Any] = []
+        unread = filters.compile_where(keywords.UNREAD, args)
         for column in ("total", "unseen", "bytes"):
             conn.execute(f"ALTER TABLE mailboxes ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         conn.execute(
             "UPDATE mailboxes SET"
             " total = (SELECT count(*) FROM mailbox_emails me WHERE me.mailbox_id = mailboxes.id),"
             " unseen = (SELECT count(*) FROM mailbox_emails me JOIN emails e ON e.id = me.email_id"
-            f"  WHERE me.mailbox_id = mailboxes.id AND NOT {_SEEN}),"
+            f"  WHERE me.mailbox_id = mailboxes.id AND {unread}),"
             " bytes = (SELECT coalesce(sum(e.size), 0) FROM mailbox_emails me"
-            "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)")
+            "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)", args)
     if "modseq" not in boxes:
         conn.execute("ALTER TABLE mailboxes ADD COLUMN modseq INTEGER NOT NULL DEFAULT 0")
         conn.execute("UPDATE mailboxes SET modseq = (SELECT modseq FROM accounts a"
@@ -674,11 +676,6 @@ def _structures(row: sqlite3.Row) -> dict[str, Any]:
             "body": row["body"], "parts": orjson.loads(row["parts"])}
 
 
-_SEEN = "EXISTS (SELECT 1 FROM json_each(keywords) WHERE value = '$seen')"
-"""SQL: the email (keywords: its JSON list) holds $seen, exactly as `set_keywords` and the other
-engines decide it (a LIKE ignored case, and counted "$Seen" as read)."""
-
-
 def _count_emails(conn: sqlite3.Connection, account_id: str, node: Node, sql: str,
                   args: list[Any]) -> int:
     """How many emails match: from the mailbox's own rows when the query asks for one (a
@@ -746,8 +743,10 @@ def _thread_counts(c: sqlite3.Connection, account_id: str) -> dict[str, tuple[in
         " CROSS JOIN mailbox_emails me ON me.mailbox_id = m.id"
         " CROSS JOIN emails e INDEXED BY emails_thread_of ON e.id = me.email_id"
         " WHERE m.account_id = ? GROUP BY me.mailbox_id", (account_id,)).fetchall()
+    args: list[Any] = [account_id]
     unread = dict(c.execute(
         "SELECT me.mailbox_id, count(DISTINCT e.thread_id) FROM emails e INDEXED BY"
         f" emails_narrow JOIN mailbox_emails me ON me.email_id = e.id WHERE e.account_id = ?"
-        f" AND NOT {_SEEN} GROUP BY me.mailbox_id", (account_id,)).fetchall())
+        f" AND {filters.compile_where(keywords.UNREAD, args)} GROUP BY me.mailbox_id",
+        args).fetchall())
     return {box: (total, unread.get(box, 0)) for box, total in threads}
