@@ -371,22 +371,27 @@ class NatsQueue:
             if len(out) >= limit:
                 break
             consumer = await self._consumer(kind)
-            for msg in await self._pull(self.items_stream, consumer, limit - len(out),
-                                        partial=True):
-                try:
-                    item = await self._take(msg, lease_seconds)
-                except Exception as e:
-                    # Hand it back at once; the others of the pull are still taken. An
-                    # error here used to leave every later message of the pull to
-                    # JetStream's redelivery, DELIVERY_ACK_WAIT later.
-                    log.warning("NATS queue: %s not taken, handed back: %s: %s",
-                                msg.subject, type(e).__name__, e)
-                    with contextlib.suppress(Exception):
-                        await msg.nak()
-                    continue
-                if item is not None:
-                    out.append(item)
+            msgs = await self._pull(self.items_stream, consumer, limit - len(out),
+                                    partial=True)
+            # Concurrently: each take is a replicated publish, and a pull's later messages
+            # (a probe among a burst) must not wait for every earlier one's round trip.
+            taken = await asyncio.gather(*(self._take_or_hand_back(m, lease_seconds)
+                                           for m in msgs))
+            out += [item for item in taken if item is not None]
         return out
+
+    async def _take_or_hand_back(self, msg: Msg, lease_seconds: float) -> QueueItem | None:
+        try:
+            return await self._take(msg, lease_seconds)
+        except Exception as e:
+            # Hand it back at once; the others of the pull are still taken. An error here
+            # used to leave every later message of the pull to JetStream's redelivery,
+            # DELIVERY_ACK_WAIT later.
+            log.warning("NATS queue: %s not taken, handed back: %s: %s",
+                        msg.subject, type(e).__name__, e)
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            return None
 
     async def _take(self, msg: Msg, lease_seconds: float) -> QueueItem | None:
         """Lease the state `msg` delivered if it is due; otherwise hold it back until it is."""
