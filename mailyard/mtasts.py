@@ -329,8 +329,9 @@ class SeenPolicies(Protocol):
     lives up to a year (max_age), which a database keeps across restarts of everything, where
     Redis may run without persistence and is allowed to be away (a node then decides alone):
     an emptied cache is exactly the downgrade window §10.2 closes. The load is small: a write
-    per policy fetched (a new id, or max_age ran out), a read per domain per process and when
-    a domain's TXT id changes. Without PostgreSQL metadata there is one node, and its memory.
+    per policy fetched (a new id, or max_age ran out); a read when a domain's TXT id is new to
+    the process, and for a domain without a policy in memory at most one per `seen_recheck`.
+    Without PostgreSQL metadata there is one node, and its memory.
     """
 
     async def get(self, domain: str) -> Policy | None: ...
@@ -346,14 +347,18 @@ class MTASTS:
     `retry_after` spaces out fetch attempts for a TXT id whose policy could not be fetched
     (§3.3 suggests five minutes): a queue run to a domain with a dead policy host would
     otherwise wait out `timeout` on every message. `clock` is wall time, as `fetched_at` is.
+    `seen`: the policies every node fetched (a cluster), asked when memory holds no policy
+    for the TXT record read, at most once per `seen_recheck` seconds for the same record.
     """
 
     def __init__(self, resolver: Resolver, *, port: int = 443, cafile: str | None = None,
                  timeout: float = 10.0, max_body: int = 64 * 1024, retry_after: float = 300.0,
                  clock: Callable[[], float] = time.time,
-                 seen: SeenPolicies | None = None) -> None:
+                 seen: SeenPolicies | None = None, seen_recheck: float = 60.0) -> None:
         self.resolver = resolver
         self.seen = seen
+        self.seen_recheck = seen_recheck
+        self._asked: dict[str, tuple[str | None, float]] = {}
         self.port = port
         self.timeout = timeout
         self.max_body = max_body
@@ -382,21 +387,20 @@ class MTASTS:
             return None
         now = self.clock()
         cached = self._cache.get(name)
-        asked = cached is None and self.seen is not None
-        if asked:  # first time here: what the other nodes have seen
-            cached = await self._seen(name, now)
         if cached is not None and cached.expired(now):
             del self._cache[name]
             cached = None
         policy_id = await self._txt_id(name)
-        if policy_id is None:
+        if cached is not None and (policy_id is None or cached.id == policy_id):
             return cached  # §5.1: a removed record does not undo a policy already held
-        if cached is not None and cached.id == policy_id:
+        if self.seen is not None and self._ask_due(name, policy_id, now):
+            shared = await self._seen(name, now)  # what the other nodes have fetched
+            if shared is not None:
+                cached = shared
+                if policy_id is None or shared.id == policy_id:
+                    return shared
+        if policy_id is None:
             return cached
-        if not asked and self.seen is not None:  # a new id: another node may have its policy
-            shared = await self._seen(name, now)
-            if shared is not None and shared.id == policy_id:
-                return shared
         failed = self._failed.get(name)
         if failed is not None:
             if failed[0] == policy_id and now < failed[1]:
@@ -410,6 +414,20 @@ class MTASTS:
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # Shielded: one caller giving up must not cancel the fetch the others wait for.
         return await asyncio.shield(task)
+
+    def _ask_due(self, domain: str, policy_id: str | None, now: float) -> bool:
+        """Whether to ask the other nodes' policies now: once per `seen_recheck` seconds for
+        a domain whose TXT record reads the same, so a domain with no policy (most) costs a
+        query per domain and interval, not one per message. The price: a policy another node
+        fetched first reaches this one up to `seen_recheck` seconds later when an attacker
+        strips the TXT record meanwhile (a new id is asked about at once)."""
+        last = self._asked.get(domain)
+        if last is not None and last[0] == policy_id and now < last[1]:
+            return False
+        if len(self._asked) > 10_000:
+            self._asked = {d: a for d, a in self._asked.items() if a[1] > now}
+        self._asked[domain] = (policy_id, now + self.seen_recheck)
+        return True
 
     async def _seen(self, domain: str, now: float) -> Policy | None:
         """The shared policy of `domain` if one is in force (kept in memory then, unless

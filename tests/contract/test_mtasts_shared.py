@@ -143,3 +143,22 @@ async def test_an_unreachable_database_costs_the_sharing_not_the_policy(
     node = nodes.node(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
     assert await node.policy(DOMAIN) == ENFORCED
     assert len(https.requests) == 1
+
+
+async def test_a_domain_without_a_policy_is_asked_about_once_per_recheck(
+        nodes: Nodes, dns: TestDNS, clock: Clock) -> None:
+    """The price of not asking the database per message: a node that found no policy for a
+    domain learns one another node fetched meanwhile at its next look, `seen_recheck` later,
+    if the TXT record it sees did not change (here: stripped all along on its path)."""
+    dns.remove(TXT_NAME)
+    b = nodes.node()
+    assert await b.policy(DOMAIN) is None
+    dns.set(TXT_NAME, "TXT", [base.TXT])
+    a = nodes.node()
+    assert await a.policy(DOMAIN) == ENFORCED
+    dns.remove(TXT_NAME)
+    clock.now += b.seen_recheck - 1
+    assert await b.policy(DOMAIN) is None
+    clock.now += 1
+    policy = await b.policy(DOMAIN)
+    assert policy is not None and policy.id == ENFORCED.id
