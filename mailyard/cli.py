@@ -31,6 +31,29 @@ def parse_size(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
+def positive_int(text: str) -> int:
+    """A count such as --limit: 0 or less would list nothing and then claim there is more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def lifetime_days(text: str) -> float:
+    """A token's --days: more than 0 (0 or less would make a token that never worked)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 days, not {text!r}"
+                                         " (leave --days out for no expiry)")
+    return value
+
+
 def _when(ms_or_s: float) -> str:
     seconds = ms_or_s / 1000 if ms_or_s > 1e11 else ms_or_s
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -520,7 +543,7 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
         qs = actions(p)
         command(qs, "stats", "counts of ready, leased, delayed and dead items")
         command(qs, "list", "the items waiting").add_argument(
-            "--limit", type=int, default=1000, help="at most this many (default 1000)")
+            "--limit", type=positive_int, default=1000, help="at most this many (default 1000)")
         command(qs, "show", "one item in full").add_argument("id", help="the item's id")
         command(qs, "cancel", "take back a held or waiting send").add_argument(
             "id", help="an item id, or a submission id (cancels all of its items)")
@@ -529,7 +552,7 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
     if wanted("dlq"):
         dl = actions(p)
         command(dl, "list", "the dead items").add_argument(
-            "--limit", type=int, default=100, help="at most this many (default 100)")
+            "--limit", type=positive_int, default=100, help="at most this many (default 100)")
         command(dl, "show", "one dead item in full").add_argument("id", help="the item's id")
         command(dl, "drop", "delete a dead item").add_argument("id", help="the item's id")
         command(dl, "retry", "put dead items back in the queue").add_argument(
@@ -543,7 +566,7 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
         q = command(ms, "list", "an account's emails, newest first")
         q.add_argument("address", help="the account's address")
         q.add_argument("--label", default=None, help="a mailbox name or role (inbox, sent, ...)")
-        q.add_argument("--limit", type=int, default=1000,
+        q.add_argument("--limit", type=positive_int, default=1000,
                        help="at most this many (default 1000; says so when there are more)")
         q.add_argument("--json", action="store_true", help="JMAP-style JSON objects")
         q = command(ms, "show", "one email's fields, or its octets")
@@ -558,7 +581,8 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
         p.add_argument("address", help="the account's address")
         p.add_argument("query", help="e.g. 'from:alice has:attachment after:2026/1/1"
                        " \"exact words\"'")
-        p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+        p.add_argument("--limit", type=positive_int, default=50,
+                       help="at most this many (default 50)")
         p.add_argument("--json", action="store_true", help="JSON, with snippets")
         p.add_argument("--relevance", action="store_true", help="best match first, not newest")
         p.add_argument("--anywhere", action="store_true", help="include Spam and Trash")
@@ -573,7 +597,8 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
         q = command(ts, "create", "make a token; it is printed once")
         q.add_argument("address", help="the account the token acts for")
         q.add_argument("--name", default="", help="what the token is for")
-        q.add_argument("--days", type=float, default=0, help="lifetime (default: no expiry)")
+        q.add_argument("--days", type=lifetime_days, default=None,
+                       help="lifetime in days, fractions allowed (default: no expiry)")
         command(ts, "list", "an account's tokens").add_argument(
             "address", help="the account's address")
         q = command(ts, "revoke", "make a token stop working")

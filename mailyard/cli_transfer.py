@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailyard.cli import positive_int
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -33,7 +35,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gmail", action="store_true",
                    help="read every mailbox even if the server has Gmail's X-GM-EXT-1")
     p.add_argument("--label", help="mailbox for messages that come with none (default INBOX)")
-    p.add_argument("--batch-size", type=int, default=100,
+    p.add_argument("--batch-size", type=positive_int, default=100,
                    help="messages stored per transaction (default 100)")
     text = "write an account's mail out, byte-exact"
     p = sub.add_parser("export", parents=[common], help=text, description=text)

@@ -155,8 +155,9 @@ class Pages:
                     await accounts.failed(ip, "", "web")
             else:
                 username, password = form.get("username", ""), form.get("password", "")
-                account = await accounts.login(username, password, ip=ip, protocol="web") \
-                    if username and password else None
+                # An empty field is a failed login too, logged and counted like the others
+                # (docs/fail2ban.md), as IMAP's LOGIN with an empty password is.
+                account = await accounts.login(username, password, ip=ip, protocol="web")
         except LoginRefused:
             return problem_response(429, "too many failed logins; try later",
                                     {"Retry-After": "600"})
