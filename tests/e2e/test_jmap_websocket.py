@@ -71,6 +71,15 @@ def recv(ws: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
     return result
 
 
+def read_so_far(ws: ClientConnection) -> None:
+    """Returns once the server has handled every message sent on `ws` before: it reads them
+    in order, so the answer to a Core/echo sent now comes after theirs (a fixed sleep here
+    raced the server on a busy machine)."""
+    ws.send(json.dumps({"@type": "Request", "id": "so-far", "using": [CORE],
+                        "methodCalls": [["Core/echo", {}, "e"]]}))
+    assert recv(ws)["requestId"] == "so-far"
+
+
 def deliver(server: Server, subject: str, to: str = ALICE) -> float:
     with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
         smtp.sendmail("carol@remote.test", [to],
@@ -162,7 +171,8 @@ def test_push_after_smtp_delivery_and_imap_store_until_disabled(server: Server) 
     with open_ws(server) as ws, open_ws(server, user=BOB) as bob:
         ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Email", "Mailbox"]}))
         bob.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": None}))
-        time.sleep(0.2)  # the enable is a message like any other: let the server read it
+        read_so_far(ws)  # the enable is a message like any other: the server has read it
+        read_so_far(bob)
         deliver(server, "pushed over ws")
         change = recv(ws)
         assert change["@type"] == "StateChange"
@@ -179,7 +189,7 @@ def test_push_after_smtp_delivery_and_imap_store_until_disabled(server: Server) 
         with pytest.raises(TimeoutError):
             bob.recv(timeout=0.5)  # Bob's account did not change
         ws.send(json.dumps({"@type": "WebSocketPushDisable"}))
-        time.sleep(0.2)
+        read_so_far(ws)
         imap.store("1", "-FLAGS", "(\\Flagged)")
         imap.logout()
         with pytest.raises(TimeoutError):
