@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailyard.config import Config, ConfigError
+from mailyard.config import Checks, Config, ConfigError
 
 if TYPE_CHECKING:
     import ssl
@@ -868,6 +868,8 @@ async def serve(config: Config, *, workers: int = 0) -> None:
         served.tasks.append(asyncio.create_task(gc.periodically(
             runtime.store, runtime.blobs, runtime.queue, interval=config.queue.gc_interval,
             dead_letter_days=config.queue.dead_letter_days, stop=stop)))
+        served.tasks.append(asyncio.create_task(_expire_greylist(
+            policy_store, config.checks, config.queue.gc_interval, stop)))
     await _start_imap_processes(config, runtime, imap_ports, stop, served)
     served.heartbeat = start_heartbeat(runtime)  # [cluster] nats: `mailyard cluster status`
     print(f"mailyard: serving (data in {config.data_dir})", flush=True)
@@ -876,6 +878,25 @@ async def serve(config: Config, *, workers: int = 0) -> None:
     log.info("shutting down")
     await _shut_down(runtime, served)
     policy_store.close()
+
+
+async def _expire_greylist(policy: PolicyStore, checks: Checks, interval: float,
+                           stop: asyncio.Event) -> None:
+    """Forget, every `interval` seconds (the periodic gc's), the greylist triplets that can no
+    longer matter: not retried within the window and not passed within the expiry. Without
+    this the table only grew."""
+    keep = max(checks.greylist_window, checks.greylist_expire)
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+            return
+        try:
+            gone = await asyncio.to_thread(policy.expire_triplets, time.time() - keep)
+        except Exception as e:  # the store is away: next time
+            log.warning("greylist: expiring old triplets failed: %s", e)
+            continue
+        if gone:
+            log.info("greylist: %d old triplet(s) forgotten", gone)
 
 
 async def _open_listener_runtime(config: Config, workers: int) -> Runtime:

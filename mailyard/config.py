@@ -137,8 +137,9 @@ class Routing:
     authorise this server and whose MX must be this server, so bounces come back; "": the
     hostname."""
     srs_secret: str = ""
-    """The SRS key; "": one generated on first use in data_dir/srs.secret. Every node of a
-    cluster needs the same one."""
+    """The SRS key; "": one generated on first use, kept in the directory database with
+    PostgreSQL metadata (every node of a cluster uses that one) and in data_dir/srs.secret
+    otherwise."""
     max_received: int = 100
     """A message with more Received fields than this is looping: it is stopped with a DSN
     (RFC 5321 §6.3: a large threshold, normally at least 100)."""
@@ -205,7 +206,7 @@ class Queue:
     spool_tries: int = 3
     """Tries that must each find an accepted message's spooled octets missing before its
     item is buried: an object store that is restarting may answer "no such key" for a
-    moment, so it is asked again after the usual backoff. At most max_attempts."""
+    moment, so it is asked again after the usual backoff. max_attempts still bounds it."""
     backoff_base: float = 30.0
     """Seconds before the first retry; doubles per attempt up to backoff_max."""
     backoff_max: float = 3600.0
@@ -331,7 +332,8 @@ class Outbound:
     delay_notice_after: float = 4 * 3600.0
     """Seconds after submission when the sender is told once that delivery is delayed."""
     per_domain_per_minute: int = 600
-    """Messages per minute to one destination domain from this node."""
+    """Messages per minute to one destination domain: from the whole cluster with `[store]
+    counters` (Redis), from this node without it or while Redis is away."""
     connect_timeout: float = 30.0
     """Seconds to connect to a remote MX before trying the next."""
     command_timeout: float = 300.0
@@ -621,8 +623,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("limits.smtp_line_octets: must be at least 998 (RFC 5321 4.5.3.1.6)")
     if config.queue.max_attempts < 1:
         raise ConfigError("queue.max_attempts: must be at least 1")
-    if not 1 <= config.queue.spool_tries <= config.queue.max_attempts:
-        raise ConfigError("queue.spool_tries: must be from 1 to queue.max_attempts")
+    if config.queue.spool_tries < 1:
+        raise ConfigError("queue.spool_tries: must be at least 1")
     if config.queue.gc_interval < 0:
         raise ConfigError("queue.gc_interval: must be at least 0 seconds (0: no automatic gc)")
     if config.queue.dead_letter_days < 0:

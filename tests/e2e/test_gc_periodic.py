@@ -57,3 +57,36 @@ def test_a_gc_interval_of_0_runs_nothing(tmp_path: Path) -> None:
         assert "gc:" not in srv.log_path.read_text()
     finally:
         srv.stop()
+
+
+def test_serve_forgets_greylist_triplets_that_can_no_longer_matter(tmp_path: Path) -> None:
+    """Greylisting's table does not only grow: every gc interval the triplets neither retried
+    within the window nor passed within the expiry go; a recent one stays. The ages are put
+    into the stored times (no waiting for the clock)."""
+    from mailyard.app import open_policy_store
+    from mailyard.config import load
+
+    srv = Server(tmp_path, queue={"gc_interval": 0.5}, checks={"greylisting": True})
+    srv.start()
+    srv.stop()  # the data directory and configuration made, the policy store's file too
+    policy = open_policy_store(load(str(srv.config_path)))
+    now = time.time()
+    try:
+        policy.put_triplet("old", now - 90 * 86400, now - 60 * 86400)
+        policy.put_triplet("recent", now - 3600, now - 1800)
+    finally:
+        policy.close()
+    srv.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "greylist: 1 old triplet(s) forgotten" not in srv.log_path.read_text() \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        srv.stop()
+    policy = open_policy_store(load(str(srv.config_path)))
+    try:
+        assert policy.triplet("old") is None
+        assert policy.triplet("recent") is not None
+    finally:
+        policy.close()

@@ -39,7 +39,6 @@ def test_file_values_and_data_dir_relative_to_the_file(tmp_path: Path) -> None:
     ({"domains": "example.org"}, "domains"),
     ({"queue": {"max_attempts": 0}}, "queue.max_attempts"),
     ({"queue": {"spool_tries": 0}}, "queue.spool_tries"),
-    ({"queue": {"max_attempts": 2, "spool_tries": 3}}, "queue.spool_tries"),
     ({"queue": {"worker_nice": 20}}, "queue.worker_nice"),
     ({"queue": {"worker_nice": -1}}, "queue.worker_nice"),
 ])
