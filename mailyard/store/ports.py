@@ -950,9 +950,12 @@ class SearchIndex(Protocol):
     async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
                     order: Order = "newest", limit: int | None = None, position: int = 0,
                     total: bool = False,
-                    received: tuple[int | None, int | None] = (None, None)) -> Hits:
+                    received: tuple[int | None, int | None] = (None, None),
+                    outside: Iterable[str] = ()) -> Hits:
         """Emails matching `node` (restricted to `among` when given), in `order`; `received`
-        narrows to arrival times (ms) in [low, high) when the caller knows such bounds."""
+        narrows to arrival times (ms) in [low, high) when the caller knows such bounds.
+        The emails of `outside` are left out of the page and the count: Gmail's Spam and
+        Trash, so that a count of a scoped word query is one read of the word's matches."""
         ...
 
     async def snippets(self, account_id: str, node: Node,

@@ -38,7 +38,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -468,7 +468,9 @@ class PostgresSearchIndex:
     async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
                     order: Order = "newest", limit: int | None = None, position: int = 0,
                     total: bool = False,
-                    received: tuple[int | None, int | None] = (None, None)) -> Hits:
+                    received: tuple[int | None, int | None] = (None, None),
+                    outside: Iterable[str] = ()) -> Hits:
+        left_out = {clean(e) for e in outside}
         expr = compile_tsquery(node)
         if isinstance(expr, _None) or (among is not None and not among):
             return Hits([], 0 if total else None)
@@ -484,6 +486,8 @@ class PostgresSearchIndex:
             where.append(f"doc @@ {arg(scoped, '::text::tsquery')}")
         if among is not None:
             where.append(f"email_id = ANY({arg([clean(e) for e in among], '::text[]')})")
+        if left_out:
+            where.append(f"NOT (email_id = ANY({arg(sorted(left_out), '::text[]')}))")
         low, high = received
         if low is not None:
             where.append(f"received_at >= {arg(low)}")

@@ -16,7 +16,7 @@ switched the directory, no index write lands on the old shard any more.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from mailyard.core.query import Node
@@ -90,10 +90,12 @@ class ShardedSearchIndex:
     async def query(self, account_id: str, node: Node, *, among: Sequence[str] | None = None,
                     order: Order = "newest", limit: int | None = None, position: int = 0,
                     total: bool = False,
-                    received: tuple[int | None, int | None] = (None, None)) -> Hits:
+                    received: tuple[int | None, int | None] = (None, None),
+                    outside: Iterable[str] = ()) -> Hits:
+        left_out = list(outside)  # read once: the call may be made again on another shard
         return await self._read(account_id, lambda s: s.query(
             account_id, node, among=among, order=order, limit=limit, position=position,
-            total=total, received=received))
+            total=total, received=received, outside=left_out))
 
     async def snippets(self, account_id: str, node: Node,
                        email_ids: Sequence[str]) -> list[Snippet]:
