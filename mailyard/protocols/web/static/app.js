@@ -2,7 +2,7 @@
 // The views live in their own modules: list, reader, compose, sidebar, settings.
 import { render } from './vendor/preact.mjs';
 import { useState, useEffect, useRef, useCallback } from './vendor/hooks.mjs';
-import { Client, CSRF, SessionEnded, gmailFilter } from './jmap.js';
+import { Client, CSRF, SessionEnded, gmailFilter, queryProblem } from './jmap.js';
 import { html, PAGE, LIST_PROPS, READ_PROPS, ROLE_NAMES, sender, addresses } from './util.js';
 import { Sidebar, labelTree, labelPath } from './sidebar.js';
 import { SearchBox } from './search.js';
@@ -402,7 +402,7 @@ function Mail({ client, username, logout }) {
     <header class="top">
       <button class="menu-button" aria-label="Mailboxes" aria-expanded=${menu} onClick=${() => setMenu(!menu)}>☰</button>
       <b class="brand">Mailyard</b>
-      <${SearchBox} mailboxes=${mailboxes} inputRef=${searchBox} onSearch=${(q) => go({ mailboxId: null, search: q })} />
+      <${SearchBox} mailboxes=${mailboxes} inputRef=${searchBox} onSearch=${(q) => { const bad = queryProblem(q); if (bad) notify(bad); else go({ mailboxId: null, search: q }); }} />
       <span class="me">${username}</span>
       <button class="settings-button" onClick=${() => { setThread(null); setView({ settings: true }); }}>Settings</button>
       <button class="logout" onClick=${logout}>Log out</button>

@@ -121,8 +121,11 @@ export function gmailFilter(query, mailboxes) {
       const box = byName(raw);
       c = box ? { inMailbox: box.id } : { text: raw };
     } else if (op === 'before' || op === 'after') {
-      const d = new Date(raw.replace(/\//g, '-'));
-      if (!isNaN(d)) c = { [op]: d.toISOString().replace(/\.\d+Z$/, 'Z') };
+      const d = readDate(raw);
+      if (d) c = { [op]: iso(d) };
+    } else if (op === 'older_than' || op === 'newer_than') {
+      const d = readAge(raw);
+      if (d) c = { [op === 'older_than' ? 'before' : 'after']: iso(d) };
     } else if (op === 'larger' || op === 'smaller') {
       const n = parseSize(raw);
       if (n !== null) c = op === 'larger' ? { minSize: n + 1 } : { maxSize: n };
@@ -136,7 +139,63 @@ export function gmailFilter(query, mailboxes) {
 }
 
 function parseSize(text) {
-  const m = /^(\d+)([kKmM]?)$/.exec(text);
+  const m = /^(\d+)([kKmMgG]?)$/.exec(text);
   if (!m) return null;
-  return Number(m[1]) * ({ k: 1024, m: 1024 * 1024 }[m[2].toLowerCase()] || 1);
+  return Number(m[1]) * ({ k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase()] || 1);
+}
+
+const iso = (d) => d.toISOString().replace(/\.\d+Z$/, 'Z');
+
+// The date forms the server's query parser reads (core/query.py): 2026/11/28, 2026-11-28,
+// 11/28/2026, or seconds since 1970; null for anything else (or a day that does not exist).
+function readDate(text) {
+  if (/^\d{9,}$/.test(text)) return new Date(Number(text) * 1000);
+  let m = /^(\d{4})[/-](\d{1,2})[/-](\d{1,2})$/.exec(text);
+  const [y, mo, d] = m ? [m[1], m[2], m[3]] : ((m = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/.exec(text)) ? [m[3], m[1], m[2]] : []);
+  if (!y) return null;
+  const day = new Date(Number(y), Number(mo) - 1, Number(d));
+  return day.getMonth() === Number(mo) - 1 && day.getDate() === Number(d) ? day : null;
+}
+
+// older_than:/newer_than: 7d, 2m, 1y: the moment that long ago, or null.
+function readAge(text) {
+  const m = /^(\d+)([dmy])$/i.exec(text);
+  if (!m) return null;
+  const at = new Date();
+  const n = Number(m[1]);
+  const unit = m[2].toLowerCase();
+  if (unit === 'd') at.setDate(at.getDate() - n);
+  else if (unit === 'm') at.setMonth(at.getMonth() - n);
+  else at.setFullYear(at.getFullYear() - n);
+  return at;
+}
+
+const EXPECTED = {
+  before: 'a date: 2026/11/28, 2026-11-28, 11/28/2026 or seconds since 1970',
+  older_than: 'a number of days, months or years: 7d, 2m, 1y',
+  larger: 'a size in bytes, or with K, M or G: 1000, 500K, 10M, 2G',
+  is: 'one of unread, read, starred, important',
+  has: 'only has:attachment',
+};
+const READS = {
+  before: readDate, older_than: readAge, larger: parseSize,
+  is: (v) => ['unread', 'read', 'starred', 'important'].includes(v.toLowerCase()) || null,
+  has: (v) => v.toLowerCase() === 'attachment' || null,
+};
+const SAME = { after: 'before', newer_than: 'older_than', smaller: 'larger' };
+
+// The first operator whose value cannot be read, said as the server says it to the CLI and
+// IMAP ('before: cannot read "notadate", expected a date: ...'); null when every one reads.
+// Searched as words instead, such a query would find nothing and not say why.
+export function queryProblem(query) {
+  const re = /(?:^|\s)-?(\w+):("[^"]*"|\S*)/g;
+  let m;
+  while ((m = re.exec(query)) !== null) {
+    const op = m[1].toLowerCase();
+    const kind = SAME[op] || op;
+    if (!READS[kind]) continue;
+    const value = m[2].replace(/^"|"$/g, '');
+    if (READS[kind](value) === null) return `${op}: cannot read "${value}", expected ${EXPECTED[kind]}`;
+  }
+  return null;
 }
