@@ -161,6 +161,19 @@ class AccountService:
             await self.set_password(address, password)
         return account
 
+    async def still_valid(self, account: Account) -> Account | None:
+        """The account as stored now if it still has the password `account` was read with
+        (a remembered login), else None: a changed password or a removed account ends a
+        remembered login at once, through whichever node it was changed. One read by id,
+        no password hashing."""
+        try:
+            current = await self.store.get_account_by_id(account.id)
+        except NotFound:
+            return None
+        if current.password_hash != account.password_hash or current.address != account.address:
+            return None
+        return current
+
     async def fresh(self, account: Account) -> Account:
         """The account as stored now (its counters, quota and state): a session holds the
         copy read at its login, which every later change leaves behind."""

@@ -193,6 +193,24 @@ def test_basic_logins_are_cached_failures_are_not(base: str, served: Served) -> 
     assert served.accounts.calls == before + 3, "failures must be verified every time"
 
 
+def test_a_remembered_login_ends_with_a_new_password_at_once(base: str, served: Served
+                                                             ) -> None:
+    """The login cache saves the password hash's verification, not the account's state: a
+    password changed (by `mailyard user passwd`, through any node) stops the old one on the
+    next request, not when the cache entry expires."""
+    dave = "dave@example.test"
+    served.run(served.accounts.add_user(dave, PASSWORD))
+    with httpx.Client(base_url=base, auth=(dave, PASSWORD)) as c:
+        assert c.get("/jmap/session").status_code == 200
+        calls = served.accounts.calls
+        assert c.get("/jmap/session").status_code == 200
+        assert served.accounts.calls == calls, "the cache should answer"
+        served.run(served.accounts.set_password(dave, "a new password"))
+        assert c.get("/jmap/session").status_code == 401
+    with httpx.Client(base_url=base, auth=(dave, "a new password")) as c:
+        assert c.get("/jmap/session").status_code == 200
+
+
 def test_repeated_failures_are_refused_for_a_while(served: Served) -> None:
     """The LoginGuard every protocol shares (tests/e2e/test_login_guard.py has the rest)."""
     guard = LoginGuard(SqliteCounters(served.root / "guard-counters.db"),

@@ -98,8 +98,10 @@ class LoginCache:
     """Recent successful Basic logins, the least recently used dropped first.
 
     The key holds no password: an HMAC of it under a random key made at start-up, which no
-    precomputed table matches and which dies with the process. A changed password or a
-    deleted account still logs in with the old one until its entry expires.
+    precomputed table matches and which dies with the process. What it saves is the password
+    hash's verification; a hit is still checked against the stored account
+    (`AccountService.still_valid`), so a changed password or a removed account stops logging
+    in at once, on every node.
     """
 
     def __init__(self, seconds: float, size: int) -> None:
@@ -120,6 +122,9 @@ class LoginCache:
             return None
         self._entries.move_to_end(key)
         return entry[0]
+
+    def drop(self, key: tuple[str, bytes]) -> None:
+        self._entries.pop(key, None)
 
     def put(self, key: tuple[str, bytes], account: Account, now: float) -> None:
         if self.size <= 0 or self.seconds <= 0:
@@ -182,7 +187,10 @@ class JMAPAuth(AuthenticationBackend):
         key = self.cache.key(username, password)
         account = self.cache.get(key, time.monotonic())
         if account is not None:
-            return account
+            current = await self.services.accounts.still_valid(account)
+            if current is not None:
+                return current
+            self.cache.drop(key)
         # Concurrent first requests of one client share a single verification.
         task = self._pending.get(key)
         if task is None:
