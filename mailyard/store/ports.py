@@ -892,6 +892,11 @@ class ObjectTx(MailTx, Protocol):
         ...
 
 
+class StoreTx(DeliveryTx, MailboxTx, CounterTx, ObjectTx, Protocol):
+    """Every primitive of one account's write transaction: what an engine's MailTx offers,
+    for each model function (mailyard/model/writes.py runs them all on it)."""
+
+
 # --------------------------------------------------------------------------- SearchIndex
 
 

@@ -10,7 +10,7 @@ commits share WAL flushes, which is the group commit the SQLite engine builds by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -18,30 +18,27 @@ import asyncpg
 import orjson
 
 from mailyard.core.emailsort import SortKey
-from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import accounts, delivery, domains, keywords, labels, mailboxes, objects
-from mailyard.model import maintenance as model_maintenance
+from mailyard.model import accounts, domains, keywords, mailboxes
+from mailyard.model.writes import ModelWrites
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
+    AccountTx,
     Change,
-    DeliveryResult,
     DKIMKeyRecord,
+    DomainTx,
     EmailHead,
     EmailRecord,
-    Expunged,
     Hits,
-    KeywordUpdate,
     Mailbox,
-    MailboxCounters,
     MailboxDelta,
     MailboxEntry,
     MailboxSnapshot,
-    NewEmail,
     NotFound,
     Order,
     StoredObject,
+    StoreTx,
 )
 from mailyard.store.postgres import filters, maintenance, schema
 from mailyard.store.postgres.pool import LazyPool
@@ -117,7 +114,7 @@ def _entries(rows: list[Any]) -> list[MailboxEntry]:
             for r in rows]
 
 
-class PostgresMailStore:
+class PostgresMailStore(ModelWrites):
     """The MailStore port over one PostgreSQL database, through a pool of connections."""
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
@@ -175,6 +172,16 @@ class PostgresMailStore:
                     raise
         raise AssertionError("unreachable")
 
+    async def write_mail(self, account_id: str,
+                         step: Callable[[StoreTx], Coroutine[Any, Any, R]]) -> R:
+        return await self._write(lambda tx: step(PostgresMailTx(tx, account_id)))
+
+    async def write_accounts(self, step: Callable[[AccountTx], Coroutine[Any, Any, R]]) -> R:
+        return await self._write(lambda tx: step(PostgresAccountTx(tx)))
+
+    async def write_domains(self, step: Callable[[DomainTx], Coroutine[Any, Any, R]]) -> R:
+        return await self._write(lambda tx: step(PostgresDomainTx(tx)))
+
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection in one read-only snapshot, for reads of more than one statement."""
@@ -184,17 +191,8 @@ class PostgresMailStore:
 
     # ------------------------------------------------------------------ domains
 
-    async def add_domain(self, name: str) -> None:
-        await self._write(lambda tx: domains.add(PostgresDomainTx(tx), name))
-
-    async def remove_domain(self, name: str) -> None:
-        await self._write(lambda tx: domains.remove(PostgresDomainTx(tx), name))
-
     async def list_domains(self) -> list[str]:
         return [r[0] for r in await self._fetch("SELECT name FROM domains ORDER BY name")]
-
-    async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
-        await self._write(lambda tx: domains.add_dkim_key(PostgresDomainTx(tx), key))
 
     async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
         return [DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
@@ -203,18 +201,7 @@ class PostgresMailStore:
                     "SELECT * FROM dkim_keys WHERE domain = $1"
                     " ORDER BY created_at DESC, selector", domains.domain_name(domain))]
 
-    async def retire_dkim_key(self, domain: str, selector: str) -> None:
-        await self._write(lambda tx: domains.retire_dkim_key(PostgresDomainTx(tx), domain,
-                                                             selector))
-
     # ------------------------------------------------------------------ accounts
-
-    async def create_account(self, address: str, password_hash: str, quota: int, *,
-                             account_id: str | None = None) -> Account:
-        """`account_id` is given by a sharded store, which records it in its directory before
-        the account exists; otherwise a new one is made."""
-        return await self._write(lambda tx: accounts.create(
-            PostgresAccountTx(tx), account_id or new_id("a"), address, password_hash, quota))
 
     async def get_account(self, address: str) -> Account:
         row = await self._fetchrow("SELECT * FROM accounts WHERE address = $1",
@@ -233,17 +220,6 @@ class PostgresMailStore:
         return [_account(r) for r in await self._fetch(
             "SELECT * FROM accounts ORDER BY address")]
 
-    async def delete_account(self, address: str) -> None:
-        await self._write(lambda tx: accounts.delete(PostgresAccountTx(tx), address))
-
-    async def set_password(self, address: str, password_hash: str) -> None:
-        await self._write(lambda tx: accounts.set_password(PostgresAccountTx(tx), address,
-                                                           password_hash))
-
-    async def set_quota(self, address: str, quota: int) -> None:
-        await self._write(lambda tx: accounts.set_quota(PostgresAccountTx(tx), address,
-                                                        quota))
-
     # ------------------------------------------------------------------ mailboxes
 
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
@@ -259,24 +235,6 @@ class PostgresMailStore:
             " FROM mailbox_emails me JOIN emails e"
             " ON e.account_id = me.account_id AND e.id = me.email_id"
             " WHERE me.account_id = $1 GROUP BY me.mailbox_id", *args)}
-
-    async def create_mailbox(self, account_id: str, name: str,
-                             role: str | None = None) -> Mailbox:
-        return await self._write(lambda tx: mailboxes.create(
-            PostgresMailTx(tx, account_id), new_id("m"), name, role))
-
-    async def delete_mailbox(self, account_id: str, mailbox_id: str, *,
-                             remove_emails: bool = False) -> list[str]:
-        return await self._write(lambda tx: mailboxes.destroy(
-            PostgresMailTx(tx, account_id), mailbox_id, remove_emails=remove_emails))
-
-    async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
-        await self._write(lambda tx: mailboxes.rename(PostgresMailTx(tx, account_id),
-                                                      mailbox_id, name))
-
-    async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool) -> None:
-        await self._write(lambda tx: mailboxes.set_subscribed(
-            PostgresMailTx(tx, account_id), mailbox_id, subscribed))
 
     async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
         async with self._snapshot() as conn:
@@ -309,10 +267,6 @@ class PostgresMailStore:
         return await self._fetchval(
             "SELECT 1 FROM emails WHERE account_id = $1 AND delivery_key = $2",
             account_id, clean(delivery_key)) is not None
-
-    async def deliver(self, email: NewEmail) -> DeliveryResult:
-        return await self._write(lambda tx: delivery.deliver(
-            PostgresMailTx(tx, email.account_id), email))
 
     # ------------------------------------------------------------------ reading
 
@@ -434,51 +388,7 @@ class PostgresMailStore:
                     "SELECT modseq, kind, object_id, op FROM changes WHERE account_id = $1"
                     " AND modseq > $2 ORDER BY modseq, kind, object_id", account_id, modseq)]
 
-    # ------------------------------------------------------------------ labels and keywords
-
-    async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
-                           add: Sequence[str] = (), remove: Sequence[str] = (),
-                           replace: Sequence[str] | None = None,
-                           unchanged_since: int | None = None) -> KeywordUpdate:
-        return await self._write(lambda tx: keywords.set_keywords(
-            PostgresMailTx(tx, account_id), email_ids, add=add, remove=remove, replace=replace,
-            unchanged_since=unchanged_since))
-
-    async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str, *, fresh_only: bool = False,
-                             source_id: str | None = None) -> dict[str, int]:
-        return await self._write(lambda tx: labels.add_to_mailbox(
-            PostgresMailTx(tx, account_id), email_ids, mailbox_id, fresh_only=fresh_only,
-            source_id=source_id))
-
-    async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
-                                  email_ids: Sequence[str], *,
-                                  if_keyword: str | None = None) -> list[int]:
-        return (await self.expunge(account_id, mailbox_id, email_ids,
-                                   if_keyword=if_keyword)).uids
-
-    async def expunge(self, account_id: str, mailbox_id: str, email_ids: Sequence[str], *,
-                      if_keyword: str | None = None, orphans: bool = False) -> Expunged:
-        return await self._write(lambda tx: labels.remove_from_mailbox(
-            PostgresMailTx(tx, account_id), mailbox_id, email_ids, if_keyword=if_keyword,
-            orphans=orphans))
-
-    async def destroy_emails(self, account_id: str, email_ids: Sequence[str]) -> list[str]:
-        return await self._write(lambda tx: labels.destroy_emails(
-            PostgresMailTx(tx, account_id), email_ids))
-
-    async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
-                   target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
-        return await self._write(lambda tx: labels.move(
-            PostgresMailTx(tx, account_id), email_ids, source_id, target_id,
-            fresh_only=fresh_only))
-
     # ------------------------------------------------------------------ objects
-
-    async def put_object(self, account_id: str, kind: str, object_id: str,
-                         data: dict[str, Any], *, log: bool = True) -> int:
-        return await self._write(lambda tx: objects.put(
-            PostgresMailTx(tx, account_id), kind, object_id, data, log=log))
 
     async def get_objects(self, account_id: str, kind: str,
                           ids: Sequence[str] | None = None) -> list[StoredObject]:
@@ -492,11 +402,6 @@ class PostgresMailStore:
         return [StoredObject(kind, r["id"], orjson.loads(r["data"]), r["modseq"])
                 for r in await self._fetch(sql + " ORDER BY id", *args)]
 
-    async def delete_object(self, account_id: str, kind: str, object_id: str, *,
-                            log: bool = True) -> int:
-        return await self._write(lambda tx: objects.delete(
-            PostgresMailTx(tx, account_id), kind, object_id, log=log))
-
     # ------------------------------------------------------------------ maintenance
 
     async def blob_refs(self, account_id: str,
@@ -506,9 +411,4 @@ class PostgresMailStore:
 
     async def set_blob_refs(self, account_id: str, email_id: str, refs: Sequence[str]) -> None:
         await maintenance.set_blob_refs(await self._ready(), account_id, email_id, refs)
-
-    async def set_counters(self, account_id: str, *, modseq: int, used: int,
-                           mailboxes: Sequence[MailboxCounters]) -> bool:
-        return await self._write(lambda tx: model_maintenance.set_counters(
-            PostgresMailTx(tx, account_id), modseq=modseq, used=used, mailboxes=mailboxes))
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,25 +34,23 @@ from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
 from mailyard.model import accounts
+from mailyard.model.writes import DomainWrites, MailWrites
 from mailyard.store.ports import (
     Account,
     Change,
     Conflict,
-    DeliveryResult,
     DKIMKeyRecord,
+    DomainTx,
     EmailHead,
     EmailRecord,
-    Expunged,
     Hits,
-    KeywordUpdate,
     Mailbox,
-    MailboxCounters,
     MailboxDelta,
     MailboxSnapshot,
-    NewEmail,
     NotFound,
     Order,
     StoredObject,
+    StoreTx,
 )
 from mailyard.store.postgres import schema
 from mailyard.store.postgres.mailstore import PostgresMailStore
@@ -103,7 +101,7 @@ def _entry(row: Any) -> Entry:
     return Entry(row["account_id"], row["address"], row["shard"], row["state"], row["target"])
 
 
-class ShardedMailStore:
+class ShardedMailStore(MailWrites, DomainWrites):
     """The MailStore port over several PostgresMailStores, one per shard."""
 
     def __init__(self, dsns: Sequence[str], *, min_size: int = 1, max_size: int = 10) -> None:
@@ -265,31 +263,27 @@ class ShardedMailStore:
             raise NotFound(f"no account {address}")
         return await self._on(entry.account_id, call)
 
+    # ------------------------------------------------------------------ transactions
+
+    async def write_mail(self, account_id: str,
+                         step: Callable[[StoreTx], Coroutine[Any, Any, R]]) -> R:
+        """On the account's shard, routed again when the account moved away meanwhile."""
+        return await self._on(account_id, lambda s: s.write_mail(account_id, step))
+
+    async def write_domains(self, step: Callable[[DomainTx], Coroutine[Any, Any, R]]) -> R:
+        """On shard "0", which holds what is not per account."""
+        await self._ready()
+        return await self.home.write_domains(step)
+
     # ------------------------------------------------------------------ global: shard 0
-
-    async def add_domain(self, name: str) -> None:
-        await self._ready()
-        await self.home.add_domain(name)
-
-    async def remove_domain(self, name: str) -> None:
-        await self._ready()
-        await self.home.remove_domain(name)
 
     async def list_domains(self) -> list[str]:
         await self._ready()
         return await self.home.list_domains()
 
-    async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
-        await self._ready()
-        await self.home.add_dkim_key(key)
-
     async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
         await self._ready()
         return await self.home.dkim_keys(domain)
-
-    async def retire_dkim_key(self, domain: str, selector: str) -> None:
-        await self._ready()
-        await self.home.retire_dkim_key(domain, selector)
 
     # ------------------------------------------------------------------ accounts
 
@@ -376,22 +370,6 @@ class ShardedMailStore:
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
         return await self._on(account_id, lambda s: s.thread_counts(account_id))
 
-    async def create_mailbox(self, account_id: str, name: str,
-                             role: str | None = None) -> Mailbox:
-        return await self._on(account_id, lambda s: s.create_mailbox(account_id, name, role))
-
-    async def delete_mailbox(self, account_id: str, mailbox_id: str, *,
-                             remove_emails: bool = False) -> list[str]:
-        return await self._on(account_id, lambda s: s.delete_mailbox(
-            account_id, mailbox_id, remove_emails=remove_emails))
-
-    async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
-        await self._on(account_id, lambda s: s.rename_mailbox(account_id, mailbox_id, name))
-
-    async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool) -> None:
-        await self._on(account_id,
-                       lambda s: s.set_subscribed(account_id, mailbox_id, subscribed))
-
     async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
         return await self._on(account_id, lambda s: s.snapshot(account_id, mailbox_id))
 
@@ -403,9 +381,6 @@ class ShardedMailStore:
 
     async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
         return await self._on(account_id, lambda s: s.has_delivery(account_id, delivery_key))
-
-    async def deliver(self, email: NewEmail) -> DeliveryResult:
-        return await self._on(email.account_id, lambda s: s.deliver(email))
 
     async def list_emails(self, account_id: str, mailbox: str | None = None,
                           limit: int = 100) -> list[EmailRecord]:
@@ -443,57 +418,11 @@ class ShardedMailStore:
     async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
         return await self._on(account_id, lambda s: s.changes_since(account_id, modseq))
 
-    # ------------------------------------------------------------------ labels and keywords
-
-    async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
-                           add: Sequence[str] = (), remove: Sequence[str] = (),
-                           replace: Sequence[str] | None = None,
-                           unchanged_since: int | None = None) -> KeywordUpdate:
-        return await self._on(account_id, lambda s: s.set_keywords(
-            account_id, email_ids, add=add, remove=remove, replace=replace,
-            unchanged_since=unchanged_since))
-
-    async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str, *, fresh_only: bool = False,
-                             source_id: str | None = None) -> dict[str, int]:
-        return await self._on(account_id, lambda s: s.add_to_mailbox(
-            account_id, email_ids, mailbox_id, fresh_only=fresh_only, source_id=source_id))
-
-    async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
-                                  email_ids: Sequence[str], *,
-                                  if_keyword: str | None = None) -> list[int]:
-        return await self._on(
-            account_id, lambda s: s.remove_from_mailbox(account_id, mailbox_id, email_ids,
-                                                        if_keyword=if_keyword))
-
-    async def expunge(self, account_id: str, mailbox_id: str, email_ids: Sequence[str], *,
-                      if_keyword: str | None = None, orphans: bool = False) -> Expunged:
-        return await self._on(account_id, lambda s: s.expunge(
-            account_id, mailbox_id, email_ids, if_keyword=if_keyword, orphans=orphans))
-
-    async def destroy_emails(self, account_id: str, email_ids: Sequence[str]) -> list[str]:
-        return await self._on(account_id, lambda s: s.destroy_emails(account_id, email_ids))
-
-    async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
-                   target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
-        return await self._on(account_id, lambda s: s.move(
-            account_id, email_ids, source_id, target_id, fresh_only=fresh_only))
-
     # ------------------------------------------------------------------ objects
-
-    async def put_object(self, account_id: str, kind: str, object_id: str,
-                         data: dict[str, Any], *, log: bool = True) -> int:
-        return await self._on(
-            account_id, lambda s: s.put_object(account_id, kind, object_id, data, log=log))
 
     async def get_objects(self, account_id: str, kind: str,
                           ids: Sequence[str] | None = None) -> list[StoredObject]:
         return await self._on(account_id, lambda s: s.get_objects(account_id, kind, ids))
-
-    async def delete_object(self, account_id: str, kind: str, object_id: str, *,
-                            log: bool = True) -> int:
-        return await self._on(
-            account_id, lambda s: s.delete_object(account_id, kind, object_id, log=log))
 
     # ------------------------------------------------------------------ maintenance
 
@@ -505,10 +434,6 @@ class ShardedMailStore:
     async def set_blob_refs(self, account_id: str, email_id: str, refs: Sequence[str]) -> None:
         await self._on(account_id, lambda s: s.set_blob_refs(account_id, email_id, refs))
 
-    async def set_counters(self, account_id: str, *, modseq: int, used: int,
-                           mailboxes: Sequence[MailboxCounters]) -> bool:
-        return await self._on(account_id, lambda s: s.set_counters(
-            account_id, modseq=modseq, used=used, mailboxes=mailboxes))
 
 
 async def notify(conn: asyncpg.Connection, account_id: str) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -14,27 +14,27 @@ from mailyard.core import query as q
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import accounts, delivery, domains, keywords, labels, mailboxes, objects
+from mailyard.model import accounts, domains, keywords, labels, mailboxes
 from mailyard.model.labels import ALL
+from mailyard.model.writes import ModelWrites
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
     Account,
+    AccountTx,
     Change,
-    DeliveryResult,
     DKIMKeyRecord,
+    DomainTx,
     EmailHead,
     EmailRecord,
-    Expunged,
     Hits,
-    KeywordUpdate,
     Mailbox,
     MailboxDelta,
     MailboxEntry,
     MailboxSnapshot,
-    NewEmail,
     NotFound,
     Order,
     StoredObject,
+    StoreTx,
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
@@ -44,6 +44,8 @@ from mailyard.store.sqlite.mailtx import log as _log
 from mailyard.store.sqlite.mailtx import mailbox as _mailbox
 from mailyard.store.sqlite.mailtx import next_modseq as _next_modseq
 from mailyard.store.sqlite.maintenance import MaintenanceMixin
+
+R = TypeVar("R")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
@@ -248,7 +250,7 @@ def _migrate_first(conn: sqlite3.Connection) -> None:
             run_now(labels.label(tx, email_id, flags[email_id], mailbox_id, modseq, fresh=True))
 
 
-class SqliteMailStore(MaintenanceMixin):
+class SqliteMailStore(MaintenanceMixin, ModelWrites):
     def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, setup=filters.register, version=SCHEMA_VERSION,
                            migrate=_migrate, analyze="emails")
@@ -259,22 +261,24 @@ class SqliteMailStore(MaintenanceMixin):
     def close(self) -> None:
         self.db.close()
 
+    # ------------------------------------------------------------------ transactions
+
+    async def write_mail(self, account_id: str,
+                         step: Callable[[StoreTx], Coroutine[Any, Any, R]]) -> R:
+        return await self.db.write(lambda conn: run_now(step(SqliteMailTx(conn, account_id))))
+
+    async def write_accounts(self, step: Callable[[AccountTx], Coroutine[Any, Any, R]]) -> R:
+        return await self.db.write(lambda conn: run_now(step(SqliteAccountTx(conn))))
+
+    async def write_domains(self, step: Callable[[DomainTx], Coroutine[Any, Any, R]]) -> R:
+        return await self.db.write(lambda conn: run_now(step(SqliteDomainTx(conn))))
+
     # ------------------------------------------------------------------ domains
-
-    async def add_domain(self, name: str) -> None:
-        await self.db.write(lambda conn: run_now(domains.add(SqliteDomainTx(conn), name)))
-
-    async def remove_domain(self, name: str) -> None:
-        await self.db.write(lambda conn: run_now(domains.remove(SqliteDomainTx(conn), name)))
 
     async def list_domains(self) -> list[str]:
         return await self.db.read(
             lambda c: [r[0] for r in c.execute("SELECT name FROM domains ORDER BY name")]
         )
-
-    async def add_dkim_key(self, key: DKIMKeyRecord) -> None:
-        await self.db.write(lambda conn: run_now(domains.add_dkim_key(SqliteDomainTx(conn),
-                                                                      key)))
 
     async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
         domain = domains.domain_name(domain)
@@ -284,15 +288,7 @@ class SqliteMailStore(MaintenanceMixin):
             for r in c.execute("SELECT * FROM dkim_keys WHERE domain = ?"
                                " ORDER BY created_at DESC, selector", (domain,))])
 
-    async def retire_dkim_key(self, domain: str, selector: str) -> None:
-        await self.db.write(lambda conn: run_now(domains.retire_dkim_key(
-            SqliteDomainTx(conn), domain, selector)))
-
     # ------------------------------------------------------------------ accounts
-
-    async def create_account(self, address: str, password_hash: str, quota: int) -> Account:
-        return await self.db.write(lambda conn: run_now(accounts.create(
-            SqliteAccountTx(conn), new_id("a"), address, password_hash, quota)))
 
     async def get_account(self, address: str) -> Account:
         return await self.db.read(lambda c: _account(_account_row(c, address)))
@@ -311,18 +307,6 @@ class SqliteMailStore(MaintenanceMixin):
             lambda c: [_account(r) for r in c.execute("SELECT * FROM accounts ORDER BY address")]
         )
 
-    async def delete_account(self, address: str) -> None:
-        await self.db.write(lambda conn: run_now(accounts.delete(SqliteAccountTx(conn),
-                                                                 address)))
-
-    async def set_password(self, address: str, password_hash: str) -> None:
-        await self.db.write(lambda conn: run_now(accounts.set_password(
-            SqliteAccountTx(conn), address, password_hash)))
-
-    async def set_quota(self, address: str, quota: int) -> None:
-        await self.db.write(lambda conn: run_now(accounts.set_quota(
-            SqliteAccountTx(conn), address, quota)))
-
     # ------------------------------------------------------------------ mailboxes
 
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
@@ -338,29 +322,7 @@ class SqliteMailStore(MaintenanceMixin):
             "SELECT 1 FROM emails WHERE account_id = ? AND delivery_key = ?",
             (account_id, delivery_key)).fetchone() is not None)
 
-    async def deliver(self, email: NewEmail) -> DeliveryResult:
-        return await self.db.write(lambda conn: run_now(delivery.deliver(
-            SqliteMailTx(conn, email.account_id), email)))
-
-    # ------------------------------------------------------------------ labels
-
-    async def create_mailbox(self, account_id: str, name: str,
-                             role: str | None = None) -> Mailbox:
-        return await self.db.write(lambda conn: run_now(mailboxes.create(
-            SqliteMailTx(conn, account_id), new_id("m"), name, role)))
-
-    async def delete_mailbox(self, account_id: str, mailbox_id: str, *,
-                             remove_emails: bool = False) -> list[str]:
-        return await self.db.write(lambda conn: run_now(mailboxes.destroy(
-            SqliteMailTx(conn, account_id), mailbox_id, remove_emails=remove_emails)))
-
-    async def rename_mailbox(self, account_id: str, mailbox_id: str, name: str) -> None:
-        await self.db.write(lambda conn: run_now(mailboxes.rename(
-            SqliteMailTx(conn, account_id), mailbox_id, name)))
-
-    async def set_subscribed(self, account_id: str, mailbox_id: str, subscribed: bool) -> None:
-        await self.db.write(lambda conn: run_now(mailboxes.set_subscribed(
-            SqliteMailTx(conn, account_id), mailbox_id, subscribed)))
+    # ------------------------------------------------------------------ mailbox views
 
     async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
         def read(conn: sqlite3.Connection) -> MailboxSnapshot:
@@ -532,43 +494,6 @@ class SqliteMailStore(MaintenanceMixin):
             "SELECT id FROM emails WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
             (account_id, after, limit))])
 
-    async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
-                           add: Sequence[str] = (), remove: Sequence[str] = (),
-                           replace: Sequence[str] | None = None,
-                           unchanged_since: int | None = None) -> KeywordUpdate:
-        return await self.db.write(lambda conn: run_now(keywords.set_keywords(
-            SqliteMailTx(conn, account_id), email_ids, add=add, remove=remove,
-            replace=replace, unchanged_since=unchanged_since)))
-
-    async def add_to_mailbox(self, account_id: str, email_ids: Sequence[str],
-                             mailbox_id: str, *, fresh_only: bool = False,
-                             source_id: str | None = None) -> dict[str, int]:
-        return await self.db.write(lambda conn: run_now(labels.add_to_mailbox(
-            SqliteMailTx(conn, account_id), email_ids, mailbox_id, fresh_only=fresh_only,
-            source_id=source_id)))
-
-    async def remove_from_mailbox(self, account_id: str, mailbox_id: str,
-                                  email_ids: Sequence[str], *,
-                                  if_keyword: str | None = None) -> list[int]:
-        return (await self.expunge(account_id, mailbox_id, email_ids,
-                                   if_keyword=if_keyword)).uids
-
-    async def expunge(self, account_id: str, mailbox_id: str, email_ids: Sequence[str], *,
-                      if_keyword: str | None = None, orphans: bool = False) -> Expunged:
-        return await self.db.write(lambda conn: run_now(labels.remove_from_mailbox(
-            SqliteMailTx(conn, account_id), mailbox_id, email_ids, if_keyword=if_keyword,
-            orphans=orphans)))
-
-    async def destroy_emails(self, account_id: str, email_ids: Sequence[str]) -> list[str]:
-        return await self.db.write(lambda conn: run_now(labels.destroy_emails(
-            SqliteMailTx(conn, account_id), email_ids)))
-
-    async def move(self, account_id: str, email_ids: Sequence[str], source_id: str,
-                   target_id: str, *, fresh_only: bool = False) -> dict[str, tuple[int, int]]:
-        return await self.db.write(lambda conn: run_now(labels.move(
-            SqliteMailTx(conn, account_id), email_ids, source_id, target_id,
-            fresh_only=fresh_only)))
-
     # ------------------------------------------------------------------ reading
 
     async def list_emails(
@@ -599,11 +524,6 @@ class SqliteMailStore(MaintenanceMixin):
 
         return await self.db.read(fetch)
 
-    async def put_object(self, account_id: str, kind: str, object_id: str,
-                         data: dict[str, Any], *, log: bool = True) -> int:
-        return await self.db.write(lambda conn: run_now(objects.put(
-            SqliteMailTx(conn, account_id), kind, object_id, data, log=log)))
-
     async def get_objects(self, account_id: str, kind: str,
                           ids: Sequence[str] | None = None) -> list[StoredObject]:
         def read(conn: sqlite3.Connection) -> list[StoredObject]:
@@ -619,11 +539,6 @@ class SqliteMailStore(MaintenanceMixin):
         if ids is not None and not ids:
             return []
         return await self.db.read(read)
-
-    async def delete_object(self, account_id: str, kind: str, object_id: str, *,
-                            log: bool = True) -> int:
-        return await self.db.write(lambda conn: run_now(objects.delete(
-            SqliteMailTx(conn, account_id), kind, object_id, log=log)))
 
     async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
         return await self.db.read(lambda c: [
