@@ -800,11 +800,8 @@ def _command_of(argv: list[str]) -> str | None:
 def cmd_config(args: argparse.Namespace) -> None:
     """check: the file loads (every key known, every value of its type and range) and this is
     what the server would run with; sample: the commented defaults."""
-    from pathlib import Path
-
     from mailyard import config as configuration
     from mailyard import configdoc
-    from mailyard.config import ConfigError
 
     if args.action == "sample":
         sys.stdout.write(configdoc.sample())
@@ -813,13 +810,35 @@ def cmd_config(args: argparse.Namespace) -> None:
     if config.source is None:
         print("mailyard: no config file (--config, $MAILYARD_CONFIG, ./mailyard.toml):"
               " the built-in defaults", file=sys.stderr)
-    for key in ("certificate", "private_key"):
-        path = getattr(config.tls, key)
-        if path and not Path(path).is_file():
-            raise ConfigError(f"tls.{key}: {path} is not a file")
+    _check_tls(config)
     sys.stdout.write(configdoc.effective(config))
     if config.source is not None:
         print(f"mailyard: {config.source}: valid", file=sys.stderr)
+
+
+def _check_tls(config: Config) -> None:
+    """[tls] certificate and private_key, when set, are files that load as a certificate chain
+    and its key: `config check` says so, and `serve` stops with the key's name rather than
+    "[Errno 2] No such file or directory" or "[SSL] PEM lib" from the middle of start-up."""
+    from pathlib import Path
+
+    from mailyard.config import ConfigError
+
+    certificate, key = config.tls.certificate, config.tls.private_key
+    for name, path in (("certificate", certificate), ("private_key", key)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"tls.{name}: {path} is not a file")
+    if not certificate:
+        return
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certificate, key or None)
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(f"tls.certificate {certificate!r}"
+                          + (f" with tls.private_key {key!r}" if key else "")
+                          + f": cannot load them as a PEM certificate chain and its key"
+                          f" ({getattr(e, 'reason', None) or e})") from None
 
 
 def _check_listeners(config: Config) -> None:
@@ -890,6 +909,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"mailyard: {e}", file=sys.stderr)
         return 2
+    _check_tls(config)  # a ConfigError: main's one line and status 2
     configure_logging(config.log.format, args.log_level or config.log.level)
     # aiosmtpd logs every command line at INFO: a fifth of the listener's CPU under load.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.root.level))

@@ -43,6 +43,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "bad.toml").write_text("hostname = \n")
     (root / "unknown.toml").write_text('hostnme = "mx.example.test"\n')
     (root / "loud.toml").write_text('[log]\nlevel = "LOUD"\n')
+    off = "[listen]\n" + "".join(f'{key} = ""\n' for key in (
+        "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http",
+        "managesieve"))  # no port to find taken: the TLS files are what fails
+    (root / "nocert.toml").write_text(
+        f'data_dir = "data"\n{off}[tls]\ncertificate = "missing.pem"\n'
+        'private_key = "missing.key"\n')
+    (root / "notpem.toml").write_text(
+        f'data_dir = "data"\n{off}[tls]\ncertificate = "three.mbox"\n'
+        'private_key = "three.mbox"\n')
     (root / "three.mbox").write_text(mbox(3))
     ok(mailyard(root, "domain", "add", "example.test"))
     ok(mailyard(root, "user", "add", ALICE, "--password-stdin", input=b"secret\n"))
@@ -64,6 +73,9 @@ CASES: list[tuple[list[str], str, bytes]] = [
     (["serve", "--log-level", "verbose"], "--log-level: 'verbose' is not a log level", b""),
     (["config", "check", "unknown.toml"], "hostnme: unknown key", b""),
     (["config", "check", "missing.toml"], "not found", b""),
+    (["--config", "nocert.toml", "serve"], "tls.certificate: missing.pem is not a file", b""),
+    (["--config", "notpem.toml", "serve"], "cannot load them as a PEM certificate", b""),
+    (["config", "check", "notpem.toml"], "cannot load them as a PEM certificate", b""),
     # usage
     ([], "required: COMMAND", b""),
     (["frobnicate"], "invalid choice: 'frobnicate'", b""),
