@@ -22,7 +22,8 @@ Queries: each of QUERIES runs once to warm up, then --repeat times; the wall tim
 `SearchService.search(account, q, limit=50)` is recorded. Prints p50/p95/p99 per query and over
 all runs, the first page's hit count, index and mail-store sizes on disk. `--total` also times
 each query with total=True (counting every match, the SQLite index's remembered counts dropped
-before each run; --total-repeat runs, default 3) and prints the match counts.
+before each run, and with --cold-scope the service's Spam and Trash ids; --total-repeat runs,
+default 3) and prints the match counts.
 
     .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/mailyard-bench-100k
     .venv/bin/python bench/search.py --messages 100000 --data-dir /tmp/mailyard-bench-100k \\
@@ -576,13 +577,22 @@ class Versus:
     """The count asked again at once: the index's remembered answers (see forget)."""
 
 
+COLD_SCOPE = False
+"""--cold-scope: forget also drops the search service's Spam and Trash email ids."""
+
+
 def forget(runtime: Runtime) -> None:
     """Drop the SQLite index's remembered counts, so a timed count is a first count (as after
-    any write to the account's documents), not a repeat of the warm-up's."""
+    any write to the account's documents), not a repeat of the warm-up's. The search
+    service's Spam and Trash email ids (kept for the state of those mailboxes, which a
+    delivery to the Inbox does not change) are dropped too with --cold-scope: a first count
+    after Spam or Trash changed."""
     index = runtime.search.index
     answers = getattr(index, "answers", None)
     if answers is not None:
         index.answers = type(answers)()  # type: ignore[attr-defined]
+    if COLD_SCOPE:
+        runtime.search.held.clear()
 
 
 async def run_versus(runtime: Runtime, account: Account, notmuch: nm.Notmuch,
@@ -837,6 +847,8 @@ async def run_substrings(data: Path, repeat: int) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    global COLD_SCOPE
+    COLD_SCOPE = args.cold_scope
     data = Path(args.data_dir)
     meta_path = data / META
     meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -931,6 +943,9 @@ def main() -> None:
                         help="only run the queries on the mailbox already in --data-dir")
     parser.add_argument("--total", action="store_true",
                         help="also time every query with total=True (count every match)")
+    parser.add_argument("--cold-scope", action="store_true",
+                        help="with --total: also forget the Spam and Trash ids the search"
+                             " service keeps, before each timed count")
     parser.add_argument("--total-repeat", type=int, default=3,
                         help="timed runs of each query with --total (they can take seconds)")
     parser.add_argument("--engine", choices=["sqlite", "postgres", "postgres-search"],
