@@ -1,18 +1,20 @@
 """Account objects beside the mail (JMAP Identity, VacationResponse, EmailSubmission, ...):
 each write takes the account's next MODSEQ, and unless the caller keeps it out of the change
 log (`log=False`: objects with no JMAP state of their own), logs the object "created" (new
-id), "updated" (replaced) or "destroyed", under its kind. Once for every engine."""
+id), "updated" (replaced) or "destroyed", under its kind. A kind and an id are stored (and
+looked up) as store.ports.stored_text makes them. Once for every engine."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mailyard.store.ports import NotFound, ObjectTx
+from mailyard.store.ports import NotFound, ObjectTx, stored_text
 
 
 async def put(tx: ObjectTx, kind: str, object_id: str, data: dict[str, Any], *,
               log: bool = True) -> int:
     """Create or replace the object; the MODSEQ it took."""
+    kind, object_id = stored_text(kind), stored_text(object_id)
     modseq = await tx.next_modseq()
     existed = await tx.upsert_object(kind, object_id, data, modseq)
     if log:
@@ -22,6 +24,7 @@ async def put(tx: ObjectTx, kind: str, object_id: str, data: dict[str, Any], *,
 
 async def delete(tx: ObjectTx, kind: str, object_id: str, *, log: bool = True) -> int:
     """Delete the object (NotFound when there is none); the MODSEQ it took."""
+    kind, object_id = stored_text(kind), stored_text(object_id)
     modseq = await tx.next_modseq()
     if not await tx.delete_object(kind, object_id):
         raise NotFound(f"no {kind} {object_id}")

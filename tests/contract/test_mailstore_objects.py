@@ -59,3 +59,18 @@ async def test_objects_are_per_account_and_per_kind(mailstore: Any, account: Acc
         await mailstore.delete_object(other.id, "EmailSubmission", "same")
     await mailstore.delete_account("bob@example.test")
     assert await mailstore.get_objects(other.id, "Identity") == []
+
+
+async def test_ids_as_stored_and_any_number_of_them(mailstore: Any, account: Account) -> None:
+    """A kind and an id are stored as stored_text makes them (a NUL is U+FFFD) and found
+    under either spelling; a look-up by more ids than one SQL statement binds misses none."""
+    await mailstore.put_object(account.id, "Identity", "a\x00b", {"name": "Nul"})
+    await mailstore.put_object(account.id, "Identity", "real", {"name": "Real"})
+    for spelling in ("a\x00b", "a\ufffdb"):
+        [found] = await mailstore.get_objects(account.id, "Identity", [spelling, spelling])
+        assert (found.id, found.data) == ("a\ufffdb", {"name": "Nul"})
+    many = [f"missing-{n}" for n in range(10_500)] + ["real", "a\x00b"]
+    assert [o.id for o in await mailstore.get_objects(account.id, "Identity", many)] == [
+        "a\ufffdb", "real"]
+    await mailstore.delete_object(account.id, "Identity", "a\x00b")
+    assert [o.id for o in await mailstore.get_objects(account.id, "Identity")] == ["real"]

@@ -35,6 +35,7 @@ from mailyard.store.ports import (
     Order,
     StoredObject,
     StoreTx,
+    stored_text,
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
@@ -526,19 +527,22 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites):
 
     async def get_objects(self, account_id: str, kind: str,
                           ids: Sequence[str] | None = None) -> list[StoredObject]:
-        def read(conn: sqlite3.Connection) -> list[StoredObject]:
-            sql = "SELECT id, data, modseq FROM objects WHERE account_id = ? AND kind = ?"
-            params: list[Any] = [account_id, kind]
-            if ids is not None:
-                wanted = list(dict.fromkeys(ids))[:10000]
-                sql += f" AND id IN ({','.join('?' * len(wanted))})"
-                params += wanted
-            return [StoredObject(kind, r[0], orjson.loads(r[1]), r[2])
-                    for r in conn.execute(sql + " ORDER BY id", params)]
+        sql = "SELECT id, data, modseq FROM objects WHERE account_id = ? AND kind = ?"
+        args = (account_id, stored_text(kind))
 
-        if ids is not None and not ids:
-            return []
-        return await self.db.read(read)
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            if ids is None:
+                return conn.execute(sql + " ORDER BY id", args).fetchall()
+            wanted = list(dict.fromkeys(stored_text(i) for i in ids))
+            rows = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                rows += conn.execute(sql + f" AND id IN ({','.join('?' * len(chunk))})",
+                                     (*args, *chunk)).fetchall()
+            return sorted(rows, key=lambda r: r[0])
+
+        return [StoredObject(kind, r[0], orjson.loads(r[1]), r[2])
+                for r in await self.db.read(read)]
 
     async def changes_since(self, account_id: str, modseq: int) -> list[Change]:
         return await self.db.read(lambda c: [
