@@ -15,7 +15,7 @@ from mailyard.core import sections
 from mailyard.core.ids import id_u64
 from mailyard.core.imapfmt import binary_data, literal
 from mailyard.core.mailboxrules import MailboxRefused
-from mailyard.core.mime import Part
+from mailyard.core.mime import Part, find_part
 from mailyard.protocols.imap.cmd_mailbox import refused
 from mailyard.protocols.imap.esearch import partial_window
 from mailyard.protocols.imap.flags import flags_text, to_keywords
@@ -168,8 +168,21 @@ def _section_data(item: FetchItem, raw: bytes, root: Part) -> bytes | None:
     sec = item.section
     assert sec is not None
     if item.name.startswith("BINARY"):
-        return sections.binary_section(raw, root, sec.part)
-    return sections.body_section(raw, root, sec.part, sec.text, sec.fields)
+        return sections.binary_section(raw, root, leaf_path(root, sec.part))
+    return sections.body_section(raw, root, leaf_path(root, sec.part), sec.text, sec.fields)
+
+
+def leaf_path(root: Part, path: tuple[int, ...]) -> tuple[int, ...]:
+    """A part that is neither multipart nor an encapsulated message has one part, itself
+    (RFC 3501 §6.4.5: "only have a part 1"), so `2.2.1` of a leaf `2.2` names `2.2`, as
+    Dovecot and Cyrus read it; a message's own part 1 is left to the part tree."""
+    while len(path) > 1 and path[-1] == 1:
+        part = find_part(root, ".".join(map(str, path[:-1])))
+        if part is None or part.children or part.content_type.startswith(("multipart/",
+                                                                          "message/")):
+            break
+        path = path[:-1]
+    return path
 
 
 async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[FetchItem],
@@ -225,7 +238,7 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
         elif name == "BINARY.SIZE":
             assert raw is not None and root is not None and item.section is not None
             try:
-                decoded = sections.binary_section(raw, root, item.section.part)
+                decoded = sections.binary_section(raw, root, leaf_path(root, item.section.part))
             except sections.UnknownCTE:
                 raise No("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None
             out.append(_response_name(item) + b" %d" % len(decoded or b""))
