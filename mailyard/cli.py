@@ -42,6 +42,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """A count that may be 0 (--workers 0: the pipeline in the serving process)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def lifetime_days(text: str) -> float:
     """A token's --days: more than 0 (0 or less would make a token that never worked)."""
     try:
@@ -476,7 +487,7 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
 
     p = command(sub, "serve", "run the server: every listener, and the pipeline")
     if wanted("serve"):
-        p.add_argument("--workers", type=int, default=0,
+        p.add_argument("--workers", type=non_negative_int, default=0,
                        help="pipeline worker processes (0: run the pipeline in this process)")
         p.add_argument("--log-level", type=_log_level, default=None, choices=_LogLevels(),
                        metavar="LOG_LEVEL", help="one of %(choices)s (default: [log] level, INFO)")
@@ -930,6 +941,19 @@ _FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirec
                 PermissionError)
 
 
+def _refused_login(error: BaseException) -> str | None:
+    """A PostgreSQL server that answered but refused the configured database, role or
+    password (SQLSTATE 3D000, class 28): the [store] setting is the user's to fix, so one
+    line and status 2, not asyncpg's traceback. Read off the error's SQLSTATE, so that asyncpg
+    need not be imported to ask."""
+    state = getattr(error, "sqlstate", None)
+    if not (type(error).__module__.startswith("asyncpg") and isinstance(state, str)):
+        return None
+    if state == "3D000" or state.startswith("28"):
+        return f"the PostgreSQL server refused the [store] settings: {_one_line(error)}"
+    return None
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -964,6 +988,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mailyard: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if (refused := _refused_login(e)) is None:
+            raise
+        print(f"mailyard: {refused}", file=sys.stderr)
+        return 2
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:

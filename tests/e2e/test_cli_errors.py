@@ -71,6 +71,7 @@ CASES: list[tuple[list[str], str, bytes]] = [
     (["--config", ".", "user", "list"], "configuration error: config file .:", b""),
     (["--config", "loud.toml", "serve"], "log.level: expected one of DEBUG", b""),
     (["serve", "--log-level", "verbose"], "--log-level: 'verbose' is not a log level", b""),
+    (["serve", "--workers", "-1"], "--workers: must be 0 or more, not -1", b""),
     (["config", "check", "unknown.toml"], "hostnme: unknown key", b""),
     (["config", "check", "missing.toml"], "not found", b""),
     (["--config", "nocert.toml", "serve"], "tls.certificate: missing.pem is not a file", b""),
@@ -225,3 +226,33 @@ def test_fsck_with_problems_left_is_status_1_not_2(home: Path) -> None:
     finally:
         broken.write_bytes(kept)
     assert ok(mailyard(home, "fsck")) == ""
+
+
+@pytest.mark.parametrize("wrong", ["database", "role"])
+def test_a_postgresql_server_refusing_the_store_settings_is_one_line(tmp_path: Path,
+                                                                     wrong: str) -> None:
+    """A database or role that the PostgreSQL server does not have is a [store] setting to
+    fix: one line and status 2, from an admin command and from serve alike (asyncpg's
+    traceback before)."""
+    import asyncio
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.pgserver import admin_dsn, with_database
+
+    admin = asyncio.run(admin_dsn())
+    if wrong == "database":
+        dsn, said = with_database(admin, "mailyard_no_such_db"), \
+            'database "mailyard_no_such_db" does not exist'
+    else:
+        parts = urlsplit(admin)
+        dsn, said = urlunsplit(parts._replace(netloc="mailyard_no_such_role@" + (
+            parts.hostname or "127.0.0.1") + (f":{parts.port}" if parts.port else ""))), \
+            "mailyard_no_such_role"
+    (tmp_path / "mailyard.toml").write_text(
+        _listen() + f'[store]\nmetadata = "{dsn}"\n')
+    for args in (["user", "list"], ["serve"]):
+        result = mailyard(tmp_path, *args)
+        err = result.stderr.decode()
+        assert result.returncode == 2, err
+        assert err.startswith("mailyard: the PostgreSQL server refused the [store] settings: ")
+        assert said in err and err.count("\n") == 1, err
