@@ -32,7 +32,10 @@ USERS = ("wild", "lempty", "lsub", "extended", "liststatus", "specialuse", "stat
          "renameinbox", "renamekids", "deletekids", "namespace", "enable", "unselect", "id",
          "structure", "mime", "partial", "seen", "appenddate", "uidexpunge", "searchkeys",
          "charset", "silent", "unchanged", "qresync", "esearch", "literal", "idle",
-         "trycreate", "noselect", "states", "check", "closeexamine", "expungefetch", "move")
+         "trycreate", "noselect", "states", "check", "closeexamine", "expungefetch", "move",
+         "changedsince", "vanished", "ranges", "searchres", "searchsize", "macros", "expunges",
+         "inboxcase", "utf7", "refusals", "noop", "idleexpunge", "readonly",
+         "partialzero")
 
 
 DOVECOT_DEPARTS: dict[str, str] = {}
@@ -1077,4 +1080,366 @@ C: m FETCH 1:2 (UID FLAGS)
 S~ \* 1 FETCH \(UID 1 FLAGS \(\\Flagged( \\Recent)?\)\)
 S~ \* 2 FETCH \(UID 2 FLAGS \((\\Recent)?\)\)
 S~ m OK .*
+""")
+
+
+# --------------------------------------------------------------------------- more CONDSTORE
+
+
+def test_condstore_select_and_changedsince(imap: Imap) -> None:
+    """RFC 7162 §3.1.2, §3.1.4.1, §3.1.3: SELECT (CONDSTORE) enables CONDSTORE and must send
+    HIGHESTMODSEQ; FETCH (CHANGEDSINCE m) answers only the messages changed after m, each
+    with MODSEQ; UNCHANGEDSINCE 0 fails for every message (none has MODSEQ 0)."""
+    values = run(imap.port, login("changedsince") + create("a", "cd")
+                 + appended("b", "cd", mail("1")) + appended("c", "cd", mail("2")) + r"""
+C: d SELECT cd (CONDSTORE)
+S~ \* FLAGS .*
+S~ \* OK \[PERMANENTFLAGS .*
+S: * 2 EXISTS
+S: * 2 RECENT
+S~ \* OK \[UNSEEN 1\].*
+S~ \* OK \[UIDVALIDITY \d+\].*
+S~ \* OK \[UIDNEXT 3\].*
+S~ \* OK \[HIGHESTMODSEQ (?P<m>\d+)\].*
+S-~ \* OK \[MAILBOXID .*
+S~ d OK \[READ-WRITE\] .*
+C: e STORE 2 (UNCHANGEDSINCE 0) +FLAGS (\Seen)
+S~ e OK \[MODIFIED 2\] .*
+C: f STORE 2 +FLAGS (\Seen)
+S~ \* 2 FETCH \((?=.*FLAGS \(\\Seen \\Recent\))(?=.*MODSEQ \((?P<n>\d+)\)).*\)
+S~ f OK .*
+C: g FETCH 1:* (FLAGS) (CHANGEDSINCE ${m})
+S~ \* 2 FETCH \((?=.*FLAGS \(\\Seen \\Recent\))(?=.*MODSEQ \(${n}\))(?=.*UID 2 |.*\)$).*\)
+S~ g OK .*
+C: h FETCH 1:* (FLAGS) (CHANGEDSINCE ${n})
+S~ h OK .*
+""")
+    assert int(values["n"]) > int(values["m"])
+
+
+def test_qresync_uid_fetch_vanished(imap: Imap) -> None:
+    """RFC 7162 §3.2.6: UID FETCH (CHANGEDSINCE m VANISHED) answers VANISHED (EARLIER) with the
+    UIDs expunged after m, then the changed messages; VANISHED before ENABLE QRESYNC, and with
+    a FETCH that is not a UID FETCH, is BAD; with QRESYNC, EXPUNGE answers VANISHED (§3.2.10)."""
+    run(imap.port, login("vanished") + create("a", "va") + appended("b", "va", mail("1"))
+        + appended("c", "va", mail("2")) + appended("d", "va", mail("3"))
+        + select("e", "va", 3, 3, 4, unseen=1) + r"""
+# RFC 7162 §3.1: CHANGEDSINCE enables CONDSTORE, which may announce HIGHESTMODSEQ first.
+C: f UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)
+S-~ \* OK \[HIGHESTMODSEQ \d+\].*
+S~ f BAD .*
+# RFC 7162 §3.1.2.1: a server may send HIGHESTMODSEQ when CONDSTORE is enabled while selected.
+C: g ENABLE QRESYNC
+S-~ \* OK \[HIGHESTMODSEQ \d+\].*
+S~ \* ENABLED (QRESYNC|CONDSTORE QRESYNC|QRESYNC CONDSTORE)
+S~ g OK .*
+C: h STORE 2 +FLAGS.SILENT (\Deleted)
+S~ \* 2 FETCH \((UID 2 )?MODSEQ \((?P<m>\d+)\)\)
+S~ h OK .*
+C: i EXPUNGE
+S: * VANISHED 2
+S-~ \* \d+ RECENT
+S~ i OK .*
+C: j STORE 1 +FLAGS.SILENT (\Answered)
+S~ \* 1 FETCH \((UID 1 )?MODSEQ \(\d+\)\)
+S~ j OK .*
+C: k UID FETCH 1:* (FLAGS) (CHANGEDSINCE ${m} VANISHED)
+S: * VANISHED (EARLIER) 2
+S~ \* 1 FETCH \((?=.*UID 1)(?=.*FLAGS \(\\Answered \\Recent\))(?=.*MODSEQ \(\d+\)).*\)
+S~ k OK .*
+C: l FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)
+S~ l BAD .*
+""")
+
+
+# --------------------------------------------------------------------------- sequence sets
+
+
+def test_uid_ranges_and_reversed_sets(imap: Imap) -> None:
+    """RFC 3501 §6.4.8, §9 (seq-range): a UID range n:* always includes the last message even
+    when n is above every UID; a range is the same in either order; UID STORE's FETCH
+    responses include the UID."""
+    run(imap.port, login("ranges") + create("a", "rg") + appended("b", "rg", mail("1"))
+        + appended("c", "rg", mail("2")) + appended("d", "rg", mail("3"))
+        + select("e", "rg", 3, 3, 4, unseen=1) + r"""
+C: f UID FETCH 10:* (FLAGS)
+S: * 3 FETCH (UID 3 FLAGS (\Recent))
+S~ f OK .*
+C: g FETCH 3:1 (UID)
+S: * 1 FETCH (UID 1)
+S: * 2 FETCH (UID 2)
+S: * 3 FETCH (UID 3)
+S~ g OK .*
+C: h UID STORE 2 +FLAGS (\Seen)
+S~ \* 2 FETCH \((UID 2 FLAGS \(\\Seen \\Recent\)|FLAGS \(\\Seen \\Recent\) UID 2)\)
+S~ h OK .*
+C: i UID SEARCH UID 10:*
+S: * SEARCH 3
+S~ i OK .*
+C: j FETCH *:2 (UID)
+S: * 2 FETCH (UID 2)
+S: * 3 FETCH (UID 3)
+S~ j OK .*
+""")
+
+
+def test_searchres_saves_a_result(imap: Imap) -> None:
+    """RFC 5182: SEARCH RETURN (SAVE) answers no SEARCH/ESEARCH and keeps the result as `$`,
+    usable as a sequence set in FETCH, STORE and SEARCH; with MIN it keeps only the minimum."""
+    run(imap.port, login("searchres") + create("a", "sr") + appended("b", "sr", mail("1"))
+        + appended("c", "sr", mail("2"), r"(\Flagged)") + appended("d", "sr", mail("3"))
+        + select("e", "sr", 3, 3, 4, unseen=1) + r"""
+C: f SEARCH RETURN (SAVE) 2:3
+S~ f OK .*
+C: g FETCH $ (UID)
+S: * 2 FETCH (UID 2)
+S: * 3 FETCH (UID 3)
+S~ g OK .*
+C: h SEARCH $ FLAGGED
+S: * SEARCH 2
+S~ h OK .*
+C: i UID SEARCH RETURN (SAVE MIN) NOT FLAGGED
+S: * ESEARCH (TAG "i") UID MIN 1
+S~ i OK .*
+C: j UID FETCH $ (UID)
+S: * 1 FETCH (UID 1)
+S~ j OK .*
+""")
+
+
+def test_search_sizes_headers_and_bad_keys(imap: Imap) -> None:
+    """RFC 3501 §6.4.4: LARGER/SMALLER compare RFC822.SIZE; HEADER name "" matches every
+    message with that field; NOT ALL matches none; an unknown search key is BAD."""
+    run(imap.port, login("searchsize") + create("a", "sz")
+        + appended("b", "sz", mail("1", "X-Only: zz", body="xyz"))
+        + appended("c", "sz", mail("2")) + select("d", "sz", 2, 2, 3, unseen=1) + r"""
+C: e SEARCH LARGER 18 SMALLER 100
+S: * SEARCH 1
+S~ e OK .*
+C: f SEARCH SMALLER 18
+S: * SEARCH 2
+S~ f OK .*
+C: g SEARCH HEADER X-Only ""
+S: * SEARCH 1
+S~ g OK .*
+C: h SEARCH NOT ALL
+S: * SEARCH
+S~ h OK .*
+C: i SEARCH NO-SUCH-KEY
+S~ i BAD .*
+# RFC 3501 §7.2.6: FLAGS may come with any reply (Dovecot adds the keyword searched for).
+C: j SEARCH UNKEYWORD $Junk SMALLER 18
+S: * SEARCH 2
+S-~ \* FLAGS .*
+S-~ \* OK \[PERMANENTFLAGS .*
+S~ j OK .*
+""")
+
+
+# --------------------------------------------------------------------------- FETCH forms
+
+
+def test_fetch_macros_and_header_fields_not(imap: Imap) -> None:
+    """RFC 3501 §6.4.5: FAST is (FLAGS INTERNALDATE RFC822.SIZE), ALL adds ENVELOPE, FULL adds
+    BODY too (items in any order, §7.4.2); HEADER.FIELDS.NOT leaves the named fields out."""
+    run(imap.port, login("macros") + create("a", "mc")
+        + appended("b", "mc", mail("1", "X-Only: zz"), '"05-Mar-2021 10:11:12 +0000"')
+        + select("c", "mc", 1, 1, 2, unseen=1) + r"""
+C: d FETCH 1 FAST
+S~ \* 1 FETCH \(""" + any_item_order(
+            r"FLAGS \(\\Recent\)", r'INTERNALDATE "05-Mar-2021 10:11:12 \+0000"',
+            r"RFC822\.SIZE 29") + r"""\)
+S~ d OK .*
+C: e FETCH 1 ALL
+S~ \* 1 FETCH \(""" + any_item_order(
+            r"FLAGS \(\\Recent\)", r'INTERNALDATE "05-Mar-2021 10:11:12 \+0000"',
+            r"RFC822\.SIZE 29", r'ENVELOPE \(NIL "1" NIL NIL NIL NIL NIL NIL NIL NIL\)') + r"""\)
+S~ e OK .*
+C: f FETCH 1 FULL
+S~ \* 1 FETCH \(""" + any_item_order(
+            r"FLAGS \(\\Recent\)", r'INTERNALDATE "05-Mar-2021 10:11:12 \+0000"',
+            r"RFC822\.SIZE 29", r'ENVELOPE \(NIL "1" NIL NIL NIL NIL NIL NIL NIL NIL\)',
+            r'BODY \("text" "plain" \("charset" "us-ascii"\) NIL NIL "7bit" 3 1\)') + r"""\)
+S~ f OK .*
+C: g FETCH 1 (BODY.PEEK[HEADER.FIELDS.NOT (Subject)])
+S~ \* 1 FETCH \(BODY\[HEADER\.FIELDS\.NOT \((?i:subject)\)\] \{14\}X-Only: zz\\r\\n\\r\\n\)
+S~ g OK .*
+""")
+
+
+def any_item_order(*items: str) -> str:
+    """A regex for these FETCH items (regexes), each once, space-separated, in any order."""
+    ahead = "".join(f"(?=(?:.* )?{item}(?: |\\)$))" for item in items)
+    return ahead + r"\S.*"
+
+
+def test_expunge_numbers_each_as_it_goes(imap: Imap) -> None:
+    """RFC 3501 §7.4.1: each EXPUNGE response decrements the numbers above it at once, so
+    expunging messages 2 and 4 of 4 is `* 4 EXPUNGE` `* 2 EXPUNGE` or `* 2 EXPUNGE`
+    `* 3 EXPUNGE`; what is left renumbers."""
+    run(imap.port, login("expunges") + create("a", "ex") + appended("b", "ex", mail("1"))
+        + appended("c", "ex", mail("2"), r"(\Deleted)") + appended("d", "ex", mail("3"))
+        + appended("e", "ex", mail("4"), r"(\Deleted)")
+        + select("f", "ex", 4, 4, 5, unseen=1) + r"""
+C: g EXPUNGE
+S~ \* (?P<first>[24]) EXPUNGE
+S~ \* (2|3) EXPUNGE
+S-~ \* \d+ RECENT
+S~ g OK .*
+C: h FETCH 1:* (UID)
+S: * 1 FETCH (UID 1)
+S: * 2 FETCH (UID 3)
+S~ h OK .*
+""")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_inbox_is_case_insensitive(imap: Imap) -> None:
+    """RFC 3501 §5.1: INBOX in any case names the inbox; LIST answers it as INBOX; a STATUS
+    reply may name it as asked or as INBOX."""
+    run(imap.port, login("inboxcase") + appended("a", "iNbOx", mail("1")) + r"""
+C: b LIST "" inbox
+S: * LIST (\HasNoChildren) "/" INBOX
+S~ b OK .*
+C: c STATUS InBoX (MESSAGES)
+S~ \* STATUS (InBoX|INBOX) \(MESSAGES 1\)
+S~ c OK .*
+""" + select("d", "inbox", 1, 1, 2, unseen=1))
+
+
+def test_modified_utf7_names_round_trip(imap: Imap) -> None:
+    """RFC 3501 §5.1.3: a name with non-ASCII characters is sent in modified UTF-7 and LIST
+    answers it the same; a hierarchy below it works too."""
+    run(imap.port, login("utf7") + create("a", "&AMQ-rger") + create("b", "&AMQ-rger/&AOk-t&AOk-")
+        + r"""
+C: c LIST "" &AMQ-*
+S? * LIST (\HasChildren) "/" &AMQ-rger
+S? * LIST (\HasNoChildren) "/" &AMQ-rger/&AOk-t&AOk-
+S~ c OK .*
+C: d STATUS &AMQ-rger/&AOk-t&AOk- (MESSAGES)
+S: * STATUS &AMQ-rger/&AOk-t&AOk- (MESSAGES 0)
+S~ d OK .*
+""")
+
+
+def test_create_and_delete_refusals(imap: Imap) -> None:
+    """RFC 3501 §6.3.3-6.3.4, RFC 5530: CREATE of an existing name (INBOX too) is NO
+    [ALREADYEXISTS]; DELETE of INBOX is NO; DELETE of a missing mailbox is NO; a trailing
+    delimiter in CREATE names the mailbox without it."""
+    run(imap.port, login("refusals") + create("a", "here") + r"""
+C: b CREATE here
+S~ b NO \[ALREADYEXISTS\] .*
+C: c CREATE INBOX
+S~ c NO \[ALREADYEXISTS\] .*
+C: d DELETE INBOX
+S~ d NO .*
+C: e DELETE not-here
+S~ e NO .*
+C: f CREATE trail/
+S~ f OK .*
+C: g LIST "" trail*
+S: * LIST (\HasNoChildren) "/" trail
+S~ g OK .*
+""")
+
+
+# --------------------------------------------------------------------------- other sessions
+
+
+def test_noop_reports_another_sessions_changes(imap: Imap) -> None:
+    """RFC 3501 §6.1.2, §7: NOOP is how a client polls: another session's new message comes
+    as EXISTS (and RECENT), its flag change as an untagged FETCH FLAGS."""
+    run(imap.port, login("noop") + create("a", "np") + appended("b", "np", mail("1")))
+    mine, other = Wire.connect(imap.port), Wire.connect(imap.port)
+    try:
+        for wire in (mine, other):
+            wire.line()
+        play(mine, login("noop") + select("s", "np", 1, 1, 2, unseen=1))
+        play(other, login("noop"))
+        command(other, "t SELECT np")
+        command(other, "u STORE 1 +FLAGS.SILENT (\\Answered)")
+        command(other, "v APPEND np {7+}\r\nSub: 2\r\n")
+        play(mine, r"""
+# RFC 3501 §7.4.2: an unsolicited FETCH may carry more items (Mailyard adds UID).
+C: n NOOP
+S?~ \* 1 FETCH \((UID 1 )?FLAGS \(\\Answered \\Recent\)\)
+S? * 2 EXISTS
+S-~ \* [12] RECENT
+S~ n OK .*
+# RFC 3501 §2.3.2: either session with the mailbox selected may be the one that sees the
+# new message \Recent (Dovecot gives it to the appending session).
+C: o FETCH 2 (FLAGS)
+S~ \* 2 FETCH \(FLAGS \((\\Recent)?\)\)
+S~ o OK .*
+""")
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_idle_reports_an_expunge(imap: Imap) -> None:
+    """RFC 2177, RFC 3501 §7.4.1: while idling (a command in progress that is not FETCH,
+    STORE or SEARCH) another session's expunge comes as EXPUNGE at once."""
+    run(imap.port, login("idleexpunge") + create("a", "ie") + appended("b", "ie", mail("1"))
+        + appended("c", "ie", mail("2")))
+    watcher, other = Wire.connect(imap.port), Wire.connect(imap.port)
+    try:
+        for wire in (watcher, other):
+            wire.line()
+        play(watcher, login("idleexpunge") + select("s", "ie", 2, 2, 3, unseen=1) + r"""
+C: i IDLE
+S~ \+.*
+""")
+        play(other, login("idleexpunge"))
+        command(other, "t SELECT ie")
+        command(other, "u STORE 1 +FLAGS.SILENT (\\Deleted)")
+        command(other, "v EXPUNGE")
+        play(watcher, r"""
+# RFC 2177: the flag change before the expunge may be told too.
+S-~ \* 1 FETCH \(.*\)
+S: * 1 EXPUNGE
+C: DONE
+S-~ \* \d+ RECENT
+S~ i OK .*
+C: j FETCH 1:* (UID)
+S: * 1 FETCH (UID 2)
+S~ j OK .*
+""")
+    finally:
+        watcher.close()
+        other.close()
+
+
+# --------------------------------------------------------------------------- read-only, flags
+
+
+def test_examine_changes_nothing(imap: Imap) -> None:
+    """RFC 3501 §6.3.2: in a mailbox selected with EXAMINE nothing may change: EXPUNGE is NO
+    (or an OK that removes nothing), the \\Deleted message stays."""
+    run(imap.port, login("readonly") + create("a", "ro")
+        + appended("b", "ro", mail("1"), r"(\Deleted)")
+        + select("c", "ro", 1, 1, 2, unseen=1, command="EXAMINE") + r"""
+C: d EXPUNGE
+S~ d (NO|OK) .*
+C: e UNSELECT
+S~ e OK .*
+C: f STATUS ro (MESSAGES)
+S: * STATUS ro (MESSAGES 1)
+S~ f OK .*
+""")
+
+
+DOVECOT_DEPARTS["test_partial_count_of_zero_is_bad"] = (
+    "RFC 3501 §9 / RFC 9051 §9: section-partial is \"<\" number \".\" nz-number \">\", so a "
+    "count of 0 is a syntax error (BAD); Dovecot 2.3 answers it with an empty string")
+
+
+def test_partial_count_of_zero_is_bad(imap: Imap) -> None:
+    """RFC 3501 §9: the octet count of a partial fetch is a non-zero number, so <0.0> is BAD."""
+    run(imap.port, login("partialzero") + create("a", "pz") + appended("b", "pz", mail("1"))
+        + select("c", "pz", 1, 1, 2, unseen=1) + r"""
+C: d FETCH 1 (BODY.PEEK[]<0.0>)
+S~ d BAD .*
 """)
