@@ -641,7 +641,30 @@ class RemovedEmail:
     thread_id: str
 
 
-class MailTx(Protocol):
+class MailReader(Protocol):
+    """One consistent read of one account's rows (SQLite: its reading connection;
+    PostgreSQL: one REPEATABLE READ snapshot), for the model's read rules
+    (mailyard/model/views.py). Every MailTx can read this way too."""
+
+    account_id: str
+
+    async def mailbox(self, mailbox_id: str) -> Mailbox:
+        """NotFound when the account has no such mailbox."""
+        ...
+
+    async def entries(self, mailbox_id: str, *, changed_since: int | None = None
+                      ) -> list[MailboxEntry]:
+        """The mailbox's emails by ascending UID: all, or those whose MODSEQ is above
+        `changed_since` (read from the account's recent changes, not a walk of the
+        mailbox)."""
+        ...
+
+    async def vanished(self, mailbox_id: str, since: int) -> list[int]:
+        """The UIDs that left the mailbox at a MODSEQ above `since`, ascending."""
+        ...
+
+
+class MailTx(MailReader, Protocol):
     """One write transaction on one account's rows: the narrow port the mail model
     (mailyard/model) decides over. Every method is a primitive of the engine's tables, with
     no rule of mail in it; the model says what to read and write and when. An engine opens
@@ -774,10 +797,6 @@ class DeliveryTx(MailTx, Protocol):
 
 class MailboxTx(MailTx, Protocol):
     """The primitives of mailbox writes beyond MailTx (mailyard/model/mailboxes.py)."""
-
-    async def mailbox(self, mailbox_id: str) -> Mailbox:
-        """NotFound when the account has no such mailbox."""
-        ...
 
     async def mailbox_named(self, name: str) -> str | None:
         """The id of the account's mailbox of that exact name."""

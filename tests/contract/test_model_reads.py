@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mailyard.store.ports import Account, NewEmail
+import pytest
+
+from mailyard.store.ports import Account, NewEmail, NotFound
 from tests.contract.test_mailstore import deliver
 
 NewEmailFactory = Callable[..., NewEmail]
@@ -47,3 +49,38 @@ async def test_threads_and_unread_threads_of_each_mailbox(mailstore: Any, accoun
                                  add=["$seen"])
     counts = await mailstore.thread_counts(account.id)
     assert (counts[boxes["inbox"]], counts[boxes["archive"]]) == ((2, 0), (1, 0))
+
+
+async def test_a_mailbox_view_and_what_changed_since(mailstore: Any, account: Account,
+                                                     new_email: NewEmailFactory) -> None:
+    """model/views.py: the view by UID; since a MODSEQ, the emails changed after it, the
+    UIDs gone after it, and the mailbox's MODSEQ; another account's mailbox is NotFound."""
+    kept, flagged, gone, moved = (new_email(account.id) for _ in range(4))
+    for email in (kept, flagged, gone, moved):
+        await deliver(mailstore, email)
+    boxes = {b.role: b for b in await mailstore.list_mailboxes(account.id)}
+    inbox, archive = boxes["inbox"], boxes["archive"]
+    view = await mailstore.snapshot(account.id, inbox.id)
+    assert [e.uid for e in view.entries] == [1, 2, 3, 4]
+    assert [e.email_id for e in view.entries] == [
+        kept.email_id, flagged.email_id, gone.email_id, moved.email_id]
+    mark = view.mailbox.highest_modseq
+    await mailstore.set_keywords(account.id, [flagged.email_id], add=["$flagged"])
+    await mailstore.remove_from_mailbox(account.id, inbox.id, [gone.email_id])
+    await mailstore.move(account.id, [moved.email_id], inbox.id, archive.id)
+    await mailstore.move(account.id, [moved.email_id], archive.id, inbox.id)
+    delta = await mailstore.mailbox_delta(account.id, inbox.id, mark)
+    assert [(e.uid, e.email_id) for e in delta.changed] == [
+        (2, flagged.email_id), (5, moved.email_id)]
+    assert delta.changed[0].keywords == ["$flagged"]
+    assert delta.vanished == [3, 4]
+    now = await mailstore.snapshot(account.id, inbox.id)
+    assert delta.highest_modseq == now.mailbox.highest_modseq > mark
+    assert [e.uid for e in now.entries] == [1, 2, 5]
+    empty = await mailstore.mailbox_delta(account.id, inbox.id, delta.highest_modseq)
+    assert (empty.changed, empty.vanished) == ([], [])
+    bob = await mailstore.create_account("bob@example.test", "h", 1 << 20)
+    for call in (mailstore.snapshot(bob.id, inbox.id),
+                 mailstore.mailbox_delta(bob.id, inbox.id, 0)):
+        with pytest.raises(NotFound):
+            await call

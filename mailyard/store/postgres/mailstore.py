@@ -20,6 +20,7 @@ import orjson
 from mailyard.core.emailsort import SortKey
 from mailyard.core.query import Node
 from mailyard.model import accounts, domains, keywords, mailboxes
+from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
@@ -32,9 +33,7 @@ from mailyard.store.ports import (
     EmailRecord,
     Hits,
     Mailbox,
-    MailboxDelta,
-    MailboxEntry,
-    MailboxSnapshot,
+    MailReader,
     NotFound,
     Order,
     StoredObject,
@@ -45,6 +44,7 @@ from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import (
     PostgresAccountTx,
     PostgresDomainTx,
+    PostgresMailReader,
     PostgresMailTx,
     Tx,
     clean,
@@ -101,20 +101,7 @@ async def _records(conn: asyncpg.Connection, account_id: str, rows: list[Any]
     return [_email(r, labels[r["id"]]) for r in rows]
 
 
-async def _mailbox_row(conn: asyncpg.Connection, account_id: str, mailbox_id: str) -> Any:
-    row = await conn.fetchrow("SELECT * FROM mailboxes WHERE account_id = $1 AND id = $2",
-                              account_id, mailbox_id)
-    if row is None:
-        raise NotFound(f"no mailbox {mailbox_id}")
-    return row
-
-
-def _entries(rows: list[Any]) -> list[MailboxEntry]:
-    return [MailboxEntry(uid=r[0], email_id=r[1], keywords=list(r[2]), modseq=r[3])
-            for r in rows]
-
-
-class PostgresMailStore(ModelWrites):
+class PostgresMailStore(ModelWrites, MailReads):
     """The MailStore port over one PostgreSQL database, through a pool of connections."""
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
@@ -182,6 +169,11 @@ class PostgresMailStore(ModelWrites):
     async def write_domains(self, step: Callable[[DomainTx], Coroutine[Any, Any, R]]) -> R:
         return await self._write(lambda tx: step(PostgresDomainTx(tx)))
 
+    async def read_mail(self, account_id: str,
+                        step: Callable[[MailReader], Coroutine[Any, Any, R]]) -> R:
+        async with self._snapshot() as conn:
+            return await step(PostgresMailReader(conn, account_id))
+
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection in one read-only snapshot, for reads of more than one statement."""
@@ -235,31 +227,6 @@ class PostgresMailStore(ModelWrites):
             " FROM mailbox_emails me JOIN emails e"
             " ON e.account_id = me.account_id AND e.id = me.email_id"
             " WHERE me.account_id = $1 GROUP BY me.mailbox_id", *args)}
-
-    async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
-        async with self._snapshot() as conn:
-            mailbox = _mailbox(await _mailbox_row(conn, account_id, mailbox_id))
-            entries = _entries(await conn.fetch(
-                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
-                " JOIN emails e ON e.account_id = me.account_id AND e.id = me.email_id"
-                " WHERE me.account_id = $1 AND me.mailbox_id = $2 ORDER BY me.uid",
-                account_id, mailbox_id))
-        return MailboxSnapshot(mailbox=mailbox, entries=entries)
-
-    async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int) -> MailboxDelta:
-        async with self._snapshot() as conn:
-            row = await _mailbox_row(conn, account_id, mailbox_id)
-            # From the account's recent changes (emails_modseq), not a walk of the mailbox.
-            changed = _entries(await conn.fetch(
-                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM emails e"
-                " JOIN mailbox_emails me ON me.account_id = e.account_id"
-                "  AND me.email_id = e.id AND me.mailbox_id = $2"
-                " WHERE e.account_id = $1 AND e.modseq > $3 ORDER BY me.uid",
-                account_id, mailbox_id, since))
-            vanished = [r[0] for r in await conn.fetch(
-                "SELECT uid FROM vanished WHERE account_id = $1 AND mailbox_id = $2"
-                " AND modseq > $3 ORDER BY uid", account_id, mailbox_id, since)]
-        return MailboxDelta(highest_modseq=row["modseq"], changed=changed, vanished=vanished)
 
     # ------------------------------------------------------------------ delivery
 

@@ -29,6 +29,7 @@ from mailyard.store.ports import (
     EmailFlags,
     Mailbox,
     MailboxCounters,
+    MailboxEntry,
     NewEmail,
     NotFound,
     RemovedEmail,
@@ -72,14 +73,52 @@ class Tx:
         return int(modseq)
 
 
-class PostgresMailTx:
+class PostgresMailReader:
+    """One account's rows as `conn` reads them (store.ports.MailReader): in a write
+    transaction, or in one read-only snapshot."""
+
+    def __init__(self, conn: asyncpg.Connection, account_id: str) -> None:
+        self.conn = conn
+        self.account_id = account_id
+
+    async def mailbox(self, mailbox_id: str) -> Mailbox:
+        row = await self.conn.fetchrow("SELECT * FROM mailboxes WHERE account_id = $1"
+                                       " AND id = $2", self.account_id, clean(mailbox_id))
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return mailbox(row)
+
+    async def entries(self, mailbox_id: str, *, changed_since: int | None = None
+                      ) -> list[MailboxEntry]:
+        if changed_since is None:
+            rows = await self.conn.fetch(
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
+                " JOIN emails e ON e.account_id = me.account_id AND e.id = me.email_id"
+                " WHERE me.account_id = $1 AND me.mailbox_id = $2 ORDER BY me.uid",
+                self.account_id, clean(mailbox_id))
+        else:
+            rows = await self.conn.fetch(  # through emails_modseq
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM emails e"
+                " JOIN mailbox_emails me ON me.account_id = e.account_id"
+                "  AND me.email_id = e.id AND me.mailbox_id = $2"
+                " WHERE e.account_id = $1 AND e.modseq > $3 ORDER BY me.uid",
+                self.account_id, clean(mailbox_id), changed_since)
+        return [MailboxEntry(uid=r[0], email_id=r[1], keywords=list(r[2]), modseq=r[3])
+                for r in rows]
+
+    async def vanished(self, mailbox_id: str, since: int) -> list[int]:
+        return [r[0] for r in await self.conn.fetch(
+            "SELECT uid FROM vanished WHERE account_id = $1 AND mailbox_id = $2"
+            " AND modseq > $3 ORDER BY uid", self.account_id, clean(mailbox_id), since)]
+
+
+class PostgresMailTx(PostgresMailReader):
     """The mail model's primitives (store.ports.MailTx) on one account's rows inside
     `tx`."""
 
     def __init__(self, tx: Tx, account_id: str) -> None:
+        super().__init__(tx.conn, account_id)
         self.tx = tx
-        self.conn = tx.conn
-        self.account_id = account_id
 
     async def lock_account(self) -> None:
         if await self.conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
@@ -282,13 +321,6 @@ class PostgresMailTx:
             self.account_id, list(roles))}
 
     # ------------------------------------------------------------------ mailboxes
-
-    async def mailbox(self, mailbox_id: str) -> Mailbox:
-        row = await self.conn.fetchrow("SELECT * FROM mailboxes WHERE account_id = $1"
-                                       " AND id = $2", self.account_id, clean(mailbox_id))
-        if row is None:
-            raise NotFound(f"no mailbox {mailbox_id}")
-        return mailbox(row)
 
     async def mailbox_named(self, name: str) -> str | None:
         found = await self.conn.fetchval("SELECT id FROM mailboxes WHERE account_id = $1"

@@ -16,6 +16,7 @@ from mailyard.core.ids import new_id
 from mailyard.core.query import Node
 from mailyard.model import accounts, domains, keywords, labels, mailboxes
 from mailyard.model.labels import ALL
+from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
 from mailyard.store import sqlsort
 from mailyard.store.ports import (
@@ -28,9 +29,7 @@ from mailyard.store.ports import (
     EmailRecord,
     Hits,
     Mailbox,
-    MailboxDelta,
-    MailboxEntry,
-    MailboxSnapshot,
+    MailReader,
     NotFound,
     Order,
     StoredObject,
@@ -39,10 +38,15 @@ from mailyard.store.ports import (
 )
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
-from mailyard.store.sqlite.mailtx import SqliteAccountTx, SqliteDomainTx, SqliteMailTx, run_now
+from mailyard.store.sqlite.mailtx import (
+    SqliteAccountTx,
+    SqliteDomainTx,
+    SqliteMailReader,
+    SqliteMailTx,
+    run_now,
+)
 from mailyard.store.sqlite.mailtx import account as _account
 from mailyard.store.sqlite.mailtx import log as _log
-from mailyard.store.sqlite.mailtx import mailbox as _mailbox
 from mailyard.store.sqlite.mailtx import next_modseq as _next_modseq
 from mailyard.store.sqlite.maintenance import MaintenanceMixin
 
@@ -251,7 +255,7 @@ def _migrate_first(conn: sqlite3.Connection) -> None:
             run_now(labels.label(tx, email_id, flags[email_id], mailbox_id, modseq, fresh=True))
 
 
-class SqliteMailStore(MaintenanceMixin, ModelWrites):
+class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
     def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, setup=filters.register, version=SCHEMA_VERSION,
                            migrate=_migrate, analyze="emails")
@@ -273,6 +277,11 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites):
 
     async def write_domains(self, step: Callable[[DomainTx], Coroutine[Any, Any, R]]) -> R:
         return await self.db.write(lambda conn: run_now(step(SqliteDomainTx(conn))))
+
+    async def read_mail(self, account_id: str,
+                        step: Callable[[MailReader], Coroutine[Any, Any, R]]) -> R:
+        return await self.db.read(lambda conn: run_now(step(SqliteMailReader(conn,
+                                                                             account_id))))
 
     # ------------------------------------------------------------------ domains
 
@@ -324,33 +333,6 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites):
             (account_id, delivery_key)).fetchone() is not None)
 
     # ------------------------------------------------------------------ mailbox views
-
-    async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
-        def read(conn: sqlite3.Connection) -> MailboxSnapshot:
-            mailbox = _mailbox(_mailbox_row(conn, account_id, mailbox_id))
-            entries = _entries(conn,
-                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
-                " JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ? ORDER BY me.uid",
-                (mailbox_id,))
-            return MailboxSnapshot(mailbox=mailbox, entries=entries)
-
-        return await self.db.read(read)
-
-    async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int) -> MailboxDelta:
-        def read(conn: sqlite3.Connection) -> MailboxDelta:
-            row = _mailbox_row(conn, account_id, mailbox_id)
-            # From the account's recent changes (emails_modseq), not a walk of the mailbox.
-            changed = _entries(conn,
-                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM emails e"
-                " JOIN mailbox_emails me ON me.email_id = e.id AND me.mailbox_id = ?"
-                " WHERE e.account_id = ? AND e.modseq > ? ORDER BY me.uid",
-                (mailbox_id, account_id, since))
-            vanished = [r[0] for r in conn.execute(
-                "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-                (mailbox_id, since))]
-            return MailboxDelta(highest_modseq=row["modseq"], changed=changed, vanished=vanished)
-
-        return await self.db.read(read)
 
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]:
@@ -634,20 +616,6 @@ def _mailboxes(conn: sqlite3.Connection, account_id: str) -> list[Mailbox]:
                     highest_modseq=r[9], size=r[10]) for r in conn.execute(
         "SELECT id, account_id, name, role, uidvalidity, uidnext, total, unseen, subscribed,"
         " modseq, bytes FROM mailboxes WHERE account_id = ? ORDER BY rowid", (account_id,))]
-
-
-def _mailbox_row(conn: sqlite3.Connection, account_id: str, mailbox_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM mailboxes WHERE account_id = ? AND id = ?",
-                       (account_id, mailbox_id)).fetchone()
-    if row is None:
-        raise NotFound(f"no mailbox {mailbox_id}")
-    assert isinstance(row, sqlite3.Row)
-    return row
-
-
-def _entries(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[MailboxEntry]:
-    return [MailboxEntry(uid=r[0], email_id=r[1], keywords=orjson.loads(r[2]), modseq=r[3])
-            for r in conn.execute(sql, args)]
 
 
 def _thread_counts(c: sqlite3.Connection, account_id: str) -> dict[str, tuple[int, int]]:

@@ -23,6 +23,7 @@ from mailyard.store.ports import (
     EmailFlags,
     Mailbox,
     MailboxCounters,
+    MailboxEntry,
     NewEmail,
     NotFound,
     RemovedEmail,
@@ -43,12 +44,44 @@ def run_now(step: Coroutine[Any, Any, R]) -> R:
     raise RuntimeError("a mail model step suspended inside a SQLite write transaction")
 
 
-class SqliteMailTx:
-    """One account's rows inside the writer's transaction (`conn`)."""
+class SqliteMailReader:
+    """One account's rows as `conn` reads them (store.ports.MailReader)."""
 
     def __init__(self, conn: sqlite3.Connection, account_id: str) -> None:
         self.conn = conn
         self.account_id = account_id
+
+    async def mailbox(self, mailbox_id: str) -> Mailbox:
+        row = self.conn.execute("SELECT * FROM mailboxes WHERE account_id = ? AND id = ?",
+                                (self.account_id, mailbox_id)).fetchone()
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return mailbox(row)
+
+    async def entries(self, mailbox_id: str, *, changed_since: int | None = None
+                      ) -> list[MailboxEntry]:
+        if changed_since is None:
+            rows = self.conn.execute(
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM mailbox_emails me"
+                " JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = ? ORDER BY me.uid",
+                (mailbox_id,))
+        else:
+            rows = self.conn.execute(  # through emails_modseq
+                "SELECT me.uid, me.email_id, e.keywords, e.modseq FROM emails e"
+                " JOIN mailbox_emails me ON me.email_id = e.id AND me.mailbox_id = ?"
+                " WHERE e.account_id = ? AND e.modseq > ? ORDER BY me.uid",
+                (mailbox_id, self.account_id, changed_since))
+        return [MailboxEntry(uid=r[0], email_id=r[1], keywords=orjson.loads(r[2]),
+                             modseq=r[3]) for r in rows]
+
+    async def vanished(self, mailbox_id: str, since: int) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            (mailbox_id, since))]
+
+
+class SqliteMailTx(SqliteMailReader):
+    """One account's rows inside the writer's transaction (`conn`)."""
 
     async def lock_account(self) -> None:
         # The one writer already excludes every other; only the account's existence is left.
@@ -260,13 +293,6 @@ class SqliteMailTx:
         ).fetchall())
 
     # ------------------------------------------------------------------ mailboxes
-
-    async def mailbox(self, mailbox_id: str) -> Mailbox:
-        row = self.conn.execute("SELECT * FROM mailboxes WHERE account_id = ? AND id = ?",
-                                (self.account_id, mailbox_id)).fetchone()
-        if row is None:
-            raise NotFound(f"no mailbox {mailbox_id}")
-        return mailbox(row)
 
     async def mailbox_named(self, name: str) -> str | None:
         row = self.conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
