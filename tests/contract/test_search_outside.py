@@ -7,6 +7,7 @@ and a second SearchService (another process) changing Spam and Trash under the f
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,3 +204,57 @@ async def test_scoped_totals_follow_spam_and_trash(
     mails.remove(gone)
     await agree(first)
     await agree(second)
+
+
+async def test_many_matches_counted(search_engine: Any) -> None:
+    """Counts of words with thousands of matches (the SQLite index reads them in pieces of the
+    rowid range), with and without emails left out and date bounds, while another adapter
+    (another process) indexes more matching documents one transaction at a time: each count
+    is that of one state of the index, never a mix of two, and the last is the final one."""
+    reader, writer = await search_engine.open(), await search_engine.open()
+    n_docs = 2600
+    docs = [IndexDocument("a-alice", f"e-{n:05d}", T0 + n * 60_000,
+                          subject="omni" if n % 7 else "plura",
+                          body="raro" if n % 3 == 0 else "medi") for n in range(n_docs)]
+    await writer.index([*docs, *(IndexDocument("a-bob", f"e-{n:05d}", T0 + n, subject="omni")
+                                 for n in range(0, n_docs, 50))])
+    outside = {f"e-{n:05d}" for n in range(0, n_docs, 11)} | {"e-unknown"}
+    low, high = T0 + 100 * 60_000, T0 + 2500 * 60_000
+
+    def expected(word: str, left_out: set[str], bounds: tuple[int | None, int | None]) -> list[str]:
+        return [d.email_id for d in reversed(docs)
+                if word in (d.subject, d.body) and d.email_id not in left_out
+                and (bounds[0] is None or d.received_at >= bounds[0])
+                and (bounds[1] is None or d.received_at < bounds[1])]
+
+    for word in ("omni", "raro", "medi"):
+        for left_out in (set(), outside):
+            for bounds in ((None, None), (low, high)):
+                want = expected(word, left_out, bounds)
+                got = await reader.query("a-alice", q.Text(word), limit=3, total=True,
+                                         received=bounds, outside=left_out)
+                assert (got.ids, got.total) == (want[:3], len(want)), (word, bounds, left_out)
+    assert len(expected("omni", outside, (None, None))) > 2000
+
+    base = len(expected("omni", outside, (None, None)))
+    valid = [base]
+    for k in range(12):
+        valid.append(valid[-1] + (0 if k % 3 == 0 else 1))
+    seen: list[int | None] = []
+    outside |= {f"e-new-{k}" for k in range(0, 12, 3)}  # left out before they are indexed
+
+    async def write() -> None:
+        for k in range(12):
+            email_id = f"e-new-{k}"
+            await writer.index([IndexDocument("a-alice", email_id, T0 + (n_docs + k) * 60_000,
+                                              subject="omni")])
+
+    task = asyncio.create_task(write())
+    while not task.done():
+        seen.append((await reader.query("a-alice", q.Text("omni"), limit=1, total=True,
+                                        outside=outside)).total)
+    await task
+    seen.append((await reader.query("a-alice", q.Text("omni"), limit=1, total=True,
+                                    outside=outside)).total)
+    assert set(seen) <= set(valid), (seen, valid)
+    assert seen[-1] == valid[-1]
