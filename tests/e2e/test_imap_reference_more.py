@@ -35,7 +35,7 @@ USERS = ("wild", "lempty", "lsub", "extended", "liststatus", "specialuse", "stat
          "trycreate", "noselect", "states", "check", "closeexamine", "expungefetch", "move",
          "changedsince", "vanished", "ranges", "searchres", "searchsize", "macros", "expunges",
          "inboxcase", "utf7", "refusals", "noop", "idleexpunge", "readonly",
-         "partialzero")
+         "partialzero", "extension", "bigliteral", "qresyncbad")
 
 
 DOVECOT_DEPARTS: dict[str, str] = {}
@@ -1443,3 +1443,77 @@ def test_partial_count_of_zero_is_bad(imap: Imap) -> None:
 C: d FETCH 1 (BODY.PEEK[]<0.0>)
 S~ d BAD .*
 """)
+
+
+# --------------------------------------------------------------------------- more structure
+
+EXTENDED = r"\n".join([
+    "From: Ann <a@x.test>", "Sender: s@x.test", "Reply-To: r@x.test", "In-Reply-To: <p@x>",
+    "Subject: =?utf-8?q?caf=C3=A9?=", "MIME-Version: 1.0",
+    "Content-Type: multipart/mixed; boundary=Q", "", "--Q",
+    'Content-Type: text/plain; charset="UTF-8"; format=flowed',
+    "Content-Transfer-Encoding: quoted-printable", "Content-ID: <c1@x>",
+    "Content-Description: the text", "Content-Language: en", "", "caf=C3=A9", "--Q",
+    'Content-Type: application/pdf; name="a.pdf"',
+    'Content-Disposition: attachment; filename="a.pdf"', "Content-Transfer-Encoding: base64",
+    "", "JVBERi0=", "--Q--", ""])
+EXTENDED_ENVELOPE = (
+    r'ENVELOPE \(NIL "=\?utf-8\?q\?caf=C3=A9\?=" \(\("Ann" NIL "a" "x\.test"\)\) '
+    r'\(\(NIL NIL "s" "x\.test"\)\) \(\(NIL NIL "r" "x\.test"\)\) NIL NIL NIL "<p@x>" NIL\)')
+# body-fld-lang is nstring or a list of strings (RFC 3501 §9): "en" and ("en") say the same.
+EXTENDED_STRUCTURE = (
+    r'BODYSTRUCTURE \(\("text" "plain" \("charset" "UTF-8" "format" "flowed"\) "<c1@x>" '
+    r'"the text" "quoted-printable" 9 ' + LINES + r' NIL NIL (?:"en"|\("en"\)) NIL\)'
+    r'\("application" "pdf" \("name" "a\.pdf"\) NIL NIL "base64" 8 NIL '
+    r'\("attachment" \("filename" "a\.pdf"\)\) NIL NIL\) "mixed" \("boundary" "Q"\) NIL NIL NIL\)')
+
+
+def test_envelope_defaults_and_body_extension_fields(imap: Imap) -> None:
+    """RFC 3501 §7.4.2: ENVELOPE gives header values as sent (an encoded-word is not decoded),
+    Sender and Reply-To as given, In-Reply-To; the extension data of BODYSTRUCTURE carries
+    Content-ID, Content-Description, the MD5 (NIL), the disposition with its parameters and
+    the language; a non-text part has no line count."""
+    run(imap.port, login("extension") + create("a", "xt") + appended("b", "xt", EXTENDED)
+        + select("c", "xt", 1, 1, 2, unseen=1, command="EXAMINE") + r"""
+C: d FETCH 1 (ENVELOPE BODYSTRUCTURE)
+S~ \* 1 FETCH \(""" + EXTENDED_ENVELOPE + " " + EXTENDED_STRUCTURE + r"""\)
+S~ d OK .*
+""")
+
+
+def test_a_large_non_synchronising_literal(imap: Imap) -> None:
+    """RFC 7888 §3-§4: with LITERAL+ (not LITERAL-) a non-synchronising literal has no 4096
+    octet limit: an APPEND of a bigger message in `{n+}` is taken whole."""
+    body = "y" * 78
+    lines = r"\n".join([body] * 80)  # 80 lines of 80 octets with CRLF
+    run(imap.port, login("bigliteral") + create("a", "bl")
+        + appended("b", "bl", mail("big", body=lines)) + r"""
+C: c STATUS bl (MESSAGES SIZE)
+S: * STATUS bl (MESSAGES 1 SIZE 6416)
+S~ c OK .*
+""")
+
+
+def test_tags_and_unknown_commands(imap: Imap) -> None:
+    """RFC 3501 §2.2.1, §7.1.3: an unknown command is a tagged BAD; a line whose tag is not
+    valid (a tag has no "(" or "+") is answered with an untagged BAD; the session goes on."""
+    run(imap.port, r"""
+C: a NO-SUCH-COMMAND
+S~ a BAD .*
+C: (x NOOP
+S~ \* BAD .*
+C: b NOOP
+S~ b OK .*
+""")
+
+
+def test_qresync_select_needs_enable(imap: Imap) -> None:
+    """RFC 7162 §3.2.5: the QRESYNC SELECT parameter before ENABLE QRESYNC is BAD."""
+    run(imap.port, login("qresyncbad") + create("a", "qb") + r"""
+C: b SELECT qb (QRESYNC (1 1))
+S~ b BAD .*
+C: c ENABLE QRESYNC
+S~ \* ENABLED .*
+S~ c OK .*
+""" + select("d", "qb", 0, 0, 1).replace(
+        "S-~ \\* OK \\[HIGHESTMODSEQ", "S~ \\* OK \\[HIGHESTMODSEQ"))
