@@ -155,6 +155,7 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
 
     domain = domain_name(args.name)
     if args.dkim_action in ("generate", "rotate"):
+        local = domain in await rt.accounts.domains()  # if not: a typo, or not added yet
         existing = await rt.store.dkim_keys(domain)
         old = [k for k in existing if k.active]
         algorithms: list[dkim.Algorithm] = (
@@ -178,8 +179,9 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
                 print(f"retired: {', '.join(k.selector for k in old)} (keep their DNS records a"
                       " few days, until mail signed with them has been delivered)",
                       file=sys.stderr)
-        print("publish the TXT record(s) above in DNS; mail is signed from now on",
-              file=sys.stderr)
+        print("publish the TXT record(s) above in DNS; " + (
+            "mail is signed from now on" if local else f"mail is signed once {domain} is a"
+            f" local domain (mailyard domain add {domain}; it is not one now)"), file=sys.stderr)
         return
     keys = await rt.store.dkim_keys(domain)
     if not keys:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import imaplib
+import re
 import socket
 import subprocess
 import tomllib
@@ -196,3 +197,21 @@ def test_an_idn_user_is_one_account_in_either_form(tmp_path: Path) -> None:
         assert sorted(e["subject"] for e in found) == ["a-label", "u-label"]
     finally:
         srv.stop()
+
+
+def test_dkim_generate_prints_a_zone_line_and_says_whether_it_signs(tmp_path: Path) -> None:
+    """The TXT record is cut into strings of at most 255 octets (RFC 1035 §3.3), ready for a
+    zone file; for a domain that is not local (a typo, or not added yet) the command says
+    that nothing is signed with the key until it is."""
+    ok(mailyard(tmp_path, "domain", "add", "example.test"))
+    generated = mailyard(tmp_path, "domain", "dkim", "generate", "example.test")
+    [line] = ok(generated).splitlines()
+    name, _, value = line.partition(" IN TXT ")
+    assert name.endswith("._domainkey.example.test."), line
+    strings = re.findall(r'"([^"]*)"', value)
+    assert len(strings) == 2 and len(strings[0]) == 255, strings
+    assert all(len(s) <= 255 for s in strings) and "".join(strings).startswith("v=DKIM1;")
+    assert generated.stderr.decode().endswith("mail is signed from now on\n")
+    typo = mailyard(tmp_path, "domain", "dkim", "generate", "exmaple.test")
+    assert typo.returncode == 0 and typo.stdout.startswith(b"my")
+    assert "mail is signed once exmaple.test is a local domain" in typo.stderr.decode()
