@@ -35,7 +35,8 @@ USERS = ("wild", "lempty", "lsub", "extended", "liststatus", "specialuse", "stat
          "trycreate", "noselect", "states", "check", "closeexamine", "expungefetch", "move",
          "changedsince", "vanished", "ranges", "searchres", "searchsize", "macros", "expunges",
          "inboxcase", "utf7", "refusals", "noop", "idleexpunge", "readonly",
-         "partialzero", "extension", "bigliteral", "qresyncbad")
+         "partialzero", "extension", "bigliteral", "qresyncbad", "decoded",
+         "moveread")
 
 
 DOVECOT_DEPARTS: dict[str, str] = {}
@@ -1517,3 +1518,57 @@ S~ \* ENABLED .*
 S~ c OK .*
 """ + select("d", "qb", 0, 0, 1).replace(
         "S-~ \\* OK \\[HIGHESTMODSEQ", "S~ \\* OK \\[HIGHESTMODSEQ"))
+
+
+ENCODED = r"\n".join([
+    "Subject: =?utf-8?q?caf=C3=A9?=", "MIME-Version: 1.0",
+    "Content-Type: multipart/mixed; boundary=Q", "", "--Q",
+    "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: quoted-printable",
+    "", "na=C3=AFve text", "--Q", "Content-Type: text/plain",
+    "Content-Transfer-Encoding: base64", "", "aGlkZGVud29yZA==", "--Q--", ""])
+
+
+def test_search_matches_decoded_text(imap: Imap) -> None:
+    """RFC 3501 §6.4.4 / RFC 9051 §6.4.4: SEARCH compares characters, not octets in transit, so
+    an encoded-word subject, a quoted-printable body and a base64 body are matched as their
+    decoded text (the charset of the search string given by CHARSET); the base64 letters
+    themselves are not text of the message."""
+    run(imap.port, login("decoded") + create("a", "dc") + appended("b", "dc", ENCODED)
+        + select("c", "dc", 1, 1, 2, unseen=1, command="EXAMINE") + r"""
+C: d SEARCH CHARSET UTF-8 SUBJECT {{café}}
+S: * SEARCH 1
+S~ d OK .*
+C: e SEARCH CHARSET UTF-8 BODY {{naïve}}
+S: * SEARCH 1
+S~ e OK .*
+C: f SEARCH BODY hiddenword
+S: * SEARCH 1
+S~ f OK .*
+C: g SEARCH TEXT hiddenword
+S: * SEARCH 1
+S~ g OK .*
+C: h SEARCH BODY aGlkZGVud29yZA
+S: * SEARCH
+S~ h OK .*
+""")
+
+
+DOVECOT_DEPARTS["test_move_from_a_read_only_mailbox_removes_nothing"] = (
+    "RFC 3501 §6.3.2: no change to a mailbox selected with EXAMINE is permitted; Dovecot 2.3 "
+    "answers MOVE there with OK and takes the message out of the source")
+
+
+def test_move_from_a_read_only_mailbox_removes_nothing(imap: Imap) -> None:
+    """RFC 3501 §6.3.2, RFC 6851: MOVE must expunge from the source, which EXAMINE forbids:
+    it is refused (NO) and the message stays; COPY from a read-only mailbox is allowed."""
+    run(imap.port, login("moveread") + create("a", "mr") + create("b", "mr2")
+        + appended("c", "mr", mail("1"))
+        + select("d", "mr", 1, 1, 2, unseen=1, command="EXAMINE") + r"""
+C: e MOVE 1 mr2
+S~ e NO .*
+C: f COPY 1 mr2
+S~ f OK .*
+C: g STATUS mr (MESSAGES)
+S~ \* STATUS mr \(MESSAGES 1\)
+S~ g OK .*
+""")
