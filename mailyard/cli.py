@@ -787,10 +787,11 @@ async def _admin(config: Config, args: argparse.Namespace) -> None:
     """The command gets a Runtime whose parts are built on first use: `user list` opens the
     MailStore and imports nothing of the services it does not call."""
     from mailyard.app import Runtime
+    from mailyard.cli_nats import noticed
 
     runtime = Runtime(config)
     try:
-        await COMMANDS[args.command](runtime, args)
+        await noticed(COMMANDS[args.command](runtime, args), config.cluster.nats)
     finally:
         runtime.close()
 

@@ -256,3 +256,40 @@ def test_a_postgresql_server_refusing_the_store_settings_is_one_line(tmp_path: P
         assert result.returncode == 2, err
         assert err.startswith("mailyard: the PostgreSQL server refused the [store] settings: ")
         assert said in err and err.count("\n") == 1, err
+
+
+def test_a_command_waiting_for_nats_that_does_not_answer_says_so(tmp_path: Path) -> None:
+    """The NATS connection retries for ever; an admin command waiting on it says which
+    servers do not answer (it was silent), and Ctrl-C ends it with one line."""
+    import select
+    import signal
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"nats://127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing there
+    (tmp_path / "mailyard.toml").write_text(
+        f'data_dir = "data"\n[cluster]\nnats = ["{nobody}"]\nqueue = "nats"\n')
+    env = {k: v for k, v in os.environ.items() if k != "MAILYARD_CONFIG"}
+    proc = subprocess.Popen([sys.executable, "-m", "mailyard.cli", "queue", "stats"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 120)
+        assert ready, "no word on stderr in 2 minutes"
+        line = proc.stderr.readline().decode()
+        assert line.startswith("mailyard: waiting for NATS ([cluster] nats), which does not"
+                               f" answer: {nobody}: Connection refused"), line
+        assert proc.poll() is None, "it keeps waiting"
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "Ctrl-C did not end it"
+            time.sleep(0.1)
+        assert proc.returncode == 130
+        assert proc.stderr.read().decode() == "mailyard: interrupted\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
