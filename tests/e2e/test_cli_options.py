@@ -215,3 +215,17 @@ def test_dkim_generate_prints_a_zone_line_and_says_whether_it_signs(tmp_path: Pa
     typo = mailyard(tmp_path, "domain", "dkim", "generate", "exmaple.test")
     assert typo.returncode == 0 and typo.stdout.startswith(b"my")
     assert "mail is signed once exmaple.test is a local domain" in typo.stderr.decode()
+
+
+def test_global_options_between_a_command_and_its_action(tmp_path: Path) -> None:
+    """`mailyard domain --data-dir D add x`: the third place an option may stand (every
+    level of subcommand takes --config and --data-dir)."""
+    data = str(tmp_path / "d")
+    assert ok(mailyard(tmp_path, "domain", "--data-dir", data, "add", "example.test")) \
+        == "domain example.test added\n"
+    config = tmp_path / "c.toml"
+    config.write_text(f'data_dir = "{data}"\n')
+    assert ok(mailyard(tmp_path, "domain", "--config", str(config), "list")) == "example.test\n"
+    assert ok(mailyard(tmp_path, "domain", "dkim", "--data-dir", data, "show",
+                       "example.test")) == ""
+    assert not (tmp_path / "mailyard-data").exists(), "an option was ignored"
