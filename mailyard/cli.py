@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -983,6 +984,8 @@ def main(argv: list[str] | None = None) -> int:
         text = _one_line(e) if not isinstance(e, EOFError) else "no input"
         if isinstance(e, OSError) and e.filename is not None:
             text = f"{e.filename}: {e.strerror}"
+            if isinstance(e, FileExistsError) and not os.path.isdir(e.filename):
+                text = f"{e.filename}: is a file, not a directory"  # mkdir's "File exists"
         print(f"mailyard: {text}", file=sys.stderr)
         return 2
     except OSError as e:  # the store or a network peer: not the user's doing

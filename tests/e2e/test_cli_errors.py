@@ -138,6 +138,8 @@ CASES: list[tuple[list[str], str, bytes]] = [
     (["import", ALICE, "--imap", "imaps://alice@127.0.0.1:1", "--password-file", "nope.txt"],
      "nope.txt", b""),
     (["export", ALICE, "no/such/dir/out.mbox"], "no/such/dir", b""),
+    (["--data-dir", "three.mbox", "user", "list"], "three.mbox: is a file, not a directory",
+     b""),
     (["fsck", "nobody@example.test"], "nobody@example.test", b""),
     (["account", "shards"], "no shards", b""),
     (["account", "move", ALICE, "1"], "no shards", b""),
