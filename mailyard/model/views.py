@@ -4,6 +4,7 @@ on every later look (IMAP's UID map, CONDSTORE and QRESYNC).
 Rules, once for every engine:
 - A view is the mailbox's counters and state with its emails by ascending UID (position + 1
   is the message sequence number), read at one moment.
+- An email asked for by id that the account does not have is NotFound.
 - What changed since MODSEQ N is, read at one moment: the mailbox's MODSEQ (the new
   HIGHESTMODSEQ), its emails whose MODSEQ is above N (flags or labels changed, or new),
   and the UIDs that left it above N (VANISHED). An email moved out and back in shows as
@@ -13,10 +14,16 @@ Rules, once for every engine:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from mailyard.store.ports import MailboxDelta, MailboxSnapshot, MailReader
+from mailyard.store.ports import (
+    EmailRecord,
+    MailboxDelta,
+    MailboxSnapshot,
+    MailReader,
+    NotFound,
+)
 
 R = TypeVar("R")
 
@@ -34,7 +41,7 @@ async def delta(rd: MailReader, mailbox_id: str, since: int) -> MailboxDelta:
 
 
 class MailReads(ABC):
-    """The MailStore port's mailbox views, over the engine's consistent reads."""
+    """The MailStore port's mailbox views and single emails, over the engine's reads."""
 
     @abstractmethod
     async def read_mail(self, account_id: str,
@@ -47,3 +54,14 @@ class MailReads(ABC):
     async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int
                             ) -> MailboxDelta:
         return await self.read_mail(account_id, lambda rd: delta(rd, mailbox_id, since))
+
+    @abstractmethod
+    async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
+                         brief: bool = False) -> list[EmailRecord]:
+        """The account's emails among `email_ids` (unknown ids left out)."""
+
+    async def get_email(self, account_id: str, email_id: str) -> EmailRecord:
+        found = await self.get_emails(account_id, [email_id])
+        if not found:
+            raise NotFound(f"no email {email_id}")
+        return found[0]

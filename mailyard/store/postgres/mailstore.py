@@ -254,12 +254,6 @@ class PostgresMailStore(ModelWrites, MailReads):
                     " ORDER BY received_at DESC, id DESC LIMIT $3", account_id, named, limit)
             return await _records(conn, account_id, rows)
 
-    async def get_email(self, account_id: str, email_id: str) -> EmailRecord:
-        records = await self.get_emails(account_id, [email_id])
-        if not records:
-            raise NotFound(f"no email {email_id}")
-        return records[0]
-
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]:
         if not email_ids:

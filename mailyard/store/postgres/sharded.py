@@ -34,6 +34,7 @@ from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
 from mailyard.model import accounts
+from mailyard.model.views import MailReads
 from mailyard.model.writes import DomainWrites, MailWrites
 from mailyard.store.ports import (
     Account,
@@ -45,8 +46,7 @@ from mailyard.store.ports import (
     EmailRecord,
     Hits,
     Mailbox,
-    MailboxDelta,
-    MailboxSnapshot,
+    MailReader,
     NotFound,
     Order,
     StoredObject,
@@ -101,7 +101,7 @@ def _entry(row: Any) -> Entry:
     return Entry(row["account_id"], row["address"], row["shard"], row["state"], row["target"])
 
 
-class ShardedMailStore(MailWrites, DomainWrites):
+class ShardedMailStore(MailWrites, DomainWrites, MailReads):
     """The MailStore port over several PostgresMailStores, one per shard."""
 
     def __init__(self, dsns: Sequence[str], *, min_size: int = 1, max_size: int = 10) -> None:
@@ -270,6 +270,10 @@ class ShardedMailStore(MailWrites, DomainWrites):
         """On the account's shard, routed again when the account moved away meanwhile."""
         return await self._on(account_id, lambda s: s.write_mail(account_id, step))
 
+    async def read_mail(self, account_id: str,
+                        step: Callable[[MailReader], Coroutine[Any, Any, R]]) -> R:
+        return await self._on(account_id, lambda s: s.read_mail(account_id, step))
+
     async def write_domains(self, step: Callable[[DomainTx], Coroutine[Any, Any, R]]) -> R:
         """On shard "0", which holds what is not per account."""
         await self._ready()
@@ -370,13 +374,6 @@ class ShardedMailStore(MailWrites, DomainWrites):
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
         return await self._on(account_id, lambda s: s.thread_counts(account_id))
 
-    async def snapshot(self, account_id: str, mailbox_id: str) -> MailboxSnapshot:
-        return await self._on(account_id, lambda s: s.snapshot(account_id, mailbox_id))
-
-    async def mailbox_delta(self, account_id: str, mailbox_id: str, since: int) -> MailboxDelta:
-        return await self._on(account_id,
-                              lambda s: s.mailbox_delta(account_id, mailbox_id, since))
-
     # ------------------------------------------------------------------ delivery and reading
 
     async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
@@ -385,9 +382,6 @@ class ShardedMailStore(MailWrites, DomainWrites):
     async def list_emails(self, account_id: str, mailbox: str | None = None,
                           limit: int = 100) -> list[EmailRecord]:
         return await self._on(account_id, lambda s: s.list_emails(account_id, mailbox, limit))
-
-    async def get_email(self, account_id: str, email_id: str) -> EmailRecord:
-        return await self._on(account_id, lambda s: s.get_email(account_id, email_id))
 
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]:

@@ -497,16 +497,6 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
 
         return await self.db.read(fetch)
 
-    async def get_email(self, account_id: str, email_id: str) -> EmailRecord:
-        def fetch(conn: sqlite3.Connection) -> EmailRecord:
-            row = conn.execute("SELECT * FROM emails WHERE account_id = ? AND id = ?",
-                               (account_id, email_id)).fetchone()
-            if row is None:
-                raise NotFound(f"no email {email_id}")
-            return _email(conn, row)
-
-        return await self.db.read(fetch)
-
     async def get_objects(self, account_id: str, kind: str,
                           ids: Sequence[str] | None = None) -> list[StoredObject]:
         sql = "SELECT id, data, modseq FROM objects WHERE account_id = ? AND kind = ?"
