@@ -36,7 +36,7 @@ USERS = ("wild", "lempty", "lsub", "extended", "liststatus", "specialuse", "stat
          "changedsince", "vanished", "ranges", "searchres", "searchsize", "macros", "expunges",
          "inboxcase", "utf7", "refusals", "noop", "idleexpunge", "readonly",
          "partialzero", "extension", "bigliteral", "qresyncbad", "decoded",
-         "moveread")
+         "moveread", "multiappend", "esort", "notify")
 
 
 DOVECOT_DEPARTS: dict[str, str] = {}
@@ -1571,4 +1571,59 @@ S~ f OK .*
 C: g STATUS mr (MESSAGES)
 S~ \* STATUS mr \(MESSAGES 1\)
 S~ g OK .*
+""")
+
+
+def test_multiappend_is_one_command(imap: Imap) -> None:
+    """RFC 3502: one APPEND with several messages appends them all (APPENDUID with the UID
+    set, RFC 4315 §3), each with its own flags."""
+    run(imap.port, login("multiappend") + create("a", "ma") + r"""
+C: b APPEND ma (\Seen) {{Subject: one\n\nx\n}} {{Subject: two\n\nx\n}}
+S~ b OK \[APPENDUID \d+ 1:2\] .*
+C: c STATUS ma (MESSAGES UNSEEN)
+S: * STATUS ma (MESSAGES 2 UNSEEN 1)
+S~ c OK .*
+""")
+
+
+def test_esort_return_options(imap: Imap) -> None:
+    """RFC 5267 §3.2: SORT RETURN (...) answers ESEARCH whose ALL is in sort order and whose
+    MIN/MAX are the first and last message in that order (not the lowest and highest
+    numbers); UID SORT says UID."""
+    dated = [mail(subject, f"Date: {day} Jan 2029 00:30:00 +0000")
+             for subject, day in (("b", "Tue, 2"), ("a", "Mon, 1"), ("c", "Wed, 3"))]
+    run(imap.port, login("esort") + create("a", "so") + r"""
+C: b APPEND so """ + " ".join(f"{{{{{m}}}}}" for m in dated) + r"""
+S~ b OK .*
+""" + select("c", "so", 3, 3, 4, unseen=1) + r"""
+C: d SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL
+S~ \* ESEARCH \(TAG "d"\)""" + any_order("MIN 2", "MAX 3", "COUNT 3", "ALL 2,1,3") + r"""
+S~ d OK .*
+C: e UID SORT RETURN () (REVERSE SUBJECT) UTF-8 ALL
+S: * ESEARCH (TAG "e") UID ALL 3,1:2
+S~ e OK .*
+""")
+
+
+def test_notify_reports_another_mailbox(imap: Imap) -> None:
+    """RFC 5465 §5: with NOTIFY SET (personal (MessageNew ...)) a new message in a mailbox that
+    is not selected is told as an untagged STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN, §5.2
+    for MessageNew); NOTIFY NONE stops it."""
+    run(imap.port, login("notify") + create("a", "nt") + create("b", "nt2")
+        + select("c", "nt", 0, 0, 1) + r"""
+C: d NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge)) """
+        r"""(personal (MessageNew MessageExpunge))
+S~ d OK .*
+""" + appended("e", "nt2", mail("new")) + r"""
+# Mailyard's "All Mail" (RFC 6154 \All) holds every message, so it has news too.
+C: f NOOP
+S-~ \* STATUS "All Mail" .*
+S~ \* STATUS nt2 \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1\)
+S-~ \* STATUS "All Mail" .*
+S~ f OK .*
+C: g NOTIFY NONE
+S~ g OK .*
+""" + appended("h", "nt2", mail("newer")) + r"""
+C: i NOOP
+S~ i OK .*
 """)
