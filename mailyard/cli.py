@@ -131,7 +131,12 @@ async def cmd_domain(rt: Runtime, args: argparse.Namespace) -> None:
 async def cmd_user(rt: Runtime, args: argparse.Namespace) -> None:
     if args.action == "add":
         account = await rt.accounts.add_user(args.address, _read_password(args), args.quota)
-        print(f"user {account.address} added")
+        from mailyard.config import domain_display
+
+        local, _, domain = account.address.rpartition("@")
+        shown = domain_display(domain)  # "xn--... (U-label)" for an IDN, as `domain list`
+        print(f"user {account.address}" + (
+            f" ({local}@{shown.partition(' (')[2][:-1]})" if shown != domain else "") + " added")
     elif args.action == "list":
         for a in await rt.store.list_accounts():
             print(f"{a.address}\t{a.used}/{a.quota} bytes")

@@ -181,7 +181,9 @@ def test_an_idn_user_is_one_account_in_either_form(tmp_path: Path) -> None:
     to either form reaches the one account (issue 19)."""
     srv = Server(tmp_path)
     srv.cli("domain", "add", "bücher.example")
-    srv.add_user("anna@bücher.example")
+    added = srv.cli("user", "add", "anna@bücher.example", "--password-stdin", input=b"pw\n")
+    assert added.stdout.decode() == \
+        "user anna@xn--bcher-kva.example (anna@bücher.example) added\n"  # both forms
     listed = srv.cli("user", "list").stdout.decode()
     assert "anna@xn--bcher-kva.example" in listed, listed
     srv.start()
