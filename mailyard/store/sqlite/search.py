@@ -36,7 +36,7 @@ import re
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
 from typing import TypeVar
@@ -102,9 +102,6 @@ _FEW_HITS = 1250
 """More candidates than four times this, and a MATCH with under a quarter as many hits as
 there are candidates: the hits are looked up, not the candidates (SqliteSearchIndex._many)."""
 _REMEMBERED = 256
-_COUNT_PIECES, _PIECE_ROWS = 8, 2000
-"""A count of more than _PIECE_ROWS matches is read in _COUNT_PIECES pieces of the rowid range
-(SqliteSearchIndex._count_pieces)."""
 """Counts and candidate intersections kept per index (see _Answers)."""
 _AMONG_IN = 500
 """Candidates up to this many are named in the query (rowid IN); more: the MATCH runs alone
@@ -538,10 +535,7 @@ class SqliteSearchIndex:
             -(1 << 62) if low is None else low * _TIES,
             (1 << 62) if high is None else high * _TIES))
 
-        pending: list[tuple[int, str, list[int]]] = []  # a count left to _count_pieces
-
         def read(conn: sqlite3.Connection) -> Hits:
-            pending.clear()
             generation = _generation(conn, account_id)
             # The account's token intersects every word with the account's own documents;
             # when the index holds no other account's, it is left out (the same rows: a
@@ -565,8 +559,6 @@ class SqliteSearchIndex:
                      -1 if limit is None else limit, position))]
                 count = self._count(conn, (account_id, generation), match, span,
                                     hidden) if total else None
-                if total and count is None:
-                    pending.append((generation, match, hidden))
                 return Hits(ids, count)
             found: list[tuple[float, str]] = []
             key = "rank" if order == "relevance" else "rowid"
@@ -594,14 +586,7 @@ class SqliteSearchIndex:
             if among is not None and len(among) > _AMONG_IN and order != "relevance":
                 return await self._many(account_id, among, scoped, bare, order, limit,
                                         position, total)
-            hits = await self.db.read_long(read, self.query_seconds)
-            if pending:
-                generation, match, hidden = pending[0]
-                hits.total = await self._count_pieces(
-                    account_id, generation, match, span[1], hidden,
-                    lambda conn: bare if bare and _alone(conn, account_id) else scoped,
-                    left_out)
-            return hits
+            return await self.db.read_long(read, self.query_seconds)
         except sqlite3.OperationalError as e:  # a query FTS5 cannot evaluate
             log.warning("full-text query failed (%s): %s", e, match)
             return Hits([], 0 if total else None)
@@ -622,29 +607,23 @@ class SqliteSearchIndex:
         return rowids
 
     def _count(self, conn: sqlite3.Connection, state: tuple[str, int], match: str,
-               span: tuple[str, tuple[int, int]], hidden: list[int], *,
-               whole: bool = False) -> int | None:
+               span: tuple[str, tuple[int, int]], hidden: list[int]) -> int:
         """The count of `match` over a rowid range (`span`: its SQL and bounds) less its
         documents among `hidden` (rowids), remembered for the account's generation (`state`).
         The count and the hidden ones among its matches are read in one walk of the words'
         postings: Gmail's scope asked a second MATCH about the Spam and Trash candidates,
         which read a common word's ~100k postings again (139 of 233 ms at 100k messages, 364
         of 641 for a phrase of two common words, load 8); the check of each match against
-        the hidden rowids costs ~0.15 us."""
+        the hidden rowids costs ~0.15 us. Tried: the count in 8 pieces of the rowid range,
+        each its own read short enough to stay on the loop's thread (Database.read_long runs
+        a read past 20 ms again on a pool thread): slower in every one of 3 alternating runs
+        at load 12-19 (common word p50 66-226 against 78-96 ms, phrase 174-707 against
+        142-222)."""
         every_key = ("count", *state, match, *span[1])
         kept_key = (*every_key, _digest([str(r) for r in hidden])) if hidden else every_key
         known = self.answers.get(kept_key)
         if known is not None:
             return known  # type: ignore[return-value]
-        if not whole:  # few matches: counted from their rowids; many: None, read in pieces
-            rowids = [r[0] for r in conn.execute(
-                f"SELECT rowid FROM docs WHERE docs MATCH ?{span[0]} LIMIT ?",
-                (match, *span[1], _PIECE_ROWS))]
-            if len(rowids) >= _PIECE_ROWS:
-                return None
-            kept = len(set(rowids).difference(hidden))
-            self.answers.put(kept_key, kept)
-            return kept
         if not hidden:
             every = int(conn.execute(f"SELECT count(*) FROM docs WHERE docs MATCH ?{span[0]}",
                                      (match, *span[1])).fetchone()[0])
@@ -657,56 +636,6 @@ class SqliteSearchIndex:
         self.answers.put(every_key, int(every))
         self.answers.put(kept_key, int(every) - int(shown))
         return int(every) - int(shown)
-
-    async def _count_pieces(self, account_id: str, generation: int, match: str,
-                            span: tuple[int, int], hidden: list[int],
-                            matcher: Callable[[sqlite3.Connection], str],
-                            left_out: set[str]) -> int:
-        """_count of many matches, read in pieces of the rowid range, each its own short read
-        of the same generation. One read of a common word's count (20-60 ms at 100k messages
-        under load) outlasted Database.read_long's time on the loop's thread and was read
-        again on a pool thread; the pieces each stay under it. If a write comes between two
-        pieces, the count is read again in one read (as _many does)."""
-        def edges(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
-            low, high = conn.execute("SELECT min(rowid_), max(rowid_) FROM doc_ids").fetchone()
-            return low, high
-
-        first, last = await self.db.read_long(edges, self.query_seconds)
-        low = max(span[0], first if first is not None else span[0])
-        high = min(span[1], last + 1 if last is not None else span[1])
-        step = max(1, -(-(high - low) // _COUNT_PIECES))
-        wanted = json.dumps(hidden)
-        every = shown = 0
-        for start in range(low, high, step):
-            def piece(conn: sqlite3.Connection, start: int = start
-                      ) -> tuple[int, int] | None:
-                if _generation(conn, account_id) != generation:
-                    return None
-                row = conn.execute(
-                    "SELECT count(*), count(*) FILTER"
-                    " (WHERE +rowid IN (SELECT value FROM json_each(?))) FROM docs"
-                    " WHERE docs MATCH ? AND rowid >= ? AND rowid < ?",
-                    (wanted, match, start, min(start + step, high))).fetchone()
-                return int(row[0]), int(row[1])
-
-            part = await self.db.read_long(piece, self.query_seconds)
-            if part is None:  # a write came between two pieces: once, in one read
-                def whole(conn: sqlite3.Connection) -> int:
-                    state = (account_id, _generation(conn, account_id))
-                    counted = self._count(conn, state, matcher(conn), (
-                        " AND rowid >= ? AND rowid < ?", span), self._hidden(
-                            conn, state, left_out), whole=True)
-                    assert counted is not None
-                    return counted
-
-                return await self.db.read_long(whole, self.query_seconds)
-            every += part[0]
-            shown += part[1]
-        key = ("count", account_id, generation, match, *span)
-        self.answers.put(key, every)
-        if hidden:
-            self.answers.put((*key, _digest([str(r) for r in hidden])), every - shown)
-        return every - shown
 
     async def _many(self, account_id: str, among: Sequence[str], scoped: str,
                     bare: str | None, order: Order, limit: int | None, position: int,
