@@ -237,11 +237,6 @@ DOVECOT_DEPARTS["test_rename_of_inbox_moves_its_messages"] = (
     "RFC 3501 §6.3.5 / RFC 9051 §6.3.6: renaming INBOX is permitted (moves its messages, "
     "INBOX stays, empty); Dovecot 2.3 answers NO [CANNOT]")
 
-MAILYARD_GAPS["test_rename_of_inbox_moves_its_messages"] = (
-    "RFC 3501 §6.3.5: RENAME INBOX must move INBOX's messages to a new mailbox; Mailyard "
-    "answers NO [CANNOT] (core/mailboxrules fixes the inbox, and test_mailbox_rules.py asserts "
-    "that NO; the fix in protocols/imap is ready, /tmp/helpers/conformance-rename-inbox.patch)")
-
 
 def test_rename_of_inbox_moves_its_messages(imap: Imap) -> None:
     """RFC 3501 §6.3.5: RENAME INBOX moves all of INBOX's messages to a new mailbox of the

@@ -83,6 +83,8 @@ S: e OK LIST done
 
 
 def test_imap_inbox_and_all_mail_are_fixed(server: Server) -> None:
+    """INBOX and All Mail cannot be deleted; All Mail cannot be renamed; renaming INBOX
+    moves its messages to a new mailbox and leaves INBOX there, empty (RFC 3501 §6.3.5)."""
     run(server.imap_port, login("fixed") + """
 C: a DELETE INBOX
 S: a NO [CANNOT] the inbox mailbox cannot be destroyed
@@ -90,11 +92,19 @@ C: b DELETE "All Mail"
 S: b NO [CANNOT] the all mailbox cannot be destroyed
 C: c RENAME "All Mail" Everything
 S: c NO [CANNOT] the all mailbox cannot be renamed or moved
-C: d RENAME INBOX Old
-S: d NO [CANNOT] the inbox mailbox cannot be renamed or moved
-C: e LIST "" INBOX
+C: d APPEND INBOX {{Subject: kept\\n\\nbody\\n}}
+S~ d OK .*
+C: e RENAME INBOX Old
+S: e OK RENAME done
+C: f LIST "" INBOX
 S: * LIST (\\HasNoChildren) "/" INBOX
-S: e OK LIST done
+S: f OK LIST done
+C: g STATUS INBOX (MESSAGES)
+S: * STATUS INBOX (MESSAGES 0)
+S: g OK STATUS done
+C: h STATUS Old (MESSAGES)
+S: * STATUS Old (MESSAGES 1)
+S: h OK STATUS done
 """)
 
 

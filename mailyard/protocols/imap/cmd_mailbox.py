@@ -131,6 +131,10 @@ async def rename(s: Session, cmd: Command) -> None:
     tok.sp()
     new = tok.mailbox().rstrip(DELIMITER)
     tok.end()
+    if box.role == "inbox":
+        await _rename_inbox(s, box, new)
+        s.ok(cmd)
+        return
     try:
         await s.mailbox.rename_mailbox(s.user, box, new)
     except MailboxRefused as e:
@@ -141,6 +145,25 @@ async def rename(s: Session, cmd: Command) -> None:
         raise No(str(e), "ALREADYEXISTS") from None
     await s.mailbox.subscriptions.renamed(s.user, box.name, new)
     s.ok(cmd)
+
+
+RENAME_INBOX_BATCH = 500
+"""Emails moved per store call when INBOX is renamed."""
+
+
+async def _rename_inbox(s: Session, inbox: Mailbox, name: str) -> None:
+    """RFC 3501 §6.3.5 / RFC 9051 §6.3.6: renaming INBOX is permitted and moves all of its
+    messages to a new mailbox of the given name, leaving INBOX there, empty; INBOX's inferiors
+    (and subscriptions) stay where they are. Mail delivered meanwhile stays in INBOX."""
+    try:
+        target = await s.mailbox.create_mailbox(s.user, name)
+    except MailboxRefused as e:
+        raise refused(e) from None
+    except Conflict as e:
+        raise No(str(e), "ALREADYEXISTS") from None
+    ids = [entry.email_id for entry in (await s.mailbox.snapshot(s.user, inbox)).entries]
+    for start in range(0, len(ids), RENAME_INBOX_BATCH):
+        await s.mailbox.move(s.user, ids[start:start + RENAME_INBOX_BATCH], inbox, target)
 
 
 @command("SUBSCRIBE", "UNSUBSCRIBE", states=AUTH)
