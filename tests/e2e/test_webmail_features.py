@@ -341,8 +341,11 @@ def test_rich_compose_draft_completion_undo_window(server: Server, browser: Brow
         found = emails(api, "Rich hello", ["mailboxIds", "keywords", "htmlBody", "bodyValues"])
         if len(found) != 1 or boxes["drafts"]["id"] not in found[0]["mailboxIds"]:
             return None
-        [m] = api.call("Email/get", ids=[found[0]["id"]], properties=["htmlBody", "bodyValues"],
+        got = api.call("Email/get", ids=[found[0]["id"]], properties=["htmlBody", "bodyValues"],
                        fetchHTMLBodyValues=True)["list"]
+        if not got:
+            return None  # replaced by a newer save between the query and the get
+        [m] = got
         assert found[0]["keywords"].get("$draft")
         return str(m["bodyValues"][m["htmlBody"][0]["partId"]]["value"]).rstrip()
 
