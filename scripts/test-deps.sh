@@ -12,6 +12,8 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 command -v sieve-connect >/dev/null 2>&1 || need+=(sieve-connect)
+# fail2ban-regex: the documented filter (docs/fail2ban.md) run on a real server's log lines
+command -v fail2ban-regex >/dev/null 2>&1 || need+=(fail2ban)
 # Debian's chromium, driven by Playwright in the webmail tests (Playwright's own browsers are
 # never downloaded)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -12,10 +12,10 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailyard.core import mailboxrules, skeleton
 from mailyard.core.ids import new_id
-from mailyard.pipeline.inbound import InboundPipeline, Target
 from mailyard.services.subscriptions import Subscriptions
 from mailyard.store.ports import (
     Account,
@@ -41,6 +41,9 @@ JunkObserver = Callable[[Account, Sequence[str], bool], None]
 """Told (account, email ids, is_spam) when a user marks mail as junk or not junk: moved into or
 out of the junk-role mailbox, or given $Junk / $NotJunk. Called on the request path: it must
 only schedule its work."""
+
+if TYPE_CHECKING:  # the pipeline is imported where mail is ingested: `mail list` never does
+    from mailyard.pipeline.inbound import InboundPipeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,7 @@ class MailboxService:
                          documents: list[IndexDocument]) -> int:
         """A second email of the same content in `target` (the same blobs: the skeleton's key
         is its hash and day, the attachments are content-addressed)."""
+        from mailyard.pipeline.inbound import Target
         outcome = await self.pipeline.ingest(
             await self.raw_of(record),
             [Target(account.id, mailbox_roles=[], mailbox_ids=[target.id],
@@ -292,6 +296,7 @@ class MailboxService:
         delivery's own transaction gave, never read back (another session may expunge it at
         once). `new_message=False` is for the server's own filing (the Sent copy of a
         submission): the same message already stored gains the label instead."""
+        from mailyard.pipeline.inbound import Target
         outcome = await self.pipeline.ingest(
             raw, [Target(account.id, mailbox_roles=[], mailbox_ids=[mailbox.id],
                          keywords=list(keywords))],
@@ -371,6 +376,7 @@ class MailboxService:
 
     async def _import_one(self, account: Account, item: ImportItem,
                           documents: list[IndexDocument]) -> tuple[str, bool]:
+        from mailyard.pipeline.inbound import Target
         boxes = [b.id for b in item.mailboxes]
         if item.existing is not None:  # the same content met earlier in this import
             email_id, created = item.existing, False
