@@ -1,7 +1,7 @@
 """The Maintenance port (store/ports.py) on SQLite: the attachment references each email
-records (which `mailyard gc` trusts), and the compare-and-set of the counters
-(model/maintenance.py over SqliteMailTx). What those counters should be is services/fsck.py's
-to decide.
+records (which `mailyard gc` trusts). The compare-and-set of the counters is the model's
+(model/writes.py, model/maintenance.py) over the engine's write transaction; what those
+counters should be is services/fsck.py's to decide.
 
 A mixin of SqliteMailStore, kept apart so the adapter's hot paths stay readable.
 """
@@ -13,10 +13,8 @@ from collections.abc import Sequence
 
 import orjson
 
-from mailyard.model import maintenance
-from mailyard.store.ports import MailboxCounters, NotFound
+from mailyard.store.ports import NotFound
 from mailyard.store.sqlite.db import Database
-from mailyard.store.sqlite.mailtx import SqliteMailTx, run_now
 
 
 class MaintenanceMixin:
@@ -45,7 +43,3 @@ class MaintenanceMixin:
 
         await self.db.write(write)
 
-    async def set_counters(self, account_id: str, *, modseq: int, used: int,
-                           mailboxes: Sequence[MailboxCounters]) -> bool:
-        return await self.db.write(lambda conn: run_now(maintenance.set_counters(
-            SqliteMailTx(conn, account_id), modseq=modseq, used=used, mailboxes=mailboxes)))
