@@ -32,26 +32,24 @@ def parse_size(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
-def positive_int(text: str) -> int:
-    """A count such as --limit: 0 or less would list nothing and then claim there is more."""
+def _whole(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A count such as --limit: 0 or less would list nothing and then claim there is more."""
+    return _whole(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """A count that may be 0 (--workers 0: the pipeline in the serving process)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+    return _whole(text, 0)
 
 
 def lifetime_days(text: str) -> float:

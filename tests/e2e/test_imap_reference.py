@@ -67,18 +67,24 @@ class Imap:
     port: int
 
 
-@pytest.fixture(scope="module", params=["mailyard", "dovecot"])
-def imap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[Imap]:
-    if request.param == "dovecot":
-        dovecot = Dovecot({f"{u}@example.test": PASSWORD for u in USERS})
+def reference_server(which: str, users: tuple[str, ...], root: Path) -> Iterator[Imap]:
+    """A module's server: a private Dovecot or a Mailyard `serve`, with `users` (each
+    `<user>@example.test`, PASSWORD), stopped when the module is done."""
+    if which == "dovecot":
+        dovecot = Dovecot({f"{u}@example.test": PASSWORD for u in users})
         try:
             yield Imap("dovecot", dovecot.port)
         finally:
             dovecot.stop()
         return
-    with serving(Path(tmp_path_factory.mktemp("imap-reference")), USERS) as srv:
+    with serving(root, users) as srv:
         yield Imap("mailyard", srv.imap_port)
+
+
+@pytest.fixture(scope="module", params=["mailyard", "dovecot"])
+def imap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Imap]:
+    yield from reference_server(request.param, USERS, tmp_path_factory.mktemp("imap-reference"))
 
 
 def login(user: str) -> str:

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.dovecotserver import Dovecot
-from tests.e2e.server import serving
-from tests.e2e.test_imap_reference import PASSWORD, Imap, create, login, ok, select
+from tests.e2e.test_imap_reference import (
+    Imap,
+    create,
+    login,
+    ok,
+    reference_server,
+    select,
+)
 from tests.e2e.transcript import Wire, play, run
 
 pytestmark = pytest.mark.slow
@@ -48,15 +52,8 @@ MAILYARD_GAPS: dict[str, str] = {}
 @pytest.fixture(scope="module", params=["mailyard", "dovecot"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Imap]:
-    if request.param == "dovecot":
-        dovecot = Dovecot({f"{u}@example.test": PASSWORD for u in USERS})
-        try:
-            yield Imap("dovecot", dovecot.port)
-        finally:
-            dovecot.stop()
-        return
-    with serving(Path(tmp_path_factory.mktemp("imap-reference-more")), USERS) as srv:
-        yield Imap("mailyard", srv.imap_port)
+    yield from reference_server(request.param, USERS,
+                                tmp_path_factory.mktemp("imap-reference-more"))
 
 
 @pytest.fixture
