@@ -7,6 +7,7 @@ One server for the module, one user per test."""
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from tests.e2e.jmapclient import PASSWORD, Jmap
 from tests.e2e.server import Server, serving
 from tests.e2e.transcript import LOGIN, run
 
-USERS = ("names", "roles", "fixed", "jnames", "jfixed", "both")
+USERS = ("names", "roles", "fixed", "jnames", "jfixed", "both", "renamed")
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,46 @@ def test_jmap_refuses_what_imap_refuses(server: Server) -> None:
     assert "is the name of the inbox at the top level" in str(inbox_error["description"])
     assert set(j.boxes()) == {"inbox", "sent", "drafts", "trash", "junk", "archive",
                               "all"}, "nothing was created: only the roles' mailboxes are there"
+
+
+def test_inbox_renamed_under_a_session_that_has_it_selected(server: Server) -> None:
+    """RENAME INBOX from one session while another has INBOX selected: the other hears its
+    three messages expunged and INBOX left empty, and finds them in the new mailbox; a third
+    session's IDLE on INBOX hears the expunges too."""
+    user = "renamed@example.test"
+    sessions = []
+    for _ in range(3):
+        s = imaplib.IMAP4("127.0.0.1", server.imap_port)
+        s.login(user, PASSWORD)
+        sessions.append(s)
+    watcher, renamer, idler = sessions
+    try:
+        for n in range(3):
+            renamer.append("INBOX", None, None, f"Subject: r{n}\r\n\r\nbody\r\n".encode())
+        assert watcher.select("INBOX")[1] == [b"3"]
+        idler.select("INBOX")
+        tag = idler._new_tag().decode()
+        idler.send(f"{tag} IDLE\r\n".encode())
+        assert idler.readline().startswith(b"+")
+        assert renamer.rename("INBOX", "Kept")[0] == "OK"
+        heard = []
+        while len([x for x in heard if b"EXPUNGE" in x]) < 3:
+            line = idler.readline()
+            assert line, heard
+            heard.append(line)
+        idler.send(b"DONE\r\n")
+        watcher.noop()
+        expunged = watcher.untagged_responses.pop("EXPUNGE", [])
+        assert len(expunged) == 3, expunged
+        [status] = watcher.status("INBOX", "(MESSAGES)")[1]
+        assert isinstance(status, bytes) and status.endswith(b"(MESSAGES 0)"), status
+        watcher.select("Kept")
+        _, found = watcher.search(None, "ALL")
+        assert found == [b"1 2 3"]
+    finally:
+        for s in sessions:
+            with contextlib.suppress(Exception):
+                s.logout()
 
 
 def test_jmap_inbox_and_all_mail_are_fixed(server: Server) -> None:
