@@ -9,8 +9,11 @@ The deliverer reads every account's changes from the event bus as one member of 
 cluster-wide "webpush" group (`EventBus.subscribe_all`): each change reaches one node's
 deliverer, which pushes it to the account's verified subscriptions, so a change is pushed once
 however many nodes there are. The subscriptions of an account are read from the (shared)
-store when a change comes and kept for `REFRESH` seconds; one created, verified, renewed or
-destroyed through another node is therefore used, or no longer used, within that time. Each
+store when a change comes; an account that has verified ones keeps them for `REFRESH`
+seconds, one that has none is read again at its next change. So a subscription verified
+through another node is pushed to from the next change on (within REFRESH seconds when the
+account had another already), and one renewed or destroyed through another node is used as
+it was for at most REFRESH seconds. Each
 subscription has one sender with at most one request in flight: a burst of changes while a push
 is under way collapses into one more push carrying the latest state, which is all a client
 needs ("look again"). Failures are retried with backoff; a push service answering 404 or 410
@@ -42,8 +45,8 @@ log = logging.getLogger("mailyard.jmap.push")
 GROUP = "webpush"
 """The event bus group of every node's deliverer: each change goes to one of them."""
 REFRESH = 5.0
-"""Seconds an account's subscriptions, as read from the store, are used before being read
-again: how long a change made through another node may go unseen here."""
+"""Seconds an account's verified subscriptions, as read from the store, are used before
+being read again: how long a renewal or destroy made through another node may go unseen."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,10 @@ class WebPushDeliverer:
             for sender in list(self._by_account.get(account_id, {}).values()):
                 if sender.record.id not in ids:  # destroyed or expired, maybe elsewhere
                     await self.forget(sender.record)
-            self._read_at[account_id] = now
+            if live:
+                self._read_at[account_id] = now
+            else:  # none kept: one verified through another node counts at the next change
+                self._read_at.pop(account_id, None)
         return list(self._by_account.get(account_id, {}).values())
 
     async def _purge_expired(self) -> None:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.manager import JetStreamManager
@@ -80,12 +81,27 @@ class NatsConnection:
             log.debug("NATS: %s", e)
 
         # Reconnects never stop: a node whose NATS is away answers 4xx to SMTP (the publish
-        # fails) and resumes when NATS comes back.
-        return await nats.connect(
-            servers=self.servers, name=self.name, no_echo=not self.echo,
-            connect_timeout=self.connect_timeout, max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5, disconnected_cb=disconnected,
-            reconnected_cb=reconnected, error_cb=error)
+        # fails) and resumes when NATS comes back. The first connection is tried here, one
+        # pass over the servers at a time, and not by nats-py's own endless loop: Python
+        # 3.11's wait_for can swallow a cancellation that arrives as a refused connect
+        # completes, and that loop then never ends (asyncio.run waited on it for ever when
+        # Ctrl-C stopped an admin command waiting for NATS). Between passes a cancellation
+        # asked for is honoured even when it was swallowed.
+        while True:
+            try:
+                client = await nats.connect(
+                    servers=self.servers, name=self.name, no_echo=not self.echo,
+                    connect_timeout=self.connect_timeout, max_reconnect_attempts=1,
+                    reconnect_time_wait=0.5, disconnected_cb=disconnected,
+                    reconnected_cb=reconnected, error_cb=error)
+            except (nats.errors.Error, OSError, TimeoutError) as e:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from e
+                await asyncio.sleep(0.5)
+                continue
+            client.options["max_reconnect_attempts"] = -1  # connected: reconnect for ever
+            return client
 
     async def jetstream(self, timeout: float | None = None
                         ) -> tuple[JetStreamContext, JetStreamManager]:
