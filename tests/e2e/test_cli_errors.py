@@ -273,9 +273,13 @@ def test_a_command_waiting_for_nats_that_does_not_answer_says_so(tmp_path: Path)
     (tmp_path / "mailyard.toml").write_text(
         f'data_dir = "data"\n[cluster]\nnats = ["{nobody}"]\nqueue = "nats"\n')
     env = {k: v for k, v in os.environ.items() if k != "MAILYARD_CONFIG"}
+    # As from a terminal: a suite started in the background (nohup, CI) has SIGINT ignored,
+    # which its children inherit, and a process that starts with SIGINT ignored never sees
+    # Ctrl-C (CI runs 2 and 3 hung here).
     proc = subprocess.Popen([sys.executable, "-m", "mailyard.cli", "queue", "stats"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stderr is not None
         ready, _, _ = select.select([proc.stderr], [], [], 120)
