@@ -483,3 +483,16 @@ async def account(mailstore: Any) -> Account:
     created: Account = await mailstore.create_account("alice@example.test", "hash-1",
                                                       100 * 1024 * 1024)
     return created
+
+
+@pytest.fixture
+async def postgres_dsn() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database of this test's own (tests/pgserver.py), dropped after it:
+    for tests of what several nodes share through one database."""
+    from tests.pgserver import TestDatabase
+
+    database = TestDatabase()
+    try:
+        yield await database.dsn()
+    finally:
+        await database.drop()

@@ -15,7 +15,6 @@ from mailyard.mtasts import MTASTS, Policy
 from mailyard.store.postgres.mtasts import PostgresSeenPolicies
 from tests.dnsserver import TestDNS
 from tests.e2e.server import free_port
-from tests.pgserver import TestDatabase
 from tests.unit import test_mtasts as base
 from tests.unit.test_mtasts import (
     DOMAIN,
@@ -36,12 +35,8 @@ clock = base.clock
 
 
 @pytest.fixture
-async def dsn() -> AsyncIterator[str]:
-    database = TestDatabase()
-    try:
-        yield await database.dsn()
-    finally:
-        await database.drop()
+def dsn(postgres_dsn: str) -> str:
+    return postgres_dsn
 
 
 class Nodes:

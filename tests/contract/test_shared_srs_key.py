@@ -6,7 +6,6 @@ with a data_dir of its own on one database."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,8 @@ from tests.pgserver import TestDatabase
 
 
 @pytest.fixture
-async def dsn() -> AsyncIterator[str]:
-    database = TestDatabase()
-    try:
-        yield await database.dsn()
-    finally:
-        await database.drop()
+def dsn(postgres_dsn: str) -> str:
+    return postgres_dsn
 
 
 def node(root: Path, name: str, dsn: str) -> Config:
