@@ -801,14 +801,21 @@ async def _warn_about_setup(config: Config, runtime: Runtime) -> None:
         log.warning("hostname is still %r: other servers see it in the greeting, Received"
                     " fields and bounces; set `hostname` to this server's public name",
                     config.hostname)
-    if not config.addresses.postmaster:
-        for domain in sorted(await runtime.accounts.domains()):
+    roles = config.addresses
+    for name in ("postmaster", "abuse"):
+        target = getattr(roles, name)
+        if target:
             try:
-                await runtime.store.get_account(f"postmaster@{domain}")
+                await runtime.store.get_account(target)
             except NotFound:
-                log.warning("postmaster@%s has no account and [addresses] postmaster is not"
-                            " set: mail to it is refused with 451 until one of them is",
-                            domain)
+                log.warning("[addresses] %s = %r is not an account", name, target)
+    for domain in sorted(await runtime.accounts.domains()):
+        try:
+            await runtime.accounts.recipient_account(f"postmaster@{domain}")
+        except NotFound:
+            log.warning("postmaster@%s has no account and nothing can receive it: %s has no"
+                        " account and [addresses] postmaster names none; mail to it is"
+                        " refused with 451 until one of them does", domain, domain)
 
 
 @dataclass

@@ -117,8 +117,10 @@ class Addresses:
     postmaster: str = ""
     """The account that receives postmaster@ every local domain (RFC 5321 §4.5.1 requires
     the address to be accepted): mail to postmaster@example.org goes to the account
-    postmaster@example.org if there is one, else to this account. "" with no such account:
-    RCPT answers 451 and start-up warns."""
+    postmaster@example.org if there is one, else to this account. "" (or an account that
+    does not exist): to the domain's first account, the oldest (on a new server the first
+    `user add`, usually the admin's own). A domain with no account at all then has no one
+    to receive it: RCPT answers 451 and start-up warns."""
     abuse: str = ""
     """The account that receives abuse@ every local domain, the same way; "": abuse@ only
     where such an account exists."""

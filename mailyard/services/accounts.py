@@ -45,8 +45,9 @@ class RecipientStatus(enum.Enum):
     NOT_LOCAL = "not a local domain"
     OVER_QUOTA = "over quota"
     NO_POSTMASTER = "postmaster has no account"
-    """postmaster@ a local domain with neither its own account nor [addresses] postmaster:
-    a temporary refusal (the address must exist, RFC 5321 §4.5.1; the admin must say where)."""
+    """postmaster@ a local domain with no account at all and no [addresses] postmaster that
+    exists (AccountService.postmaster_default): a temporary refusal (the address must exist,
+    RFC 5321 §4.5.1; the admin must say where, and start-up says so)."""
     BOUNCES_ONLY = "takes bounces only"
     """An SRS address of mail we forwarded, given with a sender: only a bounce (the null
     sender) may go back through it, or it would relay anyone's mail (core/routing.py)."""
@@ -181,16 +182,37 @@ class AccountService:
 
     async def recipient_account(self, address: str) -> Account:
         """The account mail to `address` is delivered to: its own, or for a role address
-        (postmaster@, abuse@ any local domain) the configured one. Raises NotFound."""
+        (postmaster@, abuse@ any local domain) the configured one; for postmaster@ with none
+        configured (or the configured one gone), `postmaster_default`. Raises NotFound."""
         address = normalize(address)
         try:
             return await self.store.get_account(address)
         except NotFound:
             local, _, domain = address.rpartition("@")
-            target = self.roles.get(local)
-            if target is None or not await self.is_local_domain(domain):
+            if (local not in self.roles and local != "postmaster") \
+                    or not await self.is_local_domain(domain):
                 raise
-            return await self.store.get_account(target)
+            if local in self.roles:
+                try:
+                    return await self.store.get_account(self.roles[local])
+                except NotFound:
+                    if local != "postmaster":
+                        raise
+            found = await self.postmaster_default(domain)
+            if found is None:
+                raise
+            return found
+
+    async def postmaster_default(self, domain: str) -> Account | None:
+        """Who gets postmaster@`domain` when neither that account nor [addresses] postmaster
+        exists: the domain's first account (the oldest: ids sort by creation), which on a
+        new server is the admin's own, the first `user add`. RFC 5321 §4.5.1 wants the
+        address accepted, and a 451 until someone set the config kept other servers'
+        reports retrying, then bouncing. None when the domain has no account at all (start-up
+        warns). Reads the account list: postmaster mail is rare."""
+        domain = domain_of(f"x@{domain}")
+        own = [a for a in await self.store.list_accounts() if domain_of(a.address) == domain]
+        return min(own, key=lambda a: a.id) if own else None
 
     async def check_recipient(self, address: str, size: int = 0,
                               mail_from: str | None = None) -> RecipientStatus:
