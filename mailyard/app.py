@@ -87,10 +87,14 @@ class Runtime:
              "sieve_scripts", "sieve")
     """Every part, in the order `open` builds them (the order the server always used)."""
 
-    def __init__(self, config: Config, *, others_enqueue: bool = False) -> None:
+    def __init__(self, config: Config, *, others_enqueue: bool = False,
+                 make_data_dir: bool = True) -> None:
         """`others_enqueue`: this process consumes a queue other processes of the node feed
-        (a `--workers` process; the listener beside SMTP processes), see `open_queue`."""
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        (a `--workers` process; the listener beside SMTP processes), see `open_queue`.
+        `make_data_dir`: False for an admin command that only reads or changes what is
+        there (the CLI has checked that the directory exists)."""
+        if make_data_dir:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.others_enqueue = others_enqueue
 

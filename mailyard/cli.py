@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from mailyard.app import Runtime
     from mailyard.config import Config
-    from mailyard.store.ports import DeadLetter
+    from mailyard.store.ports import Account, DeadLetter, Mailbox
 
 # Every other import is made by the command that uses it, so that `mailyard search` does not
 # load the listeners, the pipeline's checks or the libraries of engines it does not use, and
@@ -301,8 +301,23 @@ def _held_spam(letter: DeadLetter) -> bool:
     return bool(held and held.verdict and held.verdict.notes.get(HELD_FORWARDS))
 
 
+def _no_mailbox(asked: str, account: Account, name: str, boxes: list[Mailbox]) -> ValueError:
+    """A mailbox or label the account does not have (a typo, most likely): said, with the
+    ones it has, rather than "0 found" or an empty listing."""
+    names = sorted(b.name for b in boxes)
+    return ValueError(f'{asked}: {account.address} has no mailbox or label "{name}" (it has'
+                      f' {", ".join(names[:12])}'
+                      + (f" and {len(names) - 12} more" if len(names) > 12 else "") + ")")
+
+
 async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
     account = await rt.mailbox.account(args.address)
+    if args.action == "list" and args.label is not None:
+        from mailyard.model.mailboxes import named
+
+        boxes = await rt.mailbox.mailboxes(account)
+        if not named(boxes, args.label):
+            raise _no_mailbox(f"--label {args.label}", account, args.label, boxes)
     if args.action == "list":
         emails = await rt.mailbox.emails(account, args.label, args.limit + 1)
         more = _cut(emails, args.limit, "emails")
@@ -336,7 +351,12 @@ async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
 
 async def cmd_search(rt: Runtime, args: argparse.Namespace) -> None:
     """The query language from the shell: the same service IMAP, JMAP and the web use."""
+    from mailyard.core import query as q
+
     account = await rt.mailbox.account(args.address)
+    boxes = await rt.mailbox.mailboxes(account)
+    for term in q.unknown_mailboxes(q.parse(args.query), boxes):
+        raise _no_mailbox(term.written or "label:" + term.name, account, term.name, boxes)
     hits = await rt.search.search(account, args.query, limit=args.limit, total=True,
                                   order="relevance" if args.relevance else "newest",
                                   gmail_scope=not args.anywhere)
@@ -793,11 +813,44 @@ async def _admin(config: Config, args: argparse.Namespace) -> None:
     from mailyard.app import Runtime
     from mailyard.cli_nats import noticed
 
-    runtime = Runtime(config)
+    runtime = Runtime(config, make_data_dir=_starts_data(args))
     try:
         await noticed(COMMANDS[args.command](runtime, args), config.cluster.nats)
     finally:
         runtime.close()
+
+
+_STARTING = frozenset({"add", "generate", "rotate", "allow", "deny"})
+"""Actions that may be the first on a new data directory (`domain add`, `user add`, a DKIM
+key, a policy entry, an alias) and so make it; so does setting a catch-all."""
+
+
+def _starts_data(args: argparse.Namespace) -> bool:
+    """`serve`, and a command that adds something, may make the data directory."""
+    actions = {getattr(args, dest, None) for dest in ("action", "dkim_action", "alias_action")}
+    catchall = args.action == "catchall" and args.address and not args.off \
+        if args.command == "domain" else False
+    return args.command == "serve" or bool(actions & _STARTING) or bool(catchall)
+
+
+class NoDataDirectory(ValueError):
+    """A command that reads or changes what is there, where nothing is: a mistyped
+    --data-dir or the wrong working directory, which used to leave an empty mailyard-data
+    behind and answer from it as if the server had no mail."""
+
+
+def _check_data_dir(config: Config, args: argparse.Namespace) -> None:
+    """With the MailStore in data_dir (SQLite, the default) and no cluster, a command that
+    does not add anything needs the directory to exist; it is not made for it. (A cluster
+    node's queue and bus are in NATS, which `queue stats` reads with no data_dir.)"""
+    if config.store.metadata or config.store.shards or config.cluster.nats \
+            or _starts_data(args) or config.data_dir.exists():
+        return
+    where = "" if config.data_dir.is_absolute() else f" (in {os.getcwd()})"
+    raise NoDataDirectory(
+        f"no data directory {config.data_dir}{where}: nothing has been set up"
+        " there; give --data-dir DIR (or the --config that names data_dir), or start with"
+        " `mailyard domain add DOMAIN`")
 
 
 def _command_of(argv: list[str]) -> str | None:
@@ -1012,6 +1065,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from mailyard.store.ports import QueryTimeout, StoreError
     from mailyard.store.sqlite.db import SchemaTooNew
 
+    _check_data_dir(config, args)
     try:
         if args.command == "serve":
             return _serve(config, args)

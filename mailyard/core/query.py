@@ -51,11 +51,14 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeAlias
+from dataclasses import field as _field
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 __all__ = [
+    "KEYWORD_LABELS",
+    "LABEL_ROLES",
     "MAX_DEPTH",
     "ROLE_NAMES",
     "TEXT_FIELDS",
@@ -79,8 +82,11 @@ __all__ = [
     "ThreadKeyword",
     "format",
     "from_jmap",
+    "label_key",
+    "named_mailbox",
     "normalise",
     "parse",
+    "unknown_mailboxes",
 ]
 
 UTC = datetime.UTC
@@ -111,6 +117,9 @@ class Mailbox:
     name: str
     """A role name ("inbox", "sent", ...) or a label as the user wrote it; an id if by_id."""
     by_id: bool = False
+    written: str = _field(default="", compare=False, repr=False)
+    """The operator and value as the query wrote them ("label:Work"), for an error that
+    names them; "" when the node was not parsed from text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +281,52 @@ ROLE_NAMES = frozenset(
     ("inbox", "sent", "drafts", "trash", "spam", "important", "starred", "all"))
 """Mailbox names compared case-insensitively (and so stored lower-cased); labels keep their case."""
 
+LABEL_ROLES: dict[str, str] = {
+    "inbox": "inbox", "sent": "sent", "drafts": "drafts", "draft": "drafts", "trash": "trash",
+    "spam": "junk", "junk": "junk", "archive": "archive", "all": "all"}
+"""Names a query gives a mailbox by its role (RFC 8621 roles): in:spam is the junk one."""
+KEYWORD_LABELS = frozenset(("starred", "important", "unread", "read"))
+"""Gmail's labels that are keywords, not mailboxes: in:starred is is:starred."""
+
+
+def label_key(name: str) -> str:
+    """Gmail writes spaces in label names as dashes in queries; compare loosely."""
+    return "".join("-" if ch in " _/" else ch for ch in name.lower())
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str | None: ...
+
+
+_Box = TypeVar("_Box", bound=_Named)
+
+
+def named_mailbox(name: str, boxes: Iterable[_Box]) -> _Box | None:
+    """The mailbox that in:NAME / label:NAME means among an account's `boxes`: by role
+    name, or by label name compared loosely; None for a label the account does not have."""
+    role = LABEL_ROLES.get(name.lower())
+    for box in boxes:
+        if (role and box.role == role) or label_key(box.name) == label_key(name):
+            return box
+    return None
+
+
+def unknown_mailboxes(node: Node, boxes: Sequence[_Named]) -> list[Mailbox]:
+    """The terms of `node` that name a mailbox or label by a name none of `boxes` has (a
+    typo): Gmail finds nothing for them; an admin's shell says so instead (mailyard search)."""
+    if isinstance(node, (And, Or)):
+        return [m for item in node.items for m in unknown_mailboxes(item, boxes)]
+    if isinstance(node, Not):
+        return unknown_mailboxes(node.item, boxes)
+    if isinstance(node, Mailbox) and not node.by_id and node.name.lower() not in KEYWORD_LABELS \
+            and named_mailbox(node.name, boxes) is None:
+        return [node]
+    return []
+
+
 _IS: dict[str, Node] = {
     "unread": Not(Keyword("$seen")),
     "read": Keyword("$seen"),
@@ -348,8 +403,8 @@ def _instant_text(at: datetime.datetime) -> str:
     return text + "Z"
 
 
-def _mailbox(name: str) -> Mailbox:
-    return Mailbox(name.lower() if name.lower() in ROLE_NAMES else name)
+def _mailbox(name: str, written: str = "") -> Mailbox:
+    return Mailbox(name.lower() if name.lower() in ROLE_NAMES else name, written=written)
 
 
 class _Unreadable(Exception):
@@ -374,7 +429,7 @@ def _apply(name: str, value: str, quoted: bool, now: datetime.date | None) -> No
     if name in ("in", "label"):
         if not value:
             raise _Unreadable("a mailbox name")
-        return _mailbox(value)
+        return _mailbox(value, f'{name}:"{value}"' if quoted else f"{name}:{value}")
     if name == "is":
         if key not in _IS:
             raise _Unreadable(f"one of {', '.join(_IS)}")

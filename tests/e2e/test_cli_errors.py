@@ -121,6 +121,11 @@ CASES: list[tuple[list[str], str, bytes]] = [
     (["search", "--json", ALICE, "note after:2026/13/45"], "after: cannot read", b""),
     (["search", ALICE, "(pizza OR revenue"], 'unbalanced "(" at position 1', b""),
     (["search", "nobody@example.test", "x"], "nobody@example.test", b""),
+    (["search", ALICE, "in:nolabel"],
+     'in:nolabel: alice@example.test has no mailbox or label "nolabel" (it has', b""),
+    (["search", ALICE, 'note OR -Label:"Not There"'], 'label:"Not There": ', b""),
+    (["mail", "list", ALICE, "--label", "nolabel"], "--label nolabel: alice@example.test",
+     b""),
     (["reindex", "nobody@example.test"], "nobody@example.test", b""),
     # queue, tokens, policy
     (["queue", "show", "nope"], "nope", b""),
@@ -140,6 +145,7 @@ CASES: list[tuple[list[str], str, bytes]] = [
     (["export", ALICE, "no/such/dir/out.mbox"], "no/such/dir", b""),
     (["--data-dir", "three.mbox", "user", "list"], "three.mbox: is a file, not a directory",
      b""),
+    (["--data-dir", "dta", "user", "list"], "no data directory dta (in ", b""),
     (["fsck", "nobody@example.test"], "nobody@example.test", b""),
     (["account", "shards"], "no shards", b""),
     (["account", "move", ALICE, "1"], "no shards", b""),
@@ -299,3 +305,40 @@ def test_a_command_waiting_for_nats_that_does_not_answer_says_so(tmp_path: Path)
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_labels_the_account_has_are_searched(home: Path) -> None:
+    """The check for unknown labels leaves roles, their other names, keyword labels and
+    labels written with dashes for spaces alone."""
+    assert len(ok(mailyard(home, "search", ALICE, "in:inbox note")).splitlines()) == 3
+    for query in ("in:spam", "in:Sent", "label:all-mail", "in:starred", "-in:drafts note"):
+        result = mailyard(home, "search", ALICE, query)
+        assert result.returncode == 0, (query, result.stderr)
+    assert len(ok(mailyard(home, "mail", "list", ALICE, "--label", "Inbox")).splitlines()) == 3
+
+
+READ_ONLY = [["user", "list"], ["domain", "list"], ["mail", "list", ALICE],
+             ["search", ALICE, "note"], ["queue", "stats"], ["dlq", "list"], ["policy", "list"],
+             ["alias", "list"], ["token", "list", ALICE], ["fsck"], ["reindex"],
+             ["domain", "dkim", "show", "example.test"], ["user", "remove", ALICE]]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=" ".join)
+def test_a_command_in_a_directory_with_no_data_makes_none(tmp_path: Path,
+                                                          args: list[str]) -> None:
+    """Run where nothing was set up (the wrong directory, no config), a command that does not
+    add anything says so in one line and leaves no empty ./mailyard-data behind."""
+    result = mailyard(tmp_path, *args)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err == (f"mailyard: no data directory mailyard-data (in {tmp_path}): nothing has"
+                   " been set up there; give --data-dir DIR (or the --config that names"
+                   " data_dir), or start with `mailyard domain add DOMAIN`\n")
+    assert result.stdout == b""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_first_domain_add_makes_the_data_directory(tmp_path: Path) -> None:
+    ok(mailyard(tmp_path, "--data-dir", "new", "domain", "add", "example.test"))
+    assert (tmp_path / "new" / "mail.db").is_file()
+    assert ok(mailyard(tmp_path, "--data-dir", "new", "domain", "list")) == "example.test\n"
