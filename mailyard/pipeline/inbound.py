@@ -116,6 +116,17 @@ class Target:
     """Called with the email id once stored (the filters' duplicate memory, vacation)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What the pipeline learns of a message's octets before it stores them."""
+
+    parsed: ParsedMessage
+    split: skeleton.Split
+    text: IndexText
+    skeleton_sha256: str
+    content_sha256: str
+
+
 class InboundPipeline:
     """Parse, split, thread, store and describe for the index: the one store path for every
     message, whether it arrived by SMTP (through the queue) or by IMAP APPEND / JMAP import."""
@@ -242,16 +253,16 @@ class InboundPipeline:
         `new_message`: a client asked for a new message (IMAP APPEND, COPY), so the same
         content already stored is not this message again (NewEmail.same_content_is_same_email).
         `parsed`: `raw` parsed already (by `parse`), which is then not parsed again."""
-        message, split, text = await asyncio.to_thread(self._analyse, raw, parsed)
+        found = await asyncio.to_thread(self._analyse, raw, parsed, trace_length)
+        message, split, text = found.parsed, found.split, found.text
         await self.blobs.put_many(split.blobs)
         # By the day it was received (so a retry names the same object), hash last.
-        skeleton_id = blobkeys.body_id(hashlib.sha256(split.skeleton).hexdigest(), received_at)
+        skeleton_id = blobkeys.body_id(found.skeleton_sha256, received_at)
         await self.blobs.put(skeleton_id, split.skeleton)
-        content_hash = hashlib.sha256(raw[trace_length:]).hexdigest()
         outcome = Outcome()
         for target in targets:
             new = self._new_email(target, delivery_key, received_at, message, raw, skeleton_id,
-                                  content_hash, list(split.blobs))
+                                  found.content_sha256, list(split.blobs))
             new.same_content_is_same_email = not new_message
             result = await self.store.deliver(new)
             outcome.delivered.append(Delivered(target.account_id, result.email_id,
@@ -277,16 +288,19 @@ class InboundPipeline:
             parsed = self.parse(raw)
         return parsed, index_text(raw, parsed, self.index_limits)
 
-    def _analyse(self, raw: bytes, parsed: ParsedMessage | None = None
-                 ) -> tuple[ParsedMessage, skeleton.Split, IndexText]:
-        """CPU work, off the event loop: parse once, split attachments out, verified."""
+    def _analyse(self, raw: bytes, parsed: ParsedMessage | None = None, trace_length: int = 0
+                 ) -> Analysis:
+        """CPU work, off the event loop, in one hop to a thread: parse once, split attachments
+        out (verified), and both SHA-256 (the stored body's name; the client's octets after
+        our trace fields, for duplicate detection), read through a view, not a copy."""
         parsed, text = self.analyse_text(raw, parsed)
         try:
             split = skeleton.split(raw, parsed, min_size=self.dedup_min_size)
         except Exception:
             log.exception("attachment split failed; keeping the message whole")
             split = skeleton.split(raw, parsed, min_size=len(raw) + 1)
-        return parsed, split, text
+        return Analysis(parsed, split, text, hashlib.sha256(split.skeleton).hexdigest(),
+                        hashlib.sha256(memoryview(raw)[trace_length:]).hexdigest())
 
     def _new_email(self, target: Target, delivery_key: str, received_at: int,
                    parsed: ParsedMessage, raw: bytes, skeleton_id: str, content_hash: str,
