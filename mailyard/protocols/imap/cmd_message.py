@@ -199,10 +199,13 @@ async def _fetch_one(s: Session, index: int, record: EmailRecord, items: list[Fe
     root: Part | None = None
     if _needs_raw(items):
         root = Part.from_json(record.parts)
-        if _header_only(items):
+        cache = s.services.raw_cache
+        raw = cache.get(record.blob_id)  # the whole message: the header block lies in it too
+        if raw is None and _header_only(items):
             raw = await s.mailbox.head_of(record, root.body_start)
-        else:
+        elif raw is None:
             raw = await s.mailbox.raw_of(record)
+            cache.put(record.blob_id, raw)
     for item in items:
         name = item.name
         if name == "UID":

@@ -32,6 +32,7 @@ from mailyard.protocols.imap.grammar import (
     ParseError,
     parse_command,
 )
+from mailyard.protocols.imap.rawcache import RawCache
 from mailyard.protocols.imap.reader import CommandReader, CommandTooLong, LiteralTooBig
 from mailyard.protocols.imap.selected import Selected
 from mailyard.protocols.imap.views import AccountWatch, ViewHub
@@ -89,6 +90,8 @@ class IMAPServices:
     """Where the per-IP and per-user connection counts live: this process's, or the
     cluster's (Redis), so that a client cannot open the limit on every node."""
     views: ViewHub = field(init=False)
+    raw_cache: RawCache = field(init=False, default_factory=RawCache)
+    """Octets of the messages fetched lately (rawcache.py), shared by the sessions."""
     sessions: set[Session] = field(init=False)
     """The open sessions, for the idle-timeout sweep."""
     max_command: int = field(init=False)
