@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mailyard.config import Checks, Config, ConfigError
 
@@ -208,7 +208,8 @@ class Runtime:
     def mailbox(self) -> MailboxService:
         from mailyard.services.mailbox import MailboxService
 
-        mailbox = MailboxService(self.store, self.blobs, self.index, self.bus, self.pipeline)
+        mailbox = MailboxService(self.store, self.blobs, self.index, self.bus,
+                                 cast("InboundPipeline", _LazyPipeline(self)))
         mailbox.junk_observers.append(self._junk_changed)
         return mailbox
 
@@ -364,6 +365,17 @@ class Runtime:
                      "sieve_scripts", "mta_sts_seen"):
             if built.get(name) is not None:
                 built[name].close()
+
+
+class _LazyPipeline:
+    """The MailboxService's pipeline, built at its first use (APPEND, import, fsck): `mail
+    list` and `search` read mail and never load the pipeline's parsers and checks."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime.pipeline, name)
 
 
 class _Placement:

@@ -200,10 +200,11 @@ async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
 
 
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> None:
-    from mailyard.core.workitems import try_decode
     from mailyard.store.ports import NotFound
 
     if args.action == "list":
+        from mailyard.core.workitems import try_decode
+
         items = await rt.queue.pending(limit=args.limit + 1)
         more = _cut(items, args.limit, "queued items")
         for p in items:

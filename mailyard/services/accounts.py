@@ -15,10 +15,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mailyard.core.addresses import domain_of, normalize
 from mailyard.services.loginguard import LoginGuard, Refusal
@@ -26,7 +23,18 @@ from mailyard.store.ports import Account, MailStore, NotFound
 
 log = logging.getLogger("mailyard.auth")
 
-HASHER = PasswordHasher(time_cost=3, memory_cost=12_288, parallelism=1)
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+
+@functools.cache
+def hasher() -> PasswordHasher:
+    """argon2 is imported at the first password: `domain list` and the other admin commands
+    that read accounts never load it."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=3, memory_cost=12_288, parallelism=1)
+
 
 T = TypeVar("T")
 
@@ -108,13 +116,13 @@ class AccountService:
                              f"(mailyard domain add {domain_of(address)})")
         if not password:
             raise ValueError("the password must not be empty")
-        hashed = await _off_loop(HASHER.hash, password)
+        hashed = await _off_loop(hasher().hash, password)
         return await self.store.create_account(address, hashed, quota or self.default_quota)
 
     async def set_password(self, address: str, password: str) -> None:
         if not password:
             raise ValueError("the password must not be empty")
-        await self.store.set_password(address, await _off_loop(HASHER.hash, password))
+        await self.store.set_password(address, await _off_loop(hasher().hash, password))
 
     async def login(self, address: str, password: str, *, ip: str,
                     protocol: str) -> Account | None:
@@ -158,7 +166,7 @@ class AccountService:
         ok = await _off_loop(_verify, account.password_hash, password)
         if not ok:
             return None
-        if HASHER.check_needs_rehash(account.password_hash):
+        if hasher().check_needs_rehash(account.password_hash):
             await self.set_password(address, password)
         return account
 
@@ -237,12 +245,14 @@ class AccountService:
 @functools.cache
 def _dummy_hash() -> str:
     """Made on first use, not at import: a hash costs ~30 ms, which every CLI command paid."""
-    return HASHER.hash("mailyard-timing-equaliser")
+    return hasher().hash("mailyard-timing-equaliser")
 
 
 def _verify(hashed: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return HASHER.verify(hashed, password)
+        return hasher().verify(hashed, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -91,7 +91,7 @@ def test_help_and_version_load_no_more_than_the_cli(home: Path, args: list[str])
     (["search", ALICE, "note"], ()),
     (["search", ALICE, "note", "--json"], ()),
     (["user", "list"], ()),
-    (["domain", "list"], ("argon2",)),  # AccountService: the config's domains too
+    (["domain", "list"], ()),  # AccountService (the config's domains too), not argon2
     (["mail", "list", ALICE], ()),
     (["mail", "show", ALICE, "--raw", "ID"], ()),
     (["queue", "stats"], ()),
@@ -129,6 +129,26 @@ def test_search_builds_only_what_it_reads(home: Path) -> None:
     assert loaded(modules, ("mailyard.services.accounts", "mailyard.store.sqlite.queue",
                             "mailyard.store.sqlite.spam", "mailyard.store.sqlite.counters")) \
         == []
+
+
+READERS = [["mail", "list", ALICE], ["mail", "list", ALICE, "--label", "inbox"],
+           ["mail", "show", ALICE, "ID"], ["user", "list"], ["domain", "list"],
+           ["token", "list", ALICE], ["queue", "stats"]]
+"""Commands that read mail or accounts: the inbound pipeline (its parsers, spam checks and
+work items) is built when mail is ingested, not for them. (`search` still loads it through
+services/search.py's module-level import of pipeline.inbound.document. ssl is not checked
+here: asyncio itself imports it.)"""
+
+
+@pytest.mark.parametrize("args", READERS, ids=" ".join)
+def test_a_command_that_reads_loads_no_pipeline(home: Path, args: list[str]) -> None:
+    if "ID" in args:
+        listed = ok(run(home, "mail", "list", ALICE)[0])
+        args = [listed.split("\t")[0] if a == "ID" else a for a in args]
+    result, modules = run(home, *args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert loaded(modules, ("mailyard.pipeline", "mailyard.core.spam",
+                            "mailyard.core.workitems", "argon2")) == []
 
 
 def test_user_list_opens_the_mailstore_only(home: Path) -> None:
