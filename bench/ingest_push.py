@@ -148,6 +148,13 @@ def run(name: str, tree: Path | None, workers: int, deliveries: int, rate: float
                         samples.append((time.perf_counter() - accepted) * 1000)
                     time.sleep(0.02)  # a quiet gap: each sample starts on its own
             idle.close()
+        except Exception:
+            # The data directory goes with the run: keep the server's log to see why.
+            kept = Path(tempfile.gettempdir()) / f"ingest_push-{name}-{os.getpid()}.log"
+            kept.write_bytes(server.log_path.read_bytes())
+            print(f"{name}: failed at delivery {len(samples) + WARM_UP + 1}; server log in"
+                  f" {kept}", flush=True)
+            raise
         finally:
             stop.set()
             for t in threads:
