@@ -486,9 +486,17 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
     """All the subcommands; with admin=False, not those of cli_transfer and cli_ops (import,
     export, fsck, gc), whose modules `serve` then never imports (tqdm and the rest: megabytes
     a long-running listener would hold for nothing). With `only` (the command on the command
-    line), the other commands get their name and help line but neither their options nor
-    their actions: each parser costs argparse a few gettext look-ups for its translations,
-    and building all of them was a tenth of `mailyard search`'s start-up."""
+    line), that command alone: each parser costs argparse a few gettext look-ups for its
+    translations (each a search of the locale directories), and building all of them was a
+    tenth of `mailyard search`'s start-up. A word that is no command gets every command
+    back, for argparse's "invalid choice ... (choose from ...)"."""
+    parser, names = _build_parser(admin=admin, only=only)
+    if only is not None and only not in names:
+        parser, _ = _build_parser(admin=admin, only=None)
+    return parser
+
+
+def _build_parser(*, admin: bool, only: str | None) -> tuple[argparse.ArgumentParser, Any]:
     from mailyard.cli_routing import add_alias_parser, add_domain_actions
 
     common = _Parser(add_help=False)
@@ -500,7 +508,12 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
     _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    unused: list[argparse.ArgumentParser] = []
+
     def command(group: Any, name: str, text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if group is sub and not wanted(name):  # a stand-in, never attached
+            unused[:] = unused or [argparse.ArgumentParser(add_help=False)]
+            return unused[0]
         made: argparse.ArgumentParser = group.add_parser(
             name, parents=[common], help=text, description=kwargs.pop("description", text),
             **kwargs)
@@ -655,11 +668,13 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
             "entry", help="as it was added")
         command(ps, "list", "both lists")
 
-    if admin:
-        from mailyard.cli_ops import add_parsers as add_ops_parsers
+    if admin and (only is None or only in ("import", "export")):
         from mailyard.cli_transfer import add_parsers as add_transfer_parsers
 
         add_transfer_parsers(sub, common)
+    if admin and (only is None or only in ("fsck", "gc")):
+        from mailyard.cli_ops import add_parsers as add_ops_parsers
+
         add_ops_parsers(sub, common)
 
     p = command(sub, "account", "where accounts live, with [store] metadata a list of shards")
@@ -674,7 +689,7 @@ def build_parser(*, admin: bool = True, only: str | None = None) -> argparse.Arg
     if wanted("cluster"):
         command(actions(p), "status", "nodes seen (heartbeats), queue depth and streams, shard"
                 " sizes, each engine's health (exit status 1 when a required one is down)")
-    return parser
+    return parser, sub.choices
 
 
 async def cmd_alias(rt: Runtime, args: argparse.Namespace) -> None:

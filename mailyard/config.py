@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -710,6 +709,8 @@ def load(explicit: str | None = None, *, data_dir: str | None = None) -> Config:
     path = locate(explicit)
     config = Config()
     if path is not None:
+        import tomllib  # not before: an admin command with no config file needs no parser
+
         try:
             with path.open("rb") as f:
                 data = tomllib.load(f)
