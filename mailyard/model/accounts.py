@@ -20,7 +20,10 @@ import time
 from mailyard.core.addresses import normalize
 from mailyard.core.ids import new_id
 from mailyard.model import mailboxes
-from mailyard.store.ports import Account, AccountTx, Conflict, NotFound, stored_text
+from mailyard.store.ports.errors import Conflict, NotFound
+from mailyard.store.ports.mailtx import AccountTx
+from mailyard.store.ports.records import Account
+from mailyard.store.ports.text import stored_text
 
 
 def stored_address(address: str) -> str:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from mailyard.store.ports import Conflict, DKIMKeyRecord, DomainTx, NotFound, stored_text
+from mailyard.store.ports.errors import Conflict, NotFound
+from mailyard.store.ports.mailtx import DomainTx
+from mailyard.store.ports.records import DKIMKeyRecord
+from mailyard.store.ports.text import stored_text
 
 
 def domain_name(name: str) -> str:

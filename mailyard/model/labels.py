@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailyard.model.keywords import SEEN, touch
-from mailyard.store.ports import CountChange, EmailFlags, Expunged, MailTx, NotFound
+from mailyard.store.ports.errors import NotFound
+from mailyard.store.ports.mailtx import CountChange, EmailFlags, MailTx
+from mailyard.store.ports.records import Expunged
 
 ALL = "all"
 """The role of the mailbox every email is in (Gmail's All Mail): an email with no other label

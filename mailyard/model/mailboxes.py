@@ -27,7 +27,10 @@ from collections.abc import Sequence
 from mailyard.core.mailboxrules import DELIMITER
 from mailyard.model import labels
 from mailyard.model.keywords import touch
-from mailyard.store.ports import Conflict, Mailbox, MailboxTx, stored_text
+from mailyard.store.ports.errors import Conflict
+from mailyard.store.ports.mailtx import MailboxTx
+from mailyard.store.ports.records import Mailbox
+from mailyard.store.ports.text import stored_text
 
 DEFAULT_MAILBOXES = (
     ("INBOX", "inbox"), ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"),

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mailyard.store.ports import CounterTx, MailboxCounters
+from mailyard.store.ports.mailtx import CounterTx
+from mailyard.store.ports.records import MailboxCounters
 
 
 async def set_counters(tx: CounterTx, *, modseq: int, used: int,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailyard.store.ports import NotFound, ObjectTx, stored_text
+from mailyard.store.ports.errors import NotFound
+from mailyard.store.ports.mailtx import ObjectTx
+from mailyard.store.ports.text import stored_text
 
 
 async def put(tx: ObjectTx, kind: str, object_id: str, data: dict[str, Any], *,

@@ -17,13 +17,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from mailyard.store.ports import (
-    EmailRecord,
-    MailboxDelta,
-    MailboxSnapshot,
-    MailReader,
-    NotFound,
-)
+from mailyard.store.ports.errors import NotFound
+from mailyard.store.ports.mailtx import MailReader
+from mailyard.store.ports.records import EmailRecord, MailboxDelta, MailboxSnapshot
 
 R = TypeVar("R")
 

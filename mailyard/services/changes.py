@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from mailyard.store.ports import Account, Change, MailStore
+from mailyard.store.ports.mailstore import MailStore
+from mailyard.store.ports.records import Account, Change
 
 
 class FutureState(Exception):

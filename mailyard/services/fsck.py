@@ -19,7 +19,7 @@ Checked per account, through the ports (so every engine can be checked):
 `repair` fixes what is derived data (counters, recorded references, index documents) and
 reports the rest: a lost blob cannot be made up. What each counter must be is decided here and
 only here (`counted`), from what the MailStore port reads; the engine is told the numbers
-through the Maintenance port (store/ports.py), as a compare-and-set on the account's MODSEQ,
+through the Maintenance port (store.ports.mailstore), as a compare-and-set on the account's MODSEQ,
 so a repair on a live server never writes a count some delivery has already made stale.
 """
 
@@ -34,14 +34,9 @@ from dataclasses import dataclass, field
 from mailyard.core import blobkeys, skeleton
 from mailyard.pipeline.inbound import document
 from mailyard.services.mailbox import MailboxService
-from mailyard.store.ports import (
-    Account,
-    EmailRecord,
-    MailboxCounters,
-    MailboxSnapshot,
-    MaintainedMailStore,
-    NotFound,
-)
+from mailyard.store.ports.errors import NotFound
+from mailyard.store.ports.mailstore import MaintainedMailStore
+from mailyard.store.ports.records import Account, EmailRecord, MailboxCounters, MailboxSnapshot
 
 
 @dataclass(slots=True)

@@ -84,3 +84,50 @@ async def test_a_mailbox_view_and_what_changed_since(mailstore: Any, account: Ac
                  mailstore.mailbox_delta(bob.id, inbox.id, 0)):
         with pytest.raises(NotFound):
             await call
+
+
+async def test_a_delivery_key_is_looked_up_as_stored(mailstore: Any, account: Account,
+                                                     new_email: NewEmailFactory) -> None:
+    """model/reads.py: has_delivery asks for the key as the delivery stored it (stored_text:
+    a NUL is U+FFFD there); SQLite looked the raw key up and missed it."""
+    key = "queue-1\x00rcpt"
+    await deliver(mailstore, new_email(account.id, delivery_key=key))
+    assert await mailstore.has_delivery(account.id, key)
+    assert await mailstore.has_delivery(account.id, "queue-1\ufffdrcpt")
+    assert not await mailstore.has_delivery(account.id, "queue-1")
+
+
+async def test_listed_emails_are_the_query_s_newest_first(mailstore: Any, account: Account,
+                                                         new_email: NewEmailFactory) -> None:
+    """model/reads.py: `mail list` is the newest first (arrival, then id) cut at `limit`,
+    over every mailbox a name names (here the Sent role's and another mailbox named
+    "sent"), with each email's mailboxes."""
+    made = [new_email(account.id, received_at=1_700_000_000 + n % 3) for n in range(7)]
+    for email in made:
+        await deliver(mailstore, email)
+    newest = sorted(made, key=lambda e: (e.received_at, e.email_id), reverse=True)
+    listed = await mailstore.list_emails(account.id, limit=5)
+    assert [r.id for r in listed] == [e.email_id for e in newest[:5]]
+    assert all(set(r.mailboxes) == {"INBOX", "All Mail"} for r in listed)
+    other = await mailstore.create_mailbox(account.id, "sent")
+    await mailstore.add_to_mailbox(account.id, [made[0].email_id], other.id)
+    sent = new_email(account.id, mailbox_roles=["sent"], received_at=1_600_000_000)
+    await deliver(mailstore, sent)
+    listed = await mailstore.list_emails(account.id, mailbox="SENT")
+    assert [r.id for r in listed] == [made[0].email_id, sent.email_id]
+    assert set(listed[0].mailboxes) == {"INBOX", "All Mail", "sent"}
+    assert await mailstore.list_emails(account.id, mailbox="Nowhere") == []
+
+
+async def test_accounts_by_address_by_id_and_all(mailstore: Any, account: Account) -> None:
+    """model/reads.py: an address as stored (any case of its domain), an id, NotFound for
+    either when unknown, every account by address."""
+    bob = await mailstore.create_account("bob@example.test", "hash-2", 1000)
+    assert (await mailstore.get_account("alice@EXAMPLE.test")).id == account.id
+    assert (await mailstore.get_account_by_id(bob.id)).address == "bob@example.test"
+    for lookup in (mailstore.get_account("carol@example.test"),
+                   mailstore.get_account_by_id("a-unknown")):
+        with pytest.raises(NotFound):
+            await lookup
+    assert [a.address for a in await mailstore.list_accounts()] == [
+        "alice@example.test", "bob@example.test"]

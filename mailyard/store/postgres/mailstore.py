@@ -19,26 +19,22 @@ import orjson
 
 from mailyard.core.emailsort import SortKey
 from mailyard.core.query import Node
-from mailyard.model import accounts, domains, keywords, mailboxes
+from mailyard.model import keywords
+from mailyard.model.reads import AccountKey, StoreReads, page
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
 from mailyard.store import sqlsort
-from mailyard.store.ports import (
+from mailyard.store.ports.mailtx import AccountTx, DomainTx, MailReader, StoreTx
+from mailyard.store.ports.records import (
     Account,
-    AccountTx,
     Change,
     DKIMKeyRecord,
-    DomainTx,
     EmailHead,
     EmailRecord,
-    Hits,
     Mailbox,
-    MailReader,
-    NotFound,
-    Order,
     StoredObject,
-    StoreTx,
 )
+from mailyard.store.ports.search import Hits, Order
 from mailyard.store.postgres import filters, maintenance, schema
 from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import (
@@ -47,7 +43,6 @@ from mailyard.store.postgres.writes import (
     PostgresMailReader,
     PostgresMailTx,
     Tx,
-    clean,
 )
 from mailyard.store.postgres.writes import account as _account
 from mailyard.store.postgres.writes import mailbox as _mailbox
@@ -101,7 +96,7 @@ async def _records(conn: asyncpg.Connection, account_id: str, rows: list[Any]
     return [_email(r, labels[r["id"]]) for r in rows]
 
 
-class PostgresMailStore(ModelWrites, MailReads):
+class PostgresMailStore(ModelWrites, MailReads, StoreReads):
     """The MailStore port over one PostgreSQL database, through a pool of connections."""
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
@@ -186,31 +181,19 @@ class PostgresMailStore(ModelWrites, MailReads):
     async def list_domains(self) -> list[str]:
         return [r[0] for r in await self._fetch("SELECT name FROM domains ORDER BY name")]
 
-    async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
+    async def dkim_rows(self, domain: str) -> list[DKIMKeyRecord]:
         return [DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
                               r["created_at"], r["active"])
-                for r in await self._fetch(
-                    "SELECT * FROM dkim_keys WHERE domain = $1"
-                    " ORDER BY created_at DESC, selector", domains.domain_name(domain))]
+                for r in await self._fetch("SELECT * FROM dkim_keys WHERE domain = $1", domain)]
 
     # ------------------------------------------------------------------ accounts
 
-    async def get_account(self, address: str) -> Account:
-        row = await self._fetchrow("SELECT * FROM accounts WHERE address = $1",
-                                       accounts.stored_address(address))
-        if row is None:
-            raise NotFound(f"no account {address}")
-        return _account(row)
-
-    async def get_account_by_id(self, account_id: str) -> Account:
-        row = await self._fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
-        if row is None:
-            raise NotFound(f"no account {account_id}")
-        return _account(row)
-
-    async def list_accounts(self) -> list[Account]:
+    async def account_rows(self, key: AccountKey | None = None, value: str = ""
+                           ) -> list[Account]:
+        if key is None:
+            return [_account(r) for r in await self._fetch("SELECT * FROM accounts")]
         return [_account(r) for r in await self._fetch(
-            "SELECT * FROM accounts ORDER BY address")]
+            f"SELECT * FROM accounts WHERE {key} = $1", value)]
 
     # ------------------------------------------------------------------ mailboxes
 
@@ -230,29 +213,12 @@ class PostgresMailStore(ModelWrites, MailReads):
 
     # ------------------------------------------------------------------ delivery
 
-    async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
+    async def delivery_exists(self, account_id: str, delivery_key: str) -> bool:
         return await self._fetchval(
             "SELECT 1 FROM emails WHERE account_id = $1 AND delivery_key = $2",
-            account_id, clean(delivery_key)) is not None
+            account_id, delivery_key) is not None
 
     # ------------------------------------------------------------------ reading
-
-    async def list_emails(self, account_id: str, mailbox: str | None = None,
-                          limit: int = 100) -> list[EmailRecord]:
-        async with self._snapshot() as conn:
-            if mailbox is None:
-                rows = await conn.fetch(
-                    f"SELECT {_FULL} FROM emails WHERE account_id = $1"
-                    " ORDER BY received_at DESC, id DESC LIMIT $2", account_id, limit)
-            else:
-                named = mailboxes.named([_mailbox(r) for r in await conn.fetch(
-                    "SELECT * FROM mailboxes WHERE account_id = $1", account_id)], mailbox)
-                rows = await conn.fetch(
-                    f"SELECT {_FULL} FROM emails WHERE account_id = $1 AND id IN"
-                    " (SELECT email_id FROM mailbox_emails WHERE account_id = $1"
-                    "  AND mailbox_id = ANY($2::text[]))"
-                    " ORDER BY received_at DESC, id DESC LIMIT $3", account_id, named, limit)
-            return await _records(conn, account_id, rows)
 
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]:
@@ -294,12 +260,10 @@ class PostgresMailStore(ModelWrites, MailReads):
                     rows = await conn.fetch(sqlsort.rows_select(cols, body), *args)
                     every = sqlsort.order_rows([tuple(r) for r in rows], sort,
                                                collapse_threads, newest_first=True)
-                    page_ids = (every[position:] if limit is None
-                                else every[position:position + limit])
-                    return Hits(page_ids, len(every) if total else None)
+                    return page(every, position, limit, total)
                 select = sqlsort.select(sort, cols, body, collapse_threads, "postgres")
-                page = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
-                ids = [r[0] for r in await conn.fetch(f"{select}{page}", *args, limit,
+                window = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+                ids = [r[0] for r in await conn.fetch(f"{select}{window}", *args, limit,
                                                       position)]
                 count = None
                 if total:
@@ -307,9 +271,9 @@ class PostgresMailStore(ModelWrites, MailReads):
                         f"SELECT count({'DISTINCT e.thread_id' if collapse_threads else '*'})"
                         f" {body}", *where_args)
                 return Hits(ids, count)
-            page = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+            window = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
             ids = [r[0] for r in await conn.fetch(
-                f"SELECT e.id {body} ORDER BY {order_sql}{page}", *args, limit, position)]
+                f"SELECT e.id {body} ORDER BY {order_sql}{window}", *args, limit, position)]
             count = await conn.fetchval(f"SELECT count(*) {body}", *args) if total else None
         return Hits(ids, count)
 
@@ -351,17 +315,13 @@ class PostgresMailStore(ModelWrites, MailReads):
 
     # ------------------------------------------------------------------ objects
 
-    async def get_objects(self, account_id: str, kind: str,
-                          ids: Sequence[str] | None = None) -> list[StoredObject]:
+    async def object_rows(self, account_id: str, kind: str, ids: Sequence[str] | None
+                          ) -> list[StoredObject]:
         sql = "SELECT id, data, modseq FROM objects WHERE account_id = $1 AND kind = $2"
-        args: list[Any] = [account_id, clean(kind)]
-        if ids is not None:
-            if not ids:
-                return []
-            sql += " AND id = ANY($3::text[])"
-            args.append([clean(i) for i in dict.fromkeys(ids)])
+        more = [] if ids is None else [list(ids)]
         return [StoredObject(kind, r["id"], orjson.loads(r["data"]), r["modseq"])
-                for r in await self._fetch(sql + " ORDER BY id", *args)]
+                for r in await self._fetch(sql + (" AND id = ANY($3::text[])" if more else ""),
+                                           account_id, kind, *more)]
 
     # ------------------------------------------------------------------ maintenance
 

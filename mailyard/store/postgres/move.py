@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from mailyard.store.ports import Conflict, NotFound
+from mailyard.store.ports.errors import Conflict, NotFound
 from mailyard.store.postgres.sharded import ShardedMailStore, notify
 
 BATCH = 1000

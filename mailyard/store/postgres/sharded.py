@@ -33,25 +33,21 @@ import asyncpg
 from mailyard.core.emailsort import SortKey
 from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import accounts
+from mailyard.model import accounts, reads
 from mailyard.model.views import MailReads
 from mailyard.model.writes import DomainWrites, MailWrites
-from mailyard.store.ports import (
+from mailyard.store.ports.errors import Conflict, NotFound
+from mailyard.store.ports.mailtx import DomainTx, MailReader, StoreTx
+from mailyard.store.ports.records import (
     Account,
     Change,
-    Conflict,
     DKIMKeyRecord,
-    DomainTx,
     EmailHead,
     EmailRecord,
-    Hits,
     Mailbox,
-    MailReader,
-    NotFound,
-    Order,
     StoredObject,
-    StoreTx,
 )
+from mailyard.store.ports.search import Hits, Order
 from mailyard.store.postgres import schema
 from mailyard.store.postgres.mailstore import PostgresMailStore
 
@@ -349,7 +345,7 @@ class ShardedMailStore(MailWrites, DomainWrites, MailReads):
         found: list[Account] = []
         for name, shard in self.shards.items():
             found += [a for a in await shard.list_accounts() if (a.id, name) in placed]
-        return sorted(found, key=lambda a: a.address)
+        return reads.by_address(found)
 
     async def delete_account(self, address: str) -> None:
         entry = await self.lookup_address(address, fresh=True)

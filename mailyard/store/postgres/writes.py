@@ -21,21 +21,18 @@ import asyncpg
 import orjson
 
 from mailyard.core.ids import next_uidvalidity
-from mailyard.store.ports import (
+from mailyard.store.ports.errors import NotFound
+from mailyard.store.ports.mailtx import CountChange, EmailFlags, RemovedEmail
+from mailyard.store.ports.records import (
     Account,
-    CountChange,
     DeliveryResult,
     DKIMKeyRecord,
-    EmailFlags,
     Mailbox,
     MailboxCounters,
     MailboxEntry,
     NewEmail,
-    NotFound,
-    RemovedEmail,
-    stored_text,
-    stored_text_opt,
 )
+from mailyard.store.ports.text import stored_text, stored_text_opt
 
 clean = stored_text
 """Text PostgreSQL can store (store.ports.stored_text): what the model writes is that already;

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,30 +11,23 @@ import orjson
 
 from mailyard.core import query as q
 from mailyard.core.emailsort import SortKey
-from mailyard.core.ids import new_id
 from mailyard.core.query import Node
-from mailyard.model import accounts, domains, keywords, labels, mailboxes
-from mailyard.model.labels import ALL
+from mailyard.model import keywords
+from mailyard.model.reads import AccountKey, StoreReads, page
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
 from mailyard.store import sqlsort
-from mailyard.store.ports import (
+from mailyard.store.ports.mailtx import AccountTx, DomainTx, MailReader, StoreTx
+from mailyard.store.ports.records import (
     Account,
-    AccountTx,
     Change,
     DKIMKeyRecord,
-    DomainTx,
     EmailHead,
     EmailRecord,
-    Hits,
     Mailbox,
-    MailReader,
-    NotFound,
-    Order,
     StoredObject,
-    StoreTx,
-    stored_text,
 )
+from mailyard.store.ports.search import Hits, Order
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
 from mailyard.store.sqlite.mailtx import (
@@ -46,219 +38,15 @@ from mailyard.store.sqlite.mailtx import (
     run_now,
 )
 from mailyard.store.sqlite.mailtx import account as _account
-from mailyard.store.sqlite.mailtx import log as _log
-from mailyard.store.sqlite.mailtx import next_modseq as _next_modseq
 from mailyard.store.sqlite.maintenance import MaintenanceMixin
+from mailyard.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, migrate
 
 R = TypeVar("R")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS dkim_keys (
-    domain TEXT NOT NULL,
-    selector TEXT NOT NULL,
-    algorithm TEXT NOT NULL,
-    private_key BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (domain, selector)
-);
-CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    address TEXT NOT NULL UNIQUE,
-    password_hash TEXT NOT NULL,
-    quota INTEGER NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0,
-    modseq INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    last_uidvalidity INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS mailboxes (
-    id TEXT PRIMARY KEY,
-    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    role TEXT,
-    uidvalidity INTEGER NOT NULL,
-    uidnext INTEGER NOT NULL DEFAULT 1,
-    subscribed INTEGER NOT NULL DEFAULT 1,
-    modseq INTEGER NOT NULL DEFAULT 0,
-    total INTEGER NOT NULL DEFAULT 0,
-    unseen INTEGER NOT NULL DEFAULT 0,
-    bytes INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (account_id, name)
-);
-CREATE TABLE IF NOT EXISTS vanished (
-    mailbox_id TEXT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
-    uid INTEGER NOT NULL,
-    modseq INTEGER NOT NULL,
-    PRIMARY KEY (mailbox_id, uid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS vanished_modseq ON vanished (mailbox_id, modseq);
-CREATE TABLE IF NOT EXISTS emails (
-    id TEXT PRIMARY KEY,
-    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
-    thread_id TEXT NOT NULL,
-    delivery_key TEXT NOT NULL,
-    content_sha256 TEXT NOT NULL,
-    blob_id TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    sent_at INTEGER,
-    message_id TEXT,
-    subject TEXT NOT NULL,
-    thread_subject TEXT NOT NULL,
-    from_addr TEXT NOT NULL,
-    headers BLOB NOT NULL,
-    preview TEXT NOT NULL,
-    has_attachment INTEGER NOT NULL,
-    attachments BLOB NOT NULL,
-    envelope BLOB NOT NULL,
-    bodystructure BLOB NOT NULL,
-    body BLOB NOT NULL,
-    parts BLOB NOT NULL,
-    blob_refs BLOB NOT NULL,
-    keywords TEXT NOT NULL,
-    modseq INTEGER NOT NULL,
-    head BLOB NOT NULL DEFAULT x'',
-    UNIQUE (account_id, delivery_key)
-);
-CREATE INDEX IF NOT EXISTS emails_thread ON emails (account_id, thread_id);
-CREATE INDEX IF NOT EXISTS emails_msgid ON emails (account_id, message_id);
-CREATE INDEX IF NOT EXISTS emails_subject ON emails (account_id, thread_subject, received_at);
-CREATE INDEX IF NOT EXISTS emails_received ON emails (account_id, received_at);
-CREATE INDEX IF NOT EXISTS emails_modseq ON emails (account_id, modseq);
--- Counts and pages of flag, size, attachment and date conditions read this index alone, not
--- every email's wide row: `is:starred` 110 -> 22 ms, `larger:1M` 205 -> 15 ms (with the
--- planner's statistics), `has:attachment before:` 99 -> 17 ms at 100,000 emails.
-CREATE INDEX IF NOT EXISTS emails_narrow ON emails
-    (account_id, received_at, size, has_attachment, keywords);
--- JMAP Email/query's size and sentAt sorts (and the subject sort's reads) from these alone:
--- the first page of size asc at 100,000 emails in < 1 ms, not a scan of the wide rows.
-CREATE INDEX IF NOT EXISTS emails_sort_size ON emails
-    (account_id, size, received_at, id, thread_id);
-CREATE INDEX IF NOT EXISTS emails_sort_sent ON emails
-    (account_id, sent_at, received_at, id, thread_id);
-CREATE INDEX IF NOT EXISTS emails_sort_subject ON emails
-    (account_id, received_at, id, thread_id, subject);
--- An email's thread by its id without its wide row: the thread counts of every mailbox
--- (JMAP totalThreads, a collapsed Email/query's total) read one entry per membership here,
--- 100,000 emails: ~0.4 s against ~0.9 s through the table.
-CREATE INDEX IF NOT EXISTS emails_thread_of ON emails (id, thread_id);
-CREATE TABLE IF NOT EXISTS thread_keys (
-    account_id TEXT NOT NULL,
-    msgid TEXT NOT NULL,
-    thread_id TEXT NOT NULL,
-    PRIMARY KEY (account_id, msgid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS thread_keys_thread ON thread_keys (account_id, thread_id);
-CREATE TABLE IF NOT EXISTS mailbox_emails (
-    mailbox_id TEXT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
-    uid INTEGER NOT NULL,
-    email_id TEXT NOT NULL REFERENCES emails(id) ON DELETE CASCADE,
-    modseq INTEGER NOT NULL,
-    PRIMARY KEY (mailbox_id, uid),
-    UNIQUE (mailbox_id, email_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS mailbox_emails_email ON mailbox_emails (email_id);
-CREATE TABLE IF NOT EXISTS changes (
-    account_id TEXT NOT NULL,
-    modseq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    object_id TEXT NOT NULL,
-    op TEXT NOT NULL,
-    PRIMARY KEY (account_id, modseq, kind, object_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS objects (
-    account_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    id TEXT NOT NULL,
-    data BLOB NOT NULL,
-    modseq INTEGER NOT NULL,
-    PRIMARY KEY (account_id, kind, id)
-) WITHOUT ROWID;
-"""
-
-
-
-def _account_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM accounts WHERE address = ?",
-                       (accounts.stored_address(address),)).fetchone()
-    if row is None:
-        raise NotFound(f"no account {address}")
-    assert isinstance(row, sqlite3.Row)
-    return row
-
-
-SCHEMA_VERSION = 4
-"""PRAGMA user_version of mail.db; 0 is every file from before versions (back to the first
-release, whose tables lacked the columns and the All Mail mailbox _migrate adds); 2 added
-accounts.last_uidvalidity; 3 the emails_sort_* indexes (SCHEMA's IF NOT EXISTS builds them
-on the first open: 1.8 s for 100,000 emails); 4 emails_thread_of (0.7 s for 100,000)."""
-
-
-def _migrate(conn: sqlite3.Connection, found: int = 0) -> None:
-    """Bring a data directory made by an older build up to SCHEMA (columns added since)."""
-    if found < 1:
-        _migrate_first(conn)
-    if found < 2:
-        accounts = {r[1] for r in conn.execute("PRAGMA table_info(accounts)")}
-        if "last_uidvalidity" not in accounts:
-            conn.execute("ALTER TABLE accounts ADD COLUMN last_uidvalidity INTEGER NOT NULL"
-                         " DEFAULT 0")
-        conn.execute("UPDATE accounts SET last_uidvalidity = max(last_uidvalidity, coalesce("
-                     "(SELECT max(uidvalidity) FROM mailboxes m"
-                     " WHERE m.account_id = accounts.id), 0))")
-
-
-def _migrate_first(conn: sqlite3.Connection) -> None:
-    """From before schema versions to version 1."""
-    # The first release wrote keywords as JSON bytes; LIKE (unseen counts, $seen searches)
-    # matches nothing in a BLOB.
-    conn.execute("UPDATE emails SET keywords = CAST(keywords AS TEXT)"
-                 " WHERE typeof(keywords) = 'blob'")
-    emails = {r[1] for r in conn.execute("PRAGMA table_info(emails)")}
-    if "head" not in emails:
-        conn.execute("ALTER TABLE emails ADD COLUMN head BLOB NOT NULL DEFAULT x''")
-    boxes = {r[1] for r in conn.execute("PRAGMA table_info(mailboxes)")}
-    if "total" not in boxes:
-        args: list[Any] = []
-        unread = filters.compile_where(keywords.UNREAD, args)
-        for column in ("total", "unseen", "bytes"):
-            conn.execute(f"ALTER TABLE mailboxes ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-        conn.execute(
-            "UPDATE mailboxes SET"
-            " total = (SELECT count(*) FROM mailbox_emails me WHERE me.mailbox_id = mailboxes.id),"
-            " unseen = (SELECT count(*) FROM mailbox_emails me JOIN emails e ON e.id = me.email_id"
-            f"  WHERE me.mailbox_id = mailboxes.id AND {unread}),"
-            " bytes = (SELECT coalesce(sum(e.size), 0) FROM mailbox_emails me"
-            "  JOIN emails e ON e.id = me.email_id WHERE me.mailbox_id = mailboxes.id)", args)
-    if "modseq" not in boxes:
-        conn.execute("ALTER TABLE mailboxes ADD COLUMN modseq INTEGER NOT NULL DEFAULT 0")
-        conn.execute("UPDATE mailboxes SET modseq = (SELECT modseq FROM accounts a"
-                     " WHERE a.id = mailboxes.account_id)")
-    for (account_id,) in conn.execute(
-            "SELECT id FROM accounts WHERE id NOT IN"
-            " (SELECT account_id FROM mailboxes WHERE role = ?)", (ALL,)).fetchall():
-        # The first release had no All Mail: every email goes in, in arrival order.
-        modseq = _next_modseq(conn, account_id)
-        mailbox_id = new_id("m")
-        conn.execute("INSERT INTO mailboxes (id, account_id, name, role, uidvalidity, modseq)"
-                     " VALUES (?, ?, ?, ?, ?, ?)",
-                     (mailbox_id, account_id, "All Mail", ALL, int(time.time()), modseq))
-        _log(conn, account_id, modseq, "Mailbox", mailbox_id, "created")
-        ids = [r[0] for r in conn.execute(
-            "SELECT id FROM emails WHERE account_id = ? ORDER BY received_at, id",
-            (account_id,)).fetchall()]
-        tx = SqliteMailTx(conn, account_id)
-        flags = run_now(tx.email_flags(ids))
-        for email_id in ids:
-            run_now(labels.label(tx, email_id, flags[email_id], mailbox_id, modseq, fresh=True))
-
-
-class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
+class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads, StoreReads):
     def __init__(self, path: Path, *, query_seconds: float = 10.0) -> None:
         self.db = Database(path, SCHEMA, setup=filters.register, version=SCHEMA_VERSION,
-                           migrate=_migrate, analyze="emails")
+                           migrate=migrate, analyze="emails")
         self.query_seconds = query_seconds
         """The budget of one query_emails (Database.read_long): a JMAP filter or a count over
         a whole mailbox is as long as the client makes it."""
@@ -290,32 +78,19 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
             lambda c: [r[0] for r in c.execute("SELECT name FROM domains ORDER BY name")]
         )
 
-    async def dkim_keys(self, domain: str) -> list[DKIMKeyRecord]:
-        domain = domains.domain_name(domain)
+    async def dkim_rows(self, domain: str) -> list[DKIMKeyRecord]:
         return await self.db.read(lambda c: [
             DKIMKeyRecord(r["domain"], r["selector"], r["algorithm"], r["private_key"],
                           r["created_at"], bool(r["active"]))
-            for r in c.execute("SELECT * FROM dkim_keys WHERE domain = ?"
-                               " ORDER BY created_at DESC, selector", (domain,))])
+            for r in c.execute("SELECT * FROM dkim_keys WHERE domain = ?", (domain,))])
 
     # ------------------------------------------------------------------ accounts
 
-    async def get_account(self, address: str) -> Account:
-        return await self.db.read(lambda c: _account(_account_row(c, address)))
-
-    async def get_account_by_id(self, account_id: str) -> Account:
-        def get(conn: sqlite3.Connection) -> Account:
-            row = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no account {account_id}")
-            return _account(row)
-
-        return await self.db.read(get)
-
-    async def list_accounts(self) -> list[Account]:
-        return await self.db.read(
-            lambda c: [_account(r) for r in c.execute("SELECT * FROM accounts ORDER BY address")]
-        )
+    async def account_rows(self, key: AccountKey | None = None, value: str = ""
+                           ) -> list[Account]:
+        where, args = (f" WHERE {key} = ?", (value,)) if key else ("", ())
+        return await self.db.read(lambda c: [
+            _account(r) for r in c.execute("SELECT * FROM accounts" + where, args)])
 
     # ------------------------------------------------------------------ mailboxes
 
@@ -327,7 +102,7 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
 
     # ------------------------------------------------------------------ delivery
 
-    async def has_delivery(self, account_id: str, delivery_key: str) -> bool:
+    async def delivery_exists(self, account_id: str, delivery_key: str) -> bool:
         return await self.db.read(lambda c: c.execute(
             "SELECT 1 FROM emails WHERE account_id = ? AND delivery_key = ?",
             (account_id, delivery_key)).fetchone() is not None)
@@ -346,7 +121,7 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
                     f"SELECT {columns} FROM emails WHERE id IN ({','.join('?' * len(chunk))})"
                     " AND +account_id = ?", (*chunk, account_id)).fetchall()
                 labels = _labels(conn, [r["id"] for r in rows]) if rows else {}
-                out += [_email(conn, r, labels[r["id"]]) for r in rows]
+                out += [_email(r, labels[r["id"]]) for r in rows]
             return out
 
         return await self.db.read(read)
@@ -398,8 +173,7 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
                     f" AND {where}", (*chunk, *args))]
             found.sort(reverse=order != "oldest")
             ids = [e for _, e in found]
-            page = ids[position:] if limit is None else ids[position:position + limit]
-            return Hits(page, len(ids) if total else None)
+            return page(ids, position, limit, total)
 
         return await self.db.read_long(read, self.query_seconds)
 
@@ -451,8 +225,7 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
                     f" AND +e.account_id = ? AND {where}"), (*key_args, *chunk, *args)
                 ).fetchall()
             ids = sqlsort.order_rows(rows, sort, collapse, newest_first=among is None)
-            page = ids[position:] if limit is None else ids[position:position + limit]
-            return Hits(page, len(ids) if total else None)
+            return page(ids, position, limit, total)
 
         return await self.db.read_long(read, self.query_seconds)
 
@@ -479,39 +252,19 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
 
     # ------------------------------------------------------------------ reading
 
-    async def list_emails(
-        self, account_id: str, mailbox: str | None = None, limit: int = 100
-    ) -> list[EmailRecord]:
-        def fetch(conn: sqlite3.Connection) -> list[EmailRecord]:
-            if mailbox is None:
-                rows = conn.execute(
-                    "SELECT * FROM emails WHERE account_id = ? ORDER BY received_at DESC, id DESC"
-                    " LIMIT ?", (account_id, limit)).fetchall()
-            else:
-                named = mailboxes.named(_mailboxes(conn, account_id), mailbox)
-                rows = conn.execute(
-                    "SELECT * FROM emails WHERE id IN (SELECT email_id FROM mailbox_emails"
-                    f" WHERE mailbox_id IN ({','.join('?' * len(named))}))"
-                    " ORDER BY received_at DESC, id DESC LIMIT ?", (*named, limit)).fetchall()
-            return [_email(conn, r) for r in rows]
-
-        return await self.db.read(fetch)
-
-    async def get_objects(self, account_id: str, kind: str,
-                          ids: Sequence[str] | None = None) -> list[StoredObject]:
+    async def object_rows(self, account_id: str, kind: str, ids: Sequence[str] | None
+                          ) -> list[StoredObject]:
         sql = "SELECT id, data, modseq FROM objects WHERE account_id = ? AND kind = ?"
-        args = (account_id, stored_text(kind))
 
         def read(conn: sqlite3.Connection) -> list[Any]:
             if ids is None:
-                return conn.execute(sql + " ORDER BY id", args).fetchall()
-            wanted = list(dict.fromkeys(stored_text(i) for i in ids))
+                return conn.execute(sql, (account_id, kind)).fetchall()
             rows = []
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start:start + 500]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
                 rows += conn.execute(sql + f" AND id IN ({','.join('?' * len(chunk))})",
-                                     (*args, *chunk)).fetchall()
-            return sorted(rows, key=lambda r: r[0])
+                                     (account_id, kind, *chunk)).fetchall()
+            return rows
 
         return [StoredObject(kind, r[0], orjson.loads(r[1]), r[2])
                 for r in await self.db.read(read)]
@@ -520,7 +273,8 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads):
         return await self.db.read(lambda c: [
             Change(modseq=r["modseq"], kind=r["kind"], object_id=r["object_id"], op=r["op"])
             for r in c.execute(
-                "SELECT * FROM changes WHERE account_id = ? AND modseq > ? ORDER BY modseq",
+                "SELECT * FROM changes WHERE account_id = ? AND modseq > ?"
+                " ORDER BY modseq, kind, object_id",
                 (account_id, modseq))
         ])
 
@@ -543,11 +297,8 @@ def _labels(conn: sqlite3.Connection, email_ids: list[str]) -> dict[str, dict[st
     return out
 
 
-def _email(conn: sqlite3.Connection, row: sqlite3.Row,
-           boxes: dict[str, int] | None = None) -> EmailRecord:
+def _email(row: sqlite3.Row, boxes: dict[str, int]) -> EmailRecord:
     headers = orjson.loads(row["headers"])
-    if boxes is None:
-        boxes = _labels(conn, [row["id"]])[row["id"]]
     return EmailRecord(
         id=row["id"], account_id=row["account_id"], thread_id=row["thread_id"],
         blob_id=row["blob_id"], size=row["size"], received_at=row["received_at"],

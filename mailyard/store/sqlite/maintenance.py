@@ -1,5 +1,5 @@
-"""The Maintenance port (store/ports.py) on SQLite: the attachment references each email
-records (which `mailyard gc` trusts). The compare-and-set of the counters is the model's
+"""The Maintenance port (store/ports/mailstore.py) on SQLite: the attachment references each
+email records (which `mailyard gc` trusts). The compare-and-set of the counters is the model's
 (model/writes.py, model/maintenance.py) over the engine's write transaction; what those
 counters should be is services/fsck.py's to decide.
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from mailyard.store.ports import NotFound
+from mailyard.store.ports.errors import NotFound
 from mailyard.store.sqlite.db import Database
 
 
