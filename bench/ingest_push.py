@@ -160,6 +160,11 @@ def run(name: str, tree: Path | None, workers: int, deliveries: int, rate: float
             for t in threads:
                 t.join(timeout=30)
             server.stop()
+            # An item that failed waits for its retry (30 s and more): say so, it is a tail.
+            retried = [line for line in server.log_path.read_text(errors="replace").splitlines()
+                       if "retry in" in line or "to the dead-letter queue" in line]
+            for line in retried[:5]:
+                print(f"{name}: server: {line[:300]}", flush=True)
     return Run(name, samples, (before, loadavg()))
 
 
