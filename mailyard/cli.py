@@ -64,6 +64,17 @@ def lifetime_days(text: str) -> float:
     return value
 
 
+def _size(octets: int) -> str:
+    """1.5 KiB, 10 GiB: what `user list` and `user quota` show beside the exact bytes."""
+    value, units = float(octets), ["B", "KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value /= 1024
+        units.pop(0)
+    unit = units[0]
+    return f"{value:.0f} {unit}" if unit == "B" or value >= 100 or value == int(value) \
+        else f"{value:.1f} {unit}"
+
+
 def _when(ms_or_s: float) -> str:
     seconds = ms_or_s / 1000 if ms_or_s > 1e11 else ms_or_s
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -137,7 +148,9 @@ async def cmd_user(rt: Runtime, args: argparse.Namespace) -> None:
             f" ({local}@{shown.partition(' (')[2][:-1]})" if shown != domain else "") + " added")
     elif args.action == "list":
         for a in await rt.store.list_accounts():
-            print(f"{a.address}\t{a.used}/{a.quota} bytes")
+            share = f"{100 * a.used / a.quota:.0f}%" if a.quota else "-"
+            print(f"{a.address}\t{a.used}/{a.quota} bytes\t{_size(a.used)} of"
+                  f" {_size(a.quota)} ({share})")
     elif args.action == "remove":
         await rt.store.delete_account(args.address)
         print(f"user {args.address} removed")
@@ -146,7 +159,7 @@ async def cmd_user(rt: Runtime, args: argparse.Namespace) -> None:
         print(f"password of {args.address} changed")
     elif args.action == "quota":
         await rt.store.set_quota(args.address, args.bytes)
-        print(f"quota of {args.address} set to {args.bytes} bytes")
+        print(f"quota of {args.address} set to {args.bytes} bytes ({_size(args.bytes)})")
 
 
 async def _dkim(rt: Runtime, args: argparse.Namespace) -> None:
@@ -338,6 +351,9 @@ async def cmd_mail(rt: Runtime, args: argparse.Namespace) -> None:
         for e in emails:
             sender = e.from_[0]["email"] if e.from_ else "-"
             print(f"{e.id}\t{_when(e.received_at)}\t{sender}\t{e.subject}")
+        if not emails:  # on stderr, as search's "0 found": stdout stays the listing
+            print(f"{account.address} has no emails"
+                  + (f" in {args.label}" if args.label else ""), file=sys.stderr)
     elif args.action == "show":
         if args.raw:
             sys.stdout.buffer.write(await rt.mailbox.raw(account, args.id))
