@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailyard.pipeline.inbound import InboundPipeline
-from mailyard.protocols.smtp.base import MAX_HEADER_BLOCK
+from mailyard.protocols.smtp.base import MAX_HEADER_BLOCK, header_safe
 from mailyard.protocols.smtp.inbound import INLINE_HEAD, InboundPolicy, _bounded, _prepare
 
 POLICY = InboundPolicy(hostname="mx.example.test", message_size=50_000_000,
@@ -63,3 +63,10 @@ def test_analysis_hashes_the_clients_octets_after_the_trace_fields() -> None:
     assert found.content_sha256 == hashlib.sha256(client).hexdigest()
     assert found.skeleton_sha256 == hashlib.sha256(found.split.skeleton).hexdigest()
     assert found.parsed.from_[0].email == "a@remote.test"
+
+
+@given(st.text(alphabet=st.sampled_from("ab\r\n\t <>@é"), max_size=400))
+def test_trace_header_values_lose_line_breaks_and_stop_at_256(value: str) -> None:
+    safe = header_safe(value)
+    assert "\r" not in safe and "\n" not in safe
+    assert safe == "".join(ch for ch in value if ch not in "\r\n")[:256]

@@ -612,7 +612,8 @@ def peer_ip(session: Session) -> str:
 
 def header_safe(value: str) -> str:
     """A value fit for a trace header: no line breaks, bounded length."""
-    return "".join(ch for ch in value if ch not in "\r\n")[:256]
+    # Two C replaces, not a generator per character (1.7 % of the MX's GIL time, issue 24).
+    return value.replace("\r", "").replace("\n", "")[:256]
 
 
 def close(server: SMTP) -> None:
