@@ -39,7 +39,8 @@ SERVER_ONLY = ("mailyard.protocols", "mailyard.pipeline.outbound", "mailyard.pip
                "mailyard.dns", "mailyard.mtasts", "mailyard.store.postgres",
                "mailyard.store.s3", "mailyard.store.redis")
 """The listeners, the workers and what only they use, and the engines not configured.
-(mailyard.pipeline.inbound is not here: services/mailbox.py and services/search.py use it.)"""
+(mailyard.pipeline.inbound is not here: services/search.py imports it at module level, so
+`search`, `reindex` and `fsck` load it; READERS below are the commands that must not.)"""
 
 ROOT = Path(__file__).resolve().parents[2]
 
