@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mailyard.core import query as q
-from mailyard.core.emailsort import SortKey
 from mailyard.core.query import Node
 from mailyard.model import accounts, domains, mailboxes
 from mailyard.store.ports.errors import NotFound
@@ -38,6 +37,9 @@ from mailyard.store.ports.records import (
 )
 from mailyard.store.ports.search import Hits, Order
 from mailyard.store.ports.text import stored_text
+
+if TYPE_CHECKING:
+    from mailyard.core.emailsort import SortKey
 
 AccountKey = Literal["address", "id"]
 

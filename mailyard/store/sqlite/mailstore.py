@@ -5,18 +5,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from mailyard.core import query as q
-from mailyard.core.emailsort import SortKey
 from mailyard.core.query import Node
 from mailyard.model import keywords
 from mailyard.model.reads import AccountKey, StoreReads, page
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
-from mailyard.store import sqlsort
 from mailyard.store.ports.mailtx import AccountTx, DomainTx, MailReader, StoreTx
 from mailyard.store.ports.records import (
     Account,
@@ -40,6 +38,9 @@ from mailyard.store.sqlite.mailtx import (
 from mailyard.store.sqlite.mailtx import account as _account
 from mailyard.store.sqlite.maintenance import MaintenanceMixin
 from mailyard.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, migrate
+
+if TYPE_CHECKING:
+    from mailyard.core.emailsort import SortKey
 
 R = TypeVar("R")
 
@@ -182,6 +183,10 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads, StoreReads):
                       position: int, total: bool) -> Hits:
         """JMAP's sorts (store.sqlsort): ORDER BY in SQL, or the keys read and ordered in
         Python when a string property is sorted or the emails are given (`among`)."""
+        # Imported here: the sorts' collations (core.emailsort, core.imapthread) are loaded by
+        # the first sorted query, not by every command that opens the store.
+        from mailyard.store import sqlsort
+
         key_args: list[Any] = []
 
         def param(value: Any) -> str:
