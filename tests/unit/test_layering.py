@@ -6,9 +6,10 @@ walked, and these are refused:
 - any attribute named `store` (`service.store.get(...)`, `self.store = ...`): a service's store
   reached through it, or a protocol object holding one;
 - an import of a store engine (mailyard.store.sqlite, .postgres, .redis, .s3, .fs, .local) or
-  of a store port (MailStore, BlobStore, SearchIndex, PushSubscriptionStore) from
-  mailyard.store.ports. The rest of the ports module (Account, Mailbox, NotFound, the records)
-  is the vocabulary services speak, and is allowed.
+  of a store port (MailStore, BlobStore, SearchIndex, PushSubscriptionStore, Queue) from
+  mailyard.store.ports or one of its role modules (mailyard.store.ports.mailstore, ...). The
+  rest of the ports (Account, Mailbox, NotFound, the records) is the vocabulary services
+  speak, and is allowed.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def reaches(tree: ast.AST) -> list[tuple[int, str]]:
             elif node.module == "mailyard.store":
                 hits += [(node.lineno, f"from mailyard.store import {n}") for n in names
                          if n in ENGINES]
-            elif node.module == "mailyard.store.ports":
+            elif node.module == "mailyard.store.ports" \
+                    or node.module.startswith("mailyard.store.ports."):
                 hits += [(node.lineno, f"from mailyard.store.ports import {n}") for n in names
                          if n in STORE_PORTS]
     return sorted(hits)
@@ -64,10 +66,12 @@ def test_each_way_of_reaching_a_store_is_seen() -> None:
     source = """
 from mailyard.store.ports import Account, NotFound, StoredObject
 from mailyard.store.ports import PushSubscriptionStore
+from mailyard.store.ports.mailstore import MailStore
+from mailyard.store.ports.records import Mailbox
 from mailyard.store.sqlite.pushsubs import SqlitePushSubscriptionStore
 from mailyard.store import postgres
 import mailyard.store.redis.counters
 x = service.store.get_objects(1)
 self.store = store
 """
-    assert [line for line, _ in reaches(ast.parse(source))] == [3, 4, 5, 6, 7, 8]
+    assert [line for line, _ in reaches(ast.parse(source))] == [3, 4, 6, 7, 8, 9, 10]
