@@ -23,8 +23,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from mailyard.store.ports import Account, EventBus, Mailbox, MailStore, NotFound
+from mailyard.store.ports import NotFound
+
+if TYPE_CHECKING:  # annotations only: an admin command need not load the bus and store ports
+    from mailyard.store.ports import Account, EventBus, Mailbox, MailStore
 
 SUBSCRIPTION = "imap.subscription"
 """The MailStore object kind of one subscribed name."""
