@@ -311,3 +311,21 @@ async def test_more_documents_in_one_millisecond_than_its_slot_holds(search_inde
     hits = await search_index.query(ALICE, q.Text("sametime"), total=True)
     assert hits.total == 3002
     assert set(hits.ids) == {d.email_id for d in [*docs, later, after]}
+
+
+@pytest.mark.parametrize("word", ["alice", "ALICE", "a", "Àlice", "x-alice",
+                                  "\uff41\uff4c\uff49\uff43\uff45"])  # full width
+async def test_words_of_the_account_id_match_text_only(search_index: Any, word: str) -> None:
+    """A word that is also a token of the account's id (the index keeps it in every one of
+    the account's documents) finds only the documents whose text holds it, alone in the
+    index or not, in a count, a page, a phrase and under NOT."""
+    named = doc(subject="note", body=f"ask {word} today")
+    other = doc(subject="note", body="nothing here")
+    await search_index.index([named, other])
+    for node in (q.Text(word), q.Text(f"ask {word}", phrase=True),
+                 q.And((q.Text("note"), q.Text(word)))):
+        hits = await search_index.query(ALICE, node, total=True)
+        assert (hits.ids, hits.total) == ([named.email_id], 1), q.format(node)
+    hits = await search_index.query(ALICE, q.And((q.Text("note"), q.Not(q.Text(word)))),
+                                    total=True)
+    assert (hits.ids, hits.total) == ([other.email_id], 1)

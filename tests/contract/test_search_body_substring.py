@@ -287,3 +287,60 @@ async def test_sqlite_body_check_folds_text_past_ascii(tmp_path: Path) -> None:
         assert await index.substring("a-bob", "body", "asse") == {"bob"}
     finally:
         index.close()
+
+
+async def test_sqlite_index_of_schema_6_keeps_its_answers_with_the_body_trigrams_alone(
+        tmp_path: Path) -> None:
+    """Schema 7's trigram table holds the body alone (`heads` has the subject and the
+    addresses): a schema-6 file (three columns, detail=column) has it rebuilt on open from
+    docs and part_headers, every field's substrings answer as before, and deleting leaves no
+    trigram behind."""
+    docs = [*_docs(), IndexDocument(
+        ALICE, "parts", 1_790_000_003_000, subject="with parts", body="hello there",
+        from_="Zoë Quarx <zoe@qxmail.example>", filenames="a.ics",
+        part_headers="Content-Type: text/calendar; charset=qwkoi8")]
+    path = tmp_path / "search.db"
+    index = SqliteSearchIndex(path)
+    await index.index(docs)
+    index.close()
+    with sqlite3.connect(path) as conn:  # the file as schema 6 wrote it
+        conn.execute("DROP TABLE grams")
+        conn.execute("CREATE VIRTUAL TABLE grams USING fts5 (subject, addresses, body,"
+                     " tokenize = 'trigram', detail = column, content = '')")
+        for rowid, subject, from_, body, names, text, headers in conn.execute(
+                "SELECT c.id, c.c2, c.c3, c.c7, c.c8, c.c9, p.text FROM docs_content c"
+                " LEFT JOIN part_headers p ON p.rowid_ = c.id").fetchall():
+            conn.execute("INSERT INTO grams (rowid, subject, addresses, body)"
+                         " VALUES (?, ?, ?, ?)", (rowid, subject, from_ or "",
+                                                  body_substring_text(body, names or "",
+                                                                      text or "",
+                                                                      headers or "")))
+        conn.execute("PRAGMA user_version = 6")
+    conn.close()
+    index = SqliteSearchIndex(path)
+    try:
+        asked = {
+            ("body", ".pdf"): {"report"}, ("body", "charset=QWKOI8"): {"parts"},
+            (None, "TEXT/calendar"): {"parts"}, ("subject", "ITH PA"): {"parts"},
+            ("subject", "not"): {"notes"}, ("addresses", "qxmail.EX"): {"parts"},
+            ("addresses", "zoë"): {"parts"}, ("addresses", "Zoë Q"): {"parts"},
+            (None, "zoe@"): {"parts"}, (None, "notes"): {"notes"}, ("body", "zoe"): set(),
+            (None, "pdf"): {"report", "plain"}, ("subject", "pdf"): set(),
+        }
+        for (field, needle), expected in asked.items():
+            assert await index.substring(ALICE, field, needle) == expected, (field, needle)
+        await index.delete(ALICE, ["parts", "notes"])
+        assert await index.substring(ALICE, "body", "qwkoi8") == set()
+        assert await index.substring(ALICE, "addresses", "qxmail") == set()
+    finally:
+        index.close()
+    with sqlite3.connect(path) as conn:
+        assert [r[1] for r in conn.execute("PRAGMA table_info(grams)")] == ["body"]
+        for gram in ("qwk", "koi", "zyx", "a.i"):
+            assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH ?",
+                                (f'"{gram}"',)).fetchone() == (0,), gram
+        assert conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\".pd\"'"
+                            ).fetchone() == (1,)
+        conn.execute("INSERT INTO grams (grams) VALUES ('integrity-check')")
+        assert conn.execute("PRAGMA user_version").fetchone() == (7,)
+    conn.close()

@@ -97,14 +97,18 @@ async def test_outside_leaves_emails_out_of_page_and_count(
         "all": set(every),
     }
     bounds = [(None, None), (T0 + 50 * 60_000, T0 + 300 * 60_000)]
-    # (Date bounds with candidates: the SQLite index's `among` reads ignore `received`; the
-    # planner never gives both.)
-    among_sets = [None, [d.id for d in docs if int(d.id[2:]) % 3 != 1] + ["e-unknown"]]
+    # Candidates named in the statement (up to 500), more than one statement names (the
+    # rowid map), and so many that a rare word's hits are looked up instead: each with date
+    # bounds too (the SQLite index ignored `received` with candidates).
+    unknown = [f"e-x{n:05d}" for n in range(5200)]
+    among_sets = [None, [d.id for d in docs if int(d.id[2:]) % 3 != 1] + ["e-unknown"],
+                  [d.id for d in docs if int(d.id[2:]) % 5 != 2] + unknown[:300],
+                  [d.id for d in docs] + unknown]
     few_hits = many_hits = 0
     for node in SHAPES:
         for name, outside in outsides.items():
             for low, high in bounds:
-                for among in among_sets if low is None else among_sets[:1]:
+                for among in among_sets:
                     allowed = None if among is None else set(among)
                     newest = [d.id for d in reversed(docs) if holds(node, d)
                               and d.id not in outside

@@ -10,21 +10,24 @@ that delivery and flag changes need. Three FTS5 tables:
   every query is `acct AND (...)`: FTS5 intersects the doclists, so one account's query never
   walks another account's postings and can never return them. It keeps the text (snippets).
 - `grams` (trigram) narrows IMAP SEARCH's case-insensitive substrings of three characters or
-  more (RFC 3501 §6.4.4). Its `body` is what IMAP BODY searches (core.indextext's
-  body_substring_text): the body text, the MIME part headers, the attachments' names and text.
-  It is contentless and `detail=column` (schema 5): it records which columns hold each
-  trigram, not where, and no copy of the text. A needle of three characters is one trigram and
-  its answer is exact; a longer one finds the documents holding all its trigrams, and each is
+  more (RFC 3501 §6.4.4) in what IMAP BODY searches (core.indextext's body_substring_text):
+  the body text, the MIME part headers, the attachments' names and text. One column,
+  contentless, `detail=none` (schema 7): which documents hold each trigram, not where nor in
+  which column, and no copy of the text. A needle of three characters is one trigram and its
+  answer is exact; a longer one finds the documents holding all its trigrams, and each is
   checked against its text, which `docs` already keeps (the part headers, the one piece it
   does not, are in `part_headers`). Positions and the second copy of the text were 60 % of
-  the file at 20k messages (297 of 415 MiB for the trigram table alone, 139 without them).
-- `heads` (trigram, contentless, positions kept: schema 6) holds the short texts again: the
-  subject, the addresses, and the part headers and attachment names of the body (`meta`). An
-  ASCII needle found there by a phrase query needs no check of the text (_heads_hits), so a
-  common one (`.pdf`, a sender's domain) costs a query, not a read of thousands of
-  documents: 27 MiB at 20k messages, where checking 1,846 candidates of `graisbe.net` cost
-  90 ms. Documents whose short texts hold a character that folds to ASCII differently in
-  FTS5 and in str.casefold (ß, the ligatures...) are listed in `unfolded` and still checked.
+  the file at 20k messages (297 of 415 MiB for the trigram table alone, 139 without them);
+  schema 5-6's subject and address columns (which `heads` holds too) and the column of each
+  trigram were another half of what was left (668 MiB at 100k messages, 48 % of the file).
+- `heads` (trigram, contentless, positions kept: schema 6) holds the short texts: the
+  subject, the addresses, and the part headers and attachment names of the body (`meta`). It
+  answers IMAP SUBJECT and the address keys alone. An ASCII needle found there by a phrase
+  query needs no check of the text (_heads_hits), so a common one (`.pdf`, a sender's domain)
+  costs a query, not a read of thousands of documents: 27 MiB at 20k messages, where
+  checking 1,846 candidates of `graisbe.net` cost 90 ms. Documents whose short texts hold a
+  character that folds to ASCII differently in FTS5 and in str.casefold (ß, the
+  ligatures...) are listed in `unfolded` and still checked.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import logging
 import re
 import sqlite3
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from html import escape
@@ -54,7 +58,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5 (
     list_id, tokenize = 'unicode61 remove_diacritics 2'
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5 (
-    subject, addresses, body, tokenize = 'trigram', detail = column, content = ''
+    body, tokenize = 'trigram', detail = none, content = ''
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS heads USING fts5 (
     subject, addresses, meta, tokenize = 'trigram', detail = full, content = ''
@@ -72,7 +76,7 @@ CREATE TABLE IF NOT EXISTS generations (
     account_id TEXT PRIMARY KEY, n INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """2: doc_ids_rowid (made by SCHEMA's CREATE INDEX IF NOT EXISTS on an older file).
 3: grams.body holds attachment names and text too (rebuilt from `docs` by _migrate).
 4: generations, counted up by every write to an account's documents (made by SCHEMA; the
@@ -80,7 +84,9 @@ version keeps a build that does not count them from writing to the file).
 5: grams contentless with detail=column, part_headers beside it (grams rebuilt by _migrate
 from its old content and `docs`).
 6: heads (the short texts' trigrams with positions) and unfolded, filled by _migrate from
-`docs` and `part_headers`."""
+`docs` and `part_headers`.
+7: grams holds the body column alone, detail=none (rebuilt by _migrate from `docs` and
+`part_headers`)."""
 
 MIN_SUBSTRING = 3
 """A trigram index answers substrings of three characters or more."""
@@ -132,17 +138,56 @@ def _has_token(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-def _text(node: Text) -> Expr:
+def _pieces(node: Text) -> list[str]:
+    """The FTS5 strings of a Text: its phrase, or each of its words."""
+    if node.phrase:
+        return [node.value] if _has_token(node.value) else []
+    return [w for w in node.value.split() if _has_token(w)]
+
+
+def _text(node: Text, any_column: bool = False) -> Expr:
     columns = _FIELD_COLUMNS.get(node.field)
     if columns is None:
         return NONE  # a field the index does not hold
-    if node.phrase:
-        pieces = [node.value] if _has_token(node.value) else []
-    else:
-        pieces = [w for w in node.value.split() if _has_token(w)]
+    pieces = _pieces(node)
     if not pieces:
         return ALL  # nothing searchable, as Gmail ignores a lone punctuation mark
+    if any_column and node.field is None:
+        return " AND ".join(_string(p) for p in pieces)
     return " AND ".join(f"{{{columns}}} : {_string(p)}" for p in pieces)
+
+
+def _texts(node: Node) -> list[Text]:
+    if isinstance(node, Text):
+        return [node]
+    if isinstance(node, And | Or):
+        return [t for item in node.items for t in _texts(item)]
+    if isinstance(node, Not):
+        return _texts(node.item)
+    return []
+
+
+def _names_account(node: Node, account_id: str) -> bool:
+    """Whether a word of `node` could be a token of the account's id, i.e. match the `acct`
+    column. When it cannot (always, in practice: an id is one random token), a word of no
+    field may be asked of every column instead of "every column but acct" (the same
+    documents where `acct` holds this account's id alone): a column filter makes FTS5 read
+    each match's positions to check the column, about twice the cost of a count (the common
+    word 13 against 18 ms, the phrase of two common words 64 against 118, 100k messages).
+    Judged on text folded further than unicode61 folds (NFKD, marks dropped, casefold): a
+    word left with a character past ASCII, where the two foldings could part, counts as
+    naming it."""
+    own = set(re.findall(r"[a-z0-9]+", account_id.lower())) if account_id.isascii() else None
+    for text in _texts(node):
+        if text.field is not None:
+            continue
+        for piece in _pieces(text):
+            folded = "".join(ch for ch in unicodedata.normalize("NFKD", piece)
+                             if not unicodedata.combining(ch)).casefold()
+            if own is None or not folded.isascii() or \
+                    own & set(re.findall(r"[a-z0-9]+", folded)):
+                return True
+    return False
 
 
 def _absorbed_words(node: Node) -> list[str]:
@@ -163,22 +208,23 @@ def _absorbed_words(node: Node) -> list[str]:
     return found
 
 
-def compile_match(node: Node, acct: str) -> Expr:
-    """The FTS5 expression for a tree of Text, And, Or and Not."""
+def compile_match(node: Node, acct: str, any_column: bool = False) -> Expr:
+    """The FTS5 expression for a tree of Text, And, Or and Not. `any_column`: words of no
+    field are asked of every column, `acct` too (see _names_account)."""
     if isinstance(node, Text):
-        return _text(node)
+        return _text(node, any_column)
     if isinstance(node, And):
         positives: list[str] = []
         negatives: list[str] = []
         for item in node.items:
             if isinstance(item, Not):
-                inner = compile_match(item.item, acct)
+                inner = compile_match(item.item, acct, any_column)
                 if isinstance(inner, _All):
                     return NONE
                 if isinstance(inner, str):
                     negatives.append(inner)
                 continue
-            expr = compile_match(item, acct)
+            expr = compile_match(item, acct, any_column)
             if isinstance(expr, _None):
                 return NONE
             if isinstance(expr, str):
@@ -190,13 +236,13 @@ def compile_match(node: Node, acct: str) -> Expr:
         out = " AND ".join(f"({p})" for p in positives)
         return out + "".join(f" NOT ({n})" for n in negatives)
     if isinstance(node, Or):
-        exprs = [compile_match(item, acct) for item in node.items]
+        exprs = [compile_match(item, acct, any_column) for item in node.items]
         if any(isinstance(e, _All) for e in exprs):
             return ALL
         kept = [e for e in exprs if isinstance(e, str)]
         return " OR ".join(f"({e})" for e in kept) if kept else NONE
     if isinstance(node, Not):
-        inner = compile_match(node.item, acct)
+        inner = compile_match(node.item, acct, any_column)
         if isinstance(inner, _All):
             return NONE
         if isinstance(inner, _None):
@@ -231,12 +277,14 @@ def _migrate(conn: sqlite3.Connection, found: int) -> None:
     grams = {r[1] for r in conn.execute("PRAGMA table_info(grams)")}
     if "account_id" in grams:
         _rebuild_grams(conn, found)
+    elif "subject" in grams:
+        _regram(conn)
     if found < 6:
         _fill_heads(conn)
     if found < 5:
-        for table in ("docs", "grams"):
-            conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('automerge', ?)",
-                         (_AUTOMERGE,))
+        conn.execute("INSERT INTO docs (docs, rank) VALUES ('automerge', ?)", (_AUTOMERGE,))
+    if found < 7:
+        conn.execute("INSERT INTO grams (grams, rank) VALUES ('automerge', ?)", (_AUTOMERGE,))
 
 
 _AUTOMERGE = 8
@@ -246,26 +294,25 @@ messages indexed 50 at a time wrote 2,030 MiB for a 140 MiB table, with 8 1,310 
 1,254), and took half the time. Queries read up to twice as many segments per level."""
 
 
-_GRAMS_TABLE = ("subject, addresses, body, tokenize = 'trigram', detail = column,"
-                " content = ''")
+_GRAMS_TABLE = "body, tokenize = 'trigram', detail = none, content = ''"
 
 
 def _rebuild_grams(conn: sqlite3.Connection, found: int) -> None:
-    """Schema 5: the trigram table of a version 2-4 file (positions, a copy of the text) made
-    again contentless with detail=column. Its old text gives each document's part headers
-    (the piece `docs` does not keep); before version 3 it held the body alone, and the new
-    one also holds the attachments' names and text. Tokenizes every document once: minutes
+    """Schema 5 (now 7): the trigram table of a version 2-4 file (positions, a copy of the
+    text) made again in the layout of _GRAMS_TABLE. Its old text gives each document's part
+    headers (the piece `docs` does not keep); before version 3 it held the body alone, and
+    the new one also holds the attachments' names and text. Tokenizes every document once: minutes
     at 100k messages, once."""
     count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
     log.warning("search index: rebuilding the substring (trigram) table of %d documents in"
-                " the smaller layout of schema 5", count)
+                " the smaller layout of schema 7", count)
     conn.execute(f"CREATE VIRTUAL TABLE grams_new USING fts5 ({_GRAMS_TABLE})")
     rows = conn.execute(
-        "SELECT d.rowid, d.subject, d.from_, d.to_, d.cc, d.bcc, d.body, d.filenames,"
-        " d.attachments, g.body FROM docs d LEFT JOIN grams g ON g.rowid = d.rowid")
+        "SELECT d.rowid, d.body, d.filenames, d.attachments, g.body FROM docs d"
+        " LEFT JOIN grams g ON g.rowid = d.rowid")
     lost = 0
     for row in rows:
-        rowid, subject, from_, to, cc, bcc, body, filenames, attachments, old = tuple(row)
+        rowid, body, filenames, attachments, old = tuple(row)
         headers = "" if found < 3 or old is None else _part_headers_in(
             old, body or "", filenames or "", attachments or "")
         if headers is None:
@@ -273,16 +320,32 @@ def _rebuild_grams(conn: sqlite3.Connection, found: int) -> None:
             headers = ""
         if headers:
             conn.execute("INSERT INTO part_headers VALUES (?, ?)", (rowid, headers))
-        conn.execute("INSERT INTO grams_new (rowid, subject, addresses, body)"
-                     " VALUES (?, ?, ?, ?)", (rowid, *_grams_values(
-                         subject, from_, to, cc, bcc, body, filenames, attachments,
-                         headers)))
+        conn.execute("INSERT INTO grams_new (rowid, body) VALUES (?, ?)", (
+            rowid, _grams_value(body, filenames, attachments, headers)))
     conn.execute("DROP TABLE grams")
     conn.execute("ALTER TABLE grams_new RENAME TO grams")
     if lost:
         log.warning("search index: %d documents' part headers could not be told apart from"
                     " their text; IMAP BODY/TEXT will not find those headers until"
                     " `mailyard reindex`", lost)
+
+
+def _regram(conn: sqlite3.Connection) -> None:
+    """Schema 7: the trigram table of a version 5-6 file (subject, addresses and body columns,
+    detail=column) made again with the body alone, detail=none, from `docs` and
+    `part_headers` (`heads` already holds the subject and the addresses). Tokenizes every
+    body once: 313 s for 100k messages at load 17-19, once. The old table's pages are left
+    free (17 % of that file), reused as mail arrives (compacted on open only when over a
+    third: _compact_if_mostly_free)."""
+    count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+    log.warning("search index: rebuilding the substring (trigram) table of %d documents in"
+                " the smaller layout of schema 7", count)
+    conn.execute("DROP TABLE grams")
+    conn.execute(f"CREATE VIRTUAL TABLE grams USING fts5 ({_GRAMS_TABLE})")
+    conn.create_function("grams_value", 4, _grams_value, deterministic=True)
+    conn.execute(
+        "INSERT INTO grams (rowid, body) SELECT c.id, grams_value(c.c7, c.c8, c.c9, p.text)"
+        " FROM docs_content c LEFT JOIN part_headers p ON p.rowid_ = c.id")
 
 
 def _part_headers_in(old: str, body: str, filenames: str, attachments: str) -> str | None:
@@ -300,16 +363,18 @@ def _part_headers_in(old: str, body: str, filenames: str, attachments: str) -> s
     return headers if headers and same else None
 
 
-def _grams_values(subject: str | None, from_: str | None, to: str | None, cc: str | None,
-                  bcc: str | None, body: str | None, filenames: str | None,
-                  attachments: str | None, part_headers: str | None) -> tuple[str, str, str]:
-    """The subject, addresses and body columns of a document's trigram row. The table keeps
-    no copy of them: deleting a row tokenizes these values again, and a substring's
-    candidates are checked against them, so both are computed here from what `docs` and
+def _grams_value(body: str | None, filenames: str | None, attachments: str | None,
+                 part_headers: str | None) -> str:
+    """The body column of a document's trigram row. The table keeps no copy of it: deleting a
+    row tokenizes this value again, so it is computed here from what `docs` and
     `part_headers` keep, the same way every time."""
-    addresses = " ".join(filter(None, (from_, to, cc, bcc)))
-    return subject or "", addresses, body_substring_text(
-        body or "", filenames or "", attachments or "", part_headers or "")
+    return body_substring_text(body or "", filenames or "", attachments or "",
+                               part_headers or "")
+
+
+def _addresses(from_: str | None, to: str | None, cc: str | None, bcc: str | None) -> str:
+    """What IMAP's address keys search, as `heads` holds it: the fields joined by spaces."""
+    return " ".join(filter(None, (from_, to, cc, bcc)))
 
 
 _ASCII_FOLDED = frozenset(
@@ -338,9 +403,8 @@ def _heads_values(subject: str | None, from_: str | None, to: str | None, cc: st
     of what IMAP SUBJECT, the address keys and BODY search (meta: the part headers and the
     attachments' names, as body_substring_text joins them). Like `grams`, the table keeps no
     copy: deleting a row needs these values again, computed the same way every time."""
-    addresses = " ".join(filter(None, (from_, to, cc, bcc)))
     meta = "\n".join(t for t in (part_headers, filenames) if t)
-    return subject or "", addresses, meta
+    return subject or "", _addresses(from_, to, cc, bcc), meta
 
 
 def _put_heads(conn: sqlite3.Connection, rowid: int, values: tuple[str, str, str]) -> None:
@@ -362,24 +426,15 @@ def _fill_heads(conn: sqlite3.Connection) -> None:
         _put_heads(conn, rowid, _heads_values(subject, from_, to, cc, bcc, filenames, headers))
 
 
-def _stored_grams(conn: sqlite3.Connection,
-                  rowids: Sequence[int]) -> dict[int, tuple[str, str, str]]:
-    """_grams_values of these documents, from `docs` and `part_headers`. Read from docs'
+def _stored_grams(conn: sqlite3.Connection, rowids: Sequence[int]) -> dict[int, str]:
+    """_grams_value of these documents, from `docs` and `part_headers`. Read from docs'
     content table (FTS5's `docs_content`: id, then c0... in the order of docs' columns) by
     its primary key: `docs` itself answers `rowid IN (...)` by scanning every row (3.7 s
     for the 20k candidates of a common substring at 20k messages)."""
-    wanted = json.dumps(list(rowids))
-    headers = {r[0]: r[1] for r in conn.execute(
-        "SELECT rowid_, text FROM part_headers WHERE rowid_ IN"
-        " (SELECT value FROM json_each(?))", (wanted,))}
-    out: dict[int, tuple[str, str, str]] = {}
-    for row in conn.execute(
-            "SELECT id, c2, c3, c4, c5, c6, c7, c8, c9 FROM docs_content"
-            " WHERE id IN (SELECT value FROM json_each(?))", (wanted,)):
-        rowid, subject, from_, to, cc, bcc, body, filenames, attachments = tuple(row)
-        out[rowid] = _grams_values(subject, from_, to, cc, bcc, body, filenames,
-                                   attachments, headers.get(rowid))
-    return out
+    return {r[0]: _grams_value(*tuple(r)[1:]) for r in conn.execute(
+        "SELECT c.id, c.c7, c.c8, c.c9, p.text FROM docs_content c"
+        " LEFT JOIN part_headers p ON p.rowid_ = c.id"
+        " WHERE c.id IN (SELECT value FROM json_each(?))", (json.dumps(list(rowids)),))}
 
 
 def _stored_heads(conn: sqlite3.Connection,
@@ -497,11 +552,9 @@ class SqliteSearchIndex:
                     " filenames, attachments, list_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (rowid, doc.account_id.lower(), doc.email_id, doc.subject, doc.from_, doc.to,
                      doc.cc, doc.bcc, doc.body, doc.filenames, doc.attachment_text, doc.list_id))
-                conn.execute(
-                    "INSERT INTO grams (rowid, subject, addresses, body) VALUES (?, ?, ?, ?)",
-                    (rowid, *_grams_values(doc.subject, doc.from_, doc.to, doc.cc, doc.bcc,
-                                           doc.body, doc.filenames, doc.attachment_text,
-                                           doc.part_headers)))
+                conn.execute("INSERT INTO grams (rowid, body) VALUES (?, ?)", (
+                    rowid, _grams_value(doc.body, doc.filenames, doc.attachment_text,
+                                        doc.part_headers)))
                 _put_heads(conn, rowid, _heads_values(
                     doc.subject, doc.from_, doc.to, doc.cc, doc.bcc, doc.filenames,
                     doc.part_headers))
@@ -528,6 +581,8 @@ class SqliteSearchIndex:
             return Hits([], 0 if total else None)
         scoped = match = acct if isinstance(expr, _All) else f"{acct} AND ({expr})"
         bare = None if isinstance(expr, _All) else expr
+        loose = bare if bare is None or _names_account(node, account_id) else \
+            str(compile_match(node, acct, any_column=True))
         sort = {"newest": "rowid DESC", "oldest": "rowid ASC", "relevance": "rank"}[order]
 
         low, high = received
@@ -540,7 +595,7 @@ class SqliteSearchIndex:
             # The account's token intersects every word with the account's own documents;
             # when the index holds no other account's, it is left out (the same rows: a
             # count of a common word reads one doclist of 100k entries instead of two).
-            match = bare if bare and _alone(conn, account_id) else scoped
+            match = loose if loose and _alone(conn, account_id) else scoped
             if among is None and left_out and order != "relevance":
                 few = _few_hits(conn, account_id, match, span, len(left_out) // 2 + 1)
                 if few is not None:  # a rare word: its hits are looked up, not the hidden
@@ -564,13 +619,15 @@ class SqliteSearchIndex:
             key = "rank" if order == "relevance" else "rowid"
             # Ranks depend on every account's documents (BM25's statistics): not remembered.
             remembered_among = None if order == "relevance" else (
-                "among", account_id, generation, match, _digest(among))
+                "among", account_id, generation, match, *span[1], _digest(among))
             if remembered_among and (known := self.answers.get(remembered_among)) is not None:
                 found = list(known)  # type: ignore[call-overload]
             elif len(among) > _AMONG_IN:
-                found = _intersect(conn, match, key, _rowid_map(conn, account_id, among))
+                found = _intersect(conn, match, key, _within(
+                    _rowid_map(conn, account_id, among), span[1]))
             else:
-                rowids = _rowids(conn, account_id, among)
+                rowids = list(_within(dict.fromkeys(_rowids(conn, account_id, among)),
+                                      span[1]))
                 found = [(r[0], r[1]) for r in conn.execute(
                     f"SELECT {key}, email_id FROM docs"
                     f" WHERE docs MATCH ? AND rowid IN ({','.join('?' * len(rowids))})",
@@ -584,8 +641,8 @@ class SqliteSearchIndex:
 
         try:
             if among is not None and len(among) > _AMONG_IN and order != "relevance":
-                return await self._many(account_id, among, scoped, bare, order, limit,
-                                        position, total)
+                return await self._many(account_id, among, scoped, loose, order, limit,
+                                        position, total, span)
             return await self.db.read_long(read, self.query_seconds)
         except sqlite3.OperationalError as e:  # a query FTS5 cannot evaluate
             log.warning("full-text query failed (%s): %s", e, match)
@@ -639,7 +696,7 @@ class SqliteSearchIndex:
 
     async def _many(self, account_id: str, among: Sequence[str], scoped: str,
                     bare: str | None, order: Order, limit: int | None, position: int,
-                    total: bool) -> Hits:
+                    total: bool, span: tuple[str, tuple[int, int]]) -> Hits:
         """`query` with more candidates than one statement names (Gmail's Spam and Trash
         asked about a common word, IMAP SEARCH over a big mailbox): one MATCH filtered by the
         candidates' rowids, in pieces of the rowid range, each its own short read. One long
@@ -647,16 +704,17 @@ class SqliteSearchIndex:
         the start on a pool thread (20 ms wasted at 100k); pieces never are. Every piece
         checks that the account's generation is the one the candidates were mapped in, so
         together they read one state of the documents; if a write came between, the whole
-        intersection is read again in one read."""
+        intersection is read again in one read. `span` (query's arrival-time range) holds
+        as it does without candidates."""
         def prepare(conn: sqlite3.Connection) -> tuple[int, str, dict[int, str] | None]:
             match = bare if bare and _alone(conn, account_id) else scoped
             generation = _generation(conn, account_id)
             if len(among) > _FEW_HITS * 4 and _count(conn, match) * 4 < len(among):
                 return generation, match, None  # few hits: look the hits up, not the candidates
-            return generation, match, _rowid_map(conn, account_id, among)
+            return generation, match, _within(_rowid_map(conn, account_id, among), span[1])
 
         generation, match, named = await self.db.read_long(prepare, self.query_seconds)
-        remembered = ("among", account_id, generation, match, _digest(among))
+        remembered = ("among", account_id, generation, match, *span[1], _digest(among))
         known = self.answers.get(remembered)
         found: list[tuple[float, str]] | None = None if known is None else list(
             known)  # type: ignore[call-overload]
@@ -669,8 +727,9 @@ class SqliteSearchIndex:
                 return _generation(conn, account_id) == generation, [
                     (r[0], r[1]) for r in conn.execute(
                         "SELECT docs.rowid, d.email_id FROM docs CROSS JOIN doc_ids d"
-                        " ON d.rowid_ = docs.rowid WHERE docs MATCH ? AND d.account_id = ?",
-                        (match, account_id)) if r[1] in wanted]
+                        " ON d.rowid_ = docs.rowid WHERE docs MATCH ? AND d.account_id = ?"
+                        " AND docs.rowid >= ? AND docs.rowid < ?",
+                        (match, account_id, *span[1])) if r[1] in wanted]
 
             same, got = await self.db.read_long(hits, self.query_seconds)
             if same:
@@ -698,7 +757,8 @@ class SqliteSearchIndex:
             if found is None:  # a write came between two pieces: once, in one read
                 def whole(conn: sqlite3.Connection) -> list[tuple[float, str]]:
                     m = bare if bare and _alone(conn, account_id) else scoped
-                    return _intersect(conn, m, "rowid", _rowid_map(conn, account_id, among))
+                    return _intersect(conn, m, "rowid", _within(
+                        _rowid_map(conn, account_id, among), span[1]))
 
                 found = await self.db.read_long(whole, self.query_seconds)
             else:
@@ -740,13 +800,11 @@ class SqliteSearchIndex:
         # What the trigram phrase of schema 4 looked for: control characters as spaces.
         needle = "".join(ch if ch.isprintable() else " " for ch in needle)
         grams = _needle_grams(needle)
-        query = " AND ".join(f"{field} : {_string(g)}" if field else _string(g) for g in grams)
         exact = len(needle) == MIN_SUBSTRING
 
         def find(conn: sqlite3.Connection) -> set[str]:
             headers_only = field in ("subject", "addresses")
             known: dict[int, str] = {}
-            asked = query
             long_only = False  # heads answered the short texts of every candidate
             if not exact and needle.isascii():
                 known = _heads_hits(conn, account_id, field, needle)
@@ -754,24 +812,16 @@ class SqliteSearchIndex:
                     long_only = True
                     if headers_only:
                         return set(known.values())  # the phrase's answer is the answer
-                    if field is None:  # the headers are answered: the body's candidates
-                        asked = " AND ".join(f"body : {_string(g)}" for g in grams)
-            if exact or not _alone(conn, account_id):
-                found = conn.execute(
-                    # The ids come from doc_ids' covering index. CROSS JOIN keeps the FTS5
-                    # scan outside, or SQLite ran the MATCH once per doc_ids row.
-                    "SELECT d.rowid_, d.email_id FROM grams g CROSS JOIN doc_ids d"
-                    " ON d.rowid_ = g.rowid WHERE grams MATCH ? AND d.account_id = ?",
-                    (asked, account_id)).fetchall()
-                if exact:  # one trigram: the index's answer is the answer
-                    return {r[1] for r in found}
-                candidates = [r[0] for r in found if r[0] not in known]
-            else:
-                # Every document is the account's: the candidates' rowids alone (mapping the
-                # 17k candidates of `fi cel` to their ids was a seek each), the hits' ids below.
-                candidates = [r[0] for r in conn.execute(
-                    "SELECT rowid FROM grams WHERE grams MATCH ?", (asked,))
-                    if r[0] not in known]
+            # The ids come with the rows when the index holds other accounts (or the answer
+            # is the rows, exact); else the candidates' rowids alone (mapping the 17k
+            # candidates of `fi cel` to their ids was a seek each), the hits' ids below.
+            joined = exact or not _alone(conn, account_id)
+            found: dict[int, str | None] = {}
+            for table, match in _trigram_queries(field, grams, long_only):
+                found.update(_trigram_rows(conn, table, match, account_id, joined))
+            if exact:  # one trigram: the index's answer is the answer
+                return {e for e in found.values() if e is not None}
+            candidates = [r for r in found if r not in known]
             if headers_only and needle.isascii():  # the phrase answered all but these
                 candidates = _unfolded_of(conn, candidates)
             named, hits = _substring_hits(conn, candidates, field, needle,
@@ -834,9 +884,9 @@ def _remove(conn: sqlite3.Connection, account_id: str, email_id: str) -> None:
 def _remove_rows(conn: sqlite3.Connection, rowids: Sequence[int]) -> None:
     """Delete these documents from docs, grams and part_headers. grams keeps no text: it is
     told the values it indexed (FTS5's 'delete' command), read from docs first."""
-    for rowid, values in _stored_grams(conn, rowids).items():
-        conn.execute("INSERT INTO grams (grams, rowid, subject, addresses, body)"
-                     " VALUES ('delete', ?, ?, ?, ?)", (rowid, *values))
+    for rowid, value in _stored_grams(conn, rowids).items():
+        conn.execute("INSERT INTO grams (grams, rowid, body) VALUES ('delete', ?, ?)",
+                     (rowid, value))
     for rowid, heads in _stored_heads(conn, rowids).items():
         conn.execute("INSERT INTO heads (heads, rowid, subject, addresses, meta)"
                      " VALUES ('delete', ?, ?, ?, ?)", (rowid, *heads))
@@ -863,6 +913,34 @@ def _heads_hits(conn: sqlite3.Connection, account_id: str, field: str | None,
         " WHERE heads MATCH ? AND d.account_id = ?"
         " AND NOT EXISTS (SELECT 1 FROM unfolded WHERE rowid_ = h.rowid)",
         (_HEADS_COLUMNS[field] + _string(needle), account_id))}
+
+
+def _trigram_queries(field: str | None, grams: list[str],
+                     long_only: bool) -> list[tuple[str, str]]:
+    """(table, MATCH) whose rows hold every trigram of a needle in `field`'s texts: `heads`
+    for the subject and the addresses, `grams` for what BODY searches, both for TEXT (the
+    body's alone when `heads` answered the short texts: `long_only`)."""
+    out: list[tuple[str, str]] = []
+    if field in ("subject", "addresses") or (field is None and not long_only):
+        columns = field or "{subject addresses}"
+        out.append(("heads", " AND ".join(f"{columns} : {_string(g)}" for g in grams)))
+    if field in (None, "body"):
+        out.append(("grams", " AND ".join(_string(g) for g in grams)))
+    return out
+
+
+def _trigram_rows(conn: sqlite3.Connection, table: str, match: str, account_id: str,
+                  joined: bool) -> list[tuple[int, str | None]]:
+    """(rowid, email id or None) of a trigram table's rows that `match` finds; `joined`: of
+    the account's documents only, with their ids (from doc_ids' covering index; CROSS JOIN
+    keeps the FTS5 scan outside, or SQLite ran the MATCH once per doc_ids row)."""
+    if joined:
+        return [(r[0], r[1]) for r in conn.execute(
+            f"SELECT d.rowid_, d.email_id FROM {table} g CROSS JOIN doc_ids d"
+            f" ON d.rowid_ = g.rowid WHERE {table} MATCH ? AND d.account_id = ?",
+            (match, account_id))]
+    return [(r[0], None) for r in conn.execute(
+        f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))]
 
 
 def _any_unfolded(conn: sqlite3.Connection) -> bool:
@@ -896,7 +974,7 @@ SQLITE_MAX_LIKE_PATTERN_LENGTH, 50,000 by default)."""
 
 
 def _sql_addresses(prefix: str) -> str:
-    """_grams_values' addresses in SQL: the non-empty address fields joined by spaces."""
+    """_addresses in SQL: the non-empty address fields joined by spaces."""
     parts = "||".join(f"iif({prefix}c{i} <> '', ' ' || {prefix}c{i}, '')" for i in (3, 4, 5, 6))
     return f"substr({parts}, 2)"
 
@@ -961,7 +1039,7 @@ def _checked_hits(conn: sqlite3.Connection, rowids: list[int], field: str | None
         for rowid, subject, from_, to, cc, bcc in conn.execute(
                 "SELECT id, c2, c3, c4, c5, c6 FROM docs_content"
                 " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(rowids),)):
-            text, addresses, _ = _grams_values(subject, from_, to, cc, bcc, "", "", "", "")
+            text, addresses = subject or "", _addresses(from_, to, cc, bcc)
             if ((field != "addresses" and holds(text))
                     or (field != "subject" and holds(addresses))):
                 hits.add(rowid)
@@ -1028,6 +1106,17 @@ def _intersect(conn: sqlite3.Connection, match: str, key: str,
         f"SELECT {key}, rowid FROM docs WHERE docs MATCH ? AND rowid >= ? AND rowid <= ?"
         " AND +rowid IN (SELECT value FROM json_each(?))",
         (match, min(named), max(named), json.dumps(list(named))))]
+
+
+V = TypeVar("V")
+
+
+def _within(named: dict[int, V], bounds: tuple[int, int]) -> dict[int, V]:
+    """The entries of `named` (by rowid) inside an arrival-time range of rowids [low, high):
+    candidates given with `received` bounds are held to them, as a query without
+    candidates is (the range was ignored for them)."""
+    low, high = bounds
+    return {r: v for r, v in named.items() if low <= r < high}
 
 
 def _rowid_map(conn: sqlite3.Connection, account_id: str,
