@@ -333,6 +333,15 @@ _IS: dict[str, Node] = {
     "starred": Keyword("$flagged"),
     "important": Keyword("$important"),
 }
+
+
+def keyword_label(name: str) -> Node | None:
+    """What in:NAME / label:NAME means when NAME is one of Gmail's keyword labels
+    (in:starred is is:starred); None for a mailbox or label name."""
+    key = name.lower()
+    return _IS[key] if key in KEYWORD_LABELS else None
+
+
 _IS_NAMES = {"$seen": "read", "$flagged": "starred", "$important": "important"}
 _DATE_OPS = {
     "before": ("before", "received"), "after": ("after", "received"), "on": ("on", "received"),

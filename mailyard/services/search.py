@@ -32,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 from mailyard.core import query as q
 from mailyard.core.emailsort import SortKey
 from mailyard.core.indextext import message_body_text
-from mailyard.pipeline.inbound import document
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import (
     Account,
@@ -59,19 +58,7 @@ HELD_BOXES = 256
 """Hidden mailboxes whose email ids a SearchService keeps, each for the state it was read in
 (SearchService._held): at most HIDDEN_SET ids each."""
 
-_ROLE_NAMES = {"inbox": "inbox", "sent": "sent", "drafts": "drafts", "draft": "drafts",
-               "trash": "trash", "spam": "junk", "junk": "junk", "archive": "archive",
-               "all": "all"}
-_KEYWORD_LABELS: dict[str, q.Node] = {
-    "starred": q.Keyword("$flagged"), "important": q.Keyword("$important"),
-    "unread": q.Not(q.Keyword("$seen")), "read": q.Keyword("$seen"),
-}
 _NOTHING = q.Or(())
-
-
-def _label_key(name: str) -> str:
-    """Gmail writes spaces in label names as dashes in queries; compare loosely."""
-    return "".join("-" if ch in " _/" else ch for ch in name.lower())
 
 
 def _is_text(node: q.Node) -> bool:
@@ -313,17 +300,16 @@ class SearchService:
         return node
 
     def _mailbox(self, name: str, scope: _Scope) -> q.Node:
-        key = name.lower()
-        if key in _KEYWORD_LABELS:
-            return _KEYWORD_LABELS[key]
-        role = _ROLE_NAMES.get(key)
-        if role in ("trash", "junk"):
+        keyword = q.keyword_label(name)
+        if keyword is not None:
+            return keyword
+        if q.LABEL_ROLES.get(name.lower()) in ("trash", "junk"):
             scope.wants_hidden = True
-        for box in scope.boxes:
-            if (role and box.role == role) or _label_key(box.name) == _label_key(name):
-                if box.role in ("trash", "junk"):
-                    scope.wants_hidden = True
-                return q.Mailbox(box.id, by_id=True)
+        box = q.named_mailbox(name, scope.boxes)
+        if box is not None:
+            if box.role in ("trash", "junk"):
+                scope.wants_hidden = True
+            return q.Mailbox(box.id, by_id=True)
         return _NOTHING  # no such label: Gmail finds nothing, not an error
 
     # ------------------------------------------------------------------ planning
@@ -576,6 +562,8 @@ async def reindex(mailbox: MailboxService, account: Account,
     """Rebuild the account's full-text documents from its stored mail (after a change of
     what is indexed, or a lost index file). Delivery goes on meanwhile: a message delivered
     during the rebuild is indexed by the pipeline and again here, and replacing is harmless."""
+    # Here, not at the top: `mailyard search` loads this module and need not load the pipeline.
+    from mailyard.pipeline.inbound import document
     store, index, pipeline = mailbox.store, mailbox.index, mailbox.pipeline
     todo = (await store.query_emails(account.id, q.And(()), limit=0, total=True)).total or 0
     await index.clear(account.id)
