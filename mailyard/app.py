@@ -687,7 +687,8 @@ def inbound_checks(config: Config, policy_store: PolicyStore,
         greylist_expire=c.greylist_expire), ledger=ledger)]
     if c.authenticate:
         checks.append(AuthCheck(resolver, authserv_id=config.hostname,
-                                enforce_dmarc=c.enforce_dmarc, timeout=c.dns_timeout))
+                                enforce_dmarc=c.enforce_dmarc, timeout=c.dns_timeout,
+                                spf_cache_seconds=c.spf_cache_seconds))
     if spam_model is not None and config.spam.enabled:
         checks.append(ContentCheck(spam_model, config.spam))
     # Content checks (services/checks/content.py: rules, classifier, rspamd, clamd) go here,

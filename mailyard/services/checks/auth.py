@@ -21,6 +21,8 @@ import ipaddress
 import logging
 import random
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +183,39 @@ def _spf_identities(resolver: dns.resolver.Resolver, ip: str, mail_from: str, he
     return results
 
 
+class SPFCache:
+    """SPF results by (client IP, HELO, MAIL FROM) for `seconds`, at most SIZE of them, the
+    least recently used going first. The three are everything check_host() reads from the
+    message (RFC 7208 §4.1: <ip>, <domain>, <sender>; macros may name the HELO), so a hit is
+    the answer the evaluation would give while the DNS answers stand. A temperror (a lookup
+    that timed out) is not kept: the next message tries again."""
+
+    SIZE = 4096
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._kept: OrderedDict[tuple[str, str, str], tuple[float, dict[str, SPFResult]]] = \
+            OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> dict[str, SPFResult] | None:
+        found = self._kept.get(key)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            del self._kept[key]
+            return None
+        self._kept.move_to_end(key)
+        return found[1]
+
+    def put(self, key: tuple[str, str, str], results: dict[str, SPFResult]) -> None:
+        if self.seconds <= 0 or any(r.result == "temperror" for r in results.values()):
+            return
+        self._kept[key] = (time.monotonic() + self.seconds, results)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.SIZE:
+            self._kept.popitem(last=False)
+
+
 def _is_domain(name: str) -> bool:
     if not name or "." not in name or name.startswith("["):
         return False
@@ -259,12 +294,13 @@ class AuthCheck:
     name = "auth"
 
     def __init__(self, resolver: Resolver, *, authserv_id: str, enforce_dmarc: bool = True,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, spf_cache_seconds: float = 60.0) -> None:
         self.resolver = resolver
         self.authserv_id = authserv_id
         self.enforce_dmarc = enforce_dmarc
         self.timeout = timeout
         self.sync = resolver.sync(timeout)
+        self.spf_cache = SPFCache(spf_cache_seconds)
         public_suffix_list()
 
     async def mail_from(self, envelope: SMTPEnvelope, verdict: Verdict) -> None:
@@ -272,8 +308,13 @@ class AuthCheck:
         envelope.state["spf"] = asyncio.ensure_future(self._spf(envelope))
 
     async def _spf(self, envelope: SMTPEnvelope) -> dict[str, SPFResult]:
-        return await asyncio.to_thread(_spf_identities, self.sync, envelope.peer,
-                                       envelope.mail_from, envelope.helo, self.timeout)
+        key = (envelope.peer, envelope.helo.lower(), envelope.mail_from.lower())
+        results = self.spf_cache.get(key)
+        if results is None:
+            results = await asyncio.to_thread(_spf_identities, self.sync, envelope.peer,
+                                              envelope.mail_from, envelope.helo, self.timeout)
+            self.spf_cache.put(key, results)
+        return results
 
     async def check(self, envelope: SMTPEnvelope, raw: bytes, parsed: ParsedMessage,
                     verdict: Verdict) -> None:
