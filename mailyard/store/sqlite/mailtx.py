@@ -130,9 +130,12 @@ class SqliteMailReader:
                              modseq=r[3]) for r in rows]
 
     async def vanished(self, mailbox_id: str, since: int) -> list[int]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-            (mailbox_id, since))]
+        # Sorted here, not by ORDER BY uid: with it SQLite walked the primary key through
+        # every UID the mailbox ever expunged (1 ms at 20,000) for each view refresh, which
+        # IMAP runs after nearly every change; without it, vanished_modseq finds the few.
+        return sorted(r[0] for r in self.conn.execute(
+            "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ?",
+            (mailbox_id, since)))
 
 
 class SqliteMailTx(SqliteMailReader):
