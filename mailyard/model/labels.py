@@ -132,7 +132,7 @@ async def remove_from_mailbox(tx: MailTx, mailbox_id: str, email_ids: Sequence[s
     role = await tx.mailbox_role(mailbox_id)
     modseq = await tx.next_modseq()  # locks the account: no STORE in between
     emails = await tx.email_flags(email_ids)
-    result = Expunged(uids=[], destroyed=[])
+    result = Expunged(uids=[], destroyed=[], modseq=modseq)
     for email_id in dict.fromkeys(email_ids):
         email = emails.get(email_id)
         if email is None or (if_keyword is not None and if_keyword not in email.keywords):

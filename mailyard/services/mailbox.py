@@ -23,6 +23,7 @@ from mailyard.store.ports import (
     EmailHead,
     EmailRecord,
     EventBus,
+    Expunged,
     IndexDocument,
     KeywordUpdate,
     Mailbox,
@@ -307,7 +308,7 @@ class MailboxService:
         session's STORE)."""
         done = await self.store.expunge(
             account.id, mailbox.id, email_ids, if_keyword="$deleted" if if_deleted else None)
-        await self._forget(account, done.destroyed)
+        await self._forget(account, done)
         return done.uids
 
     async def append(self, account: Account, mailbox: Mailbox, raw: bytes, *,
@@ -344,15 +345,15 @@ class MailboxService:
         were there to destroy."""
         gone = await self.store.destroy_emails(account.id, email_ids)
         if gone:
-            await self._forget(account, gone)
+            await self._forget(account, Expunged(uids=[], destroyed=gone))
         return gone
 
-    async def _forget(self, account: Account, destroyed: Sequence[str]) -> None:
+    async def _forget(self, account: Account, done: Expunged) -> None:
         """Destroyed emails leave the search index too, or text searches would name them;
-        then the change is published."""
-        if destroyed:
-            await self.index.delete(account.id, list(destroyed))
-        await self._changed(account)
+        then the change is published, with the MODSEQ the expunge took."""
+        if done.destroyed:
+            await self.index.delete(account.id, list(done.destroyed))
+        await self._changed(account, done.modseq)
 
     def _junk(self, account: Account, email_ids: Sequence[str], is_spam: bool) -> None:
         for observe in self.junk_observers:
@@ -375,7 +376,7 @@ class MailboxService:
         aside), in one transaction: POP3 DELE in expunge mode, where deleted must mean gone,
         while a label the user gave an email elsewhere is kept. Returns the destroyed ids."""
         done = await self.store.expunge(account.id, mailbox.id, email_ids, orphans=True)
-        await self._forget(account, done.destroyed)
+        await self._forget(account, done)
         return done.destroyed
 
     # ------------------------------------------------------------------ import (services/transfer)

@@ -208,6 +208,9 @@ class Expunged:
     """The UIDs taken out of the mailbox, ascending."""
     destroyed: list[str]
     """The emails destroyed by it (they left the search index's concern too)."""
+    modseq: int | None = None
+    """The MODSEQ the expunge's transaction took: what the change is published with, so
+    EXPUNGE needs no read of the account afterwards (MailboxService._changed)."""
 
 
 @dataclass(slots=True)
