@@ -20,12 +20,17 @@ import yaml
 from dnslib import AAAA, CNAME, MX, PTR, A
 
 from mailyard.dns import Resolver
-from mailyard.services.checks.auth import spf_check
+from mailyard.services.checks.auth import SPFResult, spf_check
 from tests.dnsserver import TIMEOUT, TestDNS
 
 SUITE = Path(__file__).resolve().parents[1] / "data" / "spf" / "rfc7208-tests.yml"
 QTYPES = ("A", "AAAA", "MX", "PTR", "TXT")
 DNS_TIMEOUT = 0.4
+"""Seconds the resolver waits for each answer: short, since the suite's TIMEOUT names are never
+answered and every such case waits this long."""
+PATIENT_TIMEOUT = 15.0
+"""An unexpected temperror is asked again with this: on a busy machine the loopback server may
+answer a query after DNS_TIMEOUT (CI saw it once), which says nothing about SPF."""
 
 
 def _scenarios() -> list[dict[str, Any]]:
@@ -106,13 +111,19 @@ def _server(servers: dict[int, TestDNS], n: int) -> TestDNS:
 def test_rfc7208(servers: dict[int, TestDNS], scenario: int, name: str) -> None:
     case = SCENARIOS[scenario]["tests"][name]
     dns = _server(servers, scenario)
-    resolver = Resolver([dns.address], timeout=DNS_TIMEOUT).sync()
-    got = spf_check(resolver, case["host"], case["mailfrom"], case["helo"],
-                    querytime=20.0, default_explanation="DEFAULT")
     expected = case["result"] if isinstance(case["result"], list) else [case["result"]]
+    got = _check(dns, case, DNS_TIMEOUT)
+    if got.result == "temperror" and "temperror" not in expected:
+        got = _check(dns, case, PATIENT_TIMEOUT)
     assert got.result in expected, f"{case.get('spec')}: {case.get('description')}"
     if "explanation" in case:
         assert got.explanation == case["explanation"]
+
+
+def _check(dns: TestDNS, case: dict[str, Any], timeout: float) -> SPFResult:
+    resolver = Resolver([dns.address], timeout=timeout).sync()
+    return spf_check(resolver, case["host"], case["mailfrom"], case["helo"],
+                     querytime=max(20.0, timeout * 4), default_explanation="DEFAULT")
 
 
 def test_suite_is_complete() -> None:
