@@ -702,6 +702,7 @@ def _hostport(value: str) -> tuple[str, int]:
 
 
 def imap_services(config: Config, runtime: Runtime, tls: ssl.SSLContext) -> IMAPServices:
+    from mailyard.protocols.imap.rawcache import RawCache
     from mailyard.protocols.imap.session import IMAPPolicy, IMAPServices
 
     return IMAPServices(
@@ -713,7 +714,7 @@ def imap_services(config: Config, runtime: Runtime, tls: ssl.SSLContext) -> IMAP
             allow_plaintext_loopback=config.auth.plaintext_on_loopback,
             connections_per_ip=config.imap.connections_per_ip,
             connections_per_user=config.imap.connections_per_user),
-        ledger=runtime.shared_state.ledger)
+        ledger=runtime.shared_state.ledger, raw_cache=RawCache(config.imap.fetch_cache))
 
 
 async def start_imap_listeners(config: Config, runtime: Runtime, tls: ssl.SSLContext,

@@ -40,6 +40,8 @@ def test_file_values_and_data_dir_relative_to_the_file(tmp_path: Path) -> None:
     ({"queue": {"max_attempts": 0}}, "queue.max_attempts"),
     ({"queue": {"spool_tries": 0}}, "queue.spool_tries"),
     ({"queue": {"worker_nice": 20}}, "queue.worker_nice"),
+    ({"imap": {"fetch_cache": -1}}, "imap.fetch_cache"),
+    ({"checks": {"spf_cache_seconds": -1}}, "checks.spf_cache_seconds"),
     ({"queue": {"worker_nice": -1}}, "queue.worker_nice"),
 ])
 def test_bad_keys_and_values_name_the_key(data: dict[str, object], key: str) -> None:

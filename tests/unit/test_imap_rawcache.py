@@ -55,3 +55,11 @@ def test_never_above_its_bound_and_every_entry_is_what_was_put(puts: list[str],
     for key, data in contents.items():
         got = cache.get(key)
         assert got is None or (got == data and len(data) <= 40)
+
+
+def test_a_size_of_zero_keeps_nothing() -> None:
+    """`[imap] fetch_cache = 0`: every FETCH reads the blobs."""
+    cache = RawCache(max_bytes=0)
+    cache.put("a", b"x")
+    assert cache.get("a") is None
+    assert len(cache) == 0 and cache.size == 0

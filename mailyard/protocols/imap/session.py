@@ -90,8 +90,9 @@ class IMAPServices:
     """Where the per-IP and per-user connection counts live: this process's, or the
     cluster's (Redis), so that a client cannot open the limit on every node."""
     views: ViewHub = field(init=False)
-    raw_cache: RawCache = field(init=False, default_factory=RawCache)
-    """Octets of the messages fetched lately (rawcache.py), shared by the sessions."""
+    raw_cache: RawCache = field(default_factory=RawCache)
+    """Octets of the messages fetched lately (rawcache.py), shared by the sessions; its size
+    is `[imap] fetch_cache`."""
     sessions: set[Session] = field(init=False)
     """The open sessions, for the idle-timeout sweep."""
     max_command: int = field(init=False)
