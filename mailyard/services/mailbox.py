@@ -32,7 +32,6 @@ from mailyard.store.ports import (
     MailStore,
     NotFound,
     SearchIndex,
-    StoreError,
 )
 
 SORT_ORDER = "Mailbox"
@@ -359,6 +358,10 @@ class MailboxService:
         for observe in self.junk_observers:
             observe(account, list(email_ids), is_spam)
 
+    async def publish_change(self, account: Account) -> None:
+        """Tell IDLE/push clients the account changed (services/importing, once per batch)."""
+        await self._changed(account)
+
     async def _changed(self, account: Account, state: int | None = None) -> None:
         """Publish that the account changed. `state`: the MODSEQ the write itself took, when
         the caller has it (STORE, APPEND): then no read of the account. Each published state
@@ -378,77 +381,3 @@ class MailboxService:
         done = await self.store.expunge(account.id, mailbox.id, email_ids, orphans=True)
         await self._forget(account, done)
         return done.destroyed
-
-    # ------------------------------------------------------------------ import (services/transfer)
-
-    async def import_batch(self, account: Account,
-                           items: Sequence[ImportItem]) -> list[Imported]:
-        """Store a batch of imported messages through the delivery path (threaded, deduplicated,
-        indexed, counted in the quota), then index the batch and publish ONE change: an import
-        of ten thousand messages wakes IDLE/push clients once per batch, not per message. Like
-        APPEND it never runs the vacation responder (only the queue worker does). A failure of
-        one message (over quota, unreadable) is reported in its result; the rest go on."""
-        results: list[Imported] = []
-        documents: list[IndexDocument] = []
-        for item in items:
-            if item.existing is None and not item.recheck and \
-                    await self.store.has_delivery(account.id, item.delivery_key):
-                results.append(Imported(None, created=False))
-                continue
-            try:
-                email_id, created = await self._import_one(account, item, documents)
-            except (StoreError, ValueError, UnicodeError, LookupError) as e:
-                results.append(Imported(None, created=False, error=f"{type(e).__name__}: {e}"))
-                continue
-            results.append(Imported(email_id, created=created))
-        if documents:
-            await self.index.index(documents)
-        if any(r.email_id for r in results):
-            await self._changed(account)
-        return results
-
-    async def _import_one(self, account: Account, item: ImportItem,
-                          documents: list[IndexDocument]) -> tuple[str, bool]:
-        from mailyard.pipeline.inbound import Target
-        boxes = [b.id for b in item.mailboxes]
-        if item.existing is not None:  # the same content met earlier in this import
-            email_id, created = item.existing, False
-        else:
-            outcome = await self.pipeline.ingest(
-                item.raw, [Target(account.id, mailbox_roles=[], mailbox_ids=boxes,
-                                  keywords=list(item.keywords))],
-                delivery_key=item.delivery_key, received_at=item.received_at)
-            [delivered] = outcome.delivered
-            documents += outcome.documents
-            email_id, created = delivered.email_id, delivered.created
-        if not created:
-            for box in boxes:
-                await self.store.add_to_mailbox(account.id, [email_id], box)
-            if item.keywords:
-                await self.store.set_keywords(account.id, [email_id], add=item.keywords)
-        return email_id, created
-
-
-@dataclass(frozen=True, slots=True)
-class ImportItem:
-    """One message to import: its octets, labels (beside All Mail), keywords and date."""
-
-    raw: bytes
-    mailboxes: Sequence[Mailbox]
-    keywords: Sequence[str]
-    received_at: int
-    delivery_key: str
-    """Derived from the content and labels: the same message imported again is a no-op."""
-    recheck: bool = False
-    """Go through the store even if the key is known (the batch an interrupted run was in:
-    stored, maybe not yet indexed)."""
-    existing: str | None = None
-    """An email id this import already made from the same content: add labels, store nothing."""
-
-
-@dataclass(frozen=True, slots=True)
-class Imported:
-    email_id: str | None
-    """None when skipped (already imported) or failed."""
-    created: bool
-    error: str | None = None

@@ -1,6 +1,6 @@
 """Import and export: mbox, Maildir, .eml files and another IMAP server, over MailboxService.
 
-Import goes through MailboxService.import_batch, the delivery path (threads, dedup, index,
+Import goes through services/importing.import_batch, the delivery path (threads, dedup, index,
 quota), one published change per batch, and never the vacation responder.
 
 Idempotent: each message's delivery key is derived from its content and labels, so a second run
@@ -40,7 +40,8 @@ import orjson
 
 from mailyard.core import blobkeys
 from mailyard.core import mailformats as mf
-from mailyard.services.mailbox import ImportItem, MailboxService
+from mailyard.services.importing import ImportItem, import_batch
+from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import Account, Conflict, EmailRecord, Mailbox, NotFound
 
 SIDECAR = ".mailyard.json"
@@ -389,7 +390,7 @@ class _Prepared:
 
 
 class Importer:
-    """Feeds a source into MailboxService.import_batch, with a progress record."""
+    """Feeds a source into services/importing.import_batch, with a progress record."""
 
     def __init__(self, mailbox: MailboxService, account: Account, state_dir: Path,
                  source_id: str, *, batch_size: int = 100) -> None:
@@ -419,8 +420,8 @@ class Importer:
                     items.append((message, await self._item(message, start + offset in recheck)))
                 except (OSError, ValueError, UnicodeError, Conflict, NotFound) as e:
                     summary.failed.append((message.origin, f"{type(e).__name__}: {e}"))
-            results = await self.mailbox.import_batch(self.account,
-                                                      [p.item for _, p in items])
+            results = await import_batch(self.mailbox, self.account,
+                                         [p.item for _, p in items])
             originals: dict[str, bytes] = {}
             for (message, prepared), result in zip(items, results, strict=True):
                 if result.error:
