@@ -398,6 +398,22 @@ async def test_a_long_read_runs_off_the_loop_and_stops_at_its_budget(db: Databas
     assert await db.read_long(keys, budget=5.0) == {"after"}
 
 
+async def test_a_read_known_to_be_long_goes_to_the_pool_at_once(db: Database) -> None:
+    # on_loop=False: never a first try on the loop's thread (a count over every match would
+    # otherwise run its first part twice); a short read with the default does run there.
+    threads: list[int] = []
+
+    def where(conn: sqlite3.Connection) -> set[str]:
+        threads.append(threading.get_ident())
+        return keys(conn)
+
+    await db.write(insert("x"))
+    assert await db.read_long(where, budget=5.0, on_loop=False) == {"x"}
+    assert await db.read_long(where, budget=5.0) == {"x"}
+    assert threads[0] != threading.get_ident()
+    assert threads[1] == threading.get_ident()
+
+
 async def test_a_cancelled_long_read_frees_its_thread(db: Database) -> None:
     # Two: every thread of the pool busy with a read that would take minutes.
     tasks = [asyncio.create_task(db.read_long(lambda c: c.execute(SLOW).fetchone(), budget=600))

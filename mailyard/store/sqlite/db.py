@@ -492,7 +492,8 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
-    async def read_long(self, fn: Callable[[sqlite3.Connection], T], budget: float) -> T:
+    async def read_long(self, fn: Callable[[sqlite3.Connection], T], budget: float, *,
+                        on_loop: bool = True) -> T:
         """Run `fn` as `read` does, for at most `budget` seconds of SQLite's work, without
         holding the event loop: for reads whose length the client decides (a search, a count
         over a whole mailbox). On the loop's thread such a read held every other connection of
@@ -503,7 +504,9 @@ class Database:
         that runs longer is interrupted and run again on a thread of the long-read pool, where
         SQLite steps without the GIL and the loop goes on. Past the budget (or when the caller
         is cancelled) the statement is interrupted and QueryTimeout raised. `fn` must be safe
-        to run twice (a read that builds its answer from what it reads)."""
+        to run twice (a read that builds its answer from what it reads). `on_loop=False`: the
+        caller knows the read is long (a count over every match), so it goes to the pool
+        at once instead of running its first `_ON_LOOP` seconds twice."""
         if self._closed:
             raise WriterStopped(f"database {self.path} is closed")
         # A scheduling point first: a command that runs many short reads in a row (an IMAP
@@ -511,10 +514,11 @@ class Database:
         # connections in between them, not only when one read runs long.
         await asyncio.sleep(0)
         started = time.monotonic()
-        try:
-            return self._read_until(fn, started + min(budget, _ON_LOOP), None)
-        except _Interrupted:
-            pass
+        if on_loop:
+            try:
+                return self._read_until(fn, started + min(budget, _ON_LOOP), None)
+            except _Interrupted:
+                pass
         cancelled = threading.Event()
         try:
             return await asyncio.get_running_loop().run_in_executor(
