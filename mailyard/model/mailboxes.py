@@ -16,6 +16,8 @@ engine:
   §2.5) those in no other mailbox (All Mail aside) are destroyed instead, in the same
   transaction and MODSEQ. The mailbox is "destroyed" in the change log.
 Each writes the change log entries JMAP Mailbox/changes and IMAP NOTIFY read.
+- A mailbox looked up by its name (`lookup`) is the one of exactly that name, except that
+  "INBOX" in any case is the inbox-role mailbox (RFC 3501 §5.1), the name as stored.
 - A mailbox named by a client outside IMAP and JMAP (`mailyard mail list --mailbox`) is
   the one of that name in any case, or the one of that role (`named`).
 """
@@ -23,8 +25,9 @@ Each writes the change log entries JMAP Mailbox/changes and IMAP NOTIFY read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
-from mailyard.core.mailboxrules import DELIMITER
+from mailyard.core.mailboxrules import DELIMITER, is_inbox_name
 from mailyard.model import labels
 from mailyard.model.keywords import touch
 from mailyard.store.ports.errors import Conflict
@@ -43,6 +46,17 @@ def named(boxes: Sequence[Mailbox], name: str) -> list[str]:
     role ("inbox", "Sent")."""
     folded = stored_text(name).lower()
     return [box.id for box in boxes if box.name.lower() == folded or box.role == folded]
+
+
+MailboxKey = Literal["name", "role"]
+
+
+def lookup(name: str) -> tuple[MailboxKey, str]:
+    """The column and value a mailbox asked for by `name` is found by: the inbox role for
+    "INBOX" in any case, the name as stored otherwise."""
+    if is_inbox_name(name):
+        return "role", "inbox"
+    return "name", stored_text(name)
 
 
 async def create_defaults(tx: MailboxTx, mailbox_ids: list[str]) -> None:

@@ -8,6 +8,8 @@ Rules, once for every engine:
 - A domain's DKIM keys are read under its name as stored (domains.domain_name), newest
   first, then by selector.
 - A delivery key is looked up as stored (stored_text), as the delivery wrote it.
+- A mailbox by name: mailboxes.lookup (exactly the name, "INBOX" in any case the inbox), one
+  row read by the engine's index.
 - Listed emails (`mail list`): newest first (arrival, then id), at most `limit`, of the
   account or of the mailboxes a name names (mailboxes.named: any case, or the role); a name
   that names none lists nothing. They are a query like any other (query_emails), so their
@@ -84,6 +86,12 @@ class StoreReads(ABC):
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]: ...
 
     @abstractmethod
+    async def mailbox_rows(self, account_id: str, key: mailboxes.MailboxKey, value: str
+                           ) -> list[Mailbox]:
+        """The account's mailboxes whose `key` column is `value` (at most one: both are
+        unique per account), read by an index."""
+
+    @abstractmethod
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]: ...
 
@@ -107,6 +115,10 @@ class StoreReads(ABC):
         if not found:
             raise NotFound(f"no account {asked}")
         return found[0]
+
+    async def find_mailbox(self, account_id: str, name: str) -> Mailbox | None:
+        found = await self.mailbox_rows(account_id, *mailboxes.lookup(name))
+        return found[0] if found else None
 
     async def list_accounts(self) -> list[Account]:
         return by_address(await self.account_rows())

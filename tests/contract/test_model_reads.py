@@ -131,3 +131,32 @@ async def test_accounts_by_address_by_id_and_all(mailstore: Any, account: Accoun
             await lookup
     assert [a.address for a in await mailstore.list_accounts()] == [
         "alice@example.test", "bob@example.test"]
+
+
+async def test_a_mailbox_found_by_its_exact_name_and_inbox_in_any_case(
+        mailstore: Any, account: Account, new_email: NewEmailFactory) -> None:
+    """model/reads.py find_mailbox: exactly the name (no other case of it), the name as
+    stored (a NUL is U+FFFD there), "INBOX" in any case the inbox role (RFC 3501 §5.1); the
+    row as listed, counters included; None for a name no mailbox of the account has."""
+    await deliver(mailstore, new_email(account.id))
+    work = await mailstore.create_mailbox(account.id, "Work/Ärger")
+    odd = await mailstore.create_mailbox(account.id, "odd\x00name")
+    listed = {b.id: b for b in await mailstore.list_mailboxes(account.id)}
+    inbox = next(b for b in listed.values() if b.role == "inbox")
+    for spelling in ("INBOX", "inbox", "InBoX"):
+        assert await mailstore.find_mailbox(account.id, spelling) == inbox, spelling
+    assert inbox.total == 1
+    assert await mailstore.find_mailbox(account.id, "Work/Ärger") == listed[work.id]
+    assert await mailstore.find_mailbox(account.id, "odd\x00name") == listed[odd.id]
+    sent = await mailstore.find_mailbox(account.id, "Sent")
+    assert sent is not None and sent.role == "sent"
+    for missing in ("sent", "work/ärger", "Work", "INBOX/Work", "Nowhere"):
+        assert await mailstore.find_mailbox(account.id, missing) is None, missing
+    await mailstore.rename_mailbox(account.id, work.id, "Play/Ärger")
+    assert await mailstore.find_mailbox(account.id, "Work/Ärger") is None
+    renamed = await mailstore.find_mailbox(account.id, "Play/Ärger")
+    assert renamed is not None and renamed.id == work.id
+    bob = await mailstore.create_account("bob@example.test", "h", 1 << 20)
+    assert await mailstore.find_mailbox(bob.id, "Play/Ärger") is None
+    bob_inbox = await mailstore.find_mailbox(bob.id, "inbox")
+    assert bob_inbox is not None and bob_inbox.id != inbox.id

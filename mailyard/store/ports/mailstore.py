@@ -53,6 +53,11 @@ class MailStore(Protocol):
 
     # mailboxes and email
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]: ...
+    async def find_mailbox(self, account_id: str, name: str) -> Mailbox | None:
+        """The mailbox of exactly this name, where "INBOX" in any case is the inbox-role
+        mailbox (RFC 3501 §5.1); None when there is none. One indexed read, not a listing
+        (IMAP looks a mailbox up by name on every SELECT, STATUS and APPEND)."""
+        ...
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
         """Mailbox id -> (its threads: distinct thread ids among its emails, RFC 8621 §2
         totalThreads; those of them with an email in it that lacks $seen), for every

@@ -20,6 +20,7 @@ import orjson
 from mailyard.core.emailsort import SortKey
 from mailyard.core.query import Node
 from mailyard.model import keywords
+from mailyard.model.mailboxes import MailboxKey
 from mailyard.model.reads import AccountKey, StoreReads, page
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
@@ -200,6 +201,13 @@ class PostgresMailStore(ModelWrites, MailReads, StoreReads):
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
         return [_mailbox(r) for r in await self._fetch(
             "SELECT * FROM mailboxes WHERE account_id = $1 ORDER BY position", account_id)]
+
+    async def mailbox_rows(self, account_id: str, key: MailboxKey, value: str
+                           ) -> list[Mailbox]:
+        """By UNIQUE (account_id, name), or the partial index mailboxes_role."""
+        return [_mailbox(r) for r in await self._fetch(
+            f"SELECT * FROM mailboxes WHERE account_id = $1 AND {key} = $2", account_id,
+            value)]
 
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
         args: list[Any] = [account_id]

@@ -367,6 +367,9 @@ class ShardedMailStore(MailWrites, DomainWrites, MailReads):
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
         return await self._on(account_id, lambda s: s.list_mailboxes(account_id))
 
+    async def find_mailbox(self, account_id: str, name: str) -> Mailbox | None:
+        return await self._on(account_id, lambda s: s.find_mailbox(account_id, name))
+
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
         return await self._on(account_id, lambda s: s.thread_counts(account_id))
 

@@ -12,6 +12,7 @@ import orjson
 from mailyard.core import query as q
 from mailyard.core.query import Node
 from mailyard.model import keywords
+from mailyard.model.mailboxes import MailboxKey
 from mailyard.model.reads import AccountKey, StoreReads, page
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
@@ -97,6 +98,12 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads, StoreReads):
 
     async def list_mailboxes(self, account_id: str) -> list[Mailbox]:
         return await self.db.read(lambda c: _mailboxes(c, account_id))
+
+    async def mailbox_rows(self, account_id: str, key: MailboxKey, value: str
+                           ) -> list[Mailbox]:
+        # By the (account_id, name) index: its prefix for a role (an account has a few).
+        return await self.db.read(lambda c: _mailboxes(c, account_id, f" AND {key} = ?",
+                                                       (value,)))
 
     async def thread_counts(self, account_id: str) -> dict[str, tuple[int, int]]:
         return await self.db.read(lambda c: _thread_counts(c, account_id))
@@ -352,7 +359,8 @@ def _driving_mailbox(node: Node) -> tuple[str, Node] | None:
     return None
 
 
-def _mailboxes(conn: sqlite3.Connection, account_id: str) -> list[Mailbox]:
+def _mailboxes(conn: sqlite3.Connection, account_id: str, where: str = "",
+               args: tuple[str, ...] = ()) -> list[Mailbox]:
     # Columns by position, not sqlite3.Row by name: IMAP finds a mailbox by name in this
     # list for every SELECT, STATUS, APPEND and LIST, so it is read several times for
     # each command loop of every client (a tenth of the listener's reads under the
@@ -361,7 +369,8 @@ def _mailboxes(conn: sqlite3.Connection, account_id: str) -> list[Mailbox]:
                     uidnext=r[5], total=r[6], unread=r[7], subscribed=bool(r[8]),
                     highest_modseq=r[9], size=r[10]) for r in conn.execute(
         "SELECT id, account_id, name, role, uidvalidity, uidnext, total, unseen, subscribed,"
-        " modseq, bytes FROM mailboxes WHERE account_id = ? ORDER BY rowid", (account_id,))]
+        f" modseq, bytes FROM mailboxes WHERE account_id = ?{where} ORDER BY rowid",
+        (account_id, *args))]
 
 
 def _thread_counts(c: sqlite3.Connection, account_id: str) -> dict[str, tuple[int, int]]:
