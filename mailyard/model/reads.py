@@ -16,19 +16,18 @@ Rules, once for every engine:
   order is the search's.
 - Account objects: kind and ids as stored (stored_text), each id once, all of the kind when
   no ids are given, in id order.
-- A page of an ordered list of hits is `limit` of them from `position`; its total counts
-  the whole list (`page`, for the hits an engine orders in Python).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from mailyard.core import query as q
 from mailyard.core.query import Node
 from mailyard.model import accounts, domains, mailboxes
+from mailyard.model.query import EmailQueries
 from mailyard.store.ports.errors import NotFound
 from mailyard.store.ports.records import (
     Account,
@@ -37,11 +36,10 @@ from mailyard.store.ports.records import (
     Mailbox,
     StoredObject,
 )
-from mailyard.store.ports.search import Hits, Order
 from mailyard.store.ports.text import stored_text
 
 if TYPE_CHECKING:
-    from mailyard.core.emailsort import SortKey
+    pass
 
 AccountKey = Literal["address", "id"]
 
@@ -51,16 +49,9 @@ def by_address(found: Iterable[Account]) -> list[Account]:
     return sorted(found, key=lambda a: a.address)
 
 
-def page(ids: list[str], position: int, limit: int | None, total: bool) -> Hits:
-    """`limit` ids of the ordered `ids` from `position` (all from there when None), and how
-    many there are in all when `total` is asked for."""
-    return Hits(ids[position:] if limit is None else ids[position:position + limit],
-                len(ids) if total else None)
-
-
-class StoreReads(ABC):
-    """The reads above, for an engine of one database: it gives the narrow reads (rows by
-    key, as stored, in any order) and the query it already answers."""
+class StoreReads(EmailQueries):
+    """The reads above and the queries (model/query.py), for an engine of one database: it
+    gives the narrow reads (rows by key, as stored, in any order) and the query reads."""
 
     # ------------------------------------------------------------------ the engine's reads
 
@@ -94,13 +85,6 @@ class StoreReads(ABC):
     @abstractmethod
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]: ...
-
-    @abstractmethod
-    async def query_emails(self, account_id: str, node: Node, *,
-                           among: Sequence[str] | None = None, order: Order = "newest",
-                           limit: int | None = None, position: int = 0,
-                           total: bool = False, sort: Sequence[SortKey] = (),
-                           collapse_threads: bool = False) -> Hits: ...
 
     # ------------------------------------------------------------------ the rules
 

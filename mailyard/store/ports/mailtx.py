@@ -3,11 +3,12 @@ primitives an engine implements, with no rule of mail in them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from mailyard.core.emailsort import SortKey
     from mailyard.store.ports.records import (
         Account,
         DeliveryResult,
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
         MailboxEntry,
         NewEmail,
     )
+    from mailyard.store.ports.search import Order
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,41 @@ class MailReader(Protocol):
 
     async def vanished(self, mailbox_id: str, since: int) -> list[int]:
         """The UIDs that left the mailbox at a MODSEQ above `since`, ascending."""
+        ...
+
+
+KeyRow = tuple[Any, ...]
+"""One match of a query as the model orders it: (email id, thread id, received time, then one
+stored value per SortKey: the subject, the first From/To address's name or else its email,
+the sentAt (None when no Date), a number, or a keyword test)."""
+
+
+class EmailQuery(Protocol):
+    """One account's emails that match one query (a core.query tree without Text nodes, and
+    among the given ids when the query has them), read at one moment: the narrow reads the
+    model's query plan (mailyard/model/query.py) picks from. The engine compiles the
+    condition and reads by its indexes; which read answers a request, the order of ties,
+    collations and pages are the model's."""
+
+    async def page(self, sort: Sequence[SortKey], *, then: Order, collapse: bool,
+                   limit: int | None, position: int) -> list[str]:
+        """The ids ordered by `sort` (numbers and keyword tests only), ties by arrival
+        (received time, then id) `then`; with `collapse`, the first of each thread in that
+        order; `limit` of them (all when None) from `position`."""
+        ...
+
+    async def count(self, *, threads: bool) -> int:
+        """How many match (how many threads have a match, with `threads`)."""
+        ...
+
+    async def rows(self, sort: Sequence[SortKey]) -> list[KeyRow]:
+        """Every match as a KeyRow for `sort`: newest first when the query has no ids to
+        look among (the arrival index's order), in any order when it has."""
+        ...
+
+    async def threads(self, take: Callable[[str, str], bool]) -> None:
+        """(email id, thread id) of the matches, newest first, handed to `take` until it
+        answers False or they run out."""
         ...
 
 

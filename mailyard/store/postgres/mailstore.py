@@ -21,11 +21,18 @@ from mailyard.core.emailsort import SortKey
 from mailyard.core.query import Node
 from mailyard.model import keywords
 from mailyard.model.mailboxes import MailboxKey
-from mailyard.model.reads import AccountKey, StoreReads, page
+from mailyard.model.reads import AccountKey, StoreReads
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
 from mailyard.store import sqlsort
-from mailyard.store.ports.mailtx import AccountTx, DomainTx, MailReader, StoreTx
+from mailyard.store.ports.mailtx import (
+    AccountTx,
+    DomainTx,
+    EmailQuery,
+    KeyRow,
+    MailReader,
+    StoreTx,
+)
 from mailyard.store.ports.records import (
     Account,
     Change,
@@ -35,7 +42,7 @@ from mailyard.store.ports.records import (
     Mailbox,
     StoredObject,
 )
-from mailyard.store.ports.search import Hits, Order
+from mailyard.store.ports.search import Order
 from mailyard.store.postgres import filters, maintenance, schema
 from mailyard.store.postgres.pool import LazyPool
 from mailyard.store.postgres.writes import (
@@ -95,6 +102,69 @@ async def _records(conn: asyncpg.Connection, account_id: str, rows: list[Any]
                    ) -> list[EmailRecord]:
     labels = await _labels(conn, account_id, [r["id"] for r in rows]) if rows else {}
     return [_email(r, labels[r["id"]]) for r in rows]
+
+
+class PostgresEmailQuery:
+    """One query's reads (store.ports.EmailQuery) in one read-only snapshot."""
+
+    def __init__(self, conn: asyncpg.Connection, body: str, args: list[Any]) -> None:
+        self.conn, self.body, self.args = conn, body, args
+
+    @classmethod
+    async def open(cls, conn: asyncpg.Connection, account_id: str, node: Node,
+                   among: Sequence[str] | None) -> PostgresEmailQuery:
+        """Header conditions first (filters.header_nodes: SQL narrows to the header blocks
+        that name the field, Python decodes and compares them), then the WHERE."""
+        headers = {h: await _header_ids(conn, account_id, h, among)
+                   for h in dict.fromkeys(filters.header_nodes(node))}
+        args: list[Any] = [account_id]
+        compiler = filters.Compiler(args, headers)
+        where = compiler.where(node)
+        if among is not None:
+            where += f" AND e.id = ANY({compiler.param(list(among), '::text[]')})"
+        return cls(conn, f"FROM emails e WHERE e.account_id = $1 AND {where}", args)
+
+    def _keyed(self, sort: Sequence[SortKey]) -> tuple[sqlsort.SortColumns, list[Any]]:
+        args = list(self.args)
+        return sqlsort.columns(sort, "postgres", filters.Compiler(args).param), args
+
+    async def page(self, sort: Sequence[SortKey], *, then: Order, collapse: bool,
+                   limit: int | None, position: int) -> list[str]:
+        cols, args = self._keyed(sort)
+        sql = sqlsort.select(sort, cols, self.body, collapse, "postgres", then)
+        return [r[0] for r in await self.conn.fetch(
+            f"{sql} LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, limit, position)]
+
+    async def count(self, *, threads: bool) -> int:
+        return int(await self.conn.fetchval(
+            f"SELECT count({'DISTINCT e.thread_id' if threads else '*'}) {self.body}",
+            *self.args))
+
+    async def rows(self, sort: Sequence[SortKey]) -> list[KeyRow]:
+        cols, args = self._keyed(sort)
+        return [tuple(r) for r in await self.conn.fetch(sqlsort.rows_select(cols, self.body),
+                                                        *args)]
+
+    async def threads(self, take: Callable[[str, str], bool]) -> None:
+        async for r in self.conn.cursor(f"SELECT e.id, e.thread_id {self.body}"
+                                        " ORDER BY e.received_at DESC, e.id DESC",
+                                        *self.args, prefetch=500):
+            if not take(r[0], r[1]):
+                return
+
+
+async def _header_ids(conn: asyncpg.Connection, account_id: str, header: Any,
+                      among: Sequence[str] | None) -> list[str]:
+    """The emails whose stored header block matches a Header condition."""
+    name = header.name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    sql = ("SELECT id, head FROM emails WHERE account_id = $1"
+           " AND lower(encode(head, 'escape')) LIKE $2")
+    args: list[Any] = [account_id, f"%{name}%"]
+    if among is not None:
+        sql += " AND id = ANY($3::text[])"
+        args.append(list(among))
+    return [r["id"] for r in await conn.fetch(sql, *args)
+            if filters.header_matches(r["head"], header.name, header.value)]
 
 
 class PostgresMailStore(ModelWrites, MailReads, StoreReads):
@@ -243,61 +313,10 @@ class PostgresMailStore(ModelWrites, MailReads, StoreReads):
             "SELECT id, thread_id, size, received_at, modseq, head FROM emails"
             " WHERE account_id = $1 AND id = ANY($2::text[])", account_id, list(email_ids))]
 
-    async def query_emails(self, account_id: str, node: Node, *,
-                           among: Sequence[str] | None = None, order: Order = "newest",
-                           limit: int | None = None, position: int = 0,
-                           total: bool = False, sort: Sequence[SortKey] = (),
-                           collapse_threads: bool = False) -> Hits:
-        order_sql = "e.received_at ASC, e.id ASC" if order == "oldest" else \
-            "e.received_at DESC, e.id DESC"
+    async def read_query(self, account_id: str, node: Node, among: Sequence[str] | None,
+                         step: Callable[[EmailQuery], Coroutine[Any, Any, R]]) -> R:
         async with self._snapshot() as conn:
-            headers = {h: await self._header_ids(conn, account_id, h, among)
-                       for h in dict.fromkeys(filters.header_nodes(node))}
-            args: list[Any] = [account_id]
-            compiler = filters.Compiler(args, headers)
-            where = compiler.where(node)
-            if among is not None:
-                where += f" AND e.id = ANY({compiler.param(list(among), '::text[]')})"
-            body = f"FROM emails e WHERE e.account_id = $1 AND {where}"
-            if sort or collapse_threads:
-                # JMAP's sorts (store.sqlsort): ORDER BY in SQL, or the keys read and
-                # ordered in Python when a string property is sorted.
-                where_args = list(args)  # the count reads none of the keys' values
-                cols = sqlsort.columns(sort, "postgres", compiler.param)
-                if cols.in_python:
-                    rows = await conn.fetch(sqlsort.rows_select(cols, body), *args)
-                    every = sqlsort.order_rows([tuple(r) for r in rows], sort,
-                                               collapse_threads, newest_first=True)
-                    return page(every, position, limit, total)
-                select = sqlsort.select(sort, cols, body, collapse_threads, "postgres")
-                window = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
-                ids = [r[0] for r in await conn.fetch(f"{select}{window}", *args, limit,
-                                                      position)]
-                count = None
-                if total:
-                    count = await conn.fetchval(
-                        f"SELECT count({'DISTINCT e.thread_id' if collapse_threads else '*'})"
-                        f" {body}", *where_args)
-                return Hits(ids, count)
-            window = f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
-            ids = [r[0] for r in await conn.fetch(
-                f"SELECT e.id {body} ORDER BY {order_sql}{window}", *args, limit, position)]
-            count = await conn.fetchval(f"SELECT count(*) {body}", *args) if total else None
-        return Hits(ids, count)
-
-    async def _header_ids(self, conn: asyncpg.Connection, account_id: str,
-                          header: Any, among: Sequence[str] | None) -> list[str]:
-        """The emails whose stored header block matches a Header condition: SQL narrows to
-        blocks that mention the field name at all, Python decodes and compares the rest."""
-        name = header.name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        sql = ("SELECT id, head FROM emails WHERE account_id = $1"
-               " AND lower(encode(head, 'escape')) LIKE $2")
-        args: list[Any] = [account_id, f"%{name}%"]
-        if among is not None:
-            sql += " AND id = ANY($3::text[])"
-            args.append(list(among))
-        return [r["id"] for r in await conn.fetch(sql, *args)
-                if filters.header_matches(r["head"], header.name, header.value)]
+            return await step(await PostgresEmailQuery.open(conn, account_id, node, among))
 
     async def thread_emails(self, account_id: str,
                             thread_ids: Sequence[str]) -> dict[str, list[str]]:

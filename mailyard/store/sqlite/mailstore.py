@@ -13,10 +13,18 @@ from mailyard.core import query as q
 from mailyard.core.query import Node
 from mailyard.model import keywords
 from mailyard.model.mailboxes import MailboxKey
-from mailyard.model.reads import AccountKey, StoreReads, page
+from mailyard.model.reads import AccountKey, StoreReads
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
-from mailyard.store.ports.mailtx import AccountTx, DomainTx, MailReader, StoreTx
+from mailyard.store import sqlsort
+from mailyard.store.ports.mailtx import (
+    AccountTx,
+    DomainTx,
+    EmailQuery,
+    KeyRow,
+    MailReader,
+    StoreTx,
+)
 from mailyard.store.ports.records import (
     Account,
     Change,
@@ -26,7 +34,7 @@ from mailyard.store.ports.records import (
     Mailbox,
     StoredObject,
 )
-from mailyard.store.ports.search import Hits, Order
+from mailyard.store.ports.search import Order
 from mailyard.store.sqlite import filters
 from mailyard.store.sqlite.db import Database
 from mailyard.store.sqlite.mailtx import (
@@ -149,97 +157,10 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads, StoreReads):
 
         return await self.db.read(read)
 
-    async def query_emails(self, account_id: str, node: Node, *,
-                           among: Sequence[str] | None = None, order: Order = "newest",
-                           limit: int | None = None, position: int = 0,
-                           total: bool = False, sort: Sequence[SortKey] = (),
-                           collapse_threads: bool = False) -> Hits:
-        if sort or collapse_threads:
-            return await self._sorted(account_id, node, among, sort, collapse_threads, limit,
-                                      position, total)
-        args: list[Any] = [account_id]
-        where = filters.compile_where(node, args)
-        order_sql = "e.received_at ASC, e.id ASC" if order == "oldest" else \
-            "e.received_at DESC, e.id DESC"
-
-        def read(conn: sqlite3.Connection) -> Hits:
-            if among is None:
-                sql = f"FROM emails e WHERE e.account_id = ? AND {where}"
-                ids = [r[0] for r in conn.execute(
-                    f"SELECT e.id {sql} ORDER BY {order_sql} LIMIT ? OFFSET ?",
-                    (*args, -1 if limit is None else limit, position))]
-                count = _count_emails(conn, account_id, node, sql, args) if total else None
-                return Hits(ids, count)
-            found: list[tuple[int, str]] = []
-            for start in range(0, len(among), 500):
-                chunk = list(among[start:start + 500])
-                found += [(r[0], r[1]) for r in conn.execute(
-                    # "+e.account_id": look the candidates up by id; an index on the
-                    # account would walk all of its emails to find them.
-                    f"SELECT e.received_at, e.id FROM emails e"
-                    f" WHERE e.id IN ({','.join('?' * len(chunk))}) AND +e.account_id = ?"
-                    f" AND {where}", (*chunk, *args))]
-            found.sort(reverse=order != "oldest")
-            ids = [e for _, e in found]
-            return page(ids, position, limit, total)
-
-        return await self.db.read_long(read, self.query_seconds)
-
-    async def _sorted(self, account_id: str, node: Node, among: Sequence[str] | None,
-                      sort: Sequence[SortKey], collapse: bool, limit: int | None,
-                      position: int, total: bool) -> Hits:
-        """JMAP's sorts (store.sqlsort): ORDER BY in SQL, or the keys read and ordered in
-        Python when a string property is sorted or the emails are given (`among`)."""
-        # Imported here: the sorts' collations (core.emailsort, core.imapthread) are loaded by
-        # the first sorted query, not by every command that opens the store.
-        from mailyard.store import sqlsort
-
-        key_args: list[Any] = []
-
-        def param(value: Any) -> str:
-            key_args.append(value)
-            return "?"
-
-        cols = sqlsort.columns(sort, "sqlite", param)
-        args: list[Any] = [account_id]
-        where = filters.compile_where(node, args)
-
-        def read(conn: sqlite3.Connection) -> Hits:
-            if (collapse and among is None and limit is not None
-                    and sqlsort.newest_first(sort)):
-                body = f"FROM emails e WHERE e.account_id = ? AND {where}"
-                ids = sqlsort.first_of_threads(conn.execute(
-                    f"SELECT e.id, e.thread_id {body} ORDER BY e.received_at DESC, e.id DESC",
-                    args), position, limit)
-                return Hits(ids, int(conn.execute(f"SELECT count(DISTINCT e.thread_id) {body}",
-                                                  args).fetchone()[0]) if total else None)
-            if among is None and not cols.in_python:
-                body = f"FROM emails e WHERE e.account_id = ? AND {where}"
-                ids = [r[0] for r in conn.execute(
-                    f"{sqlsort.select(sort, cols, body, collapse, 'sqlite')} LIMIT ? OFFSET ?",
-                    (*key_args, *args, -1 if limit is None else limit, position))]
-                count = None
-                if total:
-                    count = (int(conn.execute(f"SELECT count(DISTINCT e.thread_id) {body}",
-                                              args).fetchone()[0]) if collapse
-                             else _count_emails(conn, account_id, node, body, args))
-                return Hits(ids, count)
-            rows: list[Any] = []
-            if among is None:
-                rows = conn.execute(sqlsort.rows_select(
-                    cols, f"FROM emails e WHERE e.account_id = ? AND {where}"),
-                    (*key_args, *args)).fetchall()
-            for start in range(0, len(among or ()), 500):
-                chunk = list((among or ())[start:start + 500])
-                rows += conn.execute(sqlsort.rows_select(
-                    # "+e.account_id": by id, as in query_emails.
-                    cols, f"FROM emails e WHERE e.id IN ({','.join('?' * len(chunk))})"
-                    f" AND +e.account_id = ? AND {where}"), (*key_args, *chunk, *args)
-                ).fetchall()
-            ids = sqlsort.order_rows(rows, sort, collapse, newest_first=among is None)
-            return page(ids, position, limit, total)
-
-        return await self.db.read_long(read, self.query_seconds)
+    async def read_query(self, account_id: str, node: Node, among: Sequence[str] | None,
+                         step: Callable[[EmailQuery], Coroutine[Any, Any, R]]) -> R:
+        return await self.db.read_long(lambda conn: run_now(step(SqliteEmailQuery(
+            conn, account_id, node, among))), self.query_seconds)
 
     async def thread_emails(self, account_id: str,
                             thread_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -289,6 +210,64 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads, StoreReads):
                 " ORDER BY modseq, kind, object_id",
                 (account_id, modseq))
         ])
+
+
+class SqliteEmailQuery:
+    """One query's reads (store.ports.EmailQuery) on the reading connection. Given ids
+    (`among`) are only read as rows: looked up by id, 500 at a time ("+e.account_id": an
+    index on the account would walk all of its emails to find them)."""
+
+    def __init__(self, conn: sqlite3.Connection, account_id: str, node: Node,
+                 among: Sequence[str] | None) -> None:
+        self.conn, self.account_id, self.node, self.among = conn, account_id, node, among
+        self.args: list[Any] = [account_id]
+        self.where = filters.compile_where(node, self.args)
+        self.body = f"FROM emails e WHERE e.account_id = ? AND {self.where}"
+
+    @staticmethod
+    def _keyed(sort: Sequence[SortKey]) -> tuple[sqlsort.SortColumns, list[Any]]:
+        """The sort's columns and their values (bound before the WHERE's: `?` is by place)."""
+        key_args: list[Any] = []
+
+        def param(value: Any) -> str:
+            key_args.append(value)
+            return "?"
+
+        return sqlsort.columns(sort, "sqlite", param), key_args
+
+    async def page(self, sort: Sequence[SortKey], *, then: Order, collapse: bool,
+                   limit: int | None, position: int) -> list[str]:
+        cols, key_args = self._keyed(sort)
+        sql = sqlsort.select(sort, cols, self.body, collapse, "sqlite", then)
+        return [r[0] for r in self.conn.execute(f"{sql} LIMIT ? OFFSET ?", (
+            *key_args, *self.args, -1 if limit is None else limit, position))]
+
+    async def count(self, *, threads: bool) -> int:
+        if threads:
+            return int(self.conn.execute(f"SELECT count(DISTINCT e.thread_id) {self.body}",
+                                         self.args).fetchone()[0])
+        return _count_emails(self.conn, self.account_id, self.node, self.body, self.args)
+
+    async def rows(self, sort: Sequence[SortKey]) -> list[KeyRow]:
+        cols, key_args = self._keyed(sort)
+        if self.among is None:
+            return self.conn.execute(sqlsort.rows_select(cols, self.body),
+                                     (*key_args, *self.args)).fetchall()
+        rows: list[KeyRow] = []
+        for start in range(0, len(self.among), 500):
+            chunk = list(self.among[start:start + 500])
+            rows += self.conn.execute(sqlsort.rows_select(
+                cols, f"FROM emails e WHERE e.id IN ({','.join('?' * len(chunk))})"
+                f" AND +e.account_id = ? AND {self.where}", ordered=False),
+                (*key_args, *chunk, *self.args)).fetchall()
+        return rows
+
+    async def threads(self, take: Callable[[str, str], bool]) -> None:
+        for email_id, thread_id in self.conn.execute(
+                f"SELECT e.id, e.thread_id {self.body} ORDER BY e.received_at DESC, e.id DESC",
+                self.args):
+            if not take(email_id, thread_id):
+                return
 
 
 _BRIEF_COLUMNS = ", ".join(
