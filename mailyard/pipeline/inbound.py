@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -135,6 +135,26 @@ class Analysis:
     text: IndexText
     skeleton_sha256: str
     content_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message analysed, with its blobs durable: what remains is the store write, which
+    a caller may group with others' (an import batch: one transaction, not one each)."""
+
+    raw: bytes
+    analysis: Analysis
+    received_at: int
+
+    @property
+    def skeleton_id(self) -> str:
+        """The stored body's id: by the day it was received (so a retry names the same
+        object) and its hash."""
+        return blobkeys.body_id(self.analysis.skeleton_sha256, self.received_at)
+
+    def document(self, account_id: str, email_id: str) -> IndexDocument:
+        """What the search index is given for this message stored as `email_id`."""
+        return document(account_id, email_id, self.received_at, self.analysis.text)
 
 
 class InboundPipeline:
@@ -263,26 +283,62 @@ class InboundPipeline:
         `new_message`: a client asked for a new message (IMAP APPEND, COPY), so the same
         content already stored is not this message again (NewEmail.same_content_is_same_email).
         `parsed`: `raw` parsed already (by `parse`), which is then not parsed again."""
+        ready = await self.prepare(raw, received_at=received_at, trace_length=trace_length,
+                                   parsed=parsed)
+        outcome = Outcome()
+        for target in targets:
+            new = self.new_email(ready, target, delivery_key, new_message=new_message)
+            result = await self.store.deliver(new)
+            outcome.delivered.append(Delivered(target.account_id, result.email_id,
+                                               result.modseq, result.created, result.uids))
+            outcome.documents.append(ready.document(target.account_id, result.email_id))
+        return outcome
+
+    async def prepare(self, raw: bytes, *, received_at: int, trace_length: int = 0,
+                      parsed: ParsedMessage | None = None) -> Prepared:
+        """The half of `ingest` before the store: analyse `raw` and make its blobs durable.
+        A store write may then name them (`new_email`)."""
         if parsed is not None and len(raw) <= INLINE_ANALYSIS:
             found = self._analyse(raw, parsed, trace_length)
         else:
             found = await asyncio.to_thread(self._analyse, raw, parsed, trace_length)
-        message, split, text = found.parsed, found.split, found.text
-        await self.blobs.put_many(split.blobs)
-        # By the day it was received (so a retry names the same object), hash last.
-        skeleton_id = blobkeys.body_id(found.skeleton_sha256, received_at)
-        await self.blobs.put(skeleton_id, split.skeleton)
-        outcome = Outcome()
-        for target in targets:
-            new = self._new_email(target, delivery_key, received_at, message, raw, skeleton_id,
-                                  found.content_sha256, list(split.blobs))
-            new.same_content_is_same_email = not new_message
-            result = await self.store.deliver(new)
-            outcome.delivered.append(Delivered(target.account_id, result.email_id,
-                                               result.modseq, result.created, result.uids))
-            outcome.documents.append(document(target.account_id, result.email_id,
-                                              received_at, text))
-        return outcome
+        ready = Prepared(raw, found, received_at)
+        await self.blobs.put_many(found.split.blobs)
+        await self.blobs.put(ready.skeleton_id, found.split.skeleton)
+        return ready
+
+    async def prepare_many(self, messages: Sequence[tuple[bytes, int]]
+                           ) -> list[Prepared | Exception]:
+        """`prepare` for many messages ((octets, received at) each, none parsed yet), as an
+        import batch needs it: every analysis in one hop to a thread, every blob written at
+        once (attachments before the bodies that name them). A message that cannot be
+        analysed gets its error in its place; the others go on."""
+        def analyse_all() -> list[Analysis | Exception]:
+            out: list[Analysis | Exception] = []
+            for raw, _ in messages:
+                try:
+                    out.append(self._analyse(raw))
+                except (ValueError, UnicodeError, LookupError) as error:
+                    out.append(error)
+            return out
+
+        found = await asyncio.to_thread(analyse_all) if messages else []
+        ready: list[Prepared | Exception] = [
+            a if isinstance(a, Exception) else Prepared(raw, a, received_at)
+            for (raw, received_at), a in zip(messages, found, strict=True)]
+        done = [p for p in ready if isinstance(p, Prepared)]
+        await self.blobs.put_many({k: v for p in done for k, v in p.analysis.split.blobs.items()})
+        await self.blobs.put_many({p.skeleton_id: p.analysis.split.skeleton for p in done})
+        return ready
+
+    def new_email(self, ready: Prepared, target: Target, delivery_key: str, *,
+                  new_message: bool = False) -> NewEmail:
+        """The store's record of a prepared message for one target (see `ingest`)."""
+        found = ready.analysis
+        new = self._new_email(target, delivery_key, ready.received_at, found.parsed, ready.raw,
+                              ready.skeleton_id, found.content_sha256, list(found.split.blobs))
+        new.same_content_is_same_email = not new_message
+        return new
 
     async def finish(self, item: InboundItem) -> None:
         """After the index has the documents: the spool copy is no longer needed."""
