@@ -95,6 +95,10 @@ CREATE INDEX IF NOT EXISTS emails_modseq ON emails (account_id, modseq);
 -- planner's statistics), `has:attachment before:` 99 -> 17 ms at 100,000 emails.
 CREATE INDEX IF NOT EXISTS emails_narrow ON emails
     (account_id, received_at, size, has_attachment, keywords);
+-- The starred emails alone (filters.FLAGGED_WHERE, which the search filter writes out so
+-- that SQLite recognises it): is:starred's count at 100,000 emails 40 -> 0.3 ms.
+CREATE INDEX IF NOT EXISTS emails_flagged ON emails (account_id, received_at)
+    WHERE """ + filters.FLAGGED_WHERE + """;
 -- JMAP Email/query's size and sentAt sorts (and the subject sort's reads) from these alone:
 -- the first page of size asc at 100,000 emails in < 1 ms, not a scan of the wide rows.
 CREATE INDEX IF NOT EXISTS emails_sort_size ON emails
@@ -143,11 +147,12 @@ CREATE TABLE IF NOT EXISTS objects (
 
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """PRAGMA user_version of mail.db; 0 is every file from before versions (back to the first
 release, whose tables lacked the columns and the All Mail mailbox _migrate adds); 2 added
 accounts.last_uidvalidity; 3 the emails_sort_* indexes (SCHEMA's IF NOT EXISTS builds them
-on the first open: 1.8 s for 100,000 emails); 4 emails_thread_of (0.7 s for 100,000)."""
+on the first open: 1.8 s for 100,000 emails); 4 emails_thread_of (0.7 s for 100,000); 5 the
+partial index emails_flagged (0.4 s for 100,000)."""
 
 
 def migrate(conn: sqlite3.Connection, found: int = 0) -> None:
