@@ -38,6 +38,7 @@ import logging
 import re
 import sqlite3
 import threading
+import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -109,6 +110,12 @@ _FEW_HITS = 1250
 there are candidates: the hits are looked up, not the candidates (SqliteSearchIndex._many)."""
 _REMEMBERED = 256
 """Counts and candidate intersections kept per index (see _Answers)."""
+_LONG_COUNT = 0.008
+"""Seconds a count's read took last time (of the same words, whatever the generation) from
+which the next one goes to the long-read pool at once (Database.read_long's on_loop=False):
+a read on the loop's thread is interrupted after 20 ms and run again from the start on a
+pool thread, so a count of ~100k postings under load paid 20 ms for nothing. Under this, the
+read stays on the loop, where a short one is fastest."""
 _AMONG_IN = 500
 """Candidates up to this many are named in the query (rowid IN); more: the MATCH runs alone
 and its hits are intersected with them, one query whatever the mailbox's size. Also SQLite's
@@ -537,6 +544,10 @@ class SqliteSearchIndex:
         self.query_seconds = query_seconds
         """The budget of one query, snippets or substring read (Database.read_long)."""
         self.answers = _Answers()
+        self.costs = _Answers()
+        """Seconds the last count of each (account, words, range) took to read, kept across
+        generations (a write changes a count's answer, hardly its cost): a count known to be
+        long goes to the long-read pool at once (_LONG_COUNT)."""
 
     def close(self) -> None:
         self.db.close()
@@ -643,7 +654,9 @@ class SqliteSearchIndex:
             if among is not None and len(among) > _AMONG_IN and order != "relevance":
                 return await self._many(account_id, among, scoped, loose, order, limit,
                                         position, total, span)
-            return await self.db.read_long(read, self.query_seconds)
+            long = total and among is None and any(
+                self._known_long(account_id, m, span) for m in {scoped, loose} if m)
+            return await self.db.read_long(read, self.query_seconds, on_loop=not long)
         except sqlite3.OperationalError as e:  # a query FTS5 cannot evaluate
             log.warning("full-text query failed (%s): %s", e, match)
             return Hits([], 0 if total else None)
@@ -663,6 +676,13 @@ class SqliteSearchIndex:
         self.answers.put(key, tuple(rowids))
         return rowids
 
+    def _known_long(self, account_id: str, match: str,
+                    span: tuple[str, tuple[int, int]]) -> bool:
+        """Whether the last count of `match` over `span` read for this account (in any
+        generation) took _LONG_COUNT or more."""
+        cost = self.costs.get(("cost", account_id, match, *span[1]))
+        return isinstance(cost, float) and cost >= _LONG_COUNT
+
     def _count(self, conn: sqlite3.Connection, state: tuple[str, int], match: str,
                span: tuple[str, tuple[int, int]], hidden: list[int]) -> int:
         """The count of `match` over a rowid range (`span`: its SQL and bounds) less its
@@ -681,15 +701,17 @@ class SqliteSearchIndex:
         known = self.answers.get(kept_key)
         if known is not None:
             return known  # type: ignore[return-value]
+        started = time.perf_counter()
         if not hidden:
             every = int(conn.execute(f"SELECT count(*) FROM docs WHERE docs MATCH ?{span[0]}",
                                      (match, *span[1])).fetchone()[0])
-            self.answers.put(every_key, every)
-            return every
-        every, shown = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE +rowid IN (SELECT value FROM json_each(?)))"
-            f" FROM docs WHERE docs MATCH ?{span[0]}",
-            (json.dumps(hidden), match, *span[1])).fetchone()
+            shown = 0
+        else:
+            every, shown = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE +rowid IN"
+                f" (SELECT value FROM json_each(?))) FROM docs WHERE docs MATCH ?{span[0]}",
+                (json.dumps(hidden), match, *span[1])).fetchone()
+        self.costs.put(("cost", state[0], match, *span[1]), time.perf_counter() - started)
         self.answers.put(every_key, int(every))
         self.answers.put(kept_key, int(every) - int(shown))
         return int(every) - int(shown)
