@@ -57,6 +57,8 @@ def summary(path: Path, top: int) -> str:
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # py-spy's own notes ("... has.") between the stacks
+            continue
         n = int(count)
         total += n
         frames = stack.split(";")

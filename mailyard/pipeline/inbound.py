@@ -35,8 +35,15 @@ split, hashes) on the event loop's thread: ~0.1 ms for ordinary mail, less than 
 thread and back (two context switches and a loop wake-up; context switches were a sixth of
 the server's CPU per mail, issue 24), and ~5 ms for the costliest 64 KiB shapes found (1,600
 parts; one To field of 5,000 addresses), one GIL switch interval, which a thread doing the same
-pure-Python work would not have spared the loop either. Parsing stays in a thread: its
-costliest 64 KiB took 35 ms."""
+pure-Python work would not have spared the loop either. Parsing stays in a thread above
+INLINE_PARSE: its costliest 64 KiB took 35 ms."""
+
+INLINE_PARSE = 8 * 1024
+"""A spooled message up to this size is parsed on the event loop's thread: ~0.1 ms for a
+5 KB mail against a hop to a thread and back of 35-50 µs plus the loop's wake-up (issue 24:
+the most common size of mail); the costliest shapes of 8 KiB (hundreds of parts, a To field
+of thousands of addresses) stay within about one GIL switch interval (5 ms), which a parsing
+thread would have held from the loop as well."""
 
 
 class PermanentFailure(Exception):
@@ -188,7 +195,8 @@ class InboundPipeline:
         async def message() -> Message:
             if not loaded:
                 raw = await self.blobs.get(item.spool)
-                loaded.append((raw, await asyncio.to_thread(self.parse, raw)))
+                loaded.append((raw, self.parse(raw) if len(raw) <= INLINE_PARSE
+                               else await asyncio.to_thread(self.parse, raw)))
             return loaded[0]
 
         added = b""
