@@ -9,17 +9,23 @@ from collections.abc import Callable
 
 BACKLOG = 64
 """States kept per subscriber. A subscriber that does not read (an IMAP session sitting
-authenticated, ten thousand idle ones) must not grow memory; since every state only says
-"look again", dropping the newest when full loses nothing a reader needs."""
+authenticated, ten thousand idle ones) must not grow memory: a full queue folds its oldest
+state into the new one (see `offer`)."""
 
 
 def offer(q: asyncio.Queue[int], state: int) -> None:
-    if not q.full():
-        q.put_nowait(state)
+    """Queue `state`; when the queue is full, its oldest state and this one become one entry,
+    the higher of the two. Every state says "look again", and the highest one heard also
+    says how far: an IMAP view that already holds a change it made itself (views.py) skips
+    the re-read for states up to its own, so the highest state must never be the one lost."""
+    if q.full():
+        state = max(state, q.get_nowait())
+    q.put_nowait(state)
 
 
 class Subscription:
-    """The states published for one account, in order, until `aclose`."""
+    """The states published for one account, in order (a full queue folds, see `offer`),
+    until `aclose`."""
 
     def __init__(self, queue: asyncio.Queue[int], cancel: Callable[[], None]) -> None:
         self._queue = queue
@@ -33,11 +39,17 @@ class Subscription:
 
     def drain(self) -> bool:
         """Take every state waiting; say whether there was any (a cheap "anything changed?")."""
-        had = False
+        return self.take() is not None
+
+    def take(self) -> int | None:
+        """Take every state waiting; the highest, or None when there was none ("anything
+        changed, and up to where?")."""
+        highest: int | None = None
         while not self._queue.empty():
-            self._queue.get_nowait()
-            had = True
-        return had
+            state = self._queue.get_nowait()
+            if highest is None or state > highest:
+                highest = state
+        return highest
 
     def cancel(self) -> None:
         self._cancel()

@@ -84,6 +84,9 @@ async def check(s: Session, cmd: Command) -> None:
 
 
 async def _expunge_deleted(s: Session, uids: set[int] | None = None) -> list[int]:
+    """Expunge what this session knows as \\Deleted (among `uids`); the UIDs removed. The
+    shared view moves on by them at once when nothing else came between (advance_own): the
+    EXPUNGE responses need no read of what this write just did."""
     sel = s.sel
     if sel.read_only:
         raise No("Mailbox is read-only", "READ-ONLY")
@@ -91,7 +94,10 @@ async def _expunge_deleted(s: Session, uids: set[int] | None = None) -> list[int
               if "$deleted" in kw and (uids is None or sel.uids[i] in uids)]
     if not doomed:
         return []
-    return await s.mailbox.expunge(s.user, sel.mailbox, doomed, if_deleted=True)
+    done = await s.mailbox.expunge(s.user, sel.mailbox, doomed, if_deleted=True)
+    if done.uids and done.modseq is not None and sel.view is not None:
+        sel.view.advance_own(done.modseq, vanished=done.uids)
+    return done.uids
 
 
 @command("EXPUNGE", states=SELECTED)

@@ -7,9 +7,12 @@ not once per session, and a change wakes the IDLE sessions of a view by writing 
 straight to their sockets: ten thousand IDLE clients cost one delta query and one loop, not ten
 thousand queries and task switches.
 
-A view is refreshed when an event said the account changed (a session asks before it reports
-updates; IDLE sessions are pushed to), or when a minute passed without one, in case an event
-from a worker process was lost: the change log is the truth either way.
+A view is refreshed when an event said the account changed after what the view holds (a session
+asks before it reports updates; IDLE sessions are pushed to), or when a minute passed without
+one, in case an event from a worker process was lost: the change log is the truth either way.
+A STORE or EXPUNGE of this process that took the MODSEQ right after the view's moves the view
+on by what it wrote (`MailboxView.advance_own`), and its own event then asks for no re-read:
+under ten busy clients nearly every write was followed by a delta read that found only it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,33 @@ from typing import Protocol
 
 from mailyard.protocols.imap.selected import Selected, Version
 from mailyard.services.mailbox import MailboxService
-from mailyard.store.ports import Account, EventBus, Mailbox, Subscription
+from mailyard.store.ports import (
+    Account,
+    EventBus,
+    Mailbox,
+    MailboxDelta,
+    MailboxEntry,
+    Subscription,
+)
+from mailyard.store.subscription import Subscription as StateQueue
 
 log = logging.getLogger("mailyard.imap")
 
 STALE_AFTER = 60.0
 """Seconds after which a view is re-read even without an event (a lost datagram)."""
+
+UNKNOWN = -1
+"""An event whose state a subscription does not tell (see `_take`): every view is stale."""
+
+
+def _take(subscription: Subscription) -> int | None:
+    """The highest state waiting, None when none is. Every EventBus hands out
+    store.subscription's Subscription, which tells it; another kind only says whether one
+    came (UNKNOWN)."""
+    if isinstance(subscription, StateQueue):
+        return subscription.take()
+    return UNKNOWN if subscription.drain() else None
+
 
 class Idler(Protocol):
     """A session in IDLE: told to write what changed once the view moved on."""
@@ -43,7 +67,8 @@ class MailboxView:
         "_pending",
         "_service",
         "account",
-        "dirty",
+        "covered",
+        "heard",
         "idlers",
         "listeners",
         "mailbox",
@@ -65,8 +90,12 @@ class MailboxView:
         self.account = account
         self.mailbox = mailbox
         self.version = version
-        self.dirty = False
-        """An event arrived since the last refresh started."""
+        self.heard = 0
+        """The highest state (MODSEQ) the account's events announced."""
+        self.covered = version.modseq
+        """The view holds every change announced by a state up to this one. Published
+        states are MODSEQs of committed changes (or later ones), so a read covers every state
+        heard before it started, and the view's own MODSEQ covers the states up to it."""
         self.refreshed = time.monotonic()
         self.idlers: dict[Idler, object] = {}
         """Sessions in IDLE on this view: told (synchronously, push_updates) after each
@@ -77,7 +106,12 @@ class MailboxView:
         date, False if it failed or was cancelled."""
 
     def stale(self) -> bool:
-        return self.dirty or time.monotonic() - self.refreshed > STALE_AFTER
+        return self.heard > self.covered or time.monotonic() - self.refreshed > STALE_AFTER
+
+    def hear(self, state: int) -> None:
+        """An event announced the account's `state`."""
+        if state > self.heard:
+            self.heard = state
 
     async def refresh(self) -> None:
         """Bring the view up to the store. Sessions asking at once share one query.
@@ -120,15 +154,32 @@ class MailboxView:
 
     async def _refresh(self) -> None:
         try:
-            self.dirty = False  # an event during the query sets it again
+            heard = self.heard  # an event during the query is for the next one
             self.refreshed = time.monotonic()
             delta = await self._service.delta(self.account, self.mailbox, self.version.modseq)
             self.version = self.version.advance(delta)
+            self.covered = max(self.covered, heard, self.version.modseq)
         except BaseException:
-            self.dirty = True
+            self.refreshed = -STALE_AFTER  # stale: the next session asks again
             raise
         finally:
             self._pending = None
+
+    def advance_own(self, modseq: int, *, changed: list[MailboxEntry] | None = None,
+                    vanished: list[int] | None = None) -> bool:
+        """A write of this process took `modseq` and did exactly this to the mailbox (flags
+        set: `changed`, in UID order; UIDs expunged: `vanished`, ascending). When the view
+        stands right before it (its MODSEQ is `modseq` - 1: MODSEQs are the account's, one
+        per write, so no other change can lie between) and no read is under way, the view
+        moves on without a read, and the write's own event asks for none. Otherwise False,
+        and the event makes the next session read as before."""
+        if self._pending is not None or self.version.modseq != modseq - 1:
+            return False
+        self.version = self.version.advance(MailboxDelta(
+            highest_modseq=modseq, changed=changed or [], vanished=vanished or []))
+        self.covered = max(self.covered, modseq)
+        self._push()
+        return True
 
     def _push(self) -> None:
         for session in list(self.idlers):
@@ -156,23 +207,24 @@ class AccountWatch:
 
     def poll(self) -> None:
         """Take the events waiting (without yielding to the loop, so a session sees its own
-        change at once) and mark the views stale."""
-        if self._subscription.drain():
-            self._changed()
+        change at once) and tell the views."""
+        state = _take(self._subscription)
+        if state is not None:
+            self._changed(state)
 
-    def _changed(self) -> None:
+    def _changed(self, state: int) -> None:
+        """`state`: the highest announced, or UNKNOWN."""
         for view in self.views.values():
-            view.dirty = True
-            if view.idlers:
+            view.hear(view.covered + 1 if state == UNKNOWN else state)
+            if view.idlers and view.stale():
                 view.refresh_soon()
         for listener in list(self.listeners):
             listener()
 
     async def _run(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
-            async for _state in self._subscription:
-                self._subscription.drain()
-                self._changed()
+            async for state in self._subscription:
+                self._changed(max(state, _take(self._subscription) or 0))
 
     def close(self) -> None:
         self._task.cancel()
