@@ -584,15 +584,18 @@ COLD_SCOPE = False
 def forget(runtime: Runtime) -> None:
     """Drop the SQLite index's remembered counts, so a timed count is a first count (as after
     any write to the account's documents), not a repeat of the warm-up's. The search
-    service's Spam and Trash email ids (kept for the state of those mailboxes, which a
-    delivery to the Inbox does not change) are dropped too with --cold-scope: a first count
-    after Spam or Trash changed."""
+    service's Spam and Trash email ids and the ones of them each metadata query matches
+    (kept for the state of those mailboxes, which a delivery to the Inbox does not change)
+    are dropped too with --cold-scope: a first count after Spam or Trash changed. The
+    index's read times of earlier counts (SqliteSearchIndex.costs, which only say whether a
+    count is long) are kept, as a write keeps them."""
     index = runtime.search.index
     answers = getattr(index, "answers", None)
     if answers is not None:
         index.answers = type(answers)()  # type: ignore[attr-defined]
     if COLD_SCOPE:
         runtime.search.held.clear()
+        runtime.search.hidden_matches.clear()
 
 
 async def run_versus(runtime: Runtime, account: Account, notmuch: nm.Notmuch,
