@@ -94,7 +94,7 @@ async def add_to_mailbox(tx: MailTx, email_ids: Sequence[str], mailbox_id: str, 
     """Label the emails (unknown ids skipped): email id -> its UID in the mailbox. With
     `fresh_only`, one the mailbox already holds is left out; with `source_id`, only those
     that mailbox holds are added (a COPY of what another session has not expunged)."""
-    await tx.mailbox_role(mailbox_id)
+    await tx.mailbox(mailbox_id)  # NotFound for a wrong id
     modseq = await tx.next_modseq()
     emails = await tx.email_flags(email_ids)
     held = await tx.uids(mailbox_id, email_ids) if fresh_only else {}
@@ -129,7 +129,7 @@ async def remove_from_mailbox(tx: MailTx, mailbox_id: str, email_ids: Sequence[s
     """Unlabel the emails (only those with `if_keyword`, when given: EXPUNGE of \\Deleted),
     destroying those the rule says (see `destroys`); the UIDs removed, ascending, and the
     emails destroyed."""
-    role = await tx.mailbox_role(mailbox_id)
+    role = (await tx.mailbox(mailbox_id)).role
     modseq = await tx.next_modseq()  # locks the account: no STORE in between
     emails = await tx.email_flags(email_ids)
     result = Expunged(uids=[], destroyed=[], modseq=modseq)
@@ -154,8 +154,8 @@ async def move(tx: MailTx, email_ids: Sequence[str], source_id: str, target_id: 
                fresh_only: bool = False) -> dict[str, tuple[int, int]]:
     """Email id -> (old UID in the source, new UID in the target), in one MODSEQ. With
     `fresh_only`, an email the target (another mailbox) already holds is not moved."""
-    await tx.mailbox_role(source_id)
-    await tx.mailbox_role(target_id)
+    await tx.mailbox(source_id)  # NotFound for a wrong id
+    await tx.mailbox(target_id)
     modseq = await tx.next_modseq()
     emails = await tx.email_flags(email_ids)
     held = await tx.uids(target_id, email_ids) \

@@ -75,7 +75,7 @@ async def create(tx: MailboxTx, mailbox_id: str, name: str, role: str | None) ->
     modseq = await tx.next_modseq()  # locks the account: the checks hold to the commit
     if await tx.mailbox_named(name) is not None:
         raise Conflict(f"mailbox {name} exists")
-    if role and await tx.role_taken(role):
+    if role and await tx.mailboxes_by_role([role]):
         raise Conflict(f"a mailbox with role {role} exists")
     await tx.insert_mailboxes([(mailbox_id, name, role)], await tx.new_uidvalidity(), modseq)
     tx.log(modseq, "Mailbox", mailbox_id, "created")
@@ -96,7 +96,7 @@ async def rename(tx: MailboxTx, mailbox_id: str, name: str) -> None:
 
 
 async def set_subscribed(tx: MailboxTx, mailbox_id: str, subscribed: bool) -> None:
-    await tx.mailbox_role(mailbox_id)  # NotFound for a wrong id
+    await tx.mailbox(mailbox_id)  # NotFound for a wrong id
     modseq = await tx.next_modseq()
     await tx.write_subscribed(mailbox_id, subscribed)
     tx.log(modseq, "Mailbox", mailbox_id, "updated")
@@ -104,7 +104,7 @@ async def set_subscribed(tx: MailboxTx, mailbox_id: str, subscribed: bool) -> No
 
 async def destroy(tx: MailboxTx, mailbox_id: str, *, remove_emails: bool = False) -> list[str]:
     """The ids of the emails destroyed with the mailbox (only with `remove_emails`)."""
-    await tx.mailbox_role(mailbox_id)  # NotFound for a wrong id
+    await tx.mailbox(mailbox_id)  # NotFound for a wrong id
     modseq = await tx.next_modseq()
     email_ids = await tx.mailbox_email_ids(mailbox_id)
     emails = await tx.email_flags(email_ids) if remove_emails else {}

@@ -149,9 +149,8 @@ class MailTx(MailReader, Protocol):
         """Set the MODSEQ of the email and of every mailbox holding it."""
         ...
 
-    async def mailbox_role(self, mailbox_id: str) -> str | None:
-        """The account's mailbox's role (None: it has none); NotFound when there is no such
-        mailbox."""
+    async def mailboxes_by_role(self, roles: Sequence[str]) -> dict[str, str]:
+        """Role -> the account's mailbox id, for those of `roles` it has."""
         ...
 
     async def uids(self, mailbox_id: str, email_ids: Sequence[str]) -> dict[str, int]:
@@ -233,10 +232,6 @@ class DeliveryTx(MailTx, Protocol):
         them)."""
         ...
 
-    async def mailboxes_by_role(self, roles: Sequence[str]) -> dict[str, str]:
-        """Role -> the account's mailbox id, for those of `roles` it has."""
-        ...
-
 
 class MailboxTx(MailTx, Protocol):
     """The primitives of mailbox writes beyond MailTx (mailyard/model/mailboxes.py)."""
@@ -244,8 +239,6 @@ class MailboxTx(MailTx, Protocol):
     async def mailbox_named(self, name: str) -> str | None:
         """The id of the account's mailbox of that exact name."""
         ...
-
-    async def role_taken(self, role: str) -> bool: ...
 
     async def new_uidvalidity(self) -> int:
         """A UIDVALIDITY the account never gave before (core.ids.next_uidvalidity)."""

@@ -24,7 +24,7 @@ from mailyard.model.mailboxes import MailboxKey
 from mailyard.model.reads import AccountKey, StoreReads
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
-from mailyard.store import sqlsort
+from mailyard.store import emailrows, sqlsort
 from mailyard.store.ports.mailtx import (
     AccountTx,
     DomainTx,
@@ -60,31 +60,6 @@ R = TypeVar("R")
 _RETRIES = 5
 """Attempts of a write that PostgreSQL aborted as a deadlock or serialization failure."""
 
-_BRIEF = ("id, account_id, thread_id, blob_id, size, received_at, sent_at, message_id, subject,"
-          " headers, preview, has_attachment, attachments, keywords, modseq")
-"""Everything but the IMAP structures and the part tree: what searching and sorting read."""
-_FULL = _BRIEF + ", envelope, bodystructure, body, parts"
-
-
-def _email(row: Any, boxes: dict[str, int]) -> EmailRecord:
-    headers = orjson.loads(row["headers"])
-    full = "parts" in row.keys()  # noqa: SIM118 (a Record's "in" tests values)
-    return EmailRecord(
-        id=row["id"], account_id=row["account_id"], thread_id=row["thread_id"],
-        blob_id=row["blob_id"], size=row["size"], received_at=row["received_at"],
-        sent_at=row["sent_at"], message_id=row["message_id"], subject=row["subject"],
-        from_=headers["from"], to=headers["to"], cc=headers["cc"], preview=row["preview"],
-        has_attachment=row["has_attachment"], attachments=orjson.loads(row["attachments"]),
-        keywords=list(row["keywords"]), mailboxes=boxes,
-        in_reply_to=headers["in_reply_to"], references=headers["references"],
-        modseq=row["modseq"],
-        envelope=row["envelope"] if full else b"",
-        bodystructure=row["bodystructure"] if full else b"",
-        body=row["body"] if full else b"",
-        parts=orjson.loads(row["parts"]) if full else {},
-    )
-
-
 async def _labels(conn: asyncpg.Connection, account_id: str, email_ids: list[str]
                   ) -> dict[str, dict[str, int]]:
     """Mailbox name -> UID for each email, in one query for the whole batch."""
@@ -101,7 +76,7 @@ async def _labels(conn: asyncpg.Connection, account_id: str, email_ids: list[str
 async def _records(conn: asyncpg.Connection, account_id: str, rows: list[Any]
                    ) -> list[EmailRecord]:
     labels = await _labels(conn, account_id, [r["id"] for r in rows]) if rows else {}
-    return [_email(r, labels[r["id"]]) for r in rows]
+    return [emailrows.email_record(r, list(r["keywords"]), labels[r["id"]]) for r in rows]
 
 
 class PostgresEmailQuery:
@@ -304,7 +279,7 @@ class PostgresMailStore(ModelWrites, MailReads, StoreReads):
             return []
         async with self._snapshot() as conn:
             rows = await conn.fetch(
-                f"SELECT {_BRIEF if brief else _FULL} FROM emails"
+                f"SELECT {emailrows.BRIEF_COLUMNS if brief else emailrows.FULL_COLUMNS} FROM emails"
                 " WHERE account_id = $1 AND id = ANY($2::text[])", account_id, list(email_ids))
             return await _records(conn, account_id, rows)
 

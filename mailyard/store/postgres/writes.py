@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 
 from mailyard.core.ids import next_uidvalidity
+from mailyard.store import emailrows
 from mailyard.store.ports.errors import NotFound
 from mailyard.store.ports.mailtx import CountChange, EmailFlags, RemovedEmail
 from mailyard.store.ports.records import (
@@ -151,13 +152,6 @@ class PostgresMailTx(PostgresMailReader):
             " UPDATE mailboxes SET modseq = $3 WHERE account_id = $1 AND id IN"
             " (SELECT mailbox_id FROM mailbox_emails WHERE account_id = $1 AND email_id = $2)",
             self.account_id, email_id, modseq)
-
-    async def mailbox_role(self, mailbox_id: str) -> str | None:
-        row = await self.conn.fetchrow("SELECT role FROM mailboxes WHERE account_id = $1"
-                                       " AND id = $2", self.account_id, clean(mailbox_id))
-        if row is None:
-            raise NotFound(f"no mailbox {mailbox_id}")
-        return row[0]  # type: ignore[no-any-return]
 
     async def uids(self, mailbox_id: str, email_ids: Sequence[str]) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in await self.conn.fetch(
@@ -292,11 +286,6 @@ class PostgresMailTx(PostgresMailReader):
                 self.account_id, list(dict.fromkeys(keys)), thread_id)
 
     async def insert_email(self, email: NewEmail, thread_id: str, modseq: int) -> None:
-        headers: dict[str, Any] = {
-            "from": email.from_, "to": email.to, "cc": email.cc, "bcc": email.bcc,
-            "reply_to": email.reply_to, "sender": email.sender,
-            "in_reply_to": email.in_reply_to, "references": email.references,
-        }
         await self.conn.execute(
             "INSERT INTO emails (account_id, id, thread_id, delivery_key, content_sha256,"
             " blob_id, size, received_at, sent_at, message_id, subject, thread_subject,"
@@ -307,7 +296,7 @@ class PostgresMailTx(PostgresMailReader):
             self.account_id, email.email_id, thread_id, email.delivery_key,
             email.content_sha256, email.blob_id, email.size, email.received_at, email.sent_at,
             email.message_id, email.subject, email.thread_subject,
-            email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers),
+            emailrows.from_addr(email), emailrows.headers(email),
             email.preview, email.has_attachment, orjson.dumps(email.attachments),
             email.envelope, email.bodystructure, email.body, orjson.dumps(email.parts),
             orjson.dumps(email.blob_refs), email.keywords, modseq, email.head)
@@ -323,10 +312,6 @@ class PostgresMailTx(PostgresMailReader):
         found = await self.conn.fetchval("SELECT id FROM mailboxes WHERE account_id = $1"
                                          " AND name = $2", self.account_id, name)
         return None if found is None else str(found)
-
-    async def role_taken(self, role: str) -> bool:
-        return await self.conn.fetchval("SELECT 1 FROM mailboxes WHERE account_id = $1"
-                                        " AND role = $2", self.account_id, role) is not None
 
     async def new_uidvalidity(self) -> int:
         return await uidvalidity(self.conn, self.account_id)

@@ -16,7 +16,7 @@ from mailyard.model.mailboxes import MailboxKey
 from mailyard.model.reads import AccountKey, StoreReads
 from mailyard.model.views import MailReads
 from mailyard.model.writes import ModelWrites
-from mailyard.store import sqlsort
+from mailyard.store import emailrows, sqlsort
 from mailyard.store.ports.mailtx import (
     AccountTx,
     DomainTx,
@@ -127,7 +127,7 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads, StoreReads):
 
     async def get_emails(self, account_id: str, email_ids: Sequence[str], *,
                          brief: bool = False) -> list[EmailRecord]:
-        columns = _BRIEF_COLUMNS if brief else "*"
+        columns = emailrows.BRIEF_COLUMNS if brief else emailrows.FULL_COLUMNS
 
         def read(conn: sqlite3.Connection) -> list[EmailRecord]:
             out = []
@@ -137,7 +137,8 @@ class SqliteMailStore(MaintenanceMixin, ModelWrites, MailReads, StoreReads):
                     f"SELECT {columns} FROM emails WHERE id IN ({','.join('?' * len(chunk))})"
                     " AND +account_id = ?", (*chunk, account_id)).fetchall()
                 labels = _labels(conn, [r["id"] for r in rows]) if rows else {}
-                out += [_email(r, labels[r["id"]]) for r in rows]
+                out += [emailrows.email_record(r, orjson.loads(r["keywords"]), labels[r["id"]])
+                        for r in rows]
             return out
 
         return await self.db.read(read)
@@ -270,12 +271,6 @@ class SqliteEmailQuery:
                 return
 
 
-_BRIEF_COLUMNS = ", ".join(
-    ["id", "account_id", "thread_id", "blob_id", "size", "received_at", "sent_at", "message_id",
-     "subject", "headers", "preview", "has_attachment", "attachments", "keywords", "modseq"])
-"""Everything but the IMAP structures and the part tree: what searching and sorting read."""
-
-
 def _labels(conn: sqlite3.Connection, email_ids: list[str]) -> dict[str, dict[str, int]]:
     """Mailbox name -> UID for each email, in one query for the whole batch."""
     out: dict[str, dict[str, int]] = {e: {} for e in email_ids}
@@ -286,27 +281,6 @@ def _labels(conn: sqlite3.Connection, email_ids: list[str]) -> dict[str, dict[st
             email_ids):
         out[email_id][name] = uid
     return out
-
-
-def _email(row: sqlite3.Row, boxes: dict[str, int]) -> EmailRecord:
-    headers = orjson.loads(row["headers"])
-    return EmailRecord(
-        id=row["id"], account_id=row["account_id"], thread_id=row["thread_id"],
-        blob_id=row["blob_id"], size=row["size"], received_at=row["received_at"],
-        sent_at=row["sent_at"], message_id=row["message_id"], subject=row["subject"],
-        from_=headers["from"], to=headers["to"], cc=headers["cc"], preview=row["preview"],
-        has_attachment=bool(row["has_attachment"]), attachments=orjson.loads(row["attachments"]),
-        keywords=orjson.loads(row["keywords"]), mailboxes=boxes,
-        in_reply_to=headers["in_reply_to"], references=headers["references"],
-        modseq=row["modseq"], **_structures(row),
-    )
-
-
-def _structures(row: sqlite3.Row) -> dict[str, Any]:
-    if "parts" not in row.keys():  # noqa: SIM118 (on a Row, "in" tests values, not names)
-        return {"envelope": b"", "bodystructure": b""}
-    return {"envelope": row["envelope"], "bodystructure": row["bodystructure"],
-            "body": row["body"], "parts": orjson.loads(row["parts"])}
 
 
 def _count_emails(conn: sqlite3.Connection, account_id: str, node: Node, sql: str,

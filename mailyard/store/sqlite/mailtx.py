@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 import orjson
 
 from mailyard.core.ids import next_uidvalidity
+from mailyard.store import emailrows
 from mailyard.store.ports import (
     Account,
     CountChange,
@@ -221,13 +222,6 @@ class SqliteMailTx(SqliteMailReader):
                           (held[1], modseq, email_id))
         self._add_unread(email_id, unread or 0, modseq)
 
-    async def mailbox_role(self, mailbox_id: str) -> str | None:
-        row = self.conn.execute("SELECT role FROM mailboxes WHERE account_id = ? AND id = ?",
-                                (self.account_id, mailbox_id)).fetchone()
-        if row is None:
-            raise NotFound(f"no mailbox {mailbox_id}")
-        return row[0]  # type: ignore[no-any-return]
-
     async def uids(self, mailbox_id: str, email_ids: Sequence[str]) -> dict[str, int]:
         found = {}
         for email_id in dict.fromkeys(email_ids):
@@ -368,11 +362,6 @@ class SqliteMailTx(SqliteMailReader):
             [(self.account_id, key, thread_id) for key in keys])
 
     async def insert_email(self, email: NewEmail, thread_id: str, modseq: int) -> None:
-        headers: dict[str, Any] = {
-            "from": email.from_, "to": email.to, "cc": email.cc, "bcc": email.bcc,
-            "reply_to": email.reply_to, "sender": email.sender,
-            "in_reply_to": email.in_reply_to, "references": email.references,
-        }
         self.conn.execute(
             "INSERT INTO emails (id, account_id, thread_id, delivery_key, content_sha256,"
             " blob_id, size, received_at, sent_at, message_id, subject, thread_subject,"
@@ -382,7 +371,7 @@ class SqliteMailTx(SqliteMailReader):
             (email.email_id, self.account_id, thread_id, email.delivery_key,
              email.content_sha256, email.blob_id, email.size, email.received_at, email.sent_at,
              email.message_id, email.subject, email.thread_subject,
-             email.from_[0]["email"] if email.from_ else "", orjson.dumps(headers),
+             emailrows.from_addr(email), emailrows.headers(email),
              email.preview, int(email.has_attachment), orjson.dumps(email.attachments),
              email.envelope, email.bodystructure, email.body, orjson.dumps(email.parts),
              orjson.dumps(email.blob_refs), orjson.dumps(email.keywords).decode(), modseq,
@@ -400,10 +389,6 @@ class SqliteMailTx(SqliteMailReader):
         row = self.conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
                                 (self.account_id, name)).fetchone()
         return None if row is None else str(row[0])
-
-    async def role_taken(self, role: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND role = ?",
-                                 (self.account_id, role)).fetchone() is not None
 
     async def new_uidvalidity(self) -> int:
         last = self.conn.execute("SELECT last_uidvalidity FROM accounts WHERE id = ?",
