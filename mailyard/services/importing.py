@@ -77,7 +77,8 @@ class _Write:
 
 
 async def import_batch(mailbox: MailboxService, account: Account,
-                       items: Sequence[ImportItem]) -> list[Imported]:
+                       items: Sequence[ImportItem], *,
+                       unindexed: list[IndexDocument] | None = None) -> list[Imported]:
     """Store a batch of imported messages through the delivery path (threaded, deduplicated,
     indexed, counted in the quota), in source order (UIDs follow it), then index the batch
     and publish ONE change: an import of ten thousand messages wakes IDLE/push clients once
@@ -86,7 +87,12 @@ async def import_batch(mailbox: MailboxService, account: Account,
     result; the rest go on.
 
     Every message is analysed and its blobs made durable first (`InboundPipeline.prepare_many`),
-    then the batch's deliveries go to the store in one transaction (`_store_all`)."""
+    then the batch's deliveries go to the store in one transaction (`_store_all`).
+
+    `unindexed`: the batch's documents are added to it instead of indexed, for a caller that
+    indexes several batches' at once (`index_documents`; the search index writes a segment per
+    write, and merges them: fewer, larger writes are fewer bytes written) and whose progress
+    record sends every batch not yet indexed through here again after a kill."""
     store = mailbox.store
     results: list[Imported | None] = [None] * len(items)
     todo: list[int] = []
@@ -121,12 +127,27 @@ async def import_batch(mailbox: MailboxService, account: Account,
         ready = prepared.get(at)
         if isinstance(ready, Prepared):  # indexed again on a recheck: the index ignores it
             documents.append(ready.document(account.id, email_id))
-    if documents:
+    if unindexed is not None:
+        unindexed += documents
+    elif documents:
         await mailbox.index.index(documents)
     done = [r for r in results if r is not None]
     if any(r.email_id for r in done):
         await mailbox.publish_change(account)
     return done
+
+
+async def index_documents(mailbox: MailboxService, documents: list[IndexDocument]) -> None:
+    """Index what `import_batch` left in `unindexed`, and empty the list."""
+    if documents:
+        await mailbox.index.index(documents)
+    documents.clear()
+
+
+def text_size(document: IndexDocument) -> int:
+    """About the bytes a document holds (its long fields): what a caller holding documents
+    back measures its memory by."""
+    return len(document.body) + len(document.attachment_text) + len(document.part_headers)
 
 
 def _failed(error: Exception) -> Imported:

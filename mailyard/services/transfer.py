@@ -6,9 +6,13 @@ quota), one published change per batch, and never the vacation responder.
 Idempotent: each message's delivery key is derived from its content and labels, so a second run
 finds every key and stores nothing (a cheap lookup per message, no parsing); a message that is
 already here under another delivery (same Message-ID, same content) gains the labels instead.
-Resumable: a progress record in `state_dir` names the batch in flight. After a kill, the next run
-sends that batch through the store again (it may be stored but not yet indexed) and skips the
-rest by key. The record is removed when a run completes.
+Resumable: a progress record in `state_dir` names the messages in flight: from the first whose
+text is not yet in the search index to the end of the batch being stored. After a kill, the next
+run sends those through the store again (stored, maybe not yet indexed) and skips the rest by
+key. The record is removed when a run completes. The index is written every INDEX_GROUP messages
+(or INDEX_GROUP_BYTES of text), not every batch: the search index writes a segment per write and
+merges segments as they pile up, and at 10,000 messages a write per 100 wrote search.db and its
+WAL several times over (issue 18's writes).
 
 Line ends: a message that comes with bare LFs (Unix mbox and Maildir files often do) is stored
 and served in its CRLF form, so IMAP and POP3 send CRLF lines and RFC822.SIZE counts them; the
@@ -40,11 +44,20 @@ import orjson
 
 from mailyard.core import blobkeys
 from mailyard.core import mailformats as mf
-from mailyard.services.importing import ImportItem, import_batch
+from mailyard.services.importing import (
+    ImportItem,
+    import_batch,
+    index_documents,
+    text_size,
+)
 from mailyard.services.mailbox import MailboxService
-from mailyard.store.ports import Account, Conflict, EmailRecord, Mailbox, NotFound
+from mailyard.store.ports import Account, Conflict, EmailRecord, IndexDocument, Mailbox, NotFound
 
 SIDECAR = ".mailyard.json"
+INDEX_GROUP = 1000
+"""Messages whose index documents an import holds back to write together (see above)."""
+INDEX_GROUP_BYTES = 32 * 1024 * 1024
+"""...or fewer, once their text comes to this many bytes (the memory they hold)."""
 INBOX = "INBOX"
 
 Progress = Callable[[int], None]
@@ -411,17 +424,25 @@ class Importer:
             state = orjson.loads(self.record.read_bytes())
             recheck = range(int(state["from"]), int(state["to"]))
             summary.resumed_at = recheck.start
+        unindexed: list[IndexDocument] = []
+        held = 0  # bytes of text in `unindexed`
+        indexed_to = 0  # every message before this one has its documents in the index
         for start in range(0, len(messages), self.batch_size):
             batch = messages[start:start + self.batch_size]
-            self._write_record(start, start + len(batch))
+            self._write_record(indexed_to, start + len(batch))
             items: list[tuple[SourceMessage, _Prepared]] = []
             for offset, message in enumerate(batch):
                 try:
                     items.append((message, await self._item(message, start + offset in recheck)))
                 except (OSError, ValueError, UnicodeError, Conflict, NotFound) as e:
                     summary.failed.append((message.origin, f"{type(e).__name__}: {e}"))
+            known = len(unindexed)
             results = await import_batch(self.mailbox, self.account,
-                                         [p.item for _, p in items])
+                                         [p.item for _, p in items], unindexed=unindexed)
+            held += sum(text_size(d) for d in unindexed[known:])
+            if start + len(batch) - indexed_to >= INDEX_GROUP or held >= INDEX_GROUP_BYTES:
+                await index_documents(self.mailbox, unindexed)
+                indexed_to, held = start + len(batch), 0
             originals: dict[str, bytes] = {}
             for (message, prepared), result in zip(items, results, strict=True):
                 if result.error:
@@ -438,6 +459,7 @@ class Importer:
             await self._keep_originals(originals)
             if progress:
                 progress(len(batch))
+        await index_documents(self.mailbox, unindexed)
         self.record.unlink(missing_ok=True)
         return summary
 

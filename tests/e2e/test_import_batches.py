@@ -5,7 +5,9 @@ message-by-message import promised still holds, on SQLite and on PostgreSQL.
 - a message over quota fails alone, in the middle of a batch, and the rest of that batch is
   stored (the quota counts the batch's earlier messages);
 - the same content met again in the same batch gains the labels and keywords (the `existing`
-  path), in the same transaction as its first delivery.
+  path), in the same transaction as its first delivery;
+- the search index, written every INDEX_GROUP messages rather than every batch, has every
+  message after a SIGKILL in the middle of a group and a rerun.
 
 Read back over IMAP from the running server, which the import (a CLI process) writes beside.
 """
@@ -13,7 +15,12 @@ Read back over IMAP from the running server, which the import (a CLI process) wr
 from __future__ import annotations
 
 import imaplib
+import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +113,50 @@ def test_same_content_in_one_batch_gains_labels_and_keywords(engine_server: Serv
     assert sorted(n for n in first["mailboxes"] if n != "All Mail") == ["INBOX", "Work"]
     assert sorted(first["keywords"]) == ["$flagged", "$seen"]
     assert _subjects_by_uid(engine_server, "Work") == ["message 001"]
+
+
+def _count_found(server: Server, query: str) -> int:
+    out = server.cli("search", ADDRESS, query, "--json", "--limit", "1").stdout
+    return int(json.loads(out)["total"])
+
+
+@pytest.mark.slow
+def test_sigkill_while_the_index_lags_the_store_then_rerun_finds_everything(
+        tmp_path: Path) -> None:
+    """The index is written every INDEX_GROUP messages, not every batch: killed while batches
+    are stored but their text is not yet indexed, the rerun indexes them (the progress record
+    names them all) and stores nothing twice."""
+    fresh = Server(tmp_path / "fresh")
+    fresh.add_user(ADDRESS)
+    total = 1500
+    mbox = tmp_path / "big.mbox"
+    mbox.write_bytes(write_mbox((_msg(i) + b"grapefruit %d\r\n" % i, "s@remote.test",
+                                 1_700_000_000_000 + i) for i in range(total)))
+    cmd = [sys.executable, "-m", "mailyard.cli", "import", ADDRESS, str(mbox),
+           "--batch-size", "50"]
+    proc = subprocess.Popen(cmd, env=fresh.env(), cwd=fresh.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    records = fresh.data_dir / "transfer"
+    lagging = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(records.glob("import-*.json")) if records.exists() else []
+        state = json.loads(found[0].read_bytes() or b"{}") if found else {}
+        if state and state["to"] - state["from"] >= 300:  # six batches stored, not indexed
+            lagging = True
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert lagging, "the import never held 300 messages back from the index"
+    partial = len(fresh.emails(ADDRESS))
+    assert 0 < partial < total, partial
+    assert _count_found(fresh, "grapefruit") < partial  # stored, not all indexed yet
+    out = fresh.cli("import", ADDRESS, str(mbox)).stdout.decode()
+    assert "resumed at message" in out
+    emails = fresh.emails(ADDRESS)
+    assert len(emails) == total
+    assert len({e["messageId"] for e in emails}) == total
+    assert int(out.split()[0]) == total - partial
+    assert _count_found(fresh, "grapefruit") == total
+    assert not list(records.glob("import-*.json"))
