@@ -54,6 +54,9 @@ from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import Account, Conflict, EmailRecord, IndexDocument, Mailbox, NotFound
 
 SIDECAR = ".mailyard.json"
+BATCH_BYTES = 64 * 1024 * 1024
+"""A batch ends early once its messages' octets come to this: what one batch holds in memory
+whatever `--batch-size` says (a batch of 500 messages of 20 MB each would be 10 GB)."""
 INDEX_GROUP = 1000
 """Messages whose index documents an import holds back to write together (see above)."""
 INDEX_GROUP_BYTES = 32 * 1024 * 1024
@@ -406,7 +409,7 @@ class Importer:
     """Feeds a source into services/importing.import_batch, with a progress record."""
 
     def __init__(self, mailbox: MailboxService, account: Account, state_dir: Path,
-                 source_id: str, *, batch_size: int = 100) -> None:
+                 source_id: str, *, batch_size: int = 500) -> None:
         self.mailbox = mailbox
         self.account = account
         self.batch_size = batch_size
@@ -427,22 +430,17 @@ class Importer:
         unindexed: list[IndexDocument] = []
         held = 0  # bytes of text in `unindexed`
         indexed_to = 0  # every message before this one has its documents in the index
-        for start in range(0, len(messages), self.batch_size):
-            batch = messages[start:start + self.batch_size]
-            self._write_record(indexed_to, start + len(batch))
-            items: list[tuple[SourceMessage, _Prepared]] = []
-            for offset, message in enumerate(batch):
-                try:
-                    items.append((message, await self._item(message, start + offset in recheck)))
-                except (OSError, ValueError, UnicodeError, Conflict, NotFound) as e:
-                    summary.failed.append((message.origin, f"{type(e).__name__}: {e}"))
+        start = 0
+        while start < len(messages):
+            items, end = await self._load_batch(messages, start, recheck, summary)
+            self._write_record(indexed_to, end)
             known = len(unindexed)
             results = await import_batch(self.mailbox, self.account,
                                          [p.item for _, p in items], unindexed=unindexed)
             held += sum(text_size(d) for d in unindexed[known:])
-            if start + len(batch) - indexed_to >= INDEX_GROUP or held >= INDEX_GROUP_BYTES:
+            if end - indexed_to >= INDEX_GROUP or held >= INDEX_GROUP_BYTES:
                 await index_documents(self.mailbox, unindexed)
-                indexed_to, held = start + len(batch), 0
+                indexed_to, held = end, 0
             originals: dict[str, bytes] = {}
             for (message, prepared), result in zip(items, results, strict=True):
                 if result.error:
@@ -458,10 +456,31 @@ class Importer:
             # Before the record moves on: a kill in between sends this batch through again.
             await self._keep_originals(originals)
             if progress:
-                progress(len(batch))
+                progress(end - start)
+            start = end
         await index_documents(self.mailbox, unindexed)
         self.record.unlink(missing_ok=True)
         return summary
+
+    async def _load_batch(self, messages: list[SourceMessage], start: int, recheck: range,
+                          summary: Summary) -> tuple[list[tuple[SourceMessage, _Prepared]], int]:
+        """The next batch from `start`: up to `batch_size` messages, fewer once their octets
+        come to BATCH_BYTES (the memory a batch holds), at least one; and where it ends. A
+        message that cannot be read is counted failed here."""
+        items: list[tuple[SourceMessage, _Prepared]] = []
+        end = start
+        size = 0
+        while end < len(messages) and end - start < self.batch_size and size < BATCH_BYTES:
+            message = messages[end]
+            try:
+                prepared = await self._item(message, end in recheck)
+            except (OSError, ValueError, UnicodeError, Conflict, NotFound) as e:
+                summary.failed.append((message.origin, f"{type(e).__name__}: {e}"))
+            else:
+                items.append((message, prepared))
+                size += len(prepared.item.raw)
+            end += 1
+        return items, end
 
     async def _item(self, message: SourceMessage, recheck: bool) -> _Prepared:
         """The message in its served form (CRLF), keyed by the octets as they came: the same
