@@ -35,8 +35,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gmail", action="store_true",
                    help="read every mailbox even if the server has Gmail's X-GM-EXT-1")
     p.add_argument("--label", help="mailbox for messages that come with none (default INBOX)")
-    p.add_argument("--batch-size", type=positive_int, default=100,
-                   help="messages stored per transaction (default 100)")
+    p.add_argument("--batch-size", type=positive_int, default=500,
+                   help="messages stored per transaction, fewer once they come to 64 MiB"
+                        " (default 500)")
     text = "write an account's mail out, byte-exact"
     p = sub.add_parser("export", parents=[common], help=text, description=text)
     p.add_argument("address", help="the account's address")
