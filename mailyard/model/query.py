@@ -13,7 +13,7 @@ Rules, once for every engine:
 - `collapse_threads` keeps the first email of each thread in that order; the total then
   counts threads.
 - `among` restricts the answer to those emails (the matches of a search's words), ordered
-  by the same rules.
+  by the same rules (by the engine when it can order them in one statement).
 - A page is `limit` ids from `position` (all from there when None); the total counts every
   match, not the page.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailyard.core.query import Node
@@ -53,12 +54,15 @@ def newest_first(sort: Sequence[SortKey]) -> bool:
     return all(k.property == "receivedAt" and not k.ascending for k in sort)
 
 
-def ordered_in_python(sort: Sequence[SortKey], among: Sequence[str] | None) -> bool:
+def ordered_in_python(sort: Sequence[SortKey], among: Sequence[str] | None,
+                      orders_among: bool) -> bool:
     """Whether the matches are ordered here rather than by the engine: a string property
-    is sorted (its collation is Python's), or the emails are given (`among`: the engine
-    looks them up by id, in chunks, in no order)."""
-    if among is not None or not sort:
-        return among is not None
+    is sorted (its collation is Python's), or the emails are given (`among`) to an engine
+    that looks them up by id in chunks, in no order (`orders_among` False)."""
+    if among is not None and not orders_among:
+        return True
+    if not sort:
+        return False
     from mailyard.core.emailsort import STRING_PROPERTIES  # loaded by the first sort only
 
     return any(k.property in STRING_PROPERTIES for k in sort)
@@ -80,21 +84,22 @@ class FirstOfThreads:
         return len(self.ids) < self.wanted
 
 
-def sort_value(key: SortKey, value: Any) -> Any:
-    """The comparable key of one stored value (as EmailQuery.rows reads it) for `key`: a
-    subject's base subject and a first address through the key's collation, no Date before
-    every date, a keyword test as 0 or 1."""
+def sort_value(key: SortKey) -> Callable[[Any], Any]:
+    """How one stored value (as EmailQuery.rows reads it) becomes comparable for `key`: a
+    subject as its base subject and a first address through the key's collation, no Date
+    before every date, a keyword test as 0 or 1, a number as it is."""
     from mailyard.core import emailsort  # the collations: loaded by the first sort only
 
     if key.property == "subject":
-        return emailsort.string_key(key, value or "", {})
+        return lambda value: emailsort.string_key(key, value or "", {})
     if key.property in ("from", "to"):
-        return emailsort.COLLATIONS[key.collation](value or "")
-    if key.property == "sentAt" and value is None:
-        return emailsort.NO_DATE
-    if isinstance(value, bool):
-        return int(value)
-    return value
+        collate = emailsort.COLLATIONS[key.collation]
+        return lambda value: collate(value or "")
+    if key.property == "sentAt":
+        return lambda value: emailsort.NO_DATE if value is None else value
+    if key.property in emailsort.KEYWORD_PROPERTIES:
+        return lambda value: int(bool(value))
+    return lambda value: value
 
 
 def order_rows(rows: list[KeyRow], sort: Sequence[SortKey], collapse: bool, *,
@@ -104,9 +109,17 @@ def order_rows(rows: list[KeyRow], sort: Sequence[SortKey], collapse: bool, *,
     from mailyard.core import emailsort
 
     if not arrived_in_order:
-        rows = sorted(rows, key=lambda r: (r[2], r[0]), reverse=then == "newest")
-    keyed = [(row[0], row[1], tuple(sort_value(key, row[3 + n]) for n, key in enumerate(sort)))
-             for row in rows]
+        rows = sorted(rows, key=itemgetter(2, 0), reverse=then == "newest")
+    values = [sort_value(key) for key in sort]
+    keyed: list[tuple[str, str, tuple[Any, ...]]]
+    if not values:
+        keyed = [(r[0], r[1], ()) for r in rows]
+    elif len(values) == 1:  # the usual sort, one key: no tuple built per key and row
+        value = values[0]
+        keyed = [(r[0], r[1], (value(r[3]),)) for r in rows]
+    else:
+        keyed = [(r[0], r[1], tuple([v(x) for v, x in zip(values, r[3:], strict=True)]))
+                 for r in rows]
     return emailsort.order_rows(keyed, sort, collapse)
 
 
@@ -115,7 +128,7 @@ async def query(rd: EmailQuery, *, among: Sequence[str] | None, order: Order,
                 collapse: bool) -> Hits:
     """The page of the matches `rd` reads (one query of one account, at one moment)."""
     then: Order = "newest" if sort or collapse else order
-    if ordered_in_python(sort, among):
+    if ordered_in_python(sort, among, rd.orders_among):
         rows = await rd.rows(sort)
         ids = order_rows(rows, sort, collapse, then=then, arrived_in_order=among is None)
         return page(ids, position, limit, total)

@@ -222,3 +222,29 @@ async def test_collapse_without_a_sort_is_newest_per_thread(
     hits = await mailstore.query_emails(account.id, q.And(()), collapse_threads=True,
                                         sort=[SortKey("receivedAt", False)], total=True)
     assert hits.ids == [made[n].id for n in ("f", "d", "b")] and hits.total == 3
+
+
+async def test_arrival_order_ties_pages_and_among_without_a_sort(
+        mailstore: Any, account: Account, new_email: NewEmailFactory) -> None:
+    """model/query.py without a sort: newest first is (arrival, id) descending, oldest first
+    both ascending, emails given by id alike; a page is `limit` from `position`, the total
+    all matches; collapsed threads with a page of none read none but still count."""
+    made = [new_email(account.id, received_at=T0 + n // 2) for n in range(6)]
+    for email in made:
+        await mailstore.deliver(email)
+    newest = [e.email_id for e in sorted(made, key=lambda e: (e.received_at, e.email_id),
+                                         reverse=True)]
+    every: q.Node = q.And(())
+    assert (await mailstore.query_emails(account.id, every)).ids == newest
+    assert (await mailstore.query_emails(account.id, every, order="oldest")).ids == newest[::-1]
+    some = newest[1:5]
+    for order, expected in (("newest", some), ("oldest", some[::-1])):
+        hits = await mailstore.query_emails(account.id, every, among=some[::-1], order=order,
+                                            position=1, limit=2, total=True)
+        assert (hits.ids, hits.total) == (expected[1:3], 4), order
+    hits = await mailstore.query_emails(account.id, every, order="oldest", position=4,
+                                        limit=5, total=True)
+    assert (hits.ids, hits.total) == (newest[::-1][4:], 6)
+    nothing = await mailstore.query_emails(account.id, every, collapse_threads=True, limit=0,
+                                           total=True)
+    assert (nothing.ids, nothing.total) == ([], 6)

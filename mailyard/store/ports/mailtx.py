@@ -85,6 +85,10 @@ class EmailQuery(Protocol):
     condition and reads by its indexes; which read answers a request, the order of ties,
     collations and pages are the model's."""
 
+    orders_among: bool
+    """Whether `page` and `count` answer a query with ids too (one statement over them);
+    when not, the model asks only `rows` of such a query and orders them itself."""
+
     async def page(self, sort: Sequence[SortKey], *, then: Order, collapse: bool,
                    limit: int | None, position: int) -> list[str]:
         """The ids ordered by `sort` (numbers and keyword tests only), ties by arrival

@@ -80,7 +80,10 @@ async def _records(conn: asyncpg.Connection, account_id: str, rows: list[Any]
 
 
 class PostgresEmailQuery:
-    """One query's reads (store.ports.EmailQuery) in one read-only snapshot."""
+    """One query's reads (store.ports.EmailQuery) in one read-only snapshot; given ids are
+    one more condition (`= ANY`), ordered and paged like any other."""
+
+    orders_among = True
 
     def __init__(self, conn: asyncpg.Connection, body: str, args: list[Any]) -> None:
         self.conn, self.body, self.args = conn, body, args

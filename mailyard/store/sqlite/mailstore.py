@@ -218,6 +218,8 @@ class SqliteEmailQuery:
     (`among`) are only read as rows: looked up by id, 500 at a time ("+e.account_id": an
     index on the account would walk all of its emails to find them)."""
 
+    orders_among = False
+
     def __init__(self, conn: sqlite3.Connection, account_id: str, node: Node,
                  among: Sequence[str] | None) -> None:
         self.conn, self.account_id, self.node, self.among = conn, account_id, node, among
