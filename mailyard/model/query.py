@@ -110,6 +110,8 @@ def order_rows(rows: list[KeyRow], sort: Sequence[SortKey], collapse: bool, *,
 
     if not arrived_in_order:
         rows = sorted(rows, key=itemgetter(2, 0), reverse=then == "newest")
+    if not sort and not collapse:  # given ids in arrival order: nothing more to key
+        return [r[0] for r in rows]
     values = [sort_value(key) for key in sort]
     keyed: list[tuple[str, str, tuple[Any, ...]]]
     if not values:

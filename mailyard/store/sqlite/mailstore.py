@@ -223,6 +223,9 @@ class SqliteEmailQuery:
     def __init__(self, conn: sqlite3.Connection, account_id: str, node: Node,
                  among: Sequence[str] | None) -> None:
         self.conn, self.account_id, self.node, self.among = conn, account_id, node, among
+        self.tuples = conn.cursor()
+        """Rows as plain tuples, not sqlite3.Row: the model indexes every one of them."""
+        self.tuples.row_factory = None
         self.args: list[Any] = [account_id]
         self.where = filters.compile_where(node, self.args)
         self.body = f"FROM emails e WHERE e.account_id = ? AND {self.where}"
@@ -254,19 +257,19 @@ class SqliteEmailQuery:
     async def rows(self, sort: Sequence[SortKey]) -> list[KeyRow]:
         cols, key_args = self._keyed(sort)
         if self.among is None:
-            return self.conn.execute(sqlsort.rows_select(cols, self.body),
-                                     (*key_args, *self.args)).fetchall()
+            return self.tuples.execute(sqlsort.rows_select(cols, self.body),
+                                       (*key_args, *self.args)).fetchall()
         rows: list[KeyRow] = []
         for start in range(0, len(self.among), 500):
             chunk = list(self.among[start:start + 500])
-            rows += self.conn.execute(sqlsort.rows_select(
+            rows += self.tuples.execute(sqlsort.rows_select(
                 cols, f"FROM emails e WHERE e.id IN ({','.join('?' * len(chunk))})"
                 f" AND +e.account_id = ? AND {self.where}", ordered=False),
                 (*key_args, *chunk, *self.args)).fetchall()
         return rows
 
     async def threads(self, take: Callable[[str, str], bool]) -> None:
-        for email_id, thread_id in self.conn.execute(
+        for email_id, thread_id in self.tuples.execute(
                 f"SELECT e.id, e.thread_id {self.body} ORDER BY e.received_at DESC, e.id DESC",
                 self.args):
             if not take(email_id, thread_id):
