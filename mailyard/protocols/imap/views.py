@@ -194,7 +194,8 @@ def _log_failure(task: asyncio.Future[None]) -> None:
 class AccountWatch:
     """The account's events, watched once for every session of the account in this process."""
 
-    __slots__ = ("_subscription", "_task", "account", "listeners", "sessions", "views")
+    __slots__ = ("_subscription", "_task", "account", "events", "listeners", "sessions",
+                 "views")
 
     def __init__(self, account: Account, subscription: Subscription) -> None:
         self.account = account
@@ -202,6 +203,9 @@ class AccountWatch:
         self.sessions = 0
         self.listeners: dict[Callable[[], None], None] = {}
         """Told of every change after the views (NOTIFY sessions: cmd_notify.Notifier)."""
+        self.events = 0
+        """How many times events were taken: a view made from a read during which some were
+        taken (by other sessions) may have missed them (ViewHub.select)."""
         self._subscription = subscription
         self._task = asyncio.ensure_future(self._run())
 
@@ -214,6 +218,7 @@ class AccountWatch:
 
     def _changed(self, state: int) -> None:
         """`state`: the highest announced, or UNKNOWN."""
+        self.events += 1
         for view in self.views.values():
             view.hear(view.covered + 1 if state == UNKNOWN else state)
             if view.idlers and view.stale():
@@ -264,6 +269,7 @@ class ViewHub:
         no other session of this process has it selected)."""
         view = watch.views.get(mailbox.id)
         if view is None:
+            events = watch.events
             snapshot = await self.service.snapshot(watch.account, mailbox)
             view = watch.views.get(mailbox.id)  # another session may have made it meanwhile
             if view is None:
@@ -272,6 +278,8 @@ class ViewHub:
                                    self.recent_marks.setdefault(mailbox.id, [1]),
                                    watch.listeners)
                 watch.views[mailbox.id] = view
+                if watch.events != events:  # taken while the read ran: maybe after it
+                    view.hear(view.covered + 1)
         view.users += 1
         try:
             watch.poll()
