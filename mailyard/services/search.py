@@ -190,7 +190,8 @@ class SearchService:
         than they are, those matches are looked up; otherwise the hidden emails are read by
         mailbox and the query asked about them. Neither lists every match of a common word."""
         hidden_node = _or([q.Mailbox(b.id, by_id=True) for b in hidden])
-        held = await self._held(account_id, hidden) if limit is None else None
+        held = await self._held(account_id, hidden) if limit is None else \
+            self._held_already(hidden)
         wanted = None if limit is None else position + limit
         count: int | None = None
         while True:
@@ -292,6 +293,19 @@ class SearchService:
                 while len(self.held) > HELD_BOXES:
                     self.held.popitem(last=False)
             self.held.move_to_end(box.id)
+            out |= known[1]
+        return out
+
+    def _held_already(self, hidden: list[Mailbox]) -> set[str] | None:
+        """The hidden mailboxes' emails when this service already holds them for the states
+        this search listed (no read), else None: a page then drops the hidden ones among
+        its hits without asking the store about them (a read of the page's ids per page,
+        ~0.3-1 ms of a first page that takes 1-2)."""
+        out: set[str] = set()
+        for box in hidden:
+            known = self.held.get(box.id)
+            if known is None or known[0] != _state(box):
+                return None
             out |= known[1]
         return out
 
