@@ -14,19 +14,27 @@ Rules, once for every engine:
   of its own, named after the email.
 - The email is in the mailboxes it names, those of its roles, and always All Mail; one MODSEQ
   covers the whole delivery.
+- An import batch (`store_imports`) is its deliveries in source order in one transaction; a
+  message the import met before (or a delivery that found the email stored) has its labels
+  and keywords added to what is stored; a delivery over quota fails alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mailyard.core.threading import REPLY_WINDOW_MS, thread_keys, wants_subject_fallback
-from mailyard.model.labels import ALL, label
+from mailyard.model.keywords import set_keywords
+from mailyard.model.labels import ALL, add_to_mailbox, label
 from mailyard.store.ports import (
     DeliveryResult,
     DeliveryTx,
     EmailFlags,
+    ImportWrite,
     NewEmail,
     NotFound,
     QuotaExceeded,
+    StoreTx,
 )
 
 
@@ -84,3 +92,27 @@ async def _join_thread(tx: DeliveryTx, email: NewEmail, keys: list[str], modseq:
         tx.log(modseq, "Thread", other, "destroyed")
     tx.log(modseq, "Thread", thread_id, "updated")
     return thread_id
+
+
+async def store_imports(tx: StoreTx, account_id: str, writes: Sequence[ImportWrite]
+                        ) -> list[tuple[str, bool] | QuotaExceeded]:
+    """An import batch on one open transaction, in order (MailStore.store_imports)."""
+    out: list[tuple[str, bool] | QuotaExceeded] = []
+    for write in writes:
+        if write.email is not None:
+            try:
+                result = await deliver(tx, write.email)
+            except QuotaExceeded as refused:  # raised before the delivery wrote anything
+                out.append(refused)
+                continue
+            email_id, created = result.email_id, result.created
+        else:
+            assert write.existing is not None, "an ImportWrite names an email or a delivery"
+            email_id, created = write.existing, False
+        if not created:
+            for box in write.mailboxes:
+                await add_to_mailbox(tx, [email_id], box)
+            if write.keywords:
+                await set_keywords(tx, [email_id], add=write.keywords)
+        out.append((email_id, created))
+    return out

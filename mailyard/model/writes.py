@@ -34,10 +34,12 @@ from mailyard.store.ports import (
     DKIMKeyRecord,
     DomainTx,
     Expunged,
+    ImportWrite,
     KeywordUpdate,
     Mailbox,
     MailboxCounters,
     NewEmail,
+    QuotaExceeded,
     StoreTx,
 )
 
@@ -76,6 +78,11 @@ class MailWrites(ABC):
 
     async def deliver(self, email: NewEmail) -> DeliveryResult:
         return await self.write_mail(email.account_id, lambda tx: delivery.deliver(tx, email))
+
+    async def store_imports(self, account_id: str, writes: Sequence[ImportWrite]
+                            ) -> list[tuple[str, bool] | QuotaExceeded]:
+        return await self.write_mail(account_id, lambda tx: delivery.store_imports(
+            tx, account_id, writes))
 
     async def set_keywords(self, account_id: str, email_ids: Sequence[str], *,
                            add: Sequence[str] = (), remove: Sequence[str] = (),

@@ -13,27 +13,22 @@ log) to the WAL once per message: 10,000 messages wrote 1,670 MiB to mail.db and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-from mailyard.model.writes import MailWrites
 from mailyard.pipeline.inbound import Prepared, Target
 from mailyard.services.mailbox import MailboxService
 from mailyard.store.ports import (
     Account,
+    ImportWrite,
     IndexDocument,
     Mailbox,
     MailStore,
-    NewEmail,
-    QuotaExceeded,
     StoreError,
-    StoreTx,
 )
 
 log = logging.getLogger("mailyard.transfer")
 
-R = TypeVar("R")
 
 _PER_MESSAGE = (StoreError, ValueError, UnicodeError, LookupError)
 """What one message's import may fail with and the rest go on (over quota, unreadable)."""
@@ -62,18 +57,6 @@ class Imported:
     """None when skipped (already imported) or failed."""
     created: bool
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """One message's part of the batch's transaction: a delivery (`email`) or an email this
-    import made already (`existing`); then, unless the delivery created it, its labels and
-    keywords added to what is stored."""
-
-    email: NewEmail | None
-    existing: str | None
-    mailboxes: list[str]
-    keywords: list[str]
 
 
 async def import_batch(mailbox: MailboxService, account: Account,
@@ -105,7 +88,7 @@ async def import_batch(mailbox: MailboxService, account: Account,
     fresh = [at for at in todo if items[at].existing is None]
     prepared = dict(zip(fresh, await mailbox.pipeline.prepare_many(
         [(items[at].raw, items[at].received_at) for at in fresh]), strict=True))
-    writes: list[tuple[int, _Write]] = []
+    writes: list[tuple[int, ImportWrite]] = []
     for at in todo:
         item, ready = items[at], prepared.get(at)
         if isinstance(ready, Exception):
@@ -115,7 +98,7 @@ async def import_batch(mailbox: MailboxService, account: Account,
         email = None if ready is None else mailbox.pipeline.new_email(
             ready, Target(account.id, mailbox_roles=[], mailbox_ids=boxes,
                           keywords=list(item.keywords)), item.delivery_key)
-        writes.append((at, _Write(email, item.existing, boxes, list(item.keywords))))
+        writes.append((at, ImportWrite(email, item.existing, boxes, list(item.keywords))))
     documents: list[IndexDocument] = []
     stored = await _store_all(store, account.id, [w for _, w in writes])
     for (at, _), outcome in zip(writes, stored, strict=True):
@@ -154,71 +137,23 @@ def _failed(error: Exception) -> Imported:
     return Imported(None, created=False, error=f"{type(error).__name__}: {error}")
 
 
-async def _store_all(store: MailStore, account_id: str, writes: Sequence[_Write]
+async def _store_all(store: MailStore, account_id: str, writes: Sequence[ImportWrite]
                      ) -> list[tuple[str, bool] | Exception]:
-    """Each write's (email id, created) or its error, in order. One transaction for all of
-    them on every engine whose MailStore is a `MailWrites` (all of ours: SQLite, PostgreSQL,
-    sharded): order, and with it the UIDs, is the source's on each. Only QuotaExceeded is
-    taken inside it, because the model raises it before writing anything; any other error
-    rolls the batch back and the writes are done again one transaction each, so that it
+    """Each write's (email id, created) or its error, in order: the batch in one transaction
+    (MailStore.store_imports: a delivery over quota fails alone inside it). Any other error
+    rolls the batch back, and the writes are done again one transaction each, so that it
     fails its own message alone."""
     if not writes:
         return []
-    if isinstance(store, MailWrites):
-        try:
-            return await store.write_mail(account_id, lambda tx: _in_one(tx, account_id,
-                                                                          writes))
-        except _PER_MESSAGE as error:
-            log.info("an import batch of %d failed as one transaction (%s); storing its"
-                     " messages one by one", len(writes), error)
+    try:
+        return list(await store.store_imports(account_id, writes))
+    except _PER_MESSAGE as error:
+        log.info("an import batch of %d failed as one transaction (%s); storing its"
+                 " messages one by one", len(writes), error)
     out: list[tuple[str, bool] | Exception] = []
     for write in writes:
         try:
-            out.append(await _store_one(store, account_id, write))
+            out.extend(await store.store_imports(account_id, [write]))
         except _PER_MESSAGE as error:
             out.append(error)
     return out
-
-
-async def _in_one(tx: StoreTx, account_id: str, writes: Sequence[_Write]
-                  ) -> list[tuple[str, bool] | Exception]:
-    """The batch in the open transaction `tx`, through the port's own write methods
-    (`_OnTx`: the model functions `ModelWrites` maps them to, not a copy of that mapping)."""
-    on_tx = _OnTx(tx)
-    out: list[tuple[str, bool] | Exception] = []
-    for write in writes:
-        try:
-            out.append(await _store_one(on_tx, account_id, write))
-        except QuotaExceeded as error:
-            out.append(error)
-    return out
-
-
-async def _store_one(store: MailStore | _OnTx, account_id: str, write: _Write
-                     ) -> tuple[str, bool]:
-    """One message: delivered (or the existing email), then its labels and keywords added
-    when it was stored before."""
-    if write.email is not None:
-        result = await store.deliver(write.email)
-        email_id, created = result.email_id, result.created
-    else:
-        assert write.existing is not None
-        email_id, created = write.existing, False
-    if not created:
-        for box in write.mailboxes:
-            await store.add_to_mailbox(account_id, [email_id], box)
-        if write.keywords:
-            await store.set_keywords(account_id, [email_id], add=write.keywords)
-    return email_id, created
-
-
-class _OnTx(MailWrites):
-    """The MailStore's write methods on one open transaction: each runs its model function
-    on `tx` instead of opening a transaction of its own."""
-
-    def __init__(self, tx: StoreTx) -> None:
-        self._tx = tx
-
-    async def write_mail(self, account_id: str,
-                         step: Callable[[StoreTx], Coroutine[Any, Any, R]]) -> R:
-        return await step(self._tx)

@@ -75,3 +75,30 @@ x = service.store.get_objects(1)
 self.store = store
 """
     assert [line for line, _ in reaches(ast.parse(source))] == [3, 4, 6, 7, 8, 9, 10]
+
+
+def _model_imports(tree: ast.AST) -> list[int]:
+    """Lines of `tree` that import the mail model (mailyard.model...)."""
+    lines: list[int] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            lines += [node.lineno for a in node.names
+                      if a.name == "mailyard.model" or a.name.startswith("mailyard.model.")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                node.module == "mailyard.model" or node.module.startswith("mailyard.model.")):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_model_is_reached_through_the_store_port_only() -> None:
+    """The mail model is what the engines' MailStores run (model/writes.py, model/reads.py):
+    services, the pipeline and the protocols call the port, so no one runs a model function
+    on a transaction of their own making (an import batch is MailStore.store_imports)."""
+    package = PROTOCOLS.parent
+    found = [f"{path.relative_to(package.parent)}:{line}"
+             for part in ("services", "pipeline", "protocols")
+             for path in sorted((package / part).rglob("*.py"))
+             for line in _model_imports(ast.parse(path.read_text(), str(path)))]
+    assert _model_imports(ast.parse("from mailyard.model.writes import MailWrites\n"
+                                    "import mailyard.model.labels\n")) == [1, 2]
+    assert not found, "the model reached around the store port:\n" + "\n".join(found)

@@ -11,9 +11,9 @@ start-up pays for each module it imports):
 - `blobs`: BlobStore, BlobInfo
 - `queue`: QueueItem, NewItem, PendingItem, DeadLetter, QueueStats, Queue
 - `text`: stored_text, stored_text_opt, stored_keywords
-- `records`: DKIMKeyRecord, Account, Mailbox, NewEmail, DeliveryResult, EmailRecord, EmailHead,
-  MailboxEntry, MailboxSnapshot, MailboxDelta, KeywordUpdate, Expunged, Change, StoredObject,
-  MailboxCounters
+- `records`: DKIMKeyRecord, Account, Mailbox, NewEmail, DeliveryResult, ImportWrite,
+  EmailRecord, EmailHead, MailboxEntry, MailboxSnapshot, MailboxDelta, KeywordUpdate, Expunged,
+  Change, StoredObject, MailboxCounters
 - `mailstore`: MailStore, Maintenance, MaintainedMailStore
 - `mailtx`: EmailFlags, CountChange, RemovedEmail, MailReader, MailTx, DeliveryTx, MailboxTx,
   AccountTx, DomainTx, CounterTx, ObjectTx, StoreTx
@@ -162,6 +162,9 @@ if TYPE_CHECKING:
         Expunged as Expunged,
     )
     from mailyard.store.ports.records import (
+        ImportWrite as ImportWrite,
+    )
+    from mailyard.store.ports.records import (
         KeywordUpdate as KeywordUpdate,
     )
     from mailyard.store.ports.records import (
@@ -250,6 +253,7 @@ _HOME = {
     "Mailbox": "records",
     "NewEmail": "records",
     "DeliveryResult": "records",
+    "ImportWrite": "records",
     "EmailRecord": "records",
     "EmailHead": "records",
     "MailboxEntry": "records",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from mailyard.core.emailsort import SortKey
     from mailyard.core.query import Node
+    from mailyard.store.ports.errors import QuotaExceeded
     from mailyard.store.ports.records import (
         Account,
         Change,
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
         EmailHead,
         EmailRecord,
         Expunged,
+        ImportWrite,
         KeywordUpdate,
         Mailbox,
         MailboxCounters,
@@ -64,6 +66,14 @@ class MailStore(Protocol):
         mailbox holding an email; one grouped read, not a query per mailbox."""
         ...
     async def deliver(self, email: NewEmail) -> DeliveryResult: ...
+    async def store_imports(self, account_id: str, writes: Sequence[ImportWrite]
+                            ) -> list[tuple[str, bool] | QuotaExceeded]:
+        """An import batch in ONE write transaction, in order (UIDs follow it): each write's
+        (email id, created), or the QuotaExceeded its delivery was refused with (raised
+        before that delivery wrote anything, so the rest go on). Any other error rolls the
+        whole batch back and is raised. One transaction, not one per message: SQLite wrote
+        the pages each delivery touches to its WAL once per message (issue 18)."""
+        ...
     async def has_delivery(self, account_id: str, delivery_key: str) -> bool: ...
     async def list_emails(
         self, account_id: str, mailbox: str | None = None, limit: int = 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,19 @@ class DeliveryResult:
     uids: dict[str, int] = field(default_factory=dict)
     """Mailbox id -> the UID the email got there, as written in the same transaction (empty
     when not created): read back later, a concurrent EXPUNGE may already have taken it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportWrite:
+    """One imported message's part of a batch stored in one transaction
+    (MailStore.store_imports): a delivery (`email`), or an email the same import stored
+    already (`existing`); unless the delivery created the email, `mailboxes` and `keywords`
+    are added to what is stored."""
+
+    email: NewEmail | None
+    existing: str | None
+    mailboxes: Sequence[str]
+    keywords: Sequence[str]
 
 
 @dataclass(slots=True)
