@@ -34,25 +34,11 @@ from mailyard.store.ports import (
     MailboxEntry,
     Subscription,
 )
-from mailyard.store.subscription import Subscription as StateQueue
 
 log = logging.getLogger("mailyard.imap")
 
 STALE_AFTER = 60.0
 """Seconds after which a view is re-read even without an event (a lost datagram)."""
-
-UNKNOWN = -1
-"""An event whose state a subscription does not tell (see `_take`): every view is stale."""
-
-
-def _take(subscription: Subscription) -> int | None:
-    """The highest state waiting, None when none is. Every EventBus hands out
-    store.subscription's Subscription, which tells it; another kind only says whether one
-    came (UNKNOWN)."""
-    if isinstance(subscription, StateQueue):
-        return subscription.take()
-    return UNKNOWN if subscription.drain() else None
-
 
 class Idler(Protocol):
     """A session in IDLE: told to write what changed once the view moved on."""
@@ -212,15 +198,15 @@ class AccountWatch:
     def poll(self) -> None:
         """Take the events waiting (without yielding to the loop, so a session sees its own
         change at once) and tell the views."""
-        state = _take(self._subscription)
+        state = self._subscription.take()
         if state is not None:
             self._changed(state)
 
     def _changed(self, state: int) -> None:
-        """`state`: the highest announced, or UNKNOWN."""
+        """`state`: the highest announced."""
         self.events += 1
         for view in self.views.values():
-            view.hear(view.covered + 1 if state == UNKNOWN else state)
+            view.hear(state)
             if view.idlers and view.stale():
                 view.refresh_soon()
         for listener in list(self.listeners):
@@ -229,7 +215,7 @@ class AccountWatch:
     async def _run(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             async for state in self._subscription:
-                self._changed(max(state, _take(self._subscription) or 0))
+                self._changed(max(state, self._subscription.take() or 0))
 
     def close(self) -> None:
         self._task.cancel()

@@ -48,11 +48,21 @@ class NodeEventBus(EventBus, Protocol):
 
 
 class Subscription(Protocol):
+    """The states published for one account, in order (store/subscription.py, the one
+    implementation every EventBus hands out)."""
+
     def __aiter__(self) -> AsyncIterator[int]: ...
 
     async def __anext__(self) -> int: ...
 
-    def drain(self) -> bool: ...
+    def drain(self) -> bool:
+        """Take every state waiting; whether there was any."""
+        ...
+
+    def take(self) -> int | None:
+        """Take every state waiting; the highest, None when none was (an IMAP view that holds
+        its own write already skips the re-read for states up to it)."""
+        ...
 
     def cancel(self) -> None: ...
 
