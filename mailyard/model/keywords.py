@@ -67,6 +67,7 @@ async def set_keywords(tx: MailTx, email_ids: Sequence[str], *, add: Sequence[st
         await touch(tx, email_id, modseq)
         rows[email_id] = EmailFlags(keywords=after, modseq=modseq)  # the same id twice
         result.updated.append((email_id, after, modseq))
+    result.modseq = modseq
     return result
 
 

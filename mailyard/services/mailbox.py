@@ -63,12 +63,6 @@ class MailboxService:
         self.bus = bus
         self.pipeline = pipeline
         self._deltas: dict[tuple[str, int], asyncio.Future[MailboxDelta]] = {}
-        self._published: dict[str, int] = {}
-        """Account id -> the highest state this service has published for it. A flag change
-        whose emails all carry a MODSEQ at or below it changed nothing (a write that changes
-        something takes a MODSEQ above every one taken before it, published ones included):
-        no event, so the IMAP views of the account are not re-read for it. A STORE that sets
-        a flag already there is common (a client marking read what another already did)."""
         self.subscriptions = Subscriptions(store, bus)
 
     async def account(self, address: str) -> Account:
@@ -231,10 +225,10 @@ class MailboxService:
                            unchanged_since: int | None = None) -> KeywordUpdate:
         result = await self.store.set_keywords(account.id, email_ids, add=add, remove=remove,
                                                replace=replace, unchanged_since=unchanged_since)
-        if result.updated:  # conflicts alone changed nothing: no one to wake
-            top = max(modseq for _, _, modseq in result.updated)
-            if top > self._published.get(account.id, 0):
-                await self._changed(account, top)
+        # A STORE that sets a flag already there (a client marking read what another already
+        # did) or meets only conflicts wrote nothing: no event, so no IMAP view is re-read.
+        if result.modseq is not None:
+            await self._changed(account, result.modseq)
         marked = {k.lower() for k in (replace if replace is not None else add)}
         if "$junk" in marked or "$notjunk" in marked:
             self._junk(account, email_ids, "$junk" in marked)
@@ -384,11 +378,6 @@ class MailboxService:
         if state is None:
             state = (await self.store.get_account_by_id(account.id)).modseq
         await self.bus.publish(account.id, state)
-        published = self._published
-        if state > published.get(account.id, 0):
-            if len(published) >= 100_000 and account.id not in published:
-                published.clear()  # one int per account, bounded: forgetting only costs events
-            published[account.id] = state
 
     async def delete_from(self, account: Account, mailbox: Mailbox,
                           email_ids: Sequence[str]) -> list[str]:

@@ -91,6 +91,9 @@ async def test_keywords_modseq_and_unchanged_since(mailstore: Any, account: Acco
     [(email_id, keywords, modseq)] = result.updated
     assert email_id == a.email_id and sorted(keywords) == ["$flagged", "$seen"]
     assert modseq > max(e.modseq for e in before.entries)
+    assert result.modseq == modseq  # the MODSEQ the write took, what the change publishes
+    again = await mailstore.set_keywords(account.id, [a.email_id], add=["$seen"])
+    assert again.updated == [(a.email_id, keywords, modseq)] and again.modseq is None
     after = await mailstore.snapshot(account.id, inbox.id)
     assert after.mailbox.unread == 1 and after.mailbox.highest_modseq == modseq
     # UNCHANGEDSINCE older than the email's modseq: a conflict, nothing written
@@ -98,6 +101,7 @@ async def test_keywords_modseq_and_unchanged_since(mailstore: Any, account: Acco
                                          unchanged_since=modseq - 1)
     assert stale.conflicts == [a.email_id]
     assert [u[0] for u in stale.updated] == [b.email_id]
+    assert stale.modseq is None  # b had no $seen: nothing written, only a conflict
     replaced = await mailstore.set_keywords(account.id, [a.email_id], replace=["$answered"])
     assert replaced.updated[0][1] == ["$answered"]
     delta = await mailstore.mailbox_delta(account.id, inbox.id, modseq)

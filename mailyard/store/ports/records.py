@@ -214,6 +214,9 @@ class KeywordUpdate:
     """(email_id, keywords, modseq) of each email whose keywords were written."""
     conflicts: list[str]
     """Emails left alone because they changed after UNCHANGEDSINCE."""
+    modseq: int | None = None
+    """The MODSEQ this write took; None when it changed nothing (every flag already as
+    asked, or only conflicts): then there is no change to publish."""
 
 
 @dataclass(slots=True)
